@@ -1,0 +1,720 @@
+//! The conformance suite every [`Store`] backend must pass.
+//!
+//! Each check is a plain async function over `&dyn Store`; a backend instantiates them
+//! all with [`store_conformance_suite!`](crate::store_conformance_suite), giving each
+//! check a fresh, empty store.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use wardline_domain::{DeviceId, DeviceKind, ObservationCode, PatientId, Reading, Role, Signal};
+
+use crate::model::*;
+use crate::{Store, StoreError};
+
+/// Instantiates every conformance check as a `#[tokio::test]`; `$fresh` is an async
+/// expression giving a new, empty store (and whatever guard keeps it alive).
+#[macro_export]
+macro_rules! store_conformance_suite {
+    ($fresh:expr) => {
+        $crate::store_conformance_suite!(@tests $fresh;
+            users_and_credentials, sessions_expire_and_revoke, care_teams_decide_membership,
+            devices_and_assignments, ingest_stores_once, ingest_refuses_unassigned_and_revoked,
+            reassigned_device_keeps_patients_apart, observations_page_by_time,
+            latest_observation_per_code, waveform_chunks_by_window, audit_trail_is_chained);
+    };
+    (@tests $fresh:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (store, _guard) = $fresh.await;
+                $crate::conformance::$check(&store).await;
+            }
+        )*
+    };
+}
+
+fn at(minutes: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0)
+        .single()
+        .expect("valid time")
+        + Duration::minutes(minutes)
+}
+
+async fn patient(store: &dyn Store, name: &str) -> PatientId {
+    store
+        .create_patient(NewPatient {
+            display_name: name.into(),
+            birth_date: None,
+            mrn: None,
+        })
+        .await
+        .expect("create patient")
+        .id
+}
+
+async fn device(store: &dyn Store, id: &str) -> DeviceId {
+    let id = DeviceId::parse(id).expect("device id");
+    store
+        .create_device(NewDevice {
+            id: id.clone(),
+            kind: DeviceKind::Cgm,
+            model: "G7".into(),
+            serial: format!("SN-{id}"),
+            secret_hash: [7; 32],
+        })
+        .await
+        .expect("create device");
+    id
+}
+
+fn glucose(seq: i64, minute: i64, value: f64) -> Reading {
+    Reading {
+        seq,
+        code: ObservationCode::GlucoseCgm,
+        value,
+        original: None,
+        effective: at(minute),
+    }
+}
+
+fn readings(device: &DeviceId, readings: Vec<Reading>) -> IngestItem {
+    IngestItem {
+        device_id: device.clone(),
+        received: at(10_000),
+        payload: IngestPayload::Readings(readings),
+    }
+}
+
+fn user(username: &str, role: Role, patient_id: Option<PatientId>) -> NewUser {
+    NewUser {
+        username: username.into(),
+        display_name: username.to_uppercase(),
+        role,
+        password_hash: "$argon2id$fake".into(),
+        patient_id,
+    }
+}
+
+pub async fn users_and_credentials(store: &dyn Store) {
+    let nurse = store
+        .create_user(user("Nora", Role::Nurse, None))
+        .await
+        .expect("create nurse");
+    let credentials = store
+        .user_credentials("nora")
+        .await
+        .expect("lookup")
+        .expect("usernames match without regard to case");
+    assert_eq!(credentials.user, nurse);
+    assert_eq!(credentials.password_hash, "$argon2id$fake");
+    assert!(matches!(
+        store.create_user(user("NORA", Role::Clinician, None)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        store
+            .create_user(user("pat", Role::Patient, None))
+            .await
+            .is_err(),
+        "a patient account must be linked to a patient record"
+    );
+    let record = patient(store, "Pat").await;
+    let account = store
+        .create_user(user("pat", Role::Patient, Some(record)))
+        .await
+        .expect("patient account");
+    assert_eq!(account.patient_id, Some(record));
+    assert_eq!(
+        store.user(account.id).await.expect("user"),
+        Some(account.clone())
+    );
+    assert_eq!(
+        store
+            .count_users_with_role(Role::Admin)
+            .await
+            .expect("count"),
+        0
+    );
+    store
+        .set_user_disabled(account.id, true)
+        .await
+        .expect("disable");
+    assert!(
+        store
+            .user(account.id)
+            .await
+            .expect("user")
+            .expect("exists")
+            .disabled
+    );
+    assert_eq!(store.users().await.expect("users").len(), 2);
+}
+
+pub async fn sessions_expire_and_revoke(store: &dyn Store) {
+    let clinician = store
+        .create_user(user("cleo", Role::Clinician, None))
+        .await
+        .expect("user");
+    let session = NewSession {
+        token_hash: [1; 32],
+        user_id: clinician.id,
+        created: at(0),
+        expires: at(60),
+    };
+    store.create_session(session).await.expect("session");
+    let live = store
+        .session([1; 32], at(30))
+        .await
+        .expect("lookup")
+        .expect("live session");
+    assert_eq!(live.user.id, clinician.id);
+    assert!(
+        store
+            .session([1; 32], at(61))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "expired"
+    );
+    assert!(
+        store
+            .session([2; 32], at(30))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "unknown token"
+    );
+    assert!(store.revoke_session([1; 32], at(31)).await.expect("revoke"));
+    assert!(
+        store
+            .session([1; 32], at(32))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "revoked"
+    );
+    store
+        .create_session(NewSession {
+            token_hash: [3; 32],
+            user_id: clinician.id,
+            created: at(0),
+            expires: at(60),
+        })
+        .await
+        .expect("second session");
+    store
+        .set_user_disabled(clinician.id, true)
+        .await
+        .expect("disable");
+    assert!(
+        store
+            .session([3; 32], at(30))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "disabled user"
+    );
+}
+
+pub async fn care_teams_decide_membership(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let bob = patient(store, "Bob").await;
+    let xavier = store
+        .create_user(user("xavier", Role::Clinician, None))
+        .await
+        .expect("user");
+    let yvonne = store
+        .create_user(user("yvonne", Role::Nurse, None))
+        .await
+        .expect("user");
+    let cardiology = store.create_care_team("Cardiology").await.expect("team");
+    let diabetes = store.create_care_team("Diabetes").await.expect("team");
+    assert!(matches!(
+        store.create_care_team("Cardiology").await,
+        Err(StoreError::Conflict { .. })
+    ));
+    store
+        .add_care_team_member(cardiology.id, xavier.id)
+        .await
+        .expect("member");
+    store
+        .add_care_team_patient(cardiology.id, alice)
+        .await
+        .expect("patient");
+    store
+        .add_care_team_member(diabetes.id, yvonne.id)
+        .await
+        .expect("member");
+    store
+        .add_care_team_patient(diabetes.id, bob)
+        .await
+        .expect("patient");
+    store
+        .add_care_team_patient(diabetes.id, alice)
+        .await
+        .expect("patient");
+    assert!(
+        store
+            .is_on_care_team_of(xavier.id, alice)
+            .await
+            .expect("check")
+    );
+    assert!(
+        !store
+            .is_on_care_team_of(xavier.id, bob)
+            .await
+            .expect("check")
+    );
+    let mut yvonnes = store
+        .patients_of_care_team_member(yvonne.id)
+        .await
+        .expect("patients");
+    yvonnes.sort();
+    let mut expected = vec![alice, bob];
+    expected.sort();
+    assert_eq!(yvonnes, expected);
+    let record = patient(store, "Carol").await;
+    let carol = store
+        .create_user(user("carol", Role::Patient, Some(record)))
+        .await
+        .expect("user");
+    assert!(
+        store
+            .add_care_team_member(diabetes.id, carol.id)
+            .await
+            .is_err(),
+        "a patient account cannot join a care team"
+    );
+    let teams = store.care_teams().await.expect("teams");
+    assert_eq!(teams.len(), 2);
+    assert_eq!(teams[1].patients.len(), 2);
+}
+
+pub async fn devices_and_assignments(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    assert!(matches!(
+        store
+            .create_device(NewDevice {
+                id: cgm.clone(),
+                kind: DeviceKind::Cgm,
+                model: "x".into(),
+                serial: "y".into(),
+                secret_hash: [0; 32],
+            })
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let credentials = store
+        .device_credentials(&cgm)
+        .await
+        .expect("lookup")
+        .expect("device");
+    assert_eq!(credentials.secret_hash, [7; 32]);
+    assert_eq!(credentials.device.status, DeviceStatus::Active);
+    store
+        .assign_device(&cgm, alice, at(0))
+        .await
+        .expect("assign");
+    assert_eq!(
+        store
+            .devices_of_patient(alice)
+            .await
+            .expect("devices")
+            .len(),
+        1
+    );
+    assert!(
+        store.assign_device(&cgm, alice, at(-5)).await.is_err(),
+        "no assignment before the last one"
+    );
+    store
+        .set_device_status(&cgm, DeviceStatus::Revoked)
+        .await
+        .expect("revoke");
+    assert_eq!(
+        store
+            .device(&cgm)
+            .await
+            .expect("lookup")
+            .expect("device")
+            .status,
+        DeviceStatus::Revoked
+    );
+    let unknown = DeviceId::parse("nope-000").expect("id");
+    assert!(store.device(&unknown).await.expect("lookup").is_none());
+    assert!(matches!(
+        store
+            .set_device_status(&unknown, DeviceStatus::Active)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn ingest_stores_once(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, alice, at(0))
+        .await
+        .expect("assign");
+    let batch = vec![glucose(1, 5, 110.0), glucose(2, 10, 115.0)];
+    let outcomes = store
+        .ingest(vec![readings(&cgm, batch.clone())])
+        .await
+        .expect("ingest");
+    let IngestOutcome::Stored {
+        patient_id,
+        stored,
+        duplicates,
+    } = &outcomes[0]
+    else {
+        panic!("expected stored, got {outcomes:?}")
+    };
+    assert_eq!(*patient_id, alice);
+    assert_eq!(stored.len(), 2);
+    assert_eq!(*duplicates, 0);
+    // A retry of the same message, and a message overlapping it, store nothing twice.
+    let retried = store
+        .ingest(vec![
+            readings(&cgm, batch),
+            readings(&cgm, vec![glucose(2, 10, 115.0), glucose(3, 15, 120.0)]),
+        ])
+        .await
+        .expect("retry");
+    assert!(
+        matches!(&retried[0], IngestOutcome::Stored { stored, duplicates: 2, .. } if stored.is_empty())
+    );
+    assert!(
+        matches!(&retried[1], IngestOutcome::Stored { stored, duplicates: 1, .. } if stored.len() == 1)
+    );
+    let page = store
+        .observations(ObservationQuery {
+            patient_id: alice,
+            code: ObservationCode::GlucoseCgm,
+            from: at(0),
+            to: at(60),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .expect("query");
+    let seqs: Vec<i64> = page
+        .observations
+        .iter()
+        .map(|observation| observation.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(page.observations[0].device_id, cgm);
+    assert!(
+        store
+            .device(&cgm)
+            .await
+            .expect("device")
+            .expect("exists")
+            .last_seen
+            .is_some()
+    );
+}
+
+pub async fn ingest_refuses_unassigned_and_revoked(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    let outcomes = store
+        .ingest(vec![readings(&cgm, vec![glucose(1, 5, 110.0)])])
+        .await
+        .expect("ingest");
+    assert!(matches!(outcomes[0], IngestOutcome::NotAssigned { .. }));
+    store
+        .assign_device(&cgm, alice, at(10))
+        .await
+        .expect("assign");
+    // One reading before the assignment refuses the whole message.
+    let mixed = store
+        .ingest(vec![readings(
+            &cgm,
+            vec![glucose(2, 15, 110.0), glucose(3, 5, 111.0)],
+        )])
+        .await
+        .expect("ingest");
+    assert!(matches!(mixed[0], IngestOutcome::NotAssigned { at: when, .. } if when == at(5)));
+    let unknown = DeviceId::parse("ghost-01").expect("id");
+    let outcomes = store
+        .ingest(vec![readings(&unknown, vec![glucose(1, 15, 1.0)])])
+        .await
+        .expect("ingest");
+    assert!(matches!(outcomes[0], IngestOutcome::UnknownDevice { .. }));
+    store
+        .set_device_status(&cgm, DeviceStatus::Revoked)
+        .await
+        .expect("revoke");
+    let outcomes = store
+        .ingest(vec![readings(&cgm, vec![glucose(4, 20, 100.0)])])
+        .await
+        .expect("ingest");
+    assert!(matches!(outcomes[0], IngestOutcome::Revoked { .. }));
+    let page = store
+        .observations(ObservationQuery {
+            patient_id: alice,
+            code: ObservationCode::GlucoseCgm,
+            from: at(0),
+            to: at(60),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .expect("query");
+    assert!(page.observations.is_empty());
+}
+
+pub async fn reassigned_device_keeps_patients_apart(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let bob = patient(store, "Bob").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, alice, at(0))
+        .await
+        .expect("assign");
+    store
+        .assign_device(&cgm, bob, at(30))
+        .await
+        .expect("reassign");
+    store
+        .ingest(vec![
+            readings(&cgm, vec![glucose(1, 25, 100.0)]),
+            readings(&cgm, vec![glucose(2, 35, 200.0)]),
+        ])
+        .await
+        .expect("ingest");
+    for (patient_id, value) in [(alice, 100.0), (bob, 200.0)] {
+        let page = store
+            .observations(ObservationQuery {
+                patient_id,
+                code: ObservationCode::GlucoseCgm,
+                from: at(0),
+                to: at(60),
+                after: None,
+                limit: 10,
+            })
+            .await
+            .expect("query");
+        assert_eq!(page.observations.len(), 1);
+        assert_eq!(page.observations[0].value, value);
+    }
+    let assignments = store.device_assignments(&cgm).await.expect("assignments");
+    assert_eq!(assignments.len(), 2);
+    assert_eq!(assignments[0].end, Some(at(30)));
+    assert_eq!(assignments[1].end, None);
+}
+
+pub async fn observations_page_by_time(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, alice, at(0))
+        .await
+        .expect("assign");
+    // Deliberately out of order and with ties in time.
+    let batch: Vec<Reading> = (0..25)
+        .rev()
+        .map(|i| glucose(i, 1 + i / 2, 100.0 + i as f64))
+        .collect();
+    store
+        .ingest(vec![readings(&cgm, batch)])
+        .await
+        .expect("ingest");
+    let mut after = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = store
+            .observations(ObservationQuery {
+                patient_id: alice,
+                code: ObservationCode::GlucoseCgm,
+                from: at(2),
+                to: at(12),
+                after,
+                limit: 4,
+            })
+            .await
+            .expect("query");
+        assert!(page.observations.len() <= 4);
+        seen.extend(
+            page.observations
+                .iter()
+                .map(|observation| (observation.effective, observation.seq)),
+        );
+        match page.next {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    let times: Vec<_> = seen.iter().map(|(time, _)| *time).collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "pages come in time order");
+    let mut seqs: Vec<i64> = seen.iter().map(|(_, seq)| *seq).collect();
+    seqs.sort();
+    // Minutes 2..12 (exclusive) hold seq 2..=21.
+    assert_eq!(seqs, (2..=21).collect::<Vec<_>>());
+    let other_code = store
+        .observations(ObservationQuery {
+            patient_id: alice,
+            code: ObservationCode::HeartRate,
+            from: at(0),
+            to: at(60),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .expect("query");
+    assert!(other_code.observations.is_empty());
+}
+
+pub async fn latest_observation_per_code(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, alice, at(0))
+        .await
+        .expect("assign");
+    let heart = Reading {
+        seq: 10,
+        code: ObservationCode::HeartRate,
+        value: 72.0,
+        original: None,
+        effective: at(3),
+    };
+    store
+        .ingest(vec![readings(
+            &cgm,
+            vec![
+                glucose(1, 5, 110.0),
+                glucose(2, 9, 99.0),
+                glucose(3, 7, 130.0),
+                heart,
+            ],
+        )])
+        .await
+        .expect("ingest");
+    let latest = store.latest_observations(alice).await.expect("latest");
+    assert_eq!(latest.len(), 2);
+    let glucose_latest = latest
+        .iter()
+        .find(|o| o.code == ObservationCode::GlucoseCgm)
+        .expect("glucose");
+    assert_eq!(glucose_latest.value, 99.0);
+    assert!(
+        store
+            .latest_observations(PatientId::random())
+            .await
+            .expect("latest")
+            .is_empty()
+    );
+}
+
+pub async fn waveform_chunks_by_window(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let ecg = device(store, "ecg-001").await;
+    store
+        .assign_device(&ecg, alice, at(0))
+        .await
+        .expect("assign");
+    let chunk = |seq: i64, minute: i64| IngestItem {
+        device_id: ecg.clone(),
+        received: at(100),
+        payload: IngestPayload::Waveform(EncodedWaveform {
+            seq,
+            signal: Signal::EcgLeadIi,
+            sampling_rate_hz: 360.0,
+            start: at(minute),
+            end: at(minute + 1),
+            sample_count: 21_600,
+            encoded: vec![seq as u8; 16],
+        }),
+    };
+    let outcomes = store
+        .ingest(vec![chunk(1, 1), chunk(2, 2), chunk(3, 3)])
+        .await
+        .expect("ingest");
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        IngestOutcome::WaveformStored {
+            duplicate: false,
+            ..
+        }
+    )));
+    let again = store.ingest(vec![chunk(2, 2)]).await.expect("ingest");
+    assert!(matches!(
+        again[0],
+        IngestOutcome::WaveformStored {
+            duplicate: true,
+            ..
+        }
+    ));
+    let window = store
+        .waveforms(WaveformQuery {
+            patient_id: alice,
+            signal: Some(Signal::EcgLeadIi),
+            from: at(2) + Duration::seconds(30),
+            to: at(3) + Duration::seconds(1),
+            limit: 10,
+        })
+        .await
+        .expect("query");
+    let seqs: Vec<i64> = window.iter().map(|w| w.seq).collect();
+    assert_eq!(seqs, vec![2, 3], "chunks overlapping the window");
+    assert_eq!(window[0].encoded, vec![2u8; 16]);
+}
+
+pub async fn audit_trail_is_chained(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let xavier = store
+        .create_user(user("xavier", Role::Clinician, None))
+        .await
+        .expect("user");
+    let event = |action: &str, outcome: AuditOutcome, patient_id: Option<PatientId>| AuditEvent {
+        time: at(1),
+        actor: Some(xavier.id),
+        actor_label: "xavier".into(),
+        action: action.into(),
+        patient_id,
+        outcome,
+        remote_addr: Some("127.0.0.1".into()),
+        detail: None,
+    };
+    store
+        .append_audit(vec![
+            event("login", AuditOutcome::Allowed, None),
+            event("observations.read", AuditOutcome::Denied, Some(alice)),
+        ])
+        .await
+        .expect("append");
+    store
+        .append_audit(vec![AuditEvent {
+            actor: None,
+            actor_label: "mallory".into(),
+            ..event("login.failed", AuditOutcome::Denied, None)
+        }])
+        .await
+        .expect("append");
+    let about_alice = store
+        .audit_events(AuditQuery {
+            patient_id: Some(alice),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("query");
+    assert_eq!(about_alice.len(), 1);
+    assert_eq!(about_alice[0].outcome, AuditOutcome::Denied);
+    assert_eq!(about_alice[0].actor, Some(xavier.id));
+    let all = store
+        .audit_events(AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 3);
+    assert!(all[0].sequence > all[1].sequence, "newest first");
+    assert_eq!(store.verify_audit_chain().await.expect("verify"), 3);
+}

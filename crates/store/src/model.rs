@@ -1,0 +1,301 @@
+//! What the store takes and returns.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use wardline_domain::{
+    CareTeamId, DeviceId, DeviceKind, Observation, ObservationCode, PatientId, Reading, Role,
+    Signal, UserId,
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    /// For a patient account, the patient record it is.
+    pub patient_id: Option<PatientId>,
+    pub disabled: bool,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    /// A PHC string (Argon2id); never the password itself.
+    pub password_hash: String,
+    pub patient_id: Option<PatientId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub token_hash: [u8; 32],
+    pub user_id: UserId,
+    pub created: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: User,
+    pub created: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Patient {
+    pub id: PatientId,
+    pub display_name: String,
+    pub birth_date: Option<NaiveDate>,
+    /// The hospital's medical record number, when known.
+    pub mrn: Option<String>,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewPatient {
+    pub display_name: String,
+    pub birth_date: Option<NaiveDate>,
+    pub mrn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CareTeam {
+    pub id: CareTeamId,
+    pub name: String,
+    pub members: Vec<UserId>,
+    pub patients: Vec<PatientId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    Active,
+    /// A revoked device can no longer connect or send.
+    Revoked,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Active => "active",
+            DeviceStatus::Revoked => "revoked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    pub id: DeviceId,
+    pub kind: DeviceKind,
+    pub model: String,
+    pub serial: String,
+    pub status: DeviceStatus,
+    pub created: DateTime<Utc>,
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub id: DeviceId,
+    pub kind: DeviceKind,
+    pub model: String,
+    pub serial: String,
+    /// SHA-256 of the device secret. The secret is 256 random bits, so a fast hash is as
+    /// strong as a slow one here, and a device can authenticate every request cheaply.
+    pub secret_hash: [u8; 32],
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceCredentials {
+    pub device: Device,
+    pub secret_hash: [u8; 32],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceAssignment {
+    pub device_id: DeviceId,
+    pub patient_id: PatientId,
+    pub start: DateTime<Utc>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// One device message to store.
+#[derive(Debug, Clone)]
+pub struct IngestItem {
+    pub device_id: DeviceId,
+    pub received: DateTime<Utc>,
+    pub payload: IngestPayload,
+}
+
+#[derive(Debug, Clone)]
+pub enum IngestPayload {
+    Readings(Vec<Reading>),
+    Waveform(EncodedWaveform),
+}
+
+/// A waveform chunk already encoded in the versioned chunk format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedWaveform {
+    pub seq: i64,
+    pub signal: Signal,
+    pub sampling_rate_hz: f64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub sample_count: u32,
+    pub encoded: Vec<u8>,
+}
+
+/// What happened to one ingested item.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestOutcome {
+    Stored {
+        patient_id: PatientId,
+        /// The observations newly stored (duplicates left out).
+        stored: Vec<Observation>,
+        duplicates: usize,
+    },
+    WaveformStored {
+        patient_id: PatientId,
+        duplicate: bool,
+    },
+    /// The device had no patient at the time of this reading; nothing was stored.
+    NotAssigned {
+        device_id: DeviceId,
+        at: DateTime<Utc>,
+    },
+    UnknownDevice {
+        device_id: DeviceId,
+    },
+    /// The device is revoked; nothing was stored.
+    Revoked {
+        device_id: DeviceId,
+    },
+}
+
+/// Position after which the next page starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageCursor {
+    pub effective_ms: i64,
+    pub key: i64,
+}
+
+impl PageCursor {
+    pub fn encode(self) -> String {
+        format!("{}.{}", self.effective_ms, self.key)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (effective_ms, key) = text.split_once('.')?;
+        Some(Self {
+            effective_ms: effective_ms.parse().ok()?,
+            key: key.parse().ok()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ObservationQuery {
+    pub patient_id: PatientId,
+    pub code: ObservationCode,
+    /// Inclusive.
+    pub from: DateTime<Utc>,
+    /// Exclusive.
+    pub to: DateTime<Utc>,
+    pub after: Option<PageCursor>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ObservationPage {
+    pub observations: Vec<Observation>,
+    pub next: Option<PageCursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WaveformQuery {
+    pub patient_id: PatientId,
+    pub signal: Option<Signal>,
+    /// Chunks overlapping `[from, to)` are returned.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWaveform {
+    pub device_id: DeviceId,
+    pub seq: i64,
+    pub signal: Signal,
+    pub sampling_rate_hz: f64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub sample_count: u32,
+    pub encoded: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    Allowed,
+    Denied,
+    Failed,
+}
+
+impl AuditOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Allowed => "allowed",
+            AuditOutcome::Denied => "denied",
+            AuditOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// One entry of the audit trail: who did what to whose data, when, from where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    pub time: DateTime<Utc>,
+    pub actor: Option<UserId>,
+    /// Username or device id, kept even when the actor is unknown (a failed login).
+    pub actor_label: String,
+    /// Dotted action name, e.g. `observations.read`, `login.failed`.
+    pub action: String,
+    pub patient_id: Option<PatientId>,
+    pub outcome: AuditOutcome,
+    pub remote_addr: Option<String>,
+    /// Free text without health data, e.g. the code and range that were read.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub sequence: i64,
+    pub time: DateTime<Utc>,
+    pub actor: Option<UserId>,
+    pub actor_label: String,
+    pub action: String,
+    pub patient_id: Option<PatientId>,
+    pub outcome: AuditOutcome,
+    pub remote_addr: Option<String>,
+    pub detail: Option<String>,
+    pub chain_hash: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub patient_id: Option<PatientId>,
+    pub actor: Option<UserId>,
+    pub action: Option<String>,
+    /// Only events with a smaller sequence number (for paging backwards).
+    pub before: Option<i64>,
+    pub limit: u32,
+}

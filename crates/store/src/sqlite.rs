@@ -1,0 +1,169 @@
+//! The embedded SQLite backend.
+//!
+//! One writer thread owns the only writing connection and commits in groups: every job
+//! queued while the previous commit was syncing goes into the next transaction, each
+//! under its own savepoint so one failing job does not undo the others. A caller is
+//! answered only after the commit that holds its job is durable (`synchronous=FULL`), so
+//! an acknowledgement sent on that answer survives `kill -9` and power loss. Reads use a
+//! small pool of read-only connections, which WAL lets run beside the writer.
+
+mod migrations;
+mod queries;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
+
+use crate::error::StoreError;
+
+pub use migrations::SCHEMA_VERSION;
+
+/// How the SQLite file is opened.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub read_connections: usize,
+    /// Most jobs in one commit; bounds a transaction's size and an ack's wait.
+    pub max_jobs_per_commit: usize,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            read_connections: 4,
+            max_jobs_per_commit: 4096,
+        }
+    }
+}
+
+/// SQLite-backed [`crate::Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: writer::WriterHandle,
+    readers: Arc<ReaderPool>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database.
+    pub async fn open(options: SqliteOptions) -> Result<Self, StoreError> {
+        let writer_options = options.clone();
+        let writer_connection = tokio::task::spawn_blocking(move || {
+            let mut connection = open_connection(&writer_options.path, false)?;
+            migrations::migrate(&mut connection)?;
+            Ok::<_, StoreError>(connection)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)??;
+        let writer = writer::spawn(writer_connection, options.max_jobs_per_commit)?;
+        let mut readers = Vec::with_capacity(options.read_connections);
+        for _ in 0..options.read_connections.max(1) {
+            readers.push(open_connection(&options.path, true)?);
+        }
+        Ok(Self {
+            writer,
+            readers: Arc::new(ReaderPool::new(readers)),
+            path: options.path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        let _permit = readers
+            .available
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let pool = Arc::clone(&readers);
+        tokio::task::spawn_blocking(move || {
+            let connection = pool.take()?;
+            let result = operation(&connection);
+            pool.give_back(connection);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    async fn write<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.run(operation).await
+    }
+}
+
+#[derive(Debug)]
+struct ReaderPool {
+    connections: Mutex<Vec<Connection>>,
+    available: Semaphore,
+}
+
+impl ReaderPool {
+    fn new(connections: Vec<Connection>) -> Self {
+        let count = connections.len();
+        Self {
+            connections: Mutex::new(connections),
+            available: Semaphore::new(count),
+        }
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        let mut connections = self
+            .connections
+            .lock()
+            .map_err(|_| StoreError::Corrupt("reader pool lock poisoned".into()))?;
+        // The semaphore guarantees a connection is there.
+        connections.pop().ok_or(StoreError::Closed)
+    }
+
+    fn give_back(&self, connection: Connection) {
+        if let Ok(mut connections) = self.connections.lock() {
+            connections.push(connection);
+        }
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let connection = Connection::open_with_flags(path, flags)?;
+    connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    if !read_only {
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    // FULL: a commit is on disk before the caller hears of it, even across power loss.
+    connection.pragma_update(None, "synchronous", "FULL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(connection)
+}
+
+pub(crate) fn to_ms(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} ms is out of range")))
+}

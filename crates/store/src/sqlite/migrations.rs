@@ -1,0 +1,33 @@
+//! Versioned schema migrations, tracked in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use crate::error::StoreError;
+
+/// Migrations in order; the index + 1 is the schema version each one produces.
+/// A migration, once released, never changes: fixes go into a new one.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_initial.sql")];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as i64 + 1;
+        let transaction = connection.transaction()?;
+        transaction
+            .execute_batch(sql)
+            .map_err(|error| StoreError::Migration(format!("to version {version}: {error}")))?;
+        transaction.pragma_update(None, "user_version", version)?;
+        transaction.commit()?;
+        tracing::info!(version, "database migrated");
+    }
+    Ok(())
+}

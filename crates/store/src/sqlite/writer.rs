@@ -1,0 +1,102 @@
+//! The single writing connection and its group commit.
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::StoreError;
+
+/// Runs inside the open transaction; returns what to tell the caller once the commit's
+/// fate is known.
+type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct WriterHandle {
+    jobs: mpsc::Sender<Job>,
+}
+
+pub(crate) fn spawn(
+    connection: Connection,
+    max_jobs_per_commit: usize,
+) -> Result<WriterHandle, StoreError> {
+    let (sender, receiver) = mpsc::channel::<Job>(max_jobs_per_commit.max(1) * 4);
+    std::thread::Builder::new()
+        .name("wardline-sqlite-writer".into())
+        .spawn(move || run(connection, receiver, max_jobs_per_commit.max(1)))?;
+    Ok(WriterHandle { jobs: sender })
+}
+
+impl WriterHandle {
+    pub(crate) async fn run<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (answer, answered) = oneshot::channel::<Result<T, StoreError>>();
+        let job: Job = Box::new(move |connection| {
+            if let Err(error) = connection.execute_batch("SAVEPOINT job") {
+                return Box::new(move |_| {
+                    let _ = answer.send(Err(error.into()));
+                });
+            }
+            match operation(connection) {
+                Ok(value) => match connection.execute_batch("RELEASE job") {
+                    Ok(()) => Box::new(move |commit: Result<(), String>| {
+                        let _ =
+                            answer.send(commit.map(|()| value).map_err(StoreError::CommitFailed));
+                    }),
+                    Err(error) => Box::new(move |_| {
+                        let _ = answer.send(Err(error.into()));
+                    }),
+                },
+                Err(error) => {
+                    // Undo only this job; the others in the group still commit.
+                    let _ = connection.execute_batch("ROLLBACK TO job; RELEASE job");
+                    Box::new(move |_| {
+                        let _ = answer.send(Err(error));
+                    })
+                }
+            }
+        });
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        answered.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn run(connection: Connection, mut receiver: mpsc::Receiver<Job>, max_jobs_per_commit: usize) {
+    let mut group: Vec<Job> = Vec::with_capacity(max_jobs_per_commit);
+    let mut completions: Vec<Completion> = Vec::with_capacity(max_jobs_per_commit);
+    while let Some(first) = receiver.blocking_recv() {
+        group.push(first);
+        // Everything that queued up while the last commit was syncing joins this one.
+        while group.len() < max_jobs_per_commit {
+            match receiver.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let begun = connection.execute_batch("BEGIN IMMEDIATE");
+        if let Err(error) = begun {
+            let message = error.to_string();
+            tracing::error!(error = %message, "could not begin a write transaction");
+            // Dropping the jobs unrun drops their answer channels: each caller sees the
+            // write fail, and nothing was acknowledged.
+            group.clear();
+            continue;
+        }
+        for job in group.drain(..) {
+            completions.push(job(&connection));
+        }
+        let committed = connection.execute_batch("COMMIT").map_err(|error| {
+            let message = error.to_string();
+            tracing::error!(error = %message, "commit failed");
+            let _ = connection.execute_batch("ROLLBACK");
+            message
+        });
+        metrics::counter!("wardline_store_commits_total").increment(1);
+        for completion in completions.drain(..) {
+            completion(committed.clone());
+        }
+    }
+    tracing::debug!("storage writer stopped");
+}
