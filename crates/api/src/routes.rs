@@ -1,0 +1,143 @@
+//! The route table.
+
+mod clinical;
+mod devices;
+mod people;
+
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every route. The OpenAPI document in [`crate::openapi`] describes exactly these.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(crate::openapi::document))
+        .route("/api/v1/auth/login", post(people::login))
+        .route("/api/v1/auth/logout", post(people::logout))
+        .route("/api/v1/me", get(people::me))
+        .route(
+            "/api/v1/users",
+            get(people::list_users).post(people::create_user),
+        )
+        .route(
+            "/api/v1/care-teams",
+            get(people::list_care_teams).post(people::create_care_team),
+        )
+        .route(
+            "/api/v1/care-teams/{team_id}/members",
+            post(people::add_care_team_member),
+        )
+        .route(
+            "/api/v1/care-teams/{team_id}/patients",
+            post(people::add_care_team_patient),
+        )
+        .route("/api/v1/audit", get(people::audit_log))
+        .route(
+            "/api/v1/patients",
+            get(clinical::list_patients).post(clinical::create_patient),
+        )
+        .route("/api/v1/patients/{patient_id}", get(clinical::get_patient))
+        .route(
+            "/api/v1/patients/{patient_id}/devices",
+            get(clinical::patient_devices),
+        )
+        .route(
+            "/api/v1/patients/{patient_id}/observations",
+            get(clinical::observations),
+        )
+        .route(
+            "/api/v1/patients/{patient_id}/observations/latest",
+            get(clinical::latest_observations),
+        )
+        .route(
+            "/api/v1/patients/{patient_id}/observations/stream",
+            get(clinical::observation_stream),
+        )
+        .route(
+            "/api/v1/patients/{patient_id}/waveforms",
+            get(clinical::waveforms),
+        )
+        .route(
+            "/api/v1/devices",
+            get(devices::list_devices).post(devices::enrol_device),
+        )
+        .route(
+            "/api/v1/devices/{device_id}/assignments",
+            post(devices::assign_device),
+        )
+        .route(
+            "/api/v1/devices/{device_id}/revoke",
+            post(devices::revoke_device),
+        )
+        .route(
+            "/api/v1/devices/{device_id}/readings",
+            post(devices::ingest_readings),
+        )
+        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .with_state(state)
+}
+
+async fn metrics(axum::extract::State(state): axum::extract::State<AppState>) -> String {
+    (state.metrics)()
+}
+
+/// `Json` whose rejections speak the API's error format.
+pub(crate) struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::MissingJsonContentType(_) => {
+                    ApiError::invalid("content-type", "expected application/json")
+                }
+                other => ApiError::InvalidRequest {
+                    field: None,
+                    message: other.body_text(),
+                },
+            }),
+        }
+    }
+}
+
+/// `Query` whose rejections speak the API's error format.
+pub(crate) struct Params<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequestParts<AppState> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Params(value)),
+            Err(rejection) => Err(ApiError::InvalidRequest {
+                field: None,
+                message: match rejection {
+                    QueryRejection::FailedToDeserializeQueryString(error) => error.body_text(),
+                    other => other.body_text(),
+                },
+            }),
+        }
+    }
+}
+
+pub(crate) fn parse_id<T: std::str::FromStr>(field: &str, text: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|error: T::Err| ApiError::invalid(field, error.to_string()))
+}

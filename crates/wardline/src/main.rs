@@ -1,0 +1,169 @@
+//! `wardline`: run the server, administer it, or measure it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use wardline::admin::AdminCommand;
+use wardline::bench::BenchCommand;
+use wardline::config::{self, Overrides};
+
+/// Wardline: remote patient monitoring. Devices send readings over MQTT or HTTP;
+/// clinicians see them, live, for the patients of their care teams only.
+#[derive(Parser, Debug)]
+#[command(name = "wardline", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: MQTT for devices, HTTP API for people, SQLite in the data folder.
+    Serve(ServeArgs),
+    /// Manage users, patients, care teams and devices directly in a data folder.
+    Admin {
+        #[command(flatten)]
+        location: DataArgs,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Measure Wardline (and optionally another broker) under load.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct DataArgs {
+    /// Data folder (default: ./wardline-data, or WARDLINE_DATA_DIR, or the config file's).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long, env = "WARDLINE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    location: DataArgs,
+    /// MQTT listen address (default 0.0.0.0:8883).
+    #[arg(long)]
+    mqtt_listen: Option<std::net::SocketAddr>,
+    /// HTTP listen address (default 0.0.0.0:8443).
+    #[arg(long)]
+    http_listen: Option<std::net::SocketAddr>,
+    /// Turn TLS off. Allowed only when both listeners are on loopback addresses.
+    #[arg(long)]
+    plaintext: bool,
+    /// Host name or address for the server certificate (repeatable; default localhost).
+    #[arg(long = "hostname")]
+    hostnames: Vec<String>,
+    /// Write the bound addresses as JSON to this file once listening (for tools and tests).
+    #[arg(long)]
+    listen_file: Option<PathBuf>,
+}
+
+fn resolve(location: &DataArgs, overrides: Overrides) -> anyhow::Result<config::Config> {
+    let file_text = location
+        .config
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        })
+        .transpose()?;
+    let environment: BTreeMap<String, String> = std::env::vars().collect();
+    let overrides = Overrides {
+        data_dir: location.data_dir.clone(),
+        ..overrides
+    };
+    Ok(config::load(
+        file_text.as_deref(),
+        &environment,
+        &overrides,
+    )?)
+}
+
+fn init_logging(config: &config::Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = resolve(
+                &args.location,
+                Overrides {
+                    mqtt_listen: args.mqtt_listen,
+                    http_listen: args.http_listen,
+                    plaintext: args.plaintext,
+                    hostnames: args.hostnames,
+                    ..Overrides::default()
+                },
+            )?;
+            init_logging(&config);
+            let shutdown = CancellationToken::new();
+            let signal_shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_stop_signal().await;
+                signal_shutdown.cancel();
+            });
+            wardline::server::serve(config, args.listen_file, shutdown).await
+        }
+        Command::Admin { location, command } => {
+            let config = resolve(&location, Overrides::default())?;
+            wardline::admin::run(&config.data_dir, command).await
+        }
+        Command::Bench { command } => wardline::bench::run(command).await,
+    }
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("wardline: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("wardline: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
