@@ -1,0 +1,361 @@
+//! Who may connect, publish and read.
+
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet as Packet5, PubAckReason};
+use rumqttc::{AsyncClient, QoS};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_cannot_publish_to_another_devices_topic() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let other_patient = server
+        .post_ok(
+            &ward.admin,
+            "/api/v1/patients",
+            json!({"display_name": "Bea Other"}),
+        )
+        .await;
+    let other_patient_id = other_patient["id"].as_str().unwrap().to_owned();
+    let device_b = server
+        .enrol(&ward.admin, "pulse_oximeter", Some(&other_patient_id))
+        .await;
+    server
+        .post_ok(
+            &ward.admin,
+            &format!("/api/v1/care-teams/{}/patients", ward.team_id),
+            json!({"patient_id": other_patient_id}),
+        )
+        .await;
+
+    // MQTT 5: refused with Not Authorized in the PUBACK.
+    let (client, mut eventloop) =
+        rumqttc::v5::AsyncClient::new(mqtt_v5(&server, &ward.device, &ward.device.secret), 10);
+    client
+        .publish(
+            topic(&device_b),
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            reading(1, "59408-5", 97.0, "%"),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let ack = loop {
+        let event = tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .expect("ack in time")
+            .expect("connection");
+        if let rumqttc::v5::Event::Incoming(Packet5::PubAck(ack)) = event {
+            break ack;
+        }
+    };
+    assert_eq!(ack.reason, PubAckReason::NotAuthorized);
+
+    // MQTT 3.1.1 has no negative PUBACK: the connection is closed instead.
+    let (client, mut eventloop) =
+        AsyncClient::new(mqtt_v311(&server, &ward.device, &ward.device.secret), 10);
+    client
+        .publish(
+            topic(&device_b),
+            QoS::AtLeastOnce,
+            false,
+            reading(2, "59408-5", 97.0, "%"),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .expect("closed in time")
+        {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                panic!("a foreign-topic publish was acknowledged")
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(
+        server
+            .observations(&ward.clinician, &other_patient_id, "59408-5")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secrets_and_revoked_devices_cannot_connect() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let connect = |secret: String| {
+        let options = mqtt_v5(&server, &ward.device, &secret);
+        async move {
+            let (_client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 10);
+            match tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+                .await
+                .expect("answer in time")
+            {
+                Ok(rumqttc::v5::Event::Incoming(Packet5::ConnAck(ack))) => Ok(ack.code),
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => Err(code),
+                Err(other) => panic!("unexpected error {other:?}"),
+            }
+        }
+    };
+    assert_eq!(
+        connect(ward.device.secret.clone()).await,
+        Ok(ConnectReturnCode::Success)
+    );
+    assert_eq!(
+        connect("wds_wrong".into()).await,
+        Err(ConnectReturnCode::BadUserNamePassword)
+    );
+
+    // A connected device is dropped when revoked, and cannot come back.
+    let (client, mut eventloop) =
+        AsyncClient::new(mqtt_v311(&server, &ward.device, &ward.device.secret), 10);
+    client
+        .publish(
+            topic(&ward.device),
+            QoS::AtLeastOnce,
+            false,
+            reading(1, "99504-3", 100.0, "mg/dL"),
+        )
+        .await
+        .unwrap();
+    await_pubacks(&mut eventloop, 1).await;
+    let revoke = server
+        .post(
+            &ward.admin,
+            &format!("/api/v1/devices/{}/revoke", ward.device.id),
+            json!({}),
+        )
+        .await;
+    assert_eq!(revoke.status(), 204);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .expect("dropped in time")
+        {
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(
+        connect(ward.device.secret.clone()).await,
+        Err(ConnectReturnCode::NotAuthorized)
+    );
+    let http = server
+        .client
+        .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
+        .bearer_auth(&ward.device.secret)
+        .body(reading(2, "99504-3", 100.0, "mg/dL"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(http.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_care_team_and_the_patient_read_a_patients_data() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let response = server
+        .client
+        .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
+        .bearer_auth(&ward.device.secret)
+        .body(reading(1, "99504-3", 140.0, "mg/dL"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let password = "another long passphrase";
+    let outsider = server
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "xavier", "display_name": "Dr X", "role": "clinician", "password": password}))
+        .await;
+    let outsider_id = outsider["user"]["id"].as_str().unwrap().to_owned();
+    let xavier = server.login("xavier", password).await;
+    let observations_path = format!(
+        "/api/v1/patients/{}/observations?code=99504-3",
+        ward.patient_id
+    );
+    for path in [
+        observations_path.clone(),
+        format!("/api/v1/patients/{}", ward.patient_id),
+        format!("/api/v1/patients/{}/observations/latest", ward.patient_id),
+        format!("/api/v1/patients/{}/observations/stream", ward.patient_id),
+        format!("/api/v1/patients/{}/waveforms", ward.patient_id),
+    ] {
+        let response = server.get(&xavier, &path).await;
+        assert_eq!(response.status(), 403, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], json!("forbidden"));
+    }
+    let listed: Value = server
+        .get(&xavier, "/api/v1/patients")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([]), "an outsider lists no patients");
+
+    // The admin manages the record but is not on the care team: no clinical data.
+    assert_eq!(
+        server.get(&ward.admin, &observations_path).await.status(),
+        403
+    );
+    assert_eq!(
+        server
+            .get(&ward.clinician, &observations_path)
+            .await
+            .status(),
+        200
+    );
+
+    // The patient reads their own record, and nobody else's.
+    let patient_password = "my own long password";
+    server
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "ada", "display_name": "Ada", "role": "patient", "password": patient_password, "patient_id": ward.patient_id}))
+        .await;
+    let ada = server.login("ada", patient_password).await;
+    assert_eq!(server.get(&ada, &observations_path).await.status(), 200);
+    let other = server
+        .post_ok(
+            &ward.admin,
+            "/api/v1/patients",
+            json!({"display_name": "Someone Else"}),
+        )
+        .await;
+    let other_path = format!(
+        "/api/v1/patients/{}/observations?code=99504-3",
+        other["id"].as_str().unwrap()
+    );
+    assert_eq!(server.get(&ada, &other_path).await.status(), 403);
+    assert_eq!(
+        server.get(&ada, "/api/v1/users").await.status(),
+        403,
+        "patients do not administer"
+    );
+
+    // Every attempt is in the audit trail, denied ones included, with who and from where.
+    let denied: Value = server
+        .get(
+            &ward.admin,
+            &format!("/api/v1/audit?user_id={outsider_id}&action=observations.read"),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let denied = denied.as_array().unwrap();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["outcome"], json!("denied"));
+    assert_eq!(denied[0]["patient_id"], json!(ward.patient_id));
+    assert_eq!(denied[0]["remote_addr"], json!("127.0.0.1"));
+    let allowed: Value = server
+        .get(
+            &ward.admin,
+            &format!(
+                "/api/v1/audit?user_id={}&action=observations.read",
+                ward.clinician.user_id
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(allowed[0]["outcome"], json!("allowed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_audited_and_sessions_end_at_logout() {
+    let server = TestServer::start().await;
+    let bad = server
+        .client
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": "guess guess guess"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let admin = server.admin().await;
+    let failed: Value = server
+        .get(&admin, "/api/v1/audit?action=login.failed")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(failed.as_array().unwrap().len(), 1);
+    assert_eq!(failed[0]["actor_label"], json!("admin"));
+    let logins: Value = server
+        .get(&admin, "/api/v1/audit?action=login")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(logins.as_array().unwrap().len(), 1);
+    let logout = server.post(&admin, "/api/v1/auth/logout", json!({})).await;
+    assert_eq!(logout.status(), 204);
+    assert_eq!(
+        server.get(&admin, "/api/v1/me").await.status(),
+        401,
+        "the token is dead after logout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route() {
+    let server = TestServer::start().await;
+    let document: Value = server
+        .client
+        .get(server.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["openapi"], json!("3.1.0"));
+    for operation in wardline_api::openapi::OPERATIONS {
+        assert!(
+            document["paths"][operation.path][operation.method].is_object(),
+            "{} {}",
+            operation.method,
+            operation.path
+        );
+        let path = operation
+            .path
+            .replace("{patient_id}", "00000000-0000-4000-8000-000000000000")
+            .replace("{team_id}", "00000000-0000-4000-8000-000000000000")
+            .replace("{device_id}", "dev_0000000000000000");
+        let method =
+            reqwest::Method::from_bytes(operation.method.to_uppercase().as_bytes()).unwrap();
+        let response = server
+            .client
+            .request(method, server.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(
+            response.status(),
+            404,
+            "{} {} is documented but not routed",
+            operation.method,
+            operation.path
+        );
+        assert_ne!(
+            response.status(),
+            405,
+            "{} {} is documented but not routed",
+            operation.method,
+            operation.path
+        );
+    }
+}

@@ -1,0 +1,441 @@
+//! Readings in over MQTT and HTTP, out through the API.
+
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5::{Packet as Packet5, PubAckReason};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_readings_are_stored_once_and_read_back() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let (client, mut eventloop) =
+        AsyncClient::new(mqtt_v311(&server, &ward.device, &ward.device.secret), 100);
+    client
+        .publish(
+            topic(&ward.device),
+            QoS::AtLeastOnce,
+            false,
+            reading(1, "99504-3", 112.0, "mg/dL"),
+        )
+        .await
+        .unwrap();
+    client
+        .publish(
+            topic(&ward.device),
+            QoS::AtLeastOnce,
+            false,
+            reading(2, "99504-3", 6.0, "mmol/L"),
+        )
+        .await
+        .unwrap();
+    // A retry: the same reading (same seq) published again, as after a lost PUBACK.
+    client
+        .publish(
+            topic(&ward.device),
+            QoS::AtLeastOnce,
+            false,
+            reading(2, "99504-3", 6.0, "mmol/L"),
+        )
+        .await
+        .unwrap();
+    await_pubacks(&mut eventloop, 3).await;
+
+    let observations = server
+        .observations(&ward.clinician, &ward.patient_id, "99504-3")
+        .await;
+    assert_eq!(
+        observations.len(),
+        2,
+        "the retried reading is stored once: {observations:?}"
+    );
+    assert_eq!(observations[0]["value"], json!(112.0));
+    let converted = observations[1]["value"].as_f64().unwrap();
+    assert!(
+        (converted - 108.09).abs() < 0.01,
+        "6 mmol/L is stored as mg/dL: {converted}"
+    );
+    assert_eq!(observations[1]["original_unit"], json!("mmol/L"));
+    assert_eq!(observations[1]["unit"], json!("mg/dL"));
+    assert_eq!(observations[1]["device_id"], json!(ward.device.id));
+
+    let latest: Value = server
+        .get(
+            &ward.clinician,
+            &format!("/api/v1/patients/{}/observations/latest", ward.patient_id),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(latest.as_array().unwrap().len(), 1);
+
+    // The same reading re-posted over HTTP is a duplicate too.
+    let response = server
+        .client
+        .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
+        .bearer_auth(&ward.device.secret)
+        .body(reading(2, "99504-3", 6.0, "mmol/L"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"stored": 0, "duplicates": 1})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_batches_are_stored_after_commit_and_counted() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let now = chrono::Utc::now();
+    let batch = json!({"v": 1, "readings": [
+        {"seq": 10, "code": "8480-6", "value": 128, "unit": "mm[Hg]", "time": now.to_rfc3339()},
+        {"seq": 11, "code": "8462-4", "value": 84, "unit": "mm[Hg]", "time": now.to_rfc3339()},
+        {"seq": 12, "code": "8310-5", "value": 99.5, "unit": "[degF]", "time": now.to_rfc3339()},
+    ]});
+    let post = |body: Value| {
+        server
+            .client
+            .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
+            .bearer_auth(&ward.device.secret)
+            .json(&body)
+            .send()
+    };
+    let first: Value = post(batch.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(first, json!({"stored": 3, "duplicates": 0}));
+    let again: Value = post(batch).await.unwrap().json().await.unwrap();
+    assert_eq!(again, json!({"stored": 0, "duplicates": 3}));
+    let temperatures = server
+        .observations(&ward.clinician, &ward.patient_id, "8310-5")
+        .await;
+    assert!(
+        (temperatures[0]["value"].as_f64().unwrap() - 37.5).abs() < 1e-9,
+        "°F is stored as °C"
+    );
+
+    let wrong_secret = server
+        .client
+        .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
+        .bearer_auth("wds_not-the-secret")
+        .body(reading(99, "8867-4", 70.0, "/min"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_secret.status(), 401);
+}
+
+/// Each kind of bad input, and the field and reason the device is told.
+fn bad_payloads() -> Vec<(&'static str, Vec<u8>, &'static str)> {
+    let now = chrono::Utc::now();
+    let future = now + chrono::Duration::hours(2);
+    vec![
+        ("malformed JSON", b"{\"v\":1,\"seq\":".to_vec(), "$"),
+        (
+            "unknown code",
+            json!({"v":1,"seq":1,"code":"12345-6","value":1,"unit":"/min","time":now})
+                .to_string()
+                .into_bytes(),
+            "code",
+        ),
+        (
+            "SpO2 140 %",
+            json!({"v":1,"seq":1,"code":"59408-5","value":140,"unit":"%","time":now})
+                .to_string()
+                .into_bytes(),
+            "value",
+        ),
+        (
+            "negative heart rate",
+            json!({"v":1,"seq":1,"code":"8867-4","value":-20,"unit":"/min","time":now})
+                .to_string()
+                .into_bytes(),
+            "value",
+        ),
+        (
+            "unit that does not fit",
+            json!({"v":1,"seq":1,"code":"8867-4","value":70,"unit":"mg/dL","time":now})
+                .to_string()
+                .into_bytes(),
+            "unit",
+        ),
+        (
+            "far-future time",
+            json!({"v":1,"seq":1,"code":"8867-4","value":70,"unit":"/min","time":future})
+                .to_string()
+                .into_bytes(),
+            "time",
+        ),
+        (
+            "oversized payload",
+            {
+                let mut big =
+                    json!({"v":1,"seq":1,"code":"8867-4","value":70,"unit":"/min","time":now})
+                        .to_string()
+                        .into_bytes();
+                big.pop();
+                big.extend_from_slice(
+                    format!(",\"pad\":\"{}\"}}", "x".repeat(300 * 1024)).as_bytes(),
+                );
+                big
+            },
+            "$",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_refusals_name_the_field_and_the_connection_carries_on() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let (client, mut eventloop) =
+        rumqttc::v5::AsyncClient::new(mqtt_v5(&server, &ward.device, &ward.device.secret), 100);
+    let cases = bad_payloads();
+    for (_, payload, _) in &cases {
+        client
+            .publish(
+                topic(&ward.device),
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                payload.clone(),
+            )
+            .await
+            .unwrap();
+    }
+    // After all the bad ones, a good one on the same connection.
+    client
+        .publish(
+            topic(&ward.device),
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            reading(50, "8867-4", 64.0, "/min"),
+        )
+        .await
+        .unwrap();
+    let mut acks = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while acks.len() < cases.len() + 1 {
+        let event = tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .expect("acks in time")
+            .expect("connection");
+        if let rumqttc::v5::Event::Incoming(Packet5::PubAck(ack)) = event {
+            acks.push(ack);
+        }
+    }
+    for ((name, _, field), ack) in cases.iter().zip(&acks) {
+        assert_eq!(ack.reason, PubAckReason::PayloadFormatInvalid, "{name}");
+        let reason = ack
+            .properties
+            .as_ref()
+            .and_then(|properties| properties.reason_string.clone())
+            .unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!("{field}:")),
+            "{name}: reason {reason:?} should name {field}"
+        );
+    }
+    assert_eq!(
+        acks.last().unwrap().reason,
+        PubAckReason::Success,
+        "the connection still works"
+    );
+    let heart_rates = server
+        .observations(&ward.clinician, &ward.patient_id, "8867-4")
+        .await;
+    assert_eq!(heart_rates.len(), 1, "only the valid reading was stored");
+
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("wardline_ingest_messages_rejected_total"),
+        "refusals are counted"
+    );
+    assert!(
+        !metrics.contains(&ward.device.id),
+        "no device ids in metric labels"
+    );
+    assert!(
+        !metrics.contains(&ward.patient_id),
+        "no patient ids in metric labels"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt311_refusals_arrive_on_the_errors_topic() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let (client, mut eventloop) =
+        AsyncClient::new(mqtt_v311(&server, &ward.device, &ward.device.secret), 100);
+    client
+        .subscribe(
+            format!("wardline/v1/devices/{}/errors", ward.device.id),
+            QoS::AtMostOnce,
+        )
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    client
+        .publish(
+            topic(&ward.device),
+            QoS::AtLeastOnce,
+            false,
+            json!({"v":1,"seq":1,"code":"59408-5","value":140,"unit":"%","time":now}).to_string(),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let error = loop {
+        let event = tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .expect("error in time")
+            .expect("connection");
+        if let Event::Incoming(Packet::Publish(publish)) = event {
+            break serde_json::from_slice::<Value>(&publish.payload).unwrap();
+        }
+    };
+    assert_eq!(error["field"], json!("value"));
+    assert_eq!(error["kind"], json!("impossible_value"));
+    assert!(
+        error["reason"].as_str().unwrap().contains("0–100"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_refusals_name_the_field() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    for (name, payload, field) in bad_payloads() {
+        let response = server
+            .client
+            .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
+            .bearer_auth(&ward.device.secret)
+            .body(payload)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        if name == "oversized payload" {
+            assert_eq!(status, 413, "{name}");
+            assert_eq!(body["error"]["code"], json!("payload_too_large"));
+        } else {
+            assert_eq!(status, 400, "{name}: {body}");
+            assert_eq!(body["error"]["code"], json!("invalid_payload"), "{name}");
+            assert_eq!(body["error"]["field"], json!(field), "{name}: {body}");
+            assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+        }
+    }
+    assert!(
+        server
+            .observations(&ward.clinician, &ward.patient_id, "8867-4")
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waveform_chunks_round_trip_losslessly() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let samples: Vec<i32> = (0..3600)
+        .map(|i| 1024 + ((i as f64 / 12.0).sin() * 300.0) as i32)
+        .collect();
+    // Readings count only from the moment the device was assigned to the patient.
+    let start = chrono::Utc::now();
+    let chunk = json!({"v": 1, "waveform": {"seq": 1, "signal": "ecg-lead-ii", "rate_hz": 360, "start": start.to_rfc3339(),
+        "gain": 200, "baseline": 1024, "samples": samples}});
+    let response = server
+        .client
+        .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
+        .bearer_auth(&ward.device.secret)
+        .json(&chunk)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_eq!(status, 200, "{}", response.text().await.unwrap());
+    let from = (start - chrono::Duration::seconds(1)).to_rfc3339();
+    let to = (start + chrono::Duration::seconds(30)).to_rfc3339();
+    let url = reqwest::Url::parse_with_params(
+        &server.url(&format!("/api/v1/patients/{}/waveforms", ward.patient_id)),
+        &[
+            ("signal", "ecg-lead-ii"),
+            ("from", from.as_str()),
+            ("to", to.as_str()),
+        ],
+    )
+    .unwrap();
+    let chunks: Value = server
+        .client
+        .get(url)
+        .bearer_auth(&ward.clinician.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored: Vec<i32> = chunks[0]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_i64().unwrap() as i32)
+        .collect();
+    assert_eq!(stored, samples);
+    assert_eq!(chunks[0]["gain"], json!(200.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_stream_delivers_new_observations() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let mut stream = server
+        .get(
+            &ward.clinician,
+            &format!("/api/v1/patients/{}/observations/stream", ward.patient_id),
+        )
+        .await;
+    assert_eq!(stream.status(), 200);
+    // Give the server a moment to subscribe before the reading lands.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let response = server
+        .client
+        .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
+        .bearer_auth(&ward.device.secret)
+        .body(reading(7, "8867-4", 88.0, "/min"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut received = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !received.contains("event: observation") || !received.contains("\n\n") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .expect("open");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data = received
+        .lines()
+        .find_map(|line| line.strip_prefix("data: "))
+        .expect("data line");
+    let observation: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(observation["value"], json!(88.0));
+    assert_eq!(observation["patient_id"], json!(ward.patient_id));
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real `wardline` binary on ephemeral ports with TLS, a fresh data
+//! folder each, driven by real clients (rumqttc for MQTT 3.1.1 and 5, reqwest for HTTP).
+//! One test binary, so the suite links once.
+
+mod access;
+mod durability;
+mod ingest;
+mod support;

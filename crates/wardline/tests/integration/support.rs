@@ -1,0 +1,368 @@
+//! The harness: start, kill and restart the server; log in; enrol; connect devices.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wardline::server::ListenReport;
+
+pub(crate) fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A running `wardline serve` child process.
+pub(crate) struct TestServer {
+    pub(crate) data: tempfile::TempDir,
+    pub(crate) child: Child,
+    pub(crate) report: ListenReport,
+    pub(crate) admin_password: String,
+    pub(crate) client: reqwest::Client,
+}
+
+impl TestServer {
+    pub(crate) async fn start() -> TestServer {
+        let data = tempfile::tempdir().expect("temp dir");
+        let (child, report, printed) = spawn(data.path());
+        let admin_password = printed.expect("first start prints the admin password");
+        let client = http_client(report.ca_path.as_deref().expect("tls on"));
+        TestServer {
+            data,
+            child,
+            report,
+            admin_password,
+            client,
+        }
+    }
+
+    /// Kills the process without warning (SIGKILL), as a crash or power cut would.
+    pub(crate) fn kill_hard(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// Starts the server again on the same data folder.
+    pub(crate) fn restart(&mut self) {
+        let (child, report, _) = spawn(self.data.path());
+        self.child = child;
+        self.report = report;
+        self.client = http_client(self.report.ca_path.as_deref().expect("tls on"));
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.report.http.port())
+    }
+
+    pub(crate) fn mqtt_port(&self) -> u16 {
+        self.report.mqtt.port()
+    }
+
+    pub(crate) fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.report.ca_path.as_ref().expect("tls on")).expect("ca file")
+    }
+
+    pub(crate) async fn login(&self, username: &str, password: &str) -> Session {
+        let response = self
+            .client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        assert_eq!(response.status(), 200, "login as {username}");
+        let body: Value = response.json().await.expect("login body");
+        Session {
+            token: body["token"].as_str().expect("token").to_owned(),
+            user_id: body["user"]["id"].as_str().expect("user id").to_owned(),
+        }
+    }
+
+    pub(crate) async fn admin(&self) -> Session {
+        self.login("admin", &self.admin_password).await
+    }
+
+    pub(crate) async fn get(&self, session: &Session, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&session.token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub(crate) async fn post(
+        &self,
+        session: &Session,
+        path: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&session.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub(crate) async fn post_ok(&self, session: &Session, path: &str, body: Value) -> Value {
+        let response = self.post(session, path, body).await;
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert!(status.is_success(), "POST {path}: {status} {text}");
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).expect("json")
+        }
+    }
+
+    /// A ward: one care team with a clinician, a patient with a patient account, and an
+    /// enrolled device assigned to the patient.
+    pub(crate) async fn ward(&self) -> Ward {
+        let admin = self.admin().await;
+        let patient = self
+            .post_ok(
+                &admin,
+                "/api/v1/patients",
+                json!({"display_name": "Ada Patient"}),
+            )
+            .await;
+        let patient_id = patient["id"].as_str().expect("patient id").to_owned();
+        let team = self
+            .post_ok(
+                &admin,
+                "/api/v1/care-teams",
+                json!({"name": format!("Team {patient_id}")}),
+            )
+            .await;
+        let team_id = team["id"].as_str().expect("team id").to_owned();
+        let password = "correct horse battery staple";
+        let clinician = self
+            .post_ok(&admin, "/api/v1/users", json!({"username": format!("clin-{}", &patient_id[..8]), "display_name": "Dr Clinician", "role": "clinician", "password": password}))
+            .await;
+        let clinician_name = clinician["user"]["username"]
+            .as_str()
+            .expect("username")
+            .to_owned();
+        self.post_ok(
+            &admin,
+            &format!("/api/v1/care-teams/{team_id}/members"),
+            json!({"user_id": clinician["user"]["id"]}),
+        )
+        .await;
+        self.post_ok(
+            &admin,
+            &format!("/api/v1/care-teams/{team_id}/patients"),
+            json!({"patient_id": patient_id}),
+        )
+        .await;
+        let device = self.enrol(&admin, "cgm", Some(&patient_id)).await;
+        Ward {
+            clinician: self.login(&clinician_name, password).await,
+            admin,
+            patient_id,
+            team_id,
+            device,
+        }
+    }
+
+    pub(crate) async fn enrol(
+        &self,
+        admin: &Session,
+        kind: &str,
+        patient_id: Option<&str>,
+    ) -> EnrolledDevice {
+        let mut body = json!({"kind": kind, "model": "TestModel", "serial": "SN-1"});
+        if let Some(patient_id) = patient_id {
+            body["patient_id"] = json!(patient_id);
+        }
+        let enrolled = self.post_ok(admin, "/api/v1/devices", body).await;
+        EnrolledDevice {
+            id: enrolled["device"]["id"]
+                .as_str()
+                .expect("device id")
+                .to_owned(),
+            secret: enrolled["secret"].as_str().expect("secret").to_owned(),
+        }
+    }
+
+    /// Observations of one code for a patient, as a clinician sees them.
+    pub(crate) async fn observations(
+        &self,
+        session: &Session,
+        patient_id: &str,
+        code: &str,
+    ) -> Vec<Value> {
+        let from = "2026-01-01T00:00:00Z";
+        let response = self
+            .get(
+                session,
+                &format!(
+                    "/api/v1/patients/{patient_id}/observations?code={code}&from={from}&limit=10000"
+                ),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("json");
+        body["observations"].as_array().expect("array").clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) struct Session {
+    pub(crate) token: String,
+    pub(crate) user_id: String,
+}
+
+pub(crate) struct EnrolledDevice {
+    pub(crate) id: String,
+    pub(crate) secret: String,
+}
+
+pub(crate) struct Ward {
+    pub(crate) admin: Session,
+    pub(crate) clinician: Session,
+    pub(crate) patient_id: String,
+    pub(crate) team_id: String,
+    pub(crate) device: EnrolledDevice,
+}
+
+fn spawn(data_dir: &Path) -> (Child, ListenReport, Option<String>) {
+    let listen_file: PathBuf = data_dir.join(format!("listen-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&listen_file);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wardline"))
+        .args([
+            "serve",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir.join("server"))
+        .arg("--listen-file")
+        .arg(&listen_file)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start wardline");
+    let stdout = child.stdout.take().expect("stdout");
+    let (password_tx, password_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("password `").nth(1)
+                && let Some(password) = rest.split('`').next()
+            {
+                let _ = password_tx.send(password.to_owned());
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report: ListenReport = loop {
+        if let Ok(text) = std::fs::read(&listen_file) {
+            break serde_json::from_slice(&text).expect("listen report");
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("wardline exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "wardline did not start in 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let password = password_rx.recv_timeout(Duration::from_millis(500)).ok();
+    (child, report, password)
+}
+
+fn tls_client_config(ca_pem: &[u8]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        roots.add(certificate.expect("ca pem")).expect("add root");
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("tls versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+fn http_client(ca_path: &Path) -> reqwest::Client {
+    install_crypto();
+    let ca = std::fs::read(ca_path).expect("ca file");
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls_client_config(&ca))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// MQTT 3.1.1 options for a device over TLS.
+pub(crate) fn mqtt_v311(
+    server: &TestServer,
+    device: &EnrolledDevice,
+    secret: &str,
+) -> rumqttc::MqttOptions {
+    let mut options = rumqttc::MqttOptions::new(device.id.clone(), "localhost", server.mqtt_port());
+    options
+        .set_credentials(device.id.clone(), secret)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024)
+        .set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+            Arc::new(tls_client_config(&server.ca_pem())),
+        )));
+    options
+}
+
+/// MQTT 5 options for a device over TLS.
+pub(crate) fn mqtt_v5(
+    server: &TestServer,
+    device: &EnrolledDevice,
+    secret: &str,
+) -> rumqttc::v5::MqttOptions {
+    let mut options =
+        rumqttc::v5::MqttOptions::new(device.id.clone(), "localhost", server.mqtt_port());
+    options
+        .set_credentials(device.id.clone(), secret)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(Some(2 * 1024 * 1024))
+        .set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+            Arc::new(tls_client_config(&server.ca_pem())),
+        )));
+    options
+}
+
+pub(crate) fn topic(device: &EnrolledDevice) -> String {
+    format!("wardline/v1/devices/{}/readings", device.id)
+}
+
+/// A valid single-reading payload for now.
+pub(crate) fn reading(seq: i64, code: &str, value: f64, unit: &str) -> Vec<u8> {
+    json!({"v": 1, "seq": seq, "code": code, "value": value, "unit": unit, "time": chrono::Utc::now().to_rfc3339()})
+        .to_string()
+        .into_bytes()
+}
+
+/// Polls an MQTT 3.1.1 event loop until `count` PUBACKs arrived; returns the acked
+/// packet ids in order.
+pub(crate) async fn await_pubacks(eventloop: &mut rumqttc::EventLoop, count: usize) -> Vec<u16> {
+    let mut acked = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while acked.len() < count {
+        let event = tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .expect("PUBACKs in time")
+            .expect("mqtt connection");
+        if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(ack)) = event {
+            acked.push(ack.pkid);
+        }
+    }
+    acked
+}
