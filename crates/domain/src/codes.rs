@@ -97,19 +97,110 @@ pub enum ObservationCode {
 
 /// Every code with its rules, in one table so that adding a code is one line.
 pub const CATALOGUE: &[CodeSpec] = &[
-    spec(ObservationCode::HeartRate, "8867-4", "Heart rate", "/min", PER_MIN, (0.0, 350.0)),
-    spec(ObservationCode::OxygenSaturation, "2708-6", "Oxygen saturation in arterial blood", "%", PERCENT, (0.0, 100.0)),
-    spec(ObservationCode::OxygenSaturationPulseOximetry, "59408-5", "Oxygen saturation in arterial blood by pulse oximetry", "%", PERCENT, (0.0, 100.0)),
-    spec(ObservationCode::BodyTemperature, "8310-5", "Body temperature", "Cel", CELSIUS, (20.0, 46.0)),
-    spec(ObservationCode::RespiratoryRate, "9279-1", "Respiratory rate", "/min", BREATHS_PER_MIN, (0.0, 120.0)),
-    spec(ObservationCode::SystolicBloodPressure, "8480-6", "Systolic blood pressure", "mm[Hg]", MM_HG, (20.0, 320.0)),
-    spec(ObservationCode::DiastolicBloodPressure, "8462-4", "Diastolic blood pressure", "mm[Hg]", MM_HG, (5.0, 250.0)),
-    spec(ObservationCode::GlucoseCgm, "99504-3", "Glucose [Mass/volume] in Interstitial fluid (CGM)", "mg/dL", GLUCOSE, (10.0, 1000.0)),
-    spec(ObservationCode::GlucoseMeter, "41653-7", "Glucose [Mass/volume] in Capillary blood by Glucometer", "mg/dL", GLUCOSE, (10.0, 1000.0)),
-    spec(ObservationCode::GlucoseBlood, "2339-0", "Glucose [Mass/volume] in Blood", "mg/dL", GLUCOSE, (10.0, 2000.0)),
-    spec(ObservationCode::BodyWeight, "29463-7", "Body weight", "kg", KILOGRAM, (0.2, 700.0)),
-    spec(ObservationCode::PeakExpiratoryFlow, "19935-6", "Peak expiratory flow", "L/min", LITRE_PER_MIN, (10.0, 1200.0)),
-    spec(ObservationCode::RrInterval, "8637-1", "R-R interval by EKG", "ms", MILLISECOND, (100.0, 10_000.0)),
+    spec(
+        ObservationCode::HeartRate,
+        "8867-4",
+        "Heart rate",
+        "/min",
+        PER_MIN,
+        (0.0, 350.0),
+    ),
+    spec(
+        ObservationCode::OxygenSaturation,
+        "2708-6",
+        "Oxygen saturation in arterial blood",
+        "%",
+        PERCENT,
+        (0.0, 100.0),
+    ),
+    spec(
+        ObservationCode::OxygenSaturationPulseOximetry,
+        "59408-5",
+        "Oxygen saturation in arterial blood by pulse oximetry",
+        "%",
+        PERCENT,
+        (0.0, 100.0),
+    ),
+    spec(
+        ObservationCode::BodyTemperature,
+        "8310-5",
+        "Body temperature",
+        "Cel",
+        CELSIUS,
+        (20.0, 46.0),
+    ),
+    spec(
+        ObservationCode::RespiratoryRate,
+        "9279-1",
+        "Respiratory rate",
+        "/min",
+        BREATHS_PER_MIN,
+        (0.0, 120.0),
+    ),
+    spec(
+        ObservationCode::SystolicBloodPressure,
+        "8480-6",
+        "Systolic blood pressure",
+        "mm[Hg]",
+        MM_HG,
+        (20.0, 320.0),
+    ),
+    spec(
+        ObservationCode::DiastolicBloodPressure,
+        "8462-4",
+        "Diastolic blood pressure",
+        "mm[Hg]",
+        MM_HG,
+        (5.0, 250.0),
+    ),
+    spec(
+        ObservationCode::GlucoseCgm,
+        "99504-3",
+        "Glucose [Mass/volume] in Interstitial fluid (CGM)",
+        "mg/dL",
+        GLUCOSE,
+        (10.0, 1000.0),
+    ),
+    spec(
+        ObservationCode::GlucoseMeter,
+        "41653-7",
+        "Glucose [Mass/volume] in Capillary blood by Glucometer",
+        "mg/dL",
+        GLUCOSE,
+        (10.0, 1000.0),
+    ),
+    spec(
+        ObservationCode::GlucoseBlood,
+        "2339-0",
+        "Glucose [Mass/volume] in Blood",
+        "mg/dL",
+        GLUCOSE,
+        (10.0, 2000.0),
+    ),
+    spec(
+        ObservationCode::BodyWeight,
+        "29463-7",
+        "Body weight",
+        "kg",
+        KILOGRAM,
+        (0.2, 700.0),
+    ),
+    spec(
+        ObservationCode::PeakExpiratoryFlow,
+        "19935-6",
+        "Peak expiratory flow",
+        "L/min",
+        LITRE_PER_MIN,
+        (10.0, 1200.0),
+    ),
+    spec(
+        ObservationCode::RrInterval,
+        "8637-1",
+        "R-R interval by EKG",
+        "ms",
+        MILLISECOND,
+        (100.0, 10_000.0),
+    ),
 ];
 
 /// Molar LOINC codes a device may send; they are stored under their mass twin in mg/dL.
@@ -255,7 +346,10 @@ mod tests {
             assert_eq!(spec.code.spec().loinc, spec.loinc);
             assert_eq!(spec.accepted_units[0].ucum, spec.canonical_unit);
             assert_eq!(
-                CATALOGUE.iter().filter(|other| other.loinc == spec.loinc).count(),
+                CATALOGUE
+                    .iter()
+                    .filter(|other| other.loinc == spec.loinc)
+                    .count(),
                 1
             );
         }

@@ -20,7 +20,9 @@ pub enum IdError {
 macro_rules! uuid_id {
     ($name:ident, $kind:literal) => {
         #[doc = concat!("Identifier of a ", $kind, ".")]
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+        )]
         #[serde(transparent)]
         pub struct $name(pub Uuid);
 
@@ -40,7 +42,9 @@ macro_rules! uuid_id {
         impl FromStr for $name {
             type Err = IdError;
             fn from_str(text: &str) -> Result<Self, Self::Err> {
-                Uuid::parse_str(text).map(Self).map_err(|_| IdError::NotUuid { kind: $kind })
+                Uuid::parse_str(text)
+                    .map(Self)
+                    .map_err(|_| IdError::NotUuid { kind: $kind })
             }
         }
     };
@@ -72,7 +76,9 @@ impl DeviceId {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
-            return Err(IdError::Device("only letters, digits, '_' and '-' are allowed"));
+            return Err(IdError::Device(
+                "only letters, digits, '_' and '-' are allowed",
+            ));
         }
         Ok(Self(text.to_owned()))
     }

@@ -10,5 +10,7 @@ pub mod people;
 pub use codes::{CodeSpec, ObservationCode, UnitError};
 pub use ids::{CareTeamId, DeviceId, IdError, PatientId, UserId};
 pub use observation::{Observation, Reading, Signal, WaveformChunk};
-pub use payload::{DeviceMessage, PayloadError, PayloadErrorKind, PayloadLimits, parse_device_message};
+pub use payload::{
+    DeviceMessage, PayloadError, PayloadErrorKind, PayloadLimits, parse_device_message,
+};
 pub use people::{DeviceKind, Role, UnknownDeviceKind, UnknownRole};

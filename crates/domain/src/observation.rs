@@ -102,7 +102,9 @@ impl Signal {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Signal::ALL.into_iter().find(|signal| signal.as_str() == text)
+        Signal::ALL
+            .into_iter()
+            .find(|signal| signal.as_str() == text)
     }
 
     /// The physical unit of `(sample − baseline) / gain`.

@@ -149,9 +149,8 @@ pub fn parse_device_message(
             let waveform = object_field(&message, "waveform", "waveform")?;
             parse_waveform(waveform, "waveform", &context).map(DeviceMessage::Waveform)
         }
-        (false, false) => {
-            parse_reading(&message, "$", &context).map(|reading| DeviceMessage::Readings(vec![reading]))
-        }
+        (false, false) => parse_reading(&message, "$", &context)
+            .map(|reading| DeviceMessage::Readings(vec![reading])),
     }
 }
 
@@ -171,7 +170,9 @@ fn check_version(message: &Map<String, Value>) -> Result<(), PayloadError> {
         Some(other) => Err(PayloadError::new(
             PayloadErrorKind::UnsupportedVersion,
             "v",
-            format!("payload version {other} is not supported; this server reads version {PAYLOAD_VERSION}"),
+            format!(
+                "payload version {other} is not supported; this server reads version {PAYLOAD_VERSION}"
+            ),
         )),
     }
 }
@@ -510,18 +511,58 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases = [
-            (r#"{"v":1,"readings":[{"seq":1,"code":"59408-5","value":97,"unit":"%","time":"2026-11-24T11:00:00Z"},{"seq":2,"code":"59408-5","value":140,"unit":"%","time":"2026-11-24T11:00:00Z"}]}"#, "readings[1].value", PayloadErrorKind::ImpossibleValue),
-            (r#"{"v":1,"seq":1,"code":"8867-4","value":-3,"unit":"/min","time":"2026-11-24T11:00:00Z"}"#, "value", PayloadErrorKind::ImpossibleValue),
-            (r#"{"v":1,"seq":1,"code":"0000-0","value":3,"unit":"/min","time":"2026-11-24T11:00:00Z"}"#, "code", PayloadErrorKind::UnknownCode),
-            (r#"{"v":1,"seq":1,"code":"8867-4","value":3,"unit":"mg/dL","time":"2026-11-24T11:00:00Z"}"#, "unit", PayloadErrorKind::UnitMismatch),
-            (r#"{"v":1,"seq":1,"code":"8867-4","value":60,"unit":"/min","time":"2027-01-01T00:00:00Z"}"#, "time", PayloadErrorKind::FutureTimestamp),
-            (r#"{"v":1,"seq":1,"code":"8867-4","value":60,"unit":"/min","time":"yesterday"}"#, "time", PayloadErrorKind::BadTimestamp),
-            (r#"{"v":1,"seq":-1,"code":"8867-4","value":60,"unit":"/min","time":"2026-11-24T11:00:00Z"}"#, "seq", PayloadErrorKind::WrongType),
-            (r#"{"v":1,"code":"8867-4","value":60,"unit":"/min","time":"2026-11-24T11:00:00Z"}"#, "seq", PayloadErrorKind::MissingField),
-            (r#"{"v":2,"seq":1}"#, "v", PayloadErrorKind::UnsupportedVersion),
+            (
+                r#"{"v":1,"readings":[{"seq":1,"code":"59408-5","value":97,"unit":"%","time":"2026-11-24T11:00:00Z"},{"seq":2,"code":"59408-5","value":140,"unit":"%","time":"2026-11-24T11:00:00Z"}]}"#,
+                "readings[1].value",
+                PayloadErrorKind::ImpossibleValue,
+            ),
+            (
+                r#"{"v":1,"seq":1,"code":"8867-4","value":-3,"unit":"/min","time":"2026-11-24T11:00:00Z"}"#,
+                "value",
+                PayloadErrorKind::ImpossibleValue,
+            ),
+            (
+                r#"{"v":1,"seq":1,"code":"0000-0","value":3,"unit":"/min","time":"2026-11-24T11:00:00Z"}"#,
+                "code",
+                PayloadErrorKind::UnknownCode,
+            ),
+            (
+                r#"{"v":1,"seq":1,"code":"8867-4","value":3,"unit":"mg/dL","time":"2026-11-24T11:00:00Z"}"#,
+                "unit",
+                PayloadErrorKind::UnitMismatch,
+            ),
+            (
+                r#"{"v":1,"seq":1,"code":"8867-4","value":60,"unit":"/min","time":"2027-01-01T00:00:00Z"}"#,
+                "time",
+                PayloadErrorKind::FutureTimestamp,
+            ),
+            (
+                r#"{"v":1,"seq":1,"code":"8867-4","value":60,"unit":"/min","time":"yesterday"}"#,
+                "time",
+                PayloadErrorKind::BadTimestamp,
+            ),
+            (
+                r#"{"v":1,"seq":-1,"code":"8867-4","value":60,"unit":"/min","time":"2026-11-24T11:00:00Z"}"#,
+                "seq",
+                PayloadErrorKind::WrongType,
+            ),
+            (
+                r#"{"v":1,"code":"8867-4","value":60,"unit":"/min","time":"2026-11-24T11:00:00Z"}"#,
+                "seq",
+                PayloadErrorKind::MissingField,
+            ),
+            (
+                r#"{"v":2,"seq":1}"#,
+                "v",
+                PayloadErrorKind::UnsupportedVersion,
+            ),
             (r#"{"v":1,"seq":1,"#, "$", PayloadErrorKind::Malformed),
             (r#"[1,2]"#, "$", PayloadErrorKind::WrongType),
-            (r#"{"v":1,"readings":[{"seq":1,"code":"8867-4","value":60,"unit":"/min","time":"2026-11-24T11:00:00Z"},{"seq":1,"code":"8867-4","value":61,"unit":"/min","time":"2026-11-24T11:01:00Z"}]}"#, "readings[1].seq", PayloadErrorKind::DuplicateSeq),
+            (
+                r#"{"v":1,"readings":[{"seq":1,"code":"8867-4","value":60,"unit":"/min","time":"2026-11-24T11:00:00Z"},{"seq":1,"code":"8867-4","value":61,"unit":"/min","time":"2026-11-24T11:01:00Z"}]}"#,
+                "readings[1].seq",
+                PayloadErrorKind::DuplicateSeq,
+            ),
         ];
         for (text, field, kind) in cases {
             let error = parse(text).unwrap_err();

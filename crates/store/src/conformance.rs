@@ -404,6 +404,7 @@ pub async fn ingest_stores_once(store: &dyn Store) {
         .map(|observation| observation.seq)
         .collect();
     assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(store.count_observations().await.expect("count"), 3);
     assert_eq!(page.observations[0].device_id, cgm);
     assert!(
         store

@@ -97,6 +97,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn ingest(&self, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError>;
 
     // Health data.
+    /// How many observations are stored in all; for operations, not for patient views.
+    async fn count_observations(&self) -> Result<u64, StoreError>;
     async fn observations(&self, query: ObservationQuery) -> Result<ObservationPage, StoreError>;
     /// The newest observation of each code for a patient.
     async fn latest_observations(

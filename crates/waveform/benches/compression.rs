@@ -1,7 +1,7 @@
 //! Compression and speed comparison on the shared MIT-BIH records.
 //!
 //! `cargo bench -p wardline-waveform --bench compression`
-//! (data from `WARDLINE_DATA_DIR`, default `<crate>/../../../shared/data`).
+//! (data from `WARDLINE_SHARED_DATA`, default `<crate>/../../../shared/data`).
 //!
 //! Every method works on the same per-channel chunks, so headers and model
 //! warm-up are paid the same way; bits/sample counts every stored byte.
@@ -147,14 +147,14 @@ fn main() {
         Ok(r) if !r.is_empty() => r,
         Ok(_) => {
             println!(
-                "no MIT-BIH records in {}; set WARDLINE_DATA_DIR",
+                "no MIT-BIH records in {}; set WARDLINE_SHARED_DATA",
                 dir.display()
             );
             return;
         }
         Err(e) => {
             println!(
-                "MIT-BIH data not readable at {} ({e}); set WARDLINE_DATA_DIR",
+                "MIT-BIH data not readable at {} ({e}); set WARDLINE_SHARED_DATA",
                 dir.display()
             );
             return;

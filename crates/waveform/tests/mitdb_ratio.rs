@@ -18,7 +18,7 @@ fn mitdb_average_is_at_most_four_bits_per_sample() {
     let dir = mitdb::mitdb_dir();
     let records = mitdb::load_all(&dir).unwrap_or_else(|e| {
         panic!(
-            "MIT-BIH data missing or unreadable at {} ({e}); set WARDLINE_DATA_DIR to the folder holding ecg/mitdb",
+            "MIT-BIH data missing or unreadable at {} ({e}); set WARDLINE_SHARED_DATA to the folder holding ecg/mitdb",
             dir.display()
         )
     });

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-/// `$WARDLINE_DATA_DIR`, else `<crate>/../../../shared/data`. Panics with a
+/// `$WARDLINE_SHARED_DATA`, else `<crate>/../../../shared/data`. Panics with a
 /// message naming the path and the variable, so a missing folder fails the
 /// test instead of silently skipping it.
 pub(crate) fn data_dir() -> PathBuf {
-    let dir = std::env::var_os("WARDLINE_DATA_DIR").map_or_else(
+    let dir = std::env::var_os("WARDLINE_SHARED_DATA").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
         PathBuf::from,
     );
@@ -14,7 +14,7 @@ pub(crate) fn data_dir() -> PathBuf {
         Ok(m) if m.is_dir() => dir,
         _ => panic!(
             "shared test data not found: looked for the folder {}. \
-             Set WARDLINE_DATA_DIR to the `shared/data` folder (the one holding cgm/ and news2/).",
+             Set WARDLINE_SHARED_DATA to the `shared/data` folder (the one holding cgm/ and news2/).",
             dir.display()
         ),
     }

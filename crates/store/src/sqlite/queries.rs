@@ -820,6 +820,13 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn count_observations(&self) -> Result<u64, StoreError> {
+        self.read(|connection| {
+            Ok(connection.query_row("SELECT count(*) FROM observation", [], |row| row.get(0))?)
+        })
+        .await
+    }
+
     async fn observations(&self, query: ObservationQuery) -> Result<ObservationPage, StoreError> {
         self.read(move |connection| {
             let (after_ms, after_key) = query

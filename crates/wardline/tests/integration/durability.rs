@@ -73,7 +73,9 @@ async fn acknowledged_readings_survive_kill_9() {
         }
     }
     server.restart();
-    let clinician = server.login_clinician_again(&ward).await;
+    let clinician = server
+        .login(&ward.clinician_username, CLINICIAN_PASSWORD)
+        .await;
     let stored: BTreeSet<i64> = server
         .observations(&clinician, &ward.patient_id, "8867-4")
         .await
@@ -87,22 +89,4 @@ async fn acknowledged_readings_survive_kill_9() {
         lost.len()
     );
     assert!(acked.len() >= 1000);
-}
-
-impl TestServer {
-    /// Sessions survive restarts (they are in the database); log in anew all the same so
-    /// the test does not depend on it.
-    async fn login_clinician_again(&self, ward: &Ward) -> Session {
-        let me: serde_json::Value = self
-            .get(&ward.clinician, "/api/v1/me")
-            .await
-            .json()
-            .await
-            .unwrap();
-        self.login(
-            me["username"].as_str().unwrap(),
-            "correct horse battery staple",
-        )
-        .await
-    }
 }

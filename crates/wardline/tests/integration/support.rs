@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use wardline::server::ListenReport;
 
+pub(crate) const CLINICIAN_PASSWORD: &str = "correct horse battery staple";
+
 pub(crate) fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -139,7 +141,7 @@ impl TestServer {
             )
             .await;
         let team_id = team["id"].as_str().expect("team id").to_owned();
-        let password = "correct horse battery staple";
+        let password = CLINICIAN_PASSWORD;
         let clinician = self
             .post_ok(&admin, "/api/v1/users", json!({"username": format!("clin-{}", &patient_id[..8]), "display_name": "Dr Clinician", "role": "clinician", "password": password}))
             .await;
@@ -162,6 +164,7 @@ impl TestServer {
         let device = self.enrol(&admin, "cgm", Some(&patient_id)).await;
         Ward {
             clinician: self.login(&clinician_name, password).await,
+            clinician_username: clinician_name,
             admin,
             patient_id,
             team_id,
@@ -231,6 +234,7 @@ pub(crate) struct EnrolledDevice {
 pub(crate) struct Ward {
     pub(crate) admin: Session,
     pub(crate) clinician: Session,
+    pub(crate) clinician_username: String,
     pub(crate) patient_id: String,
     pub(crate) team_id: String,
     pub(crate) device: EnrolledDevice,

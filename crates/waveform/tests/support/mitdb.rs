@@ -12,9 +12,9 @@ pub(crate) struct Record {
     pub(crate) channels: Vec<(Vec<i32>, f64, i32)>,
 }
 
-/// `WARDLINE_DATA_DIR`, else `<crate>/../../../shared/data`.
+/// `WARDLINE_SHARED_DATA`, else `<crate>/../../../shared/data`.
 pub(crate) fn data_dir() -> PathBuf {
-    std::env::var_os("WARDLINE_DATA_DIR")
+    std::env::var_os("WARDLINE_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
 }

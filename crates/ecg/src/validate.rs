@@ -1,0 +1,370 @@
+//! Scoring detected beats and AF against reference annotations, and the text
+//! table `wardline validate ecg` prints.
+
+use std::fmt::Write as _;
+
+use crate::Result;
+use crate::rhythm::EventKind;
+use crate::wfdb::{Annotation, rhythm_spans};
+
+/// EC57 match window.
+pub const MATCH_WINDOW_S: f64 = 0.150;
+
+/// Reference beat positions (beat annotations only, as EC57 scores).
+pub fn reference_beats(annotations: &[Annotation]) -> Vec<u64> {
+    annotations
+        .iter()
+        .filter(|a| a.is_beat() && a.sample >= 0)
+        .map(|a| a.sample as u64)
+        .collect()
+}
+
+/// Reference AF spans in seconds: rhythm annotations labelled `(AFIB` (atrial
+/// flutter, `(AFL`, is not AF here).
+pub fn reference_af_spans(
+    annotations: &[Annotation],
+    n_samples: u64,
+    sampling_rate: f64,
+) -> Vec<(f64, f64)> {
+    rhythm_spans(annotations, n_samples as i64)
+        .into_iter()
+        .filter(|s| s.label == "(AFIB")
+        .map(|s| (s.start as f64 / sampling_rate, s.end as f64 / sampling_rate))
+        .collect()
+}
+
+/// Scores one record end to end: runs [`crate::analyze`] on the lead and
+/// compares with the annotations.
+pub fn validate_record(
+    record: &str,
+    lead: &str,
+    samples: &[i32],
+    sampling_rate: f64,
+    units_per_mv: f64,
+    annotations: &[Annotation],
+) -> Result<RecordResult> {
+    let a = crate::analyze(samples, sampling_rate, units_per_mv)?;
+    let det: Vec<u64> = a.beats.iter().map(|b| b.sample).collect();
+    let window = (MATCH_WINDOW_S * sampling_rate).round() as u64;
+    let beats = score_beats(&reference_beats(annotations), &det, window);
+    let af_det: Vec<(f64, f64)> = a
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::AtrialFibrillation)
+        .map(|e| (e.onset as f64 / sampling_rate, e.end as f64 / sampling_rate))
+        .collect();
+    let n = samples.len() as u64;
+    let af = score_af(
+        &reference_af_spans(annotations, n, sampling_rate),
+        &af_det,
+        n as f64 / sampling_rate,
+    );
+    Ok(RecordResult {
+        record: record.to_string(),
+        lead: lead.to_string(),
+        beats,
+        af,
+    })
+}
+
+/// Beat-by-beat comparison of one record (ANSI/AAMI EC57 style: reference
+/// beat annotations only, a detection matches a reference beat within the
+/// match window, each used at most once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BeatScore {
+    pub tp: u64,
+    pub fn_: u64,
+    pub fp: u64,
+}
+
+impl BeatScore {
+    /// Sensitivity TP / (TP + FN), in percent (100 when there is nothing to find).
+    pub fn sensitivity(&self) -> f64 {
+        pct(self.tp, self.tp + self.fn_)
+    }
+
+    /// Positive predictivity TP / (TP + FP), in percent.
+    pub fn positive_predictivity(&self) -> f64 {
+        pct(self.tp, self.tp + self.fp)
+    }
+
+    /// Sums two scores (gross statistics).
+    pub fn add(&self, o: &Self) -> Self {
+        Self {
+            tp: self.tp + o.tp,
+            fn_: self.fn_ + o.fn_,
+            fp: self.fp + o.fp,
+        }
+    }
+}
+
+fn pct(num: u64, den: u64) -> f64 {
+    if den == 0 {
+        100.0
+    } else {
+        100.0 * num as f64 / den as f64
+    }
+}
+
+/// Matches detections to reference beats (both sorted sample indices).
+///
+/// Pairs are formed closest-first, so a detection between two reference beats
+/// goes to the nearer one; `window` is the largest allowed distance in samples
+/// (150 ms under EC57: 54 samples at 360 Hz).
+pub fn score_beats(reference: &[u64], detected: &[u64], window: u64) -> BeatScore {
+    let mut pairs: Vec<(u64, usize, usize)> = Vec::new();
+    let mut start = 0usize;
+    for (i, &r) in reference.iter().enumerate() {
+        while start < detected.len() && detected[start] + window < r {
+            start += 1;
+        }
+        let mut j = start;
+        while j < detected.len() && detected[j] <= r + window {
+            pairs.push((detected[j].abs_diff(r), i, j));
+            j += 1;
+        }
+    }
+    pairs.sort_unstable();
+    let mut ref_used = vec![false; reference.len()];
+    let mut det_used = vec![false; detected.len()];
+    let mut tp = 0u64;
+    for (_, i, j) in pairs {
+        if !ref_used[i] && !det_used[j] {
+            ref_used[i] = true;
+            det_used[j] = true;
+            tp += 1;
+        }
+    }
+    BeatScore {
+        tp,
+        fn_: reference.len() as u64 - tp,
+        fp: detected.len() as u64 - tp,
+    }
+}
+
+/// Unmatched reference beats and detections, for diagnosing a record.
+pub fn beat_errors(reference: &[u64], detected: &[u64], window: u64) -> (Vec<u64>, Vec<u64>) {
+    let mut fns = Vec::new();
+    let mut fps = Vec::new();
+    let (mut i, mut j) = (0usize, 0usize);
+    while i < reference.len() || j < detected.len() {
+        match (reference.get(i), detected.get(j)) {
+            (Some(&r), Some(&d)) if r.abs_diff(d) <= window => {
+                i += 1;
+                j += 1;
+            }
+            (Some(&r), Some(&d)) if r < d => {
+                fns.push(r);
+                i += 1;
+            }
+            (Some(_), Some(&d)) => {
+                fps.push(d);
+                j += 1;
+            }
+            (Some(&r), None) => {
+                fns.push(r);
+                i += 1;
+            }
+            (None, Some(&d)) => {
+                fps.push(d);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    (fns, fps)
+}
+
+/// AF agreement for one record, over fixed windows.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AfScore {
+    /// Seconds inside detected AF episodes.
+    pub detected_seconds: f64,
+    /// Seconds inside reference `(AFIB` spans.
+    pub reference_seconds: f64,
+    /// Seconds that are both.
+    pub overlap_seconds: f64,
+    /// Windows AF in both / reference only / detection only / neither.
+    pub tp_windows: u64,
+    pub fn_windows: u64,
+    pub fp_windows: u64,
+    pub tn_windows: u64,
+}
+
+impl AfScore {
+    /// Window sensitivity, percent.
+    pub fn sensitivity(&self) -> f64 {
+        pct(self.tp_windows, self.tp_windows + self.fn_windows)
+    }
+
+    /// Window specificity, percent.
+    pub fn specificity(&self) -> f64 {
+        pct(self.tn_windows, self.tn_windows + self.fp_windows)
+    }
+
+    /// Sums two scores.
+    pub fn add(&self, o: &Self) -> Self {
+        Self {
+            detected_seconds: self.detected_seconds + o.detected_seconds,
+            reference_seconds: self.reference_seconds + o.reference_seconds,
+            overlap_seconds: self.overlap_seconds + o.overlap_seconds,
+            tp_windows: self.tp_windows + o.tp_windows,
+            fn_windows: self.fn_windows + o.fn_windows,
+            fp_windows: self.fp_windows + o.fp_windows,
+            tn_windows: self.tn_windows + o.tn_windows,
+        }
+    }
+}
+
+/// Length of the windows AF is scored over.
+pub const AF_WINDOW_SECONDS: f64 = 30.0;
+
+fn covered(spans: &[(f64, f64)], lo: f64, hi: f64) -> f64 {
+    spans
+        .iter()
+        .map(|&(a, b)| (b.min(hi) - a.max(lo)).max(0.0))
+        .sum()
+}
+
+/// Scores detected AF episodes against reference AF spans (seconds, `[start,
+/// end)`, non-overlapping within each list) over a record of `duration` s.
+///
+/// The record is cut into consecutive 30 s windows (a last partial window is
+/// dropped). A window is AF in the reference when at least half of it lies in
+/// `(AFIB` spans, and AF in the detection when at least half of it lies in
+/// detected AF episodes; the same rule on both sides keeps the comparison
+/// symmetric.
+pub fn score_af(reference: &[(f64, f64)], detected: &[(f64, f64)], duration: f64) -> AfScore {
+    let mut s = AfScore {
+        detected_seconds: covered(detected, 0.0, duration),
+        reference_seconds: covered(reference, 0.0, duration),
+        ..AfScore::default()
+    };
+    s.overlap_seconds = reference
+        .iter()
+        .map(|&(a, b)| covered(detected, a.max(0.0), b.min(duration)))
+        .sum();
+    let n = (duration / AF_WINDOW_SECONDS).floor().max(0.0) as u64;
+    for w in 0..n {
+        let lo = w as f64 * AF_WINDOW_SECONDS;
+        let hi = lo + AF_WINDOW_SECONDS;
+        let r = covered(reference, lo, hi) >= AF_WINDOW_SECONDS / 2.0;
+        let d = covered(detected, lo, hi) >= AF_WINDOW_SECONDS / 2.0;
+        match (r, d) {
+            (true, true) => s.tp_windows += 1,
+            (true, false) => s.fn_windows += 1,
+            (false, true) => s.fp_windows += 1,
+            (false, false) => s.tn_windows += 1,
+        }
+    }
+    s
+}
+
+/// Results for one record, as shown in the validation table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordResult {
+    pub record: String,
+    pub lead: String,
+    pub beats: BeatScore,
+    pub af: AfScore,
+}
+
+/// Formats per-record results and gross totals as a plain-text table.
+pub fn format_table(results: &[RecordResult]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<8} {:<5} {:>6} {:>5} {:>5} {:>7} {:>7} | {:>7} {:>7} {:>7} {:>4} {:>4} {:>4} {:>4}",
+        "record",
+        "lead",
+        "TP",
+        "FN",
+        "FP",
+        "Se%",
+        "+P%",
+        "AFref_s",
+        "AFdet_s",
+        "AFboth",
+        "wTP",
+        "wFN",
+        "wFP",
+        "wTN"
+    );
+    let mut gross_b = BeatScore::default();
+    let mut gross_a = AfScore::default();
+    for r in results {
+        gross_b = gross_b.add(&r.beats);
+        gross_a = gross_a.add(&r.af);
+        write_row(&mut s, &r.record, &r.lead, &r.beats, &r.af);
+    }
+    let _ = writeln!(s, "{}", "-".repeat(104));
+    write_row(&mut s, "gross", "", &gross_b, &gross_a);
+    let _ = writeln!(
+        s,
+        "beats: Se {:.2} %  +P {:.2} %  (match window 150 ms, reference beat annotations only)",
+        gross_b.sensitivity(),
+        gross_b.positive_predictivity()
+    );
+    let _ = writeln!(
+        s,
+        "AF ({:.0} s windows, AF when >= half the window is AF): Se {:.2} %  Sp {:.2} %",
+        AF_WINDOW_SECONDS,
+        gross_a.sensitivity(),
+        gross_a.specificity()
+    );
+    s
+}
+
+fn write_row(s: &mut String, rec: &str, lead: &str, b: &BeatScore, a: &AfScore) {
+    let _ = writeln!(
+        s,
+        "{:<8} {:<5} {:>6} {:>5} {:>5} {:>7.2} {:>7.2} | {:>7.0} {:>7.0} {:>7.0} {:>4} {:>4} {:>4} {:>4}",
+        rec,
+        lead,
+        b.tp,
+        b.fn_,
+        b.fp,
+        b.sensitivity(),
+        b.positive_predictivity(),
+        // `+ 0.0` turns an empty sum's -0 into 0 for display.
+        a.reference_seconds + 0.0,
+        a.detected_seconds + 0.0,
+        a.overlap_seconds + 0.0,
+        a.tp_windows,
+        a.fn_windows,
+        a.fp_windows,
+        a.tn_windows
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matching_closest_first() {
+        let s = score_beats(&[100, 200, 300], &[105, 190, 195, 500], 54);
+        // 195 is nearer 200 than 190 is; 300 has nothing within 54 samples.
+        assert_eq!(
+            s,
+            BeatScore {
+                tp: 2,
+                fn_: 1,
+                fp: 2
+            }
+        );
+        let s = score_beats(&[100], &[], 54);
+        assert_eq!(s.fn_, 1);
+    }
+
+    #[test]
+    fn af_windows() {
+        let s = score_af(&[(0.0, 45.0)], &[(10.0, 60.0)], 90.0);
+        assert_eq!(
+            (s.tp_windows, s.fn_windows, s.fp_windows, s.tn_windows),
+            (2, 0, 0, 1)
+        );
+        assert!((s.overlap_seconds - 35.0).abs() < 1e-9);
+    }
+}
