@@ -327,3 +327,17 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The documented example must stay loadable and equal to the defaults it claims.
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let text = include_str!("../../../docs/wardline.example.toml");
+        let from_file = load(Some(text), &BTreeMap::new(), &Overrides::default()).unwrap();
+        let defaults = load(None, &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(from_file, defaults);
+    }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs Wardline's whole test suite. Installs what the tests need but Cargo cannot fetch:
+# Mosquitto's command-line clients (the independent MQTT client the tests use).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_packages=()
+command -v mosquitto_pub >/dev/null 2>&1 || need_packages+=(mosquitto-clients)
+if [ ${#need_packages[@]} -gt 0 ]; then
+  echo "installing: ${need_packages[*]}"
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}"
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}"
+  fi
+fi
+
+# Tests that use the real data beside the project find it here (see README).
+export WARDLINE_SHARED_DATA="${WARDLINE_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
+if [ ! -d "$WARDLINE_SHARED_DATA" ]; then
+  echo "note: shared data not found at $WARDLINE_SHARED_DATA; the data tests will fail and say so." >&2
+  echo "      Set WARDLINE_SHARED_DATA to the folder holding ecg/, cgm/, news2/." >&2
+fi
+
+cargo test --workspace --locked "$@"
