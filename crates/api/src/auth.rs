@@ -21,6 +21,11 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "wardline_session";
+/// The header the web app sends with every request. A request that changes state and
+/// is authenticated by the session cookie (not by a bearer token) must carry it: a form
+/// or link from another site cannot set a custom header, so this backs up the cookie's
+/// `SameSite=Strict` against cross-site request forgery.
+pub const CSRF_HEADER: &str = "x-wardline-request";
 const TOKEN_PREFIX: &str = "wst_";
 
 fn argon2() -> Result<Argon2<'static>, ApiError> {
@@ -155,6 +160,17 @@ impl FromRequestParts<AppState> for Caller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = presented_token(parts).ok_or(ApiError::Unauthenticated)?;
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|text| text.starts_with("Bearer "));
+        if !bearer && !parts.method.is_safe() && !parts.headers.contains_key(CSRF_HEADER) {
+            return Err(ApiError::invalid(
+                CSRF_HEADER,
+                "a request that changes state with the session cookie must send `X-Wardline-Request: 1`",
+            ));
+        }
         let hash = token_hash(&token);
         let session = state
             .store

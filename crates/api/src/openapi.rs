@@ -217,6 +217,65 @@ pub const OPERATIONS: &[Operation] = &[
             200,
         )
     },
+    Operation {
+        query: &[
+            ("from", "RFC 3339, inclusive (default: 14 days before `to`)"),
+            (
+                "to",
+                "RFC 3339, exclusive (default: now); the period spans at most 90 days",
+            ),
+            (
+                "utc_offset",
+                "the patient's clock for the time-of-day profile, e.g. +01:00 (default +00:00)",
+            ),
+            (
+                "agp_bin_minutes",
+                "AGP bin width, a divisor of 1440 up to 60 (default 15)",
+            ),
+        ],
+        ..op(
+            "get",
+            "/api/v1/patients/{patient_id}/reports/cgm",
+            "CGM report from stored CGM glucose (99504-3): International Consensus metrics, episodes and the ambulatory glucose profile",
+            Auth::Session,
+            200,
+        )
+    },
+    Operation {
+        query: &[
+            ("from", "RFC 3339 (default: 24 h before `to`)"),
+            ("to", "RFC 3339 (default: now)"),
+            ("limit", "at most this many, 1 to 10000 (default 1000)"),
+        ],
+        ..op(
+            "get",
+            "/api/v1/patients/{patient_id}/rhythm-events",
+            "Rhythm events from the streaming ECG analysis (bradycardia, tachycardia, pause, atrial fibrillation, poor signal) overlapping a time range",
+            Auth::Session,
+            200,
+        )
+    },
+    Operation {
+        query: &[
+            ("from", "RFC 3339, inclusive (default: 24 h before `to`)"),
+            ("to", "RFC 3339, exclusive (default: now)"),
+            ("limit", "at most this many, 1 to 10000 (default 1000)"),
+        ],
+        ..op(
+            "get",
+            "/api/v1/patients/{patient_id}/news2",
+            "NEWS2 results recomputed from the latest vital signs, oldest first; a partial result gives only a minimum total and risk and names the missing parameters",
+            Auth::Session,
+            200,
+        )
+    },
+    op(
+        "get",
+        "/api/v1/patients/{patient_id}/news2/latest",
+        "The newest NEWS2 result",
+        Auth::Session,
+        200,
+    ),
     op(
         "get",
         "/api/v1/devices",
@@ -249,6 +308,27 @@ pub const OPERATIONS: &[Operation] = &[
         "post",
         "/api/v1/devices/{device_id}/readings",
         "A device posts one payload (docs/device-protocol.md); 200 only after commit",
+        Auth::Device,
+        200,
+    ),
+    op(
+        "get",
+        "/api/v1/gateways",
+        "Home gateways with their last contact, backlog and clock offset (admin)",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "get",
+        "/api/v1/gateways/{gateway_id}",
+        "One home gateway's last contact, backlog and clock offset (admin)",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "post",
+        "/api/v1/gateways/{gateway_id}/forward",
+        "A gateway forwards queued device messages with its own secret (docs/gateway.md); one verdict per message, 200 only after commit",
         Auth::Device,
         200,
     ),

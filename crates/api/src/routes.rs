@@ -1,7 +1,9 @@
 //! The route table.
 
+mod analytics;
 mod clinical;
 mod devices;
+mod gateways;
 mod people;
 
 use axum::Router;
@@ -66,6 +68,22 @@ pub fn router(state: AppState) -> Router {
             get(clinical::waveforms),
         )
         .route(
+            "/api/v1/patients/{patient_id}/reports/cgm",
+            get(analytics::cgm_report),
+        )
+        .route(
+            "/api/v1/patients/{patient_id}/rhythm-events",
+            get(analytics::rhythm_events),
+        )
+        .route(
+            "/api/v1/patients/{patient_id}/news2",
+            get(analytics::news2_scores),
+        )
+        .route(
+            "/api/v1/patients/{patient_id}/news2/latest",
+            get(analytics::latest_news2),
+        )
+        .route(
             "/api/v1/devices",
             get(devices::list_devices).post(devices::enrol_device),
         )
@@ -81,6 +99,13 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/devices/{device_id}/readings",
             post(devices::ingest_readings),
         )
+        .route("/api/v1/gateways", get(gateways::list_gateways))
+        .route("/api/v1/gateways/{gateway_id}", get(gateways::get_gateway))
+        .route(
+            "/api/v1/gateways/{gateway_id}/forward",
+            post(gateways::forward),
+        )
+        .merge(wardline_web::router())
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .with_state(state)
 }

@@ -36,6 +36,10 @@ pub struct Observation {
     pub original_unit: Option<String>,
     pub effective: DateTime<Utc>,
     pub received: DateTime<Utc>,
+    /// True when Wardline computed the value from other data (e.g. heart rate from an
+    /// ECG waveform) rather than the device measuring it. Derived observations have their
+    /// own `seq` namespace per device, so they never collide with the device's readings.
+    pub derived: bool,
 }
 
 impl Observation {
@@ -58,6 +62,7 @@ impl Observation {
             original_unit: reading.original.as_ref().map(|(_, unit)| unit.clone()),
             effective: reading.effective,
             received,
+            derived: false,
         }
     }
 }
@@ -105,6 +110,11 @@ impl Signal {
         Signal::ALL
             .into_iter()
             .find(|signal| signal.as_str() == text)
+    }
+
+    /// True for the ECG leads, the signals the rhythm analysis reads.
+    pub fn is_ecg(self) -> bool {
+        !matches!(self, Signal::Pleth | Signal::Respiration)
     }
 
     /// The physical unit of `(sample − baseline) / gain`.

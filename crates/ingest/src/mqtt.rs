@@ -1129,3 +1129,60 @@ fn encode_error_publish(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+
+    fn decode_all(protocol: Protocol, bytes: &[u8]) {
+        let mut buffer = BytesMut::from(bytes);
+        // Stop at the first incomplete or refused packet, as the connection would.
+        while let Ok(Some(_)) = decode(protocol, &mut buffer, 1024) {}
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            decode_all(Protocol::V311, &bytes);
+            decode_all(Protocol::V5, &bytes);
+            let _ = frame_length(&bytes);
+        }
+
+        #[test]
+        fn hostile_packets_with_valid_headers_never_panic(kind in 0u8..16, flags in 0u8..16, body in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let mut bytes = vec![(kind << 4) | flags, body.len() as u8];
+            bytes.extend_from_slice(&body);
+            decode_all(Protocol::V311, &bytes);
+            decode_all(Protocol::V5, &bytes);
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_connects_are_refused_without_panicking() {
+        let mut runner = proptest::test_runner::TestRunner::default();
+        for _ in 0..500 {
+            let body = proptest::collection::vec(any::<u8>(), 0..80)
+                .new_tree(&mut runner)
+                .map(|tree| tree.current())
+                .unwrap_or_default();
+            for level in [3u8, 4, 5, 6] {
+                let mut frame = vec![0x10, 0, 0, 4, b'M', b'Q', b'T', b'T', level];
+                frame.extend_from_slice(&body);
+                frame[1] = (frame.len() - 2).min(127) as u8;
+                frame.truncate(2 + usize::from(frame[1]));
+                let mut buffer = BytesMut::new();
+                let _ = read_connect(&mut frame.as_slice(), &mut buffer, 1024).await;
+            }
+        }
+    }
+
+    #[test]
+    fn frame_length_reads_the_remaining_length() {
+        assert_eq!(frame_length(&[0x30]), Ok(None));
+        assert_eq!(frame_length(&[0x30, 0x05]), Ok(Some(7)));
+        assert_eq!(frame_length(&[0x30, 0x80, 0x01]), Ok(Some(131)));
+        assert!(frame_length(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+    }
+}

@@ -12,6 +12,7 @@ use wardline_store::{
     EncodedWaveform, IngestItem, IngestOutcome, IngestPayload, Store, StoreError,
 };
 
+use crate::derived::{AnalysisHandle, NEWS2_INPUTS};
 use crate::live::LiveFeed;
 
 /// What became of one message.
@@ -59,6 +60,9 @@ pub struct IngestService {
     store: Arc<dyn Store>,
     limits: PayloadLimits,
     live: LiveFeed,
+    /// Where committed ECG chunks and vital signs go for analysis; none in tools and
+    /// tests that only store.
+    analysis: Option<AnalysisHandle>,
 }
 
 impl IngestService {
@@ -67,7 +71,14 @@ impl IngestService {
             store,
             limits,
             live,
+            analysis: None,
         }
+    }
+
+    /// Hands committed ECG chunks and vital signs to the analysis task from now on.
+    pub fn with_analysis(mut self, analysis: AnalysisHandle) -> Self {
+        self.analysis = Some(analysis);
+        self
     }
 
     pub fn limits(&self) -> &PayloadLimits {
@@ -97,6 +108,9 @@ impl IngestService {
         let received = Utc::now();
         let mut items = Vec::with_capacity(messages.len());
         let mut verdicts: Vec<Option<MessageVerdict>> = Vec::with_capacity(messages.len());
+        // The samples of each ECG chunk stored, kept for the analysis after the commit
+        // (the store keeps them only encoded); one entry per item, in order.
+        let mut ecg_samples: Vec<Option<WaveformChunk>> = Vec::with_capacity(messages.len());
         for message in messages {
             match message {
                 DeviceMessage::Readings(readings) => {
@@ -106,6 +120,7 @@ impl IngestService {
                         payload: IngestPayload::Readings(readings),
                     });
                     verdicts.push(None);
+                    ecg_samples.push(None);
                 }
                 DeviceMessage::Waveform(chunk) => match encode_waveform(&chunk) {
                     Ok(encoded) => {
@@ -115,6 +130,8 @@ impl IngestService {
                             payload: IngestPayload::Waveform(encoded),
                         });
                         verdicts.push(None);
+                        let analysed = self.analysis.is_some() && chunk.signal.is_ecg();
+                        ecg_samples.push(analysed.then_some(chunk));
                     }
                     Err(error) => {
                         verdicts.push(Some(MessageVerdict::Rejected(Rejection::Payload(error))))
@@ -131,6 +148,7 @@ impl IngestService {
             )));
         }
         let mut outcomes = outcomes.into_iter();
+        let mut ecg_samples = ecg_samples.into_iter();
         let mut stored_readings = 0u64;
         let mut duplicate_readings = 0u64;
         let verdicts: Vec<MessageVerdict> = verdicts
@@ -139,19 +157,32 @@ impl IngestService {
                 if let Some(verdict) = verdict {
                     return verdict;
                 }
+                let samples = ecg_samples.next().flatten();
                 match outcomes.next() {
                     Some(IngestOutcome::Stored {
-                        stored, duplicates, ..
+                        patient_id,
+                        stored,
+                        duplicates,
                     }) => {
                         let new = stored.len();
                         stored_readings += new as u64;
                         duplicate_readings += duplicates as u64;
+                        self.analyse_vitals(patient_id, &stored);
                         for observation in stored {
                             self.live.publish(observation);
                         }
                         MessageVerdict::Stored { new, duplicates }
                     }
-                    Some(IngestOutcome::WaveformStored { duplicate, .. }) => {
+                    Some(IngestOutcome::WaveformStored {
+                        patient_id,
+                        duplicate,
+                    }) => {
+                        // A retried chunk was analysed when first stored.
+                        if let (Some(analysis), Some(chunk), false) =
+                            (&self.analysis, samples, duplicate)
+                        {
+                            analysis.ecg_chunk(patient_id, device_id.clone(), chunk);
+                        }
                         MessageVerdict::Stored {
                             new: usize::from(!duplicate),
                             duplicates: usize::from(duplicate),
@@ -181,6 +212,27 @@ impl IngestService {
             }
         }
         Ok(verdicts)
+    }
+}
+
+impl IngestService {
+    /// Asks for NEWS2 to be recomputed when a message brought a vital sign it scores.
+    fn analyse_vitals(
+        &self,
+        patient_id: wardline_domain::PatientId,
+        stored: &[wardline_domain::Observation],
+    ) {
+        let Some(analysis) = &self.analysis else {
+            return;
+        };
+        let newest = stored
+            .iter()
+            .filter(|observation| NEWS2_INPUTS.contains(&observation.code))
+            .map(|observation| observation.effective)
+            .max();
+        if let Some(at) = newest {
+            analysis.vitals(patient_id, at);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! check a fresh, empty store.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
 use wardline_domain::{DeviceId, DeviceKind, ObservationCode, PatientId, Reading, Role, Signal};
 
 use crate::model::*;
@@ -19,7 +20,9 @@ macro_rules! store_conformance_suite {
             users_and_credentials, sessions_expire_and_revoke, care_teams_decide_membership,
             devices_and_assignments, ingest_stores_once, ingest_refuses_unassigned_and_revoked,
             reassigned_device_keeps_patients_apart, observations_page_by_time,
-            latest_observation_per_code, waveform_chunks_by_window, audit_trail_is_chained);
+            latest_observation_per_code, waveform_chunks_by_window, audit_trail_is_chained,
+            derived_observations_have_their_own_seq, latest_observations_within_a_window,
+            rhythm_events_grow_and_are_found_by_overlap, news2_results_replace_per_time);
     };
     (@tests $fresh:expr; $($check:ident),*) => {
         $(
@@ -718,4 +721,233 @@ pub async fn audit_trail_is_chained(store: &dyn Store) {
     assert_eq!(all.len(), 3);
     assert!(all[0].sequence > all[1].sequence, "newest first");
     assert_eq!(store.verify_audit_chain().await.expect("verify"), 3);
+}
+
+pub async fn derived_observations_have_their_own_seq(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let ecg = device(store, "ecg-001").await;
+    store
+        .assign_device(&ecg, alice, at(0))
+        .await
+        .expect("assign");
+    let heart = |seq: i64, minute: i64, value: f64| Reading {
+        seq,
+        code: ObservationCode::HeartRate,
+        value,
+        original: None,
+        effective: at(minute),
+    };
+    store
+        .ingest(vec![readings(&ecg, vec![heart(7, 1, 70.0)])])
+        .await
+        .expect("ingest");
+    let derived = |seq: i64, minute: i64, value: f64| NewDerivedObservation {
+        patient_id: alice,
+        device_id: ecg.clone(),
+        seq,
+        code: ObservationCode::HeartRate,
+        value,
+        effective: at(minute),
+        received: at(minute),
+    };
+    // The same seq as the device's own reading: no collision, both kept.
+    let stored = store
+        .store_derived_observations(vec![derived(7, 2, 71.0), derived(8, 3, 72.0)])
+        .await
+        .expect("derive");
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|observation| observation.derived));
+    // Deriving again is a no-op.
+    let again = store
+        .store_derived_observations(vec![derived(8, 3, 72.0)])
+        .await
+        .expect("derive again");
+    assert!(again.is_empty());
+    // And a device retry of seq 7 is still a duplicate, not confused with the derived 7.
+    let retried = store
+        .ingest(vec![readings(&ecg, vec![heart(7, 1, 70.0)])])
+        .await
+        .expect("retry");
+    assert!(matches!(
+        &retried[0],
+        IngestOutcome::Stored { duplicates: 1, .. }
+    ));
+    let page = store
+        .observations(ObservationQuery {
+            patient_id: alice,
+            code: ObservationCode::HeartRate,
+            from: at(0),
+            to: at(60),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .expect("query");
+    let flags: Vec<(i64, bool)> = page
+        .observations
+        .iter()
+        .map(|observation| (observation.seq, observation.derived))
+        .collect();
+    assert_eq!(flags, vec![(7, false), (7, true), (8, true)]);
+    let latest = store.latest_observations(alice).await.expect("latest");
+    assert_eq!(latest[0].value, 72.0);
+    assert!(latest[0].derived);
+    assert!(matches!(
+        store
+            .store_derived_observations(vec![NewDerivedObservation {
+                device_id: DeviceId::parse("ghost-01").expect("id"),
+                ..derived(9, 4, 73.0)
+            }])
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn latest_observations_within_a_window(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, alice, at(0))
+        .await
+        .expect("assign");
+    store
+        .ingest(vec![readings(
+            &cgm,
+            vec![
+                glucose(1, 5, 110.0),
+                glucose(2, 20, 120.0),
+                glucose(3, 40, 130.0),
+            ],
+        )])
+        .await
+        .expect("ingest");
+    let within = store
+        .latest_observations_between(alice, at(0), at(30))
+        .await
+        .expect("latest");
+    assert_eq!(within.len(), 1);
+    assert_eq!(within[0].value, 120.0, "the newest inside the window");
+    let inclusive = store
+        .latest_observations_between(alice, at(0), at(40))
+        .await
+        .expect("latest");
+    assert_eq!(inclusive[0].value, 130.0, "the window's end is inclusive");
+    assert!(
+        store
+            .latest_observations_between(alice, at(41), at(60))
+            .await
+            .expect("latest")
+            .is_empty()
+    );
+}
+
+pub async fn rhythm_events_grow_and_are_found_by_overlap(store: &dyn Store) {
+    use crate::model::RhythmEventKind;
+    let alice = patient(store, "Alice").await;
+    let bob = patient(store, "Bob").await;
+    let ecg = device(store, "ecg-001").await;
+    let event = |kind: RhythmEventKind, onset: i64, end: i64| RhythmEventRecord {
+        patient_id: alice,
+        device_id: ecg.clone(),
+        signal: Signal::EcgLeadIi,
+        kind,
+        onset: at(onset),
+        end: at(end),
+        detail: Some(json!({"median_bpm": 44})),
+    };
+    store
+        .record_rhythm_events(vec![
+            event(RhythmEventKind::AtrialFibrillation, 10, 12),
+            event(RhythmEventKind::Pause, 20, 20),
+        ])
+        .await
+        .expect("record");
+    // The same AF event seen again with a later end grows; an earlier end never shrinks it.
+    store
+        .record_rhythm_events(vec![
+            event(RhythmEventKind::AtrialFibrillation, 10, 15),
+            event(RhythmEventKind::AtrialFibrillation, 10, 13),
+        ])
+        .await
+        .expect("extend");
+    let query = |from: i64, to: i64, patient_id: PatientId| RhythmEventQuery {
+        patient_id,
+        from: at(from),
+        to: at(to),
+        limit: 100,
+    };
+    let all = store
+        .rhythm_events(query(0, 60, alice))
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].kind, RhythmEventKind::AtrialFibrillation);
+    assert_eq!(all[0].end, at(15));
+    assert_eq!(all[0].detail, Some(json!({"median_bpm": 44})));
+    let overlapping = store
+        .rhythm_events(query(14, 16, alice))
+        .await
+        .expect("query");
+    assert_eq!(
+        overlapping.len(),
+        1,
+        "an event overlapping the window's start"
+    );
+    assert!(
+        store
+            .rhythm_events(query(0, 60, bob))
+            .await
+            .expect("query")
+            .is_empty()
+    );
+    assert!(matches!(
+        store
+            .record_rhythm_events(vec![event(RhythmEventKind::Pause, 30, 29)])
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+pub async fn news2_results_replace_per_time(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let result = |minute: i64, total: u8| News2Record {
+        patient_id: alice,
+        time: at(minute),
+        complete: false,
+        total,
+        risk: "low".into(),
+        any_parameter_3: false,
+        missing: vec!["air_or_oxygen".into(), "consciousness".into()],
+        sub_scores: json!({"respiration_rate": 0, "consciousness": null}),
+        inputs: json!({"respiration_rate": {"value": 16.0}}),
+    };
+    assert!(store.latest_news2(alice).await.expect("latest").is_none());
+    store.record_news2(result(5, 1)).await.expect("record");
+    store.record_news2(result(10, 2)).await.expect("record");
+    store.record_news2(result(10, 3)).await.expect("replace");
+    let all = store
+        .news2_scores(News2Query {
+            patient_id: alice,
+            from: at(0),
+            to: at(60),
+            limit: 100,
+        })
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1], result(10, 3));
+    assert_eq!(
+        store.latest_news2(alice).await.expect("latest"),
+        Some(result(10, 3))
+    );
+    assert!(
+        store
+            .record_news2(News2Record {
+                risk: "unknown".into(),
+                ..result(20, 0)
+            })
+            .await
+            .is_err(),
+        "only the four risk bands are stored"
+    );
 }

@@ -4,6 +4,7 @@
 
 pub mod conformance;
 mod error;
+mod gateways;
 mod model;
 pub mod sqlite;
 
@@ -12,13 +13,14 @@ use chrono::{DateTime, Utc};
 use wardline_domain::{CareTeamId, DeviceId, PatientId, Role, UserId};
 
 pub use error::StoreError;
+pub use gateways::{GatewayReport, GatewayStatus, GatewayStore};
 pub use model::*;
 pub use sqlite::SqliteStore;
 
 /// Everything Wardline stores. Methods that read patient data do not check access: the
 /// API's access layer does that, in one place, before it calls them.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: GatewayStore + Send + Sync + std::fmt::Debug + 'static {
     // People.
     async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
@@ -106,6 +108,34 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         patient: PatientId,
     ) -> Result<Vec<wardline_domain::Observation>, StoreError>;
     async fn waveforms(&self, query: WaveformQuery) -> Result<Vec<StoredWaveform>, StoreError>;
+    /// The newest observation of each code with `from <= effective <= until` (device
+    /// readings and derived observations alike).
+    async fn latest_observations_between(
+        &self,
+        patient: PatientId,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<wardline_domain::Observation>, StoreError>;
+
+    // What Wardline derives.
+    /// Stores derived observations in one commit; returns those newly stored (an
+    /// observation whose `(device, seq)` was derived before is left out).
+    async fn store_derived_observations(
+        &self,
+        observations: Vec<NewDerivedObservation>,
+    ) -> Result<Vec<wardline_domain::Observation>, StoreError>;
+    /// Stores rhythm events, extending any stored with the same device, signal, kind
+    /// and onset.
+    async fn record_rhythm_events(&self, events: Vec<RhythmEventRecord>) -> Result<(), StoreError>;
+    async fn rhythm_events(
+        &self,
+        query: RhythmEventQuery,
+    ) -> Result<Vec<RhythmEventRecord>, StoreError>;
+    /// Stores a NEWS2 result, replacing one stored for the same patient and time.
+    async fn record_news2(&self, score: News2Record) -> Result<(), StoreError>;
+    /// NEWS2 results with `from <= time < to`, oldest first.
+    async fn news2_scores(&self, query: News2Query) -> Result<Vec<News2Record>, StoreError>;
+    async fn latest_news2(&self, patient: PatientId) -> Result<Option<News2Record>, StoreError>;
 
     // Audit trail.
     async fn append_audit(&self, events: Vec<AuditEvent>) -> Result<(), StoreError>;

@@ -299,3 +299,111 @@ pub struct AuditQuery {
     pub before: Option<i64>,
     pub limit: u32,
 }
+
+/// An observation Wardline computed from other data (e.g. heart rate from an ECG), to
+/// store. `seq` is Wardline's own number for it, unique per device among derived
+/// observations; deriving it from the effective time makes a re-derivation a no-op.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDerivedObservation {
+    pub patient_id: PatientId,
+    pub device_id: DeviceId,
+    pub seq: i64,
+    pub code: ObservationCode,
+    /// In the code's canonical unit.
+    pub value: f64,
+    pub effective: DateTime<Utc>,
+    pub received: DateTime<Utc>,
+}
+
+/// Kinds of rhythm event the ECG analysis reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RhythmEventKind {
+    Bradycardia,
+    Tachycardia,
+    Pause,
+    AtrialFibrillation,
+    /// Technical: flat line, lead off or heavy noise; no rhythm call was made.
+    PoorSignal,
+}
+
+impl RhythmEventKind {
+    pub const ALL: [RhythmEventKind; 5] = [
+        RhythmEventKind::Bradycardia,
+        RhythmEventKind::Tachycardia,
+        RhythmEventKind::Pause,
+        RhythmEventKind::AtrialFibrillation,
+        RhythmEventKind::PoorSignal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RhythmEventKind::Bradycardia => "bradycardia",
+            RhythmEventKind::Tachycardia => "tachycardia",
+            RhythmEventKind::Pause => "pause",
+            RhythmEventKind::AtrialFibrillation => "atrial_fibrillation",
+            RhythmEventKind::PoorSignal => "poor_signal",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// A rhythm event, as stored and as read back. Storing an event again with the same
+/// device, signal, kind and onset extends it (the later end wins): that is how an event
+/// still going on grows as the stream goes on, and why storing twice is harmless.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RhythmEventRecord {
+    pub patient_id: PatientId,
+    pub device_id: DeviceId,
+    pub signal: Signal,
+    pub kind: RhythmEventKind,
+    pub onset: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// What the analysis measured, e.g. `{"median_bpm": 44}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RhythmEventQuery {
+    pub patient_id: PatientId,
+    /// Events overlapping `[from, to)` are returned, oldest onset first.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub limit: u32,
+}
+
+/// A NEWS2 result. When `complete` is false a parameter was missing: `total` and `risk`
+/// are then only the minimum (the missing parameters can only add points), and `missing`
+/// names them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct News2Record {
+    pub patient_id: PatientId,
+    /// The effective time of the newest vital sign scored.
+    pub time: DateTime<Utc>,
+    pub complete: bool,
+    /// The total when complete, otherwise the minimum total.
+    pub total: u8,
+    /// `low`, `low-medium`, `medium` or `high`; the minimum band when partial.
+    pub risk: String,
+    pub any_parameter_3: bool,
+    /// Parameter names, e.g. `consciousness`.
+    pub missing: Vec<String>,
+    /// Per-parameter scores, `null` where missing.
+    pub sub_scores: serde_json::Value,
+    /// The values scored, with their codes and times.
+    pub inputs: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct News2Query {
+    pub patient_id: PatientId,
+    /// Inclusive.
+    pub from: DateTime<Utc>,
+    /// Exclusive.
+    pub to: DateTime<Utc>,
+    pub limit: u32,
+}

@@ -35,6 +35,11 @@ pub enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Disable a user: their sessions end at once and they can no longer log in.
+    DisableUser {
+        #[arg(long)]
+        username: String,
+    },
     /// Create a patient record.
     CreatePatient {
         #[arg(long)]
@@ -163,6 +168,14 @@ pub async fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<()> {
             if generated {
                 println!("password (shown only now): {password}");
             }
+        }
+        AdminCommand::DisableUser { username } => {
+            let Some(credentials) = store.user_credentials(&username).await? else {
+                bail!("no user {username:?}");
+            };
+            store.set_user_disabled(credentials.user.id, true).await?;
+            audit(&store, "users.disable", None, username.clone()).await?;
+            println!("disabled {username}; their sessions are revoked");
         }
         AdminCommand::CreatePatient {
             name,

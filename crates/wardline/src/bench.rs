@@ -149,6 +149,7 @@ async fn ingest(
         "wardline",
     )
     .await;
+    let commits = scrape_counter(report.http, "wardline_store_commits_total").await;
     // Stop the server the hard way, then count what is on disk.
     let _ = server.kill();
     let _ = server.wait();
@@ -197,6 +198,12 @@ async fn ingest(
         "durability: {} readings acknowledged by wardline, {stored} rows in its database after kill -9",
         results[0].acked_total
     );
+    if let Some(commits) = commits.filter(|commits| *commits > 0.0) {
+        println!(
+            "group commit: {commits:.0} durable commits (fsync), {:.0} readings per commit on average",
+            results[0].acked_total as f64 / commits
+        );
+    }
     let _ = std::fs::remove_dir_all(&temporary);
     if stored < results[0].acked_total {
         bail!(
@@ -205,6 +212,20 @@ async fn ingest(
         );
     }
     Ok(())
+}
+
+/// Reads one counter from the server's Prometheus endpoint (plain HTTP on loopback).
+async fn scrape_counter(http: SocketAddr, name: &str) -> Option<f64> {
+    let mut stream = TcpStream::connect(http).await.ok()?;
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    response
+        .lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.split_whitespace().last())
+        .and_then(|value| value.parse().ok())
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

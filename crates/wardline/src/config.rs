@@ -23,6 +23,9 @@ pub struct Config {
     pub session_hours: i64,
     pub log_filter: String,
     pub log_json: bool,
+    /// NEWS2 scores the latest value of each vital sign taken within this many minutes
+    /// before the newest one.
+    pub news2_window_minutes: i64,
 }
 
 /// Defaults: TLS ports that collide with nothing already running on these machines
@@ -47,6 +50,14 @@ pub struct ConfigFile {
     pub sessions: SessionSection,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub analytics: AnalyticsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsSection {
+    pub news2_window_minutes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +194,7 @@ pub fn load(
         log_json: env_value(env, "WARDLINE_LOG_JSON")?
             .or(file.log.json)
             .unwrap_or(false),
+        news2_window_minutes: file.analytics.news2_window_minutes.unwrap_or(60),
     };
     validate(&config)?;
     Ok(config)
@@ -219,6 +231,11 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if !(1..=24 * 30).contains(&config.session_hours) {
         return Err(ConfigError::Invalid(
             "sessions.hours must be 1 to 720".into(),
+        ));
+    }
+    if !(1..=24 * 60).contains(&config.news2_window_minutes) {
+        return Err(ConfigError::Invalid(
+            "analytics.news2_window_minutes must be 1 to 1440".into(),
         ));
     }
     if config.hostnames.is_empty() {

@@ -6,3 +6,4 @@ pub mod bench;
 pub mod config;
 pub mod server;
 pub mod tls;
+pub mod validate;

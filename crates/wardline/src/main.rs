@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use wardline::admin::AdminCommand;
 use wardline::bench::BenchCommand;
 use wardline::config::{self, Overrides};
+use wardline::validate::ValidateCommand;
 
 /// Wardline: remote patient monitoring. Devices send readings over MQTT or HTTP;
 /// clinicians see them, live, for the patients of their care teams only.
@@ -35,6 +36,15 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+    /// Check the analytics against the shared real data and print the tables; exits
+    /// non-zero when a target is missed.
+    Validate {
+        /// The shared data folder (default: $WARDLINE_SHARED_DATA, else ../shared/data).
+        #[arg(long, global = true)]
+        data: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ValidateCommand,
     },
 }
 
@@ -129,6 +139,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             wardline::admin::run(&config.data_dir, command).await
         }
         Command::Bench { command } => wardline::bench::run(command).await,
+        Command::Validate { data, command } => {
+            let data = wardline::validate::data_dir(data)?;
+            // Reading and analysing the records is plain CPU work.
+            tokio::task::spawn_blocking(move || wardline::validate::run(command, &data))
+                .await
+                .context("the validation task failed")?
+        }
     }
 }
 

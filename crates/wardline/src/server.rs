@@ -16,7 +16,7 @@ use tower::ServiceExt;
 use wardline_api::{ApiSettings, AppState, DeviceDisconnector};
 use wardline_domain::{DeviceId, PayloadLimits, Role};
 use wardline_ingest::mqtt::{MqttEndpoint, MqttSettings};
-use wardline_ingest::{IngestService, LiveFeed};
+use wardline_ingest::{AnalysisSettings, IngestService, LiveFeed, spawn_analysis};
 use wardline_store::sqlite::{SqliteOptions, SqliteStore};
 use wardline_store::{NewUser, Store};
 
@@ -103,7 +103,18 @@ pub async fn serve(
         max_future_skew: chrono::Duration::seconds(config.max_future_skew_seconds),
         ..PayloadLimits::default()
     };
-    let ingest = IngestService::new(Arc::clone(&store), limits, LiveFeed::new(8192));
+    let live = LiveFeed::new(8192);
+    // Analysis of committed data runs on its own task, behind a bounded queue, so that it
+    // never delays an acknowledgement (see wardline_ingest::derived).
+    let (analysis, _analysis_task) = spawn_analysis(
+        Arc::clone(&store),
+        live.clone(),
+        AnalysisSettings {
+            news2_window: chrono::Duration::minutes(config.news2_window_minutes),
+            ..AnalysisSettings::default()
+        },
+    );
+    let ingest = IngestService::new(Arc::clone(&store), limits, live).with_analysis(analysis);
     let mqtt = MqttEndpoint::new(
         ingest.clone(),
         Arc::clone(&store),

@@ -127,7 +127,7 @@ pub(crate) struct ObservationPageBody {
     next_cursor: Option<String>,
 }
 
-fn parse_time(
+pub(super) fn parse_time(
     field: &str,
     text: Option<&str>,
     default: DateTime<Utc>,
@@ -154,7 +154,7 @@ fn parse_code(text: &str) -> Result<ObservationCode, ApiError> {
     })
 }
 
-fn time_window(
+pub(super) fn time_window(
     from: Option<&str>,
     to: Option<&str>,
     default_span: chrono::Duration,

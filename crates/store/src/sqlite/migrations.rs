@@ -6,7 +6,11 @@ use crate::error::StoreError;
 
 /// Migrations in order; the index + 1 is the schema version each one produces.
 /// A migration, once released, never changes: fixes go into a new one.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../migrations/sqlite/0002_derived_analytics.sql"),
+    include_str!("../../migrations/sqlite/0003_gateways.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

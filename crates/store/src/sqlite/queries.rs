@@ -103,7 +103,7 @@ fn unique_violation(error: rusqlite::Error, what: impl Into<String>) -> StoreErr
     }
 }
 
-const OBSERVATION_COLUMNS: &str = "p.id, d.id, o.seq, o.code, o.value, o.original_value, o.original_unit, o.effective_ms, o.received_ms, o.key";
+const OBSERVATION_COLUMNS: &str = "p.id, d.id, o.seq, o.code, o.value, o.original_value, o.original_unit, o.effective_ms, o.received_ms, o.key, o.derived";
 const OBSERVATION_FROM: &str =
     "observation o JOIN patient p ON p.key = o.patient_key JOIN device d ON d.key = o.device_key";
 
@@ -128,6 +128,7 @@ fn observation_from_row(row: &Row<'_>) -> Result<(Observation, i64), StoreError>
             original_unit: row.get(6)?,
             effective: from_ms(row.get(7)?)?,
             received: from_ms(row.get(8)?)?,
+            derived: row.get(10)?,
         },
         row.get(9)?,
     ))
@@ -166,6 +167,44 @@ fn optional_key(
 ) -> Result<Option<i64>, StoreError> {
     id.map(|id| key_of(connection, table, &id, what))
         .transpose()
+}
+
+fn patient_key_of(connection: &Connection, patient: PatientId) -> Result<Option<i64>, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT key FROM patient WHERE id = ?1")?
+        .query_row([patient.to_string()], |row| row.get(0))
+        .optional()?)
+}
+
+fn json_column(text: &str, what: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|_| StoreError::Corrupt(format!("{what} is not JSON")))
+}
+
+fn to_json_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|error| StoreError::Invalid(error.to_string()))
+}
+
+const NEWS2_COLUMNS: &str = "p.id, n.time_ms, n.complete, n.total, n.risk, n.any_parameter_3, n.missing, n.sub_scores, n.inputs";
+const NEWS2_FROM: &str = "news2_score n JOIN patient p ON p.key = n.patient_key";
+
+fn news2_from_row(row: &Row<'_>) -> Result<News2Record, StoreError> {
+    let patient: String = row.get(0)?;
+    let missing: String = row.get(6)?;
+    let sub_scores: String = row.get(7)?;
+    let inputs: String = row.get(8)?;
+    Ok(News2Record {
+        patient_id: parse_uuid(&patient, "patient")?,
+        time: from_ms(row.get(1)?)?,
+        complete: row.get(2)?,
+        total: row.get(3)?,
+        risk: row.get(4)?,
+        any_parameter_3: row.get(5)?,
+        missing: serde_json::from_str(&missing).map_err(|_| {
+            StoreError::Corrupt("NEWS2 missing parameters are not a JSON list".into())
+        })?,
+        sub_scores: json_column(&sub_scores, "NEWS2 sub-scores")?,
+        inputs: json_column(&inputs, "NEWS2 inputs")?,
+    })
 }
 
 fn ingest_one(connection: &Connection, item: &IngestItem) -> Result<IngestOutcome, StoreError> {
@@ -218,7 +257,7 @@ fn ingest_one(connection: &Connection, item: &IngestItem) -> Result<IngestOutcom
             }
             let mut insert = connection.prepare_cached(
                 "INSERT INTO observation (patient_key, device_key, seq, code, value, original_value, original_unit, effective_ms, received_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (device_key, seq) DO NOTHING",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (device_key, derived, seq) DO NOTHING",
             )?;
             let mut stored = Vec::with_capacity(readings.len());
             let mut duplicates = 0;
@@ -968,6 +1007,257 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn latest_observations_between(
+        &self,
+        patient: PatientId,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<Observation>, StoreError> {
+        self.read(move |connection| {
+            let Some(patient_key) = patient_key_of(connection, patient)? else {
+                return Ok(Vec::new());
+            };
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {OBSERVATION_COLUMNS} FROM {OBSERVATION_FROM}
+                 WHERE o.patient_key = ?1 AND o.code = ?2 AND o.effective_ms >= ?3 AND o.effective_ms <= ?4
+                 ORDER BY o.effective_ms DESC, o.key DESC LIMIT 1"
+            ))?;
+            let mut latest = Vec::new();
+            for spec in wardline_domain::codes::CATALOGUE {
+                let found = statement
+                    .query_row(
+                        params![patient_key, spec.loinc, to_ms(from), to_ms(until)],
+                        |row| Ok(observation_from_row(row)),
+                    )
+                    .optional()?;
+                if let Some(row) = found {
+                    latest.push(row?.0);
+                }
+            }
+            Ok(latest)
+        })
+        .await
+    }
+
+    async fn store_derived_observations(
+        &self,
+        observations: Vec<NewDerivedObservation>,
+    ) -> Result<Vec<Observation>, StoreError> {
+        if observations.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |connection| {
+            let mut insert = connection.prepare_cached(
+                "INSERT INTO observation (patient_key, device_key, seq, code, value, effective_ms, received_ms, derived)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1) ON CONFLICT (device_key, derived, seq) DO NOTHING",
+            )?;
+            let mut stored = Vec::with_capacity(observations.len());
+            for observation in observations {
+                let patient_key =
+                    key_of(connection, "patient", &observation.patient_id.to_string(), "patient")?;
+                let device_key =
+                    key_of(connection, "device", observation.device_id.as_str(), "device")?;
+                let inserted = insert.execute(params![
+                    patient_key,
+                    device_key,
+                    observation.seq,
+                    observation.code.loinc(),
+                    observation.value,
+                    to_ms(observation.effective),
+                    to_ms(observation.received),
+                ])?;
+                if inserted > 0 {
+                    let spec = observation.code.spec();
+                    stored.push(Observation {
+                        patient_id: observation.patient_id,
+                        device_id: observation.device_id,
+                        seq: observation.seq,
+                        code: observation.code,
+                        loinc: spec.loinc,
+                        value: observation.value,
+                        unit: spec.canonical_unit,
+                        original_value: None,
+                        original_unit: None,
+                        effective: from_ms(to_ms(observation.effective))?,
+                        received: from_ms(to_ms(observation.received))?,
+                        derived: true,
+                    });
+                }
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn record_rhythm_events(&self, events: Vec<RhythmEventRecord>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let recorded_ms = to_ms(Utc::now());
+        self.write(move |connection| {
+            let mut upsert = connection.prepare_cached(
+                "INSERT INTO rhythm_event (patient_key, device_key, signal, kind, onset_ms, end_ms, detail, recorded_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (device_key, signal, kind, onset_ms) DO UPDATE SET
+                     end_ms = max(end_ms, excluded.end_ms),
+                     detail = coalesce(excluded.detail, detail),
+                     recorded_ms = excluded.recorded_ms",
+            )?;
+            for event in events {
+                if event.end < event.onset {
+                    return Err(StoreError::Invalid(format!(
+                        "a {} event ends before its onset",
+                        event.kind.as_str()
+                    )));
+                }
+                let patient_key =
+                    key_of(connection, "patient", &event.patient_id.to_string(), "patient")?;
+                let device_key = key_of(connection, "device", event.device_id.as_str(), "device")?;
+                let detail = event
+                    .detail
+                    .as_ref()
+                    .map(serde_json::to_string)
+                    .transpose()
+                    .map_err(|error| StoreError::Invalid(error.to_string()))?;
+                upsert.execute(params![
+                    patient_key,
+                    device_key,
+                    event.signal.as_str(),
+                    event.kind.as_str(),
+                    to_ms(event.onset),
+                    to_ms(event.end),
+                    detail,
+                    recorded_ms,
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rhythm_events(
+        &self,
+        query: RhythmEventQuery,
+    ) -> Result<Vec<RhythmEventRecord>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT p.id, d.id, e.signal, e.kind, e.onset_ms, e.end_ms, e.detail
+                 FROM rhythm_event e JOIN patient p ON p.key = e.patient_key JOIN device d ON d.key = e.device_key
+                 WHERE e.patient_key = (SELECT key FROM patient WHERE id = ?1)
+                   AND e.onset_ms < ?3 AND e.end_ms >= ?2
+                 ORDER BY e.onset_ms, e.key LIMIT ?4",
+            )?;
+            let rows = statement.query_map(
+                params![
+                    query.patient_id.to_string(),
+                    to_ms(query.from),
+                    to_ms(query.to),
+                    query.limit.clamp(1, 10_000)
+                ],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, i64>(4)?,
+                        row.get::<_, i64>(5)?,
+                        row.get::<_, Option<String>>(6)?,
+                    ))
+                },
+            )?;
+            rows.map(|row| {
+                let (patient, device, signal, kind, onset, end, detail) = row?;
+                Ok(RhythmEventRecord {
+                    patient_id: parse_uuid(&patient, "patient")?,
+                    device_id: DeviceId::parse(&device)
+                        .map_err(|error| StoreError::Corrupt(error.to_string()))?,
+                    signal: Signal::parse(&signal)
+                        .ok_or_else(|| StoreError::Corrupt(format!("signal {signal:?}")))?,
+                    kind: RhythmEventKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt(format!("rhythm event kind {kind:?}")))?,
+                    onset: from_ms(onset)?,
+                    end: from_ms(end)?,
+                    detail: detail.map(|text| json_column(&text, "rhythm event detail")).transpose()?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn record_news2(&self, score: News2Record) -> Result<(), StoreError> {
+        let computed_ms = to_ms(Utc::now());
+        self.write(move |connection| {
+            let patient_key =
+                key_of(connection, "patient", &score.patient_id.to_string(), "patient")?;
+            let missing = to_json_text(&score.missing)?;
+            let sub_scores = to_json_text(&score.sub_scores)?;
+            let inputs = to_json_text(&score.inputs)?;
+            connection
+                .prepare_cached(
+                    "INSERT INTO news2_score (patient_key, time_ms, complete, total, risk, any_parameter_3, missing, sub_scores, inputs, computed_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (patient_key, time_ms) DO UPDATE SET
+                         complete = excluded.complete, total = excluded.total, risk = excluded.risk,
+                         any_parameter_3 = excluded.any_parameter_3, missing = excluded.missing,
+                         sub_scores = excluded.sub_scores, inputs = excluded.inputs,
+                         computed_ms = excluded.computed_ms",
+                )?
+                .execute(params![
+                    patient_key,
+                    to_ms(score.time),
+                    score.complete,
+                    score.total,
+                    score.risk,
+                    score.any_parameter_3,
+                    missing,
+                    sub_scores,
+                    inputs,
+                    computed_ms,
+                ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn news2_scores(&self, query: News2Query) -> Result<Vec<News2Record>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {NEWS2_COLUMNS} FROM {NEWS2_FROM}
+                 WHERE n.patient_key = (SELECT key FROM patient WHERE id = ?1)
+                   AND n.time_ms >= ?2 AND n.time_ms < ?3
+                 ORDER BY n.time_ms LIMIT ?4"
+            ))?;
+            let rows = statement.query_map(
+                params![
+                    query.patient_id.to_string(),
+                    to_ms(query.from),
+                    to_ms(query.to),
+                    query.limit.clamp(1, 10_000)
+                ],
+                |row| Ok(news2_from_row(row)),
+            )?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    async fn latest_news2(&self, patient: PatientId) -> Result<Option<News2Record>, StoreError> {
+        self.read(move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {NEWS2_COLUMNS} FROM {NEWS2_FROM}
+                     WHERE n.patient_key = (SELECT key FROM patient WHERE id = ?1)
+                     ORDER BY n.time_ms DESC LIMIT 1"
+                ))?
+                .query_row([patient.to_string()], |row| Ok(news2_from_row(row)))
+                .optional()?
+                .transpose()
         })
         .await
     }

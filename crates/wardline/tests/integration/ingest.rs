@@ -439,3 +439,52 @@ async fn live_stream_delivers_new_observations() {
     assert_eq!(observation["value"], json!(88.0));
     assert_eq!(observation["patient_id"], json!(ward.patient_id));
 }
+
+/// The README's example: Mosquitto's own command-line client, over TLS, both versions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_pub_publishes_over_tls_as_the_readme_shows() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let ca_path = server.report.ca_path.clone().expect("tls on");
+    for (seq, version) in [(1, "mqttv311"), (2, "mqttv5")] {
+        let payload = String::from_utf8(reading(seq, "8867-4", 70.0 + seq as f64, "/min")).unwrap();
+        let output = tokio::process::Command::new("mosquitto_pub")
+            .arg("--cafile")
+            .arg(&ca_path)
+            .args([
+                "-h",
+                "localhost",
+                "-p",
+                &server.mqtt_port().to_string(),
+                "-V",
+                version,
+            ])
+            .args([
+                "-i",
+                &ward.device.id,
+                "-u",
+                &ward.device.id,
+                "-P",
+                &ward.device.secret,
+                "-q",
+                "1",
+            ])
+            .args(["-t", &topic(&ward.device), "-m", &payload])
+            .output()
+            .await
+            .expect("mosquitto_pub is installed (Debian package mosquitto-clients)");
+        assert!(
+            output.status.success(),
+            "{version}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let stored = server
+        .observations(&ward.clinician, &ward.patient_id, "8867-4")
+        .await;
+    let values: Vec<f64> = stored
+        .iter()
+        .map(|observation| observation["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values, vec![71.0, 72.0]);
+}

@@ -3,6 +3,7 @@
 //! One test binary, so the suite links once.
 
 mod access;
+mod analytics;
 mod durability;
 mod ingest;
 mod support;

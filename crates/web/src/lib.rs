@@ -1,0 +1,283 @@
+//! Wardline's web app for clinicians, nurses, patients and admins.
+//!
+//! The app lives in `web/` at the repository root (TypeScript, bundled with Vite). The
+//! build script builds it with npm and embeds every file, so the `wardline` binary
+//! serves it with no files on disk. [`router`] serves:
+//!
+//! - the app's own pages (`/`, `/login`, `/ward`, `/patients/{id}`, `/admin/...`, ...),
+//!   which are all `index.html`: the app routes on the client and loads its data from
+//!   the API, through the same access checks as any other client;
+//! - the bundled assets, with their content types and cache headers (hashed file names
+//!   are immutable; `index.html` is revalidated on every load).
+//!
+//! Every response carries a strict Content-Security-Policy (only `'self'`, no inline
+//! script or style, no framing) and the usual hardening headers. The router has no
+//! fallback, so unknown paths (and every `/api/...` path) stay with the API's.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+
+/// One embedded file of the built app.
+#[derive(Debug)]
+pub(crate) struct Asset {
+    /// The URL path, e.g. `/assets/index-3f9a1c0b.js`.
+    pub(crate) path: &'static str,
+    /// A quoted strong ETag over the content.
+    pub(crate) etag: &'static str,
+    pub(crate) body: &'static [u8],
+}
+
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+}
+
+/// The client-side routes: each serves `index.html`.
+pub const APP_ROUTES: &[&str] = &[
+    "/",
+    "/login",
+    "/ward",
+    "/alarms",
+    "/me",
+    "/me/{*rest}",
+    "/patients/{patient_id}",
+    "/patients/{patient_id}/{*rest}",
+    "/admin",
+    "/admin/{*rest}",
+];
+
+/// The policy for every page and asset: everything from this origin only, nothing
+/// inline, never framed.
+pub const CONTENT_SECURITY_POLICY_VALUE: &str = "default-src 'self'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The web app's routes, to merge into the API router (before its fallback).
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let mut router = Router::new();
+    let index = asset("/index.html");
+    for path in APP_ROUTES {
+        router = router.route(
+            path,
+            get(move |headers: HeaderMap| async move { respond(index, &headers) }),
+        );
+    }
+    for asset in generated::ASSETS {
+        if asset.path == "/index.html" {
+            continue;
+        }
+        router = router.route(
+            asset.path,
+            get(move |headers: HeaderMap| async move { respond(Some(asset), &headers) }),
+        );
+    }
+    router
+}
+
+fn asset(path: &str) -> Option<&'static Asset> {
+    generated::ASSETS.iter().find(|asset| asset.path == path)
+}
+
+/// The content type for a file name.
+pub fn content_type(path: &str) -> &'static str {
+    let extension = path.rsplit_once('.').map_or("", |(_, extension)| extension);
+    match extension {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Vite puts content-hashed files under `/assets/`: they never change.
+fn cache_control(path: &str) -> &'static str {
+    if path.starts_with("/assets/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    }
+}
+
+fn respond(asset: Option<&'static Asset>, request: &HeaderMap) -> Response {
+    let mut response = match asset {
+        None => {
+            let mut response =
+                Response::new(Body::from("the web app was built without index.html"));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+        Some(asset) => {
+            let not_modified = request
+                .get_all(IF_NONE_MATCH)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .any(|tag| tag.trim() == asset.etag || tag.trim() == "*");
+            let mut response = if not_modified {
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = StatusCode::NOT_MODIFIED;
+                response
+            } else {
+                Response::new(Body::from(asset.body))
+            };
+            let headers = response.headers_mut();
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(content_type(asset.path)),
+            );
+            headers.insert(
+                CACHE_CONTROL,
+                HeaderValue::from_static(cache_control(asset.path)),
+            );
+            headers.insert(ETAG, HeaderValue::from_static(asset.etag));
+            response
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY_VALUE),
+    );
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        HeaderName::from_static("cross-origin-opener-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn fetch(router: Router, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = Request::get(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        router
+            .oneshot(request.body(Body::empty()).expect("request"))
+            .await
+            .expect("infallible")
+    }
+
+    fn header<'a>(response: &'a Response, name: &str) -> &'a str {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+    }
+
+    async fn body(response: Response) -> Vec<u8> {
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body")
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn client_routes_serve_the_app_with_security_headers() {
+        for path in [
+            "/",
+            "/login",
+            "/ward",
+            "/patients/6c1d2f0e-0000-4000-8000-000000000000",
+            "/admin/devices",
+        ] {
+            let response = fetch(router(), path, &[]).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                header(&response, "content-type"),
+                "text/html; charset=utf-8"
+            );
+            assert_eq!(header(&response, "cache-control"), "no-cache");
+            let csp = header(&response, "content-security-policy");
+            assert!(csp.contains("default-src 'self'"), "{csp}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+            assert!(!csp.contains("unsafe-inline"), "{csp}");
+            assert_eq!(header(&response, "x-content-type-options"), "nosniff");
+            assert_eq!(header(&response, "referrer-policy"), "no-referrer");
+            let html = String::from_utf8(body(response).await).expect("utf-8");
+            assert!(html.contains("<script type=\"module\""), "{html}");
+            let without_scripts = html.replace("<script type=\"module\" crossorigin src=", "");
+            assert!(
+                !without_scripts.contains("<script"),
+                "no inline script in index.html: {html}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn hashed_assets_are_immutable_and_typed() {
+        let scripts: Vec<_> = generated::ASSETS
+            .iter()
+            .filter(|asset| asset.path.starts_with("/assets/") && asset.path.ends_with(".js"))
+            .collect();
+        assert!(!scripts.is_empty(), "the bundle has a script");
+        let css = generated::ASSETS
+            .iter()
+            .find(|asset| asset.path.ends_with(".css"))
+            .expect("the bundle has a stylesheet");
+        for asset in [scripts[0], css] {
+            let response = fetch(router(), asset.path, &[]).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            assert_eq!(header(&response, "content-type"), content_type(asset.path));
+            assert!(header(&response, "cache-control").contains("immutable"));
+            let etag = header(&response, "etag").to_owned();
+            assert_eq!(body(response).await, asset.body);
+            let again = fetch(router(), asset.path, &[("if-none-match", &etag)]).await;
+            assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_and_api_paths_fall_through_to_the_host_router() {
+        let host: Router = Router::new()
+            .route("/api/v1/me", get(|| async { "api" }))
+            .merge(router())
+            .fallback(|| async { (StatusCode::NOT_FOUND, "json 404") });
+        for path in ["/api/v1/nothing", "/nothing", "/assets/missing.js"] {
+            let response = fetch(host.clone(), path, &[]).await;
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(body(response).await, b"json 404");
+        }
+        let api = fetch(host, "/api/v1/me", &[]).await;
+        assert_eq!(body(api).await, b"api");
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(content_type("/a/b.js"), "text/javascript; charset=utf-8");
+        assert_eq!(content_type("/favicon.svg"), "image/svg+xml");
+        assert_eq!(content_type("/noext"), "application/octet-stream");
+    }
+}

@@ -1,0 +1,189 @@
+// The one way the app talks to the server: the same JSON API, with the same access
+// checks, as any other client. The session is the HttpOnly cookie set at login; the app
+// never sees or stores the token. Every request carries `X-Wardline-Request: 1`, which
+// the server requires on cookie-authenticated requests that change state (a cross-site
+// form cannot set it).
+
+export interface User {
+  id: string;
+  username: string;
+  display_name: string;
+  role: 'admin' | 'clinician' | 'nurse' | 'patient';
+  patient_id: string | null;
+  disabled: boolean;
+  created: string;
+}
+
+export interface Patient {
+  id: string;
+  display_name: string;
+  birth_date: string | null;
+  mrn: string | null;
+  created: string;
+}
+
+export interface Observation {
+  patient_id: string;
+  device_id: string;
+  seq: number;
+  code: string;
+  loinc: string;
+  value: number;
+  unit: string;
+  original_value?: number;
+  original_unit?: string;
+  effective: string;
+  received: string;
+  derived: boolean;
+}
+
+export interface Device {
+  id: string;
+  kind: string;
+  model: string;
+  serial: string;
+  status: 'active' | 'revoked';
+  created: string;
+  last_seen: string | null;
+}
+
+export interface CareTeam {
+  id: string;
+  name: string;
+  members: string[];
+  patients: string[];
+}
+
+export interface AuditRecord {
+  sequence: number;
+  time: string;
+  actor: string | null;
+  actor_label: string;
+  action: string;
+  patient_id: string | null;
+  outcome: 'allowed' | 'denied' | string;
+  remote_addr: string | null;
+  detail: string | null;
+  chain_hash: string;
+}
+
+export interface WaveformChunk {
+  device_id: string;
+  seq: number;
+  signal: string;
+  sampling_rate_hz: number;
+  start: string;
+  end: string;
+  gain: number;
+  baseline: number;
+  unit: string;
+  samples: number[];
+}
+
+export interface EnrolledDevice {
+  device: Device;
+  secret: string;
+  mqtt: {
+    url: string;
+    username: string;
+    client_id: string;
+    publish_topic: string;
+    errors_topic: string;
+    qos: number;
+  };
+  http: { url: string; authorization: string };
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+
+  /** The route does not exist on this server (yet): a feature still to land. */
+  get routeMissing(): boolean {
+    return this.status === 404 && this.message === 'route not found';
+  }
+}
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+export async function api<T>(
+  path: string,
+  options: { method?: Method; body?: unknown; signal?: AbortSignal } = {},
+): Promise<T> {
+  const headers: Record<string, string> = {
+    Accept: 'application/json',
+    'X-Wardline-Request': '1',
+  };
+  let body: string | undefined;
+  if (options.body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    body = JSON.stringify(options.body);
+  }
+  const response = await fetch(path, {
+    method: options.method ?? 'GET',
+    headers,
+    body,
+    credentials: 'same-origin',
+    cache: 'no-store',
+    signal: options.signal,
+  });
+  if (response.status === 204) return undefined as T;
+  let data: unknown = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = (data as { error?: { code?: string; message?: string; field?: string } } | null)?.error;
+    throw new ApiError(
+      response.status,
+      error?.code ?? `http_${response.status}`,
+      error?.message ?? response.statusText,
+      error?.field,
+    );
+  }
+  return data as T;
+}
+
+export const post = <T>(path: string, body: unknown = {}, signal?: AbortSignal) =>
+  api<T>(path, { method: 'POST', body, signal });
+
+/** Every observation of one code in [from, to), following the API's pages. */
+export async function allObservations(
+  patientId: string,
+  loinc: string,
+  from: Date,
+  to: Date,
+  signal?: AbortSignal,
+  onPage?: (count: number) => void,
+): Promise<Observation[]> {
+  const all: Observation[] = [];
+  let cursor: string | undefined;
+  do {
+    const query = new URLSearchParams({
+      code: loinc,
+      from: from.toISOString(),
+      to: to.toISOString(),
+      limit: '10000',
+    });
+    if (cursor) query.set('cursor', cursor);
+    const page = await api<{ observations: Observation[]; next_cursor?: string }>(
+      `/api/v1/patients/${encodeURIComponent(patientId)}/observations?${query}`,
+      { signal },
+    );
+    all.push(...page.observations);
+    onPage?.(all.length);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return all;
+}
+
+export const patientPath = (patientId: string, rest = '') =>
+  `/api/v1/patients/${encodeURIComponent(patientId)}${rest}`;

@@ -1,0 +1,49 @@
+// Server-Sent Events from /api/v1/patients/{id}/observations/stream. EventSource sends
+// the session cookie (same origin) and reconnects by itself; after a reconnect or a
+// `lagged` event the page re-reads the latest values, since events may have been missed.
+
+import type { Observation } from './api';
+import { patientPath } from './api';
+
+export type LiveState = 'connecting' | 'live' | 'reconnecting';
+
+export interface LiveHandlers {
+  onObservation(observation: Observation): void;
+  /** Called when events may have been missed: re-read what is shown. */
+  onResync(): void;
+  onState?(state: LiveState): void;
+}
+
+export function subscribe(patientId: string, handlers: LiveHandlers): () => void {
+  const source = new EventSource(patientPath(patientId, '/observations/stream'));
+  let opened = false;
+  handlers.onState?.('connecting');
+  source.addEventListener('open', () => {
+    if (opened) handlers.onResync();
+    opened = true;
+    handlers.onState?.('live');
+  });
+  source.addEventListener('error', () => handlers.onState?.('reconnecting'));
+  source.addEventListener('observation', (event) => {
+    try {
+      handlers.onObservation(JSON.parse((event as MessageEvent<string>).data) as Observation);
+    } catch {
+      // A malformed event is dropped; the next resync repairs the view.
+    }
+  });
+  source.addEventListener('lagged', () => handlers.onResync());
+  return () => source.close();
+}
+
+export function liveBadge(): { element: HTMLElement; set(state: LiveState): void } {
+  const element = document.createElement('span');
+  element.className = 'live-badge';
+  element.setAttribute('role', 'status');
+  const set = (state: LiveState) => {
+    element.dataset.state = state;
+    element.textContent =
+      state === 'live' ? '● Live' : state === 'connecting' ? '○ Connecting…' : '⚠ Reconnecting…';
+  };
+  set('connecting');
+  return { element, set };
+}

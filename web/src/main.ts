@@ -1,0 +1,63 @@
+import 'uplot/dist/uPlot.min.css';
+import './styles.css';
+
+import { ApiError } from './api';
+import { h, replace } from './dom';
+import { adminPage } from './pages/admin';
+import { alarmsPage } from './pages/alarms';
+import { errorPage, notFoundPage } from './pages/errors';
+import { loginPage } from './pages/login';
+import { patientPage } from './pages/patient';
+import { wardPage } from './pages/ward';
+import { errors, fallback, navigate, route, start } from './router';
+import { homeFor, loadUser, requireUser, setUser } from './session';
+
+route('/login', loginPage);
+route('/', () => {
+  const user = requireUser();
+  if (user) navigate(homeFor(user), true);
+});
+route('/ward', (root, context) => {
+  if (requireUser(['clinician', 'nurse', 'admin'])) return wardPage(root, context);
+});
+route('/alarms', (root, context) => {
+  if (requireUser(['clinician', 'nurse', 'admin'])) return alarmsPage(root, context);
+});
+route('/patients/:id', (root, context) => {
+  if (requireUser()) return patientPage(root, context, context.params.id, false);
+});
+route('/me', (root, context) => {
+  const user = requireUser(['patient']);
+  if (user?.patient_id) return patientPage(root, context, user.patient_id, true);
+});
+route('/admin', () => {
+  if (requireUser(['admin'])) navigate('/admin/users', true);
+});
+route('/admin/:section', (root, context) => {
+  if (requireUser(['admin'])) return adminPage(root, context);
+});
+fallback((root) => {
+  if (requireUser()) notFoundPage(root);
+});
+errors((root, error) => {
+  if (error instanceof ApiError && error.status === 401) {
+    setUser(null);
+    navigate(`/login?next=${encodeURIComponent(location.pathname)}`, true);
+    return;
+  }
+  errorPage(root, error);
+});
+
+async function boot(): Promise<void> {
+  const root = document.getElementById('app');
+  if (!root) return;
+  try {
+    await loadUser();
+  } catch (error) {
+    replace(root, h('p', { role: 'alert' }, `Wardline is not reachable: ${String(error)}`));
+    return;
+  }
+  start(root);
+}
+
+void boot();

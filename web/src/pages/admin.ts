@@ -1,0 +1,334 @@
+// Administration: users, care teams, patients, device enrolment and the audit log.
+
+import { api, post, type AuditRecord, type CareTeam, type Device, type EnrolledDevice, type Patient, type User } from '../api';
+import { DEVICE_KINDS, deviceKindLabel } from '../codes';
+import { field, h, notice, replace, select, type Child } from '../dom';
+import { formatTime } from '../format';
+import type { PageContext } from '../router';
+import { frame } from '../session';
+
+const SECTIONS: Record<string, [string, (main: HTMLElement, context: PageContext) => Promise<void>]> = {
+  users: ['Users', users],
+  'care-teams': ['Care teams', careTeams],
+  patients: ['Patients', patients],
+  devices: ['Devices', devices],
+  audit: ['Audit log', audit],
+};
+
+export async function adminPage(root: HTMLElement, context: PageContext): Promise<void> {
+  const section = SECTIONS[context.params.section];
+  if (!section) {
+    frame(root, 'Not found', h('h1', null, 'Not found'));
+    return;
+  }
+  const body = h('div', null, notice('info', 'Loading…'));
+  frame(root, section[0], h('h1', null, section[0]), body);
+  await section[1](body, context);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** A form that posts, shows the outcome, and re-renders the section on success. */
+function form(title: string, fields: Child[], submitLabel: string, action: () => Promise<Child | void>, after: () => void): HTMLElement {
+  const message = h('div', { class: 'form-message' });
+  const submit = h('button', { type: 'submit' }, submitLabel);
+  const element = h('form', { class: 'card admin-form', 'aria-label': title }, h('h2', null, title), fields, message, submit);
+  element.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!element.checkValidity()) {
+      element.reportValidity();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const shown = await action();
+      after();
+      if (shown) replace(message, shown);
+      else replace(message, notice('success', 'Saved.'));
+    } catch (error) {
+      replace(message, notice('error', errorText(error)));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return element;
+}
+
+function table(caption: string, headings: string[], rows: Child[][]): HTMLElement {
+  return h(
+    'div',
+    { class: 'table-scroll' },
+    h(
+      'table',
+      null,
+      h('caption', null, caption),
+      h('thead', null, h('tr', null, headings.map((heading) => h('th', { scope: 'col' }, heading)))),
+      h('tbody', null, rows.map((cells) => h('tr', null, cells.map((cell) => h('td', null, cell))))),
+    ),
+  );
+}
+
+const ROLES: [string, string][] = [
+  ['clinician', 'Clinician'],
+  ['nurse', 'Nurse'],
+  ['patient', 'Patient'],
+  ['admin', 'Administrator'],
+];
+
+async function users(main: HTMLElement, context: PageContext): Promise<void> {
+  const [list, patientList] = await Promise.all([
+    api<User[]>('/api/v1/users', { signal: context.signal }),
+    api<Patient[]>('/api/v1/patients', { signal: context.signal }),
+  ]);
+  const names = new Map(patientList.map((patient) => [patient.id, patient.display_name]));
+  const username = h('input', { name: 'username', required: true, autocomplete: 'off', pattern: '[A-Za-z0-9._@\\-]{3,64}' });
+  const displayName = h('input', { name: 'display_name', required: true, maxlength: '200' });
+  const role = select('role', ROLES);
+  const patient = select('patient_id', [['', '— choose —'], ...patientList.map((p): [string, string] => [p.id, p.display_name])]);
+  const patientField = field('Patient record (for a patient account)', patient);
+  const password = h('input', { name: 'password', type: 'password', autocomplete: 'new-password', minlength: '12' });
+  const syncRole = () => {
+    patientField.hidden = role.value !== 'patient';
+    patient.required = role.value === 'patient';
+  };
+  role.addEventListener('change', syncRole);
+  syncRole();
+  replace(
+    main,
+    form(
+      'Create a user',
+      [
+        field('Username', username, '3 to 64 letters, digits, . _ - @'),
+        field('Display name', displayName),
+        field('Role', role),
+        patientField,
+        field('Password (optional)', password, 'At least 12 characters. Leave empty to generate one, shown once.'),
+      ],
+      'Create user',
+      async () => {
+        const created = await post<{ user: User; generated_password?: string }>('/api/v1/users', {
+          username: username.value,
+          display_name: displayName.value,
+          role: role.value,
+          password: password.value || undefined,
+          patient_id: role.value === 'patient' ? patient.value : undefined,
+        });
+        password.value = '';
+        return created.generated_password
+          ? shownOnce(`Password for ${created.user.username}`, [['Password', created.generated_password]])
+          : notice('success', `Created ${created.user.username}.`);
+      },
+      () => void refresh(),
+    ),
+    h('div', { class: 'list-host' }),
+  );
+  const host = main.querySelector<HTMLElement>('.list-host')!;
+  const render = (items: User[]) =>
+    replace(
+      host,
+      table(
+        `${items.length} users`,
+        ['Username', 'Name', 'Role', 'Patient record', 'Status', 'Created'],
+        items.map((user) => [user.username, user.display_name, user.role, user.patient_id ? names.get(user.patient_id) ?? user.patient_id : '—', user.disabled ? 'disabled' : 'active', formatTime(user.created)]),
+      ),
+    );
+  const refresh = async () => render(await api<User[]>('/api/v1/users'));
+  render(list);
+}
+
+async function careTeams(main: HTMLElement, context: PageContext): Promise<void> {
+  const load = () =>
+    Promise.all([
+      api<CareTeam[]>('/api/v1/care-teams', { signal: context.signal }),
+      api<User[]>('/api/v1/users', { signal: context.signal }),
+      api<Patient[]>('/api/v1/patients', { signal: context.signal }),
+    ]);
+  const [teams, userList, patientList] = await load();
+  const userName = new Map(userList.map((user) => [user.id, `${user.display_name} (${user.role})`]));
+  const patientName = new Map(patientList.map((patient) => [patient.id, patient.display_name]));
+  const teamOptions = (): [string, string][] => teams.map((team) => [team.id, team.name]);
+  const name = h('input', { name: 'name', required: true, maxlength: '200' });
+  const memberTeam = select('team', teamOptions(), { required: true });
+  const member = select('user', userList.filter((user) => user.role === 'clinician' || user.role === 'nurse' || user.role === 'admin').map((user): [string, string] => [user.id, userName.get(user.id)!]), { required: true });
+  const patientTeam = select('team', teamOptions(), { required: true });
+  const patient = select('patient', patientList.map((p): [string, string] => [p.id, p.display_name]), { required: true });
+  const listHost = h('div');
+  const render = (items: CareTeam[]) =>
+    replace(
+      listHost,
+      table(
+        `${items.length} care teams`,
+        ['Team', 'Members', 'Patients'],
+        items.map((team) => [team.name, team.members.map((id) => userName.get(id) ?? id).join(', ') || '—', team.patients.map((id) => patientName.get(id) ?? id).join(', ') || '—']),
+      ),
+    );
+  const refresh = () => void careTeams(main, context);
+  replace(
+    main,
+    h(
+      'div',
+      { class: 'admin-forms' },
+      form('Create a care team', [field('Team name', name)], 'Create team', async () => void (await post('/api/v1/care-teams', { name: name.value })), refresh),
+      form('Add a clinician or nurse', [field('Care team', memberTeam), field('Person', member)], 'Add member', async () => void (await post(`/api/v1/care-teams/${encodeURIComponent(memberTeam.value)}/members`, { user_id: member.value })), refresh),
+      form('Put a patient in a team’s care', [field('Care team', patientTeam), field('Patient', patient)], 'Add patient', async () => void (await post(`/api/v1/care-teams/${encodeURIComponent(patientTeam.value)}/patients`, { patient_id: patient.value })), refresh),
+    ),
+    listHost,
+  );
+  render(teams);
+}
+
+async function patients(main: HTMLElement, context: PageContext): Promise<void> {
+  const list = await api<Patient[]>('/api/v1/patients', { signal: context.signal });
+  const name = h('input', { name: 'display_name', required: true, maxlength: '200' });
+  const birth = h('input', { name: 'birth_date', type: 'date' });
+  const mrn = h('input', { name: 'mrn', maxlength: '64' });
+  replace(
+    main,
+    form(
+      'Create a patient record',
+      [field('Name', name), field('Birth date (optional)', birth), field('Medical record number (optional)', mrn)],
+      'Create patient',
+      async () => {
+        const created = await post<Patient>('/api/v1/patients', { display_name: name.value, birth_date: birth.value || undefined, mrn: mrn.value || undefined });
+        return notice('success', `Created ${created.display_name}.`);
+      },
+      () => void patients(main, context),
+    ),
+    table(`${list.length} patients`, ['Name', 'MRN', 'Birth date', 'Created', 'Record'], list.map((patient) => [patient.display_name, patient.mrn ?? '—', patient.birth_date ?? '—', formatTime(patient.created), h('a', { href: `/patients/${encodeURIComponent(patient.id)}` }, 'Open')])),
+  );
+}
+
+/** A panel for a secret that is shown only now. */
+function shownOnce(title: string, rows: [string, string][]): HTMLElement {
+  return h(
+    'div',
+    { class: 'shown-once', role: 'status', 'data-testid': 'shown-once' },
+    h('h3', null, h('span', { 'aria-hidden': 'true' }, '⚠ '), `${title} — shown only now`),
+    h('p', null, 'Wardline keeps only a hash of the secret: copy it now. If it is lost, enrol again.'),
+    h(
+      'dl',
+      null,
+      rows.map(([label, value]) => [
+        h('dt', null, label),
+        h('dd', null, h('code', null, value), ' ', h('button', { type: 'button', class: 'secondary small', onclick: () => void navigator.clipboard?.writeText(value) }, `Copy ${label.toLowerCase()}`)),
+      ]),
+    ),
+  );
+}
+
+async function devices(main: HTMLElement, context: PageContext): Promise<void> {
+  const [list, patientList] = await Promise.all([
+    api<Device[]>('/api/v1/devices', { signal: context.signal }),
+    api<Patient[]>('/api/v1/patients', { signal: context.signal }),
+  ]);
+  const kind = select('kind', DEVICE_KINDS);
+  const model = h('input', { name: 'model', required: true, maxlength: '100' });
+  const serial = h('input', { name: 'serial', required: true, maxlength: '100' });
+  const deviceId = h('input', { name: 'device_id', pattern: '[A-Za-z0-9_\\-]{3,64}' });
+  const patientOptions: [string, string][] = patientList.map((p) => [p.id, p.display_name]);
+  const patient = select('patient_id', [['', '— not yet —'], ...patientOptions]);
+  const assignDevice = select('device', list.filter((d) => d.status === 'active').map((d): [string, string] => [d.id, `${d.id} (${deviceKindLabel(d.kind)})`]), { required: true });
+  const assignPatient = select('patient', patientOptions, { required: true });
+  const listHost = h('div');
+  const render = (items: Device[]) =>
+    replace(
+      listHost,
+      table(
+        `${items.length} devices`,
+        ['Device', 'Kind', 'Model', 'Serial', 'Status', 'Last data', ''],
+        items.map((device) => [
+          h('code', null, device.id),
+          deviceKindLabel(device.kind),
+          device.model,
+          device.serial,
+          device.status,
+          formatTime(device.last_seen),
+          device.status === 'active'
+            ? h('button', {
+                type: 'button',
+                class: 'danger small',
+                onclick: async () => {
+                  if (!confirm(`Revoke ${device.id}? It will be disconnected and refused from now on.`)) return;
+                  await post(`/api/v1/devices/${encodeURIComponent(device.id)}/revoke`);
+                  render(await api<Device[]>('/api/v1/devices'));
+                },
+              }, `Revoke ${device.id}`)
+            : '—',
+        ]),
+      ),
+    );
+  const refresh = async () => render(await api<Device[]>('/api/v1/devices'));
+  replace(
+    main,
+    h(
+      'div',
+      { class: 'admin-forms' },
+      form(
+        'Enrol a device',
+        [field('Kind', kind), field('Model', model), field('Serial number', serial), field('Device id (optional)', deviceId, 'A random dev_… id otherwise'), field('Assign to patient from now (optional)', patient)],
+        'Enrol device',
+        async () => {
+          const enrolled = await post<EnrolledDevice>('/api/v1/devices', {
+            kind: kind.value,
+            model: model.value,
+            serial: serial.value,
+            device_id: deviceId.value || undefined,
+            patient_id: patient.value || undefined,
+          });
+          return shownOnce(`Credentials for ${enrolled.device.id}`, [
+            ['Device id', enrolled.device.id],
+            ['Secret', enrolled.secret],
+            ['MQTT server', enrolled.mqtt.url],
+            ['MQTT username and client id', enrolled.mqtt.username],
+            ['MQTT publish topic', enrolled.mqtt.publish_topic],
+            ['MQTT errors topic', enrolled.mqtt.errors_topic],
+            ['MQTT QoS', String(enrolled.mqtt.qos)],
+            ['HTTP URL', enrolled.http.url],
+            ['HTTP header', `Authorization: ${enrolled.http.authorization}`],
+          ]);
+        },
+        () => void refresh(),
+      ),
+      form('Assign a device', [field('Device', assignDevice), field('Patient', assignPatient)], 'Assign from now', async () => void (await post(`/api/v1/devices/${encodeURIComponent(assignDevice.value)}/assignments`, { patient_id: assignPatient.value })), () => void refresh()),
+    ),
+    listHost,
+  );
+  render(list);
+}
+
+async function audit(main: HTMLElement, context: PageContext): Promise<void> {
+  const action = h('input', { name: 'action', placeholder: 'e.g. observations.read' });
+  const patientId = h('input', { name: 'patient_id' });
+  const userId = h('input', { name: 'user_id' });
+  const listHost = h('div');
+  const more = h('button', { type: 'button', class: 'secondary' }, 'Older entries');
+  let rows: AuditRecord[] = [];
+  const load = async (before?: number) => {
+    const query = new URLSearchParams({ limit: '100' });
+    if (action.value) query.set('action', action.value);
+    if (patientId.value) query.set('patient_id', patientId.value);
+    if (userId.value) query.set('user_id', userId.value);
+    if (before !== undefined) query.set('before', String(before));
+    const page = await api<AuditRecord[]>(`/api/v1/audit?${query}`, { signal: context.signal });
+    rows = before === undefined ? page : [...rows, ...page];
+    more.hidden = page.length < 100;
+    replace(
+      listHost,
+      table(
+        `${rows.length} audit entries, newest first`,
+        ['#', 'Time', 'Who', 'Action', 'Outcome', 'Patient', 'From', 'Detail'],
+        rows.map((row) => [String(row.sequence), formatTime(row.time), row.actor_label, row.action, row.outcome === 'denied' ? h('strong', { class: 'denied' }, h('span', { 'aria-hidden': 'true' }, '✖ '), 'denied') : 'allowed', row.patient_id ?? '—', row.remote_addr ?? '—', row.detail ?? '']),
+      ),
+    );
+  };
+  more.addEventListener('click', () => void load(rows[rows.length - 1]?.sequence).catch((error) => replace(listHost, notice('error', errorText(error)))));
+  const filter = h('form', { class: 'card filters', 'aria-label': 'Filter the audit log' }, field('Action', action), field('Patient id', patientId), field('User id', userId), h('button', { type: 'submit' }, 'Filter'));
+  filter.addEventListener('submit', (event) => {
+    event.preventDefault();
+    void load().catch((error) => replace(listHost, notice('error', errorText(error))));
+  });
+  replace(main, filter, listHost, more);
+  await load();
+}

@@ -1,0 +1,229 @@
+// One patient: vitals tiles, trends, live ECG, CGM report, care plan and alarm history.
+// The same page, at /me, is a patient's own view.
+
+import { api, patientPath, type Device, type Observation, type Patient } from '../api';
+import { cgmReport } from '../charts/cgm';
+import { ecgStrip } from '../charts/ecg';
+import { trendChart } from '../charts/trend';
+import { codeInfo, codeOrder, deviceKindLabel, displayUnit, formatValue, staleAfterMinutes } from '../codes';
+import { h, notice, replace } from '../dom';
+import { endpoints, latestNews2, news2Band, optional, patientAlarms, priorityBadge, rhythmEvents } from '../features';
+import { formatTime, minutesSince, refreshTimes, since, timeAgo } from '../format';
+import { liveBadge, subscribe } from '../live';
+import type { PageContext } from '../router';
+import { frame } from '../session';
+
+const CGM_CODES = ['99504-3', '105272-9'];
+
+export async function patientPage(root: HTMLElement, context: PageContext, patientId: string, self: boolean): Promise<void> {
+  const { signal } = context;
+  // The record first: a refused read (403) becomes the "access refused" page.
+  const patient = await api<Patient>(patientPath(patientId), { signal });
+  const [latest, devices] = await Promise.all([
+    api<Observation[]>(patientPath(patientId, '/observations/latest'), { signal }),
+    api<Device[]>(patientPath(patientId, '/devices'), { signal }),
+  ]);
+  const values = new Map(latest.map((observation) => [observation.loinc, observation]));
+  const badge = liveBadge();
+  const tiles = h('ul', { class: 'tiles', 'aria-label': 'Latest vitals', 'data-testid': 'vitals-tiles' });
+  const deviceList = h('ul', { class: 'plain devices' });
+  const initialCode = [...values.keys()].sort((a, b) => codeOrder(a) - codeOrder(b))[0] ?? '8867-4';
+  const trend = trendChart(patientId, initialCode, [...values.keys()]);
+  context.onCleanup(() => trend.destroy());
+
+  const hasEcg = devices.some((device) => device.kind === 'ecg' || device.kind === 'wearable');
+  const ecg = hasEcg ? ecgStrip(patientId) : null;
+  if (ecg) context.onCleanup(() => ecg.destroy());
+  const hasCgm = devices.some((device) => device.kind === 'cgm') || CGM_CODES.some((code) => values.has(code));
+  const cgm = hasCgm ? cgmReport(patientId, signal) : null;
+  if (cgm) context.onCleanup(() => cgm.destroy());
+
+  const news2Line = h('p', { class: 'news2-line', 'data-testid': 'news2' });
+  const showNews2 = async () => {
+    const news2 = await latestNews2(patientId).catch(() => undefined);
+    if (news2 === undefined) return;
+    if (news2 === null) {
+      news2Line.textContent = 'NEWS2: not scored yet';
+      return;
+    }
+    const band = news2Band(news2);
+    replace(
+      news2Line,
+      'NEWS2 ',
+      h('strong', { class: `news2 news2-${band}` }, news2.complete ? `${news2.total}` : `≥ ${news2.total}`, ` — ${band.replace('-', '–')} risk`),
+      news2.any_parameter_3 ? ' (a single parameter scores 3)' : '',
+      news2.complete ? '' : ` · partial: no ${news2.missing.join(', ')}`,
+      ' · scored ',
+      timeAgo(news2.time),
+    );
+  };
+  void showNews2();
+  let news2Timer = 0;
+  context.onCleanup(() => window.clearTimeout(news2Timer));
+
+  const details = [
+    patient.mrn ? `MRN ${patient.mrn}` : null,
+    patient.birth_date ? `born ${patient.birth_date}` : null,
+  ].filter(Boolean);
+
+  frame(
+    root,
+    self ? 'My readings' : patient.display_name,
+    h(
+      'div',
+      { class: 'page-head' },
+      h('h1', { 'data-testid': 'patient-name' }, self ? `My readings — ${patient.display_name}` : patient.display_name),
+      badge.element,
+    ),
+    details.length ? h('p', { class: 'lede' }, details.join(' · ')) : null,
+    h('section', { class: 'card', 'aria-labelledby': 'vitals-title' }, h('h2', { id: 'vitals-title' }, 'Latest vitals'), news2Line, tiles),
+    ecg?.element,
+    ecg ? rhythmSection(patientId, signal) : null,
+    trend.element,
+    cgm?.element,
+    h('div', { class: 'columns' },
+      h('section', { class: 'card', 'aria-labelledby': 'devices-title' }, h('h2', { id: 'devices-title' }, self ? 'My devices' : 'Devices'), deviceList),
+      self ? whoCanSee() : carePlan(patientId, signal),
+    ),
+    alarmHistory(patientId, signal),
+  );
+
+  function renderTiles(changed?: string): void {
+    const shown = [...values.values()].sort((a, b) => codeOrder(a.loinc) - codeOrder(b.loinc));
+    if (shown.length === 0) {
+      replace(tiles, h('li', { class: 'muted' }, 'No readings yet.'));
+      return;
+    }
+    replace(
+      tiles,
+      shown.map((observation) => {
+        const info = codeInfo(observation.loinc);
+        return h(
+          'li',
+          { class: observation.loinc === changed ? 'tile flash' : 'tile', 'data-code': observation.loinc },
+          h(
+            'button',
+            { type: 'button', class: 'tile-button', 'aria-label': `${info.label}: ${formatValue(observation.loinc, observation.value)} ${displayUnit(observation.unit)}, ${since(observation.effective)}. Show trend.`, onclick: () => trend.show(observation.loinc) },
+            h('span', { class: 'tile-label' }, info.label),
+            h('span', { class: 'tile-value' }, h('span', { class: 'value', 'data-testid': `value-${observation.loinc}` }, formatValue(observation.loinc, observation.value)), ' ', h('span', { class: 'unit' }, displayUnit(observation.unit))),
+            h('span', { class: 'tile-time' }, 'measured ', timeAgo(observation.effective), observation.derived ? ' (derived)' : ''),
+          ),
+        );
+      }),
+    );
+  }
+
+  function renderDevices(): void {
+    if (devices.length === 0) {
+      replace(deviceList, h('li', { class: 'muted' }, 'No devices assigned.'));
+      return;
+    }
+    replace(
+      deviceList,
+      devices.map((device) => {
+        const stale = minutesSince(device.last_seen) > staleAfterMinutes(device.kind);
+        return h(
+          'li',
+          { class: stale ? 'stale' : null },
+          h('strong', null, deviceKindLabel(device.kind)),
+          ` ${device.model} (${device.id}) — `,
+          device.status === 'revoked'
+            ? 'revoked'
+            : !device.last_seen
+              ? h('span', { class: 'stale-text' }, h('span', { 'aria-hidden': 'true' }, '⚠ '), 'no data yet')
+              : stale
+                ? h('span', { class: 'stale-text' }, h('span', { 'aria-hidden': 'true' }, '⚠ '), `Stale — last data ${since(device.last_seen)}`)
+                : h('span', null, 'last data ', timeAgo(device.last_seen)),
+        );
+      }),
+    );
+  }
+
+  renderTiles();
+  renderDevices();
+  const stop = subscribe(patientId, {
+    onObservation(observation) {
+      values.set(observation.loinc, observation);
+      const device = devices.find((candidate) => candidate.id === observation.device_id);
+      if (device && (!device.last_seen || device.last_seen < observation.received)) device.last_seen = observation.received;
+      renderTiles(observation.loinc);
+      renderDevices();
+      trend.push(observation);
+      window.clearTimeout(news2Timer);
+      news2Timer = window.setTimeout(() => void showNews2(), 1000);
+    },
+    async onResync() {
+      const fresh = await api<Observation[]>(patientPath(patientId, '/observations/latest')).catch(() => null);
+      if (fresh) for (const observation of fresh) values.set(observation.loinc, observation);
+      renderTiles();
+    },
+    onState: badge.set,
+  });
+  context.onCleanup(stop);
+  const timer = window.setInterval(() => {
+    refreshTimes(root);
+    renderDevices();
+  }, 15000);
+  context.onCleanup(() => window.clearInterval(timer));
+}
+
+function carePlan(patientId: string, signal: AbortSignal): HTMLElement {
+  const body = h('div', null, notice('info', 'Loading the care plan…'));
+  optional<unknown>('care-plan', endpoints.carePlan(patientId), signal)
+    .then((plan) => {
+      replace(
+        body,
+        plan === undefined
+          ? notice('info', 'Care plans and editable thresholds arrive with the alerting service.')
+          : h('pre', { class: 'raw' }, JSON.stringify(plan, null, 2)),
+      );
+    })
+    .catch((error) => replace(body, notice('error', String(error))));
+  return h('section', { class: 'card', 'aria-labelledby': 'plan-title' }, h('h2', { id: 'plan-title' }, 'Care plan'), body);
+}
+
+function rhythmSection(patientId: string, signal: AbortSignal): HTMLElement {
+  const body = h('div', null, notice('info', 'Loading rhythm events…'));
+  rhythmEvents(patientId, new Date(Date.now() - 86_400_000), signal)
+    .then((events) => {
+      if (events === undefined) replace(body, notice('info', 'Rhythm analysis is not available on this server yet.'));
+      else if (events.length === 0) replace(body, h('p', null, 'No rhythm events in the last 24 hours.'));
+      else
+        replace(
+          body,
+          h('ul', { class: 'plain' }, [...events].reverse().slice(0, 20).map((event) =>
+            h('li', null, h('strong', null, event.kind.replace(/_/g, ' ')), ` — from ${formatTime(event.onset)} to ${formatTime(event.end)}`,
+              event.detail ? h('span', { class: 'muted' }, ` (${Object.entries(event.detail).map(([key, value]) => `${key.replace(/_/g, ' ')} ${String(value)}`).join(', ')})`) : null))),
+        );
+    })
+    .catch((error) => replace(body, notice('error', String(error))));
+  return h('section', { class: 'card', 'aria-labelledby': 'rhythm-title' }, h('h2', { id: 'rhythm-title' }, 'Rhythm events (24 h)'), body);
+}
+
+function whoCanSee(): HTMLElement {
+  return h(
+    'section',
+    { class: 'card', 'aria-labelledby': 'access-title' },
+    h('h2', { id: 'access-title' }, 'Who can see my data'),
+    h('p', null, 'Only you and the clinicians and nurses of your care team can see your readings. Every look at your data is recorded.'),
+  );
+}
+
+function alarmHistory(patientId: string, signal: AbortSignal): HTMLElement {
+  const body = h('div', null, notice('info', 'Loading alarms…'));
+  patientAlarms(patientId, signal)
+    .then((alarms) => {
+      if (alarms === undefined) {
+        replace(body, notice('info', 'Alarm history arrives with the alerting service.'));
+      } else if (alarms.length === 0) {
+        replace(body, h('p', null, 'No alarms.'));
+      } else {
+        replace(
+          body,
+          h('ul', { class: 'plain' }, alarms.map((alarm) => h('li', null, priorityBadge(alarm.priority), ` ${alarm.title ?? alarm.message ?? 'Alarm'} — ${alarm.state}, ${formatTime(alarm.opened ?? alarm.created)}`))),
+        );
+      }
+    })
+    .catch((error) => replace(body, notice('error', String(error))));
+  return h('section', { class: 'card', 'aria-labelledby': 'alarm-history-title' }, h('h2', { id: 'alarm-history-title' }, 'Alarm history'), body);
+}

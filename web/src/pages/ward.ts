@@ -1,0 +1,277 @@
+// The ward: my patients, most urgent first, live.
+
+import { ApiError, api, patientPath, type Device, type Observation, type Patient } from '../api';
+import { codeInfo, codeOrder, deviceKindLabel, displayUnit, formatValue, staleAfterMinutes } from '../codes';
+import { h, notice, replace } from '../dom';
+import { formatTime, minutesSince, refreshTimes, since, timeAgo } from '../format';
+import { latestNews2, news2Band, openAlarms, priorityBadge, priorityRank, type Alarm, type News2 } from '../features';
+import { liveBadge, subscribe } from '../live';
+import type { PageContext } from '../router';
+import { frame } from '../session';
+
+/** The vitals the ward shows at a glance, in this order. */
+const WARD_CODES = ['8867-4', '59408-5', '2708-6', '9279-1', '8480-6', '8462-4', '8310-5', '99504-3'];
+
+interface Row {
+  patient: Patient;
+  /** `null` when the caller may list the patient but not read their data (an admin). */
+  latest: Map<string, Observation> | null;
+  devices: Device[] | null;
+  alarms: Alarm[];
+  news2?: News2 | null;
+  element?: HTMLTableRowElement;
+}
+
+export async function wardPage(root: HTMLElement, context: PageContext): Promise<void> {
+  const badge = liveBadge();
+  const status = h('div', { class: 'ward-status' });
+  const tableHost = h('div', { class: 'table-scroll' }, notice('info', 'Loading your patients…'));
+  frame(
+    root,
+    'Ward',
+    h('div', { class: 'page-head' }, h('h1', null, 'My patients'), badge.element),
+    h('p', { class: 'lede' }, 'Most urgent first: open alarms by priority, then NEWS2. Updates arrive live.'),
+    status,
+    tableHost,
+  );
+  const patients = await api<Patient[]>('/api/v1/patients', { signal: context.signal });
+  if (patients.length === 0) {
+    replace(tableHost, notice('info', 'No patients are in your care teams yet.'));
+    return;
+  }
+  const [alarms] = await Promise.all([openAlarms(context.signal)]);
+  const rows: Row[] = await mapLimit(patients, 4, async (patient) => {
+    const [latest, devices] = await Promise.all([
+      readable(api<Observation[]>(patientPath(patient.id, '/observations/latest'), { signal: context.signal })),
+      readable(api<Device[]>(patientPath(patient.id, '/devices'), { signal: context.signal })),
+    ]);
+    const news2 = latest ? await latestNews2(patient.id, context.signal) : undefined;
+    return {
+      patient,
+      latest: latest ? new Map(latest.map((observation) => [observation.loinc, observation])) : null,
+      devices,
+      alarms: (alarms ?? []).filter((alarm) => alarm.patient_id === patient.id),
+      news2,
+    };
+  });
+  rows.sort(byUrgency);
+  const alarmsAvailable = alarms !== undefined;
+  const tbody = h('tbody');
+  const table = h(
+    'table',
+    { class: 'ward', 'data-testid': 'ward-table' },
+    h('caption', { class: 'visually-hidden' }, 'Patients, most urgent first'),
+    h(
+      'thead',
+      null,
+      h(
+        'tr',
+        null,
+        h('th', { scope: 'col' }, 'Patient'),
+        h('th', { scope: 'col' }, 'Open alarms'),
+        h('th', { scope: 'col' }, 'NEWS2'),
+        h('th', { scope: 'col' }, 'Latest vitals'),
+        h('th', { scope: 'col' }, 'Last contact per device'),
+      ),
+    ),
+    tbody,
+  );
+  for (const row of rows) {
+    row.element = h('tr', { 'data-patient-id': row.patient.id });
+    renderRow(row, alarmsAvailable);
+    tbody.append(row.element);
+  }
+  replace(tableHost, table);
+  if (!alarmsAvailable) {
+    replace(status, notice('info', 'Open alarms will show here once the alerting service is enabled on this server.'));
+  }
+
+  // Live: one stream per patient whose data the caller may read.
+  let liveCount = 0;
+  const news2Timers = new Map<Row, number>();
+  context.onCleanup(() => news2Timers.forEach((timer) => window.clearTimeout(timer)));
+  for (const row of rows) {
+    if (!row.latest) continue;
+    const stop = subscribe(row.patient.id, {
+      onObservation(observation) {
+        row.latest?.set(observation.loinc, observation);
+        const device = row.devices?.find((candidate) => candidate.id === observation.device_id);
+        if (device && (!device.last_seen || device.last_seen < observation.received)) device.last_seen = observation.received;
+        renderRow(row, alarmsAvailable, observation.loinc);
+        // New vitals may change the score: re-read it once the burst is over.
+        window.clearTimeout(news2Timers.get(row));
+        news2Timers.set(row, window.setTimeout(async () => {
+          const news2 = await latestNews2(row.patient.id).catch(() => undefined);
+          if (news2 !== undefined) {
+            row.news2 = news2;
+            renderRow(row, alarmsAvailable);
+          }
+        }, 1000));
+      },
+      async onResync() {
+        const latest = await api<Observation[]>(patientPath(row.patient.id, '/observations/latest')).catch(() => null);
+        if (latest) row.latest = new Map(latest.map((observation) => [observation.loinc, observation]));
+        renderRow(row, alarmsAvailable);
+      },
+      onState(state) {
+        if (state === 'live') liveCount += 1;
+        badge.set(state === 'live' || liveCount > 0 ? 'live' : state);
+      },
+    });
+    context.onCleanup(stop);
+  }
+  const timer = window.setInterval(() => {
+    for (const row of rows) renderDevices(row);
+    refreshTimes(table);
+  }, 15000);
+  context.onCleanup(() => window.clearInterval(timer));
+}
+
+async function readable<T>(promise: Promise<T>): Promise<T | null> {
+  try {
+    return await promise;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 403) return null;
+    throw error;
+  }
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const index = next++;
+        results[index] = await task(items[index]);
+      }
+    }),
+  );
+  return results;
+}
+
+/** Open alarms by priority (high, medium, low counts), then NEWS2, then name. */
+export function byUrgency(a: Row, b: Row): number {
+  const key = (row: Row) => [
+    row.alarms.filter((alarm) => priorityRank(alarm.priority) === 3).length,
+    row.alarms.filter((alarm) => priorityRank(alarm.priority) === 2).length,
+    row.alarms.filter((alarm) => priorityRank(alarm.priority) === 1).length,
+    row.news2?.total ?? -1,
+  ];
+  const [ka, kb] = [key(a), key(b)];
+  for (let index = 0; index < ka.length; index++) {
+    if (ka[index] !== kb[index]) return kb[index] - ka[index];
+  }
+  return a.patient.display_name.localeCompare(b.patient.display_name);
+}
+
+function renderRow(row: Row, alarmsAvailable: boolean, changed?: string): void {
+  const tr = row.element;
+  if (!tr) return;
+  const patient = row.patient;
+  const cells = [
+    h(
+      'th',
+      { scope: 'row' },
+      row.latest
+        ? h('a', { href: `/patients/${encodeURIComponent(patient.id)}`, class: 'patient-link' }, patient.display_name)
+        : patient.display_name,
+      patient.mrn ? h('div', { class: 'muted' }, `MRN ${patient.mrn}`) : null,
+    ),
+    h('td', { class: 'alarms-cell' }, alarmsCell(row, alarmsAvailable)),
+    h('td', null, news2Cell(row)),
+    h('td', { class: 'vitals-cell' }, vitalsCell(row, changed)),
+    h('td', { class: 'devices-cell' }),
+  ];
+  tr.replaceChildren(...cells);
+  renderDevices(row);
+}
+
+function alarmsCell(row: Row, available: boolean): Node {
+  if (!row.latest) return h('span', { class: 'muted' }, 'Not on your care team');
+  if (!available) return h('span', { class: 'muted' }, '—');
+  if (row.alarms.length === 0) return h('span', null, h('span', { 'aria-hidden': 'true' }, '✓ '), 'None open');
+  const sorted = [...row.alarms].sort((a, b) => priorityRank(b.priority) - priorityRank(a.priority));
+  return h(
+    'ul',
+    { class: 'plain' },
+    sorted.slice(0, 3).map((alarm) => h('li', null, priorityBadge(alarm.priority), ' ', alarm.title ?? alarm.message ?? 'Alarm')),
+    sorted.length > 3 ? h('li', { class: 'muted' }, `and ${sorted.length - 3} more`) : null,
+  );
+}
+
+function news2Cell(row: Row): Node {
+  if (!row.news2) return h('span', { class: 'muted' }, '—');
+  const news2 = row.news2;
+  const band = news2Band(news2);
+  return h(
+    'span',
+    { class: `news2 news2-${band}`, title: `Scored ${formatTime(news2.time)}` },
+    h('strong', null, news2.complete ? `${news2.total}` : `≥ ${news2.total}`),
+    ` ${band.replace('-', '–')} risk`,
+    news2.any_parameter_3 ? h('span', null, h('span', { 'aria-hidden': 'true' }, ' ⚠'), ' a parameter scores 3') : null,
+    news2.complete ? null : h('div', { class: 'muted' }, `partial: no ${news2.missing.join(', ')}`),
+  );
+}
+
+function vitalsCell(row: Row, changed?: string): Node {
+  if (!row.latest) return h('span', { class: 'muted' }, 'No clinical access');
+  const shown = [...row.latest.values()]
+    .filter((observation) => WARD_CODES.includes(observation.loinc))
+    .sort((a, b) => codeOrder(a.loinc) - codeOrder(b.loinc));
+  if (shown.length === 0) return h('span', { class: 'muted' }, 'No readings yet');
+  return h(
+    'ul',
+    { class: 'vitals-inline' },
+    shown.map((observation) => {
+      const info = codeInfo(observation.loinc);
+      return h(
+        'li',
+        { class: observation.loinc === changed ? 'flash' : null, 'data-code': observation.loinc },
+        h('abbr', { title: info.label }, info.short),
+        ' ',
+        h('strong', { class: 'value' }, formatValue(observation.loinc, observation.value)),
+        ' ',
+        displayUnit(observation.unit),
+        ' ',
+        h('span', { class: 'muted' }, timeAgo(observation.effective)),
+      );
+    }),
+  );
+}
+
+function renderDevices(row: Row): void {
+  const cell = row.element?.querySelector('.devices-cell');
+  if (!cell) return;
+  if (!row.devices) {
+    replace(cell, h('span', { class: 'muted' }, '—'));
+    return;
+  }
+  if (row.devices.length === 0) {
+    replace(cell, h('span', { class: 'muted' }, 'No devices'));
+    return;
+  }
+  replace(
+    cell,
+    h(
+      'ul',
+      { class: 'plain' },
+      row.devices.map((device) => {
+        const stale = minutesSince(device.last_seen) > staleAfterMinutes(device.kind);
+        return h(
+          'li',
+          { class: stale ? 'stale' : null },
+          deviceKindLabel(device.kind),
+          ': ',
+          device.status === 'revoked'
+            ? 'revoked'
+            : !device.last_seen
+              ? h('span', { class: 'stale-text' }, h('span', { 'aria-hidden': 'true' }, '⚠ '), 'no data yet')
+              : stale
+                ? h('span', { class: 'stale-text' }, h('span', { 'aria-hidden': 'true' }, '⚠ '), `Stale — last data ${since(device.last_seen)}`)
+                : timeAgo(device.last_seen),
+        );
+      }),
+    ),
+  );
+}

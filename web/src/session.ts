@@ -1,0 +1,131 @@
+// Who is logged in, and the page frame around every page.
+
+import { ApiError, api, post, type User } from './api';
+import { h, replace, type Child } from './dom';
+import { navigate } from './router';
+
+let me: User | null = null;
+
+export function currentUser(): User | null {
+  return me;
+}
+
+export function setUser(user: User | null): void {
+  me = user;
+}
+
+export async function loadUser(): Promise<User | null> {
+  try {
+    me = await api<User>('/api/v1/me');
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) me = null;
+    else throw error;
+  }
+  return me;
+}
+
+export function homeFor(user: User): string {
+  switch (user.role) {
+    case 'patient':
+      return '/me';
+    case 'admin':
+      return '/admin/users';
+    default:
+      return '/ward';
+  }
+}
+
+/** Sends a logged-out visitor to the login page; returns the user otherwise. */
+export function requireUser(roles?: User['role'][]): User | null {
+  if (!me) {
+    navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
+    return null;
+  }
+  if (roles && !roles.includes(me.role)) {
+    navigate(homeFor(me), true);
+    return null;
+  }
+  return me;
+}
+
+function navLinks(user: User): [string, string][] {
+  switch (user.role) {
+    case 'patient':
+      return [['/me', 'My readings']];
+    case 'admin':
+      return [
+        ['/admin/users', 'Users'],
+        ['/admin/care-teams', 'Care teams'],
+        ['/admin/patients', 'Patients'],
+        ['/admin/devices', 'Devices'],
+        ['/admin/audit', 'Audit log'],
+        ['/ward', 'Ward'],
+      ];
+    default:
+      return [
+        ['/ward', 'Ward'],
+        ['/alarms', 'Alarm inbox'],
+      ];
+  }
+}
+
+const ROLE_LABEL: Record<User['role'], string> = {
+  admin: 'Administrator',
+  clinician: 'Clinician',
+  nurse: 'Nurse',
+  patient: 'Patient',
+};
+
+async function logout(): Promise<void> {
+  try {
+    await post('/api/v1/auth/logout');
+  } catch {
+    // The session may be gone already; the login page follows either way.
+  }
+  me = null;
+  navigate('/login', true);
+}
+
+/** Renders the frame (skip link, header, navigation, main) and returns `main`. */
+export function frame(root: HTMLElement, title: string, ...children: Child[]): HTMLElement {
+  document.title = `${title} · Wardline`;
+  const user = me;
+  const path = location.pathname;
+  const main = h('main', { id: 'main', tabindex: '-1' }, ...children);
+  replace(
+    root,
+    h('a', { class: 'skip-link', href: '#main' }, 'Skip to content'),
+    h(
+      'header',
+      { class: 'top' },
+      h('a', { class: 'brand', href: user ? homeFor(user) : '/login' }, h('span', { 'aria-hidden': 'true' }, '⌇ '), 'Wardline'),
+      user
+        ? h(
+            'nav',
+            { 'aria-label': 'Main' },
+            h(
+              'ul',
+              null,
+              navLinks(user).map(([href, label]) =>
+                h(
+                  'li',
+                  null,
+                  h('a', { href, 'aria-current': path === href || path.startsWith(`${href}/`) ? 'page' : null }, label),
+                ),
+              ),
+            ),
+          )
+        : null,
+      user
+        ? h(
+            'div',
+            { class: 'who' },
+            h('span', null, user.display_name, ' ', h('span', { class: 'role' }, `(${ROLE_LABEL[user.role]})`)),
+            h('button', { type: 'button', class: 'secondary', onclick: () => void logout() }, 'Log out'),
+          )
+        : null,
+    ),
+    main,
+  );
+  return main;
+}
