@@ -8,6 +8,7 @@
 //! small pool of read-only connections, which WAL lets run beside the writer.
 
 mod gateways;
+mod ingest;
 mod migrations;
 mod queries;
 mod writer;

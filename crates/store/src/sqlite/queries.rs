@@ -207,135 +207,6 @@ fn news2_from_row(row: &Row<'_>) -> Result<News2Record, StoreError> {
     })
 }
 
-fn ingest_one(connection: &Connection, item: &IngestItem) -> Result<IngestOutcome, StoreError> {
-    let device: Option<(i64, String)> = connection
-        .prepare_cached("SELECT key, status FROM device WHERE id = ?1")?
-        .query_row([item.device_id.as_str()], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
-    let Some((device_key, status)) = device else {
-        return Ok(IngestOutcome::UnknownDevice {
-            device_id: item.device_id.clone(),
-        });
-    };
-    if status != "active" {
-        return Ok(IngestOutcome::Revoked {
-            device_id: item.device_id.clone(),
-        });
-    }
-    let received_ms = to_ms(item.received);
-    connection
-        .prepare_cached(
-            "UPDATE device SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?2) WHERE key = ?1",
-        )?
-        .execute(params![device_key, received_ms])?;
-    let mut assignment = connection.prepare_cached(
-        "SELECT a.patient_key, p.id FROM device_assignment a JOIN patient p ON p.key = a.patient_key
-         WHERE a.device_key = ?1 AND a.start_ms <= ?2 AND (a.end_ms IS NULL OR a.end_ms > ?2)",
-    )?;
-    match &item.payload {
-        IngestPayload::Readings(readings) => {
-            // All readings of one message go to one patient; resolve by each reading's time
-            // and refuse the message if any reading falls outside an assignment.
-            let mut patients = Vec::with_capacity(readings.len());
-            for reading in readings {
-                let found: Option<(i64, String)> = assignment
-                    .query_row(params![device_key, to_ms(reading.effective)], |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })
-                    .optional()?;
-                match found {
-                    Some(patient) => patients.push(patient),
-                    None => {
-                        return Ok(IngestOutcome::NotAssigned {
-                            device_id: item.device_id.clone(),
-                            at: reading.effective,
-                        });
-                    }
-                }
-            }
-            let mut insert = connection.prepare_cached(
-                "INSERT INTO observation (patient_key, device_key, seq, code, value, original_value, original_unit, effective_ms, received_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (device_key, derived, seq) DO NOTHING",
-            )?;
-            let mut stored = Vec::with_capacity(readings.len());
-            let mut duplicates = 0;
-            let mut first_patient = None;
-            for (reading, (patient_key, patient_id)) in readings.iter().zip(patients) {
-                let patient_id: PatientId = parse_uuid(&patient_id, "patient")?;
-                first_patient.get_or_insert(patient_id);
-                let (original_value, original_unit) = match &reading.original {
-                    Some((value, unit)) => (Some(*value), Some(unit.as_str())),
-                    None => (None, None),
-                };
-                let inserted = insert.execute(params![
-                    patient_key,
-                    device_key,
-                    reading.seq,
-                    reading.code.loinc(),
-                    reading.value,
-                    original_value,
-                    original_unit,
-                    to_ms(reading.effective),
-                    received_ms,
-                ])?;
-                if inserted == 0 {
-                    duplicates += 1;
-                } else {
-                    stored.push(Observation::from_reading(
-                        patient_id,
-                        item.device_id.clone(),
-                        reading,
-                        item.received,
-                    ));
-                }
-            }
-            let patient_id = first_patient
-                .ok_or_else(|| StoreError::Invalid("a message with no readings".into()))?;
-            Ok(IngestOutcome::Stored {
-                patient_id,
-                stored,
-                duplicates,
-            })
-        }
-        IngestPayload::Waveform(chunk) => {
-            let found: Option<(i64, String)> = assignment
-                .query_row(params![device_key, to_ms(chunk.start)], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
-                .optional()?;
-            let Some((patient_key, patient_id)) = found else {
-                return Ok(IngestOutcome::NotAssigned {
-                    device_id: item.device_id.clone(),
-                    at: chunk.start,
-                });
-            };
-            let inserted = connection
-                .prepare_cached(
-                    "INSERT INTO waveform_chunk (patient_key, device_key, seq, signal, sampling_rate_hz, start_ms, end_ms, sample_count, encoded, received_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (device_key, seq) DO NOTHING",
-                )?
-                .execute(params![
-                    patient_key,
-                    device_key,
-                    chunk.seq,
-                    chunk.signal.as_str(),
-                    chunk.sampling_rate_hz,
-                    to_ms(chunk.start),
-                    to_ms(chunk.end),
-                    chunk.sample_count,
-                    chunk.encoded,
-                    received_ms,
-                ])?;
-            Ok(IngestOutcome::WaveformStored {
-                patient_id: parse_uuid(&patient_id, "patient")?,
-                duplicate: inserted == 0,
-            })
-        }
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(&self, user: NewUser) -> Result<User, StoreError> {
@@ -850,13 +721,8 @@ impl Store for SqliteStore {
     }
 
     async fn ingest(&self, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
-        self.write(move |connection| {
-            items
-                .iter()
-                .map(|item| ingest_one(connection, item))
-                .collect()
-        })
-        .await
+        self.write(move |connection| super::ingest::ingest_items(connection, &items))
+            .await
     }
 
     async fn count_observations(&self) -> Result<u64, StoreError> {

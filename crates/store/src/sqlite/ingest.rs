@@ -1,0 +1,226 @@
+//! Storing device messages inside the writer's transaction.
+//!
+//! A job usually holds a burst of messages from one device, so the device row and the
+//! assignment in force are looked up once per job, not once per reading, and the
+//! device's last contact is written once at the end. Nothing is cached across jobs:
+//! another process (the admin CLI) may change devices between them.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use wardline_domain::{Observation, PatientId};
+
+use super::to_ms;
+use crate::error::StoreError;
+use crate::model::{IngestItem, IngestOutcome, IngestPayload};
+
+/// A device as one job sees it, with the last assignment it resolved.
+struct DeviceInJob {
+    key: i64,
+    active: bool,
+    assignment: Option<Assignment>,
+}
+
+#[derive(Clone, Copy)]
+struct Assignment {
+    patient_key: i64,
+    patient_id: PatientId,
+    start_ms: i64,
+    end_ms: Option<i64>,
+}
+
+impl Assignment {
+    fn covers(&self, at_ms: i64) -> bool {
+        self.start_ms <= at_ms && self.end_ms.is_none_or(|end| end > at_ms)
+    }
+}
+
+pub(super) fn ingest_items(
+    connection: &Connection,
+    items: &[IngestItem],
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let mut devices: HashMap<&str, Option<DeviceInJob>> = HashMap::new();
+    let mut last_contact: HashMap<i64, i64> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let device = match devices.get_mut(item.device_id.as_str()) {
+            Some(device) => device,
+            None => {
+                let found = look_up_device(connection, item.device_id.as_str())?;
+                devices.entry(item.device_id.as_str()).or_insert(found)
+            }
+        };
+        let Some(device) = device else {
+            outcomes.push(IngestOutcome::UnknownDevice {
+                device_id: item.device_id.clone(),
+            });
+            continue;
+        };
+        if !device.active {
+            outcomes.push(IngestOutcome::Revoked {
+                device_id: item.device_id.clone(),
+            });
+            continue;
+        }
+        let received_ms = to_ms(item.received);
+        let contact = last_contact.entry(device.key).or_insert(received_ms);
+        *contact = (*contact).max(received_ms);
+        outcomes.push(ingest_one(connection, device, item, received_ms)?);
+    }
+    let mut touch = connection.prepare_cached(
+        "UPDATE device SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?2) WHERE key = ?1",
+    )?;
+    for (device_key, received_ms) in last_contact {
+        touch.execute(params![device_key, received_ms])?;
+    }
+    Ok(outcomes)
+}
+
+fn look_up_device(
+    connection: &Connection,
+    device_id: &str,
+) -> Result<Option<DeviceInJob>, StoreError> {
+    Ok(connection
+        .prepare_cached("SELECT key, status FROM device WHERE id = ?1")?
+        .query_row([device_id], |row| {
+            Ok(DeviceInJob {
+                key: row.get(0)?,
+                active: row.get::<_, String>(1)? == "active",
+                assignment: None,
+            })
+        })
+        .optional()?)
+}
+
+/// The patient the device measured at `at_ms`, if any.
+fn patient_at(
+    connection: &Connection,
+    device: &mut DeviceInJob,
+    at_ms: i64,
+) -> Result<Option<Assignment>, StoreError> {
+    if let Some(assignment) = device
+        .assignment
+        .filter(|assignment| assignment.covers(at_ms))
+    {
+        return Ok(Some(assignment));
+    }
+    let found = connection
+        .prepare_cached(
+            "SELECT a.patient_key, p.id, a.start_ms, a.end_ms FROM device_assignment a JOIN patient p ON p.key = a.patient_key
+             WHERE a.device_key = ?1 AND a.start_ms <= ?2 AND (a.end_ms IS NULL OR a.end_ms > ?2)",
+        )?
+        .query_row(params![device.key, at_ms], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, Option<i64>>(3)?))
+        })
+        .optional()?;
+    let Some((patient_key, patient_id, start_ms, end_ms)) = found else {
+        return Ok(None);
+    };
+    let assignment = Assignment {
+        patient_key,
+        patient_id: patient_id
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("patient id {patient_id:?} is not a UUID")))?,
+        start_ms,
+        end_ms,
+    };
+    device.assignment = Some(assignment);
+    Ok(Some(assignment))
+}
+
+fn ingest_one(
+    connection: &Connection,
+    device: &mut DeviceInJob,
+    item: &IngestItem,
+    received_ms: i64,
+) -> Result<IngestOutcome, StoreError> {
+    match &item.payload {
+        IngestPayload::Readings(readings) => {
+            // All of a message is stored or none of it: every reading must fall inside an
+            // assignment before anything is written.
+            let mut patients = Vec::with_capacity(readings.len());
+            for reading in readings {
+                match patient_at(connection, device, to_ms(reading.effective))? {
+                    Some(assignment) => patients.push(assignment),
+                    None => {
+                        return Ok(IngestOutcome::NotAssigned {
+                            device_id: item.device_id.clone(),
+                            at: reading.effective,
+                        });
+                    }
+                }
+            }
+            let mut insert = connection.prepare_cached(
+                "INSERT INTO observation (patient_key, device_key, seq, code, value, original_value, original_unit, effective_ms, received_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (device_key, derived, seq) DO NOTHING",
+            )?;
+            let mut stored = Vec::with_capacity(readings.len());
+            let mut duplicates = 0;
+            for (reading, assignment) in readings.iter().zip(&patients) {
+                let (original_value, original_unit) = match &reading.original {
+                    Some((value, unit)) => (Some(*value), Some(unit.as_str())),
+                    None => (None, None),
+                };
+                let inserted = insert.execute(params![
+                    assignment.patient_key,
+                    device.key,
+                    reading.seq,
+                    reading.code.loinc(),
+                    reading.value,
+                    original_value,
+                    original_unit,
+                    to_ms(reading.effective),
+                    received_ms,
+                ])?;
+                if inserted == 0 {
+                    duplicates += 1;
+                } else {
+                    stored.push(Observation::from_reading(
+                        assignment.patient_id,
+                        item.device_id.clone(),
+                        reading,
+                        item.received,
+                    ));
+                }
+            }
+            let patient_id = patients
+                .first()
+                .map(|assignment| assignment.patient_id)
+                .ok_or_else(|| StoreError::Invalid("a message with no readings".into()))?;
+            Ok(IngestOutcome::Stored {
+                patient_id,
+                stored,
+                duplicates,
+            })
+        }
+        IngestPayload::Waveform(chunk) => {
+            let Some(assignment) = patient_at(connection, device, to_ms(chunk.start))? else {
+                return Ok(IngestOutcome::NotAssigned {
+                    device_id: item.device_id.clone(),
+                    at: chunk.start,
+                });
+            };
+            let inserted = connection
+                .prepare_cached(
+                    "INSERT INTO waveform_chunk (patient_key, device_key, seq, signal, sampling_rate_hz, start_ms, end_ms, sample_count, encoded, received_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (device_key, seq) DO NOTHING",
+                )?
+                .execute(params![
+                    assignment.patient_key,
+                    device.key,
+                    chunk.seq,
+                    chunk.signal.as_str(),
+                    chunk.sampling_rate_hz,
+                    to_ms(chunk.start),
+                    to_ms(chunk.end),
+                    chunk.sample_count,
+                    chunk.encoded,
+                    received_ms,
+                ])?;
+            Ok(IngestOutcome::WaveformStored {
+                patient_id: assignment.patient_id,
+                duplicate: inserted == 0,
+            })
+        }
+    }
+}
