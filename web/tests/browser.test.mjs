@@ -281,6 +281,8 @@ test('a patient sees only their own data', async () => {
   const listed = await page.evaluate(async () => (await (await fetch('/api/v1/patients')).json()).map((p) => p.display_name));
   assert.deepEqual(listed, ['Ada Lovelace']);
   await page.getByRole('heading', { name: 'Who can see my data' }).waitFor();
+  await page.locator('section.ecg[data-state="live"]').waitFor({ timeout: 15000 });
+  await page.getByTestId('cgm-report').locator('.tir-bar').waitFor();
   await page.screenshot({ path: path.join(screenshots, 'patient-self.png'), fullPage: true });
   await page.goto(`${server.url}/patients/${bob.id}`);
   await page.getByRole('heading', { name: /Access refused \(403\)/ }).waitFor();

@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod bench;
 pub mod config;
+pub mod demo;
+pub mod gateway;
 pub mod server;
 pub mod tls;
 pub mod validate;

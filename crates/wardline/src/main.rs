@@ -46,6 +46,12 @@ enum Command {
         #[command(subcommand)]
         command: ValidateCommand,
     },
+    /// Run the server with a simulated ward: accounts, patients, care team and devices
+    /// sending over MQTT and HTTPS with their own credentials, in accelerated time.
+    Demo(wardline::demo::DemoArgs),
+    /// Run a home gateway: local devices send to it; it queues durably and forwards to
+    /// the server over TLS with its own credential, keeping everything while offline.
+    Gateway(wardline::gateway::GatewayArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -139,6 +145,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             wardline::admin::run(&config.data_dir, command).await
         }
         Command::Bench { command } => wardline::bench::run(command).await,
+        Command::Demo(args) => wardline::demo::run(args, stop_on_signal()).await,
+        Command::Gateway(args) => wardline::gateway::run(args, stop_on_signal()).await,
         Command::Validate { data, command } => {
             let data = wardline::validate::data_dir(data)?;
             // Reading and analysing the records is plain CPU work.
@@ -147,6 +155,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("the validation task failed")?
         }
     }
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn stop_on_signal() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let signal_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        signal_shutdown.cancel();
+    });
+    shutdown
 }
 
 async fn wait_for_stop_signal() {

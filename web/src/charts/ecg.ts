@@ -273,10 +273,11 @@ class BeatDetector {
   private candidate: { start: number; peak: number } | null = null;
   private history: { t: number; v: number }[] = [];
   private baseline = 0;
+  private lastDecay = 0;
 
   feed(chunk: Chunk): void {
     const period = 1000 / chunk.rate;
-    if (chunk.start - this.lastTime > 500) this.reset(chunk.start);
+    if (chunk.start - this.lastTime > 500) this.reset(chunk.start, chunk.mv[0] ?? 0);
     const size = Math.max(1, Math.round(150 / period));
     for (let i = 0; i < chunk.mv.length; i++) {
       const t = chunk.start + i * period;
@@ -294,6 +295,13 @@ class BeatDetector {
       if (t < this.learningUntil) {
         this.signalLevel = Math.max(this.signalLevel, integrated);
         continue;
+      }
+      // No beat for 2 s: the level was too high (noise while learning, or a smaller
+      // signal now); halve it, as Pan-Tompkins' search-back would.
+      const lastBeat = this.beats[this.beats.length - 1] ?? this.learningUntil;
+      if (t - Math.max(lastBeat, this.lastDecay) > 2000) {
+        this.signalLevel *= 0.5;
+        this.lastDecay = t;
       }
       const threshold = 0.3 * this.signalLevel;
       if (integrated > threshold && t - (this.beats[this.beats.length - 1] ?? -Infinity) > 250) {
@@ -322,7 +330,10 @@ class BeatDetector {
     this.beats.push(best);
   }
 
-  private reset(start: number): void {
+  private reset(start: number, first: number): void {
+    this.previous = first;
+    this.baseline = first;
+    this.lastDecay = start;
     this.window = [];
     this.windowSum = 0;
     this.signalLevel = 0;

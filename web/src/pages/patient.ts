@@ -52,7 +52,7 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
       'NEWS2 ',
       h('strong', { class: `news2 news2-${band}` }, news2.complete ? `${news2.total}` : `≥ ${news2.total}`, ` — ${band.replace('-', '–')} risk`),
       news2.any_parameter_3 ? ' (a single parameter scores 3)' : '',
-      news2.complete ? '' : ` · partial: no ${news2.missing.join(', ')}`,
+      news2.complete ? '' : ` · partial: no ${news2.missing.join(', ').replace(/_/g, ' ')}`,
       ' · scored ',
       timeAgo(news2.time),
     );

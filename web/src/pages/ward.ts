@@ -210,7 +210,7 @@ function news2Cell(row: Row): Node {
     h('strong', null, news2.complete ? `${news2.total}` : `≥ ${news2.total}`),
     ` ${band.replace('-', '–')} risk`,
     news2.any_parameter_3 ? h('span', null, h('span', { 'aria-hidden': 'true' }, ' ⚠'), ' a parameter scores 3') : null,
-    news2.complete ? null : h('div', { class: 'muted' }, `partial: no ${news2.missing.join(', ')}`),
+    news2.complete ? null : h('div', { class: 'muted' }, `partial: no ${news2.missing.join(', ').replace(/_/g, ' ')}`),
   );
 }
 

@@ -4,6 +4,8 @@
 
 mod access;
 mod analytics;
+mod demo;
 mod durability;
+mod gateway;
 mod ingest;
 mod support;
