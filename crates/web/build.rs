@@ -1,6 +1,7 @@
 //! Builds the web app in `web/` with npm and embeds the result.
 //!
-//! - `npm ci` runs when `web/node_modules` is missing or older than `package-lock.json`.
+//! - `npm install` (exactly the locked versions) runs when `web/node_modules` is missing or
+//!   older than `package-lock.json`.
 //! - `npm run build` type-checks and bundles into `$OUT_DIR/dist`, so the source tree
 //!   gets no build output.
 //! - `WARDLINE_WEB_DIST=/path/to/dist` embeds an already built app instead and needs no
@@ -83,17 +84,21 @@ fn build_app(web: &Path, dist: &Path) {
              Alternatively set WARDLINE_WEB_DIST to a web app built elsewhere (npm run build)."
         )),
     }
-    // Two cargo builds (different target dirs) may run this at once; npm ci replaces
+    // Two cargo builds (different target dirs) may run this at once; installing replaces
     // node_modules, so they take turns.
     let lock = fs::File::create(web.join(".build.lock"))
         .unwrap_or_else(|error| fail(&format!("creating web/.build.lock: {error}")));
     lock.lock()
         .unwrap_or_else(|error| fail(&format!("locking web/.build.lock: {error}")));
     if node_modules_stale(web) {
+        // `npm install` rather than `npm ci`: npm 11 records only this platform's optional
+        // packages (rollup's native binary) in the lock file, and `npm ci` then refuses
+        // the lock as incomplete. `npm install` installs exactly the locked versions; CI
+        // checks that it left package-lock.json unchanged.
         run(
             web,
-            Command::new(&npm).args(["ci", "--no-audit", "--no-fund"]),
-            "npm ci",
+            Command::new(&npm).args(["install", "--no-audit", "--no-fund"]),
+            "npm install",
         );
     }
     let mut build = Command::new(&npm);
