@@ -22,4 +22,5 @@ if [ ! -d "$WARDLINE_SHARED_DATA" ]; then
   echo "      Set WARDLINE_SHARED_DATA to the folder holding ecg/, cgm/, news2/." >&2
 fi
 
+python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd  # the real SMTP server of the e-mail tests
 cargo test --workspace --locked "$@"

@@ -128,6 +128,50 @@ pub async fn visible_patients(
     Ok(patients)
 }
 
+/// Every patient whose data the caller may read (their own record, or the patients of
+/// their care teams), each access audited in one durable append: for views across
+/// patients such as the alarm inbox and the alarm stream.
+pub async fn authorize_own_patients(
+    state: &AppState,
+    caller: &Caller,
+    action: &'static str,
+) -> Result<Vec<PatientAccess>, ApiError> {
+    let (patients, basis) = match caller.user.role {
+        Role::Patient => (
+            caller.user.patient_id.into_iter().collect::<Vec<_>>(),
+            AccessBasis::OwnRecord,
+        ),
+        Role::Clinician | Role::Nurse | Role::Admin => (
+            state
+                .store
+                .patients_of_care_team_member(caller.user.id)
+                .await?,
+            AccessBasis::CareTeam,
+        ),
+    };
+    let time = Utc::now();
+    let events: Vec<AuditEvent> = patients
+        .iter()
+        .map(|patient_id| AuditEvent {
+            time,
+            actor: Some(caller.user.id),
+            actor_label: caller.user.username.clone(),
+            action: action.to_owned(),
+            patient_id: Some(*patient_id),
+            outcome: AuditOutcome::Allowed,
+            remote_addr: caller.remote_addr.clone(),
+            detail: None,
+        })
+        .collect();
+    if !events.is_empty() {
+        state.store.append_audit(events).await?;
+    }
+    Ok(patients
+        .into_iter()
+        .map(|patient_id| PatientAccess { patient_id, basis })
+        .collect())
+}
+
 /// Writes one audit event for a person's action; the caller waits for it to be durable.
 pub async fn audit(
     state: &AppState,

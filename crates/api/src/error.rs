@@ -31,6 +31,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     DeviceNotAssigned(String),
+    /// The resource is not in a state that allows the action (acknowledging a resolved
+    /// alarm, a care plan version written concurrently).
+    #[error("{0}")]
+    InvalidState(String),
     #[error("payload is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("service temporarily unavailable")]
@@ -69,6 +73,11 @@ pub const ERROR_TABLE: &[(&str, u16, &str)] = &[
         409,
         "the device has no patient at the reading's time; nothing was stored",
     ),
+    (
+        "invalid_state",
+        409,
+        "the resource's state does not allow this (for example, acknowledging a resolved alarm)",
+    ),
     ("payload_too_large", 413, "the body exceeds the size limit"),
     (
         "unavailable",
@@ -100,6 +109,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::DeviceNotAssigned(_) => "device_not_assigned",
+            ApiError::InvalidState(_) => "invalid_state",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -129,6 +139,33 @@ impl From<StoreError> for ApiError {
                 tracing::error!(%error, "storage unavailable");
                 ApiError::Unavailable
             }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<wardline_alarms::AlarmsError> for ApiError {
+    fn from(error: wardline_alarms::AlarmsError) -> Self {
+        use wardline_alarms::AlarmsError as E;
+        use wardline_alerting::AlertingError as A;
+        match error {
+            E::Alerting(A::IllegalTransition { .. } | A::UnknownAlarm(_)) => {
+                ApiError::InvalidState(error.to_string())
+            }
+            E::Alerting(other) => ApiError::InvalidRequest {
+                field: None,
+                message: other.to_string(),
+            },
+            E::Store(StoreError::Conflict { what }) => {
+                ApiError::InvalidState(format!("{what} was written concurrently; retry"))
+            }
+            E::Store(store) => store.into(),
+            E::Invalid(message) => ApiError::InvalidRequest {
+                field: None,
+                message,
+            },
+            E::NotFound(what) => ApiError::NotFound(what),
+            E::Stopped => ApiError::Unavailable,
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -214,6 +251,7 @@ mod tests {
             ApiError::NotFound("p".into()),
             ApiError::Conflict("c".into()),
             ApiError::DeviceNotAssigned("d".into()),
+            ApiError::InvalidState("s".into()),
             ApiError::PayloadTooLarge { limit: 1 },
             ApiError::Unavailable,
             ApiError::Internal("boom".into()),

@@ -332,6 +332,155 @@ pub const OPERATIONS: &[Operation] = &[
         Auth::Device,
         200,
     ),
+    op(
+        "get",
+        "/api/v1/patients/{patient_id}/care-plan",
+        "The patient's care plan (programme and rules) now, or in force at `?at=` (RFC 3339)",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "put",
+        "/api/v1/patients/{patient_id}/care-plan",
+        "Change the care plan with a reason: `program` (+ `baseline`) assigns a programme's defaults (care team clinician or nurse, or admin); `edit` adds, replaces or removes one rule (care team clinician or nurse). Every change is a new version",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "get",
+        "/api/v1/patients/{patient_id}/care-plan/versions",
+        "Every version of the care plan: who, when, why, the rule before and after",
+        Auth::Session,
+        200,
+    ),
+    Operation {
+        query: &[
+            ("from", "RFC 3339, raised at or after"),
+            ("to", "RFC 3339, raised before"),
+            (
+                "state",
+                "open, acknowledged, snoozed, resolved, unresolved or all (default)",
+            ),
+            ("limit", "1 to 500 (default 100)"),
+        ],
+        ..op(
+            "get",
+            "/api/v1/patients/{patient_id}/alarms",
+            "The patient's alarms, newest first, each with its history",
+            Auth::Session,
+            200,
+        )
+    },
+    Operation {
+        query: &[
+            (
+                "state",
+                "open, acknowledged, snoozed, resolved (comma-separated), unresolved (default) or all",
+            ),
+            ("limit", "1 to 1000 (default 200)"),
+        ],
+        ..op(
+            "get",
+            "/api/v1/alarms",
+            "The caller's alarm inbox across the patients of their care teams",
+            Auth::Session,
+            200,
+        )
+    },
+    op(
+        "get",
+        "/api/v1/alarms/stream",
+        "Server-Sent Events: `alarm` events (opened, acknowledged, snoozed, resolved, notified...) for the caller's patients",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "get",
+        "/api/v1/alarms/{alarm_id}",
+        "One alarm with its history, delivery status per channel, and the care plan version in force when it was raised",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "post",
+        "/api/v1/alarms/{alarm_id}/acknowledge",
+        "Acknowledge an alarm (care team); escalation stops",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "post",
+        "/api/v1/alarms/{alarm_id}/resolve",
+        "Resolve an alarm with a `note` (care team)",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "post",
+        "/api/v1/alarms/{alarm_id}/snooze",
+        "Pause an alarm's notifications for `minutes` or `seconds`, at most 30 min (high), 60 min (medium), 4 h (low) (care team)",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "get",
+        "/api/v1/care-teams/{team_id}/escalation-policy",
+        "The care team's escalation policy (admin)",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "put",
+        "/api/v1/care-teams/{team_id}/escalation-policy",
+        "Set the care team's escalation policy: steps with delays and recipients, repeat delay and rounds (admin)",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "get",
+        "/api/v1/care-teams/{team_id}/notification-channels",
+        "The care team's webhook and e-mail channels, without secrets (admin)",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "post",
+        "/api/v1/care-teams/{team_id}/notification-channels",
+        "Add a webhook (`url`) or e-mail (`recipients`) channel, `minimal` content by default; a webhook's signing secret is returned once (admin)",
+        Auth::Session,
+        201,
+    ),
+    op(
+        "delete",
+        "/api/v1/care-teams/{team_id}/notification-channels/{channel_id}",
+        "Stop using a channel (admin)",
+        Auth::Session,
+        204,
+    ),
+    op(
+        "post",
+        "/api/v1/devices/{device_id}/status",
+        "A device reports `battery_percent` and `fault` (null when none) for its patient's technical alarms (low battery, device error); 202 once handed to the alarm engine",
+        Auth::Device,
+        202,
+    ),
+    Operation {
+        query: &[("limit", "1 to 1000 (default 100)")],
+        ..op(
+            "get",
+            "/api/v1/notifications/dead-letters",
+            "Notifications given up after the retry horizon (admin)",
+            Auth::Session,
+            200,
+        )
+    },
+    op(
+        "post",
+        "/api/v1/notifications/{notification_id}/retry",
+        "Put a dead letter back in the outbox (admin)",
+        Auth::Session,
+        204,
+    ),
 ];
 
 /// Builds the OpenAPI document.

@@ -1,5 +1,6 @@
 //! The route table.
 
+mod alarms;
 mod analytics;
 mod clinical;
 mod devices;
@@ -10,7 +11,7 @@ use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -104,6 +105,51 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/gateways/{gateway_id}/forward",
             post(gateways::forward),
+        )
+        .route(
+            "/api/v1/patients/{patient_id}/care-plan",
+            get(alarms::get_care_plan).put(alarms::put_care_plan),
+        )
+        .route(
+            "/api/v1/patients/{patient_id}/care-plan/versions",
+            get(alarms::care_plan_versions),
+        )
+        .route(
+            "/api/v1/patients/{patient_id}/alarms",
+            get(alarms::patient_alarms),
+        )
+        .route("/api/v1/alarms", get(alarms::inbox))
+        .route("/api/v1/alarms/stream", get(alarms::stream))
+        .route("/api/v1/alarms/{alarm_id}", get(alarms::get_alarm))
+        .route(
+            "/api/v1/alarms/{alarm_id}/acknowledge",
+            post(alarms::acknowledge),
+        )
+        .route("/api/v1/alarms/{alarm_id}/resolve", post(alarms::resolve))
+        .route("/api/v1/alarms/{alarm_id}/snooze", post(alarms::snooze))
+        .route(
+            "/api/v1/care-teams/{team_id}/escalation-policy",
+            get(alarms::get_escalation_policy).put(alarms::put_escalation_policy),
+        )
+        .route(
+            "/api/v1/care-teams/{team_id}/notification-channels",
+            get(alarms::list_channels).post(alarms::create_channel),
+        )
+        .route(
+            "/api/v1/care-teams/{team_id}/notification-channels/{channel_id}",
+            delete(alarms::remove_channel),
+        )
+        .route(
+            "/api/v1/devices/{device_id}/status",
+            post(alarms::device_status),
+        )
+        .route(
+            "/api/v1/notifications/dead-letters",
+            get(alarms::dead_letters),
+        )
+        .route(
+            "/api/v1/notifications/{notification_id}/retry",
+            post(alarms::retry_dead_letter),
         )
         .merge(wardline_web::router())
         .fallback(|| async { ApiError::NotFound("route".into()) })

@@ -41,6 +41,8 @@ pub struct AppState {
     pub settings: Arc<ApiSettings>,
     /// Renders the Prometheus exposition text.
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// Care plans, alarms and notifications.
+    pub alarms: wardline_alarms::AlarmService,
 }
 
 impl std::fmt::Debug for AppState {

@@ -97,7 +97,7 @@ pub fn check_message(
 ) -> Result<Checked, PayloadError> {
     let lenient = PayloadLimits {
         max_future_skew: Duration::days(365 * 100),
-        ..limits.clone()
+        ..*limits
     };
     let message = parse_device_message(payload, server_now, &lenient)?;
     let newest = match &message {

@@ -25,34 +25,31 @@ pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, GatewayErr
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .pool_idle_timeout(Duration::from_secs(30));
-    let builder = match ca_file {
-        Some(path) => {
-            let pem = std::fs::read(path)?;
-            let mut roots = rustls::RootCertStore::empty();
-            for certificate in rustls_pemfile::certs(&mut &pem[..]) {
-                let certificate =
-                    certificate.map_err(|error| GatewayError::Tls(error.to_string()))?;
-                roots
-                    .add(certificate)
-                    .map_err(|error| GatewayError::Tls(error.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(GatewayError::Tls(format!(
-                    "no certificate in {}",
-                    path.display()
-                )));
-            }
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| GatewayError::Tls(error.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            builder.use_preconfigured_tls(config)
+    // Only the given CA is trusted; without one (plain HTTP on loopback) no CA is.
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)?;
+        for certificate in rustls_pemfile::certs(&mut &pem[..]) {
+            let certificate = certificate.map_err(|error| GatewayError::Tls(error.to_string()))?;
+            roots
+                .add(certificate)
+                .map_err(|error| GatewayError::Tls(error.to_string()))?;
         }
-        None => builder,
-    };
+        if roots.is_empty() {
+            return Err(GatewayError::Tls(format!(
+                "no certificate in {}",
+                path.display()
+            )));
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| GatewayError::Tls(error.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let builder = builder.use_preconfigured_tls(config);
     Ok(builder.build()?)
 }
 
@@ -111,7 +108,8 @@ struct Jitter(u64);
 
 impl Jitter {
     fn new() -> Self {
-        let seed = Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64 ^ u64::from(std::process::id());
+        let seed =
+            Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64 ^ u64::from(std::process::id());
         Self(seed | 1)
     }
 
@@ -151,7 +149,10 @@ pub async fn run(shared: Arc<Shared>, client: reqwest::Client, shutdown: Cancell
             }
         };
         if batch.is_empty() && last_report.elapsed() < shared.config.heartbeat {
-            let idle = shared.config.heartbeat.saturating_sub(last_report.elapsed());
+            let idle = shared
+                .config
+                .heartbeat
+                .saturating_sub(last_report.elapsed());
             tokio::select! {
                 () = shared.queued.notified() => {}
                 () = tokio::time::sleep(idle) => {}
@@ -235,7 +236,8 @@ async fn round(
             })
             .collect(),
     };
-    let body = serde_json::to_vec(&request).map_err(|error| Failure::Unreachable(error.to_string()))?;
+    let body =
+        serde_json::to_vec(&request).map_err(|error| Failure::Unreachable(error.to_string()))?;
     let sent = Utc::now();
     let response = client
         .post(url)

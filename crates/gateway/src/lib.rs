@@ -75,7 +75,12 @@ impl std::fmt::Debug for GatewayConfig {
 
 impl GatewayConfig {
     /// Defaults for everything but the server, the credential and the queue path.
-    pub fn new(server_url: String, gateway_id: DeviceId, secret: String, queue_path: PathBuf) -> Self {
+    pub fn new(
+        server_url: String,
+        gateway_id: DeviceId,
+        secret: String,
+        queue_path: PathBuf,
+    ) -> Self {
         Self {
             server_url,
             ca_file: None,

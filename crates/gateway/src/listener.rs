@@ -108,7 +108,9 @@ async fn readings(
         Err(GatewayError::QueueFull { used, limit }) => error(
             StatusCode::INSUFFICIENT_STORAGE,
             "queue_full",
-            format!("the gateway's queue is full ({used} of {limit} bytes); keep the reading and retry later"),
+            format!(
+                "the gateway's queue is full ({used} of {limit} bytes); keep the reading and retry later"
+            ),
         ),
         Err(other) => {
             tracing::error!(error = %other, "a message could not be queued");
@@ -127,7 +129,11 @@ pub(crate) fn check_disk_limit(shared: &Shared) {
     let stats = shared.queue.stats();
     metrics::gauge!("wardline_gateway_queue_bytes").set(stats.bytes as f64);
     if stats.near_full() {
-        if !shared.counters.near_full_warned.swap(true, Ordering::Relaxed) {
+        if !shared
+            .counters
+            .near_full_warned
+            .swap(true, Ordering::Relaxed)
+        {
             tracing::error!(
                 used_bytes = stats.bytes,
                 limit_bytes = stats.limit_bytes,
@@ -136,7 +142,10 @@ pub(crate) fn check_disk_limit(shared: &Shared) {
             );
         }
     } else if (stats.bytes as f64) < stats.limit_bytes as f64 * 0.8 {
-        shared.counters.near_full_warned.store(false, Ordering::Relaxed);
+        shared
+            .counters
+            .near_full_warned
+            .store(false, Ordering::Relaxed);
     }
 }
 

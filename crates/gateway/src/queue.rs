@@ -57,7 +57,10 @@ impl QueueStats {
 
 enum Command {
     Enqueue(NewMessage, oneshot::Sender<Result<i64, GatewayError>>),
-    EnqueueBulk(Vec<NewMessage>, oneshot::Sender<Result<usize, GatewayError>>),
+    EnqueueBulk(
+        Vec<NewMessage>,
+        oneshot::Sender<Result<usize, GatewayError>>,
+    ),
     Peek {
         max_messages: usize,
         max_bytes: usize,
@@ -94,7 +97,10 @@ impl std::fmt::Debug for Queue {
 impl Queue {
     /// Opens (creating if needed) the queue database.
     pub fn open(path: &Path, limit_bytes: u64) -> Result<Self, GatewayError> {
-        if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        if let Some(parent) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(parent)?;
         }
         let connection = Connection::open(path)?;
@@ -284,7 +290,8 @@ fn run(
     }
 }
 
-type Pending = (NewMessage, oneshot::Sender<Result<i64, GatewayError>>);
+type Reply = oneshot::Sender<Result<i64, GatewayError>>;
+type Pending = (NewMessage, Reply);
 
 fn insert_group(
     connection: &mut Connection,
@@ -293,7 +300,7 @@ fn insert_group(
     limit_bytes: u64,
 ) {
     let mut used = counters.bytes.load(Ordering::Relaxed);
-    let mut accepted: Vec<(i64, u64, oneshot::Sender<Result<i64, GatewayError>>)> = Vec::new();
+    let mut accepted: Vec<(i64, u64, Reply)> = Vec::new();
     let mut refused = Vec::new();
     let outcome = (|| -> Result<(), rusqlite::Error> {
         let transaction = connection.transaction()?;
@@ -381,7 +388,11 @@ fn peek(
     Ok(out)
 }
 
-fn delete(connection: &mut Connection, ids: &[i64], counters: &Counters) -> Result<(), GatewayError> {
+fn delete(
+    connection: &mut Connection,
+    ids: &[i64],
+    counters: &Counters,
+) -> Result<(), GatewayError> {
     let transaction = connection.transaction()?;
     let mut removed = 0u64;
     let mut freed = 0u64;
@@ -389,9 +400,7 @@ fn delete(connection: &mut Connection, ids: &[i64], counters: &Counters) -> Resu
         let mut statement = transaction
             .prepare_cached("DELETE FROM message WHERE id = ?1 RETURNING length(payload)")?;
         for id in ids {
-            let length: Option<i64> = statement
-                .query_row([id], |row| row.get(0))
-                .optional()?;
+            let length: Option<i64> = statement.query_row([id], |row| row.get(0)).optional()?;
             if let Some(length) = length {
                 removed += 1;
                 freed += u64::try_from(length).unwrap_or(0) + ROW_OVERHEAD_BYTES;
@@ -442,7 +451,10 @@ mod tests {
         let queue = Queue::open(&path, 1 << 20)?;
         assert_eq!(queue.stats().messages, 6);
         let rest = queue.peek(100, 1 << 20).await?;
-        assert_eq!(rest.first().map(|m| m.payload.clone()), Some(b"{\"seq\":4}".to_vec()));
+        assert_eq!(
+            rest.first().map(|m| m.payload.clone()),
+            Some(b"{\"seq\":4}".to_vec())
+        );
         assert!(rest.windows(2).all(|pair| pair[0].id < pair[1].id));
         Ok(())
     }

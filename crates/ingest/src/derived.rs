@@ -306,9 +306,17 @@ impl Analyser {
                 }
             })
             .collect();
-        if let Err(error) = self.store.record_rhythm_events(events).await {
-            metrics::counter!("wardline_analysis_failed_total", "work" => "ecg_chunk").increment(1);
-            tracing::warn!(%error, "could not store rhythm events");
+        match self.store.record_rhythm_events(events.clone()).await {
+            Ok(()) => {
+                for event in events {
+                    self.live.publish_rhythm(event);
+                }
+            }
+            Err(error) => {
+                metrics::counter!("wardline_analysis_failed_total", "work" => "ecg_chunk")
+                    .increment(1);
+                tracing::warn!(%error, "could not store rhythm events");
+            }
         }
     }
 

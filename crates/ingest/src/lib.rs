@@ -11,5 +11,5 @@ pub mod pipeline;
 
 pub use credentials::{DeviceAuthError, DeviceSecret, authenticate_device};
 pub use derived::{AnalysisHandle, AnalysisSettings, spawn_analysis};
-pub use live::LiveFeed;
+pub use live::{DeviceContact, LiveFeed};
 pub use pipeline::{IngestService, MessageVerdict, Rejection};

@@ -177,6 +177,11 @@ impl IngestService {
                         patient_id,
                         duplicate,
                     }) => {
+                        self.live.publish_contact(crate::live::DeviceContact {
+                            patient_id,
+                            device_id: device_id.clone(),
+                            at: received,
+                        });
                         // A retried chunk was analysed when first stored.
                         if let (Some(analysis), Some(chunk), false) =
                             (&self.analysis, samples, duplicate)

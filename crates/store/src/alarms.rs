@@ -182,8 +182,7 @@ pub trait AlarmStore: Send + Sync {
     // Alarms.
     /// Stores alarm states with their events and notifications in one durable commit.
     async fn save_alarm_changes(&self, changes: Vec<AlarmChange>) -> Result<(), StoreError>;
-    async fn alarm_by_public_id(&self, public_id: &str)
-    -> Result<Option<AlarmRecord>, StoreError>;
+    async fn alarm_by_public_id(&self, public_id: &str) -> Result<Option<AlarmRecord>, StoreError>;
     /// Every alarm not resolved, oldest first.
     async fn unresolved_alarms(&self) -> Result<Vec<AlarmRecord>, StoreError>;
     /// Alarms of the given patients, newest first.

@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde_json::json;
 use wardline_domain::{DeviceId, DeviceKind, ObservationCode, PatientId, Reading, Role, Signal};
 
+use crate::alarms::*;
 use crate::model::*;
 use crate::{Store, StoreError};
 
@@ -22,7 +23,8 @@ macro_rules! store_conformance_suite {
             reassigned_device_keeps_patients_apart, observations_page_by_time,
             latest_observation_per_code, waveform_chunks_by_window, audit_trail_is_chained,
             derived_observations_have_their_own_seq, latest_observations_within_a_window,
-            rhythm_events_grow_and_are_found_by_overlap, news2_results_replace_per_time);
+            rhythm_events_grow_and_are_found_by_overlap, news2_results_replace_per_time,
+            care_plans_alarms_and_the_outbox);
     };
     (@tests $fresh:expr; $($check:ident),*) => {
         $(
@@ -949,5 +951,241 @@ pub async fn news2_results_replace_per_time(store: &dyn Store) {
             .await
             .is_err(),
         "only the four risk bands are stored"
+    );
+}
+
+pub async fn care_plans_alarms_and_the_outbox(store: &dyn Store) {
+    let patient_id = patient(store, "Alarm Patient").await;
+    let team = store.create_care_team("Alarm Team").await.expect("team");
+    store
+        .add_care_team_patient(team.id, patient_id)
+        .await
+        .expect("team patient");
+    assert_eq!(
+        store
+            .care_teams_of_patient(patient_id)
+            .await
+            .expect("teams"),
+        vec![team.id]
+    );
+
+    // Care plan versions are append-only and numbered.
+    let version = |version: u32, minute: i64| CarePlanVersionRecord {
+        patient_id,
+        version,
+        effective: at(minute),
+        author: None,
+        author_label: "cli".into(),
+        reason: "enrolled".into(),
+        plan: json!({"version": version}),
+        old_rule: None,
+        new_rule: (version > 1).then(|| json!({"id": "low"})),
+    };
+    store
+        .append_care_plan_version(version(1, 0))
+        .await
+        .expect("v1");
+    store
+        .append_care_plan_version(version(2, 10))
+        .await
+        .expect("v2");
+    assert!(matches!(
+        store.append_care_plan_version(version(2, 20)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let versions = store
+        .care_plan_versions(patient_id)
+        .await
+        .expect("versions");
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[1].new_rule, Some(json!({"id": "low"})));
+    let current = store.current_care_plans().await.expect("current");
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0].version, 2);
+
+    store
+        .save_monitor_states(vec![(patient_id, at(1), json!({"m": 1}))])
+        .await
+        .expect("monitor");
+    store
+        .save_monitor_states(vec![(patient_id, at(2), json!({"m": 2}))])
+        .await
+        .expect("monitor again");
+    assert_eq!(
+        store.monitor_states().await.expect("states"),
+        vec![(patient_id, json!({"m": 2}))]
+    );
+
+    // An alarm, its history and a notification in one change.
+    let channel = NotificationChannel {
+        id: "ch-1".into(),
+        team_id: team.id,
+        kind: "webhook".into(),
+        target: "https://example.org/hook".into(),
+        sealed_secret: Some(vec![1, 2, 3]),
+        minimal: true,
+        created: at(0),
+    };
+    store
+        .create_notification_channel(channel.clone())
+        .await
+        .expect("channel");
+    let alarm = |state: &str, minute: i64| AlarmRecord {
+        public_id: "a1".into(),
+        alarm_id: format!("{patient_id}/low/1"),
+        patient_id,
+        rule_id: "low".into(),
+        priority: "high".into(),
+        kind: "physiological".into(),
+        state: state.into(),
+        raised: at(3),
+        updated: at(minute),
+        next_deadline: Some(at(minute + 5)),
+        alarm: json!({"state": state}),
+    };
+    store
+        .save_alarm_changes(vec![AlarmChange {
+            alarm: alarm("open", 3),
+            events: vec![NewAlarmEvent {
+                time: at(3),
+                event: "opened".into(),
+                actor: None,
+                detail: None,
+            }],
+            notifications: vec![NewNotification {
+                idempotency_key: "a1/0/ch-1".into(),
+                channel_id: "ch-1".into(),
+                payload: json!({"alarm": "a1"}),
+                next_attempt: at(3),
+            }],
+        }])
+        .await
+        .expect("save alarm");
+    // A second unresolved alarm of the same condition is refused.
+    let mut twin = alarm("open", 4);
+    twin.public_id = "a2".into();
+    twin.alarm_id = format!("{patient_id}/low/2");
+    assert!(
+        store
+            .save_alarm_changes(vec![AlarmChange {
+                alarm: twin,
+                events: vec![],
+                notifications: vec![],
+            }])
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.unresolved_alarms().await.expect("unresolved").len(),
+        1
+    );
+    let due = store.due_outbox(at(3), 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].channel.sealed_secret, Some(vec![1, 2, 3]));
+    assert!(store.due_outbox(at(2), 10).await.expect("early").is_empty());
+    store
+        .record_delivery(
+            due[0].key,
+            at(4),
+            DeliveryOutcome::Retry {
+                next_attempt: at(6),
+                error: "503".into(),
+            },
+        )
+        .await
+        .expect("retry");
+    assert_eq!(
+        store.next_outbox_attempt().await.expect("next"),
+        Some(at(6))
+    );
+    store
+        .record_delivery(
+            due[0].key,
+            at(7),
+            DeliveryOutcome::Dead {
+                error: "gone".into(),
+            },
+        )
+        .await
+        .expect("dead");
+    let dead = store
+        .notifications(NotificationQuery {
+            status: Some("dead".into()),
+            limit: 10,
+            ..NotificationQuery::default()
+        })
+        .await
+        .expect("dead letters");
+    assert_eq!((dead.len(), dead[0].attempts), (1, 2));
+    assert!(
+        store
+            .retry_notification(dead[0].key, at(8))
+            .await
+            .expect("retry")
+    );
+    store
+        .record_delivery(dead[0].key, at(8), DeliveryOutcome::Delivered)
+        .await
+        .expect("delivered");
+    assert_eq!(store.next_outbox_attempt().await.expect("none"), None);
+
+    // Acknowledged, then resolved: the history grows, the row is updated.
+    store
+        .save_alarm_changes(vec![AlarmChange {
+            alarm: alarm("resolved", 9),
+            events: vec![NewAlarmEvent {
+                time: at(9),
+                event: "resolved".into(),
+                actor: None,
+                detail: Some(json!({"note": "ok"})),
+            }],
+            notifications: vec![],
+        }])
+        .await
+        .expect("resolve");
+    assert!(store.unresolved_alarms().await.expect("none").is_empty());
+    let found = store
+        .alarms(AlarmQuery {
+            patients: vec![patient_id],
+            states: vec!["resolved".into()],
+            limit: 10,
+            ..AlarmQuery::default()
+        })
+        .await
+        .expect("alarms");
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        store.alarm_events("a1").await.expect("events").len(),
+        2,
+        "opened and resolved"
+    );
+    assert!(
+        store
+            .alarm_by_public_id("a1")
+            .await
+            .expect("by id")
+            .is_some()
+    );
+
+    store
+        .set_escalation_policy(team.id, json!({"steps": []}), at(0))
+        .await
+        .expect("policy");
+    assert_eq!(
+        store.escalation_policies().await.expect("policies").len(),
+        1
+    );
+    assert!(
+        store
+            .remove_notification_channel(team.id, "ch-1", at(10))
+            .await
+            .expect("remove")
+    );
+    assert!(
+        store
+            .notification_channels(Some(team.id))
+            .await
+            .expect("channels")
+            .is_empty()
     );
 }

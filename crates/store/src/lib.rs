@@ -2,6 +2,7 @@
 //! every backend must pass the one conformance suite in [`conformance`]. SQLite is the
 //! embedded backend; PostgreSQL will be the scale-out one.
 
+mod alarms;
 pub mod conformance;
 mod error;
 mod gateways;
@@ -12,6 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use wardline_domain::{CareTeamId, DeviceId, PatientId, Role, UserId};
 
+pub use alarms::*;
 pub use error::StoreError;
 pub use gateways::{GatewayReport, GatewayStatus, GatewayStore};
 pub use model::*;
@@ -20,7 +22,7 @@ pub use sqlite::SqliteStore;
 /// Everything Wardline stores. Methods that read patient data do not check access: the
 /// API's access layer does that, in one place, before it calls them.
 #[async_trait]
-pub trait Store: GatewayStore + Send + Sync + std::fmt::Debug + 'static {
+pub trait Store: GatewayStore + AlarmStore + Send + Sync + std::fmt::Debug + 'static {
     // People.
     async fn create_user(&self, user: NewUser) -> Result<User, StoreError>;
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;

@@ -7,6 +7,7 @@
 //! an acknowledgement sent on that answer survives `kill -9` and power loss. Reads use a
 //! small pool of read-only connections, which WAL lets run beside the writer.
 
+mod alarms;
 mod gateways;
 mod ingest;
 mod migrations;

@@ -98,6 +98,20 @@ pub enum AdminCommand {
         #[arg(long)]
         device: DeviceId,
     },
+    /// Assign a monitoring programme's default rules to a patient (a new care plan
+    /// version; a running server picks it up within a minute).
+    SetCarePlan {
+        #[arg(long)]
+        patient: PatientId,
+        /// diabetes, cardiac, respiratory, post_surgery or general_vitals
+        #[arg(long)]
+        program: String,
+        #[arg(long, default_value = "assigned from the command line")]
+        reason: String,
+        /// Best peak expiratory flow in L/min (respiratory programme's peak-flow rules).
+        #[arg(long)]
+        peak_flow_best: Option<f64>,
+    },
     /// List users, patients, care teams and devices.
     List,
     /// Check the audit trail's hash chain.
@@ -265,6 +279,23 @@ pub async fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<()> {
             audit(&store, "devices.revoke", None, device.to_string()).await?;
             println!("revoked {device}");
         }
+        AdminCommand::SetCarePlan {
+            patient,
+            program,
+            reason,
+            peak_flow_best,
+        } => {
+            let program = parse_program(&program)?;
+            let baseline = wardline_alerting::PatientBaseline {
+                peak_flow_personal_best_l_min: peak_flow_best,
+            };
+            let record = set_care_plan(&store, patient, program, &baseline, &reason, "cli").await?;
+            let rules = record.plan["rules"].as_array().map_or(0, Vec::len);
+            println!(
+                "care plan version {} for patient {patient}: {rules} rules",
+                record.version
+            );
+        }
         AdminCommand::List => {
             for user in store.users().await? {
                 println!(
@@ -302,4 +333,76 @@ pub async fn run(data_dir: &Path, command: AdminCommand) -> anyhow::Result<()> {
         },
     }
     Ok(())
+}
+
+/// A programme by its name (`diabetes`, `cardiac`, `respiratory`, `post_surgery`,
+/// `general_vitals`).
+pub fn parse_program(name: &str) -> anyhow::Result<wardline_alerting::Program> {
+    serde_json::from_value(serde_json::Value::String(name.replace('-', "_"))).map_err(|_| {
+        anyhow::anyhow!(
+            "unknown program {name:?}: diabetes, cardiac, respiratory, post_surgery or general_vitals"
+        )
+    })
+}
+
+/// Writes a new care plan version with a programme's default rules, straight to the store
+/// (for the command line and tools; a running server adopts it within 15 s, while
+/// `AlarmService::set_care_plan` and `PUT /api/v1/patients/{id}/care-plan` apply it at
+/// once). Audited with `author_label`.
+pub async fn set_care_plan(
+    store: &dyn Store,
+    patient: PatientId,
+    program: wardline_alerting::Program,
+    baseline: &wardline_alerting::PatientBaseline,
+    reason: &str,
+    author_label: &str,
+) -> anyhow::Result<wardline_store::CarePlanVersionRecord> {
+    let plan = wardline_alerting::CarePlan::from_program(patient, program, baseline, Utc::now());
+    store_care_plan(store, patient, plan, reason, author_label).await
+}
+
+/// Stores `plan` as the patient's next care plan version: its patient id and version are
+/// set here, and it takes effect at its `effective_from` (at the earliest when the latest
+/// version did). For tools such as `wardline demo` that build plans themselves.
+pub async fn store_care_plan(
+    store: &dyn Store,
+    patient: PatientId,
+    mut plan: wardline_alerting::CarePlan,
+    reason: &str,
+    author_label: &str,
+) -> anyhow::Result<wardline_store::CarePlanVersionRecord> {
+    if reason.trim().is_empty() {
+        bail!("a care plan change needs a reason");
+    }
+    if store.patient(patient).await?.is_none() {
+        bail!("no patient {patient}");
+    }
+    let versions = store.care_plan_versions(patient).await?;
+    let latest = versions.last();
+    plan.patient_id = patient;
+    plan.version = latest.map_or(1, |latest| latest.version + 1);
+    if let Some(latest) = latest {
+        plan.effective_from = plan.effective_from.max(latest.effective);
+    }
+    plan.validate()?;
+    let record = wardline_store::CarePlanVersionRecord {
+        patient_id: patient,
+        version: plan.version,
+        effective: plan.effective_from,
+        author: None,
+        author_label: author_label.to_owned(),
+        reason: reason.trim().to_owned(),
+        plan: serde_json::to_value(&plan)?,
+        old_rule: None,
+        new_rule: None,
+    };
+    store.append_care_plan_version(record.clone()).await?;
+    audit(
+        store,
+        "care_plan.assign",
+        Some(patient),
+        format!("version {}", record.version),
+    )
+    .await?;
+    Ok(record)
 }

@@ -55,6 +55,40 @@ pub enum BenchCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Alarm latency: a device's publish of an out-of-range reading → the alarm event on
+    /// a clinician's SSE stream, under paced background ingest load.
+    AlarmLatency {
+        /// Background device connections.
+        #[arg(long, default_value_t = 100)]
+        devices: usize,
+        /// Background readings/s over all devices (half the rate `bench ingest` reaches).
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
+        /// Measured seconds (after the warm-up).
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
+        /// Unacknowledged publishes a background device may have.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+        /// Pause after each probe reading's event, ms.
+        #[arg(long, default_value_t = 100)]
+        pause_ms: u64,
+    },
+    /// Home gateway backlog drain: fill a gateway's queue, start a server, and measure
+    /// how fast the gateway forwards the backlog (readings/s), then count what is stored.
+    GatewayDrain {
+        /// Readings in the backlog (one reading per queued message).
+        #[arg(long, default_value_t = 1_000_000)]
+        readings: usize,
+        /// Devices behind the gateway the readings are spread over.
+        #[arg(long, default_value_t = 10)]
+        devices: usize,
+        /// Messages per forward request.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -77,6 +111,29 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             )
             .await
         }
+        BenchCommand::AlarmLatency {
+            devices,
+            rate,
+            seconds,
+            warmup_seconds,
+            window,
+            pause_ms,
+        } => {
+            crate::bench_alarms::alarm_latency(
+                devices.max(1),
+                rate.max(1),
+                seconds.max(1),
+                warmup_seconds,
+                window.clamp(1, 1000),
+                pause_ms,
+            )
+            .await
+        }
+        BenchCommand::GatewayDrain {
+            readings,
+            devices,
+            batch,
+        } => crate::gateway::bench_drain(readings, devices.max(1), batch.clamp(1, 5000)).await,
     }
 }
 
@@ -228,13 +285,13 @@ async fn scrape_counter(http: SocketAddr, name: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let path = std::env::temp_dir().join(format!("wardline-bench-{}", std::process::id()));
     std::fs::create_dir_all(&path)?;
     Ok(path)
 }
 
-fn machine_description() -> String {
+pub(crate) fn machine_description() -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -283,7 +340,7 @@ async fn enrol(data_dir: &std::path::Path, devices: usize) -> anyhow::Result<Vec
     Ok(credentials)
 }
 
-fn wait_for_listen_file(
+pub(crate) fn wait_for_listen_file(
     path: &std::path::Path,
     server: &mut std::process::Child,
 ) -> anyhow::Result<ListenReport> {

@@ -26,6 +26,21 @@ pub struct Config {
     /// NEWS2 scores the latest value of each vital sign taken within this many minutes
     /// before the newest one.
     pub news2_window_minutes: i64,
+    /// SMTP server for e-mail notifications; none means e-mail channels stay queued.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_from: String,
+    pub smtp_starttls: bool,
+    /// First retry of a failed notification after this many milliseconds, doubling...
+    pub notify_retry_base_ms: u64,
+    /// ...up to this many seconds between attempts...
+    pub notify_retry_max_seconds: u64,
+    /// ...and a dead letter once this many seconds have passed since it was queued.
+    pub notify_retry_horizon_seconds: i64,
+    pub webhook_timeout_seconds: u64,
+    /// Without a care team escalation policy, a high-priority alarm nobody acknowledges
+    /// is notified again this often.
+    pub alarm_repeat_minutes: i64,
 }
 
 /// Defaults: TLS ports that collide with nothing already running on these machines
@@ -52,6 +67,36 @@ pub struct ConfigFile {
     pub log: LogSection,
     #[serde(default)]
     pub analytics: AnalyticsSection,
+    #[serde(default)]
+    pub smtp: SmtpSection,
+    #[serde(default)]
+    pub notifications: NotificationsSection,
+    #[serde(default)]
+    pub alarms: AlarmsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub from: Option<String>,
+    pub starttls: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsSection {
+    pub retry_base_ms: Option<u64>,
+    pub retry_max_seconds: Option<u64>,
+    pub retry_horizon_seconds: Option<i64>,
+    pub webhook_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsSection {
+    pub repeat_minutes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +240,29 @@ pub fn load(
             .or(file.log.json)
             .unwrap_or(false),
         news2_window_minutes: file.analytics.news2_window_minutes.unwrap_or(60),
+        smtp_host: env_value::<String>(env, "WARDLINE_SMTP_HOST")?
+            .or(file.smtp.host)
+            .filter(|host| !host.trim().is_empty()),
+        smtp_port: env_value(env, "WARDLINE_SMTP_PORT")?
+            .or(file.smtp.port)
+            .unwrap_or(587),
+        smtp_from: env_value(env, "WARDLINE_SMTP_FROM")?
+            .or(file.smtp.from)
+            .unwrap_or_else(|| "wardline@localhost".into()),
+        smtp_starttls: env_value(env, "WARDLINE_SMTP_STARTTLS")?
+            .or(file.smtp.starttls)
+            .unwrap_or(true),
+        notify_retry_base_ms: env_value(env, "WARDLINE_NOTIFY_RETRY_BASE_MS")?
+            .or(file.notifications.retry_base_ms)
+            .unwrap_or(10_000),
+        notify_retry_max_seconds: env_value(env, "WARDLINE_NOTIFY_RETRY_MAX_SECONDS")?
+            .or(file.notifications.retry_max_seconds)
+            .unwrap_or(1_800),
+        notify_retry_horizon_seconds: env_value(env, "WARDLINE_NOTIFY_RETRY_HORIZON_SECONDS")?
+            .or(file.notifications.retry_horizon_seconds)
+            .unwrap_or(86_400),
+        webhook_timeout_seconds: file.notifications.webhook_timeout_seconds.unwrap_or(10),
+        alarm_repeat_minutes: file.alarms.repeat_minutes.unwrap_or(5),
     };
     validate(&config)?;
     Ok(config)
@@ -236,6 +304,31 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if !(1..=24 * 60).contains(&config.news2_window_minutes) {
         return Err(ConfigError::Invalid(
             "analytics.news2_window_minutes must be 1 to 1440".into(),
+        ));
+    }
+    if !(1..=3_600_000).contains(&config.notify_retry_base_ms) {
+        return Err(ConfigError::Invalid(
+            "notifications.retry_base_ms must be 1 to 3600000".into(),
+        ));
+    }
+    if !(1..=86_400).contains(&config.notify_retry_max_seconds) {
+        return Err(ConfigError::Invalid(
+            "notifications.retry_max_seconds must be 1 to 86400".into(),
+        ));
+    }
+    if !(1..=30 * 86_400).contains(&config.notify_retry_horizon_seconds) {
+        return Err(ConfigError::Invalid(
+            "notifications.retry_horizon_seconds must be 1 s to 30 days".into(),
+        ));
+    }
+    if !(1..=300).contains(&config.webhook_timeout_seconds) {
+        return Err(ConfigError::Invalid(
+            "notifications.webhook_timeout_seconds must be 1 to 300".into(),
+        ));
+    }
+    if !(1..=24 * 60).contains(&config.alarm_repeat_minutes) {
+        return Err(ConfigError::Invalid(
+            "alarms.repeat_minutes must be 1 to 1440".into(),
         ));
     }
     if config.hostnames.is_empty() {

@@ -114,7 +114,10 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
 
     let (_temporary, data_dir) = match &args.data_dir {
         Some(path) => {
-            if path.exists()
+            let exists = path
+                .try_exists()
+                .with_context(|| format!("checking {}", path.display()))?;
+            if exists
                 && std::fs::read_dir(path)
                     .with_context(|| format!("reading {}", path.display()))?
                     .next()
@@ -194,14 +197,24 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         .context("the demo server runs with TLS")?;
     let web = format!("https://localhost:{}", report.http.port());
     println!();
-    println!("Wardline demo: {} simulated patients, {} devices", ward.patients().count(), devices.len());
+    println!(
+        "Wardline demo: {} simulated patients, {} devices",
+        ward.patients().count(),
+        devices.len()
+    );
     println!("  web app   {web}/");
     println!("  API       {web}/api/v1/openapi.json");
     println!("  MQTT      mqtts://localhost:{}", report.mqtt.port());
-    println!("  CA        {}  (trust it in the browser, or pass --cacert to curl)", ca_path.display());
+    println!(
+        "  CA        {}  (trust it in the browser, or pass --cacert to curl)",
+        ca_path.display()
+    );
     println!("  logins (generated for this run):");
     for login in &logins {
-        println!("    {:<10} {} / {}", login.role, login.username, login.password);
+        println!(
+            "    {:<10} {} / {}",
+            login.role, login.username, login.password
+        );
     }
     println!(
         "  time      the ward starts {} h ago and runs x{} until it reaches now, then in real time",
@@ -209,7 +222,11 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     );
     println!("  care plans: see below; Ctrl-C stops everything");
     for (patient, plan) in care_plans(&ward, sim_start) {
-        println!("    {patient:<14} {:?} care plan, {} rules", plan.program, plan.rules.len());
+        println!(
+            "    {patient:<14} {:?} care plan, {} rules",
+            plan.program,
+            plan.rules.len()
+        );
     }
     println!();
 
@@ -232,7 +249,14 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         let acked = Arc::clone(&acked);
         device_tasks.push(if device.http {
             let url = format!("{web}/api/v1/devices/{}/readings", device.id);
-            tokio::spawn(http_device(http.clone(), url, device.secret, receiver, stop, acked))
+            tokio::spawn(http_device(
+                http.clone(),
+                url,
+                device.secret,
+                receiver,
+                stop,
+                acked,
+            ))
         } else {
             let options = mqtt_options(&device, report.mqtt.port(), Arc::clone(&tls));
             tokio::spawn(mqtt_device(device.id, options, receiver, stop, acked))
@@ -334,7 +358,13 @@ async fn populate(
         .and_then(|patient| patient_ids.get(&patient.key).copied());
     let accounts: [(&'static str, &'static str, &str, Role, Option<PatientId>); 4] = [
         ("admin", "admin", "Administrator", Role::Admin, None),
-        ("clinician", "dr.grey", "Dr Meredith Grey", Role::Clinician, None),
+        (
+            "clinician",
+            "dr.grey",
+            "Dr Meredith Grey",
+            Role::Clinician,
+            None,
+        ),
         ("nurse", "nurse.joy", "Nurse Joy Okafor", Role::Nurse, None),
         ("patient", "ada", "Ada Moreno", Role::Patient, ada),
     ];
@@ -382,7 +412,12 @@ async fn populate(
         let patient = patient_ids
             .get(&device.patient_key)
             .copied()
-            .with_context(|| format!("no patient {} for device {}", device.patient_key, device.key))?;
+            .with_context(|| {
+                format!(
+                    "no patient {} for device {}",
+                    device.patient_key, device.key
+                )
+            })?;
         // From before the simulation starts, so that the history is accepted.
         store
             .assign_device(&id, patient, sim_start - chrono::Duration::hours(1))
@@ -432,14 +467,12 @@ fn client_tls(ca_path: &Path) -> anyhow::Result<rustls::ClientConfig> {
     for certificate in rustls_pemfile::certs(&mut &pem[..]) {
         roots.add(certificate?)?;
     }
-    Ok(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 fn mqtt_options(

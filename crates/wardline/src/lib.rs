@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bench_alarms;
 pub mod config;
 pub mod demo;
 pub mod gateway;

@@ -148,12 +148,28 @@ pub async fn serve(
         mqtt_url: format!("{mqtt_scheme}://{host}:{}", mqtt_address.port()),
         http_url: format!("{http_scheme}://{host}:{}", http_address.port()),
     };
+    // Alarms: rules evaluated after commit on their own task, notifications through a
+    // durable outbox (see wardline_alarms).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sealer = Arc::new(
+        wardline_alarms::Sealer::load_or_create(&config.data_dir.join("keys").join("notify.key"))
+            .context("loading the notification key")?,
+    );
+    let (alarms, _alarm_tasks) = wardline_alarms::AlarmService::start(
+        Arc::clone(&store),
+        ingest.live(),
+        alarm_settings(&config, &settings.http_url),
+        sealer,
+    )
+    .await
+    .context("starting the alarm service")?;
     let state = AppState {
         store: Arc::clone(&store),
         ingest,
         devices: Arc::new(MqttDisconnector(Arc::clone(&mqtt))),
         settings: Arc::new(settings.clone()),
         metrics: Arc::new(move || prometheus.render()),
+        alarms,
     };
     let app = wardline_api::router(state);
 
@@ -189,6 +205,28 @@ pub async fn serve(
     let _ = mqtt_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The alarm runtime's settings from the configuration.
+pub fn alarm_settings(config: &Config, public_url: &str) -> wardline_alarms::AlarmSettings {
+    wardline_alarms::AlarmSettings {
+        retry_base: std::time::Duration::from_millis(config.notify_retry_base_ms),
+        retry_max: std::time::Duration::from_secs(config.notify_retry_max_seconds),
+        retry_horizon: chrono::Duration::seconds(config.notify_retry_horizon_seconds),
+        webhook_timeout: std::time::Duration::from_secs(config.webhook_timeout_seconds),
+        smtp: config
+            .smtp_host
+            .as_ref()
+            .map(|host| wardline_alarms::SmtpSettings {
+                host: host.clone(),
+                port: config.smtp_port,
+                from: config.smtp_from.clone(),
+                starttls: config.smtp_starttls,
+            }),
+        public_url: public_url.to_owned(),
+        default_repeat_secs: config.alarm_repeat_minutes * 60,
+        ..wardline_alarms::AlarmSettings::default()
+    }
 }
 
 /// One accept loop for HTTP/1.1 and HTTP/2, with or without TLS.

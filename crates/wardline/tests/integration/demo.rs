@@ -18,12 +18,13 @@ fn client(ca_path: &std::path::Path) -> reqwest::Client {
     for certificate in rustls_pemfile::certs(&mut &pem[..]) {
         roots.add(certificate.expect("ca pem")).expect("add root");
     }
-    let tls =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("tls versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("tls versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .timeout(Duration::from_secs(10))
@@ -37,7 +38,15 @@ async fn demo_stores_observations_quickly_and_stops_cleanly() {
     let listen_file = dir.path().join("listen.json");
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wardline"))
-        .args(["demo", "--speed", "600", "--mqtt-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args([
+            "demo",
+            "--speed",
+            "600",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .arg("--listen-file")
@@ -94,7 +103,10 @@ async fn demo_stores_observations_quickly_and_stops_cleanly() {
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut seen_codes = std::collections::BTreeSet::new();
     while seen_codes.len() < 3 {
-        assert!(Instant::now() < deadline, "too few observations; codes seen: {seen_codes:?}");
+        assert!(
+            Instant::now() < deadline,
+            "too few observations; codes seen: {seen_codes:?}"
+        );
         for patient in &patients {
             let id = patient["id"].as_str().expect("id");
             let latest: Value = client
@@ -133,7 +145,10 @@ async fn demo_stores_observations_quickly_and_stops_cleanly() {
         if let Some(exit) = child.try_wait().expect("wait") {
             break exit;
         }
-        assert!(Instant::now() < stop_deadline, "the demo did not stop within 10 s");
+        assert!(
+            Instant::now() < stop_deadline,
+            "the demo did not stop within 10 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "clean exit: {exit}");

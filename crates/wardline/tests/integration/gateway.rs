@@ -74,6 +74,13 @@ struct Gateway {
     listen: String,
 }
 
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn start_gateway(
     server: &TestServer,
     proxy_port: u16,
@@ -132,7 +139,9 @@ fn device_sender(
     sent: Arc<AtomicI64>,
     stop_at: Arc<AtomicI64>,
 ) -> tokio::task::JoinHandle<()> {
-    let base = chrono::Utc::now() - chrono::Duration::hours(1);
+    // After the devices' enrolment (readings before an assignment are refused), 100 ms
+    // apart, so never far enough ahead to be refused as from the future.
+    let base = chrono::Utc::now();
     tokio::spawn(async move {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -141,10 +150,12 @@ fn device_sender(
         let mut seq = 0i64;
         while seq < stop_at.load(Ordering::SeqCst) {
             let payload = json!({"v": 1, "seq": seq, "code": code, "value": 90 + seq % 10,
-                "unit": unit, "time": (base + chrono::Duration::seconds(seq)).to_rfc3339()});
+                "unit": unit, "time": (base + chrono::Duration::milliseconds(100 * seq)).to_rfc3339()});
             let address = gateway_address.lock().expect("lock").clone();
             let response = client
-                .post(format!("http://{address}/api/v1/devices/{device_id}/readings"))
+                .post(format!(
+                    "http://{address}/api/v1/devices/{device_id}/readings"
+                ))
                 .json(&payload)
                 .send()
                 .await;
@@ -224,7 +235,7 @@ async fn gateway_keeps_every_reading_through_an_outage_and_a_kill_9() {
     // The link is cut; readings keep arriving at the gateway.
     proxy.cut();
     let at_cut = cgm_sent.load(Ordering::SeqCst);
-    wait_for_sent(&cgm_sent, at_cut + 60).await;
+    wait_for_sent(&cgm_sent, at_cut + 100).await;
 
     // The gateway dies hard in the middle of the outage and comes back.
     gateway.child.kill().expect("kill -9");
@@ -233,7 +244,7 @@ async fn gateway_keeps_every_reading_through_an_outage_and_a_kill_9() {
     *address.lock().expect("lock") = restarted.listen.clone();
     gateway = restarted;
     let at_restart = cgm_sent.load(Ordering::SeqCst);
-    wait_for_sent(&cgm_sent, at_restart + 40).await;
+    wait_for_sent(&cgm_sent, at_restart + 80).await;
     let status: Value = reqwest::get(format!("http://{}/status", gateway.listen))
         .await
         .expect("gateway status")
@@ -269,7 +280,12 @@ async fn gateway_keeps_every_reading_through_an_outage_and_a_kill_9() {
             .map(|o| o["seq"].as_i64().expect("seq"))
             .collect();
         let unique: BTreeSet<i64> = seqs.iter().copied().collect();
-        assert_eq!(seqs.len(), total as usize, "{code}: exactly once ({} stored)", seqs.len());
+        assert_eq!(
+            seqs.len(),
+            total as usize,
+            "{code}: exactly once ({} stored)",
+            seqs.len()
+        );
         assert_eq!(unique, (0..total).collect(), "{code}: every reading");
         // In order: stored (received) in the order the device sent them.
         let mut by_seq: Vec<(i64, String)> = observations
@@ -300,16 +316,21 @@ async fn gateway_keeps_every_reading_through_an_outage_and_a_kill_9() {
         let gateways: Value = response.json().await.expect("json");
         let entry = gateways
             .as_array()
-            .and_then(|all| all.iter().find(|g| g["gateway_id"] == json!(gateway_device.id)))
+            .and_then(|all| {
+                all.iter()
+                    .find(|g| g["gateway_id"] == json!(gateway_device.id))
+            })
             .cloned()
             .expect("the gateway is listed");
         if entry["backlog_messages"] == json!(0) && !entry["last_contact"].is_null() {
             assert!(entry["clock_offset_ms"].as_i64().is_some(), "{entry}");
             break;
         }
-        assert!(Instant::now() < deadline, "backlog not reported drained: {entry}");
+        assert!(
+            Instant::now() < deadline,
+            "backlog not reported drained: {entry}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let _ = gateway.child.kill();
-    let _ = gateway.child.wait();
+    drop(gateway);
 }

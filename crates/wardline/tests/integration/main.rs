@@ -3,6 +3,7 @@
 //! One test binary, so the suite links once.
 
 mod access;
+mod alarms;
 mod analytics;
 mod demo;
 mod durability;

@@ -22,12 +22,23 @@ pub(crate) struct TestServer {
     pub(crate) report: ListenReport,
     pub(crate) admin_password: String,
     pub(crate) client: reqwest::Client,
+    /// Extra environment for the server process, kept across restarts.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl TestServer {
     pub(crate) async fn start() -> TestServer {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Starts the server with extra environment variables (test-shortened settings).
+    pub(crate) async fn start_with_env(env: &[(&str, &str)]) -> TestServer {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
         let data = tempfile::tempdir().expect("temp dir");
-        let (child, report, printed) = spawn(data.path());
+        let (child, report, printed) = spawn(data.path(), &env);
         let admin_password = printed.expect("first start prints the admin password");
         let client = http_client(report.ca_path.as_deref().expect("tls on"));
         TestServer {
@@ -36,6 +47,7 @@ impl TestServer {
             report,
             admin_password,
             client,
+            env,
         }
     }
 
@@ -47,7 +59,7 @@ impl TestServer {
 
     /// Starts the server again on the same data folder.
     pub(crate) fn restart(&mut self) {
-        let (child, report, _) = spawn(self.data.path());
+        let (child, report, _) = spawn(self.data.path(), &self.env);
         self.child = child;
         self.report = report;
         self.client = http_client(self.report.ca_path.as_deref().expect("tls on"));
@@ -240,7 +252,7 @@ pub(crate) struct Ward {
     pub(crate) device: EnrolledDevice,
 }
 
-fn spawn(data_dir: &Path) -> (Child, ListenReport, Option<String>) {
+fn spawn(data_dir: &Path, env: &[(String, String)]) -> (Child, ListenReport, Option<String>) {
     let listen_file: PathBuf = data_dir.join(format!("listen-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&listen_file);
     let mut child = Command::new(env!("CARGO_BIN_EXE_wardline"))
@@ -256,6 +268,10 @@ fn spawn(data_dir: &Path) -> (Child, ListenReport, Option<String>) {
         .arg("--listen-file")
         .arg(&listen_file)
         .env("RUST_LOG", "warn")
+        .envs(
+            env.iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -286,7 +302,7 @@ fn spawn(data_dir: &Path) -> (Child, ListenReport, Option<String>) {
     (child, report, password)
 }
 
-fn tls_client_config(ca_pem: &[u8]) -> rustls::ClientConfig {
+pub(crate) fn tls_client_config(ca_pem: &[u8]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     for certificate in rustls_pemfile::certs(&mut &ca_pem[..]) {
         roots.add(certificate.expect("ca pem")).expect("add root");

@@ -1,0 +1,23 @@
+use wardline_alerting::AlertingError;
+use wardline_store::StoreError;
+
+/// The one error type of the alarm runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum AlarmsError {
+    /// A care plan, edit or action the alerting rules refuse.
+    #[error(transparent)]
+    Alerting(#[from] AlertingError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The alarm task has stopped (the server is shutting down).
+    #[error("the alarm service is not running")]
+    Stopped,
+    #[error("sealing a secret failed")]
+    Crypto,
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,130 @@
+//! Webhook signing secrets are stored sealed with AES-256-GCM under a key kept in the
+//! data folder (mode 0600), so a copy of the database alone does not let anyone forge
+//! Wardline's signatures.
+
+use std::path::Path;
+
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::error::AlarmsError;
+
+pub struct Sealer {
+    key: LessSafeKey,
+    random: SystemRandom,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealer(..)")
+    }
+}
+
+impl Sealer {
+    /// Loads the key from `path`, creating it (owner-only) on first use.
+    pub fn load_or_create(path: &Path) -> Result<Self, AlarmsError> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = vec![0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut bytes)
+                    .map_err(|_| AlarmsError::Crypto)?;
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                write_private(path, &bytes)?;
+                bytes
+            }
+            Err(error) => return Err(error.into()),
+        };
+        Self::from_key(&bytes)
+    }
+
+    pub fn from_key(bytes: &[u8]) -> Result<Self, AlarmsError> {
+        let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| AlarmsError::Crypto)?;
+        Ok(Self {
+            key: LessSafeKey::new(key),
+            random: SystemRandom::new(),
+        })
+    }
+
+    /// Nonce || ciphertext || tag.
+    pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, AlarmsError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.random
+            .fill(&mut nonce)
+            .map_err(|_| AlarmsError::Crypto)?;
+        let mut data = plain.to_vec();
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
+            .map_err(|_| AlarmsError::Crypto)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Ok(out)
+    }
+
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, AlarmsError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(AlarmsError::Crypto);
+        }
+        let (nonce, data) = sealed.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| AlarmsError::Crypto)?;
+        let mut data = data.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::empty(), &mut data)
+            .map_err(|_| AlarmsError::Crypto)?;
+        Ok(plain.to_vec())
+    }
+
+    /// A new random secret, as text (64 hex digits).
+    pub fn generate_secret(&self) -> Result<String, AlarmsError> {
+        let mut bytes = [0u8; 32];
+        self.random
+            .fill(&mut bytes)
+            .map_err(|_| AlarmsError::Crypto)?;
+        Ok(format!("whsec_{}", hex::encode(bytes)))
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AlarmsError> {
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, bytes)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_secrets_open_only_with_their_key() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("keys/notify.key");
+        let sealer = Sealer::load_or_create(&path).unwrap();
+        let sealed = sealer.seal(b"whsec_x").unwrap();
+        assert_ne!(&sealed[NONCE_LEN..], b"whsec_x");
+        let again = Sealer::load_or_create(&path).unwrap();
+        assert_eq!(again.open(&sealed).unwrap(), b"whsec_x");
+        let other = Sealer::from_key(&[9u8; 32]).unwrap();
+        assert!(other.open(&sealed).is_err());
+        assert!(sealer.open(&sealed[..5]).is_err());
+    }
+}
