@@ -221,7 +221,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         args.history_hours, args.speed
     );
     println!("  care plans: see below; Ctrl-C stops everything");
-    for (patient, plan) in care_plans(&ward, sim_start) {
+    for (_, patient, plan) in care_plans(&ward, sim_start) {
         println!(
             "    {patient:<14} {:?} care plan, {} rules",
             plan.program,
@@ -428,18 +428,29 @@ async fn populate(
             http: over_http(device.kind),
         });
     }
+    for (key, _, plan) in care_plans(ward, sim_start) {
+        let Some(patient_id) = patient_ids.get(&key).copied() else {
+            continue;
+        };
+        crate::admin::store_care_plan(
+            &store,
+            patient_id,
+            plan,
+            "default rules of the patient's program (demo enrolment)",
+            "demo",
+        )
+        .await?;
+    }
     Ok((logins, devices))
 }
 
-/// The care plan each simulated patient gets: the default rules of their program.
-///
-/// Seam for the alerting wiring: the server does not store care plans yet. When it does
-/// (crates/alerting wired into the store and the API), store these in `populate` so
-/// that the demo's alarms fire from the first minute.
+/// The care plan each simulated patient gets, by patient key and name: the default rules
+/// of their program, in force from the start of the simulated history so that the
+/// replayed readings are evaluated and the first alarms fire within the first minute.
 fn care_plans(
     ward: &Ward,
     effective_from: DateTime<Utc>,
-) -> Vec<(String, wardline_alerting::CarePlan)> {
+) -> Vec<(String, String, wardline_alerting::CarePlan)> {
     ward.patients()
         .map(|patient| {
             let program = match patient.program {
@@ -456,7 +467,7 @@ fn care_plans(
                 &wardline_alerting::PatientBaseline::default(),
                 effective_from,
             );
-            (patient.display_name.clone(), plan)
+            (patient.key.clone(), patient.display_name.clone(), plan)
         })
         .collect()
 }

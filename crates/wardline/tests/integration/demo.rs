@@ -131,8 +131,34 @@ async fn demo_stores_observations_quickly_and_stops_cleanly() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // Alarms: the seam in demo.rs stores care plans once alerting is wired into the
-    // server; then this test also waits for the first alarm.
+    // The demo enrols every patient on their program's care plan, so the replayed
+    // history raises alarms within the first minute.
+    let mut first_alarm = None;
+    while first_alarm.is_none() {
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(20),
+            "no alarm within the demo's first minute"
+        );
+        let inbox: Value = client
+            .get(format!("{base}/api/v1/alarms?state=all"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("alarm inbox")
+            .json()
+            .await
+            .expect("json");
+        first_alarm = inbox["alarms"]
+            .as_array()
+            .and_then(|alarms| alarms.first())
+            .cloned();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "first alarm took {:?}",
+        started.elapsed()
+    );
 
     // Ctrl-C: devices, then the server, stop; the process exits successfully.
     let status = Command::new("kill")
