@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Wardline's whole test suite. Installs what the tests need but Cargo cannot fetch:
-# Mosquitto's command-line clients (the independent MQTT client the tests use).
+# Mosquitto's command-line clients (the independent MQTT client the tests use) and
+# Python's aiosmtpd (the real SMTP server the e-mail tests deliver to).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,5 +23,5 @@ if [ ! -d "$WARDLINE_SHARED_DATA" ]; then
   echo "      Set WARDLINE_SHARED_DATA to the folder holding ecg/, cgm/, news2/." >&2
 fi
 
-python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd  # the real SMTP server of the e-mail tests
+python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 cargo test --workspace --locked "$@"
