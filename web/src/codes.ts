@@ -88,3 +88,25 @@ export function staleAfterMinutes(kind: string): number {
       return 26 * 60; // spot checks: once or twice a day
   }
 }
+
+/** The names care plans use for codes (the domain's ObservationCode, snake_case). */
+const CODE_NAMES: Record<string, string> = {
+  heart_rate: '8867-4',
+  oxygen_saturation: '2708-6',
+  oxygen_saturation_pulse_oximetry: '59408-5',
+  body_temperature: '8310-5',
+  respiratory_rate: '9279-1',
+  systolic_blood_pressure: '8480-6',
+  diastolic_blood_pressure: '8462-4',
+  glucose_cgm: '99504-3',
+  glucose_meter: '41653-7',
+  glucose_blood: '2339-0',
+  body_weight: '29463-7',
+  peak_expiratory_flow: '19935-6',
+  rr_interval: '8637-1',
+};
+
+/** A code as a care plan names it (`glucose_cgm`, or a LOINC code). */
+export function codeByName(name: string): CodeInfo {
+  return codeInfo(CODE_NAMES[name] ?? name);
+}

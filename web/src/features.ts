@@ -1,7 +1,7 @@
-// Endpoints that colleagues are still building (alarms and care plans: issue 4; NEWS2;
-// CGM report). The app asks for them and shows a plain "not available yet" when the
-// server has no such route, so each lights up as soon as its endpoint lands. Their
-// paths and the shapes the app reads are all here, in one place, to adjust when they land.
+// The clinical features beyond readings: alarms, care plans, NEWS2, CGM report, rhythm
+// events. Their paths and the shapes the app reads are all here, in one place
+// (crates/api/src/routes/alarms.rs and routes/analytics.rs on the server; the alarm and
+// rule JSON comes from crates/alerting).
 
 import { ApiError, api, patientPath, post } from './api';
 import { h } from './dom';
@@ -22,24 +22,156 @@ export async function optional<T>(key: string, path: string, signal?: AbortSigna
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// Alarms (crates/alerting/src/alarm.rs, as crates/alarms `alarm_view` shows them)
+
 export type Priority = 'high' | 'medium' | 'low';
+export type AlarmStateName = 'open' | 'acknowledged' | 'snoozed' | 'resolved';
+
+export type AlarmState =
+  | { state: 'open' }
+  | { state: 'acknowledged'; by: string; at: string }
+  | { state: 'snoozed'; by: string; at: string; until: string }
+  | {
+      state: 'resolved';
+      at: string;
+      resolution: { by: 'condition_cleared' } | { by: 'person'; user_id: string; note: string };
+    };
+
+export interface AlarmHistoryEvent {
+  sequence: number;
+  public_id: string;
+  time: string;
+  /** opened, reoccurred, acknowledged, snoozed, snooze_expired, condition_cleared, resolved, notified */
+  event: string;
+  actor: string | null;
+  detail: Record<string, unknown> | null;
+}
 
 export interface Alarm {
+  /** The URL-safe handle the API's alarm routes take. */
   id: string;
+  /** The alerting crate's deterministic id (patient/rule/raised-ms). */
+  alarm_id: string;
   patient_id: string;
+  rule_id: string;
+  care_plan_version: number;
   priority: Priority;
-  state: 'open' | 'acknowledged' | 'resolved' | string;
-  title?: string;
-  message?: string;
-  code?: string;
-  value?: number;
-  unit?: string;
-  opened?: string;
-  created?: string;
-  acknowledged_by?: string | null;
-  escalation_level?: number;
-  snoozed_until?: string | null;
+  kind: 'physiological' | 'technical';
+  message: string;
+  resolve_on_clear: boolean;
+  raised_at: string;
+  state: AlarmState;
+  state_name: AlarmStateName;
+  condition_active: boolean;
+  condition_cleared_at: string | null;
+  occurrences: number;
+  escalation: { since: string; cause: 'raised' | 'reoccurred' | 'snooze_expired'; sent: number };
+  /** When the next escalation step is due; null when nothing more is scheduled. */
+  next_deadline: string | null;
+  updated?: string;
+  /** The alarm's history (patient alarm history and single-alarm reads). */
+  events?: AlarmHistoryEvent[];
 }
+
+export interface AlarmNotification {
+  level: number;
+  round: number;
+  sequence: number;
+  reason: 'raised' | 'reoccurred' | 'snooze_expired' | 'escalated' | 'repeated' | string;
+  recipients: unknown[];
+}
+
+/** An `alarm` event of /api/v1/alarms/stream. */
+export interface AlarmStreamEvent {
+  event: string;
+  patient_id: string;
+  at: string;
+  alarm: Alarm;
+  notification?: AlarmNotification;
+}
+
+// ---------------------------------------------------------------------------------------
+// Care plans (crates/alerting/src/care_plan.rs and rule.rs)
+
+export type Direction = 'above' | 'below';
+
+export type DeviceSelector = { by: 'kind'; kind: string } | { by: 'device'; device_id: string };
+
+export type RuleKind =
+  | { type: 'threshold'; code: string; direction: Direction; value: number; min_duration_secs: number; hysteresis: number }
+  | {
+      type: 'rate_of_change';
+      code: string;
+      direction: Direction;
+      per_minute: number;
+      window_secs: number;
+      hysteresis_per_minute: number;
+      only_below?: number | null;
+    }
+  | {
+      type: 'predicted_crossing';
+      code: string;
+      direction: Direction;
+      value: number;
+      horizon_secs: number;
+      min_duration_secs: number;
+      hysteresis: number;
+    }
+  | { type: 'news2'; band: { band: 'aggregate'; min: number; max: number | null } | { band: 'single_parameter3' } }
+  | { type: 'rhythm'; rhythm: string; clear_after_secs: number }
+  | { type: 'device_silence'; devices: DeviceSelector; after_secs: number }
+  | {
+      type: 'device_status';
+      devices: DeviceSelector;
+      condition: { status: 'low_battery'; below_percent: number } | { status: 'fault' };
+    };
+
+export interface Rule {
+  id: string;
+  name: string;
+  priority: Priority;
+  resolve_on_clear: boolean;
+  kind: RuleKind;
+}
+
+export interface CarePlan {
+  patient_id: string;
+  program: string;
+  version: number;
+  effective_from: string;
+  rules: Rule[];
+}
+
+/** GET /care-plan and each of /care-plan/versions (store's CarePlanVersionRecord). */
+export interface CarePlanVersion {
+  patient_id: string;
+  version: number;
+  effective: string;
+  author: string | null;
+  author_label: string;
+  reason: string;
+  plan: CarePlan;
+  old_rule: Rule | null;
+  new_rule: Rule | null;
+}
+
+export type RuleEdit = { op: 'add'; rule: Rule } | { op: 'replace'; rule: Rule } | { op: 'remove'; rule_id: string };
+
+export const PROGRAMS: [string, string][] = [
+  ['diabetes', 'Diabetes'],
+  ['cardiac', 'Cardiac'],
+  ['respiratory', 'Respiratory'],
+  ['post_surgery', 'Post-surgery'],
+  ['general_vitals', 'General vitals'],
+];
+
+export function programLabel(program: string): string {
+  return PROGRAMS.find(([value]) => value === program)?.[1] ?? program.replace(/_/g, ' ');
+}
+
+// ---------------------------------------------------------------------------------------
+// NEWS2, rhythm events
 
 /** GET /api/v1/patients/{id}/news2/latest (store's News2Record). */
 export interface News2 {
@@ -62,12 +194,19 @@ export interface RhythmEvent {
   detail?: Record<string, unknown>;
 }
 
+const alarmPath = (alarmId: string, rest = '') => `/api/v1/alarms/${encodeURIComponent(alarmId)}${rest}`;
+
 export const endpoints = {
-  openAlarms: () => '/api/v1/alarms?state=open',
-  patientAlarms: (patientId: string) => patientPath(patientId, '/alarms'),
-  acknowledge: (alarmId: string) => `/api/v1/alarms/${encodeURIComponent(alarmId)}/acknowledge`,
-  resolve: (alarmId: string) => `/api/v1/alarms/${encodeURIComponent(alarmId)}/resolve`,
-  snooze: (alarmId: string) => `/api/v1/alarms/${encodeURIComponent(alarmId)}/snooze`,
+  /** The caller's inbox: open, acknowledged and snoozed alarms across their patients. */
+  inbox: () => '/api/v1/alarms?state=unresolved&limit=500',
+  alarmStream: () => '/api/v1/alarms/stream',
+  alarm: (alarmId: string) => alarmPath(alarmId),
+  patientAlarms: (patientId: string) => patientPath(patientId, '/alarms?limit=100'),
+  acknowledge: (alarmId: string) => alarmPath(alarmId, '/acknowledge'),
+  resolve: (alarmId: string) => alarmPath(alarmId, '/resolve'),
+  snooze: (alarmId: string) => alarmPath(alarmId, '/snooze'),
+  carePlan: (patientId: string) => patientPath(patientId, '/care-plan'),
+  carePlanVersions: (patientId: string) => patientPath(patientId, '/care-plan/versions'),
   news2: (patientId: string) => patientPath(patientId, '/news2/latest'),
   cgmReport: (patientId: string, days: number) => {
     const to = new Date();
@@ -78,12 +217,35 @@ export const endpoints = {
     return patientPath(patientId, `/reports/cgm?${query}`);
   },
   rhythmEvents: (patientId: string, from: Date) => patientPath(patientId, `/rhythm-events?from=${encodeURIComponent(from.toISOString())}`),
-  carePlan: (patientId: string) => patientPath(patientId, '/care-plan'),
 };
 
-export const openAlarms = (signal?: AbortSignal) => optional<Alarm[]>('alarms', endpoints.openAlarms(), signal);
-export const patientAlarms = (patientId: string, signal?: AbortSignal) =>
-  optional<Alarm[]>('alarms', endpoints.patientAlarms(patientId), signal);
+/** Open, acknowledged and snoozed alarms of the caller's patients. */
+export const inboxAlarms = async (signal?: AbortSignal) =>
+  (await api<{ alarms: Alarm[] }>(endpoints.inbox(), { signal })).alarms;
+
+/** A patient's alarms, newest first, each with its history. */
+export const patientAlarms = async (patientId: string, signal?: AbortSignal) =>
+  (await api<{ alarms: Alarm[] }>(endpoints.patientAlarms(patientId), { signal })).alarms;
+
+/** The care plan in force; `null` when the patient has none yet. */
+export async function carePlan(patientId: string, signal?: AbortSignal): Promise<CarePlanVersion | null> {
+  try {
+    return await api<CarePlanVersion>(endpoints.carePlan(patientId), { signal });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
+
+export const carePlanVersions = async (patientId: string, signal?: AbortSignal) =>
+  (await api<{ versions: CarePlanVersion[] }>(endpoints.carePlanVersions(patientId), { signal })).versions;
+
+/** Changes the care plan: one rule edit, or a programme's defaults; always with a reason. */
+export const changeCarePlan = (
+  patientId: string,
+  change: { reason: string; edit?: RuleEdit; program?: string },
+) => api<CarePlanVersion>(endpoints.carePlan(patientId), { method: 'PUT', body: change });
+
 /** The latest NEWS2; `null` when none was scored yet, `undefined` without the endpoint. */
 export async function latestNews2(patientId: string, signal?: AbortSignal): Promise<News2 | null | undefined> {
   try {
@@ -98,9 +260,16 @@ export const rhythmEvents = (patientId: string, from: Date, signal?: AbortSignal
   optional<RhythmEvent[]>('rhythm', endpoints.rhythmEvents(patientId, from), signal);
 
 export const alarmActions = {
-  acknowledge: (alarm: Alarm) => post(endpoints.acknowledge(alarm.id)),
-  resolve: (alarm: Alarm, note: string) => post(endpoints.resolve(alarm.id), { note }),
-  snooze: (alarm: Alarm, minutes: number) => post(endpoints.snooze(alarm.id), { minutes }),
+  acknowledge: (alarm: Alarm) => post<Alarm>(endpoints.acknowledge(alarm.id)),
+  resolve: (alarm: Alarm, note: string) => post<Alarm>(endpoints.resolve(alarm.id), { note }),
+  snooze: (alarm: Alarm, minutes: number) => post<Alarm>(endpoints.snooze(alarm.id), { minutes }),
+};
+
+/** Snooze lengths offered per priority; the server allows at most 30 min (high), 60 min (medium), 4 h (low). */
+export const SNOOZE_MINUTES: Record<Priority, number[]> = {
+  high: [5, 10, 15, 30],
+  medium: [15, 30, 60],
+  low: [30, 60, 120, 240],
 };
 
 const PRIORITY: Record<Priority, { icon: string; label: string; rank: number }> = {
@@ -111,6 +280,10 @@ const PRIORITY: Record<Priority, { icon: string; label: string; rank: number }> 
 
 export function priorityRank(priority: string): number {
   return PRIORITY[priority as Priority]?.rank ?? 0;
+}
+
+export function priorityLabel(priority: string): string {
+  return PRIORITY[priority as Priority]?.label ?? priority;
 }
 
 /** A priority badge: colour, icon and word, so colour is never the only carrier. */

@@ -4,6 +4,7 @@
 
 import type { Observation } from './api';
 import { patientPath } from './api';
+import { endpoints, type AlarmStreamEvent } from './features';
 
 export type LiveState = 'connecting' | 'live' | 'reconnecting';
 
@@ -30,6 +31,40 @@ export function subscribe(patientId: string, handlers: LiveHandlers): () => void
     } catch {
       // A malformed event is dropped; the next resync repairs the view.
     }
+  });
+  source.addEventListener('lagged', () => handlers.onResync());
+  return () => source.close();
+}
+
+export interface AlarmHandlers {
+  onAlarm(event: AlarmStreamEvent): void;
+  /** Called when alarm changes may have been missed: re-read the alarms shown. */
+  onResync(): void;
+  onState?(state: LiveState): void;
+}
+
+/**
+ * Server-Sent Events from /api/v1/alarms/stream: every change to an alarm of the
+ * caller's patients (opened, acknowledged, snoozed, snooze_expired, resolved, notified...).
+ */
+export function subscribeAlarms(handlers: AlarmHandlers): () => void {
+  const source = new EventSource(endpoints.alarmStream());
+  let opened = false;
+  handlers.onState?.('connecting');
+  source.addEventListener('open', () => {
+    if (opened) handlers.onResync();
+    opened = true;
+    handlers.onState?.('live');
+  });
+  source.addEventListener('error', () => handlers.onState?.('reconnecting'));
+  source.addEventListener('alarm', (event) => {
+    let data: AlarmStreamEvent;
+    try {
+      data = JSON.parse((event as MessageEvent<string>).data) as AlarmStreamEvent;
+    } catch {
+      return; // A malformed event is dropped; the next resync repairs the view.
+    }
+    if (data?.alarm?.id) handlers.onAlarm(data);
   });
   source.addEventListener('lagged', () => handlers.onResync());
   return () => source.close();

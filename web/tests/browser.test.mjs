@@ -21,11 +21,15 @@ mkdirSync(screenshots, { recursive: true });
 const PASSWORD = 'correct horse battery staple';
 const DAY = 86_400_000;
 const HR = '8867-4';
+const CGM = '99504-3';
 
 let server;
 let browser;
 let admin;
+let grey; // the clinician's API token
+let greyId;
 let ada; // patient in the clinician's care
+let abel; // another patient in the clinician's care, with a higher NEWS2 and no alarm
 let bob; // patient in another team's care
 let devices = {};
 let ecgTimer;
@@ -38,8 +42,9 @@ async function login(username, password) {
   return body.token;
 }
 
+let serials = 0;
 async function enrol(kind, patientId, from) {
-  const enrolled = await ok(server, 'POST', '/api/v1/devices', { token: admin, body: { kind, model: `Test ${kind}`, serial: `SN-${kind}` } });
+  const enrolled = await ok(server, 'POST', '/api/v1/devices', { token: admin, body: { kind, model: `Test ${kind}`, serial: `SN-${kind}-${++serials}` } });
   await ok(server, 'POST', `/api/v1/devices/${enrolled.device.id}/assignments`, { token: admin, body: { patient_id: patientId, from: from.toISOString() } });
   return { id: enrolled.device.id, secret: enrolled.secret };
 }
@@ -67,9 +72,8 @@ async function newPage() {
   const page = await context.newPage();
   page.on('pageerror', (error) => consoleErrors.push(`pageerror: ${error.message}`));
   page.on('console', (message) => {
-    // Refused reads (401/403) are expected in the access tests, and 404s from the optional
-    // endpoints that have not landed yet (alarms, NEWS2, CGM report, care plan); Chromium
-    // logs them all.
+    // Refused reads (401/403) are expected in the access tests, and 404s where there is
+    // nothing yet (no NEWS2 scored); Chromium logs them all.
     if (message.type() === 'error' && !/status of 40[134]/.test(message.text())) consoleErrors.push(message.text());
   });
   return page;
@@ -87,12 +91,15 @@ before(async () => {
   admin = await login('admin', server.adminPassword);
   ada = await ok(server, 'POST', '/api/v1/patients', { token: admin, body: { display_name: 'Ada Lovelace', mrn: 'MRN-1815', birth_date: '1952-12-10' } });
   bob = await ok(server, 'POST', '/api/v1/patients', { token: admin, body: { display_name: 'Bob Brown', mrn: 'MRN-2001' } });
+  abel = await ok(server, 'POST', '/api/v1/patients', { token: admin, body: { display_name: 'Abel Tasman', mrn: 'MRN-1603', birth_date: '1949-03-02' } });
   const ward = await ok(server, 'POST', '/api/v1/care-teams', { token: admin, body: { name: 'Cardiology ward' } });
   const other = await ok(server, 'POST', '/api/v1/care-teams', { token: admin, body: { name: 'Respiratory ward' } });
-  const grey = await ok(server, 'POST', '/api/v1/users', { token: admin, body: { username: 'dr.grey', display_name: 'Dr Meredith Grey', role: 'clinician', password: PASSWORD } });
+  const greyUser = await ok(server, 'POST', '/api/v1/users', { token: admin, body: { username: 'dr.grey', display_name: 'Dr Meredith Grey', role: 'clinician', password: PASSWORD } });
   await ok(server, 'POST', '/api/v1/users', { token: admin, body: { username: 'ada', display_name: 'Ada Lovelace', role: 'patient', patient_id: ada.id, password: PASSWORD } });
-  await ok(server, 'POST', `/api/v1/care-teams/${ward.id}/members`, { token: admin, body: { user_id: grey.user.id } });
+  await ok(server, 'POST', `/api/v1/care-teams/${ward.id}/members`, { token: admin, body: { user_id: greyUser.user.id } });
+  greyId = greyUser.user.id;
   await ok(server, 'POST', `/api/v1/care-teams/${ward.id}/patients`, { token: admin, body: { patient_id: ada.id } });
+  await ok(server, 'POST', `/api/v1/care-teams/${ward.id}/patients`, { token: admin, body: { patient_id: abel.id } });
   await ok(server, 'POST', `/api/v1/care-teams/${other.id}/patients`, { token: admin, body: { patient_id: bob.id } });
   const now0 = Date.now();
   const since = new Date(now0 - 31 * DAY);
@@ -103,6 +110,7 @@ before(async () => {
     ecg: await enrol('ecg', ada.id, since),
     thermometer: await enrol('thermometer', bob.id, since),
     cgm: await enrol('cgm', ada.id, since),
+    abelOximeter: await enrol('pulse_oximeter', abel.id, since),
   };
   // 14 days of 5-minute CGM readings with a daily rhythm (meals) and some variation.
   const cgmCount = 14 * 288;
@@ -138,9 +146,19 @@ before(async () => {
   ] });
   await reading(devices.oximeter, '8310-5', 37.2, 'Cel');
   await reading(devices.thermometer, '8310-5', 38.4, 'Cel');
+  // Abel: feverish and breathing fast, a partial NEWS2 of 6 or more, but no care plan alarm.
+  await reading(devices.abelOximeter, '59408-5', 95, '%');
+  await reading(devices.abelOximeter, '9279-1', 26, '/min');
+  await reading(devices.abelOximeter, '8310-5', 39.3, 'Cel');
   for (let i = 0; i < 8; i++) {
     await sendEcgChunk();
   }
+  // Ada is enrolled in the diabetes programme by her clinician, as the API allows
+  // (crates/wardline/tests/integration/alarms.rs does the same); from now on her readings
+  // are checked against its rules.
+  grey = await login('dr.grey', PASSWORD);
+  const plan = await ok(server, 'PUT', `/api/v1/patients/${ada.id}/care-plan`, { token: grey, body: { program: 'diabetes', reason: 'enrolled in remote monitoring' } });
+  assert.equal(plan.plan.program, 'diabetes');
   ecgTimer = setInterval(() => void sendEcgChunk().catch(() => {}), 1000);
 
   browser = await chromium.launch({
@@ -188,6 +206,18 @@ test('a clinician logs in and sees the ward, live', async () => {
   // A new reading reaches the ward without reload.
   await reading(devices.oximeter, '59408-5', 91, '%');
   await row.locator('li[data-code="59408-5"] .value', { hasText: '91' }).waitFor({ timeout: 5000 });
+  // An urgent low glucose opens a high priority alarm, which reaches the ward without reload
+  // and puts Ada above Abel, whose NEWS2 is higher: open alarms sort first.
+  const order = () => table.locator('tbody tr').evaluateAll((rows) => rows.map((row) => row.dataset.patientId));
+  await clinician.waitForFunction((first) => document.querySelector('[data-testid="ward-table"] tbody tr')?.dataset.patientId === first, abel.id);
+  await clinician.evaluate(() => { window.__sameDocument = true; });
+  assert.equal(await row.getByTestId('ward-alarms').textContent(), '✓ None open');
+  await reading(devices.cgm, CGM, 45, 'mg/dL');
+  const wardAlarm = row.locator('[data-testid="ward-alarms"] li[data-state="open"]', { hasText: 'urgent low glucose' });
+  await wardAlarm.waitFor({ timeout: 10000 });
+  assert.match(await wardAlarm.textContent(), /High priority/, 'the priority is in words, not only colour');
+  assert.deepEqual(await order(), [ada.id, abel.id]);
+  assert.equal(await clinician.evaluate(() => window.__sameDocument), true, 'no reload happened');
   const cookies = await clinician.context().cookies();
   const session = cookies.find((cookie) => cookie.name === 'wardline_session');
   assert.ok(session?.httpOnly && session.secure && session.sameSite === 'Strict', 'HttpOnly, Secure, SameSite=Strict session cookie');
@@ -219,6 +249,13 @@ test('the patient page shows a value update without reload and a moving ECG', as
   assert.match(await cgm.textContent(), /GMI\s*\d+\.\d %/);
   await cgm.screenshot({ path: path.join(screenshots, 'cgm-report.png') });
 
+  // The alarm history and the care plan with its thresholds.
+  await page.getByTestId('alarm-history').locator('li[data-state="open"]', { hasText: 'urgent low glucose' }).waitFor();
+  const rules = page.getByTestId('care-plan-rules');
+  await rules.locator('tr[data-rule-id="low"]').waitFor();
+  assert.match(await rules.locator('tr[data-rule-id="low"]').textContent(), /below 70 mg\/dL for 15 min/);
+  assert.match(await page.getByTestId('plan-summary').textContent(), /Diabetes programme · version 1/);
+
   // A new reading shows up without reload.
   await reading(devices.wearable, HR, 123, '/min');
   await page.getByTestId(`value-${HR}`).filter({ hasText: '123' }).waitFor({ timeout: 5000 });
@@ -246,6 +283,40 @@ test('30 days of 1-minute data load and draw in the trend chart', async () => {
   await page.locator('section.trend').screenshot({ path: path.join(screenshots, 'trend-30d.png') });
 });
 
+test('a clinician changes a threshold with a reason, and the history shows it', async () => {
+  const page = clinician;
+  const plan = page.getByTestId('care-plan');
+  await plan.getByRole('button', { name: 'Change low glucose', exact: true }).click();
+  const editor = page.getByTestId('rule-editor');
+  await editor.getByLabel('Limit (mg/dL)').fill('75');
+  // No reason: refused in the page, nothing is sent.
+  await editor.getByRole('button', { name: 'Save change' }).click();
+  await editor.getByText('A change needs a reason').waitFor();
+  let versions = (await ok(server, 'GET', `/api/v1/patients/${ada.id}/care-plan/versions`, { token: grey })).versions;
+  assert.equal(versions.length, 1);
+  const reason = 'Hypoglycaemia unawareness: alert her earlier';
+  await editor.getByLabel('Reason for the change (required)').fill(reason);
+  await editor.getByRole('button', { name: 'Save change' }).click();
+  await plan.getByText('Saved as care plan version 2').waitFor();
+  const row = page.getByTestId('care-plan-versions').locator('tr[data-version="2"]');
+  await row.waitFor();
+  assert.match(await row.textContent(), /dr\.grey/);
+  assert.match(await row.textContent(), new RegExp(reason));
+  assert.match(await row.textContent(), /Limit: 70 mg\/dL → 75 mg\/dL/);
+  assert.match(await plan.locator('tr[data-rule-id="low"]').textContent(), /below 75 mg\/dL/);
+  // The API has the new version: who, why, the rule before and after.
+  versions = (await ok(server, 'GET', `/api/v1/patients/${ada.id}/care-plan/versions`, { token: grey })).versions;
+  assert.equal(versions.length, 2);
+  const latest = versions[1];
+  assert.equal(latest.version, 2);
+  assert.equal(latest.reason, reason);
+  assert.equal(latest.author_label, 'dr.grey');
+  assert.equal(latest.old_rule.kind.value, 70);
+  assert.equal(latest.new_rule.kind.value, 75);
+  assert.equal(latest.new_rule.kind.min_duration_secs, 900, 'the other numbers are kept');
+  assert.equal(latest.plan.rules.find((rule) => rule.id === 'low').kind.value, 75);
+});
+
 test("another patient's page is refused", async () => {
   const page = clinician;
   await page.goto(`${server.url}/patients/${bob.id}`);
@@ -253,10 +324,81 @@ test("another patient's page is refused", async () => {
   assert.equal(await page.getByText('Bob Brown').count(), 0);
 });
 
-test('the alarm inbox page loads', async () => {
+async function apiAlarm(ruleId) {
+  const all = (await ok(server, 'GET', `/api/v1/patients/${ada.id}/alarms`, { token: grey })).alarms;
+  return all.find((alarm) => alarm.rule_id === ruleId && alarm.state_name !== 'resolved');
+}
+
+test('the alarm inbox updates live; a clinician acknowledges, snoozes and resolves', async () => {
   const page = clinician;
   await page.getByRole('link', { name: 'Alarm inbox' }).click();
   await page.getByRole('heading', { name: 'Alarm inbox' }).waitFor();
+  await page.evaluate(() => { window.__sameDocument = true; });
+  const high = await apiAlarm('urgent-low');
+  assert.ok(high, 'the urgent low alarm is open');
+  const highCard = page.locator(`li[data-alarm-id="${high.id}"]`);
+  await highCard.waitFor();
+  assert.match(await highCard.textContent(), /High priority/);
+  assert.match(await highCard.textContent(), /Ada Lovelace/);
+  assert.match(await highCard.getByTestId('escalation').textContent(), /Escalation: /);
+  await page.getByText('● Live').waitFor();
+
+  // The care team adds an SpO2 rule; a low reading opens a medium alarm, live.
+  await ok(server, 'PUT', `/api/v1/patients/${ada.id}/care-plan`, {
+    token: grey,
+    body: {
+      reason: 'watch SpO2 after the chest infection',
+      edit: { op: 'add', rule: { id: 'spo2-watch', name: 'SpO2 below 92 %', priority: 'medium', resolve_on_clear: true,
+        kind: { type: 'threshold', code: 'oxygen_saturation_pulse_oximetry', direction: 'below', value: 92, min_duration_secs: 0, hysteresis: 2 } } },
+    },
+  });
+  await reading(devices.oximeter, '59408-5', 88, '%');
+  const mediumCard = page.locator('li[data-priority="medium"][data-state="open"]', { hasText: 'SpO2 below 92 %' });
+  await mediumCard.waitFor({ timeout: 10000 });
+  assert.match(await mediumCard.textContent(), /Medium priority/);
+  assert.equal(await page.evaluate(() => window.__sameDocument), true, 'no reload happened');
+  // Most urgent first.
+  const order = await page.locator('[data-testid="alarm-list"] > li').evaluateAll((items) => items.map((item) => item.dataset.priority));
+  assert.deepEqual(order.slice(0, 2), ['high', 'medium']);
+  // The snooze choices are bounded by priority.
+  const highChoices = await highCard.getByLabel('Snooze for').locator('option').allTextContents();
+  assert.deepEqual(highChoices, ['5 min', '10 min', '15 min', '30 min']);
+  await page.waitForTimeout(500);
+  await page.screenshot({ path: path.join(screenshots, 'alarm-inbox.png'), fullPage: true });
+
+  // Acknowledge in the page: the API shows it acknowledged by the clinician.
+  await highCard.getByRole('button', { name: 'Acknowledge' }).click();
+  await page.locator(`li[data-alarm-id="${high.id}"][data-state="acknowledged"]`).waitFor();
+  const acknowledged = await ok(server, 'GET', `/api/v1/alarms/${high.id}`, { token: grey });
+  assert.equal(acknowledged.state_name, 'acknowledged');
+  assert.equal(acknowledged.state.by, greyId);
+  assert.match(await page.locator(`li[data-alarm-id="${high.id}"]`).getByTestId('escalation').textContent(), /Escalation stopped: acknowledged by you/);
+
+  // Snooze the medium alarm: a reminder shows when it comes back.
+  const medium = await apiAlarm('spo2-watch');
+  const mediumById = page.locator(`li[data-alarm-id="${medium.id}"]`);
+  await mediumById.getByLabel('Snooze for').selectOption('15');
+  await mediumById.getByRole('button', { name: 'Snooze' }).click();
+  await page.locator(`li[data-alarm-id="${medium.id}"][data-state="snoozed"]`).waitFor();
+  const reminder = page.getByTestId('snooze-reminders');
+  await reminder.waitFor();
+  assert.match(await reminder.textContent(), /SpO2 below 92 %.*returns at \d\d:\d\d \(in 1[45] min\)/);
+  const snoozed = await ok(server, 'GET', `/api/v1/alarms/${medium.id}`, { token: grey });
+  assert.equal(snoozed.state_name, 'snoozed');
+  const minutes = (Date.parse(snoozed.state.until) - Date.now()) / 60000;
+  assert.ok(minutes > 13 && minutes <= 15, `snoozed for 15 min (${minutes.toFixed(1)} left)`);
+
+  // Resolving needs a note.
+  const ackCard = page.locator(`li[data-alarm-id="${high.id}"]`);
+  await ackCard.getByRole('button', { name: 'Resolve' }).click();
+  await page.getByText('Resolving an alarm needs a note').waitFor();
+  assert.equal((await ok(server, 'GET', `/api/v1/alarms/${high.id}`, { token: grey })).state_name, 'acknowledged');
+  await ackCard.getByLabel('Resolution note (required)').fill('Called Ada: treated with glucose, 110 mg/dL now');
+  await ackCard.getByRole('button', { name: 'Resolve' }).click();
+  await ackCard.waitFor({ state: 'detached' });
+  const resolved = await ok(server, 'GET', `/api/v1/alarms/${high.id}`, { token: grey });
+  assert.equal(resolved.state_name, 'resolved');
+  assert.equal(resolved.state.resolution.note, 'Called Ada: treated with glucose, 110 mg/dL now');
 });
 
 test('a state-changing request with the cookie needs the app header', async () => {
@@ -283,7 +425,31 @@ test('a patient sees only their own data', async () => {
   await page.getByRole('heading', { name: 'Who can see my data' }).waitFor();
   await page.locator('section.ecg[data-state="live"]').waitFor({ timeout: 15000 });
   await page.getByTestId('cgm-report').locator('.tir-bar').waitFor();
+  // Her alarms and care plan, read-only: no alarm actions, no rule changes.
+  const history = page.getByTestId('alarm-history');
+  await history.locator('li[data-state="snoozed"]', { hasText: 'SpO2 below 92 %' }).waitFor();
+  await page.getByTestId('care-plan-rules').locator('tr[data-rule-id="low"]').waitFor();
+  for (const name of ['Acknowledge', 'Resolve', 'Snooze', /^Change/]) {
+    assert.equal(await page.getByRole('button', { name }).count(), 0, `no ${name} button for a patient`);
+  }
+  const medium = await apiAlarm('spo2-watch');
+  const refused = await page.evaluate(async (id) => {
+    const post = (path, body) => fetch(path, { method: 'POST', headers: { 'X-Wardline-Request': '1', 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+    return [
+      (await post(`/api/v1/alarms/${id}/acknowledge`, {})).status,
+      (await post(`/api/v1/alarms/${id}/resolve`, { note: 'fine' })).status,
+      (await post(`/api/v1/alarms/${id}/snooze`, { minutes: 5 })).status,
+    ];
+  }, medium.id);
+  assert.deepEqual(refused, [403, 403, 403], 'the API refuses a patient acting on an alarm');
+  const planChange = await page.evaluate(async (patientId) => (await fetch(`/api/v1/patients/${patientId}/care-plan`, {
+    method: 'PUT', headers: { 'X-Wardline-Request': '1', 'Content-Type': 'application/json' }, body: JSON.stringify({ reason: 'x', edit: { op: 'remove', rule_id: 'low' } }),
+  })).status, ada.id);
+  assert.equal(planChange, 403, 'nor change her care plan');
+  assert.equal((await apiAlarm('spo2-watch')).state_name, 'snoozed');
   await page.screenshot({ path: path.join(screenshots, 'patient-self.png'), fullPage: true });
+  await page.goto(`${server.url}/alarms`);
+  await page.waitForURL('**/me');
   await page.goto(`${server.url}/patients/${bob.id}`);
   await page.getByRole('heading', { name: /Access refused \(403\)/ }).waitFor();
   await page.goto(`${server.url}/ward`);

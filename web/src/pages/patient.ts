@@ -6,12 +6,14 @@ import { cgmReport } from '../charts/cgm';
 import { ecgStrip } from '../charts/ecg';
 import { trendChart } from '../charts/trend';
 import { codeInfo, codeOrder, deviceKindLabel, displayUnit, formatValue, staleAfterMinutes } from '../codes';
+import { EVENT_LABEL, actorName, alarmText, byAttention, conditionLine, escalationLine, resolutionText, stateBadge } from '../alarmview';
 import { h, notice, replace } from '../dom';
-import { endpoints, latestNews2, news2Band, optional, patientAlarms, priorityBadge, rhythmEvents } from '../features';
+import { latestNews2, news2Band, patientAlarms, priorityBadge, rhythmEvents, type Alarm, type AlarmHistoryEvent } from '../features';
 import { formatTime, minutesSince, refreshTimes, since, timeAgo } from '../format';
-import { liveBadge, subscribe } from '../live';
+import { liveBadge, subscribe, subscribeAlarms } from '../live';
 import type { PageContext } from '../router';
-import { frame } from '../session';
+import { currentUser, frame } from '../session';
+import { carePlanSection } from './careplan';
 
 const CGM_CODES = ['99504-3', '105272-9'];
 
@@ -61,6 +63,8 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
   let news2Timer = 0;
   context.onCleanup(() => window.clearTimeout(news2Timer));
 
+  const role = currentUser()?.role;
+  const alarms = alarmHistory(patientId, self, signal);
   const details = [
     patient.mrn ? `MRN ${patient.mrn}` : null,
     patient.birth_date ? `born ${patient.birth_date}` : null,
@@ -81,12 +85,25 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
     ecg ? rhythmSection(patientId, signal) : null,
     trend.element,
     cgm?.element,
+    alarms.element,
+    carePlanSection(patientId, { editable: role === 'clinician' || role === 'nurse', self, signal }),
     h('div', { class: 'columns' },
       h('section', { class: 'card', 'aria-labelledby': 'devices-title' }, h('h2', { id: 'devices-title' }, self ? 'My devices' : 'Devices'), deviceList),
-      self ? whoCanSee() : carePlan(patientId, signal),
+      self ? whoCanSee() : null,
     ),
-    alarmHistory(patientId, signal),
   );
+  // Alarm changes of this patient arrive live; the history is re-read after a burst.
+  let alarmTimer = 0;
+  const stopAlarms = subscribeAlarms({
+    onAlarm(event) {
+      if (event.patient_id !== patientId) return;
+      window.clearTimeout(alarmTimer);
+      alarmTimer = window.setTimeout(() => void alarms.reload(), 300);
+    },
+    onResync: () => void alarms.reload(),
+  });
+  context.onCleanup(stopAlarms);
+  context.onCleanup(() => window.clearTimeout(alarmTimer));
 
   function renderTiles(changed?: string): void {
     const shown = [...values.values()].sort((a, b) => codeOrder(a.loinc) - codeOrder(b.loinc));
@@ -167,21 +184,6 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
   context.onCleanup(() => window.clearInterval(timer));
 }
 
-function carePlan(patientId: string, signal: AbortSignal): HTMLElement {
-  const body = h('div', null, notice('info', 'Loading the care plan…'));
-  optional<unknown>('care-plan', endpoints.carePlan(patientId), signal)
-    .then((plan) => {
-      replace(
-        body,
-        plan === undefined
-          ? notice('info', 'Care plans and editable thresholds arrive with the alerting service.')
-          : h('pre', { class: 'raw' }, JSON.stringify(plan, null, 2)),
-      );
-    })
-    .catch((error) => replace(body, notice('error', String(error))));
-  return h('section', { class: 'card', 'aria-labelledby': 'plan-title' }, h('h2', { id: 'plan-title' }, 'Care plan'), body);
-}
-
 function rhythmSection(patientId: string, signal: AbortSignal): HTMLElement {
   const body = h('div', null, notice('info', 'Loading rhythm events…'));
   rhythmEvents(patientId, new Date(Date.now() - 86_400_000), signal)
@@ -209,21 +211,81 @@ function whoCanSee(): HTMLElement {
   );
 }
 
-function alarmHistory(patientId: string, signal: AbortSignal): HTMLElement {
+/** The patient's alarms, unresolved first, each with its history; read-only here. */
+function alarmHistory(patientId: string, self: boolean, signal: AbortSignal): { element: HTMLElement; reload(): Promise<void> } {
   const body = h('div', null, notice('info', 'Loading alarms…'));
-  patientAlarms(patientId, signal)
-    .then((alarms) => {
-      if (alarms === undefined) {
-        replace(body, notice('info', 'Alarm history arrives with the alerting service.'));
-      } else if (alarms.length === 0) {
-        replace(body, h('p', null, 'No alarms.'));
-      } else {
-        replace(
-          body,
-          h('ul', { class: 'plain' }, alarms.map((alarm) => h('li', null, priorityBadge(alarm.priority), ` ${alarm.title ?? alarm.message ?? 'Alarm'} — ${alarm.state}, ${formatTime(alarm.opened ?? alarm.created)}`))),
-        );
-      }
-    })
-    .catch((error) => replace(body, notice('error', String(error))));
-  return h('section', { class: 'card', 'aria-labelledby': 'alarm-history-title' }, h('h2', { id: 'alarm-history-title' }, 'Alarm history'), body);
+  const element = h(
+    'section',
+    { class: 'card', 'aria-labelledby': 'alarm-history-title', 'data-testid': 'alarm-history' },
+    h('div', { class: 'section-head' }, h('h2', { id: 'alarm-history-title' }, self ? 'My alarms' : 'Alarms'),
+      self ? null : h('a', { href: '/alarms' }, 'Act on alarms in the inbox')),
+    body,
+  );
+  async function reload(): Promise<void> {
+    try {
+      const alarms = await patientAlarms(patientId, signal);
+      render(alarms);
+    } catch (error) {
+      if (!signal.aborted) replace(body, notice('error', `Alarms could not be loaded: ${error instanceof Error ? error.message : String(error)}`));
+    }
+  }
+  function render(alarms: Alarm[]): void {
+    if (alarms.length === 0) {
+      replace(body, h('p', null, h('span', { 'aria-hidden': 'true' }, '✓ '), 'No alarms so far.'));
+      return;
+    }
+    const sorted = [...alarms].sort(byAttention);
+    const unresolved = sorted.filter((alarm) => alarm.state_name !== 'resolved').length;
+    replace(
+      body,
+      h('p', { class: 'lede' }, `${unresolved} unresolved, ${sorted.length - unresolved} resolved (latest 100).`,
+        self ? ' Your care team is notified of each alarm and follows it up.' : ''),
+      h(
+        'ul',
+        { class: 'alarm-list history' },
+        sorted.map((alarm) =>
+          h(
+            'li',
+            { class: `alarm alarm-${alarm.priority} alarm-history-item`, 'data-alarm-id': alarm.id, 'data-state': alarm.state_name },
+            h('div', { class: 'alarm-head' }, priorityBadge(alarm.priority), ' ', stateBadge(alarm), ' ', h('strong', { class: 'alarm-message' }, alarmText(alarm).title)),
+            alarmText(alarm).detail ? h('p', { class: 'alarm-detail' }, alarmText(alarm).detail) : null,
+            h('p', { class: 'alarm-meta' }, 'Raised ', formatTime(alarm.raised_at), ' (', timeAgo(alarm.raised_at), ')',
+              alarm.state_name === 'resolved' ? ` · ${resolutionText(alarm)}` : ''),
+            alarm.state_name === 'resolved' ? null : escalationLine(alarm),
+            conditionLine(alarm),
+            alarm.events?.length ? eventList(alarm.events) : null,
+          ),
+        ),
+      ),
+    );
+  }
+  void reload();
+  return { element, reload };
+}
+
+function eventList(events: AlarmHistoryEvent[]): HTMLElement {
+  return h(
+    'details',
+    { class: 'alarm-events' },
+    h('summary', null, `History (${events.length} event${events.length === 1 ? '' : 's'})`),
+    h(
+      'ol',
+      null,
+      events.map((event) => {
+        const detail = event.detail ?? {};
+        const extra =
+          event.event === 'notified'
+            ? ` — level ${String(detail.level ?? '?')} (${String(detail.reason ?? '').replace(/_/g, ' ')})`
+            : event.event === 'snoozed' && typeof detail.until === 'string'
+              ? ` until ${formatTime(detail.until)}`
+              : event.event === 'resolved' && typeof detail.note === 'string'
+                ? `: “${detail.note}”`
+                : event.event === 'resolved' && detail.by === 'condition_cleared'
+                  ? ' (condition cleared)'
+                  : '';
+        return h('li', null, h('time', { datetime: event.time }, formatTime(event.time)), ' — ', EVENT_LABEL[event.event] ?? event.event,
+          event.actor ? ` by ${actorName(event.actor)}` : '', extra);
+      }),
+    ),
+  );
 }

@@ -4,8 +4,9 @@ import { ApiError, api, patientPath, type Device, type Observation, type Patient
 import { codeInfo, codeOrder, deviceKindLabel, displayUnit, formatValue, staleAfterMinutes } from '../codes';
 import { h, notice, replace } from '../dom';
 import { formatTime, minutesSince, refreshTimes, since, timeAgo } from '../format';
-import { latestNews2, news2Band, openAlarms, priorityBadge, priorityRank, type Alarm, type News2 } from '../features';
-import { liveBadge, subscribe } from '../live';
+import { alarmText, byAttention, stateBadge } from '../alarmview';
+import { inboxAlarms, latestNews2, news2Band, priorityBadge, priorityRank, type Alarm, type News2 } from '../features';
+import { liveBadge, subscribe, subscribeAlarms } from '../live';
 import type { PageContext } from '../router';
 import { frame } from '../session';
 
@@ -30,7 +31,7 @@ export async function wardPage(root: HTMLElement, context: PageContext): Promise
     root,
     'Ward',
     h('div', { class: 'page-head' }, h('h1', null, 'My patients'), badge.element),
-    h('p', { class: 'lede' }, 'Most urgent first: open alarms by priority, then NEWS2. Updates arrive live.'),
+    h('p', { class: 'lede' }, 'Most urgent first: open alarms by priority, then NEWS2. Alarms and readings update live.'),
     status,
     tableHost,
   );
@@ -39,7 +40,7 @@ export async function wardPage(root: HTMLElement, context: PageContext): Promise
     replace(tableHost, notice('info', 'No patients are in your care teams yet.'));
     return;
   }
-  const [alarms] = await Promise.all([openAlarms(context.signal)]);
+  const alarms = await inboxAlarms(context.signal);
   const rows: Row[] = await mapLimit(patients, 4, async (patient) => {
     const [latest, devices] = await Promise.all([
       readable(api<Observation[]>(patientPath(patient.id, '/observations/latest'), { signal: context.signal })),
@@ -50,13 +51,19 @@ export async function wardPage(root: HTMLElement, context: PageContext): Promise
       patient,
       latest: latest ? new Map(latest.map((observation) => [observation.loinc, observation])) : null,
       devices,
-      alarms: (alarms ?? []).filter((alarm) => alarm.patient_id === patient.id),
+      alarms: alarms.filter((alarm) => alarm.patient_id === patient.id),
       news2,
     };
   });
   rows.sort(byUrgency);
-  const alarmsAvailable = alarms !== undefined;
   const tbody = h('tbody');
+  /** Puts the rows in urgency order again, moving only what moved. */
+  const resort = () => {
+    rows.sort(byUrgency);
+    rows.forEach((row, index) => {
+      if (row.element && tbody.children[index] !== row.element) tbody.insertBefore(row.element, tbody.children[index] ?? null);
+    });
+  };
   const table = h(
     'table',
     { class: 'ward', 'data-testid': 'ward-table' },
@@ -78,13 +85,32 @@ export async function wardPage(root: HTMLElement, context: PageContext): Promise
   );
   for (const row of rows) {
     row.element = h('tr', { 'data-patient-id': row.patient.id });
-    renderRow(row, alarmsAvailable);
+    renderRow(row);
     tbody.append(row.element);
   }
   replace(tableHost, table);
-  if (!alarmsAvailable) {
-    replace(status, notice('info', 'Open alarms will show here once the alerting service is enabled on this server.'));
-  }
+
+  // Live alarms: one stream for all my patients.
+  const stopAlarms = subscribeAlarms({
+    onAlarm(event) {
+      const row = rows.find((candidate) => candidate.patient.id === event.patient_id);
+      if (!row) return;
+      row.alarms = row.alarms.filter((alarm) => alarm.id !== event.alarm.id);
+      if (event.alarm.state_name !== 'resolved') row.alarms.push(event.alarm);
+      renderRow(row);
+      resort();
+    },
+    async onResync() {
+      const fresh = await inboxAlarms().catch(() => null);
+      if (!fresh) return;
+      for (const row of rows) {
+        row.alarms = fresh.filter((alarm) => alarm.patient_id === row.patient.id);
+        renderRow(row);
+      }
+      resort();
+    },
+  });
+  context.onCleanup(stopAlarms);
 
   // Live: one stream per patient whose data the caller may read.
   let liveCount = 0;
@@ -97,21 +123,22 @@ export async function wardPage(root: HTMLElement, context: PageContext): Promise
         row.latest?.set(observation.loinc, observation);
         const device = row.devices?.find((candidate) => candidate.id === observation.device_id);
         if (device && (!device.last_seen || device.last_seen < observation.received)) device.last_seen = observation.received;
-        renderRow(row, alarmsAvailable, observation.loinc);
+        renderRow(row, observation.loinc);
         // New vitals may change the score: re-read it once the burst is over.
         window.clearTimeout(news2Timers.get(row));
         news2Timers.set(row, window.setTimeout(async () => {
           const news2 = await latestNews2(row.patient.id).catch(() => undefined);
           if (news2 !== undefined) {
             row.news2 = news2;
-            renderRow(row, alarmsAvailable);
+            renderRow(row);
+            resort();
           }
         }, 1000));
       },
       async onResync() {
         const latest = await api<Observation[]>(patientPath(row.patient.id, '/observations/latest')).catch(() => null);
         if (latest) row.latest = new Map(latest.map((observation) => [observation.loinc, observation]));
-        renderRow(row, alarmsAvailable);
+        renderRow(row);
       },
       onState(state) {
         if (state === 'live') liveCount += 1;
@@ -150,13 +177,19 @@ async function mapLimit<T, R>(items: T[], limit: number, task: (item: T) => Prom
   return results;
 }
 
-/** Open alarms by priority (high, medium, low counts), then NEWS2, then name. */
+/**
+ * Open alarms by priority (counts of high, then medium, then low; a snoozed alarm is still
+ * open), then NEWS2, then acknowledged alarms, then name.
+ */
 export function byUrgency(a: Row, b: Row): number {
+  const open = (row: Row, rank: number) =>
+    row.alarms.filter((alarm) => alarm.state_name !== 'acknowledged' && priorityRank(alarm.priority) === rank).length;
   const key = (row: Row) => [
-    row.alarms.filter((alarm) => priorityRank(alarm.priority) === 3).length,
-    row.alarms.filter((alarm) => priorityRank(alarm.priority) === 2).length,
-    row.alarms.filter((alarm) => priorityRank(alarm.priority) === 1).length,
+    open(row, 3),
+    open(row, 2),
+    open(row, 1),
     row.news2?.total ?? -1,
+    row.alarms.filter((alarm) => alarm.state_name === 'acknowledged').length,
   ];
   const [ka, kb] = [key(a), key(b)];
   for (let index = 0; index < ka.length; index++) {
@@ -165,7 +198,7 @@ export function byUrgency(a: Row, b: Row): number {
   return a.patient.display_name.localeCompare(b.patient.display_name);
 }
 
-function renderRow(row: Row, alarmsAvailable: boolean, changed?: string): void {
+function renderRow(row: Row, changed?: string): void {
   const tr = row.element;
   if (!tr) return;
   const patient = row.patient;
@@ -178,7 +211,7 @@ function renderRow(row: Row, alarmsAvailable: boolean, changed?: string): void {
         : patient.display_name,
       patient.mrn ? h('div', { class: 'muted' }, `MRN ${patient.mrn}`) : null,
     ),
-    h('td', { class: 'alarms-cell' }, alarmsCell(row, alarmsAvailable)),
+    h('td', { class: 'alarms-cell', 'data-testid': 'ward-alarms' }, alarmsCell(row)),
     h('td', null, news2Cell(row)),
     h('td', { class: 'vitals-cell' }, vitalsCell(row, changed)),
     h('td', { class: 'devices-cell' }),
@@ -187,16 +220,27 @@ function renderRow(row: Row, alarmsAvailable: boolean, changed?: string): void {
   renderDevices(row);
 }
 
-function alarmsCell(row: Row, available: boolean): Node {
+function alarmsCell(row: Row): Node {
   if (!row.latest) return h('span', { class: 'muted' }, 'Not on your care team');
-  if (!available) return h('span', { class: 'muted' }, '—');
   if (row.alarms.length === 0) return h('span', null, h('span', { 'aria-hidden': 'true' }, '✓ '), 'None open');
-  const sorted = [...row.alarms].sort((a, b) => priorityRank(b.priority) - priorityRank(a.priority));
+  const sorted = [...row.alarms].sort(byAttention);
   return h(
     'ul',
-    { class: 'plain' },
-    sorted.slice(0, 3).map((alarm) => h('li', null, priorityBadge(alarm.priority), ' ', alarm.title ?? alarm.message ?? 'Alarm')),
+    { class: 'plain ward-alarms' },
+    sorted.slice(0, 3).map((alarm) =>
+      h(
+        'li',
+        { 'data-alarm-id': alarm.id, 'data-state': alarm.state_name, class: alarm.state_name === 'acknowledged' ? 'acknowledged' : null },
+        priorityBadge(alarm.priority),
+        ' ',
+        h('span', { class: 'ward-alarm-message' }, alarmText(alarm).title),
+        ' ',
+        stateBadge(alarm),
+        alarmText(alarm).detail ? h('div', { class: 'alarm-detail' }, alarmText(alarm).detail) : null,
+      ),
+    ),
     sorted.length > 3 ? h('li', { class: 'muted' }, `and ${sorted.length - 3} more`) : null,
+    h('li', null, h('a', { href: '/alarms', class: 'small-link' }, 'Act on these in the alarm inbox')),
   );
 }
 

@@ -1,0 +1,106 @@
+// How an alarm's state and escalation read, wherever alarms are shown. Every state has
+// an icon and a word, never a colour alone.
+
+import { h } from './dom';
+import { priorityRank, type Alarm, type AlarmStateName } from './features';
+import { formatTime, timeAgo, timeUntil } from './format';
+import { currentUser } from './session';
+
+const STATE: Record<AlarmStateName, { icon: string; label: string; order: number }> = {
+  open: { icon: '●', label: 'Open', order: 0 },
+  snoozed: { icon: '⏸', label: 'Snoozed', order: 1 },
+  acknowledged: { icon: '✓', label: 'Acknowledged', order: 2 },
+  resolved: { icon: '✔', label: 'Resolved', order: 3 },
+};
+
+export function stateLabel(state: string): string {
+  return STATE[state as AlarmStateName]?.label ?? state;
+}
+
+/** "Open", "Snoozed until 14:35", "Acknowledged"... as a badge with an icon. */
+export function stateBadge(alarm: Alarm): HTMLElement {
+  const known = STATE[alarm.state_name] ?? { icon: '•', label: alarm.state_name };
+  return h(
+    'span',
+    { class: `alarm-state state-${alarm.state_name}`, 'data-testid': 'alarm-state' },
+    h('span', { 'aria-hidden': 'true' }, `${known.icon} `),
+    known.label,
+    alarm.state.state === 'snoozed' ? [' until ', timeUntil(alarm.state.until)] : null,
+  );
+}
+
+/** The server's message, "rule name: what was seen", as a title and its detail. */
+export function alarmText(alarm: Alarm): { title: string; detail: string } {
+  const at = alarm.message.indexOf(': ');
+  return at > 0 ? { title: alarm.message.slice(0, at), detail: alarm.message.slice(at + 2) } : { title: alarm.message, detail: '' };
+}
+
+/** Who did it, as the viewer would say it. */
+export function actorName(userId: string | null | undefined): string {
+  if (!userId) return 'Wardline';
+  return userId === currentUser()?.id ? 'you' : 'a care team member';
+}
+
+/** Where the alarm's escalation stands. `level`: the last notification level seen live. */
+export function escalationLine(alarm: Alarm, level?: number): HTMLElement {
+  const sent = alarm.escalation.sent;
+  const notified = sent === 0 ? 'nobody notified yet' : `${sent} notification${sent === 1 ? '' : 's'} sent`;
+  const parts: (Node | string)[] = [];
+  switch (alarm.state.state) {
+    case 'open':
+      parts.push(`Escalation: ${notified}`);
+      if (level) parts.push(`, level ${level}`);
+      parts.push(alarm.next_deadline ? '; next step due ' : '; no further step scheduled');
+      if (alarm.next_deadline) parts.push(timeUntil(alarm.next_deadline));
+      break;
+    case 'snoozed':
+      parts.push('Escalation paused; it restarts from the first step at ', timeUntil(alarm.state.until));
+      break;
+    case 'acknowledged':
+      parts.push(`Escalation stopped: acknowledged by ${actorName(alarm.state.by)} `, timeAgo(alarm.state.at));
+      break;
+    case 'resolved':
+      parts.push('Resolved ', timeAgo(alarm.state.at));
+      break;
+  }
+  return h('p', { class: 'escalation', 'data-testid': 'escalation' }, h('span', { 'aria-hidden': 'true' }, '⇡ '), ...parts);
+}
+
+/** The condition behind the alarm, when that says something the state does not. */
+export function conditionLine(alarm: Alarm): HTMLElement | null {
+  const notes: (Node | string)[] = [];
+  if (!alarm.condition_active && alarm.state_name !== 'resolved') {
+    notes.push('Condition cleared ', timeAgo(alarm.condition_cleared_at), '; this alarm stays until a person resolves it.');
+  }
+  if (alarm.occurrences > 1) notes.push(`${notes.length ? ' ' : ''}Occurred ${alarm.occurrences} times.`);
+  return notes.length ? h('p', { class: 'muted' }, ...notes) : null;
+}
+
+/** The resolution, for resolved alarms. */
+export function resolutionText(alarm: Alarm): string {
+  if (alarm.state.state !== 'resolved') return '';
+  const resolution = alarm.state.resolution;
+  return resolution.by === 'condition_cleared'
+    ? `resolved by itself when the condition cleared, ${formatTime(alarm.state.at)}`
+    : `resolved by ${actorName(resolution.user_id)}, ${formatTime(alarm.state.at)}: “${resolution.note}”`;
+}
+
+/** Unresolved first by state (open, snoozed, acknowledged), then priority, then newest. */
+export function byAttention(a: Alarm, b: Alarm): number {
+  return (
+    (STATE[a.state_name]?.order ?? 9) - (STATE[b.state_name]?.order ?? 9) ||
+    priorityRank(b.priority) - priorityRank(a.priority) ||
+    Date.parse(b.raised_at) - Date.parse(a.raised_at)
+  );
+}
+
+export const EVENT_LABEL: Record<string, string> = {
+  opened: 'Raised',
+  reoccurred: 'Occurred again',
+  acknowledged: 'Acknowledged',
+  snoozed: 'Snoozed',
+  snooze_expired: 'Snooze ended',
+  condition_cleared: 'Condition cleared',
+  resolved: 'Resolved',
+  notified: 'Notified',
+};
