@@ -37,6 +37,8 @@ pub enum ApiError {
     InvalidState(String),
     #[error("payload is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("too many failed logins from this address; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("service temporarily unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -80,6 +82,11 @@ pub const ERROR_TABLE: &[(&str, u16, &str)] = &[
     ),
     ("payload_too_large", 413, "the body exceeds the size limit"),
     (
+        "too_many_attempts",
+        429,
+        "too many failed logins for this username from this address; `Retry-After` says when to try again",
+    ),
+    (
         "unavailable",
         503,
         "storage is unavailable; nothing was stored, retry later",
@@ -111,6 +118,7 @@ impl ApiError {
             ApiError::DeviceNotAssigned(_) => "device_not_assigned",
             ApiError::InvalidState(_) => "invalid_state",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -228,6 +236,11 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
+        if let ApiError::TooManyAttempts { retry_after_secs } = &self
+            && let Ok(value) = axum::http::HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.headers_mut().insert("retry-after", value);
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
@@ -253,6 +266,9 @@ mod tests {
             ApiError::DeviceNotAssigned("d".into()),
             ApiError::InvalidState("s".into()),
             ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::TooManyAttempts {
+                retry_after_secs: 1,
+            },
             ApiError::Unavailable,
             ApiError::Internal("boom".into()),
         ];

@@ -7,6 +7,7 @@ pub mod error;
 pub mod openapi;
 mod routes;
 pub mod state;
+pub mod throttle;
 
 pub use error::ApiError;
 pub use routes::router;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// Care plans, alarms and notifications.
     pub alarms: wardline_alarms::AlarmService,
+    /// Failed logins per username and address.
+    pub logins: Arc<crate::throttle::LoginThrottle>,
 }
 
 impl std::fmt::Debug for AppState {

@@ -170,6 +170,7 @@ pub async fn serve(
         settings: Arc::new(settings.clone()),
         metrics: Arc::new(move || prometheus.render()),
         alarms,
+        logins: Arc::new(wardline_api::throttle::LoginThrottle::default()),
     };
     let app = wardline_api::router(state);
 

@@ -38,9 +38,19 @@ pub(crate) async fn login(
     request_parts: axum::extract::ConnectInfo<std::net::SocketAddr>,
     Body(request): Body<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let remote = Some(request_parts.0.ip().to_string());
+    let address = request_parts.0.ip().to_string();
+    let remote = Some(address.clone());
     if request.username.len() > 200 || request.password.len() > 1024 {
         return Err(ApiError::BadLogin);
+    }
+    if let Some(wait) = state
+        .logins
+        .locked(&request.username, &address, std::time::Instant::now())
+    {
+        metrics::counter!("wardline_logins_throttled_total").increment(1);
+        return Err(ApiError::TooManyAttempts {
+            retry_after_secs: wait.as_secs().max(1),
+        });
     }
     let credentials = state.store.user_credentials(&request.username).await?;
     let (stored_hash, user) = match credentials {
@@ -53,6 +63,10 @@ pub(crate) async fn login(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|_| verified) else {
+        let locked_out =
+            state
+                .logins
+                .failed(&request.username, &address, std::time::Instant::now());
         state
             .store
             .append_audit(vec![AuditEvent {
@@ -63,12 +77,13 @@ pub(crate) async fn login(
                 patient_id: None,
                 outcome: AuditOutcome::Denied,
                 remote_addr: remote,
-                detail: None,
+                detail: locked_out.then(|| "locked out for 15 min after 5 failures".to_owned()),
             }])
             .await?;
         metrics::counter!("wardline_logins_failed_total").increment(1);
         return Err(ApiError::BadLogin);
     };
+    state.logins.succeeded(&request.username, &address);
     let (token, expires) = auth::open_session(&state, &user).await?;
     let caller = Caller {
         user: user.clone(),

@@ -356,3 +356,35 @@ async fn the_openapi_document_describes_every_route() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_lock_the_login_for_a_while() {
+    let server = TestServer::start().await;
+    let attempt = |password: &'static str| {
+        server
+            .client
+            .post(server.url("/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": password}))
+            .send()
+    };
+    for _ in 0..5 {
+        assert_eq!(attempt("wrong wrong wrong").await.unwrap().status(), 401);
+    }
+    // Locked now: even the right password is refused until the lockout ends.
+    let locked = server
+        .client
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": server.admin_password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(locked.status(), 429);
+    let retry_after: u64 = locked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry_after));
+    let body: Value = locked.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("too_many_attempts"));
+}
