@@ -4,12 +4,14 @@
 
 import type { Observation } from './api';
 import { patientPath } from './api';
-import { endpoints, type AlarmStreamEvent } from './features';
+import { endpoints, type AlarmStreamEvent, type News2 } from './features';
 
 export type LiveState = 'connecting' | 'live' | 'reconnecting';
 
 export interface LiveHandlers {
   onObservation(observation: Observation): void;
+  /** A NEWS2 result, pushed as soon as the server has recomputed and stored it. */
+  onNews2?(score: News2): void;
   /** Called when events may have been missed: re-read what is shown. */
   onResync(): void;
   onState?(state: LiveState): void;
@@ -28,6 +30,13 @@ export function subscribe(patientId: string, handlers: LiveHandlers): () => void
   source.addEventListener('observation', (event) => {
     try {
       handlers.onObservation(JSON.parse((event as MessageEvent<string>).data) as Observation);
+    } catch {
+      // A malformed event is dropped; the next resync repairs the view.
+    }
+  });
+  source.addEventListener('news2', (event) => {
+    try {
+      handlers.onNews2?.(JSON.parse((event as MessageEvent<string>).data) as News2);
     } catch {
       // A malformed event is dropped; the next resync repairs the view.
     }

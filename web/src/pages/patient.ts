@@ -8,7 +8,7 @@ import { trendChart } from '../charts/trend';
 import { codeInfo, codeOrder, deviceKindLabel, displayUnit, formatValue, staleAfterMinutes } from '../codes';
 import { EVENT_LABEL, actorName, alarmText, byAttention, conditionLine, escalationLine, resolutionText, stateBadge } from '../alarmview';
 import { h, notice, replace } from '../dom';
-import { latestNews2, news2Band, patientAlarms, priorityBadge, rhythmEvents, type Alarm, type AlarmHistoryEvent } from '../features';
+import { latestNews2, news2Band, patientAlarms, priorityBadge, rhythmEvents, type Alarm, type AlarmHistoryEvent, type News2 } from '../features';
 import { formatTime, minutesSince, refreshTimes, since, timeAgo } from '../format';
 import { liveBadge, subscribe, subscribeAlarms } from '../live';
 import type { PageContext } from '../router';
@@ -41,8 +41,7 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
   if (cgm) context.onCleanup(() => cgm.destroy());
 
   const news2Line = h('p', { class: 'news2-line', 'data-testid': 'news2' });
-  const showNews2 = async () => {
-    const news2 = await latestNews2(patientId).catch(() => undefined);
+  const renderNews2 = (news2: News2 | null | undefined) => {
     if (news2 === undefined) return;
     if (news2 === null) {
       news2Line.textContent = 'NEWS2: not scored yet';
@@ -59,9 +58,8 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
       timeAgo(news2.time),
     );
   };
+  const showNews2 = async () => renderNews2(await latestNews2(patientId).catch(() => undefined));
   void showNews2();
-  let news2Timer = 0;
-  context.onCleanup(() => window.clearTimeout(news2Timer));
 
   const role = currentUser()?.role;
   const alarms = alarmHistory(patientId, self, signal);
@@ -166,13 +164,13 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
       renderTiles(observation.loinc);
       renderDevices();
       trend.push(observation);
-      window.clearTimeout(news2Timer);
-      news2Timer = window.setTimeout(() => void showNews2(), 1000);
     },
+    onNews2: renderNews2,
     async onResync() {
       const fresh = await api<Observation[]>(patientPath(patientId, '/observations/latest')).catch(() => null);
       if (fresh) for (const observation of fresh) values.set(observation.loinc, observation);
       renderTiles();
+      await showNews2();
     },
     onState: badge.set,
   });

@@ -114,8 +114,6 @@ export async function wardPage(root: HTMLElement, context: PageContext): Promise
 
   // Live: one stream per patient whose data the caller may read.
   let liveCount = 0;
-  const news2Timers = new Map<Row, number>();
-  context.onCleanup(() => news2Timers.forEach((timer) => window.clearTimeout(timer)));
   for (const row of rows) {
     if (!row.latest) continue;
     const stop = subscribe(row.patient.id, {
@@ -124,21 +122,19 @@ export async function wardPage(root: HTMLElement, context: PageContext): Promise
         const device = row.devices?.find((candidate) => candidate.id === observation.device_id);
         if (device && (!device.last_seen || device.last_seen < observation.received)) device.last_seen = observation.received;
         renderRow(row, observation.loinc);
-        // New vitals may change the score: re-read it once the burst is over.
-        window.clearTimeout(news2Timers.get(row));
-        news2Timers.set(row, window.setTimeout(async () => {
-          const news2 = await latestNews2(row.patient.id).catch(() => undefined);
-          if (news2 !== undefined) {
-            row.news2 = news2;
-            renderRow(row);
-            resort();
-          }
-        }, 1000));
+      },
+      onNews2(score) {
+        row.news2 = score;
+        renderRow(row);
+        resort();
       },
       async onResync() {
         const latest = await api<Observation[]>(patientPath(row.patient.id, '/observations/latest')).catch(() => null);
         if (latest) row.latest = new Map(latest.map((observation) => [observation.loinc, observation]));
+        const news2 = await latestNews2(row.patient.id).catch(() => undefined);
+        if (news2 !== undefined) row.news2 = news2;
         renderRow(row);
+        resort();
       },
       onState(state) {
         if (state === 'live') liveCount += 1;

@@ -334,7 +334,7 @@ pub(crate) async fn observation_stream(
         authorize_patient(&state, &caller, patient_id, "observations.stream", None).await?;
     let patient_id = access.patient_id();
     let feed = BroadcastStream::new(state.ingest.live().subscribe());
-    let events = feed.filter_map(move |item| match item {
+    let observations = feed.filter_map(move |item| match item {
         Ok(observation) if observation.patient_id == patient_id => Some(Ok(Event::default()
             .event("observation")
             .json_data(observation.as_ref())
@@ -345,5 +345,21 @@ pub(crate) async fn observation_stream(
             .event("lagged")
             .data(skipped.to_string()))),
     });
+    // A recomputed NEWS2 is pushed as soon as it is stored, so a screen never shows a
+    // score older than the vitals beside it for longer than the computation takes.
+    let scores =
+        BroadcastStream::new(state.ingest.live().subscribe_news2()).filter_map(move |item| {
+            match item {
+                Ok(score) if score.patient_id == patient_id => Some(Ok(Event::default()
+                    .event("news2")
+                    .json_data(score.as_ref())
+                    .unwrap_or_else(|_| Event::default().event("error")))),
+                Ok(_) => None,
+                Err(BroadcastStreamRecvError::Lagged(skipped)) => Some(Ok(Event::default()
+                    .event("lagged")
+                    .data(skipped.to_string()))),
+            }
+        });
+    let events = observations.merge(scores);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

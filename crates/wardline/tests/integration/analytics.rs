@@ -306,3 +306,54 @@ async fn the_cgm_report_is_for_the_care_team_only() {
         .await;
     assert_eq!(too_long.status(), 400);
 }
+
+/// A recomputed NEWS2 is pushed on the patient's live stream, so screens never show a
+/// score older than the vitals beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recomputed_news2_is_pushed_on_the_live_stream() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let mut stream = server
+        .get(
+            &ward.clinician,
+            &format!("/api/v1/patients/{}/observations/stream", ward.patient_id),
+        )
+        .await;
+    assert_eq!(stream.status(), 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let time = Utc::now().to_rfc3339();
+    device_post(
+        &server,
+        &ward.device,
+        json!({"v": 1, "readings": [
+            {"seq": 1, "code": "59408-5", "value": 91, "unit": "%", "time": time},
+            {"seq": 2, "code": "8867-4", "value": 72, "unit": "/min", "time": time}
+        ]}),
+    )
+    .await;
+    let mut received = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let score: Value = loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .expect("a news2 event in time")
+            .expect("stream")
+            .expect("open");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+        let found = received.split("\n\n").find_map(|event| {
+            event
+                .lines()
+                .any(|line| line == "event: news2")
+                .then(|| event.lines().find_map(|line| line.strip_prefix("data: ")))
+                .flatten()
+                .and_then(|data| serde_json::from_str::<Value>(data).ok())
+        });
+        if let Some(score) = found {
+            break score;
+        }
+    };
+    // SpO2 91 % on scale 1 scores 3 on its own.
+    assert_eq!(score["complete"], json!(false), "{score}");
+    assert_eq!(score["total"], json!(3), "{score}");
+    assert_eq!(score["any_parameter_3"], json!(true), "{score}");
+}
