@@ -184,3 +184,35 @@ impl FromRequestParts<AppState> for Caller {
         })
     }
 }
+
+/// The device presenting its secret as `Authorization: Bearer`, for every route a device
+/// calls. Unknown, wrong and revoked all answer `unauthenticated`, so a probe learns
+/// nothing, and each refusal is counted.
+pub async fn authenticated_device(
+    state: &AppState,
+    device_id: &str,
+    headers: &axum::http::HeaderMap,
+) -> Result<wardline_store::Device, ApiError> {
+    let secret = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthenticated)?;
+    match wardline_ingest::authenticate_device(
+        state.store.as_ref(),
+        device_id,
+        secret.trim().as_bytes(),
+    )
+    .await
+    {
+        Ok(device) => Ok(device),
+        Err(wardline_ingest::DeviceAuthError::Store(error)) => Err(error.into()),
+        Err(
+            wardline_ingest::DeviceAuthError::BadCredentials
+            | wardline_ingest::DeviceAuthError::Revoked(_),
+        ) => {
+            metrics::counter!("wardline_http_device_auth_failed_total").increment(1);
+            Err(ApiError::Unauthenticated)
+        }
+    }
+}

@@ -716,25 +716,7 @@ pub(crate) async fn device_status(
     headers: axum::http::HeaderMap,
     Body(request): Body<DeviceStatusRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let secret = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthenticated)?;
-    let device = match wardline_ingest::authenticate_device(
-        state.store.as_ref(),
-        &device_id,
-        secret.trim().as_bytes(),
-    )
-    .await
-    {
-        Ok(device) => device,
-        Err(wardline_ingest::DeviceAuthError::Store(error)) => return Err(error.into()),
-        Err(_) => {
-            metrics::counter!("wardline_http_device_auth_failed_total").increment(1);
-            return Err(ApiError::Unauthenticated);
-        }
-    };
+    let device = crate::auth::authenticated_device(&state, &device_id, &headers).await?;
     if let Some(battery) = request.battery_percent
         && !(battery.is_finite() && (0.0..=100.0).contains(&battery))
     {

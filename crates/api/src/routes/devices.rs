@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use wardline_domain::{DeviceId, DeviceKind, PatientId};
 use wardline_ingest::mqtt::{errors_topic, readings_topic};
-use wardline_ingest::{DeviceAuthError, DeviceSecret, MessageVerdict, authenticate_device};
+use wardline_ingest::{DeviceSecret, MessageVerdict};
 use wardline_store::{Device, DeviceStatus, NewDevice};
 
 use super::{Body, parse_id};
@@ -200,21 +200,7 @@ pub(crate) async fn ingest_readings(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    let secret = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthenticated)?;
-    let device =
-        match authenticate_device(state.store.as_ref(), &device_id, secret.trim().as_bytes()).await
-        {
-            Ok(device) => device,
-            Err(DeviceAuthError::BadCredentials | DeviceAuthError::Revoked(_)) => {
-                metrics::counter!("wardline_http_device_auth_failed_total").increment(1);
-                return Err(ApiError::Unauthenticated);
-            }
-            Err(DeviceAuthError::Store(error)) => return Err(error.into()),
-        };
+    let device = crate::auth::authenticated_device(&state, &device_id, &headers).await?;
     let limit = state.ingest.limits().max_bytes;
     // Reads at most `limit` bytes, however large the body claims or turns out to be.
     let Ok(body) = axum::body::to_bytes(body, limit).await else {

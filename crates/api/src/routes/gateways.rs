@@ -15,7 +15,7 @@ use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use wardline_domain::{DeviceId, DeviceKind, DeviceMessage};
-use wardline_ingest::{DeviceAuthError, MessageVerdict, Rejection, authenticate_device};
+use wardline_ingest::{MessageVerdict, Rejection};
 use wardline_store::{GatewayReport, GatewayStatus};
 
 use super::parse_id;
@@ -155,25 +155,11 @@ pub(crate) async fn forward(
         .extensions
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|ConnectInfo(address)| address.ip().to_string());
-    let secret = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthenticated)?;
-    let gateway = match authenticate_device(
-        state.store.as_ref(),
-        &gateway_id,
-        secret.trim().as_bytes(),
-    )
-    .await
-    {
-        Ok(device) if device.kind == DeviceKind::Gateway => device,
-        Ok(_) | Err(DeviceAuthError::BadCredentials | DeviceAuthError::Revoked(_)) => {
-            metrics::counter!("wardline_http_device_auth_failed_total").increment(1);
-            return Err(ApiError::Unauthenticated);
-        }
-        Err(DeviceAuthError::Store(error)) => return Err(error.into()),
-    };
+    let gateway = crate::auth::authenticated_device(&state, &gateway_id, headers).await?;
+    if gateway.kind != DeviceKind::Gateway {
+        metrics::counter!("wardline_http_device_auth_failed_total").increment(1);
+        return Err(ApiError::Unauthenticated);
+    }
     let Ok(body) = axum::body::to_bytes(body, MAX_FORWARD_BYTES).await else {
         return Err(ApiError::PayloadTooLarge {
             limit: MAX_FORWARD_BYTES,
