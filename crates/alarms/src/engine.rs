@@ -20,9 +20,10 @@ use tokio::time::Instant;
 use wardline_alerting::rule::RhythmKind;
 use wardline_alerting::{
     Alarm, AlarmBoard, AlarmId, AlarmSignal, AlarmUpdate, CarePlan, CarePlanChange,
-    CarePlanHistory, DeviceStatusReport, EscalationPolicy, EscalationStep, ForecastInput,
-    Notification, ObservedValue, PatientBaseline, PatientMonitor, Priority, Program, Recipient,
-    RhythmObservation, RuleEdit, RuleKind, due_notifications, next_deadline,
+    CarePlanHistory, DeviceStatusReport, EscalationPolicy, EscalationStatus, EscalationStep,
+    ForecastInput, Notification, ObservedValue, PatientBaseline, PatientMonitor, Priority, Program,
+    Recipient, RhythmObservation, RuleEdit, RuleKind, due_notifications, escalation_status,
+    next_deadline,
 };
 use wardline_analytics::forecast::{ForecastMethod, Forecaster};
 use wardline_analytics::news2::{
@@ -107,15 +108,29 @@ pub fn public_id(alarm_id: &AlarmId) -> String {
     hex::encode(&digest.as_ref()[..12])
 }
 
-/// An alarm as API clients see it.
-pub fn alarm_view(alarm: &Alarm, next_deadline: Option<DateTime<Utc>>) -> Value {
+/// An alarm as it is stored: the alarm itself and where its escalation stood when it last
+/// changed (the policy may change later; the status is rewritten with the alarm's next
+/// change, like its deadline).
+fn stored_alarm(alarm: &Alarm, escalation: &EscalationStatus) -> Value {
     let mut value = serde_json::to_value(alarm).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        map.insert("escalation_status".into(), json!(escalation));
+    }
+    value
+}
+
+/// An alarm as API clients see it.
+pub fn alarm_view(alarm: &Alarm, escalation: &EscalationStatus) -> Value {
+    let mut value = stored_alarm(alarm, escalation);
     if let Value::Object(map) = &mut value {
         map.insert("alarm_id".into(), json!(alarm.id.0));
         map.insert("id".into(), json!(public_id(&alarm.id)));
         map.insert("patient_id".into(), json!(alarm.condition.patient_id));
         map.insert("state_name".into(), json!(alarm.state.name()));
-        map.insert("next_deadline".into(), json!(next_deadline));
+        map.insert(
+            "next_deadline".into(),
+            json!(escalation.next.as_ref().map(|next| next.due_at)),
+        );
     }
     value
 }
@@ -376,7 +391,7 @@ fn happened(event: &'static str, actor: Option<UserId>, detail: Option<Value>) -
 /// One alarm change on its way to the store, then to the stream.
 struct Pending {
     alarm: Alarm,
-    next_deadline: Option<DateTime<Utc>>,
+    escalation: EscalationStatus,
     events: Vec<NewAlarmEvent>,
     notifications: Vec<NewNotification>,
     announce: Vec<AlarmEvent>,
@@ -875,11 +890,12 @@ impl Engine {
     }
 
     fn pending(&self, alarm: Alarm, now: DateTime<Utc>) -> Pending {
-        let next_deadline = self.deadline_of(&alarm);
+        let policy = self.policy_for(alarm.condition.patient_id, alarm.priority);
+        let escalation = escalation_status(&alarm, &policy);
         let _ = now;
         Pending {
             alarm,
-            next_deadline,
+            escalation,
             events: Vec::new(),
             notifications: Vec::new(),
             announce: Vec::new(),
@@ -1000,7 +1016,7 @@ impl Engine {
         let mut announce = Vec::new();
         let mut notify = false;
         for pending in batch {
-            let view = alarm_view(&pending.alarm, pending.next_deadline);
+            let view = alarm_view(&pending.alarm, &pending.escalation);
             let state = pending.alarm.state.name();
             notify |= !pending.notifications.is_empty();
             changes.push(AlarmChange {
@@ -1017,8 +1033,8 @@ impl Engine {
                     state: state.into(),
                     raised: pending.alarm.raised_at,
                     updated: Utc::now(),
-                    next_deadline: pending.next_deadline,
-                    alarm: serde_json::to_value(&pending.alarm).unwrap_or(Value::Null),
+                    next_deadline: pending.escalation.next.as_ref().map(|next| next.due_at),
+                    alarm: stored_alarm(&pending.alarm, &pending.escalation),
                 },
                 events: pending.events,
                 notifications: pending.notifications,
@@ -1198,7 +1214,7 @@ impl Engine {
             }
         };
         let pending = pending.ok_or_else(|| AlarmsError::NotFound("alarm".into()))?;
-        let view = alarm_view(&pending.alarm, pending.next_deadline);
+        let view = alarm_view(&pending.alarm, &pending.escalation);
         if !self.commit(vec![pending]).await {
             return Err(AlarmsError::Stopped);
         }

@@ -181,6 +181,58 @@ pub fn due_notifications(
     due
 }
 
+/// Where an alarm's escalation stands, for the people answering it: the level reached,
+/// what comes next and when. `level` and `round` count from 1, as a nurse would say them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EscalationStatus {
+    /// Levels in the policy that applies to the alarm.
+    pub levels: usize,
+    /// Rounds the policy allows (1 when it does not repeat).
+    pub rounds: u32,
+    /// The level of the last notification sent in this escalation; `None` before the first.
+    pub level: Option<usize>,
+    /// The round of that notification.
+    pub round: Option<u32>,
+    /// The next notification, when one is scheduled.
+    pub next: Option<NextEscalationStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NextEscalationStep {
+    pub level: usize,
+    pub round: u32,
+    pub due_at: DateTime<Utc>,
+    pub notify: Vec<Recipient>,
+}
+
+/// The escalation status of `alarm` under `policy`. An acknowledged or resolved alarm keeps
+/// the level it reached and has no next step; a snoozed one has the step that its snooze's
+/// end will restart.
+pub fn escalation_status(alarm: &Alarm, policy: &EscalationPolicy) -> EscalationStatus {
+    let sent = alarm.escalation.sent;
+    let reached = sent
+        .checked_sub(1)
+        .and_then(|last| policy.due(alarm.escalation.since, last));
+    let next = match alarm.state {
+        crate::alarm::AlarmState::Open | crate::alarm::AlarmState::Snoozed { .. } => policy
+            .due(alarm.escalation.since, sent)
+            .map(|(round, step, due_at)| NextEscalationStep {
+                level: step + 1,
+                round: round + 1,
+                due_at,
+                notify: policy.steps[step].notify.clone(),
+            }),
+        _ => None,
+    };
+    EscalationStatus {
+        levels: policy.steps.len(),
+        rounds: policy.rounds(),
+        level: reached.map(|(_, step, _)| step + 1),
+        round: reached.map(|(round, _, _)| round + 1),
+        next,
+    }
+}
+
 /// When the next notification of the alarm falls due (possibly already past), `None`
 /// when nothing more will be sent unless the alarm changes.
 pub fn next_deadline(alarm: &Alarm, policy: &EscalationPolicy) -> Option<DateTime<Utc>> {

@@ -28,8 +28,8 @@ pub use care_plan::{
 };
 pub use error::{AlertingError, Result};
 pub use escalation::{
-    EscalationPolicy, EscalationStep, Notification, NotificationReason, Recipient,
-    due_notifications, next_deadline,
+    EscalationPolicy, EscalationStatus, EscalationStep, NextEscalationStep, Notification,
+    NotificationReason, Recipient, due_notifications, escalation_status, next_deadline,
 };
 pub use monitor::{
     AlarmSignal, ConditionKey, DeviceStatusReport, ForecastInput, ForecastPoint, ObservedValue,

@@ -7,7 +7,8 @@ use common::*;
 use wardline_alerting::alarm::EscalationCause;
 use wardline_alerting::{
     AlarmBoard, AlarmSignal, AlarmState, AlarmUpdate, AlertingError, EscalationPolicy,
-    EscalationStep, NotificationReason, Recipient, Resolution, due_notifications, next_deadline,
+    EscalationStep, NotificationReason, Recipient, Resolution, due_notifications,
+    escalation_status, next_deadline,
 };
 use wardline_domain::{CareTeamId, UserId};
 
@@ -205,6 +206,53 @@ fn escalation_steps_fall_due_in_order_repeat_and_stop_when_acknowledged() {
     let alarm = board.get(&id).unwrap();
     assert!(due_notifications(alarm, &policy, at(60.0)).is_empty());
     assert_eq!(next_deadline(alarm, &policy), None);
+}
+
+#[test]
+fn the_escalation_status_names_the_level_reached_and_the_next_step() {
+    let (mut board, id, _) = urgent_low_board();
+    let policy = policy();
+    let status = |board: &AlarmBoard| escalation_status(board.get(&id).unwrap(), &policy);
+    let before = status(&board);
+    assert_eq!((before.levels, before.rounds), (2, 2));
+    assert_eq!((before.level, before.round), (None, None));
+    let next = before.next.unwrap();
+    assert_eq!((next.level, next.round, next.due_at), (1, 1, at(0.0)));
+    assert_eq!(next.notify, policy.steps[0].notify);
+
+    let notify = |board: &mut AlarmBoard, minute: f64| {
+        let due = due_notifications(board.get(&id).unwrap(), &policy, at(minute));
+        board.record_notified(&due);
+    };
+    notify(&mut board, 0.0);
+    let first = status(&board);
+    assert_eq!((first.level, first.round), (Some(1), Some(1)));
+    let next = first.next.unwrap();
+    assert_eq!((next.level, next.round, next.due_at), (2, 1, at(10.0)));
+    assert_eq!(next.notify, policy.steps[1].notify);
+
+    // Into the second round: level 1 again, round 2.
+    notify(&mut board, 26.0);
+    let repeated = status(&board);
+    assert_eq!((repeated.level, repeated.round), (Some(1), Some(2)));
+    assert_eq!(repeated.next.unwrap().due_at, at(35.0));
+    notify(&mut board, 35.0);
+    let last = status(&board);
+    assert_eq!(
+        (last.level, last.round, last.next),
+        (Some(2), Some(2), None)
+    );
+
+    // Acknowledging stops it where it was.
+    let (mut board, id, _) = urgent_low_board();
+    let due = due_notifications(board.get(&id).unwrap(), &policy, at(12.0));
+    board.record_notified(&due);
+    board.acknowledge(&id, UserId::random(), at(13.0)).unwrap();
+    let stopped = escalation_status(board.get(&id).unwrap(), &policy);
+    assert_eq!(
+        (stopped.level, stopped.round, stopped.next),
+        (Some(2), Some(1), None)
+    );
 }
 
 #[test]

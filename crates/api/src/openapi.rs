@@ -98,6 +98,13 @@ pub const OPERATIONS: &[Operation] = &[
         201,
     ),
     op(
+        "post",
+        "/api/v1/users/{user_id}/disable",
+        "Disable an account (admin): its sessions end and it cannot log in; never one's own",
+        Auth::Session,
+        204,
+    ),
+    op(
         "get",
         "/api/v1/care-teams",
         "List care teams (admin)",
@@ -195,10 +202,40 @@ pub const OPERATIONS: &[Operation] = &[
     op(
         "get",
         "/api/v1/patients/{patient_id}/observations/stream",
-        "Server-Sent Events: `observation` events as readings are committed",
+        "Server-Sent Events: `observation` events as readings are committed, `news2` events as NEWS2 is recomputed",
         Auth::Session,
         200,
     ),
+    op(
+        "get",
+        "/api/v1/observations/stream",
+        "Server-Sent Events for every patient the caller may read (a ward): `observation` and `news2` events on one connection",
+        Auth::Session,
+        200,
+    ),
+    op(
+        "get",
+        "/api/v1/patients/{patient_id}/care-teams",
+        "Who can see the patient's data: the active members of the patient's care teams, by name and role",
+        Auth::Session,
+        200,
+    ),
+    Operation {
+        query: &[
+            (
+                "before",
+                "only entries with a smaller sequence number (paging back)",
+            ),
+            ("limit", "1 to 500 (default 50)"),
+        ],
+        ..op(
+            "get",
+            "/api/v1/patients/{patient_id}/access-log",
+            "Every recorded look at the patient's data and every refused attempt, newest first (who, role, action, outcome)",
+            Auth::Session,
+            200,
+        )
+    },
     Operation {
         query: &[
             ("signal", "e.g. ecg-lead-ii"),

@@ -31,6 +31,10 @@ pub fn router(state: AppState) -> Router {
             get(people::list_users).post(people::create_user),
         )
         .route(
+            "/api/v1/users/{user_id}/disable",
+            post(people::disable_user),
+        )
+        .route(
             "/api/v1/care-teams",
             get(people::list_care_teams).post(people::create_care_team),
         )
@@ -60,6 +64,15 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/patients/{patient_id}/observations/latest",
             get(clinical::latest_observations),
         )
+        .route(
+            "/api/v1/patients/{patient_id}/care-teams",
+            get(people::patient_care_teams),
+        )
+        .route(
+            "/api/v1/patients/{patient_id}/access-log",
+            get(people::patient_access_log),
+        )
+        .route("/api/v1/observations/stream", get(clinical::ward_stream))
         .route(
             "/api/v1/patients/{patient_id}/observations/stream",
             get(clinical::observation_stream),

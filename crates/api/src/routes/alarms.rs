@@ -1,7 +1,7 @@
 //! Care plans, alarms and their notifications. Every read of a patient's plan or alarms
 //! goes through the access module; acting on an alarm needs the patient's care team.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -168,6 +168,50 @@ fn view(record: &AlarmRecord) -> Value {
     value
 }
 
+/// Names of the people and care teams that alarms mention, so that a screen can say who
+/// acknowledged, snoozed or resolved an alarm and whom its escalation notifies next.
+struct Names(HashMap<String, String>);
+
+impl Names {
+    async fn load(state: &AppState) -> Result<Self, ApiError> {
+        let mut names = HashMap::new();
+        for user in state.store.users().await? {
+            names.insert(user.id.to_string(), user.display_name);
+        }
+        for team in state.store.care_teams().await? {
+            names.insert(team.id.to_string(), team.name);
+        }
+        Ok(Self(names))
+    }
+
+    /// Adds `names`: {id: name} for every person or team the alarm mentions.
+    fn attach(&self, alarm: &mut Value) {
+        let mut mentioned: Vec<&Value> = vec![
+            &alarm["state"]["by"],
+            &alarm["state"]["resolution"]["user_id"],
+        ];
+        if let Some(events) = alarm["events"].as_array() {
+            mentioned.extend(events.iter().map(|event| &event["actor"]));
+        }
+        if let Some(notify) = alarm["escalation_status"]["next"]["notify"].as_array() {
+            for recipient in notify {
+                mentioned.push(&recipient["user_id"]);
+                mentioned.push(&recipient["care_team_id"]);
+            }
+        }
+        let names: serde_json::Map<String, Value> = mentioned
+            .into_iter()
+            .filter_map(Value::as_str)
+            .filter_map(|id| {
+                self.0
+                    .get(id)
+                    .map(|name| (id.to_owned(), Value::String(name.clone())))
+            })
+            .collect();
+        alarm["names"] = Value::Object(names);
+    }
+}
+
 /// The caller's alarm inbox across their patients, newest first.
 pub(crate) async fn inbox(
     State(state): State<AppState>,
@@ -193,9 +237,16 @@ pub(crate) async fn inbox(
             ..AlarmQuery::default()
         })
         .await?;
-    Ok(Json(
-        json!({ "alarms": alarms.iter().map(view).collect::<Vec<_>>() }),
-    ))
+    let names = Names::load(&state).await?;
+    let views: Vec<Value> = alarms
+        .iter()
+        .map(|alarm| {
+            let mut value = view(alarm);
+            names.attach(&mut value);
+            value
+        })
+        .collect();
+    Ok(Json(json!({ "alarms": views })))
 }
 
 #[derive(Deserialize)]
@@ -240,11 +291,13 @@ pub(crate) async fn patient_alarms(
             limit,
         })
         .await?;
+    let names = Names::load(&state).await?;
     let mut out = Vec::with_capacity(alarms.len());
     for alarm in &alarms {
         let events = state.store.alarm_events(&alarm.public_id).await?;
         let mut value = view(alarm);
         value["events"] = json!(events);
+        names.attach(&mut value);
         out.push(value);
     }
     Ok(Json(json!({ "alarms": out })))
@@ -331,6 +384,7 @@ pub(crate) async fn get_alarm(
             .collect::<Vec<_>>()
     );
     value["care_plan"] = json!(care_plan);
+    Names::load(&state).await?.attach(&mut value);
     Ok(Json(value))
 }
 
@@ -415,12 +469,18 @@ pub(crate) async fn stream(
         .iter()
         .map(|access| access.patient_id())
         .collect();
+    // Names as they were when the stream opened; a screen re-reads after a reconnect.
+    let names = Names::load(&state).await?;
     let feed = BroadcastStream::new(state.alarms.subscribe());
     let events = feed.filter_map(move |item| match item {
-        Ok(event) if patients.contains(&event.patient_id) => Some(Ok(Event::default()
-            .event("alarm")
-            .json_data(event.as_ref())
-            .unwrap_or_else(|_| Event::default().event("error")))),
+        Ok(event) if patients.contains(&event.patient_id) => {
+            let mut event = event.as_ref().clone();
+            names.attach(&mut event.alarm);
+            Some(Ok(Event::default()
+                .event("alarm")
+                .json_data(&event)
+                .unwrap_or_else(|_| Event::default().event("error"))))
+        }
         Ok(_) => None,
         // The client fell behind; it should re-read its inbox.
         Err(BroadcastStreamRecvError::Lagged(skipped)) => Some(Ok(Event::default()

@@ -1,7 +1,9 @@
 //! Patients and their health data. Every handler that returns health data first obtains a
 //! `PatientAccess` from the access module.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -18,7 +20,7 @@ use wardline_domain::{Observation, ObservationCode, PatientId, Signal};
 use wardline_store::{Device, NewPatient, ObservationQuery, PageCursor, Patient, WaveformQuery};
 
 use super::{Body, Params, parse_id};
-use crate::access::{authorize_patient, require_admin, visible_patients};
+use crate::access::{authorize_own_patients, authorize_patient, require_admin, visible_patients};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -323,7 +325,8 @@ pub(crate) async fn waveforms(
     Ok(Json(bodies))
 }
 
-/// Server-Sent Events: each observation of the patient as soon as it is committed.
+/// Server-Sent Events: each observation of the patient as soon as it is committed, and
+/// each NEWS2 recomputed from them.
 pub(crate) async fn observation_stream(
     State(state): State<AppState>,
     caller: Caller,
@@ -332,34 +335,61 @@ pub(crate) async fn observation_stream(
     let patient_id: PatientId = parse_id("patient_id", &patient_id)?;
     let access =
         authorize_patient(&state, &caller, patient_id, "observations.stream", None).await?;
-    let patient_id = access.patient_id();
-    let feed = BroadcastStream::new(state.ingest.live().subscribe());
-    let observations = feed.filter_map(move |item| match item {
-        Ok(observation) if observation.patient_id == patient_id => Some(Ok(Event::default()
-            .event("observation")
-            .json_data(observation.as_ref())
-            .unwrap_or_else(|_| Event::default().event("error")))),
-        Ok(_) => None,
+    Ok(live_events(&state, HashSet::from([access.patient_id()])))
+}
+
+/// Server-Sent Events for a whole ward: the observations and NEWS2 scores of every patient
+/// the caller may read, on one connection instead of one per patient. The set of patients
+/// is fixed when the stream opens (each one audited); a screen re-reads its list after a
+/// reconnect.
+pub(crate) async fn ward_stream(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let patients = authorize_own_patients(&state, &caller, "observations.stream_ward")
+        .await?
+        .iter()
+        .map(|access| access.patient_id())
+        .collect();
+    Ok(live_events(&state, patients))
+}
+
+fn live_events(
+    state: &AppState,
+    patients: HashSet<PatientId>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+    let watched = Arc::new(patients);
+    let lagged = |skipped: u64| {
         // The client fell behind; it should re-read the latest values.
-        Err(BroadcastStreamRecvError::Lagged(skipped)) => Some(Ok(Event::default()
+        Some(Ok(Event::default()
             .event("lagged")
-            .data(skipped.to_string()))),
-    });
+            .data(skipped.to_string())))
+    };
+    let of_patients = Arc::clone(&watched);
+    let observations =
+        BroadcastStream::new(state.ingest.live().subscribe()).filter_map(move |item| match item {
+            Ok(observation) if of_patients.contains(&observation.patient_id) => {
+                Some(Ok(Event::default()
+                    .event("observation")
+                    .json_data(observation.as_ref())
+                    .unwrap_or_else(|_| Event::default().event("error"))))
+            }
+            Ok(_) => None,
+            Err(BroadcastStreamRecvError::Lagged(skipped)) => lagged(skipped),
+        });
     // A recomputed NEWS2 is pushed as soon as it is stored, so a screen never shows a
     // score older than the vitals beside it for longer than the computation takes.
     let scores =
         BroadcastStream::new(state.ingest.live().subscribe_news2()).filter_map(move |item| {
             match item {
-                Ok(score) if score.patient_id == patient_id => Some(Ok(Event::default()
+                Ok(score) if watched.contains(&score.patient_id) => Some(Ok(Event::default()
                     .event("news2")
                     .json_data(score.as_ref())
                     .unwrap_or_else(|_| Event::default().event("error")))),
                 Ok(_) => None,
-                Err(BroadcastStreamRecvError::Lagged(skipped)) => Some(Ok(Event::default()
-                    .event("lagged")
-                    .data(skipped.to_string()))),
+                Err(BroadcastStreamRecvError::Lagged(skipped)) => lagged(skipped),
             }
         });
-    let events = observations.merge(scores);
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Sse::new(observations.merge(scores))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

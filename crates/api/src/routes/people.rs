@@ -1,9 +1,11 @@
 //! Login, accounts and care teams.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,7 @@ use wardline_domain::{CareTeamId, PatientId, Role, UserId};
 use wardline_store::{AuditEvent, AuditOutcome, AuditQuery, AuditRecord, CareTeam, NewUser, User};
 
 use super::{Body, Params, parse_id};
-use crate::access::{audit, require_admin};
+use crate::access::{audit, authorize_patient, require_admin};
 use crate::auth::{self, Caller, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -142,6 +144,28 @@ pub(crate) async fn list_users(
 ) -> Result<Json<Vec<User>>, ApiError> {
     require_admin(&state, &caller, "users.list", None).await?;
     Ok(Json(state.store.users().await?))
+}
+
+/// Disables an account (someone who left): their sessions end at once and they cannot log
+/// in again. Accounts are never deleted, so the audit trail keeps its names.
+pub(crate) async fn disable_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let user_id: UserId = parse_id("user_id", &user_id)?;
+    require_admin(&state, &caller, "users.disable", Some(user_id.to_string())).await?;
+    if user_id == caller.user.id {
+        return Err(ApiError::invalid(
+            "user_id",
+            "an admin cannot disable their own account (ask another admin)",
+        ));
+    }
+    if state.store.user(user_id).await?.is_none() {
+        return Err(ApiError::NotFound("user".into()));
+    }
+    state.store.set_user_disabled(user_id, true).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -347,4 +371,122 @@ pub(crate) async fn audit_log(
         limit: params.limit.unwrap_or(100).min(1000),
     };
     Ok(Json(state.store.audit_events(query).await?))
+}
+
+async fn users_by_id(state: &AppState) -> Result<HashMap<UserId, User>, ApiError> {
+    Ok(state
+        .store
+        .users()
+        .await?
+        .into_iter()
+        .map(|user| (user.id, user))
+        .collect())
+}
+
+#[derive(Serialize)]
+pub(crate) struct CareTeamMemberView {
+    display_name: String,
+    role: Role,
+}
+
+#[derive(Serialize)]
+pub(crate) struct PatientCareTeamView {
+    id: CareTeamId,
+    name: String,
+    members: Vec<CareTeamMemberView>,
+}
+
+/// Who can see a patient's data besides the patient: the active members of the patient's
+/// care teams, by name and role.
+pub(crate) async fn patient_care_teams(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(patient_id): Path<String>,
+) -> Result<Json<Vec<PatientCareTeamView>>, ApiError> {
+    let patient_id: PatientId = parse_id("patient_id", &patient_id)?;
+    let access = authorize_patient(&state, &caller, patient_id, "care_teams.read", None).await?;
+    let users = users_by_id(&state).await?;
+    let teams = state
+        .store
+        .care_teams()
+        .await?
+        .into_iter()
+        .filter(|team| team.patients.contains(&access.patient_id()))
+        .map(|team| PatientCareTeamView {
+            id: team.id,
+            name: team.name,
+            members: team
+                .members
+                .iter()
+                .filter_map(|id| users.get(id))
+                .filter(|user| !user.disabled)
+                .map(|user| CareTeamMemberView {
+                    display_name: user.display_name.clone(),
+                    role: user.role,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(Json(teams))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AccessLogParams {
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct AccessLogEntry {
+    sequence: i64,
+    time: DateTime<Utc>,
+    /// The person's display name, or the account name when the account is gone.
+    who: String,
+    role: Option<Role>,
+    action: String,
+    outcome: AuditOutcome,
+}
+
+/// Every recorded look at a patient's data and every refused attempt, newest first: the
+/// audit trail as the patient (or their care team) may see it, without addresses or
+/// details.
+pub(crate) async fn patient_access_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(patient_id): Path<String>,
+    Params(params): Params<AccessLogParams>,
+) -> Result<Json<Vec<AccessLogEntry>>, ApiError> {
+    let patient_id: PatientId = parse_id("patient_id", &patient_id)?;
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit", "1 to 500"));
+    }
+    let access = authorize_patient(&state, &caller, patient_id, "access_log.read", None).await?;
+    let events = state
+        .store
+        .audit_events(AuditQuery {
+            patient_id: Some(access.patient_id()),
+            actor: None,
+            action: None,
+            before: params.before,
+            limit,
+        })
+        .await?;
+    let users = users_by_id(&state).await?;
+    Ok(Json(
+        events
+            .into_iter()
+            .map(|event| {
+                let user = event.actor.and_then(|id| users.get(&id));
+                AccessLogEntry {
+                    sequence: event.sequence,
+                    time: event.time,
+                    who: user.map_or(event.actor_label, |user| user.display_name.clone()),
+                    role: user.map(|user| user.role),
+                    action: event.action,
+                    outcome: event.outcome,
+                }
+            })
+            .collect(),
+    ))
 }

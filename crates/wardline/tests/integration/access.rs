@@ -189,6 +189,8 @@ async fn only_the_care_team_and_the_patient_read_a_patients_data() {
         format!("/api/v1/patients/{}/observations/latest", ward.patient_id),
         format!("/api/v1/patients/{}/observations/stream", ward.patient_id),
         format!("/api/v1/patients/{}/waveforms", ward.patient_id),
+        format!("/api/v1/patients/{}/care-teams", ward.patient_id),
+        format!("/api/v1/patients/{}/access-log", ward.patient_id),
     ] {
         let response = server.get(&xavier, &path).await;
         assert_eq!(response.status(), 403, "{path}");
@@ -269,6 +271,172 @@ async fn only_the_care_team_and_the_patient_read_a_patients_data() {
         .await
         .unwrap();
     assert_eq!(allowed[0]["outcome"], json!("allowed"));
+}
+
+/// A patient sees who can see their data (their care team, by name) and every recorded
+/// look at it, refused attempts included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_sees_their_care_team_and_who_looked_at_their_data() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let patient_password = "my own long password";
+    server
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "ada", "display_name": "Ada", "role": "patient", "password": patient_password, "patient_id": ward.patient_id}))
+        .await;
+    let nurse = server
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "nurse.joy", "display_name": "Nurse Joy", "role": "nurse", "password": patient_password}))
+        .await;
+    server
+        .post_ok(
+            &ward.admin,
+            &format!("/api/v1/care-teams/{}/members", ward.team_id),
+            json!({"user_id": nurse["user"]["id"]}),
+        )
+        .await;
+    // A member who left: disabled accounts no longer see anything, so they are not listed.
+    let gone = server
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "dr.gone", "display_name": "Dr Gone", "role": "clinician", "password": patient_password}))
+        .await;
+    server
+        .post_ok(
+            &ward.admin,
+            &format!("/api/v1/care-teams/{}/members", ward.team_id),
+            json!({"user_id": gone["user"]["id"]}),
+        )
+        .await;
+    let gone_path = format!(
+        "/api/v1/users/{}/disable",
+        gone["user"]["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        server
+            .post(&ward.clinician, &gone_path, json!({}))
+            .await
+            .status(),
+        403,
+        "only admins disable accounts"
+    );
+    assert_eq!(
+        server
+            .post(&ward.admin, &gone_path, json!({}))
+            .await
+            .status(),
+        204
+    );
+    let own = format!("/api/v1/users/{}/disable", ward.admin.user_id);
+    assert_eq!(
+        server.post(&ward.admin, &own, json!({})).await.status(),
+        400
+    );
+    let outsider = "xavier";
+    server
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": outsider, "display_name": "Dr X", "role": "clinician", "password": patient_password}))
+        .await;
+    let xavier = server.login(outsider, patient_password).await;
+    let latest = format!("/api/v1/patients/{}/observations/latest", ward.patient_id);
+    assert_eq!(server.get(&xavier, &latest).await.status(), 403);
+    assert_eq!(server.get(&ward.clinician, &latest).await.status(), 200);
+
+    let ada = server.login("ada", patient_password).await;
+    let teams: Value = server
+        .get(
+            &ada,
+            &format!("/api/v1/patients/{}/care-teams", ward.patient_id),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let teams = teams.as_array().unwrap();
+    assert_eq!(teams.len(), 1, "{teams:?}");
+    assert_eq!(teams[0]["name"], json!(format!("Team {}", ward.patient_id)));
+    let mut members: Vec<(String, String)> = teams[0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|member| {
+            (
+                member["display_name"].as_str().unwrap().to_owned(),
+                member["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    members.sort();
+    assert_eq!(
+        members,
+        [
+            ("Dr Clinician".to_owned(), "clinician".to_owned()),
+            ("Nurse Joy".to_owned(), "nurse".to_owned()),
+        ]
+    );
+
+    let log: Value = server
+        .get(
+            &ada,
+            &format!("/api/v1/patients/{}/access-log?limit=500", ward.patient_id),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let log = log.as_array().unwrap();
+    let entry = |who: &str, action: &str| {
+        log.iter()
+            .find(|entry| entry["who"] == json!(who) && entry["action"] == json!(action))
+            .cloned()
+    };
+    let clinician_read =
+        entry("Dr Clinician", "observations.read_latest").expect("the clinician's read");
+    assert_eq!(clinician_read["outcome"], json!("allowed"));
+    assert_eq!(clinician_read["role"], json!("clinician"));
+    let refused = entry("Dr X", "observations.read_latest").expect("the outsider's attempt");
+    assert_eq!(refused["outcome"], json!("denied"));
+    assert!(
+        log.iter()
+            .all(|entry| entry.get("remote_addr").is_none() && entry.get("detail").is_none()),
+        "addresses and details stay with the admins"
+    );
+    // Newest first, and paging back goes further into the past.
+    let sequences: Vec<i64> = log
+        .iter()
+        .map(|e| e["sequence"].as_i64().unwrap())
+        .collect();
+    assert!(
+        sequences.windows(2).all(|pair| pair[0] > pair[1]),
+        "{sequences:?}"
+    );
+    let oldest = sequences[sequences.len() / 2];
+    let older: Value = server
+        .get(
+            &ada,
+            &format!(
+                "/api/v1/patients/{}/access-log?before={oldest}",
+                ward.patient_id
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        older
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["sequence"].as_i64().unwrap() < oldest)
+    );
+    let too_many = server
+        .get(
+            &ada,
+            &format!(
+                "/api/v1/patients/{}/access-log?limit=100000",
+                ward.patient_id
+            ),
+        )
+        .await;
+    assert_eq!(too_many.status(), 400);
+    let body: Value = too_many.json().await.unwrap();
+    assert_eq!(body["error"]["field"], json!("limit"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

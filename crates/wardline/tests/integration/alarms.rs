@@ -363,6 +363,19 @@ async fn an_unacknowledged_high_alarm_escalates_and_acknowledging_stops_it() {
         started.elapsed() >= Duration::from_millis(1500),
         "escalated only after the delay"
     );
+    // Where the escalation stands, with the names of whom it notifies next.
+    let status = &escalated["alarm"]["escalation_status"];
+    assert_eq!(
+        (&status["levels"], &status["level"], &status["round"]),
+        (&json!(2), &json!(2), &json!(1)),
+        "{status}"
+    );
+    assert_eq!(status["next"]["level"], json!(1), "{status}");
+    assert_eq!(status["next"]["round"], json!(2), "{status}");
+    assert_eq!(
+        escalated["alarm"]["names"][&ward.team_id],
+        json!(format!("Team {}", ward.patient_id))
+    );
 
     let acknowledged = server
         .post_ok(
@@ -376,6 +389,24 @@ async fn an_unacknowledged_high_alarm_escalates_and_acknowledging_stops_it() {
     stream
         .expect(Duration::from_secs(5), is("acknowledged"))
         .await;
+    // Who acknowledged it, by name; the escalation stopped where it was.
+    let (_, shown) = get_json(
+        &server,
+        &ward.clinician,
+        &format!("/api/v1/alarms/{alarm_id}"),
+    )
+    .await;
+    assert_eq!(
+        shown["names"][&ward.clinician.user_id],
+        json!("Dr Clinician"),
+        "{shown}"
+    );
+    assert_eq!(shown["escalation_status"]["next"], Value::Null, "{shown}");
+    assert!(
+        shown["escalation_status"]["level"]
+            .as_u64()
+            .is_some_and(|level| level >= 1)
+    );
     let later = stream.collect(Duration::from_secs(5)).await;
     assert!(
         later

@@ -55,20 +55,6 @@ async fn backdated_device(server: &TestServer, ward: &Ward, kind: &str) -> Enrol
     device
 }
 
-async fn device_post(server: &TestServer, device: &EnrolledDevice, body: Value) {
-    let response = server
-        .client
-        .post(server.url(&format!("/api/v1/devices/{}/readings", device.id)))
-        .bearer_auth(&device.secret)
-        .json(&body)
-        .send()
-        .await
-        .expect("device POST");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    assert_eq!(status, 200, "device POST: {text}");
-}
-
 /// Posts `seconds` of a record, from `offset_s` into it, as 10-s chunks starting at `start`.
 async fn post_ecg(
     server: &TestServer,
@@ -84,15 +70,15 @@ async fn post_ecg(
     let segment = &samples[first..first + seconds * rate as usize];
     for (index, chunk) in segment.chunks(per_chunk).enumerate() {
         let chunk_start = start + TimeDelta::seconds(10 * index as i64);
-        device_post(
-            server,
-            device,
-            json!({"v": 1, "waveform": {
+        server
+            .device_post(
+                device,
+                json!({"v": 1, "waveform": {
                 "seq": index, "signal": "ecg-lead-ii", "rate_hz": rate,
                 "start": chunk_start.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "gain": gain, "baseline": baseline, "samples": chunk}}),
-        )
-        .await;
+            )
+            .await;
     }
 }
 
@@ -192,18 +178,18 @@ async fn vital_signs_give_a_partial_news2_naming_what_is_missing() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
     let time = Utc::now().to_rfc3339();
-    device_post(
-        &server,
-        &ward.device,
-        json!({"v": 1, "readings": [
-            {"seq": 1, "code": "9279-1", "value": 22, "unit": "/min", "time": time},
-            {"seq": 2, "code": "59408-5", "value": 95, "unit": "%", "time": time},
-            {"seq": 3, "code": "8480-6", "value": 125, "unit": "mm[Hg]", "time": time},
-            {"seq": 4, "code": "8867-4", "value": 72, "unit": "/min", "time": time},
-            {"seq": 5, "code": "8310-5", "value": 98.6, "unit": "[degF]", "time": time}
-        ]}),
-    )
-    .await;
+    server
+        .device_post(
+            &ward.device,
+            json!({"v": 1, "readings": [
+                {"seq": 1, "code": "9279-1", "value": 22, "unit": "/min", "time": time},
+                {"seq": 2, "code": "59408-5", "value": 95, "unit": "%", "time": time},
+                {"seq": 3, "code": "8480-6", "value": 125, "unit": "mm[Hg]", "time": time},
+                {"seq": 4, "code": "8867-4", "value": 72, "unit": "/min", "time": time},
+                {"seq": 5, "code": "8310-5", "value": 98.6, "unit": "[degF]", "time": time}
+            ]}),
+        )
+        .await;
     let latest_path = format!("/api/v1/patients/{}/news2/latest", ward.patient_id);
     let latest: Value = eventually("a NEWS2 result", || async {
         let response = server.get(&ward.clinician, &latest_path).await;
@@ -243,7 +229,9 @@ async fn the_cgm_report_is_for_the_care_team_only() {
                    "unit": "mg/dL", "time": (start + TimeDelta::minutes(5 * i64::from(i))).to_rfc3339()})
         })
         .collect();
-    device_post(&server, &cgm, json!({"v": 1, "readings": readings})).await;
+    server
+        .device_post(&cgm, json!({"v": 1, "readings": readings}))
+        .await;
     let path = format!(
         "/api/v1/patients/{}/reports/cgm?from={}&utc_offset=%2B01:00",
         ward.patient_id,
@@ -314,44 +302,22 @@ async fn a_recomputed_news2_is_pushed_on_the_live_stream() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
     let mut stream = server
-        .get(
+        .events(
             &ward.clinician,
             &format!("/api/v1/patients/{}/observations/stream", ward.patient_id),
         )
         .await;
-    assert_eq!(stream.status(), 200);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let time = Utc::now().to_rfc3339();
-    device_post(
-        &server,
-        &ward.device,
-        json!({"v": 1, "readings": [
-            {"seq": 1, "code": "59408-5", "value": 91, "unit": "%", "time": time},
-            {"seq": 2, "code": "8867-4", "value": 72, "unit": "/min", "time": time}
-        ]}),
-    )
-    .await;
-    let mut received = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let score: Value = loop {
-        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
-            .await
-            .expect("a news2 event in time")
-            .expect("stream")
-            .expect("open");
-        received.push_str(&String::from_utf8_lossy(&chunk));
-        let found = received.split("\n\n").find_map(|event| {
-            event
-                .lines()
-                .any(|line| line == "event: news2")
-                .then(|| event.lines().find_map(|line| line.strip_prefix("data: ")))
-                .flatten()
-                .and_then(|data| serde_json::from_str::<Value>(data).ok())
-        });
-        if let Some(score) = found {
-            break score;
-        }
-    };
+    server
+        .device_post(
+            &ward.device,
+            json!({"v": 1, "readings": [
+                {"seq": 1, "code": "59408-5", "value": 91, "unit": "%", "time": time},
+                {"seq": 2, "code": "8867-4", "value": 72, "unit": "/min", "time": time}
+            ]}),
+        )
+        .await;
+    let score = stream.next("news2", Duration::from_secs(15)).await;
     // SpO2 91 % on scale 1 scores 3 on its own.
     assert_eq!(score["complete"], json!(false), "{score}");
     assert_eq!(score["total"], json!(3), "{score}");

@@ -404,14 +404,11 @@ async fn live_stream_delivers_new_observations() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
     let mut stream = server
-        .get(
+        .events(
             &ward.clinician,
             &format!("/api/v1/patients/{}/observations/stream", ward.patient_id),
         )
         .await;
-    assert_eq!(stream.status(), 200);
-    // Give the server a moment to subscribe before the reading lands.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let response = server
         .client
         .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
@@ -421,23 +418,105 @@ async fn live_stream_delivers_new_observations() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let mut received = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !received.contains("event: observation") || !received.contains("\n\n") {
-        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
-            .await
-            .expect("event in time")
-            .unwrap()
-            .expect("open");
-        received.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    let data = received
-        .lines()
-        .find_map(|line| line.strip_prefix("data: "))
-        .expect("data line");
-    let observation: Value = serde_json::from_str(data).unwrap();
+    let observation = stream.next("observation", Duration::from_secs(10)).await;
     assert_eq!(observation["value"], json!(88.0));
     assert_eq!(observation["patient_id"], json!(ward.patient_id));
+}
+
+/// The ward stream carries every patient of the caller's care teams on one connection,
+/// and nothing of anyone else's patients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ward_stream_carries_my_patients_and_no_one_elses() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let other_ward = server.ward().await;
+    // A second patient in the first ward's care team.
+    let second = server
+        .post_ok(
+            &ward.admin,
+            "/api/v1/patients",
+            json!({"display_name": "Second Patient"}),
+        )
+        .await;
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    server
+        .post_ok(
+            &ward.admin,
+            &format!("/api/v1/care-teams/{}/patients", ward.team_id),
+            json!({"patient_id": second_id}),
+        )
+        .await;
+    let second_device = server
+        .enrol(&ward.admin, "pulse_oximeter", Some(&second_id))
+        .await;
+    let mut stream = server
+        .events(&ward.clinician, "/api/v1/observations/stream")
+        .await;
+    let time = chrono::Utc::now().to_rfc3339();
+    let post = |device, seq, code: &str, value: f64, unit: &str| {
+        server.device_post(
+            device,
+            json!({"v": 1, "seq": seq, "code": code, "value": value, "unit": unit, "time": time}),
+        )
+    };
+    post(&other_ward.device, 1, "99504-3", 99.0, "mg/dL").await;
+    post(&ward.device, 1, "99504-3", 141.0, "mg/dL").await;
+    post(&second_device, 1, "59408-5", 93.0, "%").await;
+    let events = stream.all_within(Duration::from_secs(3)).await;
+    let observed: Vec<(String, f64)> = events
+        .iter()
+        .filter(|(name, _)| name == "observation")
+        .map(|(_, data)| {
+            (
+                data["patient_id"].as_str().unwrap().to_owned(),
+                data["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        observed.contains(&(ward.patient_id.clone(), 141.0)),
+        "{observed:?}"
+    );
+    assert!(
+        observed.contains(&(second_id.clone(), 93.0)),
+        "{observed:?}"
+    );
+    assert!(
+        observed
+            .iter()
+            .all(|(patient, _)| *patient != other_ward.patient_id),
+        "another team's patient leaked into the ward stream: {observed:?}"
+    );
+    // The NEWS2 recomputed from the second patient's SpO2 comes on the same connection.
+    assert!(
+        events
+            .iter()
+            .any(|(name, data)| name == "news2" && data["patient_id"] == json!(second_id)),
+        "{events:?}"
+    );
+    // Opening it audits a read of each of the caller's patients.
+    let audit: Value = server
+        .get(
+            &ward.admin,
+            &format!(
+                "/api/v1/audit?user_id={}&action=observations.stream_ward",
+                ward.clinician.user_id
+            ),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut audited: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| event["patient_id"].as_str().unwrap())
+        .collect();
+    audited.sort_unstable();
+    let mut expected = vec![ward.patient_id.as_str(), second_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(audited, expected);
 }
 
 /// The README's example: Mosquitto's own command-line client, over TLS, both versions.

@@ -204,6 +204,34 @@ impl TestServer {
         }
     }
 
+    /// A device's HTTPS post of a reading message (JSON); fails the test unless stored.
+    pub(crate) async fn device_post(&self, device: &EnrolledDevice, body: Value) {
+        let response = self
+            .client
+            .post(self.url(&format!("/api/v1/devices/{}/readings", device.id)))
+            .bearer_auth(&device.secret)
+            .json(&body)
+            .send()
+            .await
+            .expect("device POST");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        assert_eq!(status, 200, "device POST: {text}");
+    }
+
+    /// Opens a Server-Sent Events stream as `session`; fails the test unless it opens.
+    pub(crate) async fn events(&self, session: &Session, path: &str) -> EventStream {
+        let response = self.get(session, path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        // The server subscribes to its feeds as the response starts; give it a moment so
+        // that what the test sends next is not sent before anyone listens.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
     /// Observations of one code for a patient, as a clinician sees them.
     pub(crate) async fn observations(
         &self,
@@ -230,6 +258,73 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A Server-Sent Events stream being read.
+pub(crate) struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    /// The next event of any name, as (name, JSON data), or `None` when nothing arrives
+    /// before `deadline`.
+    pub(crate) async fn next_any(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Option<(String, Value)> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let name = block
+                    .lines()
+                    .find_map(|line| line.strip_prefix("event: "))
+                    .unwrap_or("message")
+                    .to_owned();
+                let data = block
+                    .lines()
+                    .find_map(|line| line.strip_prefix("data: "))
+                    .and_then(|data| {
+                        serde_json::from_str(data)
+                            .ok()
+                            .or_else(|| Some(Value::String(data.to_owned())))
+                    });
+                match data {
+                    Some(data) => return Some((name, data)),
+                    // A keep-alive comment.
+                    None => continue,
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .expect("stream")
+                .expect("stream still open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next event called `name` within `within`, skipping others.
+    pub(crate) async fn next(&mut self, name: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match self.next_any(deadline).await {
+                Some((event, data)) if event == name => return data,
+                Some(_) => continue,
+                None => panic!("no `{name}` event within {within:?}"),
+            }
+        }
+    }
+
+    /// Every event that arrives within `window`.
+    pub(crate) async fn all_within(&mut self, window: Duration) -> Vec<(String, Value)> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut events = Vec::new();
+        while let Some(event) = self.next_any(deadline).await {
+            events.push(event);
+        }
+        events
     }
 }
 
