@@ -354,9 +354,24 @@ impl Rule {
                 bad(format!("{name} must be a finite number, not {value}"))
             }
         };
+        // A limit no reading can reach would never raise (or always hold): most likely a
+        // typing slip such as 7075 for 75, which must not pass silently.
+        let measurable = |code: ObservationCode, value: f64| -> Result<()> {
+            let spec = code.spec();
+            let (min, max) = spec.possible_range;
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                bad(format!(
+                    "value {value} {} is outside what {} can measure ({min} to {max})",
+                    spec.canonical_unit, spec.display
+                ))
+            }
+        };
         match &self.kind {
             RuleKind::Threshold(r) => {
                 finite("value", r.value)?;
+                measurable(r.code, r.value)?;
                 non_negative("hysteresis", r.hysteresis)?;
                 duration("min_duration_secs", r.min_duration_secs, true)
             }
@@ -375,6 +390,7 @@ impl Rule {
             }
             RuleKind::PredictedCrossing(r) => {
                 finite("value", r.value)?;
+                measurable(r.code, r.value)?;
                 non_negative("hysteresis", r.hysteresis)?;
                 duration("min_duration_secs", r.min_duration_secs, true)?;
                 duration("horizon_secs", r.horizon_secs, false)
@@ -439,6 +455,16 @@ mod tests {
         let mut empty_id = threshold(0, 0.0);
         empty_id.id = RuleId::new("");
         assert!(empty_id.validate().is_err());
+        // A limit no glucose reading can reach (75 typed as 7075) names the range.
+        let mut slip = threshold(900, 10.0);
+        if let RuleKind::Threshold(rule) = &mut slip.kind {
+            rule.value = 7075.0;
+        }
+        let error = slip.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("7075") && error.contains("can measure"),
+            "{error}"
+        );
     }
 
     #[test]
