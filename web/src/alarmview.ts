@@ -2,13 +2,13 @@
 // an icon and a word, never a colour alone.
 
 import { h } from './dom';
-import { priorityRank, type Alarm, type AlarmStateName } from './features';
+import { priorityRank, type Alarm, type AlarmStateName, type EscalationStatus, type Recipient } from './features';
 import { formatTime, timeAgo, timeUntil } from './format';
 import { currentUser } from './session';
 
 const STATE: Record<AlarmStateName, { icon: string; label: string; order: number }> = {
   open: { icon: '●', label: 'Open', order: 0 },
-  snoozed: { icon: '⏸', label: 'Snoozed', order: 1 },
+  snoozed: { icon: '‖', label: 'Snoozed', order: 1 },
   acknowledged: { icon: '✓', label: 'Acknowledged', order: 2 },
   resolved: { icon: '✔', label: 'Resolved', order: 3 },
 };
@@ -35,29 +35,54 @@ export function alarmText(alarm: Alarm): { title: string; detail: string } {
   return at > 0 ? { title: alarm.message.slice(0, at), detail: alarm.message.slice(at + 2) } : { title: alarm.message, detail: '' };
 }
 
-/** Who did it, as the viewer would say it. */
-export function actorName(userId: string | null | undefined): string {
+/** Who did it, as the viewer would say it: "you", or the person's name. */
+export function actorName(userId: string | null | undefined, alarm?: Alarm): string {
   if (!userId) return 'Wardline';
-  return userId === currentUser()?.id ? 'you' : 'a care team member';
+  if (userId === currentUser()?.id) return 'you';
+  return alarm?.names?.[userId] ?? 'a care team member';
 }
 
-/** Where the alarm's escalation stands. `level`: the last notification level seen live. */
-export function escalationLine(alarm: Alarm, level?: number): HTMLElement {
+/** Whom a step notifies, by name where the server gave one. */
+function recipientNames(alarm: Alarm, recipients: Recipient[]): string {
+  const names = recipients.map((recipient) =>
+    recipient.to === 'user'
+      ? actorName(recipient.user_id, alarm)
+      : alarm.names?.[recipient.care_team_id] ?? 'the care team',
+  );
+  return names.length ? names.join(', ') : 'nobody';
+}
+
+/** "level 2 of 3" (with the round when the policy repeats), or null before any. */
+function levelText(status: EscalationStatus): string | null {
+  if (status.level === null) return null;
+  const round = status.rounds > 1 && status.round !== null ? `, round ${status.round} of ${status.rounds}` : '';
+  return `level ${status.level} of ${status.levels}${round}`;
+}
+
+/** Where the alarm's escalation stands. */
+export function escalationLine(alarm: Alarm): HTMLElement {
   const sent = alarm.escalation.sent;
+  const status = alarm.escalation_status;
   const notified = sent === 0 ? 'nobody notified yet' : `${sent} notification${sent === 1 ? '' : 's'} sent`;
+  const reached = status ? levelText(status) : null;
   const parts: (Node | string)[] = [];
   switch (alarm.state.state) {
     case 'open':
       parts.push(`Escalation: ${notified}`);
-      if (level) parts.push(`, level ${level}`);
-      parts.push(alarm.next_deadline ? '; next step due ' : '; no further step scheduled');
-      if (alarm.next_deadline) parts.push(timeUntil(alarm.next_deadline));
+      if (reached) parts.push(`, ${reached}`);
+      if (status?.next) {
+        parts.push(`; next: level ${status.next.level}, ${recipientNames(alarm, status.next.notify)}, `, timeUntil(status.next.due_at));
+      } else if (alarm.next_deadline) {
+        parts.push('; next step due ', timeUntil(alarm.next_deadline));
+      } else {
+        parts.push('; no further step scheduled');
+      }
       break;
     case 'snoozed':
       parts.push('Escalation paused; it restarts from the first step at ', timeUntil(alarm.state.until));
       break;
     case 'acknowledged':
-      parts.push(`Escalation stopped: acknowledged by ${actorName(alarm.state.by)} `, timeAgo(alarm.state.at));
+      parts.push(`Escalation stopped${reached ? ` at ${reached}` : ''}: acknowledged by ${actorName(alarm.state.by, alarm)} `, timeAgo(alarm.state.at));
       break;
     case 'resolved':
       parts.push('Resolved ', timeAgo(alarm.state.at));
@@ -82,7 +107,7 @@ export function resolutionText(alarm: Alarm): string {
   const resolution = alarm.state.resolution;
   return resolution.by === 'condition_cleared'
     ? `resolved by itself when the condition cleared, ${formatTime(alarm.state.at)}`
-    : `resolved by ${actorName(resolution.user_id)}, ${formatTime(alarm.state.at)}: “${resolution.note}”`;
+    : `resolved by ${actorName(resolution.user_id, alarm)}, ${formatTime(alarm.state.at)}: “${resolution.note}”`;
 }
 
 /** Unresolved first by state (open, snoozed, acknowledged), then priority, then newest. */

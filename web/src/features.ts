@@ -69,9 +69,24 @@ export interface Alarm {
   escalation: { since: string; cause: 'raised' | 'reoccurred' | 'snooze_expired'; sent: number };
   /** When the next escalation step is due; null when nothing more is scheduled. */
   next_deadline: string | null;
+  /** Where the escalation stands (absent on alarms stored before it was recorded). */
+  escalation_status?: EscalationStatus;
+  /** Names of the people and care teams the alarm mentions, by id. */
+  names?: Record<string, string>;
   updated?: string;
   /** The alarm's history (patient alarm history and single-alarm reads). */
   events?: AlarmHistoryEvent[];
+}
+
+export type Recipient = { to: 'user'; user_id: string } | { to: 'care_team'; care_team_id: string };
+
+/** crates/alerting/src/escalation.rs: levels and rounds count from 1. */
+export interface EscalationStatus {
+  levels: number;
+  rounds: number;
+  level: number | null;
+  round: number | null;
+  next: { level: number; round: number; due_at: string; notify: Recipient[] } | null;
 }
 
 export interface AlarmNotification {
@@ -175,6 +190,7 @@ export function programLabel(program: string): string {
 
 /** GET /api/v1/patients/{id}/news2/latest (store's News2Record). */
 export interface News2 {
+  patient_id: string;
   time: string;
   complete: boolean;
   /** The total when complete, otherwise the minimum total. */
@@ -218,6 +234,53 @@ export const endpoints = {
   },
   rhythmEvents: (patientId: string, from: Date) => patientPath(patientId, `/rhythm-events?from=${encodeURIComponent(from.toISOString())}`),
 };
+
+// ---------------------------------------------------------------------------------------
+// Who can see a patient's data, and who looked (crates/api/src/routes/people.rs)
+
+export interface PatientCareTeam {
+  id: string;
+  name: string;
+  members: { display_name: string; role: string }[];
+}
+
+export interface AccessLogEntry {
+  sequence: number;
+  time: string;
+  who: string;
+  role: string | null;
+  action: string;
+  outcome: 'allowed' | 'denied' | 'failed';
+}
+
+export const patientCareTeams = (patientId: string, signal?: AbortSignal) =>
+  api<PatientCareTeam[]>(patientPath(patientId, '/care-teams'), { signal });
+
+export const accessLog = (patientId: string, limit: number, signal?: AbortSignal) =>
+  api<AccessLogEntry[]>(patientPath(patientId, `/access-log?limit=${limit}`), { signal });
+
+/** What an audited action looked at, in a patient's words. */
+const ACCESS_WHAT: Record<string, string> = {
+  patient: 'your record',
+  observations: 'your readings',
+  waveforms: 'your ECG',
+  devices: 'your devices',
+  care_plan: 'your care plan',
+  care_teams: 'your care team',
+  alarms: 'your alarms',
+  news2: 'your NEWS2 score',
+  cgm_report: 'your glucose report',
+  rhythm_events: 'your heart rhythm events',
+  access_log: 'this list',
+};
+
+export function accessWhat(action: string): string {
+  const [what, verb = ''] = action.split('.');
+  const thing = ACCESS_WHAT[what] ?? what.replace(/_/g, ' ');
+  if (verb.startsWith('stream')) return `${thing}, live`;
+  if (['acknowledge', 'resolve', 'snooze', 'change'].includes(verb)) return `${thing} (${verb}d)`;
+  return thing;
+}
 
 /** Open, acknowledged and snoozed alarms of the caller's patients. */
 export const inboxAlarms = async (signal?: AbortSignal) =>

@@ -1,6 +1,7 @@
-// Server-Sent Events from /api/v1/patients/{id}/observations/stream. EventSource sends
-// the session cookie (same origin) and reconnects by itself; after a reconnect or a
-// `lagged` event the page re-reads the latest values, since events may have been missed.
+// Server-Sent Events from /api/v1/patients/{id}/observations/stream (one patient) and
+// /api/v1/observations/stream (all my patients, for the ward). EventSource sends the
+// session cookie (same origin) and reconnects by itself; after a reconnect or a `lagged`
+// event the page re-reads the latest values, since events may have been missed.
 
 import type { Observation } from './api';
 import { patientPath } from './api';
@@ -17,8 +18,22 @@ export interface LiveHandlers {
   onState?(state: LiveState): void;
 }
 
+/** One patient's observations and NEWS2 scores. */
 export function subscribe(patientId: string, handlers: LiveHandlers): () => void {
-  const source = new EventSource(patientPath(patientId, '/observations/stream'));
+  return observationStream(patientPath(patientId, '/observations/stream'), handlers);
+}
+
+/**
+ * The observations and NEWS2 scores of every patient the caller may read, on one
+ * connection (browsers allow only a few connections per server over HTTP/1.1).
+ * Each event names its patient.
+ */
+export function subscribeWard(handlers: LiveHandlers): () => void {
+  return observationStream('/api/v1/observations/stream', handlers);
+}
+
+function observationStream(url: string, handlers: LiveHandlers): () => void {
+  const source = new EventSource(url);
   let opened = false;
   handlers.onState?.('connecting');
   source.addEventListener('open', () => {

@@ -1,21 +1,29 @@
-// Browser tests: the real server, the real app, Debian's Chromium driven by
-// playwright-core. Run with `npm test` (WARDLINE_BIN: the wardline binary, default
-// ../target/debug/wardline; CHROMIUM: the browser, default /usr/bin/chromium).
+// Browser tests: the real server, the real app, Debian's Chromium or Firefox ESR driven by
+// playwright-core. Run with `npm test` (Chromium) or `npm run test:firefox`.
+// WARDLINE_BIN: the wardline binary, default ../target/debug/wardline; CHROMIUM and
+// FIREFOX: the browsers, default /usr/bin/chromium and /usr/bin/firefox-esr.
 //
 // TLS: the server makes its own CA. Chromium is told to accept certificates whose chain
 // holds that CA's public key (--ignore-certificate-errors-spki-list with the CA's SPKI
-// hash); this is for tests on loopback only, never for a browser that people use.
+// hash). Firefox has no such switch, so its contexts accept the loopback server's
+// certificate as an exception. Both are for tests on loopback only, never for a browser
+// that people use.
 
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { tmpdir } from 'node:os';
+import { chromium, firefox } from 'playwright-core';
 import { ok, startServer, syntheticEcg } from './server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const screenshots = path.resolve(here, '../../docs/screenshots');
+const browserName = process.env.WARDLINE_BROWSER ?? 'chromium';
+if (!['chromium', 'firefox'].includes(browserName)) throw new Error(`WARDLINE_BROWSER: chromium or firefox, not ${browserName}`);
+// The committed screenshots come from Chromium; other browsers' go to a temporary folder.
+const screenshots = process.env.WARDLINE_SCREENSHOTS
+  ?? (browserName === 'chromium' ? path.resolve(here, '../../docs/screenshots') : path.join(tmpdir(), `wardline-screenshots-${browserName}`));
 mkdirSync(screenshots, { recursive: true });
 
 const PASSWORD = 'correct horse battery staple';
@@ -36,6 +44,9 @@ let ecgTimer;
 let ecgSeq = 0;
 let readingSeq = 1_000_000;
 const consoleErrors = [];
+const PLAYWRIGHT_SCREENSHOT_STYLE = /blocked an inline style .*'sha256-YjaKGiklmzC6wjXA513HAMmzus8VE61XCOT\+SmwNZWA='/;
+/** Every path each page requested, in order. */
+const requestPaths = new WeakMap();
 
 async function login(username, password) {
   const body = await ok(server, 'POST', '/api/v1/auth/login', { body: { username, password } });
@@ -67,16 +78,37 @@ function sendEcgChunk() {
   return send(devices.ecg, { waveform: { seq: ecgSeq++, signal: 'ecg-lead-ii', rate_hz: 360, start: start.toISOString(), gain: 200, baseline: 1024, samples } });
 }
 
-async function newPage() {
-  const context = await browser.newContext({ viewport: { width: 1180, height: 820 }, deviceScaleFactor: 1, locale: 'en-GB', timezoneId: 'UTC' });
+async function newPage(options = {}) {
+  const context = await browser.newContext({
+    viewport: { width: 1180, height: 820 }, deviceScaleFactor: 1, locale: 'en-GB', timezoneId: 'UTC',
+    ignoreHTTPSErrors: browserName === 'firefox',
+    ...options,
+  });
   const page = await context.newPage();
-  page.on('pageerror', (error) => consoleErrors.push(`pageerror: ${error.message}`));
+  const paths = [];
+  requestPaths.set(page, paths);
+  page.on('request', (request) => paths.push(new URL(request.url()).pathname));
+  page.on('pageerror', (error) => {
+    // Playwright's screenshots insert `<style>body {}</style>` to settle animations; the
+    // app's CSP blocks it, and Firefox reports that. The hash is of exactly that text, so
+    // any other blocked style still fails the test.
+    if (PLAYWRIGHT_SCREENSHOT_STYLE.test(error.message)) return;
+    consoleErrors.push(`pageerror: ${error.message}`);
+  });
   page.on('console', (message) => {
     // Refused reads (401/403) are expected in the access tests, and 404s where there is
     // nothing yet (no NEWS2 scored); Chromium logs them all.
     if (message.type() === 'error' && !/status of 40[134]/.test(message.text())) consoleErrors.push(message.text());
   });
   return page;
+}
+
+/**
+ * Saves a screenshot under `name`. The caret is left as it is: hiding it makes Playwright
+ * inject a style element, which the app's CSP (rightly) blocks in Firefox.
+ */
+function snap(target, name, options = {}) {
+  return target.screenshot({ path: path.join(screenshots, name), caret: 'initial', ...options });
 }
 
 async function uiLogin(page, username, password) {
@@ -161,7 +193,15 @@ before(async () => {
   assert.equal(plan.plan.program, 'diabetes');
   ecgTimer = setInterval(() => void sendEcgChunk().catch(() => {}), 1000);
 
-  browser = await chromium.launch({
+  browser = await launchBrowser();
+});
+
+function launchBrowser() {
+  if (browserName === 'firefox') {
+    // Debian's Firefox ESR over WebDriver BiDi.
+    return firefox.launch({ channel: 'moz-firefox', executablePath: process.env.FIREFOX ?? '/usr/bin/firefox-esr', headless: true });
+  }
+  return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     headless: true,
     args: [
@@ -170,7 +210,7 @@ before(async () => {
       `--ignore-certificate-errors-spki-list=${server.caSpki}`,
     ],
   });
-});
+}
 
 after(async () => {
   clearInterval(ecgTimer);
@@ -217,11 +257,14 @@ test('a clinician logs in and sees the ward, live', async () => {
   await wardAlarm.waitFor({ timeout: 10000 });
   assert.match(await wardAlarm.textContent(), /High priority/, 'the priority is in words, not only colour');
   assert.deepEqual(await order(), [ada.id, abel.id]);
+  // One connection carries the whole ward's readings, not one per patient.
+  const streams = requestPaths.get(clinician).filter((name) => name.endsWith('/stream'));
+  assert.deepEqual([...new Set(streams)].sort(), ['/api/v1/alarms/stream', '/api/v1/observations/stream']);
   assert.equal(await clinician.evaluate(() => window.__sameDocument), true, 'no reload happened');
   const cookies = await clinician.context().cookies();
   const session = cookies.find((cookie) => cookie.name === 'wardline_session');
   assert.ok(session?.httpOnly && session.secure && session.sameSite === 'Strict', 'HttpOnly, Secure, SameSite=Strict session cookie');
-  await clinician.screenshot({ path: path.join(screenshots, 'ward.png'), fullPage: true });
+  await snap(clinician, 'ward.png', { fullPage: true });
 });
 
 test('the patient page shows a value update without reload and a moving ECG', async () => {
@@ -247,7 +290,7 @@ test('the patient page shows a value update without reload and a moving ECG', as
   const cgm = page.getByTestId('cgm-report');
   await cgm.locator('.tir-bar').waitFor({ timeout: 15000 });
   assert.match(await cgm.textContent(), /GMI\s*\d+\.\d %/);
-  await cgm.screenshot({ path: path.join(screenshots, 'cgm-report.png') });
+  await snap(cgm, 'cgm-report.png');
 
   // The alarm history and the care plan with its thresholds.
   await page.getByTestId('alarm-history').locator('li[data-state="open"]', { hasText: 'urgent low glucose' }).waitFor();
@@ -261,7 +304,7 @@ test('the patient page shows a value update without reload and a moving ECG', as
   await page.getByTestId(`value-${HR}`).filter({ hasText: '123' }).waitFor({ timeout: 5000 });
   assert.equal(await page.evaluate(() => window.__sameDocument), true, 'no reload happened');
   await page.waitForTimeout(1500);
-  await page.screenshot({ path: path.join(screenshots, 'patient.png'), fullPage: true });
+  await snap(page, 'patient.png', { fullPage: true });
 });
 
 test('30 days of 1-minute data load and draw in the trend chart', async () => {
@@ -280,7 +323,7 @@ test('30 days of 1-minute data load and draw in the trend chart', async () => {
   await page.getByRole('button', { name: 'Zoom in' }).focus();
   await page.keyboard.press('Enter');
   await page.getByRole('button', { name: 'Reset zoom' }).click();
-  await page.locator('section.trend').screenshot({ path: path.join(screenshots, 'trend-30d.png') });
+  await snap(page.locator('section.trend'), 'trend-30d.png');
 });
 
 test('a clinician changes a threshold with a reason, and the history shows it', async () => {
@@ -288,7 +331,19 @@ test('a clinician changes a threshold with a reason, and the history shows it', 
   const plan = page.getByTestId('care-plan');
   await plan.getByRole('button', { name: 'Change low glucose', exact: true }).click();
   const editor = page.getByTestId('rule-editor');
-  await editor.getByLabel('Limit (mg/dL)').fill('75');
+  const limit = editor.getByLabel('Limit (mg/dL)');
+  // A slip of the fingers (7075 for 75) is refused by the server, which says why.
+  await limit.clear();
+  await limit.fill('7075');
+  await editor.getByLabel('Reason for the change (required)').fill('typo');
+  const logged = consoleErrors.length;
+  await editor.getByRole('button', { name: 'Save change' }).click();
+  await editor.getByText(/Not saved: .*7075 mg\/dL is outside what .* can measure/).waitFor();
+  // Chromium logs the refused request (400); it is the expected outcome here.
+  consoleErrors.splice(logged).filter((text) => !/status of 400/.test(text)).forEach((text) => consoleErrors.push(text));
+  await editor.getByLabel('Reason for the change (required)').clear();
+  await limit.clear();
+  await limit.fill('75');
   // No reason: refused in the page, nothing is sent.
   await editor.getByRole('button', { name: 'Save change' }).click();
   await editor.getByText('A change needs a reason').waitFor();
@@ -340,7 +395,8 @@ test('the alarm inbox updates live; a clinician acknowledges, snoozes and resolv
   await highCard.waitFor();
   assert.match(await highCard.textContent(), /High priority/);
   assert.match(await highCard.textContent(), /Ada Lovelace/);
-  assert.match(await highCard.getByTestId('escalation').textContent(), /Escalation: /);
+  // Where its escalation stands, in words: the level reached and whom the next step notifies.
+  assert.match(await highCard.getByTestId('escalation').textContent(), /Escalation: \d+ notifications? sent, level 1 of 1, round \d+ of \d+; next: level 1, Cardiology ward, .*in \d+ min/);
   await page.getByText('● Live').waitFor();
 
   // The care team adds an SpO2 rule; a low reading opens a medium alarm, live.
@@ -364,7 +420,7 @@ test('the alarm inbox updates live; a clinician acknowledges, snoozes and resolv
   const highChoices = await highCard.getByLabel('Snooze for').locator('option').allTextContents();
   assert.deepEqual(highChoices, ['5 min', '10 min', '15 min', '30 min']);
   await page.waitForTimeout(500);
-  await page.screenshot({ path: path.join(screenshots, 'alarm-inbox.png'), fullPage: true });
+  await snap(page, 'alarm-inbox.png', { fullPage: true });
 
   // Acknowledge in the page: the API shows it acknowledged by the clinician.
   await highCard.getByRole('button', { name: 'Acknowledge' }).click();
@@ -372,7 +428,7 @@ test('the alarm inbox updates live; a clinician acknowledges, snoozes and resolv
   const acknowledged = await ok(server, 'GET', `/api/v1/alarms/${high.id}`, { token: grey });
   assert.equal(acknowledged.state_name, 'acknowledged');
   assert.equal(acknowledged.state.by, greyId);
-  assert.match(await page.locator(`li[data-alarm-id="${high.id}"]`).getByTestId('escalation').textContent(), /Escalation stopped: acknowledged by you/);
+  assert.match(await page.locator(`li[data-alarm-id="${high.id}"]`).getByTestId('escalation').textContent(), /Escalation stopped at level 1 of 1, round \d+ of \d+: acknowledged by you/);
 
   // Snooze the medium alarm: a reminder shows when it comes back.
   const medium = await apiAlarm('spo2-watch');
@@ -415,6 +471,12 @@ test('a state-changing request with the cookie needs the app header', async () =
 });
 
 test('a patient sees only their own data', async () => {
+  // A clinician of another team tries to read Ada's record through the API.
+  const otherTeam = (await ok(server, 'GET', '/api/v1/care-teams', { token: admin })).find((team) => team.name === 'Respiratory ward');
+  const mallory = await ok(server, 'POST', '/api/v1/users', { token: admin, body: { username: 'dr.other', display_name: 'Dr Mallory Other', role: 'clinician', password: PASSWORD } });
+  await ok(server, 'POST', `/api/v1/care-teams/${otherTeam.id}/members`, { token: admin, body: { user_id: mallory.user.id } });
+  const snooper = await login('dr.other', PASSWORD);
+  assert.equal((await server.request('GET', `/api/v1/patients/${ada.id}/observations/latest`, { token: snooper })).status, 403);
   const page = await newPage();
   await uiLogin(page, 'ada', PASSWORD);
   await page.waitForURL('**/me');
@@ -422,7 +484,17 @@ test('a patient sees only their own data', async () => {
   await page.getByTestId(`value-${HR}`).waitFor();
   const listed = await page.evaluate(async () => (await (await fetch('/api/v1/patients')).json()).map((p) => p.display_name));
   assert.deepEqual(listed, ['Ada Lovelace']);
-  await page.getByRole('heading', { name: 'Who can see my data' }).waitFor();
+  // Who can see her data: her care team by name; and who looked, refusals included.
+  const who = page.getByTestId('who-can-see');
+  await who.getByRole('heading', { name: 'Who can see my data' }).waitFor();
+  await who.getByTestId('care-teams').getByText('Cardiology ward').waitFor();
+  assert.match(await who.getByTestId('care-teams').textContent(), /Dr Meredith Grey — Clinician/);
+  const log = who.getByTestId('access-log');
+  await log.locator('tr[data-outcome="allowed"]', { hasText: 'Dr Meredith Grey' }).first().waitFor();
+  const refusal = log.locator('tr[data-outcome="denied"]', { hasText: 'Dr Mallory Other' }).first();
+  await refusal.waitFor();
+  assert.match(await refusal.textContent(), /your latest readings|your readings/);
+  assert.match(await refusal.textContent(), /Refused/);
   await page.locator('section.ecg[data-state="live"]').waitFor({ timeout: 15000 });
   await page.getByTestId('cgm-report').locator('.tir-bar').waitFor();
   // Her alarms and care plan, read-only: no alarm actions, no rule changes.
@@ -447,7 +519,7 @@ test('a patient sees only their own data', async () => {
   })).status, ada.id);
   assert.equal(planChange, 403, 'nor change her care plan');
   assert.equal((await apiAlarm('spo2-watch')).state_name, 'snoozed');
-  await page.screenshot({ path: path.join(screenshots, 'patient-self.png'), fullPage: true });
+  await snap(page, 'patient-self.png', { fullPage: true });
   await page.goto(`${server.url}/alarms`);
   await page.waitForURL('**/me');
   await page.goto(`${server.url}/patients/${bob.id}`);
@@ -457,10 +529,77 @@ test('a patient sees only their own data', async () => {
   await page.context().close();
 });
 
+/**
+ * How a page fits the screen: how far the page scrolls sideways (wide tables scroll inside
+ * their own box instead), and the controls smaller than 24 × 24 CSS px (WCAG 2.2 target
+ * size; links inside running text are exempt, as there).
+ */
+function layoutProblems(page) {
+  return page.evaluate(() => {
+    const root = document.documentElement;
+    const small = [...document.querySelectorAll('button, a[href], input, select, textarea, summary')]
+      .filter((element) => {
+        const box = element.getBoundingClientRect();
+        if (box.width === 0 || box.height === 0 || element.closest('.visually-hidden')) return false;
+        if (element.tagName === 'A' && element.closest('p')) return false;
+        if (element.type === 'checkbox' || element.type === 'radio') return false;
+        return box.width < 24 || box.height < 24;
+      })
+      .map((element) => {
+        const box = element.getBoundingClientRect();
+        return `${element.tagName.toLowerCase()} “${(element.textContent || element.getAttribute('aria-label') || '').trim().slice(0, 30)}” ${Math.round(box.width)}×${Math.round(box.height)}`;
+      });
+    return { sideways: root.scrollWidth - root.clientWidth, small };
+  });
+}
+
+for (const [orientation, viewport] of [['portrait', { width: 768, height: 1024 }], ['landscape', { width: 1024, height: 768 }]]) {
+  test(`a clinician's pages fit a tablet (${orientation}, ${viewport.width} × ${viewport.height})`, async () => {
+    const page = await newPage({ viewport });
+    await uiLogin(page, 'dr.grey', PASSWORD);
+    await page.waitForURL('**/ward');
+    await page.getByTestId('ward-table').getByRole('link', { name: 'Ada Lovelace' }).waitFor();
+    await page.getByText('● Live').waitFor();
+    const checks = [['ward', await layoutProblems(page)]];
+    const offScreen = await page.locator('[data-testid="ward-table"] tbody td').evaluateAll((cells) =>
+      cells.filter((cell) => cell.getBoundingClientRect().right > window.innerWidth + 1).map((cell) => cell.className));
+    assert.deepEqual(offScreen, [], 'every part of a ward row is on screen, none behind a sideways scroll');
+    if (orientation === 'portrait') await snap(page, 'tablet-ward.png');
+    await page.getByTestId('ward-table').getByRole('link', { name: 'Ada Lovelace' }).click();
+    await page.waitForURL(`**/patients/${ada.id}`);
+    await page.locator('section.ecg[data-state="live"]').waitFor({ timeout: 15000 });
+    await page.getByTestId('cgm-report').locator('.tir-bar').waitFor({ timeout: 15000 });
+    await page.getByTestId('care-plan-rules').locator('tr[data-rule-id="low"]').waitFor();
+    checks.push(['patient', await layoutProblems(page)]);
+    if (orientation === 'portrait') await snap(page, 'tablet-patient.png');
+    await page.getByRole('link', { name: 'Alarm inbox' }).click();
+    await page.getByRole('heading', { name: 'Alarm inbox' }).waitFor();
+    await page.getByTestId('alarm-list').locator('li').first().waitFor();
+    checks.push(['alarm inbox', await layoutProblems(page)]);
+    for (const [name, problems] of checks) {
+      assert.ok(problems.sideways <= 0, `the ${name} page scrolls sideways by ${problems.sideways} px`);
+      assert.deepEqual(problems.small, [], `controls too small to tap on the ${name} page`);
+    }
+    await page.context().close();
+  });
+}
+
 test('an admin enrols a device and sees its secret once', async () => {
   const page = await newPage();
   await uiLogin(page, 'admin', server.adminPassword);
   await page.waitForURL('**/admin/users');
+  // Dr Other leaves: an admin disables the account, after confirming; it is kept, marked
+  // disabled, and its sessions end at once.
+  const otherSession = await login('dr.other', PASSWORD);
+  await page.getByRole('button', { name: 'Disable dr.other' }).click();
+  await page.getByText('Disable dr.other? Their sessions end now').waitFor();
+  await page.getByRole('button', { name: 'Disable dr.other' }).click();
+  await page.getByText('dr.other is disabled.').waitFor();
+  const row = page.getByRole('row', { name: /dr\.other/ });
+  assert.match(await row.textContent(), /disabled/);
+  assert.equal((await server.request('GET', '/api/v1/me', { token: otherSession })).status, 401, 'the session ended');
+  assert.equal((await server.request('POST', '/api/v1/auth/login', { body: { username: 'dr.other', password: PASSWORD } })).status, 401);
+  assert.equal(await page.getByRole('button', { name: 'Disable admin' }).count(), 0, 'no one disables their own account');
   await page.getByRole('link', { name: 'Devices' }).click();
   await page.getByLabel('Kind').selectOption('cgm');
   await page.getByLabel('Model').fill('Dexcom G7');

@@ -5,7 +5,7 @@ import { DEVICE_KINDS, deviceKindLabel } from '../codes';
 import { field, h, notice, replace, select, type Child } from '../dom';
 import { formatTime } from '../format';
 import type { PageContext } from '../router';
-import { frame } from '../session';
+import { currentUser, frame } from '../session';
 
 const SECTIONS: Record<string, [string, (main: HTMLElement, context: PageContext) => Promise<void>]> = {
   users: ['Users', users],
@@ -125,13 +125,51 @@ async function users(main: HTMLElement, context: PageContext): Promise<void> {
     h('div', { class: 'list-host' }),
   );
   const host = main.querySelector<HTMLElement>('.list-host')!;
+  const message = h('div', { class: 'form-message', role: 'status' });
+  /** A leaver's account: disabled after a second, explicit confirmation; never deleted. */
+  const disableControl = (user: User): Child => {
+    if (user.disabled || user.id === currentUser()?.id) return '—';
+    const cell = h('div', { class: 'disable-user' });
+    const ask = () =>
+      replace(
+        cell,
+        h('button', { type: 'button', class: 'secondary small', 'aria-label': `Disable ${user.username}`, onclick: confirm }, 'Disable…'),
+      );
+    function confirm(): void {
+      replace(
+        cell,
+        h('span', null, `Disable ${user.username}? Their sessions end now and they cannot log in again. `),
+        h('button', {
+          type: 'button',
+          class: 'danger small',
+          onclick: async () => {
+            try {
+              await post(`/api/v1/users/${encodeURIComponent(user.id)}/disable`, {});
+              replace(message, notice('success', `${user.username} is disabled.`));
+              await refresh();
+            } catch (error) {
+              replace(message, notice('error', errorText(error)));
+            }
+          },
+        }, `Disable ${user.username}`),
+        ' ',
+        h('button', { type: 'button', class: 'secondary small', onclick: ask }, 'Cancel'),
+      );
+    }
+    ask();
+    return cell;
+  };
   const render = (items: User[]) =>
     replace(
       host,
+      message,
       table(
         `${items.length} users`,
-        ['Username', 'Name', 'Role', 'Patient record', 'Status', 'Created'],
-        items.map((user) => [user.username, user.display_name, user.role, user.patient_id ? names.get(user.patient_id) ?? user.patient_id : '—', user.disabled ? 'disabled' : 'active', formatTime(user.created)]),
+        ['Username', 'Name', 'Role', 'Patient record', 'Status', 'Created', 'Account'],
+        items.map((user) => [
+          user.username, user.display_name, user.role, user.patient_id ? names.get(user.patient_id) ?? user.patient_id : '—',
+          user.disabled ? 'disabled' : 'active', formatTime(user.created), disableControl(user),
+        ]),
       ),
     );
   const refresh = async () => render(await api<User[]>('/api/v1/users'));

@@ -45,15 +45,13 @@ export async function alarmsPage(root: HTMLElement, context: PageContext): Promi
   ]);
   const names = new Map(patients.map((patient) => [patient.id, patient.display_name]));
   const alarms = new Map<string, Alarm>(initial.map((alarm) => [alarm.id, alarm]));
-  /** The last notification level seen live, per alarm. */
-  const levels = new Map<string, number>();
   const cards = new Map<string, { element: HTMLLIElement; key: string }>();
   let fresh = new Set<string>();
 
   const patientName = (alarm: Alarm) => names.get(alarm.patient_id) ?? 'Patient';
 
   function cardKey(alarm: Alarm): string {
-    return `${JSON.stringify(alarm)}|${levels.get(alarm.id) ?? ''}`;
+    return JSON.stringify(alarm);
   }
 
   function render(): void {
@@ -159,7 +157,7 @@ export async function alarmsPage(root: HTMLElement, context: PageContext): Promi
         timeAgo(alarm.raised_at),
         ` · ${priorityLabel(alarm.priority)} priority ${alarm.kind} alarm, care plan version ${alarm.care_plan_version}`,
       ),
-      escalationLine(alarm, levels.get(alarm.id)),
+      escalationLine(alarm),
       conditionLine(alarm),
       actions,
     ]);
@@ -229,7 +227,6 @@ export async function alarmsPage(root: HTMLElement, context: PageContext): Promi
   render();
   const stop = subscribeAlarms({
     onAlarm(event) {
-      if (event.event === 'notified' && event.notification) levels.set(event.alarm.id, event.notification.level);
       const known = alarms.has(event.alarm.id);
       upsert(event.alarm);
       if (!known && alarms.has(event.alarm.id)) {

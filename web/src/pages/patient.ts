@@ -8,7 +8,10 @@ import { trendChart } from '../charts/trend';
 import { codeInfo, codeOrder, deviceKindLabel, displayUnit, formatValue, staleAfterMinutes } from '../codes';
 import { EVENT_LABEL, actorName, alarmText, byAttention, conditionLine, escalationLine, resolutionText, stateBadge } from '../alarmview';
 import { h, notice, replace } from '../dom';
-import { latestNews2, news2Band, patientAlarms, priorityBadge, rhythmEvents, type Alarm, type AlarmHistoryEvent, type News2 } from '../features';
+import {
+  accessLog, accessWhat, latestNews2, news2Band, patientAlarms, patientCareTeams, priorityBadge, rhythmEvents,
+  type AccessLogEntry, type Alarm, type AlarmHistoryEvent, type News2,
+} from '../features';
 import { formatTime, minutesSince, refreshTimes, since, timeAgo } from '../format';
 import { liveBadge, subscribe, subscribeAlarms } from '../live';
 import type { PageContext } from '../router';
@@ -87,7 +90,7 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
     carePlanSection(patientId, { editable: role === 'clinician' || role === 'nurse', self, signal }),
     h('div', { class: 'columns' },
       h('section', { class: 'card', 'aria-labelledby': 'devices-title' }, h('h2', { id: 'devices-title' }, self ? 'My devices' : 'Devices'), deviceList),
-      self ? whoCanSee() : null,
+      self ? whoCanSee(patientId, signal) : null,
     ),
   );
   // Alarm changes of this patient arrive live; the history is re-read after a burst.
@@ -200,13 +203,70 @@ function rhythmSection(patientId: string, signal: AbortSignal): HTMLElement {
   return h('section', { class: 'card', 'aria-labelledby': 'rhythm-title' }, h('h2', { id: 'rhythm-title' }, 'Rhythm events (24 h)'), body);
 }
 
-function whoCanSee(): HTMLElement {
-  return h(
+const ROLE_LABEL: Record<string, string> = { clinician: 'Clinician', nurse: 'Nurse', admin: 'Administrator', patient: 'Patient' };
+
+/** A patient's own view of who may see their data and of every recorded look at it. */
+function whoCanSee(patientId: string, signal: AbortSignal): HTMLElement {
+  const teams = h('div', null, notice('info', 'Loading your care team…'));
+  const looks = h('div', null, notice('info', 'Loading who looked at your data…'));
+  const element = h(
     'section',
-    { class: 'card', 'aria-labelledby': 'access-title' },
+    { class: 'card', 'aria-labelledby': 'access-title', 'data-testid': 'who-can-see' },
     h('h2', { id: 'access-title' }, 'Who can see my data'),
-    h('p', null, 'Only you and the clinicians and nurses of your care team can see your readings. Every look at your data is recorded.'),
+    h('p', null, 'Only you and the clinicians and nurses of your care team can see your readings. Every look at your data is recorded, and shown to you below.'),
+    teams,
+    h('h3', null, 'Who looked at my data'),
+    looks,
   );
+  patientCareTeams(patientId, signal)
+    .then((list) => {
+      if (list.length === 0) {
+        replace(teams, h('p', null, 'You are not in a care team yet, so only you can see your data.'));
+        return;
+      }
+      replace(
+        teams,
+        h('ul', { class: 'plain care-teams', 'data-testid': 'care-teams' }, list.map((team) =>
+          h('li', null, h('strong', null, team.name), team.members.length
+            ? h('ul', { class: 'plain' }, team.members.map((member) => h('li', null, `${member.display_name} — ${ROLE_LABEL[member.role] ?? member.role}`)))
+            : h('p', { class: 'muted' }, 'No members yet.')))),
+      );
+    })
+    .catch((error) => { if (!signal.aborted) replace(teams, notice('error', `Your care team could not be loaded: ${String(error)}`)); });
+  accessLog(patientId, 200, signal)
+    .then((entries) => {
+      // Your own looks are many and tell you nothing; show everyone else's: one row per
+      // person and outcome, with what they looked at and when, the most recent first.
+      const people = new Map<string, { entry: AccessLogEntry; things: Map<string, number>; first: string }>();
+      for (const entry of entries.filter((candidate) => candidate.role !== 'patient')) {
+        const key = JSON.stringify([entry.who, entry.role, entry.outcome]);
+        const person = people.get(key) ?? { entry, things: new Map<string, number>(), first: entry.time };
+        const what = accessWhat(entry.action);
+        person.things.set(what, (person.things.get(what) ?? 0) + 1);
+        person.first = entry.time;
+        people.set(key, person);
+      }
+      if (people.size === 0) {
+        replace(looks, h('p', null, 'Nobody else has looked at your data recently.'));
+        return;
+      }
+      replace(
+        looks,
+        h('p', { class: 'muted' }, `From the last ${entries.length} recorded looks at your data.`),
+        h('div', { class: 'table-scroll' }, h('table', { class: 'access-log', 'data-testid': 'access-log' },
+          h('caption', { class: 'visually-hidden' }, 'Who looked at my data, most recent first'),
+          h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Who'), h('th', { scope: 'col' }, 'What'), h('th', { scope: 'col' }, 'When'), h('th', { scope: 'col' }, 'Outcome'))),
+          h('tbody', null, [...people.values()].map(({ entry, things, first }) => h('tr', { 'data-outcome': entry.outcome },
+            h('td', null, entry.who, entry.role ? h('span', { class: 'muted' }, ` (${ROLE_LABEL[entry.role] ?? entry.role})`) : null),
+            h('td', null, [...things].map(([what, times]) => (times > 1 ? `${what} (${times}×)` : what)).join(', ')),
+            h('td', null, first === entry.time ? formatTime(entry.time) : `${formatTime(first)} to ${formatTime(entry.time)}`),
+            h('td', null, entry.outcome === 'allowed'
+              ? [h('span', { 'aria-hidden': 'true' }, '✓ '), 'Seen']
+              : [h('span', { 'aria-hidden': 'true' }, '✕ '), 'Refused'])))))),
+      );
+    })
+    .catch((error) => { if (!signal.aborted) replace(looks, notice('error', `The access record could not be loaded: ${String(error)}`)); });
+  return element;
 }
 
 /** The patient's alarms, unresolved first, each with its history; read-only here. */
@@ -251,7 +311,7 @@ function alarmHistory(patientId: string, self: boolean, signal: AbortSignal): { 
               alarm.state_name === 'resolved' ? ` · ${resolutionText(alarm)}` : ''),
             alarm.state_name === 'resolved' ? null : escalationLine(alarm),
             conditionLine(alarm),
-            alarm.events?.length ? eventList(alarm.events) : null,
+            alarm.events?.length ? eventList(alarm, alarm.events) : null,
           ),
         ),
       ),
@@ -261,7 +321,7 @@ function alarmHistory(patientId: string, self: boolean, signal: AbortSignal): { 
   return { element, reload };
 }
 
-function eventList(events: AlarmHistoryEvent[]): HTMLElement {
+function eventList(alarm: Alarm, events: AlarmHistoryEvent[]): HTMLElement {
   return h(
     'details',
     { class: 'alarm-events' },
@@ -282,7 +342,7 @@ function eventList(events: AlarmHistoryEvent[]): HTMLElement {
                   ? ' (condition cleared)'
                   : '';
         return h('li', null, h('time', { datetime: event.time }, formatTime(event.time)), ' — ', EVENT_LABEL[event.event] ?? event.event,
-          event.actor ? ` by ${actorName(event.actor)}` : '', extra);
+          event.actor ? ` by ${actorName(event.actor, alarm)}` : '', extra);
       }),
     ),
   );

@@ -6,7 +6,7 @@ import { h, notice, replace } from '../dom';
 import { formatTime, minutesSince, refreshTimes, since, timeAgo } from '../format';
 import { alarmText, byAttention, stateBadge } from '../alarmview';
 import { inboxAlarms, latestNews2, news2Band, priorityBadge, priorityRank, type Alarm, type News2 } from '../features';
-import { liveBadge, subscribe, subscribeAlarms } from '../live';
+import { liveBadge, subscribeAlarms, subscribeWard } from '../live';
 import type { PageContext } from '../router';
 import { frame } from '../session';
 
@@ -109,37 +109,43 @@ export async function wardPage(root: HTMLElement, context: PageContext): Promise
       }
       resort();
     },
+    // With no readings to follow (an admin's view), the alarm stream is what is live.
+    onState: (state) => {
+      if (!rows.some((row) => row.latest)) badge.set(state);
+    },
   });
   context.onCleanup(stopAlarms);
 
-  // Live: one stream per patient whose data the caller may read.
-  let liveCount = 0;
-  for (const row of rows) {
-    if (!row.latest) continue;
-    const stop = subscribe(row.patient.id, {
+  // Live readings and NEWS2: one stream for all the patients whose data I may read.
+  const rowOf = (patientId: string) => rows.find((row) => row.patient.id === patientId && row.latest);
+  if (rows.some((row) => row.latest)) {
+    const stop = subscribeWard({
       onObservation(observation) {
+        const row = rowOf(observation.patient_id);
+        if (!row) return;
         row.latest?.set(observation.loinc, observation);
         const device = row.devices?.find((candidate) => candidate.id === observation.device_id);
         if (device && (!device.last_seen || device.last_seen < observation.received)) device.last_seen = observation.received;
         renderRow(row, observation.loinc);
       },
       onNews2(score) {
+        const row = rowOf(score.patient_id);
+        if (!row) return;
         row.news2 = score;
         renderRow(row);
         resort();
       },
       async onResync() {
-        const latest = await api<Observation[]>(patientPath(row.patient.id, '/observations/latest')).catch(() => null);
-        if (latest) row.latest = new Map(latest.map((observation) => [observation.loinc, observation]));
-        const news2 = await latestNews2(row.patient.id).catch(() => undefined);
-        if (news2 !== undefined) row.news2 = news2;
-        renderRow(row);
+        await mapLimit(rows.filter((row) => row.latest), 4, async (row) => {
+          const latest = await api<Observation[]>(patientPath(row.patient.id, '/observations/latest')).catch(() => null);
+          if (latest) row.latest = new Map(latest.map((observation) => [observation.loinc, observation]));
+          const news2 = await latestNews2(row.patient.id).catch(() => undefined);
+          if (news2 !== undefined) row.news2 = news2;
+          renderRow(row);
+        });
         resort();
       },
-      onState(state) {
-        if (state === 'live') liveCount += 1;
-        badge.set(state === 'live' || liveCount > 0 ? 'live' : state);
-      },
+      onState: (state) => badge.set(state),
     });
     context.onCleanup(stop);
   }
@@ -207,10 +213,11 @@ function renderRow(row: Row, changed?: string): void {
         : patient.display_name,
       patient.mrn ? h('div', { class: 'muted' }, `MRN ${patient.mrn}`) : null,
     ),
-    h('td', { class: 'alarms-cell', 'data-testid': 'ward-alarms' }, alarmsCell(row)),
-    h('td', null, news2Cell(row)),
-    h('td', { class: 'vitals-cell' }, vitalsCell(row, changed)),
-    h('td', { class: 'devices-cell' }),
+    // The labels head each cell where a narrow screen shows rows as cards.
+    h('td', { class: 'alarms-cell', 'data-testid': 'ward-alarms', 'data-label': 'Open alarms' }, alarmsCell(row)),
+    h('td', { class: 'news2-cell', 'data-label': 'NEWS2' }, news2Cell(row)),
+    h('td', { class: 'vitals-cell', 'data-label': 'Latest vitals' }, vitalsCell(row, changed)),
+    h('td', { class: 'devices-cell', 'data-label': 'Last contact per device' }),
   ];
   tr.replaceChildren(...cells);
   renderDevices(row);
