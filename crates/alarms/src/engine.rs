@@ -439,7 +439,13 @@ impl Engine {
                 Some(monitor) => monitor,
                 None => match PatientMonitor::new(plan, now) {
                     Ok(monitor) => monitor,
-                    Err(_) => continue,
+                    Err(error) => {
+                        // The patient goes unwatched: say so loudly, without health data.
+                        tracing::error!(%error, version = record.version, "a stored care plan cannot be evaluated; its patient is not monitored");
+                        metrics::counter!("wardline_alarm_load_failed_total", "what" => "care_plan")
+                            .increment(1);
+                        continue;
+                    }
                 },
             };
             self.watch(record.patient_id, monitor).await;

@@ -196,6 +196,9 @@ impl CarePlanHistory {
                 (Some(rules.remove(index)), None)
             }
         };
+        if let Some(rule) = &new_rule {
+            rule.validate_limits()?;
+        }
         let plan = CarePlan {
             patient_id: current.patient_id,
             program: current.program,
@@ -663,6 +666,9 @@ mod tests {
         for program in PROGRAMS {
             let plan = CarePlan::from_program(PatientId::random(), program, &baseline, at(0));
             plan.validate().unwrap();
+            for rule in &plan.rules {
+                rule.validate_limits().unwrap();
+            }
             assert!(!plan.rules.is_empty(), "{program:?}");
             let json = serde_json::to_string(&plan).unwrap();
             assert_eq!(serde_json::from_str::<CarePlan>(&json).unwrap(), plan);
@@ -700,6 +706,24 @@ mod tests {
                 10.0,
             ),
         )
+    }
+
+    #[test]
+    fn an_edit_to_a_limit_no_reading_can_reach_is_refused() {
+        let (mut history, author) = diabetes_history();
+        let error = history
+            .apply(CarePlanChange {
+                author,
+                at: at(1),
+                reason: "earlier warning".into(),
+                edit: RuleEdit::Replace {
+                    rule: raised_low(7075.0),
+                },
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("can measure"), "{error}");
+        assert_eq!(history.versions().len(), 1, "nothing was added");
     }
 
     #[test]

@@ -354,24 +354,9 @@ impl Rule {
                 bad(format!("{name} must be a finite number, not {value}"))
             }
         };
-        // A limit no reading can reach would never raise (or always hold): most likely a
-        // typing slip such as 7075 for 75, which must not pass silently.
-        let measurable = |code: ObservationCode, value: f64| -> Result<()> {
-            let spec = code.spec();
-            let (min, max) = spec.possible_range;
-            if (min..=max).contains(&value) {
-                Ok(())
-            } else {
-                bad(format!(
-                    "value {value} {} is outside what {} can measure ({min} to {max})",
-                    spec.canonical_unit, spec.display
-                ))
-            }
-        };
         match &self.kind {
             RuleKind::Threshold(r) => {
                 finite("value", r.value)?;
-                measurable(r.code, r.value)?;
                 non_negative("hysteresis", r.hysteresis)?;
                 duration("min_duration_secs", r.min_duration_secs, true)
             }
@@ -390,7 +375,6 @@ impl Rule {
             }
             RuleKind::PredictedCrossing(r) => {
                 finite("value", r.value)?;
-                measurable(r.code, r.value)?;
                 non_negative("hysteresis", r.hysteresis)?;
                 duration("min_duration_secs", r.min_duration_secs, true)?;
                 duration("horizon_secs", r.horizon_secs, false)
@@ -421,6 +405,31 @@ impl Rule {
                 }
                 DeviceStatusCondition::Fault => Ok(()),
             },
+        }
+    }
+
+    /// Whether the rule's limit is one a reading can reach. A limit outside what the code
+    /// can measure would never raise (or always hold): most likely a slip such as 7075
+    /// typed for 75. Checked on every new or changed rule; rules already in a stored plan
+    /// are not re-judged on load, so a stricter check can never stop a patient's monitoring.
+    pub fn validate_limits(&self) -> Result<()> {
+        let (code, value) = match &self.kind {
+            RuleKind::Threshold(r) => (r.code, r.value),
+            RuleKind::PredictedCrossing(r) => (r.code, r.value),
+            _ => return Ok(()),
+        };
+        let spec = code.spec();
+        let (min, max) = spec.possible_range;
+        if (min..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(AlertingError::Invalid {
+                what: format!("rule {:?}", self.id.0),
+                reason: format!(
+                    "value {value} {} is outside what {} can measure ({min} to {max})",
+                    spec.canonical_unit, spec.display
+                ),
+            })
         }
     }
 }
@@ -460,7 +469,8 @@ mod tests {
         if let RuleKind::Threshold(rule) = &mut slip.kind {
             rule.value = 7075.0;
         }
-        let error = slip.validate().unwrap_err().to_string();
+        assert!(slip.validate().is_ok(), "structurally sound");
+        let error = slip.validate_limits().unwrap_err().to_string();
         assert!(
             error.contains("7075") && error.contains("can measure"),
             "{error}"
