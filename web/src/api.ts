@@ -156,6 +156,10 @@ export const post = <T>(path: string, body: unknown = {}, signal?: AbortSignal) 
   api<T>(path, { method: 'POST', body, signal });
 
 /** Every observation of one code in [from, to), following the API's pages. */
+/**
+ * Every observation of one code in a window, page by page; `undefined` when there are
+ * more than `most` (the caller then asks for a summary instead).
+ */
 export async function allObservations(
   patientId: string,
   loinc: string,
@@ -163,7 +167,8 @@ export async function allObservations(
   to: Date,
   signal?: AbortSignal,
   onPage?: (count: number) => void,
-): Promise<Observation[]> {
+  most = Infinity,
+): Promise<Observation[] | undefined> {
   const all: Observation[] = [];
   let cursor: string | undefined;
   do {
@@ -181,8 +186,30 @@ export async function allObservations(
     all.push(...page.observations);
     onPage?.(all.length);
     cursor = page.next_cursor;
+    if (cursor && all.length >= most) return undefined;
   } while (cursor);
   return all;
+}
+
+export interface ObservationBucket {
+  start: string;
+  count: number;
+  min: number;
+  max: number;
+  mean: number;
+}
+
+/** Count, minimum, maximum and mean per `bucketSecs` bucket, oldest first. */
+export async function observationSummary(
+  patientId: string,
+  loinc: string,
+  from: Date,
+  to: Date,
+  bucketSecs: number,
+  signal?: AbortSignal,
+): Promise<{ unit: string; bucket_secs: number; buckets: ObservationBucket[] }> {
+  const query = new URLSearchParams({ code: loinc, from: from.toISOString(), to: to.toISOString(), bucket_secs: String(bucketSecs) });
+  return api(`/api/v1/patients/${encodeURIComponent(patientId)}/observations/summary?${query}`, { signal });
 }
 
 export const patientPath = (patientId: string, rest = '') =>

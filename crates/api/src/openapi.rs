@@ -192,6 +192,27 @@ pub const OPERATIONS: &[Operation] = &[
             200,
         )
     },
+    Operation {
+        query: &[
+            ("code", "LOINC code or Wardline code name"),
+            ("from", "RFC 3339 (default: 30 days before `to`)"),
+            (
+                "to",
+                "RFC 3339 (default: now); at most 366 days after `from`",
+            ),
+            (
+                "bucket_secs",
+                "bucket width, 1 to 86400 s (default 3600); at most 10000 buckets",
+            ),
+        ],
+        ..op(
+            "get",
+            "/api/v1/patients/{patient_id}/observations/summary",
+            "Count, minimum, maximum and mean of one code per time bucket, for long-range charts",
+            Auth::Session,
+            200,
+        )
+    },
     op(
         "get",
         "/api/v1/patients/{patient_id}/observations/latest",

@@ -61,6 +61,10 @@ pub fn router(state: AppState) -> Router {
             get(clinical::observations),
         )
         .route(
+            "/api/v1/patients/{patient_id}/observations/summary",
+            get(clinical::observation_summary),
+        )
+        .route(
             "/api/v1/patients/{patient_id}/observations/latest",
             get(clinical::latest_observations),
         )

@@ -24,7 +24,7 @@ macro_rules! store_conformance_suite {
             latest_observation_per_code, waveform_chunks_by_window, audit_trail_is_chained,
             derived_observations_have_their_own_seq, latest_observations_within_a_window,
             rhythm_events_grow_and_are_found_by_overlap, news2_results_replace_per_time,
-            care_plans_alarms_and_the_outbox);
+            care_plans_alarms_and_the_outbox, observation_summary_per_bucket);
     };
     (@tests $fresh:expr; $($check:ident),*) => {
         $(
@@ -573,6 +573,69 @@ pub async fn observations_page_by_time(store: &dyn Store) {
         .await
         .expect("query");
     assert!(other_code.observations.is_empty());
+}
+
+pub async fn observation_summary_per_bucket(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let bob = patient(store, "Bob").await;
+    let cgm = device(store, "cgm-001").await;
+    let other = device(store, "cgm-002").await;
+    store
+        .assign_device(&cgm, alice, at(0))
+        .await
+        .expect("assign");
+    store
+        .assign_device(&other, bob, at(0))
+        .await
+        .expect("assign");
+    // Alice: minutes 0..30, value 100 + minute; Bob: the same minutes, other values.
+    let alices: Vec<Reading> = (0..30).map(|i| glucose(i, i, 100.0 + i as f64)).collect();
+    let bobs: Vec<Reading> = (0..30).map(|i| glucose(i, i, 300.0)).collect();
+    store
+        .ingest(vec![readings(&cgm, alices), readings(&other, bobs)])
+        .await
+        .expect("ingest");
+    let summary = |from, to, minutes| {
+        store.observation_summary(ObservationSummaryQuery {
+            patient_id: alice,
+            code: ObservationCode::GlucoseCgm,
+            from: at(from),
+            to: at(to),
+            bucket: Duration::minutes(minutes),
+        })
+    };
+    // Ten-minute buckets from minute 5 to 40: [5,15), [15,25), [25,35); nothing after 29.
+    let buckets = summary(5, 40, 10).await.expect("summary");
+    let shape: Vec<(DateTime<Utc>, u64, f64, f64, f64)> = buckets
+        .iter()
+        .map(|b| (b.start, b.count, b.min, b.max, b.mean))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (at(5), 10, 105.0, 114.0, 109.5),
+            (at(15), 10, 115.0, 124.0, 119.5),
+            (at(25), 5, 125.0, 129.0, 127.0),
+        ]
+    );
+    // Empty buckets are left out; the window's end is exclusive.
+    let sparse = summary(-60, 1, 30).await.expect("summary");
+    assert_eq!(sparse.len(), 1);
+    assert_eq!(
+        (sparse[0].start, sparse[0].count),
+        (at(-60) + Duration::minutes(60), 1)
+    );
+    let none = store
+        .observation_summary(ObservationSummaryQuery {
+            patient_id: alice,
+            code: ObservationCode::HeartRate,
+            from: at(0),
+            to: at(60),
+            bucket: Duration::minutes(5),
+        })
+        .await
+        .expect("summary");
+    assert!(none.is_empty(), "another code");
 }
 
 pub async fn latest_observation_per_code(store: &dyn Store) {

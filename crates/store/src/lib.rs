@@ -104,6 +104,11 @@ pub trait Store: GatewayStore + AlarmStore + Send + Sync + std::fmt::Debug + 'st
     /// How many observations are stored in all; for operations, not for patient views.
     async fn count_observations(&self) -> Result<u64, StoreError>;
     async fn observations(&self, query: ObservationQuery) -> Result<ObservationPage, StoreError>;
+    /// Count, minimum, maximum and mean per time bucket, oldest first.
+    async fn observation_summary(
+        &self,
+        query: ObservationSummaryQuery,
+    ) -> Result<Vec<ObservationBucket>, StoreError>;
     /// The newest observation of each code for a patient.
     async fn latest_observations(
         &self,

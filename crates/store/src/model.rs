@@ -214,6 +214,30 @@ pub struct ObservationQuery {
     pub limit: u32,
 }
 
+/// One code's observations summarised per fixed time bucket, for charts of periods too
+/// long to draw reading by reading.
+#[derive(Debug, Clone)]
+pub struct ObservationSummaryQuery {
+    pub patient_id: PatientId,
+    pub code: ObservationCode,
+    /// Inclusive; buckets are counted from here.
+    pub from: DateTime<Utc>,
+    /// Exclusive.
+    pub to: DateTime<Utc>,
+    /// At least one second.
+    pub bucket: chrono::Duration,
+}
+
+/// The observations in `[start, start + bucket)`; buckets without any are left out.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObservationBucket {
+    pub start: DateTime<Utc>,
+    pub count: u64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
 #[derive(Debug, Clone)]
 pub struct ObservationPage {
     pub observations: Vec<Observation>,

@@ -1,13 +1,21 @@
 // A trend chart of one code over 24 h, 7 d or 30 d, with zoom (drag across the chart,
 // or the buttons, which also work from the keyboard). uPlot draws 43,200 points (30
 // days of 1-minute data) in a few milliseconds; new readings from the live stream are
-// appended without reloading.
+// appended without reloading. Beyond 50,000 readings (a month of a reading every
+// 50 s or faster) the chart shows the server's per-bucket summary instead: the mean as
+// a line and the range from lowest to highest as a band, so no spike is averaged away.
 
 import uPlot from 'uplot';
-import { allObservations, type Observation } from '../api';
+import { allObservations, observationSummary, type Observation } from '../api';
 import { codeInfo, CODES, displayUnit, formatValue } from '../codes';
 import { h, notice, replace, select, uid } from '../dom';
 import { formatTime } from '../format';
+
+/** Drawn reading by reading up to this many; summarised beyond. */
+const MOST_READINGS = 50_000;
+/** About this many buckets across the period when summarised. */
+const SUMMARY_BUCKETS = 1500;
+const BUCKET_SECS = [60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200, 86_400];
 
 const PERIODS: [string, string, number][] = [
   ['24h', '24 hours', 1],
@@ -30,6 +38,12 @@ export function trendChart(patientId: string, initialCode: string, available: st
   let plot: uPlot | null = null;
   let xs: number[] = [];
   let ys: number[] = [];
+  /** Summary mode: each point is a bucket; `ys` holds the means. */
+  let summarised = false;
+  let bucketSecs = 0;
+  let lows: number[] = [];
+  let highs: number[] = [];
+  let counts: number[] = [];
   let unit = '';
   let period: [number, number] = [0, 0];
   let loading: AbortController | null = null;
@@ -130,38 +144,50 @@ export function trendChart(patientId: string, initialCode: string, available: st
     }
     let low = Infinity;
     let high = -Infinity;
-    for (const value of ys) {
-      if (value < low) low = value;
-      if (value > high) high = value;
-    }
+    for (const value of summarised ? lows : ys) if (value < low) low = value;
+    for (const value of summarised ? highs : ys) if (value > high) high = value;
     const last = ys.length - 1;
+    const first = summarised ? xs[0] - bucketSecs / 2 : xs[0];
+    const readings = summarised ? counts.reduce((sum, count) => sum + count, 0) : ys.length;
     summary.textContent =
-      `${ys.length.toLocaleString()} readings from ${formatTime(new Date(xs[0] * 1000).toISOString())} ` +
+      `${readings.toLocaleString()} readings from ${formatTime(new Date(first * 1000).toISOString())} ` +
       `to ${formatTime(new Date(xs[last] * 1000).toISOString())}; lowest ${formatValue(code, low)}, ` +
-      `highest ${formatValue(code, high)}, latest ${formatValue(code, ys[last])} ${unit}.`;
+      `highest ${formatValue(code, high)}` +
+      (summarised
+        ? `; shown as the mean and the range of each ${bucketLabel(bucketSecs)}.`
+        : `, latest ${formatValue(code, ys[last])} ${unit}.`);
   }
 
   function draw(): void {
     const info = codeInfo(code);
+    const value = (_u: uPlot, value: number | null) => (value == null ? '—' : `${formatValue(code, value)} ${unit}`);
+    const series: uPlot.Series[] = [
+      { value: (_u, value) => (value == null ? '—' : formatTime(new Date(value * 1000).toISOString())) },
+      {
+        label: summarised ? `${info.label}, mean per ${bucketLabel(bucketSecs)} (${unit})` : `${info.label} (${unit})`,
+        stroke: '#0b5394',
+        width: 1.5,
+        points: { show: ys.length <= 400, size: 5 },
+        value,
+      },
+    ];
+    if (summarised) {
+      series.push(
+        { label: 'Lowest', stroke: 'rgba(11, 83, 148, 0.45)', width: 1, value },
+        { label: 'Highest', stroke: 'rgba(11, 83, 148, 0.45)', width: 1, value },
+      );
+    }
     const options: uPlot.Options = {
       ...size(),
       scales: { x: { time: true, auto: false, range: (_u, min, max) => [min, max] } },
-      series: [
-        { value: (_u, value) => (value == null ? '—' : formatTime(new Date(value * 1000).toISOString())) },
-        {
-          label: `${info.label} (${unit})`,
-          stroke: '#0b5394',
-          width: 1.5,
-          points: { show: ys.length <= 400, size: 5 },
-          value: (_u, value) => (value == null ? '—' : `${formatValue(code, value)} ${unit}`),
-        },
-      ],
+      series,
+      bands: summarised ? [{ series: [3, 2], fill: 'rgba(11, 83, 148, 0.15)' }] : undefined,
       axes: [{ stroke: '#333' }, { stroke: '#333', label: unit, size: 56 }],
       cursor: { drag: { x: true, y: false } },
       legend: { live: true },
     };
     plot?.destroy();
-    plot = new uPlot(options, [xs, ys], canvasHost);
+    plot = new uPlot(options, summarised ? [xs, ys, lows, highs] : [xs, ys], canvasHost);
     plot.setScale('x', { min: period[0], max: period[1] });
   }
 
@@ -178,15 +204,32 @@ export function trendChart(patientId: string, initialCode: string, available: st
     try {
       const observations = await allObservations(patientId, code, from, to, controller.signal, (count) => {
         status.textContent = `Loading… ${count.toLocaleString()} readings`;
-      });
+      }, MOST_READINGS);
       if (controller.signal.aborted) return;
-      xs = new Array(observations.length);
-      ys = new Array(observations.length);
-      observations.forEach((observation, index) => {
-        xs[index] = Date.parse(observation.effective) / 1000;
-        ys[index] = observation.value;
-      });
-      unit = displayUnit(observations[0]?.unit ?? codeInfo(code).unit);
+      if (observations) {
+        summarised = false;
+        xs = new Array(observations.length);
+        ys = new Array(observations.length);
+        observations.forEach((observation, index) => {
+          xs[index] = Date.parse(observation.effective) / 1000;
+          ys[index] = observation.value;
+        });
+        unit = displayUnit(observations[0]?.unit ?? codeInfo(code).unit);
+      } else {
+        status.textContent = `More than ${MOST_READINGS.toLocaleString()} readings: summarising…`;
+        const span = (to.getTime() - from.getTime()) / 1000;
+        const bucket = BUCKET_SECS.find((secs) => secs >= span / SUMMARY_BUCKETS) ?? 86_400;
+        const result = await observationSummary(patientId, code, from, to, bucket, controller.signal);
+        if (controller.signal.aborted) return;
+        summarised = true;
+        bucketSecs = result.bucket_secs;
+        xs = result.buckets.map((b) => Date.parse(b.start) / 1000 + bucketSecs / 2);
+        ys = result.buckets.map((b) => b.mean);
+        lows = result.buckets.map((b) => b.min);
+        highs = result.buckets.map((b) => b.max);
+        counts = result.buckets.map((b) => b.count);
+        unit = displayUnit(result.unit);
+      }
       const fetched = performance.now();
       draw();
       describe();
@@ -194,6 +237,7 @@ export function trendChart(patientId: string, initialCode: string, available: st
       status.textContent = '';
       canvasHost.dataset.state = 'ready';
       canvasHost.dataset.points = String(ys.length);
+      canvasHost.dataset.mode = summarised ? 'summary' : 'readings';
       canvasHost.dataset.loadMs = String(Math.round(fetched - started));
       canvasHost.dataset.drawMs = String(Math.round(drawn - fetched));
     } catch (error) {
@@ -219,10 +263,28 @@ export function trendChart(patientId: string, initialCode: string, available: st
       if (x < period[0]) return;
       if (xs.length && x < xs[xs.length - 1]) return; // out of order: the next load sorts it
       const wasZoomed = zoomed();
-      xs.push(x);
-      ys.push(observation.value);
+      const value = observation.value;
+      if (!summarised) {
+        xs.push(x);
+        ys.push(value);
+      } else if (xs.length && x < xs[xs.length - 1] + bucketSecs / 2) {
+        // Into the newest bucket: its mean, range and count follow.
+        const last = xs.length - 1;
+        ys[last] = (ys[last] * counts[last] + value) / (counts[last] + 1);
+        lows[last] = Math.min(lows[last], value);
+        highs[last] = Math.max(highs[last], value);
+        counts[last] += 1;
+      } else {
+        const start = xs.length ? xs[xs.length - 1] - bucketSecs / 2 : period[0];
+        const index = Math.floor((x - start) / bucketSecs);
+        xs.push(start + index * bucketSecs + bucketSecs / 2);
+        ys.push(value);
+        lows.push(value);
+        highs.push(value);
+        counts.push(1);
+      }
       if (x > period[1]) period = [period[0] + (x - period[1]) + 60, x + 60];
-      plot.setData([xs, ys], false);
+      plot.setData(summarised ? [xs, ys, lows, highs] : [xs, ys], false);
       if (!wasZoomed) resetZoom();
       canvasHost.dataset.points = String(ys.length);
       describe();
@@ -233,4 +295,11 @@ export function trendChart(patientId: string, initialCode: string, available: st
       plot?.destroy();
     },
   };
+}
+
+/** "5 min", "1 h", "1 day": a bucket's width in words. */
+function bucketLabel(secs: number): string {
+  if (secs % 86_400 === 0) return secs === 86_400 ? 'day' : `${secs / 86_400} days`;
+  if (secs % 3600 === 0) return secs === 3600 ? 'hour' : `${secs / 3600} h`;
+  return `${Math.round(secs / 60)} min`;
 }

@@ -17,7 +17,10 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use wardline_domain::{Observation, ObservationCode, PatientId, Signal};
-use wardline_store::{Device, NewPatient, ObservationQuery, PageCursor, Patient, WaveformQuery};
+use wardline_store::{
+    Device, NewPatient, ObservationBucket, ObservationQuery, ObservationSummaryQuery, PageCursor,
+    Patient, WaveformQuery,
+};
 
 use super::{Body, Params, parse_id};
 use crate::access::{authorize_own_patients, authorize_patient, require_admin, visible_patients};
@@ -216,6 +219,82 @@ pub(crate) async fn observations(
     Ok(Json(ObservationPageBody {
         observations: page.observations,
         next_cursor: page.next.map(PageCursor::encode),
+    }))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct SummaryParams {
+    code: String,
+    from: Option<String>,
+    to: Option<String>,
+    bucket_secs: Option<i64>,
+}
+
+#[derive(Serialize)]
+pub(crate) struct SummaryBody {
+    code: &'static str,
+    unit: &'static str,
+    bucket_secs: i64,
+    buckets: Vec<ObservationBucket>,
+}
+
+/// At most this many buckets per request: more than any screen has pixels across.
+const MAX_BUCKETS: i64 = 10_000;
+
+/// One code's observations per time bucket (count, min, max, mean): what a chart of a
+/// month of second-by-second readings draws instead of millions of points.
+pub(crate) async fn observation_summary(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(patient_id): Path<String>,
+    Params(params): Params<SummaryParams>,
+) -> Result<Json<SummaryBody>, ApiError> {
+    let patient_id: PatientId = parse_id("patient_id", &patient_id)?;
+    let code = parse_code(&params.code)?;
+    let (from, to) = time_window(
+        params.from.as_deref(),
+        params.to.as_deref(),
+        chrono::Duration::days(30),
+    )?;
+    if to - from > chrono::Duration::days(366) {
+        return Err(ApiError::invalid(
+            "from",
+            "a summary spans at most 366 days",
+        ));
+    }
+    let bucket_secs = params.bucket_secs.unwrap_or(3600);
+    if !(1..=86_400).contains(&bucket_secs) {
+        return Err(ApiError::invalid("bucket_secs", "1 to 86400 seconds"));
+    }
+    if (to - from).num_seconds() / bucket_secs > MAX_BUCKETS {
+        return Err(ApiError::invalid(
+            "bucket_secs",
+            format!("too small for the window: at most {MAX_BUCKETS} buckets"),
+        ));
+    }
+    let access = authorize_patient(
+        &state,
+        &caller,
+        patient_id,
+        "observations.summary",
+        Some(format!("code {} from {from} to {to}", code.loinc())),
+    )
+    .await?;
+    let buckets = state
+        .store
+        .observation_summary(ObservationSummaryQuery {
+            patient_id: access.patient_id(),
+            code,
+            from,
+            to,
+            bucket: chrono::Duration::seconds(bucket_secs),
+        })
+        .await?;
+    Ok(Json(SummaryBody {
+        code: code.loinc(),
+        unit: code.spec().canonical_unit,
+        bucket_secs,
+        buckets,
     }))
 }
 

@@ -732,6 +732,51 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn observation_summary(
+        &self,
+        query: ObservationSummaryQuery,
+    ) -> Result<Vec<ObservationBucket>, StoreError> {
+        self.read(move |connection| {
+            let start_ms = to_ms(query.from);
+            let bucket_ms = query.bucket.num_milliseconds().max(1000);
+            let mut statement = connection.prepare_cached(
+                "SELECT (o.effective_ms - ?3) / ?5 AS bucket, count(*), min(o.value),
+                        max(o.value), avg(o.value)
+                 FROM observation o
+                 WHERE o.patient_key = (SELECT key FROM patient WHERE id = ?1) AND o.code = ?2
+                   AND o.effective_ms >= ?3 AND o.effective_ms < ?4
+                 GROUP BY bucket ORDER BY bucket",
+            )?;
+            let rows = statement.query_map(
+                params![
+                    query.patient_id.to_string(),
+                    query.code.loinc(),
+                    start_ms,
+                    to_ms(query.to),
+                    bucket_ms
+                ],
+                |row| {
+                    let index: i64 = row.get(0)?;
+                    let count: i64 = row.get(1)?;
+                    Ok((index, count, row.get(2)?, row.get(3)?, row.get(4)?))
+                },
+            )?;
+            let mut buckets = Vec::new();
+            for row in rows {
+                let (index, count, min, max, mean): (i64, i64, f64, f64, f64) = row?;
+                buckets.push(ObservationBucket {
+                    start: from_ms(start_ms + index * bucket_ms)?,
+                    count: u64::try_from(count).unwrap_or(0),
+                    min,
+                    max,
+                    mean,
+                });
+            }
+            Ok(buckets)
+        })
+        .await
+    }
+
     async fn observations(&self, query: ObservationQuery) -> Result<ObservationPage, StoreError> {
         self.read(move |connection| {
             let (after_ms, after_key) = query

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde_json::{Value, json};
 use wardline_ecg::wfdb::{Header, decode_format_212_signal};
 
@@ -322,4 +322,75 @@ async fn a_recomputed_news2_is_pushed_on_the_live_stream() {
     assert_eq!(score["complete"], json!(false), "{score}");
     assert_eq!(score["total"], json!(3), "{score}");
     assert_eq!(score["any_parameter_3"], json!(true), "{score}");
+}
+
+/// A long chart's summary: per bucket the count, lowest, highest and mean, for the care
+/// team only, with precise errors for windows and buckets out of bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observations_are_summarised_per_bucket_for_long_charts() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let oximeter = backdated_device(&server, &ward, "pulse_oximeter").await;
+    // Whole hours, so that buckets line up with the readings: two hours, a reading a minute.
+    let start = Utc::now()
+        .duration_trunc(TimeDelta::hours(1))
+        .expect("truncate")
+        - TimeDelta::hours(3);
+    let readings: Vec<Value> = (0..120)
+        .map(|i| {
+            let value = if i == 30 { 85 } else { 94 + i % 4 };
+            json!({"seq": i, "code": "59408-5", "value": value, "unit": "%",
+                   "time": (start + TimeDelta::minutes(i)).to_rfc3339()})
+        })
+        .collect();
+    server
+        .device_post(&oximeter, json!({"v": 1, "readings": readings}))
+        .await;
+    let path = |bucket_secs: i64, to: DateTime<Utc>| {
+        format!(
+            "/api/v1/patients/{}/observations/summary?code=59408-5&from={}&to={}&bucket_secs={bucket_secs}",
+            ward.patient_id,
+            urlencode(&start.to_rfc3339()),
+            urlencode(&to.to_rfc3339())
+        )
+    };
+    let response = server
+        .get(&ward.clinician, &path(3600, start + TimeDelta::hours(3)))
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["unit"], json!("%"));
+    let buckets = body["buckets"].as_array().expect("buckets");
+    assert_eq!(buckets.len(), 2, "{body}");
+    assert_eq!(buckets[0]["count"], json!(60));
+    assert_eq!(buckets[0]["min"], json!(85.0), "the dip is kept");
+    assert_eq!(buckets[0]["max"], json!(97.0));
+    assert_eq!(buckets[1]["min"], json!(94.0));
+    // 60 readings cycling 94..=97 (15 of each): mean 95.5.
+    assert_eq!(buckets[1]["mean"], json!(95.5));
+    let first_start: DateTime<Utc> = buckets[0]["start"]
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .expect("start");
+    assert_eq!(first_start, start);
+
+    for (bad, field) in [
+        (path(0, start + TimeDelta::hours(3)), "bucket_secs"),
+        (path(60, start + TimeDelta::days(30)), "bucket_secs"),
+        (path(86_400, start + TimeDelta::days(400)), "from"),
+    ] {
+        let response = server.get(&ward.clinician, &bad).await;
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["field"], json!(field), "{body}");
+    }
+    let outsider = server
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "outsider", "display_name": "Dr O", "role": "clinician", "password": CLINICIAN_PASSWORD}))
+        .await;
+    assert!(outsider["user"]["id"].is_string());
+    let outsider = server.login("outsider", CLINICIAN_PASSWORD).await;
+    let refused = server
+        .get(&outsider, &path(3600, start + TimeDelta::hours(3)))
+        .await;
+    assert_eq!(refused.status(), 403);
 }
