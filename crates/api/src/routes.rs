@@ -222,6 +222,24 @@ impl<T: DeserializeOwned> FromRequestParts<AppState> for Params<T> {
     }
 }
 
+/// An optional RFC 3339 time from a query parameter.
+pub(crate) fn optional_time(
+    field: &str,
+    text: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    text.map(|text| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|time| time.with_timezone(&chrono::Utc))
+            .map_err(|_| {
+                ApiError::invalid(
+                    field,
+                    "expected an RFC 3339 timestamp, e.g. 2026-11-24T08:00:00Z",
+                )
+            })
+    })
+    .transpose()
+}
+
 pub(crate) fn parse_id<T: std::str::FromStr>(field: &str, text: &str) -> Result<T, ApiError>
 where
     T::Err: std::fmt::Display,

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -24,7 +24,7 @@ use wardline_store::{
     NotificationRecord,
 };
 
-use super::{Body, Params, parse_id};
+use super::{Body, Params, optional_time, parse_id};
 use crate::access::{audit, authorize_own_patients, authorize_patient, require_admin};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -35,12 +35,6 @@ pub(crate) struct AtParams {
     at: Option<String>,
 }
 
-fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|time| time.with_timezone(&Utc))
-        .map_err(|_| ApiError::invalid(field, "expected an RFC 3339 time"))
-}
-
 pub(crate) async fn get_care_plan(
     State(state): State<AppState>,
     caller: Caller,
@@ -48,11 +42,7 @@ pub(crate) async fn get_care_plan(
     Params(params): Params<AtParams>,
 ) -> Result<Json<Value>, ApiError> {
     let patient_id: PatientId = parse_id("patient_id", &patient_id)?;
-    let at = params
-        .at
-        .as_deref()
-        .map(|t| parse_time("at", t))
-        .transpose()?;
+    let at = optional_time("at", params.at.as_deref())?;
     let access = authorize_patient(&state, &caller, patient_id, "care_plan.read", None).await?;
     let versions = state.store.care_plan_versions(access.patient_id()).await?;
     let version = match at {
@@ -265,16 +255,8 @@ pub(crate) async fn patient_alarms(
     Params(params): Params<HistoryParams>,
 ) -> Result<Json<Value>, ApiError> {
     let patient_id: PatientId = parse_id("patient_id", &patient_id)?;
-    let from = params
-        .from
-        .as_deref()
-        .map(|t| parse_time("from", t))
-        .transpose()?;
-    let to = params
-        .to
-        .as_deref()
-        .map(|t| parse_time("to", t))
-        .transpose()?;
+    let from = optional_time("from", params.from.as_deref())?;
+    let to = optional_time("to", params.to.as_deref())?;
     let states = states(params.state.as_deref())?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {

@@ -22,7 +22,7 @@ use wardline_store::{
     Patient, WaveformQuery,
 };
 
-use super::{Body, Params, parse_id};
+use super::{Body, Params, optional_time, parse_id};
 use crate::access::{authorize_own_patients, authorize_patient, require_admin, visible_patients};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -132,24 +132,6 @@ pub(crate) struct ObservationPageBody {
     next_cursor: Option<String>,
 }
 
-pub(super) fn parse_time(
-    field: &str,
-    text: Option<&str>,
-    default: DateTime<Utc>,
-) -> Result<DateTime<Utc>, ApiError> {
-    match text {
-        None => Ok(default),
-        Some(text) => DateTime::parse_from_rfc3339(text)
-            .map(|time| time.with_timezone(&Utc))
-            .map_err(|_| {
-                ApiError::invalid(
-                    field,
-                    "expected an RFC 3339 timestamp, e.g. 2026-11-24T08:00:00Z",
-                )
-            }),
-    }
-}
-
 fn parse_code(text: &str) -> Result<ObservationCode, ApiError> {
     ObservationCode::from_loinc(text).ok_or_else(|| {
         ApiError::invalid(
@@ -164,8 +146,8 @@ pub(super) fn time_window(
     to: Option<&str>,
     default_span: chrono::Duration,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
-    let to = parse_time("to", to, Utc::now() + chrono::Duration::minutes(5))?;
-    let from = parse_time("from", from, to - default_span)?;
+    let to = optional_time("to", to)?.unwrap_or_else(|| Utc::now() + chrono::Duration::minutes(5));
+    let from = optional_time("from", from)?.unwrap_or(to - default_span);
     if from >= to {
         return Err(ApiError::invalid("from", "must be before `to`"));
     }
