@@ -143,6 +143,8 @@ before(async () => {
     thermometer: await enrol('thermometer', bob.id, since),
     cgm: await enrol('cgm', ada.id, since),
     abelOximeter: await enrol('pulse_oximeter', abel.id, since),
+    // Never sends anything: the ward must say so plainly.
+    abelCuff: await enrol('blood_pressure_cuff', abel.id, since),
   };
   // 14 days of 5-minute CGM readings with a daily rhythm (meals) and some variation.
   const cgmCount = 14 * 288;
@@ -257,6 +259,11 @@ test('a clinician logs in and sees the ward, live', async () => {
   assert.equal(await table.getByText('Bob Brown').count(), 0, 'a patient of another team is not listed');
   const row = table.locator(`tr[data-patient-id="${ada.id}"]`);
   await row.locator(`li[data-code="${HR}"]`).waitFor();
+  // Each patient's monitoring programme, from the care plan in force.
+  assert.equal(await row.getByTestId('ward-program').textContent(), 'Diabetes programme');
+  const abelRow = table.locator(`tr[data-patient-id="${abel.id}"]`);
+  assert.equal(await abelRow.getByTestId('ward-program').textContent(), 'No care plan yet');
+  assert.match(await abelRow.locator('.devices-cell').textContent(), /Blood-pressure cuff: ⚠ no data yet/);
   await clinician.getByText('● Live').waitFor();
   // A new reading reaches the ward without reload.
   await reading(devices.oximeter, '59408-5', 91, '%');

@@ -5,7 +5,7 @@ import { codeInfo, codeOrder, deviceKindLabel, displayUnit, formatValue, staleAf
 import { h, notice, replace } from '../dom';
 import { formatTime, minutesSince, refreshTimes, since, timeAgo } from '../format';
 import { alarmText, byAttention, stateBadge } from '../alarmview';
-import { inboxAlarms, latestNews2, news2Band, priorityBadge, priorityRank, type Alarm, type News2 } from '../features';
+import { carePlan, inboxAlarms, latestNews2, news2Band, priorityBadge, priorityRank, programLabel, type Alarm, type News2 } from '../features';
 import { liveBadge, subscribeAlarms, subscribeWard } from '../live';
 import type { PageContext } from '../router';
 import { frame } from '../session';
@@ -20,6 +20,8 @@ interface Row {
   devices: Device[] | null;
   alarms: Alarm[];
   news2?: News2 | null;
+  /** The monitoring programme of the care plan in force; `null` without a plan. */
+  program?: string | null;
   element?: HTMLTableRowElement;
 }
 
@@ -47,8 +49,10 @@ export async function wardPage(root: HTMLElement, context: PageContext): Promise
       readable(api<Device[]>(patientPath(patient.id, '/devices'), { signal: context.signal })),
     ]);
     const news2 = latest ? await latestNews2(patient.id, context.signal) : undefined;
+    const plan = latest ? await carePlan(patient.id, context.signal).catch(() => undefined) : undefined;
     return {
       patient,
+      program: plan === undefined ? undefined : plan?.plan.program ?? null,
       latest: latest ? new Map(latest.map((observation) => [observation.loinc, observation])) : null,
       devices,
       alarms: alarms.filter((alarm) => alarm.patient_id === patient.id),
@@ -212,6 +216,9 @@ function renderRow(row: Row, changed?: string): void {
         ? h('a', { href: `/patients/${encodeURIComponent(patient.id)}`, class: 'patient-link' }, patient.display_name)
         : patient.display_name,
       patient.mrn ? h('div', { class: 'muted' }, `MRN ${patient.mrn}`) : null,
+      row.program === undefined
+        ? null
+        : h('div', { class: 'program', 'data-testid': 'ward-program' }, row.program ? `${programLabel(row.program)} programme` : 'No care plan yet'),
     ),
     // The labels head each cell where a narrow screen shows rows as cards.
     h('td', { class: 'alarms-cell', 'data-testid': 'ward-alarms', 'data-label': 'Open alarms' }, alarmsCell(row)),
