@@ -573,6 +573,32 @@ test('a patient sees only their own data', async () => {
   await page.context().close();
 });
 
+test('a clinician logs in and reaches a patient from the keyboard alone', async () => {
+  const page = await newPage();
+  await page.goto(`${server.url}/login`);
+  await page.getByLabel('Username').focus();
+  await page.keyboard.type('dr.grey');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('type')), 'password', 'Tab moves to the password');
+  await page.keyboard.type(PASSWORD);
+  await page.keyboard.press('Enter');
+  await page.waitForURL('**/ward');
+  await page.getByTestId('ward-table').getByRole('link', { name: 'Ada Lovelace' }).waitFor();
+  let reached = false;
+  for (let presses = 0; presses < 40 && !reached; presses++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.textContent === 'Ada Lovelace');
+  }
+  assert.ok(reached, 'the patient link is reachable with Tab');
+  // Where the focus is must be visible: the focus ring is drawn.
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(outline, 'none', 'the focused link shows a focus ring');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(`**/patients/${ada.id}`);
+  await page.getByTestId('patient-name').filter({ hasText: 'Ada Lovelace' }).waitFor();
+  await page.context().close();
+});
+
 /**
  * How a page fits the screen: how far the page scrolls sideways (wide tables scroll inside
  * their own box instead), and the controls smaller than 24 × 24 CSS px (WCAG 2.2 target
