@@ -411,21 +411,7 @@ pub fn default_rules(program: Program, baseline: &PatientBaseline) -> Vec<Rule> 
                 true,
                 rhythm(RhythmKind::Tachycardia, 30 * MINUTE),
             ));
-            // NEWS2 scores pulse <= 40 and >= 131 with 3 points (RCP 2017 Chart 1).
-            rules.push(Rule::new(
-                "heart-rate-very-low",
-                "heart rate 40/min or less",
-                High,
-                true,
-                threshold(C::HeartRate, Below, 41.0, 2 * MINUTE, 5.0),
-            ));
-            rules.push(Rule::new(
-                "heart-rate-very-high",
-                "heart rate 131/min or more",
-                Medium,
-                true,
-                threshold(C::HeartRate, Above, 130.0, 5 * MINUTE, 10.0),
-            ));
+            rules.extend(heart_rate_scoring_3());
             // Poor signal is a technical alarm (IEC 60601-1-8): the nurse fixes an
             // electrode, nobody treats the patient.
             rules.push(Rule::new(
@@ -456,21 +442,7 @@ pub fn default_rules(program: Program, baseline: &PatientBaseline) -> Vec<Rule> 
             ));
         }
         Program::Respiratory => {
-            // NEWS2 scale 1 scores SpO2 <= 91 % with 3 points; 5 min filters motion
-            // artefact of home oximeters.
-            rules.push(Rule::new(
-                "spo2-low",
-                "SpO2 below 92 %",
-                Medium,
-                true,
-                threshold(
-                    C::OxygenSaturationPulseOximetry,
-                    Below,
-                    92.0,
-                    5 * MINUTE,
-                    2.0,
-                ),
-            ));
+            rules.push(spo2_low());
             // Below 86 % (NEWS2 scale 2's lowest band, <= 83-85) is dangerous for anyone.
             rules.push(Rule::new(
                 "spo2-very-low",
@@ -553,52 +525,15 @@ pub fn default_rules(program: Program, baseline: &PatientBaseline) -> Vec<Rule> 
                 true,
                 threshold(C::HeartRate, Above, 110.0, 15 * MINUTE, 10.0),
             ));
-            rules.push(Rule::new(
-                "systolic-low",
-                "systolic blood pressure 90 mmHg or less",
-                High,
-                true,
-                threshold(C::SystolicBloodPressure, Below, 91.0, 0, 5.0),
-            ));
+            rules.push(systolic_low());
         }
         Program::GeneralVitals => {
             news2_rules(&mut rules);
             // Single readings that score 3 in NEWS2 Chart 1, for patients whose vitals
             // arrive one at a time and are never scored as a set.
-            rules.push(Rule::new(
-                "heart-rate-very-low",
-                "heart rate 40/min or less",
-                High,
-                true,
-                threshold(C::HeartRate, Below, 41.0, 2 * MINUTE, 5.0),
-            ));
-            rules.push(Rule::new(
-                "heart-rate-very-high",
-                "heart rate 131/min or more",
-                Medium,
-                true,
-                threshold(C::HeartRate, Above, 130.0, 5 * MINUTE, 10.0),
-            ));
-            rules.push(Rule::new(
-                "spo2-low",
-                "SpO2 below 92 %",
-                Medium,
-                true,
-                threshold(
-                    C::OxygenSaturationPulseOximetry,
-                    Below,
-                    92.0,
-                    5 * MINUTE,
-                    2.0,
-                ),
-            ));
-            rules.push(Rule::new(
-                "systolic-low",
-                "systolic blood pressure 90 mmHg or less",
-                High,
-                true,
-                threshold(C::SystolicBloodPressure, Below, 91.0, 0, 5.0),
-            ));
+            rules.extend(heart_rate_scoring_3());
+            rules.push(spo2_low());
+            rules.push(systolic_low());
             rules.push(Rule::new(
                 "temperature-high",
                 "temperature 39.1 °C or more",
@@ -609,6 +544,62 @@ pub fn default_rules(program: Program, baseline: &PatientBaseline) -> Vec<Rule> 
         }
     }
     rules
+}
+
+/// NEWS2 scores pulse <= 40 and >= 131 with 3 points (RCP 2017 Chart 1).
+fn heart_rate_scoring_3() -> [Rule; 2] {
+    use ObservationCode as C;
+    [
+        Rule::new(
+            "heart-rate-very-low",
+            "heart rate 40/min or less",
+            Priority::High,
+            true,
+            threshold(C::HeartRate, Direction::Below, 41.0, 2 * MINUTE, 5.0),
+        ),
+        Rule::new(
+            "heart-rate-very-high",
+            "heart rate 131/min or more",
+            Priority::Medium,
+            true,
+            threshold(C::HeartRate, Direction::Above, 130.0, 5 * MINUTE, 10.0),
+        ),
+    ]
+}
+
+/// NEWS2 scale 1 scores SpO2 <= 91 % with 3 points; 5 min filters the motion artefact
+/// of home oximeters.
+fn spo2_low() -> Rule {
+    Rule::new(
+        "spo2-low",
+        "SpO2 below 92 %",
+        Priority::Medium,
+        true,
+        threshold(
+            ObservationCode::OxygenSaturationPulseOximetry,
+            Direction::Below,
+            92.0,
+            5 * MINUTE,
+            2.0,
+        ),
+    )
+}
+
+/// NEWS2 scores systolic pressure <= 90 mmHg with 3 points.
+fn systolic_low() -> Rule {
+    Rule::new(
+        "systolic-low",
+        "systolic blood pressure 90 mmHg or less",
+        Priority::High,
+        true,
+        threshold(
+            ObservationCode::SystolicBloodPressure,
+            Direction::Below,
+            91.0,
+            0,
+            5.0,
+        ),
+    )
 }
 
 /// RCP 2017 Chart 2: aggregate >= 7 emergency response (within 30 min, continuous
