@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use rumqttc::AsyncClient;
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet as Packet5, PubAckReason};
-use rumqttc::{AsyncClient, QoS};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -58,15 +58,7 @@ async fn a_device_cannot_publish_to_another_devices_topic() {
     // MQTT 3.1.1 has no negative PUBACK: the connection is closed instead.
     let (client, mut eventloop) =
         AsyncClient::new(mqtt_v311(&server, &ward.device, &ward.device.secret), 10);
-    client
-        .publish(
-            topic(&device_b),
-            QoS::AtLeastOnce,
-            false,
-            reading(2, "59408-5", 97.0, "%"),
-        )
-        .await
-        .unwrap();
+    publish_qos1(&client, &device_b, reading(2, "59408-5", 97.0, "%")).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         match tokio::time::timeout_at(deadline, eventloop.poll())
@@ -119,15 +111,7 @@ async fn wrong_secrets_and_revoked_devices_cannot_connect() {
     // A connected device is dropped when revoked, and cannot come back.
     let (client, mut eventloop) =
         AsyncClient::new(mqtt_v311(&server, &ward.device, &ward.device.secret), 10);
-    client
-        .publish(
-            topic(&ward.device),
-            QoS::AtLeastOnce,
-            false,
-            reading(1, "99504-3", 100.0, "mg/dL"),
-        )
-        .await
-        .unwrap();
+    publish_qos1(&client, &ward.device, reading(1, "99504-3", 100.0, "mg/dL")).await;
     await_pubacks(&mut eventloop, 1).await;
     let revoke = server
         .post(
@@ -149,13 +133,8 @@ async fn wrong_secrets_and_revoked_devices_cannot_connect() {
         Err(ConnectReturnCode::NotAuthorized)
     );
     let http = server
-        .client
-        .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
-        .bearer_auth(&ward.device.secret)
-        .body(reading(2, "99504-3", 100.0, "mg/dL"))
-        .send()
-        .await
-        .unwrap();
+        .send_readings(&ward.device, reading(2, "99504-3", 100.0, "mg/dL"))
+        .await;
     assert_eq!(http.status(), 401);
 }
 
@@ -164,13 +143,8 @@ async fn only_the_care_team_and_the_patient_read_a_patients_data() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
     let response = server
-        .client
-        .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
-        .bearer_auth(&ward.device.secret)
-        .body(reading(1, "99504-3", 140.0, "mg/dL"))
-        .send()
-        .await
-        .unwrap();
+        .send_readings(&ward.device, reading(1, "99504-3", 140.0, "mg/dL"))
+        .await;
     assert_eq!(response.status(), 200);
 
     let password = "another long passphrase";

@@ -100,13 +100,8 @@ fn is(event: &str) -> impl Fn(&Value) -> bool + '_ {
 
 async fn post_glucose(server: &TestServer, device: &EnrolledDevice, seq: i64, value: f64) {
     let response = server
-        .client
-        .post(server.url(&format!("/api/v1/devices/{}/readings", device.id)))
-        .bearer_auth(&device.secret)
-        .body(reading(seq, GLUCOSE, value, "mg/dL"))
-        .send()
-        .await
-        .expect("device POST");
+        .send_readings(&device, reading(seq, GLUCOSE, value, "mg/dL"))
+        .await;
     assert_eq!(response.status(), 200, "reading stored");
 }
 

@@ -14,34 +14,10 @@ async fn mqtt_readings_are_stored_once_and_read_back() {
     let ward = server.ward().await;
     let (client, mut eventloop) =
         AsyncClient::new(mqtt_v311(&server, &ward.device, &ward.device.secret), 100);
-    client
-        .publish(
-            topic(&ward.device),
-            QoS::AtLeastOnce,
-            false,
-            reading(1, "99504-3", 112.0, "mg/dL"),
-        )
-        .await
-        .unwrap();
-    client
-        .publish(
-            topic(&ward.device),
-            QoS::AtLeastOnce,
-            false,
-            reading(2, "99504-3", 6.0, "mmol/L"),
-        )
-        .await
-        .unwrap();
+    publish_qos1(&client, &ward.device, reading(1, "99504-3", 112.0, "mg/dL")).await;
+    publish_qos1(&client, &ward.device, reading(2, "99504-3", 6.0, "mmol/L")).await;
     // A retry: the same reading (same seq) published again, as after a lost PUBACK.
-    client
-        .publish(
-            topic(&ward.device),
-            QoS::AtLeastOnce,
-            false,
-            reading(2, "99504-3", 6.0, "mmol/L"),
-        )
-        .await
-        .unwrap();
+    publish_qos1(&client, &ward.device, reading(2, "99504-3", 6.0, "mmol/L")).await;
     await_pubacks(&mut eventloop, 3).await;
 
     let observations = server
@@ -75,13 +51,8 @@ async fn mqtt_readings_are_stored_once_and_read_back() {
 
     // The same reading re-posted over HTTP is a duplicate too.
     let response = server
-        .client
-        .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
-        .bearer_auth(&ward.device.secret)
-        .body(reading(2, "99504-3", 6.0, "mmol/L"))
-        .send()
-        .await
-        .unwrap();
+        .send_readings(&ward.device, reading(2, "99504-3", 6.0, "mmol/L"))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.json::<Value>().await.unwrap(),
@@ -319,14 +290,7 @@ async fn http_refusals_name_the_field() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
     for (name, payload, field) in bad_payloads() {
-        let response = server
-            .client
-            .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
-            .bearer_auth(&ward.device.secret)
-            .body(payload)
-            .send()
-            .await
-            .unwrap();
+        let response = server.send_readings(&ward.device, payload).await;
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap();
         if name == "oversized payload" {
@@ -410,13 +374,8 @@ async fn live_stream_delivers_new_observations() {
         )
         .await;
     let response = server
-        .client
-        .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
-        .bearer_auth(&ward.device.secret)
-        .body(reading(7, "8867-4", 88.0, "/min"))
-        .send()
-        .await
-        .unwrap();
+        .send_readings(&ward.device, reading(7, "8867-4", 88.0, "/min"))
+        .await;
     assert_eq!(response.status(), 200);
     let observation = stream.next("observation", Duration::from_secs(10)).await;
     assert_eq!(observation["value"], json!(88.0));

@@ -204,16 +204,27 @@ impl TestServer {
         }
     }
 
+    /// A device's HTTPS post of a reading message, as raw bytes, whatever the answer.
+    pub(crate) async fn send_readings(
+        &self,
+        device: &EnrolledDevice,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/api/v1/devices/{}/readings", device.id)))
+            .bearer_auth(&device.secret)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("device POST")
+    }
+
     /// A device's HTTPS post of a reading message (JSON); fails the test unless stored.
     pub(crate) async fn device_post(&self, device: &EnrolledDevice, body: Value) {
         let response = self
-            .client
-            .post(self.url(&format!("/api/v1/devices/{}/readings", device.id)))
-            .bearer_auth(&device.secret)
-            .json(&body)
-            .send()
-            .await
-            .expect("device POST");
+            .send_readings(device, serde_json::to_vec(&body).expect("json"))
+            .await;
         let status = response.status();
         let text = response.text().await.expect("body");
         assert_eq!(status, 200, "device POST: {text}");
@@ -459,6 +470,19 @@ pub(crate) fn topic(device: &EnrolledDevice) -> String {
 }
 
 /// A valid single-reading payload for now.
+/// Publishes a reading at QoS 1 on the device's own topic (MQTT 3.1.1); the PUBACK is
+/// awaited on the event loop.
+pub(crate) async fn publish_qos1(
+    client: &rumqttc::AsyncClient,
+    device: &EnrolledDevice,
+    payload: Vec<u8>,
+) {
+    client
+        .publish(topic(device), rumqttc::QoS::AtLeastOnce, false, payload)
+        .await
+        .expect("queue the publish");
+}
+
 pub(crate) fn reading(seq: i64, code: &str, value: f64, unit: &str) -> Vec<u8> {
     json!({"v": 1, "seq": seq, "code": code, "value": value, "unit": unit, "time": chrono::Utc::now().to_rfc3339()})
         .to_string()
