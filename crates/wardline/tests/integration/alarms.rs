@@ -39,7 +39,7 @@ impl AlarmStream {
             .use_preconfigured_tls(tls_client_config(&server.ca_pem()))
             .build()
             .expect("client");
-        let mut response = client
+        let response = client
             .get(server.url("/api/v1/alarms/stream"))
             .bearer_auth(&session.token)
             .send()
@@ -48,19 +48,11 @@ impl AlarmStream {
         assert_eq!(response.status(), 200, "alarm stream");
         let (sender, events) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
-            let mut buffer = String::new();
-            while let Ok(Some(chunk)) = response.chunk().await {
-                buffer.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = buffer.find("\n\n") {
-                    let block: String = buffer.drain(..end + 2).collect();
-                    let is_alarm = block.lines().any(|line| line == "event: alarm");
-                    let data: String = block
-                        .lines()
-                        .filter_map(|line| line.strip_prefix("data: "))
-                        .collect();
-                    if is_alarm && let Ok(value) = serde_json::from_str(&data) {
-                        let _ = sender.send(value);
-                    }
+            let mut stream = EventStream::new(response);
+            let open_for = tokio::time::Instant::now() + Duration::from_secs(3600);
+            while let Some((name, data)) = stream.next_any(open_for).await {
+                if name == "alarm" {
+                    let _ = sender.send(data);
                 }
             }
         });
@@ -100,7 +92,7 @@ fn is(event: &str) -> impl Fn(&Value) -> bool + '_ {
 
 async fn post_glucose(server: &TestServer, device: &EnrolledDevice, seq: i64, value: f64) {
     let response = server
-        .send_readings(&device, reading(seq, GLUCOSE, value, "mg/dL"))
+        .send_readings(device, reading(seq, GLUCOSE, value, "mg/dL"))
         .await;
     assert_eq!(response.status(), 200, "reading stored");
 }

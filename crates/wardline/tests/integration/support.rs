@@ -237,10 +237,7 @@ impl TestServer {
         // The server subscribes to its feeds as the response starts; give it a moment so
         // that what the test sends next is not sent before anyone listens.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        EventStream {
-            response,
-            buffer: String::new(),
-        }
+        EventStream::new(response)
     }
 
     /// Observations of one code for a patient, as a clinician sees them.
@@ -279,8 +276,15 @@ pub(crate) struct EventStream {
 }
 
 impl EventStream {
+    pub(crate) fn new(response: reqwest::Response) -> EventStream {
+        EventStream {
+            response,
+            buffer: String::new(),
+        }
+    }
+
     /// The next event of any name, as (name, JSON data), or `None` when nothing arrives
-    /// before `deadline`.
+    /// before `deadline` or the stream ends.
     pub(crate) async fn next_any(
         &mut self,
         deadline: tokio::time::Instant,
@@ -307,11 +311,11 @@ impl EventStream {
                     None => continue,
                 }
             }
+            // Nothing before the deadline, an error, or the end of the stream: no event.
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
                 .await
                 .ok()?
-                .expect("stream")
-                .expect("stream still open");
+                .ok()??;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
@@ -323,7 +327,7 @@ impl EventStream {
             match self.next_any(deadline).await {
                 Some((event, data)) if event == name => return data,
                 Some(_) => continue,
-                None => panic!("no `{name}` event within {within:?}"),
+                None => panic!("no `{name}` event within {within:?}, or the stream ended"),
             }
         }
     }
