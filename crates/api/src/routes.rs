@@ -222,6 +222,21 @@ impl<T: DeserializeOwned> FromRequestParts<AppState> for Params<T> {
     }
 }
 
+/// The accounts with these ids, each read once; unknown ids are left out. For naming the
+/// few people a page mentions without reading every account.
+pub(crate) async fn users_by_id(
+    state: &AppState,
+    ids: impl IntoIterator<Item = wardline_domain::UserId>,
+) -> Result<std::collections::HashMap<wardline_domain::UserId, wardline_store::User>, ApiError> {
+    let mut users = std::collections::HashMap::new();
+    for id in ids.into_iter().collect::<std::collections::HashSet<_>>() {
+        if let Some(user) = state.store.user(id).await? {
+            users.insert(id, user);
+        }
+    }
+    Ok(users)
+}
+
 /// An optional RFC 3339 time from a query parameter.
 pub(crate) fn optional_time(
     field: &str,

@@ -18,13 +18,13 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use wardline_alarms::CarePlanRequest;
 use wardline_alerting::EscalationPolicy;
-use wardline_domain::{CareTeamId, PatientId, Role};
+use wardline_domain::{CareTeamId, PatientId, Role, UserId};
 use wardline_store::{
     AlarmQuery, AlarmRecord, AuditOutcome, NotificationChannel, NotificationQuery,
     NotificationRecord,
 };
 
-use super::{Body, Params, optional_time, parse_id};
+use super::{Body, Params, optional_time, parse_id, users_by_id};
 use crate::access::{audit, authorize_own_patients, authorize_patient, require_admin};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -158,12 +158,36 @@ fn view(record: &AlarmRecord) -> Value {
     value
 }
 
-/// Names of the people and care teams that alarms mention, so that a screen can say who
-/// acknowledged, snoozed or resolved an alarm and whom its escalation notifies next.
+/// The people and care teams an alarm mentions: who acknowledged, snoozed or resolved it,
+/// who acted in its history, and whom its escalation notifies next.
+fn mentioned(alarm: &Value) -> (Vec<&str>, Vec<&str>) {
+    let mut people: Vec<&Value> = vec![
+        &alarm["state"]["by"],
+        &alarm["state"]["resolution"]["user_id"],
+    ];
+    let mut teams: Vec<&Value> = Vec::new();
+    if let Some(events) = alarm["events"].as_array() {
+        people.extend(events.iter().map(|event| &event["actor"]));
+    }
+    if let Some(notify) = alarm["escalation_status"]["next"]["notify"].as_array() {
+        for recipient in notify {
+            people.push(&recipient["user_id"]);
+            teams.push(&recipient["care_team_id"]);
+        }
+    }
+    (
+        people.into_iter().filter_map(Value::as_str).collect(),
+        teams.into_iter().filter_map(Value::as_str).collect(),
+    )
+}
+
+/// Names by id, so that a screen can say who acknowledged an alarm and whom its
+/// escalation notifies next.
 struct Names(HashMap<String, String>);
 
 impl Names {
-    async fn load(state: &AppState) -> Result<Self, ApiError> {
+    /// Everyone's and every team's: for a stream, whose alarms are still to come.
+    async fn everyone(state: &AppState) -> Result<Self, ApiError> {
         let mut names = HashMap::new();
         for user in state.store.users().await? {
             names.insert(user.id.to_string(), user.display_name);
@@ -174,24 +198,34 @@ impl Names {
         Ok(Self(names))
     }
 
-    /// Adds `names`: {id: name} for every person or team the alarm mentions.
-    fn attach(&self, alarm: &mut Value) {
-        let mut mentioned: Vec<&Value> = vec![
-            &alarm["state"]["by"],
-            &alarm["state"]["resolution"]["user_id"],
-        ];
-        if let Some(events) = alarm["events"].as_array() {
-            mentioned.extend(events.iter().map(|event| &event["actor"]));
+    /// Only the names these alarms mention.
+    async fn mentioned_in(state: &AppState, alarms: &[Value]) -> Result<Self, ApiError> {
+        let mut people = Vec::new();
+        let mut any_team = false;
+        for alarm in alarms {
+            let (ids, teams) = mentioned(alarm);
+            people.extend(ids.into_iter().filter_map(|id| id.parse::<UserId>().ok()));
+            any_team |= !teams.is_empty();
         }
-        if let Some(notify) = alarm["escalation_status"]["next"]["notify"].as_array() {
-            for recipient in notify {
-                mentioned.push(&recipient["user_id"]);
-                mentioned.push(&recipient["care_team_id"]);
+        let mut names: HashMap<String, String> = users_by_id(state, people)
+            .await?
+            .into_iter()
+            .map(|(id, user)| (id.to_string(), user.display_name))
+            .collect();
+        if any_team {
+            for team in state.store.care_teams().await? {
+                names.insert(team.id.to_string(), team.name);
             }
         }
-        let names: serde_json::Map<String, Value> = mentioned
+        Ok(Self(names))
+    }
+
+    /// Adds `names`: {id: name} for every person or team the alarm mentions.
+    fn attach(&self, alarm: &mut Value) {
+        let (people, teams) = mentioned(alarm);
+        let names: serde_json::Map<String, Value> = people
             .into_iter()
-            .filter_map(Value::as_str)
+            .chain(teams)
             .filter_map(|id| {
                 self.0
                     .get(id)
@@ -227,15 +261,9 @@ pub(crate) async fn inbox(
             ..AlarmQuery::default()
         })
         .await?;
-    let names = Names::load(&state).await?;
-    let views: Vec<Value> = alarms
-        .iter()
-        .map(|alarm| {
-            let mut value = view(alarm);
-            names.attach(&mut value);
-            value
-        })
-        .collect();
+    let mut views: Vec<Value> = alarms.iter().map(view).collect();
+    let names = Names::mentioned_in(&state, &views).await?;
+    views.iter_mut().for_each(|alarm| names.attach(alarm));
     Ok(Json(json!({ "alarms": views })))
 }
 
@@ -273,15 +301,15 @@ pub(crate) async fn patient_alarms(
             limit,
         })
         .await?;
-    let names = Names::load(&state).await?;
     let mut out = Vec::with_capacity(alarms.len());
     for alarm in &alarms {
         let events = state.store.alarm_events(&alarm.public_id).await?;
         let mut value = view(alarm);
         value["events"] = json!(events);
-        names.attach(&mut value);
         out.push(value);
     }
+    let names = Names::mentioned_in(&state, &out).await?;
+    out.iter_mut().for_each(|alarm| names.attach(alarm));
     Ok(Json(json!({ "alarms": out })))
 }
 
@@ -366,7 +394,9 @@ pub(crate) async fn get_alarm(
             .collect::<Vec<_>>()
     );
     value["care_plan"] = json!(care_plan);
-    Names::load(&state).await?.attach(&mut value);
+    Names::mentioned_in(&state, std::slice::from_ref(&value))
+        .await?
+        .attach(&mut value);
     Ok(Json(value))
 }
 
@@ -452,7 +482,7 @@ pub(crate) async fn stream(
         .map(|access| access.patient_id())
         .collect();
     // Names as they were when the stream opened; a screen re-reads after a reconnect.
-    let names = Names::load(&state).await?;
+    let names = Names::everyone(&state).await?;
     let feed = BroadcastStream::new(state.alarms.subscribe());
     let events = feed.filter_map(move |item| match item {
         Ok(event) if patients.contains(&event.patient_id) => {

@@ -1,7 +1,5 @@
 //! Login, accounts and care teams.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
@@ -12,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use wardline_domain::{CareTeamId, PatientId, Role, UserId};
 use wardline_store::{AuditEvent, AuditOutcome, AuditQuery, AuditRecord, CareTeam, NewUser, User};
 
-use super::{Body, Params, parse_id};
+use super::{Body, Params, parse_id, users_by_id};
 use crate::access::{audit, authorize_patient, require_admin};
 use crate::auth::{self, Caller, SESSION_COOKIE};
 use crate::error::ApiError;
@@ -373,16 +371,6 @@ pub(crate) async fn audit_log(
     Ok(Json(state.store.audit_events(query).await?))
 }
 
-async fn users_by_id(state: &AppState) -> Result<HashMap<UserId, User>, ApiError> {
-    Ok(state
-        .store
-        .users()
-        .await?
-        .into_iter()
-        .map(|user| (user.id, user))
-        .collect())
-}
-
 #[derive(Serialize)]
 pub(crate) struct CareTeamMemberView {
     display_name: String,
@@ -405,13 +393,16 @@ pub(crate) async fn patient_care_teams(
 ) -> Result<Json<Vec<PatientCareTeamView>>, ApiError> {
     let patient_id: PatientId = parse_id("patient_id", &patient_id)?;
     let access = authorize_patient(&state, &caller, patient_id, "care_teams.read", None).await?;
-    let users = users_by_id(&state).await?;
-    let teams = state
+    let teams: Vec<CareTeam> = state
         .store
         .care_teams()
         .await?
         .into_iter()
         .filter(|team| team.patients.contains(&access.patient_id()))
+        .collect();
+    let users = users_by_id(&state, teams.iter().flat_map(|team| team.members.clone())).await?;
+    let teams = teams
+        .into_iter()
         .map(|team| PatientCareTeamView {
             id: team.id,
             name: team.name,
@@ -472,7 +463,7 @@ pub(crate) async fn patient_access_log(
             limit,
         })
         .await?;
-    let users = users_by_id(&state).await?;
+    let users = users_by_id(&state, events.iter().filter_map(|event| event.actor)).await?;
     Ok(Json(
         events
             .into_iter()
