@@ -156,10 +156,7 @@ export const post = <T>(path: string, body: unknown = {}, signal?: AbortSignal) 
   api<T>(path, { method: 'POST', body, signal });
 
 /** Every observation of one code in [from, to), following the API's pages. */
-/**
- * Every observation of one code in a window, page by page; `undefined` when there are
- * more than `most` (the caller then asks for a summary instead).
- */
+/** Every observation of one code in a window, page by page. */
 export async function allObservations(
   patientId: string,
   loinc: string,
@@ -167,8 +164,7 @@ export async function allObservations(
   to: Date,
   signal?: AbortSignal,
   onPage?: (count: number) => void,
-  most = Infinity,
-): Promise<Observation[] | undefined> {
+): Promise<Observation[]> {
   const all: Observation[] = [];
   let cursor: string | undefined;
   do {
@@ -186,7 +182,6 @@ export async function allObservations(
     all.push(...page.observations);
     onPage?.(all.length);
     cursor = page.next_cursor;
-    if (cursor && all.length >= most) return undefined;
   } while (cursor);
   return all;
 }

@@ -202,9 +202,18 @@ export function trendChart(patientId: string, initialCode: string, available: st
     canvasHost.dataset.state = 'loading';
     const started = performance.now();
     try {
-      const observations = await allObservations(patientId, code, from, to, controller.signal, (count) => {
-        status.textContent = `Loading… ${count.toLocaleString()} readings`;
-      }, MOST_READINGS);
+      // The summary first: it is small, and its counts say whether the readings
+      // themselves are few enough to draw one by one.
+      const span = (to.getTime() - from.getTime()) / 1000;
+      const bucket = BUCKET_SECS.find((secs) => secs >= span / SUMMARY_BUCKETS) ?? 86_400;
+      const result = await observationSummary(patientId, code, from, to, bucket, controller.signal);
+      const total = result.buckets.reduce((sum, b) => sum + b.count, 0);
+      const observations =
+        total > MOST_READINGS
+          ? null
+          : await allObservations(patientId, code, from, to, controller.signal, (count) => {
+              status.textContent = `Loading… ${count.toLocaleString()} readings`;
+            });
       if (controller.signal.aborted) return;
       if (observations) {
         summarised = false;
@@ -216,11 +225,6 @@ export function trendChart(patientId: string, initialCode: string, available: st
         });
         unit = displayUnit(observations[0]?.unit ?? codeInfo(code).unit);
       } else {
-        status.textContent = `More than ${MOST_READINGS.toLocaleString()} readings: summarising…`;
-        const span = (to.getTime() - from.getTime()) / 1000;
-        const bucket = BUCKET_SECS.find((secs) => secs >= span / SUMMARY_BUCKETS) ?? 86_400;
-        const result = await observationSummary(patientId, code, from, to, bucket, controller.signal);
-        if (controller.signal.aborted) return;
         summarised = true;
         bucketSecs = result.bucket_secs;
         xs = result.buckets.map((b) => Date.parse(b.start) / 1000 + bucketSecs / 2);
