@@ -1,6 +1,6 @@
 //! Builds the web app in `web/` with npm and embeds the result.
 //!
-//! - `npm install` (exactly the locked versions) runs when `web/node_modules` is missing or
+//! - `npm ci` (exactly the locked versions) runs when `web/node_modules` is missing or
 //!   older than `package-lock.json`.
 //! - `npm run build` type-checks and bundles into `$OUT_DIR/dist`, so the source tree
 //!   gets no build output.
@@ -91,14 +91,13 @@ fn build_app(web: &Path, dist: &Path) {
     lock.lock()
         .unwrap_or_else(|error| fail(&format!("locking web/.build.lock: {error}")));
     if node_modules_stale(web) {
-        // `npm install` rather than `npm ci`: npm 11 records only this platform's optional
-        // packages (rollup's native binary) in the lock file, and `npm ci` then refuses
-        // the lock as incomplete. `npm install` installs exactly the locked versions; CI
-        // checks that it left package-lock.json unchanged.
+        // `npm ci`: exactly the lock file's versions, and it never rewrites the lock. The
+        // lock must list every platform's optional packages (rollup's native binaries);
+        // one written by an npm that recorded only its own platform is refused here.
         run(
             web,
-            Command::new(&npm).args(["install", "--no-audit", "--no-fund"]),
-            "npm install",
+            Command::new(&npm).args(["ci", "--no-audit", "--no-fund"]),
+            "npm ci",
         );
     }
     let mut build = Command::new(&npm);
