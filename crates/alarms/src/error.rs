@@ -9,11 +9,17 @@ pub enum AlarmsError {
     Alerting(#[from] AlertingError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0} not found")]
     NotFound(String),
-    /// The alarm task has stopped (the server is shutting down).
+    /// The alarm is not in a state that allows the action.
+    #[error("{0}")]
+    InvalidState(String),
+    /// The alarm task has stopped (the server is shutting down), or could not store.
     #[error("the alarm service is not running")]
     Stopped,
     #[error("sealing a secret failed")]

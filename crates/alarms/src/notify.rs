@@ -18,7 +18,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::Notify;
-use wardline_store::{DeliveryOutcome, NotificationRecord, Store};
+use wardline_store::{ChannelKind, DeliveryOutcome, NotificationRecord, OutboxStore};
+
+use crate::clock::Clock;
 
 use crate::secrets::Sealer;
 
@@ -70,10 +72,11 @@ pub(crate) fn backoff(
 }
 
 pub(crate) async fn run(
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     sealer: Arc<Sealer>,
     settings: DeliverySettings,
     wake: Arc<Notify>,
+    clock: Arc<dyn Clock>,
 ) {
     // reqwest is built without a default crypto provider: Wardline uses ring throughout.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -90,7 +93,7 @@ pub(crate) async fn run(
     };
     let random = SystemRandom::new();
     loop {
-        let now = Utc::now();
+        let now = clock.now();
         let due = match store.due_outbox(now, 64).await {
             Ok(due) => due,
             Err(error) => {
@@ -113,7 +116,7 @@ pub(crate) async fn run(
             let Ok((item, result)) = joined else {
                 continue;
             };
-            let at = Utc::now();
+            let at = clock.now();
             let outcome = match result {
                 Ok(()) => {
                     metrics::counter!("wardline_notifications_delivered_total", "channel" => channel_label(&item)).increment(1);
@@ -149,7 +152,7 @@ pub(crate) async fn run(
         }
         let next: Option<DateTime<Utc>> = store.next_outbox_attempt().await.ok().flatten();
         let wait = next
-            .map(|next| (next - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .map(|next| (next - clock.now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(5))
             .min(Duration::from_secs(5));
         if wait.is_zero() {
@@ -164,11 +167,7 @@ pub(crate) async fn run(
 }
 
 fn channel_label(item: &NotificationRecord) -> &'static str {
-    if item.channel.kind == "email" {
-        "email"
-    } else {
-        "webhook"
-    }
+    item.channel.kind.as_str()
 }
 
 /// One attempt; the error is what an admin sees on a dead letter (no health data).
@@ -179,8 +178,8 @@ async fn deliver(
     item: &NotificationRecord,
 ) -> Result<(), String> {
     let body = serde_json::to_vec(&item.payload).map_err(|error| error.to_string())?;
-    match item.channel.kind.as_str() {
-        "webhook" => {
+    match item.channel.kind {
+        ChannelKind::Webhook => {
             let secret = item
                 .channel
                 .sealed_secret
@@ -217,11 +216,10 @@ async fn deliver(
                 Err(format!("HTTP {}", response.status().as_u16()))
             }
         }
-        "email" => {
+        ChannelKind::Email => {
             let smtp = smtp.ok_or_else(|| "no SMTP server is configured".to_owned())?;
             send_email(smtp, item).await
         }
-        other => Err(format!("unknown channel kind {other}")),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::rule::{AlarmKind, Priority, RuleId};
 
 /// An alarm's identifier: its condition and when it was raised. Deterministic, so that
 /// two workers replaying the same signals name the alarm alike.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct AlarmId(pub String);
@@ -38,6 +39,7 @@ impl fmt::Display for AlarmId {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum AlarmState {
@@ -70,6 +72,7 @@ impl AlarmState {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum Resolution {
@@ -82,6 +85,7 @@ pub enum Resolution {
 }
 
 /// Why notifications (re)started, for the words of the first one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EscalationCause {
@@ -92,6 +96,7 @@ pub enum EscalationCause {
 }
 
 /// How far the escalation has gone since `since`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EscalationProgress {
     pub since: DateTime<Utc>,
@@ -100,6 +105,7 @@ pub struct EscalationProgress {
     pub sent: u32,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alarm {
     pub id: AlarmId,
@@ -312,6 +318,7 @@ impl Alarm {
 }
 
 /// What applying a signal did.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "update", rename_all = "snake_case")]
 pub enum AlarmUpdate {
@@ -337,6 +344,7 @@ pub enum AlarmUpdate {
 
 /// The unresolved alarms, at most one per condition. Resolved alarms leave the board
 /// (returned to the caller to store), so it stays as small as the set of live problems.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlarmBoard {
     alarms: Vec<Alarm>,

@@ -21,6 +21,7 @@ pub const NAIVE_LOW_MG_DL: f64 = 70.0;
 pub const NAIVE_HIGH_MG_DL: f64 = 250.0;
 
 /// A level 2 hypoglycaemia episode the care plan did not alarm on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MissedEpisode {
     /// Seconds since 1970 on the trace's clock, as in `wardline_analytics::cgm`.
@@ -29,6 +30,7 @@ pub struct MissedEpisode {
     pub lowest_mg_dl: f64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BurdenReport {
     /// Valid readings x 5 min: wear time, not first-to-last span (traces have gaps of

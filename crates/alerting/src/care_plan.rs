@@ -17,6 +17,7 @@ use crate::rule::{
 };
 
 /// Monitoring programmes with default rules.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Program {
@@ -29,6 +30,7 @@ pub enum Program {
 }
 
 /// What the defaults need to know about the patient.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PatientBaseline {
     /// Best peak expiratory flow, L/min. Asthma action plans are written in percent of
@@ -37,6 +39,7 @@ pub struct PatientBaseline {
 }
 
 /// The rules in force for one patient from `effective_from` on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarePlan {
     pub patient_id: PatientId,
@@ -84,6 +87,7 @@ impl CarePlan {
 }
 
 /// One clinician edit of a care plan.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarePlanChange {
     pub author: UserId,
@@ -93,6 +97,7 @@ pub struct CarePlanChange {
     pub edit: RuleEdit,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum RuleEdit {
@@ -109,6 +114,7 @@ pub enum RuleEdit {
 }
 
 /// A version of the plan and the edit that produced it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarePlanVersion {
     pub plan: CarePlan,
@@ -122,6 +128,7 @@ pub struct CarePlanVersion {
 }
 
 /// All versions of one patient's plan, oldest first; append-only.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarePlanHistory {
     versions: Vec<CarePlanVersion>,

@@ -16,6 +16,7 @@ use crate::error::{AlertingError, Result};
 use crate::monitor::ConditionKey;
 use crate::rule::{AlarmKind, Priority};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "to", rename_all = "snake_case")]
 pub enum Recipient {
@@ -28,6 +29,7 @@ pub enum Recipient {
     },
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EscalationStep {
     /// Delay after the previous step (after the alarm, for the first step).
@@ -35,6 +37,7 @@ pub struct EscalationStep {
     pub notify: Vec<Recipient>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EscalationPolicy {
     pub steps: Vec<EscalationStep>,
@@ -106,6 +109,7 @@ impl EscalationPolicy {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationReason {
@@ -119,6 +123,7 @@ pub enum NotificationReason {
 }
 
 /// One delivery to make.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     pub alarm_id: AlarmId,
@@ -183,6 +188,7 @@ pub fn due_notifications(
 
 /// Where an alarm's escalation stands, for the people answering it: the level reached,
 /// what comes next and when. `level` and `round` count from 1, as a nurse would say them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EscalationStatus {
     /// Levels in the policy that applies to the alarm.
@@ -197,6 +203,7 @@ pub struct EscalationStatus {
     pub next: Option<NextEscalationStep>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NextEscalationStep {
     pub level: usize,

@@ -24,6 +24,7 @@ use crate::rule::{
 };
 
 /// An alarm condition: one per patient and rule, whatever the rule's version.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ConditionKey {
     pub patient_id: PatientId,
@@ -111,7 +112,7 @@ impl RhythmObservation {
         };
         Self {
             device_id,
-            rhythm: event.kind.into(),
+            rhythm: event.kind,
             onset: at(event.onset),
             end: Some(at(event.end)),
         }
@@ -564,7 +565,7 @@ impl PatientMonitor {
                 let message = format!(
                     "{}: {} from {} on {}",
                     rule.name,
-                    event.rhythm.words(),
+                    crate::rule::rhythm_words(event.rhythm),
                     event.onset.format("%H:%M:%S"),
                     event.device_id
                 );

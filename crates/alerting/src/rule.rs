@@ -9,6 +9,7 @@ use crate::error::{AlertingError, Result};
 
 /// Alarm priority in the sense of IEC 60601-1-8 Table 1 (anchors-features §3.3): the
 /// potential harm of not responding, and how soon it could happen.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
@@ -50,6 +51,7 @@ impl fmt::Display for Priority {
 
 /// IEC 60601-1-8 distinguishes the patient's condition from the equipment's: a silent
 /// sensor calls for a different person (and different words) than a low glucose.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmKind {
@@ -59,6 +61,7 @@ pub enum AlarmKind {
 
 /// A rule's identifier, unique within its care plan and stable across versions, so that
 /// an edited rule keeps its alarm condition.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RuleId(pub String);
@@ -80,6 +83,7 @@ impl fmt::Display for RuleId {
 }
 
 /// Which side of a limit is the excursion.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
@@ -114,6 +118,7 @@ impl Direction {
 }
 
 /// A value beyond a limit for at least a minimum time.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThresholdRule {
     #[serde(with = "crate::codes")]
@@ -130,6 +135,7 @@ pub struct ThresholdRule {
 }
 
 /// Change per minute over a window, e.g. glucose falling faster than 2 mg/dL/min.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RateOfChangeRule {
     #[serde(with = "crate::codes")]
@@ -149,6 +155,7 @@ pub struct RateOfChangeRule {
 }
 
 /// A forecast, supplied by the caller, crossing a limit within a horizon.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PredictedCrossingRule {
     #[serde(with = "crate::codes")]
@@ -166,6 +173,7 @@ pub struct PredictedCrossingRule {
 }
 
 /// Which NEWS2 finding (RCP 2017, Chart 2) a rule reacts to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "band", rename_all = "snake_case")]
 pub enum News2Band {
@@ -176,45 +184,23 @@ pub enum News2Band {
     SingleParameter3,
 }
 
-/// ECG rhythm findings Wardline's ECG analysis reports (`wardline_ecg::EventKind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RhythmKind {
-    AtrialFibrillation,
-    Bradycardia,
-    Tachycardia,
-    Pause,
-    /// Electrode off, flat line or heavy noise: a technical condition.
-    PoorSignal,
-}
+/// ECG rhythm findings Wardline's ECG analysis reports.
+pub use wardline_domain::RhythmKind;
 
-impl From<wardline_ecg::EventKind> for RhythmKind {
-    fn from(kind: wardline_ecg::EventKind) -> Self {
-        use wardline_ecg::EventKind as E;
-        match kind {
-            E::AtrialFibrillation => RhythmKind::AtrialFibrillation,
-            E::Bradycardia => RhythmKind::Bradycardia,
-            E::Tachycardia => RhythmKind::Tachycardia,
-            E::Pause => RhythmKind::Pause,
-            E::PoorSignal => RhythmKind::PoorSignal,
-        }
-    }
-}
-
-impl RhythmKind {
-    pub(crate) fn words(self) -> &'static str {
-        match self {
-            RhythmKind::AtrialFibrillation => "suspected atrial fibrillation",
-            RhythmKind::Bradycardia => "bradycardia",
-            RhythmKind::Tachycardia => "tachycardia",
-            RhythmKind::Pause => "pause (no beat)",
-            RhythmKind::PoorSignal => "poor ECG signal",
-        }
+/// How a rhythm finding reads in an alarm message.
+pub(crate) fn rhythm_words(kind: RhythmKind) -> &'static str {
+    match kind {
+        RhythmKind::AtrialFibrillation => "suspected atrial fibrillation",
+        RhythmKind::Bradycardia => "bradycardia",
+        RhythmKind::Tachycardia => "tachycardia",
+        RhythmKind::Pause => "pause (no beat)",
+        RhythmKind::PoorSignal => "poor ECG signal",
     }
 }
 
 /// A rhythm event kind. Events are short and come in bursts, so the condition stays
 /// raised until no event of the kind has been seen for `clear_after_secs`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RhythmRule {
     pub rhythm: RhythmKind,
@@ -222,6 +208,7 @@ pub struct RhythmRule {
 }
 
 /// Which devices a device rule watches.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum DeviceSelector {
@@ -235,6 +222,7 @@ pub enum DeviceSelector {
 }
 
 /// No data from the selected devices for a while; evaluated on timer ticks.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSilenceRule {
     pub devices: DeviceSelector,
@@ -242,6 +230,7 @@ pub struct DeviceSilenceRule {
 }
 
 /// What a device says about itself.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum DeviceStatusCondition {
@@ -251,6 +240,7 @@ pub enum DeviceStatusCondition {
     Fault,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceStatusRule {
     pub devices: DeviceSelector,
@@ -258,6 +248,7 @@ pub struct DeviceStatusRule {
 }
 
 /// What a rule watches.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RuleKind {
@@ -271,12 +262,14 @@ pub enum RuleKind {
 }
 
 /// A NEWS2 finding, scored by the caller with `wardline_analytics::news2`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct News2Rule {
     pub band: News2Band,
 }
 
 /// One rule of a care plan.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rule {
     pub id: RuleId,

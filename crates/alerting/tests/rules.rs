@@ -311,7 +311,7 @@ fn rhythm_events_raise_once_per_burst_and_clear_after_a_quiet_period() {
 
     // From the ECG analysis's sample indices.
     let detected = wardline_ecg::RhythmEvent {
-        kind: wardline_ecg::EventKind::Pause,
+        kind: wardline_ecg::RhythmKind::Pause,
         onset: 3_600,
         end: 4_500,
     };

@@ -1,6 +1,7 @@
 use serde::Serialize;
 
 /// The one error type of the crate.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
 pub enum AnalyticsError {
     /// A line of an imported file could not be read.

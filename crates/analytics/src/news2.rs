@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::AnalyticsError;
 
 /// Which SpO2 scoring scale the clinician prescribed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SpO2Scale {
@@ -27,6 +28,7 @@ pub enum SpO2Scale {
 }
 
 /// What the patient breathes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InspiredAir {
@@ -37,6 +39,7 @@ pub enum InspiredAir {
 }
 
 /// ACVPU.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Consciousness {
@@ -53,6 +56,7 @@ pub enum Consciousness {
 }
 
 /// One set of observations; `None` means not measured.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct News2Observations {
     /// Breaths per minute.
@@ -74,6 +78,7 @@ pub struct News2Observations {
 }
 
 /// The seven NEWS2 parameters.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum News2Parameter {
@@ -94,6 +99,7 @@ pub enum News2Parameter {
 }
 
 /// Clinical risk (RCP Chart 2).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClinicalRisk {
@@ -108,6 +114,7 @@ pub enum ClinicalRisk {
 }
 
 /// Sub-scores of a complete observation set.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct News2SubScores {
     /// Respiration rate, 0-3.
@@ -127,6 +134,7 @@ pub struct News2SubScores {
 }
 
 /// Sub-scores that could be computed; `None` where an input is missing.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PartialSubScores {
     /// Respiration rate.
@@ -172,6 +180,7 @@ impl PartialSubScores {
 }
 
 /// A NEWS2 from a complete observation set.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct News2Score {
     /// Aggregate score, 0-20.
@@ -187,6 +196,7 @@ pub struct News2Score {
 /// What can be said about an incomplete observation set. There is no `total`
 /// and no `risk`: only lower bounds, because every missing parameter could
 /// still add up to 3 points.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PartialNews2 {
     /// Parameters that could not be scored.
@@ -202,6 +212,7 @@ pub struct PartialNews2 {
 }
 
 /// The outcome of scoring; match on it to tell complete from partial.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum News2 {

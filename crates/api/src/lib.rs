@@ -1,14 +1,180 @@
-//! Wardline's HTTP API. Every route that touches a patient's data goes through
-//! [`access::authorize_patient`], which decides and audits in one place.
+//! Wardline's HTTP API: a thin transport over the service layer. Handlers parse what
+//! arrives, call one operation, and write its answer; every read of a patient's data
+//! goes through the service's access check.
+//!
+//! The OpenAPI document is generated from the handlers' own declarations and types
+//! (`utoipa`), so it cannot describe a route the router lacks or miss one it has.
 
-pub mod access;
-pub mod auth;
 pub mod error;
-pub mod openapi;
+pub mod extract;
+pub mod layers;
 mod routes;
 pub mod state;
-pub mod throttle;
 
-pub use error::ApiError;
-pub use routes::router;
-pub use state::{ApiSettings, AppState, DeviceDisconnector};
+use std::sync::OnceLock;
+
+use axum::Router;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi, RefOr, Response, ResponseBuilder};
+use utoipa::{OpenApi as _, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use wardline_service::Error;
+
+pub use error::{ApiError, ErrorBody};
+pub use state::{ApiSettings, AppState, MetricsRenderer};
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Wardline API",
+        description = "Remote patient monitoring: people, patients, devices, observations, care plans and alarms. \
+            A person authenticates with a session (bearer token from `/api/v1/auth/login`, or its HttpOnly cookie \
+            with `X-Wardline-Request: 1` on requests that change state); a device with its own secret. \
+            Every error is `{\"error\": {\"code\", \"message\", \"field\"?, \"kind\"?}}` with a stable `code`.",
+    ),
+    security(("session" = []), ("session_cookie" = [])),
+    components(schemas(ErrorBody)),
+)]
+struct ApiDoc;
+
+/// Every route of the API with its OpenAPI description, layered: a body limit and a
+/// deadline for requests that answer once, none for the live streams, and request ids,
+/// tracing spans and latency metrics for all.
+fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
+    let answered = OpenApiRouter::new()
+        .merge(routes::people::routes())
+        .merge(routes::clinical::routes())
+        .merge(routes::analytics::routes())
+        .merge(routes::devices::routes())
+        .merge(routes::gateways::routes())
+        .merge(routes::alarms::routes())
+        .merge(routes::system::routes())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            layers::MAX_BODY_BYTES,
+        ));
+    let device_bodies = OpenApiRouter::new()
+        .merge(routes::devices::ingest_routes())
+        .merge(routes::gateways::forward_routes());
+    let streams = OpenApiRouter::new()
+        .merge(routes::clinical::stream_routes())
+        .merge(routes::alarms::stream_routes())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            layers::MAX_BODY_BYTES,
+        ));
+    let deadline = tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        request_timeout,
+    );
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(answered.merge(device_bodies).layer(deadline))
+        .merge(streams)
+}
+
+/// The API's router, with its state. The web app's files are served beside it by the
+/// binary.
+pub fn router(state: AppState) -> Router {
+    let (router, _) = api(state.settings.request_timeout).split_for_parts();
+    layers::observed(
+        router
+            .fallback(|| async { ApiError(Error::NotFound("route".into())) })
+            .with_state(state),
+    )
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> OpenApi {
+    static DOCUMENT: OnceLock<OpenApi> = OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| {
+            let (_, mut document) = api(std::time::Duration::from_secs(30)).split_for_parts();
+            describe(&mut document);
+            document
+        })
+        .clone()
+}
+
+/// What the generated document needs beside the handlers' own declarations: the security
+/// schemes, the version, and the error responses every operation can give.
+fn describe(document: &mut OpenApi) {
+    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let components = document.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "session",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("A session token from /api/v1/auth/login"))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        "session_cookie",
+        SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+            extract::SESSION_COOKIE,
+            "The session cookie set at login (the web app)",
+        ))),
+    );
+    components.add_security_scheme(
+        "device_secret",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("A device's own secret, shown once at enrolment"))
+                .build(),
+        ),
+    );
+    let error_response = |spec: wardline_service::ErrorSpec| -> RefOr<Response> {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(format!("`{}`: {}", spec.code, spec.meaning))
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                            ErrorBody::name(),
+                        ))))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    let mut by_status: std::collections::BTreeMap<u16, Vec<wardline_service::ErrorSpec>> =
+        std::collections::BTreeMap::new();
+    for spec in Error::ALL {
+        by_status.entry(spec.status).or_default().push(spec);
+    }
+    let errors: Vec<(String, RefOr<Response>)> = by_status
+        .into_iter()
+        .map(|(status, specs)| {
+            let mut response = error_response(specs[0]);
+            if let RefOr::T(response) = &mut response {
+                response.description = specs
+                    .iter()
+                    .map(|spec| format!("`{}`: {}", spec.code, spec.meaning))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+            }
+            (status.to_string(), response)
+        })
+        .collect();
+    for item in document.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (status, response) in &errors {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.clone())
+                    .or_insert_with(|| response.clone());
+            }
+        }
+    }
+}

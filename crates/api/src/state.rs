@@ -3,54 +3,48 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use wardline_domain::DeviceId;
-use wardline_ingest::IngestService;
-use wardline_store::Store;
+use wardline_service::Wardline;
 
-/// Ends a live device connection, e.g. when its credential is revoked.
-pub trait DeviceDisconnector: Send + Sync + std::fmt::Debug {
-    fn disconnect(&self, device_id: &DeviceId);
-}
-
+/// Settings of the HTTP API itself (everything else belongs to the service).
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
-    pub session_lifetime: Duration,
     /// Marks the session cookie `Secure`; on whenever the API is served over TLS.
     pub secure_cookies: bool,
+    pub session_lifetime: Duration,
     /// What devices are told to connect to, shown when a device is enrolled.
     pub mqtt_url: String,
     pub http_url: String,
+    /// Longest a request may take before it is answered 503 (live streams excepted).
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
         Self {
-            session_lifetime: Duration::hours(12),
             secure_cookies: true,
+            session_lifetime: Duration::hours(12),
             mqtt_url: String::new(),
             http_url: String::new(),
+            request_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
 
+/// Renders the Prometheus exposition text.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub ingest: IngestService,
-    pub devices: Arc<dyn DeviceDisconnector>,
+    pub service: Wardline,
     pub settings: Arc<ApiSettings>,
-    /// Renders the Prometheus exposition text.
-    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
-    /// Care plans, alarms and notifications.
-    pub alarms: wardline_alarms::AlarmService,
-    /// Failed logins per username and address.
-    pub logins: Arc<crate::throttle::LoginThrottle>,
+    /// `/metrics` for admins; `None` where no recorder is installed.
+    pub metrics: Option<MetricsRenderer>,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("store", &self.store)
+            .field("service", &self.service)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }

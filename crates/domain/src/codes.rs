@@ -77,6 +77,7 @@ const LITRE_PER_MIN: &[AcceptedUnit] = &[unit("L/min", 1.0, 0.0)];
 const MILLISECOND: &[AcceptedUnit] = &[unit("ms", 1.0, 0.0), unit("s", 1000.0, 0.0)];
 
 /// The codes Wardline stores.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObservationCode {

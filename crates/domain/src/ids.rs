@@ -20,6 +20,7 @@ pub enum IdError {
 macro_rules! uuid_id {
     ($name:ident, $kind:literal) => {
         #[doc = concat!("Identifier of a ", $kind, ".")]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
         )]
@@ -58,6 +59,7 @@ uuid_id!(CareTeamId, "care team");
 ///
 /// The alphabet is what MQTT topic levels and NATS subjects both accept unescaped, so
 /// a device keeps its identifier when ingest moves to another bus.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct DeviceId(String);

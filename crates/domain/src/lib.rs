@@ -6,6 +6,8 @@ pub mod ids;
 pub mod observation;
 pub mod payload;
 pub mod people;
+pub mod rhythm;
+pub mod topics;
 
 pub use codes::{CodeSpec, ObservationCode, UnitError};
 pub use ids::{CareTeamId, DeviceId, IdError, PatientId, UserId};
@@ -14,3 +16,4 @@ pub use payload::{
     DeviceMessage, PayloadError, PayloadErrorKind, PayloadLimits, parse_device_message,
 };
 pub use people::{DeviceKind, Role, UnknownDeviceKind, UnknownRole};
+pub use rhythm::RhythmKind;

@@ -21,6 +21,7 @@ pub struct Reading {
 }
 
 /// A stored reading: whose it is, from which device, and when it arrived.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Observation {
     pub patient_id: PatientId,
@@ -68,6 +69,7 @@ impl Observation {
 }
 
 /// The signal a waveform carries.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Signal {

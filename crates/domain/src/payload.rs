@@ -49,6 +49,7 @@ pub enum DeviceMessage {
 }
 
 /// The category of a payload error, stable for metrics and protocol reason codes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PayloadErrorKind {
@@ -84,6 +85,7 @@ impl PayloadErrorKind {
 }
 
 /// Why a message was refused: which field, and why.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{field}: {reason}")]
 pub struct PayloadError {

@@ -14,7 +14,7 @@ pub use detector::{Beat, DetectorConfig, QrsDetector, detect_all};
 pub use error::{EcgError, Result};
 pub use quality::{QualityConfig, QualityMonitor, QualitySegment, SignalQuality};
 pub use rhythm::{
-    EventKind, RhythmConfig, RhythmEvent, analyze_rhythm, analyze_rhythm_with_morphology,
+    RhythmConfig, RhythmEvent, RhythmKind, analyze_rhythm, analyze_rhythm_with_morphology,
 };
 
 /// Everything the crate derives from one lead of a record.

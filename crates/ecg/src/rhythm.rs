@@ -2,23 +2,12 @@
 
 use crate::error::{EcgError, Result};
 
-/// Kind of rhythm (or technical) event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Bradycardia,
-    Tachycardia,
-    /// No beat for at least `pause_s` while the signal was good.
-    Pause,
-    /// Suspected atrial fibrillation (irregularly irregular RR intervals).
-    AtrialFibrillation,
-    /// Technical: flat line, lead off or heavy noise; no rhythm call made.
-    PoorSignal,
-}
+pub use wardline_domain::RhythmKind;
 
 /// An event `[onset, end)` in samples from the start of the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RhythmEvent {
-    pub kind: EventKind,
+    pub kind: RhythmKind,
     pub onset: u64,
     pub end: u64,
 }
@@ -151,7 +140,7 @@ pub fn analyze_rhythm_with_morphology(
     let mut events: Vec<RhythmEvent> = poor
         .iter()
         .map(|&(onset, end)| RhythmEvent {
-            kind: EventKind::PoorSignal,
+            kind: RhythmKind::PoorSignal,
             onset,
             end,
         })
@@ -168,7 +157,7 @@ pub fn analyze_rhythm_with_morphology(
     for (i, w) in beats.windows(2).enumerate() {
         if valid[i] && w[1] - w[0] >= pause {
             events.push(RhythmEvent {
-                kind: EventKind::Pause,
+                kind: RhythmKind::Pause,
                 onset: w[0],
                 end: w[1],
             });
@@ -177,7 +166,7 @@ pub fn analyze_rhythm_with_morphology(
     let tail_from = beats.last().copied().unwrap_or(0);
     if n_samples.saturating_sub(tail_from) >= pause && !overlaps(poor, tail_from, n_samples) {
         events.push(RhythmEvent {
-            kind: EventKind::Pause,
+            kind: RhythmKind::Pause,
             onset: tail_from,
             end: n_samples,
         });
@@ -188,10 +177,13 @@ pub fn analyze_rhythm_with_morphology(
     let min_len = secs(cfg.min_rate_event_s);
     for (kind, pred) in [
         (
-            EventKind::Bradycardia,
+            RhythmKind::Bradycardia,
             Box::new(|b: f64| b < cfg.brady_bpm) as Box<dyn Fn(f64) -> bool>,
         ),
-        (EventKind::Tachycardia, Box::new(|b: f64| b > cfg.tachy_bpm)),
+        (
+            RhythmKind::Tachycardia,
+            Box::new(|b: f64| b > cfg.tachy_bpm),
+        ),
     ] {
         let mut run: Option<(u64, u64)> = None;
         for (i, &(at, bpm)) in hr.iter().enumerate() {
@@ -226,7 +218,7 @@ pub fn analyze_rhythm_with_morphology(
     // AF: runs of intervals whose centred entropy window is AF-like.
     for (onset, end) in af_spans(beats, dominant, &rr, &valid, cfg) {
         events.push(RhythmEvent {
-            kind: EventKind::AtrialFibrillation,
+            kind: RhythmKind::AtrialFibrillation,
             onset,
             end,
         });
@@ -362,7 +354,7 @@ mod tests {
 
     fn af_seconds(ev: &[RhythmEvent], fs: f64) -> f64 {
         ev.iter()
-            .filter(|e| e.kind == EventKind::AtrialFibrillation)
+            .filter(|e| e.kind == RhythmKind::AtrialFibrillation)
             .map(|e| (e.end - e.onset) as f64 / fs)
             .sum()
     }
@@ -422,9 +414,9 @@ mod tests {
         let beats: Vec<u64> = vec![0, 100, 200, 700, 800, 900, 1400];
         let cfg = RhythmConfig::new(fs);
         let ev = analyze_rhythm(&beats, &[(900, 1400)], 1400, &cfg).unwrap();
-        let pauses: Vec<_> = ev.iter().filter(|e| e.kind == EventKind::Pause).collect();
+        let pauses: Vec<_> = ev.iter().filter(|e| e.kind == RhythmKind::Pause).collect();
         assert_eq!(pauses.len(), 1);
         assert_eq!((pauses[0].onset, pauses[0].end), (200, 700));
-        assert!(ev.iter().any(|e| e.kind == EventKind::PoorSignal));
+        assert!(ev.iter().any(|e| e.kind == RhythmKind::PoorSignal));
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::Result;
-use crate::rhythm::EventKind;
+use crate::rhythm::RhythmKind;
 use crate::wfdb::{Annotation, rhythm_spans};
 
 /// EC57 match window.
@@ -50,7 +50,7 @@ pub fn validate_record(
     let af_det: Vec<(f64, f64)> = a
         .events
         .iter()
-        .filter(|e| e.kind == EventKind::AtrialFibrillation)
+        .filter(|e| e.kind == RhythmKind::AtrialFibrillation)
         .map(|e| (e.onset as f64 / sampling_rate, e.end as f64 / sampling_rate))
         .collect();
     let n = samples.len() as u64;

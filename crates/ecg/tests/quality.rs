@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use wardline_ecg::{EventKind, analyze};
+use wardline_ecg::{RhythmKind, analyze};
 
 const FS: f64 = 250.0;
 const GAIN: f64 = 200.0;
@@ -32,7 +32,7 @@ fn noise(n: usize, amp: f64, seed: u64) -> Vec<i32> {
         .collect()
 }
 
-fn kinds(samples: &[i32]) -> Vec<EventKind> {
+fn kinds(samples: &[i32]) -> Vec<RhythmKind> {
     analyze(samples, FS, GAIN)
         .unwrap()
         .events
@@ -52,8 +52,8 @@ fn flat_line_is_poor_signal_not_asystole() {
     s.extend(std::iter::repeat_n(0, (FS * 30.0) as usize));
     s.extend(ecg_like(60.0));
     let k = kinds(&s);
-    assert!(k.contains(&EventKind::PoorSignal), "{k:?}");
-    assert!(!k.contains(&EventKind::Pause), "{k:?}");
+    assert!(k.contains(&RhythmKind::PoorSignal), "{k:?}");
+    assert!(!k.contains(&RhythmKind::Pause), "{k:?}");
 }
 
 #[test]
@@ -61,8 +61,8 @@ fn lead_off_at_rail_is_poor_signal() {
     let mut s = ecg_like(60.0);
     s.extend(std::iter::repeat_n(2047, (FS * 20.0) as usize));
     let k = kinds(&s);
-    assert!(k.contains(&EventKind::PoorSignal), "{k:?}");
-    assert!(!k.contains(&EventKind::Pause), "{k:?}");
+    assert!(k.contains(&RhythmKind::PoorSignal), "{k:?}");
+    assert!(!k.contains(&RhythmKind::Pause), "{k:?}");
 }
 
 #[test]
@@ -71,11 +71,11 @@ fn heavy_noise_is_poor_signal_not_af_or_tachycardia() {
     s.extend(noise((FS * 120.0) as usize, 300.0, 7));
     s.extend(ecg_like(60.0));
     let k = kinds(&s);
-    assert!(k.contains(&EventKind::PoorSignal), "{k:?}");
+    assert!(k.contains(&RhythmKind::PoorSignal), "{k:?}");
     for bad in [
-        EventKind::AtrialFibrillation,
-        EventKind::Tachycardia,
-        EventKind::Pause,
+        RhythmKind::AtrialFibrillation,
+        RhythmKind::Tachycardia,
+        RhythmKind::Pause,
     ] {
         assert!(!k.contains(&bad), "{k:?}");
     }

@@ -13,6 +13,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +31,7 @@ pub fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, GatewayErr
     let mut roots = rustls::RootCertStore::empty();
     if let Some(path) = ca_file {
         let pem = std::fs::read(path)?;
-        for certificate in rustls_pemfile::certs(&mut &pem[..]) {
+        for certificate in CertificateDer::pem_slice_iter(&pem) {
             let certificate = certificate.map_err(|error| GatewayError::Tls(error.to_string()))?;
             roots
                 .add(certificate)

@@ -4,7 +4,7 @@ mod support;
 
 use chrono::Duration;
 use wardline_domain::DeviceMessage;
-use wardline_ecg::EventKind;
+use wardline_ecg::RhythmKind;
 use wardline_sim::{CardiacScenario, Scenario, SyntheticEcgConfig};
 
 use support::{parse_all, readings_of, start};
@@ -44,7 +44,7 @@ fn wardline_ecg_finds_the_synthetic_af_episodes() {
     let detected: Vec<(u64, u64)> = analysis
         .events
         .iter()
-        .filter(|e| e.kind == EventKind::AtrialFibrillation)
+        .filter(|e| e.kind == RhythmKind::AtrialFibrillation)
         .map(|e| (e.onset, e.end))
         .collect();
     let overlap = |a: &[(u64, u64)], b: &[(u64, u64)]| -> u64 {

@@ -21,6 +21,10 @@ pub enum StoreError {
     Closed,
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A stored value this build cannot read back (a row written by a newer Wardline, or
+    /// damaged).
+    #[error("stored {what} cannot be read: {reason}")]
+    Undecodable { what: String, reason: String },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -1,6 +1,5 @@
 //! Home gateways: which devices a gateway may speak for, and what it last reported
-//! about itself (last contact, backlog, clock offset). A supertrait of [`crate::Store`],
-//! so every backend provides it and every handler reaches it through the one store.
+//! about itself (last contact, backlog, clock offset).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -31,6 +30,7 @@ pub struct GatewayReport {
 }
 
 /// A gateway as operators see it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GatewayStatus {
     pub gateway_id: DeviceId,

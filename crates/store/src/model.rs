@@ -3,10 +3,11 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use wardline_domain::{
-    CareTeamId, DeviceId, DeviceKind, Observation, ObservationCode, PatientId, Reading, Role,
-    Signal, UserId,
+    CareTeamId, DeviceId, DeviceKind, Observation, ObservationCode, PatientId, Reading, RhythmKind,
+    Role, Signal, UserId,
 };
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct User {
     pub id: UserId,
@@ -21,12 +22,15 @@ pub struct User {
 
 #[derive(Debug, Clone)]
 pub struct NewUser {
+    /// Chosen by the caller, so that the change's audit entry can name it.
+    pub id: UserId,
     pub username: String,
     pub display_name: String,
     pub role: Role,
     /// A PHC string (Argon2id); never the password itself.
     pub password_hash: String,
     pub patient_id: Option<PatientId>,
+    pub created: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +54,7 @@ pub struct Session {
     pub expires: DateTime<Utc>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Patient {
     pub id: PatientId,
@@ -62,11 +67,22 @@ pub struct Patient {
 
 #[derive(Debug, Clone)]
 pub struct NewPatient {
+    /// Chosen by the caller, so that the change's audit entry can name it.
+    pub id: PatientId,
     pub display_name: String,
     pub birth_date: Option<NaiveDate>,
     pub mrn: Option<String>,
+    pub created: DateTime<Utc>,
 }
 
+#[derive(Debug, Clone)]
+pub struct NewCareTeam {
+    pub id: CareTeamId,
+    pub name: String,
+    pub created: DateTime<Utc>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CareTeam {
     pub id: CareTeamId,
@@ -75,6 +91,7 @@ pub struct CareTeam {
     pub patients: Vec<PatientId>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
@@ -92,6 +109,7 @@ impl DeviceStatus {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Device {
     pub id: DeviceId,
@@ -112,6 +130,7 @@ pub struct NewDevice {
     /// SHA-256 of the device secret. The secret is 256 random bits, so a fast hash is as
     /// strong as a slow one here, and a device can authenticate every request cheaply.
     pub secret_hash: [u8; 32],
+    pub created: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +139,7 @@ pub struct DeviceCredentials {
     pub secret_hash: [u8; 32],
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceAssignment {
     pub device_id: DeviceId,
@@ -229,6 +249,7 @@ pub struct ObservationSummaryQuery {
 }
 
 /// The observations in `[start, start + bucket)`; buckets without any are left out.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ObservationBucket {
     pub start: DateTime<Utc>,
@@ -266,64 +287,6 @@ pub struct StoredWaveform {
     pub encoded: Vec<u8>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditOutcome {
-    Allowed,
-    Denied,
-    Failed,
-}
-
-impl AuditOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditOutcome::Allowed => "allowed",
-            AuditOutcome::Denied => "denied",
-            AuditOutcome::Failed => "failed",
-        }
-    }
-}
-
-/// One entry of the audit trail: who did what to whose data, when, from where.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditEvent {
-    pub time: DateTime<Utc>,
-    pub actor: Option<UserId>,
-    /// Username or device id, kept even when the actor is unknown (a failed login).
-    pub actor_label: String,
-    /// Dotted action name, e.g. `observations.read`, `login.failed`.
-    pub action: String,
-    pub patient_id: Option<PatientId>,
-    pub outcome: AuditOutcome,
-    pub remote_addr: Option<String>,
-    /// Free text without health data, e.g. the code and range that were read.
-    pub detail: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditRecord {
-    pub sequence: i64,
-    pub time: DateTime<Utc>,
-    pub actor: Option<UserId>,
-    pub actor_label: String,
-    pub action: String,
-    pub patient_id: Option<PatientId>,
-    pub outcome: AuditOutcome,
-    pub remote_addr: Option<String>,
-    pub detail: Option<String>,
-    pub chain_hash: String,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct AuditQuery {
-    pub patient_id: Option<PatientId>,
-    pub actor: Option<UserId>,
-    pub action: Option<String>,
-    /// Only events with a smaller sequence number (for paging backwards).
-    pub before: Option<i64>,
-    pub limit: u32,
-}
-
 /// An observation Wardline computed from other data (e.g. heart rate from an ECG), to
 /// store. `seq` is Wardline's own number for it, unique per device among derived
 /// observations; deriving it from the effective time makes a re-derivation a no-op.
@@ -339,51 +302,16 @@ pub struct NewDerivedObservation {
     pub received: DateTime<Utc>,
 }
 
-/// Kinds of rhythm event the ECG analysis reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RhythmEventKind {
-    Bradycardia,
-    Tachycardia,
-    Pause,
-    AtrialFibrillation,
-    /// Technical: flat line, lead off or heavy noise; no rhythm call was made.
-    PoorSignal,
-}
-
-impl RhythmEventKind {
-    pub const ALL: [RhythmEventKind; 5] = [
-        RhythmEventKind::Bradycardia,
-        RhythmEventKind::Tachycardia,
-        RhythmEventKind::Pause,
-        RhythmEventKind::AtrialFibrillation,
-        RhythmEventKind::PoorSignal,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RhythmEventKind::Bradycardia => "bradycardia",
-            RhythmEventKind::Tachycardia => "tachycardia",
-            RhythmEventKind::Pause => "pause",
-            RhythmEventKind::AtrialFibrillation => "atrial_fibrillation",
-            RhythmEventKind::PoorSignal => "poor_signal",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
-    }
-}
-
 /// A rhythm event, as stored and as read back. Storing an event again with the same
 /// device, signal, kind and onset extends it (the later end wins): that is how an event
 /// still going on grows as the stream goes on, and why storing twice is harmless.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RhythmEventRecord {
     pub patient_id: PatientId,
     pub device_id: DeviceId,
     pub signal: Signal,
-    pub kind: RhythmEventKind,
+    pub kind: RhythmKind,
     pub onset: DateTime<Utc>,
     pub end: DateTime<Utc>,
     /// What the analysis measured, e.g. `{"median_bpm": 44}`.
@@ -403,6 +331,7 @@ pub struct RhythmEventQuery {
 /// A NEWS2 result. When `complete` is false a parameter was missing: `total` and `risk`
 /// are then only the minimum (the missing parameters can only add points), and `missing`
 /// names them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct News2Record {
     pub patient_id: PatientId,
@@ -430,4 +359,19 @@ pub struct News2Query {
     /// Exclusive.
     pub to: DateTime<Utc>,
     pub limit: u32,
+}
+
+/// What a device said about itself (battery, fault), kept so that its patient's
+/// technical alarms are evaluated even when the alarm engine is behind or restarting.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceReport {
+    pub device_id: DeviceId,
+    /// The patient the device was assigned to at `at`.
+    pub patient_id: PatientId,
+    pub at: DateTime<Utc>,
+    /// Remaining battery, 0 to 100 %.
+    pub battery_percent: Option<f64>,
+    /// The device's fault, `None` when it reports none.
+    pub fault: Option<String>,
 }

@@ -8,10 +8,16 @@
 //! small pool of read-only connections, which WAL lets run beside the writer.
 
 mod alarms;
+mod audit;
+mod clinical;
+mod devices;
+mod events;
 mod gateways;
 mod ingest;
 mod migrations;
-mod queries;
+mod outbox;
+mod people;
+mod rows;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +55,7 @@ impl SqliteOptions {
 pub struct SqliteStore {
     writer: writer::WriterHandle,
     readers: Arc<ReaderPool>,
+    ids: Arc<events::IdCache>,
     path: PathBuf,
 }
 
@@ -71,6 +78,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             readers: Arc::new(ReaderPool::new(readers)),
+            ids: Arc::new(events::IdCache::default()),
             path: options.path,
         })
     }

@@ -5,7 +5,9 @@
 use chrono::{TimeZone, Utc};
 use wardline_domain::{DeviceId, ObservationCode, PatientId};
 use wardline_store::sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
-use wardline_store::{NewDerivedObservation, ObservationQuery, Store};
+use wardline_store::{
+    AnalysisResults, ClinicalStore, NewDerivedObservation, ObservationQuery, PeopleStore,
+};
 
 const FIXTURE: &str = include_str!("fixtures/schema-v1.sql");
 
@@ -58,15 +60,19 @@ async fn a_version_1_database_migrates_with_its_rows_readable() {
     // The migrated unique key: a derived observation may reuse a device seq.
     let at = |ms: i64| Utc.timestamp_millis_opt(ms).single().expect("time");
     let stored = store
-        .store_derived_observations(vec![NewDerivedObservation {
-            patient_id: patient,
-            device_id: device,
-            seq: 1,
-            code: ObservationCode::HeartRate,
-            value: 74.0,
-            effective: at(1_790_000_070_000),
-            received: at(1_790_000_071_000),
-        }])
+        .record_analysis(AnalysisResults {
+            derived: vec![NewDerivedObservation {
+                patient_id: patient,
+                device_id: device,
+                seq: 1,
+                code: ObservationCode::HeartRate,
+                value: 74.0,
+                effective: at(1_790_000_070_000),
+                received: at(1_790_000_071_000),
+            }],
+            recorded: at(1_790_000_072_000),
+            ..AnalysisResults::default()
+        })
         .await
         .expect("derive");
     assert_eq!(stored.len(), 1);

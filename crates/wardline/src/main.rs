@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use wardline::admin::AdminCommand;
-use wardline::bench::BenchCommand;
-use wardline::config::{self, Overrides};
-use wardline::validate::ValidateCommand;
+use wardline_devtools::bench::BenchCommand;
+use wardline_devtools::validate::ValidateCommand;
+use wardline_server::admin::AdminCommand;
+use wardline_server::config::{self, Overrides};
 
 /// Wardline: remote patient monitoring. Devices send readings over MQTT or HTTP;
 /// clinicians see them, live, for the patients of their care teams only.
@@ -48,10 +48,10 @@ enum Command {
     },
     /// Run the server with a simulated ward: accounts, patients, care team and devices
     /// sending over MQTT and HTTPS with their own credentials, in accelerated time.
-    Demo(wardline::demo::DemoArgs),
+    Demo(wardline_server::demo::DemoArgs),
     /// Run a home gateway: local devices send to it; it queues durably and forwards to
     /// the server over TLS with its own credential, keeping everything while offline.
-    Gateway(wardline::gateway::GatewayArgs),
+    Gateway(wardline_server::gateway::GatewayArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -138,19 +138,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 wait_for_stop_signal().await;
                 signal_shutdown.cancel();
             });
-            wardline::server::serve(config, args.listen_file, shutdown).await
+            wardline_server::server::serve(config, args.listen_file, shutdown).await
         }
         Command::Admin { location, command } => {
             let config = resolve(&location, Overrides::default())?;
-            wardline::admin::run(&config.data_dir, command).await
+            wardline_server::admin::run(&config, command).await
         }
-        Command::Bench { command } => wardline::bench::run(command).await,
-        Command::Demo(args) => wardline::demo::run(args, stop_on_signal()).await,
-        Command::Gateway(args) => wardline::gateway::run(args, stop_on_signal()).await,
+        Command::Bench { command } => wardline_devtools::bench::run(command).await,
+        Command::Demo(args) => wardline_server::demo::run(args, stop_on_signal()).await,
+        Command::Gateway(args) => wardline_server::gateway::run(args, stop_on_signal()).await,
         Command::Validate { data, command } => {
-            let data = wardline::validate::data_dir(data)?;
+            let data = wardline_devtools::validate::data_dir(data)?;
             // Reading and analysing the records is plain CPU work.
-            tokio::task::spawn_blocking(move || wardline::validate::run(command, &data))
+            tokio::task::spawn_blocking(move || wardline_devtools::validate::run(command, &data))
                 .await
                 .context("the validation task failed")?
         }

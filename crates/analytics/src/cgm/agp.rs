@@ -12,6 +12,7 @@ use super::{GlucoseSeries, SECONDS_PER_DAY};
 use crate::AnalyticsError;
 
 /// One time-of-day bin of the modal day.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgpBin {
     /// Start of the bin, minutes after midnight.
@@ -23,6 +24,7 @@ pub struct AgpBin {
 }
 
 /// The AGP of a period.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AmbulatoryGlucoseProfile {
     /// Width of each bin, minutes.

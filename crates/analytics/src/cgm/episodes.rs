@@ -25,6 +25,7 @@ use crate::AnalyticsError;
 const MAX_RULE_SECS: i64 = 7 * 86_400;
 
 /// The four consensus event types.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EpisodeKind {
@@ -55,6 +56,7 @@ impl EpisodeKind {
 }
 
 /// How an episode ended.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EpisodeEnd {
@@ -67,6 +69,7 @@ pub enum EpisodeEnd {
 }
 
 /// When an episode starts and ends, and how it is detected.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct EpisodeRule {
     /// Which event this rule detects.
@@ -107,6 +110,7 @@ impl EpisodeRule {
 }
 
 /// One detected episode.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Episode {
     /// Event type.
@@ -127,6 +131,7 @@ pub struct Episode {
 }
 
 /// All four consensus event types over a series.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EpisodeReport {
     /// < 70 mg/dL for >= 15 min.

@@ -8,6 +8,7 @@ use crate::AnalyticsError;
 /// Consensus metrics over one period. Percentages are percent of *valid
 /// readings*: missing values are excluded, readings are not time-weighted,
 /// interpolated or de-duplicated (iglu's convention).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConsensusMetrics {
     /// Readings in the period, with or without a value.

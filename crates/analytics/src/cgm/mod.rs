@@ -78,6 +78,7 @@ pub(crate) fn check_reading(
 pub const MAX_PLAUSIBLE_MG_DL: f64 = 1000.0;
 
 /// One CGM reading: when, and the glucose in mg/dL if the sensor gave one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GlucoseReading {
     /// Local wall-clock seconds since 1970-01-01T00:00:00 (see the module docs).
@@ -100,6 +101,7 @@ impl GlucoseReading {
 ///
 /// The order is an invariant every consumer (episodes, AGP, forecasting)
 /// relies on, so it is established once here rather than checked everywhere.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GlucoseSeries {
     readings: Vec<GlucoseReading>,

@@ -24,6 +24,7 @@ const HORIZON_SECS: i64 = STEP_SECS * HORIZON_STEPS as i64;
 const MATCH_TOLERANCE_SECS: i64 = STEP_SECS / 2;
 
 /// Accuracy of one method; the sums make results poolable across patients.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MethodEvaluation {
     /// Method scored.
@@ -94,6 +95,7 @@ impl MethodEvaluation {
 }
 
 /// Persistence, AR2 and the adaptive regression scored on the same points.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ForecastEvaluation {
     /// Last value carried forward.

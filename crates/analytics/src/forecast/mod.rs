@@ -62,6 +62,7 @@ const FORECAST_MAX_MG_DL: f64 = 400.0;
 const HISTORY_SECS: i64 = 45 * 60;
 
 /// Which predictor a [`Forecaster`] runs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ForecastMethod {
@@ -74,6 +75,7 @@ pub enum ForecastMethod {
 }
 
 /// Six forecast points, 5 to 30 minutes after `issued_at`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Forecast {
     /// Method that produced it.

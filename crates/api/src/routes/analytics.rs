@@ -1,65 +1,50 @@
-//! What Wardline derives about a patient: the CGM report, rhythm events and NEWS2. Every
-//! handler obtains a `PatientAccess` first, as for any other health data.
+//! What Wardline derives about a patient: the CGM report, rhythm events and NEWS2.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use chrono::{DateTime, Duration, FixedOffset, Utc};
-use serde::{Deserialize, Serialize};
-use wardline_analytics::cgm::{
-    AmbulatoryGlucoseProfile, ConsensusMetrics, EpisodeReport, FIVE_MINUTES, GlucoseReading,
-    GlucoseSeries, ambulatory_glucose_profile, consensus_metrics, glucose_episodes,
-};
-use wardline_domain::{ObservationCode, PatientId};
-use wardline_store::{
-    News2Query, News2Record, ObservationQuery, RhythmEventQuery, RhythmEventRecord,
-};
+use axum::extract::State;
+use chrono::FixedOffset;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wardline_domain::PatientId;
+use wardline_service::Error;
+use wardline_service::clinical::CgmReport;
+use wardline_store::{News2Record, RhythmEventRecord};
 
-use super::clinical::time_window;
-use super::{Params, parse_id};
-use crate::access::authorize_patient;
-use crate::auth::Caller;
+use super::clinical::window;
 use crate::error::ApiError;
+use crate::extract::{Caller, Id, Params};
 use crate::state::AppState;
 
-/// The longest period one CGM report covers (the consensus asks for 14 days; 90 days
-/// is the usual longest comparison period, and it bounds the work of one request).
-const MAX_REPORT_DAYS: i64 = 90;
-/// Bounds the readings one report reads: a reading a minute for 90 days, and some.
-const MAX_REPORT_READINGS: usize = 150_000;
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(cgm_report))
+        .routes(routes!(rhythm_events))
+        .routes(routes!(news2_scores))
+        .routes(routes!(latest_news2))
+}
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct CgmReportParams {
+    /// RFC 3339; default 14 days before `to`; at most 90 days before it.
     from: Option<String>,
+    /// RFC 3339; default now.
     to: Option<String>,
     /// The patient's clock, e.g. `+01:00`: the AGP is by time of day.
     utc_offset: Option<String>,
+    /// A divisor of 1440 from 1 to 60 (default 15).
     agp_bin_minutes: Option<u32>,
 }
 
-#[derive(Serialize)]
-pub(crate) struct CgmReportBody {
-    patient_id: PatientId,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    utc_offset: String,
-    /// How `metrics.first`, `metrics.last` and the episodes' `start` and `end` count
-    /// time.
-    clock: &'static str,
-    /// The device's reading interval, taken as the median interval between readings.
-    sensor_interval_s: i64,
-    readings: usize,
-    /// `null` when the period holds no reading.
-    metrics: Option<ConsensusMetrics>,
-    episodes: Option<EpisodeReport>,
-    agp: Option<AmbulatoryGlucoseProfile>,
-}
-
-fn parse_offset(text: Option<&str>) -> Result<FixedOffset, ApiError> {
+pub(crate) fn parse_offset(text: Option<&str>) -> Result<FixedOffset, Error> {
     let Some(text) = text else {
-        return FixedOffset::east_opt(0).ok_or_else(|| ApiError::Internal("UTC offset".into()));
+        return FixedOffset::east_opt(0).ok_or_else(|| Error::Internal("UTC offset".into()));
     };
-    let invalid = || ApiError::invalid("utc_offset", "expected an offset such as +01:00 or -05:30");
+    let invalid = || Error::invalid("utc_offset", "expected an offset such as +01:00 or -05:30");
     let (sign, rest) = match text.as_bytes().first() {
+        // A `+` in a query string arrives as a space when the client did not escape it.
         Some(b'+') | Some(b' ') => (1, &text[1..]),
         Some(b'-') => (-1, &text[1..]),
         _ => return Err(invalid()),
@@ -73,206 +58,96 @@ fn parse_offset(text: Option<&str>) -> Result<FixedOffset, ApiError> {
     FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).ok_or_else(invalid)
 }
 
-/// The median interval between consecutive readings, within 1 to 15 minutes; five
-/// minutes when it cannot be told.
-fn sensor_interval(readings: &[GlucoseReading]) -> i64 {
-    let mut intervals: Vec<i64> = readings
-        .windows(2)
-        .map(|pair| pair[1].timestamp - pair[0].timestamp)
-        .filter(|interval| *interval > 0)
-        .collect();
-    if intervals.is_empty() {
-        return FIVE_MINUTES;
-    }
-    intervals.sort_unstable();
-    intervals[intervals.len() / 2].clamp(60, 900)
-}
-
+/// The consensus CGM report of a period: time in ranges, GMI, episodes and the AGP.
+#[utoipa::path(get, path = "/api/v1/patients/{patient_id}/reports/cgm", tag = "analytics",
+    params(("patient_id" = PatientId, Path, description = "The patient"), CgmReportParams),
+    responses((status = 200, description = "The report", body = CgmReport)))]
 pub(crate) async fn cgm_report(
     State(state): State<AppState>,
     caller: Caller,
-    Path(patient_id): Path<String>,
+    Id(patient_id): Id<PatientId>,
     Params(params): Params<CgmReportParams>,
-) -> Result<Json<CgmReportBody>, ApiError> {
-    let patient_id: PatientId = parse_id("patient_id", &patient_id)?;
-    let (from, to) = time_window(
-        params.from.as_deref(),
-        params.to.as_deref(),
-        Duration::days(14),
-    )?;
-    if to - from > Duration::days(MAX_REPORT_DAYS) {
-        return Err(ApiError::invalid(
-            "from",
-            format!("a CGM report covers at most {MAX_REPORT_DAYS} days"),
-        ));
-    }
+) -> Result<Json<CgmReport>, ApiError> {
+    let window = window(params.from.as_deref(), params.to.as_deref())?;
     let offset = parse_offset(params.utc_offset.as_deref())?;
-    let bin_minutes = params.agp_bin_minutes.unwrap_or(15);
-    if bin_minutes == 0 || 1440 % bin_minutes != 0 || bin_minutes > 60 {
-        return Err(ApiError::invalid(
-            "agp_bin_minutes",
-            "a divisor of 1440 from 1 to 60, e.g. 5 or 15",
-        ));
-    }
-    let access = authorize_patient(
-        &state,
-        &caller,
-        patient_id,
-        "cgm_report.read",
-        Some(format!("from {from} to {to}")),
-    )
-    .await?;
-    let mut readings = Vec::new();
-    let mut after = None;
-    loop {
-        let page = state
-            .store
-            .observations(ObservationQuery {
-                patient_id: access.patient_id(),
-                code: ObservationCode::GlucoseCgm,
-                from,
-                to,
-                after,
-                limit: 10_000,
-            })
-            .await?;
-        let local = i64::from(offset.local_minus_utc());
-        readings.extend(page.observations.iter().map(|observation| {
-            GlucoseReading::new(observation.effective.timestamp() + local, observation.value)
-        }));
-        if readings.len() > MAX_REPORT_READINGS {
-            return Err(ApiError::invalid(
-                "from",
-                "the period holds too many readings for one report; shorten it",
-            ));
-        }
-        match page.next {
-            Some(cursor) => after = Some(cursor),
-            None => break,
-        }
-    }
-    let count = readings.len();
-    let interval = sensor_interval(&readings);
-    let internal = |error: wardline_analytics::AnalyticsError| {
-        ApiError::Internal(format!("CGM report: {error}"))
-    };
-    let series = GlucoseSeries::new(readings).map_err(internal)?;
-    let (metrics, episodes, agp) = if series.is_empty() {
-        (None, None, None)
-    } else {
-        (
-            Some(consensus_metrics(&series, interval).map_err(internal)?),
-            Some(glucose_episodes(&series, interval).map_err(internal)?),
-            Some(ambulatory_glucose_profile(&series, bin_minutes).map_err(internal)?),
-        )
-    };
-    Ok(Json(CgmReportBody {
-        patient_id: access.patient_id(),
-        from,
-        to,
-        utc_offset: offset.to_string(),
-        clock: "seconds since 1970-01-01T00:00:00 on the patient's clock (UTC shifted by utc_offset)",
-        sensor_interval_s: interval,
-        readings: count,
-        metrics,
-        episodes,
-        agp,
-    }))
+    Ok(Json(
+        state
+            .service
+            .cgm_report(
+                &caller.actor(),
+                patient_id,
+                window,
+                offset,
+                params.agp_bin_minutes,
+            )
+            .await?,
+    ))
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RangeParams {
+    /// RFC 3339; default 24 h before `to`.
     from: Option<String>,
+    /// RFC 3339; default now.
     to: Option<String>,
+    /// 1 to 10000 (default 1000).
     limit: Option<u32>,
 }
 
-impl RangeParams {
-    fn window(&self) -> Result<(DateTime<Utc>, DateTime<Utc>, u32), ApiError> {
-        let (from, to) = time_window(
-            self.from.as_deref(),
-            self.to.as_deref(),
-            Duration::hours(24),
-        )?;
-        let limit = self.limit.unwrap_or(1000);
-        if !(1..=10_000).contains(&limit) {
-            return Err(ApiError::invalid("limit", "1 to 10000"));
-        }
-        Ok((from, to, limit))
-    }
-}
-
+/// Rhythm events overlapping a window, oldest onset first.
+#[utoipa::path(get, path = "/api/v1/patients/{patient_id}/rhythm-events", tag = "analytics",
+    params(("patient_id" = PatientId, Path, description = "The patient"), RangeParams),
+    responses((status = 200, description = "Rhythm events", body = Vec<RhythmEventRecord>)))]
 pub(crate) async fn rhythm_events(
     State(state): State<AppState>,
     caller: Caller,
-    Path(patient_id): Path<String>,
+    Id(patient_id): Id<PatientId>,
     Params(params): Params<RangeParams>,
 ) -> Result<Json<Vec<RhythmEventRecord>>, ApiError> {
-    let patient_id: PatientId = parse_id("patient_id", &patient_id)?;
-    let (from, to, limit) = params.window()?;
-    let access = authorize_patient(
-        &state,
-        &caller,
-        patient_id,
-        "rhythm_events.read",
-        Some(format!("from {from} to {to}")),
-    )
-    .await?;
+    let window = window(params.from.as_deref(), params.to.as_deref())?;
     Ok(Json(
         state
-            .store
-            .rhythm_events(RhythmEventQuery {
-                patient_id: access.patient_id(),
-                from,
-                to,
-                limit,
-            })
+            .service
+            .rhythm_events(&caller.actor(), patient_id, window, params.limit)
             .await?,
     ))
 }
 
+/// NEWS2 results in a window, oldest first.
+#[utoipa::path(get, path = "/api/v1/patients/{patient_id}/news2", tag = "analytics",
+    params(("patient_id" = PatientId, Path, description = "The patient"), RangeParams),
+    responses((status = 200, description = "NEWS2 results", body = Vec<News2Record>)))]
 pub(crate) async fn news2_scores(
     State(state): State<AppState>,
     caller: Caller,
-    Path(patient_id): Path<String>,
+    Id(patient_id): Id<PatientId>,
     Params(params): Params<RangeParams>,
 ) -> Result<Json<Vec<News2Record>>, ApiError> {
-    let patient_id: PatientId = parse_id("patient_id", &patient_id)?;
-    let (from, to, limit) = params.window()?;
-    let access = authorize_patient(
-        &state,
-        &caller,
-        patient_id,
-        "news2.read",
-        Some(format!("from {from} to {to}")),
-    )
-    .await?;
+    let window = window(params.from.as_deref(), params.to.as_deref())?;
     Ok(Json(
         state
-            .store
-            .news2_scores(News2Query {
-                patient_id: access.patient_id(),
-                from,
-                to,
-                limit,
-            })
+            .service
+            .news2_scores(&caller.actor(), patient_id, window, params.limit)
             .await?,
     ))
 }
 
+/// The newest NEWS2 result.
+#[utoipa::path(get, path = "/api/v1/patients/{patient_id}/news2/latest", tag = "analytics",
+    params(("patient_id" = PatientId, Path, description = "The patient")),
+    responses((status = 200, description = "The newest NEWS2 result", body = News2Record)))]
 pub(crate) async fn latest_news2(
     State(state): State<AppState>,
     caller: Caller,
-    Path(patient_id): Path<String>,
+    Id(patient_id): Id<PatientId>,
 ) -> Result<Json<News2Record>, ApiError> {
-    let patient_id: PatientId = parse_id("patient_id", &patient_id)?;
-    let access = authorize_patient(&state, &caller, patient_id, "news2.read_latest", None).await?;
-    state
-        .store
-        .latest_news2(access.patient_id())
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound("NEWS2 result for this patient".into()))
+    Ok(Json(
+        state
+            .service
+            .latest_news2(&caller.actor(), patient_id)
+            .await?,
+    ))
 }
 
 #[cfg(test)]

@@ -1,42 +1,64 @@
-//! Device enrolment and HTTP ingest.
+//! Devices: enrolment by admins, and what devices themselves send over HTTPS.
 
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use wardline_domain::{DeviceId, DeviceKind, PatientId};
-use wardline_ingest::mqtt::{errors_topic, readings_topic};
-use wardline_ingest::{DeviceSecret, MessageVerdict};
-use wardline_store::{Device, DeviceStatus, NewDevice};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wardline_domain::topics::{errors_topic, readings_topic};
+use wardline_domain::{DeviceId, DeviceKind, PatientId, PayloadError, PayloadErrorKind};
+use wardline_service::devices::{DeviceStatusReport, Enrolment};
+use wardline_service::ingest::count_rejection;
+use wardline_service::{Error, MessageVerdict, Rejection};
+use wardline_store::Device;
 
-use super::{Body, parse_id};
-use crate::access::require_admin;
-use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::extract::{Body, Caller, DeviceCaller, Id};
 use crate::state::AppState;
 
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_devices, enrol_device))
+        .routes(routes!(assign_device))
+        .routes(routes!(revoke_device))
+        .routes(routes!(device_status))
+}
+
+/// Device readings: limited by the payload limits (with a precise error), not by the
+/// API's body limit.
+pub(crate) fn ingest_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(ingest_readings))
+}
+
+/// Every device (admin).
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices",
+    responses((status = 200, description = "Devices by id", body = Vec<Device>)))]
 pub(crate) async fn list_devices(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<Device>>, ApiError> {
-    require_admin(&state, &caller, "devices.list", None).await?;
-    Ok(Json(state.store.devices().await?))
+    Ok(Json(state.service.list_devices(&caller.actor()).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct EnrolRequest {
-    kind: String,
+    kind: DeviceKind,
+    /// 1 to 100 characters.
     model: String,
+    /// 1 to 100 characters.
     serial: String,
-    /// Optional; a random `dev_…` identifier otherwise.
-    device_id: Option<String>,
-    /// Optionally assign to a patient from now on.
-    patient_id: Option<String>,
+    /// 3 to 64 characters from `[A-Za-z0-9_-]`; a random `dev_…` identifier when absent.
+    device_id: Option<DeviceId>,
+    /// Assign to this patient from now on, in the same commit; refused, and nothing
+    /// created, when there is no such patient.
+    patient_id: Option<PatientId>,
 }
 
 /// Everything a device maker needs, returned once.
-#[derive(Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EnrolledDevice {
     device: Device,
     /// Shown only now; Wardline keeps only its hash.
@@ -45,7 +67,7 @@ pub(crate) struct EnrolledDevice {
     http: HttpSettingsBody,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct MqttSettingsBody {
     url: String,
     username: String,
@@ -55,178 +77,185 @@ pub(crate) struct MqttSettingsBody {
     qos: u8,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct HttpSettingsBody {
     url: String,
     authorization: &'static str,
 }
 
-fn bounded(field: &str, text: &str) -> Result<(), ApiError> {
-    if text.trim().is_empty() || text.len() > 100 {
-        return Err(ApiError::invalid(field, "1 to 100 characters"));
-    }
-    Ok(())
-}
-
+/// Enrols a device (admin): its credential, shown once, and how it connects.
+#[utoipa::path(post, path = "/api/v1/devices", tag = "devices",
+    request_body = EnrolRequest,
+    responses((status = 201, description = "The device, its secret and connection settings", body = EnrolledDevice)))]
 pub(crate) async fn enrol_device(
     State(state): State<AppState>,
     caller: Caller,
     Body(request): Body<EnrolRequest>,
 ) -> Result<(StatusCode, Json<EnrolledDevice>), ApiError> {
-    let kind: DeviceKind = parse_id("kind", &request.kind)?;
-    bounded("model", &request.model)?;
-    bounded("serial", &request.serial)?;
-    let device_id = match request.device_id.as_deref() {
-        Some(text) => parse_id::<DeviceId>("device_id", text)?,
-        None => DeviceId::random(),
-    };
-    let patient_id: Option<PatientId> = request
-        .patient_id
-        .as_deref()
-        .map(|id| parse_id("patient_id", id))
-        .transpose()?;
-    require_admin(
-        &state,
-        &caller,
-        "devices.enrol",
-        Some(device_id.to_string()),
-    )
-    .await?;
-    let secret =
-        DeviceSecret::generate().map_err(|_| ApiError::Internal("no randomness".into()))?;
-    let device = state
-        .store
-        .create_device(NewDevice {
-            id: device_id.clone(),
-            kind,
-            model: request.model,
-            serial: request.serial,
-            secret_hash: secret.hash(),
-        })
+    let enrolled = state
+        .service
+        .enrol_device(
+            &caller.actor(),
+            Enrolment {
+                kind: request.kind,
+                model: request.model,
+                serial: request.serial,
+                device_id: request.device_id,
+                patient_id: request.patient_id,
+            },
+        )
         .await?;
-    if let Some(patient_id) = patient_id {
-        state
-            .store
-            .assign_device(&device_id, patient_id, Utc::now())
-            .await?;
-    }
-    let enrolled = EnrolledDevice {
-        mqtt: MqttSettingsBody {
-            url: state.settings.mqtt_url.clone(),
-            username: device_id.to_string(),
-            client_id: device_id.to_string(),
-            publish_topic: readings_topic(&device_id),
-            errors_topic: errors_topic(&device_id),
-            qos: 1,
-        },
-        http: HttpSettingsBody {
-            url: format!(
-                "{}/api/v1/devices/{device_id}/readings",
-                state.settings.http_url
-            ),
-            authorization: "Bearer <secret>",
-        },
-        device,
-        secret: secret.expose().to_owned(),
-    };
-    Ok((StatusCode::CREATED, Json(enrolled)))
+    let device_id = enrolled.device.id.clone();
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrolledDevice {
+            mqtt: MqttSettingsBody {
+                url: state.settings.mqtt_url.clone(),
+                username: device_id.to_string(),
+                client_id: device_id.to_string(),
+                publish_topic: readings_topic(&device_id),
+                errors_topic: errors_topic(&device_id),
+                qos: 1,
+            },
+            http: HttpSettingsBody {
+                url: format!(
+                    "{}/api/v1/devices/{device_id}/readings",
+                    state.settings.http_url
+                ),
+                authorization: "Bearer <secret>",
+            },
+            secret: enrolled.secret.expose().to_owned(),
+            device: enrolled.device,
+        }),
+    ))
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct AssignRequest {
-    patient_id: String,
+    patient_id: PatientId,
     /// From when; now if absent.
     from: Option<DateTime<Utc>>,
 }
 
+/// Assigns a device to a patient from a time on (admin).
+#[utoipa::path(post, path = "/api/v1/devices/{device_id}/assignments", tag = "devices",
+    params(("device_id" = DeviceId, Path, description = "The device")),
+    request_body = AssignRequest,
+    responses((status = 204, description = "Assigned")))]
 pub(crate) async fn assign_device(
     State(state): State<AppState>,
     caller: Caller,
-    Path(device_id): Path<String>,
+    Id(device_id): Id<DeviceId>,
     Body(request): Body<AssignRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let device_id: DeviceId = parse_id("device_id", &device_id)?;
-    let patient_id: PatientId = parse_id("patient_id", &request.patient_id)?;
-    require_admin(
-        &state,
-        &caller,
-        "devices.assign",
-        Some(device_id.to_string()),
-    )
-    .await?;
     state
-        .store
+        .service
         .assign_device(
+            &caller.actor(),
             &device_id,
-            patient_id,
-            request.from.unwrap_or_else(Utc::now),
+            request.patient_id,
+            request.from,
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Revokes a device's credential (admin); its live connections end at once.
+#[utoipa::path(post, path = "/api/v1/devices/{device_id}/revoke", tag = "devices",
+    params(("device_id" = DeviceId, Path, description = "The device")),
+    responses((status = 204, description = "Revoked")))]
 pub(crate) async fn revoke_device(
     State(state): State<AppState>,
     caller: Caller,
-    Path(device_id): Path<String>,
+    Id(device_id): Id<DeviceId>,
 ) -> Result<StatusCode, ApiError> {
-    let device_id: DeviceId = parse_id("device_id", &device_id)?;
-    require_admin(
-        &state,
-        &caller,
-        "devices.revoke",
-        Some(device_id.to_string()),
-    )
-    .await?;
     state
-        .store
-        .set_device_status(&device_id, DeviceStatus::Revoked)
+        .service
+        .revoke_device(&caller.actor(), &device_id)
         .await?;
-    state.devices.disconnect(&device_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct IngestResponse {
+    /// Readings (or the chunk) newly stored.
     stored: usize,
+    /// Readings stored before (a retry): acknowledged, not stored again.
     duplicates: usize,
 }
 
-/// A device posts one payload (a reading, a batch, or a waveform chunk) with its secret.
-/// 200 comes only after the commit; a retried post reports duplicates and stores nothing.
+/// A device posts one payload (a reading, a batch, or a waveform chunk, format v1 of
+/// docs/device-protocol.md) with its secret as the bearer token. `200` comes only after
+/// the commit; a retried post reports duplicates and stores nothing.
+#[utoipa::path(post, path = "/api/v1/devices/{device_id}/readings", tag = "device protocol",
+    params(("device_id" = DeviceId, Path, description = "The device")),
+    request_body(content = String, description = "Device payload v1 (JSON)", content_type = "application/json"),
+    responses((status = 200, description = "Durably stored", body = IngestResponse)),
+    security(("device_secret" = [])))]
 pub(crate) async fn ingest_readings(
     State(state): State<AppState>,
-    Path(device_id): Path<String>,
-    headers: HeaderMap,
+    DeviceCaller(device): DeviceCaller,
     body: axum::body::Body,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    let device = crate::auth::authenticated_device(&state, &device_id, &headers).await?;
-    let limit = state.ingest.limits().max_bytes;
+    let ingest = state.service.ingest();
+    let limit = ingest.limits().max_bytes;
     // Reads at most `limit` bytes, however large the body claims or turns out to be.
     let Ok(body) = axum::body::to_bytes(body, limit).await else {
-        let rejection = wardline_ingest::Rejection::Payload(wardline_domain::PayloadError {
-            kind: wardline_domain::PayloadErrorKind::TooLarge,
-            field: "$".into(),
-            reason: format!("the limit is {limit} bytes"),
-        });
-        wardline_ingest::pipeline::count_rejection("http", &rejection);
-        return Err(ApiError::PayloadTooLarge { limit });
+        count_rejection(
+            "http",
+            &Rejection::Payload(PayloadError {
+                kind: PayloadErrorKind::TooLarge,
+                field: "$".into(),
+                reason: format!("the limit is {limit} bytes"),
+            }),
+        );
+        return Err(Error::PayloadTooLarge { limit }.into());
     };
-    let message = state.ingest.parse(&body).map_err(|error| {
-        let rejection = wardline_ingest::Rejection::Payload(error.clone());
-        wardline_ingest::pipeline::count_rejection("http", &rejection);
-        ApiError::InvalidPayload(error)
+    let message = ingest.parse(&body).map_err(|error| {
+        count_rejection("http", &Rejection::Payload(error.clone()));
+        Error::InvalidPayload(error)
     })?;
-    let verdicts = state
-        .ingest
-        .store(&device.id, "http", vec![message])
-        .await?;
+    let verdicts = ingest.store(&device.id, "http", vec![message]).await?;
     match verdicts.into_iter().next() {
         Some(MessageVerdict::Stored { new, duplicates }) => Ok(Json(IngestResponse {
             stored: new,
             duplicates,
         })),
-        Some(MessageVerdict::Rejected(rejection)) => Err(rejection.into()),
-        None => Err(ApiError::Internal("no verdict for a stored message".into())),
+        Some(MessageVerdict::Rejected(rejection)) => Err(Error::from(rejection).into()),
+        None => Err(Error::Internal("no verdict for a stored message".into()).into()),
     }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeviceStatusRequest {
+    /// Remaining battery, 0 to 100 %.
+    battery_percent: Option<f64>,
+    /// The device's fault, or null when it reports none.
+    fault: Option<String>,
+}
+
+/// A device reports its battery and faults (device credential), for the technical alarms
+/// of its patient's care plan. Stored, then evaluated; `202` once stored.
+#[utoipa::path(post, path = "/api/v1/devices/{device_id}/status", tag = "device protocol",
+    params(("device_id" = DeviceId, Path, description = "The device")),
+    request_body = DeviceStatusRequest,
+    responses((status = 202, description = "Stored; alarm rules will evaluate it")),
+    security(("device_secret" = [])))]
+pub(crate) async fn device_status(
+    State(state): State<AppState>,
+    DeviceCaller(device): DeviceCaller,
+    Body(request): Body<DeviceStatusRequest>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .service
+        .report_device_status(
+            &device,
+            DeviceStatusReport {
+                battery_percent: request.battery_percent,
+                fault: request.fault,
+            },
+        )
+        .await?;
+    Ok(StatusCode::ACCEPTED)
 }

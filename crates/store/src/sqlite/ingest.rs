@@ -35,7 +35,7 @@ impl Assignment {
     }
 }
 
-pub(super) fn ingest_items(
+fn ingest_items(
     connection: &Connection,
     items: &[IngestItem],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
@@ -222,5 +222,13 @@ fn ingest_one(
                 duplicate: inserted == 0,
             })
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ingest::IngestStore for super::SqliteStore {
+    async fn ingest(&self, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
+        self.write(move |connection| ingest_items(connection, &items))
+            .await
     }
 }

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_derived_analytics.sql"),
     include_str!("../../migrations/sqlite/0003_gateways.sql"),
     include_str!("../../migrations/sqlite/0004_alarms.sql"),
+    include_str!("../../migrations/sqlite/0005_event_log.sql"),
 ];
 
 /// The schema version this build writes.

@@ -1,7 +1,7 @@
 //! The single writing connection and its group commit.
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::StoreError;
 
@@ -13,6 +13,8 @@ type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 #[derive(Debug, Clone)]
 pub(crate) struct WriterHandle {
     jobs: mpsc::Sender<Job>,
+    /// Counts commits, so that readers of the event log wake when there is more to read.
+    commits: watch::Sender<u64>,
 }
 
 pub(crate) fn spawn(
@@ -20,13 +22,22 @@ pub(crate) fn spawn(
     max_jobs_per_commit: usize,
 ) -> Result<WriterHandle, StoreError> {
     let (sender, receiver) = mpsc::channel::<Job>(max_jobs_per_commit.max(1) * 4);
+    let (commits, _) = watch::channel(0u64);
+    let announce = commits.clone();
     std::thread::Builder::new()
         .name("wardline-sqlite-writer".into())
-        .spawn(move || run(connection, receiver, max_jobs_per_commit.max(1)))?;
-    Ok(WriterHandle { jobs: sender })
+        .spawn(move || run(connection, receiver, max_jobs_per_commit.max(1), announce))?;
+    Ok(WriterHandle {
+        jobs: sender,
+        commits,
+    })
 }
 
 impl WriterHandle {
+    pub(crate) fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
+    }
+
     pub(crate) async fn run<T, F>(&self, operation: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -63,7 +74,12 @@ impl WriterHandle {
     }
 }
 
-fn run(connection: Connection, mut receiver: mpsc::Receiver<Job>, max_jobs_per_commit: usize) {
+fn run(
+    connection: Connection,
+    mut receiver: mpsc::Receiver<Job>,
+    max_jobs_per_commit: usize,
+    commits: watch::Sender<u64>,
+) {
     let mut group: Vec<Job> = Vec::with_capacity(max_jobs_per_commit);
     let mut completions: Vec<Completion> = Vec::with_capacity(max_jobs_per_commit);
     while let Some(first) = receiver.blocking_recv() {
@@ -94,8 +110,12 @@ fn run(connection: Connection, mut receiver: mpsc::Receiver<Job>, max_jobs_per_c
             message
         });
         metrics::counter!("wardline_store_commits_total").increment(1);
+        let ok = committed.is_ok();
         for completion in completions.drain(..) {
             completion(committed.clone());
+        }
+        if ok {
+            commits.send_modify(|count| *count = count.wrapping_add(1));
         }
     }
     tracing::debug!("storage writer stopped");

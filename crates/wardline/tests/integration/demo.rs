@@ -6,8 +6,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use wardline::server::ListenReport;
+use wardline_server::server::ListenReport;
 
 use crate::support::install_crypto;
 
@@ -15,7 +16,7 @@ fn client(ca_path: &std::path::Path) -> reqwest::Client {
     install_crypto();
     let pem = std::fs::read(ca_path).expect("ca file");
     let mut roots = rustls::RootCertStore::empty();
-    for certificate in rustls_pemfile::certs(&mut &pem[..]) {
+    for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
         roots.add(certificate.expect("ca pem")).expect("add root");
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(

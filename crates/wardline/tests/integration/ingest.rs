@@ -221,12 +221,16 @@ async fn mqtt5_refusals_name_the_field_and_the_connection_carries_on() {
         .await;
     assert_eq!(heart_rates.len(), 1, "only the valid reading was stored");
 
-    let metrics = server
+    let anonymous = server
         .client
         .get(server.url("/metrics"))
         .send()
         .await
-        .unwrap()
+        .unwrap();
+    assert_eq!(anonymous.status(), 401, "metrics are for admins");
+    let metrics = server
+        .get(&server.admin().await, "/metrics")
+        .await
         .text()
         .await
         .unwrap();

@@ -6,8 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use wardline::server::ListenReport;
+use wardline_server::server::ListenReport;
 
 pub(crate) const CLINICIAN_PASSWORD: &str = "correct horse battery staple";
 
@@ -414,7 +415,7 @@ fn spawn(data_dir: &Path, env: &[(String, String)]) -> (Child, ListenReport, Opt
 
 pub(crate) fn tls_client_config(ca_pem: &[u8]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
-    for certificate in rustls_pemfile::certs(&mut &ca_pem[..]) {
+    for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(certificate.expect("ca pem")).expect("add root");
     }
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))

@@ -1,0 +1,505 @@
+//! What Wardline derives from committed data, off the acknowledgement path: heart rate
+//! and rhythm events from ECG chunks, NEWS2 from vital signs.
+//!
+//! The analysis reads the committed event log (ECG chunks with their samples, and
+//! observations) from its own stored cursor, in batches, and stores what it finds in one
+//! commit per batch together with its new cursor ([`AnalysisResults`]). A device's
+//! acknowledgement therefore never waits for analysis; an analysis that falls behind
+//! catches up instead of dropping work; and after `kill -9` it resumes at its last
+//! commit, so every committed chunk and vital sign is analysed once in effect.
+//!
+//! ECG state is kept per (patient, device, lead) in memory, at most
+//! [`AnalysisSettings::max_streams`] streams; the stream fed longest ago is evicted beyond
+//! that, and a stream idle for [`AnalysisSettings::stream_idle`] is dropped. A chunk for
+//! which no stream is held (after a restart, an eviction, or on a new worker) **resumes**
+//! the stream: the stored chunks that lead up to it without a gap (the last
+//! [`ecg_stream::ANALYSIS_WINDOW_S`] seconds and the detector's settling time) are fed to
+//! a new stream first, their findings discarded, and the rhythm events already stored are
+//! taken up again; so a restart causes neither a cold-start artefact (a spurious pause or
+//! AF call) nor a second copy of an event going on.
+
+pub mod ecg_stream;
+pub mod news2;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use wardline_domain::{DeviceId, Observation, ObservationCode, PatientId, Signal};
+use wardline_store::prelude::*;
+use wardline_store::{
+    AnalysisResults, CommittedEvent, CommittedWaveform, EventCursor, EventFilter,
+    NewDerivedObservation, News2Record, RhythmEventQuery, RhythmEventRecord, StoreError,
+    WaveformQuery,
+};
+
+use crate::ecg_stream::{ANALYSIS_WINDOW_S, Continuity, EcgStream, StreamFindings};
+pub use crate::news2::{NEWS2_INPUTS, news2_from_latest};
+
+/// The analysis' name as a reader of the event log.
+pub const CONSUMER: &str = "analysis";
+
+/// Seconds of stored signal before a chunk that a resumed stream is fed: the analysis
+/// window and the detector's settling time (under 4 s) with room to spare.
+const RESUME_S: i64 = ANALYSIS_WINDOW_S as i64 + 10;
+
+/// Settings of the analysis.
+#[derive(Debug, Clone)]
+pub struct AnalysisSettings {
+    /// NEWS2 scores the latest value of each vital sign within this window before the
+    /// newest one (`analytics.news2_window_minutes`).
+    pub news2_window: Duration,
+    /// ECG streams analysed at once.
+    pub max_streams: usize,
+    /// An ECG stream not fed for this long is forgotten.
+    pub stream_idle: Duration,
+    /// Events read from the log at once.
+    pub batch_size: u32,
+}
+
+impl Default for AnalysisSettings {
+    fn default() -> Self {
+        Self {
+            news2_window: Duration::minutes(60),
+            max_streams: 256,
+            stream_idle: Duration::minutes(10),
+            batch_size: 256,
+        }
+    }
+}
+
+const INPUTS: EventFilter = EventFilter {
+    observations: true,
+    waveforms: true,
+    waveform_samples: true,
+    news2: false,
+    rhythm_events: false,
+    device_reports: false,
+};
+
+/// Starts the analysis at its stored cursor; it runs until the store closes.
+pub async fn spawn_analysis(
+    store: Arc<dyn Store>,
+    settings: AnalysisSettings,
+) -> Result<JoinHandle<()>, StoreError> {
+    let mut analyser = Analyser::new(store, settings);
+    analyser.load().await?;
+    Ok(tokio::spawn(analyser.run()))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct StreamKey {
+    patient_id: PatientId,
+    device_id: DeviceId,
+    signal: Signal,
+}
+
+/// The newest value of each NEWS2 input of one patient, as the log brought them.
+#[derive(Debug, Default)]
+struct Vitals {
+    latest: HashMap<ObservationCode, Observation>,
+    seen: Option<DateTime<Utc>>,
+}
+
+/// The analysis task's state.
+pub struct Analyser {
+    store: Arc<dyn Store>,
+    settings: AnalysisSettings,
+    cursor: EventCursor,
+    streams: HashMap<StreamKey, (EcgStream, DateTime<Utc>)>,
+    vitals: HashMap<PatientId, Vitals>,
+}
+
+impl std::fmt::Debug for Analyser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyser")
+            .field("cursor", &self.cursor)
+            .field("streams", &self.streams.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Analyser {
+    pub fn new(store: Arc<dyn Store>, settings: AnalysisSettings) -> Self {
+        Self {
+            store,
+            settings,
+            cursor: EventCursor(String::new()),
+            streams: HashMap::new(),
+            vitals: HashMap::new(),
+        }
+    }
+
+    /// Reads the stored cursor; a first start begins at the log's tail and stores that
+    /// position at once, so nothing committed after it can be missed.
+    pub async fn load(&mut self) -> Result<(), StoreError> {
+        self.streams.clear();
+        self.vitals.clear();
+        match self.store.checkpoint(CONSUMER).await? {
+            Some(cursor) => self.cursor = cursor,
+            None => {
+                self.cursor = self.store.event_tail().await?;
+                self.store
+                    .record_analysis(AnalysisResults {
+                        checkpoint: Some((CONSUMER.into(), self.cursor.clone())),
+                        recorded: Utc::now(),
+                        ..AnalysisResults::default()
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(mut self) {
+        let mut commits = self.store.commits();
+        let mut failures = 0u32;
+        loop {
+            match self.analyse_next_batch().await {
+                Ok(0) => failures = 0,
+                Ok(_) => {
+                    failures = 0;
+                    continue;
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    metrics::counter!("wardline_analysis_failed_total", "work" => "batch")
+                        .increment(1);
+                    tracing::error!(%error, "analysis failed; resuming from its last checkpoint");
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        100 * u64::from(failures.min(50)),
+                    ))
+                    .await;
+                    if let Err(error) = self.load().await {
+                        tracing::error!(%error, "could not reload the analysis");
+                    }
+                    continue;
+                }
+            }
+            let idle = Instant::now() + std::time::Duration::from_secs(1);
+            tokio::select! {
+                changed = commits.changed() => if changed.is_err() {
+                    return;
+                },
+                () = tokio::time::sleep_until(idle) => {}
+            }
+        }
+    }
+
+    /// Reads one batch of the log, analyses it and stores the results with the new
+    /// cursor in one commit. Returns how many events there were.
+    pub async fn analyse_next_batch(&mut self) -> Result<usize, StoreError> {
+        let batch = self
+            .store
+            .events_after(&self.cursor, INPUTS, self.settings.batch_size)
+            .await?;
+        let count = batch.events.len();
+        if count == 0 {
+            return Ok(0);
+        }
+        let now = Utc::now();
+        let mut results = AnalysisResults {
+            recorded: now,
+            ..AnalysisResults::default()
+        };
+        for event in batch.events {
+            match event {
+                CommittedEvent::Waveform(waveform) if waveform.chunk.signal.is_ecg() => {
+                    self.ecg_chunk(waveform, now, &mut results).await?;
+                }
+                CommittedEvent::Observation(observation)
+                    if NEWS2_INPUTS.contains(&observation.code) =>
+                {
+                    if let Some(score) = self.news2(observation).await? {
+                        results.news2.push(score);
+                    }
+                }
+                _ => {}
+            }
+        }
+        results.checkpoint = Some((CONSUMER.into(), batch.next.clone()));
+        let rhythm_events = results.rhythm_events.len();
+        let news2: Vec<&'static str> = results
+            .news2
+            .iter()
+            .map(|score| {
+                if score.complete {
+                    "complete"
+                } else {
+                    "partial"
+                }
+            })
+            .collect();
+        let stored = self.store.record_analysis(results).await?;
+        self.cursor = batch.next;
+        metrics::counter!("wardline_derived_observations_stored_total")
+            .increment(stored.len() as u64);
+        for status in news2 {
+            metrics::counter!("wardline_news2_computed_total", "status" => status).increment(1);
+        }
+        metrics::counter!("wardline_rhythm_events_stored_total").increment(rhythm_events as u64);
+        metrics::gauge!("wardline_ecg_streams").set(self.streams.len() as f64);
+        Ok(count)
+    }
+
+    fn evict(&mut self, now: DateTime<Utc>) {
+        let idle = self.settings.stream_idle;
+        let before = self.streams.len();
+        self.streams.retain(|_, (_, fed)| now - *fed < idle);
+        while self.streams.len() >= self.settings.max_streams.max(1) {
+            let Some(oldest) = self
+                .streams
+                .iter()
+                .min_by_key(|(_, (_, fed))| *fed)
+                .map(|(key, _)| key.clone())
+            else {
+                break;
+            };
+            self.streams.remove(&oldest);
+        }
+        let evicted = before.saturating_sub(self.streams.len());
+        if evicted > 0 {
+            metrics::counter!("wardline_ecg_streams_evicted_total").increment(evicted as u64);
+        }
+    }
+
+    async fn ecg_chunk(
+        &mut self,
+        waveform: CommittedWaveform,
+        now: DateTime<Utc>,
+        results: &mut AnalysisResults,
+    ) -> Result<(), StoreError> {
+        let Ok(decoded) = wardline_waveform::decode(&waveform.chunk.encoded) else {
+            metrics::counter!("wardline_ecg_chunks_unanalysable_total").increment(1);
+            return Ok(());
+        };
+        let gain = decoded.header.gain;
+        let rate = waveform.chunk.sampling_rate_hz;
+        let start = waveform.chunk.start;
+        let key = StreamKey {
+            patient_id: waveform.patient_id,
+            device_id: waveform.chunk.device_id.clone(),
+            signal: waveform.chunk.signal,
+        };
+        let stream = match self.streams.remove(&key).map(|(stream, _)| stream) {
+            Some(stream) => match stream.continuity(start, rate, gain) {
+                Continuity::Continues => stream,
+                Continuity::Late => {
+                    metrics::counter!("wardline_ecg_chunks_late_total").increment(1);
+                    self.streams.insert(key, (stream, now));
+                    return Ok(());
+                }
+                Continuity::Restarts => {
+                    metrics::counter!("wardline_ecg_stream_restarts_total").increment(1);
+                    self.evict(now);
+                    match EcgStream::new(rate, gain, start) {
+                        Ok(stream) => stream,
+                        Err(_) => {
+                            metrics::counter!("wardline_ecg_chunks_unanalysable_total")
+                                .increment(1);
+                            return Ok(());
+                        }
+                    }
+                }
+            },
+            None => {
+                self.evict(now);
+                match self.resume(&key, rate, gain, start).await? {
+                    Some(stream) => stream,
+                    None => return Ok(()),
+                }
+            }
+        };
+        // The analysis is CPU work (tens of milliseconds for a long chunk): keep it off
+        // the runtime's reactor threads.
+        let samples = decoded.samples;
+        let analysed = tokio::task::spawn_blocking(move || {
+            let mut stream = stream;
+            let findings = stream.push(&samples);
+            (stream, findings)
+        })
+        .await;
+        let Ok((stream, findings)) = analysed else {
+            metrics::counter!("wardline_analysis_failed_total", "work" => "ecg_chunk").increment(1);
+            return Ok(());
+        };
+        self.streams.insert(key.clone(), (stream, now));
+        collect_findings(&key, findings, now, results);
+        Ok(())
+    }
+
+    /// A stream for a chunk when none is held: fed the stored chunks that lead up to the
+    /// chunk without a gap (their findings were stored when they were first analysed),
+    /// taking up the rhythm events already stored. A fresh stream when there are none.
+    async fn resume(
+        &self,
+        key: &StreamKey,
+        rate: f64,
+        gain: f64,
+        start: DateTime<Utc>,
+    ) -> Result<Option<EcgStream>, StoreError> {
+        let stored = self
+            .store
+            .waveforms(WaveformQuery {
+                patient_id: key.patient_id,
+                signal: Some(key.signal),
+                from: start - Duration::seconds(RESUME_S),
+                to: start,
+                limit: 1000,
+            })
+            .await?;
+        let mut earlier: Vec<(DateTime<Utc>, Vec<i32>)> = Vec::new();
+        let mut expected_end = start;
+        let mut candidates: Vec<_> = stored
+            .into_iter()
+            .filter(|chunk| chunk.device_id == key.device_id && chunk.start < start)
+            .collect();
+        candidates.sort_by_key(|chunk| std::cmp::Reverse(chunk.start));
+        for chunk in candidates {
+            let Ok(decoded) = wardline_waveform::decode(&chunk.encoded) else {
+                break;
+            };
+            let samples_end = chunk.start
+                + Duration::microseconds((decoded.samples.len() as f64 / rate * 1e6).round() as i64);
+            let gap = (expected_end - samples_end).num_milliseconds().abs();
+            if chunk.sampling_rate_hz != rate || decoded.header.gain != gain || gap > 100 {
+                break;
+            }
+            expected_end = chunk.start;
+            earlier.push((chunk.start, decoded.samples));
+        }
+        earlier.reverse();
+        let stream_start = earlier.first().map_or(start, |(first, _)| *first);
+        let Ok(mut stream) = EcgStream::new(rate, gain, stream_start) else {
+            metrics::counter!("wardline_ecg_chunks_unanalysable_total").increment(1);
+            return Ok(None);
+        };
+        if earlier.is_empty() {
+            return Ok(Some(stream));
+        }
+        metrics::counter!("wardline_ecg_stream_resumes_total").increment(1);
+        let events = self
+            .store
+            .rhythm_events(RhythmEventQuery {
+                patient_id: key.patient_id,
+                from: stream_start,
+                to: start + Duration::seconds(1),
+                limit: 1000,
+            })
+            .await?;
+        let resumed = tokio::task::spawn_blocking(move || {
+            for (_, samples) in &earlier {
+                stream.push(samples);
+            }
+            stream.forget_events();
+            stream
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?;
+        let mut stream = resumed;
+        for event in events
+            .into_iter()
+            .filter(|event| event.device_id == key.device_id && event.signal == key.signal)
+        {
+            stream.resume_event(event.kind, event.onset, event.end);
+        }
+        Ok(Some(stream))
+    }
+
+    /// NEWS2 at a vital sign's time from the newest value of each input within the
+    /// window before it. In-order readings update the patient's remembered vitals; one
+    /// older than what is remembered is scored from the store.
+    async fn news2(&mut self, observation: Observation) -> Result<Option<News2Record>, StoreError> {
+        let patient = observation.patient_id;
+        let at = observation.effective;
+        let window = self.settings.news2_window;
+        let known = self.vitals.get(&patient).is_some_and(|vitals| {
+            vitals
+                .latest
+                .get(&observation.code)
+                .is_none_or(|latest| latest.effective <= at)
+        });
+        let latest: Vec<Observation> = if known {
+            let vitals = self.vitals.entry(patient).or_default();
+            vitals.latest.insert(observation.code, observation);
+            vitals.seen = Some(vitals.seen.map_or(at, |seen| seen.max(at)));
+            vitals
+                .latest
+                .values()
+                .filter(|value| value.effective >= at - window && value.effective <= at)
+                .cloned()
+                .collect()
+        } else {
+            let stored = self
+                .store
+                .latest_observations_between(patient, at - window, at)
+                .await?;
+            if !self.vitals.contains_key(&patient) {
+                let vitals = self.vitals.entry(patient).or_default();
+                for value in stored
+                    .iter()
+                    .filter(|value| NEWS2_INPUTS.contains(&value.code))
+                {
+                    vitals.latest.insert(value.code, value.clone());
+                }
+                vitals.seen = Some(at);
+            }
+            stored
+        };
+        // Patients not heard from for two windows are forgotten (and read again).
+        if self.vitals.len() > 10_000 {
+            self.vitals
+                .retain(|_, vitals| vitals.seen.is_some_and(|seen| at - seen < window * 2));
+        }
+        Ok(news2_from_latest(patient, at, &latest))
+    }
+}
+
+/// Heart rates and rhythm events of one chunk, as results to store.
+fn collect_findings(
+    key: &StreamKey,
+    findings: StreamFindings,
+    now: DateTime<Utc>,
+    results: &mut AnalysisResults,
+) {
+    let (min_rate, max_rate) = ObservationCode::HeartRate.spec().possible_range;
+    results.derived.extend(
+        findings
+            .heart_rates
+            .into_iter()
+            .filter(|(_, bpm)| bpm.is_finite() && (min_rate..=max_rate).contains(bpm))
+            .map(|(at, bpm)| NewDerivedObservation {
+                patient_id: key.patient_id,
+                device_id: key.device_id.clone(),
+                // Wardline's own numbering: one derived rate per device and instant.
+                seq: at.timestamp_millis(),
+                code: ObservationCode::HeartRate,
+                value: (bpm * 10.0).round() / 10.0,
+                effective: at,
+                received: now,
+            }),
+    );
+    results
+        .rhythm_events
+        .extend(findings.events.into_iter().map(|event| {
+            metrics::counter!("wardline_rhythm_events_found_total", "kind" => event.kind.as_str())
+                .increment(1);
+            let duration_s = (event.end - event.onset).num_milliseconds() as f64 / 1000.0;
+            let mut detail = json!({"duration_s": duration_s});
+            if let Some(bpm) = event.median_bpm {
+                detail["median_bpm"] = json!((bpm * 10.0).round() / 10.0);
+            }
+            RhythmEventRecord {
+                patient_id: key.patient_id,
+                device_id: key.device_id.clone(),
+                signal: key.signal,
+                kind: event.kind,
+                onset: event.onset,
+                end: event.end,
+                detail: Some(detail),
+            }
+        }));
+}

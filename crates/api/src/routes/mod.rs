@@ -1,0 +1,9 @@
+//! The routes, by what they are about.
+
+pub(crate) mod alarms;
+pub(crate) mod analytics;
+pub(crate) mod clinical;
+pub(crate) mod devices;
+pub(crate) mod gateways;
+pub(crate) mod people;
+pub(crate) mod system;

@@ -1,0 +1,521 @@
+//! `wardline bench ingest`: the MQTT ingest load test.
+//!
+//! It enrols devices in a fresh data folder, starts `wardline serve` as a separate
+//! process (plaintext on loopback, so the figures measure Wardline and not TLS), and opens
+//! one MQTT 3.1.1 connection per device. Each connection keeps a window of QoS 1 publishes
+//! (one reading each) in flight for a fixed time and records publish→PUBACK latency. With
+//! `--compare` the same load runs against another broker (e.g. the Mosquitto on these
+//! machines) in the same run, and the ratio is printed. Afterwards the database is opened
+//! and its rows counted: every acknowledged reading must be there.
+//!
+//! The load generator speaks MQTT through rumqttc's packet codec directly, without
+//! rumqttc's client event loop, so that one core can drive more than 100k messages/s and
+//! the generator is not what is measured.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::BytesMut;
+use clap::Subcommand;
+use hdrhistogram::Histogram;
+use rumqttc::mqttbytes::QoS;
+use rumqttc::mqttbytes::v4;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wardline_domain::DeviceKind;
+use wardline_server::server::ListenReport;
+
+use crate::setup::Credential;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// MQTT QoS 1 ingest: acknowledged readings/s and publish→PUBACK latency.
+    Ingest {
+        /// Concurrent device connections.
+        #[arg(long, default_value_t = 100)]
+        devices: usize,
+        /// Measured seconds (after the warm-up).
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
+        /// QoS 1 publishes each connection keeps in flight.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+        /// Also run the same load against this MQTT broker (host:port), e.g. 127.0.0.1:1883.
+        #[arg(long)]
+        compare: Option<SocketAddr>,
+        /// Keep the data folder here instead of a temporary one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Alarm latency: a device's publish of an out-of-range reading → the alarm event on
+    /// a clinician's SSE stream, under paced background ingest load.
+    AlarmLatency {
+        /// Background device connections.
+        #[arg(long, default_value_t = 100)]
+        devices: usize,
+        /// Background readings/s over all devices (half the rate `bench ingest` reaches).
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
+        /// Measured seconds (after the warm-up).
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
+        /// Unacknowledged publishes a background device may have.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+        /// Pause after each probe reading's event, ms.
+        #[arg(long, default_value_t = 100)]
+        pause_ms: u64,
+    },
+    /// Home gateway backlog drain: fill a gateway's queue, start a server, and measure
+    /// how fast the gateway forwards the backlog (readings/s), then count what is stored.
+    GatewayDrain {
+        /// Readings in the backlog (one reading per queued message).
+        #[arg(long, default_value_t = 1_000_000)]
+        readings: usize,
+        /// Devices behind the gateway the readings are spread over.
+        #[arg(long, default_value_t = 10)]
+        devices: usize,
+        /// Messages per forward request.
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+    },
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Ingest {
+            devices,
+            seconds,
+            warmup_seconds,
+            window,
+            compare,
+            data_dir,
+        } => {
+            ingest(
+                devices,
+                seconds,
+                warmup_seconds,
+                window.clamp(1, 1000),
+                compare,
+                data_dir,
+            )
+            .await
+        }
+        BenchCommand::AlarmLatency {
+            devices,
+            rate,
+            seconds,
+            warmup_seconds,
+            window,
+            pause_ms,
+        } => {
+            crate::bench_alarms::alarm_latency(
+                devices.max(1),
+                rate.max(1),
+                seconds.max(1),
+                warmup_seconds,
+                window.clamp(1, 1000),
+                pause_ms,
+            )
+            .await
+        }
+        BenchCommand::GatewayDrain {
+            readings,
+            devices,
+            batch,
+        } => crate::bench_drain::bench_drain(readings, devices.max(1), batch.clamp(1, 5000)).await,
+    }
+}
+
+#[derive(Debug)]
+struct LoadResult {
+    label: String,
+    acked_measured: u64,
+    acked_total: u64,
+    measured_seconds: f64,
+    latency_us: Histogram<u64>,
+    failed_connections: usize,
+}
+
+impl LoadResult {
+    fn rate(&self) -> f64 {
+        self.acked_measured as f64 / self.measured_seconds
+    }
+
+    fn ms(&self, quantile: f64) -> f64 {
+        self.latency_us.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
+async fn ingest(
+    devices: usize,
+    seconds: u64,
+    warmup_seconds: u64,
+    window: usize,
+    compare: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let temporary = tempfile_dir()?;
+    let data_dir = data_dir.unwrap_or_else(|| temporary.join("data"));
+    let credentials = enrol(&data_dir, devices).await?;
+    let listen_file = temporary.join("listen.json");
+    let mut server = Command::new(std::env::current_exe()?)
+        .args([
+            "serve",
+            "--plaintext",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .arg("--listen-file")
+        .arg(&listen_file)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting wardline serve")?;
+    let report = wait_for_listen_file(&listen_file, &mut server)?;
+    println!("{}", machine_description());
+    println!(
+        "load: {devices} devices × window {window} QoS 1 publishes, one reading per message, {warmup_seconds} s warm-up + {seconds} s measured"
+    );
+    let wardline = load(
+        report.mqtt,
+        &credentials,
+        seconds,
+        warmup_seconds,
+        window,
+        "wardline",
+    )
+    .await;
+    let commits = scrape_counter(report.http, "wardline_store_commits_total").await;
+    // Stop the server the hard way, then count what is on disk.
+    let _ = server.kill();
+    let _ = server.wait();
+    let stored = count_stored(&data_dir).await?;
+    let mut results = vec![wardline];
+    if let Some(address) = compare {
+        results.push(
+            load(
+                address,
+                &credentials,
+                seconds,
+                warmup_seconds,
+                window,
+                &format!("broker {address}"),
+            )
+            .await,
+        );
+    }
+    println!();
+    println!(
+        "| target | acked readings/s | p50 ms | p99 ms | p99.9 ms | max ms | failed connections |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for result in &results {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            result.label,
+            result.rate(),
+            result.ms(0.5),
+            result.ms(0.99),
+            result.ms(0.999),
+            result.latency_us.max() as f64 / 1000.0,
+            result.failed_connections
+        );
+    }
+    if let [ours, theirs] = results.as_slice() {
+        println!();
+        println!(
+            "ratio wardline / {}: {:.2}",
+            theirs.label,
+            ours.rate() / theirs.rate()
+        );
+    }
+    println!();
+    println!(
+        "durability: {} readings acknowledged by wardline, {stored} rows in its database after kill -9",
+        results[0].acked_total
+    );
+    if let Some(commits) = commits.filter(|commits| *commits > 0.0) {
+        println!(
+            "group commit: {commits:.0} durable commits (fsync), {:.0} readings per commit on average",
+            results[0].acked_total as f64 / commits
+        );
+    }
+    let _ = std::fs::remove_dir_all(&temporary);
+    if stored < results[0].acked_total {
+        bail!(
+            "{} acknowledged readings are missing from the database",
+            results[0].acked_total - stored
+        );
+    }
+    Ok(())
+}
+
+/// Reads one counter from the server's Prometheus endpoint (plain HTTP on loopback).
+async fn scrape_counter(http: SocketAddr, name: &str) -> Option<f64> {
+    let mut stream = TcpStream::connect(http).await.ok()?;
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    response
+        .lines()
+        .find(|line| line.starts_with(name))
+        .and_then(|line| line.split_whitespace().last())
+        .and_then(|value| value.parse().ok())
+}
+
+pub(crate) fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!("wardline-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&path)?;
+    Ok(path)
+}
+
+pub(crate) fn machine_description() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("machine: {cpus} cores, {model}")
+}
+
+async fn enrol(data_dir: &std::path::Path, devices: usize) -> anyhow::Result<Vec<Credential>> {
+    let service = crate::setup::service(data_dir).await?;
+    let patient = crate::setup::patient(&service, "Load Test").await?;
+    let since = chrono::Utc::now() - chrono::Duration::days(1);
+    let mut credentials = Vec::with_capacity(devices);
+    for index in 0..devices {
+        credentials.push(
+            crate::setup::device(
+                &service,
+                &format!("bench-{index:05}"),
+                DeviceKind::PulseOximeter,
+                patient,
+                since,
+            )
+            .await?,
+        );
+    }
+    Ok(credentials)
+}
+
+pub(crate) fn wait_for_listen_file(
+    path: &std::path::Path,
+    server: &mut std::process::Child,
+) -> anyhow::Result<ListenReport> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read(path) {
+            return Ok(serde_json::from_slice(&text)?);
+        }
+        if let Some(status) = server.try_wait()? {
+            bail!("wardline serve exited: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("wardline serve did not start within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn count_stored(data_dir: &std::path::Path) -> anyhow::Result<u64> {
+    let service = crate::setup::service(data_dir).await?;
+    Ok(service.store().count_observations().await?)
+}
+
+async fn load(
+    address: SocketAddr,
+    credentials: &[Credential],
+    seconds: u64,
+    warmup_seconds: u64,
+    window: usize,
+    label: &str,
+) -> LoadResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let measure_from = started + Duration::from_secs(warmup_seconds);
+    let measure_until = measure_from + Duration::from_secs(seconds);
+    let mut tasks = Vec::with_capacity(credentials.len());
+    for credential in credentials {
+        let credential = credential.clone();
+        let stop = Arc::clone(&stop);
+        tasks.push(tokio::spawn(async move {
+            device_load(
+                address,
+                credential,
+                window,
+                stop,
+                measure_from,
+                measure_until,
+            )
+            .await
+        }));
+    }
+    tokio::time::sleep_until((measure_until).into()).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut result = LoadResult {
+        label: label.to_owned(),
+        acked_measured: 0,
+        acked_total: 0,
+        measured_seconds: seconds as f64,
+        latency_us: new_histogram(),
+        failed_connections: 0,
+    };
+    for task in tasks {
+        match task.await {
+            Ok(Ok(device)) => {
+                result.acked_measured += device.acked_measured;
+                result.acked_total += device.acked_total;
+                let _ = result.latency_us.add(&device.latency_us);
+            }
+            Ok(Err(error)) => {
+                result.failed_connections += 1;
+                eprintln!("{label}: a device connection failed: {error:#}");
+            }
+            Err(_) => result.failed_connections += 1,
+        }
+    }
+    result
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs to 60 s at 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+struct DeviceResult {
+    acked_measured: u64,
+    acked_total: u64,
+    latency_us: Histogram<u64>,
+}
+
+async fn device_load(
+    address: SocketAddr,
+    credential: Credential,
+    window: usize,
+    stop: Arc<AtomicBool>,
+    measure_from: Instant,
+    measure_until: Instant,
+) -> anyhow::Result<DeviceResult> {
+    let mut stream = TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut connect = v4::Connect::new(credential.device_id.clone());
+    connect.keep_alive = 60;
+    connect.set_login(credential.device_id.clone(), credential.secret.clone());
+    connect
+        .write(&mut out)
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    stream.write_all(&out).await?;
+    out.clear();
+    let mut incoming = BytesMut::with_capacity(64 * 1024);
+    loop {
+        match v4::Packet::read(&mut incoming, 1 << 20) {
+            Ok(v4::Packet::ConnAck(ack)) if ack.code == v4::ConnectReturnCode::Success => break,
+            Ok(v4::Packet::ConnAck(ack)) => bail!("connection refused: {:?}", ack.code),
+            Ok(_) => continue,
+            Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => {
+                if stream.read_buf(&mut incoming).await? == 0 {
+                    bail!("closed before CONNACK");
+                }
+            }
+            Err(error) => bail!("{error}"),
+        }
+    }
+    let topic = format!("wardline/v1/devices/{}/readings", credential.device_id);
+    let mut sent_at: Vec<Option<Instant>> = vec![None; 65_536];
+    let mut next_pkid: u16 = 1;
+    let mut in_flight = 0usize;
+    let mut seq: i64 = 0;
+    let mut histogram = new_histogram();
+    let mut acked_measured = 0u64;
+    let mut acked_total = 0u64;
+    let mut time_text = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut time_refreshed = Instant::now();
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if stopping && in_flight == 0 {
+            break;
+        }
+        if !stopping && in_flight < window {
+            if time_refreshed.elapsed() > Duration::from_millis(100) {
+                time_text = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                time_refreshed = Instant::now();
+            }
+            let now = Instant::now();
+            while in_flight < window {
+                let payload = format!(
+                    "{{\"v\":1,\"seq\":{seq},\"code\":\"59408-5\",\"value\":{},\"unit\":\"%\",\"time\":\"{time_text}\"}}",
+                    90 + seq % 10
+                );
+                seq += 1;
+                let mut publish =
+                    v4::Publish::new(topic.as_str(), QoS::AtLeastOnce, payload.into_bytes());
+                publish.pkid = next_pkid;
+                sent_at[usize::from(next_pkid)] = Some(now);
+                next_pkid = next_pkid.checked_add(1).unwrap_or(1);
+                publish
+                    .write(&mut out)
+                    .map_err(|error| anyhow::anyhow!("{error}"))?;
+                in_flight += 1;
+            }
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut incoming)).await;
+        match read {
+            Ok(Ok(0)) => bail!("connection closed by the server"),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => bail!("no PUBACK for 10 s"),
+        }
+        loop {
+            match v4::Packet::read(&mut incoming, 1 << 20) {
+                Ok(v4::Packet::PubAck(ack)) => {
+                    let now = Instant::now();
+                    if let Some(sent) = sent_at[usize::from(ack.pkid)].take() {
+                        in_flight -= 1;
+                        acked_total += 1;
+                        if sent >= measure_from && now <= measure_until {
+                            acked_measured += 1;
+                            let _ = histogram
+                                .record(now.duration_since(sent).as_micros().max(1) as u64);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => break,
+                Err(error) => bail!("{error}"),
+            }
+        }
+    }
+    let _ = v4::Disconnect.write(&mut out);
+    let _ = stream.write_all(&out).await;
+    Ok(DeviceResult {
+        acked_measured,
+        acked_total,
+        latency_us: histogram,
+    })
+}

@@ -1,0 +1,507 @@
+//! `wardline validate ecg|cgm|forecast|news2`: the analytics libraries against the
+//! shared real data, printing the tables that VALIDATION.md quotes. A missed target is
+//! an error, so the command exits non-zero.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use wardline_analysis::ecg_stream::{ANALYSIS_WINDOW_S, EcgStream};
+use wardline_analytics::cgm::{
+    ConsensusMetrics, FIVE_MINUTES, GlucoseSeries, consensus_metrics, parse_common_csv,
+};
+use wardline_analytics::forecast::{ForecastEvaluation, MethodEvaluation, evaluate_forecasts};
+use wardline_analytics::news2::{
+    ClinicalRisk, Consciousness, InspiredAir, News2, News2Observations, SpO2Scale, score_news2,
+};
+use wardline_domain::RhythmKind;
+use wardline_ecg::validate::{
+    AfScore, BeatScore, format_table, reference_af_spans, score_af, validate_record,
+};
+use wardline_ecg::wfdb::{Header, decode_format_212_signal, parse_annotations};
+
+#[derive(Subcommand, Debug, Clone, Copy)]
+pub enum ValidateCommand {
+    /// QRS detection (EC57 style) and AF on the MIT-BIH records, lead MLII.
+    /// Targets: gross Se and +P >= 99.7 %, AF 30-s window Se >= 90 % and Sp >= 95 %.
+    Ecg,
+    /// CGM consensus metrics against cgm/expected.csv (0.1 percentage point, 0.1 mg/dL,
+    /// 0.01 GMI point).
+    Cgm,
+    /// 30-minute glucose forecasts, pooled over every CGM subject: persistence, AR2 and
+    /// Wardline's adaptive regression. Target: ours >= 10 % lower RMSE than AR2.
+    Forecast,
+    /// NEWS2 on the worked examples of news2/examples.csv; every one must match.
+    News2,
+}
+
+/// The shared data folder: `--data`, else `$WARDLINE_SHARED_DATA`, else `../shared/data`.
+pub fn data_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = explicit
+        .or_else(|| std::env::var_os("WARDLINE_SHARED_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("../shared/data"));
+    if !dir.is_dir() {
+        bail!(
+            "the shared data folder {} does not exist; pass --data DIR or set WARDLINE_SHARED_DATA",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+pub fn run(command: ValidateCommand, data: &Path) -> anyhow::Result<()> {
+    match command {
+        ValidateCommand::Ecg => ecg(data),
+        ValidateCommand::Cgm => cgm(data),
+        ValidateCommand::Forecast => forecast(data),
+        ValidateCommand::News2 => news2(data),
+    }
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn ecg(data: &Path) -> anyhow::Result<()> {
+    let folder = data.join("ecg/mitdb");
+    let mut records: Vec<String> = std::fs::read_dir(&folder)
+        .with_context(|| format!("reading {}", folder.display()))?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.strip_suffix(".hea"))
+                .map(str::to_owned)
+        })
+        .collect();
+    records.sort();
+    if records.is_empty() {
+        bail!("no MIT-BIH records (*.hea) in {}", folder.display());
+    }
+    let mut results = Vec::with_capacity(records.len());
+    let mut streamed = Vec::with_capacity(records.len());
+    for record in &records {
+        let header = Header::parse(&read(&folder.join(format!("{record}.hea")))?)
+            .with_context(|| format!("record {record} header"))?;
+        // Record 114 has its leads swapped; finding MLII by name handles it.
+        let lead = header
+            .find_signal("MLII")
+            .with_context(|| format!("record {record} has no MLII lead"))?;
+        let bytes = std::fs::read(folder.join(format!("{record}.dat")))
+            .with_context(|| format!("reading record {record} signal"))?;
+        let samples = decode_format_212_signal(&bytes, header.signals.len(), lead)
+            .with_context(|| format!("record {record} signal"))?;
+        let annotations = parse_annotations(
+            &std::fs::read(folder.join(format!("{record}.atr")))
+                .with_context(|| format!("reading record {record} annotations"))?,
+        )
+        .with_context(|| format!("record {record} annotations"))?;
+        let gain = header.signals[lead].gain;
+        streamed.push((
+            record.clone(),
+            streamed_af(&samples, header.sampling_rate, gain, &annotations)?,
+        ));
+        results.push(
+            validate_record(
+                record,
+                "MLII",
+                &samples,
+                header.sampling_rate,
+                gain,
+                &annotations,
+            )
+            .with_context(|| format!("record {record} analysis"))?,
+        );
+    }
+    print!("{}", format_table(&results));
+    print_streamed(&streamed);
+    let beats = results
+        .iter()
+        .fold(BeatScore::default(), |sum, r| sum.add(&r.beats));
+    let af = results
+        .iter()
+        .fold(AfScore::default(), |sum, r| sum.add(&r.af));
+    let mut missed = Vec::new();
+    if beats.sensitivity() < 99.7 {
+        missed.push(format!("beat Se {:.2} % < 99.7 %", beats.sensitivity()));
+    }
+    if beats.positive_predictivity() < 99.7 {
+        missed.push(format!(
+            "beat +P {:.2} % < 99.7 %",
+            beats.positive_predictivity()
+        ));
+    }
+    if af.sensitivity() < 90.0 {
+        missed.push(format!("AF window Se {:.2} % < 90 %", af.sensitivity()));
+    }
+    if af.specificity() < 95.0 {
+        missed.push(format!("AF window Sp {:.2} % < 95 %", af.specificity()));
+    }
+    verdict("ECG", &missed)
+}
+
+/// AF as the server finds it: the record fed in 10-s chunks through the same streaming
+/// analysis as ingest (sliding window), the events merged as they are stored.
+fn streamed_af(
+    samples: &[i32],
+    rate: f64,
+    gain: f64,
+    annotations: &[wardline_ecg::wfdb::Annotation],
+) -> anyhow::Result<(AfScore, usize)> {
+    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+    let mut stream = EcgStream::new(rate, gain, epoch)?;
+    let mut af: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    let mut heart_rates = 0;
+    for chunk in samples.chunks((rate * 10.0) as usize) {
+        let findings = stream.push(chunk);
+        heart_rates += findings.heart_rates.len();
+        for event in findings
+            .events
+            .into_iter()
+            .filter(|event| event.kind == RhythmKind::AtrialFibrillation)
+        {
+            // A stored event grows under its onset, as the store's upsert does.
+            match af.iter_mut().find(|(onset, _)| *onset == event.onset) {
+                Some((_, end)) => *end = (*end).max(event.end),
+                None => af.push((event.onset, event.end)),
+            }
+        }
+    }
+    let seconds =
+        |time: chrono::DateTime<chrono::Utc>| (time - epoch).num_milliseconds() as f64 / 1000.0;
+    let detected: Vec<(f64, f64)> = af
+        .into_iter()
+        .map(|(onset, end)| (seconds(onset), seconds(end)))
+        .collect();
+    let n = samples.len() as u64;
+    Ok((
+        score_af(
+            &reference_af_spans(annotations, n, rate),
+            &detected,
+            n as f64 / rate,
+        ),
+        heart_rates,
+    ))
+}
+
+fn print_streamed(streamed: &[(String, (AfScore, usize))]) {
+    println!();
+    println!(
+        "streaming, as wired in ingest (10-s chunks, {ANALYSIS_WINDOW_S:.0}-s sliding window; informative, not a target):"
+    );
+    println!(
+        "{:<8} {:>7} {:>7} {:>7} {:>4} {:>4} {:>4} {:>4} {:>8}",
+        "record", "AFref_s", "AFdet_s", "AFboth", "wTP", "wFN", "wFP", "wTN", "HR_obs"
+    );
+    let mut gross = AfScore::default();
+    for (record, (af, heart_rates)) in streamed {
+        gross = gross.add(af);
+        println!(
+            "{:<8} {:>7.0} {:>7.0} {:>7.0} {:>4} {:>4} {:>4} {:>4} {:>8}",
+            record,
+            af.reference_seconds + 0.0,
+            af.detected_seconds + 0.0,
+            af.overlap_seconds + 0.0,
+            af.tp_windows,
+            af.fn_windows,
+            af.fp_windows,
+            af.tn_windows,
+            heart_rates
+        );
+    }
+    println!(
+        "streaming AF (30 s windows): Se {:.2} %  Sp {:.2} %",
+        gross.sensitivity(),
+        gross.specificity()
+    );
+}
+
+fn verdict(what: &str, missed: &[String]) -> anyhow::Result<()> {
+    if missed.is_empty() {
+        println!("{what}: every target met");
+        Ok(())
+    } else {
+        bail!("{what}: target missed: {}", missed.join("; "))
+    }
+}
+
+/// One row of a CSV with a header, looked up by column name.
+struct Row<'a> {
+    header: &'a [String],
+    fields: Vec<String>,
+}
+
+impl Row<'_> {
+    fn text(&self, column: &str) -> anyhow::Result<&str> {
+        let index = self
+            .header
+            .iter()
+            .position(|name| name == column)
+            .with_context(|| format!("no column {column}"))?;
+        self.fields
+            .get(index)
+            .map(String::as_str)
+            .with_context(|| format!("row without column {column}"))
+    }
+
+    fn number(&self, column: &str) -> anyhow::Result<f64> {
+        let text = self.text(column)?;
+        text.parse()
+            .with_context(|| format!("{column} = {text:?} is not a number"))
+    }
+}
+
+/// Splits a CSV line, honouring double quotes (NEWS2 sources hold commas).
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut field)),
+            _ => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+fn csv_rows(text: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut lines = text.lines().filter(|line| !line.trim().is_empty());
+    let header = lines.next().map(csv_fields).unwrap_or_default();
+    (header, lines.map(csv_fields).collect())
+}
+
+/// The metrics checked against expected.csv and their tolerances.
+fn cgm_checks(m: &ConsensusMetrics) -> Vec<(&'static str, f64, f64)> {
+    vec![
+        ("n_readings", m.n_readings as f64, 0.0),
+        ("n_valid", m.n_valid as f64, 0.0),
+        ("mean_mg_dl", m.mean_mg_dl, 0.1),
+        ("sd_mg_dl", m.sd_mg_dl.unwrap_or(f64::NAN), 0.1),
+        ("cv_pct", m.cv_pct.unwrap_or(f64::NAN), 0.1),
+        ("gmi_pct", m.gmi_pct, 0.01),
+        ("tir_70_180_pct", m.tir_70_180_pct, 0.1),
+        ("tbr_lt70_pct", m.tbr_lt70_pct, 0.1),
+        ("tbr_lt54_pct", m.tbr_lt54_pct, 0.1),
+        ("tar_gt180_pct", m.tar_gt180_pct, 0.1),
+        ("tar_gt250_pct", m.tar_gt250_pct, 0.1),
+        ("min_mg_dl", m.min_mg_dl, 1e-9),
+        ("max_mg_dl", m.max_mg_dl, 1e-9),
+    ]
+}
+
+fn cgm(data: &Path) -> anyhow::Result<()> {
+    let (header, rows) = csv_rows(&read(&data.join("cgm/expected.csv"))?);
+    println!(
+        "{:<44} {:>6} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6}  result",
+        "file", "n", "mean", "SD", "GMI", "TIR%", "TBR70%", "TBR54%", "TAR%"
+    );
+    let mut missed = Vec::new();
+    let mut worst: Vec<(&'static str, f64)> = Vec::new();
+    for fields in rows {
+        let row = Row {
+            header: &header,
+            fields,
+        };
+        let file = row.text("file")?.to_owned();
+        let readings = parse_common_csv(&read(&data.join("cgm").join(&file))?)
+            .with_context(|| format!("cgm/{file}"))?;
+        let series = GlucoseSeries::new(readings).with_context(|| format!("cgm/{file}"))?;
+        let metrics =
+            consensus_metrics(&series, FIVE_MINUTES).with_context(|| format!("cgm/{file}"))?;
+        let mut mismatches = Vec::new();
+        for (column, actual, tolerance) in cgm_checks(&metrics) {
+            let expected = row.number(column)?;
+            let difference = (actual - expected).abs();
+            match worst.iter_mut().find(|(name, _)| *name == column) {
+                Some((_, largest)) => *largest = largest.max(difference),
+                None => worst.push((column, difference)),
+            }
+            // A NaN (a metric the library could not compute) is a mismatch too.
+            if difference.is_nan() || difference > tolerance {
+                mismatches.push(format!("{column} expected {expected} got {actual:.4}"));
+            }
+        }
+        println!(
+            "{:<44} {:>6} {:>8.2} {:>7.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2} {:>6.2}  {}",
+            file,
+            metrics.n_valid,
+            metrics.mean_mg_dl,
+            metrics.sd_mg_dl.unwrap_or(f64::NAN),
+            metrics.gmi_pct,
+            metrics.tir_70_180_pct,
+            metrics.tbr_lt70_pct,
+            metrics.tbr_lt54_pct,
+            metrics.tar_gt180_pct,
+            if mismatches.is_empty() {
+                "ok"
+            } else {
+                "MISMATCH"
+            }
+        );
+        missed.extend(mismatches.into_iter().map(|m| format!("{file}: {m}")));
+    }
+    println!("largest absolute difference from expected.csv per metric:");
+    for (column, difference) in worst {
+        println!("  {column:<16} {difference:.6}");
+    }
+    verdict("CGM", &missed)
+}
+
+fn method_row(name: &str, m: &MethodEvaluation) -> String {
+    format!(
+        "{name:<12} {:>7} {:>9.2} {:>9.2} {:>10} {:>9} {:>13.2}",
+        m.n,
+        m.rmse_30_mg_dl,
+        m.mard_30_pct,
+        m.low_sensitivity
+            .map_or("n/a".to_owned(), |s| format!("{:.1}", 100.0 * s)),
+        format!("{}/{}", m.lows_predicted, m.lows_ahead),
+        m.false_alerts_per_day
+    )
+}
+
+fn forecast(data: &Path) -> anyhow::Result<()> {
+    let (header, rows) = csv_rows(&read(&data.join("cgm/expected.csv"))?);
+    let mut pooled = ForecastEvaluation::empty();
+    let mut subjects = 0;
+    for fields in rows {
+        let row = Row {
+            header: &header,
+            fields,
+        };
+        let file = row.text("file")?;
+        let readings = parse_common_csv(&read(&data.join("cgm").join(file))?)
+            .with_context(|| format!("cgm/{file}"))?;
+        let series = GlucoseSeries::new(readings).with_context(|| format!("cgm/{file}"))?;
+        pooled = pooled.pool(&evaluate_forecasts(&series));
+        subjects += 1;
+    }
+    println!("30-minute forecasts pooled over {subjects} CGM subjects");
+    println!(
+        "{:<12} {:>7} {:>9} {:>9} {:>10} {:>9} {:>13}",
+        "method", "n", "RMSE30", "MARD30%", "low-sens%", "lows", "false/day"
+    );
+    println!("{}", method_row("persistence", &pooled.persistence));
+    println!("{}", method_row("AR2", &pooled.ar2));
+    println!("{}", method_row("ours", &pooled.adaptive));
+    let gain = 1.0 - pooled.adaptive.rmse_30_mg_dl / pooled.ar2.rmse_30_mg_dl;
+    println!(
+        "ours vs AR2: {:.1} % lower RMSE at 30 min (target >= 10 %)",
+        100.0 * gain
+    );
+    let mut missed = Vec::new();
+    if gain.is_nan() || gain < 0.10 {
+        missed.push(format!(
+            "ours is {:.1} % better than AR2, not 10 %",
+            100.0 * gain
+        ));
+    }
+    verdict("forecast", &missed)
+}
+
+fn consciousness(code: &str) -> anyhow::Result<Consciousness> {
+    Ok(match code {
+        "A" => Consciousness::Alert,
+        "C" => Consciousness::NewConfusion,
+        "V" => Consciousness::Voice,
+        "P" => Consciousness::Pain,
+        "U" => Consciousness::Unresponsive,
+        other => bail!("unknown ACVPU code {other:?}"),
+    })
+}
+
+fn risk_name(risk: ClinicalRisk) -> &'static str {
+    match risk {
+        ClinicalRisk::Low => "low",
+        ClinicalRisk::LowMedium => "low-medium",
+        ClinicalRisk::Medium => "medium",
+        ClinicalRisk::High => "high",
+    }
+}
+
+fn news2(data: &Path) -> anyhow::Result<()> {
+    let (header, rows) = csv_rows(&read(&data.join("news2/examples.csv"))?);
+    println!(
+        "{:<22} {:>4} {:>5} {:>4} {:>4} {:>5} {:>4} {:>3} {:>5} | {:>8} {:>6} | {:>11} {:>11}  result",
+        "case",
+        "RR",
+        "SpO2",
+        "scl",
+        "O2",
+        "SBP",
+        "HR",
+        "C",
+        "T",
+        "expected",
+        "got",
+        "exp. risk",
+        "risk"
+    );
+    let mut missed = Vec::new();
+    for fields in rows {
+        let row = Row {
+            header: &header,
+            fields,
+        };
+        let whole = |column: &str| -> anyhow::Result<u16> {
+            let text = row.text(column)?;
+            text.parse()
+                .with_context(|| format!("{column} = {text:?} is not a whole number"))
+        };
+        let case = row.text("case_id")?.to_owned();
+        let on_oxygen = row.text("on_oxygen")? == "true";
+        let observations = News2Observations {
+            respiration_rate: Some(whole("resp_rate")?),
+            spo2_percent: Some(whole("spo2")?),
+            spo2_scale: if row.text("spo2_scale")? == "2" {
+                SpO2Scale::Scale2
+            } else {
+                SpO2Scale::Scale1
+            },
+            inspired_air: Some(if on_oxygen {
+                InspiredAir::SupplementalOxygen
+            } else {
+                InspiredAir::Air
+            }),
+            systolic_bp_mmhg: Some(whole("systolic_bp")?),
+            pulse_per_min: Some(whole("pulse")?),
+            consciousness: Some(consciousness(row.text("consciousness")?)?),
+            temperature_c: Some(row.number("temperature")?),
+        };
+        let expected_total = row.text("expected_score")?.to_owned();
+        let expected_risk = row.text("expected_risk")?.to_owned();
+        let (total, risk) = match score_news2(&observations) {
+            Ok(News2::Complete(score)) => (score.total.to_string(), risk_name(score.risk)),
+            Ok(News2::Partial(_)) => ("partial".to_owned(), "-"),
+            Err(error) => (format!("error: {error}"), "-"),
+        };
+        let ok = total == expected_total && risk == expected_risk;
+        println!(
+            "{:<22} {:>4} {:>5} {:>4} {:>4} {:>5} {:>4} {:>3} {:>5} | {:>8} {:>6} | {:>11} {:>11}  {}",
+            case,
+            row.text("resp_rate")?,
+            row.text("spo2")?,
+            row.text("spo2_scale")?,
+            if on_oxygen { "yes" } else { "no" },
+            row.text("systolic_bp")?,
+            row.text("pulse")?,
+            row.text("consciousness")?,
+            row.text("temperature")?,
+            expected_total,
+            total,
+            expected_risk,
+            risk,
+            if ok { "ok" } else { "MISMATCH" }
+        );
+        if !ok {
+            missed.push(format!(
+                "{case}: expected {expected_total} {expected_risk}, got {total} {risk}"
+            ));
+        }
+    }
+    verdict("NEWS2", &missed)
+}

@@ -1,0 +1,325 @@
+//! `wardline admin …`: the same operations as the admin API, through the same service
+//! layer, straight on a data folder (safe beside a running server: SQLite's WAL lets both
+//! write in turn). Every change is audited with the actor `cli`.
+
+use std::io::Read;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use wardline_alarms::CarePlanRequest;
+use wardline_domain::topics::{errors_topic, readings_topic};
+use wardline_domain::{CareTeamId, DeviceId, DeviceKind, PatientId, Role, UserId};
+use wardline_service::Actor;
+use wardline_service::devices::Enrolment;
+use wardline_service::people::{NewAccount, PatientDetails};
+
+use crate::config::Config;
+use crate::server::offline_service;
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create a user. The password is read from standard input with --password-stdin,
+    /// otherwise generated and printed once.
+    CreateUser {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        display_name: String,
+        /// admin, clinician, nurse or patient
+        #[arg(long)]
+        role: Role,
+        /// For a patient account: the patient record it belongs to.
+        #[arg(long)]
+        patient: Option<PatientId>,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user: their sessions end at once and they can no longer log in.
+    DisableUser {
+        #[arg(long)]
+        username: String,
+    },
+    /// Create a patient record.
+    CreatePatient {
+        #[arg(long)]
+        name: String,
+        /// YYYY-MM-DD
+        #[arg(long)]
+        birth_date: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        mrn: Option<String>,
+    },
+    /// Create a care team.
+    CreateCareTeam {
+        #[arg(long)]
+        name: String,
+    },
+    /// Add a clinician or nurse to a care team.
+    AddMember {
+        #[arg(long)]
+        team: CareTeamId,
+        #[arg(long)]
+        user: UserId,
+    },
+    /// Put a patient in a care team's care.
+    AddPatient {
+        #[arg(long)]
+        team: CareTeamId,
+        #[arg(long)]
+        patient: PatientId,
+    },
+    /// Enrol a device and print its credential (once) and connection settings.
+    EnrolDevice {
+        /// cgm, glucose_meter, ecg, pulse_oximeter, thermometer, blood_pressure_cuff, scale,
+        /// peak_flow_meter, wearable, gateway
+        #[arg(long)]
+        kind: DeviceKind,
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        serial: String,
+        /// Identifier to use instead of a random one.
+        #[arg(long)]
+        device_id: Option<DeviceId>,
+        /// Assign to this patient from now on.
+        #[arg(long)]
+        patient: Option<PatientId>,
+    },
+    /// Assign a device to a patient from now on.
+    AssignDevice {
+        #[arg(long)]
+        device: DeviceId,
+        #[arg(long)]
+        patient: PatientId,
+    },
+    /// Revoke a device's credential (it can no longer connect or send).
+    RevokeDevice {
+        #[arg(long)]
+        device: DeviceId,
+    },
+    /// Assign a monitoring programme's default rules to a patient (a new care plan
+    /// version; a running server picks it up within a minute).
+    SetCarePlan {
+        #[arg(long)]
+        patient: PatientId,
+        /// diabetes, cardiac, respiratory, post_surgery or general_vitals
+        #[arg(long)]
+        program: String,
+        #[arg(long, default_value = "assigned from the command line")]
+        reason: String,
+        /// Best peak expiratory flow in L/min (respiratory programme's peak-flow rules).
+        #[arg(long)]
+        peak_flow_best: Option<f64>,
+    },
+    /// List users, patients, care teams and devices.
+    List,
+    /// Check the audit trail's hash chain.
+    VerifyAudit,
+}
+
+/// The command line's errors read as the service's message.
+fn fail(error: wardline_service::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}", error.message())
+}
+
+pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+    let service = offline_service(config).await?;
+    let cli = Actor::CommandLine;
+    match command {
+        AdminCommand::CreateUser {
+            username,
+            display_name,
+            role,
+            patient,
+            password_stdin,
+        } => {
+            let password = if password_stdin {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("reading the password")?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            let created = service
+                .create_user(
+                    &cli,
+                    NewAccount {
+                        username,
+                        display_name,
+                        role,
+                        password,
+                        patient_id: patient,
+                    },
+                )
+                .await
+                .map_err(fail)?;
+            let user = created.user;
+            println!("user {} ({}) id {}", user.username, user.role, user.id);
+            if let Some(password) = created.generated_password {
+                println!("password (shown only now): {password}");
+            }
+        }
+        AdminCommand::DisableUser { username } => {
+            let user = service.user_named(&username).await.map_err(fail)?;
+            service.disable_user(&cli, user.id).await.map_err(fail)?;
+            println!("disabled {username}; their sessions are revoked");
+        }
+        AdminCommand::CreatePatient {
+            name,
+            birth_date,
+            mrn,
+        } => {
+            let patient = service
+                .create_patient(
+                    &cli,
+                    PatientDetails {
+                        display_name: name,
+                        birth_date,
+                        mrn,
+                    },
+                )
+                .await
+                .map_err(fail)?;
+            println!("patient {} id {}", patient.display_name, patient.id);
+        }
+        AdminCommand::CreateCareTeam { name } => {
+            let team = service.create_care_team(&cli, &name).await.map_err(fail)?;
+            println!("care team {} id {}", team.name, team.id);
+        }
+        AdminCommand::AddMember { team, user } => {
+            service
+                .add_care_team_member(&cli, team, user)
+                .await
+                .map_err(fail)?;
+            println!("added");
+        }
+        AdminCommand::AddPatient { team, patient } => {
+            service
+                .add_care_team_patient(&cli, team, patient)
+                .await
+                .map_err(fail)?;
+            println!("added");
+        }
+        AdminCommand::EnrolDevice {
+            kind,
+            model,
+            serial,
+            device_id,
+            patient,
+        } => {
+            let enrolled = service
+                .enrol_device(
+                    &cli,
+                    Enrolment {
+                        kind,
+                        model,
+                        serial,
+                        device_id,
+                        patient_id: patient,
+                    },
+                )
+                .await
+                .map_err(fail)?;
+            let device_id = enrolled.device.id;
+            println!("device      {device_id}");
+            println!(
+                "secret      {}   (shown only now)",
+                enrolled.secret.expose()
+            );
+            println!(
+                "mqtt        username {device_id}, password = the secret, client id {device_id}"
+            );
+            println!("  publish   {}  (QoS 1)", readings_topic(&device_id));
+            println!("  errors    {}", errors_topic(&device_id));
+            println!(
+                "http        POST /api/v1/devices/{device_id}/readings  Authorization: Bearer <secret>"
+            );
+        }
+        AdminCommand::AssignDevice { device, patient } => {
+            service
+                .assign_device(&cli, &device, patient, None)
+                .await
+                .map_err(fail)?;
+            println!("assigned");
+        }
+        AdminCommand::RevokeDevice { device } => {
+            service.revoke_device(&cli, &device).await.map_err(fail)?;
+            println!("revoked {device}");
+        }
+        AdminCommand::SetCarePlan {
+            patient,
+            program,
+            reason,
+            peak_flow_best,
+        } => {
+            let record = service
+                .set_care_plan(
+                    &cli,
+                    patient,
+                    CarePlanRequest {
+                        reason,
+                        program: Some(parse_program(&program)?),
+                        baseline: Some(wardline_alerting::PatientBaseline {
+                            peak_flow_personal_best_l_min: peak_flow_best,
+                        }),
+                        edit: None,
+                    },
+                )
+                .await
+                .map_err(fail)?;
+            println!(
+                "care plan version {} for patient {patient}: {} rules",
+                record.version,
+                record.plan.rules.len()
+            );
+        }
+        AdminCommand::List => {
+            for user in service.list_users(&cli).await.map_err(fail)? {
+                println!(
+                    "user     {}  {:<24} {:<10} {}",
+                    user.id,
+                    user.username,
+                    user.role,
+                    if user.disabled { "disabled" } else { "" }
+                );
+            }
+            for patient in service.list_patients(&cli).await.map_err(fail)? {
+                println!("patient  {}  {}", patient.id, patient.display_name);
+            }
+            for team in service.list_care_teams(&cli).await.map_err(fail)? {
+                println!(
+                    "team     {}  {} ({} members, {} patients)",
+                    team.id,
+                    team.name,
+                    team.members.len(),
+                    team.patients.len()
+                );
+            }
+            for device in service.list_devices(&cli).await.map_err(fail)? {
+                println!(
+                    "device   {:<24} {:<20} {}",
+                    device.id,
+                    device.kind,
+                    device.status.as_str()
+                );
+            }
+        }
+        AdminCommand::VerifyAudit => match service.verify_audit(&cli).await {
+            Ok(count) => println!("audit trail intact: {count} events verified"),
+            Err(error) => bail!("audit trail check failed: {}", error.message()),
+        },
+    }
+    Ok(())
+}
+
+/// A programme by its name (`diabetes`, `cardiac`, `respiratory`, `post_surgery`,
+/// `general_vitals`).
+pub fn parse_program(name: &str) -> anyhow::Result<wardline_alerting::Program> {
+    serde_json::from_value(serde_json::Value::String(name.replace('-', "_"))).map_err(|_| {
+        anyhow::anyhow!(
+            "unknown program {name:?}: diabetes, cardiac, respiratory, post_surgery or general_vitals"
+        )
+    })
+}

@@ -1,0 +1,479 @@
+//! Configuration: built-in defaults < TOML file < environment (`WARDLINE_…`) < command
+//! line, resolved by one pure function so that every layer can be tested without touching
+//! the process environment.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The settings a running server uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub mqtt_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    /// TLS on both listeners. Off only when asked for, and then only on loopback.
+    pub tls: bool,
+    /// Names (and addresses) the server certificate is issued for.
+    pub hostnames: Vec<String>,
+    pub max_payload_bytes: usize,
+    pub max_future_skew_seconds: i64,
+    pub session_hours: i64,
+    pub log_filter: String,
+    pub log_json: bool,
+    /// NEWS2 scores the latest value of each vital sign taken within this many minutes
+    /// before the newest one.
+    pub news2_window_minutes: i64,
+    /// SMTP server for e-mail notifications; none means e-mail channels stay queued.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_from: String,
+    pub smtp_starttls: bool,
+    /// First retry of a failed notification after this many milliseconds, doubling...
+    pub notify_retry_base_ms: u64,
+    /// ...up to this many seconds between attempts...
+    pub notify_retry_max_seconds: u64,
+    /// ...and a dead letter once this many seconds have passed since it was queued.
+    pub notify_retry_horizon_seconds: i64,
+    pub webhook_timeout_seconds: u64,
+    /// Without a care team escalation policy, a high-priority alarm nobody acknowledges
+    /// is notified again this often.
+    pub alarm_repeat_minutes: i64,
+    /// A listener serving only `/metrics`, without a login, for Prometheus; none by
+    /// default (an admin reads `/metrics` on the API listener).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Longest a request answered once may take (live streams excepted).
+    pub request_timeout_seconds: u64,
+    /// For tests only (`WARDLINE_TEST_ALARM_EVALUATION_DELAY_MS`): a pause after each
+    /// batch the alarm engine evaluates, to show that a slow engine loses nothing.
+    pub test_alarm_evaluation_delay_ms: u64,
+}
+
+/// Defaults: TLS ports that collide with nothing already running on these machines
+/// (Mosquitto 1883, NATS 4222, PostgreSQL 5432, Redis 6379).
+pub const DEFAULT_MQTT_PORT: u16 = 8883;
+pub const DEFAULT_HTTP_PORT: u16 = 8443;
+
+/// The TOML file's shape; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub mqtt: ListenSection,
+    #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
+    pub tls: TlsSection,
+    #[serde(default)]
+    pub ingest: IngestSection,
+    #[serde(default)]
+    pub sessions: SessionSection,
+    #[serde(default)]
+    pub log: LogSection,
+    #[serde(default)]
+    pub analytics: AnalyticsSection,
+    #[serde(default)]
+    pub smtp: SmtpSection,
+    #[serde(default)]
+    pub notifications: NotificationsSection,
+    #[serde(default)]
+    pub alarms: AlarmsSection,
+    #[serde(default)]
+    pub metrics: ListenSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub from: Option<String>,
+    pub starttls: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsSection {
+    pub retry_base_ms: Option<u64>,
+    pub retry_max_seconds: Option<u64>,
+    pub retry_horizon_seconds: Option<i64>,
+    pub webhook_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsSection {
+    pub repeat_minutes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsSection {
+    pub news2_window_minutes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub listen: Option<SocketAddr>,
+    pub request_timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub enabled: Option<bool>,
+    pub hostnames: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    pub max_payload_bytes: Option<usize>,
+    pub max_future_skew_seconds: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSection {
+    pub hours: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub filter: Option<String>,
+    pub json: Option<bool>,
+}
+
+/// Settings given on the command line (highest precedence).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub mqtt_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub plaintext: bool,
+    pub hostnames: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file: {0}")]
+    File(#[from] toml::de::Error),
+    #[error("environment variable {name}: {reason}")]
+    Env { name: &'static str, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn env_value<T: std::str::FromStr>(
+    env: &BTreeMap<String, String>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    env.get(name)
+        .map(|text| {
+            text.parse::<T>().map_err(|error| ConfigError::Env {
+                name,
+                reason: error.to_string(),
+            })
+        })
+        .transpose()
+}
+
+/// Resolves the configuration from its layers.
+pub fn load(
+    file_text: Option<&str>,
+    env: &BTreeMap<String, String>,
+    cli: &Overrides,
+) -> Result<Config, ConfigError> {
+    let file: ConfigFile = match file_text {
+        Some(text) => toml::from_str(text)?,
+        None => ConfigFile::default(),
+    };
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .or(env_value(env, "WARDLINE_DATA_DIR")?)
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("wardline-data"));
+    let mqtt_listen = cli
+        .mqtt_listen
+        .or(env_value(env, "WARDLINE_MQTT_LISTEN")?)
+        .or(file.mqtt.listen)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_MQTT_PORT)));
+    let http_listen = cli
+        .http_listen
+        .or(env_value(env, "WARDLINE_HTTP_LISTEN")?)
+        .or(file.http.listen)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_HTTP_PORT)));
+    let plaintext_env: Option<bool> = env_value(env, "WARDLINE_PLAINTEXT")?;
+    let tls = if cli.plaintext || plaintext_env == Some(true) {
+        false
+    } else {
+        file.tls.enabled.unwrap_or(true)
+    };
+    let hostnames = if !cli.hostnames.is_empty() {
+        cli.hostnames.clone()
+    } else if let Some(names) = env.get("WARDLINE_HOSTNAMES") {
+        names
+            .split(',')
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect()
+    } else {
+        file.tls
+            .hostnames
+            .unwrap_or_else(|| vec!["localhost".into()])
+    };
+    let config = Config {
+        data_dir,
+        mqtt_listen,
+        http_listen,
+        tls,
+        hostnames,
+        max_payload_bytes: env_value(env, "WARDLINE_MAX_PAYLOAD_BYTES")?
+            .or(file.ingest.max_payload_bytes)
+            .unwrap_or(256 * 1024),
+        max_future_skew_seconds: file.ingest.max_future_skew_seconds.unwrap_or(300),
+        session_hours: file.sessions.hours.unwrap_or(12),
+        log_filter: env
+            .get("RUST_LOG")
+            .cloned()
+            .or(file.log.filter)
+            .unwrap_or_else(|| "info".into()),
+        log_json: env_value(env, "WARDLINE_LOG_JSON")?
+            .or(file.log.json)
+            .unwrap_or(false),
+        news2_window_minutes: file.analytics.news2_window_minutes.unwrap_or(60),
+        smtp_host: env_value::<String>(env, "WARDLINE_SMTP_HOST")?
+            .or(file.smtp.host)
+            .filter(|host| !host.trim().is_empty()),
+        smtp_port: env_value(env, "WARDLINE_SMTP_PORT")?
+            .or(file.smtp.port)
+            .unwrap_or(587),
+        smtp_from: env_value(env, "WARDLINE_SMTP_FROM")?
+            .or(file.smtp.from)
+            .unwrap_or_else(|| "wardline@localhost".into()),
+        smtp_starttls: env_value(env, "WARDLINE_SMTP_STARTTLS")?
+            .or(file.smtp.starttls)
+            .unwrap_or(true),
+        notify_retry_base_ms: env_value(env, "WARDLINE_NOTIFY_RETRY_BASE_MS")?
+            .or(file.notifications.retry_base_ms)
+            .unwrap_or(10_000),
+        notify_retry_max_seconds: env_value(env, "WARDLINE_NOTIFY_RETRY_MAX_SECONDS")?
+            .or(file.notifications.retry_max_seconds)
+            .unwrap_or(1_800),
+        notify_retry_horizon_seconds: env_value(env, "WARDLINE_NOTIFY_RETRY_HORIZON_SECONDS")?
+            .or(file.notifications.retry_horizon_seconds)
+            .unwrap_or(86_400),
+        webhook_timeout_seconds: file.notifications.webhook_timeout_seconds.unwrap_or(10),
+        alarm_repeat_minutes: file.alarms.repeat_minutes.unwrap_or(5),
+        metrics_listen: env_value(env, "WARDLINE_METRICS_LISTEN")?.or(file.metrics.listen),
+        request_timeout_seconds: file.http.request_timeout_seconds.unwrap_or(30),
+        test_alarm_evaluation_delay_ms: env_value(env, "WARDLINE_TEST_ALARM_EVALUATION_DELAY_MS")?
+            .unwrap_or(0),
+    };
+    validate(&config)?;
+    Ok(config)
+}
+
+fn is_loopback(address: &SocketAddr) -> bool {
+    match address.ip() {
+        IpAddr::V4(ip) => ip.is_loopback(),
+        IpAddr::V6(ip) => ip.is_loopback(),
+    }
+}
+
+fn validate(config: &Config) -> Result<(), ConfigError> {
+    if !config.tls {
+        for (name, address) in [("MQTT", config.mqtt_listen), ("HTTP", config.http_listen)] {
+            if !is_loopback(&address) {
+                return Err(ConfigError::Invalid(format!(
+                    "plaintext was asked for, but the {name} listener {address} is not a loopback address; \
+                     health data crosses networks only over TLS"
+                )));
+            }
+        }
+    }
+    if !(1024..=16 * 1024 * 1024).contains(&config.max_payload_bytes) {
+        return Err(ConfigError::Invalid(
+            "ingest.max_payload_bytes must be 1 KiB to 16 MiB".into(),
+        ));
+    }
+    if !(0..=86_400).contains(&config.max_future_skew_seconds) {
+        return Err(ConfigError::Invalid(
+            "ingest.max_future_skew_seconds must be 0 to 86400".into(),
+        ));
+    }
+    if !(1..=24 * 30).contains(&config.session_hours) {
+        return Err(ConfigError::Invalid(
+            "sessions.hours must be 1 to 720".into(),
+        ));
+    }
+    if !(1..=24 * 60).contains(&config.news2_window_minutes) {
+        return Err(ConfigError::Invalid(
+            "analytics.news2_window_minutes must be 1 to 1440".into(),
+        ));
+    }
+    if !(1..=3_600_000).contains(&config.notify_retry_base_ms) {
+        return Err(ConfigError::Invalid(
+            "notifications.retry_base_ms must be 1 to 3600000".into(),
+        ));
+    }
+    if !(1..=86_400).contains(&config.notify_retry_max_seconds) {
+        return Err(ConfigError::Invalid(
+            "notifications.retry_max_seconds must be 1 to 86400".into(),
+        ));
+    }
+    if !(1..=30 * 86_400).contains(&config.notify_retry_horizon_seconds) {
+        return Err(ConfigError::Invalid(
+            "notifications.retry_horizon_seconds must be 1 s to 30 days".into(),
+        ));
+    }
+    if !(1..=300).contains(&config.webhook_timeout_seconds) {
+        return Err(ConfigError::Invalid(
+            "notifications.webhook_timeout_seconds must be 1 to 300".into(),
+        ));
+    }
+    if !(1..=24 * 60).contains(&config.alarm_repeat_minutes) {
+        return Err(ConfigError::Invalid(
+            "alarms.repeat_minutes must be 1 to 1440".into(),
+        ));
+    }
+    if !(1..=3600).contains(&config.request_timeout_seconds) {
+        return Err(ConfigError::Invalid(
+            "http.request_timeout_seconds must be 1 to 3600".into(),
+        ));
+    }
+    if config.hostnames.is_empty() {
+        return Err(ConfigError::Invalid(
+            "tls.hostnames must name at least one host".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_tls_on_ports_that_collide_with_nothing() {
+        let config = load(None, &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert!(config.tls);
+        assert_eq!(config.mqtt_listen.port(), 8883);
+        assert_eq!(config.http_listen.port(), 8443);
+        for taken in [1883, 4222, 5432, 6379] {
+            assert_ne!(config.mqtt_listen.port(), taken);
+            assert_ne!(config.http_listen.port(), taken);
+        }
+    }
+
+    #[test]
+    fn file_then_environment_then_command_line() {
+        let file = "data_dir = \"/from/file\"\n[mqtt]\nlisten = \"127.0.0.1:9001\"\n[http]\nlisten = \"127.0.0.1:9002\"\n";
+        let from_file = load(Some(file), &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(from_file.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(from_file.mqtt_listen.port(), 9001);
+        let environment = env(&[
+            ("WARDLINE_DATA_DIR", "/from/env"),
+            ("WARDLINE_MQTT_LISTEN", "127.0.0.1:9101"),
+        ]);
+        let from_env = load(Some(file), &environment, &Overrides::default()).unwrap();
+        assert_eq!(from_env.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(from_env.mqtt_listen.port(), 9101);
+        assert_eq!(
+            from_env.http_listen.port(),
+            9002,
+            "untouched layers still apply"
+        );
+        let cli = Overrides {
+            data_dir: Some("/from/cli".into()),
+            ..Overrides::default()
+        };
+        let from_cli = load(Some(file), &environment, &cli).unwrap();
+        assert_eq!(from_cli.data_dir, PathBuf::from("/from/cli"));
+        assert_eq!(from_cli.mqtt_listen.port(), 9101);
+    }
+
+    #[test]
+    fn plaintext_only_on_loopback() {
+        let cli = Overrides {
+            plaintext: true,
+            ..Overrides::default()
+        };
+        let error = load(None, &BTreeMap::new(), &cli).unwrap_err();
+        assert!(
+            error.to_string().contains("not a loopback address"),
+            "{error}"
+        );
+        let loopback = Overrides {
+            plaintext: true,
+            mqtt_listen: Some("127.0.0.1:0".parse().unwrap()),
+            http_listen: Some("[::1]:0".parse().unwrap()),
+            ..Overrides::default()
+        };
+        assert!(!load(None, &BTreeMap::new(), &loopback).unwrap().tls);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let error = load(
+            Some("[mqtt]\nlisten = \"nowhere\"\n"),
+            &BTreeMap::new(),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("listen"), "{error}");
+        let error = load(
+            Some("surprise = 1\n"),
+            &BTreeMap::new(),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("surprise"), "{error}");
+        let error = load(
+            None,
+            &env(&[("WARDLINE_HTTP_LISTEN", "x")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("WARDLINE_HTTP_LISTEN"),
+            "{error}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The documented example must stay loadable and equal to the defaults it claims.
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let text = include_str!("../../../docs/wardline.example.toml");
+        let from_file = load(Some(text), &BTreeMap::new(), &Overrides::default()).unwrap();
+        let defaults = load(None, &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(from_file, defaults);
+    }
+}

@@ -1,0 +1,245 @@
+//! Every metric Wardline exports, with its help text, described once at start so that
+//! the exposition carries `# HELP` and `# TYPE` for each (Prometheus' `promtool check
+//! metrics` asks for them). No label holds a patient or device identifier; a test checks
+//! that every metric the code records is described here.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// `(name, kind, help)` of every metric.
+pub const METRICS: &[(&str, &str, &str)] = &[
+    (
+        "wardline_access_denied_total",
+        "counter",
+        "Requests for a patient's data or an admin action refused by the access check, by action.",
+    ),
+    (
+        "wardline_alarm_evaluation_lag_seconds",
+        "gauge",
+        "How far behind the newest evaluated reading's arrival the alarm engine is.",
+    ),
+    (
+        "wardline_alarm_events_evaluated_total",
+        "counter",
+        "Committed events (readings, NEWS2 results, rhythm events, device reports and contact) the alarm engine evaluated.",
+    ),
+    (
+        "wardline_alarm_load_failed_total",
+        "counter",
+        "Stored care plans or alarms the alarm engine could not load, by what.",
+    ),
+    (
+        "wardline_alarm_readings_evaluated_total",
+        "counter",
+        "Committed observations (device readings and derived) the alarm engine evaluated.",
+    ),
+    (
+        "wardline_alarm_store_failed_total",
+        "counter",
+        "Alarm changes the store could not commit (the engine then resumes from its last checkpoint).",
+    ),
+    ("wardline_alarms_opened_total", "counter", "Alarms raised."),
+    (
+        "wardline_analysis_failed_total",
+        "counter",
+        "Analysis work that failed, by work.",
+    ),
+    (
+        "wardline_derived_observations_stored_total",
+        "counter",
+        "Observations Wardline derived (heart rate from ECG) and stored.",
+    ),
+    (
+        "wardline_ecg_chunks_late_total",
+        "counter",
+        "ECG chunks that arrived after later ones of their stream and were not analysed.",
+    ),
+    (
+        "wardline_ecg_chunks_unanalysable_total",
+        "counter",
+        "ECG chunks the analysis could not read (rate or gain out of its range).",
+    ),
+    (
+        "wardline_ecg_stream_restarts_total",
+        "counter",
+        "ECG streams started over because a chunk did not continue them (a gap, another rate or gain).",
+    ),
+    (
+        "wardline_ecg_stream_resumes_total",
+        "counter",
+        "ECG streams resumed from stored signal (after a restart or an eviction).",
+    ),
+    (
+        "wardline_ecg_streams",
+        "gauge",
+        "ECG streams being analysed.",
+    ),
+    (
+        "wardline_ecg_streams_evicted_total",
+        "counter",
+        "ECG streams dropped for being idle or the least recently fed.",
+    ),
+    (
+        "wardline_gateway_queue_bytes",
+        "gauge",
+        "Bytes queued on this home gateway.",
+    ),
+    (
+        "wardline_http_device_auth_failed_total",
+        "counter",
+        "HTTP requests from devices refused for their credential.",
+    ),
+    (
+        "wardline_http_request_duration_seconds",
+        "histogram",
+        "HTTP request latency by method, route template and status class.",
+    ),
+    (
+        "wardline_ingest_messages_rejected_total",
+        "counter",
+        "Device messages refused, by transport and reason.",
+    ),
+    (
+        "wardline_ingest_readings_duplicate_total",
+        "counter",
+        "Readings received again (retries), acknowledged and not stored twice, by transport.",
+    ),
+    (
+        "wardline_ingest_readings_stored_total",
+        "counter",
+        "Readings durably stored, by transport.",
+    ),
+    ("wardline_logins_failed_total", "counter", "Failed logins."),
+    (
+        "wardline_logins_throttled_total",
+        "counter",
+        "Logins refused because a username and address pair was locked out.",
+    ),
+    (
+        "wardline_mqtt_connections",
+        "gauge",
+        "Open MQTT device connections.",
+    ),
+    (
+        "wardline_mqtt_connects_refused_total",
+        "counter",
+        "MQTT connections refused, by reason.",
+    ),
+    (
+        "wardline_mqtt_foreign_topic_total",
+        "counter",
+        "MQTT publishes to a topic the device may not use.",
+    ),
+    (
+        "wardline_news2_computed_total",
+        "counter",
+        "NEWS2 results stored, complete or partial.",
+    ),
+    (
+        "wardline_news2_skipped_total",
+        "counter",
+        "NEWS2 computations skipped, by reason.",
+    ),
+    (
+        "wardline_notification_attempts_failed_total",
+        "counter",
+        "Failed notification delivery attempts, by channel kind.",
+    ),
+    (
+        "wardline_notifications_dead_total",
+        "counter",
+        "Notifications given up after the retry horizon, by channel kind.",
+    ),
+    (
+        "wardline_notifications_delivered_total",
+        "counter",
+        "Notifications delivered, by channel kind.",
+    ),
+    (
+        "wardline_rhythm_events_found_total",
+        "counter",
+        "Rhythm events found by the ECG analysis, by kind.",
+    ),
+    (
+        "wardline_rhythm_events_stored_total",
+        "counter",
+        "Rhythm events stored (new or grown).",
+    ),
+    (
+        "wardline_store_commits_total",
+        "counter",
+        "Commits of the storage writer.",
+    ),
+];
+
+/// Describes every metric to the installed recorder.
+pub fn describe() {
+    for &(name, kind, help) in METRICS {
+        match kind {
+            "counter" => describe_counter!(name, help),
+            "gauge" => describe_gauge!(name, help),
+            _ => describe_histogram!(name, Unit::Seconds, help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn sources(folder: &Path, found: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(folder) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if !path.ends_with("target") && !path.ends_with("node_modules") {
+                    sources(&path, found);
+                }
+            } else if path.extension().is_some_and(|ext| ext == "rs")
+                && let Ok(text) = std::fs::read_to_string(&path)
+            {
+                found.push(text);
+            }
+        }
+    }
+
+    /// Every metric recorded anywhere in the workspace is described, and nothing
+    /// described is recorded nowhere.
+    #[test]
+    fn every_recorded_metric_is_described() {
+        let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut texts = Vec::new();
+        sources(&crates, &mut texts);
+        let mut recorded = std::collections::BTreeSet::new();
+        for text in &texts {
+            for macro_name in ["counter!(", "gauge!(", "histogram!("] {
+                for (index, _) in text.match_indices(macro_name) {
+                    let rest = text[index + macro_name.len()..].trim_start();
+                    if let Some(quoted) = rest.strip_prefix('"')
+                        && let Some(end) = quoted.find('"')
+                        && quoted[..end].starts_with("wardline_")
+                    {
+                        recorded.insert(quoted[..end].to_owned());
+                    }
+                }
+            }
+        }
+        let described: std::collections::BTreeSet<String> = METRICS
+            .iter()
+            .map(|(name, _, _)| (*name).to_owned())
+            .collect();
+        let undescribed: Vec<_> = recorded.difference(&described).collect();
+        assert!(
+            undescribed.is_empty(),
+            "recorded without help text: {undescribed:?}"
+        );
+        let unused: Vec<_> = described.difference(&recorded).collect();
+        assert!(
+            unused.is_empty(),
+            "described but never recorded: {unused:?}"
+        );
+    }
+}

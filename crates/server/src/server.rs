@@ -1,0 +1,314 @@
+//! `wardline serve`: storage, TLS, the MQTT endpoint and the HTTP API in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use wardline_alarms::SystemClock;
+use wardline_analysis::AnalysisSettings;
+use wardline_api::{ApiSettings, AppState, MetricsRenderer};
+use wardline_domain::PayloadLimits;
+use wardline_mqtt::{MqttEndpoint, MqttSettings};
+use wardline_service::{LiveFeed, ServiceSettings, Wardline};
+use wardline_store::Store;
+use wardline_store::sqlite::{SqliteOptions, SqliteStore};
+
+use crate::config::Config;
+use crate::tls;
+
+/// Where a started server listens, written to `--listen-file` for tests and tools.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ListenReport {
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    /// The metrics listener, when one is configured.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+    pub tls: bool,
+    pub ca_path: Option<PathBuf>,
+}
+
+/// Opens the data folder's database, creating the folder (owner-only) if needed.
+pub async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data folder {}", data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", data_dir.display()))?;
+    }
+    SqliteStore::open(SqliteOptions::new(data_dir.join("wardline.db")))
+        .await
+        .with_context(|| format!("opening the database in {}", data_dir.display()))
+}
+
+/// The service's settings from the configuration.
+pub fn service_settings(config: &Config) -> ServiceSettings {
+    ServiceSettings {
+        session_lifetime: chrono::Duration::hours(config.session_hours),
+        payload_limits: PayloadLimits {
+            max_bytes: config.max_payload_bytes,
+            max_future_skew: chrono::Duration::seconds(config.max_future_skew_seconds),
+            ..PayloadLimits::default()
+        },
+    }
+}
+
+/// The operations over the data folder's store, without a running engine: for the
+/// command line and tools working beside (or before) a server.
+pub async fn offline_service(config: &Config) -> anyhow::Result<Wardline> {
+    let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir).await?);
+    Ok(Wardline::new(store, service_settings(config)))
+}
+
+/// Runs the server until `shutdown` is cancelled.
+pub async fn serve(
+    config: Config,
+    listen_file: Option<PathBuf>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let prometheus = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    crate::metrics_catalog::describe();
+    let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir).await?);
+    let bare = Wardline::new(Arc::clone(&store), service_settings(&config));
+    if let Some(password) = bare
+        .bootstrap_admin()
+        .await
+        .map_err(|error| anyhow::anyhow!("creating the first administrator: {error}"))?
+    {
+        // Printed once to the operator's terminal, never logged.
+        println!("created the first administrator: username `admin`, password `{password}`");
+        println!("  (shown only now; create named accounts and disable this one)");
+    }
+
+    let identity = if config.tls {
+        Some(tls::ensure_identity(&config.data_dir, &config.hostnames)?)
+    } else {
+        None
+    };
+    // Analysis and rule evaluation read the committed event log from their own stored
+    // cursors: they never delay an acknowledgement, and never miss a committed reading.
+    let _analysis = wardline_analysis::spawn_analysis(
+        Arc::clone(&store),
+        AnalysisSettings {
+            news2_window: chrono::Duration::minutes(config.news2_window_minutes),
+            ..AnalysisSettings::default()
+        },
+    )
+    .await
+    .context("starting the analysis")?;
+
+    let mqtt_listener = TcpListener::bind(config.mqtt_listen)
+        .await
+        .with_context(|| format!("binding MQTT to {}", config.mqtt_listen))?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| format!("binding HTTP to {}", config.http_listen))?;
+    let metrics_listener = match config.metrics_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the metrics listener to {address}"))?,
+        ),
+        None => None,
+    };
+    let mqtt_address = mqtt_listener.local_addr()?;
+    let http_address = http_listener.local_addr()?;
+    let metrics_address = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let host = config
+        .hostnames
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "localhost".into());
+    let (mqtt_scheme, http_scheme) = if config.tls {
+        ("mqtts", "https")
+    } else {
+        ("mqtt", "http")
+    };
+    let http_url = format!("{http_scheme}://{host}:{}", http_address.port());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sealer = Arc::new(
+        wardline_alarms::Sealer::load_or_create(&config.data_dir.join("keys").join("notify.key"))
+            .context("loading the notification key")?,
+    );
+    let (alarms, _alarm_tasks) = wardline_alarms::AlarmService::start(
+        Arc::clone(&store),
+        alarm_settings(&config, &http_url),
+        sealer,
+        Arc::new(SystemClock),
+    )
+    .await
+    .context("starting the alarm service")?;
+    let (live, _live_task) = LiveFeed::start(Arc::clone(&store), 8192);
+    let service = bare.with_alarms(alarms).with_live(live);
+    let mqtt = MqttEndpoint::new(
+        service.clone(),
+        identity
+            .as_ref()
+            .map(|identity| TlsAcceptor::from(Arc::clone(&identity.mqtt_config))),
+        MqttSettings::default(),
+    );
+    let render: MetricsRenderer = Arc::new(move || prometheus.render());
+    let state = AppState {
+        service,
+        settings: Arc::new(ApiSettings {
+            secure_cookies: config.tls,
+            session_lifetime: chrono::Duration::hours(config.session_hours),
+            mqtt_url: format!("{mqtt_scheme}://{host}:{}", mqtt_address.port()),
+            http_url,
+            request_timeout: std::time::Duration::from_secs(config.request_timeout_seconds),
+        }),
+        metrics: Some(Arc::clone(&render)),
+    };
+    let app = wardline_api::router(state).merge(wardline_web::router());
+
+    println!("wardline {} serving", env!("CARGO_PKG_VERSION"));
+    println!("  MQTT  {mqtt_scheme}://{mqtt_address}  (devices)");
+    println!("  HTTP  {http_scheme}://{http_address}  (API, /api/v1/openapi.json)");
+    if let Some(address) = metrics_address {
+        println!("  metrics http://{address}/metrics  (Prometheus)");
+    }
+    println!("  data  {}", config.data_dir.display());
+    match &identity {
+        Some(identity) => {
+            println!(
+                "  CA    {}  (devices and browsers trust this file)",
+                identity.ca_path.display()
+            );
+            println!("        SHA-256 {}", identity.ca_fingerprint);
+        }
+        None => println!("  TLS   off: plaintext on loopback only, as asked"),
+    }
+    if let Some(path) = listen_file {
+        let report = ListenReport {
+            mqtt: mqtt_address,
+            http: http_address,
+            metrics: metrics_address,
+            tls: config.tls,
+            ca_path: identity.as_ref().map(|identity| identity.ca_path.clone()),
+        };
+        let temporary = path.with_extension("tmp");
+        std::fs::write(&temporary, serde_json::to_vec(&report)?)?;
+        std::fs::rename(&temporary, &path)?;
+    }
+
+    let mqtt_task = tokio::spawn(Arc::clone(&mqtt).serve(mqtt_listener, shutdown.clone()));
+    if let Some(listener) = metrics_listener {
+        let metrics_app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let render = Arc::clone(&render);
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        render(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(serve_http(listener, None, metrics_app, shutdown.clone()));
+    }
+    let http_acceptor = identity.map(|identity| TlsAcceptor::from(identity.server_config));
+    serve_http(http_listener, http_acceptor, app, shutdown.clone()).await;
+    let _ = mqtt_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The alarm runtime's settings from the configuration.
+pub fn alarm_settings(config: &Config, public_url: &str) -> wardline_alarms::AlarmSettings {
+    wardline_alarms::AlarmSettings {
+        retry_base: std::time::Duration::from_millis(config.notify_retry_base_ms),
+        retry_max: std::time::Duration::from_secs(config.notify_retry_max_seconds),
+        retry_horizon: chrono::Duration::seconds(config.notify_retry_horizon_seconds),
+        webhook_timeout: std::time::Duration::from_secs(config.webhook_timeout_seconds),
+        smtp: config
+            .smtp_host
+            .as_ref()
+            .map(|host| wardline_alarms::SmtpSettings {
+                host: host.clone(),
+                port: config.smtp_port,
+                from: config.smtp_from.clone(),
+                starttls: config.smtp_starttls,
+            }),
+        public_url: public_url.to_owned(),
+        default_repeat_secs: config.alarm_repeat_minutes * 60,
+        evaluation_delay: std::time::Duration::from_millis(config.test_alarm_evaluation_delay_ms),
+        ..wardline_alarms::AlarmSettings::default()
+    }
+}
+
+/// One accept loop for HTTP/1.1 and HTTP/2, with or without TLS.
+async fn serve_http(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "http accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    app.clone().oneshot(request)
+                },
+            );
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let served = match tls {
+                Some(acceptor) => match tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    acceptor.accept(tcp),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => {
+                        builder
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                            .await
+                    }
+                    _ => return,
+                },
+                None => {
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                        .await
+                }
+            };
+            if let Err(error) = served {
+                tracing::debug!(%error, "http connection ended with an error");
+            }
+        });
+    }
+}

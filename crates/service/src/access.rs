@@ -1,0 +1,234 @@
+//! The one place that decides who may see or change a patient's data, and writes down
+//! every decision. An operation cannot read health data without a [`PatientAccess`], and
+//! only this module makes one.
+//!
+//! The rules: a patient sees only their own record; clinicians and nurses see the
+//! patients of their care teams; an admin manages accounts and devices but sees clinical
+//! data only when also on the patient's care team.
+//!
+//! Reads are audited here, allowed or denied, before any data is read. A change that is
+//! allowed gets its audit entry from [`Access::change`] and commits it with the change
+//! itself; a refused one is audited here.
+
+use wardline_domain::{PatientId, Role};
+use wardline_store::{AuditEvent, AuditOutcome};
+
+use crate::Wardline;
+use crate::actor::Actor;
+use crate::error::Error;
+
+/// Why access was granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessBasis {
+    OwnRecord,
+    CareTeam,
+}
+
+/// Proof that the actor may read one patient's data. Private fields: only this module
+/// constructs it.
+#[derive(Debug, Clone)]
+pub struct PatientAccess {
+    patient_id: PatientId,
+    basis: AccessBasis,
+}
+
+impl PatientAccess {
+    pub fn patient_id(&self) -> PatientId {
+        self.patient_id
+    }
+
+    pub fn basis(&self) -> AccessBasis {
+        self.basis
+    }
+}
+
+/// A change the actor may make, with the audit entry to commit beside it.
+#[derive(Debug, Clone)]
+pub struct Allowed {
+    pub audit: AuditEvent,
+}
+
+impl Wardline {
+    async fn basis(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+    ) -> Result<Option<AccessBasis>, Error> {
+        let Some(user) = actor.user() else {
+            // The command line reads no clinical data.
+            return Ok(None);
+        };
+        Ok(match user.role {
+            Role::Patient => {
+                (user.patient_id == Some(patient_id)).then_some(AccessBasis::OwnRecord)
+            }
+            Role::Clinician | Role::Nurse | Role::Admin => self
+                .store
+                .is_on_care_team_of(user.id, patient_id)
+                .await?
+                .then_some(AccessBasis::CareTeam),
+        })
+    }
+
+    /// Decides whether `actor` may read `patient_id`'s data for `action`, audits the
+    /// decision (allowed or denied) durably before answering, and returns the proof.
+    pub async fn authorize_patient(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        action: &'static str,
+        detail: Option<String>,
+    ) -> Result<PatientAccess, Error> {
+        let basis = self.basis(actor, patient_id).await?;
+        let outcome = if basis.is_some() {
+            AuditOutcome::Allowed
+        } else {
+            AuditOutcome::Denied
+        };
+        self.audit(actor.audit(action, Some(patient_id), outcome, detail, self.now()))
+            .await?;
+        match basis {
+            Some(basis) => Ok(PatientAccess { patient_id, basis }),
+            None => {
+                metrics::counter!("wardline_access_denied_total", "action" => action).increment(1);
+                Err(Error::Forbidden)
+            }
+        }
+    }
+
+    /// Whether `actor` may change `patient_id`'s data (a care team member of the given
+    /// roles, or the patient where `own_record` allows): the audit entry to commit with
+    /// the change, or `Forbidden` after auditing the refusal.
+    pub async fn authorize_patient_change(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        action: &'static str,
+        roles: &[Role],
+        detail: Option<String>,
+    ) -> Result<Allowed, Error> {
+        let role_allowed = actor.user().is_some_and(|user| roles.contains(&user.role));
+        let basis = if role_allowed {
+            self.basis(actor, patient_id).await?
+        } else {
+            None
+        };
+        let outcome = if basis.is_some() {
+            AuditOutcome::Allowed
+        } else {
+            AuditOutcome::Denied
+        };
+        let audit = actor.audit(action, Some(patient_id), outcome, detail, self.now());
+        if basis.is_some() {
+            return Ok(Allowed { audit });
+        }
+        self.audit(audit).await?;
+        metrics::counter!("wardline_access_denied_total", "action" => action).increment(1);
+        Err(Error::Forbidden)
+    }
+
+    /// Lets only admins (and the command line) through. A refusal is audited here; an
+    /// allowed change gets the entry to commit with it.
+    pub async fn require_admin(
+        &self,
+        actor: &Actor,
+        action: &'static str,
+        patient_id: Option<PatientId>,
+        detail: Option<String>,
+    ) -> Result<Allowed, Error> {
+        if actor.is_admin() {
+            return Ok(Allowed {
+                audit: actor.audit(
+                    action,
+                    patient_id,
+                    AuditOutcome::Allowed,
+                    detail,
+                    self.now(),
+                ),
+            });
+        }
+        self.audit(actor.audit(action, patient_id, AuditOutcome::Denied, detail, self.now()))
+            .await?;
+        metrics::counter!("wardline_access_denied_total", "action" => action).increment(1);
+        Err(Error::Forbidden)
+    }
+
+    /// [`Self::require_admin`] for a read: the allowed decision is audited at once.
+    pub async fn require_admin_read(
+        &self,
+        actor: &Actor,
+        action: &'static str,
+        detail: Option<String>,
+    ) -> Result<(), Error> {
+        let allowed = self.require_admin(actor, action, None, detail).await?;
+        self.audit(allowed.audit).await
+    }
+
+    /// The patients whose records the actor may list: their own, their care teams', or
+    /// for an admin every record (names only; clinical reads still need a care team).
+    pub async fn visible_patients(&self, actor: &Actor) -> Result<Vec<PatientId>, Error> {
+        let patients = match actor.user().map(|user| (user.role, user)) {
+            Some((Role::Patient, user)) => user.patient_id.into_iter().collect(),
+            Some((Role::Clinician | Role::Nurse, user)) => {
+                self.store.patients_of_care_team_member(user.id).await?
+            }
+            Some((Role::Admin, _)) | None => self
+                .store
+                .patients()
+                .await?
+                .into_iter()
+                .map(|patient| patient.id)
+                .collect(),
+        };
+        self.audit(actor.audit(
+            "patients.list",
+            None,
+            AuditOutcome::Allowed,
+            Some(format!("{} records", patients.len())),
+            self.now(),
+        ))
+        .await?;
+        Ok(patients)
+    }
+
+    /// Every patient whose data the actor may read (their own record, or the patients of
+    /// their care teams), each access audited in one durable append: for views across
+    /// patients such as the alarm inbox and the live streams.
+    pub async fn authorize_own_patients(
+        &self,
+        actor: &Actor,
+        action: &'static str,
+    ) -> Result<Vec<PatientAccess>, Error> {
+        let (patients, basis) = match actor.user() {
+            Some(user) if user.role == Role::Patient => (
+                user.patient_id.into_iter().collect::<Vec<_>>(),
+                AccessBasis::OwnRecord,
+            ),
+            Some(user) => (
+                self.store.patients_of_care_team_member(user.id).await?,
+                AccessBasis::CareTeam,
+            ),
+            None => (Vec::new(), AccessBasis::CareTeam),
+        };
+        let time = self.now();
+        let events: Vec<AuditEvent> = patients
+            .iter()
+            .map(|patient_id| {
+                actor.audit(action, Some(*patient_id), AuditOutcome::Allowed, None, time)
+            })
+            .collect();
+        self.store.append_audit(events).await?;
+        Ok(patients
+            .into_iter()
+            .map(|patient_id| PatientAccess { patient_id, basis })
+            .collect())
+    }
+
+    /// Writes one audit entry on its own; the caller waits for it to be durable.
+    pub async fn audit(&self, event: AuditEvent) -> Result<(), Error> {
+        self.store
+            .append_audit(vec![event])
+            .await
+            .map_err(Error::from)
+    }
+}

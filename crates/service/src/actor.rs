@@ -1,0 +1,102 @@
+//! Who is acting: a person with a session, or Wardline's own command line. Every change
+//! is audited under its actor.
+
+use chrono::{DateTime, Utc};
+use wardline_domain::{PatientId, Role, UserId};
+use wardline_store::{AuditEvent, AuditOutcome, User};
+
+/// A person authenticated by a session, and where the request came from.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub user: User,
+    /// The SHA-256 of the session token (to end this session at logout).
+    pub token_hash: [u8; 32],
+    pub remote_addr: Option<String>,
+}
+
+/// Who asks for an operation.
+#[derive(Debug, Clone)]
+pub enum Actor {
+    Person(Person),
+    /// `wardline admin …` on the server's own machine: trusted as an administrator,
+    /// audited as `cli`.
+    CommandLine,
+}
+
+impl Actor {
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Actor::Person(person) => Some(&person.user),
+            Actor::CommandLine => None,
+        }
+    }
+
+    pub fn user_id(&self) -> Option<UserId> {
+        self.user().map(|user| user.id)
+    }
+
+    /// The name the audit trail and care plan history show.
+    pub fn label(&self) -> String {
+        match self {
+            Actor::Person(person) => person.user.username.clone(),
+            Actor::CommandLine => "cli".into(),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Actor::Person(person) => person.user.role == Role::Admin,
+            Actor::CommandLine => true,
+        }
+    }
+
+    pub fn remote_addr(&self) -> Option<String> {
+        match self {
+            Actor::Person(person) => person.remote_addr.clone(),
+            Actor::CommandLine => None,
+        }
+    }
+
+    /// An audit entry for `action` by this actor.
+    pub fn audit(
+        &self,
+        action: &str,
+        patient_id: Option<PatientId>,
+        outcome: AuditOutcome,
+        detail: Option<String>,
+        time: DateTime<Utc>,
+    ) -> AuditEvent {
+        AuditEvent {
+            time,
+            actor: self.user_id(),
+            actor_label: self.label(),
+            action: action.to_owned(),
+            patient_id,
+            outcome,
+            remote_addr: self.remote_addr(),
+            detail,
+        }
+    }
+
+    /// The entry of an allowed change.
+    pub fn allowed(
+        &self,
+        action: &str,
+        patient_id: Option<PatientId>,
+        detail: Option<String>,
+    ) -> AuditEvent {
+        self.audit(
+            action,
+            patient_id,
+            AuditOutcome::Allowed,
+            detail,
+            Utc::now(),
+        )
+    }
+}
+
+impl From<Person> for Actor {
+    fn from(person: Person) -> Self {
+        Actor::Person(person)
+    }
+}

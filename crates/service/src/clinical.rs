@@ -1,0 +1,466 @@
+//! Health data and what Wardline derives from it: observations, waveforms, rhythm
+//! events, NEWS2 and the CGM report. Every read goes through the access check first.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration, FixedOffset, Utc};
+use serde::Serialize;
+use wardline_analytics::cgm::{
+    AmbulatoryGlucoseProfile, ConsensusMetrics, EpisodeReport, FIVE_MINUTES, GlucoseReading,
+    GlucoseSeries, ambulatory_glucose_profile, consensus_metrics, glucose_episodes,
+};
+use wardline_domain::{Observation, ObservationCode, PatientId, Signal};
+use wardline_store::{
+    News2Query, News2Record, ObservationBucket, ObservationQuery, ObservationSummaryQuery,
+    PageCursor, RhythmEventQuery, RhythmEventRecord, WaveformQuery,
+};
+
+use crate::Wardline;
+use crate::actor::Actor;
+use crate::error::Error;
+
+/// A time window `[from, to)` as asked; a missing end is now (and a little after, for
+/// clocks that run ahead), a missing start `default_span` before the end.
+pub fn time_window(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    default_span: Duration,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
+    let to = to.unwrap_or_else(|| Utc::now() + Duration::minutes(5));
+    let from = from.unwrap_or(to - default_span);
+    if from >= to {
+        return Err(Error::invalid("from", "must be before `to`"));
+    }
+    Ok((from, to))
+}
+
+/// `[from, to)` as asked, either end optional.
+pub type Window = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// A page of observations and where the next starts.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct ObservationPageView {
+    pub observations: Vec<Observation>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct SummaryView {
+    pub code: &'static str,
+    pub unit: &'static str,
+    pub bucket_secs: i64,
+    pub buckets: Vec<ObservationBucket>,
+}
+
+/// At most this many buckets per request: more than any screen has pixels across.
+const MAX_BUCKETS: i64 = 10_000;
+
+/// One decoded waveform chunk.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct WaveformView {
+    pub device_id: String,
+    pub seq: i64,
+    pub signal: Signal,
+    pub sampling_rate_hz: f64,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub gain: f64,
+    pub baseline: i32,
+    pub unit: &'static str,
+    pub samples: Vec<i32>,
+}
+
+/// The consensus CGM report of a period.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct CgmReport {
+    pub patient_id: PatientId,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub utc_offset: String,
+    /// How `metrics.first`, `metrics.last` and the episodes' `start` and `end` count
+    /// time.
+    pub clock: &'static str,
+    /// The device's reading interval, taken as the median interval between readings.
+    pub sensor_interval_s: i64,
+    pub readings: usize,
+    /// `null` when the period holds no reading.
+    pub metrics: Option<ConsensusMetrics>,
+    pub episodes: Option<EpisodeReport>,
+    pub agp: Option<AmbulatoryGlucoseProfile>,
+}
+
+/// The longest period one CGM report covers (the consensus asks for 14 days; 90 days
+/// is the usual longest comparison period, and it bounds the work of one request).
+const MAX_REPORT_DAYS: i64 = 90;
+/// Bounds the readings one report reads: a reading a minute for 90 days, and some.
+const MAX_REPORT_READINGS: usize = 150_000;
+
+/// The median interval between consecutive readings, within 1 to 15 minutes; five
+/// minutes when it cannot be told.
+fn sensor_interval(readings: &[GlucoseReading]) -> i64 {
+    let mut intervals: Vec<i64> = readings
+        .windows(2)
+        .map(|pair| pair[1].timestamp - pair[0].timestamp)
+        .filter(|interval| *interval > 0)
+        .collect();
+    if intervals.is_empty() {
+        return FIVE_MINUTES;
+    }
+    intervals.sort_unstable();
+    intervals[intervals.len() / 2].clamp(60, 900)
+}
+
+fn check_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, Error> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(Error::invalid("limit", format!("1 to {max}")));
+    }
+    Ok(limit)
+}
+
+impl Wardline {
+    pub async fn observations(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        code: ObservationCode,
+        window: Window,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<ObservationPageView, Error> {
+        let (from, to) = time_window(window.0, window.1, Duration::hours(24))?;
+        let limit = check_limit(limit, 1000, 10_000)?;
+        let after = cursor
+            .map(|text| {
+                PageCursor::decode(text)
+                    .ok_or_else(|| Error::invalid("cursor", "not a cursor this API returned"))
+            })
+            .transpose()?;
+        let access = self
+            .authorize_patient(
+                actor,
+                patient_id,
+                "observations.read",
+                Some(format!("code {} from {from} to {to}", code.loinc())),
+            )
+            .await?;
+        let page = self
+            .store
+            .observations(ObservationQuery {
+                patient_id: access.patient_id(),
+                code,
+                from,
+                to,
+                after,
+                limit,
+            })
+            .await?;
+        Ok(ObservationPageView {
+            observations: page.observations,
+            next_cursor: page.next.map(PageCursor::encode),
+        })
+    }
+
+    /// One code's observations per time bucket (count, min, max, mean): what a chart of
+    /// a month of second-by-second readings draws instead of millions of points.
+    pub async fn observation_summary(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        code: ObservationCode,
+        window: Window,
+        bucket_secs: Option<i64>,
+    ) -> Result<SummaryView, Error> {
+        let (from, to) = time_window(window.0, window.1, Duration::days(30))?;
+        if to - from > Duration::days(366) {
+            return Err(Error::invalid("from", "a summary spans at most 366 days"));
+        }
+        let bucket_secs = bucket_secs.unwrap_or(3600);
+        if !(1..=86_400).contains(&bucket_secs) {
+            return Err(Error::invalid("bucket_secs", "1 to 86400 seconds"));
+        }
+        if (to - from).num_seconds() / bucket_secs > MAX_BUCKETS {
+            return Err(Error::invalid(
+                "bucket_secs",
+                format!("too small for the window: at most {MAX_BUCKETS} buckets"),
+            ));
+        }
+        let access = self
+            .authorize_patient(
+                actor,
+                patient_id,
+                "observations.summary",
+                Some(format!("code {} from {from} to {to}", code.loinc())),
+            )
+            .await?;
+        let buckets = self
+            .store
+            .observation_summary(ObservationSummaryQuery {
+                patient_id: access.patient_id(),
+                code,
+                from,
+                to,
+                bucket: Duration::seconds(bucket_secs),
+            })
+            .await?;
+        Ok(SummaryView {
+            code: code.loinc(),
+            unit: code.spec().canonical_unit,
+            bucket_secs,
+            buckets,
+        })
+    }
+
+    pub async fn latest_observations(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+    ) -> Result<Vec<Observation>, Error> {
+        let access = self
+            .authorize_patient(actor, patient_id, "observations.read_latest", None)
+            .await?;
+        Ok(self.store.latest_observations(access.patient_id()).await?)
+    }
+
+    pub async fn waveforms(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        signal: Option<Signal>,
+        window: Window,
+        limit: Option<u32>,
+    ) -> Result<Vec<WaveformView>, Error> {
+        let (from, to) = time_window(window.0, window.1, Duration::minutes(1))?;
+        if to - from > Duration::hours(1) {
+            return Err(Error::invalid(
+                "to",
+                "a waveform window spans at most one hour",
+            ));
+        }
+        let access = self
+            .authorize_patient(
+                actor,
+                patient_id,
+                "waveforms.read",
+                Some(format!("from {from} to {to}")),
+            )
+            .await?;
+        let chunks = self
+            .store
+            .waveforms(WaveformQuery {
+                patient_id: access.patient_id(),
+                signal,
+                from,
+                to,
+                limit: limit.unwrap_or(120).clamp(1, 1000),
+            })
+            .await?;
+        let mut views = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            let decoded = wardline_waveform::decode(&chunk.encoded).map_err(|error| {
+                Error::Internal(format!("stored waveform chunk does not decode: {error}"))
+            })?;
+            views.push(WaveformView {
+                device_id: chunk.device_id.to_string(),
+                seq: chunk.seq,
+                signal: chunk.signal,
+                sampling_rate_hz: chunk.sampling_rate_hz,
+                start: chunk.start,
+                end: chunk.end,
+                gain: decoded.header.gain,
+                baseline: decoded.header.baseline,
+                unit: chunk.signal.physical_unit(),
+                samples: decoded.samples,
+            });
+        }
+        Ok(views)
+    }
+
+    pub async fn rhythm_events(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        window: Window,
+        limit: Option<u32>,
+    ) -> Result<Vec<RhythmEventRecord>, Error> {
+        let (from, to) = time_window(window.0, window.1, Duration::hours(24))?;
+        let limit = check_limit(limit, 1000, 10_000)?;
+        let access = self
+            .authorize_patient(
+                actor,
+                patient_id,
+                "rhythm_events.read",
+                Some(format!("from {from} to {to}")),
+            )
+            .await?;
+        Ok(self
+            .store
+            .rhythm_events(RhythmEventQuery {
+                patient_id: access.patient_id(),
+                from,
+                to,
+                limit,
+            })
+            .await?)
+    }
+
+    pub async fn news2_scores(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        window: Window,
+        limit: Option<u32>,
+    ) -> Result<Vec<News2Record>, Error> {
+        let (from, to) = time_window(window.0, window.1, Duration::hours(24))?;
+        let limit = check_limit(limit, 1000, 10_000)?;
+        let access = self
+            .authorize_patient(
+                actor,
+                patient_id,
+                "news2.read",
+                Some(format!("from {from} to {to}")),
+            )
+            .await?;
+        Ok(self
+            .store
+            .news2_scores(News2Query {
+                patient_id: access.patient_id(),
+                from,
+                to,
+                limit,
+            })
+            .await?)
+    }
+
+    pub async fn latest_news2(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+    ) -> Result<News2Record, Error> {
+        let access = self
+            .authorize_patient(actor, patient_id, "news2.read_latest", None)
+            .await?;
+        self.store
+            .latest_news2(access.patient_id())
+            .await?
+            .ok_or_else(|| Error::NotFound("NEWS2 result for this patient".into()))
+    }
+
+    /// The CGM consensus report (time in ranges, GMI, episodes, AGP) of a period.
+    pub async fn cgm_report(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        window: Window,
+        offset: FixedOffset,
+        agp_bin_minutes: Option<u32>,
+    ) -> Result<CgmReport, Error> {
+        let (from, to) = time_window(window.0, window.1, Duration::days(14))?;
+        if to - from > Duration::days(MAX_REPORT_DAYS) {
+            return Err(Error::invalid(
+                "from",
+                format!("a CGM report covers at most {MAX_REPORT_DAYS} days"),
+            ));
+        }
+        let bin_minutes = agp_bin_minutes.unwrap_or(15);
+        if bin_minutes == 0 || 1440 % bin_minutes != 0 || bin_minutes > 60 {
+            return Err(Error::invalid(
+                "agp_bin_minutes",
+                "a divisor of 1440 from 1 to 60, e.g. 5 or 15",
+            ));
+        }
+        let access = self
+            .authorize_patient(
+                actor,
+                patient_id,
+                "cgm_report.read",
+                Some(format!("from {from} to {to}")),
+            )
+            .await?;
+        let mut readings = Vec::new();
+        let mut after = None;
+        let local = i64::from(offset.local_minus_utc());
+        loop {
+            let page = self
+                .store
+                .observations(ObservationQuery {
+                    patient_id: access.patient_id(),
+                    code: ObservationCode::GlucoseCgm,
+                    from,
+                    to,
+                    after,
+                    limit: 10_000,
+                })
+                .await?;
+            readings.extend(page.observations.iter().map(|observation| {
+                GlucoseReading::new(observation.effective.timestamp() + local, observation.value)
+            }));
+            if readings.len() > MAX_REPORT_READINGS {
+                return Err(Error::invalid(
+                    "from",
+                    "the period holds too many readings for one report; shorten it",
+                ));
+            }
+            match page.next {
+                Some(cursor) => after = Some(cursor),
+                None => break,
+            }
+        }
+        let count = readings.len();
+        let interval = sensor_interval(&readings);
+        let internal = |error: wardline_analytics::AnalyticsError| {
+            Error::Internal(format!("CGM report: {error}"))
+        };
+        let series = GlucoseSeries::new(readings).map_err(internal)?;
+        let (metrics, episodes, agp) = if series.is_empty() {
+            (None, None, None)
+        } else {
+            (
+                Some(consensus_metrics(&series, interval).map_err(internal)?),
+                Some(glucose_episodes(&series, interval).map_err(internal)?),
+                Some(ambulatory_glucose_profile(&series, bin_minutes).map_err(internal)?),
+            )
+        };
+        Ok(CgmReport {
+            patient_id: access.patient_id(),
+            from,
+            to,
+            utc_offset: offset.to_string(),
+            clock: "seconds since 1970-01-01T00:00:00 on the patient's clock (UTC shifted by utc_offset)",
+            sensor_interval_s: interval,
+            readings: count,
+            metrics,
+            episodes,
+            agp,
+        })
+    }
+
+    /// The patient whose live stream the actor opens (audited).
+    pub async fn open_patient_stream(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+    ) -> Result<HashSet<PatientId>, Error> {
+        let access = self
+            .authorize_patient(actor, patient_id, "observations.stream", None)
+            .await?;
+        Ok(HashSet::from([access.patient_id()]))
+    }
+
+    /// Every patient whose live data the actor may watch on one stream (each audited).
+    /// The set is fixed when the stream opens; a screen re-reads after a reconnect.
+    pub async fn open_ward_stream(&self, actor: &Actor) -> Result<HashSet<PatientId>, Error> {
+        Ok(self
+            .authorize_own_patients(actor, "observations.stream_ward")
+            .await?
+            .iter()
+            .map(|access| access.patient_id())
+            .collect())
+    }
+}

@@ -1,0 +1,280 @@
+//! The one error type of Wardline's operations: each error has one stable code, one HTTP
+//! status and a message, whatever transport shows it (a REST body, an MQTT reason
+//! string, a FHIR `OperationOutcome`, the command line).
+
+use wardline_domain::PayloadError;
+use wardline_store::StoreError;
+
+/// What an error means to a client: its stable code, its HTTP status and a sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorSpec {
+    pub code: &'static str,
+    pub status: u16,
+    pub meaning: &'static str,
+}
+
+/// Every failure a caller can see.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{message}")]
+    InvalidRequest {
+        field: Option<String>,
+        message: String,
+    },
+    #[error(transparent)]
+    InvalidPayload(PayloadError),
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("wrong username or password")]
+    BadLogin,
+    #[error("not allowed")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0}")]
+    DeviceNotAssigned(String),
+    /// The resource is not in a state that allows the action (acknowledging a resolved
+    /// alarm, a care plan version written concurrently).
+    #[error("{0}")]
+    InvalidState(String),
+    #[error("payload is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("too many failed logins from this address; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
+    #[error("service temporarily unavailable")]
+    Unavailable,
+    /// The cause is logged, never shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl Error {
+    const INVALID_REQUEST: ErrorSpec = ErrorSpec {
+        code: "invalid_request",
+        status: 400,
+        meaning: "the request is malformed; `field` names the culprit",
+    };
+    const INVALID_PAYLOAD: ErrorSpec = ErrorSpec {
+        code: "invalid_payload",
+        status: 400,
+        meaning: "a device payload failed validation; `field` and `kind` say where and why",
+    };
+    const UNAUTHENTICATED: ErrorSpec = ErrorSpec {
+        code: "unauthenticated",
+        status: 401,
+        meaning: "no valid session or device credential",
+    };
+    const BAD_LOGIN: ErrorSpec = ErrorSpec {
+        code: "bad_login",
+        status: 401,
+        meaning: "wrong username or password",
+    };
+    const FORBIDDEN: ErrorSpec = ErrorSpec {
+        code: "forbidden",
+        status: 403,
+        meaning: "authenticated, but not allowed to do this (for example, not on the patient's care team)",
+    };
+    const NOT_FOUND: ErrorSpec = ErrorSpec {
+        code: "not_found",
+        status: 404,
+        meaning: "no such resource",
+    };
+    const CONFLICT: ErrorSpec = ErrorSpec {
+        code: "conflict",
+        status: 409,
+        meaning: "the resource already exists",
+    };
+    const DEVICE_NOT_ASSIGNED: ErrorSpec = ErrorSpec {
+        code: "device_not_assigned",
+        status: 409,
+        meaning: "the device has no patient at the reading's time; nothing was stored",
+    };
+    const INVALID_STATE: ErrorSpec = ErrorSpec {
+        code: "invalid_state",
+        status: 409,
+        meaning: "the resource's state does not allow this (for example, acknowledging a resolved alarm)",
+    };
+    const PAYLOAD_TOO_LARGE: ErrorSpec = ErrorSpec {
+        code: "payload_too_large",
+        status: 413,
+        meaning: "the body exceeds the size limit",
+    };
+    const TOO_MANY_ATTEMPTS: ErrorSpec = ErrorSpec {
+        code: "too_many_attempts",
+        status: 429,
+        meaning: "too many failed logins for this username from this address; `Retry-After` says when to try again",
+    };
+    const UNAVAILABLE: ErrorSpec = ErrorSpec {
+        code: "unavailable",
+        status: 503,
+        meaning: "storage is unavailable; nothing was stored, retry later",
+    };
+    const INTERNAL: ErrorSpec = ErrorSpec {
+        code: "internal",
+        status: 500,
+        meaning: "an unexpected failure; nothing was acknowledged",
+    };
+
+    /// Every error a client can see, for documentation.
+    pub const ALL: [ErrorSpec; 13] = [
+        Self::INVALID_REQUEST,
+        Self::INVALID_PAYLOAD,
+        Self::UNAUTHENTICATED,
+        Self::BAD_LOGIN,
+        Self::FORBIDDEN,
+        Self::NOT_FOUND,
+        Self::CONFLICT,
+        Self::DEVICE_NOT_ASSIGNED,
+        Self::INVALID_STATE,
+        Self::PAYLOAD_TOO_LARGE,
+        Self::TOO_MANY_ATTEMPTS,
+        Self::UNAVAILABLE,
+        Self::INTERNAL,
+    ];
+
+    pub fn spec(&self) -> ErrorSpec {
+        match self {
+            Error::InvalidRequest { .. } => Self::INVALID_REQUEST,
+            Error::InvalidPayload(_) => Self::INVALID_PAYLOAD,
+            Error::Unauthenticated => Self::UNAUTHENTICATED,
+            Error::BadLogin => Self::BAD_LOGIN,
+            Error::Forbidden => Self::FORBIDDEN,
+            Error::NotFound(_) => Self::NOT_FOUND,
+            Error::Conflict(_) => Self::CONFLICT,
+            Error::DeviceNotAssigned(_) => Self::DEVICE_NOT_ASSIGNED,
+            Error::InvalidState(_) => Self::INVALID_STATE,
+            Error::PayloadTooLarge { .. } => Self::PAYLOAD_TOO_LARGE,
+            Error::TooManyAttempts { .. } => Self::TOO_MANY_ATTEMPTS,
+            Error::Unavailable => Self::UNAVAILABLE,
+            Error::Internal(_) => Self::INTERNAL,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.spec().code
+    }
+
+    pub fn status(&self) -> u16 {
+        self.spec().status
+    }
+
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidRequest {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+
+    /// The request field at fault, when one is.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::InvalidRequest { field, .. } => field.as_deref(),
+            Error::InvalidPayload(error) => Some(error.field.as_str()),
+            _ => None,
+        }
+    }
+
+    /// For a refused device payload, what kind of fault it was.
+    pub fn kind(&self) -> Option<&'static str> {
+        match self {
+            Error::InvalidPayload(error) => Some(error.kind.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The sentence shown to the client (never an internal cause).
+    pub fn message(&self) -> String {
+        match self {
+            Error::InvalidPayload(error) => error.reason.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound { what } => Error::NotFound(what),
+            StoreError::Conflict { what } => Error::Conflict(what),
+            StoreError::Invalid(message) => Error::InvalidRequest {
+                field: None,
+                message,
+            },
+            StoreError::Closed | StoreError::CommitFailed(_) => {
+                tracing::error!(%error, "storage unavailable");
+                Error::Unavailable
+            }
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<wardline_alarms::AlarmsError> for Error {
+    fn from(error: wardline_alarms::AlarmsError) -> Self {
+        use wardline_alarms::AlarmsError as E;
+        use wardline_alerting::AlertingError as A;
+        match error {
+            E::Alerting(A::IllegalTransition { .. } | A::UnknownAlarm(_)) | E::InvalidState(_) => {
+                Error::InvalidState(error.to_string())
+            }
+            E::Alerting(other) => Error::InvalidRequest {
+                field: None,
+                message: other.to_string(),
+            },
+            E::Store(StoreError::Conflict { what }) => {
+                Error::InvalidState(format!("{what} was written concurrently; retry"))
+            }
+            E::Store(store) => store.into(),
+            E::Invalid { field, message } => Error::invalid(field, message),
+            E::NotFound(what) => Error::NotFound(what),
+            E::Stopped => Error::Unavailable,
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_one_distinct_spec() {
+        let samples = [
+            Error::invalid("x", "y"),
+            Error::InvalidPayload(PayloadError {
+                kind: wardline_domain::PayloadErrorKind::MissingField,
+                field: "code".into(),
+                reason: "missing".into(),
+            }),
+            Error::Unauthenticated,
+            Error::BadLogin,
+            Error::Forbidden,
+            Error::NotFound("p".into()),
+            Error::Conflict("c".into()),
+            Error::DeviceNotAssigned("d".into()),
+            Error::InvalidState("s".into()),
+            Error::PayloadTooLarge { limit: 1 },
+            Error::TooManyAttempts {
+                retry_after_secs: 1,
+            },
+            Error::Unavailable,
+            Error::Internal("boom".into()),
+        ];
+        assert_eq!(samples.len(), Error::ALL.len());
+        for (error, spec) in samples.iter().zip(Error::ALL) {
+            assert_eq!(error.spec(), spec);
+        }
+        let mut codes: Vec<&str> = Error::ALL.iter().map(|spec| spec.code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), Error::ALL.len(), "codes are unique");
+        assert_eq!(Error::Forbidden.status(), 403);
+        assert_eq!(Error::PayloadTooLarge { limit: 1 }.status(), 413);
+        assert_eq!(
+            Error::Internal("secret cause".into()).message(),
+            "internal error"
+        );
+    }
+}

@@ -1,0 +1,563 @@
+//! Logging in and out, accounts, patients and care teams.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use wardline_domain::{CareTeamId, PatientId, Role, UserId};
+use wardline_store::{
+    AuditOutcome, AuditQuery, AuditRecord, CareTeam, NewCareTeam, NewPatient, NewSession, NewUser,
+    Patient, User,
+};
+
+use crate::actor::{Actor, Person};
+use crate::credentials::{self, token_hash};
+use crate::error::Error;
+use crate::{Wardline, bounded};
+
+/// A fixed hash to verify against when the user is unknown, so that a login for an
+/// unknown name takes as long as one with a wrong password.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Yq8b0o7ohd0vJg9C8d3s7H1l1Q7v2m9Zb6bN3S5v6bI";
+
+/// A session just opened: the token is shown to the client this once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct LoggedIn {
+    pub token: String,
+    pub expires: DateTime<Utc>,
+    pub user: User,
+}
+
+/// An account to create; without a password one is generated and returned once.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub password: Option<String>,
+    pub patient_id: Option<PatientId>,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedAccount {
+    pub user: User,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated_password: Option<String>,
+}
+
+/// A patient record to create.
+#[derive(Debug, Clone)]
+pub struct PatientDetails {
+    pub display_name: String,
+    pub birth_date: Option<NaiveDate>,
+    pub mrn: Option<String>,
+}
+
+/// A member of a patient's care team as the patient sees them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct CareTeamMemberView {
+    pub display_name: String,
+    pub role: Role,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct PatientCareTeamView {
+    pub id: CareTeamId,
+    pub name: String,
+    pub members: Vec<CareTeamMemberView>,
+}
+
+/// One look at a patient's data, as the patient sees it: who, what, the outcome; no
+/// address and no detail.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessLogEntry {
+    pub sequence: i64,
+    pub time: DateTime<Utc>,
+    /// The person's display name, or the account name when the account is gone.
+    pub who: String,
+    pub role: Option<Role>,
+    pub action: String,
+    pub outcome: AuditOutcome,
+}
+
+pub fn check_username(username: &str) -> Result<(), Error> {
+    let valid = (3..=64).contains(&username.len())
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "username",
+            "3 to 64 characters from letters, digits, '.', '_', '-' and '@'",
+        ))
+    }
+}
+
+impl Wardline {
+    /// Checks a password and opens a session. Failures are audited and throttled per
+    /// username and address.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: String,
+        remote_addr: &str,
+    ) -> Result<LoggedIn, Error> {
+        if username.len() > 200 || password.len() > 1024 {
+            return Err(Error::BadLogin);
+        }
+        if let Some(wait) = self
+            .logins
+            .locked(username, remote_addr, std::time::Instant::now())
+        {
+            metrics::counter!("wardline_logins_throttled_total").increment(1);
+            return Err(Error::TooManyAttempts {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
+        let credentials = self.store.user_credentials(username).await?;
+        let (stored_hash, user) = match credentials {
+            Some(credentials) if !credentials.user.disabled => {
+                (credentials.password_hash, Some(credentials.user))
+            }
+            _ => (DUMMY_HASH.to_owned(), None),
+        };
+        let verified = credentials::verify_password(password, stored_hash)
+            .await
+            .unwrap_or(false);
+        let Some(user) = user.filter(|_| verified) else {
+            let locked_out = self
+                .logins
+                .failed(username, remote_addr, std::time::Instant::now());
+            self.audit(wardline_store::AuditEvent {
+                time: self.now(),
+                actor: None,
+                actor_label: username.chars().take(200).collect(),
+                action: "login.failed".into(),
+                patient_id: None,
+                outcome: AuditOutcome::Denied,
+                remote_addr: Some(remote_addr.to_owned()),
+                detail: locked_out.then(|| "locked out for 15 min after 5 failures".to_owned()),
+            })
+            .await?;
+            metrics::counter!("wardline_logins_failed_total").increment(1);
+            return Err(Error::BadLogin);
+        };
+        self.logins.succeeded(username, remote_addr);
+        let token = credentials::new_session_token()?;
+        let created = self.now();
+        let expires = created + self.settings.session_lifetime;
+        let person = Person {
+            user: user.clone(),
+            token_hash: token_hash(&token),
+            remote_addr: Some(remote_addr.to_owned()),
+        };
+        self.store
+            .create_session(
+                NewSession {
+                    token_hash: person.token_hash,
+                    user_id: user.id,
+                    created,
+                    expires,
+                },
+                Actor::from(person).allowed("login", None, None),
+            )
+            .await?;
+        Ok(LoggedIn {
+            token,
+            expires,
+            user,
+        })
+    }
+
+    /// The person a session token belongs to, if the session is live.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        remote_addr: Option<String>,
+    ) -> Result<Person, Error> {
+        let hash = token_hash(token);
+        let session = self
+            .store
+            .session(hash, self.now())
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        Ok(Person {
+            user: session.user,
+            token_hash: hash,
+            remote_addr,
+        })
+    }
+
+    pub async fn logout(&self, person: &Person) -> Result<(), Error> {
+        let audit = Actor::from(person.clone()).allowed("logout", None, None);
+        self.store
+            .revoke_session(person.token_hash, self.now(), audit)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates the first administrator when there is none; returns its one-time
+    /// password.
+    pub async fn bootstrap_admin(&self) -> Result<Option<String>, Error> {
+        if self.store.count_users_with_role(Role::Admin).await? > 0 {
+            return Ok(None);
+        }
+        let created = self
+            .create_user(
+                &Actor::CommandLine,
+                NewAccount {
+                    username: "admin".into(),
+                    display_name: "Administrator".into(),
+                    role: Role::Admin,
+                    password: None,
+                    patient_id: None,
+                },
+            )
+            .await?;
+        Ok(created.generated_password)
+    }
+
+    pub async fn list_users(&self, actor: &Actor) -> Result<Vec<User>, Error> {
+        self.require_admin_read(actor, "users.list", None).await?;
+        Ok(self.store.users().await?)
+    }
+
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        account: NewAccount,
+    ) -> Result<CreatedAccount, Error> {
+        let allowed = self
+            .require_admin(actor, "users.create", None, Some(account.username.clone()))
+            .await?;
+        check_username(&account.username)?;
+        bounded("display_name", &account.display_name, 200)?;
+        if (account.role == Role::Patient) != account.patient_id.is_some() {
+            return Err(Error::invalid(
+                "patient_id",
+                "required for a patient account, and only for one",
+            ));
+        }
+        let (password, generated_password) = match account.password {
+            Some(password) => {
+                credentials::check_password_strength(&password)?;
+                (password, None)
+            }
+            None => {
+                let generated = credentials::generate_password()?;
+                (generated.clone(), Some(generated))
+            }
+        };
+        let password_hash = credentials::hash_password(password).await?;
+        let user = self
+            .store
+            .create_user(
+                NewUser {
+                    id: UserId::random(),
+                    username: account.username,
+                    display_name: account.display_name,
+                    role: account.role,
+                    password_hash,
+                    patient_id: account.patient_id,
+                    created: self.now(),
+                },
+                allowed.audit,
+            )
+            .await?;
+        Ok(CreatedAccount {
+            user,
+            generated_password,
+        })
+    }
+
+    /// Disables an account (someone who left): their sessions end at once and they cannot
+    /// log in again. Accounts are never deleted, so the audit trail keeps its names.
+    pub async fn disable_user(&self, actor: &Actor, user_id: UserId) -> Result<(), Error> {
+        let allowed = self
+            .require_admin(actor, "users.disable", None, Some(user_id.to_string()))
+            .await?;
+        if actor.user_id() == Some(user_id) {
+            return Err(Error::invalid(
+                "user_id",
+                "an admin cannot disable their own account (ask another admin)",
+            ));
+        }
+        // The store answers "not found" for an unknown id.
+        self.store
+            .set_user_disabled(user_id, true, self.now(), allowed.audit)
+            .await?;
+        Ok(())
+    }
+
+    /// The account with this username (for the command line).
+    pub async fn user_named(&self, username: &str) -> Result<User, Error> {
+        self.store
+            .user_credentials(username)
+            .await?
+            .map(|credentials| credentials.user)
+            .ok_or_else(|| Error::NotFound(format!("user {username:?}")))
+    }
+
+    /// The accounts with these ids, each read once; unknown ids are left out. For naming
+    /// the few people a page mentions without reading every account.
+    pub async fn users_by_id(
+        &self,
+        ids: impl IntoIterator<Item = UserId>,
+    ) -> Result<HashMap<UserId, User>, Error> {
+        let mut users = HashMap::new();
+        for id in ids.into_iter().collect::<HashSet<_>>() {
+            if let Some(user) = self.store.user(id).await? {
+                users.insert(id, user);
+            }
+        }
+        Ok(users)
+    }
+
+    pub async fn list_patients(&self, actor: &Actor) -> Result<Vec<Patient>, Error> {
+        let visible = self.visible_patients(actor).await?;
+        let mut patients = Vec::with_capacity(visible.len());
+        for patient_id in visible {
+            if let Some(patient) = self.store.patient(patient_id).await? {
+                patients.push(patient);
+            }
+        }
+        Ok(patients)
+    }
+
+    pub async fn create_patient(
+        &self,
+        actor: &Actor,
+        details: PatientDetails,
+    ) -> Result<Patient, Error> {
+        let id = PatientId::random();
+        let allowed = self
+            .require_admin(actor, "patients.create", Some(id), None)
+            .await?;
+        let display_name = details.display_name.trim().to_owned();
+        bounded("display_name", &display_name, 200)?;
+        if details
+            .birth_date
+            .is_some_and(|date| date > self.now().date_naive())
+        {
+            return Err(Error::invalid("birth_date", "is in the future"));
+        }
+        if details
+            .mrn
+            .as_ref()
+            .is_some_and(|mrn| mrn.is_empty() || mrn.len() > 64)
+        {
+            return Err(Error::invalid("mrn", "1 to 64 characters"));
+        }
+        Ok(self
+            .store
+            .create_patient(
+                NewPatient {
+                    id,
+                    display_name,
+                    birth_date: details.birth_date,
+                    mrn: details.mrn,
+                    created: self.now(),
+                },
+                allowed.audit,
+            )
+            .await?)
+    }
+
+    pub async fn patient(&self, actor: &Actor, patient_id: PatientId) -> Result<Patient, Error> {
+        let access = self
+            .authorize_patient(actor, patient_id, "patient.read", None)
+            .await?;
+        self.store
+            .patient(access.patient_id())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("patient {patient_id}")))
+    }
+
+    pub async fn list_care_teams(&self, actor: &Actor) -> Result<Vec<CareTeam>, Error> {
+        self.require_admin_read(actor, "care_teams.list", None)
+            .await?;
+        Ok(self.store.care_teams().await?)
+    }
+
+    pub async fn create_care_team(&self, actor: &Actor, name: &str) -> Result<CareTeam, Error> {
+        let allowed = self
+            .require_admin(actor, "care_teams.create", None, Some(name.to_owned()))
+            .await?;
+        let name = name.trim();
+        bounded("name", name, 200)?;
+        Ok(self
+            .store
+            .create_care_team(
+                NewCareTeam {
+                    id: CareTeamId::random(),
+                    name: name.to_owned(),
+                    created: self.now(),
+                },
+                allowed.audit,
+            )
+            .await?)
+    }
+
+    pub async fn add_care_team_member(
+        &self,
+        actor: &Actor,
+        team: CareTeamId,
+        user: UserId,
+    ) -> Result<(), Error> {
+        let allowed = self
+            .require_admin(
+                actor,
+                "care_teams.add_member",
+                None,
+                Some(format!("team {team} user {user}")),
+            )
+            .await?;
+        self.store
+            .add_care_team_member(team, user, allowed.audit)
+            .await?;
+        self.reload_alarms().await;
+        Ok(())
+    }
+
+    pub async fn add_care_team_patient(
+        &self,
+        actor: &Actor,
+        team: CareTeamId,
+        patient: PatientId,
+    ) -> Result<(), Error> {
+        let allowed = self
+            .require_admin(
+                actor,
+                "care_teams.add_patient",
+                Some(patient),
+                Some(format!("team {team}")),
+            )
+            .await?;
+        self.store
+            .add_care_team_patient(team, patient, allowed.audit)
+            .await?;
+        self.reload_alarms().await;
+        Ok(())
+    }
+
+    /// Who can see a patient's data besides the patient: the active members of the
+    /// patient's care teams, by name and role.
+    pub async fn patient_care_teams(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+    ) -> Result<Vec<PatientCareTeamView>, Error> {
+        let access = self
+            .authorize_patient(actor, patient_id, "care_teams.read", None)
+            .await?;
+        let teams: Vec<CareTeam> = self
+            .store
+            .care_teams()
+            .await?
+            .into_iter()
+            .filter(|team| team.patients.contains(&access.patient_id()))
+            .collect();
+        let users = self
+            .users_by_id(teams.iter().flat_map(|team| team.members.clone()))
+            .await?;
+        Ok(teams
+            .into_iter()
+            .map(|team| PatientCareTeamView {
+                id: team.id,
+                name: team.name,
+                members: team
+                    .members
+                    .iter()
+                    .filter_map(|id| users.get(id))
+                    .filter(|user| !user.disabled)
+                    .map(|user| CareTeamMemberView {
+                        display_name: user.display_name.clone(),
+                        role: user.role,
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Every recorded look at a patient's data and every refused attempt, newest first:
+    /// the audit trail as the patient (or their care team) may see it.
+    pub async fn patient_access_log(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        before: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<Vec<AccessLogEntry>, Error> {
+        let limit = limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(Error::invalid("limit", "1 to 500"));
+        }
+        let access = self
+            .authorize_patient(actor, patient_id, "access_log.read", None)
+            .await?;
+        let events = self
+            .store
+            .audit_events(AuditQuery {
+                patient_id: Some(access.patient_id()),
+                actor: None,
+                action: None,
+                before,
+                limit,
+            })
+            .await?;
+        let users = self
+            .users_by_id(events.iter().filter_map(|event| event.actor))
+            .await?;
+        Ok(events
+            .into_iter()
+            .map(|event| {
+                let user = event.actor.and_then(|id| users.get(&id));
+                AccessLogEntry {
+                    sequence: event.sequence,
+                    time: event.time,
+                    who: user.map_or(event.actor_label, |user| user.display_name.clone()),
+                    role: user.map(|user| user.role),
+                    action: event.action,
+                    outcome: event.outcome,
+                }
+            })
+            .collect())
+    }
+
+    /// The audit trail (admin).
+    pub async fn audit_log(
+        &self,
+        actor: &Actor,
+        query: AuditQuery,
+    ) -> Result<Vec<AuditRecord>, Error> {
+        self.require_admin_read(actor, "audit.read", None).await?;
+        Ok(self
+            .store
+            .audit_events(AuditQuery {
+                limit: query.limit.clamp(1, 1000),
+                ..query
+            })
+            .await?)
+    }
+
+    /// Recomputes the audit trail's hash chain; the number of entries verified.
+    pub async fn verify_audit(&self, actor: &Actor) -> Result<u64, Error> {
+        self.require_admin_read(actor, "audit.verify", None).await?;
+        Ok(self.store.verify_audit_chain().await?)
+    }
+
+    /// Tells the alarm engine that care teams, policies or channels changed.
+    pub(crate) async fn reload_alarms(&self) {
+        if let Some(alarms) = &self.alarms
+            && let Err(error) = alarms.reload().await
+        {
+            tracing::warn!(%error, "the alarm engine could not reload");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! People, sessions, patients and care teams: who may see whose data.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use wardline_domain::{CareTeamId, PatientId, Role, UserId};
+
+use crate::audit::AuditEvent;
+use crate::error::StoreError;
+use crate::model::{
+    CareTeam, NewCareTeam, NewPatient, NewSession, NewUser, Patient, Session, User, UserCredentials,
+};
+
+/// Accounts, sessions, patient records and care teams. Every change takes the audit
+/// entry that records it and commits both together.
+#[async_trait]
+pub trait PeopleStore: Send + Sync {
+    /// `Conflict` when the username is taken (compared without regard to case);
+    /// `NotFound` when a patient account names no patient record.
+    async fn create_user(&self, user: NewUser, audit: AuditEvent) -> Result<User, StoreError>;
+    async fn user(&self, id: UserId) -> Result<Option<User>, StoreError>;
+    async fn user_credentials(&self, username: &str)
+    -> Result<Option<UserCredentials>, StoreError>;
+    /// Every account, by username.
+    async fn users(&self) -> Result<Vec<User>, StoreError>;
+    /// Enabled accounts with this role.
+    async fn count_users_with_role(&self, role: Role) -> Result<u64, StoreError>;
+    /// Disabling also revokes every open session of the account, at `at`.
+    async fn set_user_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Opens a session (stored by the SHA-256 of its token) with the login's audit entry.
+    async fn create_session(
+        &self,
+        session: NewSession,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// The live session for a token hash: not expired at `now`, not revoked, user enabled.
+    async fn session(
+        &self,
+        token_hash: [u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError>;
+    /// `false` when there was no open session with this hash.
+    async fn revoke_session(
+        &self,
+        token_hash: [u8; 32],
+        now: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// `Conflict` when another patient has the same medical record number.
+    async fn create_patient(
+        &self,
+        patient: NewPatient,
+        audit: AuditEvent,
+    ) -> Result<Patient, StoreError>;
+    async fn patient(&self, id: PatientId) -> Result<Option<Patient>, StoreError>;
+    async fn patients(&self) -> Result<Vec<Patient>, StoreError>;
+
+    /// `Conflict` when a team has the same name.
+    async fn create_care_team(
+        &self,
+        team: NewCareTeam,
+        audit: AuditEvent,
+    ) -> Result<CareTeam, StoreError>;
+    /// Adding someone already a member changes nothing. `Invalid` for an account whose
+    /// role cannot join care teams.
+    async fn add_care_team_member(
+        &self,
+        team: CareTeamId,
+        user: UserId,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+    async fn add_care_team_patient(
+        &self,
+        team: CareTeamId,
+        patient: PatientId,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+    async fn care_teams(&self) -> Result<Vec<CareTeam>, StoreError>;
+    /// The care teams looking after a patient.
+    async fn care_teams_of_patient(
+        &self,
+        patient: PatientId,
+    ) -> Result<Vec<CareTeamId>, StoreError>;
+    /// The patients on any care team the user belongs to.
+    async fn patients_of_care_team_member(
+        &self,
+        user: UserId,
+    ) -> Result<Vec<PatientId>, StoreError>;
+    async fn is_on_care_team_of(
+        &self,
+        user: UserId,
+        patient: PatientId,
+    ) -> Result<bool, StoreError>;
+}

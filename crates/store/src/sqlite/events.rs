@@ -1,0 +1,380 @@
+//! [`EventLog`] on SQLite: committed rows read back in commit order.
+//!
+//! Observations and waveform chunks are read from their own tables by key: one writer
+//! connection commits in order and rows are never deleted, so a key is never handed out
+//! below one already visible, and "after key k" misses nothing. NEWS2 results, rhythm
+//! events and device reports, which are updated in place or are few, are listed in
+//! `event_log` by the transaction that stores them. A cursor is the last key read of each
+//! of the three.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use wardline_domain::{DeviceId, PatientId, Signal};
+
+use super::rows::*;
+use super::{SqliteStore, from_ms};
+use crate::error::StoreError;
+use crate::events::*;
+use crate::model::{DeviceReport, StoredWaveform};
+
+/// Lists a NEWS2 result, rhythm event or device report for the readers of the log.
+pub(super) fn log_event(connection: &Connection, kind: &str, key: i64) -> Result<(), StoreError> {
+    connection
+        .prepare_cached("INSERT INTO event_log (kind, ref_key) VALUES (?1, ?2)")?
+        .execute(params![kind, key])?;
+    Ok(())
+}
+
+pub(super) fn save_checkpoint(
+    connection: &Connection,
+    consumer: &str,
+    cursor: &EventCursor,
+    saved_ms: i64,
+) -> Result<(), StoreError> {
+    Position::parse(cursor)?;
+    connection
+        .prepare_cached(
+            "INSERT INTO consumer_checkpoint (consumer, cursor, saved_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (consumer) DO UPDATE SET cursor = excluded.cursor, saved_ms = excluded.saved_ms",
+        )?
+        .execute(params![consumer, cursor.0, saved_ms])?;
+    Ok(())
+}
+
+/// The last key read of each source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    observation: i64,
+    waveform: i64,
+    logged: i64,
+}
+
+const CURSOR_PREFIX: &str = "sqlite1";
+
+impl Position {
+    fn cursor(self) -> EventCursor {
+        EventCursor(format!(
+            "{CURSOR_PREFIX}:{}:{}:{}",
+            self.observation, self.waveform, self.logged
+        ))
+    }
+
+    fn parse(cursor: &EventCursor) -> Result<Self, StoreError> {
+        let invalid = || StoreError::Invalid(format!("event cursor {:?}", cursor.0));
+        let mut parts = cursor.0.split(':');
+        if parts.next() != Some(CURSOR_PREFIX) {
+            return Err(invalid());
+        }
+        let mut next = || -> Result<i64, StoreError> {
+            parts
+                .next()
+                .and_then(|part| part.parse().ok())
+                .filter(|key: &i64| *key >= 0)
+                .ok_or_else(invalid)
+        };
+        let position = Self {
+            observation: next()?,
+            waveform: next()?,
+            logged: next()?,
+        };
+        if parts.next().is_some() {
+            return Err(invalid());
+        }
+        Ok(position)
+    }
+}
+
+/// Public identifiers by internal key. A patient's or device's key never changes its
+/// meaning, so once read it is kept, and reading the log needs no joins.
+#[derive(Debug, Default)]
+pub(super) struct IdCache {
+    patients: Mutex<HashMap<i64, PatientId>>,
+    devices: Mutex<HashMap<i64, DeviceId>>,
+}
+
+impl IdCache {
+    fn patient(&self, connection: &Connection, key: i64) -> Result<PatientId, StoreError> {
+        if let Some(id) = self
+            .patients
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&key).copied())
+        {
+            return Ok(id);
+        }
+        let text: String = connection
+            .prepare_cached("SELECT id FROM patient WHERE key = ?1")?
+            .query_row([key], |row| row.get(0))?;
+        let id: PatientId = parse_uuid(&text, "patient")?;
+        if let Ok(mut map) = self.patients.lock() {
+            map.insert(key, id);
+        }
+        Ok(id)
+    }
+
+    fn device(&self, connection: &Connection, key: i64) -> Result<DeviceId, StoreError> {
+        if let Some(id) = self
+            .devices
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&key).cloned())
+        {
+            return Ok(id);
+        }
+        let text: String = connection
+            .prepare_cached("SELECT id FROM device WHERE key = ?1")?
+            .query_row([key], |row| row.get(0))?;
+        let id = parse_device_id(&text)?;
+        if let Ok(mut map) = self.devices.lock() {
+            map.insert(key, id.clone());
+        }
+        Ok(id)
+    }
+}
+
+fn read_observations(
+    connection: &Connection,
+    ids: &IdCache,
+    after: i64,
+    limit: u32,
+    events: &mut Vec<CommittedEvent>,
+) -> Result<i64, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT key, patient_key, device_key, seq, code, value, original_value, original_unit,
+                effective_ms, received_ms, derived
+         FROM observation WHERE key > ?1 ORDER BY key LIMIT ?2",
+    )?;
+    let mut rows = statement.query(params![after, limit])?;
+    let mut last = after;
+    while let Some(row) = rows.next()? {
+        last = row.get(0)?;
+        let code: String = row.get(4)?;
+        events.push(CommittedEvent::Observation(observation(
+            ids.patient(connection, row.get(1)?)?,
+            ids.device(connection, row.get(2)?)?,
+            row.get(3)?,
+            &code,
+            row.get(5)?,
+            row.get(6)?,
+            row.get(7)?,
+            row.get(8)?,
+            row.get(9)?,
+            row.get(10)?,
+        )?));
+    }
+    Ok(last)
+}
+
+fn read_waveforms(
+    connection: &Connection,
+    ids: &IdCache,
+    after: i64,
+    limit: u32,
+    samples: bool,
+    events: &mut Vec<CommittedEvent>,
+) -> Result<i64, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT key, patient_key, device_key, seq, signal, sampling_rate_hz, start_ms, end_ms,
+                sample_count, received_ms, CASE WHEN ?3 THEN encoded ELSE x'' END
+         FROM waveform_chunk WHERE key > ?1 ORDER BY key LIMIT ?2",
+    )?;
+    let mut rows = statement.query(params![after, limit, samples])?;
+    let mut last = after;
+    while let Some(row) = rows.next()? {
+        last = row.get(0)?;
+        let signal: String = row.get(4)?;
+        events.push(CommittedEvent::Waveform(CommittedWaveform {
+            patient_id: ids.patient(connection, row.get(1)?)?,
+            received: from_ms(row.get(9)?)?,
+            chunk: StoredWaveform {
+                device_id: ids.device(connection, row.get(2)?)?,
+                seq: row.get(3)?,
+                signal: Signal::parse(&signal)
+                    .ok_or_else(|| StoreError::Corrupt(format!("signal {signal:?}")))?,
+                sampling_rate_hz: row.get(5)?,
+                start: from_ms(row.get(6)?)?,
+                end: from_ms(row.get(7)?)?,
+                sample_count: row.get(8)?,
+                encoded: row.get(10)?,
+            },
+        }));
+    }
+    Ok(last)
+}
+
+fn read_logged(
+    connection: &Connection,
+    ids: &IdCache,
+    after: i64,
+    limit: u32,
+    filter: EventFilter,
+    events: &mut Vec<CommittedEvent>,
+) -> Result<i64, StoreError> {
+    let mut statement = connection.prepare_cached(
+        "SELECT seq, kind, ref_key FROM event_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let listed = statement
+        .query_map(params![after, limit], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut last = after;
+    for (seq, kind, key) in listed {
+        last = seq;
+        let event = match kind.as_str() {
+            "news2" if filter.news2 => connection
+                .prepare_cached(&format!("SELECT {NEWS2_COLUMNS} FROM {NEWS2_FROM} WHERE n.key = ?1"))?
+                .query_row([key], |row| Ok(news2_from_row(row, 0)))
+                .optional()?
+                .transpose()?
+                .map(CommittedEvent::News2),
+            "rhythm" if filter.rhythm_events => connection
+                .prepare_cached(&format!("SELECT {RHYTHM_COLUMNS} FROM {RHYTHM_FROM} WHERE e.key = ?1"))?
+                .query_row([key], |row| Ok(rhythm_from_row(row, 0)))
+                .optional()?
+                .transpose()?
+                .map(CommittedEvent::Rhythm),
+            "device_report" if filter.device_reports => connection
+                .prepare_cached(
+                    "SELECT device_key, patient_key, at_ms, battery_percent, fault FROM device_report WHERE key = ?1",
+                )?
+                .query_row([key], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, i64>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, Option<f64>>(3)?,
+                        row.get::<_, Option<String>>(4)?,
+                    ))
+                })
+                .optional()?
+                .map(|(device, patient, at, battery_percent, fault)| {
+                    Ok::<_, StoreError>(CommittedEvent::DeviceReport(DeviceReport {
+                        device_id: ids.device(connection, device)?,
+                        patient_id: ids.patient(connection, patient)?,
+                        at: from_ms(at)?,
+                        battery_percent,
+                        fault,
+                    }))
+                })
+                .transpose()?,
+            _ => None,
+        };
+        events.extend(event);
+    }
+    Ok(last)
+}
+
+fn tail(connection: &Connection) -> Result<Position, StoreError> {
+    Ok(connection.query_row(
+        "SELECT (SELECT coalesce(max(key), 0) FROM observation),
+                (SELECT coalesce(max(key), 0) FROM waveform_chunk),
+                (SELECT coalesce(max(seq), 0) FROM event_log)",
+        [],
+        |row| {
+            Ok(Position {
+                observation: row.get(0)?,
+                waveform: row.get(1)?,
+                logged: row.get(2)?,
+            })
+        },
+    )?)
+}
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    async fn event_tail(&self) -> Result<EventCursor, StoreError> {
+        self.read(|connection| Ok(tail(connection)?.cursor())).await
+    }
+
+    async fn events_after(
+        &self,
+        cursor: &EventCursor,
+        filter: EventFilter,
+        limit: u32,
+    ) -> Result<EventBatch, StoreError> {
+        let mut position = Position::parse(cursor)?;
+        let limit = limit.clamp(1, 10_000);
+        let ids = std::sync::Arc::clone(&self.ids);
+        self.read(move |connection| {
+            let mut events = Vec::new();
+            if filter.observations {
+                position.observation =
+                    read_observations(connection, &ids, position.observation, limit, &mut events)?;
+            }
+            if filter.waveforms {
+                position.waveform = read_waveforms(
+                    connection,
+                    &ids,
+                    position.waveform,
+                    limit,
+                    filter.waveform_samples,
+                    &mut events,
+                )?;
+            }
+            if filter.news2 || filter.rhythm_events || filter.device_reports {
+                position.logged = read_logged(
+                    connection,
+                    &ids,
+                    position.logged,
+                    limit,
+                    filter,
+                    &mut events,
+                )?;
+            }
+            Ok(EventBatch {
+                events,
+                next: position.cursor(),
+            })
+        })
+        .await
+    }
+
+    async fn checkpoint(&self, consumer: &str) -> Result<Option<EventCursor>, StoreError> {
+        let consumer = consumer.to_owned();
+        self.read(move |connection| {
+            Ok(connection
+                .prepare_cached("SELECT cursor FROM consumer_checkpoint WHERE consumer = ?1")?
+                .query_row([consumer], |row| row.get::<_, String>(0))
+                .optional()?
+                .map(EventCursor))
+        })
+        .await
+    }
+
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writer.commits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        let position = Position {
+            observation: 12,
+            waveform: 0,
+            logged: 7,
+        };
+        assert_eq!(Position::parse(&position.cursor()).ok(), Some(position));
+        for bad in [
+            "",
+            "sqlite1:1:2",
+            "sqlite1:1:2:3:4",
+            "nats:1:2:3",
+            "sqlite1:-1:0:0",
+            "sqlite1:a:0:0",
+        ] {
+            assert!(Position::parse(&EventCursor(bad.into())).is_err(), "{bad}");
+        }
+    }
+}

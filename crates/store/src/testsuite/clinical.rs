@@ -1,0 +1,503 @@
+//! Checks of [`ClinicalStore`](crate::ClinicalStore).
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use wardline_domain::{DeviceId, ObservationCode, PatientId, Reading, RhythmKind, Signal};
+
+use super::{at, audit, device, glucose, patient, readings};
+use crate::*;
+
+fn derived_only(derived: Vec<NewDerivedObservation>) -> AnalysisResults {
+    AnalysisResults {
+        derived,
+        recorded: at(0),
+        ..AnalysisResults::default()
+    }
+}
+
+pub async fn observations_page_by_time(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, alice, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    // Deliberately out of order and with ties in time.
+    let batch: Vec<Reading> = (0..25)
+        .rev()
+        .map(|i| glucose(i, 1 + i / 2, 100.0 + i as f64))
+        .collect();
+    store
+        .ingest(vec![readings(&cgm, batch)])
+        .await
+        .expect("ingest");
+    let mut after = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = store
+            .observations(ObservationQuery {
+                patient_id: alice,
+                code: ObservationCode::GlucoseCgm,
+                from: at(2),
+                to: at(12),
+                after,
+                limit: 4,
+            })
+            .await
+            .expect("query");
+        assert!(page.observations.len() <= 4);
+        seen.extend(
+            page.observations
+                .iter()
+                .map(|observation| (observation.effective, observation.seq)),
+        );
+        match page.next {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    let times: Vec<_> = seen.iter().map(|(time, _)| *time).collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "pages come in time order");
+    let mut seqs: Vec<i64> = seen.iter().map(|(_, seq)| *seq).collect();
+    seqs.sort();
+    // Minutes 2..12 (exclusive) hold seq 2..=21.
+    assert_eq!(seqs, (2..=21).collect::<Vec<_>>());
+    let other_code = store
+        .observations(ObservationQuery {
+            patient_id: alice,
+            code: ObservationCode::HeartRate,
+            from: at(0),
+            to: at(60),
+            after: None,
+            limit: 10,
+        })
+        .await
+        .expect("query");
+    assert!(other_code.observations.is_empty());
+}
+
+pub async fn observation_summary_per_bucket(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let bob = patient(store, "Bob").await;
+    let cgm = device(store, "cgm-001").await;
+    let other = device(store, "cgm-002").await;
+    store
+        .assign_device(&cgm, alice, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    store
+        .assign_device(&other, bob, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    // Alice: minutes 0..30, value 100 + minute; Bob: the same minutes, other values.
+    let alices: Vec<Reading> = (0..30).map(|i| glucose(i, i, 100.0 + i as f64)).collect();
+    let bobs: Vec<Reading> = (0..30).map(|i| glucose(i, i, 300.0)).collect();
+    store
+        .ingest(vec![readings(&cgm, alices), readings(&other, bobs)])
+        .await
+        .expect("ingest");
+    let summary = |from, to, minutes| {
+        store.observation_summary(ObservationSummaryQuery {
+            patient_id: alice,
+            code: ObservationCode::GlucoseCgm,
+            from: at(from),
+            to: at(to),
+            bucket: Duration::minutes(minutes),
+        })
+    };
+    // Ten-minute buckets from minute 5 to 40: [5,15), [15,25), [25,35); nothing after 29.
+    let buckets = summary(5, 40, 10).await.expect("summary");
+    let shape: Vec<(DateTime<Utc>, u64, f64, f64, f64)> = buckets
+        .iter()
+        .map(|b| (b.start, b.count, b.min, b.max, b.mean))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            (at(5), 10, 105.0, 114.0, 109.5),
+            (at(15), 10, 115.0, 124.0, 119.5),
+            (at(25), 5, 125.0, 129.0, 127.0),
+        ]
+    );
+    // Empty buckets are left out; the window's end is exclusive.
+    let sparse = summary(-60, 1, 30).await.expect("summary");
+    assert_eq!(sparse.len(), 1);
+    assert_eq!(
+        (sparse[0].start, sparse[0].count),
+        (at(-60) + Duration::minutes(60), 1)
+    );
+    let none = store
+        .observation_summary(ObservationSummaryQuery {
+            patient_id: alice,
+            code: ObservationCode::HeartRate,
+            from: at(0),
+            to: at(60),
+            bucket: Duration::minutes(5),
+        })
+        .await
+        .expect("summary");
+    assert!(none.is_empty(), "another code");
+}
+
+pub async fn latest_observation_per_code(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, alice, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    let heart = Reading {
+        seq: 10,
+        code: ObservationCode::HeartRate,
+        value: 72.0,
+        original: None,
+        effective: at(3),
+    };
+    store
+        .ingest(vec![readings(
+            &cgm,
+            vec![
+                glucose(1, 5, 110.0),
+                glucose(2, 9, 99.0),
+                glucose(3, 7, 130.0),
+                heart,
+            ],
+        )])
+        .await
+        .expect("ingest");
+    let latest = store.latest_observations(alice).await.expect("latest");
+    assert_eq!(latest.len(), 2);
+    let glucose_latest = latest
+        .iter()
+        .find(|o| o.code == ObservationCode::GlucoseCgm)
+        .expect("glucose");
+    assert_eq!(glucose_latest.value, 99.0);
+    assert!(
+        store
+            .latest_observations(PatientId::random())
+            .await
+            .expect("latest")
+            .is_empty()
+    );
+}
+
+pub async fn waveform_chunks_by_window(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let ecg = device(store, "ecg-001").await;
+    store
+        .assign_device(&ecg, alice, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    let chunk = |seq: i64, minute: i64| IngestItem {
+        device_id: ecg.clone(),
+        received: at(100),
+        payload: IngestPayload::Waveform(EncodedWaveform {
+            seq,
+            signal: Signal::EcgLeadIi,
+            sampling_rate_hz: 360.0,
+            start: at(minute),
+            end: at(minute + 1),
+            sample_count: 21_600,
+            encoded: vec![seq as u8; 16],
+        }),
+    };
+    let outcomes = store
+        .ingest(vec![chunk(1, 1), chunk(2, 2), chunk(3, 3)])
+        .await
+        .expect("ingest");
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        IngestOutcome::WaveformStored {
+            duplicate: false,
+            ..
+        }
+    )));
+    let again = store.ingest(vec![chunk(2, 2)]).await.expect("ingest");
+    assert!(matches!(
+        again[0],
+        IngestOutcome::WaveformStored {
+            duplicate: true,
+            ..
+        }
+    ));
+    let window = store
+        .waveforms(WaveformQuery {
+            patient_id: alice,
+            signal: Some(Signal::EcgLeadIi),
+            from: at(2) + Duration::seconds(30),
+            to: at(3) + Duration::seconds(1),
+            limit: 10,
+        })
+        .await
+        .expect("query");
+    let seqs: Vec<i64> = window.iter().map(|w| w.seq).collect();
+    assert_eq!(seqs, vec![2, 3], "chunks overlapping the window");
+    assert_eq!(window[0].encoded, vec![2u8; 16]);
+}
+
+pub async fn derived_observations_have_their_own_seq(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let ecg = device(store, "ecg-001").await;
+    store
+        .assign_device(&ecg, alice, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    let heart = |seq: i64, minute: i64, value: f64| Reading {
+        seq,
+        code: ObservationCode::HeartRate,
+        value,
+        original: None,
+        effective: at(minute),
+    };
+    store
+        .ingest(vec![readings(&ecg, vec![heart(7, 1, 70.0)])])
+        .await
+        .expect("ingest");
+    let derived = |seq: i64, minute: i64, value: f64| NewDerivedObservation {
+        patient_id: alice,
+        device_id: ecg.clone(),
+        seq,
+        code: ObservationCode::HeartRate,
+        value,
+        effective: at(minute),
+        received: at(minute),
+    };
+    // The same seq as the device's own reading: no collision, both kept.
+    let stored = store
+        .record_analysis(derived_only(vec![derived(7, 2, 71.0), derived(8, 3, 72.0)]))
+        .await
+        .expect("derive");
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|observation| observation.derived));
+    // Deriving again is a no-op.
+    let again = store
+        .record_analysis(derived_only(vec![derived(8, 3, 72.0)]))
+        .await
+        .expect("derive again");
+    assert!(again.is_empty());
+    // And a device retry of seq 7 is still a duplicate, not confused with the derived 7.
+    let retried = store
+        .ingest(vec![readings(&ecg, vec![heart(7, 1, 70.0)])])
+        .await
+        .expect("retry");
+    assert!(matches!(
+        &retried[0],
+        IngestOutcome::Stored { duplicates: 1, .. }
+    ));
+    let page = store
+        .observations(ObservationQuery {
+            patient_id: alice,
+            code: ObservationCode::HeartRate,
+            from: at(0),
+            to: at(60),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .expect("query");
+    let flags: Vec<(i64, bool)> = page
+        .observations
+        .iter()
+        .map(|observation| (observation.seq, observation.derived))
+        .collect();
+    assert_eq!(flags, vec![(7, false), (7, true), (8, true)]);
+    let latest = store.latest_observations(alice).await.expect("latest");
+    assert_eq!(latest[0].value, 72.0);
+    assert!(latest[0].derived);
+    assert!(matches!(
+        store
+            .record_analysis(derived_only(vec![NewDerivedObservation {
+                device_id: DeviceId::parse("ghost-01").expect("id"),
+                ..derived(9, 4, 73.0)
+            }]))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn latest_observations_within_a_window(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, alice, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    store
+        .ingest(vec![readings(
+            &cgm,
+            vec![
+                glucose(1, 5, 110.0),
+                glucose(2, 20, 120.0),
+                glucose(3, 40, 130.0),
+            ],
+        )])
+        .await
+        .expect("ingest");
+    let within = store
+        .latest_observations_between(alice, at(0), at(30))
+        .await
+        .expect("latest");
+    assert_eq!(within.len(), 1);
+    assert_eq!(within[0].value, 120.0, "the newest inside the window");
+    let inclusive = store
+        .latest_observations_between(alice, at(0), at(40))
+        .await
+        .expect("latest");
+    assert_eq!(inclusive[0].value, 130.0, "the window's end is inclusive");
+    assert!(
+        store
+            .latest_observations_between(alice, at(41), at(60))
+            .await
+            .expect("latest")
+            .is_empty()
+    );
+}
+
+pub async fn rhythm_events_grow_and_are_found_by_overlap(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let bob = patient(store, "Bob").await;
+    let ecg = device(store, "ecg-001").await;
+    let event = |kind: RhythmKind, onset: i64, end: i64| RhythmEventRecord {
+        patient_id: alice,
+        device_id: ecg.clone(),
+        signal: Signal::EcgLeadIi,
+        kind,
+        onset: at(onset),
+        end: at(end),
+        detail: Some(json!({"median_bpm": 44})),
+    };
+    store
+        .record_analysis(AnalysisResults {
+            rhythm_events: vec![
+                event(RhythmKind::AtrialFibrillation, 10, 12),
+                event(RhythmKind::Pause, 20, 20),
+            ],
+            recorded: at(0),
+            ..AnalysisResults::default()
+        })
+        .await
+        .expect("record");
+    // The same AF event seen again with a later end grows; an earlier end never shrinks it.
+    store
+        .record_analysis(AnalysisResults {
+            rhythm_events: vec![
+                event(RhythmKind::AtrialFibrillation, 10, 15),
+                event(RhythmKind::AtrialFibrillation, 10, 13),
+            ],
+            recorded: at(0),
+            ..AnalysisResults::default()
+        })
+        .await
+        .expect("extend");
+    let query = |from: i64, to: i64, patient_id: PatientId| RhythmEventQuery {
+        patient_id,
+        from: at(from),
+        to: at(to),
+        limit: 100,
+    };
+    let all = store
+        .rhythm_events(query(0, 60, alice))
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].kind, RhythmKind::AtrialFibrillation);
+    assert_eq!(all[0].end, at(15));
+    assert_eq!(all[0].detail, Some(json!({"median_bpm": 44})));
+    let overlapping = store
+        .rhythm_events(query(14, 16, alice))
+        .await
+        .expect("query");
+    assert_eq!(
+        overlapping.len(),
+        1,
+        "an event overlapping the window's start"
+    );
+    assert!(
+        store
+            .rhythm_events(query(0, 60, bob))
+            .await
+            .expect("query")
+            .is_empty()
+    );
+    assert!(matches!(
+        store
+            .record_analysis(AnalysisResults {
+                rhythm_events: vec![event(RhythmKind::Pause, 30, 29)],
+                recorded: at(0),
+                ..AnalysisResults::default()
+            })
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+pub async fn news2_results_replace_per_time(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let result = |minute: i64, total: u8| News2Record {
+        patient_id: alice,
+        time: at(minute),
+        complete: false,
+        total,
+        risk: "low".into(),
+        any_parameter_3: false,
+        missing: vec!["air_or_oxygen".into(), "consciousness".into()],
+        sub_scores: json!({"respiration_rate": 0, "consciousness": null}),
+        inputs: json!({"respiration_rate": {"value": 16.0}}),
+    };
+    assert!(store.latest_news2(alice).await.expect("latest").is_none());
+    store
+        .record_analysis(AnalysisResults {
+            news2: vec![result(5, 1)],
+            recorded: at(0),
+            ..AnalysisResults::default()
+        })
+        .await
+        .expect("record");
+    store
+        .record_analysis(AnalysisResults {
+            news2: vec![result(10, 2)],
+            recorded: at(0),
+            ..AnalysisResults::default()
+        })
+        .await
+        .expect("record");
+    store
+        .record_analysis(AnalysisResults {
+            news2: vec![result(10, 3)],
+            recorded: at(0),
+            ..AnalysisResults::default()
+        })
+        .await
+        .expect("replace");
+    let all = store
+        .news2_scores(News2Query {
+            patient_id: alice,
+            from: at(0),
+            to: at(60),
+            limit: 100,
+        })
+        .await
+        .expect("query");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1], result(10, 3));
+    assert_eq!(
+        store.latest_news2(alice).await.expect("latest"),
+        Some(result(10, 3))
+    );
+    assert!(
+        store
+            .record_analysis(AnalysisResults {
+                news2: vec![News2Record {
+                    risk: "unknown".into(),
+                    ..result(20, 0)
+                }],
+                recorded: at(0),
+                ..AnalysisResults::default()
+            })
+            .await
+            .is_err(),
+        "only the four risk bands are stored"
+    );
+}

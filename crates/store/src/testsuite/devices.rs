@@ -1,0 +1,193 @@
+//! Checks of [`DeviceStore`](crate::DeviceStore).
+
+use wardline_domain::{DeviceId, PatientId};
+
+use super::{at, audit, device, new_device, patient};
+use crate::{
+    AuditQuery, CommittedEvent, DeviceReport, DeviceStatus, EventCursor, EventFilter,
+    InitialAssignment, Store, StoreError,
+};
+
+pub async fn devices_and_assignments(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    assert!(matches!(
+        store
+            .enrol_device(new_device(&cgm), None, audit("devices.enrol"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let credentials = store
+        .device_credentials(&cgm)
+        .await
+        .expect("lookup")
+        .expect("device");
+    assert_eq!(credentials.secret_hash, [7; 32]);
+    assert_eq!(credentials.device.status, DeviceStatus::Active);
+    assert_eq!(credentials.device.created, at(0));
+    store
+        .assign_device(&cgm, alice, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    assert_eq!(
+        store
+            .devices_of_patient(alice)
+            .await
+            .expect("devices")
+            .len(),
+        1
+    );
+    assert!(
+        matches!(
+            store
+                .assign_device(&cgm, alice, at(-5), audit("devices.assign"))
+                .await,
+            Err(StoreError::Invalid(_))
+        ),
+        "no assignment before the last one"
+    );
+    store
+        .set_device_status(&cgm, DeviceStatus::Revoked, audit("devices.revoke"))
+        .await
+        .expect("revoke");
+    assert_eq!(
+        store
+            .device(&cgm)
+            .await
+            .expect("lookup")
+            .expect("device")
+            .status,
+        DeviceStatus::Revoked
+    );
+    let unknown = DeviceId::parse("nope-000").expect("id");
+    assert!(store.device(&unknown).await.expect("lookup").is_none());
+    assert!(
+        store
+            .device_credentials(&unknown)
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    assert!(matches!(
+        store
+            .set_device_status(&unknown, DeviceStatus::Active, audit("devices.revoke"))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let second = device(store, "cgm-002").await;
+    let ids: Vec<DeviceId> = store
+        .devices()
+        .await
+        .expect("devices")
+        .into_iter()
+        .map(|device| device.id)
+        .collect();
+    assert_eq!(ids, vec![cgm.clone(), second]);
+    let assignments = store.device_assignments(&cgm).await.expect("assignments");
+    assert_eq!(assignments.len(), 1);
+    assert_eq!(
+        (assignments[0].patient_id, assignments[0].start),
+        (alice, at(0))
+    );
+}
+
+/// Enrolment with an assignment is one commit: for a patient who does not exist it is
+/// refused and leaves neither device nor audit entry behind.
+pub async fn enrolment_for_an_unknown_patient_leaves_nothing(store: &dyn Store) {
+    let ecg = DeviceId::parse("ecg-ghost").expect("id");
+    let refused = store
+        .enrol_device(
+            new_device(&ecg),
+            Some(InitialAssignment {
+                patient_id: PatientId::random(),
+                from: at(0),
+            }),
+            audit("devices.enrol"),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound { .. })),
+        "{refused:?}"
+    );
+    assert!(store.device(&ecg).await.expect("lookup").is_none());
+    assert!(store.devices().await.expect("devices").is_empty());
+    assert!(
+        store
+            .audit_events(AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            })
+            .await
+            .expect("audit")
+            .is_empty()
+    );
+    let alice = patient(store, "Alice").await;
+    let enrolled = store
+        .enrol_device(
+            new_device(&ecg),
+            Some(InitialAssignment {
+                patient_id: alice,
+                from: at(1),
+            }),
+            audit("devices.enrol"),
+        )
+        .await
+        .expect("enrol for a patient who exists");
+    assert_eq!(enrolled.id, ecg);
+    let assignments = store.device_assignments(&ecg).await.expect("assignments");
+    assert_eq!(assignments.len(), 1);
+    assert_eq!(assignments[0].patient_id, alice);
+}
+
+pub async fn device_reports_are_kept(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cuff = super::assigned_device(store, "cuff-001", alice).await;
+    let start = store.event_tail().await.expect("tail");
+    let report = DeviceReport {
+        device_id: cuff.clone(),
+        patient_id: alice,
+        at: at(5),
+        battery_percent: Some(12.5),
+        fault: Some("cuff leak".into()),
+    };
+    store
+        .record_device_report(report.clone())
+        .await
+        .expect("report");
+    assert!(matches!(
+        store
+            .record_device_report(DeviceReport {
+                battery_percent: Some(140.0),
+                ..report.clone()
+            })
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .record_device_report(DeviceReport {
+                device_id: DeviceId::parse("nope-001").expect("id"),
+                ..report.clone()
+            })
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let batch = store
+        .events_after(&start, EventFilter::all(), 100)
+        .await
+        .expect("events");
+    assert_eq!(batch.events, vec![CommittedEvent::DeviceReport(report)]);
+    let none = store
+        .events_after(
+            &start,
+            EventFilter {
+                device_reports: false,
+                ..EventFilter::all()
+            },
+            100,
+        )
+        .await
+        .expect("events");
+    assert!(none.events.is_empty(), "not asked for");
+    assert_ne!(none.next, EventCursor(String::new()));
+}

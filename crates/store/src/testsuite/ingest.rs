@@ -1,0 +1,163 @@
+//! Checks of [`IngestStore`](crate::IngestStore).
+
+use wardline_domain::{DeviceId, ObservationCode};
+
+use super::{at, audit, device, glucose, patient, readings};
+use crate::{DeviceStatus, IngestOutcome, ObservationQuery, Store};
+
+pub async fn ingest_stores_once(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, alice, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    let batch = vec![glucose(1, 5, 110.0), glucose(2, 10, 115.0)];
+    let outcomes = store
+        .ingest(vec![readings(&cgm, batch.clone())])
+        .await
+        .expect("ingest");
+    let IngestOutcome::Stored {
+        patient_id,
+        stored,
+        duplicates,
+    } = &outcomes[0]
+    else {
+        panic!("expected stored, got {outcomes:?}")
+    };
+    assert_eq!(*patient_id, alice);
+    assert_eq!(stored.len(), 2);
+    assert_eq!(*duplicates, 0);
+    // A retry of the same message, and a message overlapping it, store nothing twice.
+    let retried = store
+        .ingest(vec![
+            readings(&cgm, batch),
+            readings(&cgm, vec![glucose(2, 10, 115.0), glucose(3, 15, 120.0)]),
+        ])
+        .await
+        .expect("retry");
+    assert!(
+        matches!(&retried[0], IngestOutcome::Stored { stored, duplicates: 2, .. } if stored.is_empty())
+    );
+    assert!(
+        matches!(&retried[1], IngestOutcome::Stored { stored, duplicates: 1, .. } if stored.len() == 1)
+    );
+    let page = store
+        .observations(ObservationQuery {
+            patient_id: alice,
+            code: ObservationCode::GlucoseCgm,
+            from: at(0),
+            to: at(60),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .expect("query");
+    let seqs: Vec<i64> = page
+        .observations
+        .iter()
+        .map(|observation| observation.seq)
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(store.count_observations().await.expect("count"), 3);
+    assert_eq!(page.observations[0].device_id, cgm);
+    assert!(
+        store
+            .device(&cgm)
+            .await
+            .expect("device")
+            .expect("exists")
+            .last_seen
+            .is_some()
+    );
+}
+
+pub async fn ingest_refuses_unassigned_and_revoked(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    let outcomes = store
+        .ingest(vec![readings(&cgm, vec![glucose(1, 5, 110.0)])])
+        .await
+        .expect("ingest");
+    assert!(matches!(outcomes[0], IngestOutcome::NotAssigned { .. }));
+    store
+        .assign_device(&cgm, alice, at(10), audit("devices.assign"))
+        .await
+        .expect("assign");
+    // One reading before the assignment refuses the whole message.
+    let mixed = store
+        .ingest(vec![readings(
+            &cgm,
+            vec![glucose(2, 15, 110.0), glucose(3, 5, 111.0)],
+        )])
+        .await
+        .expect("ingest");
+    assert!(matches!(mixed[0], IngestOutcome::NotAssigned { at: when, .. } if when == at(5)));
+    let unknown = DeviceId::parse("ghost-01").expect("id");
+    let outcomes = store
+        .ingest(vec![readings(&unknown, vec![glucose(1, 15, 1.0)])])
+        .await
+        .expect("ingest");
+    assert!(matches!(outcomes[0], IngestOutcome::UnknownDevice { .. }));
+    store
+        .set_device_status(&cgm, DeviceStatus::Revoked, audit("devices.revoke"))
+        .await
+        .expect("revoke");
+    let outcomes = store
+        .ingest(vec![readings(&cgm, vec![glucose(4, 20, 100.0)])])
+        .await
+        .expect("ingest");
+    assert!(matches!(outcomes[0], IngestOutcome::Revoked { .. }));
+    let page = store
+        .observations(ObservationQuery {
+            patient_id: alice,
+            code: ObservationCode::GlucoseCgm,
+            from: at(0),
+            to: at(60),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .expect("query");
+    assert!(page.observations.is_empty());
+}
+
+pub async fn reassigned_device_keeps_patients_apart(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let bob = patient(store, "Bob").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, alice, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    store
+        .assign_device(&cgm, bob, at(30), audit("devices.assign"))
+        .await
+        .expect("reassign");
+    store
+        .ingest(vec![
+            readings(&cgm, vec![glucose(1, 25, 100.0)]),
+            readings(&cgm, vec![glucose(2, 35, 200.0)]),
+        ])
+        .await
+        .expect("ingest");
+    for (patient_id, value) in [(alice, 100.0), (bob, 200.0)] {
+        let page = store
+            .observations(ObservationQuery {
+                patient_id,
+                code: ObservationCode::GlucoseCgm,
+                from: at(0),
+                to: at(60),
+                after: None,
+                limit: 10,
+            })
+            .await
+            .expect("query");
+        assert_eq!(page.observations.len(), 1);
+        assert_eq!(page.observations[0].value, value);
+    }
+    let assignments = store.device_assignments(&cgm).await.expect("assignments");
+    assert_eq!(assignments.len(), 2);
+    assert_eq!(assignments[0].end, Some(at(30)));
+    assert_eq!(assignments[1].end, None);
+}

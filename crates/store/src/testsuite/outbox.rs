@@ -1,0 +1,210 @@
+//! Checks of [`OutboxStore`](crate::OutboxStore).
+
+use serde_json::json;
+use wardline_alerting::{
+    Alarm, AlarmKind, AlarmSignal, ConditionKey, EscalationStatus, Priority, RuleId,
+};
+use wardline_domain::CareTeamId;
+
+use super::{at, audit, patient};
+use crate::*;
+
+pub async fn channels_and_the_outbox(store: &dyn Store) {
+    let patient_id = patient(store, "Alarm Patient").await;
+    let team = store
+        .create_care_team(
+            NewCareTeam {
+                id: CareTeamId::random(),
+                name: "Alarm Team".into(),
+                created: at(0),
+            },
+            audit("care_teams.create"),
+        )
+        .await
+        .expect("team");
+    let channel = NotificationChannel {
+        id: "ch-1".into(),
+        team_id: team.id,
+        kind: ChannelKind::Webhook,
+        target: "https://example.org/hook".into(),
+        sealed_secret: Some(vec![1, 2, 3]),
+        minimal: true,
+        created: at(0),
+    };
+    store
+        .create_notification_channel(channel.clone(), audit("notification_channel.create"))
+        .await
+        .expect("channel");
+    assert!(matches!(
+        store
+            .create_notification_channel(channel.clone(), audit("notification_channel.create"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let email = NotificationChannel {
+        id: "ch-2".into(),
+        kind: ChannelKind::Email,
+        target: "ward7@example.org".into(),
+        sealed_secret: None,
+        ..channel.clone()
+    };
+    store
+        .create_notification_channel(email.clone(), audit("notification_channel.create"))
+        .await
+        .expect("email channel");
+    assert_eq!(
+        store.notification_channels(None).await.expect("channels"),
+        vec![channel.clone(), email]
+    );
+
+    // An alarm with a notification, committed together.
+    let alarm = Alarm::from_signal(&AlarmSignal::Raise {
+        condition: ConditionKey {
+            patient_id,
+            rule_id: RuleId::new("low"),
+        },
+        priority: Priority::High,
+        kind: AlarmKind::Physiological,
+        message: "low".into(),
+        rule_id: RuleId::new("low"),
+        care_plan_version: 1,
+        resolve_on_clear: false,
+        at: at(3),
+    })
+    .expect("alarm");
+    store
+        .save_alarm_changes(
+            vec![AlarmChange {
+                alarm: AlarmRecord {
+                    public_id: "a1".into(),
+                    alarm,
+                    escalation: EscalationStatus {
+                        levels: 1,
+                        rounds: 1,
+                        level: Some(1),
+                        round: Some(1),
+                        next: None,
+                    },
+                    updated: at(3),
+                },
+                events: vec![],
+                notifications: vec![NewNotification {
+                    idempotency_key: "a1/0/ch-1".into(),
+                    channel_id: "ch-1".into(),
+                    payload: json!({"alarm": "a1"}),
+                    next_attempt: at(3),
+                }],
+            }],
+            None,
+            vec![],
+        )
+        .await
+        .expect("save alarm");
+    let due = store.due_outbox(at(3), 10).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].channel, channel);
+    assert_eq!(due[0].channel.sealed_secret, Some(vec![1, 2, 3]));
+    assert_eq!(
+        (
+            due[0].alarm_public_id.as_str(),
+            due[0].patient_id,
+            due[0].status
+        ),
+        ("a1", patient_id, DeliveryStatus::Pending)
+    );
+    assert!(store.due_outbox(at(2), 10).await.expect("early").is_empty());
+    store
+        .record_delivery(
+            due[0].key,
+            at(4),
+            DeliveryOutcome::Retry {
+                next_attempt: at(6),
+                error: "503".into(),
+            },
+        )
+        .await
+        .expect("retry");
+    assert_eq!(
+        store.next_outbox_attempt().await.expect("next"),
+        Some(at(6))
+    );
+    store
+        .record_delivery(
+            due[0].key,
+            at(7),
+            DeliveryOutcome::Dead {
+                error: "gone".into(),
+            },
+        )
+        .await
+        .expect("dead");
+    let dead = store
+        .notifications(NotificationQuery {
+            status: Some(DeliveryStatus::Dead),
+            limit: 10,
+            ..NotificationQuery::default()
+        })
+        .await
+        .expect("dead letters");
+    assert_eq!((dead.len(), dead[0].attempts), (1, 2));
+    assert_eq!(dead[0].last_error.as_deref(), Some("gone"));
+    assert!(
+        !store
+            .retry_notification(dead[0].key + 1000, at(8), audit("notifications.retry"))
+            .await
+            .expect("retry unknown"),
+        "no such dead letter"
+    );
+    assert!(
+        store
+            .retry_notification(dead[0].key, at(8), audit("notifications.retry"))
+            .await
+            .expect("retry")
+    );
+    store
+        .record_delivery(dead[0].key, at(8), DeliveryOutcome::Delivered)
+        .await
+        .expect("delivered");
+    assert_eq!(store.next_outbox_attempt().await.expect("none"), None);
+    let of_alarm = store
+        .notifications(NotificationQuery {
+            alarm_public_id: Some("a1".into()),
+            limit: 10,
+            ..NotificationQuery::default()
+        })
+        .await
+        .expect("deliveries");
+    assert_eq!(of_alarm[0].status, DeliveryStatus::Delivered);
+    assert_eq!(of_alarm[0].delivered, Some(at(8)));
+
+    assert!(
+        store
+            .remove_notification_channel(
+                team.id,
+                "ch-1",
+                at(10),
+                audit("notification_channel.remove")
+            )
+            .await
+            .expect("remove")
+    );
+    assert!(
+        !store
+            .remove_notification_channel(
+                team.id,
+                "ch-1",
+                at(11),
+                audit("notification_channel.remove")
+            )
+            .await
+            .expect("remove again")
+    );
+    assert_eq!(
+        store
+            .notification_channels(Some(team.id))
+            .await
+            .expect("channels")
+            .len(),
+        1
+    );
+}

@@ -1,0 +1,355 @@
+//! Checks of [`PeopleStore`](crate::PeopleStore).
+
+use wardline_domain::{PatientId, Role};
+
+use super::{at, audit, patient, user};
+use crate::{AuditQuery, NewCareTeam, NewSession, Store, StoreError};
+
+fn team(name: &str) -> NewCareTeam {
+    NewCareTeam {
+        id: wardline_domain::CareTeamId::random(),
+        name: name.into(),
+        created: at(0),
+    }
+}
+
+pub async fn users_and_credentials(store: &dyn Store) {
+    let nurse = store
+        .create_user(user("Nora", Role::Nurse, None), audit("users.create"))
+        .await
+        .expect("create nurse");
+    let credentials = store
+        .user_credentials("nora")
+        .await
+        .expect("lookup")
+        .expect("usernames match without regard to case");
+    assert_eq!(credentials.user, nurse);
+    assert_eq!(credentials.password_hash, "$argon2id$fake");
+    assert!(matches!(
+        store
+            .create_user(user("NORA", Role::Clinician, None), audit("users.create"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        store
+            .create_user(user("pat", Role::Patient, None), audit("users.create"))
+            .await
+            .is_err(),
+        "a patient account must be linked to a patient record"
+    );
+    assert!(
+        matches!(
+            store
+                .create_user(
+                    user("ghost", Role::Patient, Some(PatientId::random())),
+                    audit("users.create")
+                )
+                .await,
+            Err(StoreError::NotFound { .. })
+        ),
+        "a patient account for a record that does not exist"
+    );
+    let record = patient(store, "Pat").await;
+    let account = store
+        .create_user(
+            user("pat", Role::Patient, Some(record)),
+            audit("users.create"),
+        )
+        .await
+        .expect("patient account");
+    assert_eq!(account.patient_id, Some(record));
+    assert_eq!(account.created, at(0));
+    assert_eq!(
+        store.user(account.id).await.expect("user"),
+        Some(account.clone())
+    );
+    assert_eq!(
+        store
+            .count_users_with_role(Role::Nurse)
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(
+        store
+            .count_users_with_role(Role::Admin)
+            .await
+            .expect("count"),
+        0
+    );
+    store
+        .set_user_disabled(account.id, true, at(1), audit("users.disable"))
+        .await
+        .expect("disable");
+    assert!(
+        store
+            .user(account.id)
+            .await
+            .expect("user")
+            .expect("exists")
+            .disabled
+    );
+    assert!(matches!(
+        store
+            .set_user_disabled(
+                wardline_domain::UserId::random(),
+                true,
+                at(1),
+                audit("users.disable")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let names: Vec<String> = store
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .map(|user| user.username)
+        .collect();
+    assert_eq!(names, ["Nora", "pat"], "every account, by username");
+}
+
+pub async fn sessions_expire_and_revoke(store: &dyn Store) {
+    let clinician = store
+        .create_user(user("cleo", Role::Clinician, None), audit("users.create"))
+        .await
+        .expect("user");
+    let session = |hash: u8| NewSession {
+        token_hash: [hash; 32],
+        user_id: clinician.id,
+        created: at(0),
+        expires: at(60),
+    };
+    store
+        .create_session(session(1), audit("login"))
+        .await
+        .expect("session");
+    let live = store
+        .session([1; 32], at(30))
+        .await
+        .expect("lookup")
+        .expect("live session");
+    assert_eq!(live.user.id, clinician.id);
+    assert_eq!((live.created, live.expires), (at(0), at(60)));
+    assert!(
+        store
+            .session([1; 32], at(61))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "expired"
+    );
+    assert!(
+        store
+            .session([2; 32], at(30))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "unknown token"
+    );
+    assert!(
+        store
+            .revoke_session([1; 32], at(31), audit("logout"))
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        !store
+            .revoke_session([1; 32], at(32), audit("logout"))
+            .await
+            .expect("revoke again"),
+        "already revoked"
+    );
+    assert!(
+        store
+            .session([1; 32], at(32))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "revoked"
+    );
+    store
+        .create_session(session(3), audit("login"))
+        .await
+        .expect("second session");
+    store
+        .set_user_disabled(clinician.id, true, at(1), audit("users.disable"))
+        .await
+        .expect("disable");
+    assert!(
+        store
+            .session([3; 32], at(30))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "disabled user"
+    );
+    store
+        .set_user_disabled(clinician.id, false, at(2), audit("users.enable"))
+        .await
+        .expect("enable");
+    assert!(
+        store
+            .session([3; 32], at(30))
+            .await
+            .expect("lookup")
+            .is_none(),
+        "disabling revoked the session for good"
+    );
+}
+
+pub async fn care_teams_decide_membership(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let bob = patient(store, "Bob").await;
+    let xavier = store
+        .create_user(user("xavier", Role::Clinician, None), audit("users.create"))
+        .await
+        .expect("user");
+    let yvonne = store
+        .create_user(user("yvonne", Role::Nurse, None), audit("users.create"))
+        .await
+        .expect("user");
+    let cardiology = store
+        .create_care_team(team("Cardiology"), audit("care_teams.create"))
+        .await
+        .expect("team");
+    let diabetes = store
+        .create_care_team(team("Diabetes"), audit("care_teams.create"))
+        .await
+        .expect("team");
+    assert!(matches!(
+        store
+            .create_care_team(team("Cardiology"), audit("care_teams.create"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let add_member =
+        |team, user| store.add_care_team_member(team, user, audit("care_teams.add_member"));
+    let add_patient =
+        |team, patient| store.add_care_team_patient(team, patient, audit("care_teams.add_patient"));
+    add_member(cardiology.id, xavier.id).await.expect("member");
+    add_member(cardiology.id, xavier.id)
+        .await
+        .expect("adding again changes nothing");
+    add_patient(cardiology.id, alice).await.expect("patient");
+    add_member(diabetes.id, yvonne.id).await.expect("member");
+    add_patient(diabetes.id, bob).await.expect("patient");
+    add_patient(diabetes.id, alice).await.expect("patient");
+    assert!(matches!(
+        add_patient(diabetes.id, PatientId::random()).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        store
+            .is_on_care_team_of(xavier.id, alice)
+            .await
+            .expect("check")
+    );
+    assert!(
+        !store
+            .is_on_care_team_of(xavier.id, bob)
+            .await
+            .expect("check")
+    );
+    let mut yvonnes = store
+        .patients_of_care_team_member(yvonne.id)
+        .await
+        .expect("patients");
+    yvonnes.sort();
+    let mut expected = vec![alice, bob];
+    expected.sort();
+    assert_eq!(yvonnes, expected);
+    let mut alices_teams = store.care_teams_of_patient(alice).await.expect("teams");
+    alices_teams.sort();
+    let mut expected = vec![cardiology.id, diabetes.id];
+    expected.sort();
+    assert_eq!(alices_teams, expected);
+    let record = patient(store, "Carol").await;
+    let carol = store
+        .create_user(
+            user("carol", Role::Patient, Some(record)),
+            audit("users.create"),
+        )
+        .await
+        .expect("user");
+    assert!(
+        matches!(
+            add_member(diabetes.id, carol.id).await,
+            Err(StoreError::Invalid(_))
+        ),
+        "a patient account cannot join a care team"
+    );
+    let teams = store.care_teams().await.expect("teams");
+    assert_eq!(teams.len(), 2);
+    assert_eq!(teams[1].name, "Diabetes");
+    assert_eq!(teams[1].patients.len(), 2);
+    assert_eq!(teams[0].members, vec![xavier.id]);
+    let patients = store.patients().await.expect("patients");
+    let names: Vec<&str> = patients.iter().map(|p| p.display_name.as_str()).collect();
+    assert_eq!(names, ["Alice", "Bob", "Carol"]);
+    assert_eq!(
+        store.patient(alice).await.expect("patient").map(|p| p.id),
+        Some(alice)
+    );
+    assert!(
+        store
+            .patient(PatientId::random())
+            .await
+            .expect("patient")
+            .is_none()
+    );
+}
+
+/// A change and its audit entry commit together: one entry per change made, none for a
+/// change refused.
+pub async fn people_changes_are_audited_in_the_same_commit(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let entry = |action: &str| crate::AuditEvent {
+        patient_id: Some(alice),
+        ..audit(action)
+    };
+    let nurse = store
+        .create_user(user("nina", Role::Nurse, None), entry("users.create"))
+        .await
+        .expect("user");
+    assert!(
+        store
+            .create_user(user("NINA", Role::Nurse, None), entry("users.create.again"))
+            .await
+            .is_err()
+    );
+    let team = store
+        .create_care_team(team("Ward 7"), entry("care_teams.create"))
+        .await
+        .expect("team");
+    store
+        .add_care_team_member(team.id, nurse.id, entry("care_teams.add_member"))
+        .await
+        .expect("member");
+    assert!(
+        store
+            .add_care_team_patient(team.id, PatientId::random(), entry("care_teams.add_ghost"))
+            .await
+            .is_err()
+    );
+    let actions: Vec<String> = store
+        .audit_events(AuditQuery {
+            patient_id: Some(alice),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit")
+        .into_iter()
+        .rev()
+        .map(|event| event.action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["users.create", "care_teams.create", "care_teams.add_member"],
+        "refused changes leave no entry"
+    );
+    assert_eq!(store.verify_audit_chain().await.expect("chain"), 4);
+}

@@ -1,0 +1,257 @@
+//! A store that notes every method called on it, and the list of methods there are: the
+//! conformance suite's check that no store method goes untested.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use wardline_alerting::EscalationPolicy;
+use wardline_domain::{CareTeamId, DeviceId, Observation, PatientId, Role, UserId};
+
+use crate::*;
+
+/// The methods called so far, shared by every [`Recorded`] store of one run.
+#[derive(Debug, Clone, Default)]
+pub struct Recorder(Arc<Mutex<BTreeSet<String>>>);
+
+impl Recorder {
+    fn note(&self, method: &str) {
+        if let Ok(mut called) = self.0.lock() {
+            called.insert(method.to_owned());
+        }
+    }
+
+    /// Whether `Trait::method` was called.
+    pub fn called(&self, method: &str) -> bool {
+        self.0.lock().is_ok_and(|called| called.contains(method))
+    }
+}
+
+/// A store that passes every call on to `inner` and notes it in the recorder.
+#[derive(Debug)]
+pub struct Recorded<S> {
+    inner: S,
+    recorder: Recorder,
+}
+
+impl<S> Recorded<S> {
+    pub fn new(inner: S, recorder: Recorder) -> Self {
+        Self { inner, recorder }
+    }
+}
+
+/// Every method of every capability trait, as `Trait::method`, read from the traits'
+/// own source so that a method added there is expected here at once.
+pub fn trait_methods() -> Vec<String> {
+    let sources = [
+        include_str!("../people.rs"),
+        include_str!("../devices.rs"),
+        include_str!("../ingest.rs"),
+        include_str!("../clinical.rs"),
+        include_str!("../audit.rs"),
+        include_str!("../alarms.rs"),
+        include_str!("../outbox.rs"),
+        include_str!("../gateways.rs"),
+        include_str!("../events.rs"),
+    ];
+    let mut methods = Vec::new();
+    for source in sources {
+        let mut current: Option<String> = None;
+        for line in source.lines() {
+            let code = line.trim();
+            if code.starts_with("//") {
+                continue;
+            }
+            if let Some(rest) = code.strip_prefix("pub trait ") {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                current = Some(name);
+                continue;
+            }
+            if line == "}" {
+                current = None;
+                continue;
+            }
+            let Some(trait_name) = &current else {
+                continue;
+            };
+            let signature = code.strip_prefix("async ").unwrap_or(code);
+            if let Some(rest) = signature.strip_prefix("fn ") {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                methods.push(format!("{trait_name}::{name}"));
+            }
+        }
+    }
+    methods
+}
+
+macro_rules! recorded {
+    ($trait:ident { $(async fn $name:ident(&self $(, $arg:ident : $ty:ty)* $(,)?) -> $ret:ty;)* }) => {
+        #[async_trait]
+        impl<S: Store> $trait for Recorded<S> {
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    self.recorder.note(concat!(stringify!($trait), "::", stringify!($name)));
+                    self.inner.$name($($arg),*).await
+                }
+            )*
+        }
+    };
+}
+
+type R<T> = Result<T, StoreError>;
+
+recorded!(PeopleStore {
+    async fn create_user(&self, user: NewUser, audit: AuditEvent) -> R<User>;
+    async fn user(&self, id: UserId) -> R<Option<User>>;
+    async fn user_credentials(&self, username: &str) -> R<Option<UserCredentials>>;
+    async fn users(&self) -> R<Vec<User>>;
+    async fn count_users_with_role(&self, role: Role) -> R<u64>;
+    async fn set_user_disabled(&self, id: UserId, disabled: bool, at: DateTime<Utc>, audit: AuditEvent) -> R<()>;
+    async fn create_session(&self, session: NewSession, audit: AuditEvent) -> R<()>;
+    async fn session(&self, token_hash: [u8; 32], now: DateTime<Utc>) -> R<Option<Session>>;
+    async fn revoke_session(&self, token_hash: [u8; 32], now: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
+    async fn create_patient(&self, patient: NewPatient, audit: AuditEvent) -> R<Patient>;
+    async fn patient(&self, id: PatientId) -> R<Option<Patient>>;
+    async fn patients(&self) -> R<Vec<Patient>>;
+    async fn create_care_team(&self, team: NewCareTeam, audit: AuditEvent) -> R<CareTeam>;
+    async fn add_care_team_member(&self, team: CareTeamId, user: UserId, audit: AuditEvent) -> R<()>;
+    async fn add_care_team_patient(&self, team: CareTeamId, patient: PatientId, audit: AuditEvent) -> R<()>;
+    async fn care_teams(&self) -> R<Vec<CareTeam>>;
+    async fn care_teams_of_patient(&self, patient: PatientId) -> R<Vec<CareTeamId>>;
+    async fn patients_of_care_team_member(&self, user: UserId) -> R<Vec<PatientId>>;
+    async fn is_on_care_team_of(&self, user: UserId, patient: PatientId) -> R<bool>;
+});
+
+recorded!(DeviceStore {
+    async fn enrol_device(&self, device: NewDevice, assignment: Option<InitialAssignment>, audit: AuditEvent) -> R<Device>;
+    async fn device(&self, id: &DeviceId) -> R<Option<Device>>;
+    async fn device_credentials(&self, id: &DeviceId) -> R<Option<DeviceCredentials>>;
+    async fn devices(&self) -> R<Vec<Device>>;
+    async fn set_device_status(&self, id: &DeviceId, status: DeviceStatus, audit: AuditEvent) -> R<()>;
+    async fn assign_device(&self, device: &DeviceId, patient: PatientId, from: DateTime<Utc>, audit: AuditEvent) -> R<()>;
+    async fn device_assignments(&self, device: &DeviceId) -> R<Vec<DeviceAssignment>>;
+    async fn devices_of_patient(&self, patient: PatientId) -> R<Vec<Device>>;
+    async fn record_device_report(&self, report: DeviceReport) -> R<()>;
+});
+
+recorded!(IngestStore {
+    async fn ingest(&self, items: Vec<IngestItem>) -> R<Vec<IngestOutcome>>;
+});
+
+recorded!(ClinicalStore {
+    async fn count_observations(&self) -> R<u64>;
+    async fn observations(&self, query: ObservationQuery) -> R<ObservationPage>;
+    async fn observation_summary(&self, query: ObservationSummaryQuery) -> R<Vec<ObservationBucket>>;
+    async fn latest_observations(&self, patient: PatientId) -> R<Vec<Observation>>;
+    async fn latest_observations_between(&self, patient: PatientId, from: DateTime<Utc>, until: DateTime<Utc>) -> R<Vec<Observation>>;
+    async fn waveforms(&self, query: WaveformQuery) -> R<Vec<StoredWaveform>>;
+    async fn record_analysis(&self, results: AnalysisResults) -> R<Vec<Observation>>;
+    async fn rhythm_events(&self, query: RhythmEventQuery) -> R<Vec<RhythmEventRecord>>;
+    async fn news2_scores(&self, query: News2Query) -> R<Vec<News2Record>>;
+    async fn latest_news2(&self, patient: PatientId) -> R<Option<News2Record>>;
+});
+
+recorded!(AuditStore {
+    async fn append_audit(&self, events: Vec<AuditEvent>) -> R<()>;
+    async fn audit_events(&self, query: AuditQuery) -> R<Vec<AuditRecord>>;
+    async fn verify_audit_chain(&self) -> R<u64>;
+});
+
+recorded!(AlarmStore {
+    async fn append_care_plan_version(&self, record: CarePlanVersionRecord, audit: AuditEvent) -> R<()>;
+    async fn care_plan_versions(&self, patient: PatientId) -> R<Vec<CarePlanVersionRecord>>;
+    async fn current_care_plans(&self) -> R<Vec<CarePlanVersionRecord>>;
+    async fn monitor_states(&self) -> R<Vec<(PatientId, Value)>>;
+    async fn save_alarm_changes(&self, changes: Vec<AlarmChange>, checkpoint: Option<EvaluationCheckpoint>, audit: Vec<AuditEvent>) -> R<()>;
+    async fn alarm_by_public_id(&self, public_id: &str) -> R<Option<AlarmRecord>>;
+    async fn unresolved_alarms(&self) -> R<Vec<AlarmRecord>>;
+    async fn alarms(&self, query: AlarmQuery) -> R<Vec<AlarmRecord>>;
+    async fn alarm_events(&self, public_id: &str) -> R<Vec<AlarmEventRecord>>;
+    async fn set_escalation_policy(&self, team: CareTeamId, policy: EscalationPolicy, at: DateTime<Utc>, audit: AuditEvent) -> R<()>;
+    async fn escalation_policies(&self) -> R<Vec<(CareTeamId, EscalationPolicy)>>;
+});
+
+recorded!(OutboxStore {
+    async fn create_notification_channel(&self, channel: NotificationChannel, audit: AuditEvent) -> R<()>;
+    async fn remove_notification_channel(&self, team: CareTeamId, id: &str, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
+    async fn notification_channels(&self, team: Option<CareTeamId>) -> R<Vec<NotificationChannel>>;
+    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> R<Vec<NotificationRecord>>;
+    async fn next_outbox_attempt(&self) -> R<Option<DateTime<Utc>>>;
+    async fn record_delivery(&self, key: i64, at: DateTime<Utc>, outcome: DeliveryOutcome) -> R<()>;
+    async fn notifications(&self, query: NotificationQuery) -> R<Vec<NotificationRecord>>;
+    async fn retry_notification(&self, key: i64, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
+});
+
+recorded!(GatewayStore {
+    async fn gateway_devices(&self, gateway: &DeviceId) -> R<Vec<DeviceId>>;
+    async fn record_gateway_contact(&self, report: GatewayReport) -> R<()>;
+    async fn gateway_statuses(&self) -> R<Vec<GatewayStatus>>;
+});
+
+#[async_trait]
+impl<S: Store> EventLog for Recorded<S> {
+    async fn event_tail(&self) -> R<EventCursor> {
+        self.recorder.note("EventLog::event_tail");
+        self.inner.event_tail().await
+    }
+
+    async fn events_after(
+        &self,
+        cursor: &EventCursor,
+        filter: EventFilter,
+        limit: u32,
+    ) -> R<EventBatch> {
+        self.recorder.note("EventLog::events_after");
+        self.inner.events_after(cursor, filter, limit).await
+    }
+
+    async fn checkpoint(&self, consumer: &str) -> R<Option<EventCursor>> {
+        self.recorder.note("EventLog::checkpoint");
+        self.inner.checkpoint(consumer).await
+    }
+
+    fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.recorder.note("EventLog::commits");
+        self.inner.commits()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_method_list_is_read_from_the_traits() {
+        let methods = trait_methods();
+        for expected in [
+            "PeopleStore::create_user",
+            "DeviceStore::record_device_report",
+            "IngestStore::ingest",
+            "ClinicalStore::record_analysis",
+            "AuditStore::verify_audit_chain",
+            "AlarmStore::escalation_policies",
+            "OutboxStore::retry_notification",
+            "GatewayStore::gateway_statuses",
+            "EventLog::commits",
+        ] {
+            assert!(
+                methods.iter().any(|m| m == expected),
+                "{expected} in {methods:?}"
+            );
+        }
+        // Helper functions beside a trait are not methods of it.
+        assert!(
+            !methods.iter().any(|m| m.ends_with("::chain_hash")),
+            "{methods:?}"
+        );
+        assert_eq!(methods.len(), 68, "{methods:?}");
+    }
+}
