@@ -2,8 +2,8 @@
 //!
 //! - `npm ci` (exactly the locked versions) runs when `web/node_modules` is missing or
 //!   older than `package-lock.json`.
-//! - `npm run build` type-checks and bundles into `$OUT_DIR/dist`, so the source tree
-//!   gets no build output.
+//! - `npm run build` generates the API's TypeScript types from `web/openapi.json` (into
+//!   `web/generated/`), type-checks and bundles into `$OUT_DIR/dist`.
 //! - `WARDLINE_WEB_DIST=/path/to/dist` embeds an already built app instead and needs no
 //!   npm (for packaging on machines without Node.js).
 //! - `NPM=/path/to/npm` picks the npm binary.
@@ -21,6 +21,8 @@ const WATCHED: &[&str] = &[
     "package-lock.json",
     "tsconfig.json",
     "vite.config.ts",
+    // The API's description, from which the app's types are generated in the build.
+    "openapi.json",
 ];
 
 fn main() {

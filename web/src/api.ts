@@ -4,95 +4,19 @@
 // the server requires on cookie-authenticated requests that change state (a cross-site
 // form cannot set it).
 
-export interface User {
-  id: string;
-  username: string;
-  display_name: string;
-  role: 'admin' | 'clinician' | 'nurse' | 'patient';
-  patient_id: string | null;
-  disabled: boolean;
-  created: string;
-}
+import type { Observation, ObservationBucket } from './schema';
 
-export interface Patient {
-  id: string;
-  display_name: string;
-  birth_date: string | null;
-  mrn: string | null;
-  created: string;
-}
-
-export interface Observation {
-  patient_id: string;
-  device_id: string;
-  seq: number;
-  code: string;
-  loinc: string;
-  value: number;
-  unit: string;
-  original_value?: number;
-  original_unit?: string;
-  effective: string;
-  received: string;
-  derived: boolean;
-}
-
-export interface Device {
-  id: string;
-  kind: string;
-  model: string;
-  serial: string;
-  status: 'active' | 'revoked';
-  created: string;
-  last_seen: string | null;
-}
-
-export interface CareTeam {
-  id: string;
-  name: string;
-  members: string[];
-  patients: string[];
-}
-
-export interface AuditRecord {
-  sequence: number;
-  time: string;
-  actor: string | null;
-  actor_label: string;
-  action: string;
-  patient_id: string | null;
-  outcome: 'allowed' | 'denied' | string;
-  remote_addr: string | null;
-  detail: string | null;
-  chain_hash: string;
-}
-
-export interface WaveformChunk {
-  device_id: string;
-  seq: number;
-  signal: string;
-  sampling_rate_hz: number;
-  start: string;
-  end: string;
-  gain: number;
-  baseline: number;
-  unit: string;
-  samples: number[];
-}
-
-export interface EnrolledDevice {
-  device: Device;
-  secret: string;
-  mqtt: {
-    url: string;
-    username: string;
-    client_id: string;
-    publish_topic: string;
-    errors_topic: string;
-    qos: number;
-  };
-  http: { url: string; authorization: string };
-}
+export type {
+  AuditRecord,
+  CareTeam,
+  Device,
+  EnrolledDevice,
+  Observation,
+  ObservationBucket,
+  Patient,
+  User,
+  WaveformChunk,
+} from './schema';
 
 export class ApiError extends Error {
   constructor(
@@ -184,14 +108,6 @@ export async function allObservations(
     cursor = page.next_cursor;
   } while (cursor);
   return all;
-}
-
-export interface ObservationBucket {
-  start: string;
-  count: number;
-  min: number;
-  max: number;
-  mean: number;
 }
 
 /** Count, minimum, maximum and mean per `bucketSecs` bucket, oldest first. */

@@ -101,7 +101,7 @@ export function describeRule(rule: Rule): string {
     }
     case 'predicted_crossing': {
       const code = codeByName(kind.code);
-      return `${code.label} forecast ${kind.direction} ${trim(kind.value)} ${code.unit} within ${formatDuration(kind.horizon_secs)}${kind.min_duration_secs > 0 ? `, predicted for ${formatDuration(kind.min_duration_secs)}` : ''}`;
+      return `${code.label} forecast ${kind.direction} ${trim(kind.value)} ${code.unit} within ${formatDuration(kind.horizon_secs)}${(kind.min_duration_secs ?? 0) > 0 ? `, predicted for ${formatDuration(kind.min_duration_secs ?? 0)}` : ''}`;
     }
     case 'rate_of_change': {
       const code = codeByName(kind.code);

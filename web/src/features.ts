@@ -5,6 +5,7 @@
 
 import { ApiError, api, patientPath, post } from './api';
 import { h } from './dom';
+import type { Alarm, AlarmList, CarePlanVersion, CarePlanVersions, News2, Priority, RhythmEvent, RuleEdit } from './schema';
 
 const missing = new Set<string>();
 
@@ -25,153 +26,23 @@ export async function optional<T>(key: string, path: string, signal?: AbortSigna
 // ---------------------------------------------------------------------------------------
 // Alarms (crates/alerting/src/alarm.rs, as crates/alarms `alarm_view` shows them)
 
-export type Priority = 'high' | 'medium' | 'low';
+export type {
+  Alarm,
+  AlarmHistoryEvent,
+  AlarmState,
+  AlarmStreamEvent,
+  EscalationStatus,
+  Priority,
+  Recipient,
+} from './schema';
+
+/** What an alarm's `state_name` is. */
 export type AlarmStateName = 'open' | 'acknowledged' | 'snoozed' | 'resolved';
-
-export type AlarmState =
-  | { state: 'open' }
-  | { state: 'acknowledged'; by: string; at: string }
-  | { state: 'snoozed'; by: string; at: string; until: string }
-  | {
-      state: 'resolved';
-      at: string;
-      resolution: { by: 'condition_cleared' } | { by: 'person'; user_id: string; note: string };
-    };
-
-export interface AlarmHistoryEvent {
-  sequence: number;
-  public_id: string;
-  time: string;
-  /** opened, reoccurred, acknowledged, snoozed, snooze_expired, condition_cleared, resolved, notified */
-  event: string;
-  actor: string | null;
-  detail: Record<string, unknown> | null;
-}
-
-export interface Alarm {
-  /** The URL-safe handle the API's alarm routes take. */
-  id: string;
-  /** The alerting crate's deterministic id (patient/rule/raised-ms). */
-  alarm_id: string;
-  patient_id: string;
-  rule_id: string;
-  care_plan_version: number;
-  priority: Priority;
-  kind: 'physiological' | 'technical';
-  message: string;
-  resolve_on_clear: boolean;
-  raised_at: string;
-  state: AlarmState;
-  state_name: AlarmStateName;
-  condition_active: boolean;
-  condition_cleared_at: string | null;
-  occurrences: number;
-  escalation: { since: string; cause: 'raised' | 'reoccurred' | 'snooze_expired'; sent: number };
-  /** When the next escalation step is due; null when nothing more is scheduled. */
-  next_deadline: string | null;
-  /** Where the escalation stands (absent on alarms stored before it was recorded). */
-  escalation_status?: EscalationStatus;
-  /** Names of the people and care teams the alarm mentions, by id. */
-  names?: Record<string, string>;
-  updated?: string;
-  /** The alarm's history (patient alarm history and single-alarm reads). */
-  events?: AlarmHistoryEvent[];
-}
-
-export type Recipient = { to: 'user'; user_id: string } | { to: 'care_team'; care_team_id: string };
-
-/** crates/alerting/src/escalation.rs: levels and rounds count from 1. */
-export interface EscalationStatus {
-  levels: number;
-  rounds: number;
-  level: number | null;
-  round: number | null;
-  next: { level: number; round: number; due_at: string; notify: Recipient[] } | null;
-}
-
-export interface AlarmNotification {
-  level: number;
-  round: number;
-  sequence: number;
-  reason: 'raised' | 'reoccurred' | 'snooze_expired' | 'escalated' | 'repeated' | string;
-  recipients: unknown[];
-}
-
-/** An `alarm` event of /api/v1/alarms/stream. */
-export interface AlarmStreamEvent {
-  event: string;
-  patient_id: string;
-  at: string;
-  alarm: Alarm;
-  notification?: AlarmNotification;
-}
 
 // ---------------------------------------------------------------------------------------
 // Care plans (crates/alerting/src/care_plan.rs and rule.rs)
 
-export type Direction = 'above' | 'below';
-
-export type DeviceSelector = { by: 'kind'; kind: string } | { by: 'device'; device_id: string };
-
-export type RuleKind =
-  | { type: 'threshold'; code: string; direction: Direction; value: number; min_duration_secs: number; hysteresis: number }
-  | {
-      type: 'rate_of_change';
-      code: string;
-      direction: Direction;
-      per_minute: number;
-      window_secs: number;
-      hysteresis_per_minute: number;
-      only_below?: number | null;
-    }
-  | {
-      type: 'predicted_crossing';
-      code: string;
-      direction: Direction;
-      value: number;
-      horizon_secs: number;
-      min_duration_secs: number;
-      hysteresis: number;
-    }
-  | { type: 'news2'; band: { band: 'aggregate'; min: number; max: number | null } | { band: 'single_parameter3' } }
-  | { type: 'rhythm'; rhythm: string; clear_after_secs: number }
-  | { type: 'device_silence'; devices: DeviceSelector; after_secs: number }
-  | {
-      type: 'device_status';
-      devices: DeviceSelector;
-      condition: { status: 'low_battery'; below_percent: number } | { status: 'fault' };
-    };
-
-export interface Rule {
-  id: string;
-  name: string;
-  priority: Priority;
-  resolve_on_clear: boolean;
-  kind: RuleKind;
-}
-
-export interface CarePlan {
-  patient_id: string;
-  program: string;
-  version: number;
-  effective_from: string;
-  rules: Rule[];
-}
-
-/** GET /care-plan and each of /care-plan/versions (store's CarePlanVersionRecord). */
-export interface CarePlanVersion {
-  patient_id: string;
-  version: number;
-  effective: string;
-  author: string | null;
-  author_label: string;
-  reason: string;
-  plan: CarePlan;
-  old_rule: Rule | null;
-  new_rule: Rule | null;
-}
-
-export type RuleEdit = { op: 'add'; rule: Rule } | { op: 'replace'; rule: Rule } | { op: 'remove'; rule_id: string };
+export type { CarePlan, CarePlanVersion, DeviceSelector, Direction, Rule, RuleEdit, RuleKind } from './schema';
 
 export const PROGRAMS: [string, string][] = [
   ['diabetes', 'Diabetes'],
@@ -188,27 +59,7 @@ export function programLabel(program: string): string {
 // ---------------------------------------------------------------------------------------
 // NEWS2, rhythm events
 
-/** GET /api/v1/patients/{id}/news2/latest (store's News2Record). */
-export interface News2 {
-  patient_id: string;
-  time: string;
-  complete: boolean;
-  /** The total when complete, otherwise the minimum total. */
-  total: number;
-  /** `low`, `low-medium`, `medium` or `high`; the minimum band when partial. */
-  risk: string;
-  any_parameter_3: boolean;
-  missing: string[];
-}
-
-export interface RhythmEvent {
-  device_id: string;
-  signal: string;
-  kind: string;
-  onset: string;
-  end: string;
-  detail?: Record<string, unknown>;
-}
+export type { News2, RhythmEvent } from './schema';
 
 const alarmPath = (alarmId: string, rest = '') => `/api/v1/alarms/${encodeURIComponent(alarmId)}${rest}`;
 
@@ -238,20 +89,8 @@ export const endpoints = {
 // ---------------------------------------------------------------------------------------
 // Who can see a patient's data, and who looked (crates/api/src/routes/people.rs)
 
-export interface PatientCareTeam {
-  id: string;
-  name: string;
-  members: { display_name: string; role: string }[];
-}
-
-export interface AccessLogEntry {
-  sequence: number;
-  time: string;
-  who: string;
-  role: string | null;
-  action: string;
-  outcome: 'allowed' | 'denied' | 'failed';
-}
+import type { AccessLogEntry, PatientCareTeam } from './schema';
+export type { AccessLogEntry, PatientCareTeam } from './schema';
 
 export const patientCareTeams = (patientId: string, signal?: AbortSignal) =>
   api<PatientCareTeam[]>(patientPath(patientId, '/care-teams'), { signal });
@@ -284,11 +123,11 @@ export function accessWhat(action: string): string {
 
 /** Open, acknowledged and snoozed alarms of the caller's patients. */
 export const inboxAlarms = async (signal?: AbortSignal) =>
-  (await api<{ alarms: Alarm[] }>(endpoints.inbox(), { signal })).alarms;
+  (await api<AlarmList>(endpoints.inbox(), { signal })).alarms;
 
 /** A patient's alarms, newest first, each with its history. */
 export const patientAlarms = async (patientId: string, signal?: AbortSignal) =>
-  (await api<{ alarms: Alarm[] }>(endpoints.patientAlarms(patientId), { signal })).alarms;
+  (await api<AlarmList>(endpoints.patientAlarms(patientId), { signal })).alarms;
 
 /** The care plan in force; `null` when the patient has none yet. */
 export async function carePlan(patientId: string, signal?: AbortSignal): Promise<CarePlanVersion | null> {
@@ -301,7 +140,7 @@ export async function carePlan(patientId: string, signal?: AbortSignal): Promise
 }
 
 export const carePlanVersions = async (patientId: string, signal?: AbortSignal) =>
-  (await api<{ versions: CarePlanVersion[] }>(endpoints.carePlanVersions(patientId), { signal })).versions;
+  (await api<CarePlanVersions>(endpoints.carePlanVersions(patientId), { signal })).versions;
 
 /** Changes the care plan: one rule edit, or a programme's defaults; always with a reason. */
 export const changeCarePlan = (

@@ -67,8 +67,7 @@ pub struct AlarmView {
     pub resolve_on_clear: bool,
     pub raised_at: DateTime<Utc>,
     pub state: AlarmState,
-    /// `open`, `acknowledged`, `snoozed` or `resolved`.
-    pub state_name: String,
+    pub state_name: AlarmStateName,
     /// Whether the condition behind the alarm is present now.
     pub condition_active: bool,
     pub condition_cleared_at: Option<DateTime<Utc>>,
@@ -106,7 +105,7 @@ impl AlarmView {
             resolve_on_clear: alarm.resolve_on_clear,
             raised_at: alarm.raised_at,
             state: alarm.state.clone(),
-            state_name: alarm.state.name().to_owned(),
+            state_name: AlarmStateName::of(&alarm.state),
             condition_active: alarm.condition_active,
             condition_cleared_at: alarm.condition_cleared_at,
             occurrences: alarm.occurrences,
@@ -151,6 +150,28 @@ impl AlarmView {
             }
         }
         (people, teams)
+    }
+}
+
+/// Where an alarm stands, by name.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmStateName {
+    Open,
+    Acknowledged,
+    Snoozed,
+    Resolved,
+}
+
+impl AlarmStateName {
+    pub fn of(state: &AlarmState) -> Self {
+        match state {
+            AlarmState::Open => Self::Open,
+            AlarmState::Acknowledged { .. } => Self::Acknowledged,
+            AlarmState::Snoozed { .. } => Self::Snoozed,
+            AlarmState::Resolved { .. } => Self::Resolved,
+        }
     }
 }
 
@@ -230,8 +251,7 @@ pub struct AlarmStreamEvent {
     pub patient_id: PatientId,
     pub at: DateTime<Utc>,
     /// The alarm as it is after the change.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alarm: Option<AlarmView>,
+    pub alarm: AlarmView,
     /// For `notified`: level, round, reason and recipients.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification: Option<Value>,
@@ -243,15 +263,13 @@ impl AlarmStream {
         if !self.patients.contains(&event.patient_id) {
             return None;
         }
+        let mut alarm = AlarmView::of(event.record.as_ref()?);
+        self.names.attach(&mut alarm);
         Some(AlarmStreamEvent {
             event: event.event,
             patient_id: event.patient_id,
             at: event.at,
-            alarm: event.record.as_ref().map(|record| {
-                let mut view = AlarmView::of(record);
-                self.names.attach(&mut view);
-                view
-            }),
+            alarm,
             notification: event.notification.clone(),
         })
     }

@@ -1,37 +1,15 @@
 // The CGM report: time-in-ranges bar, GMI, CV and the AGP percentile chart, from
-// GET /api/v1/patients/{id}/reports/cgm. The fields read are those of
-// wardline-analytics' ConsensusMetrics and AmbulatoryGlucoseProfile; the report may
-// nest them as `metrics` and `agp`.
+// GET /api/v1/patients/{id}/reports/cgm (wardline-analytics' ConsensusMetrics and
+// AmbulatoryGlucoseProfile, nested as `metrics` and `agp`; both absent for a period
+// without readings).
 
 import uPlot from 'uplot';
 import { h, notice, replace } from '../dom';
 import { endpoints, optional } from '../features';
+import type { CgmReport } from '../schema';
 
-interface Metrics {
-  n_valid?: number;
-  percent_time_active?: number;
-  mean_mg_dl?: number;
-  cv_pct?: number | null;
-  cv_pop_pct?: number;
-  gmi_pct?: number;
-  tir_70_180_pct?: number;
-  tbr_lt54_pct?: number;
-  tbr_54_69_pct?: number;
-  tar_181_250_pct?: number;
-  tar_gt250_pct?: number;
-  span_days?: number;
-}
-
-interface Agp {
-  bin_minutes: number;
-  levels: number[];
-  bins: { start_minute: number; n: number; percentiles: number[] | null }[];
-}
-
-interface Report extends Metrics {
-  metrics?: Metrics;
-  agp?: Agp;
-}
+type Metrics = NonNullable<CgmReport['metrics']>;
+type Agp = NonNullable<CgmReport['agp']>;
 
 const RANGES: [keyof Metrics, string, string, string][] = [
   ['tar_gt250_pct', 'Very high', '> 250 mg/dL', 'very-high'],
@@ -50,13 +28,17 @@ export function cgmReport(patientId: string, signal: AbortSignal): { element: HT
     body,
   );
   let plot: uPlot | null = null;
-  optional<Report>('cgm', endpoints.cgmReport(patientId, 14), signal)
+  optional<CgmReport>('cgm', endpoints.cgmReport(patientId, 14), signal)
     .then((report) => {
       if (report === undefined) {
         replace(body, notice('info', 'The CGM report is not available on this server yet.'));
         return;
       }
-      const metrics: Metrics = report.metrics ?? report;
+      const metrics = report.metrics;
+      if (!metrics) {
+        replace(body, notice('info', 'No CGM readings in the last 14 days.'));
+        return;
+      }
       const agpHost = h('div', { class: 'chart-host', role: 'img', 'aria-label': 'Ambulatory glucose profile: median and percentile bands by time of day' });
       replace(
         body,

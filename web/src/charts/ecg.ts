@@ -19,7 +19,7 @@ const PX_PER_MM = 96 / 25.4;
 const HEIGHT_MM = 40;
 const POLL_MS = 2000;
 const KEEP_MS = 60_000;
-const SIGNAL_PREFERENCE = ['ecg-lead-ii', 'ecg-lead-i', 'ecg-lead-iii', 'ecg-lead-v1', 'ecg-lead-v2', 'ecg-lead-v5'];
+const SIGNAL_PREFERENCE: WaveformChunk['signal'][] = ['ecg-lead-ii', 'ecg-lead-i', 'ecg-lead-iii', 'ecg-lead-v1', 'ecg-lead-v2', 'ecg-lead-v5'];
 
 interface Chunk {
   key: string;
@@ -51,7 +51,7 @@ export function ecgStrip(patientId: string): EcgStrip {
 
   const chunks: Chunk[] = [];
   const seen = new Set<string>();
-  let signal: string | null = null;
+  let signal: WaveformChunk['signal'] | null = null;
   let offset: number | null = null; // data time = performance.now() + offset
   let paused = false;
   let pausedAt = 0;

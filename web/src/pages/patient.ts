@@ -330,7 +330,8 @@ function eventList(alarm: Alarm, events: AlarmHistoryEvent[]): HTMLElement {
       'ol',
       null,
       events.map((event) => {
-        const detail = event.detail ?? {};
+        // What an event's detail holds depends on the event (see the alarm history).
+        const detail = (event.detail ?? {}) as Record<string, unknown>;
         const extra =
           event.event === 'notified'
             ? ` — level ${String(detail.level ?? '?')} (${String(detail.reason ?? '').replace(/_/g, ' ')})`
