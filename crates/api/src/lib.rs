@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
     layers::observed(
         router
             .fallback(|| async { ApiError(Error::NotFound("route".into())) })
+            .method_not_allowed_fallback(|| async { ApiError(Error::MethodNotAllowed) })
             .with_state(state),
     )
 }

@@ -46,9 +46,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Longest a request answered once may take (live streams excepted).
     pub request_timeout_seconds: u64,
-    /// For tests only (`WARDLINE_TEST_ALARM_EVALUATION_DELAY_MS`): a pause after each
-    /// batch the alarm engine evaluates, to show that a slow engine loses nothing.
-    pub test_alarm_evaluation_delay_ms: u64,
+    /// For tests only (`WARDLINE_TEST_ALARM_EVALUATION_DELAY_US`): a pause per event the
+    /// alarm engine evaluates, to show that a slow engine loses nothing.
+    pub test_alarm_evaluation_delay_us: u64,
 }
 
 /// Defaults: TLS ports that collide with nothing already running on these machines
@@ -282,7 +282,7 @@ pub fn load(
         alarm_repeat_minutes: file.alarms.repeat_minutes.unwrap_or(5),
         metrics_listen: env_value(env, "WARDLINE_METRICS_LISTEN")?.or(file.metrics.listen),
         request_timeout_seconds: file.http.request_timeout_seconds.unwrap_or(30),
-        test_alarm_evaluation_delay_ms: env_value(env, "WARDLINE_TEST_ALARM_EVALUATION_DELAY_MS")?
+        test_alarm_evaluation_delay_us: env_value(env, "WARDLINE_TEST_ALARM_EVALUATION_DELAY_US")?
             .unwrap_or(0),
     };
     validate(&config)?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use metrics_exporter_prometheus::PrometheusBuilder;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -78,6 +78,13 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let prometheus = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("wardline_http_request_duration_seconds".into()),
+            &[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        )
+        .context("setting the latency histogram's buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
     crate::metrics_catalog::describe();
@@ -251,7 +258,7 @@ pub fn alarm_settings(config: &Config, public_url: &str) -> wardline_alarms::Ala
             }),
         public_url: public_url.to_owned(),
         default_repeat_secs: config.alarm_repeat_minutes * 60,
-        evaluation_delay: std::time::Duration::from_millis(config.test_alarm_evaluation_delay_ms),
+        evaluation_delay: std::time::Duration::from_micros(config.test_alarm_evaluation_delay_us),
         ..wardline_alarms::AlarmSettings::default()
     }
 }

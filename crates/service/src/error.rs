@@ -31,6 +31,8 @@ pub enum Error {
     Forbidden,
     #[error("{0} not found")]
     NotFound(String),
+    #[error("this method is not allowed on this path")]
+    MethodNotAllowed,
     #[error("{0} already exists")]
     Conflict(String),
     #[error("{0}")]
@@ -81,6 +83,11 @@ impl Error {
         status: 404,
         meaning: "no such resource",
     };
+    const METHOD_NOT_ALLOWED: ErrorSpec = ErrorSpec {
+        code: "method_not_allowed",
+        status: 405,
+        meaning: "the path exists, but not with this method",
+    };
     const CONFLICT: ErrorSpec = ErrorSpec {
         code: "conflict",
         status: 409,
@@ -118,13 +125,14 @@ impl Error {
     };
 
     /// Every error a client can see, for documentation.
-    pub const ALL: [ErrorSpec; 13] = [
+    pub const ALL: [ErrorSpec; 14] = [
         Self::INVALID_REQUEST,
         Self::INVALID_PAYLOAD,
         Self::UNAUTHENTICATED,
         Self::BAD_LOGIN,
         Self::FORBIDDEN,
         Self::NOT_FOUND,
+        Self::METHOD_NOT_ALLOWED,
         Self::CONFLICT,
         Self::DEVICE_NOT_ASSIGNED,
         Self::INVALID_STATE,
@@ -142,6 +150,7 @@ impl Error {
             Error::BadLogin => Self::BAD_LOGIN,
             Error::Forbidden => Self::FORBIDDEN,
             Error::NotFound(_) => Self::NOT_FOUND,
+            Error::MethodNotAllowed => Self::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => Self::CONFLICT,
             Error::DeviceNotAssigned(_) => Self::DEVICE_NOT_ASSIGNED,
             Error::InvalidState(_) => Self::INVALID_STATE,
@@ -252,6 +261,7 @@ mod tests {
             Error::BadLogin,
             Error::Forbidden,
             Error::NotFound("p".into()),
+            Error::MethodNotAllowed,
             Error::Conflict("c".into()),
             Error::DeviceNotAssigned("d".into()),
             Error::InvalidState("s".into()),

@@ -85,8 +85,8 @@ pub struct AlarmSettings {
     pub checkpoint_interval: Duration,
     /// Events read from the log at once.
     pub batch_size: u32,
-    /// For tests only: a pause after evaluating each batch, to prove that an engine
-    /// slower than ingest falls behind and catches up without losing anything.
+    /// For tests only: a pause per event evaluated, to prove that an engine slower than
+    /// ingest falls behind and catches up without losing anything.
     pub evaluation_delay: Duration,
 }
 
@@ -624,7 +624,7 @@ impl Engine {
             self.evaluate(event);
         }
         if !self.settings.evaluation_delay.is_zero() {
-            tokio::time::sleep(self.settings.evaluation_delay).await;
+            tokio::time::sleep(self.settings.evaluation_delay * count as u32).await;
         }
         self.cursor = batch.next;
         if !self.flush(false).await {

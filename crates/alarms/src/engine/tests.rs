@@ -454,7 +454,7 @@ async fn a_slow_engine_falls_behind_and_evaluates_everything() {
     let mut engine = ward
         .engine(AlarmSettings {
             batch_size: 64,
-            evaluation_delay: std::time::Duration::from_millis(1),
+            evaluation_delay: std::time::Duration::from_micros(20),
             ..settings()
         })
         .await;

@@ -7,6 +7,8 @@ mod alarms;
 mod analytics;
 mod demo;
 mod durability;
+mod evaluation;
 mod gateway;
 mod ingest;
+mod observability;
 mod support;

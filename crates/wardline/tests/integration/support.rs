@@ -241,6 +241,34 @@ impl TestServer {
         EventStream::new(response)
     }
 
+    /// The Prometheus exposition, read as an admin.
+    pub(crate) async fn metrics(&self) -> String {
+        let admin = self.admin().await;
+        let response = self.get(&admin, "/metrics").await;
+        assert_eq!(response.status(), 200, "metrics for an admin");
+        response.text().await.expect("metrics text")
+    }
+
+    /// Waits until the alarm engine has evaluated every observation stored, and returns
+    /// that count.
+    pub(crate) async fn evaluated_everything(&self, within: Duration) -> f64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let text = self.metrics().await;
+            let evaluated = metric(&text, "wardline_alarm_readings_evaluated_total");
+            let stored = metric(&text, "wardline_ingest_readings_stored_total")
+                + metric(&text, "wardline_derived_observations_stored_total");
+            if evaluated >= stored && stored > 0.0 {
+                return evaluated;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the alarm engine evaluated {evaluated} of {stored} readings within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Observations of one code for a patient, as a clinician sees them.
     pub(crate) async fn observations(
         &self,
@@ -268,6 +296,24 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The sum of every series of metric `name` in a Prometheus exposition (0 when absent).
+pub(crate) fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A CGM reading taken at `at`, as a device sends it.
+pub(crate) fn glucose_at(seq: i64, value: f64, at: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({"v": 1, "seq": seq, "code": "99504-3", "value": value, "unit": "mg/dL",
+           "time": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)})
 }
 
 /// A Server-Sent Events stream being read.
@@ -344,11 +390,13 @@ impl EventStream {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Session {
     pub(crate) token: String,
     pub(crate) user_id: String,
 }
 
+#[derive(Clone)]
 pub(crate) struct EnrolledDevice {
     pub(crate) id: String,
     pub(crate) secret: String,

@@ -1,0 +1,299 @@
+//! Who may do what: every role against every kind of endpoint, through the real router.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use common::hospital;
+
+const ROLES: [&str; 7] = [
+    "admin",
+    "clinician",
+    "nurse",
+    "outsider",
+    "ada",
+    "bob",
+    "anonymous",
+];
+
+/// Reads of Ada's health data: her care team and Ada herself, nobody else; each decision
+/// audited.
+#[tokio::test]
+async fn only_the_care_team_and_the_patient_read_a_patients_data() {
+    let h = hospital().await;
+    let reads = [
+        "",
+        "/devices",
+        "/observations?code=99504-3",
+        "/observations/summary?code=99504-3",
+        "/observations/latest",
+        "/waveforms",
+        "/reports/cgm",
+        "/rhythm-events",
+        "/news2",
+        "/care-teams",
+        "/access-log",
+        "/care-plan/versions",
+        "/alarms",
+    ];
+    for who in ROLES {
+        let expected = match who {
+            "clinician" | "nurse" | "ada" => StatusCode::OK,
+            "anonymous" => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::FORBIDDEN,
+        };
+        for read in reads {
+            let path = format!("/api/v1/patients/{}{read}", h.ada);
+            let (status, body) = h.as_(who, Method::GET, &path, None).await;
+            assert_eq!(status, expected, "{who} GET {path}: {body}");
+            if status != StatusCode::OK {
+                assert!(body["error"]["code"].is_string(), "{who} {path}: {body}");
+            }
+        }
+    }
+    // Absent data of a readable record is "not found", not "forbidden".
+    for (path, who) in [("/news2/latest", "nurse"), ("/care-plan", "ada")] {
+        let (status, _) = h
+            .as_(
+                who,
+                Method::GET,
+                &format!("/api/v1/patients/{}{path}", h.ada),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{who} {path}");
+    }
+    // Bob's own record is his alone.
+    let (status, _) = h
+        .as_(
+            "bob",
+            Method::GET,
+            &format!("/api/v1/patients/{}", h.bob),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = h
+        .as_(
+            "clinician",
+            Method::GET,
+            &format!("/api/v1/patients/{}", h.bob),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Every decision is in the audit trail, refusals included.
+    let (_, log) = h
+        .as_(
+            "admin",
+            Method::GET,
+            &format!("/api/v1/audit?patient_id={}&limit=1000", h.ada),
+            None,
+        )
+        .await;
+    let entries = log.as_array().expect("audit");
+    let denied = entries
+        .iter()
+        .filter(|entry| entry["outcome"] == "denied")
+        .count();
+    let allowed = entries
+        .iter()
+        .filter(|entry| entry["outcome"] == "allowed")
+        .count();
+    assert!(denied >= 3 * reads.len(), "{denied} refusals audited");
+    assert!(allowed >= 3 * reads.len(), "{allowed} reads audited");
+}
+
+/// Administration is for admins: every admin endpoint refuses everyone else, and the
+/// refusal is audited.
+#[tokio::test]
+async fn only_admins_administer() {
+    let h = hospital().await;
+    let team = h.team.clone();
+    let admin_reads = [
+        "/api/v1/users".to_owned(),
+        "/api/v1/care-teams".to_owned(),
+        "/api/v1/devices".to_owned(),
+        "/api/v1/gateways".to_owned(),
+        "/api/v1/audit".to_owned(),
+        "/api/v1/notifications/dead-letters".to_owned(),
+        "/metrics".to_owned(),
+        format!("/api/v1/care-teams/{team}/notification-channels"),
+    ];
+    for who in ROLES {
+        for path in &admin_reads {
+            let (status, body) = h.as_(who, Method::GET, path, None).await;
+            let expected = match who {
+                "admin" => StatusCode::OK,
+                "anonymous" => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::FORBIDDEN,
+            };
+            assert_eq!(status, expected, "{who} GET {path}: {body}");
+        }
+    }
+    let changes = [
+        (
+            Method::POST,
+            "/api/v1/patients".to_owned(),
+            json!({"display_name": "Cleo"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/care-teams".to_owned(),
+            json!({"name": "Night shift"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/devices".to_owned(),
+            json!({"kind": "cgm", "model": "G7", "serial": "1"}),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/care-teams/{team}/escalation-policy"),
+            json!({"steps": [{"after_secs": 0, "notify": [{"to": "care_team", "care_team_id": team}]}], "repeat_after_secs": null, "max_rounds": 1}),
+        ),
+    ];
+    for who in ["clinician", "nurse", "outsider", "ada"] {
+        for (method, path, body) in &changes {
+            let (status, answer) = h.as_(who, method.clone(), path, Some(body.clone())).await;
+            assert_eq!(
+                status,
+                StatusCode::FORBIDDEN,
+                "{who} {method} {path}: {answer}"
+            );
+        }
+    }
+    for (method, path, body) in changes {
+        let (status, answer) = h.as_("admin", method.clone(), &path, Some(body)).await;
+        assert!(status.is_success(), "admin {method} {path}: {answer}");
+    }
+    let (_, log) = h
+        .as_(
+            "admin",
+            Method::GET,
+            "/api/v1/audit?action=patients.create&limit=100",
+            None,
+        )
+        .await;
+    let outcomes: Vec<&str> = log
+        .as_array()
+        .expect("audit")
+        .iter()
+        .filter_map(|entry| entry["outcome"].as_str())
+        .collect();
+    assert!(
+        outcomes.contains(&"denied") && outcomes.contains(&"allowed"),
+        "{outcomes:?}"
+    );
+}
+
+/// Changing a care plan needs a clinician or nurse of the patient's team (an admin may
+/// assign a programme's defaults); acting on an alarm needs the care team.
+#[tokio::test]
+async fn only_the_care_team_changes_a_care_plan() {
+    let h = hospital().await;
+    let path = format!("/api/v1/patients/{}/care-plan", h.ada);
+    let plan = json!({"program": "diabetes", "reason": "type 1 diabetes"});
+    for who in ["outsider", "ada", "bob"] {
+        let (status, body) = h.as_(who, Method::PUT, &path, Some(plan.clone())).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{who}: {body}");
+    }
+    let (status, body) = h.as_("nurse", Method::PUT, &path, Some(plan.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 1);
+    let (status, body) = h.as_("admin", Method::PUT, &path, Some(plan)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "an admin assigns a programme: {body}"
+    );
+    let edit = json!({"reason": "tighter", "edit": {"op": "remove", "rule_id": "high"}});
+    let (status, _) = h.as_("admin", Method::PUT, &path, Some(edit.clone())).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "an admin does not edit rules"
+    );
+    let (status, body) = h.as_("clinician", Method::PUT, &path, Some(edit)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 3);
+    let (_, versions) = h
+        .as_("ada", Method::GET, &format!("{path}/versions"), None)
+        .await;
+    assert_eq!(versions["versions"].as_array().map(Vec::len), Some(3));
+}
+
+/// Enrolling a device for a patient who does not exist is refused, and leaves nothing
+/// behind: the same device id enrols cleanly afterwards.
+#[tokio::test]
+async fn enrolment_for_an_unknown_patient_creates_nothing() {
+    let h = hospital().await;
+    let ghost = wardline_domain::PatientId::random();
+    let request = json!({"kind": "ecg", "model": "patch", "serial": "7", "device_id": "ecg-ward7-1", "patient_id": ghost});
+    let (status, body) = h
+        .as_("admin", Method::POST, "/api/v1/devices", Some(request))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("patient"),
+        "{body}"
+    );
+    let (_, devices) = h.as_("admin", Method::GET, "/api/v1/devices", None).await;
+    assert_eq!(
+        devices.as_array().map(Vec::len),
+        Some(0),
+        "no device was created"
+    );
+    let (status, body) = h
+        .as_(
+            "admin",
+            Method::POST,
+            "/api/v1/devices",
+            Some(json!({"kind": "ecg", "model": "patch", "serial": "7", "device_id": "ecg-ward7-1", "patient_id": h.ada})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        body["secret"]
+            .as_str()
+            .is_some_and(|secret| secret.starts_with("wds_"))
+    );
+    let (_, on_ada) = h
+        .as_(
+            "nurse",
+            Method::GET,
+            &format!("/api/v1/patients/{}/devices", h.ada),
+            None,
+        )
+        .await;
+    assert_eq!(on_ada[0]["id"], "ecg-ward7-1");
+}
+
+/// A session ends at logout; a disabled account's sessions end at once.
+#[tokio::test]
+async fn sessions_end_at_logout_and_when_an_account_is_disabled() {
+    let h = hospital().await;
+    let (status, _) = h
+        .as_("nurse", Method::POST, "/api/v1/auth/logout", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = h.as_("nurse", Method::GET, "/api/v1/me", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, me) = h.as_("clinician", Method::GET, "/api/v1/me", None).await;
+    let clinician = me["id"].as_str().unwrap().to_owned();
+    let (status, _) = h
+        .as_(
+            "admin",
+            Method::POST,
+            &format!("/api/v1/users/{clinician}/disable"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = h.as_("clinician", Method::GET, "/api/v1/me", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
