@@ -412,7 +412,9 @@ impl Engine {
     /// Loads everything from the store: care plans, the evaluators' state and cursor of
     /// the last checkpoint, the unresolved alarms, policies and channels. A first start
     /// begins at the log's tail and stores that position at once, so that nothing
-    /// committed after it can be missed.
+    /// committed after it can be missed. A database from before the event log (schema 4)
+    /// has evaluator state but no position: that state is taken up too, so a condition
+    /// that was building up when the old version stopped carries on.
     async fn load(&mut self) -> Result<(), AlarmsError> {
         let now = self.clock.now();
         self.patients.clear();
@@ -421,11 +423,8 @@ impl Engine {
         self.pending.clear();
         self.pending_audit.clear();
         let checkpoint = self.store.checkpoint(CONSUMER).await?;
-        let snapshots: HashMap<PatientId, Value> = if checkpoint.is_some() {
-            self.store.monitor_states().await?.into_iter().collect()
-        } else {
-            HashMap::new()
-        };
+        let snapshots: HashMap<PatientId, Value> =
+            self.store.monitor_states().await?.into_iter().collect();
         for record in self.store.current_care_plans().await? {
             let plan = record.plan;
             let restored = snapshots
