@@ -170,6 +170,12 @@ fn channel_label(item: &NotificationRecord) -> &'static str {
     item.channel.kind.as_str()
 }
 
+/// Whether the webhook client can send to this URL at all: a target it cannot parse
+/// (e.g. `https://[x`) would only ever make dead letters.
+pub fn webhook_url_parses(url: &str) -> bool {
+    reqwest::Url::parse(url).is_ok()
+}
+
 /// One attempt; the error is what an admin sees on a dead letter (no health data).
 async fn deliver(
     client: &reqwest::Client,

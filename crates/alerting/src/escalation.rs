@@ -32,20 +32,28 @@ pub enum Recipient {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EscalationStep {
-    /// Delay after the previous step (after the alarm, for the first step).
+    /// Delay after the previous step (after the alarm, for the first step): 0 s to 7
+    /// days.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 604_800))]
     pub after_secs: i64,
+    /// At least one recipient.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub notify: Vec<Recipient>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EscalationPolicy {
+    /// At least one step.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub steps: Vec<EscalationStep>,
-    /// Delay between the last step and the first step of the next round; `None` for a
-    /// single round.
+    /// Delay between the last step and the first step of the next round, 1 s to 7 days;
+    /// `None` for a single round.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 604_800))]
     pub repeat_after_secs: Option<i64>,
-    /// Rounds at most, the first included, so an alarm nobody answers cannot notify
-    /// forever (a distributed alarm system must report failed delivery instead).
+    /// Rounds at most, 1 to 100, the first included, so an alarm nobody answers cannot
+    /// notify forever (a distributed alarm system must report failed delivery instead).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub max_rounds: u32,
 }
 

@@ -128,9 +128,11 @@ pub struct ThresholdRule {
     pub value: f64,
     /// The excursion must have lasted this long (first to latest reading beyond); 0 raises
     /// on the first reading.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 604_800))]
     pub min_duration_secs: i64,
     /// The condition clears only once a reading is back across the limit by this margin,
     /// so a value hovering at the limit does not raise and clear over and over.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub hysteresis: f64,
 }
 
@@ -143,10 +145,13 @@ pub struct RateOfChangeRule {
     /// `Below` watches for a fall, `Above` for a rise.
     pub direction: Direction,
     /// Magnitude, canonical unit per minute (positive).
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0))]
     pub per_minute: f64,
     /// The rate is measured from the oldest to the newest reading within this window.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 604_800))]
     pub window_secs: i64,
     /// The condition clears once the rate is below `per_minute - hysteresis_per_minute`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub hysteresis_per_minute: f64,
     /// Only while the latest value is below this (a fast fall from a high is usually a
     /// correction working; the same fall near the low range is a warning).
@@ -163,12 +168,15 @@ pub struct PredictedCrossingRule {
     pub direction: Direction,
     pub value: f64,
     /// Only forecast points at most this far after the forecast was issued count.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 604_800))]
     pub horizon_secs: i64,
     /// Successive forecasts must keep predicting the crossing this long: one forecast
     /// bent by a noisy reading is not a prediction worth an alarm.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 604_800))]
     pub min_duration_secs: i64,
     /// The condition clears once every forecast point is back by this margin.
+    #[cfg_attr(feature = "openapi", schema(minimum = 0))]
     pub hysteresis: f64,
 }
 
@@ -178,7 +186,13 @@ pub struct PredictedCrossingRule {
 #[serde(tag = "band", rename_all = "snake_case")]
 pub enum News2Band {
     /// Aggregate score in `min..=max` (no `max`: and above).
-    Aggregate { min: u8, max: Option<u8> },
+    Aggregate {
+        #[cfg_attr(feature = "openapi", schema(maximum = 20))]
+        min: u8,
+        /// At least `min`.
+        #[cfg_attr(feature = "openapi", schema(maximum = 20))]
+        max: Option<u8>,
+    },
     /// A 3 in any single parameter while the aggregate is below 5; at 5 or more the
     /// aggregate bands already speak for it.
     SingleParameter3,
@@ -204,6 +218,7 @@ pub(crate) fn rhythm_words(kind: RhythmKind) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RhythmRule {
     pub rhythm: RhythmKind,
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 604_800))]
     pub clear_after_secs: i64,
 }
 
@@ -226,6 +241,7 @@ pub enum DeviceSelector {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceSilenceRule {
     pub devices: DeviceSelector,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 604_800))]
     pub after_secs: i64,
 }
 
@@ -235,7 +251,10 @@ pub struct DeviceSilenceRule {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum DeviceStatusCondition {
     /// Battery below a percentage; clears 5 points above it, since battery gauges jitter.
-    LowBattery { below_percent: f64 },
+    LowBattery {
+        #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
+        below_percent: f64,
+    },
     /// The device reports a fault.
     Fault,
 }

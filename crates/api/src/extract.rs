@@ -74,10 +74,10 @@ impl FromRequestParts<AppState> for Caller {
         let token = presented_token(parts).ok_or(Error::Unauthenticated)?;
         let by_bearer = bearer(parts).is_some();
         if !by_bearer && !parts.method.is_safe() && !parts.headers.contains_key(CSRF_HEADER) {
-            return Err(Error::invalid(
-                CSRF_HEADER,
-                "a request that changes state with the session cookie must send `X-Wardline-Request: 1`",
-            )
+            return Err(Error::CsrfHeaderMissing {
+                field: CSRF_HEADER.into(),
+                message: "a request that changes state with the session cookie must send `X-Wardline-Request: 1`".into(),
+            }
             .into());
         }
         let person = state

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod layers;
 mod routes;
+mod schemas;
 pub mod state;
 
 use std::sync::OnceLock;
@@ -33,7 +34,7 @@ pub use state::{ApiSettings, AppState, MetricsRenderer};
             Every error is `{\"error\": {\"code\", \"message\", \"field\"?, \"kind\"?}}` with a stable `code`.",
     ),
     security(("session" = []), ("session_cookie" = [])),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, schemas::LoincCode)),
 )]
 struct ApiDoc;
 
@@ -95,9 +96,12 @@ pub fn openapi() -> OpenApi {
 }
 
 /// What the generated document needs beside the handlers' own declarations: the security
-/// schemes, the version, and the error responses every operation can give.
+/// schemes, the version, the error responses every operation can give, the range of
+/// every fixed-width integer, and nullable formatted values in the form generators read.
 fn describe(document: &mut OpenApi) {
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    schemas::bound_integers(document);
+    schemas::split_nullable_formats(document);
     let components = document.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "session",

@@ -379,8 +379,12 @@ async fn a_cookie_session_needs_the_request_header_to_change_anything() {
     };
     let (status, body) = h.send(request(false)).await;
     assert_eq!(
-        (status, error(&body).1),
-        (StatusCode::BAD_REQUEST, Some("x-wardline-request"))
+        (status, error(&body).0, error(&body).1),
+        (
+            StatusCode::FORBIDDEN,
+            "csrf_header_missing",
+            Some("x-wardline-request")
+        )
     );
     let (status, _) = h.send(request(true)).await;
     assert_eq!(status, StatusCode::CREATED);

@@ -60,3 +60,48 @@ async fn every_documented_operation_is_routed() {
     }
     assert!(checked >= 56, "{checked} operations checked");
 }
+
+/// The other direction: the router and the document are built from the same
+/// `OpenApiRouter`s (`wardline_api::router` and `wardline_api::openapi` split one
+/// `api()`), where `routes!` adds a handler together with its `#[utoipa::path]`. The one
+/// way to route something undocumented is axum's own `route`, `route_service` or `nest`,
+/// so no source file of the API may call them.
+#[test]
+fn routes_are_added_only_with_their_description() {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![source];
+    let mut offenders = Vec::new();
+    let mut scanned = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read src") {
+                files.push(entry.expect("entry").path());
+            }
+            continue;
+        }
+        if path.extension().is_none_or(|extension| extension != "rs") {
+            continue;
+        }
+        scanned += 1;
+        let text = std::fs::read_to_string(&path).expect("read source");
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for call in [".route(", ".route_service(", ".nest(", ".nest_service("] {
+                if code.contains(call) {
+                    offenders.push(format!(
+                        "{}:{}: {}",
+                        path.display(),
+                        number + 1,
+                        line.trim()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(scanned >= 10, "only {scanned} source files found");
+    assert!(
+        offenders.is_empty(),
+        "routes added without their OpenAPI description (use `routes!`):\n{}",
+        offenders.join("\n")
+    );
+}

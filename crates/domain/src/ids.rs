@@ -59,16 +59,18 @@ uuid_id!(CareTeamId, "care team");
 ///
 /// The alphabet is what MQTT topic levels and NATS subjects both accept unescaped, so
 /// a device keeps its identifier when ingest moves to another bus.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct DeviceId(String);
 
 impl DeviceId {
+    pub const MIN_LEN: usize = 3;
     pub const MAX_LEN: usize = 64;
+    /// What [`DeviceId::parse`] accepts besides the length, as a regular expression.
+    pub const PATTERN: &'static str = "^[A-Za-z0-9_-]+$";
 
     pub fn parse(text: &str) -> Result<Self, IdError> {
-        if text.len() < 3 {
+        if text.len() < Self::MIN_LEN {
             return Err(IdError::Device("shorter than 3 characters"));
         }
         if text.len() > Self::MAX_LEN {
@@ -96,6 +98,28 @@ impl DeviceId {
         &self.0
     }
 }
+
+/// The schema says what [`DeviceId::parse`] accepts, so that a client can tell a valid
+/// identifier without asking.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for DeviceId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some(
+                "Identifier of a device: 3 to 64 characters from `[A-Za-z0-9_-]`.\n\n\
+                 The alphabet is what MQTT topic levels and NATS subjects both accept \
+                 unescaped, so a device keeps its identifier when ingest moves to another bus.",
+            ))
+            .min_length(Some(Self::MIN_LEN))
+            .max_length(Some(Self::MAX_LEN))
+            .pattern(Some(Self::PATTERN))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for DeviceId {}
 
 impl fmt::Display for DeviceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

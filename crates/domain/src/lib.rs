@@ -7,6 +7,8 @@ pub mod observation;
 pub mod payload;
 pub mod people;
 pub mod rhythm;
+#[cfg(feature = "openapi")]
+pub mod text_schema;
 pub mod topics;
 
 pub use codes::{CodeSpec, ObservationCode, UnitError};

@@ -296,7 +296,8 @@ pub enum NewChannel {
     },
 }
 
-fn check_webhook_url(url: &str) -> Result<(), Error> {
+/// Whether a webhook channel may send to this URL.
+pub fn check_webhook_url(url: &str) -> Result<(), Error> {
     let bad = || {
         Error::invalid(
             "url",
@@ -319,14 +320,22 @@ fn check_webhook_url(url: &str) -> Result<(), Error> {
     if host.is_empty() {
         return Err(bad());
     }
-    match scheme {
-        "https" => Ok(()),
-        "http" if matches!(host, "localhost" | "127.0.0.1" | "::1") => Ok(()),
-        _ => Err(bad()),
+    let allowed = match scheme {
+        "https" => true,
+        "http" => matches!(host, "localhost" | "127.0.0.1" | "::1"),
+        _ => false,
+    };
+    // The notifier's client must be able to send to it: an unclosed or malformed
+    // bracketed host, say, would only make dead letters.
+    if allowed && wardline_alarms::notify::webhook_url_parses(url) {
+        Ok(())
+    } else {
+        Err(bad())
     }
 }
 
-fn check_address(address: &str) -> Result<(), Error> {
+/// Whether an e-mail channel may send to this address.
+pub fn check_address(address: &str) -> Result<(), Error> {
     let valid = address.len() <= 254
         && !address
             .chars()
@@ -874,5 +883,51 @@ impl Wardline {
             engine.wake_outbox();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls_are_ones_the_notifier_can_send_to() {
+        for good in [
+            "https://hooks.example.org/wardline",
+            "https://user:pw@hooks.example.org:8443/a?b#c",
+            "https://[2001:db8::1]:8443/hook",
+            "http://localhost:8080/hook",
+            "http://127.0.0.1/hook",
+            "http://[::1]:9000",
+        ] {
+            assert!(check_webhook_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ftp://hooks.example.org",
+            "http://hooks.example.org/hook",
+            "https://",
+            "https://:443/hook",
+            "https://hooks example.org",
+            // Bracketed hosts that are not IPv6 addresses: no client can reach them.
+            "https://[x",
+            "https://[x]/hook",
+            "http://[::1",
+            "https://a:port/hook",
+        ] {
+            assert!(check_webhook_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn state_filters_are_read_strictly() {
+        assert_eq!(parse_states(None).ok(), Some(Vec::new()));
+        assert_eq!(parse_states(Some("all")).ok(), Some(Vec::new()));
+        assert_eq!(
+            parse_states(Some("open,resolved")).ok(),
+            Some(vec!["open".to_owned(), "resolved".to_owned()])
+        );
+        for bad in ["", "open,", ",open", "Open", "open,all", "unresolved,open"] {
+            assert!(parse_states(Some(bad)).is_err(), "{bad:?}");
+        }
     }
 }

@@ -29,6 +29,11 @@ pub enum Error {
     BadLogin,
     #[error("not allowed")]
     Forbidden,
+    /// A request that changes state, authenticated by the session cookie alone, came
+    /// without the header that only Wardline's own pages send: a guard against
+    /// cross-site request forgery. `field` names the header.
+    #[error("{message}")]
+    CsrfHeaderMissing { field: String, message: String },
     #[error("{0} not found")]
     NotFound(String),
     #[error("this method is not allowed on this path")]
@@ -78,6 +83,11 @@ impl Error {
         status: 403,
         meaning: "authenticated, but not allowed to do this (for example, not on the patient's care team)",
     };
+    const CSRF_HEADER_MISSING: ErrorSpec = ErrorSpec {
+        code: "csrf_header_missing",
+        status: 403,
+        meaning: "a request that changes state with the session cookie lacks the header the web app sends; `field` names it",
+    };
     const NOT_FOUND: ErrorSpec = ErrorSpec {
         code: "not_found",
         status: 404,
@@ -125,12 +135,13 @@ impl Error {
     };
 
     /// Every error a client can see, for documentation.
-    pub const ALL: [ErrorSpec; 14] = [
+    pub const ALL: [ErrorSpec; 15] = [
         Self::INVALID_REQUEST,
         Self::INVALID_PAYLOAD,
         Self::UNAUTHENTICATED,
         Self::BAD_LOGIN,
         Self::FORBIDDEN,
+        Self::CSRF_HEADER_MISSING,
         Self::NOT_FOUND,
         Self::METHOD_NOT_ALLOWED,
         Self::CONFLICT,
@@ -149,6 +160,7 @@ impl Error {
             Error::Unauthenticated => Self::UNAUTHENTICATED,
             Error::BadLogin => Self::BAD_LOGIN,
             Error::Forbidden => Self::FORBIDDEN,
+            Error::CsrfHeaderMissing { .. } => Self::CSRF_HEADER_MISSING,
             Error::NotFound(_) => Self::NOT_FOUND,
             Error::MethodNotAllowed => Self::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => Self::CONFLICT,
@@ -180,6 +192,7 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::InvalidRequest { field, .. } => field.as_deref(),
+            Error::CsrfHeaderMissing { field, .. } => Some(field.as_str()),
             Error::InvalidPayload(error) => Some(error.field.as_str()),
             _ => None,
         }
@@ -260,6 +273,10 @@ mod tests {
             Error::Unauthenticated,
             Error::BadLogin,
             Error::Forbidden,
+            Error::CsrfHeaderMissing {
+                field: "x-wardline-request".into(),
+                message: "send the header".into(),
+            },
             Error::NotFound("p".into()),
             Error::MethodNotAllowed,
             Error::Conflict("c".into()),
@@ -281,6 +298,14 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), Error::ALL.len(), "codes are unique");
         assert_eq!(Error::Forbidden.status(), 403);
+        let csrf = Error::CsrfHeaderMissing {
+            field: "x-wardline-request".into(),
+            message: "send the header".into(),
+        };
+        assert_eq!(
+            (csrf.status(), csrf.field(), csrf.message().as_str()),
+            (403, Some("x-wardline-request"), "send the header")
+        );
         assert_eq!(Error::PayloadTooLarge { limit: 1 }.status(), 413);
         assert_eq!(
             Error::Internal("secret cause".into()).message(),

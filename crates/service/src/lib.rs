@@ -141,7 +141,7 @@ impl Wardline {
 }
 
 /// Checks a text's length in characters, naming the field when it is wrong.
-pub(crate) fn bounded(field: &str, text: &str, max: usize) -> Result<(), Error> {
+pub fn bounded(field: &str, text: &str, max: usize) -> Result<(), Error> {
     if text.trim().is_empty() || text.chars().count() > max {
         return Err(Error::invalid(field, format!("1 to {max} characters")));
     }

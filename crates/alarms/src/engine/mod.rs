@@ -126,6 +126,11 @@ pub struct AlarmEvent {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CarePlanRequest {
+    /// Why: 1 to 1000 characters once trimmed of white space.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = wardline_domain::text_schema::trimmed_text::<1000>)
+    )]
     pub reason: String,
     #[serde(default)]
     pub program: Option<Program>,

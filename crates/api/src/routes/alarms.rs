@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use utoipa::openapi::{RefOr, schema::Schema};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -54,6 +55,7 @@ pub(crate) fn stream_routes() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct AtParams {
     /// RFC 3339: the version in force then; the newest when absent.
+    #[param(value_type = Option<String>, format = DateTime)]
     at: Option<String>,
 }
 
@@ -130,8 +132,12 @@ pub(crate) struct AlarmList {
 pub(crate) struct InboxParams {
     /// `open`, `acknowledged`, `snoozed`, `resolved` (comma-separated), `unresolved`
     /// (the default) or `all`.
+    #[param(
+        pattern = "^(all|unresolved|(open|acknowledged|snoozed|resolved)(,(open|acknowledged|snoozed|resolved))*)$"
+    )]
     state: Option<String>,
     /// 1 to 1000 (default 200).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -156,12 +162,18 @@ pub(crate) async fn inbox(
 #[into_params(parameter_in = Query)]
 pub(crate) struct HistoryParams {
     /// RFC 3339: raised at or after.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// RFC 3339: raised before.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// As for the inbox; every state when absent.
+    #[param(
+        pattern = "^(all|unresolved|(open|acknowledged|snoozed|resolved)(,(open|acknowledged|snoozed|resolved))*)$"
+    )]
     state: Option<String>,
     /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
@@ -192,7 +204,7 @@ pub(crate) async fn patient_alarms(
 
 /// One alarm with its history, its deliveries and the care plan version that raised it.
 #[utoipa::path(get, path = "/api/v1/alarms/{alarm_id}", tag = "alarms",
-    params(("alarm_id" = String, Path, description = "The alarm's handle")),
+    params(("alarm_id" = String, Path, description = "The alarm's handle (its `id`)", pattern = "^[0-9A-Fa-f]{1,64}$")),
     responses((status = 200, description = "The alarm", body = AlarmView)))]
 pub(crate) async fn get_alarm(
     State(state): State<AppState>,
@@ -205,7 +217,7 @@ pub(crate) async fn get_alarm(
 /// Acknowledges an alarm (a clinician, nurse or admin of the patient's care team): its
 /// escalation stops.
 #[utoipa::path(post, path = "/api/v1/alarms/{alarm_id}/acknowledge", tag = "alarms",
-    params(("alarm_id" = String, Path, description = "The alarm's handle")),
+    params(("alarm_id" = String, Path, description = "The alarm's handle (its `id`)", pattern = "^[0-9A-Fa-f]{1,64}$")),
     responses((status = 200, description = "The alarm, acknowledged", body = AlarmView)))]
 pub(crate) async fn acknowledge(
     State(state): State<AppState>,
@@ -222,13 +234,14 @@ pub(crate) async fn acknowledge(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ResolveRequest {
-    /// Why it is resolved (required; at most 2000 characters).
+    /// Why it is resolved: 1 to 2000 characters once trimmed of white space.
+    #[schema(schema_with = crate::schemas::trimmed_text::<2000>)]
     note: String,
 }
 
 /// Resolves an alarm, with a note.
 #[utoipa::path(post, path = "/api/v1/alarms/{alarm_id}/resolve", tag = "alarms",
-    params(("alarm_id" = String, Path, description = "The alarm's handle")),
+    params(("alarm_id" = String, Path, description = "The alarm's handle (its `id`)", pattern = "^[0-9A-Fa-f]{1,64}$")),
     request_body = ResolveRequest,
     responses((status = 200, description = "The alarm, resolved", body = AlarmView)))]
 pub(crate) async fn resolve(
@@ -249,16 +262,25 @@ pub(crate) async fn resolve(
     ))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// `minutes` or `seconds`, not both; its schema is written out in `schemas`.
+#[derive(Debug, Deserialize)]
 pub(crate) struct SnoozeRequest {
     minutes: Option<f64>,
     seconds: Option<i64>,
 }
 
+impl utoipa::PartialSchema for SnoozeRequest {
+    fn schema() -> RefOr<Schema> {
+        crate::schemas::snooze_request()
+    }
+}
+
+impl ToSchema for SnoozeRequest {}
+
 /// Pauses an alarm's notifications for a while (at most 30, 60 or 240 minutes for high,
 /// medium and low priority); it comes back, notified again, when the snooze ends.
 #[utoipa::path(post, path = "/api/v1/alarms/{alarm_id}/snooze", tag = "alarms",
-    params(("alarm_id" = String, Path, description = "The alarm's handle")),
+    params(("alarm_id" = String, Path, description = "The alarm's handle (its `id`)", pattern = "^[0-9A-Fa-f]{1,64}$")),
     request_body = SnoozeRequest,
     responses((status = 200, description = "The alarm, snoozed", body = AlarmView)))]
 pub(crate) async fn snooze(
@@ -349,7 +371,8 @@ pub(crate) async fn get_escalation_policy(
     ))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// A webhook or an e-mail channel; its schema is written out in `schemas`.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChannelRequest {
     /// `webhook` or `email`.
@@ -361,6 +384,14 @@ pub(crate) struct ChannelRequest {
     /// Send only "alarm X for patient Y, open Wardline" (the default).
     minimal: Option<bool>,
 }
+
+impl utoipa::PartialSchema for ChannelRequest {
+    fn schema() -> RefOr<Schema> {
+        crate::schemas::channel_request()
+    }
+}
+
+impl ToSchema for ChannelRequest {}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CreatedChannel {
@@ -445,7 +476,7 @@ pub(crate) async fn remove_channel(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct DeadLetterParams {
-    /// 1 to 1000 (default 100).
+    /// 1 to 1000 (default 100); a number outside is taken as the nearer of the two.
     limit: Option<u32>,
 }
 

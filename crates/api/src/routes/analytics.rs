@@ -28,13 +28,18 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct CgmReportParams {
-    /// RFC 3339; default 14 days before `to`; at most 90 days before it.
+    /// RFC 3339; default 14 days before `to`; before `to`, and at most 90 days before it.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// RFC 3339; default now.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
-    /// The patient's clock, e.g. `+01:00`: the AGP is by time of day.
+    /// The patient's clock, e.g. `+01:00` (0 to 14 hours and 0 to 59 minutes either side
+    /// of UTC): the AGP is by time of day. An unescaped `+` arriving as a space is read as
+    /// `+`.
+    #[param(pattern = r"^[ +-](\+?0*(1[0-4]|[0-9])|-0+):(\+?0*([1-5][0-9]|[0-9])|-0+)$")]
     utc_offset: Option<String>,
-    /// A divisor of 1440 from 1 to 60 (default 15).
+    #[param(schema_with = crate::schemas::agp_bin_minutes)]
     agp_bin_minutes: Option<u32>,
 }
 
@@ -87,11 +92,14 @@ pub(crate) async fn cgm_report(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RangeParams {
-    /// RFC 3339; default 24 h before `to`.
+    /// RFC 3339; default 24 h before `to`; before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// RFC 3339; default now.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// 1 to 10000 (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 

@@ -74,11 +74,13 @@ pub(crate) async fn list_patients(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CreatePatientRequest {
-    /// 1 to 200 characters.
+    #[schema(schema_with = crate::schemas::trimmed_text::<200>)]
     display_name: String,
     /// `YYYY-MM-DD`, not in the future.
+    #[schema(value_type = Option<String>, format = Date)]
     birth_date: Option<String>,
-    /// The hospital's medical record number: 1 to 64 characters, unique.
+    /// The hospital's medical record number: 1 to 64 bytes, unique.
+    #[schema(min_length = 1, max_length = 64)]
     mrn: Option<String>,
 }
 
@@ -147,15 +149,19 @@ pub(crate) async fn patient_devices(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ObservationParams {
-    /// The LOINC code, e.g. `99504-3` for CGM glucose.
+    #[param(value_type = crate::schemas::LoincCode)]
     code: String,
-    /// RFC 3339; default 24 h before `to`.
+    /// RFC 3339; default 24 h before `to`; before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// RFC 3339, exclusive; default now.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// 1 to 10000, default 1000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[+-]?0*[0-9]{1,18}\.[+-]?0*[0-9]{1,18}$")]
     cursor: Option<String>,
 }
 
@@ -189,13 +195,16 @@ pub(crate) async fn observations(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct SummaryParams {
-    /// The LOINC code.
+    #[param(value_type = crate::schemas::LoincCode)]
     code: String,
-    /// RFC 3339; default 30 days before `to`; at most 366 days before it.
+    /// RFC 3339; default 30 days before `to`; before `to`, and at most 366 days before it.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// RFC 3339, exclusive; default now.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
     /// The bucket's length, 1 to 86400 s (default 3600); at most 10000 buckets.
+    #[param(minimum = 1, maximum = 86400)]
     bucket_secs: Option<i64>,
 }
 
@@ -247,12 +256,16 @@ pub(crate) async fn latest_observations(
 #[into_params(parameter_in = Query)]
 pub(crate) struct WaveformParams {
     /// e.g. `ecg-lead-ii`; every signal when absent.
+    #[param(value_type = Option<Signal>)]
     signal: Option<String>,
-    /// RFC 3339; default a minute before `to`.
+    /// RFC 3339; default a minute before `to`; before `to`.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// RFC 3339; default now; at most an hour after `from`.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
-    /// Chunks at most, 1 to 1000 (default 120).
+    /// Chunks at most, 1 to 1000 (default 120); a number outside is taken as the nearer
+    /// of the two.
     limit: Option<u32>,
 }
 

@@ -46,9 +46,9 @@ pub(crate) async fn list_devices(
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct EnrolRequest {
     kind: DeviceKind,
-    /// 1 to 100 characters.
+    #[schema(schema_with = crate::schemas::text::<100>)]
     model: String,
-    /// 1 to 100 characters.
+    #[schema(schema_with = crate::schemas::text::<100>)]
     serial: String,
     /// 3 to 64 characters from `[A-Za-z0-9_-]`; a random `dev_…` identifier when absent.
     device_id: Option<DeviceId>,
@@ -230,8 +230,15 @@ pub(crate) async fn ingest_readings(
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeviceStatusRequest {
     /// Remaining battery, 0 to 100 %.
+    #[schema(minimum = 0, maximum = 100)]
     battery_percent: Option<f64>,
-    /// The device's fault, or null when it reports none.
+    /// The device's fault, 1 to 200 bytes without control characters, or null when it
+    /// reports none.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     fault: Option<String>,
 }
 

@@ -6,7 +6,7 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wardline_domain::{CareTeamId, PatientId, Role, UserId};
@@ -108,16 +108,33 @@ pub(crate) async fn list_users(
     Ok(Json(state.service.list_users(&caller.actor()).await?))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// An account to create; its schema is written out in `schemas`, as a patient account
+/// and the others differ in `patient_id`.
+#[derive(Debug, Deserialize)]
 pub(crate) struct CreateUserRequest {
-    /// 3 to 64 characters from letters, digits, `.`, `_`, `-` and `@`.
     username: String,
     display_name: String,
     role: Role,
-    /// At least 12 characters; when absent, a password is generated and returned once.
     password: Option<String>,
-    /// For a patient account: the patient record it is (required then, refused otherwise).
     patient_id: Option<PatientId>,
+}
+
+impl utoipa::PartialSchema for CreateUserRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::schemas::create_user_request()
+    }
+}
+
+impl ToSchema for CreateUserRequest {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((PatientId::name().into(), PatientId::schema()));
+        <PatientId as ToSchema>::schemas(schemas);
+    }
 }
 
 /// Creates an account (admin).
@@ -170,7 +187,8 @@ pub(crate) async fn list_care_teams(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CreateCareTeamRequest {
-    /// 1 to 200 characters, unique.
+    /// 1 to 200 characters once trimmed of white space, unique.
+    #[schema(schema_with = crate::schemas::trimmed_text::<200>)]
     name: String,
 }
 
@@ -247,7 +265,8 @@ pub(crate) struct AuditParams {
     action: Option<String>,
     /// Only entries older than this sequence number (the next page).
     before: Option<i64>,
-    /// At most this many (1 to 1000, default 100).
+    /// At most this many: 1 to 1000 (default 100); a number outside is taken as the
+    /// nearer of the two.
     limit: Option<u32>,
 }
 
@@ -293,6 +312,7 @@ pub(crate) struct AccessLogParams {
     /// Only entries older than this sequence number (the next page).
     before: Option<i64>,
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 

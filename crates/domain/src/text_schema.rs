@@ -1,0 +1,48 @@
+//! Schemas for the rules on text that every crate's API types share (only with the
+//! `openapi` feature): white space is what Rust's `str::trim` and `char::is_whitespace`
+//! take for it, lengths are in characters, as JSON Schema counts them.
+
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+
+/// The characters `str::trim` and `char::is_whitespace` take for white space (Unicode's
+/// `White_Space`), as the inside of a regular expression's character class.
+pub const WHITE_SPACE: &str =
+    r"\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// White space and control characters (`char::is_whitespace` or `char::is_control`), as
+/// the inside of a character class.
+pub const SPACE_OR_CONTROL: &str =
+    r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// Text of 1 to `MAX` characters that is not only white space.
+pub fn text<const MAX: usize>() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX))
+        .pattern(Some(format!("[^{WHITE_SPACE}]")))
+        .description(Some(format!(
+            "1 to {MAX} characters, not only white space."
+        )))
+        .build()
+}
+
+/// A regular expression for text of 1 to `max` characters once trimmed of white space.
+pub fn trimmed_pattern(max: usize) -> String {
+    let word = format!("[^{WHITE_SPACE}]");
+    format!(
+        "^[{WHITE_SPACE}]*{word}([\\s\\S]{{0,{}}}{word})?[{WHITE_SPACE}]*$",
+        max.saturating_sub(2)
+    )
+}
+
+/// Text that is trimmed of white space first, then wants 1 to `MAX` characters.
+pub fn trimmed_text<const MAX: usize>() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(trimmed_pattern(MAX)))
+        .description(Some(format!(
+            "1 to {MAX} characters once leading and trailing white space is trimmed."
+        )))
+        .build()
+}
