@@ -161,6 +161,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub mqtt_listen: Option<SocketAddr>,
     pub http_listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
     pub plaintext: bool,
     pub hostnames: Vec<String>,
 }
@@ -280,8 +281,13 @@ pub fn load(
             .unwrap_or(86_400),
         webhook_timeout_seconds: file.notifications.webhook_timeout_seconds.unwrap_or(10),
         alarm_repeat_minutes: file.alarms.repeat_minutes.unwrap_or(5),
-        metrics_listen: env_value(env, "WARDLINE_METRICS_LISTEN")?.or(file.metrics.listen),
-        request_timeout_seconds: file.http.request_timeout_seconds.unwrap_or(30),
+        metrics_listen: cli
+            .metrics_listen
+            .or(env_value(env, "WARDLINE_METRICS_LISTEN")?)
+            .or(file.metrics.listen),
+        request_timeout_seconds: env_value(env, "WARDLINE_HTTP_REQUEST_TIMEOUT_SECONDS")?
+            .or(file.http.request_timeout_seconds)
+            .unwrap_or(30),
         test_alarm_evaluation_delay_us: env_value(env, "WARDLINE_TEST_ALARM_EVALUATION_DELAY_US")?
             .unwrap_or(0),
     };
@@ -413,6 +419,40 @@ mod tests {
         let from_cli = load(Some(file), &environment, &cli).unwrap();
         assert_eq!(from_cli.data_dir, PathBuf::from("/from/cli"));
         assert_eq!(from_cli.mqtt_listen.port(), 9101);
+    }
+
+    #[test]
+    fn the_metrics_listener_and_request_deadline_follow_the_same_layers() {
+        let file = "[metrics]\nlisten = \"127.0.0.1:9201\"\n[http]\nrequest_timeout_seconds = 20\n";
+        let none = load(None, &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(none.metrics_listen, None, "off unless asked for");
+        assert_eq!(none.request_timeout_seconds, 30);
+        let from_file = load(Some(file), &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(from_file.metrics_listen.map(|a| a.port()), Some(9201));
+        assert_eq!(from_file.request_timeout_seconds, 20);
+        let environment = env(&[
+            ("WARDLINE_METRICS_LISTEN", "127.0.0.1:9202"),
+            ("WARDLINE_HTTP_REQUEST_TIMEOUT_SECONDS", "10"),
+        ]);
+        let from_env = load(Some(file), &environment, &Overrides::default()).unwrap();
+        assert_eq!(from_env.metrics_listen.map(|a| a.port()), Some(9202));
+        assert_eq!(from_env.request_timeout_seconds, 10);
+        let cli = Overrides {
+            metrics_listen: Some("127.0.0.1:9203".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let from_cli = load(Some(file), &environment, &cli).unwrap();
+        assert_eq!(from_cli.metrics_listen.map(|a| a.port()), Some(9203));
+        let error = load(
+            None,
+            &env(&[("WARDLINE_HTTP_REQUEST_TIMEOUT_SECONDS", "0")]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("request_timeout_seconds"),
+            "{error}"
+        );
     }
 
     #[test]

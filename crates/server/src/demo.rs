@@ -158,6 +158,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
                 args.http_listen
                     .unwrap_or_else(|| default_listen(DEFAULT_HTTP_PORT)),
             ),
+            metrics_listen: None,
             plaintext: false,
             hostnames: Vec::new(),
         },

@@ -74,6 +74,10 @@ struct ServeArgs {
     /// HTTP listen address (default 0.0.0.0:8443).
     #[arg(long)]
     http_listen: Option<std::net::SocketAddr>,
+    /// A listener serving only /metrics, without a login, for Prometheus (default: none;
+    /// an admin reads /metrics on the HTTP listener).
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Turn TLS off. Allowed only when both listeners are on loopback addresses.
     #[arg(long)]
     plaintext: bool,
@@ -126,6 +130,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Overrides {
                     mqtt_listen: args.mqtt_listen,
                     http_listen: args.http_listen,
+                    metrics_listen: args.metrics_listen,
                     plaintext: args.plaintext,
                     hostnames: args.hostnames,
                     ..Overrides::default()
