@@ -2,7 +2,7 @@
 //! subject in `shared/data/cgm`. Fails if the plan misses a level 2 hypoglycaemia
 //! episode that the naive rule caught, or if it does not reduce the alarm burden.
 //!
-//! Run with `cargo test -p wardline-alerting --test cgm_alarm_burden -- --nocapture`
+//! Run with `cargo test -p wardline-alerting --test alerting cgm_alarm_burden -- --nocapture`
 //! to see the table.
 #![allow(clippy::unwrap_used)]
 

@@ -1,7 +1,7 @@
 //! Alarm lifecycle, de-duplication on the board, and escalation timing.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use wardline_alerting::alarm::EscalationCause;

@@ -1,7 +1,7 @@
 //! Each rule kind through the per-patient evaluator.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use wardline_alerting::monitor::{

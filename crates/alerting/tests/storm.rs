@@ -2,7 +2,7 @@
 //! holds two unresolved alarms for one condition.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! Consensus metrics against `shared/data/cgm/expected.csv` and the Dexcom
 //! Clarity importer against its converted twin.
 
-mod common;
+use crate::common;
 
 use common::read_data;
 use wardline_analytics::cgm::{

@@ -2,7 +2,7 @@
 //!
 //! Run with `-- --nocapture` to see the per-subject table.
 
-mod common;
+use crate::common;
 
 use common::read_data;
 use wardline_analytics::cgm::{GlucoseSeries, parse_common_csv};

@@ -1,6 +1,6 @@
 //! Every worked example of `shared/data/news2/examples.csv`.
 
-mod common;
+use crate::common;
 
 use common::read_data;
 use wardline_analytics::news2::{

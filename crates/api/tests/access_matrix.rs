@@ -1,6 +1,6 @@
 //! Who may do what: every role against every kind of endpoint, through the real router.
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;

@@ -1,7 +1,7 @@
 //! Every kind of bad request gets a precise error (which field, why) in the one format,
 //! and the server goes on serving.
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

@@ -9,7 +9,7 @@ fn document() -> Value {
 }
 
 /// The copy the web app's TypeScript types are generated from. Regenerate it with
-/// `WARDLINE_UPDATE_OPENAPI=1 cargo test -p wardline-api --test openapi`.
+/// `WARDLINE_UPDATE_OPENAPI=1 cargo test -p wardline-api --test api openapi::`.
 #[test]
 fn the_committed_document_is_current() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/openapi.json");
@@ -22,7 +22,7 @@ fn the_committed_document_is_current() {
     assert!(
         committed == generated,
         "web/openapi.json is not the document the code generates; run \
-         WARDLINE_UPDATE_OPENAPI=1 cargo test -p wardline-api --test openapi and commit it"
+         WARDLINE_UPDATE_OPENAPI=1 cargo test -p wardline-api --test api openapi:: and commit it"
     );
 }
 

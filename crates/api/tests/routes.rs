@@ -1,7 +1,7 @@
 //! The router and its description agree: every documented operation is routed (and the
 //! routes are only ever added with their description, through `utoipa-axum`).
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

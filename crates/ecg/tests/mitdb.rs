@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use wardline_ecg::validate::{AfScore, BeatScore, format_table, validate_record};
 

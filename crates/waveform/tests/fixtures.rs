@@ -2,7 +2,7 @@
 //! decoding to exactly the samples it was made from.
 //!
 //! The files were generated once from [`synthetic_v1`] with
-//! `WARDLINE_REGEN_FIXTURES=1 cargo test -p wardline-waveform --test fixtures`,
+//! `WARDLINE_REGEN_FIXTURES=1 cargo test -p wardline-waveform --test waveform fixtures::`,
 //! which writes only missing files: add a new file for a new version/codec,
 //! never replace an existing one.
 

@@ -5,7 +5,7 @@
 // Test helpers outside #[test] fns may unwrap: a failure here is a test failure.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use support::mitdb;
 use wardline_waveform::{ChunkHeader, decode, encode};

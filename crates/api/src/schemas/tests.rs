@@ -160,8 +160,8 @@ fn every_loinc_code_of_the_document_is_one_the_server_reads() {
     }
 }
 
+// proptest's default number of cases (256), which PROPTEST_CASES raises for a longer run.
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn utc_offsets(text in prop_oneof![

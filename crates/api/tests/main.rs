@@ -1,0 +1,8 @@
+//! The integration tests of wardline-api, as one test binary: each file beside this
+//! one is a module, so a fresh build compiles and links them once.
+
+mod access_matrix;
+mod common;
+mod errors;
+mod openapi;
+mod routes;

@@ -1,0 +1,5 @@
+//! The integration tests of wardline-store, as one test binary: each file beside this
+//! one is a module, so a fresh build compiles and links them once.
+
+mod migrations;
+mod sqlite_conformance;
