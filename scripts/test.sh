@@ -27,4 +27,10 @@ if [ ! -d "$WARDLINE_SHARED_DATA" ]; then
 fi
 
 python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd
+
+# A first build gains nothing from incremental compilation's caches, only their cost.
+[ -d target/debug ] || export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# Most integration tests wait on sockets and timers, so more run at once than there are
+# cores (the default).
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
 cargo test --workspace --locked "$@"

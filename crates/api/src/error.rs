@@ -67,6 +67,11 @@ impl IntoResponse for ApiError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert("retry-after", HeaderValue::from_static("5"));
         }
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is never read, so this connection cannot carry another
+            // request; saying so keeps a client from reusing it and failing its next one.
+            headers.insert("connection", HeaderValue::from_static("close"));
+        }
         response
     }
 }

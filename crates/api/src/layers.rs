@@ -7,14 +7,18 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use wardline_service::Error;
+
+use crate::error::ApiError;
 
 /// The largest request body accepted, but for gateway forwards (which carry thousands of
 /// queued messages) and device readings (limited by the payload limits, with a precise
@@ -89,6 +93,28 @@ pub fn observed<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S
                 }),
             )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(axum::middleware::from_fn(observe)),
+            .layer(axum::middleware::from_fn(observe))
+            .layer(axum::middleware::from_fn(errors_in_json)),
     )
+}
+
+/// The body limit and the deadline answer for themselves (413 and 503) in plain text;
+/// a client of the API gets every error in the one JSON body, with its code.
+async fn errors_in_json(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if json {
+        return response;
+    }
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError(Error::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        })
+        .into_response(),
+        StatusCode::SERVICE_UNAVAILABLE => ApiError(Error::Unavailable).into_response(),
+        _ => response,
+    }
 }

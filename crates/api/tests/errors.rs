@@ -5,7 +5,9 @@ use crate::common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 use common::hospital;
 
@@ -349,11 +351,29 @@ async fn bodies_that_are_not_json_or_too_large_are_refused() {
         (StatusCode::BAD_REQUEST, "invalid_request"),
         "{body}"
     );
+    // Too large: the one JSON error (not the body limit's own plain text), and the
+    // connection is closed, since the rest of the body is never read.
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
-    let (status, body) = h
-        .send(send(Some("application/json"), huge.into_bytes()))
-        .await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let response = h
+        .app
+        .clone()
+        .oneshot(send(Some("application/json"), huge.into_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        response.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).expect("a JSON error body");
+    assert_eq!(error(&body).0, "payload_too_large", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("1048576")),
+        "{body}"
+    );
 }
 
 /// The web app's session cookie works only with the request header a cross-site form
