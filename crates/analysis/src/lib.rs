@@ -58,6 +58,11 @@ pub struct AnalysisSettings {
     pub stream_idle: Duration,
     /// Events read from the log at once.
     pub batch_size: u32,
+    /// After reaching the end of the log, how long the analysis lets commits gather
+    /// before it reads again: one read and one commit of results for many small commits.
+    /// NEWS2 results and rhythm events come this much later; readings' own rules are
+    /// evaluated by the alarm engine without it.
+    pub linger: std::time::Duration,
 }
 
 impl Default for AnalysisSettings {
@@ -66,7 +71,8 @@ impl Default for AnalysisSettings {
             news2_window: Duration::minutes(60),
             max_streams: 256,
             stream_idle: Duration::minutes(10),
-            batch_size: 256,
+            batch_size: 1024,
+            linger: std::time::Duration::from_millis(50),
         }
     }
 }
@@ -97,11 +103,78 @@ struct StreamKey {
     signal: Signal,
 }
 
-/// The newest value of each NEWS2 input of one patient, as the log brought them.
-#[derive(Debug, Default)]
+/// How many recent values of each NEWS2 input are remembered per patient: enough for
+/// readings of several devices arriving slightly out of time order to be scored from
+/// memory.
+const REMEMBERED_VALUES: usize = 64;
+
+/// One patient's recent NEWS2 inputs as the log brought them.
+#[derive(Debug)]
 struct Vitals {
-    latest: HashMap<ObservationCode, Observation>,
-    seen: Option<DateTime<Utc>>,
+    /// Values before this time are known only through the snapshot read from the store
+    /// when the patient was first seen (the newest of each input before it).
+    since: DateTime<Utc>,
+    /// The newest [`REMEMBERED_VALUES`] values of each input, by effective time: every
+    /// value newer than the oldest kept one is kept, so the newest value at or before a
+    /// time is here whenever any kept value is at or before it.
+    values: HashMap<ObservationCode, std::collections::BTreeMap<DateTime<Utc>, Observation>>,
+    /// Inputs whose older values were let go, for which "none kept before t" no longer
+    /// means "none".
+    truncated: std::collections::HashSet<ObservationCode>,
+    seen: DateTime<Utc>,
+}
+
+impl Vitals {
+    fn new(since: DateTime<Utc>, snapshot: Vec<Observation>) -> Self {
+        let mut vitals = Self {
+            since,
+            values: HashMap::new(),
+            truncated: std::collections::HashSet::new(),
+            seen: since,
+        };
+        for value in snapshot
+            .into_iter()
+            .filter(|value| NEWS2_INPUTS.contains(&value.code))
+        {
+            vitals.remember(value);
+        }
+        vitals
+    }
+
+    fn remember(&mut self, observation: Observation) {
+        let code = observation.code;
+        let values = self.values.entry(code).or_default();
+        values.insert(observation.effective, observation);
+        if values.len() > REMEMBERED_VALUES {
+            values.pop_first();
+            self.truncated.insert(code);
+        }
+    }
+
+    /// The newest value of each input within `window` before `at`, from memory; `None`
+    /// when memory cannot say (a time before the patient was first seen, or before the
+    /// values kept of an input).
+    fn latest_at(&self, at: DateTime<Utc>, window: Duration) -> Option<Vec<Observation>> {
+        if at < self.since {
+            return None;
+        }
+        let mut latest = Vec::new();
+        for code in NEWS2_INPUTS {
+            let newest = self
+                .values
+                .get(&code)
+                .and_then(|values| values.range(..=at).next_back());
+            match newest {
+                Some((effective, value)) if *effective >= at - window => {
+                    latest.push(value.clone());
+                }
+                Some(_) => {}
+                None if self.truncated.contains(&code) => return None,
+                None => {}
+            }
+        }
+        Some(latest)
+    }
 }
 
 /// The analysis task's state.
@@ -159,7 +232,9 @@ impl Analyser {
         let mut failures = 0u32;
         loop {
             match self.analyse_next_batch().await {
-                Ok(0) => failures = 0,
+                // A batch shorter than asked for reached the end of the log: wait for
+                // the next commit instead of reading again to find nothing.
+                Ok(count) if count < self.settings.batch_size as usize => failures = 0,
                 Ok(_) => {
                     failures = 0;
                     continue;
@@ -186,6 +261,7 @@ impl Analyser {
                 },
                 () = tokio::time::sleep_until(idle) => {}
             }
+            tokio::time::sleep(self.settings.linger).await;
         }
     }
 
@@ -205,7 +281,19 @@ impl Analyser {
             recorded: now,
             ..AnalysisResults::default()
         };
-        for event in batch.events {
+        // A NEWS2 result is stored under (patient, time), and a later one for the same
+        // time replaces it; so of the vital signs in this batch that share a patient and
+        // a time, only the last is scored (from the values of all of them), the earlier
+        // ones only remembered.
+        let mut last_of_time: HashMap<(PatientId, DateTime<Utc>), usize> = HashMap::new();
+        for (index, event) in batch.events.iter().enumerate() {
+            if let CommittedEvent::Observation(observation) = event
+                && NEWS2_INPUTS.contains(&observation.code)
+            {
+                last_of_time.insert((observation.patient_id, observation.effective), index);
+            }
+        }
+        for (index, event) in batch.events.into_iter().enumerate() {
             match event {
                 CommittedEvent::Waveform(waveform) if waveform.chunk.signal.is_ecg() => {
                     self.ecg_chunk(waveform, now, &mut results).await?;
@@ -213,7 +301,10 @@ impl Analyser {
                 CommittedEvent::Observation(observation)
                     if NEWS2_INPUTS.contains(&observation.code) =>
                 {
-                    if let Some(score) = self.news2(observation).await? {
+                    let key = (observation.patient_id, observation.effective);
+                    if last_of_time.get(&key) != Some(&index) {
+                        self.remember(observation);
+                    } else if let Some(score) = self.news2(observation).await? {
                         results.news2.push(score);
                     }
                 }
@@ -409,50 +500,52 @@ impl Analyser {
         Ok(Some(stream))
     }
 
+    /// Remembers a vital sign that is not scored itself (a later one of the same patient
+    /// and time is). A patient not yet remembered is left to that later one, which reads
+    /// what the store holds up to its time, this value included.
+    fn remember(&mut self, observation: Observation) {
+        if let Some(vitals) = self.vitals.get_mut(&observation.patient_id) {
+            vitals.seen = vitals.seen.max(observation.effective);
+            vitals.remember(observation);
+        }
+    }
+
     /// NEWS2 at a vital sign's time from the newest value of each input within the
-    /// window before it. In-order readings update the patient's remembered vitals; one
-    /// older than what is remembered is scored from the store.
+    /// window before it, from the patient's remembered vitals (read from the store when
+    /// the patient is first seen, or for a reading older than what memory covers).
+    /// `None` when the patient has no NEWS2 input in the window.
     async fn news2(&mut self, observation: Observation) -> Result<Option<News2Record>, StoreError> {
         let patient = observation.patient_id;
         let at = observation.effective;
         let window = self.settings.news2_window;
-        let known = self.vitals.get(&patient).is_some_and(|vitals| {
-            vitals
-                .latest
-                .get(&observation.code)
-                .is_none_or(|latest| latest.effective <= at)
-        });
-        let latest: Vec<Observation> = if known {
-            let vitals = self.vitals.entry(patient).or_default();
-            vitals.latest.insert(observation.code, observation);
-            vitals.seen = Some(vitals.seen.map_or(at, |seen| seen.max(at)));
-            vitals
-                .latest
-                .values()
-                .filter(|value| value.effective >= at - window && value.effective <= at)
-                .cloned()
-                .collect()
-        } else {
-            let stored = self
+        if !self.vitals.contains_key(&patient) {
+            let snapshot = self
                 .store
                 .latest_observations_between(patient, at - window, at)
                 .await?;
-            if !self.vitals.contains_key(&patient) {
-                let vitals = self.vitals.entry(patient).or_default();
-                for value in stored
-                    .iter()
-                    .filter(|value| NEWS2_INPUTS.contains(&value.code))
-                {
-                    vitals.latest.insert(value.code, value.clone());
-                }
-                vitals.seen = Some(at);
+            self.vitals.insert(patient, Vitals::new(at, snapshot));
+        }
+        let remembered = match self.vitals.get_mut(&patient) {
+            Some(vitals) => {
+                vitals.remember(observation);
+                vitals.seen = vitals.seen.max(at);
+                vitals.latest_at(at, window)
             }
-            stored
+            None => None,
+        };
+        let latest = match remembered {
+            Some(latest) => latest,
+            None => {
+                metrics::counter!("wardline_news2_inputs_read_total").increment(1);
+                self.store
+                    .latest_observations_between(patient, at - window, at)
+                    .await?
+            }
         };
         // Patients not heard from for two windows are forgotten (and read again).
         if self.vitals.len() > 10_000 {
             self.vitals
-                .retain(|_, vitals| vitals.seen.is_some_and(|seen| at - seen < window * 2));
+                .retain(|_, vitals| at - vitals.seen < window * 2);
         }
         Ok(news2_from_latest(patient, at, &latest))
     }
@@ -502,4 +595,67 @@ fn collect_findings(
                 detail: Some(detail),
             }
         }));
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use wardline_domain::{DeviceId, ObservationCode, Reading};
+
+    use super::*;
+
+    fn value(code: ObservationCode, second: i64, value: f64) -> Observation {
+        let at = Utc.timestamp_opt(1_700_000_000 + second, 0).unwrap();
+        Observation::from_reading(
+            PatientId::random(),
+            DeviceId::parse("ox-1").expect("device id"),
+            &Reading {
+                seq: second,
+                code,
+                value,
+                original: None,
+                effective: at,
+            },
+            at,
+        )
+    }
+
+    fn time(second: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + second, 0).unwrap()
+    }
+
+    #[test]
+    fn remembered_vitals_answer_for_times_they_cover_and_refuse_others() {
+        let snapshot = vec![value(ObservationCode::HeartRate, 0, 80.0)];
+        let mut vitals = Vitals::new(time(10), snapshot);
+        vitals.remember(value(ObservationCode::OxygenSaturation, 12, 97.0));
+        vitals.remember(value(ObservationCode::OxygenSaturation, 20, 91.0));
+        let window = Duration::minutes(60);
+
+        let at_15 = vitals.latest_at(time(15), window).expect("covered");
+        let values: Vec<f64> = at_15.iter().map(|o| o.value).collect();
+        assert!(values.contains(&80.0) && values.contains(&97.0) && !values.contains(&91.0));
+
+        // Out of the window, a value is not used.
+        let late = vitals.latest_at(time(12 + 3_700), window).expect("covered");
+        assert!(late.iter().all(|o| o.value != 80.0));
+
+        // Before the patient was first seen, only the store can say.
+        assert!(vitals.latest_at(time(5), window).is_none());
+    }
+
+    #[test]
+    fn an_input_whose_older_values_were_let_go_sends_older_times_to_the_store() {
+        let mut vitals = Vitals::new(time(0), Vec::new());
+        for second in 1..=(REMEMBERED_VALUES as i64 + 5) {
+            vitals.remember(value(ObservationCode::OxygenSaturation, second, 95.0));
+        }
+        let window = Duration::minutes(60);
+        assert!(vitals.latest_at(time(2), window).is_none(), "let go");
+        assert!(
+            vitals
+                .latest_at(time(REMEMBERED_VALUES as i64), window)
+                .is_some()
+        );
+    }
 }

@@ -176,6 +176,10 @@ async fn ingest(
             "127.0.0.1:0",
             "--http-listen",
             "127.0.0.1:0",
+            // Metrics on a listener of their own, so the commit count can be read
+            // without an administrator's session.
+            "--metrics-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(&data_dir)
@@ -199,7 +203,10 @@ async fn ingest(
         "wardline",
     )
     .await;
-    let commits = scrape_counter(report.http, "wardline_store_commits_total").await;
+    let commits = match report.metrics {
+        Some(metrics) => scrape_counter(metrics, "wardline_store_commits_total").await,
+        None => None,
+    };
     // Stop the server the hard way, then count what is on disk.
     let _ = server.kill();
     let _ = server.wait();

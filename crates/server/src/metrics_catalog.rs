@@ -135,6 +135,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "NEWS2 results stored, complete or partial.",
     ),
     (
+        "wardline_news2_inputs_read_total",
+        "counter",
+        "NEWS2 computations whose inputs were read from the store (a reading older than the values remembered).",
+    ),
+    (
         "wardline_news2_skipped_total",
         "counter",
         "NEWS2 computations skipped, by reason.",

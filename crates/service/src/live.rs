@@ -26,6 +26,9 @@ const WANTED: EventFilter = EventFilter {
     device_reports: false,
 };
 
+/// How often an unwatched feed reads the log's tail.
+const IDLE_TAIL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl LiveFeed {
     /// A feed that nothing publishes to (for tools that serve no screens).
     pub fn idle() -> Self {
@@ -64,11 +67,16 @@ impl LiveFeed {
     async fn follow(self, store: Arc<dyn Store>) {
         let mut commits = store.commits();
         let mut cursor = None;
+        let mut tail_read = tokio::time::Instant::now();
         loop {
             if !self.listened_to() {
-                // Nobody is watching: keep up with the tail, so a new screen starts with
-                // the next commit.
-                cursor = store.event_tail().await.ok();
+                // Nobody is watching: keep a recent position of the tail (read at most
+                // four times a second, not at every commit), so that a screen that opens
+                // starts from before the moment it opened and misses nothing after it.
+                if cursor.is_none() || tail_read.elapsed() >= IDLE_TAIL_INTERVAL {
+                    cursor = store.event_tail().await.ok();
+                    tail_read = tokio::time::Instant::now();
+                }
             } else {
                 let from = match cursor.take() {
                     Some(cursor) => Ok(cursor),

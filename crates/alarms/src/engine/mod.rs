@@ -563,7 +563,10 @@ impl Engine {
             // Catch up: read and evaluate until the log is empty, answering people's
             // commands and firing due timers between batches.
             match self.evaluate_next_batch().await {
-                Ok(0) => failures = 0,
+                // A batch shorter than asked for reached the end of the log: wait for
+                // the next commit (or command, or timer) instead of reading again to
+                // find nothing.
+                Ok(count) if count < self.settings.batch_size as usize => failures = 0,
                 Ok(_) => {
                     failures = 0;
                     while let Ok(command) = commands.try_recv() {
