@@ -21,7 +21,7 @@
 pub mod ecg_stream;
 pub mod news2;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -117,10 +117,11 @@ struct Vitals {
     /// The newest [`REMEMBERED_VALUES`] values of each input, by effective time: every
     /// value newer than the oldest kept one is kept, so the newest value at or before a
     /// time is here whenever any kept value is at or before it.
-    values: HashMap<ObservationCode, std::collections::BTreeMap<DateTime<Utc>, Observation>>,
+    values: HashMap<ObservationCode, BTreeMap<DateTime<Utc>, Observation>>,
     /// Inputs whose older values were let go, for which "none kept before t" no longer
     /// means "none".
-    truncated: std::collections::HashSet<ObservationCode>,
+    truncated: HashSet<ObservationCode>,
+    /// The newest time remembered.
     seen: DateTime<Utc>,
 }
 
@@ -129,7 +130,7 @@ impl Vitals {
         let mut vitals = Self {
             since,
             values: HashMap::new(),
-            truncated: std::collections::HashSet::new(),
+            truncated: HashSet::new(),
             seen: since,
         };
         for value in snapshot
@@ -142,6 +143,7 @@ impl Vitals {
     }
 
     fn remember(&mut self, observation: Observation) {
+        self.seen = self.seen.max(observation.effective);
         let code = observation.code;
         let values = self.values.entry(code).or_default();
         values.insert(observation.effective, observation);
@@ -505,7 +507,6 @@ impl Analyser {
     /// what the store holds up to its time, this value included.
     fn remember(&mut self, observation: Observation) {
         if let Some(vitals) = self.vitals.get_mut(&observation.patient_id) {
-            vitals.seen = vitals.seen.max(observation.effective);
             vitals.remember(observation);
         }
     }
@@ -525,14 +526,10 @@ impl Analyser {
                 .await?;
             self.vitals.insert(patient, Vitals::new(at, snapshot));
         }
-        let remembered = match self.vitals.get_mut(&patient) {
-            Some(vitals) => {
-                vitals.remember(observation);
-                vitals.seen = vitals.seen.max(at);
-                vitals.latest_at(at, window)
-            }
-            None => None,
-        };
+        let remembered = self.vitals.get_mut(&patient).and_then(|vitals| {
+            vitals.remember(observation);
+            vitals.latest_at(at, window)
+        });
         let latest = match remembered {
             Some(latest) => latest,
             None => {
@@ -605,7 +602,7 @@ mod tests {
     use super::*;
 
     fn value(code: ObservationCode, second: i64, value: f64) -> Observation {
-        let at = Utc.timestamp_opt(1_700_000_000 + second, 0).unwrap();
+        let at = time(second);
         Observation::from_reading(
             PatientId::random(),
             DeviceId::parse("ox-1").expect("device id"),
