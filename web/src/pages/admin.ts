@@ -145,8 +145,9 @@ async function users(main: HTMLElement, context: PageContext): Promise<void> {
           onclick: async () => {
             try {
               await post(`/api/v1/users/${encodeURIComponent(user.id)}/disable`, {});
-              replace(message, notice('success', `${user.username} is disabled.`));
+              // The list shows the account disabled before the notice says so.
               await refresh();
+              replace(message, notice('success', `${user.username} is disabled.`));
             } catch (error) {
               replace(message, notice('error', errorText(error)));
             }
