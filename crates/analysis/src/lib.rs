@@ -71,8 +71,8 @@ impl Default for AnalysisSettings {
             news2_window: Duration::minutes(60),
             max_streams: 256,
             stream_idle: Duration::minutes(10),
-            batch_size: 1024,
-            linger: std::time::Duration::from_millis(50),
+            batch_size: 4096,
+            linger: std::time::Duration::from_millis(200),
         }
     }
 }
@@ -84,16 +84,60 @@ const INPUTS: EventFilter = EventFilter {
     news2: false,
     rhythm_events: false,
     device_reports: false,
+    patients: None,
 };
 
+/// How much lower than the rest of the server the analysis runs, as a Unix nice value.
+///
+/// When the machine is saturated, acknowledging readings and evaluating their rules come
+/// first; the analysis (NEWS2 and ECG findings) takes what CPU is left and catches up
+/// from its cursor when the load eases, instead of slowing ingest and alarms. It is
+/// never starved outright: a nice value, unlike an idle scheduling class, still gets a
+/// share under sustained load.
+pub const ANALYSIS_NICE: u8 = 10;
+
 /// Starts the analysis at its stored cursor; it runs until the store closes.
+///
+/// The analysis runs on a thread of its own, with its own runtime and blocking threads
+/// (for its reads of the log), all at [`ANALYSIS_NICE`].
 pub async fn spawn_analysis(
     store: Arc<dyn Store>,
     settings: AnalysisSettings,
 ) -> Result<JoinHandle<()>, StoreError> {
     let mut analyser = Analyser::new(store, settings);
     analyser.load().await?;
-    Ok(tokio::spawn(analyser.run()))
+    let (finished, done) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("wardline-analysis".into())
+        .spawn(move || {
+            lower_priority();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .thread_name("wardline-analysis-io")
+                .on_thread_start(lower_priority)
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(analyser.run()),
+                Err(error) => tracing::error!(%error, "could not start the analysis' runtime"),
+            }
+            let _ = finished.send(());
+        })
+        .map_err(|error| StoreError::Corrupt(format!("could not start the analysis: {error}")))?;
+    Ok(tokio::spawn(async move {
+        let _ = done.await;
+    }))
+}
+
+/// Lowers the calling thread to [`ANALYSIS_NICE`] (Linux keeps a nice value per thread).
+/// A failure leaves it at the server's priority, which is only slower under load.
+fn lower_priority() {
+    #[cfg(unix)]
+    if let Err(error) = rustix::process::setpriority_process(
+        Some(rustix::thread::gettid()),
+        i32::from(ANALYSIS_NICE),
+    ) {
+        tracing::warn!(%error, "could not lower the analysis' priority");
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

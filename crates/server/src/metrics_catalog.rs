@@ -30,7 +30,7 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     (
         "wardline_alarm_readings_evaluated_total",
         "counter",
-        "Committed observations (device readings and derived) the alarm engine evaluated.",
+        "Committed observations (device readings and derived) the alarm engine evaluated, those of patients without a care plan (no rule to meet) included.",
     ),
     (
         "wardline_alarm_store_failed_total",

@@ -24,6 +24,7 @@ const WANTED: EventFilter = EventFilter {
     news2: true,
     rhythm_events: false,
     device_reports: false,
+    patients: None,
 };
 
 /// How often an unwatched feed reads the log's tail.

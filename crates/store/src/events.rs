@@ -7,6 +7,9 @@
 //! embedded backend reads committed rows in commit order; a message bus can stand behind
 //! the same trait.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -22,7 +25,7 @@ use crate::model::{DeviceReport, News2Record, RhythmEventRecord, StoredWaveform}
 pub struct EventCursor(pub String);
 
 /// Which events a reader wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EventFilter {
     /// Device readings and derived observations.
     pub observations: bool,
@@ -33,6 +36,10 @@ pub struct EventFilter {
     pub news2: bool,
     pub rhythm_events: bool,
     pub device_reports: bool,
+    /// Only events of these patients; `None` for everyone's. The events of others are
+    /// passed over unread (counted in [`EventBatch::passed_over`]) and the cursor moves
+    /// past them, so a reader that cares for a few patients does not decode everyone's.
+    pub patients: Option<Arc<HashSet<PatientId>>>,
 }
 
 impl EventFilter {
@@ -45,7 +52,15 @@ impl EventFilter {
             news2: true,
             rhythm_events: true,
             device_reports: true,
+            patients: None,
         }
+    }
+
+    /// Whether the filter lets a patient's events through.
+    pub fn admits(&self, patient: &PatientId) -> bool {
+        self.patients
+            .as_ref()
+            .is_none_or(|patients| patients.contains(patient))
     }
 }
 
@@ -92,14 +107,32 @@ impl CommittedEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventBatch {
     pub events: Vec<CommittedEvent>,
+    /// Events of patients outside [`EventFilter::patients`] that the cursor moved past.
+    pub passed_over: PassedOver,
     pub next: EventCursor,
+}
+
+/// How many events of which kind a batch passed over for the filter's patient scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PassedOver {
+    /// Device readings and derived observations.
+    pub observations: u64,
+    /// Waveform chunks, NEWS2 results, rhythm events and device reports.
+    pub other: u64,
+}
+
+impl PassedOver {
+    pub fn total(&self) -> u64 {
+        self.observations + self.other
+    }
 }
 
 #[async_trait]
 pub trait EventLog: Send + Sync {
     /// The position after everything committed so far.
     async fn event_tail(&self) -> Result<EventCursor, StoreError>;
-    /// Up to `limit` events after `cursor` (of each kind asked for), oldest first.
+    /// Up to `limit` events after `cursor` (of each kind asked for), oldest first; with a
+    /// patient scope, `limit` counts the events passed over too.
     /// `Invalid` for a cursor this backend did not make.
     async fn events_after(
         &self,

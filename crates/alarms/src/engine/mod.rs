@@ -53,16 +53,16 @@ use crate::secrets::Sealer;
 /// The engine's name as a reader of the event log.
 pub const CONSUMER: &str = "alarms";
 
-/// What the engine reads from the log: everything, waveform chunks without samples
-/// (a chunk is device contact, for silence rules).
-const INPUTS: EventFilter = EventFilter {
-    observations: true,
-    waveforms: true,
-    waveform_samples: false,
-    news2: true,
-    rhythm_events: true,
-    device_reports: true,
-};
+/// What the engine reads from the log: every kind of event, waveform chunks without
+/// samples (a chunk is device contact, for silence rules), of the patients it watches.
+/// Events of a patient without a care plan have no rule to meet, so the store passes
+/// over them without decoding them; they count as evaluated.
+fn inputs(patients: Arc<HashSet<PatientId>>) -> EventFilter {
+    EventFilter {
+        patients: Some(patients),
+        ..EventFilter::all()
+    }
+}
 
 /// Settings of the alarm runtime.
 #[derive(Debug, Clone)]
@@ -362,6 +362,9 @@ struct Engine {
     clock: Arc<dyn Clock>,
     settings: AlarmSettings,
     patients: HashMap<PatientId, Watched>,
+    /// The keys of `patients`, as the event log's filter takes them; `None` after
+    /// `patients` changed, until the next read.
+    scope: Option<Arc<HashSet<PatientId>>>,
     boards: HashMap<PatientId, AlarmBoard>,
     policies: HashMap<CareTeamId, EscalationPolicy>,
     channels: HashMap<CareTeamId, Vec<NotificationChannel>>,
@@ -370,6 +373,8 @@ struct Engine {
     dirty: HashSet<PatientId>,
     /// Where the next read of the event log starts: after everything evaluated.
     cursor: EventCursor,
+    /// The cursor of the last checkpoint committed.
+    checkpointed: EventCursor,
     /// Alarm changes evaluated but not yet committed, and the audit entries of the
     /// people whose actions caused them.
     pending: Vec<Pending>,
@@ -398,12 +403,14 @@ impl Engine {
             next_checkpoint: now + settings.checkpoint_interval,
             settings,
             patients: HashMap::new(),
+            scope: None,
             boards: HashMap::new(),
             policies: HashMap::new(),
             channels: HashMap::new(),
             teams: HashMap::new(),
             dirty: HashSet::new(),
             cursor: EventCursor(String::new()),
+            checkpointed: EventCursor(String::new()),
             pending: Vec::new(),
             pending_audit: Vec::new(),
             events,
@@ -423,6 +430,7 @@ impl Engine {
     async fn load(&mut self) -> Result<(), AlarmsError> {
         let now = self.clock.now();
         self.patients.clear();
+        self.scope = None;
         self.boards.clear();
         self.dirty.clear();
         self.pending.clear();
@@ -473,7 +481,10 @@ impl Engine {
         }
         self.reload().await?;
         match checkpoint {
-            Some(cursor) => self.cursor = cursor,
+            Some(cursor) => {
+                self.checkpointed = cursor.clone();
+                self.cursor = cursor;
+            }
             None => {
                 self.cursor = self.store.event_tail().await?;
                 self.dirty.extend(self.patients.keys().copied());
@@ -554,6 +565,7 @@ impl Engine {
             self.teams.insert(patient, teams);
         }
         self.patients.insert(patient, Watched::new(monitor));
+        self.scope = None;
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -609,11 +621,17 @@ impl Engine {
     /// Reads and evaluates one batch of committed events and commits what it caused
     /// with the new cursor. Returns how many events there were.
     async fn evaluate_next_batch(&mut self) -> Result<usize, StoreError> {
+        let scope = Arc::clone(
+            self.scope
+                .get_or_insert_with(|| Arc::new(self.patients.keys().copied().collect())),
+        );
         let batch = self
             .store
-            .events_after(&self.cursor, INPUTS, self.settings.batch_size)
+            .events_after(&self.cursor, inputs(scope), self.settings.batch_size)
             .await?;
-        let count = batch.events.len();
+        // Every event read counts, also those passed over for having no care plan: the
+        // log may hold more only when a full batch was read.
+        let count = batch.events.len() + batch.passed_over.total() as usize;
         if count == 0 {
             self.cursor = batch.next;
             if Instant::now() >= self.next_checkpoint && !self.flush(false).await {
@@ -621,7 +639,7 @@ impl Engine {
             }
             return Ok(0);
         }
-        let mut readings = 0u64;
+        let mut readings = batch.passed_over.observations;
         let mut newest_received = None;
         for event in &batch.events {
             if let CommittedEvent::Observation(observation) = event {
@@ -1077,9 +1095,12 @@ impl Engine {
     /// announces the changes. Nothing is announced that is not durable. `false` when the
     /// commit failed: the in-memory state is then ahead of the store.
     async fn flush(&mut self, force: bool) -> bool {
+        // A cursor that moved over events of unwatched patients only is stored too, so
+        // that a restart does not read them again.
         let checkpoint_due = force
             || !self.pending.is_empty()
-            || (!self.dirty.is_empty() && Instant::now() >= self.next_checkpoint);
+            || ((!self.dirty.is_empty() || self.cursor != self.checkpointed)
+                && Instant::now() >= self.next_checkpoint);
         if !checkpoint_due && self.pending_audit.is_empty() {
             return true;
         }
@@ -1129,6 +1150,7 @@ impl Engine {
         {
             Ok(()) => {
                 if checkpoint.is_some() {
+                    self.checkpointed = self.cursor.clone();
                     self.dirty.clear();
                     self.next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
                 }

@@ -47,6 +47,43 @@ struct Ward {
     _folder: tempfile::TempDir,
 }
 
+/// A patient, from an hour before `t0`, with a CGM of theirs.
+async fn patient_with_cgm(store: &SqliteStore, name: &str, cgm: &DeviceId) -> PatientId {
+    let patient = PatientId::random();
+    store
+        .create_patient(
+            NewPatient {
+                id: patient,
+                display_name: name.into(),
+                birth_date: None,
+                mrn: None,
+                created: at(-60),
+            },
+            audit("patients.create"),
+        )
+        .await
+        .unwrap();
+    store
+        .enrol_device(
+            NewDevice {
+                id: cgm.clone(),
+                kind: DeviceKind::Cgm,
+                model: "G7".into(),
+                serial: cgm.to_string(),
+                secret_hash: [1; 32],
+                created: at(-60),
+            },
+            Some(InitialAssignment {
+                patient_id: patient,
+                from: at(-60),
+            }),
+            audit("devices.enrol"),
+        )
+        .await
+        .unwrap();
+    patient
+}
+
 /// A patient on the diabetes programme from an hour before `t0`, with a CGM, on a care
 /// team; the clock at `t0`.
 async fn ward() -> Ward {
@@ -56,20 +93,8 @@ async fn ward() -> Ward {
             .await
             .unwrap(),
     );
-    let patient = PatientId::random();
-    store
-        .create_patient(
-            NewPatient {
-                id: patient,
-                display_name: "Pat".into(),
-                birth_date: None,
-                mrn: None,
-                created: at(-60),
-            },
-            audit("patients.create"),
-        )
-        .await
-        .unwrap();
+    let cgm = DeviceId::parse("cgm-001").unwrap();
+    let patient = patient_with_cgm(&store, "Pat", &cgm).await;
     let team = CareTeamId::random();
     store
         .create_care_team(
@@ -84,25 +109,6 @@ async fn ward() -> Ward {
         .unwrap();
     store
         .add_care_team_patient(team, patient, audit("care_teams.add_patient"))
-        .await
-        .unwrap();
-    let cgm = DeviceId::parse("cgm-001").unwrap();
-    store
-        .enrol_device(
-            NewDevice {
-                id: cgm.clone(),
-                kind: DeviceKind::Cgm,
-                model: "G7".into(),
-                serial: "1".into(),
-                secret_hash: [1; 32],
-                created: at(-60),
-            },
-            Some(InitialAssignment {
-                patient_id: patient,
-                from: at(-60),
-            }),
-            audit("devices.enrol"),
-        )
         .await
         .unwrap();
     let plan = CarePlan::from_program(
@@ -491,4 +497,96 @@ async fn a_slow_engine_falls_behind_and_evaluates_everything() {
     assert_eq!(engine.evaluated_readings, 5000);
     let urgent = ward.alarms_of("urgent-low").await;
     assert_eq!(urgent.len(), 1);
+}
+
+/// A patient without a care plan has no rule to meet: the engine passes over their
+/// readings without decoding them, counts them as evaluated, and raises nothing; once a
+/// plan is assigned, their next readings are evaluated against it.
+#[tokio::test]
+async fn readings_without_a_care_plan_count_as_evaluated_until_a_plan_arrives() {
+    let ward = ward().await;
+    let mut engine = ward.engine(settings()).await;
+    let other_cgm = DeviceId::parse("cgm-002").unwrap();
+    let other = patient_with_cgm(&ward.store, "Other", &other_cgm).await;
+    let lows = |from: i64, minutes: std::ops::Range<i64>| IngestItem {
+        device_id: other_cgm.clone(),
+        received: at(minutes.end),
+        payload: IngestPayload::Readings(
+            minutes
+                .clone()
+                .map(|minute| Reading {
+                    seq: from + minute,
+                    code: ObservationCode::GlucoseCgm,
+                    value: 45.0,
+                    original: None,
+                    effective: at(minute),
+                })
+                .collect(),
+        ),
+    };
+    ward.store.ingest(vec![lows(0, 0..30)]).await.unwrap();
+    ward.glucose(1, 30, 130.0).await;
+    drain(&mut engine).await;
+    assert_eq!(engine.evaluated_readings, 31, "all counted");
+    assert!(
+        engine.evaluated_readings == ward.store.count_observations().await.unwrap(),
+        "every stored reading counted"
+    );
+    let other_alarms = || async {
+        ward.store
+            .alarms(AlarmQuery {
+                patients: vec![other],
+                limit: 100,
+                ..AlarmQuery::default()
+            })
+            .await
+            .unwrap()
+    };
+    assert!(other_alarms().await.is_empty(), "no plan, no alarm");
+    // A batch of unwatched readings only still moves the stored cursor, so a restart
+    // does not read them again.
+    ward.store.ingest(vec![lows(200, 30..31)]).await.unwrap();
+    drain(&mut engine).await;
+    assert_eq!(engine.evaluated_readings, 32);
+    assert_eq!(
+        ward.store.checkpoint(CONSUMER).await.unwrap().as_ref(),
+        Some(&engine.cursor)
+    );
+
+    ward.store
+        .append_care_plan_version(
+            CarePlanVersionRecord {
+                patient_id: other,
+                version: 1,
+                effective: at(30),
+                author: None,
+                author_label: "test".into(),
+                reason: "enrolled".into(),
+                plan: CarePlan::from_program(
+                    other,
+                    Program::Diabetes,
+                    &PatientBaseline::default(),
+                    at(30),
+                ),
+                old_rule: None,
+                new_rule: None,
+            },
+            audit("care_plan.assign"),
+        )
+        .await
+        .unwrap();
+    engine.adopt_new_care_plans().await.unwrap();
+    ward.store.ingest(vec![lows(100, 31..33)]).await.unwrap();
+    ward.clock.set(at(33));
+    drain(&mut engine).await;
+    assert_eq!(engine.evaluated_readings, 34);
+    let raised: Vec<String> = other_alarms()
+        .await
+        .into_iter()
+        .map(|record| record.alarm.rule_id.0)
+        .collect();
+    assert!(
+        raised.iter().any(|rule| rule == "urgent-low"),
+        "the plan's urgent low is raised once the patient is watched: {raised:?}"
+    );
 }

@@ -7,7 +7,7 @@
 //! `event_log` by the transaction that stores them. A cursor is the last key read of each
 //! of the three.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -135,12 +135,49 @@ impl IdCache {
     }
 }
 
+/// Whether a read's patient scope admits a patient, decided once per patient key in a
+/// read, so rows of patients outside the scope are passed over without being decoded.
+struct Scope<'a> {
+    patients: Option<&'a HashSet<PatientId>>,
+    /// The patient's id if admitted, `None` if passed over.
+    decided: HashMap<i64, Option<PatientId>>,
+}
+
+impl<'a> Scope<'a> {
+    fn new(patients: Option<&'a HashSet<PatientId>>) -> Self {
+        Self {
+            patients,
+            decided: HashMap::new(),
+        }
+    }
+
+    fn admit(
+        &mut self,
+        connection: &Connection,
+        ids: &IdCache,
+        key: i64,
+    ) -> Result<Option<PatientId>, StoreError> {
+        if let Some(decision) = self.decided.get(&key) {
+            return Ok(*decision);
+        }
+        let id = ids.patient(connection, key)?;
+        let decision = self
+            .patients
+            .is_none_or(|patients| patients.contains(&id))
+            .then_some(id);
+        self.decided.insert(key, decision);
+        Ok(decision)
+    }
+}
+
 fn read_observations(
     connection: &Connection,
     ids: &IdCache,
+    scope: &mut Scope<'_>,
     after: i64,
     limit: u32,
     events: &mut Vec<CommittedEvent>,
+    passed_over: &mut PassedOver,
 ) -> Result<i64, StoreError> {
     let mut statement = connection.prepare_cached(
         "SELECT key, patient_key, device_key, seq, code, value, original_value, original_unit,
@@ -151,12 +188,17 @@ fn read_observations(
     let mut last = after;
     while let Some(row) = rows.next()? {
         last = row.get(0)?;
-        let code: String = row.get(4)?;
+        let Some(patient) = scope.admit(connection, ids, row.get(1)?)? else {
+            passed_over.observations += 1;
+            continue;
+        };
         events.push(CommittedEvent::Observation(observation(
-            ids.patient(connection, row.get(1)?)?,
+            patient,
             ids.device(connection, row.get(2)?)?,
             row.get(3)?,
-            &code,
+            row.get_ref(4)?
+                .as_str()
+                .map_err(|_| StoreError::Corrupt("an observation's code is not text".into()))?,
             row.get(5)?,
             row.get(6)?,
             row.get(7)?,
@@ -168,13 +210,16 @@ fn read_observations(
     Ok(last)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_waveforms(
     connection: &Connection,
     ids: &IdCache,
+    scope: &mut Scope<'_>,
     after: i64,
     limit: u32,
     samples: bool,
     events: &mut Vec<CommittedEvent>,
+    passed_over: &mut PassedOver,
 ) -> Result<i64, StoreError> {
     let mut statement = connection.prepare_cached(
         "SELECT key, patient_key, device_key, seq, signal, sampling_rate_hz, start_ms, end_ms,
@@ -185,9 +230,13 @@ fn read_waveforms(
     let mut last = after;
     while let Some(row) = rows.next()? {
         last = row.get(0)?;
+        let Some(patient_id) = scope.admit(connection, ids, row.get(1)?)? else {
+            passed_over.other += 1;
+            continue;
+        };
         let signal: String = row.get(4)?;
         events.push(CommittedEvent::Waveform(CommittedWaveform {
-            patient_id: ids.patient(connection, row.get(1)?)?,
+            patient_id,
             received: from_ms(row.get(9)?)?,
             chunk: StoredWaveform {
                 device_id: ids.device(connection, row.get(2)?)?,
@@ -205,16 +254,27 @@ fn read_waveforms(
     Ok(last)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_logged(
     connection: &Connection,
     ids: &IdCache,
+    scope: &mut Scope<'_>,
     after: i64,
     limit: u32,
-    filter: EventFilter,
+    filter: &EventFilter,
     events: &mut Vec<CommittedEvent>,
+    passed_over: &mut PassedOver,
 ) -> Result<i64, StoreError> {
+    // The patient of each listed row comes with the listing, so rows outside the scope
+    // are passed over without reading (and parsing) them.
     let mut statement = connection.prepare_cached(
-        "SELECT seq, kind, ref_key FROM event_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT l.seq, l.kind, l.ref_key,
+                CASE l.kind
+                    WHEN 'news2' THEN (SELECT patient_key FROM news2_score WHERE key = l.ref_key)
+                    WHEN 'rhythm' THEN (SELECT patient_key FROM rhythm_event WHERE key = l.ref_key)
+                    ELSE (SELECT patient_key FROM device_report WHERE key = l.ref_key)
+                END
+         FROM event_log l WHERE l.seq > ?1 ORDER BY l.seq LIMIT ?2",
     )?;
     let listed = statement
         .query_map(params![after, limit], |row| {
@@ -222,26 +282,41 @@ fn read_logged(
                 row.get::<_, i64>(0)?,
                 row.get::<_, String>(1)?,
                 row.get::<_, i64>(2)?,
+                row.get::<_, Option<i64>>(3)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     let mut last = after;
-    for (seq, kind, key) in listed {
+    for (seq, kind, key, patient) in listed {
         last = seq;
+        let wanted = match kind.as_str() {
+            "news2" => filter.news2,
+            "rhythm" => filter.rhythm_events,
+            "device_report" => filter.device_reports,
+            _ => false,
+        };
+        // A listed row that is gone is not an event any more.
+        let Some(patient) = patient.filter(|_| wanted) else {
+            continue;
+        };
+        if scope.admit(connection, ids, patient)?.is_none() {
+            passed_over.other += 1;
+            continue;
+        }
         let event = match kind.as_str() {
-            "news2" if filter.news2 => connection
+            "news2" => connection
                 .prepare_cached(&format!("SELECT {NEWS2_COLUMNS} FROM {NEWS2_FROM} WHERE n.key = ?1"))?
                 .query_row([key], |row| Ok(news2_from_row(row, 0)))
                 .optional()?
                 .transpose()?
                 .map(CommittedEvent::News2),
-            "rhythm" if filter.rhythm_events => connection
+            "rhythm" => connection
                 .prepare_cached(&format!("SELECT {RHYTHM_COLUMNS} FROM {RHYTHM_FROM} WHERE e.key = ?1"))?
                 .query_row([key], |row| Ok(rhythm_from_row(row, 0)))
                 .optional()?
                 .transpose()?
                 .map(CommittedEvent::Rhythm),
-            "device_report" if filter.device_reports => connection
+            _ => connection
                 .prepare_cached(
                     "SELECT device_key, patient_key, at_ms, battery_percent, fault FROM device_report WHERE key = ?1",
                 )?
@@ -265,7 +340,6 @@ fn read_logged(
                     }))
                 })
                 .transpose()?,
-            _ => None,
         };
         events.extend(event);
     }
@@ -305,32 +379,46 @@ impl EventLog for SqliteStore {
         let ids = std::sync::Arc::clone(&self.ids);
         self.read(move |connection| {
             let mut events = Vec::new();
+            let mut passed_over = PassedOver::default();
+            let mut scope = Scope::new(filter.patients.as_deref());
             if filter.observations {
-                position.observation =
-                    read_observations(connection, &ids, position.observation, limit, &mut events)?;
+                position.observation = read_observations(
+                    connection,
+                    &ids,
+                    &mut scope,
+                    position.observation,
+                    limit,
+                    &mut events,
+                    &mut passed_over,
+                )?;
             }
             if filter.waveforms {
                 position.waveform = read_waveforms(
                     connection,
                     &ids,
+                    &mut scope,
                     position.waveform,
                     limit,
                     filter.waveform_samples,
                     &mut events,
+                    &mut passed_over,
                 )?;
             }
             if filter.news2 || filter.rhythm_events || filter.device_reports {
                 position.logged = read_logged(
                     connection,
                     &ids,
+                    &mut scope,
                     position.logged,
                     limit,
-                    filter,
+                    &filter,
                     &mut events,
+                    &mut passed_over,
                 )?;
             }
             Ok(EventBatch {
                 events,
+                passed_over,
                 next: position.cursor(),
             })
         })

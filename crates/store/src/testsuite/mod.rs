@@ -52,7 +52,8 @@ macro_rules! store_conformance_suite {
             care_plans_are_versioned, alarms_with_history_and_checkpoint,
             escalation_policies_per_team, channels_and_the_outbox,
             observation_summary_per_bucket, gateways_report_and_list,
-            event_log_reads_every_commit_once, event_log_resumes_from_a_checkpoint);
+            event_log_reads_every_commit_once, event_log_reads_a_patient_scope,
+            event_log_resumes_from_a_checkpoint);
     };
     (@tests $fresh:expr; $($check:ident),*) => {
         $(
