@@ -161,7 +161,13 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
   renderDevices();
   const stop = subscribe(patientId, {
     onObservation(observation) {
-      values.set(observation.loinc, observation);
+      // A tile shows the newest reading of its code by when it was measured: a value
+      // derived late (heart rate from an ECG chunk analysed after a wearable's reading)
+      // goes to the trend but does not replace a newer one on the tile.
+      const shown = values.get(observation.loinc);
+      if (!shown || Date.parse(shown.effective) <= Date.parse(observation.effective)) {
+        values.set(observation.loinc, observation);
+      }
       const device = devices.find((candidate) => candidate.id === observation.device_id);
       if (device && (!device.last_seen || device.last_seen < observation.received)) device.last_seen = observation.received;
       renderTiles(observation.loinc);
