@@ -28,6 +28,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use wardline_domain::{DeviceId, Observation, ObservationCode, PatientId, Signal};
 use wardline_store::prelude::*;
 use wardline_store::{
@@ -96,36 +97,81 @@ const INPUTS: EventFilter = EventFilter {
 /// share under sustained load.
 pub const ANALYSIS_NICE: u8 = 10;
 
-/// Starts the analysis at its stored cursor; it runs until the store closes.
+/// Starts the analysis at its stored cursor; it runs until `stop` is cancelled (or the
+/// store closes), and the returned handle finishes when it has stopped.
 ///
 /// The analysis runs on a thread of its own, with its own runtime and blocking threads
-/// (for its reads of the log), all at [`ANALYSIS_NICE`].
+/// (for its reads of the log), all at [`ANALYSIS_NICE`]. A panic in it is counted
+/// (`wardline_analysis_failed_total{work="panic"}`), logged, and the analysis starts
+/// again from its last checkpoint, as after a failed batch.
 pub async fn spawn_analysis(
     store: Arc<dyn Store>,
     settings: AnalysisSettings,
+    stop: CancellationToken,
 ) -> Result<JoinHandle<()>, StoreError> {
-    let mut analyser = Analyser::new(store, settings);
+    let mut analyser = Analyser::new(Arc::clone(&store), settings.clone());
     analyser.load().await?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("wardline-analysis-io")
+        .on_thread_start(lower_priority)
+        .build()
+        .map_err(|error| StoreError::Corrupt(format!("starting the analysis' runtime: {error}")))?;
     let (finished, done) = tokio::sync::oneshot::channel::<()>();
     std::thread::Builder::new()
         .name("wardline-analysis".into())
         .spawn(move || {
             lower_priority();
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .thread_name("wardline-analysis-io")
-                .on_thread_start(lower_priority)
-                .build()
-            {
-                Ok(runtime) => runtime.block_on(analyser.run()),
-                Err(error) => tracing::error!(%error, "could not start the analysis' runtime"),
+            let mut analyser = Some(analyser);
+            loop {
+                let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    runtime.block_on(async {
+                        let analyser = match analyser.take() {
+                            Some(analyser) => analyser,
+                            None => restarted(&store, &settings, &stop).await?,
+                        };
+                        analyser.run(&stop).await;
+                        Some(())
+                    })
+                }));
+                match run {
+                    Ok(_) => break,
+                    Err(_) => {
+                        metrics::counter!("wardline_analysis_failed_total", "work" => "panic")
+                            .increment(1);
+                        tracing::error!(
+                            "the analysis panicked; restarting from its last checkpoint"
+                        );
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                    }
+                }
             }
             let _ = finished.send(());
         })
-        .map_err(|error| StoreError::Corrupt(format!("could not start the analysis: {error}")))?;
+        .map_err(|error| StoreError::Corrupt(format!("starting the analysis: {error}")))?;
     Ok(tokio::spawn(async move {
         let _ = done.await;
     }))
+}
+
+/// A new analyser loaded from the last checkpoint, retried until it loads; `None` when
+/// stopped first.
+async fn restarted(
+    store: &Arc<dyn Store>,
+    settings: &AnalysisSettings,
+    stop: &CancellationToken,
+) -> Option<Analyser> {
+    loop {
+        let mut analyser = Analyser::new(Arc::clone(store), settings.clone());
+        match analyser.load().await {
+            Ok(()) => return Some(analyser),
+            Err(error) => tracing::error!(%error, "could not reload the analysis"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 /// Lowers the calling thread to [`ANALYSIS_NICE`] (Linux keeps a nice value per thread).
@@ -273,10 +319,10 @@ impl Analyser {
         Ok(())
     }
 
-    async fn run(mut self) {
+    async fn run(mut self, stop: &CancellationToken) {
         let mut commits = self.store.commits();
         let mut failures = 0u32;
-        loop {
+        while !stop.is_cancelled() {
             match self.analyse_next_batch().await {
                 // A batch shorter than asked for reached the end of the log: wait for
                 // the next commit instead of reading again to find nothing.
@@ -302,12 +348,16 @@ impl Analyser {
             }
             let idle = Instant::now() + std::time::Duration::from_secs(1);
             tokio::select! {
+                () = stop.cancelled() => return,
                 changed = commits.changed() => if changed.is_err() {
                     return;
                 },
                 () = tokio::time::sleep_until(idle) => {}
             }
-            tokio::time::sleep(self.settings.linger).await;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.settings.linger) => {}
+            }
         }
     }
 

@@ -74,6 +74,11 @@ struct Patch {
 }
 
 async fn patch() -> Patch {
+    wearer(DeviceKind::Ecg, "ecg-ben").await
+}
+
+/// A patient wearing one device of this kind, in a fresh store.
+async fn wearer(kind: DeviceKind, device: &str) -> Patch {
     let folder = tempfile::tempdir().unwrap();
     let store = Arc::new(
         SqliteStore::open(SqliteOptions::new(folder.path().join("w.db")))
@@ -94,12 +99,12 @@ async fn patch() -> Patch {
         )
         .await
         .unwrap();
-    let device = DeviceId::parse("ecg-ben").unwrap();
+    let device = DeviceId::parse(device).unwrap();
     store
         .enrol_device(
             NewDevice {
                 id: device.clone(),
-                kind: DeviceKind::Ecg,
+                kind,
                 model: "patch".into(),
                 serial: "1".into(),
                 secret_hash: [0; 32],
@@ -309,4 +314,66 @@ async fn every_vital_sign_gets_its_news2_across_a_restart() {
     // RR 26 scores 3; HR 80 scores 0 and HR 135 scores 3.
     assert_eq!(totals, [(1, 3), (2, 3), (3, 6)]);
     assert!(scores.iter().all(|score| !score.complete));
+}
+
+/// The analysis started as the server starts it (its own thread and runtime) analyses
+/// what is committed, and stops when told to: the handle finishes, and nothing is
+/// analysed after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spawned_analysis_works_and_stops_when_told() {
+    let wearer = wearer(DeviceKind::PulseOximeter, "spo2-001").await;
+    let store: Arc<dyn Store> = wearer.store.clone();
+    let (patient, oximeter) = (wearer.patient, wearer.device.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let handle = wardline_analysis::spawn_analysis(
+        Arc::clone(&store),
+        AnalysisSettings::default(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let spo2 = |seq: i64, minute: i64| IngestItem {
+        device_id: oximeter.clone(),
+        received: start() + Duration::minutes(minute),
+        payload: IngestPayload::Readings(vec![Reading {
+            seq,
+            code: ObservationCode::OxygenSaturationPulseOximetry,
+            value: 91.0,
+            original: None,
+            effective: start() + Duration::minutes(minute),
+        }]),
+    };
+    let news2 = |store: Arc<dyn Store>| async move {
+        store
+            .news2_scores(News2Query {
+                patient_id: patient,
+                from: start() - Duration::hours(1),
+                to: start() + Duration::hours(1),
+                limit: 100,
+            })
+            .await
+            .unwrap()
+            .len()
+    };
+    store.ingest(vec![spo2(1, 1)]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while news2(Arc::clone(&store)).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no NEWS2 result in 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(10), handle)
+        .await
+        .expect("the analysis stops within 10 s")
+        .unwrap();
+    store.ingest(vec![spo2(2, 2)]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(
+        news2(Arc::clone(&store)).await,
+        1,
+        "nothing analysed after the stop"
+    );
 }

@@ -107,12 +107,13 @@ pub async fn serve(
     };
     // Analysis and rule evaluation read the committed event log from their own stored
     // cursors: they never delay an acknowledgement, and never miss a committed reading.
-    let _analysis = wardline_analysis::spawn_analysis(
+    let analysis = wardline_analysis::spawn_analysis(
         Arc::clone(&store),
         AnalysisSettings {
             news2_window: chrono::Duration::minutes(config.news2_window_minutes),
             ..AnalysisSettings::default()
         },
+        shutdown.clone(),
     )
     .await
     .context("starting the analysis")?;
@@ -236,6 +237,8 @@ pub async fn serve(
     let http_acceptor = identity.map(|identity| TlsAcceptor::from(identity.server_config));
     serve_http(http_listener, http_acceptor, app, shutdown.clone()).await;
     let _ = mqtt_task.await;
+    // The analysis stops at its next wait; its last batch is committed or not at all.
+    let _ = analysis.await;
     tracing::info!("stopped");
     Ok(())
 }
