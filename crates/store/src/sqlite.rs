@@ -166,11 +166,11 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     connection.pragma_update(None, "synchronous", "FULL")?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
     connection.set_prepared_statement_cache_capacity(64);
-    // Without the query planner stability guarantee, SQLite's planner may consult the
-    // values bound to a statement, and then re-prepares the cached statement whenever a
-    // new value is bound: the event log's readers, which bind a new cursor on every
-    // read, spent a few percent of the CPU re-preparing. Our queries are planned for
-    // their shape, not for particular values.
+    // Without the query planner stability guarantee, SQLite's planner may read some
+    // bound values while planning (a `LIMIT ?`, for one) and then re-prepares the cached
+    // statement whenever such a parameter is bound again: the event log's readers,
+    // which bind their parameters on every read, spent a few percent of the CPU
+    // re-preparing. Our queries are planned for their shape, not for particular values.
     connection.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
