@@ -373,6 +373,15 @@ impl Analyser {
             return Ok(0);
         }
         let now = Utc::now();
+        let newest_received = batch
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                CommittedEvent::Observation(observation) => Some(observation.received),
+                CommittedEvent::Waveform(waveform) => Some(waveform.received),
+                _ => None,
+            })
+            .max();
         let mut results = AnalysisResults {
             recorded: now,
             ..AnalysisResults::default()
@@ -429,6 +438,12 @@ impl Analyser {
         }
         metrics::counter!("wardline_rhythm_events_stored_total").increment(rhythm_events as u64);
         metrics::gauge!("wardline_ecg_streams").set(self.streams.len() as f64);
+        // How far behind the data the analysis is: under saturation it yields the CPU to
+        // ingest and the alarm engine, and this shows by how much.
+        if let Some(received) = newest_received {
+            let lag = (now - received).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::gauge!("wardline_analysis_lag_seconds").set(lag);
+        }
         Ok(count)
     }
 

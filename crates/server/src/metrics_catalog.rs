@@ -44,6 +44,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Analysis work that failed, by work.",
     ),
     (
+        "wardline_analysis_lag_seconds",
+        "gauge",
+        "How far behind the newest analysed reading's or ECG chunk's arrival the analysis is.",
+    ),
+    (
         "wardline_derived_observations_stored_total",
         "counter",
         "Observations Wardline derived (heart rate from ECG) and stored.",
