@@ -7,7 +7,7 @@
 //! `event_log` by the transaction that stores them. A cursor is the last key read of each
 //! of the three.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -135,175 +135,157 @@ impl IdCache {
     }
 }
 
-/// Whether a read's patient scope admits a patient, decided once per patient key in a
-/// read, so rows of patients outside the scope are passed over without being decoded.
-struct Scope<'a> {
-    patients: Option<&'a HashSet<PatientId>>,
+/// One read of the log: the connection, the filter, and what was found and passed
+/// over. Whether the filter admits a patient is decided once per patient key in a read,
+/// so rows of patients outside it are passed over without being decoded.
+struct LogRead<'a> {
+    connection: &'a Connection,
+    ids: &'a IdCache,
+    filter: &'a EventFilter,
     /// The patient's id if admitted, `None` if passed over.
     decided: HashMap<i64, Option<PatientId>>,
+    events: Vec<CommittedEvent>,
+    passed_over: PassedOver,
 }
 
-impl<'a> Scope<'a> {
-    fn new(patients: Option<&'a HashSet<PatientId>>) -> Self {
+impl<'a> LogRead<'a> {
+    fn new(connection: &'a Connection, ids: &'a IdCache, filter: &'a EventFilter) -> Self {
         Self {
-            patients,
+            connection,
+            ids,
+            filter,
             decided: HashMap::new(),
+            events: Vec::new(),
+            passed_over: PassedOver::default(),
         }
     }
 
-    fn admit(
-        &mut self,
-        connection: &Connection,
-        ids: &IdCache,
-        key: i64,
-    ) -> Result<Option<PatientId>, StoreError> {
+    fn admit(&mut self, key: i64) -> Result<Option<PatientId>, StoreError> {
         if let Some(decision) = self.decided.get(&key) {
             return Ok(*decision);
         }
-        let id = ids.patient(connection, key)?;
-        let decision = self
-            .patients
-            .is_none_or(|patients| patients.contains(&id))
-            .then_some(id);
+        let id = self.ids.patient(self.connection, key)?;
+        let decision = self.filter.admits(&id).then_some(id);
         self.decided.insert(key, decision);
         Ok(decision)
     }
-}
 
-fn read_observations(
-    connection: &Connection,
-    ids: &IdCache,
-    scope: &mut Scope<'_>,
-    after: i64,
-    limit: u32,
-    events: &mut Vec<CommittedEvent>,
-    passed_over: &mut PassedOver,
-) -> Result<i64, StoreError> {
-    let mut statement = connection.prepare_cached(
-        "SELECT key, patient_key, device_key, seq, code, value, original_value, original_unit,
-                effective_ms, received_ms, derived
-         FROM observation WHERE key > ?1 ORDER BY key LIMIT ?2",
-    )?;
-    let mut rows = statement.query(params![after, limit])?;
-    let mut last = after;
-    while let Some(row) = rows.next()? {
-        last = row.get(0)?;
-        let Some(patient) = scope.admit(connection, ids, row.get(1)?)? else {
-            passed_over.observations += 1;
-            continue;
-        };
-        events.push(CommittedEvent::Observation(observation(
-            patient,
-            ids.device(connection, row.get(2)?)?,
-            row.get(3)?,
-            row.get_ref(4)?
-                .as_str()
-                .map_err(|_| StoreError::Corrupt("an observation's code is not text".into()))?,
-            row.get(5)?,
-            row.get(6)?,
-            row.get(7)?,
-            row.get(8)?,
-            row.get(9)?,
-            row.get(10)?,
-        )?));
+    fn device(&self, key: i64) -> Result<DeviceId, StoreError> {
+        self.ids.device(self.connection, key)
     }
-    Ok(last)
-}
 
-#[allow(clippy::too_many_arguments)]
-fn read_waveforms(
-    connection: &Connection,
-    ids: &IdCache,
-    scope: &mut Scope<'_>,
-    after: i64,
-    limit: u32,
-    samples: bool,
-    events: &mut Vec<CommittedEvent>,
-    passed_over: &mut PassedOver,
-) -> Result<i64, StoreError> {
-    let mut statement = connection.prepare_cached(
-        "SELECT key, patient_key, device_key, seq, signal, sampling_rate_hz, start_ms, end_ms,
-                sample_count, received_ms, CASE WHEN ?3 THEN encoded ELSE x'' END
-         FROM waveform_chunk WHERE key > ?1 ORDER BY key LIMIT ?2",
-    )?;
-    let mut rows = statement.query(params![after, limit, samples])?;
-    let mut last = after;
-    while let Some(row) = rows.next()? {
-        last = row.get(0)?;
-        let Some(patient_id) = scope.admit(connection, ids, row.get(1)?)? else {
-            passed_over.other += 1;
-            continue;
-        };
-        let signal: String = row.get(4)?;
-        events.push(CommittedEvent::Waveform(CommittedWaveform {
-            patient_id,
-            received: from_ms(row.get(9)?)?,
-            chunk: StoredWaveform {
-                device_id: ids.device(connection, row.get(2)?)?,
-                seq: row.get(3)?,
-                signal: Signal::parse(&signal)
-                    .ok_or_else(|| StoreError::Corrupt(format!("signal {signal:?}")))?,
-                sampling_rate_hz: row.get(5)?,
-                start: from_ms(row.get(6)?)?,
-                end: from_ms(row.get(7)?)?,
-                sample_count: row.get(8)?,
-                encoded: row.get(10)?,
-            },
-        }));
-    }
-    Ok(last)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn read_logged(
-    connection: &Connection,
-    ids: &IdCache,
-    scope: &mut Scope<'_>,
-    after: i64,
-    limit: u32,
-    filter: &EventFilter,
-    events: &mut Vec<CommittedEvent>,
-    passed_over: &mut PassedOver,
-) -> Result<i64, StoreError> {
-    // The patient of each listed row comes with the listing, so rows outside the scope
-    // are passed over without reading (and parsing) them.
-    let mut statement = connection.prepare_cached(
-        "SELECT l.seq, l.kind, l.ref_key,
-                CASE l.kind
-                    WHEN 'news2' THEN (SELECT patient_key FROM news2_score WHERE key = l.ref_key)
-                    WHEN 'rhythm' THEN (SELECT patient_key FROM rhythm_event WHERE key = l.ref_key)
-                    ELSE (SELECT patient_key FROM device_report WHERE key = l.ref_key)
-                END
-         FROM event_log l WHERE l.seq > ?1 ORDER BY l.seq LIMIT ?2",
-    )?;
-    let listed = statement
-        .query_map(params![after, limit], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, Option<i64>>(3)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut last = after;
-    for (seq, kind, key, patient) in listed {
-        last = seq;
-        let wanted = match kind.as_str() {
-            "news2" => filter.news2,
-            "rhythm" => filter.rhythm_events,
-            "device_report" => filter.device_reports,
-            _ => false,
-        };
-        // A listed row that is gone is not an event any more.
-        let Some(patient) = patient.filter(|_| wanted) else {
-            continue;
-        };
-        if scope.admit(connection, ids, patient)?.is_none() {
-            passed_over.other += 1;
-            continue;
+    fn observations(&mut self, after: i64, limit: u32) -> Result<i64, StoreError> {
+        let connection = self.connection;
+        let mut statement = connection.prepare_cached(
+            "SELECT key, patient_key, device_key, seq, code, value, original_value, original_unit,
+                    effective_ms, received_ms, derived
+             FROM observation WHERE key > ?1 ORDER BY key LIMIT ?2",
+        )?;
+        let mut rows = statement.query(params![after, limit])?;
+        let mut last = after;
+        while let Some(row) = rows.next()? {
+            last = row.get(0)?;
+            let Some(patient) = self.admit(row.get(1)?)? else {
+                self.passed_over.observations += 1;
+                continue;
+            };
+            let observation = observation(
+                patient,
+                self.device(row.get(2)?)?,
+                row.get(3)?,
+                row.get_ref(4)?
+                    .as_str()
+                    .map_err(|_| StoreError::Corrupt("an observation's code is not text".into()))?,
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?,
+                row.get(8)?,
+                row.get(9)?,
+                row.get(10)?,
+            )?;
+            self.events.push(CommittedEvent::Observation(observation));
         }
-        let event = match kind.as_str() {
+        Ok(last)
+    }
+
+    fn waveforms(&mut self, after: i64, limit: u32) -> Result<i64, StoreError> {
+        let connection = self.connection;
+        let mut statement = connection.prepare_cached(
+            "SELECT key, patient_key, device_key, seq, signal, sampling_rate_hz, start_ms, end_ms,
+                    sample_count, received_ms, CASE WHEN ?3 THEN encoded ELSE x'' END
+             FROM waveform_chunk WHERE key > ?1 ORDER BY key LIMIT ?2",
+        )?;
+        let mut rows = statement.query(params![after, limit, self.filter.waveform_samples])?;
+        let mut last = after;
+        while let Some(row) = rows.next()? {
+            last = row.get(0)?;
+            let Some(patient_id) = self.admit(row.get(1)?)? else {
+                self.passed_over.other += 1;
+                continue;
+            };
+            let signal: String = row.get(4)?;
+            let device_id = self.device(row.get(2)?)?;
+            self.events
+                .push(CommittedEvent::Waveform(CommittedWaveform {
+                    patient_id,
+                    received: from_ms(row.get(9)?)?,
+                    chunk: StoredWaveform {
+                        device_id,
+                        seq: row.get(3)?,
+                        signal: Signal::parse(&signal)
+                            .ok_or_else(|| StoreError::Corrupt(format!("signal {signal:?}")))?,
+                        sampling_rate_hz: row.get(5)?,
+                        start: from_ms(row.get(6)?)?,
+                        end: from_ms(row.get(7)?)?,
+                        sample_count: row.get(8)?,
+                        encoded: row.get(10)?,
+                    },
+                }));
+        }
+        Ok(last)
+    }
+
+    fn logged(&mut self, after: i64, limit: u32) -> Result<i64, StoreError> {
+        let connection = self.connection;
+        // The patient of each listed row comes with the listing, so rows outside the scope
+        // are passed over without reading (and parsing) them.
+        let mut statement = connection.prepare_cached(
+            "SELECT l.seq, l.kind, l.ref_key,
+                    CASE l.kind
+                        WHEN 'news2' THEN (SELECT patient_key FROM news2_score WHERE key = l.ref_key)
+                        WHEN 'rhythm' THEN (SELECT patient_key FROM rhythm_event WHERE key = l.ref_key)
+                        ELSE (SELECT patient_key FROM device_report WHERE key = l.ref_key)
+                    END
+             FROM event_log l WHERE l.seq > ?1 ORDER BY l.seq LIMIT ?2",
+        )?;
+        let listed = statement
+            .query_map(params![after, limit], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, Option<i64>>(3)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut last = after;
+        for (seq, kind, key, patient) in listed {
+            last = seq;
+            let wanted = match kind.as_str() {
+                "news2" => self.filter.news2,
+                "rhythm" => self.filter.rhythm_events,
+                "device_report" => self.filter.device_reports,
+                _ => false,
+            };
+            // A listed row that is gone is not an event any more.
+            let Some(patient) = patient.filter(|_| wanted) else {
+                continue;
+            };
+            if self.admit(patient)?.is_none() {
+                self.passed_over.other += 1;
+                continue;
+            }
+            let event = match kind.as_str() {
             "news2" => connection
                 .prepare_cached(&format!("SELECT {NEWS2_COLUMNS} FROM {NEWS2_FROM} WHERE n.key = ?1"))?
                 .query_row([key], |row| Ok(news2_from_row(row, 0)))
@@ -332,8 +314,8 @@ fn read_logged(
                 .optional()?
                 .map(|(device, patient, at, battery_percent, fault)| {
                     Ok::<_, StoreError>(CommittedEvent::DeviceReport(DeviceReport {
-                        device_id: ids.device(connection, device)?,
-                        patient_id: ids.patient(connection, patient)?,
+                        device_id: self.device(device)?,
+                        patient_id: self.ids.patient(connection, patient)?,
                         at: from_ms(at)?,
                         battery_percent,
                         fault,
@@ -341,9 +323,10 @@ fn read_logged(
                 })
                 .transpose()?,
         };
-        events.extend(event);
+            self.events.extend(event);
+        }
+        Ok(last)
     }
-    Ok(last)
 }
 
 fn tail(connection: &Connection) -> Result<Position, StoreError> {
@@ -378,47 +361,19 @@ impl EventLog for SqliteStore {
         let limit = limit.clamp(1, 10_000);
         let ids = std::sync::Arc::clone(&self.ids);
         self.read(move |connection| {
-            let mut events = Vec::new();
-            let mut passed_over = PassedOver::default();
-            let mut scope = Scope::new(filter.patients.as_deref());
+            let mut read = LogRead::new(connection, &ids, &filter);
             if filter.observations {
-                position.observation = read_observations(
-                    connection,
-                    &ids,
-                    &mut scope,
-                    position.observation,
-                    limit,
-                    &mut events,
-                    &mut passed_over,
-                )?;
+                position.observation = read.observations(position.observation, limit)?;
             }
             if filter.waveforms {
-                position.waveform = read_waveforms(
-                    connection,
-                    &ids,
-                    &mut scope,
-                    position.waveform,
-                    limit,
-                    filter.waveform_samples,
-                    &mut events,
-                    &mut passed_over,
-                )?;
+                position.waveform = read.waveforms(position.waveform, limit)?;
             }
             if filter.news2 || filter.rhythm_events || filter.device_reports {
-                position.logged = read_logged(
-                    connection,
-                    &ids,
-                    &mut scope,
-                    position.logged,
-                    limit,
-                    &filter,
-                    &mut events,
-                    &mut passed_over,
-                )?;
+                position.logged = read.logged(position.logged, limit)?;
             }
             Ok(EventBatch {
-                events,
-                passed_over,
+                events: read.events,
+                passed_over: read.passed_over,
                 next: position.cursor(),
             })
         })
