@@ -67,6 +67,8 @@ pub enum DeliveryStatus {
     Delivered,
     /// Given up after the retry horizon: a dead letter for an admin to look at.
     Dead,
+    /// Not delivered because its channel was removed first.
+    Cancelled,
 }
 
 impl DeliveryStatus {
@@ -75,11 +77,12 @@ impl DeliveryStatus {
             DeliveryStatus::Pending => "pending",
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Dead => "dead",
+            DeliveryStatus::Cancelled => "cancelled",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Pending, Self::Delivered, Self::Dead]
+        [Self::Pending, Self::Delivered, Self::Dead, Self::Cancelled]
             .into_iter()
             .find(|status| status.as_str() == text)
     }
@@ -133,7 +136,8 @@ pub trait OutboxStore: Send + Sync {
         channel: NotificationChannel,
         audit: AuditEvent,
     ) -> Result<(), StoreError>;
-    /// Stops using a channel (its past deliveries stay); `false` if there was none.
+    /// Stops using a channel: its past deliveries stay, those still pending are cancelled
+    /// and it gets no new ones; `false` if there was none.
     async fn remove_notification_channel(
         &self,
         team: CareTeamId,
@@ -166,7 +170,8 @@ pub trait OutboxStore: Send + Sync {
         &self,
         query: NotificationQuery,
     ) -> Result<Vec<NotificationRecord>, StoreError>;
-    /// Puts a dead letter back in the outbox, due at `at`; `false` if it is not dead.
+    /// Puts a dead letter back in the outbox, due at `at`; `false` if it is not dead or
+    /// its channel has been removed.
     async fn retry_notification(
         &self,
         key: i64,

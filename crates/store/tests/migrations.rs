@@ -8,8 +8,9 @@ use wardline_domain::{DeviceId, DeviceKind, ObservationCode, PatientId, Role, Us
 use wardline_store::sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore};
 use wardline_store::{
     AlarmChange, AlarmEventKind, AlarmQuery, AlarmStore, AnalysisResults, AuditEvent, AuditOutcome,
-    AuditQuery, AuditStore, CHAIN_VERSION, ClinicalStore, DeviceStore, NewAlarmEvent,
-    NewDerivedObservation, ObservationQuery, PeopleStore, StoreError, chain_hash,
+    AuditQuery, AuditStore, CHAIN_VERSION, ClinicalStore, DeliveryStatus, DeviceStore,
+    NewAlarmEvent, NewDerivedObservation, NotificationQuery, ObservationQuery, OutboxStore,
+    PeopleStore, StoreError, chain_hash,
 };
 
 const FIXTURE: &str = include_str!("fixtures/schema-v1.sql");
@@ -443,4 +444,66 @@ async fn a_version_4_database_migrates_with_alarms_readable_and_its_audit_chain_
         }
         other => panic!("tampering went unnoticed: {other:?}"),
     }
+}
+
+/// Version 6 cancels what a removed channel still had waiting: deliveries that earlier
+/// versions kept retrying for a day after the channel was removed.
+#[tokio::test]
+async fn migrating_cancels_the_pending_deliveries_of_removed_channels() {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let path = folder.path().join("wardline.db");
+    {
+        let connection = rusqlite::Connection::open(&path).expect("create v4 database");
+        connection
+            .execute_batch(FIXTURE_V4)
+            .expect("fixture builds");
+        connection
+            .execute_batch(
+                "INSERT INTO notification_channel
+                     (key, id, team_key, kind, target, minimal, created_ms, removed_ms)
+                 VALUES (1, 'ch-live', 1, 'email', 'ward@example.org', 1, 1796296037610, NULL),
+                        (2, 'ch-gone', 1, 'email', 'old@example.org', 1, 1796296037610, 1796296090000);
+                 INSERT INTO notification
+                     (idempotency_key, channel_key, alarm_key, payload, status, attempts,
+                      created_ms, next_attempt_ms)
+                 VALUES ('live', 1, 1, '{}', 'pending', 1, 1796296068855, 1796296100000),
+                        ('gone', 2, 1, '{}', 'pending', 3, 1796296068855, 1796296100000),
+                        ('gone-done', 2, 1, '{}', 'delivered', 1, 1796296068855, 1796296068855);",
+            )
+            .expect("deliveries as version 4 left them");
+    }
+    let store = SqliteStore::open(SqliteOptions::new(&path))
+        .await
+        .expect("open and migrate");
+    let all = store
+        .notifications(NotificationQuery {
+            limit: 10,
+            ..NotificationQuery::default()
+        })
+        .await
+        .expect("notifications");
+    let mut statuses: Vec<(&str, DeliveryStatus)> = all
+        .iter()
+        .map(|notification| (notification.idempotency_key.as_str(), notification.status))
+        .collect();
+    statuses.sort_unstable_by_key(|(key, _)| *key);
+    assert_eq!(
+        statuses,
+        [
+            ("gone", DeliveryStatus::Cancelled),
+            ("gone-done", DeliveryStatus::Delivered),
+            ("live", DeliveryStatus::Pending)
+        ]
+    );
+    let due = store
+        .due_outbox(
+            Utc.timestamp_millis_opt(1796296200000)
+                .single()
+                .expect("time"),
+            10,
+        )
+        .await
+        .expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].idempotency_key, "live");
 }

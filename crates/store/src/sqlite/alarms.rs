@@ -171,8 +171,12 @@ fn save_change(connection: &Connection, change: &AlarmChange) -> Result<(), Stor
         connection
             .prepare_cached(
                 "INSERT INTO notification (idempotency_key, channel_key, alarm_key, payload,
-                    status, attempts, created_ms, next_attempt_ms)
-                 VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6)
+                    status, attempts, created_ms, next_attempt_ms, last_error)
+                 SELECT ?1, ?2, ?3, ?4,
+                        CASE WHEN removed_ms IS NULL THEN 'pending' ELSE 'cancelled' END,
+                        0, ?5, ?6,
+                        CASE WHEN removed_ms IS NULL THEN NULL ELSE 'channel removed' END
+                 FROM notification_channel WHERE key = ?2
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )?
             .execute(params![

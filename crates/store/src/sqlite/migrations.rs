@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_gateways.sql"),
     include_str!("../../migrations/sqlite/0004_alarms.sql"),
     include_str!("../../migrations/sqlite/0005_event_log.sql"),
+    include_str!("../../migrations/sqlite/0006_notification_cancelled.sql"),
 ];
 
 /// The schema version this build writes.

@@ -116,6 +116,16 @@ impl OutboxStore for SqliteStore {
                        AND team_key = (SELECT key FROM care_team WHERE id = ?2)",
                 )?
                 .execute(params![id, team.to_string(), to_ms(at)])?;
+            if changed > 0 {
+                // What still waits for delivery through the channel is never sent.
+                connection
+                    .prepare_cached(
+                        "UPDATE notification SET status = 'cancelled', last_error = 'channel removed'
+                         WHERE status = 'pending'
+                           AND channel_key = (SELECT key FROM notification_channel WHERE id = ?1)",
+                    )?
+                    .execute([&id])?;
+            }
             append(connection, &[audit])?;
             Ok(changed > 0)
         })
@@ -149,7 +159,7 @@ impl OutboxStore for SqliteStore {
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {NOTIFICATION_COLUMNS} FROM {NOTIFICATION_FROM}
-                 WHERE n.status = 'pending' AND n.next_attempt_ms <= ?1
+                 WHERE n.status = 'pending' AND n.next_attempt_ms <= ?1 AND c.removed_ms IS NULL
                  ORDER BY n.next_attempt_ms, n.key LIMIT ?2"
             ))?;
             let mut rows = statement.query(params![to_ms(now), i64::from(limit.max(1))])?;
@@ -250,7 +260,8 @@ impl OutboxStore for SqliteStore {
             let changed = connection
                 .prepare_cached(
                     "UPDATE notification SET status = 'pending', next_attempt_ms = ?2, created_ms = ?2
-                     WHERE key = ?1 AND status = 'dead'",
+                     WHERE key = ?1 AND status = 'dead'
+                       AND channel_key IN (SELECT key FROM notification_channel WHERE removed_ms IS NULL)",
                 )?
                 .execute(params![key, to_ms(at)])?;
             append(connection, &[audit])?;

@@ -72,32 +72,29 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
         at: at(3),
     })
     .expect("alarm");
+    let notify = |key: &str, second: i64| AlarmChange {
+        alarm: AlarmRecord {
+            public_id: "a1".into(),
+            alarm: alarm.clone(),
+            escalation: EscalationStatus {
+                levels: 1,
+                rounds: 1,
+                level: Some(1),
+                round: Some(1),
+                next: None,
+            },
+            updated: at(second),
+        },
+        events: vec![],
+        notifications: vec![NewNotification {
+            idempotency_key: key.into(),
+            channel_id: "ch-1".into(),
+            payload: json!({"alarm": "a1"}),
+            next_attempt: at(second),
+        }],
+    };
     store
-        .save_alarm_changes(
-            vec![AlarmChange {
-                alarm: AlarmRecord {
-                    public_id: "a1".into(),
-                    alarm,
-                    escalation: EscalationStatus {
-                        levels: 1,
-                        rounds: 1,
-                        level: Some(1),
-                        round: Some(1),
-                        next: None,
-                    },
-                    updated: at(3),
-                },
-                events: vec![],
-                notifications: vec![NewNotification {
-                    idempotency_key: "a1/0/ch-1".into(),
-                    channel_id: "ch-1".into(),
-                    payload: json!({"alarm": "a1"}),
-                    next_attempt: at(3),
-                }],
-            }],
-            None,
-            vec![],
-        )
+        .save_alarm_changes(vec![notify("a1/0/ch-1", 3)], None, vec![])
         .await
         .expect("save alarm");
     let due = store.due_outbox(at(3), 10).await.expect("due");
@@ -177,6 +174,28 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
     assert_eq!(of_alarm[0].status, DeliveryStatus::Delivered);
     assert_eq!(of_alarm[0].delivered, Some(at(8)));
 
+    // Before the channel goes: one delivery waits for its next attempt, one is dead.
+    store
+        .save_alarm_changes(
+            vec![notify("a1/1/ch-1", 9), notify("a1/2/ch-1", 9)],
+            None,
+            vec![],
+        )
+        .await
+        .expect("two more notifications");
+    let waiting = store.due_outbox(at(9), 10).await.expect("due");
+    assert_eq!(waiting.len(), 2);
+    store
+        .record_delivery(
+            waiting[1].key,
+            at(9),
+            DeliveryOutcome::Dead {
+                error: "gone".into(),
+            },
+        )
+        .await
+        .expect("dead");
+
     assert!(
         store
             .remove_notification_channel(
@@ -207,4 +226,41 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
             .len(),
         1
     );
+
+    // Nothing more goes out through the removed channel: the waiting delivery is
+    // cancelled, the dead letter cannot be put back, and a later alarm's notification for
+    // it is stored cancelled.
+    assert!(store.due_outbox(at(100), 10).await.expect("due").is_empty());
+    assert_eq!(store.next_outbox_attempt().await.expect("next"), None);
+    assert!(
+        !store
+            .retry_notification(waiting[1].key, at(12), audit("notifications.retry"))
+            .await
+            .expect("retry"),
+        "a dead letter of a removed channel stays dead"
+    );
+    store
+        .save_alarm_changes(vec![notify("a1/3/ch-1", 13)], None, vec![])
+        .await
+        .expect("a notification after the removal");
+    let cancelled = store
+        .notifications(NotificationQuery {
+            status: Some(DeliveryStatus::Cancelled),
+            limit: 10,
+            ..NotificationQuery::default()
+        })
+        .await
+        .expect("cancelled");
+    let mut keys: Vec<&str> = cancelled
+        .iter()
+        .map(|notification| notification.idempotency_key.as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["a1/1/ch-1", "a1/3/ch-1"]);
+    assert!(
+        cancelled
+            .iter()
+            .all(|notification| notification.last_error.as_deref() == Some("channel removed"))
+    );
+    assert!(store.due_outbox(at(100), 10).await.expect("due").is_empty());
 }
