@@ -188,26 +188,32 @@ async fn only_admins_administer() {
     );
 }
 
-/// Changing a care plan needs a clinician or nurse of the patient's team (an admin may
-/// assign a programme's defaults); acting on an alarm needs the care team.
+/// Changing a care plan needs a clinician or nurse of the patient's team; an admin, who
+/// is not on it, can neither assign a programme nor replace the plan in force (and sees
+/// none of it in the refusal).
 #[tokio::test]
 async fn only_the_care_team_changes_a_care_plan() {
     let h = hospital().await;
     let path = format!("/api/v1/patients/{}/care-plan", h.ada);
     let plan = json!({"program": "diabetes", "reason": "type 1 diabetes"});
-    for who in ["outsider", "ada", "bob"] {
+    for who in ["outsider", "ada", "bob", "admin"] {
         let (status, body) = h.as_(who, Method::PUT, &path, Some(plan.clone())).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{who}: {body}");
     }
     let (status, body) = h.as_("nurse", Method::PUT, &path, Some(plan.clone())).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 1);
-    let (status, body) = h.as_("admin", Method::PUT, &path, Some(plan)).await;
+    let replacement = json!({"program": "cardiac", "reason": "swap"});
+    let (status, body) = h.as_("admin", Method::PUT, &path, Some(replacement)).await;
     assert_eq!(
         status,
-        StatusCode::OK,
-        "an admin assigns a programme: {body}"
+        StatusCode::FORBIDDEN,
+        "an admin does not replace a plan: {body}"
     );
+    assert!(body.get("plan").is_none(), "{body}");
+    let (status, body) = h.as_("nurse", Method::PUT, &path, Some(plan)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 2);
     let edit = json!({"reason": "tighter", "edit": {"op": "remove", "rule_id": "high"}});
     let (status, _) = h.as_("admin", Method::PUT, &path, Some(edit.clone())).await;
     assert_eq!(

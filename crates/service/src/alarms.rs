@@ -422,9 +422,11 @@ impl Wardline {
         Ok(self.store.care_plan_versions(access.patient_id()).await?)
     }
 
-    /// A programme's defaults (a clinician or nurse on the care team, or an admin), or
-    /// one rule edit (a clinician or nurse on the care team), always with a reason. With
-    /// an alarm engine the change is evaluated at once; from the command line it is
+    /// A programme's defaults or one rule edit, by a clinician or nurse on the patient's
+    /// care team, always with a reason; the command line (the server's operator) may also
+    /// assign a programme. An admin account is not the care team: it neither assigns nor
+    /// replaces a plan, since a plan decides which of a patient's readings raise alarms.
+    /// With an alarm engine the change is evaluated at once; from the command line it is
     /// stored for the server's engine to adopt.
     pub async fn set_care_plan(
         &self,
@@ -433,7 +435,7 @@ impl Wardline {
         request: CarePlanRequest,
     ) -> Result<CarePlanVersionRecord, Error> {
         let assigning_program = request.program.is_some() && request.edit.is_none();
-        let audit = if actor.is_admin() && assigning_program {
+        let audit = if matches!(actor, Actor::CommandLine) && assigning_program {
             if self.store.patient(patient_id).await?.is_none() {
                 return Err(Error::NotFound("patient".into()));
             }
@@ -483,8 +485,8 @@ impl Wardline {
     }
 
     /// Assigns a care plan a tool built itself (the demo ward, the benchmarks), in force
-    /// from its `effective_from` (at the earliest when the latest version is). Admin only;
-    /// a running engine adopts it within 15 s.
+    /// from its `effective_from` (at the earliest when the latest version is). Command
+    /// line only; a running engine adopts it within 15 s.
     pub async fn assign_care_plan(
         &self,
         actor: &Actor,
@@ -492,6 +494,9 @@ impl Wardline {
         plan: CarePlan,
         reason: &str,
     ) -> Result<CarePlanVersionRecord, Error> {
+        if !matches!(actor, Actor::CommandLine) {
+            return Err(Error::Forbidden);
+        }
         if self.store.patient(patient_id).await?.is_none() {
             return Err(Error::NotFound("patient".into()));
         }

@@ -314,8 +314,8 @@ async fn a_reading_out_of_range_opens_an_alarm_on_the_stream_and_clearing_resolv
 async fn an_unacknowledged_high_alarm_escalates_and_acknowledging_stops_it() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
-    // An admin may assign a programme.
-    assign_program(&server, &ward.admin, &ward.patient_id, "diabetes").await;
+    // The care team assigns the programme.
+    assign_program(&server, &ward.clinician, &ward.patient_id, "diabetes").await;
     put_ok(
         &server,
         &ward.admin,
