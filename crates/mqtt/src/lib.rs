@@ -1061,10 +1061,16 @@ fn encode_ack(
         return;
     }
     match connection.protocol {
-        // 3.1.1 has no negative acknowledgement: the message is handled (a retry would be
-        // refused the same way) and the reason went to the errors topic.
+        // 3.1.1 has no negative acknowledgement. A refusal that a retry may overcome (the
+        // device is not assigned to a patient yet) gets no PUBACK: the device keeps the
+        // reading and sends it again when it reconnects. Any other refusal is final (a
+        // retry would be refused the same way): the message is acknowledged as handled,
+        // and the reason went to the errors topic.
         Protocol::V311 => {
-            let _ = v4::PubAck::new(pkid).write(out);
+            let transient = matches!(&refusal, Some(PublishRefusal::Rejected(rejection)) if rejection.is_transient());
+            if !transient {
+                let _ = v4::PubAck::new(pkid).write(out);
+            }
         }
         Protocol::V5 => {
             let (reason, text) = match &refusal {

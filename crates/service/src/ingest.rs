@@ -51,6 +51,12 @@ impl Rejection {
             Rejection::UnknownDevice(_) => "unknown_device",
         }
     }
+
+    /// Whether sending the same message later may succeed: a device not assigned to a
+    /// patient (yet) may be assigned, so its reading must not be acknowledged as handled.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Rejection::NotAssigned { .. })
+    }
 }
 
 /// Ingest for all transports.

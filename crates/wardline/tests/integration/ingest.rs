@@ -289,6 +289,105 @@ async fn mqtt311_refusals_arrive_on_the_errors_topic() {
     );
 }
 
+/// A device not assigned to a patient may be assigned later: MQTT 3.1.1, which cannot
+/// say "not stored" in a PUBACK, sends none, so the device keeps the reading (it resends
+/// it on reconnecting); the reason goes to the errors topic, and the connection carries
+/// on, acknowledging what it stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt311_does_not_acknowledge_a_reading_it_could_not_store_for_now() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let device = server.enrol(&ward.admin, "pulse_oximeter", None).await;
+    let mut options = mqtt_v311(&server, &device, &device.secret);
+    options.set_clean_session(false);
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
+    client
+        .subscribe(
+            format!("wardline/v1/devices/{}/errors", device.id),
+            QoS::AtMostOnce,
+        )
+        .await
+        .unwrap();
+    client
+        .publish(
+            topic(&device),
+            QoS::AtLeastOnce,
+            false,
+            reading(1, "59408-5", 97.0, "%"),
+        )
+        .await
+        .unwrap();
+    let mut published = Vec::new();
+    let mut acked = Vec::new();
+    let mut errors = Vec::new();
+    // Until the refusal's reason arrives, and 2 s more for a PUBACK that must not come.
+    let mut quiet_until = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let until = quiet_until.unwrap_or(deadline);
+        match tokio::time::timeout_at(until, eventloop.poll()).await {
+            Err(_) if quiet_until.is_some() => break,
+            Err(_) => panic!("no refusal on the errors topic in time"),
+            Ok(event) => match event.expect("connection") {
+                Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => published.push(pkid),
+                Event::Incoming(Packet::PubAck(ack)) => acked.push(ack.pkid),
+                Event::Incoming(Packet::Publish(publish)) => {
+                    errors.push(serde_json::from_slice::<Value>(&publish.payload).unwrap());
+                    quiet_until = Some(tokio::time::Instant::now() + Duration::from_secs(2));
+                }
+                _ => {}
+            },
+        }
+    }
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["kind"], json!("not_assigned"), "{}", errors[0]);
+    assert!(acked.is_empty(), "a reading not stored was acknowledged");
+
+    // Assigned from now on, the device's next reading is stored and acknowledged; the
+    // first one, taken before the assignment, still is not.
+    let assigned = server
+        .client
+        .post(server.url(&format!("/api/v1/devices/{}/assignments", device.id)))
+        .bearer_auth(&ward.admin.token)
+        .json(&json!({"patient_id": ward.patient_id}))
+        .send()
+        .await
+        .unwrap();
+    assert!(assigned.status().is_success(), "{}", assigned.status());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    client
+        .publish(
+            topic(&device),
+            QoS::AtLeastOnce,
+            false,
+            reading(2, "59408-5", 96.0, "%"),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while acked.is_empty() {
+        let event = tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .expect("the stored reading's PUBACK in time")
+            .expect("connection");
+        match event {
+            Event::Outgoing(rumqttc::Outgoing::Publish(pkid)) => published.push(pkid),
+            Event::Incoming(Packet::PubAck(ack)) => acked.push(ack.pkid),
+            _ => {}
+        }
+    }
+    assert_eq!(published.len(), 2, "{published:?}");
+    assert_eq!(
+        acked,
+        [published[1]],
+        "only the stored reading is acknowledged"
+    );
+    let stored = server
+        .observations(&ward.clinician, &ward.patient_id, "59408-5")
+        .await;
+    assert_eq!(stored.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_refusals_name_the_field() {
     let server = TestServer::start().await;
