@@ -1086,7 +1086,9 @@ fn encode_ack(
                     match rejection {
                         Rejection::Payload(_) => v5::PubAckReason::PayloadFormatInvalid,
                         Rejection::Revoked(_) => v5::PubAckReason::NotAuthorized,
-                        Rejection::NotAssigned { .. } | Rejection::UnknownDevice(_) => {
+                        Rejection::NotAssigned { .. }
+                        | Rejection::UnknownDevice(_)
+                        | Rejection::SeqConflict { .. } => {
                             v5::PubAckReason::ImplementationSpecificError
                         }
                     },
@@ -1124,6 +1126,12 @@ fn encode_error_publish(
             "kind": error.kind.as_str(),
             "field": error.field,
             "reason": error.reason,
+        }),
+        PublishRefusal::Rejected(rejection @ Rejection::SeqConflict { .. }) => serde_json::json!({
+            "packet_id": pkid,
+            "kind": rejection.kind(),
+            "field": "seq",
+            "reason": rejection.to_string(),
         }),
         PublishRefusal::Rejected(rejection) => serde_json::json!({
             "packet_id": pkid,

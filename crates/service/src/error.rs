@@ -42,6 +42,9 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     DeviceNotAssigned(String),
+    /// A device reused a `seq` for a different reading.
+    #[error("{0}")]
+    SeqConflict(String),
     /// The resource is not in a state that allows the action (acknowledging a resolved
     /// alarm, a care plan version written concurrently).
     #[error("{0}")]
@@ -108,6 +111,11 @@ impl Error {
         status: 409,
         meaning: "the device has no patient at the reading's time; nothing was stored",
     };
+    const SEQ_CONFLICT: ErrorSpec = ErrorSpec {
+        code: "seq_conflict",
+        status: 409,
+        meaning: "the device used this seq before for a different reading; nothing of the message was stored",
+    };
     const INVALID_STATE: ErrorSpec = ErrorSpec {
         code: "invalid_state",
         status: 409,
@@ -135,7 +143,7 @@ impl Error {
     };
 
     /// Every error a client can see, for documentation.
-    pub const ALL: [ErrorSpec; 15] = [
+    pub const ALL: [ErrorSpec; 16] = [
         Self::INVALID_REQUEST,
         Self::INVALID_PAYLOAD,
         Self::UNAUTHENTICATED,
@@ -146,6 +154,7 @@ impl Error {
         Self::METHOD_NOT_ALLOWED,
         Self::CONFLICT,
         Self::DEVICE_NOT_ASSIGNED,
+        Self::SEQ_CONFLICT,
         Self::INVALID_STATE,
         Self::PAYLOAD_TOO_LARGE,
         Self::TOO_MANY_ATTEMPTS,
@@ -165,6 +174,7 @@ impl Error {
             Error::MethodNotAllowed => Self::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => Self::CONFLICT,
             Error::DeviceNotAssigned(_) => Self::DEVICE_NOT_ASSIGNED,
+            Error::SeqConflict(_) => Self::SEQ_CONFLICT,
             Error::InvalidState(_) => Self::INVALID_STATE,
             Error::PayloadTooLarge { .. } => Self::PAYLOAD_TOO_LARGE,
             Error::TooManyAttempts { .. } => Self::TOO_MANY_ATTEMPTS,
@@ -281,6 +291,7 @@ mod tests {
             Error::MethodNotAllowed,
             Error::Conflict("c".into()),
             Error::DeviceNotAssigned("d".into()),
+            Error::SeqConflict("s".into()),
             Error::InvalidState("s".into()),
             Error::PayloadTooLarge { limit: 1 },
             Error::TooManyAttempts {

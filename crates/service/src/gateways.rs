@@ -295,6 +295,7 @@ impl From<Rejection> for Error {
         match rejection {
             Rejection::Payload(error) => Error::InvalidPayload(error),
             Rejection::NotAssigned { .. } => Error::DeviceNotAssigned(rejection.to_string()),
+            Rejection::SeqConflict { .. } => Error::SeqConflict(rejection.to_string()),
             Rejection::Revoked(_) | Rejection::UnknownDevice(_) => Error::Unauthenticated,
         }
     }

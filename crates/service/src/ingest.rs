@@ -39,6 +39,10 @@ pub enum Rejection {
     Revoked(DeviceId),
     #[error("device {0} is not enrolled")]
     UnknownDevice(DeviceId),
+    #[error(
+        "seq: {seq} was used before by device {device_id} for a different reading; nothing of the message was stored"
+    )]
+    SeqConflict { device_id: DeviceId, seq: i64 },
 }
 
 impl Rejection {
@@ -49,6 +53,7 @@ impl Rejection {
             Rejection::NotAssigned { .. } => "not_assigned",
             Rejection::Revoked(_) => "revoked",
             Rejection::UnknownDevice(_) => "unknown_device",
+            Rejection::SeqConflict { .. } => "seq_conflict",
         }
     }
 
@@ -167,6 +172,9 @@ impl IngestService {
                     }
                     Some(IngestOutcome::UnknownDevice { device_id }) => {
                         MessageVerdict::Rejected(Rejection::UnknownDevice(device_id))
+                    }
+                    Some(IngestOutcome::SeqConflict { device_id, seq }) => {
+                        MessageVerdict::Rejected(Rejection::SeqConflict { device_id, seq })
                     }
                     // Counted above: the store answers every item.
                     None => MessageVerdict::Rejected(Rejection::UnknownDevice(device_id.clone())),

@@ -199,6 +199,13 @@ pub enum IngestOutcome {
     Revoked {
         device_id: DeviceId,
     },
+    /// The device used `seq` before for a different reading or chunk: nothing of the
+    /// message was stored (a counter that went back, or a clash of two devices), and a
+    /// fault report of the device was stored for rule evaluation.
+    SeqConflict {
+        device_id: DeviceId,
+        seq: i64,
+    },
 }
 
 /// Position after which the next page starts.

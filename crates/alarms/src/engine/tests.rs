@@ -590,3 +590,46 @@ async fn readings_without_a_care_plan_count_as_evaluated_until_a_plan_arrives() 
         "the plan's urgent low is raised once the patient is watched: {raised:?}"
     );
 }
+
+/// A CGM that uses a seq again for another reading (its counter went back) is refused,
+/// and the fault the store records in the same commit raises the care plan's device-fault
+/// alarm, a technical one.
+#[tokio::test]
+async fn a_reused_seq_raises_the_device_fault_alarm() {
+    let ward = ward().await;
+    let mut engine = ward.engine(settings()).await;
+    ward.glucose(1, 0, 120.0).await;
+    drain(&mut engine).await;
+    assert!(ward.alarms_of("cgm-fault").await.is_empty());
+    let outcome = ward
+        .store
+        .ingest(vec![IngestItem {
+            device_id: ward.cgm.clone(),
+            received: at(1),
+            payload: IngestPayload::Readings(vec![Reading {
+                seq: 1,
+                code: ObservationCode::GlucoseCgm,
+                value: 60.0,
+                original: None,
+                effective: at(1),
+            }]),
+        }])
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome[0],
+            wardline_store::IngestOutcome::SeqConflict { seq: 1, .. }
+        ),
+        "{outcome:?}"
+    );
+    ward.clock.set(at(1));
+    drain(&mut engine).await;
+    let fault = ward.alarms_of("cgm-fault").await;
+    assert_eq!(fault.len(), 1, "{:?}", ward.alarms().await);
+    assert_eq!(fault[0].alarm.kind, wardline_alerting::AlarmKind::Technical);
+    assert!(
+        ward.alarms_of("low").await.is_empty(),
+        "the refused 60 mg/dL is not a reading"
+    );
+}

@@ -155,6 +155,7 @@ fn ingest_one(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (device_key, derived, seq) DO NOTHING",
             )?;
             let mut stored = Vec::with_capacity(readings.len());
+            let mut inserted_keys = Vec::with_capacity(readings.len());
             let mut duplicates = 0;
             for (reading, assignment) in readings.iter().zip(&patients) {
                 let (original_value, original_unit) = match &reading.original {
@@ -173,8 +174,35 @@ fn ingest_one(
                     received_ms,
                 ])?;
                 if inserted == 0 {
+                    let content = ReadingContent {
+                        code: reading.code.loinc(),
+                        value: reading.value,
+                        original_value,
+                        original_unit: original_unit.map(str::to_owned),
+                        effective_ms: to_ms(reading.effective),
+                    };
+                    if stored_reading(connection, device.key, reading.seq)?.as_ref()
+                        != Some(&content)
+                    {
+                        // Nothing of the message is stored: the rows it already wrote in
+                        // this transaction go again.
+                        let mut delete =
+                            connection.prepare_cached("DELETE FROM observation WHERE key = ?1")?;
+                        for key in inserted_keys {
+                            delete.execute([key])?;
+                        }
+                        return seq_conflict(
+                            connection,
+                            device,
+                            item,
+                            reading.seq,
+                            *assignment,
+                            received_ms,
+                        );
+                    }
                     duplicates += 1;
                 } else {
+                    inserted_keys.push(connection.last_insert_rowid());
                     stored.push(Observation::from_reading(
                         assignment.patient_id,
                         item.device_id.clone(),
@@ -200,29 +228,130 @@ fn ingest_one(
                     at: chunk.start,
                 });
             };
+            // The chunk's content, bound in this order by both statements below.
+            let signal = chunk.signal.as_str();
+            let (start_ms, end_ms) = (to_ms(chunk.start), to_ms(chunk.end));
+            let content: [&dyn rusqlite::ToSql; 8] = [
+                &device.key,
+                &chunk.seq,
+                &signal,
+                &chunk.sampling_rate_hz,
+                &start_ms,
+                &end_ms,
+                &chunk.sample_count,
+                &chunk.encoded,
+            ];
             let inserted = connection
                 .prepare_cached(
-                    "INSERT INTO waveform_chunk (patient_key, device_key, seq, signal, sampling_rate_hz, start_ms, end_ms, sample_count, encoded, received_ms)
+                    "INSERT INTO waveform_chunk (device_key, seq, signal, sampling_rate_hz, start_ms, end_ms, sample_count, encoded, patient_key, received_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (device_key, seq) DO NOTHING",
                 )?
-                .execute(params![
-                    assignment.patient_key,
-                    device.key,
-                    chunk.seq,
-                    chunk.signal.as_str(),
-                    chunk.sampling_rate_hz,
-                    to_ms(chunk.start),
-                    to_ms(chunk.end),
-                    chunk.sample_count,
-                    chunk.encoded,
-                    received_ms,
-                ])?;
+                .execute(rusqlite::params_from_iter(
+                    content.into_iter().chain([
+                        &assignment.patient_key as &dyn rusqlite::ToSql,
+                        &received_ms,
+                    ]),
+                ))?;
+            if inserted == 0 {
+                let same: Option<bool> = connection
+                    .prepare_cached(
+                        "SELECT signal = ?3 AND sampling_rate_hz = ?4 AND start_ms = ?5 AND end_ms = ?6
+                                AND sample_count = ?7 AND encoded = ?8
+                         FROM waveform_chunk WHERE device_key = ?1 AND seq = ?2",
+                    )?
+                    .query_row(rusqlite::params_from_iter(content), |row| row.get(0))
+                    .optional()?;
+                if same != Some(true) {
+                    return seq_conflict(
+                        connection,
+                        device,
+                        item,
+                        chunk.seq,
+                        assignment,
+                        received_ms,
+                    );
+                }
+            }
             Ok(IngestOutcome::WaveformStored {
                 patient_id: assignment.patient_id,
                 duplicate: inserted == 0,
             })
         }
     }
+}
+
+/// What identifies a device reading's content: a retry of the same message has all of
+/// it equal; the same `seq` with anything different is another reading.
+#[derive(Debug, PartialEq)]
+struct ReadingContent {
+    code: &'static str,
+    value: f64,
+    original_value: Option<f64>,
+    original_unit: Option<String>,
+    effective_ms: i64,
+}
+
+/// The device reading stored under `(device, seq)`, as [`ReadingContent`].
+fn stored_reading(
+    connection: &Connection,
+    device_key: i64,
+    seq: i64,
+) -> Result<Option<ReadingContent>, StoreError> {
+    let found = connection
+        .prepare_cached(
+            "SELECT code, value, original_value, original_unit, effective_ms FROM observation
+             WHERE device_key = ?1 AND derived = 0 AND seq = ?2",
+        )?
+        .query_row(params![device_key, seq], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, f64>(1)?,
+                row.get::<_, Option<f64>>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()?;
+    Ok(found.and_then(
+        |(code, value, original_value, original_unit, effective_ms)| {
+            Some(ReadingContent {
+                code: wardline_domain::ObservationCode::from_loinc(&code)?.loinc(),
+                value,
+                original_value,
+                original_unit,
+                effective_ms,
+            })
+        },
+    ))
+}
+
+/// Refuses a message whose `seq` the device used before for something else, and stores
+/// a fault report of the device (for the patient it measured), in the same transaction,
+/// so that the care plan's device-fault rules see it.
+fn seq_conflict(
+    connection: &Connection,
+    device: &DeviceInJob,
+    item: &IngestItem,
+    seq: i64,
+    assignment: Assignment,
+    received_ms: i64,
+) -> Result<IngestOutcome, StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO device_report (device_key, patient_key, at_ms, battery_percent, fault)
+             VALUES (?1, ?2, ?3, NULL, ?4)",
+        )?
+        .execute(params![
+            device.key,
+            assignment.patient_key,
+            received_ms,
+            format!("seq_conflict: seq {seq} was used before for a different reading"),
+        ])?;
+    super::events::log_event(connection, "device_report", connection.last_insert_rowid())?;
+    Ok(IngestOutcome::SeqConflict {
+        device_id: item.device_id.clone(),
+        seq,
+    })
 }
 
 #[async_trait::async_trait]

@@ -222,6 +222,15 @@ pub async fn waveform_chunks_by_window(store: &dyn Store) {
             ..
         }
     ));
+    // Seq 2 again for another minute of signal is not a retry.
+    let other = store.ingest(vec![chunk(2, 4)]).await.expect("ingest");
+    assert_eq!(
+        other[0],
+        IngestOutcome::SeqConflict {
+            device_id: ecg.clone(),
+            seq: 2
+        }
+    );
     let window = store
         .waveforms(WaveformQuery {
             patient_id: alice,

@@ -3,7 +3,9 @@
 use wardline_domain::{DeviceId, ObservationCode};
 
 use super::{at, audit, device, glucose, patient, readings};
-use crate::{DeviceStatus, IngestOutcome, ObservationQuery, Store};
+use crate::{
+    CommittedEvent, DeviceReport, DeviceStatus, EventFilter, IngestOutcome, ObservationQuery, Store,
+};
 
 pub async fn ingest_stores_once(store: &dyn Store) {
     let alice = patient(store, "Alice").await;
@@ -160,4 +162,80 @@ pub async fn reassigned_device_keeps_patients_apart(store: &dyn Store) {
     assert_eq!(assignments.len(), 2);
     assert_eq!(assignments[0].end, Some(at(30)));
     assert_eq!(assignments[1].end, None);
+}
+
+pub async fn a_reused_seq_with_other_content_is_refused(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, alice, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    let start = store.event_tail().await.expect("tail");
+    let first = store
+        .ingest(vec![readings(&cgm, vec![glucose(1, 5, 110.0)])])
+        .await
+        .expect("ingest");
+    assert!(matches!(&first[0], IngestOutcome::Stored { stored, .. } if stored.len() == 1));
+
+    // Seq 1 again with another value (a counter that went back), behind a new reading
+    // in the same message: nothing of the message is stored.
+    let conflicting = store
+        .ingest(vec![
+            readings(&cgm, vec![glucose(7, 20, 130.0), glucose(1, 5, 60.0)]),
+            readings(&cgm, vec![glucose(1, 6, 110.0)]),
+            readings(&cgm, vec![glucose(1, 5, 110.0)]),
+        ])
+        .await
+        .expect("ingest");
+    assert_eq!(
+        conflicting[0],
+        IngestOutcome::SeqConflict {
+            device_id: cgm.clone(),
+            seq: 1
+        },
+        "another value"
+    );
+    assert_eq!(
+        conflicting[1],
+        IngestOutcome::SeqConflict {
+            device_id: cgm.clone(),
+            seq: 1
+        },
+        "another time"
+    );
+    assert!(
+        matches!(&conflicting[2], IngestOutcome::Stored { stored, duplicates: 1, .. } if stored.is_empty()),
+        "the same reading again is a retry: {:?}",
+        conflicting[2]
+    );
+    assert_eq!(store.count_observations().await.expect("count"), 1);
+    let kept = store.latest_observations(alice).await.expect("latest");
+    assert_eq!(kept.len(), 1);
+    assert_eq!((kept[0].seq, kept[0].value), (1, 110.0));
+
+    // Each conflict left a fault report of the device for the rules to see.
+    let batch = store
+        .events_after(&start, EventFilter::all(), 100)
+        .await
+        .expect("events");
+    let faults: Vec<&DeviceReport> = batch
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            CommittedEvent::DeviceReport(report) => Some(report),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(faults.len(), 2, "{:?}", batch.events);
+    for report in faults {
+        assert_eq!((&report.device_id, report.patient_id), (&cgm, alice));
+        assert!(
+            report
+                .fault
+                .as_deref()
+                .is_some_and(|fault| fault.starts_with("seq_conflict")),
+            "{report:?}"
+        );
+    }
 }

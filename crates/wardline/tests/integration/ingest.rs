@@ -15,9 +15,10 @@ async fn mqtt_readings_are_stored_once_and_read_back() {
     let (client, mut eventloop) =
         AsyncClient::new(mqtt_v311(&server, &ward.device, &ward.device.secret), 100);
     publish_qos1(&client, &ward.device, reading(1, "99504-3", 112.0, "mg/dL")).await;
-    publish_qos1(&client, &ward.device, reading(2, "99504-3", 6.0, "mmol/L")).await;
-    // A retry: the same reading (same seq) published again, as after a lost PUBACK.
-    publish_qos1(&client, &ward.device, reading(2, "99504-3", 6.0, "mmol/L")).await;
+    let second = reading(2, "99504-3", 6.0, "mmol/L");
+    publish_qos1(&client, &ward.device, second.clone()).await;
+    // A retry: the same message published again, as after a lost PUBACK.
+    publish_qos1(&client, &ward.device, second.clone()).await;
     await_pubacks(&mut eventloop, 3).await;
 
     let observations = server
@@ -50,9 +51,7 @@ async fn mqtt_readings_are_stored_once_and_read_back() {
     assert_eq!(latest.as_array().unwrap().len(), 1);
 
     // The same reading re-posted over HTTP is a duplicate too.
-    let response = server
-        .send_readings(&ward.device, reading(2, "99504-3", 6.0, "mmol/L"))
-        .await;
+    let response = server.send_readings(&ward.device, second).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.json::<Value>().await.unwrap(),
@@ -386,6 +385,73 @@ async fn mqtt311_does_not_acknowledge_a_reading_it_could_not_store_for_now() {
         .observations(&ward.clinician, &ward.patient_id, "59408-5")
         .await;
     assert_eq!(stored.len(), 1);
+}
+
+/// The review's reproduction: seq 1 = SpO2 97, then seq 1 = SpO2 60. The second is not a
+/// retry and must not be dropped as one: HTTP answers 409 `seq_conflict`, MQTT 5 a
+/// negative PUBACK naming the seq, and the 97 % stays the only reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_seq_with_another_value_is_refused_not_counted_as_a_duplicate() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let post = |body: Vec<u8>| {
+        server
+            .client
+            .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
+            .bearer_auth(&ward.device.secret)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let first = reading(1, "59408-5", 97.0, "%");
+    let response = post(first.clone()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let retry = post(first).await.unwrap();
+    assert_eq!(retry.status(), 200, "a retry of the same reading is fine");
+    let response = post(reading(1, "59408-5", 60.0, "%")).await.unwrap();
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("seq_conflict"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("seq: 1 "),
+        "{body}"
+    );
+
+    let (client, mut eventloop) =
+        rumqttc::v5::AsyncClient::new(mqtt_v5(&server, &ward.device, &ward.device.secret), 10);
+    client
+        .publish(
+            topic(&ward.device),
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            reading(1, "59408-5", 55.0, "%"),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let ack = loop {
+        let event = tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .expect("PUBACK in time")
+            .expect("connection");
+        if let rumqttc::v5::Event::Incoming(Packet5::PubAck(ack)) = event {
+            break ack;
+        }
+    };
+    assert_eq!(ack.reason, PubAckReason::ImplementationSpecificError);
+    let reason = ack
+        .properties
+        .and_then(|properties| properties.reason_string)
+        .unwrap_or_default();
+    assert!(reason.starts_with("seq: 1 "), "{reason}");
+    let stored = server
+        .observations(&ward.clinician, &ward.patient_id, "59408-5")
+        .await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["value"], json!(97.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
