@@ -179,6 +179,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "counter",
         "Commits of the storage writer.",
     ),
+    (
+        "wardline_streams_ended_by_access_total",
+        "counter",
+        "Live streams ended because their session or their access to a patient ended (logout, expiry, disabled account, removal from the care team).",
+    ),
 ];
 
 /// Describes every metric to the installed recorder.

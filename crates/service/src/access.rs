@@ -10,12 +10,20 @@
 //! allowed gets its audit entry from [`Access::change`] and commits it with the change
 //! itself; a refused one is audited here.
 
+use std::collections::HashSet;
+use std::time::Duration;
+
 use wardline_domain::{PatientId, Role};
 use wardline_store::{AuditEvent, AuditOutcome};
 
 use crate::Wardline;
-use crate::actor::Actor;
+use crate::actor::{Actor, Person};
 use crate::error::Error;
+
+/// How often an open live stream checks that its session and its access still hold:
+/// a stream ends within this long of a logout, an expiry, a disabled account or a
+/// removal from the care team.
+pub const STREAM_RECHECK: Duration = Duration::from_secs(1);
 
 /// Why access was granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,17 +207,7 @@ impl Wardline {
         actor: &Actor,
         action: &'static str,
     ) -> Result<Vec<PatientAccess>, Error> {
-        let (patients, basis) = match actor.user() {
-            Some(user) if user.role == Role::Patient => (
-                user.patient_id.into_iter().collect::<Vec<_>>(),
-                AccessBasis::OwnRecord,
-            ),
-            Some(user) => (
-                self.store.patients_of_care_team_member(user.id).await?,
-                AccessBasis::CareTeam,
-            ),
-            None => (Vec::new(), AccessBasis::CareTeam),
-        };
+        let (patients, basis) = self.own_patients(actor).await?;
         let time = self.now();
         let events: Vec<AuditEvent> = patients
             .iter()
@@ -222,6 +220,69 @@ impl Wardline {
             .into_iter()
             .map(|patient_id| PatientAccess { patient_id, basis })
             .collect())
+    }
+
+    /// The patients whose data `actor` may read, and on what basis (not audited: the
+    /// callers audit).
+    async fn own_patients(&self, actor: &Actor) -> Result<(Vec<PatientId>, AccessBasis), Error> {
+        Ok(match actor.user() {
+            Some(user) if user.role == Role::Patient => (
+                user.patient_id.into_iter().collect(),
+                AccessBasis::OwnRecord,
+            ),
+            Some(user) => (
+                self.store.patients_of_care_team_member(user.id).await?,
+                AccessBasis::CareTeam,
+            ),
+            None => (Vec::new(), AccessBasis::CareTeam),
+        })
+    }
+
+    /// Whether a live stream that `person` opened for `patients` may go on: the session
+    /// is still live (not logged out, not expired, its account not disabled) and each
+    /// patient is still one the person may read, by the same rules as at the opening,
+    /// which was audited (this check is not, or a screen would write an entry a second).
+    /// A store error ends the stream: it fails closed, and the client reconnects.
+    pub async fn stream_may_continue(
+        &self,
+        person: &Person,
+        patients: &HashSet<PatientId>,
+    ) -> bool {
+        let Ok(Some(session)) = self.store.session(person.token_hash, self.now()).await else {
+            return false;
+        };
+        // The account as it is now (a changed role counts).
+        let actor = Actor::Person(Person {
+            user: session.user,
+            token_hash: person.token_hash,
+            remote_addr: person.remote_addr.clone(),
+        });
+        if patients.len() == 1 {
+            let patient = patients.iter().next().copied();
+            return match patient {
+                Some(patient) => matches!(self.basis(&actor, patient).await, Ok(Some(_))),
+                None => false,
+            };
+        }
+        match self.own_patients(&actor).await {
+            Ok((readable, _)) => {
+                let readable: HashSet<PatientId> = readable.into_iter().collect();
+                patients.is_subset(&readable)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Completes when a live stream opened by `person` for `patients` must end (see
+    /// [`Wardline::stream_may_continue`]), checking every [`STREAM_RECHECK`].
+    pub async fn stream_ended(&self, person: Person, patients: HashSet<PatientId>) {
+        loop {
+            tokio::time::sleep(STREAM_RECHECK).await;
+            if !self.stream_may_continue(&person, &patients).await {
+                metrics::counter!("wardline_streams_ended_by_access_total").increment(1);
+                return;
+            }
+        }
     }
 
     /// Writes one audit entry on its own; the caller waits for it to be durable.

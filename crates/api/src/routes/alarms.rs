@@ -319,6 +319,11 @@ pub(crate) async fn stream(
     caller: Caller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let opened = state.service.open_alarm_stream(&caller.actor()).await?;
+    let ended = {
+        let service = state.service.clone();
+        let patients = opened.patients.clone();
+        async move { service.stream_ended(caller.0, patients).await }
+    };
     let feed = BroadcastStream::new(opened.events.resubscribe());
     let events = feed.filter_map(move |item| match item {
         Ok(event) => opened.view(&event).map(|view| {
@@ -332,6 +337,8 @@ pub(crate) async fn stream(
             .event("lagged")
             .data(skipped.to_string()))),
     });
+    // Until the caller's session or access to any of the patients ends.
+    let events = futures_util::StreamExt::take_until(events, Box::pin(ended));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

@@ -311,7 +311,7 @@ pub(crate) async fn observation_stream(
         .service
         .open_patient_stream(&caller.actor(), patient_id)
         .await?;
-    Ok(live_events(&state.service, patients))
+    Ok(live_events(&state.service, caller, patients))
 }
 
 /// Server-Sent Events for a whole ward: the observations and NEWS2 of every patient the
@@ -324,13 +324,21 @@ pub(crate) async fn ward_stream(
     caller: Caller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let patients = state.service.open_ward_stream(&caller.actor()).await?;
-    Ok(live_events(&state.service, patients))
+    Ok(live_events(&state.service, caller, patients))
 }
 
+/// The live events of `patients`, until the caller's session or access to any of them
+/// ends (checked every second).
 fn live_events(
     service: &Wardline,
+    caller: Caller,
     patients: HashSet<PatientId>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
+    let ended = {
+        let service = service.clone();
+        let patients = patients.clone();
+        async move { service.stream_ended(caller.0, patients).await }
+    };
     let watched = Arc::new(patients);
     let lagged = |skipped: u64| {
         // The client fell behind; it should re-read the latest values.
@@ -359,6 +367,6 @@ fn live_events(
             Ok(_) => None,
             Err(BroadcastStreamRecvError::Lagged(skipped)) => lagged(skipped),
         });
-    Sse::new(observations.merge(scores))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    let events = futures_util::StreamExt::take_until(observations.merge(scores), Box::pin(ended));
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

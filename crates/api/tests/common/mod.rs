@@ -34,6 +34,11 @@ pub struct Hospital {
 }
 
 pub async fn hospital() -> Hospital {
+    hospital_with(ServiceSettings::default()).await
+}
+
+/// [`hospital`] with other service settings (a short session lifetime, say).
+pub async fn hospital_with(settings: ServiceSettings) -> Hospital {
     let folder = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(SqliteOptions::new(folder.path().join("wardline.db")))
@@ -51,7 +56,7 @@ pub async fn hospital() -> Hospital {
     )
     .await
     .unwrap();
-    let service = Wardline::new(store, ServiceSettings::default()).with_alarms(alarms);
+    let service = Wardline::new(store, settings).with_alarms(alarms);
     let cli = Actor::CommandLine;
     let patient = |name: &str| PatientDetails {
         display_name: name.into(),

@@ -46,12 +46,10 @@ async fn metrics_pass_promtool_and_a_scraper_reads_them_on_their_own_listener() 
     let server = TestServer::start_with_env(&[("WARDLINE_METRICS_LISTEN", "127.0.0.1:0")]).await;
     let ward = server.ward().await;
     // Some of everything: stored, duplicate and refused readings, denied access.
-    server
-        .device_post(&ward.device, json!({"v": 1, "seq": 1, "code": "99504-3", "value": 101, "unit": "mg/dL", "time": chrono::Utc::now().to_rfc3339()}))
-        .await;
-    server
-        .device_post(&ward.device, json!({"v": 1, "seq": 1, "code": "99504-3", "value": 101, "unit": "mg/dL", "time": chrono::Utc::now().to_rfc3339()}))
-        .await;
+    let reading = json!({"v": 1, "seq": 1, "code": "99504-3", "value": 101, "unit": "mg/dL", "time": chrono::Utc::now().to_rfc3339()});
+    server.device_post(&ward.device, reading.clone()).await;
+    // The same message again, as after a lost answer: a duplicate.
+    server.device_post(&ward.device, reading).await;
     let refused = server
         .send_readings(&ward.device, b"{\"v\":1}".to_vec())
         .await;
