@@ -303,3 +303,53 @@ async fn sessions_end_at_logout_and_when_an_account_is_disabled() {
     let (status, _) = h.as_("clinician", Method::GET, "/api/v1/me", None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// A device's assignment cannot be backdated over readings it stored for another
+/// patient (which would end that patient's assignment early and send the device's late
+/// readings to the other); the audit entry of a reassignment names the device, the time
+/// and the patient it leaves.
+#[tokio::test]
+async fn a_reassignment_is_not_backdated_and_names_both_patients_in_the_audit() {
+    let h = hospital().await;
+    let (device, secret) = h.ada_cgm().await;
+    let now = chrono::Utc::now();
+    let (status, body) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{device}/readings"),
+            Some(&secret),
+            Some(json!({"v": 1, "seq": 1, "code": "99504-3", "value": 100, "unit": "mg/dL", "time": now})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let assignments = format!("/api/v1/devices/{device}/assignments");
+    let assign = |from: chrono::DateTime<chrono::Utc>| {
+        h.as_(
+            "admin",
+            Method::POST,
+            &assignments,
+            Some(json!({"patient_id": h.bob, "from": from})),
+        )
+    };
+    let (status, body) = assign(now - chrono::Duration::minutes(45)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], json!("from"), "{body}");
+    let from = now + chrono::Duration::seconds(1);
+    let (status, body) = assign(from).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, audit) = h
+        .as_(
+            "admin",
+            Method::GET,
+            "/api/v1/audit?action=devices.assign",
+            None,
+        )
+        .await;
+    let newest = &audit.as_array().unwrap()[0];
+    assert_eq!(newest["patient_id"], json!(h.bob), "{newest}");
+    let detail = newest["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&device) && detail.contains(&h.ada.to_string()) && detail.contains("from "),
+        "{detail}"
+    );
+}

@@ -458,16 +458,7 @@ async fn wrong_passwords_are_refused_then_locked_out() {
 #[tokio::test]
 async fn device_requests_are_checked_and_precise() {
     let h = hospital().await;
-    let (_, enrolled) = h
-        .as_(
-            "admin",
-            Method::POST,
-            "/api/v1/devices",
-            Some(json!({"kind": "cgm", "model": "G7", "serial": "1", "patient_id": h.ada})),
-        )
-        .await;
-    let device = enrolled["device"]["id"].as_str().unwrap().to_owned();
-    let secret = enrolled["secret"].as_str().unwrap().to_owned();
+    let (device, secret) = h.ada_cgm().await;
     let post = |secret: &str, body: &str| {
         Request::builder()
             .method(Method::POST)

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use wardline_domain::{DeviceId, DeviceKind, PatientId};
-use wardline_store::{Device, DeviceReport, DeviceStatus, InitialAssignment, NewDevice};
+use wardline_store::{
+    Device, DeviceReport, DeviceStatus, InitialAssignment, NewDevice, StoreError,
+};
 
 use crate::actor::Actor;
 use crate::credentials::{DeviceSecret, equal_in_constant_time, hash_secret};
@@ -103,22 +105,34 @@ impl Wardline {
         patient_id: PatientId,
         from: Option<DateTime<Utc>>,
     ) -> Result<(), Error> {
+        let from = from.unwrap_or_else(|| self.now());
+        // The audit entry names the device, the time and the patient it leaves (the
+        // patient it goes to is the entry's patient).
+        let previous = self
+            .store
+            .device_assignments(device_id)
+            .await?
+            .into_iter()
+            .find(|assignment| assignment.end.is_none());
+        let detail = match previous {
+            Some(previous) => format!(
+                "device {device_id} from {}; until then patient {} (since {})",
+                from.to_rfc3339(),
+                previous.patient_id,
+                previous.start.to_rfc3339()
+            ),
+            None => format!("device {device_id} from {}", from.to_rfc3339()),
+        };
         let allowed = self
-            .require_admin(
-                actor,
-                "devices.assign",
-                Some(patient_id),
-                Some(device_id.to_string()),
-            )
+            .require_admin(actor, "devices.assign", Some(patient_id), Some(detail))
             .await?;
         self.store
-            .assign_device(
-                device_id,
-                patient_id,
-                from.unwrap_or_else(|| self.now()),
-                allowed.audit,
-            )
-            .await?;
+            .assign_device(device_id, patient_id, from, allowed.audit)
+            .await
+            .map_err(|error| match error {
+                StoreError::Invalid(message) => Error::invalid("from", message),
+                other => other.into(),
+            })?;
         Ok(())
     }
 

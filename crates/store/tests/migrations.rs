@@ -450,13 +450,7 @@ async fn a_version_4_database_migrates_with_alarms_readable_and_its_audit_chain_
 /// versions kept retrying for a day after the channel was removed.
 #[tokio::test]
 async fn migrating_cancels_the_pending_deliveries_of_removed_channels() {
-    let folder = tempfile::tempdir().expect("temp dir");
-    let path = folder.path().join("wardline.db");
-    {
-        let connection = rusqlite::Connection::open(&path).expect("create v4 database");
-        connection
-            .execute_batch(FIXTURE_V4)
-            .expect("fixture builds");
+    let (_folder, path) = v4_database(|connection| {
         connection
             .execute_batch(
                 "INSERT INTO notification_channel
@@ -471,7 +465,7 @@ async fn migrating_cancels_the_pending_deliveries_of_removed_channels() {
                         ('gone-done', 2, 1, '{}', 'delivered', 1, 1796296068855, 1796296068855);",
             )
             .expect("deliveries as version 4 left them");
-    }
+    });
     let store = SqliteStore::open(SqliteOptions::new(&path))
         .await
         .expect("open and migrate");
@@ -506,4 +500,58 @@ async fn migrating_cancels_the_pending_deliveries_of_removed_channels() {
         .expect("due");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].idempotency_key, "live");
+}
+
+/// Version 7 finds each device's newest stored reading, so that an assignment cannot be
+/// backdated over what version 4 stored.
+#[tokio::test]
+async fn migrating_keeps_each_devices_newest_reading_against_backdating() {
+    let (_folder, path) = v4_database(|_| {});
+    let store = SqliteStore::open(SqliteOptions::new(&path))
+        .await
+        .expect("open and migrate");
+    let device = DeviceId::parse("dev_693284aa9f984f6c").expect("device id");
+    let patient: PatientId = "fb78653d-5de6-4ac7-b733-011c48281f37"
+        .parse()
+        .expect("patient id");
+    let at = |ms: i64| Utc.timestamp_millis_opt(ms).single().expect("time");
+    let audit = || AuditEvent {
+        time: at(1796296100000),
+        actor: None,
+        actor_label: "cli".into(),
+        action: "devices.assign".into(),
+        patient_id: Some(patient),
+        outcome: AuditOutcome::Allowed,
+        remote_addr: None,
+        detail: None,
+    };
+    // After the assignment's start, before the newest reading (1796296068000).
+    match store
+        .assign_device(&device, patient, at(1796296060000), audit())
+        .await
+    {
+        Err(StoreError::Invalid(message)) => {
+            assert!(message.contains("newest reading"), "{message}")
+        }
+        other => panic!("a backdated assignment was accepted: {other:?}"),
+    }
+    store
+        .assign_device(&device, patient, at(1796296069000), audit())
+        .await
+        .expect("an assignment after the newest reading");
+}
+
+/// A database as version 4 wrote it (the fixture), with `then` applied before any
+/// migration; the folder lives as long as the returned guard.
+fn v4_database(
+    then: impl FnOnce(&rusqlite::Connection),
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let folder = tempfile::tempdir().expect("temp dir");
+    let path = folder.path().join("wardline.db");
+    let connection = rusqlite::Connection::open(&path).expect("create v4 database");
+    connection
+        .execute_batch(FIXTURE_V4)
+        .expect("fixture builds");
+    then(&connection);
+    (folder, path)
 }

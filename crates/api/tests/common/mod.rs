@@ -176,6 +176,23 @@ impl Hospital {
         (status, body)
     }
 
+    /// A CGM enrolled for Ada by the admin: `(device id, secret)`.
+    pub async fn ada_cgm(&self) -> (String, String) {
+        let (status, enrolled) = self
+            .as_(
+                "admin",
+                Method::POST,
+                "/api/v1/devices",
+                Some(json!({"kind": "cgm", "model": "G7", "serial": "1", "patient_id": self.ada})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{enrolled}");
+        (
+            enrolled["device"]["id"].as_str().unwrap().to_owned(),
+            enrolled["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
     /// A request as `who` (a key of `tokens`, or `anonymous`).
     pub async fn as_(
         &self,

@@ -34,6 +34,20 @@ fn assign(
             "device {device} already has an assignment starting at or after {from}"
         )));
     }
+    // Readings already stored stay with the patient they were stored for; an assignment
+    // starting before the newest of them would end that patient's assignment early and
+    // give the device's late readings of that time to the other patient.
+    let last_reading: Option<i64> = connection.query_row(
+        "SELECT last_reading_ms FROM device WHERE key = ?1",
+        [device_key],
+        |row| row.get(0),
+    )?;
+    if let Some(last_reading) = last_reading.filter(|last| from_ms <= *last) {
+        return Err(StoreError::Invalid(format!(
+            "{from} is not after the newest reading device {device} has stored ({}); an assignment starts after it",
+            from_ms_text(last_reading)
+        )));
+    }
     connection.execute(
         "UPDATE device_assignment SET end_ms = ?2 WHERE device_key = ?1 AND (end_ms IS NULL OR end_ms > ?2)",
         params![device_key, from_ms],
@@ -43,6 +57,11 @@ fn assign(
         params![device_key, patient_key, from_ms],
     )?;
     Ok(())
+}
+
+/// A stored time as RFC 3339, for messages.
+fn from_ms_text(ms: i64) -> String {
+    from_ms(ms).map_or_else(|_| format!("{ms} ms"), |at| at.to_rfc3339())
 }
 
 #[async_trait]

@@ -41,6 +41,9 @@ fn ingest_items(
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut devices: HashMap<&str, Option<DeviceInJob>> = HashMap::new();
     let mut last_contact: HashMap<i64, i64> = HashMap::new();
+    // The newest time of what each device had stored (duplicates included: their time was
+    // stored before).
+    let mut last_reading: HashMap<i64, i64> = HashMap::new();
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         let device = match devices.get_mut(item.device_id.as_str()) {
@@ -65,13 +68,34 @@ fn ingest_items(
         let received_ms = to_ms(item.received);
         let contact = last_contact.entry(device.key).or_insert(received_ms);
         *contact = (*contact).max(received_ms);
-        outcomes.push(ingest_one(connection, device, item, received_ms)?);
+        let outcome = ingest_one(connection, device, item, received_ms)?;
+        let newest = match (&outcome, &item.payload) {
+            (IngestOutcome::Stored { .. }, IngestPayload::Readings(readings)) => readings
+                .iter()
+                .map(|reading| to_ms(reading.effective))
+                .max(),
+            (IngestOutcome::WaveformStored { .. }, IngestPayload::Waveform(chunk)) => {
+                Some(to_ms(chunk.end))
+            }
+            _ => None,
+        };
+        if let Some(newest) = newest {
+            let kept = last_reading.entry(device.key).or_insert(newest);
+            *kept = (*kept).max(newest);
+        }
+        outcomes.push(outcome);
     }
     let mut touch = connection.prepare_cached(
-        "UPDATE device SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?2) WHERE key = ?1",
+        "UPDATE device SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?2),
+                           last_reading_ms = max(coalesce(last_reading_ms, ?3), coalesce(?3, last_reading_ms))
+         WHERE key = ?1",
     )?;
     for (device_key, received_ms) in last_contact {
-        touch.execute(params![device_key, received_ms])?;
+        touch.execute(params![
+            device_key,
+            received_ms,
+            last_reading.get(&device_key)
+        ])?;
     }
     Ok(outcomes)
 }

@@ -4,7 +4,8 @@ use wardline_domain::{DeviceId, ObservationCode};
 
 use super::{at, audit, device, glucose, patient, readings};
 use crate::{
-    CommittedEvent, DeviceReport, DeviceStatus, EventFilter, IngestOutcome, ObservationQuery, Store,
+    CommittedEvent, DeviceReport, DeviceStatus, EventFilter, IngestOutcome, ObservationQuery,
+    Store, StoreError,
 };
 
 pub async fn ingest_stores_once(store: &dyn Store) {
@@ -238,4 +239,50 @@ pub async fn a_reused_seq_with_other_content_is_refused(store: &dyn Store) {
             "{report:?}"
         );
     }
+}
+
+pub async fn an_assignment_is_not_backdated_over_stored_readings(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let bob = patient(store, "Bob").await;
+    let cgm = device(store, "cgm-001").await;
+    store
+        .assign_device(&cgm, bob, at(0), audit("devices.assign"))
+        .await
+        .expect("assign");
+    store
+        .ingest(vec![readings(&cgm, vec![glucose(1, 50, 100.0)])])
+        .await
+        .expect("ingest");
+    // Bob wore the CGM until his reading at minute 50: giving it to Alice from minute 45
+    // would end his assignment early and send his late readings to her.
+    for from in [at(45), at(50)] {
+        assert!(
+            matches!(
+                store
+                    .assign_device(&cgm, alice, from, audit("devices.assign"))
+                    .await,
+                Err(StoreError::Invalid(_))
+            ),
+            "from {from}"
+        );
+    }
+    store
+        .assign_device(&cgm, alice, at(51), audit("devices.assign"))
+        .await
+        .expect("from after the newest reading");
+    // A late reading of Bob's time still goes to Bob.
+    let late = store
+        .ingest(vec![readings(&cgm, vec![glucose(2, 49, 105.0)])])
+        .await
+        .expect("ingest");
+    assert!(
+        matches!(&late[0], IngestOutcome::Stored { patient_id, .. } if *patient_id == bob),
+        "{late:?}"
+    );
+    // A device that never stored a reading may be assigned from a past time.
+    let spare = device(store, "cgm-002").await;
+    store
+        .assign_device(&spare, alice, at(-60), audit("devices.assign"))
+        .await
+        .expect("backdated, nothing stored");
 }
