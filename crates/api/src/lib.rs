@@ -15,6 +15,8 @@ pub mod state;
 use std::sync::OnceLock;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
+use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi, RefOr, Response, ResponseBuilder};
 use utoipa::{OpenApi as _, ToSchema};
@@ -79,8 +81,24 @@ pub fn router(state: AppState) -> Router {
         router
             .fallback(|| async { ApiError(Error::NotFound("route".into())) })
             .method_not_allowed_fallback(|| async { ApiError(Error::MethodNotAllowed) })
-            .with_state(state),
+            .with_state(state)
+            // Answers carry health data and session tokens: no browser or proxy keeps a
+            // copy (a shared workstation's cache, a proxy's disk).
+            .layer(SetResponseHeaderLayer::overriding(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            )),
     )
+}
+
+/// Tells browsers that reached the server over TLS to use nothing else for a year (HSTS),
+/// so that a later plaintext link or a downgrade on the ward's network cannot carry a
+/// session. Not for subdomains: a hospital runs other services beside it.
+pub fn strict_transport<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router.layer(SetResponseHeaderLayer::overriding(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    ))
 }
 
 /// The OpenAPI document of the API.

@@ -105,3 +105,34 @@ fn routes_are_added_only_with_their_description() {
         offenders.join("\n")
     );
 }
+
+/// No answer of the API may be kept by a browser or proxy cache: answers carry health
+/// data and session tokens. Successes, refusals and errors alike.
+#[tokio::test]
+async fn api_answers_are_never_cached() {
+    let h = hospital().await;
+    let paths = [
+        format!("/api/v1/patients/{}/observations/latest", h.ada),
+        format!("/api/v1/patients/{}", h.bob),
+        "/api/v1/no-such-route".to_owned(),
+        "/api/v1/openapi.json".to_owned(),
+    ];
+    for path in paths {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(&path)
+            .header("authorization", format!("Bearer {}", h.tokens["clinician"]))
+            .body(Body::empty())
+            .unwrap();
+        let response = h.app.clone().oneshot(request).await.unwrap();
+        assert_eq!(
+            response
+                .headers()
+                .get("cache-control")
+                .and_then(|value| value.to_str().ok()),
+            Some("no-store"),
+            "{path}: {}",
+            response.status()
+        );
+    }
+}

@@ -184,6 +184,11 @@ pub async fn serve(
         metrics: Some(Arc::clone(&render)),
     };
     let app = wardline_api::router(state).merge(wardline_web::router());
+    let app = if config.tls {
+        wardline_api::strict_transport(app)
+    } else {
+        app
+    };
 
     println!("wardline {} serving", env!("CARGO_PKG_VERSION"));
     println!("  MQTT  {mqtt_scheme}://{mqtt_address}  (devices)");

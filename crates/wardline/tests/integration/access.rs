@@ -480,3 +480,35 @@ async fn repeated_wrong_passwords_lock_the_login_for_a_while() {
     let body: Value = locked.json().await.unwrap();
     assert_eq!(body["error"]["code"], json!("too_many_attempts"));
 }
+
+/// Over HTTPS every answer, the API's and the web app's, tells the browser to use
+/// nothing but TLS for this host (HSTS), and the API's answers are not cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_answers_pin_tls_and_api_answers_are_not_cached() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let api = server
+        .get(
+            &ward.clinician,
+            &format!("/api/v1/patients/{}/observations/latest", ward.patient_id),
+        )
+        .await;
+    assert_eq!(api.status(), 200);
+    let page = server.client.get(server.url("/")).send().await.unwrap();
+    for (what, response) in [("API", &api), ("web app", &page)] {
+        assert_eq!(
+            response
+                .headers()
+                .get("strict-transport-security")
+                .and_then(|value| value.to_str().ok()),
+            Some("max-age=31536000"),
+            "{what}"
+        );
+    }
+    assert_eq!(
+        api.headers()
+            .get("cache-control")
+            .and_then(|value| value.to_str().ok()),
+        Some("no-store")
+    );
+}
