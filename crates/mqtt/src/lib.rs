@@ -411,11 +411,18 @@ fn frame_length(buffer: &[u8]) -> Result<Option<usize>, String> {
     Ok(None)
 }
 
+/// The largest CONNECT accepted. It comes before authentication, from anyone who can
+/// reach the port, and a device's needs a client id, a username and a secret (and MQTT 5
+/// properties): a few hundred bytes. Reading up to the 1 MiB allowed for readings would
+/// let each anonymous connection hold a megabyte of buffer.
+const MAX_CONNECT_BYTES: usize = 4096;
+
 async fn read_connect<R: AsyncRead + Unpin>(
     reader: &mut R,
     buffer: &mut BytesMut,
     max_packet_bytes: usize,
 ) -> Result<(Protocol, ConnectRequest), ConnectFailure> {
+    let max_packet_bytes = max_packet_bytes.min(MAX_CONNECT_BYTES);
     let length = fill_frame(reader, buffer, max_packet_bytes)
         .await
         .map_err(ConnectFailure::Malformed)?
@@ -1156,6 +1163,34 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;
+
+    /// A CONNECT that announces 100 kB is refused once its header is read, before the
+    /// rest arrives: an unauthenticated peer cannot make the server buffer it.
+    #[tokio::test]
+    async fn an_oversized_connect_is_refused_from_its_header() {
+        let (mut peer, mut server_side) = tokio::io::duplex(64 * 1024);
+        // CONNECT, remaining length 100,000 (variable-length encoding; 100,004 bytes with
+        // its header), then 5 kB of it.
+        let mut bytes = vec![0x10, 0xa0, 0x8d, 0x06];
+        bytes.extend(std::iter::repeat_n(0u8, 5000));
+        peer.write_all(&bytes).await.expect("write");
+        let mut buffer = BytesMut::new();
+        let read = tokio::time::timeout(
+            Duration::from_secs(2),
+            read_connect(&mut server_side, &mut buffer, 1024 * 1024),
+        )
+        .await
+        .expect("refused without waiting for the rest");
+        match read {
+            Err(ConnectFailure::Malformed(reason)) => {
+                assert!(reason.contains("100004 bytes exceeds 4096"), "{reason}")
+            }
+            Err(ConnectFailure::UnsupportedVersion(level)) => panic!("version {level}"),
+            Ok(_) => panic!("an oversized CONNECT was accepted"),
+        }
+        assert!(buffer.len() < 16 * 1024, "{} bytes buffered", buffer.len());
+        drop(peer);
+    }
 
     fn decode_all(protocol: Protocol, bytes: &[u8]) {
         let mut buffer = BytesMut::from(bytes);
