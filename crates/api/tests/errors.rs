@@ -307,6 +307,20 @@ async fn malformed_requests_name_what_is_wrong() {
         (
             Method::POST,
             "/api/v1/care-teams",
+            json!({"name": "Ward 8\r\n2026-12-04 admin granted"}),
+            StatusCode::BAD_REQUEST,
+            Some("name"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/patients",
+            json!({"display_name": "Ada \u{202e}ecalevol"}),
+            StatusCode::BAD_REQUEST,
+            Some("display_name"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/care-teams",
             json!({"name": "Ward 7"}),
             StatusCode::CONFLICT,
             None,

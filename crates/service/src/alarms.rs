@@ -432,8 +432,10 @@ impl Wardline {
         &self,
         actor: &Actor,
         patient_id: PatientId,
-        request: CarePlanRequest,
+        mut request: CarePlanRequest,
     ) -> Result<CarePlanVersionRecord, Error> {
+        // The engine checks the reason's length; its characters are checked here.
+        request.reason = crate::clean_text("reason", &request.reason, 1000)?;
         let assigning_program = request.program.is_some() && request.edit.is_none();
         let audit = if matches!(actor, Actor::CommandLine) && assigning_program {
             if self.store.patient(patient_id).await?.is_none() {
@@ -519,8 +521,8 @@ impl Wardline {
         reason: &str,
         author: CarePlanAuthor,
     ) -> Result<CarePlanVersionRecord, Error> {
-        let reason = reason.trim().to_owned();
-        if reason.is_empty() || reason.chars().count() > 1000 {
+        let reason = crate::clean_text("reason", reason, 1000)?;
+        if reason.is_empty() {
             return Err(Error::invalid("reason", "say why, in 1 to 1000 characters"));
         }
         let versions = self.store.care_plan_versions(patient_id).await?;
@@ -678,6 +680,12 @@ impl Wardline {
         public_id: &str,
         action: AlarmAction,
     ) -> Result<AlarmView, Error> {
+        let action = match action {
+            AlarmAction::Resolve { note } => AlarmAction::Resolve {
+                note: crate::clean_text("note", &note, 2000)?,
+            },
+            other => other,
+        };
         let name = match &action {
             AlarmAction::Acknowledge => "alarms.acknowledge",
             AlarmAction::Resolve { .. } => "alarms.resolve",

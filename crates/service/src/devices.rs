@@ -71,8 +71,8 @@ impl Wardline {
                 Some(device_id.to_string()),
             )
             .await?;
-        bounded("model", &enrolment.model, 100)?;
-        bounded("serial", &enrolment.serial, 100)?;
+        let model = bounded("model", &enrolment.model, 100)?;
+        let serial = bounded("serial", &enrolment.serial, 100)?;
         let secret =
             DeviceSecret::generate().map_err(|_| Error::Internal("no randomness".into()))?;
         let now = self.now();
@@ -82,8 +82,8 @@ impl Wardline {
                 NewDevice {
                     id: device_id,
                     kind: enrolment.kind,
-                    model: enrolment.model,
-                    serial: enrolment.serial,
+                    model,
+                    serial,
                     secret_hash: secret.hash(),
                     created: now,
                 },

@@ -141,9 +141,76 @@ impl Wardline {
 }
 
 /// Checks a text's length in characters, naming the field when it is wrong.
-pub fn bounded(field: &str, text: &str, max: usize) -> Result<(), Error> {
-    if text.trim().is_empty() || text.chars().count() > max {
+pub fn bounded(field: &str, text: &str, max: usize) -> Result<String, Error> {
+    let text = clean_text(field, text, max)?;
+    if text.is_empty() {
         return Err(Error::invalid(field, format!("1 to {max} characters")));
     }
-    Ok(())
+    Ok(text)
+}
+
+/// A person's text (a name, a reason, a note) as it is stored: trimmed and in Unicode
+/// normal form C, so that the same name typed on two keyboards is the same name. Control
+/// characters (NUL, line breaks, escapes) and the bidirectional overrides and isolates are
+/// refused, naming the character: they forge log lines and audit entries, and make a
+/// name read differently on screen from what it is. Empty is allowed here (an optional
+/// note); [`bounded`] requires some text.
+pub fn clean_text(field: &str, text: &str, max: usize) -> Result<String, Error> {
+    let text = text.trim();
+    if let Some(refused) = text
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+    {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "contains U+{:04X}, a control or text-direction character; write plain text",
+                u32::from(refused)
+            ),
+        ));
+    }
+    let text = icu_normalizer::ComposingNormalizerBorrowed::new_nfc()
+        .normalize(text)
+        .into_owned();
+    if text.chars().count() > max {
+        return Err(Error::invalid(field, format!("at most {max} characters")));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(text: &str) -> String {
+        match clean_text("name", text, 200) {
+            Err(Error::InvalidRequest { field, message }) => {
+                assert_eq!(field.as_deref(), Some("name"));
+                message
+            }
+            other => panic!("{text:?} was not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn controls_and_direction_overrides_are_refused_by_name() {
+        assert!(refusal("Ada\u{0}Lovelace").contains("U+0000"));
+        assert!(refusal("Ada\r\nadmin logged in").contains("U+000D"));
+        assert!(refusal("Ada\u{1b}[31m").contains("U+001B"));
+        // "Ada" followed by a right-to-left override that makes later text read backwards.
+        assert!(refusal("Ada \u{202e}gnp.exe").contains("U+202E"));
+        assert!(refusal("\u{2066}Ada").contains("U+2066"));
+    }
+
+    #[test]
+    fn text_is_trimmed_and_composed() {
+        // "Zoë" typed as "e" plus a combining diaeresis is stored as one "ë".
+        let composed = clean_text("name", "  Zoe\u{308} ", 200).expect("clean");
+        assert_eq!(composed, "Zo\u{eb}");
+        assert_eq!(bounded("name", "  ", 200).ok(), None, "blank");
+        assert!(clean_text("note", "", 10).expect("empty note").is_empty());
+        // Length counts the composed characters.
+        assert!(clean_text("name", &"e\u{301}".repeat(3), 3).is_ok());
+        assert!(clean_text("name", "abcd", 3).is_err());
+    }
 }

@@ -237,7 +237,7 @@ impl Wardline {
             .require_admin(actor, "users.create", None, Some(account.username.clone()))
             .await?;
         check_username(&account.username)?;
-        bounded("display_name", &account.display_name, 200)?;
+        let display_name = bounded("display_name", &account.display_name, 200)?;
         if (account.role == Role::Patient) != account.patient_id.is_some() {
             return Err(Error::invalid(
                 "patient_id",
@@ -261,7 +261,7 @@ impl Wardline {
                 NewUser {
                     id: UserId::random(),
                     username: account.username,
-                    display_name: account.display_name,
+                    display_name,
                     role: account.role,
                     password_hash,
                     patient_id: account.patient_id,
@@ -339,8 +339,7 @@ impl Wardline {
         let allowed = self
             .require_admin(actor, "patients.create", Some(id), None)
             .await?;
-        let display_name = details.display_name.trim().to_owned();
-        bounded("display_name", &display_name, 200)?;
+        let display_name = bounded("display_name", &details.display_name, 200)?;
         if details
             .birth_date
             .is_some_and(|date| date > self.now().date_naive())
@@ -389,8 +388,7 @@ impl Wardline {
         let allowed = self
             .require_admin(actor, "care_teams.create", None, Some(name.to_owned()))
             .await?;
-        let name = name.trim();
-        bounded("name", name, 200)?;
+        let name = bounded("name", name, 200)?;
         Ok(self
             .store
             .create_care_team(
