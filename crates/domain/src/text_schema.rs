@@ -14,35 +14,36 @@ pub const WHITE_SPACE: &str =
 pub const SPACE_OR_CONTROL: &str =
     r"\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 
-/// Text of 1 to `MAX` characters that is not only white space.
+/// What a person's text may not hold once trimmed (`wardline_service::clean_text`):
+/// control characters (`char::is_control`) and the bidirectional overrides and isolates,
+/// as the inside of a character class.
+pub const FORBIDDEN_IN_TEXT: &str = r"\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069";
+
+/// A person's text: 1 to `MAX` characters (a name).
 pub fn text<const MAX: usize>() -> Object {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(1))
-        .max_length(Some(MAX))
-        .pattern(Some(format!("[^{WHITE_SPACE}]")))
-        .description(Some(format!(
-            "1 to {MAX} characters, not only white space."
-        )))
-        .build()
+    trimmed_text::<MAX>()
 }
 
-/// A regular expression for text of 1 to `max` characters once trimmed of white space.
+/// A regular expression for text of 1 to `max` characters once trimmed of white space,
+/// with no control or text-direction character inside.
 pub fn trimmed_pattern(max: usize) -> String {
-    let word = format!("[^{WHITE_SPACE}]");
+    let word = format!("[^{WHITE_SPACE}{FORBIDDEN_IN_TEXT}]");
     format!(
-        "^[{WHITE_SPACE}]*{word}([\\s\\S]{{0,{}}}{word})?[{WHITE_SPACE}]*$",
+        "^[{WHITE_SPACE}]*{word}([^{FORBIDDEN_IN_TEXT}]{{0,{}}}{word})?[{WHITE_SPACE}]*$",
         max.saturating_sub(2)
     )
 }
 
-/// Text that is trimmed of white space first, then wants 1 to `MAX` characters.
+/// Text that is trimmed of white space first, then wants 1 to `MAX` characters, none of
+/// them a control or text-direction character.
 pub fn trimmed_text<const MAX: usize>() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(trimmed_pattern(MAX)))
         .description(Some(format!(
-            "1 to {MAX} characters once leading and trailing white space is trimmed."
+            "1 to {MAX} characters once leading and trailing white space is trimmed; no \
+             control characters (line breaks, NUL) or text-direction overrides inside. \
+             Stored in Unicode normal form C."
         )))
         .build()
 }
