@@ -66,6 +66,7 @@ export const DEVICE_KINDS: [string, string][] = [
   ['scale', 'Scale'],
   ['peak_flow_meter', 'Peak-flow meter'],
   ['wearable', 'Wearable'],
+  ['vital_signs_monitor', 'Vital-signs monitor'],
   ['gateway', 'Home gateway'],
 ];
 
@@ -80,6 +81,7 @@ export function staleAfterMinutes(kind: string): number {
       return 2;
     case 'cgm':
     case 'pulse_oximeter':
+    case 'vital_signs_monitor':
     case 'gateway':
       return 15;
     case 'wearable':

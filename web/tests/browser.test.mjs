@@ -142,7 +142,9 @@ before(async () => {
     ecg: await enrol('ecg', ada.id, since),
     thermometer: await enrol('thermometer', bob.id, since),
     cgm: await enrol('cgm', ada.id, since),
+    adaThermometer: await enrol('thermometer', ada.id, since),
     abelOximeter: await enrol('pulse_oximeter', abel.id, since),
+    abelThermometer: await enrol('thermometer', abel.id, since),
     // Never sends anything: the ward must say so plainly.
     abelCuff: await enrol('blood_pressure_cuff', abel.id, since),
   };
@@ -193,12 +195,12 @@ before(async () => {
     { seq: readingSeq++, code: '8480-6', value: 128, unit: 'mm[Hg]', time: new Date().toISOString() },
     { seq: readingSeq++, code: '8462-4', value: 84, unit: 'mm[Hg]', time: new Date().toISOString() },
   ] });
-  await reading(devices.oximeter, '8310-5', 37.2, 'Cel');
+  await reading(devices.adaThermometer, '8310-5', 37.2, 'Cel');
   await reading(devices.thermometer, '8310-5', 38.4, 'Cel');
   // Abel: feverish and breathing fast, a partial NEWS2 of 6 or more, but no care plan alarm.
   await reading(devices.abelOximeter, '59408-5', 95, '%');
   await reading(devices.abelOximeter, '9279-1', 26, '/min');
-  await reading(devices.abelOximeter, '8310-5', 39.3, 'Cel');
+  await reading(devices.abelThermometer, '8310-5', 39.3, 'Cel');
   for (let i = 0; i < 8; i++) {
     await sendEcgChunk();
   }

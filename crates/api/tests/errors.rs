@@ -498,6 +498,14 @@ async fn device_requests_are_checked_and_precise() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error(&body), ("invalid_payload", Some("unit")));
     assert_eq!(body["error"]["kind"], "unit_mismatch");
+    // A CGM does not measure a heart rate.
+    let foreign =
+        json!({"v": 1, "seq": 3, "code": "8867-4", "value": 72, "unit": "/min", "time": now})
+            .to_string();
+    let (status, body) = h.send(post(&secret, &foreign)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error(&body), ("invalid_payload", Some("code")));
+    assert_eq!(body["error"]["kind"], "not_for_device");
     let (status, body) = h.send(post(&secret, &good)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, json!({"stored": 1, "duplicates": 0}));

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::codes::{UnitError, normalise};
 use crate::observation::{Reading, Signal, WaveformChunk};
+use crate::people::DeviceKind;
 
 /// The only payload version this build reads; older versions stay readable as they are added.
 pub const PAYLOAD_VERSION: u64 = 1;
@@ -64,6 +65,8 @@ pub enum PayloadErrorKind {
     BadTimestamp,
     FutureTimestamp,
     DuplicateSeq,
+    /// A code or signal the sending device's kind does not measure.
+    NotForDevice,
 }
 
 impl PayloadErrorKind {
@@ -80,6 +83,7 @@ impl PayloadErrorKind {
             PayloadErrorKind::BadTimestamp => "bad_timestamp",
             PayloadErrorKind::FutureTimestamp => "future_timestamp",
             PayloadErrorKind::DuplicateSeq => "duplicate_seq",
+            PayloadErrorKind::NotForDevice => "not_for_device",
         }
     }
 }
@@ -96,6 +100,18 @@ pub struct PayloadError {
 }
 
 impl PayloadError {
+    /// `field` of a message names a code or signal that a device of `kind` does not
+    /// measure.
+    pub fn not_for_device(field: impl Into<String>, what: &str, kind: DeviceKind) -> Self {
+        let reason = match kind {
+            DeviceKind::Gateway => format!(
+                "a gateway sends no readings of its own ({what}); it forwards its devices' messages under their identities"
+            ),
+            kind => format!("{what} is not measured by a device of kind {kind}"),
+        };
+        Self::new(PayloadErrorKind::NotForDevice, field, reason)
+    }
+
     fn new(kind: PayloadErrorKind, field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             kind,

@@ -5,6 +5,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codes::ObservationCode;
+use crate::observation::Signal;
+
 /// What a person does in Wardline; access to patient data follows from it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,11 +74,14 @@ pub enum DeviceKind {
     Scale,
     PeakFlowMeter,
     Wearable,
+    /// A multi-parameter monitor (a bedside or hospital-at-home vital-signs monitor, a
+    /// vital-signs patch): all the vital signs NEWS2 uses, from one device.
+    VitalSignsMonitor,
     Gateway,
 }
 
 impl DeviceKind {
-    pub const ALL: [DeviceKind; 10] = [
+    pub const ALL: [DeviceKind; 11] = [
         DeviceKind::Cgm,
         DeviceKind::GlucoseMeter,
         DeviceKind::Ecg,
@@ -85,6 +91,7 @@ impl DeviceKind {
         DeviceKind::Scale,
         DeviceKind::PeakFlowMeter,
         DeviceKind::Wearable,
+        DeviceKind::VitalSignsMonitor,
         DeviceKind::Gateway,
     ];
 
@@ -99,7 +106,71 @@ impl DeviceKind {
             DeviceKind::Scale => "scale",
             DeviceKind::PeakFlowMeter => "peak_flow_meter",
             DeviceKind::Wearable => "wearable",
+            DeviceKind::VitalSignsMonitor => "vital_signs_monitor",
             DeviceKind::Gateway => "gateway",
+        }
+    }
+
+    /// Whether a device of this kind measures `code`. A reading a device cannot take (a
+    /// glucose from an ECG patch) is a misconfigured or impersonating sender, and stored it
+    /// would raise or silence the wrong alarms. ECG patches and wearables also derive
+    /// respiration and skin temperature; oximeters a respiratory rate from the
+    /// plethysmogram; cuffs a pulse. A gateway measures nothing: it only forwards its
+    /// devices' messages, under their own identities.
+    pub fn measures(self, code: ObservationCode) -> bool {
+        use ObservationCode as C;
+        match self {
+            DeviceKind::Cgm => matches!(code, C::GlucoseCgm),
+            DeviceKind::GlucoseMeter => matches!(code, C::GlucoseMeter | C::GlucoseBlood),
+            DeviceKind::Ecg => matches!(
+                code,
+                C::HeartRate | C::RrInterval | C::RespiratoryRate | C::BodyTemperature
+            ),
+            DeviceKind::PulseOximeter => matches!(
+                code,
+                C::OxygenSaturationPulseOximetry
+                    | C::OxygenSaturation
+                    | C::HeartRate
+                    | C::RespiratoryRate
+            ),
+            DeviceKind::Thermometer => matches!(code, C::BodyTemperature),
+            DeviceKind::BloodPressureCuff => matches!(
+                code,
+                C::SystolicBloodPressure | C::DiastolicBloodPressure | C::HeartRate
+            ),
+            DeviceKind::Scale => matches!(code, C::BodyWeight),
+            DeviceKind::PeakFlowMeter => matches!(code, C::PeakExpiratoryFlow),
+            DeviceKind::Wearable => matches!(
+                code,
+                C::HeartRate
+                    | C::RrInterval
+                    | C::OxygenSaturationPulseOximetry
+                    | C::RespiratoryRate
+                    | C::BodyTemperature
+            ),
+            DeviceKind::VitalSignsMonitor => matches!(
+                code,
+                C::HeartRate
+                    | C::RrInterval
+                    | C::OxygenSaturationPulseOximetry
+                    | C::OxygenSaturation
+                    | C::RespiratoryRate
+                    | C::SystolicBloodPressure
+                    | C::DiastolicBloodPressure
+                    | C::BodyTemperature
+            ),
+            DeviceKind::Gateway => false,
+        }
+    }
+
+    /// Whether a device of this kind records the waveform `signal`.
+    pub fn records(self, signal: Signal) -> bool {
+        match self {
+            DeviceKind::Ecg => signal.is_ecg() || signal == Signal::Respiration,
+            DeviceKind::PulseOximeter => signal == Signal::Pleth,
+            DeviceKind::Wearable => signal.is_ecg() || signal == Signal::Pleth,
+            DeviceKind::VitalSignsMonitor => true,
+            _ => false,
         }
     }
 }
@@ -121,5 +192,29 @@ impl FromStr for DeviceKind {
             .into_iter()
             .find(|kind| kind.as_str() == text)
             .ok_or_else(|| UnknownDeviceKind(text.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_measuring_kind_measures_something_and_a_gateway_nothing() {
+        for kind in DeviceKind::ALL {
+            let measured = crate::codes::CATALOGUE
+                .iter()
+                .filter(|spec| kind.measures(spec.code))
+                .count();
+            if kind == DeviceKind::Gateway {
+                assert_eq!(measured, 0);
+                assert!(!Signal::ALL.iter().any(|signal| kind.records(*signal)));
+            } else {
+                assert!(measured > 0, "{kind} measures nothing");
+            }
+        }
+        assert!(!DeviceKind::Ecg.measures(ObservationCode::GlucoseCgm));
+        assert!(!DeviceKind::Cgm.records(Signal::EcgLeadIi));
+        assert!(DeviceKind::Ecg.records(Signal::EcgLeadIi));
     }
 }

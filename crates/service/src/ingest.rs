@@ -173,6 +173,9 @@ impl IngestService {
                     Some(IngestOutcome::UnknownDevice { device_id }) => {
                         MessageVerdict::Rejected(Rejection::UnknownDevice(device_id))
                     }
+                    Some(IngestOutcome::NotForDevice(error)) => {
+                        MessageVerdict::Rejected(Rejection::Payload(error))
+                    }
                     Some(IngestOutcome::SeqConflict { device_id, seq }) => {
                         MessageVerdict::Rejected(Rejection::SeqConflict { device_id, seq })
                     }

@@ -199,6 +199,9 @@ pub enum IngestOutcome {
     Revoked {
         device_id: DeviceId,
     },
+    /// The message holds a code or signal the device's kind does not measure; nothing
+    /// of it was stored.
+    NotForDevice(wardline_domain::payload::PayloadError),
     /// The device used `seq` before for a different reading or chunk: nothing of the
     /// message was stored (a counter that went back, or a clash of two devices), and a
     /// fault report of the device was stored for rule evaluation.

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use wardline_domain::{Observation, PatientId};
+use wardline_domain::payload::PayloadError;
+use wardline_domain::{DeviceKind, Observation, PatientId};
 
 use super::to_ms;
 use crate::error::StoreError;
@@ -17,6 +18,7 @@ use crate::model::{IngestItem, IngestOutcome, IngestPayload};
 /// A device as one job sees it, with the last assignment it resolved.
 struct DeviceInJob {
     key: i64,
+    kind: DeviceKind,
     active: bool,
     assignment: Option<Assignment>,
 }
@@ -68,6 +70,10 @@ fn ingest_items(
         let received_ms = to_ms(item.received);
         let contact = last_contact.entry(device.key).or_insert(received_ms);
         *contact = (*contact).max(received_ms);
+        if let Some(error) = not_for_device(device, &item.payload) {
+            outcomes.push(IngestOutcome::NotForDevice(error));
+            continue;
+        }
         let outcome = ingest_one(connection, device, item, received_ms)?;
         let newest = match (&outcome, &item.payload) {
             (IngestOutcome::Stored { .. }, IngestPayload::Readings(readings)) => readings
@@ -104,16 +110,57 @@ fn look_up_device(
     connection: &Connection,
     device_id: &str,
 ) -> Result<Option<DeviceInJob>, StoreError> {
-    Ok(connection
-        .prepare_cached("SELECT key, status FROM device WHERE id = ?1")?
+    connection
+        .prepare_cached("SELECT key, status, kind FROM device WHERE id = ?1")?
         .query_row([device_id], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })
+        .optional()?
+        .map(|(key, status, kind)| {
             Ok(DeviceInJob {
-                key: row.get(0)?,
-                active: row.get::<_, String>(1)? == "active",
+                key,
+                kind: kind
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("device kind {kind:?}")))?,
+                active: status == "active",
                 assignment: None,
             })
         })
-        .optional()?)
+        .transpose()
+}
+
+/// Refuses a message with a code or signal its device's kind does not measure.
+fn not_for_device(device: &DeviceInJob, payload: &IngestPayload) -> Option<PayloadError> {
+    match payload {
+        IngestPayload::Readings(readings) => {
+            readings
+                .iter()
+                .enumerate()
+                .find(|(_, reading)| !device.kind.measures(reading.code))
+                .map(|(index, reading)| {
+                    // A message of one reading names its fields at the top level.
+                    let field = if readings.len() == 1 {
+                        "code".to_owned()
+                    } else {
+                        format!("readings[{index}].code")
+                    };
+                    let spec = reading.code.spec();
+                    let what = format!("{} ({})", spec.loinc, spec.display);
+                    PayloadError::not_for_device(field, &what, device.kind)
+                })
+        }
+        IngestPayload::Waveform(chunk) => (!device.kind.records(chunk.signal)).then(|| {
+            PayloadError::not_for_device(
+                "waveform.signal",
+                &format!("the {} signal", chunk.signal.as_str()),
+                device.kind,
+            )
+        }),
+    }
 }
 
 /// The patient the device measured at `at_ms`, if any.

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use wardline_domain::{DeviceId, ObservationCode, PatientId, Reading, RhythmKind, Signal};
 
-use super::{at, audit, device, glucose, patient, readings};
+use super::{assigned_device, at, audit, device, glucose, patient, readings};
 use crate::*;
 
 fn derived_only(derived: Vec<NewDerivedObservation>) -> AnalysisResults {
@@ -143,11 +143,8 @@ pub async fn observation_summary_per_bucket(store: &dyn Store) {
 
 pub async fn latest_observation_per_code(store: &dyn Store) {
     let alice = patient(store, "Alice").await;
-    let cgm = device(store, "cgm-001").await;
-    store
-        .assign_device(&cgm, alice, at(0), audit("devices.assign"))
-        .await
-        .expect("assign");
+    let cgm = assigned_device(store, "cgm-001", alice).await;
+    let patch = assigned_device(store, "ecg-001", alice).await;
     let heart = Reading {
         seq: 10,
         code: ObservationCode::HeartRate,
@@ -156,15 +153,17 @@ pub async fn latest_observation_per_code(store: &dyn Store) {
         effective: at(3),
     };
     store
-        .ingest(vec![readings(
-            &cgm,
-            vec![
-                glucose(1, 5, 110.0),
-                glucose(2, 9, 99.0),
-                glucose(3, 7, 130.0),
-                heart,
-            ],
-        )])
+        .ingest(vec![
+            readings(
+                &cgm,
+                vec![
+                    glucose(1, 5, 110.0),
+                    glucose(2, 9, 99.0),
+                    glucose(3, 7, 130.0),
+                ],
+            ),
+            readings(&patch, vec![heart]),
+        ])
         .await
         .expect("ingest");
     let latest = store.latest_observations(alice).await.expect("latest");

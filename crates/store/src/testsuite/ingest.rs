@@ -1,8 +1,8 @@
 //! Checks of [`IngestStore`](crate::IngestStore).
 
-use wardline_domain::{DeviceId, ObservationCode};
+use wardline_domain::{DeviceId, ObservationCode, Reading};
 
-use super::{at, audit, device, glucose, patient, readings};
+use super::{assigned_device, at, audit, device, glucose, patient, readings};
 use crate::{
     CommittedEvent, DeviceReport, DeviceStatus, EventFilter, IngestOutcome, ObservationQuery,
     Store, StoreError,
@@ -285,4 +285,71 @@ pub async fn an_assignment_is_not_backdated_over_stored_readings(store: &dyn Sto
         .assign_device(&spare, alice, at(-60), audit("devices.assign"))
         .await
         .expect("backdated, nothing stored");
+}
+
+pub async fn readings_a_device_cannot_take_are_refused(store: &dyn Store) {
+    use wardline_domain::payload::PayloadErrorKind;
+    let alice = patient(store, "Alice").await;
+    let patch = assigned_device(store, "ecg-001", alice).await;
+    let cgm = assigned_device(store, "cgm-001", alice).await;
+    let gateway = assigned_device(store, "gateway-001", alice).await;
+    let heart = |seq: i64| Reading {
+        seq,
+        code: ObservationCode::HeartRate,
+        value: 72.0,
+        original: None,
+        effective: at(3),
+    };
+    let outcomes = store
+        .ingest(vec![
+            // An ECG patch reporting a glucose of 45 mg/dL.
+            readings(&patch, vec![glucose(1, 3, 45.0)]),
+            // A good heart rate beside it in one message: nothing of the message is kept.
+            readings(&patch, vec![heart(2), glucose(3, 3, 45.0)]),
+            // A gateway posting as itself.
+            readings(&gateway, vec![heart(1)]),
+            // The patch's own heart rate is stored.
+            readings(&patch, vec![heart(4)]),
+        ])
+        .await
+        .expect("ingest");
+    let refusal = |index: usize| match &outcomes[index] {
+        IngestOutcome::NotForDevice(error) => error.clone(),
+        other => panic!("message {index} was not refused: {other:?}"),
+    };
+    assert_eq!(
+        (refusal(0).kind, refusal(0).field.as_str()),
+        (PayloadErrorKind::NotForDevice, "code")
+    );
+    assert!(refusal(0).reason.contains("ecg"), "{}", refusal(0).reason);
+    assert_eq!(refusal(1).field, "readings[1].code");
+    assert!(
+        refusal(2).reason.contains("gateway"),
+        "{}",
+        refusal(2).reason
+    );
+    assert!(matches!(&outcomes[3], IngestOutcome::Stored { stored, .. } if stored.len() == 1));
+    assert_eq!(store.count_observations().await.expect("count"), 1);
+
+    // A CGM sending an ECG strip.
+    let strip = store
+        .ingest(vec![crate::IngestItem {
+            device_id: cgm.clone(),
+            received: at(5),
+            payload: crate::IngestPayload::Waveform(crate::EncodedWaveform {
+                seq: 1,
+                signal: wardline_domain::Signal::EcgLeadIi,
+                sampling_rate_hz: 360.0,
+                start: at(4),
+                end: at(5),
+                sample_count: 21_600,
+                encoded: vec![1; 16],
+            }),
+        }])
+        .await
+        .expect("ingest");
+    assert!(
+        matches!(&strip[0], IngestOutcome::NotForDevice(error) if error.field == "waveform.signal"),
+        "{strip:?}"
+    );
 }

@@ -45,7 +45,7 @@ macro_rules! store_conformance_suite {
             people_changes_are_audited_in_the_same_commit,
             devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
             device_reports_are_kept, ingest_stores_once, ingest_refuses_unassigned_and_revoked,
-            a_reused_seq_with_other_content_is_refused, an_assignment_is_not_backdated_over_stored_readings,
+            a_reused_seq_with_other_content_is_refused, readings_a_device_cannot_take_are_refused, an_assignment_is_not_backdated_over_stored_readings,
             reassigned_device_keeps_patients_apart, observations_page_by_time,
             latest_observation_per_code, waveform_chunks_by_window, audit_trail_is_chained,
             derived_observations_have_their_own_seq, latest_observations_within_a_window,
@@ -125,10 +125,19 @@ pub async fn patient(store: &dyn Store, name: &str) -> PatientId {
         .id
 }
 
+/// A device of the kind its id begins with (`ecg-…`, `cuff-…`, `monitor-…`, `gateway-…`; a CGM
+/// otherwise): ingest refuses readings a device's kind does not measure.
 pub fn new_device(id: &DeviceId) -> NewDevice {
+    let kind = match id.as_str().split('-').next() {
+        Some("ecg") => DeviceKind::Ecg,
+        Some("cuff") => DeviceKind::BloodPressureCuff,
+        Some("monitor") => DeviceKind::VitalSignsMonitor,
+        Some("gateway") => DeviceKind::Gateway,
+        _ => DeviceKind::Cgm,
+    };
     NewDevice {
         id: id.clone(),
-        kind: DeviceKind::Cgm,
+        kind,
         model: "G7".into(),
         serial: format!("SN-{id}"),
         secret_hash: [7; 32],

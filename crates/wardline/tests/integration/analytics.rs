@@ -177,10 +177,13 @@ fn urlencode(text: &str) -> String {
 async fn vital_signs_give_a_partial_news2_naming_what_is_missing() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
+    let monitor = server
+        .enrol(&ward.admin, "vital_signs_monitor", Some(&ward.patient_id))
+        .await;
     let time = Utc::now().to_rfc3339();
     server
         .device_post(
-            &ward.device,
+            &monitor,
             json!({"v": 1, "readings": [
                 {"seq": 1, "code": "9279-1", "value": 22, "unit": "/min", "time": time},
                 {"seq": 2, "code": "59408-5", "value": 95, "unit": "%", "time": time},
@@ -307,10 +310,13 @@ async fn a_recomputed_news2_is_pushed_on_the_live_stream() {
             &format!("/api/v1/patients/{}/observations/stream", ward.patient_id),
         )
         .await;
+    let oximeter = server
+        .enrol(&ward.admin, "pulse_oximeter", Some(&ward.patient_id))
+        .await;
     let time = Utc::now().to_rfc3339();
     server
         .device_post(
-            &ward.device,
+            &oximeter,
             json!({"v": 1, "readings": [
                 {"seq": 1, "code": "59408-5", "value": 91, "unit": "%", "time": time},
                 {"seq": 2, "code": "8867-4", "value": 72, "unit": "/min", "time": time}

@@ -26,7 +26,7 @@ async fn acknowledged_readings_survive_kill_9() {
                         topic.clone(),
                         QoS::AtLeastOnce,
                         false,
-                        reading(seq, "8867-4", value, "/min"),
+                        reading(seq, "99504-3", value, "mg/dL"),
                     )
                     .await
                     .is_err()
@@ -77,7 +77,7 @@ async fn acknowledged_readings_survive_kill_9() {
         .login(&ward.clinician_username, CLINICIAN_PASSWORD)
         .await;
     let stored: BTreeSet<i64> = server
-        .observations(&clinician, &ward.patient_id, "8867-4")
+        .observations(&clinician, &ward.patient_id, "99504-3")
         .await
         .iter()
         .map(|observation| observation["seq"].as_i64().unwrap())

@@ -63,6 +63,9 @@ async fn mqtt_readings_are_stored_once_and_read_back() {
 async fn http_batches_are_stored_after_commit_and_counted() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
+    let monitor = server
+        .enrol(&ward.admin, "vital_signs_monitor", Some(&ward.patient_id))
+        .await;
     let now = chrono::Utc::now();
     let batch = json!({"v": 1, "readings": [
         {"seq": 10, "code": "8480-6", "value": 128, "unit": "mm[Hg]", "time": now.to_rfc3339()},
@@ -72,8 +75,8 @@ async fn http_batches_are_stored_after_commit_and_counted() {
     let post = |body: Value| {
         server
             .client
-            .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
-            .bearer_auth(&ward.device.secret)
+            .post(server.url(&format!("/api/v1/devices/{}/readings", monitor.id)))
+            .bearer_auth(&monitor.secret)
             .json(&body)
             .send()
     };
@@ -183,7 +186,7 @@ async fn mqtt5_refusals_name_the_field_and_the_connection_carries_on() {
             topic(&ward.device),
             rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
             false,
-            reading(50, "8867-4", 64.0, "/min"),
+            reading(50, "99504-3", 112.0, "mg/dL"),
         )
         .await
         .unwrap();
@@ -215,10 +218,10 @@ async fn mqtt5_refusals_name_the_field_and_the_connection_carries_on() {
         PubAckReason::Success,
         "the connection still works"
     );
-    let heart_rates = server
-        .observations(&ward.clinician, &ward.patient_id, "8867-4")
+    let glucose = server
+        .observations(&ward.clinician, &ward.patient_id, "99504-3")
         .await;
-    assert_eq!(heart_rates.len(), 1, "only the valid reading was stored");
+    assert_eq!(glucose.len(), 1, "only the valid reading was stored");
 
     let anonymous = server
         .client
@@ -387,9 +390,10 @@ async fn mqtt311_does_not_acknowledge_a_reading_it_could_not_store_for_now() {
     assert_eq!(stored.len(), 1);
 }
 
-/// The review's reproduction: seq 1 = SpO2 97, then seq 1 = SpO2 60. The second is not a
-/// retry and must not be dropped as one: HTTP answers 409 `seq_conflict`, MQTT 5 a
-/// negative PUBACK naming the seq, and the 97 % stays the only reading.
+/// The review's reproduction (seq 1 = 97, then seq 1 = 60; there an oximeter's SpO2, here
+/// the ward's CGM). The second is not a retry and must not be dropped as one: HTTP
+/// answers 409 `seq_conflict`, MQTT 5 a negative PUBACK naming the seq, and the 97 stays
+/// the only reading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_seq_with_another_value_is_refused_not_counted_as_a_duplicate() {
     let server = TestServer::start().await;
@@ -403,12 +407,12 @@ async fn a_reused_seq_with_another_value_is_refused_not_counted_as_a_duplicate()
             .body(body)
             .send()
     };
-    let first = reading(1, "59408-5", 97.0, "%");
+    let first = reading(1, "99504-3", 97.0, "mg/dL");
     let response = post(first.clone()).await.unwrap();
     assert_eq!(response.status(), 200);
     let retry = post(first).await.unwrap();
     assert_eq!(retry.status(), 200, "a retry of the same reading is fine");
-    let response = post(reading(1, "59408-5", 60.0, "%")).await.unwrap();
+    let response = post(reading(1, "99504-3", 60.0, "mg/dL")).await.unwrap();
     assert_eq!(response.status(), 409);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], json!("seq_conflict"), "{body}");
@@ -427,7 +431,7 @@ async fn a_reused_seq_with_another_value_is_refused_not_counted_as_a_duplicate()
             topic(&ward.device),
             rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
             false,
-            reading(1, "59408-5", 55.0, "%"),
+            reading(1, "99504-3", 55.0, "mg/dL"),
         )
         .await
         .unwrap();
@@ -448,7 +452,7 @@ async fn a_reused_seq_with_another_value_is_refused_not_counted_as_a_duplicate()
         .unwrap_or_default();
     assert!(reason.starts_with("seq: 1 "), "{reason}");
     let stored = server
-        .observations(&ward.clinician, &ward.patient_id, "59408-5")
+        .observations(&ward.clinician, &ward.patient_id, "99504-3")
         .await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["value"], json!(97.0));
@@ -484,6 +488,9 @@ async fn http_refusals_name_the_field() {
 async fn waveform_chunks_round_trip_losslessly() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
+    let patch = server
+        .enrol(&ward.admin, "ecg", Some(&ward.patient_id))
+        .await;
     let samples: Vec<i32> = (0..3600)
         .map(|i| 1024 + ((i as f64 / 12.0).sin() * 300.0) as i32)
         .collect();
@@ -493,8 +500,8 @@ async fn waveform_chunks_round_trip_losslessly() {
         "gain": 200, "baseline": 1024, "samples": samples}});
     let response = server
         .client
-        .post(server.url(&format!("/api/v1/devices/{}/readings", ward.device.id)))
-        .bearer_auth(&ward.device.secret)
+        .post(server.url(&format!("/api/v1/devices/{}/readings", patch.id)))
+        .bearer_auth(&patch.secret)
         .json(&chunk)
         .send()
         .await
@@ -543,7 +550,7 @@ async fn live_stream_delivers_new_observations() {
         )
         .await;
     let response = server
-        .send_readings(&ward.device, reading(7, "8867-4", 88.0, "/min"))
+        .send_readings(&ward.device, reading(7, "99504-3", 88.0, "mg/dL"))
         .await;
     assert_eq!(response.status(), 200);
     let observation = stream.next("observation", Duration::from_secs(10)).await;
@@ -652,9 +659,13 @@ async fn the_ward_stream_carries_my_patients_and_no_one_elses() {
 async fn mosquitto_pub_publishes_over_tls_as_the_readme_shows() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
+    // As in the README: a pulse oximeter sending SpO2.
+    let oximeter = server
+        .enrol(&ward.admin, "pulse_oximeter", Some(&ward.patient_id))
+        .await;
     let ca_path = server.report.ca_path.clone().expect("tls on");
     for (seq, version) in [(1, "mqttv311"), (2, "mqttv5")] {
-        let payload = String::from_utf8(reading(seq, "8867-4", 70.0 + seq as f64, "/min")).unwrap();
+        let payload = String::from_utf8(reading(seq, "59408-5", 98.0 - seq as f64, "%")).unwrap();
         let output = tokio::process::Command::new("mosquitto_pub")
             .arg("--cafile")
             .arg(&ca_path)
@@ -668,15 +679,15 @@ async fn mosquitto_pub_publishes_over_tls_as_the_readme_shows() {
             ])
             .args([
                 "-i",
-                &ward.device.id,
+                &oximeter.id,
                 "-u",
-                &ward.device.id,
+                &oximeter.id,
                 "-P",
-                &ward.device.secret,
+                &oximeter.secret,
                 "-q",
                 "1",
             ])
-            .args(["-t", &topic(&ward.device), "-m", &payload])
+            .args(["-t", &topic(&oximeter), "-m", &payload])
             .output()
             .await
             .expect("mosquitto_pub is installed (Debian package mosquitto-clients)");
@@ -687,11 +698,11 @@ async fn mosquitto_pub_publishes_over_tls_as_the_readme_shows() {
         );
     }
     let stored = server
-        .observations(&ward.clinician, &ward.patient_id, "8867-4")
+        .observations(&ward.clinician, &ward.patient_id, "59408-5")
         .await;
     let values: Vec<f64> = stored
         .iter()
         .map(|observation| observation["value"].as_f64().unwrap())
         .collect();
-    assert_eq!(values, vec![71.0, 72.0]);
+    assert_eq!(values, vec![97.0, 96.0]);
 }
