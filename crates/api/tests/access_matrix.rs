@@ -353,3 +353,83 @@ async fn a_reassignment_is_not_backdated_and_names_both_patients_in_the_audit() 
         "{detail}"
     );
 }
+
+/// An alarm's handle tells an outsider nothing: one they may not see and one that does
+/// not exist both answer 404, and both attempts are audited as refused.
+#[tokio::test]
+async fn an_alarm_outside_my_patients_looks_like_no_alarm() {
+    let h = hospital().await;
+    let path = format!("/api/v1/patients/{}/care-plan", h.ada);
+    let plan = json!({"program": "diabetes", "reason": "type 1 diabetes"});
+    let (status, body) = h.as_("nurse", Method::PUT, &path, Some(plan)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (device, secret) = h.ada_cgm().await;
+    let (status, body) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/devices/{device}/readings"),
+            Some(&secret),
+            Some(json!({"v": 1, "seq": 1, "code": "99504-3", "value": 45, "unit": "mg/dL", "time": chrono::Utc::now()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut alarm_id = None;
+    for _ in 0..100 {
+        let (_, alarms) = h
+            .as_("clinician", Method::GET, "/api/v1/alarms", None)
+            .await;
+        alarm_id = alarms["alarms"]
+            .as_array()
+            .and_then(|alarms| alarms.first())
+            .and_then(|alarm| alarm["id"].as_str())
+            .map(str::to_owned);
+        if alarm_id.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let alarm_id = alarm_id.expect("the low raised an alarm");
+    let (status, _) = h
+        .as_(
+            "clinician",
+            Method::GET,
+            &format!("/api/v1/alarms/{alarm_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for (method, path) in [
+        (Method::GET, format!("/api/v1/alarms/{alarm_id}")),
+        (
+            Method::POST,
+            format!("/api/v1/alarms/{alarm_id}/acknowledge"),
+        ),
+        (
+            Method::GET,
+            "/api/v1/alarms/0123456789abcdef01234567".to_owned(),
+        ),
+        (
+            Method::POST,
+            "/api/v1/alarms/0123456789abcdef01234567/acknowledge".to_owned(),
+        ),
+    ] {
+        let body = (method == Method::POST).then(|| json!({}));
+        let (status, answer) = h.as_("outsider", method.clone(), &path, body).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {path}: {answer}");
+    }
+    let (_, audit) = h
+        .as_("admin", Method::GET, "/api/v1/audit?limit=1000", None)
+        .await;
+    let refused = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| {
+            entry["outcome"] == "denied"
+                && entry["action"]
+                    .as_str()
+                    .is_some_and(|action| action.starts_with("alarms."))
+        })
+        .count();
+    assert_eq!(refused, 4, "{audit}");
+}

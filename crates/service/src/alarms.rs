@@ -17,8 +17,8 @@ use wardline_alerting::{
 };
 use wardline_domain::{CareTeamId, PatientId, Role, UserId};
 use wardline_store::{
-    AlarmEventKind, AlarmEventRecord, AlarmQuery, AlarmRecord, CarePlanVersionRecord, ChannelKind,
-    DeliveryStatus, NotificationChannel, NotificationQuery, NotificationRecord,
+    AlarmEventKind, AlarmEventRecord, AlarmQuery, AlarmRecord, AuditOutcome, CarePlanVersionRecord,
+    ChannelKind, DeliveryStatus, NotificationChannel, NotificationQuery, NotificationRecord,
 };
 
 use crate::Wardline;
@@ -622,30 +622,52 @@ impl Wardline {
         Ok(out)
     }
 
-    async fn find_alarm(&self, public_id: &str) -> Result<AlarmRecord, Error> {
-        if public_id.is_empty()
+    /// The alarm with this handle. An unknown handle is audited as a refused `action`
+    /// (someone trying handles is worth seeing) and answered like one the actor may not
+    /// see: not found.
+    async fn find_alarm(
+        &self,
+        actor: &Actor,
+        action: &'static str,
+        public_id: &str,
+    ) -> Result<AlarmRecord, Error> {
+        let found = if public_id.is_empty()
             || public_id.len() > 64
             || !public_id.chars().all(|c| c.is_ascii_hexdigit())
         {
-            return Err(Error::NotFound("alarm".into()));
+            None
+        } else {
+            self.store.alarm_by_public_id(public_id).await?
+        };
+        match found {
+            Some(record) => Ok(record),
+            None => {
+                let detail = public_id.chars().take(64).collect::<String>();
+                self.audit(actor.audit(
+                    action,
+                    None,
+                    AuditOutcome::Denied,
+                    Some(format!("no alarm {detail:?}")),
+                    self.now(),
+                ))
+                .await?;
+                Err(Error::NotFound("alarm".into()))
+            }
         }
-        self.store
-            .alarm_by_public_id(public_id)
-            .await?
-            .ok_or_else(|| Error::NotFound("alarm".into()))
     }
 
     /// One alarm with its history, its deliveries and the care plan version that raised
     /// it.
     pub async fn alarm(&self, actor: &Actor, public_id: &str) -> Result<AlarmView, Error> {
-        let record = self.find_alarm(public_id).await?;
+        let record = self.find_alarm(actor, "alarms.read", public_id).await?;
         self.authorize_patient(
             actor,
             record.patient_id(),
             "alarms.read",
             Some(record.public_id.clone()),
         )
-        .await?;
+        .await
+        .map_err(hide_existence)?;
         let events = self.store.alarm_events(&record.public_id).await?;
         let deliveries = self
             .store
@@ -694,7 +716,7 @@ impl Wardline {
         let Some(user) = actor.user().filter(|user| user.role != Role::Patient) else {
             return Err(Error::Forbidden);
         };
-        let record = self.find_alarm(public_id).await?;
+        let record = self.find_alarm(actor, name, public_id).await?;
         let allowed = self
             .authorize_patient_change(
                 actor,
@@ -703,7 +725,8 @@ impl Wardline {
                 &[Role::Clinician, Role::Nurse, Role::Admin],
                 Some(record.public_id.clone()),
             )
-            .await?;
+            .await
+            .map_err(hide_existence)?;
         let changed = self
             .engine()?
             .act(record, user.id, action, allowed.audit)
@@ -896,6 +919,15 @@ impl Wardline {
             engine.wake_outbox();
         }
         Ok(())
+    }
+}
+
+/// A refusal to show or change an alarm answers as if there were none, so that its handle
+/// does not tell an outsider that it exists (the refusal is audited all the same).
+fn hide_existence(error: Error) -> Error {
+    match error {
+        Error::Forbidden => Error::NotFound("alarm".into()),
+        other => other,
     }
 }
 
