@@ -433,3 +433,46 @@ async fn an_alarm_outside_my_patients_looks_like_no_alarm() {
         .count();
     assert_eq!(refused, 4, "{audit}");
 }
+
+/// A patient's access log shows who looked, but not which other patient tried: that
+/// would tell Ada that Bob is a patient here.
+#[tokio::test]
+async fn a_patients_access_log_names_no_other_patient() {
+    let h = hospital().await;
+    let (status, _) = h
+        .as_(
+            "bob",
+            Method::GET,
+            &format!("/api/v1/patients/{}/observations/latest", h.ada),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = h
+        .as_(
+            "clinician",
+            Method::GET,
+            &format!("/api/v1/patients/{}/observations/latest", h.ada),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, log) = h
+        .as_(
+            "ada",
+            Method::GET,
+            &format!("/api/v1/patients/{}/access-log", h.ada),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let who: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|entry| entry["who"].as_str())
+        .collect();
+    assert!(!who.contains(&"BOB"), "{who:?}");
+    assert!(who.contains(&"another patient account"), "{who:?}");
+    assert!(who.contains(&"CLINICIAN"), "{who:?}");
+}

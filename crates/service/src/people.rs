@@ -516,10 +516,22 @@ impl Wardline {
             .into_iter()
             .map(|event| {
                 let user = event.actor.and_then(|id| users.get(&id));
+                // Another patient who tried to look is named to nobody: who they are is
+                // their own health information.
+                let who = match user {
+                    Some(user)
+                        if user.role == Role::Patient
+                            && user.patient_id != Some(access.patient_id()) =>
+                    {
+                        "another patient account".to_owned()
+                    }
+                    Some(user) => user.display_name.clone(),
+                    None => event.actor_label,
+                };
                 AccessLogEntry {
                     sequence: event.sequence,
                     time: event.time,
-                    who: user.map_or(event.actor_label, |user| user.display_name.clone()),
+                    who,
                     role: user.map(|user| user.role),
                     action: event.action,
                     outcome: event.outcome,
