@@ -476,3 +476,48 @@ async fn a_patients_access_log_names_no_other_patient() {
     assert!(who.contains(&"another patient account"), "{who:?}");
     assert!(who.contains(&"CLINICIAN"), "{who:?}");
 }
+
+/// An admin manages accounts but does not make themselves a reader of a team's patients:
+/// adding oneself to a care team is refused and audited; another account is added.
+#[tokio::test]
+async fn an_admin_cannot_join_a_care_team_by_themselves() {
+    let h = hospital().await;
+    let (_, me) = h.as_("admin", Method::GET, "/api/v1/me", None).await;
+    let admin_id = me["id"].as_str().expect("id").to_owned();
+    let path = format!("/api/v1/care-teams/{}/members", h.team);
+    let (status, body) = h
+        .as_(
+            "admin",
+            Method::POST,
+            &path,
+            Some(json!({"user_id": admin_id})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], json!("user_id"), "{body}");
+    let (status, _) = h
+        .as_(
+            "admin",
+            Method::GET,
+            &format!("/api/v1/patients/{}/observations/latest", h.ada),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "still no clinical access");
+    let (_, audit) = h
+        .as_(
+            "admin",
+            Method::GET,
+            "/api/v1/audit?action=care_teams.add_member",
+            None,
+        )
+        .await;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|entry| entry["outcome"] == "denied"),
+        "{audit}"
+    );
+}

@@ -408,14 +408,26 @@ impl Wardline {
         team: CareTeamId,
         user: UserId,
     ) -> Result<(), Error> {
+        let detail = format!("team {team} user {user}");
         let allowed = self
-            .require_admin(
-                actor,
+            .require_admin(actor, "care_teams.add_member", None, Some(detail.clone()))
+            .await?;
+        // Joining a care team opens its patients' records: an admin, who manages accounts,
+        // does not grant that to themselves; another admin must (and is audited doing it).
+        if actor.user_id() == Some(user) {
+            self.audit(actor.audit(
                 "care_teams.add_member",
                 None,
-                Some(format!("team {team} user {user}")),
-            )
+                AuditOutcome::Denied,
+                Some(format!("{detail}: adding oneself")),
+                self.now(),
+            ))
             .await?;
+            return Err(Error::invalid(
+                "user_id",
+                "an admin cannot add themselves to a care team (ask another admin)",
+            ));
+        }
         self.store
             .add_care_team_member(team, user, allowed.audit)
             .await?;
