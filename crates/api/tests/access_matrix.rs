@@ -521,3 +521,99 @@ async fn an_admin_cannot_join_a_care_team_by_themselves() {
         "{audit}"
     );
 }
+
+/// A password change checks the current one and ends every other session of the account;
+/// an admin's reset ends all of them and hands over a generated password once.
+#[tokio::test]
+async fn a_new_password_ends_the_other_sessions() {
+    let h = hospital().await;
+    let login = |username: &'static str, password: String| {
+        h.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": username, "password": password})),
+        )
+    };
+    let (status, second) = login("nurse", common::PASSWORD.to_owned()).await;
+    assert_eq!(status, StatusCode::OK);
+    let second = second["token"].as_str().unwrap().to_owned();
+    let change = |current: &str, new: &str| {
+        h.as_(
+            "nurse",
+            Method::POST,
+            "/api/v1/me/password",
+            Some(json!({"current_password": current, "new_password": new})),
+        )
+    };
+    let new_password = "a much longer passphrase now";
+    let (status, body) = change("not it at all, sorry", new_password).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], json!("current_password"));
+    let (status, body) = change(common::PASSWORD, "short").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], json!("new_password"));
+    let (status, body) = change(common::PASSWORD, new_password).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, _) = h.as_("nurse", Method::GET, "/api/v1/me", None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the session that changed it goes on"
+    );
+    let (status, _) = h.call(Method::GET, "/api/v1/me", Some(&second), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the other session ended");
+    assert_eq!(
+        login("nurse", common::PASSWORD.to_owned()).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login("nurse", new_password.to_owned()).await.0,
+        StatusCode::OK
+    );
+
+    // An admin's reset: the clinician's session ends, the handed-over password works.
+    let (_, users) = h.as_("admin", Method::GET, "/api/v1/users", None).await;
+    let id_of = |name: &str| {
+        users
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|user| user["username"] == json!(name))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (status, reset) = h
+        .as_(
+            "admin",
+            Method::POST,
+            &format!("/api/v1/users/{}/reset-password", id_of("clinician")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    let (status, _) = h.as_("clinician", Method::GET, "/api/v1/me", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let handed_over = reset["password"].as_str().unwrap().to_owned();
+    assert_eq!(login("clinician", handed_over).await.0, StatusCode::OK);
+    let (status, _) = h
+        .as_(
+            "admin",
+            Method::POST,
+            &format!("/api/v1/users/{}/reset-password", id_of("admin")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "not one's own");
+    let (status, _) = h
+        .as_(
+            "nurse",
+            Method::POST,
+            &format!("/api/v1/users/{}/reset-password", id_of("clinician")),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "admins only");
+}

@@ -194,6 +194,94 @@ impl Wardline {
         })
     }
 
+    /// Changes the caller's own password after checking the current one (a wrong one
+    /// counts as a failed login for the throttle). Every other session of the account
+    /// ends; this one goes on.
+    pub async fn change_password(
+        &self,
+        person: &Person,
+        current: String,
+        new: String,
+    ) -> Result<(), Error> {
+        let address = person.remote_addr.clone().unwrap_or_default();
+        let username = person.user.username.clone();
+        if let Some(wait) = self
+            .logins
+            .locked(&username, &address, std::time::Instant::now())
+        {
+            return Err(Error::TooManyAttempts {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
+        credentials::check_password_strength(&new).map_err(|error| match error {
+            Error::InvalidRequest { message, .. } => Error::invalid("new_password", message),
+            other => other,
+        })?;
+        let stored = self
+            .store
+            .user_credentials(&username)
+            .await?
+            .ok_or(Error::Unauthenticated)?
+            .password_hash;
+        if !credentials::verify_password(current, stored)
+            .await
+            .unwrap_or(false)
+        {
+            self.logins
+                .failed(&username, &address, std::time::Instant::now());
+            self.audit(Actor::from(person.clone()).audit(
+                "password.change",
+                None,
+                AuditOutcome::Denied,
+                Some("wrong current password".into()),
+                self.now(),
+            ))
+            .await?;
+            return Err(Error::invalid(
+                "current_password",
+                "is not the account's password",
+            ));
+        }
+        let hash = credentials::hash_password(new).await?;
+        let audit = Actor::from(person.clone()).allowed("password.change", None, None);
+        self.store
+            .set_password(
+                person.user.id,
+                hash,
+                Some(person.token_hash),
+                self.now(),
+                audit,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Gives an account a new generated password (admin; never one's own, which is
+    /// changed with the current one): every session of the account ends. Returns the
+    /// password, to hand over once.
+    pub async fn reset_password(&self, actor: &Actor, user_id: UserId) -> Result<String, Error> {
+        let allowed = self
+            .require_admin(
+                actor,
+                "users.reset_password",
+                None,
+                Some(user_id.to_string()),
+            )
+            .await?;
+        if actor.user_id() == Some(user_id) {
+            return Err(Error::invalid(
+                "user_id",
+                "change your own password with your current one",
+            ));
+        }
+        let password = credentials::generate_password()?;
+        let hash = credentials::hash_password(password.clone()).await?;
+        self.store
+            .set_password(user_id, hash, None, self.now(), allowed.audit)
+            .await?;
+        Ok(password)
+    }
+
     pub async fn logout(&self, person: &Person) -> Result<(), Error> {
         let audit = Actor::from(person.clone()).allowed("logout", None, None);
         self.store

@@ -33,6 +33,17 @@ pub trait PeopleStore: Send + Sync {
         audit: AuditEvent,
     ) -> Result<(), StoreError>;
 
+    /// Replaces an account's password hash and ends every open session of it except
+    /// `keep` (the session that changed it), at `at`, in one commit with `audit`.
+    async fn set_password(
+        &self,
+        id: UserId,
+        password_hash: String,
+        keep: Option<[u8; 32]>,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+
     /// Opens a session (stored by the SHA-256 of its token) with the login's audit entry.
     async fn create_session(
         &self,

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -26,6 +26,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(me))
         .routes(routes!(list_users, create_user))
         .routes(routes!(disable_user))
+        .routes(routes!(change_password))
+        .routes(routes!(reset_password))
         .routes(routes!(list_care_teams, create_care_team))
         .routes(routes!(add_care_team_member))
         .routes(routes!(add_care_team_patient))
@@ -89,6 +91,54 @@ pub(crate) async fn logout(
         HeaderValue::from_static("wardline_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
     Ok((headers, StatusCode::NO_CONTENT).into_response())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct PasswordChange {
+    #[schema(max_length = 1024)]
+    current_password: String,
+    /// At least 12 characters.
+    #[schema(min_length = 12, max_length = 1024)]
+    new_password: String,
+}
+
+/// Changes the caller's password; every other session of the account ends.
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "sessions",
+    request_body = PasswordChange,
+    responses((status = 204, description = "Changed")))]
+pub(crate) async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(request): Body<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .service
+        .change_password(&caller.0, request.current_password, request.new_password)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct NewPassword {
+    /// The account's new password, shown only now.
+    password: String,
+}
+
+/// Gives an account a new generated password (admin; not one's own): every session of
+/// the account ends.
+#[utoipa::path(post, path = "/api/v1/users/{user_id}/reset-password", tag = "accounts",
+    params(("user_id" = UserId, Path, description = "The account")),
+    responses((status = 200, description = "The new password, shown once", body = NewPassword)))]
+pub(crate) async fn reset_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(user_id): Id<UserId>,
+) -> Result<Json<NewPassword>, ApiError> {
+    let password = state
+        .service
+        .reset_password(&caller.actor(), user_id)
+        .await?;
+    Ok(Json(NewPassword { password }))
 }
 
 /// The account of the session.

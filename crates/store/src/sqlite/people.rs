@@ -181,6 +181,37 @@ impl PeopleStore for SqliteStore {
         .await
     }
 
+    async fn set_password(
+        &self,
+        id: UserId,
+        password_hash: String,
+        keep: Option<[u8; 32]>,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.write(move |connection| {
+            let changed = connection.execute(
+                "UPDATE app_user SET password_hash = ?2 WHERE id = ?1",
+                params![id.to_string(), password_hash],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::not_found(format!("user {id}")));
+            }
+            connection.execute(
+                "UPDATE session SET revoked_ms = ?2
+                 WHERE revoked_ms IS NULL AND user_key = (SELECT key FROM app_user WHERE id = ?1)
+                   AND (?3 IS NULL OR token_hash != ?3)",
+                params![
+                    id.to_string(),
+                    to_ms(at),
+                    keep.as_ref().map(|hash| hash.as_slice())
+                ],
+            )?;
+            append(connection, &[audit])
+        })
+        .await
+    }
+
     async fn revoke_session(
         &self,
         token_hash: [u8; 32],

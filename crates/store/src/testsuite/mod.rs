@@ -41,7 +41,8 @@ use crate::{AuditEvent, AuditOutcome, NewDevice, NewPatient, NewUser, Store};
 macro_rules! store_conformance_suite {
     ($fresh:expr) => {
         $crate::store_conformance_suite!(@tests $fresh;
-            users_and_credentials, sessions_expire_and_revoke, care_teams_decide_membership,
+            users_and_credentials, sessions_expire_and_revoke, a_new_password_ends_the_other_sessions,
+            care_teams_decide_membership,
             people_changes_are_audited_in_the_same_commit,
             devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
             device_reports_are_kept, ingest_stores_once, ingest_refuses_unassigned_and_revoked,

@@ -353,3 +353,79 @@ pub async fn people_changes_are_audited_in_the_same_commit(store: &dyn Store) {
     );
     assert_eq!(store.verify_audit_chain().await.expect("chain"), 4);
 }
+
+pub async fn a_new_password_ends_the_other_sessions(store: &dyn Store) {
+    let account = store
+        .create_user(user("cleo", Role::Clinician, None), audit("users.create"))
+        .await
+        .expect("user");
+    for hash in [1u8, 2, 3] {
+        store
+            .create_session(
+                NewSession {
+                    token_hash: [hash; 32],
+                    user_id: account.id,
+                    created: at(0),
+                    expires: at(60),
+                },
+                audit("login"),
+            )
+            .await
+            .expect("session");
+    }
+    // Changed from session 1: it stays, the others end.
+    store
+        .set_password(
+            account.id,
+            "new hash".into(),
+            Some([1; 32]),
+            at(5),
+            audit("password.change"),
+        )
+        .await
+        .expect("change");
+    let live = |hash: u8| async move {
+        store
+            .session([hash; 32], at(6))
+            .await
+            .expect("lookup")
+            .is_some()
+    };
+    assert_eq!(
+        (live(1).await, live(2).await, live(3).await),
+        (true, false, false)
+    );
+    assert_eq!(
+        store
+            .user_credentials("cleo")
+            .await
+            .expect("credentials")
+            .expect("account")
+            .password_hash,
+        "new hash"
+    );
+    // Reset by an admin: every session ends.
+    store
+        .set_password(
+            account.id,
+            "reset".into(),
+            None,
+            at(7),
+            audit("users.reset_password"),
+        )
+        .await
+        .expect("reset");
+    assert!(!live(1).await);
+    assert!(matches!(
+        store
+            .set_password(
+                wardline_domain::UserId::random(),
+                "x".into(),
+                None,
+                at(8),
+                audit("users.reset_password")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
