@@ -493,7 +493,7 @@ async fn an_admin_cannot_join_a_care_team_by_themselves() {
             Some(json!({"user_id": admin_id})),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["field"], json!("user_id"), "{body}");
     let (status, _) = h
         .as_(
@@ -548,7 +548,7 @@ async fn a_new_password_ends_the_other_sessions() {
     };
     let new_password = "a much longer passphrase now";
     let (status, body) = change("not it at all, sorry", new_password).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["field"], json!("current_password"));
     let (status, body) = change(common::PASSWORD, "short").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -606,7 +606,7 @@ async fn a_new_password_ends_the_other_sessions() {
             None,
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "not one's own");
+    assert_eq!(status, StatusCode::FORBIDDEN, "not one's own");
     let (status, _) = h
         .as_(
             "nurse",

@@ -34,6 +34,10 @@ pub enum Error {
     /// cross-site request forgery. `field` names the header.
     #[error("{message}")]
     CsrfHeaderMissing { field: String, message: String },
+    /// A well-formed request the caller may not make, for a reason the message gives
+    /// (an admin adding themselves to a care team, a wrong current password).
+    #[error("{message}")]
+    NotPermitted { field: String, message: String },
     #[error("{0} not found")]
     NotFound(String),
     #[error("this method is not allowed on this path")]
@@ -91,6 +95,11 @@ impl Error {
         status: 403,
         meaning: "a request that changes state with the session cookie lacks the header the web app sends; `field` names it",
     };
+    const NOT_PERMITTED: ErrorSpec = ErrorSpec {
+        code: "not_permitted",
+        status: 403,
+        meaning: "the request is well formed, but this account may not make it, for the reason given",
+    };
     const NOT_FOUND: ErrorSpec = ErrorSpec {
         code: "not_found",
         status: 404,
@@ -143,13 +152,14 @@ impl Error {
     };
 
     /// Every error a client can see, for documentation.
-    pub const ALL: [ErrorSpec; 16] = [
+    pub const ALL: [ErrorSpec; 17] = [
         Self::INVALID_REQUEST,
         Self::INVALID_PAYLOAD,
         Self::UNAUTHENTICATED,
         Self::BAD_LOGIN,
         Self::FORBIDDEN,
         Self::CSRF_HEADER_MISSING,
+        Self::NOT_PERMITTED,
         Self::NOT_FOUND,
         Self::METHOD_NOT_ALLOWED,
         Self::CONFLICT,
@@ -170,6 +180,7 @@ impl Error {
             Error::BadLogin => Self::BAD_LOGIN,
             Error::Forbidden => Self::FORBIDDEN,
             Error::CsrfHeaderMissing { .. } => Self::CSRF_HEADER_MISSING,
+            Error::NotPermitted { .. } => Self::NOT_PERMITTED,
             Error::NotFound(_) => Self::NOT_FOUND,
             Error::MethodNotAllowed => Self::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => Self::CONFLICT,
@@ -191,6 +202,14 @@ impl Error {
         self.spec().status
     }
 
+    /// A well-formed request this account may not make, naming the field and why.
+    pub fn not_permitted(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::NotPermitted {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidRequest {
             field: Some(field.into()),
@@ -202,7 +221,9 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::InvalidRequest { field, .. } => field.as_deref(),
-            Error::CsrfHeaderMissing { field, .. } => Some(field.as_str()),
+            Error::CsrfHeaderMissing { field, .. } | Error::NotPermitted { field, .. } => {
+                Some(field.as_str())
+            }
             Error::InvalidPayload(error) => Some(error.field.as_str()),
             _ => None,
         }
@@ -286,6 +307,10 @@ mod tests {
             Error::CsrfHeaderMissing {
                 field: "x-wardline-request".into(),
                 message: "send the header".into(),
+            },
+            Error::NotPermitted {
+                field: "user_id".into(),
+                message: "not oneself".into(),
             },
             Error::NotFound("p".into()),
             Error::MethodNotAllowed,

@@ -237,7 +237,7 @@ impl Wardline {
                 self.now(),
             ))
             .await?;
-            return Err(Error::invalid(
+            return Err(Error::not_permitted(
                 "current_password",
                 "is not the account's password",
             ));
@@ -269,7 +269,7 @@ impl Wardline {
             )
             .await?;
         if actor.user_id() == Some(user_id) {
-            return Err(Error::invalid(
+            return Err(Error::not_permitted(
                 "user_id",
                 "change your own password with your current one",
             ));
@@ -511,7 +511,7 @@ impl Wardline {
                 self.now(),
             ))
             .await?;
-            return Err(Error::invalid(
+            return Err(Error::not_permitted(
                 "user_id",
                 "an admin cannot add themselves to a care team (ask another admin)",
             ));
