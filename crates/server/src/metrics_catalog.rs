@@ -165,6 +165,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Notifications delivered, by channel kind.",
     ),
     (
+        "wardline_password_hashing_refused_total",
+        "counter",
+        "Logins and password changes answered `unavailable` because every password-hashing slot stayed busy for 2 s (a login flood).",
+    ),
+    (
         "wardline_rhythm_events_found_total",
         "counter",
         "Rhythm events found by the ECG analysis, by kind.",

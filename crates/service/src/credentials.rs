@@ -10,6 +10,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
 use crate::error::Error;
 
 /// Session tokens start with this, so a leaked one is recognisable.
@@ -21,9 +26,43 @@ fn argon2() -> Result<Argon2<'static>, Error> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// How many Argon2id computations run at once: one per core. Each takes 19 MiB and a
+/// core's worth of time, so more at once only adds memory (a flood of logins with random
+/// usernames once took the server to gigabytes) without answering anyone sooner.
+static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
+    Semaphore::new(
+        std::thread::available_parallelism()
+            .map_or(2, std::num::NonZeroUsize::get)
+            .max(1),
+    )
+});
+
+/// How long a login waits for a free slot before it is answered `unavailable` (503 with
+/// `Retry-After`): under a flood, a quick refusal is kinder than a queue nobody leaves.
+const HASHING_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs one Argon2id computation in a slot of [`HASHING`] on a blocking thread.
+async fn in_hashing_slot<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let permit = tokio::time::timeout(HASHING_WAIT, HASHING.acquire())
+        .await
+        .map_err(|_| {
+            metrics::counter!("wardline_password_hashing_refused_total").increment(1);
+            Error::Unavailable
+        })?
+        .map_err(|_| Error::Unavailable)?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = permit;
+        work()
+    })
+    .await
+    .map_err(|error| Error::Internal(error.to_string()))?
+}
+
 /// Hashes a password into a PHC string.
 pub async fn hash_password(password: String) -> Result<String, Error> {
-    tokio::task::spawn_blocking(move || {
+    in_hashing_slot(move || {
         let mut salt_bytes = [0u8; 16];
         SystemRandom::new()
             .fill(&mut salt_bytes)
@@ -36,12 +75,11 @@ pub async fn hash_password(password: String) -> Result<String, Error> {
             .map_err(|error| Error::Internal(error.to_string()))
     })
     .await
-    .map_err(|error| Error::Internal(error.to_string()))?
 }
 
 /// Checks a password against a stored PHC string.
 pub async fn verify_password(password: String, stored_hash: String) -> Result<bool, Error> {
-    tokio::task::spawn_blocking(move || {
+    in_hashing_slot(move || {
         let parsed =
             PasswordHash::new(&stored_hash).map_err(|error| Error::Internal(error.to_string()))?;
         Ok(argon2()?
@@ -49,7 +87,6 @@ pub async fn verify_password(password: String, stored_hash: String) -> Result<bo
             .is_ok())
     })
     .await
-    .map_err(|error| Error::Internal(error.to_string()))?
 }
 
 /// Why a new password is refused; NIST SP 800-63B asks for length, not composition rules.
@@ -129,4 +166,33 @@ pub fn equal_in_constant_time(a: &[u8; 32], b: &[u8; 32]) -> bool {
         .zip(b)
         .fold(0u8, |difference, (x, y)| difference | (x ^ y))
         == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashing_waits_for_a_slot_and_refuses_when_none_frees() {
+        let stored = hash_password("correct horse battery staple".into())
+            .await
+            .expect("hash");
+        // More verifications than slots: they queue and all finish.
+        let checks = (0..3 * HASHING.available_permits().max(1))
+            .map(|_| verify_password("correct horse battery staple".into(), stored.clone()));
+        for verified in futures_util::future::join_all(checks).await {
+            assert!(verified.expect("verified"));
+        }
+        // Every slot taken for longer than a login waits: unavailable, not a wrong password.
+        let all = u32::try_from(HASHING.available_permits()).expect("slots");
+        let taken = HASHING.acquire_many(all).await.expect("slots");
+        let refused = verify_password("correct horse battery staple".into(), stored.clone()).await;
+        assert!(matches!(refused, Err(Error::Unavailable)), "{refused:?}");
+        drop(taken);
+        assert!(
+            verify_password("correct horse battery staple".into(), stored)
+                .await
+                .expect("verified")
+        );
+    }
 }

@@ -127,9 +127,12 @@ impl Wardline {
             }
             _ => (DUMMY_HASH.to_owned(), None),
         };
-        let verified = credentials::verify_password(password, stored_hash)
-            .await
-            .unwrap_or(false);
+        // A full hashing queue is "try again", never a wrong password.
+        let verified = match credentials::verify_password(password, stored_hash).await {
+            Ok(verified) => verified,
+            Err(Error::Unavailable) => return Err(Error::Unavailable),
+            Err(_) => false,
+        };
         let Some(user) = user.filter(|_| verified) else {
             let locked_out = self
                 .logins
@@ -223,10 +226,12 @@ impl Wardline {
             .await?
             .ok_or(Error::Unauthenticated)?
             .password_hash;
-        if !credentials::verify_password(current, stored)
-            .await
-            .unwrap_or(false)
-        {
+        let verified = match credentials::verify_password(current, stored).await {
+            Ok(verified) => verified,
+            Err(Error::Unavailable) => return Err(Error::Unavailable),
+            Err(_) => false,
+        };
+        if !verified {
             self.logins
                 .failed(&username, &address, std::time::Instant::now());
             self.audit(Actor::from(person.clone()).audit(
