@@ -59,6 +59,30 @@ fn assign(
     Ok(())
 }
 
+/// Stores what a device said about itself and lists it in the event log, for the rules.
+pub(super) fn insert_device_report(
+    connection: &Connection,
+    device_key: i64,
+    patient_key: i64,
+    at_ms: i64,
+    battery_percent: Option<f64>,
+    fault: Option<&str>,
+) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO device_report (device_key, patient_key, at_ms, battery_percent, fault)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            device_key,
+            patient_key,
+            at_ms,
+            battery_percent,
+            fault
+        ])?;
+    log_event(connection, "device_report", connection.last_insert_rowid())
+}
+
 /// A stored time as RFC 3339, for messages.
 fn from_ms_text(ms: i64) -> String {
     from_ms(ms).map_or_else(|_| format!("{ms} ms"), |at| at.to_rfc3339())
@@ -241,21 +265,20 @@ impl DeviceStore for SqliteStore {
         }
         self.write(move |connection| {
             let device_key = key_of(connection, "device", report.device_id.as_str(), "device")?;
-            let patient_key =
-                key_of(connection, "patient", &report.patient_id.to_string(), "patient")?;
-            connection
-                .prepare_cached(
-                    "INSERT INTO device_report (device_key, patient_key, at_ms, battery_percent, fault)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?
-                .execute(params![
-                    device_key,
-                    patient_key,
-                    to_ms(report.at),
-                    report.battery_percent,
-                    report.fault,
-                ])?;
-            log_event(connection, "device_report", connection.last_insert_rowid())
+            let patient_key = key_of(
+                connection,
+                "patient",
+                &report.patient_id.to_string(),
+                "patient",
+            )?;
+            insert_device_report(
+                connection,
+                device_key,
+                patient_key,
+                to_ms(report.at),
+                report.battery_percent,
+                report.fault.as_deref(),
+            )
         })
         .await
     }

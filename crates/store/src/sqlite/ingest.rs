@@ -93,7 +93,7 @@ fn ingest_items(
     }
     let mut touch = connection.prepare_cached(
         "UPDATE device SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?2),
-                           last_reading_ms = max(coalesce(last_reading_ms, ?3), coalesce(?3, last_reading_ms))
+                           last_reading_ms = coalesce(max(last_reading_ms, ?3), last_reading_ms, ?3)
          WHERE key = ?1",
     )?;
     for (device_key, received_ms) in last_contact {
@@ -245,16 +245,28 @@ fn ingest_one(
                     received_ms,
                 ])?;
                 if inserted == 0 {
-                    let content = ReadingContent {
-                        code: reading.code.loinc(),
-                        value: reading.value,
-                        original_value,
-                        original_unit: original_unit.map(str::to_owned),
-                        effective_ms: to_ms(reading.effective),
-                    };
-                    if stored_reading(connection, device.key, reading.seq)?.as_ref()
-                        != Some(&content)
-                    {
+                    // A retry has the same content under the seq; anything else is
+                    // another reading.
+                    let same: Option<bool> = connection
+                        .prepare_cached(
+                            "SELECT code = ?3 AND value = ?4 AND original_value IS ?5
+                                    AND original_unit IS ?6 AND effective_ms = ?7
+                             FROM observation WHERE device_key = ?1 AND derived = 0 AND seq = ?2",
+                        )?
+                        .query_row(
+                            params![
+                                device.key,
+                                reading.seq,
+                                reading.code.loinc(),
+                                reading.value,
+                                original_value,
+                                original_unit,
+                                to_ms(reading.effective),
+                            ],
+                            |row| row.get(0),
+                        )
+                        .optional()?;
+                    if same != Some(true) {
                         // Nothing of the message is stored: the rows it already wrote in
                         // this transaction go again.
                         let mut delete =
@@ -351,51 +363,6 @@ fn ingest_one(
     }
 }
 
-/// What identifies a device reading's content: a retry of the same message has all of
-/// it equal; the same `seq` with anything different is another reading.
-#[derive(Debug, PartialEq)]
-struct ReadingContent {
-    code: &'static str,
-    value: f64,
-    original_value: Option<f64>,
-    original_unit: Option<String>,
-    effective_ms: i64,
-}
-
-/// The device reading stored under `(device, seq)`, as [`ReadingContent`].
-fn stored_reading(
-    connection: &Connection,
-    device_key: i64,
-    seq: i64,
-) -> Result<Option<ReadingContent>, StoreError> {
-    let found = connection
-        .prepare_cached(
-            "SELECT code, value, original_value, original_unit, effective_ms FROM observation
-             WHERE device_key = ?1 AND derived = 0 AND seq = ?2",
-        )?
-        .query_row(params![device_key, seq], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, f64>(1)?,
-                row.get::<_, Option<f64>>(2)?,
-                row.get::<_, Option<String>>(3)?,
-                row.get::<_, i64>(4)?,
-            ))
-        })
-        .optional()?;
-    Ok(found.and_then(
-        |(code, value, original_value, original_unit, effective_ms)| {
-            Some(ReadingContent {
-                code: wardline_domain::ObservationCode::from_loinc(&code)?.loinc(),
-                value,
-                original_value,
-                original_unit,
-                effective_ms,
-            })
-        },
-    ))
-}
-
 /// Refuses a message whose `seq` the device used before for something else, and stores
 /// a fault report of the device (for the patient it measured), in the same transaction,
 /// so that the care plan's device-fault rules see it.
@@ -407,18 +374,16 @@ fn seq_conflict(
     assignment: Assignment,
     received_ms: i64,
 ) -> Result<IngestOutcome, StoreError> {
-    connection
-        .prepare_cached(
-            "INSERT INTO device_report (device_key, patient_key, at_ms, battery_percent, fault)
-             VALUES (?1, ?2, ?3, NULL, ?4)",
-        )?
-        .execute(params![
-            device.key,
-            assignment.patient_key,
-            received_ms,
-            format!("seq_conflict: seq {seq} was used before for a different reading"),
-        ])?;
-    super::events::log_event(connection, "device_report", connection.last_insert_rowid())?;
+    super::devices::insert_device_report(
+        connection,
+        device.key,
+        assignment.patient_key,
+        received_ms,
+        None,
+        Some(&format!(
+            "seq_conflict: seq {seq} was used before for a different reading"
+        )),
+    )?;
     Ok(IngestOutcome::SeqConflict {
         device_id: item.device_id.clone(),
         seq,

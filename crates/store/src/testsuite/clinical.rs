@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use wardline_domain::{DeviceId, ObservationCode, PatientId, Reading, RhythmKind, Signal};
 
-use super::{assigned_device, at, audit, device, glucose, patient, readings};
+use super::{assigned_device, at, audit, device, glucose, heart_rate, patient, readings};
 use crate::*;
 
 fn derived_only(derived: Vec<NewDerivedObservation>) -> AnalysisResults {
@@ -145,13 +145,6 @@ pub async fn latest_observation_per_code(store: &dyn Store) {
     let alice = patient(store, "Alice").await;
     let cgm = assigned_device(store, "cgm-001", alice).await;
     let patch = assigned_device(store, "ecg-001", alice).await;
-    let heart = Reading {
-        seq: 10,
-        code: ObservationCode::HeartRate,
-        value: 72.0,
-        original: None,
-        effective: at(3),
-    };
     store
         .ingest(vec![
             readings(
@@ -162,7 +155,7 @@ pub async fn latest_observation_per_code(store: &dyn Store) {
                     glucose(3, 7, 130.0),
                 ],
             ),
-            readings(&patch, vec![heart]),
+            readings(&patch, vec![heart_rate(10, 3, 72.0)]),
         ])
         .await
         .expect("ingest");
@@ -252,15 +245,8 @@ pub async fn derived_observations_have_their_own_seq(store: &dyn Store) {
         .assign_device(&ecg, alice, at(0), audit("devices.assign"))
         .await
         .expect("assign");
-    let heart = |seq: i64, minute: i64, value: f64| Reading {
-        seq,
-        code: ObservationCode::HeartRate,
-        value,
-        original: None,
-        effective: at(minute),
-    };
     store
-        .ingest(vec![readings(&ecg, vec![heart(7, 1, 70.0)])])
+        .ingest(vec![readings(&ecg, vec![heart_rate(7, 1, 70.0)])])
         .await
         .expect("ingest");
     let derived = |seq: i64, minute: i64, value: f64| NewDerivedObservation {
@@ -287,7 +273,7 @@ pub async fn derived_observations_have_their_own_seq(store: &dyn Store) {
     assert!(again.is_empty());
     // And a device retry of seq 7 is still a duplicate, not confused with the derived 7.
     let retried = store
-        .ingest(vec![readings(&ecg, vec![heart(7, 1, 70.0)])])
+        .ingest(vec![readings(&ecg, vec![heart_rate(7, 1, 70.0)])])
         .await
         .expect("retry");
     assert!(matches!(

@@ -1,8 +1,8 @@
 //! Checks of [`IngestStore`](crate::IngestStore).
 
-use wardline_domain::{DeviceId, ObservationCode, Reading};
+use wardline_domain::{DeviceId, ObservationCode};
 
-use super::{assigned_device, at, audit, device, glucose, patient, readings};
+use super::{assigned_device, at, audit, device, glucose, heart_rate, patient, readings};
 use crate::{
     CommittedEvent, DeviceReport, DeviceStatus, EventFilter, IngestOutcome, ObservationQuery,
     Store, StoreError,
@@ -244,11 +244,7 @@ pub async fn a_reused_seq_with_other_content_is_refused(store: &dyn Store) {
 pub async fn an_assignment_is_not_backdated_over_stored_readings(store: &dyn Store) {
     let alice = patient(store, "Alice").await;
     let bob = patient(store, "Bob").await;
-    let cgm = device(store, "cgm-001").await;
-    store
-        .assign_device(&cgm, bob, at(0), audit("devices.assign"))
-        .await
-        .expect("assign");
+    let cgm = assigned_device(store, "cgm-001", bob).await;
     store
         .ingest(vec![readings(&cgm, vec![glucose(1, 50, 100.0)])])
         .await
@@ -293,23 +289,16 @@ pub async fn readings_a_device_cannot_take_are_refused(store: &dyn Store) {
     let patch = assigned_device(store, "ecg-001", alice).await;
     let cgm = assigned_device(store, "cgm-001", alice).await;
     let gateway = assigned_device(store, "gateway-001", alice).await;
-    let heart = |seq: i64| Reading {
-        seq,
-        code: ObservationCode::HeartRate,
-        value: 72.0,
-        original: None,
-        effective: at(3),
-    };
     let outcomes = store
         .ingest(vec![
             // An ECG patch reporting a glucose of 45 mg/dL.
             readings(&patch, vec![glucose(1, 3, 45.0)]),
             // A good heart rate beside it in one message: nothing of the message is kept.
-            readings(&patch, vec![heart(2), glucose(3, 3, 45.0)]),
+            readings(&patch, vec![heart_rate(2, 3, 72.0), glucose(3, 3, 45.0)]),
             // A gateway posting as itself.
-            readings(&gateway, vec![heart(1)]),
+            readings(&gateway, vec![heart_rate(1, 3, 72.0)]),
             // The patch's own heart rate is stored.
-            readings(&patch, vec![heart(4)]),
+            readings(&patch, vec![heart_rate(4, 3, 72.0)]),
         ])
         .await
         .expect("ingest");

@@ -175,6 +175,14 @@ pub fn glucose(seq: i64, minute: i64, value: f64) -> Reading {
     }
 }
 
+/// A device's heart-rate reading.
+pub fn heart_rate(seq: i64, minute: i64, value: f64) -> Reading {
+    Reading {
+        code: ObservationCode::HeartRate,
+        ..glucose(seq, minute, value)
+    }
+}
+
 pub fn readings(device: &DeviceId, readings: Vec<Reading>) -> crate::IngestItem {
     crate::IngestItem {
         device_id: device.clone(),
