@@ -222,7 +222,7 @@ fn ingest_one(
                 }
             }
             let mut insert = connection.prepare_cached(
-                "INSERT INTO observation (patient_key, device_key, seq, code, value, original_value, original_unit, effective_ms, received_ms)
+                "INSERT INTO observation (device_key, seq, code, value, original_value, original_unit, effective_ms, patient_key, received_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (device_key, derived, seq) DO NOTHING",
             )?;
             let mut stored = Vec::with_capacity(readings.len());
@@ -233,17 +233,23 @@ fn ingest_one(
                     Some((value, unit)) => (Some(*value), Some(unit.as_str())),
                     None => (None, None),
                 };
-                let inserted = insert.execute(params![
-                    assignment.patient_key,
-                    device.key,
-                    reading.seq,
-                    reading.code.loinc(),
-                    reading.value,
-                    original_value,
-                    original_unit,
-                    to_ms(reading.effective),
-                    received_ms,
-                ])?;
+                // The reading's content, bound in this order by both statements.
+                let code = reading.code.loinc();
+                let effective_ms = to_ms(reading.effective);
+                let content: [&dyn rusqlite::ToSql; 7] = [
+                    &device.key,
+                    &reading.seq,
+                    &code,
+                    &reading.value,
+                    &original_value,
+                    &original_unit,
+                    &effective_ms,
+                ];
+                let inserted =
+                    insert.execute(rusqlite::params_from_iter(content.into_iter().chain([
+                        &assignment.patient_key as &dyn rusqlite::ToSql,
+                        &received_ms,
+                    ])))?;
                 if inserted == 0 {
                     // A retry has the same content under the seq; anything else is
                     // another reading.
@@ -253,18 +259,7 @@ fn ingest_one(
                                     AND original_unit IS ?6 AND effective_ms = ?7
                              FROM observation WHERE device_key = ?1 AND derived = 0 AND seq = ?2",
                         )?
-                        .query_row(
-                            params![
-                                device.key,
-                                reading.seq,
-                                reading.code.loinc(),
-                                reading.value,
-                                original_value,
-                                original_unit,
-                                to_ms(reading.effective),
-                            ],
-                            |row| row.get(0),
-                        )
+                        .query_row(rusqlite::params_from_iter(content), |row| row.get(0))
                         .optional()?;
                     if same != Some(true) {
                         // Nothing of the message is stored: the rows it already wrote in
