@@ -251,36 +251,35 @@ impl Wardline {
         let Ok(Some(session)) = self.store.session(person.token_hash, self.now()).await else {
             return false;
         };
-        // The account as it is now (a changed role counts).
+        // The account as it is now (a changed role counts), and the patients it may read
+        // by the rules the opening used.
         let actor = Actor::Person(Person {
             user: session.user,
             token_hash: person.token_hash,
             remote_addr: person.remote_addr.clone(),
         });
-        if patients.len() == 1 {
-            let patient = patients.iter().next().copied();
-            return match patient {
-                Some(patient) => matches!(self.basis(&actor, patient).await, Ok(Some(_))),
-                None => false,
-            };
-        }
         match self.own_patients(&actor).await {
-            Ok((readable, _)) => {
-                let readable: HashSet<PatientId> = readable.into_iter().collect();
-                patients.is_subset(&readable)
-            }
+            Ok((readable, _)) => patients.iter().all(|patient| readable.contains(patient)),
             Err(_) => false,
         }
     }
 
     /// Completes when a live stream opened by `person` for `patients` must end (see
-    /// [`Wardline::stream_may_continue`]), checking every [`STREAM_RECHECK`].
-    pub async fn stream_ended(&self, person: Person, patients: HashSet<PatientId>) {
-        loop {
-            tokio::time::sleep(STREAM_RECHECK).await;
-            if !self.stream_may_continue(&person, &patients).await {
-                metrics::counter!("wardline_streams_ended_by_access_total").increment(1);
-                return;
+    /// [`Wardline::stream_may_continue`]), checking every [`STREAM_RECHECK`]. It owns what
+    /// it needs, so a stream can hold it.
+    pub fn stream_ended(
+        &self,
+        person: Person,
+        patients: HashSet<PatientId>,
+    ) -> impl Future<Output = ()> + Send + use<> {
+        let service = self.clone();
+        async move {
+            loop {
+                tokio::time::sleep(STREAM_RECHECK).await;
+                if !service.stream_may_continue(&person, &patients).await {
+                    metrics::counter!("wardline_streams_ended_by_access_total").increment(1);
+                    return;
+                }
             }
         }
     }

@@ -77,6 +77,17 @@ pub async fn hash_password(password: String) -> Result<String, Error> {
     .await
 }
 
+/// Whether a password is the one stored. A full hashing queue is "try again"
+/// (`unavailable`), never a wrong password; a stored hash that cannot be read matches
+/// nothing.
+pub async fn password_matches(password: String, stored_hash: String) -> Result<bool, Error> {
+    match verify_password(password, stored_hash).await {
+        Ok(verified) => Ok(verified),
+        Err(Error::Unavailable) => Err(Error::Unavailable),
+        Err(_) => Ok(false),
+    }
+}
+
 /// Checks a password against a stored PHC string.
 pub async fn verify_password(password: String, stored_hash: String) -> Result<bool, Error> {
     in_hashing_slot(move || {
@@ -89,13 +100,14 @@ pub async fn verify_password(password: String, stored_hash: String) -> Result<bo
     .await
 }
 
-/// Why a new password is refused; NIST SP 800-63B asks for length, not composition rules.
-pub fn check_password_strength(password: &str) -> Result<(), Error> {
+/// Why a new password (sent as `field`) is refused; NIST SP 800-63B asks for length, not
+/// composition rules.
+pub fn check_password_strength(field: &str, password: &str) -> Result<(), Error> {
     if password.chars().count() < 12 {
-        return Err(Error::invalid("password", "must be at least 12 characters"));
+        return Err(Error::invalid(field, "must be at least 12 characters"));
     }
     if password.len() > 1024 {
-        return Err(Error::invalid("password", "must be at most 1024 bytes"));
+        return Err(Error::invalid(field, "must be at most 1024 bytes"));
     }
     Ok(())
 }

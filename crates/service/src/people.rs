@@ -111,15 +111,7 @@ impl Wardline {
         if username.len() > 200 || password.len() > 1024 {
             return Err(Error::BadLogin);
         }
-        if let Some(wait) = self
-            .logins
-            .locked(username, remote_addr, std::time::Instant::now())
-        {
-            metrics::counter!("wardline_logins_throttled_total").increment(1);
-            return Err(Error::TooManyAttempts {
-                retry_after_secs: wait.as_secs().max(1),
-            });
-        }
+        self.not_locked_out(username, remote_addr)?;
         let credentials = self.store.user_credentials(username).await?;
         let (stored_hash, user) = match credentials {
             Some(credentials) if !credentials.user.disabled => {
@@ -127,12 +119,7 @@ impl Wardline {
             }
             _ => (DUMMY_HASH.to_owned(), None),
         };
-        // A full hashing queue is "try again", never a wrong password.
-        let verified = match credentials::verify_password(password, stored_hash).await {
-            Ok(verified) => verified,
-            Err(Error::Unavailable) => return Err(Error::Unavailable),
-            Err(_) => false,
-        };
+        let verified = credentials::password_matches(password, stored_hash).await?;
         let Some(user) = user.filter(|_| verified) else {
             let locked_out = self
                 .logins
@@ -197,6 +184,23 @@ impl Wardline {
         })
     }
 
+    /// `TooManyAttempts` while failed passwords for this username from this address have
+    /// it locked out.
+    fn not_locked_out(&self, username: &str, address: &str) -> Result<(), Error> {
+        match self
+            .logins
+            .locked(username, address, std::time::Instant::now())
+        {
+            Some(wait) => {
+                metrics::counter!("wardline_logins_throttled_total").increment(1);
+                Err(Error::TooManyAttempts {
+                    retry_after_secs: wait.as_secs().max(1),
+                })
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Changes the caller's own password after checking the current one (a wrong one
     /// counts as a failed login for the throttle). Every other session of the account
     /// ends; this one goes on.
@@ -208,30 +212,15 @@ impl Wardline {
     ) -> Result<(), Error> {
         let address = person.remote_addr.clone().unwrap_or_default();
         let username = person.user.username.clone();
-        if let Some(wait) = self
-            .logins
-            .locked(&username, &address, std::time::Instant::now())
-        {
-            return Err(Error::TooManyAttempts {
-                retry_after_secs: wait.as_secs().max(1),
-            });
-        }
-        credentials::check_password_strength(&new).map_err(|error| match error {
-            Error::InvalidRequest { message, .. } => Error::invalid("new_password", message),
-            other => other,
-        })?;
+        self.not_locked_out(&username, &address)?;
+        credentials::check_password_strength("new_password", &new)?;
         let stored = self
             .store
             .user_credentials(&username)
             .await?
             .ok_or(Error::Unauthenticated)?
             .password_hash;
-        let verified = match credentials::verify_password(current, stored).await {
-            Ok(verified) => verified,
-            Err(Error::Unavailable) => return Err(Error::Unavailable),
-            Err(_) => false,
-        };
-        if !verified {
+        if !credentials::password_matches(current, stored).await? {
             self.logins
                 .failed(&username, &address, std::time::Instant::now());
             self.audit(Actor::from(person.clone()).audit(
@@ -339,7 +328,7 @@ impl Wardline {
         }
         let (password, generated_password) = match account.password {
             Some(password) => {
-                credentials::check_password_strength(&password)?;
+                credentials::check_password_strength("password", &password)?;
                 (password, None)
             }
             None => {

@@ -319,11 +319,9 @@ pub(crate) async fn stream(
     caller: Caller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let opened = state.service.open_alarm_stream(&caller.actor()).await?;
-    let ended = {
-        let service = state.service.clone();
-        let patients = opened.patients.clone();
-        async move { service.stream_ended(caller.0, patients).await }
-    };
+    let ended = state
+        .service
+        .stream_ended(caller.0, opened.patients.clone());
     let feed = BroadcastStream::new(opened.events.resubscribe());
     let events = feed.filter_map(move |item| match item {
         Ok(event) => opened.view(&event).map(|view| {

@@ -334,11 +334,7 @@ fn live_events(
     caller: Caller,
     patients: HashSet<PatientId>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
-    let ended = {
-        let service = service.clone();
-        let patients = patients.clone();
-        async move { service.stream_ended(caller.0, patients).await }
-    };
+    let ended = service.stream_ended(caller.0, patients.clone());
     let watched = Arc::new(patients);
     let lagged = |skipped: u64| {
         // The client fell behind; it should re-read the latest values.
