@@ -10,7 +10,7 @@ use utoipa::openapi::schema::{
 };
 use utoipa::openapi::{OpenApi, RefOr};
 
-pub(crate) use wardline_domain::text_schema::{SPACE_OR_CONTROL, text, trimmed_text};
+pub(crate) use wardline_domain::text_schema::{SPACE_OR_CONTROL, trimmed_text};
 
 fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
@@ -205,7 +205,7 @@ pub(crate) fn create_user_request() -> RefOr<Schema> {
                     "3 to 64 characters from letters, digits, `.`, `_`, `-` and `@`.",
                 )),
             )
-            .property("display_name", text::<200>())
+            .property("display_name", trimmed_text::<200>())
             .property(
                 "role",
                 string().enum_values(Some(roles.into_iter().map(Role::as_str))),

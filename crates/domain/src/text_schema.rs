@@ -19,11 +19,6 @@ pub const SPACE_OR_CONTROL: &str =
 /// as the inside of a character class.
 pub const FORBIDDEN_IN_TEXT: &str = r"\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069";
 
-/// A person's text: 1 to `MAX` characters (a name).
-pub fn text<const MAX: usize>() -> Object {
-    trimmed_text::<MAX>()
-}
-
 /// A regular expression for text of 1 to `max` characters once trimmed of white space,
 /// with no control or text-direction character inside.
 pub fn trimmed_pattern(max: usize) -> String {

@@ -106,6 +106,14 @@ impl Wardline {
         from: Option<DateTime<Utc>>,
     ) -> Result<(), Error> {
         let from = from.unwrap_or_else(|| self.now());
+        let mut allowed = self
+            .require_admin(
+                actor,
+                "devices.assign",
+                Some(patient_id),
+                Some(device_id.to_string()),
+            )
+            .await?;
         // The audit entry names the device, the time and the patient it leaves (the
         // patient it goes to is the entry's patient).
         let previous = self
@@ -114,7 +122,7 @@ impl Wardline {
             .await?
             .into_iter()
             .find(|assignment| assignment.end.is_none());
-        let detail = match previous {
+        allowed.audit.detail = Some(match previous {
             Some(previous) => format!(
                 "device {device_id} from {}; until then patient {} (since {})",
                 from.to_rfc3339(),
@@ -122,10 +130,7 @@ impl Wardline {
                 previous.start.to_rfc3339()
             ),
             None => format!("device {device_id} from {}", from.to_rfc3339()),
-        };
-        let allowed = self
-            .require_admin(actor, "devices.assign", Some(patient_id), Some(detail))
-            .await?;
+        });
         self.store
             .assign_device(device_id, patient_id, from, allowed.audit)
             .await

@@ -46,9 +46,9 @@ pub(crate) async fn list_devices(
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct EnrolRequest {
     kind: DeviceKind,
-    #[schema(schema_with = crate::schemas::text::<100>)]
+    #[schema(schema_with = crate::schemas::trimmed_text::<100>)]
     model: String,
-    #[schema(schema_with = crate::schemas::text::<100>)]
+    #[schema(schema_with = crate::schemas::trimmed_text::<100>)]
     serial: String,
     /// 3 to 64 characters from `[A-Za-z0-9_-]`; a random `dev_…` identifier when absent.
     device_id: Option<DeviceId>,

@@ -159,7 +159,7 @@ impl OutboxStore for SqliteStore {
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {NOTIFICATION_COLUMNS} FROM {NOTIFICATION_FROM}
-                 WHERE n.status = 'pending' AND n.next_attempt_ms <= ?1 AND c.removed_ms IS NULL
+                 WHERE n.status = 'pending' AND n.next_attempt_ms <= ?1
                  ORDER BY n.next_attempt_ms, n.key LIMIT ?2"
             ))?;
             let mut rows = statement.query(params![to_ms(now), i64::from(limit.max(1))])?;
