@@ -179,6 +179,11 @@ const RUN_MAX_GAP_SECS: i64 = 15 * 60;
 const MAX_DEVICES: usize = 64;
 /// Readings kept per rate rule whatever its window, so a chatty device cannot grow state.
 const MAX_RATE_READINGS: usize = 256;
+/// A rate rule keeps its readings about a window's 64th apart: the rate is measured from
+/// the oldest reading kept in the window, which is then within a slot of the oldest
+/// reading there was, and a device that reports every second is measured over the whole
+/// window, not over its last 256 seconds.
+const RATE_SLOTS_PER_WINDOW: i32 = 64;
 
 /// Where a reading stands relative to a rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -482,8 +487,15 @@ impl PatientMonitor {
                     if readings.back().is_some_and(|(last, _)| at < *last) {
                         None
                     } else {
-                        readings.push_back((at, value));
                         let window = TimeDelta::seconds(r.window_secs);
+                        // The newest reading is kept for now; the one before it goes if
+                        // it is less than a slot after the one before that.
+                        let slot = window / RATE_SLOTS_PER_WINDOW;
+                        let len = readings.len();
+                        if len >= 2 && at - readings[len - 2].0 < slot {
+                            readings.pop_back();
+                        }
+                        readings.push_back((at, value));
                         while readings.front().is_some_and(|(t, _)| at - *t > window)
                             || readings.len() > MAX_RATE_READINGS
                         {

@@ -117,6 +117,27 @@ fn rate_of_fall_is_measured_over_the_window_and_only_near_the_low_range() {
     );
 }
 
+/// A device that reports every second (a wearable, a CGM relayed by a fast gateway) is
+/// measured over the rule's whole window too, and its rule state stays small.
+#[test]
+fn rate_of_fall_from_a_chatty_device_is_measured_over_the_whole_window() {
+    let mut monitor = diabetes_monitor();
+    let mut raised_at = None;
+    // 3 mg/dL/min from 115, a reading every second for 12 minutes.
+    for step in 0..=720 {
+        let minute = f64::from(step) / 60.0;
+        let signals = glucose(&mut monitor, minute, 115.0 - 3.0 * minute);
+        if summary(&signals).contains(&raised("falling-fast")) {
+            raised_at.get_or_insert(minute);
+        }
+    }
+    let raised_at = raised_at.expect("the fall is alarmed");
+    // The rate counts once half the 15-minute window is covered.
+    assert!((7.5..8.0).contains(&raised_at), "raised at {raised_at} min");
+    let state = serde_json::to_string(&monitor).unwrap();
+    assert!(state.len() < 16_000, "rule state of {} bytes", state.len());
+}
+
 fn forecast(minute: f64, lowest: f64) -> ForecastInput {
     ForecastInput {
         code: ObservationCode::GlucoseCgm,
