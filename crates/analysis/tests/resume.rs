@@ -81,9 +81,12 @@ async fn patch() -> Patch {
 async fn wearer(kind: DeviceKind, device: &str) -> Patch {
     let folder = tempfile::tempdir().unwrap();
     let store = Arc::new(
-        SqliteStore::open(SqliteOptions::new(folder.path().join("w.db")))
-            .await
-            .unwrap(),
+        SqliteStore::open(SqliteOptions::new(
+            folder.path().join("w.db"),
+            wardline_store::AuditKey::generate().unwrap(),
+        ))
+        .await
+        .unwrap(),
     );
     let patient = PatientId::random();
     store

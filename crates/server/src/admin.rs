@@ -11,7 +11,7 @@ use wardline_domain::topics::{errors_topic, readings_topic};
 use wardline_domain::{CareTeamId, DeviceId, DeviceKind, PatientId, Role, UserId};
 use wardline_service::Actor;
 use wardline_service::devices::Enrolment;
-use wardline_service::people::{NewAccount, PatientDetails};
+use wardline_service::people::{AuditVerdict, NewAccount, PatientDetails};
 
 use crate::config::Config;
 use crate::server::offline_service;
@@ -113,7 +113,8 @@ pub enum AdminCommand {
     },
     /// List users, patients, care teams and devices.
     List,
-    /// Check the audit trail's hash chain.
+    /// Check the audit trail: its keyed chain, and that the newest exported checkpoint
+    /// is still in it.
     VerifyAudit,
 }
 
@@ -306,10 +307,21 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        AdminCommand::VerifyAudit => match service.verify_audit(&cli).await {
-            Ok(count) => println!("audit trail intact: {count} events verified"),
-            Err(error) => bail!("audit trail check failed: {}", error.message()),
-        },
+        AdminCommand::VerifyAudit => {
+            let key = crate::audit::load_or_create_key(&config.keys_dir)?;
+            let checkpoint =
+                crate::audit::newest_checkpoint(&key, &config.audit_checkpoint_file)
+                    .map_err(|error| anyhow::anyhow!("audit trail check failed: {error:#}"))?;
+            match service.verify_audit(&cli, Some(&checkpoint)).await {
+                Ok(AuditVerdict::Intact { events, .. }) => println!(
+                    "audit trail intact: {events} events verified; the newest checkpoint \
+                     (entry {}, {}) is in it",
+                    checkpoint.sequence, checkpoint.time
+                ),
+                Ok(AuditVerdict::Broken(reason)) => bail!("audit trail check failed: {reason}"),
+                Err(error) => bail!("audit trail check failed: {}", error.message()),
+            }
+        }
     }
     Ok(())
 }

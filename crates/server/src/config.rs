@@ -12,6 +12,14 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// Keys that must not travel with a copy of the data folder (the audit key); outside
+    /// it, by default beside it as `<data folder>-keys`.
+    pub keys_dir: PathBuf,
+    /// Signed checkpoints of the audit chain are appended to this file, outside the data
+    /// folder (by default beside it); in production, storage that cannot be rewritten.
+    pub audit_checkpoint_file: PathBuf,
+    /// How often the server signs and exports the chain's head, if it moved.
+    pub audit_checkpoint_seconds: u64,
     pub mqtt_listen: SocketAddr,
     pub http_listen: SocketAddr,
     /// TLS on both listeners. Off only when asked for, and then only on loopback.
@@ -83,6 +91,10 @@ pub struct ConfigFile {
     pub alarms: AlarmsSection,
     #[serde(default)]
     pub metrics: ListenSection,
+    #[serde(default)]
+    pub keys: KeysSection,
+    #[serde(default)]
+    pub audit: AuditSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +119,19 @@ pub struct NotificationsSection {
 #[serde(deny_unknown_fields)]
 pub struct AlarmsSection {
     pub repeat_minutes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSection {
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    pub checkpoint_file: Option<PathBuf>,
+    pub checkpoint_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +184,7 @@ pub struct LogSection {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
+    pub keys_dir: Option<PathBuf>,
     pub mqtt_listen: Option<SocketAddr>,
     pub http_listen: Option<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
@@ -209,6 +235,27 @@ pub fn load(
         .or(env_value(env, "WARDLINE_DATA_DIR")?)
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from("wardline-data"));
+    // Beside the data folder, never inside it: a copy of the folder must not carry them.
+    let beside = |suffix: &str| {
+        let mut name = data_dir
+            .file_name()
+            .map(|name| name.to_os_string())
+            .unwrap_or_else(|| "wardline-data".into());
+        name.push(suffix);
+        data_dir.with_file_name(name)
+    };
+    let keys_dir = cli
+        .keys_dir
+        .clone()
+        .or(env_value(env, "WARDLINE_KEYS_DIR")?)
+        .or(file.keys.dir)
+        .unwrap_or_else(|| beside("-keys"));
+    let audit_checkpoint_file = env_value(env, "WARDLINE_AUDIT_CHECKPOINT_FILE")?
+        .or(file.audit.checkpoint_file)
+        .unwrap_or_else(|| beside("-audit-checkpoints.jsonl"));
+    let audit_checkpoint_seconds = env_value(env, "WARDLINE_AUDIT_CHECKPOINT_SECONDS")?
+        .or(file.audit.checkpoint_seconds)
+        .unwrap_or(300);
     let mqtt_listen = cli
         .mqtt_listen
         .or(env_value(env, "WARDLINE_MQTT_LISTEN")?)
@@ -240,6 +287,9 @@ pub fn load(
     };
     let config = Config {
         data_dir,
+        keys_dir,
+        audit_checkpoint_file,
+        audit_checkpoint_seconds,
         mqtt_listen,
         http_listen,
         tls,
@@ -363,6 +413,23 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             "http.request_timeout_seconds must be 1 to 3600".into(),
         ));
     }
+    if !(1..=86_400).contains(&config.audit_checkpoint_seconds) {
+        return Err(ConfigError::Invalid(
+            "audit.checkpoint_seconds must be 1 to 86400".into(),
+        ));
+    }
+    for (name, path) in [
+        ("keys.dir", &config.keys_dir),
+        ("audit.checkpoint_file", &config.audit_checkpoint_file),
+    ] {
+        if path.starts_with(&config.data_dir) {
+            return Err(ConfigError::Invalid(format!(
+                "{name} ({}) must be outside the data folder ({}): a copy of the folder must not carry it",
+                path.display(),
+                config.data_dir.display()
+            )));
+        }
+    }
     if config.hostnames.is_empty() {
         return Err(ConfigError::Invalid(
             "tls.hostnames must name at least one host".into(),
@@ -392,6 +459,41 @@ mod tests {
             assert_ne!(config.mqtt_listen.port(), taken);
             assert_ne!(config.http_listen.port(), taken);
         }
+    }
+
+    #[test]
+    fn keys_and_audit_checkpoints_live_beside_the_data_folder_never_inside() {
+        let config = load(
+            None,
+            &env(&[("WARDLINE_DATA_DIR", "/srv/wardline/data")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(config.keys_dir, PathBuf::from("/srv/wardline/data-keys"));
+        assert_eq!(
+            config.audit_checkpoint_file,
+            PathBuf::from("/srv/wardline/data-audit-checkpoints.jsonl")
+        );
+        let inside = load(
+            Some("[keys]\ndir = \"/srv/wardline/data/keys\"\n"),
+            &env(&[("WARDLINE_DATA_DIR", "/srv/wardline/data")]),
+            &Overrides::default(),
+        );
+        assert!(
+            matches!(&inside, Err(ConfigError::Invalid(message)) if message.contains("keys.dir")),
+            "{inside:?}"
+        );
+        let cli = Overrides {
+            keys_dir: Some("/run/secrets/wardline".into()),
+            ..Overrides::default()
+        };
+        let from_cli = load(
+            Some("[keys]\ndir = \"/etc/wardline/keys\"\n"),
+            &env(&[("WARDLINE_KEYS_DIR", "/var/lib/keys")]),
+            &cli,
+        )
+        .unwrap();
+        assert_eq!(from_cli.keys_dir, PathBuf::from("/run/secrets/wardline"));
     }
 
     #[test]

@@ -150,6 +150,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         &environment,
         &Overrides {
             data_dir: Some(data_dir.clone()),
+            keys_dir: None,
             mqtt_listen: Some(
                 args.mqtt_listen
                     .unwrap_or_else(|| default_listen(DEFAULT_MQTT_PORT)),

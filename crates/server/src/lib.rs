@@ -4,6 +4,7 @@
 //! `wardline-devtools`.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod gateway;

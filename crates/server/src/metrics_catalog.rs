@@ -49,6 +49,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "How far behind the newest analysed reading's or ECG chunk's arrival the analysis is.",
     ),
     (
+        "wardline_audit_checkpoint_failed_total",
+        "counter",
+        "Audit checkpoints that could not be written to the checkpoint file (retried at the next interval).",
+    ),
+    (
+        "wardline_audit_checkpoints_exported_total",
+        "counter",
+        "Signed checkpoints of the audit chain's head appended to the checkpoint file.",
+    ),
+    (
         "wardline_derived_observations_stored_total",
         "counter",
         "Observations Wardline derived (heart rate from ECG) and stored.",

@@ -19,8 +19,8 @@ use wardline_api::{ApiSettings, AppState, MetricsRenderer};
 use wardline_domain::PayloadLimits;
 use wardline_mqtt::{MqttEndpoint, MqttSettings};
 use wardline_service::{LiveFeed, ServiceSettings, Wardline};
-use wardline_store::Store;
 use wardline_store::sqlite::{SqliteOptions, SqliteStore};
+use wardline_store::{AuditKey, Store};
 
 use crate::config::Config;
 use crate::tls;
@@ -37,8 +37,10 @@ pub struct ListenReport {
     pub ca_path: Option<PathBuf>,
 }
 
-/// Opens the data folder's database, creating the folder (owner-only) if needed.
-pub async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<SqliteStore> {
+/// Opens the data folder's database, creating the folder (owner-only) if needed, with
+/// the audit key from the keys folder (created on first use).
+pub async fn open_store(config: &Config) -> anyhow::Result<(SqliteStore, AuditKey)> {
+    let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data folder {}", data_dir.display()))?;
     #[cfg(unix)]
@@ -47,9 +49,14 @@ pub async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<SqliteStor
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting {}", data_dir.display()))?;
     }
-    SqliteStore::open(SqliteOptions::new(data_dir.join("wardline.db")))
-        .await
-        .with_context(|| format!("opening the database in {}", data_dir.display()))
+    let audit_key = crate::audit::load_or_create_key(&config.keys_dir)?;
+    let store = SqliteStore::open(SqliteOptions::new(
+        data_dir.join("wardline.db"),
+        audit_key.clone(),
+    ))
+    .await
+    .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    Ok((store, audit_key))
 }
 
 /// The service's settings from the configuration.
@@ -67,7 +74,7 @@ pub fn service_settings(config: &Config) -> ServiceSettings {
 /// The operations over the data folder's store, without a running engine: for the
 /// command line and tools working beside (or before) a server.
 pub async fn offline_service(config: &Config) -> anyhow::Result<Wardline> {
-    let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir).await?);
+    let store: Arc<dyn Store> = Arc::new(open_store(config).await?.0);
     Ok(Wardline::new(store, service_settings(config)))
 }
 
@@ -88,7 +95,8 @@ pub async fn serve(
         .install_recorder()
         .context("installing the metrics recorder")?;
     crate::metrics_catalog::describe();
-    let store: Arc<dyn Store> = Arc::new(open_store(&config.data_dir).await?);
+    let (store, audit_key) = open_store(&config).await?;
+    let store: Arc<dyn Store> = Arc::new(store);
     let bare = Wardline::new(Arc::clone(&store), service_settings(&config));
     if let Some(password) = bare
         .bootstrap_admin()
@@ -99,6 +107,13 @@ pub async fn serve(
         println!("created the first administrator: username `admin`, password `{password}`");
         println!("  (shown only now; create named accounts and disable this one)");
     }
+    let checkpoints = crate::audit::spawn_checkpoints(
+        Arc::clone(&store),
+        audit_key,
+        config.audit_checkpoint_file.clone(),
+        std::time::Duration::from_secs(config.audit_checkpoint_seconds),
+        shutdown.clone(),
+    );
 
     let identity = if config.tls {
         Some(tls::ensure_identity(&config.data_dir, &config.hostnames)?)
@@ -244,6 +259,7 @@ pub async fn serve(
     let _ = mqtt_task.await;
     // The analysis stops at its next wait; its last batch is committed or not at all.
     let _ = analysis.await;
+    let _ = checkpoints.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -6,14 +6,27 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use wardline_domain::{CareTeamId, PatientId, Role, UserId};
 use wardline_store::{
-    AuditOutcome, AuditQuery, AuditRecord, CareTeam, NewCareTeam, NewPatient, NewSession, NewUser,
-    Patient, User,
+    AuditCheckpoint, AuditOutcome, AuditQuery, AuditRecord, CareTeam, NewCareTeam, NewPatient,
+    NewSession, NewUser, Patient, StoreError, User,
 };
 
 use crate::actor::{Actor, Person};
 use crate::credentials::{self, token_hash};
 use crate::error::Error;
 use crate::{Wardline, bounded};
+
+/// What `verify-audit` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditVerdict {
+    /// Every entry links to the one before, and the newest checkpoint (if one was given)
+    /// is still there with the same hash.
+    Intact {
+        events: u64,
+        checkpoint: Option<i64>,
+    },
+    /// Why the trail cannot be trusted.
+    Broken(String),
+}
 
 /// A fixed hash to verify against when the user is unknown, so that a login for an
 /// unknown name takes as long as one with a wrong password.
@@ -650,10 +663,89 @@ impl Wardline {
             .await?)
     }
 
-    /// Recomputes the audit trail's hash chain; the number of entries verified.
-    pub async fn verify_audit(&self, actor: &Actor) -> Result<u64, Error> {
-        self.require_admin_read(actor, "audit.verify", None).await?;
-        Ok(self.store.verify_audit_chain().await?)
+    /// Recomputes the audit trail's chain and checks that the newest exported checkpoint
+    /// (whose signature the caller checked) is still in it.
+    pub async fn verify_audit(
+        &self,
+        actor: &Actor,
+        newest_checkpoint: Option<&AuditCheckpoint>,
+    ) -> Result<AuditVerdict, Error> {
+        let allowed = self
+            .require_admin(actor, "audit.verify", None, None)
+            .await?;
+        // The check is audited after it ran, with what it found, so that it reads the
+        // trail as it was given.
+        let verdict = self.audit_verdict(newest_checkpoint).await?;
+        let mut audit = allowed.audit;
+        audit.detail = Some(match &verdict {
+            AuditVerdict::Intact { events, .. } => format!("intact: {events} entries"),
+            AuditVerdict::Broken(reason) => format!("broken: {reason}"),
+        });
+        self.audit(audit).await?;
+        Ok(verdict)
+    }
+
+    async fn audit_verdict(
+        &self,
+        newest_checkpoint: Option<&AuditCheckpoint>,
+    ) -> Result<AuditVerdict, Error> {
+        let events = match self.store.verify_audit_chain().await {
+            Ok(events) => events,
+            Err(StoreError::Corrupt(reason)) => return Ok(AuditVerdict::Broken(reason)),
+            Err(other) => return Err(other.into()),
+        };
+        // A database in use always holds entries (its first administrator's creation).
+        if events == 0 {
+            return Ok(AuditVerdict::Broken(
+                "the audit trail is empty: its entries were deleted".into(),
+            ));
+        }
+        let Some(checkpoint) = newest_checkpoint else {
+            return Ok(AuditVerdict::Intact {
+                events,
+                checkpoint: None,
+            });
+        };
+        let entry = self
+            .store
+            .audit_events(AuditQuery {
+                before: Some(checkpoint.sequence.saturating_add(1)),
+                limit: 1,
+                ..AuditQuery::default()
+            })
+            .await?
+            .into_iter()
+            .next();
+        let newest = self
+            .store
+            .audit_events(AuditQuery {
+                limit: 1,
+                ..AuditQuery::default()
+            })
+            .await?
+            .into_iter()
+            .next()
+            .map_or(0, |entry| entry.sequence);
+        Ok(match entry {
+            Some(entry) if entry.sequence == checkpoint.sequence => {
+                if entry.chain_hash == checkpoint.chain_hash {
+                    AuditVerdict::Intact {
+                        events,
+                        checkpoint: Some(checkpoint.sequence),
+                    }
+                } else {
+                    AuditVerdict::Broken(format!(
+                        "entry {} differs from the checkpoint of {}: the trail was rewritten",
+                        checkpoint.sequence, checkpoint.time
+                    ))
+                }
+            }
+            _ => AuditVerdict::Broken(format!(
+                "the checkpoint of {} names entry {}, but the trail ends at entry {newest}: \
+                 its newest entries were deleted",
+                checkpoint.time, checkpoint.sequence
+            )),
+        })
     }
 
     /// Tells the alarm engine that care teams, policies or channels changed.

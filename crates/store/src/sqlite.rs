@@ -27,6 +27,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Semaphore;
 
+use crate::audit::AuditKey;
 use crate::error::StoreError;
 
 pub use migrations::SCHEMA_VERSION;
@@ -35,15 +36,18 @@ pub use migrations::SCHEMA_VERSION;
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
     pub path: PathBuf,
+    /// Links the audit chain; kept outside the data folder by whoever opens the store.
+    pub audit_key: Arc<AuditKey>,
     pub read_connections: usize,
     /// Most jobs in one commit; bounds a transaction's size and an ack's wait.
     pub max_jobs_per_commit: usize,
 }
 
 impl SqliteOptions {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub fn new(path: impl Into<PathBuf>, audit_key: AuditKey) -> Self {
         Self {
             path: path.into(),
+            audit_key: Arc::new(audit_key),
             read_connections: 4,
             max_jobs_per_commit: 4096,
         }
@@ -56,6 +60,7 @@ pub struct SqliteStore {
     writer: writer::WriterHandle,
     readers: Arc<ReaderPool>,
     ids: Arc<events::IdCache>,
+    audit_key: Arc<AuditKey>,
     path: PathBuf,
 }
 
@@ -66,11 +71,16 @@ impl SqliteStore {
         let writer_connection = tokio::task::spawn_blocking(move || {
             let mut connection = open_connection(&writer_options.path, false)?;
             migrations::migrate(&mut connection)?;
+            audit::remember_key(&connection, &writer_options.audit_key)?;
             Ok::<_, StoreError>(connection)
         })
         .await
         .map_err(|_| StoreError::Closed)??;
-        let writer = writer::spawn(writer_connection, options.max_jobs_per_commit)?;
+        let writer = writer::spawn(
+            writer_connection,
+            options.max_jobs_per_commit,
+            Arc::clone(&options.audit_key),
+        )?;
         let mut readers = Vec::with_capacity(options.read_connections);
         for _ in 0..options.read_connections.max(1) {
             readers.push(open_connection(&options.path, true)?);
@@ -79,6 +89,7 @@ impl SqliteStore {
             writer,
             readers: Arc::new(ReaderPool::new(readers)),
             ids: Arc::new(events::IdCache::default()),
+            audit_key: options.audit_key,
             path: options.path,
         })
     }
@@ -112,7 +123,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, operation: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&writer::Writing<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.writer.run(operation).await
     }

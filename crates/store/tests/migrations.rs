@@ -27,9 +27,12 @@ async fn a_version_1_database_migrates_with_its_rows_readable() {
             .expect("version");
         assert_eq!(version, 1);
     }
-    let store = SqliteStore::open(SqliteOptions::new(&path))
-        .await
-        .expect("open and migrate");
+    let store = SqliteStore::open(SqliteOptions::new(
+        &path,
+        wardline_store::testsuite::audit_key(),
+    ))
+    .await
+    .expect("open and migrate");
     {
         let connection = rusqlite::Connection::open(&path).expect("reopen");
         let version: i64 = connection
@@ -94,9 +97,12 @@ async fn a_version_1_database_migrates_with_its_rows_readable() {
     assert_eq!(page.observations.len(), 2);
     // Opening again does not migrate twice.
     drop(store);
-    SqliteStore::open(SqliteOptions::new(&path))
-        .await
-        .expect("reopen migrated");
+    SqliteStore::open(SqliteOptions::new(
+        &path,
+        wardline_store::testsuite::audit_key(),
+    ))
+    .await
+    .expect("reopen migrated");
 }
 
 const FIXTURE_V4: &str = include_str!("fixtures/schema-v4.sql");
@@ -126,9 +132,12 @@ async fn a_version_4_database_migrates_with_alarms_readable_and_its_audit_chain_
             .expect("count")
     };
     assert_eq!(audit_rows, 25, "the fixture's audit trail");
-    let store = SqliteStore::open(SqliteOptions::new(&path))
-        .await
-        .expect("open and migrate");
+    let store = SqliteStore::open(SqliteOptions::new(
+        &path,
+        wardline_store::testsuite::audit_key(),
+    ))
+    .await
+    .expect("open and migrate");
     {
         let connection = rusqlite::Connection::open(&path).expect("reopen");
         let version: i64 = connection
@@ -373,8 +382,12 @@ async fn a_version_4_database_migrates_with_alarms_readable_and_its_audit_chain_
     let previous = hex::decode(&newest_v1.chain_hash).expect("hex");
     assert_eq!(
         newest.chain_hash,
-        hex::encode(chain_hash(&previous, &audit)),
-        "the new entry is hashed with the version-2 function after the last version-1 entry"
+        hex::encode(chain_hash(
+            &wardline_store::testsuite::audit_key(),
+            &previous,
+            &audit
+        )),
+        "the new entry is linked with the keyed function after the last version-1 entry"
     );
     {
         let connection = rusqlite::Connection::open(&path).expect("reopen");
@@ -435,9 +448,12 @@ async fn a_version_4_database_migrates_with_alarms_readable_and_its_audit_chain_
             .expect("tamper");
         assert_eq!(changed, 1);
     }
-    let store = SqliteStore::open(SqliteOptions::new(&path))
-        .await
-        .expect("reopen migrated");
+    let store = SqliteStore::open(SqliteOptions::new(
+        &path,
+        wardline_store::testsuite::audit_key(),
+    ))
+    .await
+    .expect("reopen migrated");
     match store.verify_audit_chain().await {
         Err(StoreError::Corrupt(message)) => {
             assert!(message.ends_with("at event 12"), "{message}");
@@ -466,9 +482,12 @@ async fn migrating_cancels_the_pending_deliveries_of_removed_channels() {
             )
             .expect("deliveries as version 4 left them");
     });
-    let store = SqliteStore::open(SqliteOptions::new(&path))
-        .await
-        .expect("open and migrate");
+    let store = SqliteStore::open(SqliteOptions::new(
+        &path,
+        wardline_store::testsuite::audit_key(),
+    ))
+    .await
+    .expect("open and migrate");
     let all = store
         .notifications(NotificationQuery {
             limit: 10,
@@ -507,9 +526,12 @@ async fn migrating_cancels_the_pending_deliveries_of_removed_channels() {
 #[tokio::test]
 async fn migrating_keeps_each_devices_newest_reading_against_backdating() {
     let (_folder, path) = v4_database(|_| {});
-    let store = SqliteStore::open(SqliteOptions::new(&path))
-        .await
-        .expect("open and migrate");
+    let store = SqliteStore::open(SqliteOptions::new(
+        &path,
+        wardline_store::testsuite::audit_key(),
+    ))
+    .await
+    .expect("open and migrate");
     let device = DeviceId::parse("dev_693284aa9f984f6c").expect("device id");
     let patient: PatientId = "fb78653d-5de6-4ac7-b733-011c48281f37"
         .parse()

@@ -5,9 +5,12 @@ use wardline_store::sqlite::{SqliteOptions, SqliteStore};
 
 async fn fresh() -> (SqliteStore, tempfile::TempDir) {
     let folder = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(SqliteOptions::new(folder.path().join("wardline.db")))
-        .await
-        .expect("open store");
+    let store = SqliteStore::open(SqliteOptions::new(
+        folder.path().join("wardline.db"),
+        wardline_store::testsuite::audit_key(),
+    ))
+    .await
+    .expect("open store");
     (store, folder)
 }
 

@@ -59,6 +59,10 @@ struct DataArgs {
     /// Data folder (default: ./wardline-data, or WARDLINE_DATA_DIR, or the config file's).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Keys folder, outside the data folder (default: the data folder's name + `-keys`
+    /// beside it, or WARDLINE_KEYS_DIR, or the config file's `keys.dir`).
+    #[arg(long)]
+    keys_dir: Option<PathBuf>,
     /// TOML configuration file.
     #[arg(long, env = "WARDLINE_CONFIG")]
     config: Option<PathBuf>,
@@ -100,6 +104,7 @@ fn resolve(location: &DataArgs, overrides: Overrides) -> anyhow::Result<config::
     let environment: BTreeMap<String, String> = std::env::vars().collect();
     let overrides = Overrides {
         data_dir: location.data_dir.clone(),
+        keys_dir: location.keys_dir.clone(),
         ..overrides
     };
     Ok(config::load(

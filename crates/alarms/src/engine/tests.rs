@@ -89,9 +89,12 @@ async fn patient_with_cgm(store: &SqliteStore, name: &str, cgm: &DeviceId) -> Pa
 async fn ward() -> Ward {
     let folder = tempfile::tempdir().unwrap();
     let store = Arc::new(
-        SqliteStore::open(SqliteOptions::new(folder.path().join("wardline.db")))
-            .await
-            .unwrap(),
+        SqliteStore::open(SqliteOptions::new(
+            folder.path().join("wardline.db"),
+            wardline_store::AuditKey::generate().unwrap(),
+        ))
+        .await
+        .unwrap(),
     );
     let cgm = DeviceId::parse("cgm-001").unwrap();
     let patient = patient_with_cgm(&store, "Pat", &cgm).await;

@@ -41,9 +41,12 @@ pub async fn hospital() -> Hospital {
 pub async fn hospital_with(settings: ServiceSettings) -> Hospital {
     let folder = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(SqliteOptions::new(folder.path().join("wardline.db")))
-            .await
-            .unwrap(),
+        SqliteStore::open(SqliteOptions::new(
+            folder.path().join("wardline.db"),
+            wardline_store::AuditKey::generate().unwrap(),
+        ))
+        .await
+        .unwrap(),
     );
     let sealer = Arc::new(
         wardline_alarms::Sealer::load_or_create(&folder.path().join("notify.key")).unwrap(),

@@ -4,17 +4,19 @@
 
 use async_trait::async_trait;
 use ring::digest;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::rows::{optional_key_of, parse_uuid};
+use super::writer::Writing;
 use super::{SqliteStore, from_ms, to_ms};
 use crate::audit::{
-    AuditEvent, AuditOutcome, AuditQuery, AuditRecord, AuditStore, CHAIN_VERSION, chain_hash,
+    AuditEvent, AuditKey, AuditOutcome, AuditQuery, AuditRecord, AuditStore, CHAIN_VERSION,
+    chain_hash, unkeyed_chain_hash,
 };
 use crate::error::StoreError;
 
 /// Appends `events` to the chain inside the caller's transaction.
-pub(super) fn append(connection: &Connection, events: &[AuditEvent]) -> Result<(), StoreError> {
+pub(super) fn append(connection: &Writing<'_>, events: &[AuditEvent]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -45,7 +47,7 @@ pub(super) fn append(connection: &Connection, events: &[AuditEvent]) -> Result<(
             "patient",
         )
         .or_else(unknown_is_none)?;
-        let hash = chain_hash(&previous, event);
+        let hash = chain_hash(connection.audit_key, &previous, event);
         insert.execute(params![
             to_ms(event.time),
             actor_key,
@@ -63,6 +65,35 @@ pub(super) fn append(connection: &Connection, events: &[AuditEvent]) -> Result<(
         previous = hash.to_vec();
     }
     Ok(())
+}
+
+/// Records the audit key's fingerprint on first use, and refuses a different key after.
+pub(super) fn remember_key(
+    connection: &rusqlite::Connection,
+    key: &AuditKey,
+) -> Result<(), StoreError> {
+    let known: Option<Vec<u8>> = connection
+        .query_row(
+            "SELECT fingerprint FROM audit_key WHERE id = 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match known {
+        Some(fingerprint) if fingerprint == key.fingerprint() => Ok(()),
+        Some(_) => Err(StoreError::Invalid(
+            "the audit key given is not the one this database's audit trail is linked with; \
+             restore the original key file"
+                .into(),
+        )),
+        None => {
+            connection.execute(
+                "INSERT INTO audit_key (id, fingerprint) VALUES (1, ?1)",
+                [key.fingerprint().as_slice()],
+            )?;
+            Ok(())
+        }
+    }
 }
 
 fn unknown_is_none(error: StoreError) -> Result<Option<i64>, StoreError> {
@@ -168,7 +199,8 @@ impl AuditStore for SqliteStore {
     }
 
     async fn verify_audit_chain(&self) -> Result<u64, StoreError> {
-        self.read(|connection| {
+        let audit_key = std::sync::Arc::clone(&self.audit_key);
+        self.read(move |connection| {
             let mut statement = connection.prepare(
                 "SELECT key, time_ms, actor_key, actor_label, action, patient_key, outcome,
                         remote_addr, detail, chain_hash, chain_version, actor_id, patient_id
@@ -176,9 +208,21 @@ impl AuditStore for SqliteStore {
             )?;
             let mut rows = statement.query([])?;
             let mut previous: Vec<u8> = Vec::new();
+            let mut previous_key: Option<i64> = None;
+            let mut newest_version = 0u8;
             let mut verified = 0;
             while let Some(row) = rows.next()? {
                 let key: i64 = row.get(0)?;
+                // Entries are numbered from 1 without gaps; a gap is a deletion even where
+                // the chain was recomputed around it.
+                let expected_key = previous_key.map_or(1, |previous| previous + 1);
+                if key != expected_key {
+                    return Err(StoreError::Corrupt(format!(
+                        "audit events {expected_key} to {} are missing",
+                        key - 1
+                    )));
+                }
+                previous_key = Some(key);
                 let actor: Option<String> = row.get(11)?;
                 let patient: Option<String> = row.get(12)?;
                 let event = AuditEvent {
@@ -193,9 +237,18 @@ impl AuditStore for SqliteStore {
                 };
                 let stored: Vec<u8> = row.get(9)?;
                 let version: u8 = row.get(10)?;
+                // Old chain functions are accepted only for entries written before the
+                // newer one was in use: an entry cannot step back to an unkeyed hash.
+                if version < newest_version {
+                    return Err(StoreError::Corrupt(format!(
+                        "audit event {key} uses chain version {version} after version {newest_version}"
+                    )));
+                }
+                newest_version = version;
                 let expected = match version {
                     1 => legacy_chain_hash(&previous, &event, row.get(2)?, row.get(5)?),
-                    CHAIN_VERSION => chain_hash(&previous, &event).to_vec(),
+                    2 => unkeyed_chain_hash(&previous, &event).to_vec(),
+                    CHAIN_VERSION => chain_hash(&audit_key, &previous, &event).to_vec(),
                     other => {
                         return Err(StoreError::Corrupt(format!(
                             "audit event {key} has unknown chain version {other}"

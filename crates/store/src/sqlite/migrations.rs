@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_event_log.sql"),
     include_str!("../../migrations/sqlite/0006_notification_cancelled.sql"),
     include_str!("../../migrations/sqlite/0007_device_last_reading.sql"),
+    include_str!("../../migrations/sqlite/0008_audit_key.sql"),
 ];
 
 /// The schema version this build writes.

@@ -1,13 +1,31 @@
 //! The single writing connection and its group commit.
 
+use std::sync::Arc;
+
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::audit::AuditKey;
 use crate::error::StoreError;
+
+/// The writing connection as a write job sees it, with what only writes need: the audit
+/// key, which links each new audit entry to the chain.
+pub(crate) struct Writing<'a> {
+    connection: &'a Connection,
+    pub(crate) audit_key: &'a AuditKey,
+}
+
+impl std::ops::Deref for Writing<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.connection
+    }
+}
 
 /// Runs inside the open transaction; returns what to tell the caller once the commit's
 /// fate is known.
-type Job = Box<dyn FnOnce(&Connection) -> Completion + Send>;
+type Job = Box<dyn FnOnce(&Writing<'_>) -> Completion + Send>;
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 #[derive(Debug, Clone)]
@@ -20,13 +38,22 @@ pub(crate) struct WriterHandle {
 pub(crate) fn spawn(
     connection: Connection,
     max_jobs_per_commit: usize,
+    audit_key: Arc<AuditKey>,
 ) -> Result<WriterHandle, StoreError> {
     let (sender, receiver) = mpsc::channel::<Job>(max_jobs_per_commit.max(1) * 4);
     let (commits, _) = watch::channel(0u64);
     let announce = commits.clone();
     std::thread::Builder::new()
         .name("wardline-sqlite-writer".into())
-        .spawn(move || run(connection, receiver, max_jobs_per_commit.max(1), announce))?;
+        .spawn(move || {
+            run(
+                connection,
+                &audit_key,
+                receiver,
+                max_jobs_per_commit.max(1),
+                announce,
+            )
+        })?;
     Ok(WriterHandle {
         jobs: sender,
         commits,
@@ -41,7 +68,7 @@ impl WriterHandle {
     pub(crate) async fn run<T, F>(&self, operation: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Writing<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (answer, answered) = oneshot::channel::<Result<T, StoreError>>();
         let job: Job = Box::new(move |connection| {
@@ -76,6 +103,7 @@ impl WriterHandle {
 
 fn run(
     connection: Connection,
+    audit_key: &AuditKey,
     mut receiver: mpsc::Receiver<Job>,
     max_jobs_per_commit: usize,
     commits: watch::Sender<u64>,
@@ -100,8 +128,12 @@ fn run(
             group.clear();
             continue;
         }
+        let writing = Writing {
+            connection: &connection,
+            audit_key,
+        };
         for job in group.drain(..) {
-            completions.push(job(&connection));
+            completions.push(job(&writing));
         }
         let committed = connection.execute_batch("COMMIT").map_err(|error| {
             let message = error.to_string();

@@ -34,6 +34,12 @@ pub use recorded::{Recorded, Recorder, trait_methods};
 
 use crate::{AuditEvent, AuditOutcome, NewDevice, NewPatient, NewUser, Store};
 
+/// The audit key of stores under test: always the same, so that a test can reopen its
+/// store.
+pub fn audit_key() -> crate::AuditKey {
+    crate::AuditKey::from_secret(b"the conformance suite's audit key").expect("audit key")
+}
+
 /// Instantiates every conformance check as a `#[tokio::test]`, plus the test that the
 /// checks together call every method of every capability trait. `$fresh` is an async
 /// expression giving a new, empty store (and whatever guard keeps it alive).

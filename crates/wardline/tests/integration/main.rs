@@ -5,6 +5,7 @@
 mod access;
 mod alarms;
 mod analytics;
+mod audit;
 mod demo;
 mod durability;
 mod evaluation;
