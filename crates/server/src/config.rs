@@ -54,6 +54,15 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Longest a request answered once may take (live streams excepted).
     pub request_timeout_seconds: u64,
+    /// A request's headers (and, over TLS, the handshake) must arrive within this long.
+    pub http_header_read_timeout_seconds: u64,
+    /// An HTTP connection that moves no byte for this long is closed; longer than any
+    /// request may take, and than a live stream's keep-alive interval.
+    pub http_idle_timeout_seconds: u64,
+    /// HTTP connections held at once, in total and per source address; beyond them a
+    /// connection is closed unread, and devices on MQTT are unaffected.
+    pub http_max_connections: usize,
+    pub http_max_connections_per_address: usize,
     /// For tests only (`WARDLINE_TEST_ALARM_EVALUATION_DELAY_US`): a pause per event the
     /// alarm engine evaluates, to show that a slow engine loses nothing.
     pub test_alarm_evaluation_delay_us: u64,
@@ -151,6 +160,10 @@ pub struct ListenSection {
 pub struct HttpSection {
     pub listen: Option<SocketAddr>,
     pub request_timeout_seconds: Option<u64>,
+    pub header_read_timeout_seconds: Option<u64>,
+    pub idle_timeout_seconds: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -338,6 +351,24 @@ pub fn load(
         request_timeout_seconds: env_value(env, "WARDLINE_HTTP_REQUEST_TIMEOUT_SECONDS")?
             .or(file.http.request_timeout_seconds)
             .unwrap_or(30),
+        http_header_read_timeout_seconds: env_value(
+            env,
+            "WARDLINE_HTTP_HEADER_READ_TIMEOUT_SECONDS",
+        )?
+        .or(file.http.header_read_timeout_seconds)
+        .unwrap_or(10),
+        http_idle_timeout_seconds: env_value(env, "WARDLINE_HTTP_IDLE_TIMEOUT_SECONDS")?
+            .or(file.http.idle_timeout_seconds)
+            .unwrap_or(120),
+        http_max_connections: env_value(env, "WARDLINE_HTTP_MAX_CONNECTIONS")?
+            .or(file.http.max_connections)
+            .unwrap_or(1024),
+        http_max_connections_per_address: env_value(
+            env,
+            "WARDLINE_HTTP_MAX_CONNECTIONS_PER_ADDRESS",
+        )?
+        .or(file.http.max_connections_per_address)
+        .unwrap_or(128),
         test_alarm_evaluation_delay_us: env_value(env, "WARDLINE_TEST_ALARM_EVALUATION_DELAY_US")?
             .unwrap_or(0),
     };
@@ -411,6 +442,28 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if !(1..=3600).contains(&config.request_timeout_seconds) {
         return Err(ConfigError::Invalid(
             "http.request_timeout_seconds must be 1 to 3600".into(),
+        ));
+    }
+    if !(1..=300).contains(&config.http_header_read_timeout_seconds) {
+        return Err(ConfigError::Invalid(
+            "http.header_read_timeout_seconds must be 1 to 300".into(),
+        ));
+    }
+    // Live streams send a keep-alive every 15 s; a request in progress may be silent for
+    // as long as it is allowed to take.
+    if config.http_idle_timeout_seconds <= config.request_timeout_seconds.max(15)
+        || config.http_idle_timeout_seconds > 86_400
+    {
+        return Err(ConfigError::Invalid(format!(
+            "http.idle_timeout_seconds must be longer than http.request_timeout_seconds ({} s) and than 15 s, and at most 86400",
+            config.request_timeout_seconds
+        )));
+    }
+    if !(1..=1_000_000).contains(&config.http_max_connections)
+        || !(1..=config.http_max_connections).contains(&config.http_max_connections_per_address)
+    {
+        return Err(ConfigError::Invalid(
+            "http.max_connections must be 1 to 1000000, and http.max_connections_per_address 1 to http.max_connections".into(),
         ));
     }
     if !(1..=86_400).contains(&config.audit_checkpoint_seconds) {

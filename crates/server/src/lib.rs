@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod http_limits;
 pub mod metrics_catalog;
 pub mod server;
 pub mod tls;

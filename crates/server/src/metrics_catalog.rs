@@ -99,6 +99,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Bytes queued on this home gateway.",
     ),
     (
+        "wardline_http_connections_idle_closed_total",
+        "counter",
+        "HTTP connections closed after moving no byte for http.idle_timeout_seconds.",
+    ),
+    (
+        "wardline_http_connections_refused_total",
+        "counter",
+        "HTTP connections closed unread because a cap was reached, by cap (total, address).",
+    ),
+    (
         "wardline_http_device_auth_failed_total",
         "counter",
         "HTTP requests from devices refused for their credential.",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -23,6 +23,7 @@ use wardline_store::sqlite::{SqliteOptions, SqliteStore};
 use wardline_store::{AuditKey, Store};
 
 use crate::config::Config;
+use crate::http_limits::{Activity, ConnectionGate, HttpLimits, Watched, until_idle};
 use crate::tls;
 
 /// Where a started server listens, written to `--listen-file` for tests and tools.
@@ -57,6 +58,18 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqliteStore, AuditKe
     .await
     .with_context(|| format!("opening the database in {}", data_dir.display()))?;
     Ok((store, audit_key))
+}
+
+/// What one HTTP client may hold, from the configuration.
+pub fn http_limits(config: &Config) -> HttpLimits {
+    HttpLimits {
+        header_read_timeout: std::time::Duration::from_secs(
+            config.http_header_read_timeout_seconds,
+        ),
+        idle_timeout: std::time::Duration::from_secs(config.http_idle_timeout_seconds),
+        max_connections: config.http_max_connections,
+        max_connections_per_address: config.http_max_connections_per_address,
+    }
 }
 
 /// The service's settings from the configuration.
@@ -252,10 +265,23 @@ pub async fn serve(
                 }
             }),
         );
-        tokio::spawn(serve_http(listener, None, metrics_app, shutdown.clone()));
+        tokio::spawn(serve_http(
+            listener,
+            None,
+            metrics_app,
+            http_limits(&config),
+            shutdown.clone(),
+        ));
     }
     let http_acceptor = identity.map(|identity| TlsAcceptor::from(identity.server_config));
-    serve_http(http_listener, http_acceptor, app, shutdown.clone()).await;
+    serve_http(
+        http_listener,
+        http_acceptor,
+        app,
+        http_limits(&config),
+        shutdown.clone(),
+    )
+    .await;
     let _ = mqtt_task.await;
     // The analysis stops at its next wait; its last batch is committed or not at all.
     let _ = analysis.await;
@@ -292,8 +318,10 @@ async fn serve_http(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: axum::Router,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) {
+    let gate = ConnectionGate::new(&limits);
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -306,38 +334,57 @@ async fn serve_http(
             },
             () = shutdown.cancelled() => return,
         };
+        // Over a cap, the connection is closed at once: nothing is read from it.
+        let admitted = match gate.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                metrics::counter!("wardline_http_connections_refused_total", "cap" => refused.as_str())
+                    .increment(1);
+                drop(tcp);
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let _admitted = admitted;
             let service = hyper::service::service_fn(
                 move |mut request: hyper::Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
                     app.clone().oneshot(request)
                 },
             );
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            let activity = Activity::default();
             let served = match tls {
-                Some(acceptor) => match tokio::time::timeout(
-                    std::time::Duration::from_secs(10),
-                    acceptor.accept(tcp),
-                )
-                .await
-                {
-                    Ok(Ok(stream)) => {
-                        builder
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                            .await
-                    }
-                    _ => return,
-                },
-                None => {
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp))
                         .await
+                    {
+                        Ok(Ok(stream)) => {
+                            let connection = builder.serve_connection_with_upgrades(
+                                TokioIo::new(Watched::new(stream, activity.clone())),
+                                service,
+                            );
+                            until_idle(connection, &activity, limits.idle_timeout).await
+                        }
+                        _ => return,
+                    }
+                }
+                None => {
+                    let connection = builder.serve_connection_with_upgrades(
+                        TokioIo::new(Watched::new(tcp, activity.clone())),
+                        service,
+                    );
+                    until_idle(connection, &activity, limits.idle_timeout).await
                 }
             };
-            if let Err(error) = served {
+            if let Some(Err(error)) = served {
                 tracing::debug!(%error, "http connection ended with an error");
             }
         });

@@ -6,6 +6,7 @@ mod access;
 mod alarms;
 mod analytics;
 mod audit;
+mod connections;
 mod demo;
 mod durability;
 mod evaluation;

@@ -1,0 +1,142 @@
+//! Slow HTTP clients cannot hold the server: headers that do not arrive end the
+//! connection, the caps on connections in total and per address close the rest unread,
+//! and devices still get in over MQTT while HTTP is full.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::AsyncClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::support::{
+    TestServer, await_pubacks, metric, mqtt_v311, publish_qos1, reading, tls_client_config,
+};
+
+/// A TLS connection to the HTTP listener from a chosen loopback address.
+async fn connect_from(
+    server: &TestServer,
+    from: Ipv4Addr,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
+    let tcp = socket
+        .connect(SocketAddr::from((
+            [127, 0, 0, 1],
+            server.report.http.port(),
+        )))
+        .await?;
+    let connector = TlsConnector::from(Arc::new(tls_client_config(&server.ca_pem())));
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+        .await
+        .map_err(|_| std::io::Error::other("handshake timed out"))?
+}
+
+/// Starts a request and never finishes its headers.
+async fn slow_client(server: &TestServer, from: Ipv4Addr) -> TlsStream<TcpStream> {
+    never_finish(connect_from(server, from).await.expect("admitted")).await
+}
+
+async fn never_finish(mut stream: TlsStream<TcpStream>) -> TlsStream<TcpStream> {
+    stream
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1")
+        .await
+        .expect("partial headers");
+    stream.flush().await.expect("flush");
+    stream
+}
+
+/// Whether the server closed the connection (after an error response or none) within
+/// `within`.
+async fn closed_within(stream: &mut TlsStream<TcpStream>, within: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_http_clients_are_cut_off_and_devices_still_get_in() {
+    let server = TestServer::start_with_env(&[
+        ("WARDLINE_HTTP_HEADER_READ_TIMEOUT_SECONDS", "3"),
+        ("WARDLINE_HTTP_MAX_CONNECTIONS", "12"),
+        ("WARDLINE_HTTP_MAX_CONNECTIONS_PER_ADDRESS", "6"),
+    ])
+    .await;
+    let ward = server.ward().await;
+    let admin = server.admin().await;
+
+    // Slow clients fill one address's share (the harness's own client holds pooled
+    // connections from 127.0.0.1, so they come from other loopback addresses)...
+    let mut slow = Vec::new();
+    for _ in 0..6 {
+        slow.push(slow_client(&server, Ipv4Addr::new(127, 0, 0, 2)).await);
+    }
+    assert!(
+        connect_from(&server, Ipv4Addr::new(127, 0, 0, 2))
+            .await
+            .is_err(),
+        "a seventh connection from one address is closed unread"
+    );
+    // ...and then the server's, from the next addresses, until one is refused.
+    let fresh = Ipv4Addr::new(127, 0, 0, 3);
+    while let Ok(stream) = connect_from(&server, fresh).await {
+        slow.push(never_finish(stream).await);
+        assert!(slow.len() <= 12, "the total cap of 12 holds");
+    }
+    assert!(
+        slow.len() > 6,
+        "the server's cap is reached below the second address's"
+    );
+
+    // HTTP is full; a device still delivers over MQTT and hears its PUBACK.
+    let (client, mut eventloop) =
+        AsyncClient::new(mqtt_v311(&server, &ward.device, &ward.device.secret), 10);
+    publish_qos1(&client, &ward.device, reading(1, "99504-3", 112.0, "mg/dL")).await;
+    assert_eq!(await_pubacks(&mut eventloop, 1).await.len(), 1);
+
+    // Headers that do not arrive in 3 s end their connections, and HTTP serves again.
+    for stream in &mut slow {
+        assert!(
+            closed_within(stream, Duration::from_secs(8)).await,
+            "a connection whose headers never finish is closed"
+        );
+    }
+    drop(slow);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        if let Ok(response) = server
+            .client
+            .get(server.url("/metrics"))
+            .bearer_auth(&admin.token)
+            .send()
+            .await
+            && response.status() == 200
+        {
+            break response.text().await.expect("metrics");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "HTTP serves again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        metric(
+            &text,
+            "wardline_http_connections_refused_total{cap=\"address\"}"
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &text,
+            "wardline_http_connections_refused_total{cap=\"total\"}"
+        ) >= 1.0
+    );
+}
