@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -29,19 +29,51 @@ fn argon2() -> Result<Argon2<'static>, Error> {
 /// How many Argon2id computations run at once: one per core. Each takes 19 MiB and a
 /// core's worth of time, so more at once only adds memory (a flood of logins with random
 /// usernames once took the server to gigabytes) without answering anyone sooner.
-static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
-    Semaphore::new(
-        std::thread::available_parallelism()
-            .map_or(2, std::num::NonZeroUsize::get)
-            .max(1),
-    )
+fn hashing_slots() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, std::num::NonZeroUsize::get)
+        .max(1)
+}
+
+static HASHING: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(hashing_slots()));
+
+type HashingJob = Box<dyn FnOnce() + Send>;
+
+/// The threads that run Argon2id, one per slot. Always the same few threads: the memory
+/// allocator keeps a freed 19 MiB block in the arena of the thread that used it, so
+/// hashing on whichever blocking thread was free left a block in dozens of arenas (a
+/// flood of logins reached 780 MiB resident).
+static HASHERS: LazyLock<Mutex<std::sync::mpsc::Sender<HashingJob>>> = LazyLock::new(|| {
+    let (jobs, queue) = std::sync::mpsc::channel::<HashingJob>();
+    let queue = Arc::new(Mutex::new(queue));
+    for index in 0..hashing_slots() {
+        let queue = Arc::clone(&queue);
+        let spawned = std::thread::Builder::new()
+            .name(format!("wardline-hashing-{index}"))
+            .spawn(move || {
+                loop {
+                    let job = match queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "could not start a password hashing thread");
+        }
+    }
+    Mutex::new(jobs)
 });
 
 /// How long a login waits for a free slot before it is answered `unavailable` (503 with
 /// `Retry-After`): under a flood, a quick refusal is kinder than a queue nobody leaves.
 const HASHING_WAIT: Duration = Duration::from_secs(2);
 
-/// Runs one Argon2id computation in a slot of [`HASHING`] on a blocking thread.
+/// Runs one Argon2id computation in a slot of [`HASHING`] on a thread of [`HASHERS`].
 async fn in_hashing_slot<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
@@ -52,12 +84,19 @@ async fn in_hashing_slot<T: Send + 'static>(
             Error::Unavailable
         })?
         .map_err(|_| Error::Unavailable)?;
-    tokio::task::spawn_blocking(move || {
-        let _slot = permit;
-        work()
-    })
-    .await
-    .map_err(|error| Error::Internal(error.to_string()))?
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let job: HashingJob = Box::new(move || {
+        let result = work();
+        // The slot is free before the caller hears back.
+        drop(permit);
+        let _ = answer.send(result);
+    });
+    HASHERS
+        .lock()
+        .map_err(|_| Error::Unavailable)?
+        .send(job)
+        .map_err(|_| Error::Unavailable)?;
+    answered.await.map_err(|_| Error::Unavailable)?
 }
 
 /// Hashes a password into a PHC string.

@@ -55,7 +55,7 @@ pub enum Error {
     InvalidState(String),
     #[error("payload is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("too many failed logins from this address; try again in {retry_after_secs} s")]
+    #[error("too many login attempts; try again in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
     #[error("service temporarily unavailable")]
     Unavailable,
@@ -138,7 +138,7 @@ impl Error {
     const TOO_MANY_ATTEMPTS: ErrorSpec = ErrorSpec {
         code: "too_many_attempts",
         status: 429,
-        meaning: "too many failed logins for this username from this address; `Retry-After` says when to try again",
+        meaning: "too many failed logins for this account or from this address, or too many login attempts overall; `Retry-After` says when to try again",
     };
     const UNAVAILABLE: ErrorSpec = ErrorSpec {
         code: "unavailable",

@@ -114,7 +114,7 @@ pub fn check_username(username: &str) -> Result<(), Error> {
 
 impl Wardline {
     /// Checks a password and opens a session. Failures are audited and throttled per
-    /// username and address.
+    /// account, per address and overall.
     pub async fn login(
         &self,
         username: &str,
@@ -197,8 +197,8 @@ impl Wardline {
         })
     }
 
-    /// `TooManyAttempts` while failed passwords for this username from this address have
-    /// it locked out.
+    /// `TooManyAttempts` while the login throttle holds this username or address back, or
+    /// all logins (see [`crate::throttle`]).
     fn not_locked_out(&self, username: &str, address: &str) -> Result<(), Error> {
         match self
             .logins

@@ -1,7 +1,16 @@
-//! Slows password guessing. After `MAX_FAILURES` failed logins for one username from one
-//! address within `WINDOW`, that pair is refused for `LOCKOUT` without checking the
-//! password (which also spares the Argon2 work). Keying on the pair, not the username
-//! alone, keeps an attacker elsewhere from locking a clinician out of their own ward.
+//! Slows password guessing, in four ways, each refused before the password is checked
+//! (which also spares the Argon2 work):
+//!
+//! - After `MAX_FAILURES` failed logins for one username from one address within
+//!   `WINDOW`, that pair is locked for `LOCKOUT`. Keying on the pair, not the username
+//!   alone, keeps an attacker elsewhere from locking a clinician out of their own ward.
+//! - An account's failures from anywhere delay its next attempt, doubling from the
+//!   third failure up to `MOST_ACCOUNT_DELAY`: guessing one password from many addresses
+//!   is slowed without letting anyone lock the account.
+//! - Each address may fail `ADDRESS_FAILURE_BURST` times, and then once every
+//!   `ADDRESS_FAILURE_EVERY`: trying many usernames from one address (spraying) is slowed.
+//! - All addresses together may try `GLOBAL_ATTEMPT_BURST` logins, and then
+//!   `GLOBAL_ATTEMPTS_PER_SECOND`: a flood from many addresses cannot take the server.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -10,8 +19,66 @@ use std::time::{Duration, Instant};
 const MAX_FAILURES: u32 = 5;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
 const LOCKOUT: Duration = Duration::from_secs(15 * 60);
+/// Failures of an account before its attempts are delayed, and the longest delay.
+const ACCOUNT_FREE_FAILURES: u32 = 2;
+const MOST_ACCOUNT_DELAY: Duration = Duration::from_secs(30);
+const ADDRESS_FAILURE_BURST: f64 = 30.0;
+const ADDRESS_FAILURE_EVERY: Duration = Duration::from_secs(10);
+const GLOBAL_ATTEMPT_BURST: f64 = 200.0;
+const GLOBAL_ATTEMPTS_PER_SECOND: f64 = 50.0;
 /// Bounds memory under a spray of usernames; expired entries go first.
 const MAX_TRACKED: usize = 100_000;
+
+/// A token bucket: `capacity` at most, refilled at `per_second`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+impl Bucket {
+    fn full(capacity: f64, now: Instant) -> Self {
+        Self {
+            tokens: capacity,
+            updated: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant, capacity: f64, per_second: f64) {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_second).min(capacity);
+        self.updated = now;
+    }
+
+    /// How long until a token is there, if it is not now.
+    fn wait(&mut self, now: Instant, capacity: f64, per_second: f64) -> Option<Duration> {
+        self.refill(now, capacity, per_second);
+        (self.tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - self.tokens) / per_second))
+    }
+
+    fn take(&mut self, now: Instant, capacity: f64, per_second: f64) {
+        self.refill(now, capacity, per_second);
+        self.tokens = (self.tokens - 1.0).max(0.0);
+    }
+}
+
+/// An account's recent failures, from any address.
+#[derive(Debug, Clone, Copy)]
+struct AccountFailures {
+    failures: u32,
+    last: Instant,
+}
+
+impl AccountFailures {
+    fn next_allowed(&self) -> Instant {
+        let over = self.failures.saturating_sub(ACCOUNT_FREE_FAILURES);
+        if over == 0 {
+            return self.last;
+        }
+        let delay = Duration::from_secs(1u64 << (over - 1).min(16)).min(MOST_ACCOUNT_DELAY);
+        self.last + delay
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Attempts {
@@ -24,6 +91,13 @@ struct Attempts {
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
     attempts: Mutex<HashMap<(String, String), Attempts>>,
+    accounts: Mutex<HashMap<String, AccountFailures>>,
+    addresses: Mutex<HashMap<String, Bucket>>,
+    global: Mutex<Option<Bucket>>,
+}
+
+fn per_second(every: Duration) -> f64 {
+    1.0 / every.as_secs_f64()
 }
 
 fn key(username: &str, remote: &str) -> (String, String) {
@@ -31,14 +105,37 @@ fn key(username: &str, remote: &str) -> (String, String) {
 }
 
 impl LoginThrottle {
-    /// `Some(wait)` while this username and address are locked out.
+    /// `Some(wait)` while an attempt to log in as `username` from `remote` must wait; an
+    /// attempt that may go ahead is counted against the global limit.
     pub fn locked(&self, username: &str, remote: &str, now: Instant) -> Option<Duration> {
-        let attempts = self.attempts.lock().ok()?;
-        let entry = attempts.get(&key(username, remote))?;
-        entry
-            .locked_until
-            .filter(|until| *until > now)
-            .map(|until| until - now)
+        let pair = self.attempts.lock().ok().and_then(|attempts| {
+            attempts
+                .get(&key(username, remote))?
+                .locked_until
+                .filter(|until| *until > now)
+                .map(|until| until - now)
+        });
+        let account = self.accounts.lock().ok().and_then(|accounts| {
+            let next = accounts.get(&username.to_lowercase())?.next_allowed();
+            (next > now).then(|| next - now)
+        });
+        let address = self.addresses.lock().ok().and_then(|mut addresses| {
+            addresses.get_mut(remote)?.wait(
+                now,
+                ADDRESS_FAILURE_BURST,
+                per_second(ADDRESS_FAILURE_EVERY),
+            )
+        });
+        if let Some(wait) = pair.or(account).or(address) {
+            return Some(wait);
+        }
+        let mut global = self.global.lock().ok()?;
+        let bucket = global.get_or_insert_with(|| Bucket::full(GLOBAL_ATTEMPT_BURST, now));
+        if let Some(wait) = bucket.wait(now, GLOBAL_ATTEMPT_BURST, GLOBAL_ATTEMPTS_PER_SECOND) {
+            return Some(wait);
+        }
+        bucket.take(now, GLOBAL_ATTEMPT_BURST, GLOBAL_ATTEMPTS_PER_SECOND);
+        None
     }
 
     /// Records a failure; returns true when this failure starts a lockout.
@@ -67,17 +164,58 @@ impl LoginThrottle {
             };
         }
         entry.failures += 1;
-        if entry.failures >= MAX_FAILURES && entry.locked_until.is_none() {
+        let locks = entry.failures >= MAX_FAILURES && entry.locked_until.is_none();
+        if locks {
             entry.locked_until = Some(now + LOCKOUT);
-            return true;
         }
-        false
+        drop(attempts);
+        if let Ok(mut accounts) = self.accounts.lock() {
+            if accounts.len() >= MAX_TRACKED {
+                accounts.retain(|_, account| now.duration_since(account.last) < WINDOW);
+            }
+            let account = accounts
+                .entry(username.to_lowercase())
+                .or_insert(AccountFailures {
+                    failures: 0,
+                    last: now,
+                });
+            if now.duration_since(account.last) >= WINDOW {
+                account.failures = 0;
+            }
+            account.failures += 1;
+            account.last = now;
+        }
+        if let Ok(mut addresses) = self.addresses.lock() {
+            if addresses.len() >= MAX_TRACKED {
+                // A full bucket is the same as none.
+                addresses.retain(|_, bucket| {
+                    bucket.refill(
+                        now,
+                        ADDRESS_FAILURE_BURST,
+                        per_second(ADDRESS_FAILURE_EVERY),
+                    );
+                    bucket.tokens < ADDRESS_FAILURE_BURST
+                });
+            }
+            addresses
+                .entry(remote.to_owned())
+                .or_insert_with(|| Bucket::full(ADDRESS_FAILURE_BURST, now))
+                .take(
+                    now,
+                    ADDRESS_FAILURE_BURST,
+                    per_second(ADDRESS_FAILURE_EVERY),
+                );
+        }
+        locks
     }
 
-    /// A successful login clears the record.
+    /// A successful login clears the account's record (not the address's).
     pub fn succeeded(&self, username: &str, remote: &str) {
         if let Ok(mut attempts) = self.attempts.lock() {
             attempts.remove(&key(username, remote));
+        }
+        if let Ok(mut accounts) = self.accounts.lock() {
+            accounts.remove(&username.to_lowercase());
         }
     }
 }
@@ -90,25 +228,114 @@ mod tests {
     fn five_failures_lock_the_pair_for_a_while() {
         let throttle = LoginThrottle::default();
         let start = Instant::now();
+        // Failures spaced past the account's own delay, to see the pair's lockout alone.
+        let step = MOST_ACCOUNT_DELAY;
         for attempt in 1..=4 {
+            let at = start + step * attempt;
             assert!(
-                !throttle.failed("Nora", "10.0.0.1", start),
+                !throttle.failed("Nora", "10.0.0.1", at),
                 "attempt {attempt}"
             );
-            assert_eq!(throttle.locked("nora", "10.0.0.1", start), None);
+            assert_eq!(throttle.locked("nora", "10.0.0.1", at + step), None);
         }
-        assert!(throttle.failed("nora", "10.0.0.1", start));
-        assert!(throttle.locked("NORA", "10.0.0.1", start).is_some());
+        let at = start + step * 5;
+        assert!(throttle.failed("nora", "10.0.0.1", at));
+        assert!(throttle.locked("NORA", "10.0.0.1", at + step).is_some());
         assert_eq!(
-            throttle.locked("nora", "10.0.0.2", start),
+            throttle.locked("nora", "10.0.0.2", at + step),
             None,
             "other addresses are not locked"
         );
         assert_eq!(
-            throttle.locked("nora", "10.0.0.1", start + LOCKOUT),
+            throttle.locked("nora", "10.0.0.1", at + LOCKOUT),
             None,
             "the lockout ends"
         );
+    }
+
+    #[test]
+    fn an_accounts_failures_from_anywhere_delay_its_next_attempt() {
+        let throttle = LoginThrottle::default();
+        let start = Instant::now();
+        // Two failures cost nothing; from the third the wait doubles.
+        throttle.failed("nora", "10.0.0.1", start);
+        throttle.failed("nora", "10.0.0.2", start);
+        assert_eq!(throttle.locked("nora", "10.0.0.9", start), None);
+        throttle.failed("nora", "10.0.0.3", start);
+        assert_eq!(
+            throttle.locked("nora", "10.0.0.9", start),
+            Some(Duration::from_secs(1))
+        );
+        throttle.failed("nora", "10.0.0.4", start);
+        assert_eq!(
+            throttle.locked("NORA", "10.0.0.9", start),
+            Some(Duration::from_secs(2))
+        );
+        for address in 5..40 {
+            throttle.failed("nora", &format!("10.0.0.{address}"), start);
+        }
+        assert_eq!(
+            throttle.locked("nora", "10.0.0.9", start),
+            Some(MOST_ACCOUNT_DELAY),
+            "the delay has a ceiling, so nobody can lock the account"
+        );
+        assert_eq!(
+            throttle.locked("ben", "10.0.0.9", start),
+            None,
+            "others are not delayed"
+        );
+        throttle.succeeded("nora", "10.0.0.9");
+        assert_eq!(throttle.locked("nora", "10.0.0.9", start), None);
+    }
+
+    #[test]
+    fn an_address_that_tries_many_usernames_is_slowed() {
+        let throttle = LoginThrottle::default();
+        let start = Instant::now();
+        for user in 0..30 {
+            assert_eq!(
+                throttle.locked(&format!("user{user}"), "10.0.0.1", start),
+                None
+            );
+            throttle.failed(&format!("user{user}"), "10.0.0.1", start);
+        }
+        let wait = throttle
+            .locked("user99", "10.0.0.1", start)
+            .expect("slowed");
+        assert!(wait <= ADDRESS_FAILURE_EVERY, "{wait:?}");
+        assert_eq!(throttle.locked("user99", "10.0.0.2", start), None);
+        assert_eq!(
+            throttle.locked("user99", "10.0.0.1", start + ADDRESS_FAILURE_EVERY),
+            None,
+            "one more attempt per interval"
+        );
+    }
+
+    #[test]
+    fn all_addresses_together_have_a_rate() {
+        let throttle = LoginThrottle::default();
+        let start = Instant::now();
+        let admitted = (0..1000)
+            .filter(|n| {
+                throttle
+                    .locked(
+                        &format!("user{n}"),
+                        &format!("10.1.{}.{}", n / 250, n % 250),
+                        start,
+                    )
+                    .is_none()
+            })
+            .count();
+        assert_eq!(admitted, GLOBAL_ATTEMPT_BURST as usize);
+        let later = start + Duration::from_secs(1);
+        let admitted = (0..1000)
+            .filter(|n| {
+                throttle
+                    .locked(&format!("late{n}"), "10.2.0.1", later)
+                    .is_none()
+            })
+            .count();
+        assert_eq!(admitted, GLOBAL_ATTEMPTS_PER_SECOND as usize);
     }
 
     #[test]

@@ -140,3 +140,62 @@ async fn slow_http_clients_are_cut_off_and_devices_still_get_in() {
         ) >= 1.0
     );
 }
+
+/// The process's peak resident memory, in KiB (Linux).
+fn peak_resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Resident memory the server may reach under the flood below: every login runs Argon2id
+/// (19 MiB) in one of a fixed number of slots, and the throttle refuses the rest early.
+const LOGIN_FLOOD_BOUND_KIB: u64 = 400 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_keeps_the_servers_memory_bounded() {
+    let server = TestServer::start().await;
+    let admin = server.admin().await;
+    let pid = server.child.id();
+    let mut logins = tokio::task::JoinSet::new();
+    for n in 0..300 {
+        let client = server.client.clone();
+        let url = server.url("/api/v1/auth/login");
+        logins.spawn(async move {
+            client
+                .post(url)
+                .json(&serde_json::json!({"username": format!("flood{n}"), "password": "x".repeat(64)}))
+                .send()
+                .await
+                // Beyond the connections one address may hold, a connection is closed
+                // unread: no status (0).
+                .map_or(0, |response| response.status().as_u16())
+        });
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    while let Some(joined) = logins.join_next().await {
+        let status = joined.expect("task");
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    let peak = peak_resident_kib(pid);
+    println!(
+        "login flood: answers {statuses:?}, peak resident memory {} MiB",
+        peak / 1024
+    );
+    assert!(
+        statuses
+            .keys()
+            .all(|status| [0, 401, 429, 503].contains(status)),
+        "closed unread, wrong password, throttled or busy: {statuses:?}"
+    );
+    assert!(
+        peak < LOGIN_FLOOD_BOUND_KIB,
+        "peak resident memory {} MiB",
+        peak / 1024
+    );
+    // The server still serves the people already logged in.
+    assert_eq!(server.get(&admin, "/api/v1/users").await.status(), 200);
+}
