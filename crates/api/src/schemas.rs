@@ -217,8 +217,10 @@ pub(crate) fn create_user_request() -> RefOr<Schema> {
                     .min_length(Some(12))
                     .max_length(Some(1024))
                     .description(Some(
-                        "At least 12 characters and at most 1024 bytes; when absent, a \
-                         password is generated and returned once.",
+                        "At least 12 characters and at most 1024 bytes, and not easy to \
+                         guess (common or leaked passwords, words, patterns and the account's \
+                         own names are refused); when absent, a password is generated and \
+                         returned once.",
                     )),
             )
             .property("patient_id", patient_id)

@@ -139,14 +139,33 @@ pub async fn verify_password(password: String, stored_hash: String) -> Result<bo
     .await
 }
 
-/// Why a new password (sent as `field`) is refused; NIST SP 800-63B asks for length, not
-/// composition rules.
-pub fn check_password_strength(field: &str, password: &str) -> Result<(), Error> {
+/// Why a new password (sent as `field`) is refused. NIST SP 800-63B asks for length and
+/// a check against passwords known to be common or breached, not composition rules; the
+/// check is zxcvbn's (offline: common and leaked passwords, names, words, keyboard
+/// patterns, repeats, dates), which must rate it at least "very unguessable" (3 of 4),
+/// also given the account's own names (`about`).
+pub fn check_password_strength(field: &str, password: &str, about: &[&str]) -> Result<(), Error> {
     if password.chars().count() < 12 {
         return Err(Error::invalid(field, "must be at least 12 characters"));
     }
     if password.len() > 1024 {
         return Err(Error::invalid(field, "must be at most 1024 bytes"));
+    }
+    // zxcvbn's work grows with length; past 100 characters a password is long enough.
+    let judged: String = password.chars().take(100).collect();
+    let estimate = zxcvbn::zxcvbn(&judged, about);
+    if (estimate.score() as u8) < 3 {
+        let why = estimate
+            .feedback()
+            .and_then(|feedback| feedback.warning())
+            .map(|warning| format!(" ({warning})"))
+            .unwrap_or_default();
+        return Err(Error::invalid(
+            field,
+            format!(
+                "is too easy to guess{why}; a few uncommon words together make a strong password"
+            ),
+        ));
     }
     Ok(())
 }
@@ -222,6 +241,35 @@ pub fn equal_in_constant_time(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_guessable_and_personal_passwords_are_refused() {
+        for (password, about) in [
+            ("aaaaaaaaaaaa", &[][..]),
+            ("password1234", &[]),
+            ("qwertyuiop12", &[]),
+            ("123456789012", &[]),
+            ("Password2026!", &[]),
+            ("nora.nurse2026", &["nora.nurse", "Nora Nurse"]),
+        ] {
+            let refused = check_password_strength("password", password, about);
+            assert!(
+                matches!(&refused, Err(Error::InvalidRequest { field: Some(field), .. }) if field == "password"),
+                "{password}: {refused:?}"
+            );
+        }
+        for password in [
+            "ferry lantern cobalt drizzle",
+            "Tulip-Orbit-9-Marsh",
+            "x7#Lq9!vTz2@Wm",
+        ] {
+            assert!(
+                check_password_strength("password", password, &["nora"]).is_ok(),
+                "{password}"
+            );
+        }
+        assert!(check_password_strength("password", "short", &[]).is_err());
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hashing_waits_for_a_slot_and_refuses_when_none_frees() {

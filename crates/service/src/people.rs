@@ -226,7 +226,11 @@ impl Wardline {
         let address = person.remote_addr.clone().unwrap_or_default();
         let username = person.user.username.clone();
         self.not_locked_out(&username, &address)?;
-        credentials::check_password_strength("new_password", &new)?;
+        credentials::check_password_strength(
+            "new_password",
+            &new,
+            &[&username, &person.user.display_name],
+        )?;
         let stored = self
             .store
             .user_credentials(&username)
@@ -341,7 +345,11 @@ impl Wardline {
         }
         let (password, generated_password) = match account.password {
             Some(password) => {
-                credentials::check_password_strength("password", &password)?;
+                credentials::check_password_strength(
+                    "password",
+                    &password,
+                    &[&account.username, &display_name],
+                )?;
                 (password, None)
             }
             None => {

@@ -97,7 +97,8 @@ pub(crate) async fn logout(
 pub(crate) struct PasswordChange {
     #[schema(max_length = 1024)]
     current_password: String,
-    /// At least 12 characters.
+    /// At least 12 characters, and not easy to guess (common or leaked passwords, words,
+    /// patterns and the account's own names are refused).
     #[schema(min_length = 12, max_length = 1024)]
     new_password: String,
 }
