@@ -21,7 +21,6 @@ pub mod secrets;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
     AlarmAction, AlarmEvent, AlarmService, AlarmSettings, CarePlanAuthor, CarePlanRequest,
-    public_id,
 };
 pub use error::AlarmsError;
 pub use notify::{SmtpSettings, sign};

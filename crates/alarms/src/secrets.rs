@@ -1,16 +1,19 @@
 //! Webhook signing secrets are stored sealed with AES-256-GCM under a key kept in the
 //! data folder (mode 0600), so a copy of the database alone does not let anyone forge
-//! Wardline's signatures.
+//! Wardline's signatures. The same key, through a derived HMAC key, makes alarms'
+//! public handles, so that nobody can compute an alarm's handle from what they know of it.
 
 use std::path::Path;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::error::AlarmsError;
 
 pub struct Sealer {
     key: LessSafeKey,
+    handles: hmac::Key,
     random: SystemRandom,
 }
 
@@ -43,10 +46,23 @@ impl Sealer {
 
     pub fn from_key(bytes: &[u8]) -> Result<Self, AlarmsError> {
         let key = UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| AlarmsError::Crypto)?;
+        let root = hmac::Key::new(hmac::HMAC_SHA256, bytes);
+        let handles = hmac::Key::new(
+            hmac::HMAC_SHA256,
+            hmac::sign(&root, b"wardline alarm handles").as_ref(),
+        );
         Ok(Self {
             key: LessSafeKey::new(key),
+            handles,
             random: SystemRandom::new(),
         })
+    }
+
+    /// The public handle of an alarm: 12 bytes of an HMAC of its internal id, in hex.
+    /// Stable for the alarm, and unguessable without this installation's key.
+    pub fn alarm_handle(&self, alarm_id: &str) -> String {
+        let tag = hmac::sign(&self.handles, alarm_id.as_bytes());
+        hex::encode(&tag.as_ref()[..12])
     }
 
     /// Nonce || ciphertext || tag.
@@ -113,6 +129,20 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AlarmsError> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alarm_handles_are_stable_and_depend_on_the_key() {
+        let sealer = Sealer::from_key(&[7u8; 32]).unwrap();
+        let handle = sealer.alarm_handle("alarm-1");
+        assert_eq!(handle.len(), 24);
+        assert_eq!(handle, sealer.alarm_handle("alarm-1"));
+        assert_ne!(handle, sealer.alarm_handle("alarm-2"));
+        let other = Sealer::from_key(&[8u8; 32]).unwrap();
+        assert_ne!(handle, other.alarm_handle("alarm-1"));
+        // Not the unkeyed digest that handles were before.
+        let unkeyed = ring::digest::digest(&ring::digest::SHA256, b"alarm-1");
+        assert_ne!(handle, hex::encode(&unkeyed.as_ref()[..12]));
+    }
 
     #[test]
     fn sealed_secrets_open_only_with_their_key() {

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ring::digest;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
@@ -149,12 +148,6 @@ pub struct CarePlanAuthor {
     pub audit: AuditEvent,
 }
 
-/// The URL-safe handle of an alarm.
-pub fn public_id(alarm_id: &AlarmId) -> String {
-    let digest = digest::digest(&digest::SHA256, alarm_id.0.as_bytes());
-    hex::encode(&digest.as_ref()[..12])
-}
-
 /// A person's action on an alarm.
 #[derive(Debug, Clone)]
 pub enum AlarmAction {
@@ -211,6 +204,7 @@ impl AlarmService {
         let mut engine = Engine::new(
             Arc::clone(&store),
             settings.clone(),
+            Arc::clone(&sealer),
             Arc::clone(&clock),
             events.clone(),
             Arc::clone(&wake),
@@ -359,6 +353,11 @@ struct Pending {
 
 struct Engine {
     store: Arc<dyn Store>,
+    /// Makes new alarms' public handles.
+    sealer: Arc<Sealer>,
+    /// Handles of unresolved alarms as stored, which alarms raised before handles were
+    /// keyed keep.
+    handles: HashMap<AlarmId, String>,
     clock: Arc<dyn Clock>,
     settings: AlarmSettings,
     patients: HashMap<PatientId, Watched>,
@@ -392,6 +391,7 @@ impl Engine {
     fn new(
         store: Arc<dyn Store>,
         settings: AlarmSettings,
+        sealer: Arc<Sealer>,
         clock: Arc<dyn Clock>,
         events: broadcast::Sender<Arc<AlarmEvent>>,
         wake: Arc<Notify>,
@@ -399,6 +399,8 @@ impl Engine {
         let now = Instant::now();
         Self {
             store,
+            sealer,
+            handles: HashMap::new(),
             clock,
             next_checkpoint: now + settings.checkpoint_interval,
             settings,
@@ -460,7 +462,10 @@ impl Engine {
             self.watch(record.patient_id, monitor).await;
         }
         let mut alarms: HashMap<PatientId, Vec<Alarm>> = HashMap::new();
+        self.handles.clear();
         for record in self.store.unresolved_alarms().await? {
+            self.handles
+                .insert(record.alarm.id.clone(), record.public_id.clone());
             alarms
                 .entry(record.patient_id())
                 .or_default()
@@ -988,7 +993,7 @@ impl Engine {
         };
         let pending = pending.ok_or_else(|| AlarmsError::NotFound("alarm".into()))?;
         let changed = AlarmRecord {
-            public_id: public_id(&pending.alarm.id),
+            public_id: self.handle(&pending.alarm.id),
             alarm: pending.alarm.clone(),
             escalation: pending.escalation.clone(),
             updated: now,
@@ -1113,7 +1118,7 @@ impl Engine {
         for pending in pending {
             notify |= !pending.notifications.is_empty();
             let record = AlarmRecord {
-                public_id: public_id(&pending.alarm.id),
+                public_id: self.handle(&pending.alarm.id),
                 alarm: pending.alarm,
                 escalation: pending.escalation,
                 updated: now,
@@ -1259,7 +1264,7 @@ impl Engine {
         now: DateTime<Utc>,
         pending: &mut Pending,
     ) {
-        let public = public_id(&alarm.id);
+        let public = self.handle(&alarm.id);
         let patient = alarm.condition.patient_id;
         let link = format!(
             "{}/#/patients/{patient}/alarms/{public}",
@@ -1402,6 +1407,14 @@ impl Engine {
 
     /// Applies evaluator signals to the patient's board; the changes wait in `pending`
     /// for the batch's commit.
+    /// An alarm's public handle: as stored for an alarm loaded unresolved, else keyed.
+    fn handle(&self, alarm_id: &AlarmId) -> String {
+        self.handles
+            .get(alarm_id)
+            .cloned()
+            .unwrap_or_else(|| self.sealer.alarm_handle(&alarm_id.0))
+    }
+
     fn apply(&mut self, patient: PatientId, signals: Vec<AlarmSignal>, now: DateTime<Utc>) {
         for signal in &signals {
             let update = self.boards.entry(patient).or_default().apply(signal);

@@ -161,6 +161,7 @@ impl Ward {
         let mut engine = Engine::new(
             store,
             settings,
+            Arc::new(crate::Sealer::from_key(&[3u8; 32]).unwrap()),
             self.clock.clone(),
             events,
             Arc::new(Notify::new()),
