@@ -9,6 +9,7 @@
 //! Webhooks: `POST` of the JSON payload with `X-Wardline-Timestamp` (Unix seconds) and
 //! `X-Wardline-Signature: sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">`.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +42,87 @@ pub(crate) struct DeliverySettings {
     pub(crate) retry_horizon: chrono::Duration,
     pub(crate) webhook_timeout: Duration,
     pub(crate) smtp: Option<SmtpSettings>,
+    pub(crate) allow_loopback_webhooks: bool,
+}
+
+/// Why Wardline does not send a webhook to this address, if it does not: the machine
+/// itself (unless a receiver on it is allowed), link-local addresses (where clouds serve
+/// instance metadata and credentials), and addresses that name no single host.
+/// Addresses on the hospital's own networks are allowed: that is where receivers live.
+pub fn refused_address(ip: IpAddr, allow_loopback: bool) -> Option<&'static str> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
+        IpAddr::V4(v4) if v4.is_loopback() => (!allow_loopback).then_some("a loopback address"),
+        IpAddr::V6(v6) if v6.is_loopback() => (!allow_loopback).then_some("a loopback address"),
+        IpAddr::V4(v4) if v4.is_link_local() => Some("a link-local address"),
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => Some("a link-local address"),
+        // AWS's instance metadata over IPv6.
+        IpAddr::V6(v6) if v6.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254] => {
+            Some("a cloud metadata address")
+        }
+        IpAddr::V4(v4) if v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast() => {
+            Some("not a single host's address")
+        }
+        IpAddr::V6(v6) if v6.is_unspecified() || v6.is_multicast() => {
+            Some("not a single host's address")
+        }
+        _ => None,
+    }
+}
+
+/// The addresses of a name that Wardline may send to: what the client connects to is
+/// what was checked, so a name that resolves elsewhere on the next lookup gains nothing.
+#[derive(Debug, Clone, Copy)]
+struct GuardedResolver {
+    allow_loopback: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_loopback = self.allow_loopback;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed = allowed_addresses(&found, allow_loopback);
+            if allowed.is_empty() {
+                let why = found
+                    .first()
+                    .and_then(|address| refused_address(address.ip(), allow_loopback))
+                    .unwrap_or("no address");
+                return Err(
+                    format!("{host} resolves to {why}, which Wardline does not send to").into(),
+                );
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
+fn allowed_addresses(found: &[SocketAddr], allow_loopback: bool) -> Vec<SocketAddr> {
+    found
+        .iter()
+        .copied()
+        .filter(|address| refused_address(address.ip(), allow_loopback).is_none())
+        .collect()
+}
+
+/// Why a webhook URL whose host is an address (no name to resolve) is not sent to.
+fn refused_literal(url: &str, allow_loopback: bool) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    let host = parsed.host_str()?;
+    let ip: IpAddr = host
+        .strip_prefix('[')
+        .and_then(|v6| v6.strip_suffix(']'))
+        .unwrap_or(host)
+        .parse()
+        .ok()?;
+    refused_address(ip, allow_loopback)
+        .map(|why| format!("{ip} is {why}, which Wardline does not send to"))
 }
 
 /// `sha256=<hex>` of HMAC-SHA256 over `"{timestamp}.{body}"`.
@@ -83,6 +165,9 @@ pub(crate) async fn run(
     let client = match reqwest::Client::builder()
         .timeout(settings.webhook_timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(GuardedResolver {
+            allow_loopback: settings.allow_loopback_webhooks,
+        }))
         .build()
     {
         Ok(client) => client,
@@ -108,7 +193,14 @@ pub(crate) async fn run(
             let sealer = Arc::clone(&sealer);
             let smtp = settings.smtp.clone();
             deliveries.spawn(async move {
-                let result = deliver(&client, &sealer, smtp.as_ref(), &item).await;
+                let result = deliver(
+                    &client,
+                    &sealer,
+                    smtp.as_ref(),
+                    &item,
+                    settings.allow_loopback_webhooks,
+                )
+                .await;
                 (item, result)
             });
         }
@@ -182,10 +274,15 @@ async fn deliver(
     sealer: &Sealer,
     smtp: Option<&SmtpSettings>,
     item: &NotificationRecord,
+    allow_loopback: bool,
 ) -> Result<(), String> {
     let body = serde_json::to_vec(&item.payload).map_err(|error| error.to_string())?;
     match item.channel.kind {
         ChannelKind::Webhook => {
+            // A name is checked as it resolves (GuardedResolver); an address, here.
+            if let Some(why) = refused_literal(&item.channel.target, allow_loopback) {
+                return Err(why);
+            }
             let secret = item
                 .channel
                 .sealed_secret
@@ -280,6 +377,86 @@ async fn send_email(smtp: &SmtpSettings, item: &NotificationRecord) -> Result<()
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_link_local_and_metadata_addresses_are_not_sent_to() {
+        let refused = |text: &str, allow_loopback: bool| {
+            refused_address(text.parse().unwrap(), allow_loopback)
+        };
+        for address in [
+            "127.0.0.1",
+            "127.8.9.10",
+            "::1",
+            "::ffff:127.0.0.1",
+            "169.254.169.254",
+            "::ffff:169.254.169.254",
+            "fe80::1",
+            "fd00:ec2::254",
+            "0.0.0.0",
+            "::",
+            "255.255.255.255",
+            "224.0.0.1",
+            "ff02::1",
+        ] {
+            assert!(refused(address, false).is_some(), "{address}");
+        }
+        // A receiver on this machine only when allowed; metadata never.
+        assert_eq!(refused("127.0.0.1", true), None);
+        assert_eq!(refused("::1", true), None);
+        assert!(refused("169.254.169.254", true).is_some());
+        // The hospital's own networks and the internet are where receivers live.
+        for address in [
+            "10.1.2.3",
+            "172.16.0.9",
+            "192.168.1.20",
+            "fd12:3456::1",
+            "203.0.113.7",
+            "2001:db8::1",
+        ] {
+            assert_eq!(refused(address, false), None, "{address}");
+        }
+    }
+
+    #[test]
+    fn a_name_is_sent_only_to_its_allowed_addresses_and_an_address_is_checked_itself() {
+        let found: Vec<SocketAddr> = ["127.0.0.1:0", "169.254.169.254:0", "10.0.0.5:0"]
+            .iter()
+            .map(|text| text.parse().unwrap())
+            .collect();
+        assert_eq!(
+            allowed_addresses(&found, false),
+            ["10.0.0.5:0".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(allowed_addresses(&found, true).len(), 2);
+        assert!(refused_literal("https://169.254.169.254/latest/meta-data", true).is_some());
+        assert!(refused_literal("http://[::1]:9000/hook", false).is_some());
+        assert!(refused_literal("http://[::1]:9000/hook", true).is_none());
+        assert!(refused_literal("https://10.0.0.5/hook", false).is_none());
+        assert!(
+            refused_literal("https://hooks.example.org/hook", false).is_none(),
+            "names are checked as they resolve"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_a_name_of_this_machine() {
+        use reqwest::dns::Resolve;
+        let name = || "localhost".parse::<reqwest::dns::Name>().unwrap();
+        let refused = GuardedResolver {
+            allow_loopback: false,
+        }
+        .resolve(name())
+        .await;
+        assert!(refused.is_err());
+        let allowed = GuardedResolver {
+            allow_loopback: true,
+        }
+        .resolve(name())
+        .await;
+        assert!(
+            allowed.is_ok_and(|mut addresses| addresses.all(|address| address.ip().is_loopback()))
+        );
+    }
 
     #[test]
     fn signatures_cover_timestamp_and_body() {

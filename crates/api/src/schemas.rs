@@ -98,7 +98,8 @@ pub(crate) fn snooze_request() -> RefOr<Schema> {
 }
 
 /// Webhook URLs `check_webhook_url` accepts: an https:// URL with a host name, or an
-/// http:// one to this machine, without white space or control characters. The server
+/// http:// one to this machine (refused as `not_permitted` unless the configuration
+/// allows webhooks to this machine), without white space or control characters. The server
 /// also takes URLs with IP addresses or international host names that its client can
 /// parse; this is their portable form, which every URL parser splits alike.
 pub(crate) fn webhook_url_pattern() -> String {

@@ -46,6 +46,9 @@ pub struct Config {
     /// ...and a dead letter once this many seconds have passed since it was queued.
     pub notify_retry_horizon_seconds: i64,
     pub webhook_timeout_seconds: u64,
+    /// Webhooks may go to this machine (a receiver beside the server); off by default.
+    /// Link-local and cloud metadata addresses are refused whatever this says.
+    pub allow_loopback_webhooks: bool,
     /// Without a care team escalation policy, a high-priority alarm nobody acknowledges
     /// is notified again this often.
     pub alarm_repeat_minutes: i64,
@@ -122,6 +125,7 @@ pub struct NotificationsSection {
     pub retry_max_seconds: Option<u64>,
     pub retry_horizon_seconds: Option<i64>,
     pub webhook_timeout_seconds: Option<u64>,
+    pub allow_loopback_webhooks: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -343,6 +347,9 @@ pub fn load(
             .or(file.notifications.retry_horizon_seconds)
             .unwrap_or(86_400),
         webhook_timeout_seconds: file.notifications.webhook_timeout_seconds.unwrap_or(10),
+        allow_loopback_webhooks: env_value(env, "WARDLINE_ALLOW_LOOPBACK_WEBHOOKS")?
+            .or(file.notifications.allow_loopback_webhooks)
+            .unwrap_or(false),
         alarm_repeat_minutes: file.alarms.repeat_minutes.unwrap_or(5),
         metrics_listen: cli
             .metrics_listen

@@ -81,6 +81,7 @@ pub fn service_settings(config: &Config) -> ServiceSettings {
             max_future_skew: chrono::Duration::seconds(config.max_future_skew_seconds),
             ..PayloadLimits::default()
         },
+        allow_loopback_webhooks: config.allow_loopback_webhooks,
     }
 }
 
@@ -297,6 +298,7 @@ pub fn alarm_settings(config: &Config, public_url: &str) -> wardline_alarms::Ala
         retry_max: std::time::Duration::from_secs(config.notify_retry_max_seconds),
         retry_horizon: chrono::Duration::seconds(config.notify_retry_horizon_seconds),
         webhook_timeout: std::time::Duration::from_secs(config.webhook_timeout_seconds),
+        allow_loopback_webhooks: config.allow_loopback_webhooks,
         smtp: config
             .smtp_host
             .as_ref()

@@ -296,12 +296,15 @@ pub enum NewChannel {
     },
 }
 
-/// Whether a webhook channel may send to this URL.
-pub fn check_webhook_url(url: &str) -> Result<(), Error> {
+/// Whether a webhook channel may send to this URL: https (http only to this machine),
+/// and not to an address Wardline never sends to (this machine unless `allow_loopback`,
+/// link-local and metadata addresses; see `wardline_alarms::notify::refused_address`).
+/// A name is checked again each time it resolves, when a notification is sent.
+pub fn check_webhook_url(url: &str, allow_loopback: bool) -> Result<(), Error> {
     let bad = || {
         Error::invalid(
             "url",
-            "an https:// URL (http:// only to localhost), at most 2000 characters",
+            "an https:// URL (http:// only to this machine), at most 2000 characters",
         )
     };
     if url.len() > 2000 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -320,9 +323,28 @@ pub fn check_webhook_url(url: &str) -> Result<(), Error> {
     if host.is_empty() {
         return Err(bad());
     }
+    let lowered = host.to_ascii_lowercase();
+    let this_machine = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            if let Some(why) = wardline_alarms::notify::refused_address(ip, allow_loopback) {
+                return Err(Error::not_permitted(
+                    "url",
+                    format!("{ip} is {why}, which Wardline does not send to"),
+                ));
+            }
+            ip.is_loopback()
+        }
+        Err(_) => lowered == "localhost" || lowered.ends_with(".localhost"),
+    };
+    if this_machine && !allow_loopback {
+        return Err(Error::not_permitted(
+            "url",
+            "this machine, which Wardline sends webhooks to only when the configuration allows it",
+        ));
+    }
     let allowed = match scheme {
         "https" => true,
-        "http" => matches!(host, "localhost" | "127.0.0.1" | "::1"),
+        "http" => this_machine,
         _ => false,
     };
     // The notifier's client must be able to send to it: an unclosed or malformed
@@ -809,7 +831,7 @@ impl Wardline {
         let sealer = self.engine()?.sealer();
         let (kind, target, secret, minimal) = match channel {
             NewChannel::Webhook { url, minimal } => {
-                check_webhook_url(&url)?;
+                check_webhook_url(&url, self.settings.allow_loopback_webhooks)?;
                 let secret = sealer
                     .generate_secret()
                     .map_err(|e| Error::Internal(e.to_string()))?;
@@ -941,11 +963,35 @@ mod tests {
             "https://hooks.example.org/wardline",
             "https://user:pw@hooks.example.org:8443/a?b#c",
             "https://[2001:db8::1]:8443/hook",
+            "https://10.20.30.40/pager",
+        ] {
+            assert!(check_webhook_url(good, false).is_ok(), "{good}");
+        }
+        for this_machine in [
             "http://localhost:8080/hook",
             "http://127.0.0.1/hook",
             "http://[::1]:9000",
+            "https://LOCALHOST/hook",
+            "https://pager.localhost/hook",
         ] {
-            assert!(check_webhook_url(good).is_ok(), "{good}");
+            let refused = check_webhook_url(this_machine, false);
+            assert!(
+                matches!(&refused, Err(Error::NotPermitted { field, .. }) if field == "url"),
+                "{this_machine}: {refused:?}"
+            );
+            assert!(
+                check_webhook_url(this_machine, true).is_ok(),
+                "{this_machine}"
+            );
+        }
+        for metadata in [
+            "https://169.254.169.254/latest/meta-data/",
+            "http://169.254.169.254/",
+            "https://[fe80::1]/hook",
+            "https://[fd00:ec2::254]/",
+            "https://0.0.0.0/hook",
+        ] {
+            assert!(check_webhook_url(metadata, true).is_err(), "{metadata}");
         }
         for bad in [
             "ftp://hooks.example.org",
@@ -959,7 +1005,7 @@ mod tests {
             "http://[::1",
             "https://a:port/hook",
         ] {
-            assert!(check_webhook_url(bad).is_err(), "{bad}");
+            assert!(check_webhook_url(bad, true).is_err(), "{bad}");
         }
     }
 

@@ -37,6 +37,8 @@ pub use live::LiveFeed;
 pub struct ServiceSettings {
     pub session_lifetime: Duration,
     pub payload_limits: PayloadLimits,
+    /// Webhook channels may point at this machine (a receiver beside the server).
+    pub allow_loopback_webhooks: bool,
 }
 
 impl Default for ServiceSettings {
@@ -44,6 +46,7 @@ impl Default for ServiceSettings {
         Self {
             session_lifetime: Duration::hours(12),
             payload_limits: PayloadLimits::default(),
+            allow_loopback_webhooks: false,
         }
     }
 }

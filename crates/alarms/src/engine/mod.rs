@@ -73,6 +73,9 @@ pub struct AlarmSettings {
     pub retry_horizon: chrono::Duration,
     pub webhook_timeout: Duration,
     pub smtp: Option<SmtpSettings>,
+    /// Webhooks may go to this machine's loopback addresses (a receiver beside the
+    /// server); never to link-local or metadata addresses.
+    pub allow_loopback_webhooks: bool,
     /// The web address people open ("open Wardline"), put in notifications.
     pub public_url: String,
     /// Without a care team policy, a high-priority alarm is re-notified this often...
@@ -96,6 +99,7 @@ impl Default for AlarmSettings {
             retry_max: Duration::from_secs(30 * 60),
             retry_horizon: chrono::Duration::hours(24),
             webhook_timeout: Duration::from_secs(10),
+            allow_loopback_webhooks: false,
             smtp: None,
             public_url: String::new(),
             default_repeat_secs: 5 * 60,
@@ -218,6 +222,7 @@ impl AlarmService {
             retry_horizon: settings.retry_horizon,
             webhook_timeout: settings.webhook_timeout,
             smtp: settings.smtp.clone(),
+            allow_loopback_webhooks: settings.allow_loopback_webhooks,
         };
         let outbox_task = tokio::spawn(crate::notify::run(
             store,

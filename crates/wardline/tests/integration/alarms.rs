@@ -687,6 +687,8 @@ async fn wait_for(mut done: impl FnMut() -> bool, within: Duration, what: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_receiver_that_was_down_gets_every_notification_and_a_restart_loses_nothing() {
     let mut server = TestServer::start_with_env(&[
+        // The test's webhook receiver listens on this machine.
+        ("WARDLINE_ALLOW_LOOPBACK_WEBHOOKS", "true"),
         ("WARDLINE_NOTIFY_RETRY_BASE_MS", "200"),
         ("WARDLINE_NOTIFY_RETRY_MAX_SECONDS", "1"),
     ])
@@ -786,6 +788,8 @@ async fn a_webhook_receiver_that_was_down_gets_every_notification_and_a_restart_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undeliverable_notifications_become_dead_letters_an_admin_can_retry() {
     let server = TestServer::start_with_env(&[
+        // The test's webhook receiver listens on this machine.
+        ("WARDLINE_ALLOW_LOOPBACK_WEBHOOKS", "true"),
         ("WARDLINE_NOTIFY_RETRY_BASE_MS", "100"),
         ("WARDLINE_NOTIFY_RETRY_MAX_SECONDS", "1"),
         ("WARDLINE_NOTIFY_RETRY_HORIZON_SECONDS", "2"),
