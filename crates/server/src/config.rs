@@ -66,6 +66,9 @@ pub struct Config {
     /// connection is closed unread, and devices on MQTT are unaffected.
     pub http_max_connections: usize,
     pub http_max_connections_per_address: usize,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (for the audit trail and
+    /// login throttling); they are held only to the total connection cap.
+    pub http_trusted_proxies: Vec<IpAddr>,
     /// For tests only (`WARDLINE_TEST_ALARM_EVALUATION_DELAY_US`): a pause per event the
     /// alarm engine evaluates, to show that a slow engine loses nothing.
     pub test_alarm_evaluation_delay_us: u64,
@@ -168,6 +171,7 @@ pub struct HttpSection {
     pub idle_timeout_seconds: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_connections_per_address: Option<usize>,
+    pub trusted_proxies: Option<Vec<IpAddr>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -376,6 +380,20 @@ pub fn load(
         )?
         .or(file.http.max_connections_per_address)
         .unwrap_or(128),
+        http_trusted_proxies: match env.get("WARDLINE_HTTP_TRUSTED_PROXIES") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| {
+                    item.parse().map_err(|_| ConfigError::Env {
+                        name: "WARDLINE_HTTP_TRUSTED_PROXIES",
+                        reason: format!("{item:?} is not an IP address"),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            None => file.http.trusted_proxies.unwrap_or_default(),
+        },
         test_alarm_evaluation_delay_us: env_value(env, "WARDLINE_TEST_ALARM_EVALUATION_DELAY_US")?
             .unwrap_or(0),
     };

@@ -85,14 +85,19 @@ impl ConnectionGate {
         })
     }
 
-    /// A place for a connection from `address`, if both caps allow it.
-    pub fn admit(self: &Arc<Self>, address: IpAddr) -> Result<Admitted, Refused> {
+    /// A place for a connection from `address`, if both caps allow it. A trusted proxy
+    /// speaks for many clients, so only the total cap applies to it.
+    pub fn admit(
+        self: &Arc<Self>,
+        address: IpAddr,
+        trusted_proxy: bool,
+    ) -> Result<Admitted, Refused> {
         let permit = Arc::clone(&self.total)
             .try_acquire_owned()
             .map_err(|_| Refused::Total)?;
         let mut per_address = self.per_address.lock().map_err(|_| Refused::Total)?;
         let count = per_address.entry(address).or_insert(0);
-        if *count >= self.max_per_address {
+        if *count >= self.max_per_address && !trusted_proxy {
             return Err(Refused::Address);
         }
         *count += 1;
@@ -102,6 +107,35 @@ impl ConnectionGate {
             address,
         })
     }
+}
+
+/// The client a request comes from: the connection's peer, or, when the peer is a
+/// trusted proxy, the right-most `X-Forwarded-For` address that is not itself a trusted
+/// proxy (the left-most is whatever the client claimed). An entry that is not an
+/// address stops the search at the peer: a proxy that writes those is not trusted.
+pub fn client_address(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted_proxies: &[IpAddr],
+) -> IpAddr {
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(address) if trusted_proxies.contains(&address) => {}
+            Ok(address) => return address,
+            Err(_) => return peer,
+        }
+    }
+    peer
 }
 
 /// When a connection last moved a byte.
@@ -225,15 +259,15 @@ mod tests {
         let gate = ConnectionGate::new(&limits(3, 2));
         let one: IpAddr = [10, 0, 0, 1].into();
         let two: IpAddr = [10, 0, 0, 2].into();
-        let first = gate.admit(one).unwrap();
-        let _second = gate.admit(one).unwrap();
-        assert_eq!(gate.admit(one).unwrap_err(), Refused::Address);
-        let _third = gate.admit(two).unwrap();
-        assert_eq!(gate.admit(two).unwrap_err(), Refused::Total);
+        let first = gate.admit(one, false).unwrap();
+        let _second = gate.admit(one, false).unwrap();
+        assert_eq!(gate.admit(one, false).unwrap_err(), Refused::Address);
+        let _third = gate.admit(two, false).unwrap();
+        assert_eq!(gate.admit(two, false).unwrap_err(), Refused::Total);
         drop(first);
-        let _again = gate.admit(one).unwrap();
+        let _again = gate.admit(one, false).unwrap();
         assert_eq!(
-            gate.admit([10, 0, 0, 3].into()).unwrap_err(),
+            gate.admit([10, 0, 0, 3].into(), false).unwrap_err(),
             Refused::Total
         );
     }
@@ -273,10 +307,53 @@ mod tests {
     fn a_refusal_by_address_keeps_no_place_of_the_total() {
         let gate = ConnectionGate::new(&limits(2, 1));
         let one: IpAddr = [10, 0, 0, 1].into();
-        let _held = gate.admit(one).unwrap();
+        let _held = gate.admit(one, false).unwrap();
         for _ in 0..5 {
-            assert_eq!(gate.admit(one).unwrap_err(), Refused::Address);
+            assert_eq!(gate.admit(one, false).unwrap_err(), Refused::Address);
         }
-        assert!(gate.admit([10, 0, 0, 2].into()).is_ok());
+        assert!(gate.admit([10, 0, 0, 2].into(), false).is_ok());
+    }
+
+    #[test]
+    fn a_trusted_proxy_has_only_the_total_cap() {
+        let gate = ConnectionGate::new(&limits(3, 1));
+        let proxy: IpAddr = [10, 0, 0, 1].into();
+        let _held: Vec<Admitted> = (0..3).map(|_| gate.admit(proxy, true).unwrap()).collect();
+        assert_eq!(gate.admit(proxy, true).unwrap_err(), Refused::Total);
+    }
+
+    #[test]
+    fn the_client_behind_a_trusted_proxy_is_the_right_most_untrusted_hop() {
+        let proxy: IpAddr = [10, 0, 0, 1].into();
+        let inner: IpAddr = [10, 0, 0, 2].into();
+        let trusted = [proxy, inner];
+        let headers = |values: &[&str]| {
+            let mut map = axum::http::HeaderMap::new();
+            for value in values {
+                map.append("x-forwarded-for", value.parse().unwrap());
+            }
+            map
+        };
+        let client: IpAddr = [203, 0, 113, 9].into();
+        // A client's own claim (left) is passed over for what the proxies saw.
+        let forwarded = headers(&["198.51.100.1, 203.0.113.9", "10.0.0.2"]);
+        assert_eq!(client_address(proxy, &forwarded, &trusted), client);
+        // From anyone else, the header is ignored.
+        let stranger: IpAddr = [192, 0, 2, 7].into();
+        assert_eq!(client_address(stranger, &forwarded, &trusted), stranger);
+        // Garbage, or only proxies: the proxy itself.
+        assert_eq!(
+            client_address(proxy, &headers(&["unknown"]), &trusted),
+            proxy
+        );
+        assert_eq!(
+            client_address(proxy, &headers(&["10.0.0.2"]), &trusted),
+            proxy
+        );
+        assert_eq!(client_address(proxy, &headers(&[]), &trusted), proxy);
+        assert_eq!(
+            client_address(proxy, &headers(&["2001:db8::5"]), &trusted),
+            "2001:db8::5".parse::<IpAddr>().unwrap()
+        );
     }
 }

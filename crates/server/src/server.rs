@@ -23,7 +23,9 @@ use wardline_store::sqlite::{SqliteOptions, SqliteStore};
 use wardline_store::{AuditKey, Store};
 
 use crate::config::Config;
-use crate::http_limits::{Activity, ConnectionGate, HttpLimits, Watched, until_idle};
+use crate::http_limits::{
+    Activity, ConnectionGate, HttpLimits, Watched, client_address, until_idle,
+};
 use crate::tls;
 
 /// Where a started server listens, written to `--listen-file` for tests and tools.
@@ -271,6 +273,7 @@ pub async fn serve(
             None,
             metrics_app,
             http_limits(&config),
+            Arc::new(config.http_trusted_proxies.clone()),
             shutdown.clone(),
         ));
     }
@@ -280,6 +283,7 @@ pub async fn serve(
         http_acceptor,
         app,
         http_limits(&config),
+        Arc::new(config.http_trusted_proxies.clone()),
         shutdown.clone(),
     )
     .await;
@@ -321,6 +325,7 @@ async fn serve_http(
     tls: Option<TlsAcceptor>,
     app: axum::Router,
     limits: HttpLimits,
+    trusted_proxies: Arc<Vec<std::net::IpAddr>>,
     shutdown: CancellationToken,
 ) {
     let gate = ConnectionGate::new(&limits);
@@ -337,7 +342,8 @@ async fn serve_http(
             () = shutdown.cancelled() => return,
         };
         // Over a cap, the connection is closed at once: nothing is read from it.
-        let admitted = match gate.admit(peer.ip()) {
+        let from_proxy = trusted_proxies.contains(&peer.ip());
+        let admitted = match gate.admit(peer.ip(), from_proxy) {
             Ok(admitted) => admitted,
             Err(refused) => {
                 metrics::counter!("wardline_http_connections_refused_total", "cap" => refused.as_str())
@@ -349,11 +355,16 @@ async fn serve_http(
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
         let tls = tls.clone();
+        let trusted_proxies = Arc::clone(&trusted_proxies);
         tokio::spawn(async move {
             let _admitted = admitted;
             let service = hyper::service::service_fn(
                 move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
+                    // Everything after this (audit, login throttling) sees the client.
+                    let client = client_address(peer.ip(), request.headers(), &trusted_proxies);
+                    request
+                        .extensions_mut()
+                        .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
                     app.clone().oneshot(request)
                 },
             );

@@ -413,32 +413,42 @@ async fn a_patient_sees_their_care_team_and_who_looked_at_their_data() {
     assert_eq!(body["error"]["field"], json!("limit"), "{body}");
 }
 
+/// The audit entries of one action, newest first, as an admin reads them.
+async fn audited(server: &TestServer, admin: &Session, action: &str) -> Value {
+    server
+        .get(admin, &format!("/api/v1/audit?action={action}"))
+        .await
+        .json()
+        .await
+        .expect("audit entries")
+}
+
+/// A login as the admin with a wrong password, with extra headers.
+async fn wrong_admin_login(server: &TestServer, headers: &[(&str, &str)]) -> u16 {
+    let mut request = server
+        .client
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": "guess guess guess"}));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .send()
+        .await
+        .expect("login answered")
+        .status()
+        .as_u16()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_are_audited_and_sessions_end_at_logout() {
     let server = TestServer::start().await;
-    let bad = server
-        .client
-        .post(server.url("/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": "guess guess guess"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 401);
+    assert_eq!(wrong_admin_login(&server, &[]).await, 401);
     let admin = server.admin().await;
-    let failed: Value = server
-        .get(&admin, "/api/v1/audit?action=login.failed")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let failed = audited(&server, &admin, "login.failed").await;
     assert_eq!(failed.as_array().unwrap().len(), 1);
     assert_eq!(failed[0]["actor_label"], json!("admin"));
-    let logins: Value = server
-        .get(&admin, "/api/v1/audit?action=login")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let logins = audited(&server, &admin, "login").await;
     assert_eq!(logins.as_array().unwrap().len(), 1);
     let logout = server.post(&admin, "/api/v1/auth/logout", json!({})).await;
     assert_eq!(logout.status(), 204);
@@ -446,6 +456,25 @@ async fn logins_are_audited_and_sessions_end_at_logout() {
         server.get(&admin, "/api/v1/me").await.status(),
         401,
         "the token is dead after logout"
+    );
+}
+
+/// Behind a trusted proxy the audit trail names the client the proxy saw, not the proxy;
+/// a client's own claim in `X-Forwarded-For` is passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxys_forwarded_client_is_audited() {
+    let server =
+        TestServer::start_with_env(&[("WARDLINE_HTTP_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let forwarded = [("x-forwarded-for", "198.51.100.1, 203.0.113.9")];
+    assert_eq!(wrong_admin_login(&server, &forwarded).await, 401);
+    let admin = server.admin().await;
+    let failed = audited(&server, &admin, "login.failed").await;
+    assert_eq!(failed[0]["remote_addr"], json!("203.0.113.9"), "{failed}");
+    let logins = audited(&server, &admin, "login").await;
+    assert_eq!(
+        logins[0]["remote_addr"],
+        json!("127.0.0.1"),
+        "without the header, the proxy's own address"
     );
 }
 
