@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -401,6 +401,23 @@ pub fn load(
     Ok(config)
 }
 
+/// `path` with `.` components dropped and `..` applied where a named component precedes it.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 fn is_loopback(address: &SocketAddr) -> bool {
     match address.ip() {
         IpAddr::V4(ip) => ip.is_loopback(),
@@ -496,11 +513,24 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             "audit.checkpoint_seconds must be 1 to 86400".into(),
         ));
     }
+    let data_dir = lexical(&config.data_dir);
+    if !matches!(
+        data_dir.components().next_back(),
+        Some(Component::Normal(_))
+    ) {
+        return Err(ConfigError::Invalid(format!(
+            "data_dir ({}) must name a folder (for example wardline-data), so that the keys and audit checkpoints can live beside it",
+            config.data_dir.display()
+        )));
+    }
     for (name, path) in [
         ("keys.dir", &config.keys_dir),
         ("audit.checkpoint_file", &config.audit_checkpoint_file),
     ] {
-        if path.starts_with(&config.data_dir) {
+        // Spellings of one place compare alike; a relative path and an absolute one
+        // cannot be compared without the working directory, which this does not read.
+        let path = lexical(path);
+        if path.is_absolute() == data_dir.is_absolute() && path.starts_with(&data_dir) {
             return Err(ConfigError::Invalid(format!(
                 "{name} ({}) must be outside the data folder ({}): a copy of the folder must not carry it",
                 path.display(),
@@ -561,6 +591,25 @@ mod tests {
             matches!(&inside, Err(ConfigError::Invalid(message)) if message.contains("keys.dir")),
             "{inside:?}"
         );
+        // Other spellings of a place inside are refused too, and a data folder without a
+        // name of its own has no "beside".
+        let spelled = load(
+            Some("[keys]\ndir = \"/srv/wardline/./other/../data/keys\"\n"),
+            &env(&[("WARDLINE_DATA_DIR", "/srv/wardline/data/")]),
+            &Overrides::default(),
+        );
+        assert!(spelled.is_err(), "{spelled:?}");
+        for unnamed in [".", "/", "data/.."] {
+            let refused = load(
+                None,
+                &env(&[("WARDLINE_DATA_DIR", unnamed)]),
+                &Overrides::default(),
+            );
+            assert!(
+                matches!(&refused, Err(ConfigError::Invalid(message)) if message.contains("must name a folder")),
+                "{unnamed}: {refused:?}"
+            );
+        }
         let cli = Overrides {
             keys_dir: Some("/run/secrets/wardline".into()),
             ..Overrides::default()
