@@ -53,11 +53,14 @@ export function until(iso: string | null | undefined, now = Date.now()): string 
 
 const clock = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
 
-/** A time of day ("14:35"), with the date too when it is not today. */
-export function formatClock(iso: string | null | undefined): string {
+/**
+ * A time of day ("14:35"), with the date too when it is more than 12 hours away: nearer,
+ * the time alone is unambiguous (also across midnight), and stays short.
+ */
+export function formatClock(iso: string | null | undefined, now = Date.now()): string {
   if (!iso) return '—';
   const date = new Date(iso);
-  return date.toDateString() === new Date().toDateString() ? clock.format(date) : formatTime(iso);
+  return Math.abs(date.getTime() - now) <= 12 * 3600 * 1000 ? clock.format(date) : formatTime(iso);
 }
 
 /** A `<time>` element for a future moment: "14:35 (in 12 min)", refreshed by `refreshTimes`. */
