@@ -33,6 +33,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Committed observations (device readings and derived) the alarm engine evaluated, those of patients without a care plan (no rule to meet) included.",
     ),
     (
+        "wardline_alarm_readings_replayed_total",
+        "counter",
+        "Committed observations the alarm engine replayed into its evaluators after a start, without acting on them again: their alarm changes were stored before the restart.",
+    ),
+    (
         "wardline_alarm_store_failed_total",
         "counter",
         "Alarm changes the store could not commit (the engine then resumes from its last checkpoint).",

@@ -125,16 +125,37 @@ pub struct AlarmChange {
     pub notifications: Vec<NewNotification>,
 }
 
-/// How far rule evaluation has read the event log, and the evaluators' state at that
-/// point, stored with the alarm changes it caused: a restarted engine resumes from here,
-/// so no committed reading is evaluated twice or never.
+/// How far rule evaluation has got in the event log, stored with the alarm changes it
+/// caused.
+///
+/// Two positions are kept. `applied` moves with every commit of alarm changes: every
+/// change caused by events up to it is stored. `resume` moves every few seconds, with the
+/// evaluators' state: a restarted engine reads again from there, replays the events up to
+/// `applied` into its evaluators without acting on what they signal (those alarm changes
+/// are stored already), and evaluates from `applied` on as usual. So no committed reading
+/// is evaluated never or acted on twice, and an alarm's commit does not carry the rule
+/// state of its patient.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvaluationCheckpoint {
     pub consumer: String,
-    pub cursor: EventCursor,
-    /// Each changed patient's evaluator, serialised by the alerting crate.
-    pub monitors: Vec<(PatientId, Value)>,
+    pub applied: EventCursor,
+    pub resume: Option<ResumePoint>,
     pub saved: DateTime<Utc>,
+}
+
+/// Where a restarted rule evaluation resumes reading, and the state of each evaluator
+/// that changed since the last resume point, as of there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumePoint {
+    pub cursor: EventCursor,
+    /// Serialised by the alerting crate.
+    pub monitors: Vec<(PatientId, Value)>,
+}
+
+/// The name under which a consumer's `applied` position is stored beside its resume
+/// cursor (which [`crate::EventLog::checkpoint`] reads under the consumer's own name).
+pub fn applied_marker(consumer: &str) -> String {
+    format!("{consumer}.applied")
 }
 
 #[derive(Debug, Clone, Default)]
@@ -169,7 +190,7 @@ pub trait AlarmStore: Send + Sync {
     /// The evaluators' state as last checkpointed, per patient.
     async fn monitor_states(&self) -> Result<Vec<(PatientId, Value)>, StoreError>;
     /// Stores alarm states with their events and notifications, the evaluation
-    /// checkpoint when given, and the audit entries of the people whose actions made the
+    /// progress when given, and the audit entries of the people whose actions made the
     /// changes, in one durable commit. `Conflict` for a second unresolved alarm of one
     /// rule for one patient.
     async fn save_alarm_changes(

@@ -140,6 +140,16 @@ pub trait EventLog: Send + Sync {
         filter: EventFilter,
         limit: u32,
     ) -> Result<EventBatch, StoreError>;
+    /// As [`EventLog::events_after`], but only events at or before `through`, a position
+    /// this log handed out: a reader replays a stretch it has read before, and
+    /// `next` never passes `through`.
+    async fn events_between(
+        &self,
+        after: &EventCursor,
+        through: &EventCursor,
+        filter: EventFilter,
+        limit: u32,
+    ) -> Result<EventBatch, StoreError>;
     /// Where the named reader last stored its position, if it ever did.
     async fn checkpoint(&self, consumer: &str) -> Result<Option<EventCursor>, StoreError>;
     /// Changes after every commit of this process, so a reader waits instead of polling.

@@ -4,10 +4,14 @@
 //! observation (derived heart rate included), NEWS2 result, rhythm event, device report
 //! and device contact after its commit, in batches, from the cursor it last stored. A
 //! slow engine therefore falls behind and catches up; it never drops an input. Each
-//! batch's alarm changes are committed together with the new cursor and the changed
-//! evaluators' state ([`EvaluationCheckpoint`]), so after `kill -9` the engine resumes
-//! exactly where its last commit left it: no reading goes unevaluated and no alarm is
-//! raised twice. A timer drives device silence, escalation deadlines and snooze expiry.
+//! batch's alarm changes are committed together with the position in the log they were
+//! evaluated at, and every few seconds the changed evaluators' state is committed with
+//! the position to resume reading from ([`EvaluationCheckpoint`]). After `kill -9` the
+//! engine reads again from the resume position and replays the events up to the applied
+//! one into its evaluators without acting on their signals, whose alarm changes are
+//! stored already: no reading goes unevaluated and no alarm is raised twice, and an
+//! alarm's commit does not carry its patient's rule state. A timer drives device
+//! silence, escalation deadlines and snooze expiry.
 //!
 //! Every alarm change is committed with its history events and outbox notifications
 //! before anything is announced. Time comes from a [`Clock`], so the timers are tested
@@ -41,7 +45,8 @@ use wardline_domain::{CareTeamId, Observation, ObservationCode, PatientId, UserI
 use wardline_store::{
     AlarmChange, AlarmEventKind, AlarmRecord, AuditEvent, CarePlanVersionRecord, CommittedEvent,
     DeviceReport, EvaluationCheckpoint, EventCursor, EventFilter, NewAlarmEvent, NewNotification,
-    News2Record, NotificationChannel, RhythmEventRecord, Store, StoreError,
+    News2Record, NotificationChannel, ResumePoint, RhythmEventRecord, Store, StoreError,
+    applied_marker,
 };
 
 use crate::clock::Clock;
@@ -377,8 +382,23 @@ struct Engine {
     dirty: HashSet<PatientId>,
     /// Where the next read of the event log starts: after everything evaluated.
     cursor: EventCursor,
-    /// The cursor of the last checkpoint committed.
+    /// The resume cursor last committed.
     checkpointed: EventCursor,
+    /// The applied position last committed: every alarm change caused by events up to
+    /// here is stored.
+    applied: EventCursor,
+    /// After a restart, until the cursor reaches it: the applied position the last run
+    /// committed. Events up to it are replayed into the evaluators, and what they signal
+    /// is not acted on again.
+    replay_through: Option<EventCursor>,
+    /// While events read back for a replay are evaluated.
+    replaying: bool,
+    /// While events of the log are evaluated (replayed or not): their alarm changes can
+    /// be replayed, so they need no resume point of their own.
+    evaluating_log: bool,
+    /// An evaluator signalled something that a replay of the log would not repeat (a
+    /// timer, a care plan change): the next commit carries a resume point.
+    resume_due: bool,
     /// Alarm changes evaluated but not yet committed, and the audit entries of the
     /// people whose actions caused them.
     pending: Vec<Pending>,
@@ -390,6 +410,8 @@ struct Engine {
     next_wake: Instant,
     /// Observations evaluated since the engine started.
     evaluated_readings: u64,
+    /// Observations replayed after the start, evaluated before it.
+    replayed_readings: u64,
 }
 
 impl Engine {
@@ -418,6 +440,11 @@ impl Engine {
             dirty: HashSet::new(),
             cursor: EventCursor(String::new()),
             checkpointed: EventCursor(String::new()),
+            applied: EventCursor(String::new()),
+            replay_through: None,
+            replaying: false,
+            evaluating_log: false,
+            resume_due: false,
             pending: Vec::new(),
             pending_audit: Vec::new(),
             events,
@@ -425,13 +452,14 @@ impl Engine {
             next_teams_refresh: now + Duration::from_secs(15),
             next_wake: now,
             evaluated_readings: 0,
+            replayed_readings: 0,
         }
     }
 
     /// Loads everything from the store: care plans, the evaluators' state and cursor of
-    /// the last checkpoint, the unresolved alarms, policies and channels. A first start
-    /// begins at the log's tail and stores that position at once, so that nothing
-    /// committed after it can be missed. A database from before the event log (schema 4)
+    /// the last resume point, the applied position, the unresolved alarms, policies and
+    /// channels. A first start begins at the log's tail and stores that position at once,
+    /// so that nothing committed after it can be missed. A database from before the event log (schema 4)
     /// has evaluator state but no position: that state is taken up too, so a condition
     /// that was building up when the old version stopped carries on.
     async fn load(&mut self) -> Result<(), AlarmsError> {
@@ -442,7 +470,10 @@ impl Engine {
         self.dirty.clear();
         self.pending.clear();
         self.pending_audit.clear();
+        self.replay_through = None;
+        self.resume_due = false;
         let checkpoint = self.store.checkpoint(CONSUMER).await?;
+        let applied = self.store.checkpoint(&applied_marker(CONSUMER)).await?;
         let snapshots: HashMap<PatientId, Value> =
             self.store.monitor_states().await?.into_iter().collect();
         for record in self.store.current_care_plans().await? {
@@ -492,11 +523,17 @@ impl Engine {
         self.reload().await?;
         match checkpoint {
             Some(cursor) => {
+                // A database from before the applied position was kept committed every
+                // alarm change with its resume point.
+                let applied = applied.unwrap_or_else(|| cursor.clone());
+                self.replay_through = (applied != cursor).then(|| applied.clone());
+                self.applied = applied;
                 self.checkpointed = cursor.clone();
                 self.cursor = cursor;
             }
             None => {
                 self.cursor = self.store.event_tail().await?;
+                self.applied = self.cursor.clone();
                 self.dirty.extend(self.patients.keys().copied());
                 if !self.flush(true).await {
                     return Err(AlarmsError::Stopped);
@@ -594,7 +631,7 @@ impl Engine {
                     while let Ok(command) = commands.try_recv() {
                         self.command(command).await;
                     }
-                    if Instant::now() >= self.next_wake {
+                    if Instant::now() >= self.next_wake && self.replay_through.is_none() {
                         self.tick().await;
                     }
                     continue;
@@ -635,22 +672,48 @@ impl Engine {
             self.scope
                 .get_or_insert_with(|| Arc::new(self.patients.keys().copied().collect())),
         );
-        let batch = self
-            .store
-            .events_after(&self.cursor, inputs(scope), self.settings.batch_size)
-            .await?;
+        let limit = self.settings.batch_size;
+        let batch = match &self.replay_through {
+            Some(through) => {
+                self.store
+                    .events_between(&self.cursor, through, inputs(scope), limit)
+                    .await?
+            }
+            None => {
+                self.store
+                    .events_after(&self.cursor, inputs(scope), limit)
+                    .await?
+            }
+        };
         // Every event read counts, also those passed over for having no care plan: the
         // log may hold more only when a full batch was read.
         let count = batch.events.len() + batch.passed_over.total() as usize;
+        let replaying = self.replay_through.is_some();
+        if replaying && count < limit as usize {
+            // The replay ends here; `through` is a position this engine reached before,
+            // so the next read starts from it.
+            if let Some(through) = self.replay_through.take() {
+                tracing::info!(
+                    readings = self.replayed_readings + batch.passed_over.observations,
+                    "alarm evaluation caught up with the alarm changes stored before the restart"
+                );
+                self.cursor = through;
+            }
+        } else {
+            self.cursor = batch.next.clone();
+        }
         if count == 0 {
-            self.cursor = batch.next;
             if Instant::now() >= self.next_checkpoint && !self.flush(false).await {
                 return Err(StoreError::CommitFailed("alarm changes".into()));
             }
-            return Ok(0);
+            // A replay that found nothing more still counts as work, so the loop reads
+            // again at once from where it ended.
+            return Ok(if replaying { limit as usize } else { 0 });
         }
         let mut readings = batch.passed_over.observations;
         let mut newest_received = None;
+        self.evaluating_log = true;
+        self.replaying = replaying;
         for event in &batch.events {
             if let CommittedEvent::Observation(observation) = event {
                 readings += 1;
@@ -658,12 +721,18 @@ impl Engine {
             }
             self.evaluate(event);
         }
+        self.evaluating_log = false;
+        self.replaying = false;
         if !self.settings.evaluation_delay.is_zero() {
             tokio::time::sleep(self.settings.evaluation_delay * count as u32).await;
         }
-        self.cursor = batch.next;
         if !self.flush(false).await {
             return Err(StoreError::CommitFailed("alarm changes".into()));
+        }
+        if replaying {
+            self.replayed_readings += readings;
+            metrics::counter!("wardline_alarm_readings_replayed_total").increment(readings);
+            return Ok(limit as usize);
         }
         self.evaluated_readings += readings;
         metrics::counter!("wardline_alarm_readings_evaluated_total").increment(readings);
@@ -1107,11 +1176,17 @@ impl Engine {
     async fn flush(&mut self, force: bool) -> bool {
         // A cursor that moved over events of unwatched patients only is stored too, so
         // that a restart does not read them again.
-        let checkpoint_due = force
-            || !self.pending.is_empty()
+        let resume_due = force
+            || self.resume_due
             || ((!self.dirty.is_empty() || self.cursor != self.checkpointed)
                 && Instant::now() >= self.next_checkpoint);
-        if !checkpoint_due && self.pending_audit.is_empty() {
+        // During a replay the applied position stays where the last run left it.
+        let applied = self
+            .replay_through
+            .clone()
+            .unwrap_or_else(|| self.cursor.clone());
+        let applied_due = !self.pending.is_empty() && applied != self.applied;
+        if !resume_due && !applied_due && self.pending.is_empty() && self.pending_audit.is_empty() {
             return true;
         }
         let now = self.clock.now();
@@ -1138,8 +1213,7 @@ impl Engine {
                 notifications: pending.notifications,
             });
         }
-        let checkpoint = checkpoint_due.then(|| EvaluationCheckpoint {
-            consumer: CONSUMER.to_owned(),
+        let resume = resume_due.then(|| ResumePoint {
             cursor: self.cursor.clone(),
             monitors: self
                 .dirty
@@ -1151,6 +1225,11 @@ impl Engine {
                         .map(|state| (*patient, state))
                 })
                 .collect(),
+        });
+        let checkpoint = (resume_due || applied_due).then(|| EvaluationCheckpoint {
+            consumer: CONSUMER.to_owned(),
+            applied: applied.clone(),
+            resume,
             saved: now,
         });
         match self
@@ -1160,8 +1239,12 @@ impl Engine {
         {
             Ok(()) => {
                 if checkpoint.is_some() {
+                    self.applied = applied;
+                }
+                if resume_due {
                     self.checkpointed = self.cursor.clone();
                     self.dirty.clear();
+                    self.resume_due = false;
                     self.next_checkpoint = Instant::now() + self.settings.checkpoint_interval;
                 }
                 for event in announce {
@@ -1421,6 +1504,13 @@ impl Engine {
     }
 
     fn apply(&mut self, patient: PatientId, signals: Vec<AlarmSignal>, now: DateTime<Utc>) {
+        if self.replaying {
+            // What these events caused was stored before the restart; the board holds it.
+            return;
+        }
+        if !self.evaluating_log && !signals.is_empty() {
+            self.resume_due = true;
+        }
         for signal in &signals {
             let update = self.boards.entry(patient).or_default().apply(signal);
             let pending = match update {

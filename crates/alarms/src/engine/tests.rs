@@ -307,8 +307,9 @@ async fn an_alarm_committed_before_a_crash_is_not_raised_again() {
     let mut second = ward.engine(settings()).await;
     drain(&mut second).await;
     assert_eq!(
-        second.evaluated_readings, 1,
-        "the alarm's commit held the cursor"
+        (second.replayed_readings, second.evaluated_readings),
+        (1, 1),
+        "the alarm's commit held its position in the log; the reading before it is replayed"
     );
     let urgent = ward.alarms_of("urgent-low").await;
     assert_eq!(urgent.len(), 1);
@@ -319,6 +320,70 @@ async fn an_alarm_committed_before_a_crash_is_not_raised_again() {
         .filter(|event| *event == AlarmEventKind::Opened)
         .count();
     assert_eq!(opened, 1);
+}
+
+/// An alarm's commit carries the position it was evaluated at, not its patient's rule
+/// state; after `kill -9` the readings since the last resume point are replayed into the
+/// evaluator, so it knows the condition is on and clears the alarm when it ends, and
+/// nothing is raised or notified again.
+#[tokio::test]
+async fn after_a_restart_the_replayed_evaluator_clears_the_alarm_raised_before_it() {
+    let ward = ward().await;
+    let hourly = AlarmSettings {
+        checkpoint_interval: std::time::Duration::from_secs(3600),
+        ..AlarmSettings::default()
+    };
+    let mut first = ward.engine(hourly.clone()).await;
+    let states_at_start = ward.store.monitor_states().await.unwrap();
+    let resume_at_start = ward.store.checkpoint(CONSUMER).await.unwrap();
+    ward.glucose(1, 0, 50.0).await;
+    drain(&mut first).await;
+    let urgent = ward.alarms_of("urgent-low").await;
+    assert_eq!(urgent.len(), 1);
+    assert_eq!(
+        ward.store.monitor_states().await.unwrap(),
+        states_at_start,
+        "the alarm's commit carried no rule state"
+    );
+    assert_eq!(
+        ward.store.checkpoint(CONSUMER).await.unwrap(),
+        resume_at_start
+    );
+    assert_ne!(
+        ward.store
+            .checkpoint(&applied_marker(CONSUMER))
+            .await
+            .unwrap(),
+        resume_at_start,
+        "but the position it was evaluated at"
+    );
+    let history_before = ward.history(&urgent[0]).await;
+    drop(first);
+
+    let mut second = ward.engine(hourly).await;
+    drain(&mut second).await;
+    assert_eq!(second.replayed_readings, 1);
+    assert_eq!(
+        ward.history(&urgent[0]).await,
+        history_before,
+        "nothing raised or notified again"
+    );
+    ward.glucose(2, 5, 120.0).await;
+    drain(&mut second).await;
+    let cleared = ward.alarms_of("urgent-low").await;
+    assert_eq!(cleared.len(), 1);
+    assert!(
+        cleared[0].alarm.condition_cleared_at.is_some(),
+        "the replayed evaluator knew the condition was on, and saw it end: {:?}",
+        ward.history(&cleared[0]).await
+    );
+    assert_eq!(second.evaluated_readings, 1);
+
+    // A third start after the second's resume point replays nothing.
+    second.flush(true).await;
+    drop(second);
+    let third = ward.engine(settings()).await;
+    assert_eq!(third.replay_through, None);
 }
 
 fn notified(history: &[AlarmEventKind]) -> usize {

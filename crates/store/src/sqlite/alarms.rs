@@ -314,11 +314,14 @@ impl AlarmStore for SqliteStore {
             }
             if let Some(checkpoint) = &checkpoint {
                 let saved_ms = to_ms(checkpoint.saved);
-                save_monitor_states(connection, &checkpoint.monitors, saved_ms)?;
+                if let Some(resume) = &checkpoint.resume {
+                    save_monitor_states(connection, &resume.monitors, saved_ms)?;
+                    save_checkpoint(connection, &checkpoint.consumer, &resume.cursor, saved_ms)?;
+                }
                 save_checkpoint(
                     connection,
-                    &checkpoint.consumer,
-                    &checkpoint.cursor,
+                    &applied_marker(&checkpoint.consumer),
+                    &checkpoint.applied,
                     saved_ms,
                 )?;
             }

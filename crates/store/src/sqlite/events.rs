@@ -174,14 +174,14 @@ impl<'a> LogRead<'a> {
         self.ids.device(self.connection, key)
     }
 
-    fn observations(&mut self, after: i64, limit: u32) -> Result<i64, StoreError> {
+    fn observations(&mut self, after: i64, through: i64, limit: u32) -> Result<i64, StoreError> {
         let connection = self.connection;
         let mut statement = connection.prepare_cached(
             "SELECT key, patient_key, device_key, seq, code, value, original_value, original_unit,
                     effective_ms, received_ms, derived
-             FROM observation WHERE key > ?1 ORDER BY key LIMIT ?2",
+             FROM observation WHERE key > ?1 AND key <= ?3 ORDER BY key LIMIT ?2",
         )?;
-        let mut rows = statement.query(params![after, limit])?;
+        let mut rows = statement.query(params![after, limit, through])?;
         let mut last = after;
         while let Some(row) = rows.next()? {
             last = row.get(0)?;
@@ -208,14 +208,15 @@ impl<'a> LogRead<'a> {
         Ok(last)
     }
 
-    fn waveforms(&mut self, after: i64, limit: u32) -> Result<i64, StoreError> {
+    fn waveforms(&mut self, after: i64, through: i64, limit: u32) -> Result<i64, StoreError> {
         let connection = self.connection;
         let mut statement = connection.prepare_cached(
             "SELECT key, patient_key, device_key, seq, signal, sampling_rate_hz, start_ms, end_ms,
                     sample_count, received_ms, CASE WHEN ?3 THEN encoded ELSE x'' END
-             FROM waveform_chunk WHERE key > ?1 ORDER BY key LIMIT ?2",
+             FROM waveform_chunk WHERE key > ?1 AND key <= ?4 ORDER BY key LIMIT ?2",
         )?;
-        let mut rows = statement.query(params![after, limit, self.filter.waveform_samples])?;
+        let mut rows =
+            statement.query(params![after, limit, self.filter.waveform_samples, through])?;
         let mut last = after;
         while let Some(row) = rows.next()? {
             last = row.get(0)?;
@@ -245,7 +246,7 @@ impl<'a> LogRead<'a> {
         Ok(last)
     }
 
-    fn logged(&mut self, after: i64, limit: u32) -> Result<i64, StoreError> {
+    fn logged(&mut self, after: i64, through: i64, limit: u32) -> Result<i64, StoreError> {
         let connection = self.connection;
         // The patient of each listed row comes with the listing, so rows outside the scope
         // are passed over without reading (and parsing) them.
@@ -256,10 +257,10 @@ impl<'a> LogRead<'a> {
                         WHEN 'rhythm' THEN (SELECT patient_key FROM rhythm_event WHERE key = l.ref_key)
                         ELSE (SELECT patient_key FROM device_report WHERE key = l.ref_key)
                     END
-             FROM event_log l WHERE l.seq > ?1 ORDER BY l.seq LIMIT ?2",
+             FROM event_log l WHERE l.seq > ?1 AND l.seq <= ?3 ORDER BY l.seq LIMIT ?2",
         )?;
         let listed = statement
-            .query_map(params![after, limit], |row| {
+            .query_map(params![after, limit, through], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
                     row.get::<_, String>(1)?,
@@ -345,6 +346,43 @@ fn tail(connection: &Connection) -> Result<Position, StoreError> {
     )?)
 }
 
+impl SqliteStore {
+    async fn read_log(
+        &self,
+        mut position: Position,
+        through: Option<Position>,
+        filter: EventFilter,
+        limit: u32,
+    ) -> Result<EventBatch, StoreError> {
+        let limit = limit.clamp(1, 10_000);
+        let ids = std::sync::Arc::clone(&self.ids);
+        let bound = through.unwrap_or(Position {
+            observation: i64::MAX,
+            waveform: i64::MAX,
+            logged: i64::MAX,
+        });
+        self.read(move |connection| {
+            let mut read = LogRead::new(connection, &ids, &filter);
+            if filter.observations {
+                position.observation =
+                    read.observations(position.observation, bound.observation, limit)?;
+            }
+            if filter.waveforms {
+                position.waveform = read.waveforms(position.waveform, bound.waveform, limit)?;
+            }
+            if filter.news2 || filter.rhythm_events || filter.device_reports {
+                position.logged = read.logged(position.logged, bound.logged, limit)?;
+            }
+            Ok(EventBatch {
+                events: read.events,
+                passed_over: read.passed_over,
+                next: position.cursor(),
+            })
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl EventLog for SqliteStore {
     async fn event_tail(&self) -> Result<EventCursor, StoreError> {
@@ -357,27 +395,20 @@ impl EventLog for SqliteStore {
         filter: EventFilter,
         limit: u32,
     ) -> Result<EventBatch, StoreError> {
-        let mut position = Position::parse(cursor)?;
-        let limit = limit.clamp(1, 10_000);
-        let ids = std::sync::Arc::clone(&self.ids);
-        self.read(move |connection| {
-            let mut read = LogRead::new(connection, &ids, &filter);
-            if filter.observations {
-                position.observation = read.observations(position.observation, limit)?;
-            }
-            if filter.waveforms {
-                position.waveform = read.waveforms(position.waveform, limit)?;
-            }
-            if filter.news2 || filter.rhythm_events || filter.device_reports {
-                position.logged = read.logged(position.logged, limit)?;
-            }
-            Ok(EventBatch {
-                events: read.events,
-                passed_over: read.passed_over,
-                next: position.cursor(),
-            })
-        })
-        .await
+        self.read_log(Position::parse(cursor)?, None, filter, limit)
+            .await
+    }
+
+    async fn events_between(
+        &self,
+        after: &EventCursor,
+        through: &EventCursor,
+        filter: EventFilter,
+        limit: u32,
+    ) -> Result<EventBatch, StoreError> {
+        let through = Position::parse(through)?;
+        self.read_log(Position::parse(after)?, Some(through), filter, limit)
+            .await
     }
 
     async fn checkpoint(&self, consumer: &str) -> Result<Option<EventCursor>, StoreError> {

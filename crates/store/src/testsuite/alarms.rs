@@ -108,6 +108,19 @@ fn change(record: AlarmRecord, event: AlarmEventKind, minute: i64) -> AlarmChang
     }
 }
 
+/// The alarm engine's stored resume and applied positions.
+async fn positions(store: &dyn Store) -> (EventCursor, EventCursor) {
+    let resume = store.checkpoint("alarms").await.expect("resume");
+    let applied = store
+        .checkpoint(&applied_marker("alarms"))
+        .await
+        .expect("applied");
+    (
+        resume.expect("a resume position"),
+        applied.expect("an applied position"),
+    )
+}
+
 pub async fn alarms_with_history_and_checkpoint(store: &dyn Store) {
     let alice = patient(store, "Alice").await;
     let bob = patient(store, "Bob").await;
@@ -121,10 +134,14 @@ pub async fn alarms_with_history_and_checkpoint(store: &dyn Store) {
     let low = raised(alice, "low", 3);
     let opened = record(&low, "a1", 3);
     assert!(opened.next_deadline().is_some(), "an open alarm escalates");
+    let tail = store.event_tail().await.expect("tail");
     let checkpoint = EvaluationCheckpoint {
         consumer: "alarms".into(),
-        cursor: store.event_tail().await.expect("tail"),
-        monitors: vec![(alice, json!({"rules": 1}))],
+        applied: tail.clone(),
+        resume: Some(ResumePoint {
+            cursor: tail.clone(),
+            monitors: vec![(alice, json!({"rules": 1}))],
+        }),
         saved: at(3),
     };
     store
@@ -135,10 +152,7 @@ pub async fn alarms_with_history_and_checkpoint(store: &dyn Store) {
         )
         .await
         .expect("save alarm");
-    assert_eq!(
-        store.checkpoint("alarms").await.expect("checkpoint"),
-        Some(checkpoint.cursor.clone())
-    );
+    assert_eq!(positions(store).await, (tail.clone(), tail.clone()));
     assert_eq!(
         store.monitor_states().await.expect("states"),
         vec![(alice, json!({"rules": 1}))]
@@ -150,7 +164,10 @@ pub async fn alarms_with_history_and_checkpoint(store: &dyn Store) {
         .save_alarm_changes(
             vec![change(twin, AlarmEventKind::Opened, 4)],
             Some(EvaluationCheckpoint {
-                monitors: vec![(alice, json!({"rules": 2}))],
+                resume: Some(ResumePoint {
+                    cursor: tail.clone(),
+                    monitors: vec![(alice, json!({"rules": 2}))],
+                }),
                 ..checkpoint.clone()
             }),
             vec![audit("alarms.twin")],
@@ -165,11 +182,37 @@ pub async fn alarms_with_history_and_checkpoint(store: &dyn Store) {
         vec![(alice, json!({"rules": 1}))],
         "nothing of a refused commit is kept"
     );
+    // An alarm committed with the position it was evaluated at moves only that position:
+    // the resume cursor and the evaluators' state stay where they were.
     let bobs = record(&raised(bob, "low", 5), "b1", 5);
+    let bobs_cgm = super::assigned_device(store, "cgm-bob", bob).await;
     store
-        .save_alarm_changes(vec![change(bobs, AlarmEventKind::Opened, 5)], None, vec![])
+        .ingest(vec![super::readings(
+            &bobs_cgm,
+            vec![super::glucose(1, 5, 61.0)],
+        )])
+        .await
+        .expect("bob's reading");
+    let later = store.event_tail().await.expect("tail");
+    assert_ne!(later, tail);
+    store
+        .save_alarm_changes(
+            vec![change(bobs, AlarmEventKind::Opened, 5)],
+            Some(EvaluationCheckpoint {
+                consumer: "alarms".into(),
+                applied: later.clone(),
+                resume: None,
+                saved: at(5),
+            }),
+            vec![],
+        )
         .await
         .expect("bob's alarm");
+    assert_eq!(positions(store).await, (tail.clone(), later));
+    assert_eq!(
+        store.monitor_states().await.expect("states"),
+        vec![(alice, json!({"rules": 1}))]
+    );
     let unresolved = store.unresolved_alarms().await.expect("unresolved");
     assert_eq!(unresolved.len(), 2);
     assert_eq!(unresolved[0], opened, "typed and whole, oldest first");

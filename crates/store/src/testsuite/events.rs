@@ -160,6 +160,51 @@ pub async fn event_log_reads_every_commit_once(store: &dyn Store) {
         cursor = batch.next;
     }
     assert_eq!(paged, values);
+
+    // A stretch read again: only what lies between the two positions, whatever the page
+    // size, and never past the end of the stretch.
+    let three = store
+        .events_after(&start, filter.clone(), 3)
+        .await
+        .expect("three readings")
+        .next;
+    for page in [1, 2, 1000] {
+        let mut cursor = start.clone();
+        let mut replayed = Vec::new();
+        loop {
+            let batch = store
+                .events_between(&cursor, &three, EventFilter::all(), page)
+                .await
+                .expect("stretch");
+            if batch.events.is_empty() {
+                assert_eq!(batch.next, cursor, "nothing more, the cursor stays");
+                break;
+            }
+            replayed.extend(batch.events.iter().map(|event| match event {
+                CommittedEvent::Observation(observation) => observation.value,
+                _ => -1.0,
+            }));
+            cursor = batch.next;
+        }
+        assert_eq!(replayed, values[..3], "page {page}");
+        assert_eq!(cursor, three, "page {page}");
+    }
+    let whole = store
+        .events_between(&start, &all.next, EventFilter::all(), 1000)
+        .await
+        .expect("the whole log as a stretch");
+    assert_eq!(whole, all, "a stretch to the tail is the same read");
+    assert!(matches!(
+        store
+            .events_between(
+                &start,
+                &EventCursor("not a cursor".into()),
+                EventFilter::all(),
+                1
+            )
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
     let with_samples = store
         .events_after(
             &start,

@@ -214,6 +214,19 @@ impl<S: Store> EventLog for Recorded<S> {
         self.inner.events_after(cursor, filter, limit).await
     }
 
+    async fn events_between(
+        &self,
+        after: &EventCursor,
+        through: &EventCursor,
+        filter: EventFilter,
+        limit: u32,
+    ) -> R<EventBatch> {
+        self.recorder.note("EventLog::events_between");
+        self.inner
+            .events_between(after, through, filter, limit)
+            .await
+    }
+
     async fn checkpoint(&self, consumer: &str) -> R<Option<EventCursor>> {
         self.recorder.note("EventLog::checkpoint");
         self.inner.checkpoint(consumer).await
@@ -253,6 +266,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 69, "{methods:?}");
+        assert_eq!(methods.len(), 70, "{methods:?}");
     }
 }
