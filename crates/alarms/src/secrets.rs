@@ -1,9 +1,7 @@
 //! Webhook signing secrets are stored sealed with AES-256-GCM under a key kept in the
-//! data folder (mode 0600), so a copy of the database alone does not let anyone forge
+//! keys folder, outside the data folder (mode 0600), so a copy of the database alone does not let anyone forge
 //! Wardline's signatures. The same key, through a derived HMAC key, makes alarms'
 //! public handles, so that nobody can compute an alarm's handle from what they know of it.
-
-use std::path::Path;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::hmac;
@@ -24,24 +22,13 @@ impl std::fmt::Debug for Sealer {
 }
 
 impl Sealer {
-    /// Loads the key from `path`, creating it (owner-only) on first use.
-    pub fn load_or_create(path: &Path) -> Result<Self, AlarmsError> {
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = vec![0u8; 32];
-                SystemRandom::new()
-                    .fill(&mut bytes)
-                    .map_err(|_| AlarmsError::Crypto)?;
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                write_private(path, &bytes)?;
-                bytes
-            }
-            Err(error) => return Err(error.into()),
-        };
-        Self::from_key(&bytes)
+    /// A new random key for [`Sealer::from_key`].
+    pub fn generate_key() -> Result<Vec<u8>, AlarmsError> {
+        let mut bytes = vec![0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| AlarmsError::Crypto)?;
+        Ok(bytes)
     }
 
     pub fn from_key(bytes: &[u8]) -> Result<Self, AlarmsError> {
@@ -104,27 +91,6 @@ impl Sealer {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AlarmsError> {
-    #[cfg(unix)]
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::write(path, bytes)?;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -146,12 +112,12 @@ mod tests {
 
     #[test]
     fn sealed_secrets_open_only_with_their_key() {
-        let folder = tempfile::tempdir().unwrap();
-        let path = folder.path().join("keys/notify.key");
-        let sealer = Sealer::load_or_create(&path).unwrap();
+        let key = Sealer::generate_key().unwrap();
+        assert_ne!(key, Sealer::generate_key().unwrap());
+        let sealer = Sealer::from_key(&key).unwrap();
         let sealed = sealer.seal(b"whsec_x").unwrap();
         assert_ne!(&sealed[NONCE_LEN..], b"whsec_x");
-        let again = Sealer::load_or_create(&path).unwrap();
+        let again = Sealer::from_key(&key).unwrap();
         assert_eq!(again.open(&sealed).unwrap(), b"whsec_x");
         let other = Sealer::from_key(&[9u8; 32]).unwrap();
         assert!(other.open(&sealed).is_err());

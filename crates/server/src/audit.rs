@@ -19,51 +19,15 @@ use wardline_store::{AUDIT_SECRET_BYTES, AuditCheckpoint, AuditKey, AuditQuery, 
 
 const AUDIT_KEY_FILE: &str = "audit.key";
 
-fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("restricting {}", path.display()))?;
-    }
-    #[cfg(not(unix))]
-    let _ = (path, mode);
-    Ok(())
-}
-
 /// The audit key from the keys folder, created (owner-only) on first use.
 pub fn load_or_create_key(keys_dir: &Path) -> anyhow::Result<AuditKey> {
-    let path = keys_dir.join(AUDIT_KEY_FILE);
-    let secret = match std::fs::read(&path) {
-        Ok(secret) => secret,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(keys_dir)
-                .with_context(|| format!("creating keys folder {}", keys_dir.display()))?;
-            restrict(keys_dir, 0o700)?;
-            let secret = AuditKey::generate_secret()?;
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options
-                .open(&path)
-                .with_context(|| format!("creating the audit key {}", path.display()))?;
-            file.write_all(&secret)?;
-            file.sync_all()?;
-            tracing::info!(path = %path.display(), "created the audit key");
-            secret.to_vec()
-        }
-        Err(error) => {
-            return Err(error).with_context(|| format!("reading the audit key {}", path.display()));
-        }
-    };
+    let secret = crate::keys::read_or_create(keys_dir, AUDIT_KEY_FILE, "audit key", || {
+        Ok(AuditKey::generate_secret()?.to_vec())
+    })?;
     if secret.len() < AUDIT_SECRET_BYTES {
         anyhow::bail!(
             "the audit key {} is shorter than {AUDIT_SECRET_BYTES} bytes",
-            path.display()
+            keys_dir.join(AUDIT_KEY_FILE).display()
         );
     }
     Ok(AuditKey::from_secret(&secret)?)

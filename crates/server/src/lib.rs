@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod gateway;
 pub mod http_limits;
+pub mod keys;
 pub mod metrics_catalog;
 pub mod server;
 pub mod tls;

@@ -28,6 +28,9 @@ use crate::http_limits::{
 };
 use crate::tls;
 
+/// The key that seals webhook secrets and makes alarm handles, in the keys folder.
+const NOTIFY_KEY_FILE: &str = "notify.key";
+
 /// Where a started server listens, written to `--listen-file` for tests and tools.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ListenReport {
@@ -132,7 +135,11 @@ pub async fn serve(
     );
 
     let identity = if config.tls {
-        Some(tls::ensure_identity(&config.data_dir, &config.hostnames)?)
+        Some(tls::ensure_identity(
+            &config.data_dir,
+            &config.keys_dir,
+            &config.hostnames,
+        )?)
     } else {
         None
     };
@@ -181,9 +188,20 @@ pub async fn serve(
     };
     let http_url = format!("{http_scheme}://{host}:{}", http_address.port());
     let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::keys::adopt(
+        &config.data_dir.join("keys").join(NOTIFY_KEY_FILE),
+        &config.keys_dir,
+        NOTIFY_KEY_FILE,
+        "notification key",
+    )?;
+    let notify_key = crate::keys::read_or_create(
+        &config.keys_dir,
+        NOTIFY_KEY_FILE,
+        "notification key",
+        || Ok(wardline_alarms::Sealer::generate_key()?),
+    )?;
     let sealer = Arc::new(
-        wardline_alarms::Sealer::load_or_create(&config.data_dir.join("keys").join("notify.key"))
-            .context("loading the notification key")?,
+        wardline_alarms::Sealer::from_key(&notify_key).context("loading the notification key")?,
     );
     let (alarms, _alarm_tasks) = wardline_alarms::AlarmService::start(
         Arc::clone(&store),

@@ -1,10 +1,9 @@
-//! The server's own certificate authority. On first start Wardline creates a CA in the
-//! data folder (key readable only by its owner) and, at every start, a fresh server
+//! The server's own certificate authority. On first start Wardline creates a CA (its
+//! certificate in the data folder, its key in the keys folder, owner-only) and, at every start, a fresh server
 //! certificate for the configured host names, signed by that CA. Devices and browsers
 //! trust `tls/ca.pem`, whose fingerprint is printed so it can be checked out of band.
 
 use std::fs;
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +26,9 @@ pub struct TlsIdentity {
     pub mqtt_config: Arc<rustls::ServerConfig>,
 }
 
+const CA_KEY_FILE: &str = "ca.key";
+const SERVER_KEY_FILE: &str = "server.key";
+
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
@@ -40,22 +42,6 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    Ok(())
-}
-
 /// SHA-256 of the certificate's DER, as colon-separated hex.
 pub fn fingerprint(der: &[u8]) -> String {
     digest::digest(&digest::SHA256, der)
@@ -66,25 +52,40 @@ pub fn fingerprint(der: &[u8]) -> String {
         .join(":")
 }
 
-/// Loads the CA from the data folder, creating it on first start, and issues the server
-/// certificate for `hostnames`.
-pub fn ensure_identity(data_dir: &Path, hostnames: &[String]) -> anyhow::Result<TlsIdentity> {
+/// Loads the CA, creating it on first start, and issues the server certificate for
+/// `hostnames`. The certificates are in the data folder's `tls/`; their keys are in the
+/// keys folder (a CA key that an earlier version kept in `tls/` moves there).
+pub fn ensure_identity(
+    data_dir: &Path,
+    keys_dir: &Path,
+    hostnames: &[String],
+) -> anyhow::Result<TlsIdentity> {
     let folder = data_dir.join("tls");
     fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
-    let ca_key_path = folder.join("ca.key");
-    let ca_path = folder.join("ca.pem");
-    let ca_key = match fs::read_to_string(&ca_key_path) {
-        Ok(pem) => KeyPair::from_pem(&pem).context("reading tls/ca.key")?,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let key = KeyPair::generate()?;
-            let certificate = ca_params().self_signed(&key)?;
-            write_private(&ca_key_path, &key.serialize_pem())?;
-            fs::write(&ca_path, certificate.pem())?;
-            tracing::info!(path = %ca_path.display(), "created a certificate authority");
-            key
+    crate::keys::adopt(&folder.join(CA_KEY_FILE), keys_dir, CA_KEY_FILE, "CA key")?;
+    // The server key is made anew at every start; an old copy in the data folder is
+    // worthless, but it is still a private key.
+    match fs::remove_file(folder.join(SERVER_KEY_FILE)) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(error).context("removing tls/server.key");
         }
-        Err(error) => return Err(error).context("reading tls/ca.key"),
-    };
+        _ => {}
+    }
+    let ca_path = folder.join("ca.pem");
+    let mut created = None;
+    let ca_pem_key = crate::keys::read_or_create(keys_dir, CA_KEY_FILE, "CA key", || {
+        let key = KeyPair::generate()?;
+        let certificate = ca_params().self_signed(&key)?;
+        created = Some(certificate.pem());
+        Ok(key.serialize_pem().into_bytes())
+    })?;
+    let ca_key =
+        KeyPair::from_pem(std::str::from_utf8(&ca_pem_key).context("the CA key is not PEM text")?)
+            .context("reading the CA key")?;
+    if let Some(certificate) = created {
+        fs::write(&ca_path, certificate)?;
+        tracing::info!(path = %ca_path.display(), "created a certificate authority");
+    }
     let ca_pem = fs::read_to_string(&ca_path).context("reading tls/ca.pem")?;
     let ca_der = CertificateDer::pem_slice_iter(ca_pem.as_bytes())
         .next()
@@ -116,7 +117,10 @@ pub fn ensure_identity(data_dir: &Path, hostnames: &[String]) -> anyhow::Result<
     set_validity(&mut params);
     let issuer = Issuer::new(ca_params(), ca_key);
     let server_certificate = params.signed_by(&server_key, &issuer)?;
-    write_private(&folder.join("server.key"), &server_key.serialize_pem())?;
+    crate::keys::write_private(
+        &keys_dir.join(SERVER_KEY_FILE),
+        server_key.serialize_pem().as_bytes(),
+    )?;
     fs::write(folder.join("server.pem"), server_certificate.pem())?;
 
     let chain = vec![server_certificate.der().clone(), ca_der.clone()];

@@ -49,7 +49,8 @@ pub async fn hospital_with(settings: ServiceSettings) -> Hospital {
         .unwrap(),
     );
     let sealer = Arc::new(
-        wardline_alarms::Sealer::load_or_create(&folder.path().join("notify.key")).unwrap(),
+        wardline_alarms::Sealer::from_key(&wardline_alarms::Sealer::generate_key().unwrap())
+            .unwrap(),
     );
     let (alarms, _) = wardline_alarms::AlarmService::start(
         Arc::clone(&store),

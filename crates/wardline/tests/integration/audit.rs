@@ -54,6 +54,20 @@ fn tampered(folders: &Folders, name: &str, sql: &str) -> PathBuf {
     copy
 }
 
+/// Every file in a folder and the folders in it.
+fn files_under(folder: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(folder).expect("folder") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 fn newest_entry(data: &Path) -> i64 {
     rusqlite::Connection::open(data.join("wardline.db"))
         .expect("open")
@@ -144,17 +158,23 @@ async fn verify_audit_notices_deleted_emptied_and_rewritten_trails() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for file in [folders.keys.join("audit.key"), folders.checkpoints.clone()] {
-            let mode = std::fs::metadata(&file).expect("file").permissions().mode();
+        let keys =
+            ["audit.key", "notify.key", "ca.key", "server.key"].map(|name| folders.keys.join(name));
+        for file in keys.iter().chain([&folders.checkpoints]) {
+            let mode = std::fs::metadata(file).expect("file").permissions().mode();
             assert_eq!(mode & 0o077, 0, "{} is owner-only", file.display());
         }
     }
-    assert!(
-        !std::fs::read_dir(&folders.data)
-            .expect("data folder")
-            .any(|entry| entry.expect("entry").file_name() == "audit.key"),
-        "the key is not in the data folder"
-    );
+    // No key of any kind is in the data folder: a copy of it carries none.
+    for file in files_under(&folders.data) {
+        let name = file.to_string_lossy().into_owned();
+        assert!(!name.ends_with(".key"), "{name} is in the data folder");
+        let bytes = std::fs::read(&file).expect("read");
+        assert!(
+            !bytes.windows(11).any(|window| window == b"PRIVATE KEY"),
+            "{name} holds a private key"
+        );
+    }
 
     let (intact, text) = verify(&folders, &folders.data);
     assert!(intact && text.contains("audit trail intact"), "{text}");
