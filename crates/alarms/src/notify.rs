@@ -111,18 +111,62 @@ fn allowed_addresses(found: &[SocketAddr], allow_loopback: bool) -> Vec<SocketAd
         .collect()
 }
 
-/// Why a webhook URL whose host is an address (no name to resolve) is not sent to.
-fn refused_literal(url: &str, allow_loopback: bool) -> Option<String> {
-    let parsed = reqwest::Url::parse(url).ok()?;
-    let host = parsed.host_str()?;
-    let ip: IpAddr = host
-        .strip_prefix('[')
-        .and_then(|v6| v6.strip_suffix(']'))
-        .unwrap_or(host)
-        .parse()
-        .ok()?;
-    refused_address(ip, allow_loopback)
-        .map(|why| format!("{ip} is {why}, which Wardline does not send to"))
+/// Why Wardline does not send webhooks to a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookTargetError {
+    /// Not an https:// URL (http:// only to this machine) that the webhook client can
+    /// parse, or longer than 2,000 characters.
+    Malformed,
+    /// A host Wardline does not send to, and why.
+    Refused(String),
+}
+
+/// Whether Wardline sends webhooks to `url`: an https:// URL (http:// only to this
+/// machine, when receivers on it are allowed), parsed as the webhook client parses it,
+/// whose host, if it is an address, is one Wardline sends to (see [`refused_address`]).
+/// A name is checked again at every delivery, as it resolves ([`GuardedResolver`]).
+/// Registration and delivery both ask this, so they cannot disagree.
+pub fn check_webhook_target(url: &str, allow_loopback: bool) -> Result<(), WebhookTargetError> {
+    // The URL parser drops tabs and newlines inside a URL silently; such a URL was not
+    // meant as written.
+    if url.len() > 2000 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(WebhookTargetError::Malformed);
+    }
+    let parsed = reqwest::Url::parse(url).map_err(|_| WebhookTargetError::Malformed)?;
+    let this_machine = match parsed.host() {
+        None => return Err(WebhookTargetError::Malformed),
+        Some(url::Host::Domain(name)) => {
+            let name = name.to_ascii_lowercase();
+            if name.is_empty() {
+                return Err(WebhookTargetError::Malformed);
+            }
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        Some(host) => {
+            let ip = match host {
+                url::Host::Ipv4(v4) => IpAddr::V4(v4),
+                url::Host::Ipv6(v6) => IpAddr::V6(v6),
+                url::Host::Domain(_) => return Err(WebhookTargetError::Malformed),
+            };
+            if let Some(why) = refused_address(ip, allow_loopback) {
+                return Err(WebhookTargetError::Refused(format!(
+                    "{ip} is {why}, which Wardline does not send to"
+                )));
+            }
+            ip.is_loopback()
+        }
+    };
+    if this_machine && !allow_loopback {
+        return Err(WebhookTargetError::Refused(
+            "this machine, which Wardline sends webhooks to only when the configuration allows it"
+                .into(),
+        ));
+    }
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if this_machine => Ok(()),
+        _ => Err(WebhookTargetError::Malformed),
+    }
 }
 
 /// `sha256=<hex>` of HMAC-SHA256 over `"{timestamp}.{body}"`.
@@ -262,12 +306,6 @@ fn channel_label(item: &NotificationRecord) -> &'static str {
     item.channel.kind.as_str()
 }
 
-/// Whether the webhook client can send to this URL at all: a target it cannot parse
-/// (e.g. `https://[x`) would only ever make dead letters.
-pub fn webhook_url_parses(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok()
-}
-
 /// One attempt; the error is what an admin sees on a dead letter (no health data).
 async fn deliver(
     client: &reqwest::Client,
@@ -279,9 +317,13 @@ async fn deliver(
     let body = serde_json::to_vec(&item.payload).map_err(|error| error.to_string())?;
     match item.channel.kind {
         ChannelKind::Webhook => {
-            // A name is checked as it resolves (GuardedResolver); an address, here.
-            if let Some(why) = refused_literal(&item.channel.target, allow_loopback) {
-                return Err(why);
+            // A name is checked again as it resolves (GuardedResolver).
+            match check_webhook_target(&item.channel.target, allow_loopback) {
+                Ok(()) => {}
+                Err(WebhookTargetError::Refused(why)) => return Err(why),
+                Err(WebhookTargetError::Malformed) => {
+                    return Err("the webhook URL is not one Wardline sends to".into());
+                }
             }
             let secret = item
                 .channel
@@ -428,12 +470,21 @@ mod tests {
             ["10.0.0.5:0".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(allowed_addresses(&found, true).len(), 2);
-        assert!(refused_literal("https://169.254.169.254/latest/meta-data", true).is_some());
-        assert!(refused_literal("http://[::1]:9000/hook", false).is_some());
-        assert!(refused_literal("http://[::1]:9000/hook", true).is_none());
-        assert!(refused_literal("https://10.0.0.5/hook", false).is_none());
+        let refused = |url: &str, allow_loopback: bool| {
+            matches!(
+                check_webhook_target(url, allow_loopback),
+                Err(WebhookTargetError::Refused(_))
+            )
+        };
+        assert!(refused("https://169.254.169.254/latest/meta-data", true));
+        assert!(refused("http://[::1]:9000/hook", false));
+        assert!(!refused("http://[::1]:9000/hook", true));
+        assert!(!refused("https://10.0.0.5/hook", false));
+        // Another spelling of an address is the address.
+        assert!(refused("https://0x7f.1/hook", false));
+        assert!(refused("https://[::ffff:169.254.169.254]/", true));
         assert!(
-            refused_literal("https://hooks.example.org/hook", false).is_none(),
+            !refused("https://hooks.example.org/hook", false),
             "names are checked as they resolve"
         );
     }

@@ -301,59 +301,14 @@ pub enum NewChannel {
 /// link-local and metadata addresses; see `wardline_alarms::notify::refused_address`).
 /// A name is checked again each time it resolves, when a notification is sent.
 pub fn check_webhook_url(url: &str, allow_loopback: bool) -> Result<(), Error> {
-    let bad = || {
-        Error::invalid(
+    use wardline_alarms::notify::{WebhookTargetError, check_webhook_target};
+    check_webhook_target(url, allow_loopback).map_err(|error| match error {
+        WebhookTargetError::Malformed => Error::invalid(
             "url",
             "an https:// URL (http:// only to this machine), at most 2000 characters",
-        )
-    };
-    if url.len() > 2000 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad());
-    }
-    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let host = if let Some(v6) = host.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host.split(':').next().unwrap_or("")
-    };
-    if host.is_empty() {
-        return Err(bad());
-    }
-    let lowered = host.to_ascii_lowercase();
-    let this_machine = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => {
-            if let Some(why) = wardline_alarms::notify::refused_address(ip, allow_loopback) {
-                return Err(Error::not_permitted(
-                    "url",
-                    format!("{ip} is {why}, which Wardline does not send to"),
-                ));
-            }
-            ip.is_loopback()
-        }
-        Err(_) => lowered == "localhost" || lowered.ends_with(".localhost"),
-    };
-    if this_machine && !allow_loopback {
-        return Err(Error::not_permitted(
-            "url",
-            "this machine, which Wardline sends webhooks to only when the configuration allows it",
-        ));
-    }
-    let allowed = match scheme {
-        "https" => true,
-        "http" => this_machine,
-        _ => false,
-    };
-    // The notifier's client must be able to send to it: an unclosed or malformed
-    // bracketed host, say, would only make dead letters.
-    if allowed && wardline_alarms::notify::webhook_url_parses(url) {
-        Ok(())
-    } else {
-        Err(bad())
-    }
+        ),
+        WebhookTargetError::Refused(why) => Error::not_permitted("url", why),
+    })
 }
 
 /// Whether an e-mail channel may send to this address.
