@@ -87,13 +87,19 @@ struct Attempts {
     locked_until: Option<Instant>,
 }
 
-/// Failed-login bookkeeping, shared by all requests.
+/// Failed-login bookkeeping, shared by all requests, behind one lock: a login takes it
+/// once to decide and once to record, not once per rule.
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
-    attempts: Mutex<HashMap<(String, String), Attempts>>,
-    accounts: Mutex<HashMap<String, AccountFailures>>,
-    addresses: Mutex<HashMap<String, Bucket>>,
-    global: Mutex<Option<Bucket>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    attempts: HashMap<(String, String), Attempts>,
+    accounts: HashMap<String, AccountFailures>,
+    addresses: HashMap<String, Bucket>,
+    global: Option<Bucket>,
 }
 
 fn per_second(every: Duration) -> f64 {
@@ -105,22 +111,31 @@ fn key(username: &str, remote: &str) -> (String, String) {
 }
 
 impl LoginThrottle {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // The bookkeeping stays usable after a panic elsewhere: at worst one count is off.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// `Some(wait)` while an attempt to log in as `username` from `remote` must wait; an
     /// attempt that may go ahead is counted against the global limit.
     pub fn locked(&self, username: &str, remote: &str, now: Instant) -> Option<Duration> {
-        let pair = self.attempts.lock().ok().and_then(|attempts| {
-            attempts
-                .get(&key(username, remote))?
-                .locked_until
-                .filter(|until| *until > now)
-                .map(|until| until - now)
-        });
-        let account = self.accounts.lock().ok().and_then(|accounts| {
-            let next = accounts.get(&username.to_lowercase())?.next_allowed();
-            (next > now).then(|| next - now)
-        });
-        let address = self.addresses.lock().ok().and_then(|mut addresses| {
-            addresses.get_mut(remote)?.wait(
+        let mut state = self.state();
+        let pair = state
+            .attempts
+            .get(&key(username, remote))
+            .and_then(|attempts| attempts.locked_until)
+            .filter(|until| *until > now)
+            .map(|until| until - now);
+        let account = state
+            .accounts
+            .get(&username.to_lowercase())
+            .map(AccountFailures::next_allowed)
+            .filter(|next| *next > now)
+            .map(|next| next - now);
+        let address = state.addresses.get_mut(remote).and_then(|bucket| {
+            bucket.wait(
                 now,
                 ADDRESS_FAILURE_BURST,
                 per_second(ADDRESS_FAILURE_EVERY),
@@ -129,8 +144,9 @@ impl LoginThrottle {
         if let Some(wait) = pair.or(account).or(address) {
             return Some(wait);
         }
-        let mut global = self.global.lock().ok()?;
-        let bucket = global.get_or_insert_with(|| Bucket::full(GLOBAL_ATTEMPT_BURST, now));
+        let bucket = state
+            .global
+            .get_or_insert_with(|| Bucket::full(GLOBAL_ATTEMPT_BURST, now));
         if let Some(wait) = bucket.wait(now, GLOBAL_ATTEMPT_BURST, GLOBAL_ATTEMPTS_PER_SECOND) {
             return Some(wait);
         }
@@ -140,9 +156,13 @@ impl LoginThrottle {
 
     /// Records a failure; returns true when this failure starts a lockout.
     pub fn failed(&self, username: &str, remote: &str, now: Instant) -> bool {
-        let Ok(mut attempts) = self.attempts.lock() else {
-            return false;
-        };
+        let mut state = self.state();
+        let State {
+            attempts,
+            accounts,
+            addresses,
+            ..
+        } = &mut *state;
         if attempts.len() >= MAX_TRACKED {
             attempts.retain(|_, entry| {
                 now.duration_since(entry.first_failure) < WINDOW
@@ -168,55 +188,47 @@ impl LoginThrottle {
         if locks {
             entry.locked_until = Some(now + LOCKOUT);
         }
-        drop(attempts);
-        if let Ok(mut accounts) = self.accounts.lock() {
-            if accounts.len() >= MAX_TRACKED {
-                accounts.retain(|_, account| now.duration_since(account.last) < WINDOW);
-            }
-            let account = accounts
-                .entry(username.to_lowercase())
-                .or_insert(AccountFailures {
-                    failures: 0,
-                    last: now,
-                });
-            if now.duration_since(account.last) >= WINDOW {
-                account.failures = 0;
-            }
-            account.failures += 1;
-            account.last = now;
+        if accounts.len() >= MAX_TRACKED {
+            accounts.retain(|_, account| now.duration_since(account.last) < WINDOW);
         }
-        if let Ok(mut addresses) = self.addresses.lock() {
-            if addresses.len() >= MAX_TRACKED {
-                // A full bucket is the same as none.
-                addresses.retain(|_, bucket| {
-                    bucket.refill(
-                        now,
-                        ADDRESS_FAILURE_BURST,
-                        per_second(ADDRESS_FAILURE_EVERY),
-                    );
-                    bucket.tokens < ADDRESS_FAILURE_BURST
-                });
-            }
-            addresses
-                .entry(remote.to_owned())
-                .or_insert_with(|| Bucket::full(ADDRESS_FAILURE_BURST, now))
-                .take(
+        let account = accounts
+            .entry(username.to_lowercase())
+            .or_insert(AccountFailures {
+                failures: 0,
+                last: now,
+            });
+        if now.duration_since(account.last) >= WINDOW {
+            account.failures = 0;
+        }
+        account.failures += 1;
+        account.last = now;
+        if addresses.len() >= MAX_TRACKED {
+            // A full bucket is the same as none.
+            addresses.retain(|_, bucket| {
+                bucket.refill(
                     now,
                     ADDRESS_FAILURE_BURST,
                     per_second(ADDRESS_FAILURE_EVERY),
                 );
+                bucket.tokens < ADDRESS_FAILURE_BURST
+            });
         }
+        addresses
+            .entry(remote.to_owned())
+            .or_insert_with(|| Bucket::full(ADDRESS_FAILURE_BURST, now))
+            .take(
+                now,
+                ADDRESS_FAILURE_BURST,
+                per_second(ADDRESS_FAILURE_EVERY),
+            );
         locks
     }
 
     /// A successful login clears the account's record (not the address's).
     pub fn succeeded(&self, username: &str, remote: &str) {
-        if let Ok(mut attempts) = self.attempts.lock() {
-            attempts.remove(&key(username, remote));
-        }
-        if let Ok(mut accounts) = self.accounts.lock() {
-            accounts.remove(&username.to_lowercase());
-        }
+        let mut state = self.state();
+        state.attempts.remove(&key(username, remote));
+        state.accounts.remove(&username.to_lowercase());
     }
 }
 
