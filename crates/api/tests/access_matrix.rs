@@ -617,3 +617,163 @@ async fn a_new_password_ends_the_other_sessions() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "admins only");
 }
+
+/// Every documented operation, as every role: the status, without reading a stream's
+/// body. Path parameters name Ada, her care team, and things that do not exist.
+async fn sweep(h: &common::Hospital) -> Vec<(String, String, &'static str, StatusCode)> {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    let document = serde_json::to_value(wardline_api::openapi()).expect("json");
+    let mut seen = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            let Some(operation) = item[method].as_object() else {
+                continue;
+            };
+            // Reads that need a query get the one a client sends.
+            let query = match path.as_str() {
+                "/api/v1/patients/{patient_id}/observations"
+                | "/api/v1/patients/{patient_id}/observations/summary" => "?code=99504-3",
+                _ => "",
+            };
+            let concrete = h.concrete(&format!("{path}{query}"));
+            for who in ROLES {
+                // Logging out would end the session the rest of the sweep uses; it has
+                // its own test.
+                if path == "/api/v1/auth/logout" && who != "anonymous" {
+                    continue;
+                }
+                let mut request = Request::builder()
+                    .method(Method::from_bytes(method.to_uppercase().as_bytes()).expect("method"))
+                    .uri(&concrete);
+                if let Some(token) = h.tokens.get(who) {
+                    request = request.header("authorization", format!("Bearer {token}"));
+                }
+                let request = if operation.contains_key("requestBody") {
+                    request
+                        .header("content-type", "application/json")
+                        .body(Body::from("{}"))
+                } else {
+                    request.body(Body::empty())
+                }
+                .expect("request");
+                // A stream that opens is answered 200 at once; its body never ends.
+                let response = h.app.clone().oneshot(request).await.expect("answer");
+                seen.push((method.to_uppercase(), path.clone(), who, response.status()));
+            }
+        }
+    }
+    seen
+}
+
+/// Who an operation is for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Audience {
+    /// Anyone, signed in or not.
+    Public,
+    /// Any signed-in account; what it sees is its own (its patients, its alarms).
+    SignedIn,
+    /// Staff acting on alarms; patients may not.
+    Staff,
+    /// Ada's health data: her care team and Ada.
+    AdasReaders,
+    /// Changes to Ada's record: her care team.
+    AdasTeam,
+    Admin,
+    /// Devices and gateways, with their own credentials: no account's session will do.
+    Devices,
+}
+
+/// Every documented operation's audience. An operation missing here fails the sweep, so
+/// a new route is not served until someone has said who it is for.
+fn audience(method: &str, path: &str) -> Option<Audience> {
+    use Audience::*;
+    Some(match (method, path) {
+        ("GET", "/healthz" | "/api/v1/openapi.json") | ("POST", "/api/v1/auth/login") => Public,
+        ("GET", "/metrics") => Admin,
+        ("GET", "/api/v1/me" | "/api/v1/alarms" | "/api/v1/alarms/stream")
+        | ("GET", "/api/v1/observations/stream" | "/api/v1/patients")
+        | ("GET", "/api/v1/alarms/{alarm_id}")
+        | ("POST", "/api/v1/me/password" | "/api/v1/auth/logout") => SignedIn,
+        ("POST", "/api/v1/alarms/{alarm_id}/acknowledge")
+        | ("POST", "/api/v1/alarms/{alarm_id}/resolve" | "/api/v1/alarms/{alarm_id}/snooze") => {
+            Staff
+        }
+        ("POST", "/api/v1/devices/{device_id}/readings" | "/api/v1/devices/{device_id}/status")
+        | ("POST", "/api/v1/gateways/{gateway_id}/forward") => Devices,
+        ("GET", patient) if patient.starts_with("/api/v1/patients/{patient_id}") => AdasReaders,
+        ("PUT", "/api/v1/patients/{patient_id}/care-plan") => AdasTeam,
+        ("GET" | "POST" | "PUT" | "DELETE", admin)
+            if [
+                "/api/v1/audit",
+                "/api/v1/care-teams",
+                "/api/v1/devices",
+                "/api/v1/gateways",
+                "/api/v1/notifications",
+                "/api/v1/users",
+            ]
+            .iter()
+            .any(|prefix| admin.starts_with(prefix))
+                || (method == "POST" && admin == "/api/v1/patients") =>
+        {
+            Admin
+        }
+        _ => return None,
+    })
+}
+
+fn admits(audience: Audience, who: &str) -> bool {
+    match audience {
+        Audience::Public => true,
+        Audience::SignedIn => who != "anonymous",
+        Audience::Staff => matches!(who, "admin" | "clinician" | "nurse" | "outsider"),
+        Audience::AdasReaders => matches!(who, "clinician" | "nurse" | "ada"),
+        Audience::AdasTeam => matches!(who, "clinician" | "nurse"),
+        Audience::Admin => who == "admin",
+        Audience::Devices => false,
+    }
+}
+
+/// The whole matrix: every documented operation (streams included) as every role. Those
+/// it is for are never refused; everyone else is refused (401 without a session, 403, or
+/// 404 where saying "forbidden" would tell that the thing exists) and never answered with
+/// success. A read is sent as a client would; a change is sent with an empty body, which
+/// an operation may refuse as malformed before it looks at who asks, so for changes the
+/// sweep shows that nobody outside the audience succeeds, and the tests above show the
+/// refusals of well-formed changes. Nothing answers 5xx.
+#[tokio::test]
+async fn every_operation_as_every_role() {
+    let h = hospital().await;
+    let mut problems = Vec::new();
+    let mut operations = std::collections::BTreeSet::new();
+    for (method, path, who, status) in sweep(&h).await {
+        operations.insert(format!("{method} {path}"));
+        let Some(audience) = audience(&method, &path) else {
+            problems.push(format!("{method} {path}: no audience in the matrix"));
+            continue;
+        };
+        let code = status.as_u16();
+        let allowed = admits(audience, who);
+        let fine = if status.is_server_error() {
+            false
+        } else if allowed {
+            !matches!(code, 401 | 403)
+        } else if who == "anonymous" || audience == Audience::Devices {
+            code == 401
+        } else if method == "GET" {
+            matches!(code, 403 | 404)
+        } else {
+            !status.is_success()
+        };
+        if !fine {
+            problems.push(format!(
+                "{method} {path} as {who}: {code} ({audience:?}, {})",
+                if allowed { "allowed" } else { "refused" }
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(operations.len() >= 58, "{} operations", operations.len());
+}

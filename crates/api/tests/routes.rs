@@ -21,15 +21,7 @@ async fn every_documented_operation_is_routed() {
             if !item[method].is_object() {
                 continue;
             }
-            let concrete = path
-                .replace("{patient_id}", &h.ada.to_string())
-                .replace("{team_id}", &h.team)
-                .replace("{user_id}", &wardline_domain::UserId::random().to_string())
-                .replace("{device_id}", "dev_0000000000000000")
-                .replace("{gateway_id}", "gw-0000")
-                .replace("{alarm_id}", "0123abcd")
-                .replace("{channel_id}", "ch_0")
-                .replace("{notification_id}", "1");
+            let concrete = h.concrete(path);
             let request = Request::builder()
                 .method(Method::from_bytes(method.to_uppercase().as_bytes()).expect("method"))
                 .uri(&concrete)

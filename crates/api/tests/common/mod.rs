@@ -197,6 +197,19 @@ impl Hospital {
         )
     }
 
+    /// A documented path with its parameters filled in: Ada, her care team, and ids of
+    /// things that do not exist.
+    pub fn concrete(&self, path: &str) -> String {
+        path.replace("{patient_id}", &self.ada.to_string())
+            .replace("{team_id}", &self.team)
+            .replace("{user_id}", &wardline_domain::UserId::random().to_string())
+            .replace("{device_id}", "dev_0000000000000000")
+            .replace("{gateway_id}", "gw-0000")
+            .replace("{alarm_id}", "0123abcd")
+            .replace("{channel_id}", "ch_0")
+            .replace("{notification_id}", "1")
+    }
+
     /// A request as `who` (a key of `tokens`, or `anonymous`).
     pub async fn as_(
         &self,
