@@ -522,6 +522,70 @@ async fn an_admin_cannot_join_a_care_team_by_themselves() {
     );
 }
 
+/// Taking a nurse off the care team ends her access to its patients at the next request;
+/// ending the team's care of Ada ends the clinician's. Only an admin may do either, each
+/// removal is audited, and removing again finds nothing.
+#[tokio::test]
+async fn removal_from_a_care_team_ends_access_at_once() {
+    let h = hospital().await;
+    let latest = format!("/api/v1/patients/{}/observations/latest", h.ada);
+    let (_, nurse) = h.as_("nurse", Method::GET, "/api/v1/me", None).await;
+    let nurse_id = nurse["id"].as_str().expect("id").to_owned();
+    let member = format!("/api/v1/care-teams/{}/members/{nurse_id}", h.team);
+    let patient = format!("/api/v1/care-teams/{}/patients/{}", h.team, h.ada);
+    for who in ["clinician", "nurse", "ada", "outsider"] {
+        let (status, body) = h.as_(who, Method::DELETE, &member, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{who}: {body}");
+    }
+    assert_eq!(
+        h.as_("nurse", Method::GET, &latest, None).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = h.as_("admin", Method::DELETE, &member, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        h.as_("nurse", Method::GET, &latest, None).await.0,
+        StatusCode::FORBIDDEN,
+        "the nurse's access ended"
+    );
+    assert_eq!(
+        h.as_("clinician", Method::GET, &latest, None).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = h.as_("admin", Method::DELETE, &member, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let (status, body) = h.as_("admin", Method::DELETE, &patient, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        h.as_("clinician", Method::GET, &latest, None).await.0,
+        StatusCode::FORBIDDEN,
+        "the team's care of Ada ended"
+    );
+    assert_eq!(
+        h.as_("ada", Method::GET, &latest, None).await.0,
+        StatusCode::OK,
+        "Ada still reads her own record"
+    );
+    for action in ["care_teams.remove_member", "care_teams.remove_patient"] {
+        let (_, audit) = h
+            .as_(
+                "admin",
+                Method::GET,
+                &format!("/api/v1/audit?action={action}"),
+                None,
+            )
+            .await;
+        let outcomes: Vec<&str> = audit
+            .as_array()
+            .expect("entries")
+            .iter()
+            .filter_map(|entry| entry["outcome"].as_str())
+            .collect();
+        assert!(outcomes.contains(&"allowed"), "{action}: {audit}");
+    }
+}
+
 /// A password change checks the current one and ends every other session of the account;
 /// an admin's reset ends all of them and hands over a generated password once.
 #[tokio::test]
@@ -638,7 +702,17 @@ async fn sweep(h: &common::Hospital) -> Vec<(String, String, &'static str, Statu
                 | "/api/v1/patients/{patient_id}/observations/summary" => "?code=99504-3",
                 _ => "",
             };
-            let concrete = h.concrete(&format!("{path}{query}"));
+            // A removal names someone who is not there, so that the sweep leaves the
+            // hospital as it found it.
+            let target = if method == "delete" {
+                path.replace(
+                    "{patient_id}",
+                    &wardline_domain::PatientId::random().to_string(),
+                )
+            } else {
+                path.clone()
+            };
+            let concrete = h.concrete(&format!("{target}{query}"));
             for who in ROLES {
                 // Logging out would end the session the rest of the sweep uses; it has
                 // its own test.
@@ -775,5 +849,5 @@ async fn every_operation_as_every_role() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    assert!(operations.len() >= 58, "{} operations", operations.len());
+    assert!(operations.len() >= 60, "{} operations", operations.len());
 }

@@ -68,6 +68,20 @@ pub enum AdminCommand {
         #[arg(long)]
         patient: PatientId,
     },
+    /// Take a clinician or nurse off a care team; their access to its patients ends.
+    RemoveMember {
+        #[arg(long)]
+        team: CareTeamId,
+        #[arg(long)]
+        user: UserId,
+    },
+    /// End a care team's care of a patient; its members' access to the patient ends.
+    RemovePatient {
+        #[arg(long)]
+        team: CareTeamId,
+        #[arg(long)]
+        patient: PatientId,
+    },
     /// Enrol a device and print its credential (once) and connection settings.
     EnrolDevice {
         /// cgm, glucose_meter, ecg, pulse_oximeter, thermometer, blood_pressure_cuff, scale,
@@ -202,6 +216,20 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(fail)?;
             println!("added");
+        }
+        AdminCommand::RemoveMember { team, user } => {
+            service
+                .remove_care_team_member(&cli, team, user)
+                .await
+                .map_err(fail)?;
+            println!("removed");
+        }
+        AdminCommand::RemovePatient { team, patient } => {
+            service
+                .remove_care_team_patient(&cli, team, patient)
+                .await
+                .map_err(fail)?;
+            println!("removed");
         }
         AdminCommand::EnrolDevice {
             kind,

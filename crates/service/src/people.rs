@@ -559,6 +559,64 @@ impl Wardline {
         Ok(())
     }
 
+    /// Takes a clinician or nurse off a care team (admin): their access to the team's
+    /// patients ends at once, their open streams of those patients within a second.
+    /// `not_found` when they were not a member.
+    pub async fn remove_care_team_member(
+        &self,
+        actor: &Actor,
+        team: CareTeamId,
+        user: UserId,
+    ) -> Result<(), Error> {
+        let allowed = self
+            .require_admin(
+                actor,
+                "care_teams.remove_member",
+                None,
+                Some(format!("team {team} user {user}")),
+            )
+            .await?;
+        let removed = self
+            .store
+            .remove_care_team_member(team, user, allowed.audit);
+        self.removed_from_team(removed.await?, "care team member")
+            .await
+    }
+
+    /// Ends a care team's care of a patient (admin): the team's members lose access to
+    /// the patient's data at once, their open streams of it within a second.
+    /// `not_found` when the patient was not in the team's care.
+    pub async fn remove_care_team_patient(
+        &self,
+        actor: &Actor,
+        team: CareTeamId,
+        patient: PatientId,
+    ) -> Result<(), Error> {
+        let allowed = self
+            .require_admin(
+                actor,
+                "care_teams.remove_patient",
+                Some(patient),
+                Some(format!("team {team}")),
+            )
+            .await?;
+        let removed = self
+            .store
+            .remove_care_team_patient(team, patient, allowed.audit);
+        self.removed_from_team(removed.await?, "patient in the team's care")
+            .await
+    }
+
+    /// After a removal: the alarm engine learns the new teams; nothing removed is "not
+    /// found".
+    async fn removed_from_team(&self, removed: bool, what: &str) -> Result<(), Error> {
+        if !removed {
+            return Err(Error::NotFound(what.into()));
+        }
+        self.reload_alarms().await;
+        Ok(())
+    }
+
     /// Who can see a patient's data besides the patient: the active members of the
     /// patient's care teams, by name and role.
     pub async fn patient_care_teams(

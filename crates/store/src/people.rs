@@ -93,6 +93,22 @@ pub trait PeopleStore: Send + Sync {
         patient: PatientId,
         audit: AuditEvent,
     ) -> Result<(), StoreError>;
+    /// Takes a member off a care team; `false` (and nothing stored, the audit entry
+    /// included) when the account was not a member. `NotFound` for an unknown team.
+    async fn remove_care_team_member(
+        &self,
+        team: CareTeamId,
+        user: UserId,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
+    /// Ends a care team's care of a patient; `false` (and nothing stored) when the
+    /// patient was not in its care. `NotFound` for an unknown team.
+    async fn remove_care_team_patient(
+        &self,
+        team: CareTeamId,
+        patient: PatientId,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
     async fn care_teams(&self) -> Result<Vec<CareTeam>, StoreError>;
     /// The care teams looking after a patient.
     async fn care_teams_of_patient(

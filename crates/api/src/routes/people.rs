@@ -31,6 +31,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_care_teams, create_care_team))
         .routes(routes!(add_care_team_member))
         .routes(routes!(add_care_team_patient))
+        .routes(routes!(remove_care_team_member))
+        .routes(routes!(remove_care_team_patient))
         .routes(routes!(audit_log))
         .routes(routes!(patient_care_teams))
         .routes(routes!(patient_access_log))
@@ -301,6 +303,42 @@ pub(crate) async fn add_care_team_patient(
     state
         .service
         .add_care_team_patient(&caller.actor(), team, request.patient_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Takes a clinician or nurse off a care team (admin): their access to its patients ends
+/// at once, and their open streams of them within a second.
+#[utoipa::path(delete, path = "/api/v1/care-teams/{team_id}/members/{user_id}", tag = "care teams",
+    params(("team_id" = CareTeamId, Path, description = "The care team"), ("user_id" = UserId, Path, description = "The member")),
+    responses((status = 204, description = "No longer a member")))]
+pub(crate) async fn remove_care_team_member(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(team): Id<CareTeamId>,
+    Id(user): Id<UserId>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .service
+        .remove_care_team_member(&caller.actor(), team, user)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends a care team's care of a patient (admin): the team's members lose access to the
+/// patient's data at once, and their open streams of it within a second.
+#[utoipa::path(delete, path = "/api/v1/care-teams/{team_id}/patients/{patient_id}", tag = "care teams",
+    params(("team_id" = CareTeamId, Path, description = "The care team"), ("patient_id" = PatientId, Path, description = "The patient")),
+    responses((status = 204, description = "No longer in the team's care")))]
+pub(crate) async fn remove_care_team_patient(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(team): Id<CareTeamId>,
+    Id(patient): Id<PatientId>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .service
+        .remove_care_team_patient(&caller.actor(), team, patient)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

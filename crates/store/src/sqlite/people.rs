@@ -359,6 +359,42 @@ impl PeopleStore for SqliteStore {
         .await
     }
 
+    async fn remove_care_team_member(
+        &self,
+        team: CareTeamId,
+        user: UserId,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        self.write(move |connection| {
+            remove_from_team(
+                connection,
+                team,
+                Membership::Member,
+                &user.to_string(),
+                audit,
+            )
+        })
+        .await
+    }
+
+    async fn remove_care_team_patient(
+        &self,
+        team: CareTeamId,
+        patient: PatientId,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        self.write(move |connection| {
+            remove_from_team(
+                connection,
+                team,
+                Membership::Patient,
+                &patient.to_string(),
+                audit,
+            )
+        })
+        .await
+    }
+
     async fn care_teams(&self) -> Result<Vec<CareTeam>, StoreError> {
         self.read(|connection| {
             let mut teams_statement =
@@ -455,4 +491,38 @@ impl PeopleStore for SqliteStore {
         })
         .await
     }
+}
+
+/// What ties someone to a care team.
+#[derive(Debug, Clone, Copy)]
+enum Membership {
+    Member,
+    Patient,
+}
+
+/// Deletes one tie to a team, with its audit entry; nothing (not even the entry) when
+/// there was none.
+fn remove_from_team(
+    connection: &super::writer::Writing<'_>,
+    team: CareTeamId,
+    membership: Membership,
+    id: &str,
+    audit: AuditEvent,
+) -> Result<bool, StoreError> {
+    let team_key = key_of(connection, "care_team", &team.to_string(), "care team")?;
+    let statement = match membership {
+        Membership::Member => {
+            "DELETE FROM care_team_member
+             WHERE team_key = ?1 AND user_key = (SELECT key FROM app_user WHERE id = ?2)"
+        }
+        Membership::Patient => {
+            "DELETE FROM care_team_patient
+             WHERE team_key = ?1 AND patient_key = (SELECT key FROM patient WHERE id = ?2)"
+        }
+    };
+    let removed = connection.execute(statement, params![team_key, id])? > 0;
+    if removed {
+        append(connection, &[audit])?;
+    }
+    Ok(removed)
 }

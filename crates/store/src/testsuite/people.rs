@@ -286,6 +286,64 @@ pub async fn care_teams_decide_membership(store: &dyn Store) {
     assert_eq!(teams[1].name, "Diabetes");
     assert_eq!(teams[1].patients.len(), 2);
     assert_eq!(teams[0].members, vec![xavier.id]);
+
+    // Taking someone off a team ends what the team gave them, at once; taking them off
+    // again finds nothing and stores nothing.
+    let entries = audit_entries(store).await;
+    assert!(
+        store
+            .remove_care_team_member(diabetes.id, yvonne.id, audit("care_teams.remove_member"))
+            .await
+            .expect("remove")
+    );
+    assert!(
+        !store
+            .is_on_care_team_of(yvonne.id, bob)
+            .await
+            .expect("check")
+    );
+    assert!(
+        !store
+            .remove_care_team_member(diabetes.id, yvonne.id, audit("care_teams.remove_member"))
+            .await
+            .expect("again")
+    );
+    assert!(
+        store
+            .remove_care_team_patient(cardiology.id, alice, audit("care_teams.remove_patient"))
+            .await
+            .expect("remove")
+    );
+    assert!(
+        !store
+            .is_on_care_team_of(xavier.id, alice)
+            .await
+            .expect("check")
+    );
+    assert!(
+        !store
+            .remove_care_team_patient(cardiology.id, alice, audit("care_teams.remove_patient"))
+            .await
+            .expect("again")
+    );
+    assert_eq!(
+        audit_entries(store).await,
+        entries + 2,
+        "one entry per removal"
+    );
+    assert!(matches!(
+        store
+            .remove_care_team_patient(
+                wardline_domain::CareTeamId::random(),
+                alice,
+                audit("care_teams.remove_patient")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // Put back as they were, for the checks below.
+    add_member(diabetes.id, yvonne.id).await.expect("member");
+    add_patient(cardiology.id, alice).await.expect("patient");
     let patients = store.patients().await.expect("patients");
     let names: Vec<&str> = patients.iter().map(|p| p.display_name.as_str()).collect();
     assert_eq!(names, ["Alice", "Bob", "Carol"]);
@@ -428,4 +486,15 @@ pub async fn a_new_password_ends_the_other_sessions(store: &dyn Store) {
             .await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+async fn audit_entries(store: &dyn Store) -> usize {
+    store
+        .audit_events(AuditQuery {
+            limit: 1000,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit")
+        .len()
 }

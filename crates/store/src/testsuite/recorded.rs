@@ -125,6 +125,8 @@ recorded!(PeopleStore {
     async fn create_care_team(&self, team: NewCareTeam, audit: AuditEvent) -> R<CareTeam>;
     async fn add_care_team_member(&self, team: CareTeamId, user: UserId, audit: AuditEvent) -> R<()>;
     async fn add_care_team_patient(&self, team: CareTeamId, patient: PatientId, audit: AuditEvent) -> R<()>;
+    async fn remove_care_team_member(&self, team: CareTeamId, user: UserId, audit: AuditEvent) -> R<bool>;
+    async fn remove_care_team_patient(&self, team: CareTeamId, patient: PatientId, audit: AuditEvent) -> R<bool>;
     async fn care_teams(&self) -> R<Vec<CareTeam>>;
     async fn care_teams_of_patient(&self, patient: PatientId) -> R<Vec<CareTeamId>>;
     async fn patients_of_care_team_member(&self, user: UserId) -> R<Vec<PatientId>>;
@@ -266,6 +268,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 70, "{methods:?}");
+        assert_eq!(methods.len(), 72, "{methods:?}");
     }
 }
