@@ -656,7 +656,7 @@ for (const [orientation, viewport] of [['portrait', { width: 768, height: 1024 }
   });
 }
 
-test('an admin enrols a device and sees its secret once', async () => {
+test('an admin disables an account, enrols a device (its secret shown once) and ends a team’s care of a patient', async () => {
   const page = await newPage();
   await uiLogin(page, 'admin', server.adminPassword);
   await page.waitForURL('**/admin/users');
@@ -682,8 +682,19 @@ test('an admin enrols a device and sees its secret once', async () => {
   await panel.waitFor();
   assert.match(await panel.textContent(), /wds_/);
   assert.match(await panel.textContent(), /wardline\/v1\/devices\/.+\/readings/);
+  // The Respiratory ward no longer looks after Bob: the admin ends its care, and the
+  // team's table shows no patient.
+  await page.getByRole('link', { name: 'Care teams' }).click();
+  const ending = page.locator('form', { hasText: 'End a team’s care of a patient' });
+  await ending.getByLabel('Care team').selectOption({ label: 'Respiratory ward' });
+  await ending.getByLabel('Patient').selectOption({ label: 'Bob Brown' });
+  await ending.getByRole('button', { name: 'End care' }).click();
+  await page.getByRole('row', { name: /Respiratory ward.*—/ }).waitFor();
+  const teams = await ok(server, 'GET', '/api/v1/care-teams', { token: admin });
+  assert.deepEqual(teams.find((team) => team.name === 'Respiratory ward').patients, []);
   await page.getByRole('link', { name: 'Audit log' }).click();
   await page.getByRole('cell', { name: 'devices.enrol' }).first().waitFor();
+  await page.getByRole('cell', { name: 'care_teams.remove_patient' }).first().waitFor();
   await page.context().close();
 });
 

@@ -193,6 +193,13 @@ async function careTeams(main: HTMLElement, context: PageContext): Promise<void>
   const member = select('user', userList.filter((user) => user.role === 'clinician' || user.role === 'nurse' || user.role === 'admin').map((user): [string, string] => [user.id, userName.get(user.id)!]), { required: true });
   const patientTeam = select('team', teamOptions(), { required: true });
   const patient = select('patient', patientList.map((p): [string, string] => [p.id, p.display_name]), { required: true });
+  // Taking someone off a team ends the access it gave them, at their next request.
+  const leavingTeam = select('team', teamOptions(), { required: true });
+  const leaving = select('user', userList.filter((user) => user.role === 'clinician' || user.role === 'nurse').map((user): [string, string] => [user.id, userName.get(user.id)!]), { required: true });
+  const dischargingTeam = select('team', teamOptions(), { required: true });
+  const discharged = select('patient', patientList.map((p): [string, string] => [p.id, p.display_name]), { required: true });
+  const remove = (team: string, what: 'members' | 'patients', id: string) =>
+    api<void>(`/api/v1/care-teams/${encodeURIComponent(team)}/${what}/${encodeURIComponent(id)}`, { method: 'DELETE' });
   const listHost = h('div');
   const render = (items: CareTeam[]) =>
     replace(
@@ -212,6 +219,8 @@ async function careTeams(main: HTMLElement, context: PageContext): Promise<void>
       form('Create a care team', [field('Team name', name)], 'Create team', async () => void (await post('/api/v1/care-teams', { name: name.value })), refresh),
       form('Add a clinician or nurse', [field('Care team', memberTeam), field('Person', member)], 'Add member', async () => void (await post(`/api/v1/care-teams/${encodeURIComponent(memberTeam.value)}/members`, { user_id: member.value })), refresh),
       form('Put a patient in a team’s care', [field('Care team', patientTeam), field('Patient', patient)], 'Add patient', async () => void (await post(`/api/v1/care-teams/${encodeURIComponent(patientTeam.value)}/patients`, { patient_id: patient.value })), refresh),
+      form('Take a clinician or nurse off a team', [field('Care team', leavingTeam), field('Person', leaving)], 'Remove member', async () => void (await remove(leavingTeam.value, 'members', leaving.value)), refresh),
+      form('End a team’s care of a patient', [field('Care team', dischargingTeam), field('Patient', discharged)], 'End care', async () => void (await remove(dischargingTeam.value, 'patients', discharged.value)), refresh),
     ),
     listHost,
   );
