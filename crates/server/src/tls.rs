@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CidrSubnet, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    NameConstraints, SanType,
 };
 use ring::digest;
 use rustls::pki_types::pem::PemObject;
@@ -29,8 +30,35 @@ pub struct TlsIdentity {
 const CA_KEY_FILE: &str = "ca.key";
 const SERVER_KEY_FILE: &str = "server.key";
 
-fn ca_params() -> CertificateParams {
+/// The names the server answers to: the configured ones, and this machine's.
+fn installation_names(hostnames: &[String]) -> Vec<String> {
+    let mut names = hostnames.to_vec();
+    for always in ["localhost", "127.0.0.1", "::1"] {
+        if !names.iter().any(|name| name == always) {
+            names.push(always.to_owned());
+        }
+    }
+    names
+}
+
+/// A name as a name constraint: a DNS name covers itself and the names below it, an
+/// address only itself.
+fn subtree(name: &str) -> GeneralSubtree {
+    match name.parse::<IpAddr>() {
+        Ok(ip @ IpAddr::V4(_)) => GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(ip, 32)),
+        Ok(ip @ IpAddr::V6(_)) => GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(ip, 128)),
+        Err(_) => GeneralSubtree::DnsName(name.to_ascii_lowercase()),
+    }
+}
+
+/// The CA may certify only `names`: if its key leaks, or a hospital trusts it widely,
+/// it still cannot vouch for anyone else's server.
+fn ca_params(names: &[String]) -> CertificateParams {
     let mut params = CertificateParams::default();
+    params.name_constraints = Some(NameConstraints {
+        permitted_subtrees: names.iter().map(|name| subtree(name)).collect(),
+        excluded_subtrees: Vec::new(),
+    });
     let mut name = DistinguishedName::new();
     name.push(DnType::OrganizationName, "Wardline");
     name.push(DnType::CommonName, "Wardline local certificate authority");
@@ -72,10 +100,11 @@ pub fn ensure_identity(
         _ => {}
     }
     let ca_path = folder.join("ca.pem");
+    let names = installation_names(hostnames);
     let mut created = None;
     let ca_pem_key = crate::keys::read_or_create(keys_dir, CA_KEY_FILE, "CA key", || {
         let key = KeyPair::generate()?;
-        let certificate = ca_params().self_signed(&key)?;
+        let certificate = ca_params(&names).self_signed(&key)?;
         created = Some(certificate.pem());
         Ok(key.serialize_pem().into_bytes())
     })?;
@@ -93,12 +122,6 @@ pub fn ensure_identity(
 
     let server_key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
-    let mut names = hostnames.to_vec();
-    for always in ["localhost", "127.0.0.1", "::1"] {
-        if !names.iter().any(|name| name == always) {
-            names.push(always.to_owned());
-        }
-    }
     for name in &names {
         params.subject_alt_names.push(match name.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
@@ -115,8 +138,9 @@ pub fn ensure_identity(
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     set_validity(&mut params);
-    let issuer = Issuer::new(ca_params(), ca_key);
+    let issuer = Issuer::new(ca_params(&names), ca_key);
     let server_certificate = params.signed_by(&server_key, &issuer)?;
+    check_names(&ca_der, &issuer, server_certificate.der(), &names)?;
     crate::keys::write_private(
         &keys_dir.join(SERVER_KEY_FILE),
         server_key.serialize_pem().as_bytes(),
@@ -143,6 +167,55 @@ pub fn ensure_identity(
     })
 }
 
+/// Checks the new server certificate the way clients will, for each of its names, so
+/// that a name the CA may not certify (a host name added since the CA was made) stops
+/// the start with a useful message instead of failing in every client. A CA of an
+/// earlier version, made without constraints, is used as it is, with a warning.
+fn check_names(
+    ca_der: &CertificateDer<'static>,
+    issuer: &Issuer<'_, KeyPair>,
+    server: &CertificateDer<'static>,
+    names: &[String],
+) -> anyhow::Result<()> {
+    let verify = |certificate: &CertificateDer<'static>, name: &str| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_der.clone())?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()?;
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())?;
+        rustls::client::danger::ServerCertVerifier::verify_server_cert(
+            verifier.as_ref(),
+            certificate,
+            &[],
+            &server_name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )?;
+        anyhow::Ok(())
+    };
+    for name in names {
+        if let Err(error) = verify(server, name) {
+            anyhow::bail!(
+                "clients would refuse the server certificate for {name} ({error}): the certificate authority in tls/ca.pem may certify only the names it was made for; move tls/ca.pem and ca.key (in the keys folder) aside to create a new one for all of tls.hostnames, and give devices and browsers the new tls/ca.pem"
+            );
+        }
+    }
+    // A name nobody configured: a CA with constraints refuses it.
+    const ELSEWHERE: &str = "not-this-server.invalid";
+    let mut params = CertificateParams::new(vec![ELSEWHERE.to_owned()])?;
+    set_validity(&mut params);
+    let elsewhere = params.signed_by(&KeyPair::generate()?, issuer)?;
+    if verify(elsewhere.der(), ELSEWHERE).is_ok() {
+        tracing::warn!(
+            "the certificate authority in tls/ca.pem has no name constraints: it can vouch for any server name; move it and its key aside to create one limited to tls.hostnames"
+        );
+    }
+    Ok(())
+}
+
 /// From yesterday (clients' clocks drift) to a year on; the certificate is reissued at
 /// every start, so it never lapses on a server that restarts now and then.
 fn set_validity(params: &mut CertificateParams) {
@@ -161,4 +234,102 @@ pub fn load_ca(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .context("parsing CA certificates")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn accepted(ca_pem: &[u8], certificate: &CertificateDer<'static>, name: &str) -> bool {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(ca.unwrap()).unwrap();
+        }
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        rustls::client::danger::ServerCertVerifier::verify_server_cert(
+            verifier.as_ref(),
+            certificate,
+            &[],
+            &rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap(),
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )
+        .is_ok()
+    }
+
+    /// What the CA's key could sign for any name it likes.
+    fn forged(keys: &Path, name: &str) -> CertificateDer<'static> {
+        let pem = fs::read_to_string(keys.join(CA_KEY_FILE)).unwrap();
+        let issuer = Issuer::new(
+            ca_params(&[name.to_owned()]),
+            KeyPair::from_pem(&pem).unwrap(),
+        );
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        set_validity(&mut params);
+        params
+            .signed_by(&KeyPair::generate().unwrap(), &issuer)
+            .unwrap()
+            .der()
+            .clone()
+    }
+
+    #[test]
+    fn the_ca_certifies_only_this_servers_names() {
+        let root = tempfile::tempdir().unwrap();
+        let (data, keys) = (root.path().join("data"), root.path().join("data-keys"));
+        let names = vec!["wardline.example.org".to_owned()];
+        ensure_identity(&data, &keys, &names).unwrap();
+        let ca = fs::read(data.join("tls/ca.pem")).unwrap();
+        let server = load_ca(&data.join("tls/server.pem")).unwrap().remove(0);
+        for name in ["wardline.example.org", "localhost", "127.0.0.1"] {
+            assert!(accepted(&ca, &server, name), "{name}");
+        }
+        // Even with the CA's key, a certificate for another server is refused by clients.
+        assert!(!accepted(
+            &ca,
+            &forged(&keys, "bank.example.com"),
+            "bank.example.com"
+        ));
+        assert!(accepted(
+            &ca,
+            &forged(&keys, "api.wardline.example.org"),
+            "api.wardline.example.org"
+        ));
+
+        // A host name the CA was not made for stops the start, saying what to do.
+        let error = ensure_identity(&data, &keys, &["ward.example.net".to_owned()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("ward.example.net") && error.contains("aside"),
+            "{error}"
+        );
+        ensure_identity(&data, &keys, &names).unwrap();
+    }
+
+    #[test]
+    fn a_ca_of_an_earlier_version_without_constraints_still_serves() {
+        let root = tempfile::tempdir().unwrap();
+        let (data, keys) = (root.path().join("data"), root.path().join("data-keys"));
+        fs::create_dir_all(data.join("tls")).unwrap();
+        crate::keys::prepare_folder(&keys).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = ca_params(&[]);
+        params.name_constraints = None;
+        fs::write(
+            data.join("tls/ca.pem"),
+            params.self_signed(&key).unwrap().pem(),
+        )
+        .unwrap();
+        crate::keys::write_private(&keys.join(CA_KEY_FILE), key.serialize_pem().as_bytes())
+            .unwrap();
+        ensure_identity(&data, &keys, &["any.example.net".to_owned()]).unwrap();
+    }
 }
