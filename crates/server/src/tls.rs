@@ -167,6 +167,36 @@ pub fn ensure_identity(
     })
 }
 
+/// A client's check of server certificates against Wardline's CA alone.
+struct ClientCheck(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ClientCheck {
+    fn new(ca_der: &CertificateDer<'static>) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_der.clone())?;
+        Ok(Self(
+            rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                Arc::new(rustls::crypto::ring::default_provider()),
+            )
+            .build()?,
+        ))
+    }
+
+    fn verify(&self, certificate: &CertificateDer<'static>, name: &str) -> anyhow::Result<()> {
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())?;
+        rustls::client::danger::ServerCertVerifier::verify_server_cert(
+            self.0.as_ref(),
+            certificate,
+            &[],
+            &server_name,
+            &[],
+            rustls::pki_types::UnixTime::now(),
+        )?;
+        Ok(())
+    }
+}
+
 /// Checks the new server certificate the way clients will, for each of its names, so
 /// that a name the CA may not certify (a host name added since the CA was made) stops
 /// the start with a useful message instead of failing in every client. A CA of an
@@ -177,25 +207,9 @@ fn check_names(
     server: &CertificateDer<'static>,
     names: &[String],
 ) -> anyhow::Result<()> {
-    let verify = |certificate: &CertificateDer<'static>, name: &str| {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca_der.clone())?;
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .build()?;
-        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())?;
-        rustls::client::danger::ServerCertVerifier::verify_server_cert(
-            verifier.as_ref(),
-            certificate,
-            &[],
-            &server_name,
-            &[],
-            rustls::pki_types::UnixTime::now(),
-        )?;
-        anyhow::Ok(())
-    };
+    let verifier = ClientCheck::new(ca_der)?;
+    let verify =
+        |certificate: &CertificateDer<'static>, name: &str| verifier.verify(certificate, name);
     for name in names {
         if let Err(error) = verify(server, name) {
             anyhow::bail!(
@@ -242,25 +256,14 @@ mod tests {
     use super::*;
 
     fn accepted(ca_pem: &[u8], certificate: &CertificateDer<'static>, name: &str) -> bool {
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in CertificateDer::pem_slice_iter(ca_pem) {
-            roots.add(ca.unwrap()).unwrap();
-        }
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .build()
-        .unwrap();
-        rustls::client::danger::ServerCertVerifier::verify_server_cert(
-            verifier.as_ref(),
-            certificate,
-            &[],
-            &rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap(),
-            &[],
-            rustls::pki_types::UnixTime::now(),
-        )
-        .is_ok()
+        let ca = CertificateDer::pem_slice_iter(ca_pem)
+            .next()
+            .unwrap()
+            .unwrap();
+        ClientCheck::new(&ca)
+            .unwrap()
+            .verify(certificate, name)
+            .is_ok()
     }
 
     /// What the CA's key could sign for any name it likes.
