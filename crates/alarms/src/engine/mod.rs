@@ -1186,7 +1186,7 @@ impl Engine {
             .clone()
             .unwrap_or_else(|| self.cursor.clone());
         let applied_due = !self.pending.is_empty() && applied != self.applied;
-        if !resume_due && !applied_due && self.pending.is_empty() && self.pending_audit.is_empty() {
+        if !resume_due && self.pending.is_empty() && self.pending_audit.is_empty() {
             return true;
         }
         let now = self.clock.now();
