@@ -473,6 +473,25 @@ async fn read_connect<R: AsyncRead + Unpin>(
     }
 }
 
+/// Reads `bytes` the way the server reads what one peer sends before and after logging in:
+/// a CONNECT, then every packet in the protocol version the CONNECT chose, until the first
+/// incomplete or refused packet, which ends a real connection too. Returns how many packets
+/// after the CONNECT were read. The fuzz targets reach the packet reader through this, so
+/// they exercise the code a device's bytes reach, not a copy of it.
+pub async fn read_as_peer(bytes: &[u8], max_packet_bytes: usize) -> usize {
+    let mut reader = bytes;
+    let mut buffer = BytesMut::new();
+    let Ok((protocol, _)) = read_connect(&mut reader, &mut buffer, max_packet_bytes).await else {
+        return 0;
+    };
+    buffer.extend_from_slice(reader);
+    let mut packets = 0;
+    while let Ok(Some(_)) = decode(protocol, &mut buffer, max_packet_bytes) {
+        packets += 1;
+    }
+    packets
+}
+
 fn remaining_length_of(frame: &[u8]) -> usize {
     let mut remaining = 0usize;
     for (index, byte) in frame.iter().skip(1).take(4).enumerate() {
@@ -1190,6 +1209,37 @@ mod tests {
         }
         assert!(buffer.len() < 16 * 1024, "{} bytes buffered", buffer.len());
         drop(peer);
+    }
+
+    /// The fuzz targets' entry reads a CONNECT and the packets after it in its protocol,
+    /// and stops at the first packet a connection would stop at.
+    #[tokio::test]
+    async fn read_as_peer_reads_what_follows_the_connect() {
+        let mut bytes = BytesMut::new();
+        let mut connect = v4::Connect::new("dev-1");
+        connect.set_login("dev-1", "secret");
+        connect.write(&mut bytes).expect("connect");
+        for seq in 1..=2 {
+            let mut publish = v4::Publish::new(
+                "wardline/v1/devices/dev-1/readings",
+                QoS::AtLeastOnce,
+                format!("{{\"seq\":{seq}}}"),
+            );
+            publish.pkid = seq;
+            publish.write(&mut bytes).expect("publish");
+        }
+        v4::PingReq.write(&mut bytes).expect("ping");
+        assert_eq!(read_as_peer(&bytes, 1024).await, 3);
+        // A PUBLISH over the packet limit ends the reading there.
+        let mut long = bytes.clone();
+        let mut too_long = v4::Publish::new("t", QoS::AtLeastOnce, vec![b'x'; 2000]);
+        too_long.pkid = 3;
+        too_long.write(&mut long).expect("publish");
+        v4::PingReq.write(&mut long).expect("ping");
+        assert_eq!(read_as_peer(&long, 1024).await, 3);
+        // Without a CONNECT first nothing is read.
+        let publish_first = bytes.split_off(bytes.len() - 2);
+        assert_eq!(read_as_peer(&publish_first, 1024).await, 0);
     }
 
     fn decode_all(protocol: Protocol, bytes: &[u8]) {
