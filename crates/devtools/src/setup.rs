@@ -18,11 +18,16 @@ pub(crate) fn fail(error: wardline_service::Error) -> anyhow::Error {
     anyhow::anyhow!("{}", error.message())
 }
 
-/// The service over a data folder, with the defaults of every other setting.
+/// The service over a data folder, with the defaults of every other setting but the
+/// database's encryption, which follows the environment as the server it sets up for
+/// does (so `WARDLINE_DATABASE_ENCRYPTION=off` measures a server without it).
 pub(crate) async fn service(data_dir: &std::path::Path) -> anyhow::Result<Wardline> {
+    let database_env = std::env::vars()
+        .filter(|(name, _)| name.starts_with("WARDLINE_DATABASE_"))
+        .collect();
     let config: Config = config::load(
         None,
-        &std::collections::BTreeMap::new(),
+        &database_env,
         &Overrides {
             data_dir: Some(data_dir.to_owned()),
             ..Overrides::default()

@@ -127,6 +127,14 @@ pub enum AdminCommand {
     },
     /// List users, patients, care teams and devices.
     List,
+    /// Re-encrypt the database under a new key (with the server stopped). With the key
+    /// in a file, a new random key replaces it there; with a key from the environment
+    /// or a command, the new key is read from standard input.
+    RotateDatabaseKey {
+        /// Read the new key (64 hex digits) from standard input.
+        #[arg(long)]
+        new_key_stdin: bool,
+    },
     /// Check the audit trail: its keyed chain, and that the newest exported checkpoint
     /// is still in it.
     VerifyAudit,
@@ -138,6 +146,16 @@ fn fail(error: wardline_service::Error) -> anyhow::Error {
 }
 
 pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+    // Before anything opens the database: the rotation needs it to itself.
+    if let AdminCommand::RotateDatabaseKey { new_key_stdin } = command {
+        let new_key = new_key_stdin
+            .then(crate::database_key::key_from_stdin)
+            .transpose()?;
+        // Nothing else runs in this process yet; the rewrite may block it.
+        let done = crate::database_key::rotate(config, new_key)?;
+        println!("{done}");
+        return Ok(());
+    }
     let service = offline_service(config).await?;
     let cli = Actor::CommandLine;
     match command {
@@ -334,6 +352,9 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                     device.status.as_str()
                 );
             }
+        }
+        AdminCommand::RotateDatabaseKey { .. } => {
+            bail!("the key rotation runs before the database is opened, not after")
         }
         AdminCommand::VerifyAudit => {
             let key = crate::audit::load_or_create_key(&config.keys_dir)?;

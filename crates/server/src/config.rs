@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
+use wardline_store::sqlite::DatabaseKey;
 
 /// The settings a running server uses.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,10 +70,33 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the client (for the audit trail and
     /// login throttling); they are held only to the total connection cap.
     pub http_trusted_proxies: Vec<IpAddr>,
+    /// Where the key that encrypts the database at rest comes from.
+    pub database_key: DatabaseKeySource,
     /// For tests only (`WARDLINE_TEST_ALARM_EVALUATION_DELAY_US`): a pause per event the
     /// alarm engine evaluates, to show that a slow engine loses nothing.
     pub test_alarm_evaluation_delay_us: u64,
 }
+
+/// Where the database key comes from. The default, a key file in the keys folder made
+/// on first start, encrypts every installation without any setting.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DatabaseKeySource {
+    /// A file holding the key as 64 hexadecimal digits; made (owner-only, with a new
+    /// random key) when the database is new or still unencrypted.
+    File(PathBuf),
+    /// The key itself, from `WARDLINE_DATABASE_KEY` (for a secret store that sets
+    /// environment variables).
+    Given(DatabaseKey),
+    /// A command whose standard output is the key (run with `sh -c`), so that a key
+    /// management system can hand it over at start and it is never on disk.
+    Command(String),
+    /// Not encrypted: only where the operator chose so (`encryption = "off"`), for
+    /// example on a volume the platform already encrypts.
+    Off,
+}
+
+/// The name of the default database key file in the keys folder.
+pub const DATABASE_KEY_FILE: &str = "database.key";
 
 /// Defaults: TLS ports that collide with nothing already running on these machines
 /// (Mosquitto 1883, NATS 4222, PostgreSQL 5432, Redis 6379).
@@ -110,6 +134,37 @@ pub struct ConfigFile {
     pub keys: KeysSection,
     #[serde(default)]
     pub audit: AuditSection,
+    #[serde(default)]
+    pub database: DatabaseSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// `on` (the default) or `off`.
+    pub encryption: Option<Switch>,
+    pub key_file: Option<PathBuf>,
+    pub key_command: Option<String>,
+}
+
+/// A setting that is on or off, spelled as such in the file and the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl std::str::FromStr for Switch {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "on" => Ok(Self::On),
+            "off" => Ok(Self::Off),
+            other => Err(format!("{other:?} is neither on nor off")),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -306,6 +361,7 @@ pub fn load(
             .hostnames
             .unwrap_or_else(|| vec!["localhost".into()])
     };
+    let database_key = database_key_source(&file.database, env, &keys_dir)?;
     let config = Config {
         data_dir,
         keys_dir,
@@ -394,11 +450,55 @@ pub fn load(
                 .collect::<Result<_, _>>()?,
             None => file.http.trusted_proxies.unwrap_or_default(),
         },
+        database_key,
         test_alarm_evaluation_delay_us: env_value(env, "WARDLINE_TEST_ALARM_EVALUATION_DELAY_US")?
             .unwrap_or(0),
     };
     validate(&config)?;
     Ok(config)
+}
+
+/// The database key's source: encryption is on unless turned off; the key given in the
+/// environment comes before a key command, which comes before a key file (environment
+/// before file in each).
+fn database_key_source(
+    file: &DatabaseSection,
+    env: &BTreeMap<String, String>,
+    keys_dir: &Path,
+) -> Result<DatabaseKeySource, ConfigError> {
+    let given = env
+        .get("WARDLINE_DATABASE_KEY")
+        .map(|text| {
+            DatabaseKey::from_hex(text).map_err(|error| ConfigError::Env {
+                name: "WARDLINE_DATABASE_KEY",
+                reason: error.to_string(),
+            })
+        })
+        .transpose()?;
+    let command = env
+        .get("WARDLINE_DATABASE_KEY_COMMAND")
+        .cloned()
+        .or_else(|| file.key_command.clone())
+        .filter(|command| !command.trim().is_empty());
+    let key_file: Option<PathBuf> =
+        env_value(env, "WARDLINE_DATABASE_KEY_FILE")?.or_else(|| file.key_file.clone());
+    let switch: Option<Switch> =
+        env_value(env, "WARDLINE_DATABASE_ENCRYPTION")?.or(file.encryption);
+    if switch == Some(Switch::Off) {
+        if given.is_some() || command.is_some() || key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "database encryption is off, yet a database key is configured; remove one of the two".into(),
+            ));
+        }
+        return Ok(DatabaseKeySource::Off);
+    }
+    Ok(match (given, command) {
+        (Some(key), _) => DatabaseKeySource::Given(key),
+        (None, Some(command)) => DatabaseKeySource::Command(command),
+        (None, None) => {
+            DatabaseKeySource::File(key_file.unwrap_or_else(|| keys_dir.join(DATABASE_KEY_FILE)))
+        }
+    })
 }
 
 /// `path` with `.` components dropped and `..` applied where a named component precedes it.
@@ -523,10 +623,14 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             config.data_dir.display()
         )));
     }
-    for (name, path) in [
+    let mut outside = vec![
         ("keys.dir", &config.keys_dir),
         ("audit.checkpoint_file", &config.audit_checkpoint_file),
-    ] {
+    ];
+    if let DatabaseKeySource::File(key_file) = &config.database_key {
+        outside.push(("database.key_file", key_file));
+    }
+    for (name, path) in outside {
         // Spellings of one place compare alike; a relative path and an absolute one
         // cannot be compared without the working directory, which this does not read.
         let path = lexical(path);
@@ -621,6 +725,69 @@ mod tests {
         )
         .unwrap();
         assert_eq!(from_cli.keys_dir, PathBuf::from("/run/secrets/wardline"));
+    }
+
+    #[test]
+    fn the_database_key_comes_from_the_environment_a_command_or_a_file() {
+        let none = load(None, &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(
+            none.database_key,
+            DatabaseKeySource::File(PathBuf::from("wardline-data-keys/database.key")),
+            "encrypted by default, with a key file in the keys folder"
+        );
+        let hex = "ab".repeat(32);
+        let file = "[database]\nkey_command = \"vault read key\"\nkey_file = \"/etc/k\"\n";
+        let from_file = load(Some(file), &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(
+            from_file.database_key,
+            DatabaseKeySource::Command("vault read key".into()),
+            "a command before a file"
+        );
+        let given = load(
+            Some(file),
+            &env(&[("WARDLINE_DATABASE_KEY", &hex)]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            given.database_key,
+            DatabaseKeySource::Given(DatabaseKey::from_hex(&hex).unwrap())
+        );
+        assert!(
+            !format!("{given:?}").contains(&hex),
+            "the configuration's debug form shows no key"
+        );
+        let bad = load(
+            None,
+            &env(&[("WARDLINE_DATABASE_KEY", "not a key")]),
+            &Overrides::default(),
+        );
+        assert!(
+            matches!(&bad, Err(ConfigError::Env { name: "WARDLINE_DATABASE_KEY", reason }) if reason.contains("64 hexadecimal digits") && !reason.contains("not a key")),
+            "{bad:?}"
+        );
+        let off = load(
+            Some("[database]\nencryption = \"off\"\n"),
+            &BTreeMap::new(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(off.database_key, DatabaseKeySource::Off);
+        let contradictory = load(
+            Some("[database]\nencryption = \"off\"\n"),
+            &env(&[("WARDLINE_DATABASE_KEY", &hex)]),
+            &Overrides::default(),
+        );
+        assert!(matches!(contradictory, Err(ConfigError::Invalid(_))));
+        let inside = load(
+            Some("data_dir = \"/srv/data\"\n[database]\nkey_file = \"/srv/data/database.key\"\n"),
+            &BTreeMap::new(),
+            &Overrides::default(),
+        );
+        assert!(
+            matches!(&inside, Err(ConfigError::Invalid(message)) if message.contains("database.key_file")),
+            "{inside:?}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod database_key;
 pub mod demo;
 pub mod gateway;
 pub mod http_limits;

@@ -56,12 +56,26 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqliteStore, AuditKe
             .with_context(|| format!("restricting {}", data_dir.display()))?;
     }
     let audit_key = crate::audit::load_or_create_key(&config.keys_dir)?;
-    let store = SqliteStore::open(SqliteOptions::new(
-        data_dir.join("wardline.db"),
-        audit_key.clone(),
-    ))
-    .await
-    .with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    let keys = crate::database_key::resolve(config)?;
+    let options = |key: Option<&wardline_store::sqlite::DatabaseKey>| {
+        let mut options = SqliteOptions::new(
+            crate::database_key::database_path(config),
+            audit_key.clone(),
+        );
+        options.key = key.cloned();
+        options
+    };
+    let mut opened_with = keys.current.as_ref();
+    let mut opened = SqliteStore::open(options(opened_with)).await;
+    if let (Err(error), Some((next, _))) = (&opened, &keys.unfinished_rotation)
+        && crate::database_key::is_wrong_key(error)
+    {
+        opened_with = Some(next);
+        opened = SqliteStore::open(options(opened_with)).await;
+    }
+    let store =
+        opened.with_context(|| format!("opening the database in {}", data_dir.display()))?;
+    crate::database_key::settle(config, &keys, opened_with)?;
     Ok((store, audit_key))
 }
 

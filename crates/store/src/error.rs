@@ -27,6 +27,12 @@ pub enum StoreError {
     Undecodable { what: String, reason: String },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The database file cannot be opened with the key given (or without one).
+    #[error("cannot open the database {}: {reason}", path.display())]
+    DatabaseKey {
+        path: std::path::PathBuf,
+        reason: &'static str,
+    },
 }
 
 impl StoreError {

@@ -11,6 +11,7 @@ mod alarms;
 mod audit;
 mod clinical;
 mod devices;
+pub mod encryption;
 mod events;
 mod gateways;
 mod ingest;
@@ -30,6 +31,7 @@ use tokio::sync::Semaphore;
 use crate::audit::AuditKey;
 use crate::error::StoreError;
 
+pub use encryption::{DatabaseKey, DatabaseKeyError};
 pub use migrations::SCHEMA_VERSION;
 
 /// How the SQLite file is opened.
@@ -41,6 +43,9 @@ pub struct SqliteOptions {
     pub read_connections: usize,
     /// Most jobs in one commit; bounds a transaction's size and an ack's wait.
     pub max_jobs_per_commit: usize,
+    /// Encrypts the file at rest (SQLCipher); `None` leaves it unencrypted. An
+    /// unencrypted file opened with a key is encrypted first, in place.
+    pub key: Option<DatabaseKey>,
 }
 
 impl SqliteOptions {
@@ -50,6 +55,7 @@ impl SqliteOptions {
             audit_key: Arc::new(audit_key),
             read_connections: 4,
             max_jobs_per_commit: 4096,
+            key: None,
         }
     }
 }
@@ -69,7 +75,13 @@ impl SqliteStore {
     pub async fn open(options: SqliteOptions) -> Result<Self, StoreError> {
         let writer_options = options.clone();
         let writer_connection = tokio::task::spawn_blocking(move || {
-            let mut connection = open_connection(&writer_options.path, false)?;
+            let path = &writer_options.path;
+            let key = writer_options.key.as_ref();
+            if key.is_some() && encryption::is_plaintext(path)? == Some(true) {
+                tracing::info!(path = %path.display(), "encrypting the database at rest");
+                encryption::rewrite(path, None, key)?;
+            }
+            let mut connection = open_connection(path, false, key)?;
             migrations::migrate(&mut connection)?;
             audit::remember_key(&connection, &writer_options.audit_key)?;
             Ok::<_, StoreError>(connection)
@@ -83,7 +95,7 @@ impl SqliteStore {
         )?;
         let mut readers = Vec::with_capacity(options.read_connections);
         for _ in 0..options.read_connections.max(1) {
-            readers.push(open_connection(&options.path, true)?);
+            readers.push(open_connection(&options.path, true, options.key.as_ref())?);
         }
         Ok(Self {
             writer,
@@ -160,7 +172,11 @@ impl ReaderPool {
     }
 }
 
-fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+fn open_connection(
+    path: &Path,
+    read_only: bool,
+    key: Option<&DatabaseKey>,
+) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -170,6 +186,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     };
     let connection = Connection::open_with_flags(path, flags)?;
     connection.busy_timeout(std::time::Duration::from_secs(10))?;
+    encryption::unlock(&connection, path, key)?;
     if !read_only {
         connection.pragma_update(None, "journal_mode", "WAL")?;
     }

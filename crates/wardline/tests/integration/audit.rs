@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::TimeZone;
 use wardline_store::{AuditEvent, AuditOutcome, unkeyed_chain_hash};
 
-use crate::support::TestServer;
+use crate::support::{TestServer, open_database};
 
 struct Folders {
     data: PathBuf,
@@ -45,7 +45,7 @@ fn tampered(folders: &Folders, name: &str, sql: &str) -> PathBuf {
             std::fs::copy(&from, copy.join(file)).expect("copy database");
         }
     }
-    let connection = rusqlite::Connection::open(copy.join("wardline.db")).expect("open copy");
+    let connection = open_database(&copy.join("wardline.db"), &folders.keys);
     connection
         .execute_batch(&format!(
             "DROP TRIGGER audit_event_no_update; DROP TRIGGER audit_event_no_delete; {sql}"
@@ -68,9 +68,8 @@ fn files_under(folder: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn newest_entry(data: &Path) -> i64 {
-    rusqlite::Connection::open(data.join("wardline.db"))
-        .expect("open")
+fn newest_entry(folders: &Folders) -> i64 {
+    open_database(&folders.data.join("wardline.db"), &folders.keys)
         .query_row("SELECT max(key) FROM audit_event", [], |row| row.get(0))
         .expect("newest entry")
 }
@@ -83,8 +82,8 @@ fn newest_checkpoint(file: &Path) -> Option<i64> {
 
 /// Rewrites an entry and recomputes the whole chain with the unkeyed version-2 function,
 /// which is all someone without the key can do.
-fn recompute_without_the_key(data: &Path) {
-    let connection = rusqlite::Connection::open(data.join("wardline.db")).expect("open");
+fn recompute_without_the_key(data: &Path, keys: &Path) {
+    let connection = open_database(&data.join("wardline.db"), keys);
     connection
         .execute(
             "UPDATE audit_event SET detail = 'nothing happened' WHERE key = 2",
@@ -147,7 +146,7 @@ async fn verify_audit_notices_deleted_emptied_and_rewritten_trails() {
     };
     // The server signs the chain's head within a second of it moving.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while newest_checkpoint(&folders.checkpoints) != Some(newest_entry(&folders.data)) {
+    while newest_checkpoint(&folders.checkpoints) != Some(newest_entry(&folders)) {
         assert!(
             Instant::now() < deadline,
             "no checkpoint of the newest entry"
@@ -158,8 +157,14 @@ async fn verify_audit_notices_deleted_emptied_and_rewritten_trails() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let keys =
-            ["audit.key", "notify.key", "ca.key", "server.key"].map(|name| folders.keys.join(name));
+        let keys = [
+            "audit.key",
+            "notify.key",
+            "ca.key",
+            "server.key",
+            "database.key",
+        ]
+        .map(|name| folders.keys.join(name));
         for file in keys.iter().chain([&folders.checkpoints]) {
             let mode = std::fs::metadata(file).expect("file").permissions().mode();
             assert_eq!(mode & 0o077, 0, "{} is owner-only", file.display());
@@ -206,7 +211,7 @@ async fn verify_audit_notices_deleted_emptied_and_rewritten_trails() {
     );
 
     let rechained = tampered(&folders, "rechained", "");
-    recompute_without_the_key(&rechained);
+    recompute_without_the_key(&rechained, &folders.keys);
     let (intact, text) = verify(&folders, &rechained);
     assert!(
         !intact && text.contains("the trail was rewritten"),
@@ -238,6 +243,12 @@ async fn verify_audit_notices_deleted_emptied_and_rewritten_trails() {
     let other_keys = root.join("other-keys");
     std::fs::create_dir_all(&other_keys).expect("keys");
     std::fs::write(other_keys.join("audit.key"), [7u8; 32]).expect("key");
+    // The same database key: what is checked is the audit key alone.
+    std::fs::copy(
+        forged.keys.join("database.key"),
+        other_keys.join("database.key"),
+    )
+    .expect("database key");
     let wrong = Folders {
         keys: other_keys,
         ..forged

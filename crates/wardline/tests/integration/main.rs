@@ -9,6 +9,7 @@ mod audit;
 mod connections;
 mod demo;
 mod durability;
+mod encryption;
 mod evaluation;
 mod gateway;
 mod ingest;

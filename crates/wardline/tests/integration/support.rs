@@ -558,3 +558,14 @@ pub(crate) async fn await_pubacks(eventloop: &mut rumqttc::EventLoop, count: usi
     }
     acked
 }
+
+/// Opens a server's database as someone holding its key would: the tests that tamper
+/// with it play an insider with the database key but not the audit key.
+pub(crate) fn open_database(database: &Path, keys: &Path) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(database).expect("open database");
+    let key = std::fs::read_to_string(keys.join("database.key")).expect("database key");
+    connection
+        .execute_batch(&format!("PRAGMA key = \"x'{}'\";", key.trim()))
+        .expect("give the key");
+    connection
+}
