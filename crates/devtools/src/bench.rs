@@ -71,7 +71,8 @@ pub enum BenchCommand {
         /// Unacknowledged publishes a background device may have.
         #[arg(long, default_value_t = 64)]
         window: usize,
-        /// Pause after each probe reading's event, ms.
+        /// Pause after each probe reading's event, ms, plus a part of the background
+        /// load's 10 ms tick that steps through its phases.
         #[arg(long, default_value_t = 100)]
         pause_ms: u64,
     },

@@ -34,6 +34,9 @@ use crate::setup::fail;
 
 const PASSWORD: &str = "bench clinician password 1";
 
+/// How often a background device publishes what it owes.
+const LOAD_TICK: Duration = Duration::from_millis(10);
+
 struct Setup {
     load: Vec<(String, String)>,
     probe: (String, String),
@@ -199,7 +202,7 @@ async fn paced_device(
     let mut seq: i64 = 0;
     let mut pkid: u16 = 1;
     let mut owed = 0.0f64;
-    let tick = Duration::from_millis(10);
+    let tick = LOAD_TICK;
     let mut next = tokio::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         next += tick;
@@ -335,7 +338,8 @@ async fn measure(
     let _ = rustls::crypto::ring::default_provider().install_default();
     println!("{}", machine_description());
     println!(
-        "background: {devices} devices, {rate} QoS 1 readings/s paced (window {window}); probe: one CGM, 350 then 150 mg/dL, {pause_ms} ms apart; {warmup_seconds} s warm-up + {seconds} s measured"
+        "background: {devices} devices, {rate} QoS 1 readings/s paced (window {window}); probe: one CGM, 350 then 150 mg/dL, {pause_ms} to {} ms apart (every phase of the load's 10 ms tick); {warmup_seconds} s warm-up + {seconds} s measured",
+        pause_ms + 10
     );
     let client = reqwest::Client::new();
     let login: Value = client
@@ -387,6 +391,7 @@ async fn measure(
     let mut missed = 0u64;
     let mut seq: i64 = 0;
     let mut pkid: u16 = 1;
+    let mut phase = 0.0f64;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let until = started + Duration::from_secs(seconds);
@@ -428,7 +433,15 @@ async fn measure(
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            // The background devices publish on a 10 ms tick. A pause that is a whole
+            // number of ticks would lock the probe to one phase of that tick, and the
+            // median would then measure where that phase happens to fall (0.5 to 3.5 ms
+            // apart for 47, 50 and 53 ms on one machine), not the server. Each pause adds
+            // a further fraction of a tick in golden-ratio steps, so that the probes
+            // sample every phase evenly, and a rerun samples the same ones.
+            phase = (phase + 0.618_033_988_75) % 1.0;
+            let offset = Duration::from_secs_f64(LOAD_TICK.as_secs_f64() * phase);
+            tokio::time::sleep(Duration::from_millis(pause_ms) + offset).await;
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
