@@ -139,6 +139,15 @@ impl SqliteStore {
     {
         self.writer.run(operation).await
     }
+
+    /// A write that a care team is waiting to hear of; see `WriterHandle::run_urgent`.
+    async fn write_urgent<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&writer::Writing<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.run_urgent(operation).await
+    }
 }
 
 #[derive(Debug)]

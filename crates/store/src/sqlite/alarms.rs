@@ -12,7 +12,7 @@ use wardline_domain::{CareTeamId, PatientId, UserId};
 use super::audit::append;
 use super::events::save_checkpoint;
 use super::rows::*;
-use super::{SqliteStore, from_ms, to_ms};
+use super::{SqliteStore, from_ms, to_ms, writer};
 use crate::alarms::*;
 use crate::audit::AuditEvent;
 use crate::error::StoreError;
@@ -308,7 +308,8 @@ impl AlarmStore for SqliteStore {
         if changes.is_empty() && checkpoint.is_none() && audit.is_empty() {
             return Ok(());
         }
-        self.write(move |connection| {
+        let announces_alarms = !changes.is_empty();
+        let operation = move |connection: &writer::Writing<'_>| {
             for change in &changes {
                 save_change(connection, change)?;
             }
@@ -326,8 +327,15 @@ impl AlarmStore for SqliteStore {
                 )?;
             }
             append(connection, &audit)
-        })
-        .await
+        };
+        // A raised or resolved alarm is on its way to a care team: it does not queue
+        // behind readings. (The engine awaits each of these writes before the next, so
+        // its own writes keep their order.)
+        if announces_alarms {
+            self.write_urgent(operation).await
+        } else {
+            self.write(operation).await
+        }
     }
 
     async fn alarm_by_public_id(&self, public_id: &str) -> Result<Option<AlarmRecord>, StoreError> {

@@ -1,5 +1,6 @@
 //! The single writing connection and its group commit.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rusqlite::Connection;
@@ -28,9 +29,15 @@ impl std::ops::Deref for Writing<'_> {
 type Job = Box<dyn FnOnce(&Writing<'_>) -> Completion + Send>;
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 
+/// A job, and whether someone is waiting on it to hear of a patient's alarm.
+struct Queued {
+    urgent: bool,
+    job: Job,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct WriterHandle {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Queued>,
     /// Counts commits, so that readers of the event log wake when there is more to read.
     commits: watch::Sender<u64>,
 }
@@ -40,7 +47,7 @@ pub(crate) fn spawn(
     max_jobs_per_commit: usize,
     audit_key: Arc<AuditKey>,
 ) -> Result<WriterHandle, StoreError> {
-    let (sender, receiver) = mpsc::channel::<Job>(max_jobs_per_commit.max(1) * 4);
+    let (sender, receiver) = mpsc::channel::<Queued>(max_jobs_per_commit.max(1) * 4);
     let (commits, _) = watch::channel(0u64);
     let announce = commits.clone();
     std::thread::Builder::new()
@@ -66,6 +73,26 @@ impl WriterHandle {
     }
 
     pub(crate) async fn run<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Writing<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(false, operation).await
+    }
+
+    /// Like [`WriterHandle::run`], for a change that a care team is waiting to hear of
+    /// (an alarm raised or resolved): it goes ahead of the jobs already waiting, in a
+    /// commit of urgent jobs only, so that it does not wait behind a large group of
+    /// readings. Urgent jobs keep their order among themselves.
+    pub(crate) async fn run_urgent<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Writing<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(true, operation).await
+    }
+
+    async fn submit<T, F>(&self, urgent: bool, operation: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Writing<'_>) -> Result<T, StoreError> + Send + 'static,
@@ -96,7 +123,10 @@ impl WriterHandle {
                 }
             }
         });
-        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        self.jobs
+            .send(Queued { urgent, job })
+            .await
+            .map_err(|_| StoreError::Closed)?;
         answered.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -104,21 +134,43 @@ impl WriterHandle {
 fn run(
     connection: Connection,
     audit_key: &AuditKey,
-    mut receiver: mpsc::Receiver<Job>,
+    mut receiver: mpsc::Receiver<Queued>,
     max_jobs_per_commit: usize,
     commits: watch::Sender<u64>,
 ) {
     let mut group: Vec<Job> = Vec::with_capacity(max_jobs_per_commit);
     let mut completions: Vec<Completion> = Vec::with_capacity(max_jobs_per_commit);
-    while let Some(first) = receiver.blocking_recv() {
-        group.push(first);
-        // Everything that queued up while the last commit was syncing joins this one.
-        while group.len() < max_jobs_per_commit {
+    let mut urgent: VecDeque<Job> = VecDeque::new();
+    let mut waiting: VecDeque<Job> = VecDeque::with_capacity(max_jobs_per_commit);
+    let take = |queued: Queued, urgent: &mut VecDeque<Job>, waiting: &mut VecDeque<Job>| {
+        if queued.urgent {
+            urgent.push_back(queued.job);
+        } else {
+            waiting.push_back(queued.job);
+        }
+    };
+    loop {
+        if urgent.is_empty() && waiting.is_empty() {
+            match receiver.blocking_recv() {
+                Some(queued) => take(queued, &mut urgent, &mut waiting),
+                None => break,
+            }
+        }
+        // Everything that queued up while the last commit was syncing joins this one (up
+        // to a group's worth held here; the rest stays in the channel, which pushes back
+        // on whoever sends more).
+        while waiting.len() < max_jobs_per_commit {
             match receiver.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(queued) => take(queued, &mut urgent, &mut waiting),
                 Err(_) => break,
             }
         }
+        let from = if urgent.is_empty() {
+            &mut waiting
+        } else {
+            &mut urgent
+        };
+        group.extend(from.drain(..from.len().min(max_jobs_per_commit)));
         let begun = connection.execute_batch("BEGIN IMMEDIATE");
         if let Err(error) = begun {
             let message = error.to_string();
@@ -151,4 +203,59 @@ fn run(
         }
     }
     tracing::debug!("storage writer stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// An urgent job queued behind ordinary ones runs before them, in a commit of its
+    /// own; the ordinary ones then share the next.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_urgent_job_goes_ahead_of_the_queue_in_a_commit_of_its_own() {
+        let connection = Connection::open_in_memory().expect("connection");
+        let key =
+            Arc::new(AuditKey::from_secret(b"the storage writer test's audit key").expect("key"));
+        let writer = spawn(connection, 64, key).expect("writer");
+        // (job, commits finished when it ran): jobs of one commit see the same count.
+        let order: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+        let record = |name: &str, urgent: bool, pause: Duration| {
+            let order = Arc::clone(&order);
+            let name = name.to_owned();
+            let writer = writer.clone();
+            let commits = writer.commits();
+            tokio::spawn(async move {
+                let job = move |_: &Writing<'_>| {
+                    std::thread::sleep(pause);
+                    let finished = *commits.borrow();
+                    order.lock().expect("order").push((name, finished));
+                    Ok(())
+                };
+                if urgent {
+                    writer.run_urgent(job).await
+                } else {
+                    writer.run(job).await
+                }
+            })
+        };
+        // Keeps the writer busy while the rest queue up.
+        let busy = record("busy", false, Duration::from_millis(300));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let mut tasks = vec![busy];
+        for index in 0..5 {
+            tasks.push(record(&format!("reading {index}"), false, Duration::ZERO));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tasks.push(record("alarm", true, Duration::ZERO));
+        for task in tasks {
+            task.await.expect("task").expect("job");
+        }
+        let order = order.lock().expect("order").clone();
+        let mut expected = vec![("busy".to_owned(), 0), ("alarm".to_owned(), 1)];
+        expected.extend((0..5).map(|index| (format!("reading {index}"), 2)));
+        assert_eq!(order, expected);
+    }
 }

@@ -99,9 +99,8 @@ async fn the_data_folder_shows_no_patient_name_or_reading_and_the_key_rotates() 
     assert_eq!(new_key.trim().len(), 64);
     // The old key opens nothing any more.
     let connection = rusqlite::Connection::open(data.join("wardline.db")).expect("open");
-    connection
-        .execute_batch(&format!("PRAGMA key = \"x'{}'\";", old_key.trim()))
-        .expect("key");
+    let old_key = wardline_store::sqlite::DatabaseKey::from_hex(&old_key).expect("a key");
+    wardline_store::sqlite::encryption::key_connection(&connection, &old_key).expect("key");
     assert!(
         connection
             .query_row("SELECT count(*) FROM patient", [], |row| row
@@ -109,6 +108,15 @@ async fn the_data_folder_shows_no_patient_name_or_reading_and_the_key_rotates() 
             .is_err(),
         "the old key still opens the database"
     );
+    drop(connection);
+    // The new one does, given the same way.
+    let connection = rusqlite::Connection::open(data.join("wardline.db")).expect("open");
+    let new = wardline_store::sqlite::DatabaseKey::from_hex(&new_key).expect("a key");
+    wardline_store::sqlite::encryption::key_connection(&connection, &new).expect("key");
+    let patients: i64 = connection
+        .query_row("SELECT count(*) FROM patient", [], |row| row.get(0))
+        .expect("the new key opens the database");
+    assert!(patients >= 2, "{patients} patients");
     drop(connection);
 
     // The server opens it with the new key, with everything in it.

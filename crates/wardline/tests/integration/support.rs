@@ -564,8 +564,7 @@ pub(crate) async fn await_pubacks(eventloop: &mut rumqttc::EventLoop, count: usi
 pub(crate) fn open_database(database: &Path, keys: &Path) -> rusqlite::Connection {
     let connection = rusqlite::Connection::open(database).expect("open database");
     let key = std::fs::read_to_string(keys.join("database.key")).expect("database key");
-    connection
-        .execute_batch(&format!("PRAGMA key = \"x'{}'\";", key.trim()))
-        .expect("give the key");
+    let key = wardline_store::sqlite::DatabaseKey::from_hex(&key).expect("a database key");
+    wardline_store::sqlite::encryption::key_connection(&connection, &key).expect("give the key");
     connection
 }
