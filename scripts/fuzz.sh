@@ -23,6 +23,7 @@ fi
 cd fuzz
 cargo fuzz build --sanitizer none --release 2>&1 | tail -n 3
 binaries="$root/fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release"
+targets=$(cargo fuzz list)
 
 # Seeds: the largest real files are cut to the first 64 KiB, which is also the longest
 # input the fuzzer makes (-max_len), so the fuzzer starts from real structure at the size
@@ -43,7 +44,7 @@ seed_found() { # target, folder, name pattern, at most how many
   fi
   [ ${#found[@]} -eq 0 ] || seed "$1" "${found[@]}"
 }
-for target in $(cargo fuzz list); do
+for target in $targets; do
   mkdir -p "corpus/$target"
   [ -d "seeds/$target" ] && seed "$target" seeds/"$target"/*
 done
@@ -59,7 +60,7 @@ fi
 
 total=0
 summary=()
-for target in $(cargo fuzz list); do
+for target in $targets; do
   mkdir -p "artifacts/$target"
   log="$(mktemp)"
   echo "== fuzz $target (${seconds} s)"

@@ -113,11 +113,17 @@ pub fn is_wrong_key(error: &StoreError) -> bool {
 /// server in place of the old one). The server must be stopped.
 pub fn rotate(config: &Config, new_key: Option<DatabaseKey>) -> anyhow::Result<String> {
     let database = database_path(config);
-    if encryption::is_plaintext(&database)?.is_none() {
-        bail!(
+    match encryption::is_plaintext(&database)? {
+        None => bail!(
             "there is no database at {} to rotate the key of",
             database.display()
-        );
+        ),
+        // Before `resolve`, which would make a key file for it.
+        Some(true) => bail!(
+            "the database at {} is not encrypted yet; start the server once (it encrypts it), stop it, then rotate",
+            database.display()
+        ),
+        Some(false) => {}
     }
     let keys = resolve(config)?;
     if keys.unfinished_rotation.is_some() {

@@ -73,23 +73,15 @@ impl DatabaseKey {
 /// Whether the file at `path` is an unencrypted SQLite database (`Some(false)` for an
 /// encrypted one, `None` when there is no file or it is empty).
 pub fn is_plaintext(path: &Path) -> Result<Option<bool>, StoreError> {
-    let mut file = match File::open(path) {
+    let file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error.into()),
     };
-    let mut header = [0u8; 16];
-    let mut read = 0;
-    while read < header.len() {
-        match file.read(&mut header[read..])? {
-            0 => break,
-            more => read += more,
-        }
-    }
-    Ok(match read {
-        0 => None,
-        _ => Some(&header == PLAINTEXT_HEADER),
-    })
+    let mut header = Vec::with_capacity(PLAINTEXT_HEADER.len());
+    file.take(PLAINTEXT_HEADER.len() as u64)
+        .read_to_end(&mut header)?;
+    Ok((!header.is_empty()).then(|| header == PLAINTEXT_HEADER))
 }
 
 /// Gives a freshly opened connection its key, and checks that the key opens the file:
@@ -109,9 +101,11 @@ pub fn key_connection(connection: &Connection, key: &DatabaseKey) -> Result<(), 
     give_key(connection, Some(key))
 }
 
+/// The cipher settings first, whether or not a key follows: a database attached later
+/// under a key (a rewrite's target) takes them too.
 fn give_key(connection: &Connection, key: Option<&DatabaseKey>) -> Result<(), StoreError> {
+    cipher_settings(connection)?;
     if let Some(key) = key {
-        cipher_settings(connection)?;
         connection.execute_batch(&format!("PRAGMA key = {};", key.sql_literal()))?;
     }
     Ok(())
@@ -186,7 +180,6 @@ pub fn rewrite(
             .execute_batch("BEGIN EXCLUSIVE; COMMIT")
             .map_err(in_use)?;
         let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
-        cipher_settings(&connection)?;
         let target_key = new_key.map_or_else(|| "''".to_owned(), DatabaseKey::sql_literal);
         connection.execute(
             &format!("ATTACH DATABASE ?1 AS rewritten KEY {target_key}"),
@@ -200,17 +193,20 @@ pub fn rewrite(
             .close()
             .map_err(|(_, error)| StoreError::from(error))?;
     }
-    for leftover in [sibling(path, "-wal"), sibling(path, "-shm")] {
-        match std::fs::metadata(&leftover) {
-            // A log with frames in it would be replayed into the new file: never rename
-            // over one.
-            Ok(metadata) if metadata.len() > 0 && leftover.ends_with("-wal") => {
-                return Err(StoreError::Invalid(format!(
-                    "{} still holds unwritten changes; open and close the database once, then retry",
-                    leftover.display()
-                )));
-            }
-            Ok(_) => std::fs::remove_file(&leftover)?,
+    // A log with frames in it would be replayed into the new file: never rename over one.
+    let log = sibling(path, "-wal");
+    match std::fs::metadata(&log) {
+        Ok(metadata) if metadata.len() > 0 => {
+            return Err(StoreError::Invalid(format!(
+                "{} still holds unwritten changes; open and close the database once, then retry",
+                log.display()
+            )));
+        }
+        Ok(_) | Err(_) => {}
+    }
+    for leftover in [log, sibling(path, "-shm")] {
+        match std::fs::remove_file(&leftover) {
+            Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(error.into()),
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::support::TestServer;
+use crate::support::{TestServer, open_database};
 
 /// The files of the data folder that contain `needle` as stored in clear.
 fn files_containing(folder: &Path, needle: &[u8]) -> Vec<String> {
@@ -110,9 +110,7 @@ async fn the_data_folder_shows_no_patient_name_or_reading_and_the_key_rotates() 
     );
     drop(connection);
     // The new one does, given the same way.
-    let connection = rusqlite::Connection::open(data.join("wardline.db")).expect("open");
-    let new = wardline_store::sqlite::DatabaseKey::from_hex(&new_key).expect("a key");
-    wardline_store::sqlite::encryption::key_connection(&connection, &new).expect("key");
+    let connection = open_database(&data.join("wardline.db"), &keys);
     let patients: i64 = connection
         .query_row("SELECT count(*) FROM patient", [], |row| row.get(0))
         .expect("the new key opens the database");
