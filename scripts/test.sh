@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs Wardline's whole test suite. Installs what the tests need but Cargo cannot fetch:
-# Mosquitto's command-line clients (the independent MQTT client the tests use), promtool
-# (which checks the metrics) and Python's aiosmtpd (the real SMTP server the e-mail tests
-# deliver to).
+# Mosquitto's command-line clients (the independent MQTT client the tests use), curl (an
+# independent HTTP/2 client), promtool (which checks the metrics) and Python's aiosmtpd
+# (the real SMTP server the e-mail tests deliver to).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_packages=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_packages+=(mosquitto-clients)
+command -v curl >/dev/null 2>&1 || need_packages+=(curl)
 # promtool checks the metrics exposition (Debian's prometheus package has it).
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
 if [ ${#need_packages[@]} -gt 0 ]; then

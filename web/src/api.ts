@@ -2,7 +2,9 @@
 // checks, as any other client. The session is the HttpOnly cookie set at login; the app
 // never sees or stores the token. Every request carries `X-Wardline-Request: 1`, which
 // the server requires on cookie-authenticated requests that change state (a cross-site
-// form cannot set it).
+// form cannot set it). A read that no keypress, click or touch of the person led to (a
+// poll, a reload after a live event) carries `X-Wardline-Refresh: 1`, so that a screen
+// left alone still logs out after the idle timeout.
 
 import type { Observation, ObservationBucket } from './schema';
 
@@ -36,14 +38,29 @@ export class ApiError extends Error {
 
 export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
+/** Fired on `window` when the server ends the session (idle, expired, logged out elsewhere). */
+export const SESSION_ENDED = 'wardline:session-ended';
+/** Fired on `window` when the account must change its password before anything else. */
+export const PASSWORD_CHANGE_REQUIRED = 'wardline:password-change-required';
+
+/** How long after a person's input the requests that follow count as theirs. */
+const INPUT_WINDOW_MS = 5000;
+let lastInput = performance.now();
+for (const kind of ['pointerdown', 'keydown', 'popstate']) {
+  window.addEventListener(kind, () => (lastInput = performance.now()), { capture: true, passive: true });
+}
+
 export async function api<T>(
   path: string,
-  options: { method?: Method; body?: unknown; signal?: AbortSignal } = {},
+  options: { method?: Method; body?: unknown; signal?: AbortSignal; refresh?: boolean } = {},
 ): Promise<T> {
   const headers: Record<string, string> = {
     Accept: 'application/json',
     'X-Wardline-Request': '1',
   };
+  if (options.refresh || performance.now() - lastInput > INPUT_WINDOW_MS) {
+    headers['X-Wardline-Refresh'] = '1';
+  }
   let body: string | undefined;
   if (options.body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -66,12 +83,18 @@ export async function api<T>(
   }
   if (!response.ok) {
     const error = (data as { error?: { code?: string; message?: string; field?: string } } | null)?.error;
-    throw new ApiError(
+    const failure = new ApiError(
       response.status,
       error?.code ?? `http_${response.status}`,
       error?.message ?? response.statusText,
       error?.field,
     );
+    if (response.status === 401 && !path.startsWith('/api/v1/auth/')) {
+      window.dispatchEvent(new CustomEvent(SESSION_ENDED, { detail: failure.code }));
+    } else if (failure.code === 'password_change_required') {
+      window.dispatchEvent(new CustomEvent(PASSWORD_CHANGE_REQUIRED));
+    }
+    throw failure;
   }
   return data as T;
 }

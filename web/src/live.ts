@@ -4,7 +4,7 @@
 // event the page re-reads the latest values, since events may have been missed.
 
 import type { Observation } from './api';
-import { patientPath } from './api';
+import { api, patientPath } from './api';
 import { endpoints, type AlarmStreamEvent, type News2 } from './features';
 
 export type LiveState = 'connecting' | 'live' | 'reconnecting';
@@ -41,7 +41,10 @@ function observationStream(url: string, handlers: LiveHandlers): () => void {
     opened = true;
     handlers.onState?.('live');
   });
-  source.addEventListener('error', () => handlers.onState?.('reconnecting'));
+  source.addEventListener('error', () => {
+    handlers.onState?.('reconnecting');
+    sessionCheck();
+  });
   source.addEventListener('observation', (event) => {
     try {
       handlers.onObservation(JSON.parse((event as MessageEvent<string>).data) as Observation);
@@ -80,7 +83,10 @@ export function subscribeAlarms(handlers: AlarmHandlers): () => void {
     opened = true;
     handlers.onState?.('live');
   });
-  source.addEventListener('error', () => handlers.onState?.('reconnecting'));
+  source.addEventListener('error', () => {
+    handlers.onState?.('reconnecting');
+    sessionCheck();
+  });
   source.addEventListener('alarm', (event) => {
     let data: AlarmStreamEvent;
     try {
@@ -92,6 +98,18 @@ export function subscribeAlarms(handlers: AlarmHandlers): () => void {
   });
   source.addEventListener('lagged', () => handlers.onResync());
   return () => source.close();
+}
+
+/**
+ * A stream that fails may have been ended by the server because the session ended
+ * (EventSource cannot see the status): asking who is logged in tells, and a 401 there
+ * sends the page to the login (see `SESSION_ENDED`). Not counted as activity.
+ */
+function sessionCheck(): void {
+  api('/api/v1/me', { refresh: true }).catch(() => {
+    // A 401 has been announced by `api`; anything else is the connection, which the
+    // stream retries by itself.
+  });
 }
 
 export function liveBadge(): { element: HTMLElement; set(state: LiveState): void } {

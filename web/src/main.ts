@@ -1,8 +1,9 @@
 import 'uplot/dist/uPlot.min.css';
 import './styles.css';
 
-import { ApiError } from './api';
+import { ApiError, PASSWORD_CHANGE_REQUIRED, SESSION_ENDED } from './api';
 import { h, replace } from './dom';
+import { passwordPage } from './pages/account';
 import { adminPage } from './pages/admin';
 import { alarmsPage } from './pages/alarms';
 import { errorPage, notFoundPage } from './pages/errors';
@@ -10,9 +11,10 @@ import { loginPage } from './pages/login';
 import { patientPage } from './pages/patient';
 import { wardPage } from './pages/ward';
 import { errors, fallback, navigate, route, start } from './router';
-import { homeFor, loadUser, requireUser, setUser } from './session';
+import { currentUser, homeFor, loadUser, requireUser, setUser } from './session';
 
 route('/login', loginPage);
+route('/account/password', passwordPage);
 route('/', () => {
   const user = requireUser();
   if (user) navigate(homeFor(user), true);
@@ -46,6 +48,18 @@ errors((root, error) => {
     return;
   }
   errorPage(root, error);
+});
+
+// The server ended the session (idle timeout, expiry, logout elsewhere, account
+// disabled): every page stops and the login page says why.
+window.addEventListener(SESSION_ENDED, (event) => {
+  if (!currentUser() || location.pathname === '/login') return;
+  setUser(null);
+  const reason = (event as CustomEvent<string>).detail === 'session_idle' ? 'idle' : 'ended';
+  navigate(`/login?ended=${reason}&next=${encodeURIComponent(location.pathname + location.search)}`, true);
+});
+window.addEventListener(PASSWORD_CHANGE_REQUIRED, () => {
+  if (location.pathname !== '/account/password') navigate('/account/password', true);
 });
 
 async function boot(): Promise<void> {

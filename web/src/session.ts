@@ -36,9 +36,22 @@ export function homeFor(user: User): string {
 }
 
 /** Sends a logged-out visitor to the login page; returns the user otherwise. */
-export function requireUser(roles?: User['role'][]): User | null {
+export function requireAccount(): User | null {
   if (!me) {
     navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
+    return null;
+  }
+  return me;
+}
+
+/**
+ * As `requireAccount`, and sends an account that must change its password to do so,
+ * and one without the role to its own home page.
+ */
+export function requireUser(roles?: User['role'][]): User | null {
+  if (!requireAccount() || !me) return null;
+  if (me.password_change_required) {
+    navigate(`/account/password?next=${encodeURIComponent(location.pathname + location.search)}`, true);
     return null;
   }
   if (roles && !roles.includes(me.role)) {
@@ -121,6 +134,7 @@ export function frame(root: HTMLElement, title: string, ...children: Child[]): H
             'div',
             { class: 'who' },
             h('span', null, user.display_name, ' ', h('span', { class: 'role' }, `(${ROLE_LABEL[user.role]})`)),
+            h('a', { href: '/account/password', class: 'account-link' }, 'Password'),
             h('button', { type: 'button', class: 'secondary', onclick: () => void logout() }, 'Log out'),
           )
         : null,

@@ -27,6 +27,7 @@ const screenshots = process.env.WARDLINE_SCREENSHOTS
 mkdirSync(screenshots, { recursive: true });
 
 const PASSWORD = 'correct horse battery staple';
+const ADMIN_PASSWORD = 'quiet harbour lamps at dawn';
 const DAY = 86_400_000;
 const HR = '8867-4';
 const CGM = '99504-3';
@@ -120,14 +121,20 @@ async function uiLogin(page, username, password) {
 
 before(async () => {
   server = await startServer();
+  // The first administrator's one-time password must be changed before anything else.
   admin = await login('admin', server.adminPassword);
+  await ok(server, 'POST', '/api/v1/me/password', {
+    token: admin,
+    body: { current_password: server.adminPassword, new_password: ADMIN_PASSWORD },
+  });
+  server.adminPassword = ADMIN_PASSWORD;
   ada = await ok(server, 'POST', '/api/v1/patients', { token: admin, body: { display_name: 'Ada Lovelace', mrn: 'MRN-1815', birth_date: '1952-12-10' } });
   bob = await ok(server, 'POST', '/api/v1/patients', { token: admin, body: { display_name: 'Bob Brown', mrn: 'MRN-2001' } });
   abel = await ok(server, 'POST', '/api/v1/patients', { token: admin, body: { display_name: 'Abel Tasman', mrn: 'MRN-1603', birth_date: '1949-03-02' } });
   const ward = await ok(server, 'POST', '/api/v1/care-teams', { token: admin, body: { name: 'Cardiology ward' } });
   const other = await ok(server, 'POST', '/api/v1/care-teams', { token: admin, body: { name: 'Respiratory ward' } });
-  const greyUser = await ok(server, 'POST', '/api/v1/users', { token: admin, body: { username: 'dr.grey', display_name: 'Dr Meredith Grey', role: 'clinician', password: PASSWORD } });
-  await ok(server, 'POST', '/api/v1/users', { token: admin, body: { username: 'ada', display_name: 'Ada Lovelace', role: 'patient', patient_id: ada.id, password: PASSWORD } });
+  const greyUser = await ok(server, 'POST', '/api/v1/users', { token: admin, body: { username: 'dr.grey', display_name: 'Dr Meredith Grey', role: 'clinician', password: PASSWORD, password_change_required: false } });
+  await ok(server, 'POST', '/api/v1/users', { token: admin, body: { username: 'ada', display_name: 'Ada Lovelace', role: 'patient', patient_id: ada.id, password: PASSWORD, password_change_required: false } });
   await ok(server, 'POST', `/api/v1/care-teams/${ward.id}/members`, { token: admin, body: { user_id: greyUser.user.id } });
   greyId = greyUser.user.id;
   await ok(server, 'POST', `/api/v1/care-teams/${ward.id}/patients`, { token: admin, body: { patient_id: ada.id } });
@@ -519,7 +526,7 @@ test('a state-changing request with the cookie needs the app header', async () =
 test('a patient sees only their own data', async () => {
   // A clinician of another team tries to read Ada's record through the API.
   const otherTeam = (await ok(server, 'GET', '/api/v1/care-teams', { token: admin })).find((team) => team.name === 'Respiratory ward');
-  const mallory = await ok(server, 'POST', '/api/v1/users', { token: admin, body: { username: 'dr.other', display_name: 'Dr Mallory Other', role: 'clinician', password: PASSWORD } });
+  const mallory = await ok(server, 'POST', '/api/v1/users', { token: admin, body: { username: 'dr.other', display_name: 'Dr Mallory Other', role: 'clinician', password: PASSWORD, password_change_required: false } });
   await ok(server, 'POST', `/api/v1/care-teams/${otherTeam.id}/members`, { token: admin, body: { user_id: mallory.user.id } });
   const snooper = await login('dr.other', PASSWORD);
   assert.equal((await server.request('GET', `/api/v1/patients/${ada.id}/observations/latest`, { token: snooper })).status, 403);
@@ -695,6 +702,48 @@ test('an admin disables an account, enrols a device (its secret shown once) and 
   await page.getByRole('link', { name: 'Audit log' }).click();
   await page.getByRole('cell', { name: 'devices.enrol' }).first().waitFor();
   await page.getByRole('cell', { name: 'care_teams.remove_patient' }).first().waitFor();
+  await page.context().close();
+});
+
+test('an account whose password an admin handed over must choose its own before anything else', async () => {
+  const created = await ok(server, 'POST', '/api/v1/users', {
+    token: admin,
+    body: { username: 'nurse.new', display_name: 'Nurse Nell New', role: 'nurse' },
+  });
+  const page = await newPage();
+  await uiLogin(page, 'nurse.new', created.generated_password);
+  await page.waitForURL('**/account/password**');
+  await page.getByText('Your password was set by someone else').waitFor();
+  // Any other page leads back here until the password is changed.
+  await page.goto(`${server.url}/alarms`);
+  await page.waitForURL('**/account/password**');
+  await page.getByLabel('Password you were given').fill(created.generated_password);
+  await page.getByLabel('New password', { exact: true }).fill(created.generated_password);
+  await page.getByLabel('New password again').fill(created.generated_password);
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await page.getByText('The new password must differ from the current one.').waitFor();
+  const chosen = 'copper meadow after the rain';
+  await page.getByLabel('New password', { exact: true }).fill(chosen);
+  await page.getByLabel('New password again').fill(chosen);
+  await page.getByRole('button', { name: 'Change password' }).click();
+  await page.waitForURL('**/alarms');
+  const session = await login('nurse.new', chosen);
+  assert.equal((await ok(server, 'GET', '/api/v1/me', { token: session })).password_change_required, false);
+  await page.context().close();
+});
+
+test('a screen whose session ends elsewhere goes to the login page and says so', async () => {
+  const page = await newPage();
+  await uiLogin(page, 'dr.grey', PASSWORD);
+  await page.waitForURL('**/ward');
+  await page.getByText('● Live').first().waitFor();
+  // The session ends without this page doing anything (as at the idle timeout, or a
+  // logout in another tab): its live stream ends, and the page learns why.
+  const cookie = (await page.context().cookies()).find((entry) => entry.name === 'wardline_session');
+  assert.ok(cookie, 'the session cookie');
+  await ok(server, 'POST', '/api/v1/auth/logout', { token: cookie.value });
+  await page.waitForURL('**/login?ended=**', { timeout: 10_000 });
+  await page.getByText('Your session has ended. Log in again to go on.').waitFor();
   await page.context().close();
 });
 

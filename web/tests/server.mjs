@@ -29,9 +29,10 @@ export async function startServer() {
   child.on('exit', (code, signal) => (exited = signal ?? code));
   const adminPassword = new Promise((resolve) => {
     readline.createInterface({ input: child.stdout }).on('line', (line) => {
-      // The first start prints the admin's one-time password; it is kept, never logged.
-      const match = /password `([^`]+)`/.exec(line);
-      if (match) resolve(match[1]);
+      // The first start names the file that holds the admin's one-time password; it is
+      // read from there, never printed.
+      const match = /one-time password is in (.+) \(readable/.exec(line);
+      if (match) resolve(readFileSync(match[1], 'utf8').trim());
     });
   });
   const deadline = Date.now() + 30_000;
@@ -52,7 +53,7 @@ export async function startServer() {
     ca,
     /** base64 SHA-256 of the CA's public key, for Chromium's --ignore-certificate-errors-spki-list. */
     caSpki: createHash('sha256').update(new X509Certificate(ca).publicKey.export({ type: 'spki', format: 'der' })).digest('base64'),
-    adminPassword: await Promise.race([adminPassword, new Promise((_, reject) => setTimeout(() => reject(new Error('no admin password printed')), 5000))]),
+    adminPassword: await Promise.race([adminPassword, new Promise((_, reject) => setTimeout(() => reject(new Error('no admin password file named')), 5000))]),
     request: (method, urlPath, { token, body } = {}) => request(server, method, urlPath, token, body),
     async stop() {
       if (exited === null) {

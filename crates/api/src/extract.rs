@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use wardline_domain::{CareTeamId, DeviceId, PatientId, UserId};
-use wardline_service::{Actor, Error, Person};
+use wardline_service::{Actor, Error, Person, SessionUse};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -21,6 +21,10 @@ pub const SESSION_COOKIE: &str = "wardline_session";
 /// or link from another site cannot set a custom header, so this backs up the cookie's
 /// `SameSite=Strict` against cross-site request forgery.
 pub const CSRF_HEADER: &str = "x-wardline-request";
+/// The header a screen sends when it refreshes itself (a poll on a timer) rather than
+/// acting for its person: such a request does not keep the session from ending for
+/// idleness.
+pub const REFRESH_HEADER: &str = "x-wardline-refresh";
 
 /// The token from `Authorization: Bearer` or, for the web app, the session cookie.
 pub fn presented_token(parts: &Parts) -> Option<String> {
@@ -64,6 +68,46 @@ impl Caller {
     }
 }
 
+/// The token and how the request uses its session, after the cross-site request
+/// forgery check.
+fn session_request(parts: &Parts) -> Result<(String, SessionUse), ApiError> {
+    let token = presented_token(parts).ok_or(Error::Unauthenticated)?;
+    let by_bearer = bearer(parts).is_some();
+    if !by_bearer && !parts.method.is_safe() && !parts.headers.contains_key(CSRF_HEADER) {
+        return Err(Error::CsrfHeaderMissing {
+            field: CSRF_HEADER.into(),
+            message: "a request that changes state with the session cookie must send `X-Wardline-Request: 1`".into(),
+        }
+        .into());
+    }
+    // Only a read can be a refresh: a change is always someone acting.
+    let used = if parts.method.is_safe() && parts.headers.contains_key(REFRESH_HEADER) {
+        SessionUse::Refresh
+    } else {
+        SessionUse::Action
+    };
+    Ok((token, used))
+}
+
+/// The session's person, for any operation or (`for_account`) for what an account may
+/// do while it must change its password.
+async fn session_person(
+    parts: &Parts,
+    state: &AppState,
+    for_account: bool,
+) -> Result<Person, ApiError> {
+    let (token, used) = session_request(parts)?;
+    let service = &state.service;
+    let remote = remote_addr(parts);
+    Ok(if for_account {
+        service
+            .authenticate_for_account(&token, remote, used)
+            .await?
+    } else {
+        service.authenticate(&token, remote, used).await?
+    })
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -71,20 +115,23 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = presented_token(parts).ok_or(Error::Unauthenticated)?;
-        let by_bearer = bearer(parts).is_some();
-        if !by_bearer && !parts.method.is_safe() && !parts.headers.contains_key(CSRF_HEADER) {
-            return Err(Error::CsrfHeaderMissing {
-                field: CSRF_HEADER.into(),
-                message: "a request that changes state with the session cookie must send `X-Wardline-Request: 1`".into(),
-            }
-            .into());
-        }
-        let person = state
-            .service
-            .authenticate(&token, remote_addr(parts))
-            .await?;
-        Ok(Caller(person))
+        session_person(parts, state, false).await.map(Caller)
+    }
+}
+
+/// The person calling, for what an account may do while it must change its password
+/// (change it, read its own account, log out).
+#[derive(Debug, Clone)]
+pub struct AccountCaller(pub Person);
+
+impl FromRequestParts<AppState> for AccountCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        session_person(parts, state, true).await.map(AccountCaller)
     }
 }
 

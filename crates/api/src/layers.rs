@@ -3,14 +3,20 @@
 //! latency histogram. Spans and metrics name the route template, never the identifiers in
 //! the path: no patient or device id reaches a log line or a metric label.
 
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request};
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, StatusCode, Version};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use http_body::{Frame, SizeHint};
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -26,6 +32,83 @@ use crate::error::ApiError;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// How much of a refused HTTP/2 body is read and dropped so that its answer arrives intact
+/// (see [`drain_refused_bodies`]), and for how long at most.
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// A request body that the middleware can take back after the inner service is done
+/// with it, to read what the service left unread.
+struct SharedBody(Arc<Mutex<Option<Body>>>);
+
+impl HttpBody for SharedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let Ok(mut slot) = self.0.lock() else {
+            return Poll::Ready(None);
+        };
+        match slot.as_mut() {
+            Some(body) => Pin::new(body).poll_frame(context),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0
+            .lock()
+            .map(|slot| slot.as_ref().is_none_or(HttpBody::is_end_stream))
+            .unwrap_or(true)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|slot| slot.as_ref().map(HttpBody::size_hint))
+            .unwrap_or_default()
+    }
+}
+
+/// Over HTTP/2, a request refused (413 for its size, 401 for a wrong credential, ...)
+/// before the server read all of its body is answered while the client is still sending;
+/// the server then resets the stream (with `NO_ERROR`, as RFC 9113 allows), and some
+/// clients (curl among them) report the reset instead of the answer. So the rest of a
+/// refused request's body, up to [`DRAIN_BYTES`] and for at most [`DRAIN_TIME`], is read
+/// and dropped before the answer goes out: the client finishes sending and reads why it
+/// was refused. A larger body still ends in the reset.
+pub async fn drain_refused_bodies(request: Request, next: Next) -> Response {
+    if request.version() != Version::HTTP_2 {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let slot = Arc::new(Mutex::new(Some(body)));
+    let shared = Body::new(SharedBody(Arc::clone(&slot)));
+    let response = next.run(Request::from_parts(parts, shared)).await;
+    if response.status().is_success() {
+        return response;
+    }
+    let rest = slot.lock().ok().and_then(|mut slot| slot.take());
+    if let Some(rest) = rest {
+        let mut data = rest.into_data_stream();
+        let mut read = 0usize;
+        let _ = tokio::time::timeout(DRAIN_TIME, async {
+            while let Some(Ok(chunk)) = data.next().await {
+                read = read.saturating_add(chunk.len());
+                if read > DRAIN_BYTES {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    response
+}
 
 /// Records how long each request took, by method, route template and status class.
 async fn observe(request: Request, next: Next) -> Response {
@@ -94,7 +177,8 @@ pub fn observed<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S
             )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(axum::middleware::from_fn(observe))
-            .layer(axum::middleware::from_fn(errors_in_json)),
+            .layer(axum::middleware::from_fn(errors_in_json))
+            .layer(axum::middleware::from_fn(drain_refused_bodies)),
     )
 }
 

@@ -225,6 +225,16 @@ pub(crate) fn create_user_request() -> RefOr<Schema> {
                     )),
             )
             .property("patient_id", patient_id)
+            .property(
+                "password_change_required",
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]))
+                    .description(Some(
+                        "Whether the holder must change the password at the first login \
+                         before doing anything else. Defaults to true: the administrator \
+                         who set or received it knows it.",
+                    )),
+            )
             .required("username")
             .required("display_name")
             .required("role");

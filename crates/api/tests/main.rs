@@ -6,4 +6,5 @@ mod common;
 mod errors;
 mod openapi;
 mod routes;
+mod sessions;
 mod streams;

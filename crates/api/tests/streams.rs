@@ -16,24 +16,28 @@ use wardline_service::ServiceSettings;
 use crate::common::{Hospital, hospital, hospital_with};
 
 /// An open stream's body, read frame by frame.
-struct OpenStream(Body);
+pub(crate) struct OpenStream(Body);
 
 impl OpenStream {
-    async fn open(h: &Hospital, who: &str, path: &str) -> Self {
+    pub(crate) async fn open(h: &Hospital, who: &str, path: &str) -> Self {
+        Self::open_with_token(h, &h.tokens[who], path).await
+    }
+
+    pub(crate) async fn open_with_token(h: &Hospital, token: &str, path: &str) -> Self {
         let request = Request::builder()
             .method(Method::GET)
             .uri(path)
-            .header("authorization", format!("Bearer {}", h.tokens[who]))
+            .header("authorization", format!("Bearer {token}"))
             .body(Body::empty())
             .unwrap();
         let response = h.app.clone().oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{who} opens {path}");
+        assert_eq!(response.status(), StatusCode::OK, "opening {path}");
         Self(response.into_body())
     }
 
     /// Whether the stream ended (its body finished) within `limit`; frames that arrive
     /// meanwhile (keep-alives, events) are read and skipped.
-    async fn ends_within(&mut self, limit: Duration) -> bool {
+    pub(crate) async fn ends_within(&mut self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             match tokio::time::timeout_at(deadline, self.0.frame()).await {

@@ -184,6 +184,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                         role,
                         password,
                         patient_id: patient,
+                        password_change_required: None,
                     },
                 )
                 .await
@@ -192,6 +193,9 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             println!("user {} ({}) id {}", user.username, user.role, user.id);
             if let Some(password) = created.generated_password {
                 println!("password (shown only now): {password}");
+            }
+            if user.password_change_required {
+                println!("  (to be changed at the first login)");
             }
         }
         AdminCommand::DisableUser { username } => {

@@ -30,6 +30,8 @@ pub struct Config {
     pub max_payload_bytes: usize,
     pub max_future_skew_seconds: i64,
     pub session_hours: i64,
+    /// A session its person has not used for this many minutes ends; 0 turns this off.
+    pub session_idle_minutes: i64,
     pub log_filter: String,
     pub log_json: bool,
     /// NEWS2 scores the latest value of each vital sign taken within this many minutes
@@ -247,6 +249,7 @@ pub struct IngestSection {
 #[serde(deny_unknown_fields)]
 pub struct SessionSection {
     pub hours: Option<i64>,
+    pub idle_minutes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -376,6 +379,7 @@ pub fn load(
             .unwrap_or(256 * 1024),
         max_future_skew_seconds: file.ingest.max_future_skew_seconds.unwrap_or(300),
         session_hours: file.sessions.hours.unwrap_or(12),
+        session_idle_minutes: file.sessions.idle_minutes.unwrap_or(15),
         log_filter: env
             .get("RUST_LOG")
             .cloned()
@@ -549,6 +553,11 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if !(1..=24 * 30).contains(&config.session_hours) {
         return Err(ConfigError::Invalid(
             "sessions.hours must be 1 to 720".into(),
+        ));
+    }
+    if !(0..=24 * 60).contains(&config.session_idle_minutes) {
+        return Err(ConfigError::Invalid(
+            "sessions.idle_minutes must be 0 (off) to 1440".into(),
         ));
     }
     if !(1..=24 * 60).contains(&config.news2_window_minutes) {

@@ -400,6 +400,9 @@ async fn populate(
                     role,
                     password: None,
                     patient_id,
+                    // The demo's people are the one at the terminal, who is shown these
+                    // passwords to try each role.
+                    password_change_required: Some(false),
                 },
             )
             .await

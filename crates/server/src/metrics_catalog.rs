@@ -205,6 +205,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Rhythm events stored (new or grown).",
     ),
     (
+        "wardline_sessions_ended_idle_total",
+        "counter",
+        "Sessions ended because their person did nothing for the idle timeout.",
+    ),
+    (
         "wardline_store_commits_total",
         "counter",
         "Commits of the storage writer.",

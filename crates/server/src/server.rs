@@ -95,6 +95,8 @@ pub fn http_limits(config: &Config) -> HttpLimits {
 pub fn service_settings(config: &Config) -> ServiceSettings {
     ServiceSettings {
         session_lifetime: chrono::Duration::hours(config.session_hours),
+        session_idle_timeout: (config.session_idle_minutes > 0)
+            .then(|| chrono::Duration::minutes(config.session_idle_minutes)),
         payload_limits: PayloadLimits {
             max_bytes: config.max_payload_bytes,
             max_future_skew: chrono::Duration::seconds(config.max_future_skew_seconds),
@@ -131,15 +133,7 @@ pub async fn serve(
     let (store, audit_key) = open_store(&config).await?;
     let store: Arc<dyn Store> = Arc::new(store);
     let bare = Wardline::new(Arc::clone(&store), service_settings(&config));
-    if let Some(password) = bare
-        .bootstrap_admin()
-        .await
-        .map_err(|error| anyhow::anyhow!("creating the first administrator: {error}"))?
-    {
-        // Printed once to the operator's terminal, never logged.
-        println!("created the first administrator: username `admin`, password `{password}`");
-        println!("  (shown only now; create named accounts and disable this one)");
-    }
+    first_admin(&bare, &config.keys_dir).await?;
     let checkpoints = crate::audit::spawn_checkpoints(
         Arc::clone(&store),
         audit_key,
@@ -434,4 +428,46 @@ async fn serve_http(
             }
         });
     }
+}
+
+/// Where the first administrator's one-time password is left for the operator.
+pub const FIRST_ADMIN_PASSWORD_FILE: &str = "first-admin-password";
+
+/// Creates the first administrator when there is none. Its generated password goes to a
+/// file only the server's user can read, in the keys folder (never to the terminal or
+/// the log, which are often collected); the account must change it at the first login.
+/// Once it has been changed (or the account disabled), the file is removed at the next
+/// start.
+async fn first_admin(service: &Wardline, keys_dir: &std::path::Path) -> anyhow::Result<()> {
+    let file = keys_dir.join(FIRST_ADMIN_PASSWORD_FILE);
+    let created = service
+        .bootstrap_admin()
+        .await
+        .map_err(|error| anyhow::anyhow!("creating the first administrator: {error}"))?;
+    if let Some(password) = created {
+        crate::keys::prepare_folder(keys_dir)?;
+        crate::keys::write_private(&file, format!("{password}\n").as_bytes())?;
+        println!(
+            "created the first administrator `admin`; its one-time password is in {} \
+             (readable by this user only) and must be changed at the first login",
+            file.display()
+        );
+        return Ok(());
+    }
+    if std::fs::exists(&file).unwrap_or(false) {
+        let changed = match service.user_named("admin").await {
+            Ok(admin) => admin.disabled || !admin.password_change_required,
+            Err(wardline_service::Error::NotFound(_)) => true,
+            Err(error) => {
+                return Err(anyhow::anyhow!("reading the first administrator: {error}"));
+            }
+        };
+        if changed {
+            std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+            tracing::info!(
+                "removed the first administrator's one-time password file: the password was changed"
+            );
+        }
+    }
+    Ok(())
 }

@@ -239,7 +239,8 @@ impl Wardline {
     }
 
     /// Whether a live stream that `person` opened for `patients` may go on: the session
-    /// is still live (not logged out, not expired, its account not disabled) and each
+    /// is still live (not logged out, not expired, not idle for the idle timeout — the
+    /// stream itself is not activity —, its account not disabled) and each
     /// patient is still one the person may read, by the same rules as at the opening,
     /// which was audited (this check is not, or a screen would write an entry a second).
     /// A store error ends the stream: it fails closed, and the client reconnects.
@@ -248,9 +249,19 @@ impl Wardline {
         person: &Person,
         patients: &HashSet<PatientId>,
     ) -> bool {
-        let Ok(Some(session)) = self.store.session(person.token_hash, self.now()).await else {
+        let Ok(session) = self
+            .live_session(
+                person.token_hash,
+                person.remote_addr.clone(),
+                crate::people::SessionUse::Refresh,
+            )
+            .await
+        else {
             return false;
         };
+        if session.user.password_change_required {
+            return false;
+        }
         // The account as it is now (a changed role counts), and the patients it may read
         // by the rules the opening used.
         let actor = Actor::Person(Person {

@@ -25,6 +25,14 @@ pub enum Error {
     InvalidPayload(PayloadError),
     #[error("authentication required")]
     Unauthenticated,
+    /// The session ended because its person did nothing for the idle timeout.
+    #[error("the session ended after {idle} without activity; log in again")]
+    SessionIdle { idle: String },
+    /// The account's password was set by someone else and must be changed first.
+    #[error(
+        "this account's password was set by someone else: change it (POST /api/v1/me/password) before anything else"
+    )]
+    PasswordChangeRequired,
     #[error("wrong username or password")]
     BadLogin,
     #[error("not allowed")]
@@ -79,6 +87,16 @@ impl Error {
         code: "unauthenticated",
         status: 401,
         meaning: "no valid session or device credential",
+    };
+    const SESSION_IDLE: ErrorSpec = ErrorSpec {
+        code: "session_idle",
+        status: 401,
+        meaning: "the session ended because nobody used it for the idle timeout; log in again",
+    };
+    const PASSWORD_CHANGE_REQUIRED: ErrorSpec = ErrorSpec {
+        code: "password_change_required",
+        status: 403,
+        meaning: "the account's password was generated, reset or set by an administrator: the account may only change it, read itself and log out until it does",
     };
     const BAD_LOGIN: ErrorSpec = ErrorSpec {
         code: "bad_login",
@@ -152,10 +170,12 @@ impl Error {
     };
 
     /// Every error a client can see, for documentation.
-    pub const ALL: [ErrorSpec; 17] = [
+    pub const ALL: [ErrorSpec; 19] = [
         Self::INVALID_REQUEST,
         Self::INVALID_PAYLOAD,
         Self::UNAUTHENTICATED,
+        Self::SESSION_IDLE,
+        Self::PASSWORD_CHANGE_REQUIRED,
         Self::BAD_LOGIN,
         Self::FORBIDDEN,
         Self::CSRF_HEADER_MISSING,
@@ -177,6 +197,8 @@ impl Error {
             Error::InvalidRequest { .. } => Self::INVALID_REQUEST,
             Error::InvalidPayload(_) => Self::INVALID_PAYLOAD,
             Error::Unauthenticated => Self::UNAUTHENTICATED,
+            Error::SessionIdle { .. } => Self::SESSION_IDLE,
+            Error::PasswordChangeRequired => Self::PASSWORD_CHANGE_REQUIRED,
             Error::BadLogin => Self::BAD_LOGIN,
             Error::Forbidden => Self::FORBIDDEN,
             Error::CsrfHeaderMissing { .. } => Self::CSRF_HEADER_MISSING,
@@ -302,6 +324,10 @@ mod tests {
                 reason: "missing".into(),
             }),
             Error::Unauthenticated,
+            Error::SessionIdle {
+                idle: "15 minutes".into(),
+            },
+            Error::PasswordChangeRequired,
             Error::BadLogin,
             Error::Forbidden,
             Error::CsrfHeaderMissing {

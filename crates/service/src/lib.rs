@@ -31,11 +31,16 @@ pub use actor::{Actor, Person};
 pub use error::{Error, ErrorSpec};
 pub use ingest::{IngestService, MessageVerdict, Rejection};
 pub use live::LiveFeed;
+pub use people::SessionUse;
 
 /// Settings of the operations.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
     pub session_lifetime: Duration,
+    /// A session that its person has not used for this long ends (`None`: never for
+    /// idleness, only at `session_lifetime`). Screens refreshing themselves do not count
+    /// as use.
+    pub session_idle_timeout: Option<Duration>,
     pub payload_limits: PayloadLimits,
     /// Webhook channels may point at this machine (a receiver beside the server).
     pub allow_loopback_webhooks: bool,
@@ -45,6 +50,7 @@ impl Default for ServiceSettings {
     fn default() -> Self {
         Self {
             session_lifetime: Duration::hours(12),
+            session_idle_timeout: Some(Duration::minutes(15)),
             payload_limits: PayloadLimits::default(),
             allow_loopback_webhooks: false,
         }

@@ -49,7 +49,28 @@ pub struct NewAccount {
     pub role: Role,
     pub password: Option<String>,
     pub patient_id: Option<PatientId>,
+    /// Whether the holder must change the password at the first login. `None`: yes when
+    /// it is generated (whoever created the account saw it) or when a person (an
+    /// administrator) chose it; no when the server's own command line chose it (an
+    /// operator provisioning accounts on the machine).
+    pub password_change_required: Option<bool>,
 }
+
+/// How a request uses its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionUse {
+    /// A person acting: it keeps the session from ending for idleness.
+    Action,
+    /// A screen refreshing itself (a poll, a live stream's check): the session still
+    /// ends when its person has done nothing for the idle timeout.
+    Refresh,
+}
+
+/// The idle timeout is counted from the last recorded action, which is written at most
+/// once per this long (or a tenth of the timeout, if shorter) so that a busy screen does
+/// not write on every request: a session ends between the timeout less this and the
+/// timeout after its person's last action.
+const ACTIVITY_RESOLUTION: chrono::Duration = chrono::Duration::seconds(60);
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
@@ -178,23 +199,86 @@ impl Wardline {
         })
     }
 
-    /// The person a session token belongs to, if the session is live.
+    /// The person a session token belongs to, if the session is live, for any
+    /// operation: refused with `PasswordChangeRequired` while the account must change its
+    /// password.
     pub async fn authenticate(
         &self,
         token: &str,
         remote_addr: Option<String>,
+        used: SessionUse,
+    ) -> Result<Person, Error> {
+        let person = self
+            .authenticate_for_account(token, remote_addr, used)
+            .await?;
+        if person.user.password_change_required {
+            return Err(Error::PasswordChangeRequired);
+        }
+        Ok(person)
+    }
+
+    /// As [`Wardline::authenticate`], for what an account may do while it must change its
+    /// password: change it, read its own account, log out.
+    pub async fn authenticate_for_account(
+        &self,
+        token: &str,
+        remote_addr: Option<String>,
+        used: SessionUse,
     ) -> Result<Person, Error> {
         let hash = token_hash(token);
-        let session = self
-            .store
-            .session(hash, self.now())
-            .await?
-            .ok_or(Error::Unauthenticated)?;
+        let session = self.live_session(hash, remote_addr.clone(), used).await?;
         Ok(Person {
             user: session.user,
             token_hash: hash,
             remote_addr,
         })
+    }
+
+    /// The session for a token hash if it is live: not logged out, expired or disabled,
+    /// and used within the idle timeout. A session found idle ends here, audited; an
+    /// action is recorded (see [`ACTIVITY_RESOLUTION`]).
+    pub(crate) async fn live_session(
+        &self,
+        hash: [u8; 32],
+        remote_addr: Option<String>,
+        used: SessionUse,
+    ) -> Result<wardline_store::Session, Error> {
+        let now = self.now();
+        let session = self
+            .store
+            .session(hash, now)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let Some(idle) = self.settings.session_idle_timeout else {
+            return Ok(session);
+        };
+        if now - session.active >= idle {
+            let person = Person {
+                user: session.user,
+                token_hash: hash,
+                remote_addr,
+            };
+            let idle = if idle.num_seconds() % 60 == 0 {
+                format!("{} minutes", idle.num_minutes())
+            } else {
+                format!("{} seconds", idle.num_seconds())
+            };
+            let audit = Actor::from(person).audit(
+                "session.idle_timeout",
+                None,
+                AuditOutcome::Allowed,
+                Some(format!("ended after {idle} without activity")),
+                now,
+            );
+            self.store.revoke_session(hash, now, audit).await?;
+            metrics::counter!("wardline_sessions_ended_idle_total").increment(1);
+            return Err(Error::SessionIdle { idle });
+        }
+        if used == SessionUse::Action && now - session.active >= ACTIVITY_RESOLUTION.min(idle / 10)
+        {
+            self.store.record_session_activity(hash, now).await?;
+        }
+        Ok(session)
     }
 
     /// `TooManyAttempts` while the login throttle holds this username or address back, or
@@ -237,6 +321,7 @@ impl Wardline {
             .await?
             .ok_or(Error::Unauthenticated)?
             .password_hash;
+        let current_for_reuse_check = current.clone();
         if !credentials::password_matches(current, stored).await? {
             self.logins
                 .failed(&username, &address, std::time::Instant::now());
@@ -253,12 +338,19 @@ impl Wardline {
                 "is not the account's password",
             ));
         }
+        if new == current_for_reuse_check {
+            return Err(Error::invalid(
+                "new_password",
+                "must differ from the current password",
+            ));
+        }
         let hash = credentials::hash_password(new).await?;
         let audit = Actor::from(person.clone()).allowed("password.change", None, None);
         self.store
             .set_password(
                 person.user.id,
                 hash,
+                false,
                 Some(person.token_hash),
                 self.now(),
                 audit,
@@ -288,7 +380,7 @@ impl Wardline {
         let password = credentials::generate_password()?;
         let hash = credentials::hash_password(password.clone()).await?;
         self.store
-            .set_password(user_id, hash, None, self.now(), allowed.audit)
+            .set_password(user_id, hash, true, None, self.now(), allowed.audit)
             .await?;
         Ok(password)
     }
@@ -316,6 +408,7 @@ impl Wardline {
                     role: Role::Admin,
                     password: None,
                     patient_id: None,
+                    password_change_required: Some(true),
                 },
             )
             .await?;
@@ -343,6 +436,10 @@ impl Wardline {
                 "required for a patient account, and only for one",
             ));
         }
+        let set_by_a_person = matches!(actor, Actor::Person(_));
+        let change_required = account
+            .password_change_required
+            .unwrap_or(account.password.is_none() || set_by_a_person);
         let (password, generated_password) = match account.password {
             Some(password) => {
                 credentials::check_password_strength(
@@ -369,6 +466,7 @@ impl Wardline {
                     password_hash,
                     patient_id: account.patient_id,
                     created: self.now(),
+                    password_change_required: change_required,
                 },
                 allowed.audit,
             )

@@ -18,6 +18,9 @@ pub struct User {
     pub patient_id: Option<PatientId>,
     pub disabled: bool,
     pub created: DateTime<Utc>,
+    /// The password was set by someone else (generated, reset, or chosen by an
+    /// administrator): the account must change it before it may do anything else.
+    pub password_change_required: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +34,8 @@ pub struct NewUser {
     pub password_hash: String,
     pub patient_id: Option<PatientId>,
     pub created: DateTime<Utc>,
+    /// See [`User::password_change_required`].
+    pub password_change_required: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +57,9 @@ pub struct Session {
     pub user: User,
     pub created: DateTime<Utc>,
     pub expires: DateTime<Utc>,
+    /// When its person last acted, as recorded by
+    /// [`crate::PeopleStore::record_session_activity`] (at the login at first).
+    pub active: DateTime<Utc>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

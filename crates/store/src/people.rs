@@ -33,12 +33,14 @@ pub trait PeopleStore: Send + Sync {
         audit: AuditEvent,
     ) -> Result<(), StoreError>;
 
-    /// Replaces an account's password hash and ends every open session of it except
-    /// `keep` (the session that changed it), at `at`, in one commit with `audit`.
+    /// Replaces an account's password hash, records whether its holder must change it
+    /// before doing anything else, and ends every open session of it except `keep` (the
+    /// session that changed it), at `at`, in one commit with `audit`.
     async fn set_password(
         &self,
         id: UserId,
         password_hash: String,
+        change_required: bool,
         keep: Option<[u8; 32]>,
         at: DateTime<Utc>,
         audit: AuditEvent,
@@ -56,6 +58,14 @@ pub trait PeopleStore: Send + Sync {
         token_hash: [u8; 32],
         now: DateTime<Utc>,
     ) -> Result<Option<Session>, StoreError>;
+    /// Records that the session's person acted at `at` (a later time only: an earlier
+    /// one leaves it as it is). Not audited: the actions themselves are. Nothing
+    /// happens for a revoked or unknown session.
+    async fn record_session_activity(
+        &self,
+        token_hash: [u8; 32],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// `false` when there was no open session with this hash.
     async fn revoke_session(
         &self,

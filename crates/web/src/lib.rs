@@ -42,6 +42,7 @@ mod generated {
 pub const APP_ROUTES: &[&str] = &[
     "/",
     "/login",
+    "/account/password",
     "/ward",
     "/alarms",
     "/me",

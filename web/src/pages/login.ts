@@ -11,7 +11,16 @@ export function loginPage(root: HTMLElement, context: PageContext): void {
   }
   const username = h('input', { name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' });
   const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
-  const message = h('div', { class: 'form-message' });
+  const ended = context.query.get('ended');
+  const message = h(
+    'div',
+    { class: 'form-message' },
+    ended === 'idle'
+      ? notice('info', 'You were logged out because the session was not used for a while. Log in again to go on.')
+      : ended
+        ? notice('info', 'Your session has ended. Log in again to go on.')
+        : null,
+  );
   const submit = h('button', { type: 'submit' }, 'Log in');
   const form = h(
     'form',
@@ -38,7 +47,11 @@ export function loginPage(root: HTMLElement, context: PageContext): void {
       });
       password.value = '';
       setUser(response.user);
-      navigate(safeNext(context.query.get('next')) ?? homeFor(response.user), true);
+      const next = safeNext(context.query.get('next')) ?? homeFor(response.user);
+      navigate(
+        response.user.password_change_required ? `/account/password?next=${encodeURIComponent(next)}` : next,
+        true,
+      );
     } catch (error) {
       const text =
         error instanceof ApiError && error.status === 401

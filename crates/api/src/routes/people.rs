@@ -16,7 +16,7 @@ use wardline_service::people::{
 use wardline_store::{AuditQuery, AuditRecord, CareTeam, User};
 
 use crate::error::ApiError;
-use crate::extract::{Body, Caller, Id, Params, Remote, SESSION_COOKIE};
+use crate::extract::{AccountCaller, Body, Caller, Id, Params, Remote, SESSION_COOKIE};
 use crate::state::AppState;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
@@ -84,7 +84,7 @@ pub(crate) async fn login(
     responses((status = 204, description = "The session is revoked")))]
 pub(crate) async fn logout(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AccountCaller,
 ) -> Result<Response, ApiError> {
     state.service.logout(&caller.0).await?;
     let mut headers = HeaderMap::new();
@@ -105,13 +105,16 @@ pub(crate) struct PasswordChange {
     new_password: String,
 }
 
-/// Changes the caller's password; every other session of the account ends.
+/// Changes the caller's password; every other session of the account ends. An account
+/// whose password was generated, reset or set by an administrator must do this first:
+/// until it does, every other operation but reading `/api/v1/me` and logging out
+/// answers `password_change_required`.
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "sessions",
     request_body = PasswordChange,
     responses((status = 204, description = "Changed")))]
 pub(crate) async fn change_password(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: AccountCaller,
     Body(request): Body<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -144,10 +147,11 @@ pub(crate) async fn reset_password(
     Ok(Json(NewPassword { password }))
 }
 
-/// The account of the session.
+/// The account of the session (also while its password must be changed, which
+/// `password_change_required` says).
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions",
     responses((status = 200, description = "The caller's account", body = User)))]
-pub(crate) async fn me(caller: Caller) -> Json<User> {
+pub(crate) async fn me(caller: AccountCaller) -> Json<User> {
     Json(caller.0.user)
 }
 
@@ -170,6 +174,7 @@ pub(crate) struct CreateUserRequest {
     role: Role,
     password: Option<String>,
     patient_id: Option<PatientId>,
+    password_change_required: Option<bool>,
 }
 
 impl utoipa::PartialSchema for CreateUserRequest {
@@ -209,6 +214,7 @@ pub(crate) async fn create_user(
                 role: request.role,
                 password: request.password,
                 patient_id: request.patient_id,
+                password_change_required: request.password_change_required,
             },
         )
         .await?;

@@ -100,6 +100,7 @@ pub async fn hospital_with(settings: ServiceSettings) -> Hospital {
                     role,
                     password: Some(PASSWORD.into()),
                     patient_id,
+                    password_change_required: None,
                 },
             )
             .await

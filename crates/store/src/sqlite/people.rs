@@ -26,8 +26,8 @@ impl PeopleStore for SqliteStore {
             let created = from_ms(to_ms(user.created))?;
             connection
                 .execute(
-                    "INSERT INTO app_user (id, username, display_name, role, password_hash, patient_key, created_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO app_user (id, username, display_name, role, password_hash, patient_key, created_ms, password_change_required)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
                         user.id.to_string(),
                         user.username,
@@ -35,7 +35,8 @@ impl PeopleStore for SqliteStore {
                         user.role.as_str(),
                         user.password_hash,
                         patient_key,
-                        to_ms(created)
+                        to_ms(created),
+                        user.password_change_required
                     ],
                 )
                 .map_err(|error| unique_violation(error, format!("user {}", user.username)))?;
@@ -48,6 +49,7 @@ impl PeopleStore for SqliteStore {
                 patient_id: user.patient_id,
                 disabled: false,
                 created,
+                password_change_required: user.password_change_required,
             })
         })
         .await
@@ -80,7 +82,7 @@ impl PeopleStore for SqliteStore {
                     Ok(user_from_row(row).and_then(|user| {
                         Ok(UserCredentials {
                             user,
-                            password_hash: row.get(7)?,
+                            password_hash: row.get(USER_COLUMN_COUNT)?,
                         })
                     }))
                 })
@@ -146,7 +148,7 @@ impl PeopleStore for SqliteStore {
         self.write(move |connection| {
             let user_key = key_of(connection, "app_user", &session.user_id.to_string(), "user")?;
             connection.execute(
-                "INSERT INTO session (token_hash, user_key, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO session (token_hash, user_key, created_ms, expires_ms, active_ms) VALUES (?1, ?2, ?3, ?4, ?3)",
                 params![session.token_hash.as_slice(), user_key, to_ms(session.created), to_ms(session.expires)],
             )?;
             append(connection, &[audit])
@@ -162,7 +164,7 @@ impl PeopleStore for SqliteStore {
         self.read(move |connection| {
             connection
                 .prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS}, s.created_ms, s.expires_ms FROM session s
+                    "SELECT {USER_COLUMNS}, s.created_ms, s.expires_ms, coalesce(s.active_ms, s.created_ms) FROM session s
                      JOIN app_user u ON u.key = s.user_key LEFT JOIN patient p ON p.key = u.patient_key
                      WHERE s.token_hash = ?1 AND s.revoked_ms IS NULL AND s.expires_ms > ?2 AND u.disabled = 0"
                 ))?
@@ -170,8 +172,9 @@ impl PeopleStore for SqliteStore {
                     Ok(user_from_row(row).and_then(|user| {
                         Ok(Session {
                             user,
-                            created: from_ms(row.get(7)?)?,
-                            expires: from_ms(row.get(8)?)?,
+                            created: from_ms(row.get(USER_COLUMN_COUNT)?)?,
+                            expires: from_ms(row.get(USER_COLUMN_COUNT + 1)?)?,
+                            active: from_ms(row.get(USER_COLUMN_COUNT + 2)?)?,
                         })
                     }))
                 })
@@ -181,18 +184,36 @@ impl PeopleStore for SqliteStore {
         .await
     }
 
+    async fn record_session_activity(
+        &self,
+        token_hash: [u8; 32],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write(move |connection| {
+            connection
+                .prepare_cached(
+                    "UPDATE session SET active_ms = max(coalesce(active_ms, created_ms), ?2)
+                     WHERE token_hash = ?1 AND revoked_ms IS NULL",
+                )?
+                .execute(params![token_hash.as_slice(), to_ms(at)])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn set_password(
         &self,
         id: UserId,
         password_hash: String,
+        change_required: bool,
         keep: Option<[u8; 32]>,
         at: DateTime<Utc>,
         audit: AuditEvent,
     ) -> Result<(), StoreError> {
         self.write(move |connection| {
             let changed = connection.execute(
-                "UPDATE app_user SET password_hash = ?2 WHERE id = ?1",
-                params![id.to_string(), password_hash],
+                "UPDATE app_user SET password_hash = ?2, password_change_required = ?3 WHERE id = ?1",
+                params![id.to_string(), password_hash, change_required],
             )?;
             if changed == 0 {
                 return Err(StoreError::not_found(format!("user {id}")));

@@ -206,5 +206,6 @@ pub fn user(username: &str, role: Role, patient_id: Option<PatientId>) -> NewUse
         password_hash: "$argon2id$fake".into(),
         patient_id,
         created: at(0),
+        password_change_required: false,
     }
 }

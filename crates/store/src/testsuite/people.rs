@@ -3,7 +3,7 @@
 use wardline_domain::{PatientId, Role};
 
 use super::{at, audit, patient, user};
-use crate::{AuditQuery, NewCareTeam, NewSession, Store, StoreError};
+use crate::{AuditQuery, NewCareTeam, NewSession, NewUser, Store, StoreError};
 
 fn team(name: &str) -> NewCareTeam {
     NewCareTeam {
@@ -133,6 +133,33 @@ pub async fn sessions_expire_and_revoke(store: &dyn Store) {
         .expect("live session");
     assert_eq!(live.user.id, clinician.id);
     assert_eq!((live.created, live.expires), (at(0), at(60)));
+    assert_eq!(
+        live.active,
+        at(0),
+        "a new session was last active at its login"
+    );
+    // Activity moves forward only, and never touches a session it does not name.
+    store
+        .record_session_activity([1; 32], at(20))
+        .await
+        .expect("activity");
+    store
+        .record_session_activity([1; 32], at(10))
+        .await
+        .expect("older activity");
+    store
+        .record_session_activity([9; 32], at(25))
+        .await
+        .expect("activity of an unknown session");
+    assert_eq!(
+        store
+            .session([1; 32], at(30))
+            .await
+            .expect("lookup")
+            .expect("live session")
+            .active,
+        at(20)
+    );
     assert!(
         store
             .session([1; 32], at(61))
@@ -431,11 +458,13 @@ pub async fn a_new_password_ends_the_other_sessions(store: &dyn Store) {
             .await
             .expect("session");
     }
+    assert!(!account.password_change_required);
     // Changed from session 1: it stays, the others end.
     store
         .set_password(
             account.id,
             "new hash".into(),
+            false,
             Some([1; 32]),
             at(5),
             audit("password.change"),
@@ -462,11 +491,12 @@ pub async fn a_new_password_ends_the_other_sessions(store: &dyn Store) {
             .password_hash,
         "new hash"
     );
-    // Reset by an admin: every session ends.
+    // Reset by an admin: every session ends, and the holder must choose a new one.
     store
         .set_password(
             account.id,
             "reset".into(),
+            true,
             None,
             at(7),
             audit("users.reset_password"),
@@ -474,11 +504,39 @@ pub async fn a_new_password_ends_the_other_sessions(store: &dyn Store) {
         .await
         .expect("reset");
     assert!(!live(1).await);
+    let reset = store
+        .user_credentials("cleo")
+        .await
+        .expect("credentials")
+        .expect("account");
+    assert_eq!(reset.password_hash, "reset");
+    assert!(reset.user.password_change_required);
+    assert!(
+        store
+            .user(account.id)
+            .await
+            .expect("user")
+            .expect("account")
+            .password_change_required
+    );
+    // An account created with a temporary password says so.
+    let temporary = store
+        .create_user(
+            NewUser {
+                password_change_required: true,
+                ..user("tess", Role::Nurse, None)
+            },
+            audit("users.create"),
+        )
+        .await
+        .expect("user");
+    assert!(temporary.password_change_required);
     assert!(matches!(
         store
             .set_password(
                 wardline_domain::UserId::random(),
                 "x".into(),
+                false,
                 None,
                 at(8),
                 audit("users.reset_password")

@@ -115,7 +115,8 @@ recorded!(PeopleStore {
     async fn users(&self) -> R<Vec<User>>;
     async fn count_users_with_role(&self, role: Role) -> R<u64>;
     async fn set_user_disabled(&self, id: UserId, disabled: bool, at: DateTime<Utc>, audit: AuditEvent) -> R<()>;
-    async fn set_password(&self, id: UserId, password_hash: String, keep: Option<[u8; 32]>, at: DateTime<Utc>, audit: AuditEvent) -> R<()>;
+    async fn set_password(&self, id: UserId, password_hash: String, change_required: bool, keep: Option<[u8; 32]>, at: DateTime<Utc>, audit: AuditEvent) -> R<()>;
+    async fn record_session_activity(&self, token_hash: [u8; 32], at: DateTime<Utc>) -> R<()>;
     async fn create_session(&self, session: NewSession, audit: AuditEvent) -> R<()>;
     async fn session(&self, token_hash: [u8; 32], now: DateTime<Utc>) -> R<Option<Session>>;
     async fn revoke_session(&self, token_hash: [u8; 32], now: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
@@ -268,6 +269,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 72, "{methods:?}");
+        assert_eq!(methods.len(), 73, "{methods:?}");
     }
 }

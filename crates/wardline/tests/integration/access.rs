@@ -149,7 +149,7 @@ async fn only_the_care_team_and_the_patient_read_a_patients_data() {
 
     let password = "another long passphrase";
     let outsider = server
-        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "xavier", "display_name": "Dr X", "role": "clinician", "password": password}))
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "xavier", "display_name": "Dr X", "role": "clinician", "password": password, "password_change_required": false}))
         .await;
     let outsider_id = outsider["user"]["id"].as_str().unwrap().to_owned();
     let xavier = server.login("xavier", password).await;
@@ -195,7 +195,7 @@ async fn only_the_care_team_and_the_patient_read_a_patients_data() {
     // The patient reads their own record, and nobody else's.
     let patient_password = "my own long password";
     server
-        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "ada", "display_name": "Ada", "role": "patient", "password": patient_password, "patient_id": ward.patient_id}))
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "ada", "display_name": "Ada", "role": "patient", "password": patient_password, "password_change_required": false, "patient_id": ward.patient_id}))
         .await;
     let ada = server.login("ada", patient_password).await;
     assert_eq!(server.get(&ada, &observations_path).await.status(), 200);
@@ -255,10 +255,10 @@ async fn a_patient_sees_their_care_team_and_who_looked_at_their_data() {
     let ward = server.ward().await;
     let patient_password = "my own long password";
     server
-        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "ada", "display_name": "Ada", "role": "patient", "password": patient_password, "patient_id": ward.patient_id}))
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "ada", "display_name": "Ada", "role": "patient", "password": patient_password, "password_change_required": false, "patient_id": ward.patient_id}))
         .await;
     let nurse = server
-        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "nurse.joy", "display_name": "Nurse Joy", "role": "nurse", "password": patient_password}))
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "nurse.joy", "display_name": "Nurse Joy", "role": "nurse", "password": patient_password, "password_change_required": false}))
         .await;
     server
         .post_ok(
@@ -269,7 +269,7 @@ async fn a_patient_sees_their_care_team_and_who_looked_at_their_data() {
         .await;
     // A member who left: disabled accounts no longer see anything, so they are not listed.
     let gone = server
-        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "dr.gone", "display_name": "Dr Gone", "role": "clinician", "password": patient_password}))
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "dr.gone", "display_name": "Dr Gone", "role": "clinician", "password": patient_password, "password_change_required": false}))
         .await;
     server
         .post_ok(
@@ -304,7 +304,7 @@ async fn a_patient_sees_their_care_team_and_who_looked_at_their_data() {
     );
     let outsider = "xavier";
     server
-        .post_ok(&ward.admin, "/api/v1/users", json!({"username": outsider, "display_name": "Dr X", "role": "clinician", "password": patient_password}))
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": outsider, "display_name": "Dr X", "role": "clinician", "password": patient_password, "password_change_required": false}))
         .await;
     let xavier = server.login(outsider, patient_password).await;
     let latest = format!("/api/v1/patients/{}/observations/latest", ward.patient_id);
@@ -448,8 +448,9 @@ async fn logins_are_audited_and_sessions_end_at_logout() {
     let failed = audited(&server, &admin, "login.failed").await;
     assert_eq!(failed.as_array().unwrap().len(), 1);
     assert_eq!(failed[0]["actor_label"], json!("admin"));
+    // The harness's first login (to change the one-time password) and this one.
     let logins = audited(&server, &admin, "login").await;
-    assert_eq!(logins.as_array().unwrap().len(), 1);
+    assert_eq!(logins.as_array().unwrap().len(), 2);
     let logout = server.post(&admin, "/api/v1/auth/logout", json!({})).await;
     assert_eq!(logout.status(), 204);
     assert_eq!(
@@ -545,5 +546,49 @@ async fn https_answers_pin_tls_and_api_answers_are_not_cached() {
             .get("cache-control")
             .and_then(|value| value.to_str().ok()),
         Some("no-store")
+    );
+}
+
+/// The first administrator's password is never printed: it is in an owner-only file in
+/// the keys folder, the account can do nothing but change it at the first login, and the
+/// file is gone at the first start after the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_administrators_password_is_in_an_owner_only_file_and_must_be_changed() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut server = TestServer::start_first(&[]);
+    let file = server.first_admin_password_file();
+    let mode = std::fs::metadata(&file)
+        .expect("the password file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "readable by the server's user only");
+    let first = server.login("admin", &server.admin_password).await;
+    let refused = server.get(&first, "/api/v1/users").await;
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("password_change_required"));
+    // A restart before the change keeps the file: the password is still the one in it.
+    server.kill_hard();
+    server.restart();
+    assert!(
+        std::fs::exists(&file).unwrap(),
+        "kept until the password changes"
+    );
+    let first = server.login("admin", &server.admin_password).await;
+    let changed = server
+        .post(
+            &first,
+            "/api/v1/me/password",
+            json!({"current_password": server.admin_password, "new_password": "tall cedar by the north gate"}),
+        )
+        .await;
+    assert_eq!(changed.status(), 204);
+    assert_eq!(server.get(&first, "/api/v1/users").await.status(), 200);
+    server.kill_hard();
+    server.restart();
+    assert!(
+        !std::fs::exists(&file).unwrap(),
+        "removed at the first start after the change"
     );
 }

@@ -160,7 +160,7 @@ async fn outsider(server: &TestServer, ward: &Ward) -> Session {
         .post_ok(
             &ward.admin,
             "/api/v1/users",
-            json!({"username": "outsider", "display_name": "Dr Elsewhere", "role": "clinician", "password": CLINICIAN_PASSWORD}),
+            json!({"username": "outsider", "display_name": "Dr Elsewhere", "role": "clinician", "password": CLINICIAN_PASSWORD, "password_change_required": false}),
         )
         .await;
     server.login("outsider", CLINICIAN_PASSWORD).await

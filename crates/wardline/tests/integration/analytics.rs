@@ -266,7 +266,8 @@ async fn the_cgm_report_is_for_the_care_team_only() {
             &ward.admin,
             "/api/v1/users",
             json!({"username": "dr-elsewhere", "display_name": "Dr Elsewhere",
-                   "role": "clinician", "password": CLINICIAN_PASSWORD}),
+                   "role": "clinician", "password": CLINICIAN_PASSWORD,
+                   "password_change_required": false}),
         )
         .await;
     let outsider_id = outsider["user"]["id"].as_str().expect("id").to_owned();
@@ -391,7 +392,7 @@ async fn observations_are_summarised_per_bucket_for_long_charts() {
         assert_eq!(body["error"]["field"], json!(field), "{body}");
     }
     let outsider = server
-        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "outsider", "display_name": "Dr O", "role": "clinician", "password": CLINICIAN_PASSWORD}))
+        .post_ok(&ward.admin, "/api/v1/users", json!({"username": "outsider", "display_name": "Dr O", "role": "clinician", "password": CLINICIAN_PASSWORD, "password_change_required": false}))
         .await;
     assert!(outsider["user"]["id"].is_string());
     let outsider = server.login("outsider", CLINICIAN_PASSWORD).await;

@@ -199,3 +199,56 @@ async fn a_login_flood_keeps_the_servers_memory_bounded() {
     // The server still serves the people already logged in.
     assert_eq!(server.get(&admin, "/api/v1/users").await.status(), 200);
 }
+
+/// Over HTTP/2 a body over the limit is answered like over HTTP/1.1, with 413 and the
+/// API's error, and a refused credential with 401, not with a stream reset that the
+/// client reports instead of the answer. curl (with nghttp2) is the client: it is one
+/// that reports such a reset as "Stream error in the HTTP/2 framing layer".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_over_http2_gets_its_answer_not_a_reset() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let folder = tempfile::tempdir().expect("temp dir");
+    let oversized = folder.path().join("oversized.json");
+    std::fs::write(&oversized, vec![b' '; 3 * 1024 * 1024]).expect("body file");
+    let ca = server.report.ca_path.clone().expect("tls on");
+    let readings = format!("/api/v1/devices/{}/readings", ward.device.id);
+    let cases = [
+        ("/api/v1/auth/login", None, 413, "payload_too_large"),
+        (
+            readings.as_str(),
+            Some(ward.device.secret.as_str()),
+            413,
+            "payload_too_large",
+        ),
+        (readings.as_str(), Some("wds_wrong"), 401, "unauthenticated"),
+    ];
+    for (path, secret, status, code) in cases {
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["--silent", "--show-error", "--http2", "--request", "POST"])
+            .arg("--cacert")
+            .arg(&ca)
+            .args(["--header", "Content-Type: application/json"])
+            .arg("--data-binary")
+            .arg(format!("@{}", oversized.display()))
+            .args(["--write-out", "\n%{http_code} %{http_version}"]);
+        if let Some(secret) = secret {
+            curl.args(["--header", &format!("Authorization: Bearer {secret}")]);
+        }
+        curl.arg(server.url(path));
+        let output = tokio::task::spawn_blocking(move || curl.output())
+            .await
+            .expect("curl ran")
+            .expect("curl runs (Debian's curl)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "{path}: curl failed: {stderr} {stdout}"
+        );
+        let (body, last) = stdout.rsplit_once('\n').expect("the status line");
+        assert_eq!(last, format!("{status} 2"), "{path}: {stdout}");
+        let body: serde_json::Value = serde_json::from_str(body).expect("a JSON error");
+        assert_eq!(body["error"]["code"], code, "{path}");
+    }
+}

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use wardline_server::server::ListenReport;
 
 pub(crate) const CLINICIAN_PASSWORD: &str = "correct horse battery staple";
+/// What the harness changes the first administrator's one-time password to.
+pub(crate) const ADMIN_PASSWORD: &str = "quiet harbour lamps at dawn";
 
 pub(crate) fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -32,15 +34,42 @@ impl TestServer {
         Self::start_with_env(&[]).await
     }
 
-    /// Starts the server with extra environment variables (test-shortened settings).
+    /// Starts the server with extra environment variables (test-shortened settings), and
+    /// changes the first administrator's one-time password to [`ADMIN_PASSWORD`], as its
+    /// first login must.
     pub(crate) async fn start_with_env(env: &[(&str, &str)]) -> TestServer {
+        let mut server = Self::start_first(env);
+        let first = server.login("admin", &server.admin_password).await;
+        let changed = server
+            .post(
+                &first,
+                "/api/v1/me/password",
+                json!({"current_password": server.admin_password, "new_password": ADMIN_PASSWORD}),
+            )
+            .await;
+        assert_eq!(
+            changed.status(),
+            204,
+            "the first administrator's password changes"
+        );
+        server.admin_password = ADMIN_PASSWORD.to_owned();
+        server
+    }
+
+    /// Starts the server on a new data folder and leaves the first administrator's
+    /// one-time password (`admin_password`, read from the file the server names) as it is.
+    pub(crate) fn start_first(env: &[(&str, &str)]) -> TestServer {
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
             .collect();
         let data = tempfile::tempdir().expect("temp dir");
         let (child, report, printed) = spawn(data.path(), &env);
-        let admin_password = printed.expect("first start prints the admin password");
+        let file = printed.expect("the first start names the admin's password file");
+        let admin_password = std::fs::read_to_string(&file)
+            .expect("the admin's password file")
+            .trim_end()
+            .to_owned();
         let client = http_client(report.ca_path.as_deref().expect("tls on"));
         TestServer {
             data,
@@ -50,6 +79,14 @@ impl TestServer {
             client,
             env,
         }
+    }
+
+    /// Where the server leaves the first administrator's one-time password.
+    pub(crate) fn first_admin_password_file(&self) -> PathBuf {
+        self.data
+            .path()
+            .join("server-keys")
+            .join(wardline_server::server::FIRST_ADMIN_PASSWORD_FILE)
     }
 
     /// Kills the process without warning (SIGKILL), as a crash or power cut would.
@@ -156,7 +193,7 @@ impl TestServer {
         let team_id = team["id"].as_str().expect("team id").to_owned();
         let password = CLINICIAN_PASSWORD;
         let clinician = self
-            .post_ok(&admin, "/api/v1/users", json!({"username": format!("clin-{}", &patient_id[..8]), "display_name": "Dr Clinician", "role": "clinician", "password": password}))
+            .post_ok(&admin, "/api/v1/users", json!({"username": format!("clin-{}", &patient_id[..8]), "display_name": "Dr Clinician", "role": "clinician", "password": password, "password_change_required": false}))
             .await;
         let clinician_name = clinician["user"]["username"]
             .as_str()
@@ -411,7 +448,9 @@ pub(crate) struct Ward {
     pub(crate) device: EnrolledDevice,
 }
 
-fn spawn(data_dir: &Path, env: &[(String, String)]) -> (Child, ListenReport, Option<String>) {
+/// Starts the process; also returns the file the first start names for the admin's
+/// one-time password.
+fn spawn(data_dir: &Path, env: &[(String, String)]) -> (Child, ListenReport, Option<PathBuf>) {
     let listen_file: PathBuf = data_dir.join(format!("listen-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&listen_file);
     let mut child = Command::new(env!("CARGO_BIN_EXE_wardline"))
@@ -439,10 +478,10 @@ fn spawn(data_dir: &Path, env: &[(String, String)]) -> (Child, ListenReport, Opt
     let (password_tx, password_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("password `").nth(1)
-                && let Some(password) = rest.split('`').next()
+            if let Some(rest) = line.split("one-time password is in ").nth(1)
+                && let Some(path) = rest.split(" (readable").next()
             {
-                let _ = password_tx.send(password.to_owned());
+                let _ = password_tx.send(PathBuf::from(path));
             }
         }
     });
