@@ -111,6 +111,7 @@ const ACCESS_WHAT: Record<string, string> = {
   cgm_report: 'your glucose report',
   rhythm_events: 'your heart rhythm events',
   access_log: 'this list',
+  emergency_access: 'your record, under emergency access',
 };
 
 export function accessWhat(action: string): string {
@@ -118,6 +119,7 @@ export function accessWhat(action: string): string {
   const thing = ACCESS_WHAT[what] ?? what.replace(/_/g, ' ');
   if (verb.startsWith('stream')) return `${thing}, live`;
   if (['acknowledge', 'resolve', 'snooze', 'change'].includes(verb)) return `${thing} (${verb}d)`;
+  if (what === 'emergency_access' && verb === 'open') return `${thing} (opened)`;
   return thing;
 }
 

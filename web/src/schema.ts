@@ -18,6 +18,7 @@ export type EnrolledDevice = Schemas['EnrolledDevice'];
 export type ObservationBucket = Schemas['ObservationBucket'];
 export type ObservationSummary = Schemas['SummaryView'];
 export type ObservationPage = Schemas['ObservationPageView'];
+export type EmergencyAccess = Schemas['EmergencyAccess'];
 export type ErrorBody = Schemas['ErrorBody'];
 
 export type Priority = Schemas['Priority'];

@@ -71,6 +71,7 @@ function navLinks(user: User): [string, string][] {
         ['/admin/care-teams', 'Care teams'],
         ['/admin/patients', 'Patients'],
         ['/admin/devices', 'Devices'],
+        ['/admin/emergency-access', 'Emergency access'],
         ['/admin/audit', 'Audit log'],
         ['/ward', 'Ward'],
       ];

@@ -747,6 +747,38 @@ test('a screen whose session ends elsewhere goes to the login page and says so',
   await page.context().close();
 });
 
+test('a clinician outside the team opens emergency access with a reason, and an admin reviews it', async () => {
+  await ok(server, 'POST', '/api/v1/users', {
+    token: admin,
+    body: { username: 'dr.cover', display_name: 'Dr Night Cover', role: 'clinician', password: PASSWORD, password_change_required: false },
+  });
+  const page = await newPage();
+  await uiLogin(page, 'dr.cover', PASSWORD);
+  await page.waitForURL('**/ward');
+  await page.goto(`${server.url}/patients/${ada.id}`);
+  await page.getByRole('heading', { name: 'Access refused (403)' }).waitFor();
+  const reason = 'called to a cardiac arrest on ward 4 overnight';
+  await page.getByLabel('Reason').fill(reason);
+  await page.getByRole('button', { name: 'Open emergency access' }).click();
+  await page.getByTestId('patient-name').waitFor();
+  assert.equal(await page.getByTestId('patient-name').textContent(), 'Ada Lovelace');
+  await page.getByText('you can read this record, not change it').waitFor();
+  await page.context().close();
+
+  const review = await newPage();
+  await uiLogin(review, 'admin', server.adminPassword);
+  await review.waitForURL('**/admin/users');
+  await review.getByRole('link', { name: 'Emergency access' }).click();
+  const row = review.getByRole('row', { name: /dr\.cover/ });
+  await row.waitFor();
+  assert.match(await row.textContent(), /Ada Lovelace/);
+  assert.match(await row.textContent(), /cardiac arrest on ward 4/);
+  await row.getByRole('textbox').fill('confirmed with the ward 4 charge nurse');
+  await row.getByRole('button', { name: 'Mark reviewed' }).click();
+  await review.getByText('Every emergency access has been reviewed.').waitFor();
+  await review.context().close();
+});
+
 test('no errors in the browser console', () => {
   assert.deepEqual(consoleErrors, []);
 });

@@ -355,6 +355,10 @@ path_extractor!(
     NotificationPath(i64) from "notification_id"
 );
 path_extractor!(
+    /// `{access_id}`: an emergency access.
+    EmergencyAccessPath(uuid::Uuid) from "access_id"
+);
+path_extractor!(
     /// `{gateway_id}`: a gateway device.
     GatewayPath(DeviceId) from "gateway_id"
 );

@@ -755,6 +755,8 @@ enum Audience {
     AdasReaders,
     /// Changes to Ada's record: her care team.
     AdasTeam,
+    /// Clinicians and nurses, on Ada's team or not (emergency access).
+    Clinical,
     Admin,
     /// Devices and gateways, with their own credentials: no account's session will do.
     Devices,
@@ -777,6 +779,9 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         }
         ("POST", "/api/v1/devices/{device_id}/readings" | "/api/v1/devices/{device_id}/status")
         | ("POST", "/api/v1/gateways/{gateway_id}/forward") => Devices,
+        // One's own emergency access to a patient (none, for most).
+        ("GET", "/api/v1/patients/{patient_id}/emergency-access") => SignedIn,
+        ("POST", "/api/v1/patients/{patient_id}/emergency-access") => Clinical,
         ("GET", patient) if patient.starts_with("/api/v1/patients/{patient_id}") => AdasReaders,
         ("PUT", "/api/v1/patients/{patient_id}/care-plan") => AdasTeam,
         ("GET" | "POST" | "PUT" | "DELETE", admin)
@@ -784,6 +789,7 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
                 "/api/v1/audit",
                 "/api/v1/care-teams",
                 "/api/v1/devices",
+                "/api/v1/emergency-access",
                 "/api/v1/gateways",
                 "/api/v1/notifications",
                 "/api/v1/users",
@@ -805,6 +811,7 @@ fn admits(audience: Audience, who: &str) -> bool {
         Audience::Staff => matches!(who, "admin" | "clinician" | "nurse" | "outsider"),
         Audience::AdasReaders => matches!(who, "clinician" | "nurse" | "ada"),
         Audience::AdasTeam => matches!(who, "clinician" | "nurse"),
+        Audience::Clinical => matches!(who, "clinician" | "nurse" | "outsider"),
         Audience::Admin => who == "admin",
         Audience::Devices => false,
     }

@@ -3,6 +3,7 @@
 
 mod access_matrix;
 mod common;
+mod emergency;
 mod errors;
 mod openapi;
 mod routes;

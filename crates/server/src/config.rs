@@ -32,6 +32,8 @@ pub struct Config {
     pub session_hours: i64,
     /// A session its person has not used for this many minutes ends; 0 turns this off.
     pub session_idle_minutes: i64,
+    /// How long an emergency ("break-the-glass") access lasts.
+    pub emergency_access_minutes: i64,
     pub log_filter: String,
     pub log_json: bool,
     /// NEWS2 scores the latest value of each vital sign taken within this many minutes
@@ -120,6 +122,8 @@ pub struct ConfigFile {
     pub ingest: IngestSection,
     #[serde(default)]
     pub sessions: SessionSection,
+    #[serde(default)]
+    pub access: AccessSection,
     #[serde(default)]
     pub log: LogSection,
     #[serde(default)]
@@ -254,6 +258,13 @@ pub struct SessionSection {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct AccessSection {
+    /// How long an emergency ("break-the-glass") access lasts.
+    pub emergency_minutes: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LogSection {
     pub filter: Option<String>,
     pub json: Option<bool>,
@@ -380,6 +391,7 @@ pub fn load(
         max_future_skew_seconds: file.ingest.max_future_skew_seconds.unwrap_or(300),
         session_hours: file.sessions.hours.unwrap_or(12),
         session_idle_minutes: file.sessions.idle_minutes.unwrap_or(15),
+        emergency_access_minutes: file.access.emergency_minutes.unwrap_or(60),
         log_filter: env
             .get("RUST_LOG")
             .cloned()
@@ -553,6 +565,11 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if !(1..=24 * 30).contains(&config.session_hours) {
         return Err(ConfigError::Invalid(
             "sessions.hours must be 1 to 720".into(),
+        ));
+    }
+    if !(5..=12 * 60).contains(&config.emergency_access_minutes) {
+        return Err(ConfigError::Invalid(
+            "access.emergency_minutes must be 5 to 720".into(),
         ));
     }
     if !(0..=24 * 60).contains(&config.session_idle_minutes) {

@@ -99,6 +99,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "ECG streams dropped for being idle or the least recently fed.",
     ),
     (
+        "wardline_emergency_access_opened_total",
+        "counter",
+        "Emergency (break-the-glass) accesses opened; each waits for an administrator's review.",
+    ),
+    (
         "wardline_gateway_queue_bytes",
         "gauge",
         "Bytes queued on this home gateway.",

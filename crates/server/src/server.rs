@@ -97,6 +97,7 @@ pub fn service_settings(config: &Config) -> ServiceSettings {
         session_lifetime: chrono::Duration::hours(config.session_hours),
         session_idle_timeout: (config.session_idle_minutes > 0)
             .then(|| chrono::Duration::minutes(config.session_idle_minutes)),
+        emergency_access: chrono::Duration::minutes(config.emergency_access_minutes),
         payload_limits: PayloadLimits {
             max_bytes: config.max_payload_bytes,
             max_future_skew: chrono::Duration::seconds(config.max_future_skew_seconds),

@@ -3,8 +3,9 @@
 //! only this module makes one.
 //!
 //! The rules: a patient sees only their own record; clinicians and nurses see the
-//! patients of their care teams; an admin manages accounts and devices but sees clinical
-//! data only when also on the patient's care team.
+//! patients of their care teams, and read another patient's data while an emergency
+//! access they opened for that patient lasts (see [`crate::emergency`]); an admin manages
+//! accounts and devices but sees clinical data only when also on the patient's care team.
 //!
 //! Reads are audited here, allowed or denied, before any data is read. A change that is
 //! allowed gets its audit entry from [`Access::change`] and commits it with the change
@@ -30,6 +31,8 @@ pub const STREAM_RECHECK: Duration = Duration::from_secs(1);
 pub enum AccessBasis {
     OwnRecord,
     CareTeam,
+    /// An emergency access the person opened: reads only, until it ends.
+    Emergency,
 }
 
 /// Proof that the actor may read one patient's data. Private fields: only this module
@@ -70,11 +73,21 @@ impl Wardline {
             Role::Patient => {
                 (user.patient_id == Some(patient_id)).then_some(AccessBasis::OwnRecord)
             }
-            Role::Clinician | Role::Nurse | Role::Admin => self
+            Role::Admin => self
                 .store
                 .is_on_care_team_of(user.id, patient_id)
                 .await?
                 .then_some(AccessBasis::CareTeam),
+            Role::Clinician | Role::Nurse => {
+                if self.store.is_on_care_team_of(user.id, patient_id).await? {
+                    Some(AccessBasis::CareTeam)
+                } else {
+                    self.store
+                        .open_emergency_access_of(user.id, patient_id, self.now())
+                        .await?
+                        .map(|_| AccessBasis::Emergency)
+                }
+            }
         })
     }
 
@@ -92,6 +105,15 @@ impl Wardline {
             AuditOutcome::Allowed
         } else {
             AuditOutcome::Denied
+        };
+        // A read under emergency access says so, for the review and the patient's log.
+        let detail = if basis == Some(AccessBasis::Emergency) {
+            Some(match detail {
+                Some(detail) => format!("emergency access; {detail}"),
+                None => "emergency access".to_owned(),
+            })
+        } else {
+            detail
         };
         self.audit(actor.audit(action, Some(patient_id), outcome, detail, self.now()))
             .await?;
@@ -116,8 +138,11 @@ impl Wardline {
         detail: Option<String>,
     ) -> Result<Allowed, Error> {
         let role_allowed = actor.user().is_some_and(|user| roles.contains(&user.role));
+        // Emergency access is for reading: changes stay with the care team.
         let basis = if role_allowed {
-            self.basis(actor, patient_id).await?
+            self.basis(actor, patient_id)
+                .await?
+                .filter(|basis| *basis != AccessBasis::Emergency)
         } else {
             None
         };
@@ -269,10 +294,21 @@ impl Wardline {
             token_hash: person.token_hash,
             remote_addr: person.remote_addr.clone(),
         });
-        match self.own_patients(&actor).await {
-            Ok((readable, _)) => patients.iter().all(|patient| readable.contains(patient)),
-            Err(_) => false,
+        let Ok((readable, _)) = self.own_patients(&actor).await else {
+            return false;
+        };
+        for patient in patients {
+            if readable.contains(patient) {
+                continue;
+            }
+            // A patient outside the person's care teams: only while an emergency access
+            // lasts.
+            match self.basis(&actor, *patient).await {
+                Ok(Some(_)) => {}
+                _ => return false,
+            }
         }
+        true
     }
 
     /// Completes when a live stream opened by `person` for `patients` must end (see

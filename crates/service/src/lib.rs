@@ -12,6 +12,7 @@ pub mod alarms;
 pub mod clinical;
 pub mod credentials;
 pub mod devices;
+pub mod emergency;
 mod error;
 pub mod gateways;
 pub mod ingest;
@@ -41,6 +42,8 @@ pub struct ServiceSettings {
     /// idleness, only at `session_lifetime`). Screens refreshing themselves do not count
     /// as use.
     pub session_idle_timeout: Option<Duration>,
+    /// How long an emergency ("break-the-glass") access lasts.
+    pub emergency_access: Duration,
     pub payload_limits: PayloadLimits,
     /// Webhook channels may point at this machine (a receiver beside the server).
     pub allow_loopback_webhooks: bool,
@@ -51,6 +54,7 @@ impl Default for ServiceSettings {
         Self {
             session_lifetime: Duration::hours(12),
             session_idle_timeout: Some(Duration::minutes(15)),
+            emergency_access: Duration::minutes(60),
             payload_limits: PayloadLimits::default(),
             allow_loopback_webhooks: false,
         }

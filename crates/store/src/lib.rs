@@ -1,5 +1,5 @@
-//! Wardline's storage, by capability: people, devices, ingest, clinical data, audit,
-//! alarms, the outbox, gateways and the committed event log. [`Store`] is all of them;
+//! Wardline's storage, by capability: people, emergency access, devices, ingest, clinical
+//! data, audit, alarms, the outbox, gateways and the committed event log. [`Store`] is all of them;
 //! every backend implements each trait and passes the one conformance suite
 //! (`testsuite` feature). SQLite is the embedded backend.
 
@@ -7,6 +7,7 @@ mod alarms;
 mod audit;
 mod clinical;
 mod devices;
+mod emergency;
 mod error;
 mod events;
 mod gateways;
@@ -22,6 +23,7 @@ pub use alarms::*;
 pub use audit::*;
 pub use clinical::*;
 pub use devices::*;
+pub use emergency::*;
 pub use error::StoreError;
 pub use events::*;
 pub use gateways::{GatewayReport, GatewayStatus, GatewayStore};
@@ -35,6 +37,7 @@ pub use sqlite::SqliteStore;
 /// that wires the server together holds an `Arc<dyn Store>`.
 pub trait Store:
     PeopleStore
+    + EmergencyAccessStore
     + DeviceStore
     + IngestStore
     + ClinicalStore
@@ -50,6 +53,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: PeopleStore
+        + EmergencyAccessStore
         + DeviceStore
         + IngestStore
         + ClinicalStore
@@ -66,7 +70,7 @@ impl<T> Store for T where
 /// The capability traits, to bring their methods into scope at once.
 pub mod prelude {
     pub use crate::{
-        AlarmStore, AuditStore, ClinicalStore, DeviceStore, EventLog, GatewayStore, IngestStore,
-        OutboxStore, PeopleStore, Store,
+        AlarmStore, AuditStore, ClinicalStore, DeviceStore, EmergencyAccessStore, EventLog,
+        GatewayStore, IngestStore, OutboxStore, PeopleStore, Store,
     };
 }

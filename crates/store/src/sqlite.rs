@@ -11,6 +11,7 @@ mod alarms;
 mod audit;
 mod clinical;
 mod devices;
+mod emergency;
 pub mod encryption;
 mod events;
 mod gateways;

@@ -5,6 +5,7 @@ import { DEVICE_KINDS, deviceKindLabel } from '../codes';
 import { field, h, notice, replace, select, type Child } from '../dom';
 import { formatTime } from '../format';
 import type { PageContext } from '../router';
+import type { EmergencyAccess } from '../schema';
 import { currentUser, frame } from '../session';
 
 const SECTIONS: Record<string, [string, (main: HTMLElement, context: PageContext) => Promise<void>]> = {
@@ -12,6 +13,7 @@ const SECTIONS: Record<string, [string, (main: HTMLElement, context: PageContext
   'care-teams': ['Care teams', careTeams],
   patients: ['Patients', patients],
   devices: ['Devices', devices],
+  'emergency-access': ['Emergency access', emergencyAccess],
   audit: ['Audit log', audit],
 };
 
@@ -378,5 +380,69 @@ async function audit(main: HTMLElement, context: PageContext): Promise<void> {
     void load().catch((error) => replace(listHost, notice('error', errorText(error))));
   });
   replace(main, filter, listHost, more);
+  await load();
+}
+
+/**
+ * Emergency ("break-the-glass") accesses waiting for review, newest first: who opened it,
+ * for which patient, why and until when. The reviewer notes what they checked; a review
+ * is final.
+ */
+async function emergencyAccess(main: HTMLElement, context: PageContext): Promise<void> {
+  const everything = h('input', { type: 'checkbox', name: 'all' });
+  const listHost = h('div');
+  const names = new Map((await api<Patient[]>('/api/v1/patients', { signal: context.signal })).map((patient) => [patient.id, patient.display_name]));
+  const load = async () => {
+    const query = everything.checked ? '' : '?unreviewed=true';
+    const accesses = await api<EmergencyAccess[]>(`/api/v1/emergency-access${query}`, { signal: context.signal });
+    const review = (access: EmergencyAccess): Child => {
+      if (access.review) {
+        return `${access.review.reviewer}, ${formatTime(access.review.reviewed)}: ${access.review.note}`;
+      }
+      const note = h('input', { name: 'note', required: true, maxlength: '1000', 'aria-label': `Review note for ${access.username}’s access` });
+      const button = h('button', { type: 'submit', class: 'small' }, 'Mark reviewed');
+      const reviewForm = h('form', { class: 'inline-form' }, note, button);
+      reviewForm.addEventListener('submit', async (event) => {
+        event.preventDefault();
+        if (!note.value.trim()) {
+          note.focus();
+          return;
+        }
+        button.disabled = true;
+        try {
+          await post(`/api/v1/emergency-access/${access.id}/review`, { note: note.value });
+          await load();
+        } catch (error) {
+          button.disabled = false;
+          reviewForm.append(notice('error', errorText(error)));
+        }
+      });
+      return reviewForm;
+    };
+    replace(
+      listHost,
+      accesses.length === 0
+        ? notice('success', everything.checked ? 'No emergency access has been opened.' : 'Every emergency access has been reviewed.')
+        : table(
+            `${accesses.length} emergency ${accesses.length === 1 ? 'access' : 'accesses'}, newest first`,
+            ['Opened', 'Until', 'Who', 'Patient', 'Reason', 'Review'],
+            accesses.map((access) => [
+              formatTime(access.opened),
+              formatTime(access.expires),
+              access.username,
+              names.get(access.patient_id) ?? access.patient_id,
+              access.reason,
+              review(access),
+            ]),
+          ),
+    );
+  };
+  everything.addEventListener('change', () => void load().catch((error) => replace(listHost, notice('error', errorText(error)))));
+  replace(
+    main,
+    h('p', null, 'Each access a clinician or nurse opened to a patient outside their care teams. Check each one with the ward, then mark it reviewed.'),
+    h('label', { class: 'checkbox' }, everything, ' Show reviewed ones too'),
+    listHost,
+  );
   await load();
 }

@@ -2,7 +2,8 @@ import { ApiError } from '../api';
 import { h } from '../dom';
 import { currentUser, frame, homeFor } from '../session';
 
-export function refusedPage(root: HTMLElement): void {
+/** The "access refused" page; returns its main element, for what a page adds to it. */
+export function refusedPage(root: HTMLElement): HTMLElement {
   const user = currentUser();
   const main = frame(
     root,
@@ -17,6 +18,7 @@ export function refusedPage(root: HTMLElement): void {
     ),
   );
   main.focus();
+  return main;
 }
 
 export function notFoundPage(root: HTMLElement): void {
@@ -35,7 +37,10 @@ export function notFoundPage(root: HTMLElement): void {
 }
 
 export function errorPage(root: HTMLElement, error: unknown): void {
-  if (error instanceof ApiError && error.status === 403) return refusedPage(root);
+  if (error instanceof ApiError && error.status === 403) {
+    refusedPage(root);
+    return;
+  }
   if (error instanceof ApiError && error.status === 404) return notFoundPage(root);
   frame(
     root,

@@ -1,7 +1,7 @@
 // One patient: vitals tiles, trends, live ECG, CGM report, care plan and alarm history.
 // The same page, at /me, is a patient's own view.
 
-import { api, patientPath, type Device, type Observation, type Patient } from '../api';
+import { ApiError, api, patientPath, type Device, type Observation, type Patient } from '../api';
 import { cgmReport } from '../charts/cgm';
 import { ecgStrip } from '../charts/ecg';
 import { trendChart } from '../charts/trend';
@@ -14,16 +14,32 @@ import {
 } from '../features';
 import { formatTime, minutesSince, refreshTimes, since, timeAgo } from '../format';
 import { liveBadge, subscribe, subscribeAlarms } from '../live';
-import type { PageContext } from '../router';
+import { navigate, type PageContext } from '../router';
 import { currentUser, frame } from '../session';
 import { carePlanSection } from './careplan';
+import { emergencyAccessOffer, emergencyBanner, myEmergencyAccess } from './emergency';
+import { refusedPage } from './errors';
 
 const CGM_CODES = ['99504-3', '105272-9'];
 
 export async function patientPage(root: HTMLElement, context: PageContext, patientId: string, self: boolean): Promise<void> {
   const { signal } = context;
-  // The record first: a refused read (403) becomes the "access refused" page.
-  const patient = await api<Patient>(patientPath(patientId), { signal });
+  const role = currentUser()?.role;
+  const clinical = role === 'clinician' || role === 'nurse';
+  // The record first: a refused read (403) becomes the "access refused" page, with the
+  // way to open emergency access for a clinician or a nurse.
+  let patient: Patient;
+  try {
+    patient = await api<Patient>(patientPath(patientId), { signal });
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 403)) throw error;
+    const main = refusedPage(root);
+    if (clinical && !self) {
+      main.append(emergencyAccessOffer(patientId, () => navigate(location.pathname + location.search, true)));
+    }
+    return;
+  }
+  const emergency = clinical && !self ? await myEmergencyAccess(patientId, signal) : null;
   const [latest, devices] = await Promise.all([
     api<Observation[]>(patientPath(patientId, '/observations/latest'), { signal }),
     api<Device[]>(patientPath(patientId, '/devices'), { signal }),
@@ -64,7 +80,6 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
   const showNews2 = async () => renderNews2(await latestNews2(patientId).catch(() => undefined));
   void showNews2();
 
-  const role = currentUser()?.role;
   const alarms = alarmHistory(patientId, self, signal);
   const details = [
     patient.mrn ? `MRN ${patient.mrn}` : null,
@@ -81,13 +96,14 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
       badge.element,
     ),
     details.length ? h('p', { class: 'lede' }, details.join(' · ')) : null,
+    emergency ? emergencyBanner(emergency) : null,
     h('section', { class: 'card', 'aria-labelledby': 'vitals-title' }, h('h2', { id: 'vitals-title' }, 'Latest vitals'), news2Line, tiles),
     ecg?.element,
     ecg ? rhythmSection(patientId, signal) : null,
     trend.element,
     cgm?.element,
     alarms.element,
-    carePlanSection(patientId, { editable: role === 'clinician' || role === 'nurse', self, signal }),
+    carePlanSection(patientId, { editable: clinical && !emergency, self, signal }),
     h('div', { class: 'columns' },
       h('section', { class: 'card', 'aria-labelledby': 'devices-title' }, h('h2', { id: 'devices-title' }, self ? 'My devices' : 'Devices'), deviceList),
       self ? whoCanSee(patientId, signal) : null,

@@ -4,6 +4,7 @@ pub(crate) mod alarms;
 pub(crate) mod analytics;
 pub(crate) mod clinical;
 pub(crate) mod devices;
+pub(crate) mod emergency;
 pub(crate) mod gateways;
 pub(crate) mod people;
 pub(crate) mod system;

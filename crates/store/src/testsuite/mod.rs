@@ -11,6 +11,7 @@ mod alarms;
 mod audit;
 mod clinical;
 mod devices;
+mod emergency;
 mod events;
 mod gateways;
 mod ingest;
@@ -25,6 +26,7 @@ pub use alarms::*;
 pub use audit::*;
 pub use clinical::*;
 pub use devices::*;
+pub use emergency::*;
 pub use events::*;
 pub use gateways::*;
 pub use ingest::*;
@@ -48,7 +50,7 @@ macro_rules! store_conformance_suite {
     ($fresh:expr) => {
         $crate::store_conformance_suite!(@tests $fresh;
             users_and_credentials, sessions_expire_and_revoke, a_new_password_ends_the_other_sessions,
-            care_teams_decide_membership,
+            care_teams_decide_membership, emergency_access_opens_expires_and_is_reviewed_once,
             people_changes_are_audited_in_the_same_commit,
             devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
             device_reports_are_kept, ingest_stores_once, ingest_refuses_unassigned_and_revoked,

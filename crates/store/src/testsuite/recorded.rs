@@ -47,6 +47,7 @@ impl<S> Recorded<S> {
 pub fn trait_methods() -> Vec<String> {
     let sources = [
         include_str!("../people.rs"),
+        include_str!("../emergency.rs"),
         include_str!("../devices.rs"),
         include_str!("../ingest.rs"),
         include_str!("../clinical.rs"),
@@ -132,6 +133,13 @@ recorded!(PeopleStore {
     async fn care_teams_of_patient(&self, patient: PatientId) -> R<Vec<CareTeamId>>;
     async fn patients_of_care_team_member(&self, user: UserId) -> R<Vec<PatientId>>;
     async fn is_on_care_team_of(&self, user: UserId, patient: PatientId) -> R<bool>;
+});
+
+recorded!(EmergencyAccessStore {
+    async fn open_emergency_access(&self, access: NewEmergencyAccess, audit: AuditEvent) -> R<EmergencyAccess>;
+    async fn open_emergency_access_of(&self, user: UserId, patient: PatientId, now: DateTime<Utc>) -> R<Option<EmergencyAccess>>;
+    async fn emergency_accesses(&self, unreviewed_only: bool, limit: u32) -> R<Vec<EmergencyAccess>>;
+    async fn review_emergency_access(&self, id: uuid::Uuid, reviewer: UserId, note: String, at: DateTime<Utc>, audit: AuditEvent) -> R<EmergencyAccess>;
 });
 
 recorded!(DeviceStore {
@@ -269,6 +277,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 73, "{methods:?}");
+        assert_eq!(methods.len(), 77, "{methods:?}");
     }
 }
