@@ -9,6 +9,18 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use wardline_store::sqlite::DatabaseKey;
 
+/// A server certificate the hospital issued, used instead of Wardline's own CA.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnCertificate {
+    /// PEM: the server certificate first, then any intermediates.
+    pub certificate_file: PathBuf,
+    /// PEM: its private key. Outside the data folder.
+    pub key_file: PathBuf,
+    /// PEM: the CA certificate(s) devices and browsers trust; the server checks its
+    /// certificate against them at start, for every configured host name.
+    pub ca_file: PathBuf,
+}
+
 /// The settings a running server uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -27,6 +39,8 @@ pub struct Config {
     pub tls: bool,
     /// Names (and addresses) the server certificate is issued for.
     pub hostnames: Vec<String>,
+    /// The hospital's own certificate, instead of one from Wardline's own CA.
+    pub own_certificate: Option<OwnCertificate>,
     pub max_payload_bytes: usize,
     pub max_future_skew_seconds: i64,
     pub session_hours: i64,
@@ -240,6 +254,9 @@ pub struct HttpSection {
 pub struct TlsSection {
     pub enabled: Option<bool>,
     pub hostnames: Option<Vec<String>>,
+    pub certificate_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -290,6 +307,33 @@ pub enum ConfigError {
     Env { name: &'static str, reason: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// `tls.certificate_file`, `tls.key_file` and `tls.ca_file` (or `WARDLINE_TLS_CERTIFICATE_FILE`,
+/// `WARDLINE_TLS_KEY_FILE`, `WARDLINE_TLS_CA_FILE`): all three, or none.
+fn own_certificate(
+    file: &TlsSection,
+    env: &BTreeMap<String, String>,
+) -> Result<Option<OwnCertificate>, ConfigError> {
+    let path = |name: &str, from_file: &Option<PathBuf>| {
+        env.get(name)
+            .map(PathBuf::from)
+            .or_else(|| from_file.clone())
+    };
+    let certificate = path("WARDLINE_TLS_CERTIFICATE_FILE", &file.certificate_file);
+    let key = path("WARDLINE_TLS_KEY_FILE", &file.key_file);
+    let ca = path("WARDLINE_TLS_CA_FILE", &file.ca_file);
+    match (certificate, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(certificate_file), Some(key_file), Some(ca_file)) => Ok(Some(OwnCertificate {
+            certificate_file,
+            key_file,
+            ca_file,
+        })),
+        _ => Err(ConfigError::Invalid(
+            "tls.certificate_file, tls.key_file and tls.ca_file go together: give all three to use the hospital's certificate, or none for Wardline's own CA".into(),
+        )),
+    }
 }
 
 fn env_value<T: std::str::FromStr>(
@@ -362,6 +406,7 @@ pub fn load(
     } else {
         file.tls.enabled.unwrap_or(true)
     };
+    let own_certificate = own_certificate(&file.tls, env)?;
     let hostnames = if !cli.hostnames.is_empty() {
         cli.hostnames.clone()
     } else if let Some(names) = env.get("WARDLINE_HOSTNAMES") {
@@ -385,6 +430,7 @@ pub fn load(
         http_listen,
         tls,
         hostnames,
+        own_certificate,
         max_payload_bytes: env_value(env, "WARDLINE_MAX_PAYLOAD_BYTES")?
             .or(file.ingest.max_payload_bytes)
             .unwrap_or(256 * 1024),
@@ -656,6 +702,9 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if let DatabaseKeySource::File(key_file) = &config.database_key {
         outside.push(("database.key_file", key_file));
     }
+    if let Some(own) = &config.own_certificate {
+        outside.push(("tls.key_file", &own.key_file));
+    }
     for (name, path) in outside {
         // Spellings of one place compare alike; a relative path and an absolute one
         // cannot be compared without the working directory, which this does not read.
@@ -751,6 +800,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(from_cli.keys_dir, PathBuf::from("/run/secrets/wardline"));
+    }
+
+    #[test]
+    fn the_hospitals_certificate_takes_three_files_and_its_key_stays_out_of_the_data_folder() {
+        let data = ("WARDLINE_DATA_DIR", "/srv/wardline/data");
+        let file = "[tls]\ncertificate_file = \"/etc/pki/wardline.pem\"\nkey_file = \"/etc/pki/private/wardline.key\"\nca_file = \"/etc/pki/hospital-ca.pem\"\n";
+        let config = load(Some(file), &env(&[data]), &Overrides::default()).unwrap();
+        assert_eq!(
+            config.own_certificate,
+            Some(OwnCertificate {
+                certificate_file: "/etc/pki/wardline.pem".into(),
+                key_file: "/etc/pki/private/wardline.key".into(),
+                ca_file: "/etc/pki/hospital-ca.pem".into(),
+            })
+        );
+        // The environment names a file over the configuration file.
+        let config = load(
+            Some(file),
+            &env(&[data, ("WARDLINE_TLS_KEY_FILE", "/run/secrets/wardline.key")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.own_certificate.map(|own| own.key_file),
+            Some(PathBuf::from("/run/secrets/wardline.key"))
+        );
+        let alone = load(
+            Some("[tls]\ncertificate_file = \"/etc/pki/wardline.pem\"\n"),
+            &env(&[data]),
+            &Overrides::default(),
+        );
+        assert!(
+            matches!(&alone, Err(ConfigError::Invalid(message)) if message.contains("go together")),
+            "{alone:?}"
+        );
+        let inside = load(
+            Some(file),
+            &env(&[
+                data,
+                ("WARDLINE_TLS_KEY_FILE", "/srv/wardline/data/tls.key"),
+            ]),
+            &Overrides::default(),
+        );
+        assert!(
+            matches!(&inside, Err(ConfigError::Invalid(message)) if message.contains("tls.key_file")),
+            "{inside:?}"
+        );
+        assert_eq!(
+            load(None, &env(&[data]), &Overrides::default())
+                .unwrap()
+                .own_certificate,
+            None
+        );
     }
 
     #[test]

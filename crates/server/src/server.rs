@@ -143,14 +143,14 @@ pub async fn serve(
         shutdown.clone(),
     );
 
-    let identity = if config.tls {
-        Some(tls::ensure_identity(
+    let identity = match (&config.own_certificate, config.tls) {
+        (_, false) => None,
+        (Some(own), true) => Some(tls::load_identity(own, &config.hostnames)?),
+        (None, true) => Some(tls::ensure_identity(
             &config.data_dir,
             &config.keys_dir,
             &config.hostnames,
-        )?)
-    } else {
-        None
+        )?),
     };
     // Analysis and rule evaluation read the committed event log from their own stored
     // cursors: they never delay an acknowledgement, and never miss a committed reading.

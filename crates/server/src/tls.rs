@@ -1,7 +1,9 @@
-//! The server's own certificate authority. On first start Wardline creates a CA (its
-//! certificate in the data folder, its key in the keys folder, owner-only) and, at every start, a fresh server
-//! certificate for the configured host names, signed by that CA. Devices and browsers
-//! trust `tls/ca.pem`, whose fingerprint is printed so it can be checked out of band.
+//! The server's TLS identity. By default Wardline's own certificate authority: on first
+//! start Wardline creates a CA (its certificate in the data folder, its key in the keys
+//! folder, owner-only) and, at every start, a fresh server certificate for the configured
+//! host names, signed by that CA. Devices and browsers trust `tls/ca.pem`, whose
+//! fingerprint is printed so it can be checked out of band. A hospital that issues its
+//! own certificates gives Wardline one instead ([`load_identity`]).
 
 use std::fs;
 use std::net::IpAddr;
@@ -167,13 +169,20 @@ pub fn ensure_identity(
     })
 }
 
-/// A client's check of server certificates against Wardline's CA alone.
+/// A client's check of server certificates against the CAs that clients trust (Wardline's
+/// own, or the hospital's).
 struct ClientCheck(Arc<rustls::client::WebPkiServerVerifier>);
 
 impl ClientCheck {
     fn new(ca_der: &CertificateDer<'static>) -> anyhow::Result<Self> {
+        Self::trusting(std::slice::from_ref(ca_der))
+    }
+
+    fn trusting(cas: &[CertificateDer<'static>]) -> anyhow::Result<Self> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(ca_der.clone())?;
+        for ca in cas {
+            roots.add(ca.clone())?;
+        }
         Ok(Self(
             rustls::client::WebPkiServerVerifier::builder_with_provider(
                 Arc::new(roots),
@@ -184,17 +193,97 @@ impl ClientCheck {
     }
 
     fn verify(&self, certificate: &CertificateDer<'static>, name: &str) -> anyhow::Result<()> {
+        self.verify_chain(certificate, &[], name)
+    }
+
+    fn verify_chain(
+        &self,
+        certificate: &CertificateDer<'static>,
+        intermediates: &[CertificateDer<'static>],
+        name: &str,
+    ) -> anyhow::Result<()> {
         let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())?;
         rustls::client::danger::ServerCertVerifier::verify_server_cert(
             self.0.as_ref(),
             certificate,
-            &[],
+            intermediates,
             &server_name,
             &[],
             rustls::pki_types::UnixTime::now(),
         )?;
         Ok(())
     }
+}
+
+/// The hospital's own server certificate, with its key and the CA that devices and
+/// browsers trust. Checked at start the way clients will check it, for every configured
+/// host name (issued by that CA, in date, naming the host), and the key must be the
+/// certificate's: a mistake stops the start with what is wrong, instead of failing in
+/// every client.
+pub fn load_identity(
+    own: &crate::config::OwnCertificate,
+    hostnames: &[String],
+) -> anyhow::Result<TlsIdentity> {
+    let read = |path: &Path, what: &str| {
+        fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+    };
+    let certificates = |path: &Path, what: &str| -> anyhow::Result<Vec<CertificateDer<'static>>> {
+        let pem = read(path, what)?;
+        let found = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("{what} {} is not PEM certificates", path.display()))?;
+        anyhow::ensure!(
+            !found.is_empty(),
+            "{what} {} holds no certificate",
+            path.display()
+        );
+        Ok(found)
+    };
+    let chain = certificates(&own.certificate_file, "tls.certificate_file")?;
+    let cas = certificates(&own.ca_file, "tls.ca_file")?;
+    let key = PrivateKeyDer::from_pem_slice(&read(&own.key_file, "tls.key_file")?).with_context(
+        || {
+            format!(
+                "tls.key_file {} is not a PEM private key",
+                own.key_file.display()
+            )
+        },
+    )?;
+    let check = ClientCheck::trusting(&cas)?;
+    for name in hostnames {
+        check
+            .verify_chain(&chain[0], &chain[1..], name)
+            .with_context(|| {
+                format!(
+                    "clients would refuse tls.certificate_file {} for {name} under the CA in tls.ca_file {}",
+                    own.certificate_file.display(),
+                    own.ca_file.display()
+                )
+            })?;
+    }
+    let build = |alpn: Vec<Vec<u8>>| -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain.clone(), key.clone_key())
+        .with_context(|| {
+            format!(
+                "tls.key_file {} does not go with tls.certificate_file {}",
+                own.key_file.display(),
+                own.certificate_file.display()
+            )
+        })?;
+        config.alpn_protocols = alpn;
+        Ok(Arc::new(config))
+    };
+    Ok(TlsIdentity {
+        ca_path: own.ca_file.clone(),
+        ca_fingerprint: fingerprint(cas[0].as_ref()),
+        server_config: build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
+        mqtt_config: build(Vec::new())?,
+    })
 }
 
 /// Checks the new server certificate the way clients will, for each of its names, so

@@ -15,3 +15,4 @@ mod gateway;
 mod ingest;
 mod observability;
 mod support;
+mod tls;
