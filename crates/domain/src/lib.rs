@@ -3,6 +3,7 @@
 
 pub mod codes;
 pub mod ids;
+pub mod local_device;
 pub mod observation;
 pub mod payload;
 pub mod people;

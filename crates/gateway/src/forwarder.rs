@@ -89,9 +89,18 @@ struct Verdict {
 }
 
 #[derive(Debug, Deserialize)]
+struct LocalDevice {
+    device_id: String,
+    verifier: String,
+}
+
+#[derive(Debug, Deserialize)]
 struct Response {
     server_time: Option<DateTime<Utc>>,
     results: Vec<Verdict>,
+    /// The devices that may send to the gateway now (a server of an earlier version
+    /// sends none, and the gateway keeps what it has).
+    local_devices: Option<Vec<LocalDevice>>,
 }
 
 /// Why a round did not get through.
@@ -150,7 +159,8 @@ pub async fn run(shared: Arc<Shared>, client: reqwest::Client, shutdown: Cancell
                 continue;
             }
         };
-        if batch.is_empty() && last_report.elapsed() < shared.config.heartbeat {
+        let list_wanted = shared.device_list_wanted.swap(false, Ordering::Relaxed);
+        if batch.is_empty() && last_report.elapsed() < shared.config.heartbeat && !list_wanted {
             let idle = shared
                 .config
                 .heartbeat
@@ -286,6 +296,16 @@ async fn round(
     );
     if let Some(server_time) = answer.server_time {
         shared.clock.record(server_time, sent, received, 0.0);
+    }
+    if let Some(devices) = &answer.local_devices {
+        let devices: Vec<(String, String)> = devices
+            .iter()
+            .map(|device| (device.device_id.clone(), device.verifier.clone()))
+            .collect();
+        if let Err(error) = shared.local_devices.replace(&devices) {
+            // The old list stays in force; the next answer brings the list again.
+            tracing::error!(%error, "cannot keep the server's list of local devices");
+        }
     }
     let sent_ids: std::collections::HashSet<i64> = batch.iter().map(|message| message.id).collect();
     let mut done = Vec::with_capacity(answer.results.len());

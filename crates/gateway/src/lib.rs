@@ -13,6 +13,7 @@ pub mod clock;
 mod error;
 pub mod forwarder;
 pub mod listener;
+pub mod local_devices;
 pub mod queue;
 
 use std::net::SocketAddr;
@@ -28,6 +29,7 @@ use wardline_domain::{DeviceId, PayloadLimits};
 pub use error::GatewayError;
 
 use crate::clock::ClockOffset;
+use crate::local_devices::LocalDevices;
 use crate::queue::Queue;
 
 /// Everything `wardline gateway` is told.
@@ -107,6 +109,8 @@ pub struct Counters {
     pub corrected: AtomicU64,
     pub forwarded: AtomicU64,
     pub rejected_by_server: AtomicU64,
+    /// Local requests refused for a missing, wrong or unknown device secret.
+    pub refused_devices: AtomicU64,
     pub link_up: AtomicBool,
     pub last_contact_ms: AtomicU64,
     pub near_full_warned: AtomicBool,
@@ -117,10 +121,21 @@ pub struct Counters {
 pub struct Shared {
     pub config: GatewayConfig,
     pub queue: Queue,
+    /// The devices that may send here, as the server last listed them.
+    pub local_devices: LocalDevices,
     pub clock: ClockOffset,
     pub counters: Counters,
-    /// Woken when a message is queued.
+    /// Woken when a message is queued, or the device list is wanted.
     pub queued: tokio::sync::Notify,
+    /// A device the gateway does not know tried to send: ask the server for the list
+    /// now instead of at the next heartbeat (at most every few seconds).
+    pub device_list_wanted: AtomicBool,
+    pub device_list_asked_ms: AtomicU64,
+}
+
+/// Where the list of local devices is kept: beside the queue.
+pub fn local_devices_path(queue_path: &std::path::Path) -> PathBuf {
+    queue_path.with_extension("local-devices.json")
 }
 
 /// What the gateway reports locally (`GET /status`) and writes to the listen file.
@@ -136,19 +151,24 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), GatewayError> {
     let queue = Queue::open(&config.queue_path, config.disk_limit_bytes)?;
+    let local_devices = LocalDevices::load(&local_devices_path(&config.queue_path))?;
     let client = forwarder::http_client(config.ca_file.as_deref())?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let listen = listener.local_addr()?;
     let shared = Arc::new(Shared {
         config,
         queue,
+        local_devices,
         clock: ClockOffset::default(),
         counters: Counters::default(),
         queued: tokio::sync::Notify::new(),
+        device_list_wanted: AtomicBool::new(false),
+        device_list_asked_ms: AtomicU64::new(0),
     });
     let stats = shared.queue.stats();
     tracing::info!(
         %listen,
+        local_devices = shared.local_devices.len(),
         queued = stats.messages,
         queue_bytes = stats.bytes,
         limit_bytes = stats.limit_bytes,

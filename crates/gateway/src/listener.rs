@@ -1,16 +1,19 @@
 //! The local listener devices send to: the same `POST /api/v1/devices/{id}/readings`
 //! as the server's, answered `200` only once the message is durably queued.
 //!
-//! Devices on the home network are not asked for their secret here: the gateway cannot
-//! check it (the server keeps only a hash), and the server decides, per message, whether
-//! this gateway may speak for that device. Listen on loopback or a trusted LAN only.
+//! A device sends its own secret as `Authorization: Bearer`, as it would to the server.
+//! The gateway checks it against the verifier the server gave it for that device
+//! ([`crate::local_devices`]), so a stranger on the home network cannot have readings
+//! queued in a patient's name; the server still decides, per message, whether this
+//! gateway may speak for the device.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
@@ -37,9 +40,13 @@ fn error(status: StatusCode, code: &str, message: String) -> Response {
         .into_response()
 }
 
+/// How often an unknown device may make the gateway ask the server for its list.
+const DEVICE_LIST_ASK_INTERVAL_MS: u64 = 5_000;
+
 async fn readings(
     State(shared): State<Arc<Shared>>,
     Path(device_id): Path<String>,
+    headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
     let Ok(device_id) = DeviceId::parse(&device_id) else {
@@ -49,6 +56,28 @@ async fn readings(
             "not a device id".into(),
         );
     };
+    let secret = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let admitted = secret.is_some_and(|secret| {
+        shared
+            .local_devices
+            .admits(&shared.config.gateway_id, &device_id, secret.as_bytes())
+    });
+    if !admitted {
+        shared
+            .counters
+            .refused_devices
+            .fetch_add(1, Ordering::Relaxed);
+        ask_for_device_list(&shared);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "send the device's secret as Authorization: Bearer; a device assigned only now is known at the gateway's next contact with the server: keep the reading and retry".into(),
+        );
+    }
     let limit = shared.config.limits.max_bytes;
     let Ok(body) = axum::body::to_bytes(body, limit).await else {
         return error(
@@ -168,6 +197,24 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "accepted": counters.accepted.load(Ordering::Relaxed),
         "forwarded": counters.forwarded.load(Ordering::Relaxed),
         "rejected_by_server": counters.rejected_by_server.load(Ordering::Relaxed),
+        "refused_devices": counters.refused_devices.load(Ordering::Relaxed),
+        "local_devices": shared.local_devices.len(),
         "corrected_timestamps": counters.corrected.load(Ordering::Relaxed),
     }))
+}
+
+/// Wakes the forwarder for a contact with the server, which brings the device list, at
+/// most every [`DEVICE_LIST_ASK_INTERVAL_MS`].
+fn ask_for_device_list(shared: &Shared) {
+    let now = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+    let last = shared.device_list_asked_ms.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= DEVICE_LIST_ASK_INTERVAL_MS
+        && shared
+            .device_list_asked_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        shared.device_list_wanted.store(true, Ordering::Relaxed);
+        shared.queued.notify_one();
+    }
 }

@@ -7,7 +7,6 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::digest;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use std::sync::{Arc, LazyLock, Mutex};
@@ -225,17 +224,12 @@ impl DeviceSecret {
 }
 
 pub fn hash_secret(secret: &[u8]) -> [u8; 32] {
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(digest::digest(&digest::SHA256, secret).as_ref());
-    hash
+    wardline_domain::local_device::secret_hash(secret)
 }
 
 /// Equal without an early exit, so a comparison's time tells nothing about the secret.
 pub fn equal_in_constant_time(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter()
-        .zip(b)
-        .fold(0u8, |difference, (x, y)| difference | (x ^ y))
-        == 0
+    wardline_domain::local_device::same(a, b)
 }
 
 #[cfg(test)]

@@ -133,6 +133,19 @@ pub struct ForwardResponse {
     /// The server's clock when it answered (the gateway measures its offset with it).
     pub server_time: DateTime<Utc>,
     pub results: Vec<ForwardResult>,
+    /// The devices the gateway may take readings from now, each with what the gateway
+    /// checks the device's secret against (see `wardline_domain::local_device`). The
+    /// gateway replaces its list with this one at every answer.
+    pub local_devices: Vec<LocalDevice>,
+}
+
+/// A device a gateway may take readings from, and the verifier of its secret.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Serialize)]
+pub struct LocalDevice {
+    pub device_id: DeviceId,
+    /// Hex of HMAC-SHA-256(SHA-256(secret), label ‖ gateway id).
+    pub verifier: String,
 }
 
 fn rejection_result(id: i64, rejection: Rejection) -> ForwardResult {
@@ -159,15 +172,8 @@ impl Wardline {
                 format!("at most {MAX_FORWARD_MESSAGES} messages per request"),
             ));
         }
-        let allowed: HashSet<DeviceId> = if request.messages.is_empty() {
-            HashSet::new()
-        } else {
-            self.store
-                .gateway_devices(&gateway.id)
-                .await?
-                .into_iter()
-                .collect()
-        };
+        let behind: Vec<DeviceId> = self.store.gateway_devices(&gateway.id).await?;
+        let allowed: HashSet<DeviceId> = behind.iter().cloned().collect();
 
         // Validate each message; group the valid ones by device, keeping each device's order.
         let mut results: Vec<Option<ForwardResult>> = Vec::with_capacity(request.messages.len());
@@ -260,9 +266,26 @@ impl Wardline {
         if let Err(error) = self.store.record_gateway_contact(report).await {
             tracing::warn!(%error, "gateway status not recorded");
         }
+        let mut local_devices = Vec::with_capacity(behind.len());
+        for device_id in behind {
+            // A revoked device is not behind any gateway; one without credentials is skipped.
+            if let Some(credentials) = self.store.device_credentials(&device_id).await?
+                && credentials.device.status != wardline_store::DeviceStatus::Revoked
+            {
+                let verifier = wardline_domain::local_device::verifier_from_hash(
+                    &gateway.id,
+                    &credentials.secret_hash,
+                );
+                local_devices.push(LocalDevice {
+                    device_id,
+                    verifier: hex::encode(verifier),
+                });
+            }
+        }
         Ok(ForwardResponse {
             server_time: self.now(),
             results: results.into_iter().flatten().collect(),
+            local_devices,
         })
     }
 

@@ -130,9 +130,11 @@ fn start_gateway(
     Gateway { child, listen }
 }
 
-/// A device behind the gateway: posts readings `0..` in order, each until acknowledged.
+/// A device behind the gateway: posts readings `0..` in order with its own secret, each
+/// until acknowledged (a gateway that does not know the device yet answers 401, and the
+/// device tries again, as a real one would).
 fn device_sender(
-    device_id: String,
+    device: &EnrolledDevice,
     code: &'static str,
     unit: &'static str,
     gateway_address: Arc<Mutex<String>>,
@@ -142,6 +144,8 @@ fn device_sender(
     // After the devices' enrolment (readings before an assignment are refused), 100 ms
     // apart, so never far enough ahead to be refused as from the future.
     let base = chrono::Utc::now();
+    let device_id = device.id.clone();
+    let secret = device.secret.clone();
     tokio::spawn(async move {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -156,6 +160,7 @@ fn device_sender(
                 .post(format!(
                     "http://{address}/api/v1/devices/{device_id}/readings"
                 ))
+                .bearer_auth(&secret)
                 .json(&payload)
                 .send()
                 .await;
@@ -164,6 +169,9 @@ fn device_sender(
                     seq += 1;
                     sent.store(seq, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok(response) if response.status() == 401 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Ok(response) => panic!("the gateway refused a reading: {}", response.status()),
                 // The gateway is down (killed): retry the same reading.
@@ -202,7 +210,7 @@ async fn gateway_keeps_every_reading_through_an_outage_and_a_kill_9() {
     let oxi_sent = Arc::new(AtomicI64::new(0));
     let senders = [
         device_sender(
-            ward.device.id.clone(),
+            &ward.device,
             "99504-3",
             "mg/dL",
             Arc::clone(&address),
@@ -210,7 +218,7 @@ async fn gateway_keeps_every_reading_through_an_outage_and_a_kill_9() {
             Arc::clone(&stop_at),
         ),
         device_sender(
-            oximeter.id.clone(),
+            &oximeter,
             "59408-5",
             "%",
             Arc::clone(&address),
@@ -333,4 +341,108 @@ async fn gateway_keeps_every_reading_through_an_outage_and_a_kill_9() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(gateway);
+}
+
+/// Only the devices the server lists for the gateway, each with its own secret, have
+/// readings queued: a stranger on the home network, a wrong secret and another
+/// patient's device are refused, and nothing of theirs reaches the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_on_the_home_network_cannot_queue_readings() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let gateway_device = server
+        .enrol(&ward.admin, "gateway", Some(&ward.patient_id))
+        .await;
+    // A device of nobody's: enrolled, assigned to no patient, so behind no gateway.
+    let elsewhere = server.enrol(&ward.admin, "pulse_oximeter", None).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gateway = start_gateway(
+        &server,
+        server.report.http.port(),
+        &gateway_device,
+        dir.path(),
+    );
+    let client = reqwest::Client::new();
+    let post = |device_id: &str, secret: Option<&str>, seq: i64| {
+        let mut request = client
+            .post(format!(
+                "http://{}/api/v1/devices/{device_id}/readings",
+                gateway.listen
+            ))
+            .json(&json!({"v": 1, "seq": seq, "code": "99504-3", "value": 111,
+                "unit": "mg/dL", "time": chrono::Utc::now().to_rfc3339()}));
+        if let Some(secret) = secret {
+            request = request.bearer_auth(secret);
+        }
+        request.send()
+    };
+    // The gateway learns its devices at its first contact; the right device gets in.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = post(&ward.device.id, Some(&ward.device.secret), 1)
+            .await
+            .expect("gateway answers")
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 401);
+        assert!(
+            Instant::now() < deadline,
+            "the gateway never learnt its device"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = [
+        (ward.device.id.as_str(), None, "no secret"),
+        (
+            ward.device.id.as_str(),
+            Some("wds_guessed"),
+            "a wrong secret",
+        ),
+        (
+            ward.device.id.as_str(),
+            Some(gateway_device.secret.as_str()),
+            "the gateway's own secret",
+        ),
+        (
+            elsewhere.id.as_str(),
+            Some(elsewhere.secret.as_str()),
+            "a device not behind this gateway",
+        ),
+    ];
+    for (seq, (device_id, secret, what)) in (2..).zip(refused) {
+        let response = post(device_id, secret, seq).await.expect("gateway answers");
+        assert_eq!(response.status(), 401, "{what}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "unauthenticated", "{what}");
+    }
+    let status: Value = reqwest::get(format!("http://{}/status", gateway.listen))
+        .await
+        .expect("gateway status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["accepted"], json!(1), "{status}");
+    assert!(
+        status["refused_devices"].as_u64().unwrap_or(0) >= 4,
+        "{status}"
+    );
+    // Only the one reading reaches the patient's record.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored = server
+            .observations(&ward.clinician, &ward.patient_id, "99504-3")
+            .await;
+        if !stored.is_empty() {
+            assert_eq!(stored.len(), 1, "{stored:?}");
+            assert_eq!(stored[0]["seq"], json!(1));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the admitted reading never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
