@@ -66,7 +66,10 @@ pub trait PeopleStore: Send + Sync {
         token_hash: [u8; 32],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// `false` when there was no open session with this hash.
+    /// Ends a session, with its audit entry in the same commit. `false` when there was no
+    /// open session with this hash, and then nothing is audited: of two requests that
+    /// end one session at once (an idle timeout seen by a page and by its stream), one
+    /// entry.
     async fn revoke_session(
         &self,
         token_hash: [u8; 32],

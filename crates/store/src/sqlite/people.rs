@@ -244,8 +244,11 @@ impl PeopleStore for SqliteStore {
                 "UPDATE session SET revoked_ms = ?2 WHERE token_hash = ?1 AND revoked_ms IS NULL",
                 params![token_hash.as_slice(), to_ms(now)],
             )?;
+            if changed == 0 {
+                return Ok(false);
+            }
             append(connection, &[audit])?;
-            Ok(changed > 0)
+            Ok(true)
         })
         .await
     }

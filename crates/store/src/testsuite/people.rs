@@ -182,12 +182,18 @@ pub async fn sessions_expire_and_revoke(store: &dyn Store) {
             .await
             .expect("revoke")
     );
+    let entries = audit_entries(store).await;
     assert!(
         !store
             .revoke_session([1; 32], at(32), audit("logout"))
             .await
             .expect("revoke again"),
         "already revoked"
+    );
+    assert_eq!(
+        audit_entries(store).await,
+        entries,
+        "ending a session that has ended already leaves no entry"
     );
     assert!(
         store
