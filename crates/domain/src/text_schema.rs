@@ -29,6 +29,30 @@ pub fn trimmed_pattern(max: usize) -> String {
     )
 }
 
+/// As [`trimmed_pattern`], for text of `min` (at least 2) to `max` characters.
+pub fn trimmed_pattern_between(min: usize, max: usize) -> String {
+    let word = format!("[^{WHITE_SPACE}{FORBIDDEN_IN_TEXT}]");
+    format!(
+        "^[{WHITE_SPACE}]*{word}[^{FORBIDDEN_IN_TEXT}]{{{},{}}}{word}[{WHITE_SPACE}]*$",
+        min.max(2) - 2,
+        max.max(2) - 2
+    )
+}
+
+/// Text that is trimmed of white space first, then wants `MIN` (at least 2) to `MAX`
+/// characters, none of them a control or text-direction character.
+pub fn trimmed_text_between<const MIN: usize, const MAX: usize>() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(trimmed_pattern_between(MIN, MAX)))
+        .description(Some(format!(
+            "{MIN} to {MAX} characters once leading and trailing white space is trimmed; no \
+             control characters (line breaks, NUL) or text-direction overrides inside. \
+             Stored in Unicode normal form C."
+        )))
+        .build()
+}
+
 /// Text that is trimmed of white space first, then wants 1 to `MAX` characters, none of
 /// them a control or text-direction character.
 pub fn trimmed_text<const MAX: usize>() -> Object {

@@ -46,13 +46,15 @@ impl Wardline {
                 "only clinicians and nurses can open emergency access",
             ));
         };
-        let reason = bounded("reason", reason, 500)?;
-        if reason.chars().count() < MIN_REASON_CHARS {
+        // Counted as sent (trimmed), as the API's schema counts: normalising may join
+        // characters.
+        if reason.trim().chars().count() < MIN_REASON_CHARS {
             return Err(Error::invalid(
                 "reason",
                 format!("say why in at least {MIN_REASON_CHARS} characters: a reviewer reads it"),
             ));
         }
+        let reason = bounded("reason", reason, 500)?;
         if self.store.is_on_care_team_of(user.id, patient_id).await? {
             return Err(Error::InvalidState(
                 "you are on this patient's care team: no emergency access is needed".into(),

@@ -25,8 +25,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct EmergencyAccessRequest {
-    /// Why the patient's data is needed now, for the reviewer: 10 to 500 characters.
-    #[schema(min_length = 10, max_length = 500)]
+    /// Why the patient's data is needed now, for the reviewer.
+    #[schema(schema_with = wardline_domain::text_schema::trimmed_text_between::<10, 500>)]
     reason: String,
 }
 
@@ -105,8 +105,8 @@ pub(crate) async fn list_emergency_accesses(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct EmergencyAccessReviewRequest {
-    /// What the reviewer checked and found: 1 to 1000 characters.
-    #[schema(min_length = 1, max_length = 1000)]
+    /// What the reviewer checked and found.
+    #[schema(schema_with = crate::schemas::trimmed_text::<1000>)]
     note: String,
 }
 

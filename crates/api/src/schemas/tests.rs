@@ -212,6 +212,16 @@ proptest! {
         }
     }
 
+    /// The reason for emergency access: 10 to 500 characters once trimmed, counted as
+    /// sent; the schema admits what the service takes.
+    #[test]
+    fn emergency_access_reasons(text in prop_oneof![tricky_text(12), padded(5..=15), padded(495..=505)]) {
+        let schema = Text::of(&component("EmergencyAccessRequest")["properties"]["reason"]);
+        let trimmed = text.trim().chars().count();
+        let accepted = trimmed >= 10 && wardline_service::bounded("reason", &text, 500).is_ok();
+        prop_assert_eq!(schema.admits(&text), accepted, "{:?}", text);
+    }
+
     #[test]
     fn trimmed_texts(text in prop_oneof![tricky_text(8), padded(195..=205), padded(995..=1005), padded(1995..=2005)]) {
         static SCHEMAS: LazyLock<Vec<(Text, usize)>> = LazyLock::new(|| {
@@ -220,6 +230,7 @@ proptest! {
                 (Text::of(&component("CreatePatientRequest")["properties"]["display_name"]), 200),
                 (Text::of(&component("CarePlanRequest")["properties"]["reason"]), 1000),
                 (Text::of(&component("ResolveRequest")["properties"]["note"]), 2000),
+                (Text::of(&component("EmergencyAccessReviewRequest")["properties"]["note"]), 1000),
             ]
         });
         for (schema, max) in SCHEMAS.iter() {
