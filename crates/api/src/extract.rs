@@ -80,12 +80,22 @@ fn session_request(parts: &Parts) -> Result<(String, SessionUse), ApiError> {
         }
         .into());
     }
-    // Only a read can be a refresh: a change is always someone acting.
-    let used = if parts.method.is_safe() && parts.headers.contains_key(REFRESH_HEADER) {
-        SessionUse::Refresh
-    } else {
-        SessionUse::Action
-    };
+    // Only a read can be a refresh: a change is always someone acting. A live stream is
+    // never activity: a browser's EventSource cannot send the refresh header, and it
+    // reconnects by itself (after a network blip or a server restart), so an
+    // unattended screen would otherwise keep its session alive.
+    let streaming = parts
+        .headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"))
+        || parts.uri.path().ends_with("/stream");
+    let used =
+        if parts.method.is_safe() && (streaming || parts.headers.contains_key(REFRESH_HEADER)) {
+            SessionUse::Refresh
+        } else {
+            SessionUse::Action
+        };
     Ok((token, used))
 }
 

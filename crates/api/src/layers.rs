@@ -35,8 +35,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// How much of a refused HTTP/2 body is read and dropped so that its answer arrives intact
 /// (see [`drain_refused_bodies`]), and for how long at most.
-const DRAIN_BYTES: usize = 16 * 1024 * 1024;
-const DRAIN_TIME: Duration = Duration::from_secs(10);
+const DRAIN_BYTES: usize = 4 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(3);
+/// At most this many refused bodies are drained at once; beyond, the stream is reset,
+/// so that many slow refused uploads cannot hold the server's time.
+const DRAINS_AT_ONCE: usize = 16;
+static DRAINS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(DRAINS_AT_ONCE);
 
 /// A request body that the middleware can take back after the inner service is done
 /// with it, to read what the service left unread.
@@ -81,7 +85,8 @@ impl HttpBody for SharedBody {
 /// clients (curl among them) report the reset instead of the answer. So the rest of a
 /// refused request's body, up to [`DRAIN_BYTES`] and for at most [`DRAIN_TIME`], is read
 /// and dropped before the answer goes out: the client finishes sending and reads why it
-/// was refused. A larger body still ends in the reset.
+/// was refused. A larger or slower body, or one beyond [`DRAINS_AT_ONCE`] being drained,
+/// still ends in the reset.
 pub async fn drain_refused_bodies(request: Request, next: Next) -> Response {
     if request.version() != Version::HTTP_2 {
         return next.run(request).await;
@@ -94,7 +99,7 @@ pub async fn drain_refused_bodies(request: Request, next: Next) -> Response {
         return response;
     }
     let rest = slot.lock().ok().and_then(|mut slot| slot.take());
-    if let Some(rest) = rest {
+    if let (Some(rest), Ok(_permit)) = (rest, DRAINS.try_acquire()) {
         let mut data = rest.into_data_stream();
         let mut read = 0usize;
         let _ = tokio::time::timeout(DRAIN_TIME, async {

@@ -264,3 +264,45 @@ async fn a_password_someone_else_set_must_be_changed_before_anything_else() {
         "{actions:?}"
     );
 }
+
+/// Opening a live stream is not a person acting: a screen whose stream reconnects by
+/// itself (a browser's EventSource cannot mark its requests) still ends at the idle
+/// timeout.
+#[tokio::test]
+async fn reopening_a_stream_does_not_keep_a_session_alive() {
+    let h = hospital_with(ServiceSettings {
+        session_idle_timeout: Some(chrono::Duration::seconds(2)),
+        ..ServiceSettings::default()
+    })
+    .await;
+    let token = login(&h, "nurse", crate::common::PASSWORD).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let started = tokio::time::Instant::now();
+    let mut ended = false;
+    while started.elapsed() < Duration::from_secs(4) {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri("/api/v1/observations/stream")
+            .header("authorization", format!("Bearer {token}"))
+            .header("accept", "text/event-stream")
+            .body(Body::empty())
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(h.app.clone(), request)
+            .await
+            .unwrap();
+        if response.status() == StatusCode::UNAUTHORIZED {
+            ended = true;
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::OK);
+        drop(response);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(
+        ended,
+        "the session ended although its stream kept reconnecting"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}

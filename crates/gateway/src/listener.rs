@@ -1,11 +1,11 @@
 //! The local listener devices send to: the same `POST /api/v1/devices/{id}/readings`
 //! as the server's, answered `200` only once the message is durably queued.
 //!
-//! A device sends its own secret as `Authorization: Bearer`, as it would to the server.
-//! The gateway checks it against the verifier the server gave it for that device
-//! ([`crate::local_devices`]), so a stranger on the home network cannot have readings
-//! queued in a patient's name; the server still decides, per message, whether this
-//! gateway may speak for the device.
+//! A device sends its local credential for this gateway as `Authorization: Bearer` (never
+//! its secret: see `wardline_domain::local_device`). The gateway checks it against the
+//! verifier the server gave it for that device ([`crate::local_devices`]), so a stranger
+//! on the home network cannot have readings queued in a patient's name; the server still
+//! decides, per message, whether this gateway may speak for the device.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -61,11 +61,8 @@ async fn readings(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    let admitted = secret.is_some_and(|secret| {
-        shared
-            .local_devices
-            .admits(&shared.config.gateway_id, &device_id, secret.as_bytes())
-    });
+    let admitted =
+        secret.is_some_and(|credential| shared.local_devices.admits(&device_id, credential));
     if !admitted {
         shared
             .counters
@@ -75,7 +72,7 @@ async fn readings(
         return error(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
-            "send the device's secret as Authorization: Bearer; a device assigned only now is known at the gateway's next contact with the server: keep the reading and retry".into(),
+            "send the device's local credential for this gateway as Authorization: Bearer; a device assigned only now is known at the gateway's next contact with the server: keep the reading and retry".into(),
         );
     }
     let limit = shared.config.limits.max_bytes;

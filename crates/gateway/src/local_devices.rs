@@ -3,9 +3,10 @@
 //! answer to a forward, kept in a file beside the queue so that a gateway restarted
 //! while the server is out of reach still knows its devices.
 //!
-//! A device sends its own secret, as it would to the server. A device the gateway has
-//! not heard of from the server (just assigned, while the gateway was cut off) is
-//! refused until the gateway's next contact; it keeps its reading and retries.
+//! A device sends its local credential for this gateway (never its secret). A device
+//! the gateway has not heard of from the server (just assigned, while the gateway was
+//! cut off) is refused until the gateway's next contact; it keeps its reading and
+//! retries.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -88,10 +89,10 @@ impl LocalDevices {
         self.len() == 0
     }
 
-    /// Whether `secret` is the secret of `device`, a device this gateway may take
-    /// readings from.
-    pub fn admits(&self, gateway: &DeviceId, device: &DeviceId, secret: &[u8]) -> bool {
-        let presented = verifier(gateway, secret);
+    /// Whether `credential` is the local credential of `device`, a device this gateway
+    /// may take readings from.
+    pub fn admits(&self, device: &DeviceId, credential: &str) -> bool {
+        let presented = verifier(credential);
         self.known
             .read()
             .ok()
@@ -150,39 +151,41 @@ impl LocalDevices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wardline_domain::local_device::{secret_hash, verifier_from_hash};
+    use wardline_domain::local_device::{local_credential, secret_hash, verifier_from_hash};
 
     #[test]
-    fn a_device_is_admitted_with_its_own_secret_and_the_list_survives_a_restart() {
+    fn a_device_is_admitted_with_its_local_credential_and_the_list_survives_a_restart() {
         let folder = tempfile::tempdir().expect("temp dir");
         let path = folder.path().join("local-devices.json");
         let gateway = DeviceId::parse("gw-home").expect("id");
         let oximeter = DeviceId::parse("ox-1").expect("id");
+        let credential = local_credential(&gateway, &secret_hash(b"wds_secret"));
+        let guess = local_credential(&gateway, &secret_hash(b"wds_guess"));
         let list = LocalDevices::load(&path).expect("no file yet");
         assert!(list.is_empty());
-        assert!(!list.admits(&gateway, &oximeter, b"wds_secret"));
+        assert!(!list.admits(&oximeter, &credential));
         let held = hex::encode(verifier_from_hash(&gateway, &secret_hash(b"wds_secret")));
         list.replace(&[("ox-1".into(), held)]).expect("replace");
-        assert!(list.admits(&gateway, &oximeter, b"wds_secret"));
-        assert!(!list.admits(&gateway, &oximeter, b"wds_guess"));
-        assert!(!list.admits(
-            &gateway,
-            &DeviceId::parse("ox-2").expect("id"),
-            b"wds_secret"
-        ));
+        assert!(list.admits(&oximeter, &credential));
+        assert!(!list.admits(&oximeter, &guess));
+        assert!(
+            !list.admits(&oximeter, "wds_secret"),
+            "the secret itself is refused"
+        );
+        assert!(!list.admits(&DeviceId::parse("ox-2").expect("id"), &credential));
         let reloaded = LocalDevices::load(&path).expect("reload");
         assert!(
-            reloaded.admits(&gateway, &oximeter, b"wds_secret"),
+            reloaded.admits(&oximeter, &credential),
             "kept across a restart"
         );
         // The server took the device away: it is refused from then on.
         reloaded.replace(&[]).expect("replace");
-        assert!(!reloaded.admits(&gateway, &oximeter, b"wds_secret"));
-        assert!(!LocalDevices::load(&path).expect("reload").admits(
-            &gateway,
-            &oximeter,
-            b"wds_secret"
-        ));
+        assert!(!reloaded.admits(&oximeter, &credential));
+        assert!(
+            !LocalDevices::load(&path)
+                .expect("reload")
+                .admits(&oximeter, &credential)
+        );
         assert!(list.replace(&[("ox-1".into(), "not hex".into())]).is_err());
     }
 }

@@ -441,13 +441,28 @@ pub const FIRST_ADMIN_PASSWORD_FILE: &str = "first-admin-password";
 /// start.
 async fn first_admin(service: &Wardline, keys_dir: &std::path::Path) -> anyhow::Result<()> {
     let file = keys_dir.join(FIRST_ADMIN_PASSWORD_FILE);
+    // The service shows an internal error as such; the operator is told its cause.
+    let mut undelivered = None;
     let created = service
-        .bootstrap_admin()
+        .bootstrap_admin(|password| {
+            crate::keys::prepare_folder(keys_dir)
+                .and_then(|()| {
+                    crate::keys::write_private(&file, format!("{password}\n").as_bytes())
+                })
+                .map_err(|error| {
+                    let text = format!("{error:#}");
+                    undelivered = Some(text.clone());
+                    text
+                })
+        })
         .await
-        .map_err(|error| anyhow::anyhow!("creating the first administrator: {error}"))?;
-    if let Some(password) = created {
-        crate::keys::prepare_folder(keys_dir)?;
-        crate::keys::write_private(&file, format!("{password}\n").as_bytes())?;
+        .map_err(|error| match undelivered.take() {
+            Some(cause) => anyhow::anyhow!(
+                "creating the first administrator: its password could not be written ({cause}); no account was made"
+            ),
+            None => anyhow::anyhow!("creating the first administrator: {error}"),
+        })?;
+    if created {
         println!(
             "created the first administrator `admin`; its one-time password is in {} \
              (readable by this user only) and must be changed at the first login",

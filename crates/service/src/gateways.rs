@@ -134,9 +134,11 @@ pub struct ForwardResponse {
     pub server_time: DateTime<Utc>,
     pub results: Vec<ForwardResult>,
     /// The devices the gateway may take readings from now, each with what the gateway
-    /// checks the device's secret against (see `wardline_domain::local_device`). The
-    /// gateway replaces its list with this one at every answer.
-    pub local_devices: Vec<LocalDevice>,
+    /// checks the device's credential against (see `wardline_domain::local_device`). The
+    /// gateway replaces its list with this one; absent when it could not be read this
+    /// time, and the gateway keeps the one it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_devices: Option<Vec<LocalDevice>>,
 }
 
 /// A device a gateway may take readings from, and the verifier of its secret.
@@ -144,7 +146,7 @@ pub struct ForwardResponse {
 #[derive(Debug, Serialize)]
 pub struct LocalDevice {
     pub device_id: DeviceId,
-    /// Hex of HMAC-SHA-256(SHA-256(secret), label ‖ gateway id).
+    /// Hex of the SHA-256 of the device's local credential for this gateway.
     pub verifier: String,
 }
 
@@ -266,20 +268,32 @@ impl Wardline {
         if let Err(error) = self.store.record_gateway_contact(report).await {
             tracing::warn!(%error, "gateway status not recorded");
         }
-        let mut local_devices = Vec::with_capacity(behind.len());
+        let mut local_devices = Some(Vec::with_capacity(behind.len()));
         for device_id in behind {
-            // A revoked device is not behind any gateway; one without credentials is skipped.
-            if let Some(credentials) = self.store.device_credentials(&device_id).await?
+            // The messages are committed already: a list that cannot be read now is
+            // sent with the next answer, and this one still tells the gateway what was
+            // stored. A revoked device is not behind any gateway.
+            let credentials = match self.store.device_credentials(&device_id).await {
+                Ok(credentials) => credentials,
+                Err(error) => {
+                    tracing::warn!(%error, "gateway forward: the local device list could not be read");
+                    local_devices = None;
+                    break;
+                }
+            };
+            if let Some(credentials) = credentials
                 && credentials.device.status != wardline_store::DeviceStatus::Revoked
             {
                 let verifier = wardline_domain::local_device::verifier_from_hash(
                     &gateway.id,
                     &credentials.secret_hash,
                 );
-                local_devices.push(LocalDevice {
-                    device_id,
-                    verifier: hex::encode(verifier),
-                });
+                if let Some(list) = local_devices.as_mut() {
+                    list.push(LocalDevice {
+                        device_id,
+                        verifier: hex::encode(verifier),
+                    });
+                }
             }
         }
         Ok(ForwardResponse {

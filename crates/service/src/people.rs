@@ -393,26 +393,32 @@ impl Wardline {
         Ok(())
     }
 
-    /// Creates the first administrator when there is none; returns its one-time
-    /// password.
-    pub async fn bootstrap_admin(&self) -> Result<Option<String>, Error> {
+    /// Creates the first administrator when there is none (`true` then), with a
+    /// generated one-time password that `deliver` has put where the operator will find
+    /// it *before* the account exists: an account whose password nobody could be given
+    /// would lock everyone out, as the next start sees an administrator and makes none.
+    pub async fn bootstrap_admin(
+        &self,
+        deliver: impl FnOnce(&str) -> Result<(), String>,
+    ) -> Result<bool, Error> {
         if self.store.count_users_with_role(Role::Admin).await? > 0 {
-            return Ok(None);
+            return Ok(false);
         }
-        let created = self
-            .create_user(
-                &Actor::CommandLine,
-                NewAccount {
-                    username: "admin".into(),
-                    display_name: "Administrator".into(),
-                    role: Role::Admin,
-                    password: None,
-                    patient_id: None,
-                    password_change_required: Some(true),
-                },
-            )
-            .await?;
-        Ok(created.generated_password)
+        let password = credentials::generate_password()?;
+        deliver(&password).map_err(Error::Internal)?;
+        self.create_user(
+            &Actor::CommandLine,
+            NewAccount {
+                username: "admin".into(),
+                display_name: "Administrator".into(),
+                role: Role::Admin,
+                password: Some(password),
+                patient_id: None,
+                password_change_required: Some(true),
+            },
+        )
+        .await?;
+        Ok(true)
     }
 
     pub async fn list_users(&self, actor: &Actor) -> Result<Vec<User>, Error> {

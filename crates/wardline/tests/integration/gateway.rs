@@ -130,11 +130,21 @@ fn start_gateway(
     Gateway { child, listen }
 }
 
-/// A device behind the gateway: posts readings `0..` in order with its own secret, each
-/// until acknowledged (a gateway that does not know the device yet answers 401, and the
-/// device tries again, as a real one would).
+/// What a device sends a gateway instead of its secret.
+fn local_credential(gateway: &EnrolledDevice, secret: &str) -> String {
+    let gateway = wardline_domain::DeviceId::parse(&gateway.id).expect("gateway id");
+    wardline_domain::local_device::local_credential(
+        &gateway,
+        &wardline_domain::local_device::secret_hash(secret.as_bytes()),
+    )
+}
+
+/// A device behind the gateway: posts readings `0..` in order with its local credential,
+/// each until acknowledged (a gateway that does not know the device yet answers 401, and
+/// the device tries again, as a real one would).
 fn device_sender(
     device: &EnrolledDevice,
+    gateway: &EnrolledDevice,
     code: &'static str,
     unit: &'static str,
     gateway_address: Arc<Mutex<String>>,
@@ -145,7 +155,7 @@ fn device_sender(
     // apart, so never far enough ahead to be refused as from the future.
     let base = chrono::Utc::now();
     let device_id = device.id.clone();
-    let secret = device.secret.clone();
+    let secret = local_credential(gateway, &device.secret);
     tokio::spawn(async move {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -211,6 +221,7 @@ async fn gateway_keeps_every_reading_through_an_outage_and_a_kill_9() {
     let senders = [
         device_sender(
             &ward.device,
+            &gateway_device,
             "99504-3",
             "mg/dL",
             Arc::clone(&address),
@@ -219,6 +230,7 @@ async fn gateway_keeps_every_reading_through_an_outage_and_a_kill_9() {
         ),
         device_sender(
             &oximeter,
+            &gateway_device,
             "59408-5",
             "%",
             Arc::clone(&address),
@@ -343,9 +355,10 @@ async fn gateway_keeps_every_reading_through_an_outage_and_a_kill_9() {
     drop(gateway);
 }
 
-/// Only the devices the server lists for the gateway, each with its own secret, have
-/// readings queued: a stranger on the home network, a wrong secret and another
-/// patient's device are refused, and nothing of theirs reaches the server.
+/// Only the devices the server lists for the gateway, each with its local credential,
+/// have readings queued: a stranger on the home network, a wrong credential, the
+/// device's secret itself and another patient's device are refused, and nothing of
+/// theirs reaches the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_on_the_home_network_cannot_queue_readings() {
     let server = TestServer::start().await;
@@ -379,10 +392,14 @@ async fn a_stranger_on_the_home_network_cannot_queue_readings() {
     // The gateway learns its devices at its first contact; the right device gets in.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let status = post(&ward.device.id, Some(&ward.device.secret), 1)
-            .await
-            .expect("gateway answers")
-            .status();
+        let status = post(
+            &ward.device.id,
+            Some(&local_credential(&gateway_device, &ward.device.secret)),
+            1,
+        )
+        .await
+        .expect("gateway answers")
+        .status();
         if status == 200 {
             break;
         }
@@ -393,12 +410,19 @@ async fn a_stranger_on_the_home_network_cannot_queue_readings() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let guessed = local_credential(&gateway_device, "wds_guessed");
+    let elsewheres = local_credential(&gateway_device, &elsewhere.secret);
     let refused = [
-        (ward.device.id.as_str(), None, "no secret"),
+        (ward.device.id.as_str(), None, "no credential"),
         (
             ward.device.id.as_str(),
-            Some("wds_guessed"),
-            "a wrong secret",
+            Some(guessed.as_str()),
+            "a wrong credential",
+        ),
+        (
+            ward.device.id.as_str(),
+            Some(ward.device.secret.as_str()),
+            "the device's secret itself",
         ),
         (
             ward.device.id.as_str(),
@@ -407,7 +431,7 @@ async fn a_stranger_on_the_home_network_cannot_queue_readings() {
         ),
         (
             elsewhere.id.as_str(),
-            Some(elsewhere.secret.as_str()),
+            Some(elsewheres.as_str()),
             "a device not behind this gateway",
         ),
     ];
