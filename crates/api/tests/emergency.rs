@@ -177,6 +177,17 @@ async fn emergency_access_ends_by_itself_and_takes_its_stream_with_it() {
     assert_eq!(status, StatusCode::FORBIDDEN, "refused after it ended");
 }
 
+/// The review list as `who` asks for it.
+async fn unreviewed(h: &Hospital, who: &str) -> (StatusCode, Value) {
+    h.as_(
+        who,
+        Method::GET,
+        "/api/v1/emergency-access?unreviewed=true",
+        None,
+    )
+    .await
+}
+
 /// Every emergency access waits on the administrators' list until one reviews it, once.
 #[tokio::test]
 async fn an_administrator_reviews_each_emergency_access_once() {
@@ -184,24 +195,10 @@ async fn an_administrator_reviews_each_emergency_access_once() {
     let (_, access) = open(&h, "outsider", REASON).await;
     let id = access["id"].as_str().unwrap().to_owned();
     for who in ["outsider", "clinician", "ada"] {
-        let (status, _) = h
-            .as_(
-                who,
-                Method::GET,
-                "/api/v1/emergency-access?unreviewed=true",
-                None,
-            )
-            .await;
+        let (status, _) = unreviewed(&h, who).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{who}");
     }
-    let (status, list) = h
-        .as_(
-            "admin",
-            Method::GET,
-            "/api/v1/emergency-access?unreviewed=true",
-            None,
-        )
-        .await;
+    let (status, list) = unreviewed(&h, "admin").await;
     assert_eq!(status, StatusCode::OK, "{list}");
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], json!(id));
@@ -226,14 +223,7 @@ async fn an_administrator_reviews_each_emergency_access_once() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "a review is final: {body}");
-    let (_, list) = h
-        .as_(
-            "admin",
-            Method::GET,
-            "/api/v1/emergency-access?unreviewed=true",
-            None,
-        )
-        .await;
+    let (_, list) = unreviewed(&h, "admin").await;
     assert_eq!(list, json!([]));
     let (_, all) = h
         .as_("admin", Method::GET, "/api/v1/emergency-access", None)
