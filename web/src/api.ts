@@ -13,6 +13,7 @@ export type {
   CareTeam,
   Device,
   EnrolledDevice,
+  Me,
   Observation,
   ObservationBucket,
   Patient,
@@ -42,6 +43,8 @@ export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export const SESSION_ENDED = 'wardline:session-ended';
 /** Fired on `window` when the account must change its password before anything else. */
 export const PASSWORD_CHANGE_REQUIRED = 'wardline:password-change-required';
+/** Fired on `window` when the account's role requires a second factor it has not set up. */
+export const SECOND_FACTOR_SETUP_REQUIRED = 'wardline:second-factor-setup-required';
 
 /** How long after a person's input the requests that follow count as theirs. */
 const INPUT_WINDOW_MS = 5000;
@@ -93,6 +96,8 @@ export async function api<T>(
       window.dispatchEvent(new CustomEvent(SESSION_ENDED, { detail: failure.code }));
     } else if (failure.code === 'password_change_required') {
       window.dispatchEvent(new CustomEvent(PASSWORD_CHANGE_REQUIRED));
+    } else if (failure.code === 'second_factor_setup_required') {
+      window.dispatchEvent(new CustomEvent(SECOND_FACTOR_SETUP_REQUIRED));
     }
     throw failure;
   }

@@ -86,3 +86,18 @@ export function notice(kind: 'info' | 'error' | 'success' | 'warning', ...childr
     h('span', null, ...children),
   );
 }
+
+/** A field for an authenticator app's six-digit code (spaces between digits allowed). */
+export function oneTimeCodeInput(): HTMLInputElement {
+  return h('input', {
+    name: 'one_time_code',
+    autocomplete: 'one-time-code',
+    inputmode: 'numeric',
+    pattern: '[0-9 ]{6,16}',
+    maxlength: '16',
+    required: true,
+  });
+}
+
+/** Whether a typed code has six digits, spaces aside. */
+export const isSixDigits = (code: string): boolean => /^\d{6}$/.test(code.replace(/\s/g, ''));

@@ -1,9 +1,9 @@
 import 'uplot/dist/uPlot.min.css';
 import './styles.css';
 
-import { ApiError, PASSWORD_CHANGE_REQUIRED, SESSION_ENDED } from './api';
+import { ApiError, PASSWORD_CHANGE_REQUIRED, SECOND_FACTOR_SETUP_REQUIRED, SESSION_ENDED } from './api';
 import { h, replace } from './dom';
-import { passwordPage } from './pages/account';
+import { passwordPage, secondFactorPage } from './pages/account';
 import { adminPage } from './pages/admin';
 import { alarmsPage } from './pages/alarms';
 import { errorPage, notFoundPage } from './pages/errors';
@@ -15,6 +15,7 @@ import { currentUser, homeFor, loadUser, requireUser, setUser } from './session'
 
 route('/login', loginPage);
 route('/account/password', passwordPage);
+route('/account/second-factor', secondFactorPage);
 route('/', () => {
   const user = requireUser();
   if (user) navigate(homeFor(user), true);
@@ -60,6 +61,9 @@ window.addEventListener(SESSION_ENDED, (event) => {
 });
 window.addEventListener(PASSWORD_CHANGE_REQUIRED, () => {
   if (location.pathname !== '/account/password') navigate('/account/password', true);
+});
+window.addEventListener(SECOND_FACTOR_SETUP_REQUIRED, () => {
+  if (location.pathname !== '/account/second-factor') void loadUser().then(() => navigate('/account/second-factor', true));
 });
 
 async function boot(): Promise<void> {

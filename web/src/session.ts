@@ -1,22 +1,22 @@
 // Who is logged in, and the page frame around every page.
 
-import { ApiError, api, post, type User } from './api';
+import { ApiError, api, post, type Me, type User } from './api';
 import { h, replace, type Child } from './dom';
 import { navigate } from './router';
 
-let me: User | null = null;
+let me: Me | null = null;
 
-export function currentUser(): User | null {
+export function currentUser(): Me | null {
   return me;
 }
 
-export function setUser(user: User | null): void {
+export function setUser(user: Me | null): void {
   me = user;
 }
 
-export async function loadUser(): Promise<User | null> {
+export async function loadUser(): Promise<Me | null> {
   try {
-    me = await api<User>('/api/v1/me');
+    me = await api<Me>('/api/v1/me');
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) me = null;
     else throw error;
@@ -36,7 +36,7 @@ export function homeFor(user: User): string {
 }
 
 /** Sends a logged-out visitor to the login page; returns the user otherwise. */
-export function requireAccount(): User | null {
+export function requireAccount(): Me | null {
   if (!me) {
     navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
     return null;
@@ -45,13 +45,17 @@ export function requireAccount(): User | null {
 }
 
 /**
- * As `requireAccount`, and sends an account that must change its password to do so,
- * and one without the role to its own home page.
+ * As `requireAccount`, and sends an account that must change its password or set up a
+ * second factor to do so, and one without the role to its own home page.
  */
-export function requireUser(roles?: User['role'][]): User | null {
+export function requireUser(roles?: User['role'][]): Me | null {
   if (!requireAccount() || !me) return null;
   if (me.password_change_required) {
     navigate(`/account/password?next=${encodeURIComponent(location.pathname + location.search)}`, true);
+    return null;
+  }
+  if (me.second_factor_setup_required) {
+    navigate(`/account/second-factor?next=${encodeURIComponent(location.pathname + location.search)}`, true);
     return null;
   }
   if (roles && !roles.includes(me.role)) {
@@ -113,7 +117,9 @@ export function frame(root: HTMLElement, title: string, ...children: Child[]): H
       'header',
       { class: 'top' },
       h('a', { class: 'brand', href: user ? homeFor(user) : '/login' }, h('span', { 'aria-hidden': 'true' }, '⌇ '), 'Wardline'),
-      user
+      // An account that must change its password or set up a second factor first gets
+      // no links to pages it may not open yet.
+      user && !user.password_change_required && !user.second_factor_setup_required
         ? h(
             'nav',
             { 'aria-label': 'Main' },
@@ -136,6 +142,7 @@ export function frame(root: HTMLElement, title: string, ...children: Child[]): H
             { class: 'who' },
             h('span', null, user.display_name, ' ', h('span', { class: 'role' }, `(${ROLE_LABEL[user.role]})`)),
             h('a', { href: '/account/password', class: 'account-link' }, 'Password'),
+            h('a', { href: '/account/second-factor', class: 'account-link' }, 'Second factor'),
             h('button', { type: 'button', class: 'secondary', onclick: () => void logout() }, 'Log out'),
           )
         : null,

@@ -11,6 +11,8 @@ use crate::error::AlarmsError;
 
 pub struct Sealer {
     key: LessSafeKey,
+    /// What keys for other purposes are derived from ([`Sealer::for_purpose`]).
+    root: hmac::Key,
     handles: hmac::Key,
     random: SystemRandom,
 }
@@ -40,6 +42,7 @@ impl Sealer {
         );
         Ok(Self {
             key: LessSafeKey::new(key),
+            root,
             handles,
             random: SystemRandom::new(),
         })
@@ -52,15 +55,34 @@ impl Sealer {
         hex::encode(&tag.as_ref()[..12])
     }
 
+    /// A sealer with its own key derived from this one's, for another kind of secret
+    /// (accounts' second factors): one key file, and no secret of one kind opens with the
+    /// key of another.
+    pub fn for_purpose(&self, purpose: &str) -> Result<Self, AlarmsError> {
+        let label = format!("wardline sealing key: {purpose}");
+        Self::from_key(hmac::sign(&self.root, label.as_bytes()).as_ref())
+    }
+
     /// Nonce || ciphertext || tag.
     pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, AlarmsError> {
+        self.seal_bound(plain, &[])
+    }
+
+    /// As [`Sealer::seal`], bound to `context` (the id of what the secret belongs to):
+    /// it opens only with the same context, so a sealed secret copied to another record
+    /// is useless there.
+    pub fn seal_bound(&self, plain: &[u8], context: &[u8]) -> Result<Vec<u8>, AlarmsError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.random
             .fill(&mut nonce)
             .map_err(|_| AlarmsError::Crypto)?;
         let mut data = plain.to_vec();
         self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut data)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context),
+                &mut data,
+            )
             .map_err(|_| AlarmsError::Crypto)?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&data);
@@ -68,6 +90,11 @@ impl Sealer {
     }
 
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, AlarmsError> {
+        self.open_bound(sealed, &[])
+    }
+
+    /// Opens what [`Sealer::seal_bound`] sealed with the same context.
+    pub fn open_bound(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, AlarmsError> {
         if sealed.len() < NONCE_LEN {
             return Err(AlarmsError::Crypto);
         }
@@ -76,7 +103,7 @@ impl Sealer {
         let mut data = data.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::empty(), &mut data)
+            .open_in_place(nonce, Aad::from(context), &mut data)
             .map_err(|_| AlarmsError::Crypto)?;
         Ok(plain.to_vec())
     }
@@ -95,6 +122,35 @@ impl Sealer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_purpose_key_and_a_context_each_keep_secrets_apart() {
+        let sealer = Sealer::from_key(&[7u8; 32]).unwrap();
+        let accounts = sealer.for_purpose("second factors").unwrap();
+        let sealed = accounts.seal_bound(b"totp secret", b"user-1").unwrap();
+        assert_eq!(
+            accounts.open_bound(&sealed, b"user-1").unwrap(),
+            b"totp secret"
+        );
+        assert!(accounts.open_bound(&sealed, b"user-2").is_err());
+        assert!(accounts.open(&sealed).is_err());
+        assert!(sealer.open_bound(&sealed, b"user-1").is_err());
+        let again = Sealer::from_key(&[7u8; 32])
+            .unwrap()
+            .for_purpose("second factors")
+            .unwrap();
+        assert_eq!(
+            again.open_bound(&sealed, b"user-1").unwrap(),
+            b"totp secret"
+        );
+        assert!(
+            sealer
+                .for_purpose("other")
+                .unwrap()
+                .open_bound(&sealed, b"user-1")
+                .is_err()
+        );
+    }
 
     #[test]
     fn alarm_handles_are_stable_and_depend_on_the_key() {

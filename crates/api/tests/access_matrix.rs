@@ -772,7 +772,8 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         ("GET", "/api/v1/me" | "/api/v1/alarms" | "/api/v1/alarms/stream")
         | ("GET", "/api/v1/observations/stream" | "/api/v1/patients")
         | ("GET", "/api/v1/alarms/{alarm_id}")
-        | ("POST", "/api/v1/me/password" | "/api/v1/auth/logout") => SignedIn,
+        | ("POST", "/api/v1/me/password" | "/api/v1/auth/logout")
+        | ("POST", "/api/v1/me/second-factor" | "/api/v1/me/second-factor/confirm") => SignedIn,
         ("POST", "/api/v1/alarms/{alarm_id}/acknowledge")
         | ("POST", "/api/v1/alarms/{alarm_id}/resolve" | "/api/v1/alarms/{alarm_id}/snooze") => {
             Staff

@@ -7,5 +7,6 @@ mod emergency;
 mod errors;
 mod openapi;
 mod routes;
+mod second_factor;
 mod sessions;
 mod streams;

@@ -38,13 +38,10 @@ async fn login(h: &Hospital, username: &str, password: &str) -> Value {
     body
 }
 
-/// The audit trail's actions, read by an admin who logs in for it (the hospital's own
+/// The audit trail's actions, read by a new admin (the hospital's own
 /// admin session may have ended for idleness by now).
 async fn audit_actions(h: &Hospital) -> Vec<String> {
-    let admin = login(h, "admin", crate::common::PASSWORD).await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = h.fresh_admin().await;
     let (status, body) = get(h, &admin, "/api/v1/audit?limit=500", false).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body.as_array()

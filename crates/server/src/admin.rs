@@ -39,6 +39,13 @@ pub enum AdminCommand {
         #[arg(long)]
         username: String,
     },
+    /// Remove a user's second factor (a lost phone): their next login takes the password
+    /// alone, and a role that requires one must set up a new one first. For the last
+    /// administrator; others are reset by an administrator in the web app.
+    ResetSecondFactor {
+        #[arg(long)]
+        username: String,
+    },
     /// Create a patient record.
     CreatePatient {
         #[arg(long)]
@@ -202,6 +209,16 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             let user = service.user_named(&username).await.map_err(fail)?;
             service.disable_user(&cli, user.id).await.map_err(fail)?;
             println!("disabled {username}; their sessions are revoked");
+        }
+        AdminCommand::ResetSecondFactor { username } => {
+            let user = service.user_named(&username).await.map_err(fail)?;
+            service
+                .reset_second_factor(&cli, user.id)
+                .await
+                .map_err(fail)?;
+            println!(
+                "{username}'s second factor is removed; they set up a new one at their next login"
+            );
         }
         AdminCommand::CreatePatient {
             name,

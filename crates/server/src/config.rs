@@ -48,6 +48,9 @@ pub struct Config {
     pub session_idle_minutes: i64,
     /// How long an emergency ("break-the-glass") access lasts.
     pub emergency_access_minutes: i64,
+    /// Accounts of these roles must log in with a second factor (administrators unless
+    /// configured otherwise).
+    pub second_factor_roles: Vec<wardline_domain::Role>,
     pub log_filter: String,
     pub log_json: bool,
     /// NEWS2 scores the latest value of each vital sign taken within this many minutes
@@ -278,6 +281,9 @@ pub struct SessionSection {
 pub struct AccessSection {
     /// How long an emergency ("break-the-glass") access lasts.
     pub emergency_minutes: Option<i64>,
+    /// Roles whose accounts must log in with a second factor (default `["admin"]`; `[]`
+    /// for none).
+    pub second_factor_roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -438,6 +444,7 @@ pub fn load(
         session_hours: file.sessions.hours.unwrap_or(12),
         session_idle_minutes: file.sessions.idle_minutes.unwrap_or(15),
         emergency_access_minutes: file.access.emergency_minutes.unwrap_or(60),
+        second_factor_roles: second_factor_roles(&file.access, env)?,
         log_filter: env
             .get("RUST_LOG")
             .cloned()
@@ -518,6 +525,39 @@ pub fn load(
     };
     validate(&config)?;
     Ok(config)
+}
+
+/// The roles that must log in with a second factor: `WARDLINE_SECOND_FACTOR_ROLES` (a
+/// comma-separated list, or `none`), else the file's `access.second_factor_roles`, else
+/// administrators.
+fn second_factor_roles(
+    access: &AccessSection,
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<wardline_domain::Role>, ConfigError> {
+    let names: Vec<String> = match env.get("WARDLINE_SECOND_FACTOR_ROLES") {
+        Some(list) if list.trim() == "none" => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect(),
+        None => match &access.second_factor_roles {
+            Some(names) => names.clone(),
+            None => return Ok(vec![wardline_domain::Role::Admin]),
+        },
+    };
+    let mut roles = Vec::new();
+    for name in names {
+        let role = name.parse::<wardline_domain::Role>().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "access.second_factor_roles: {name:?} is not a role (admin, clinician, nurse or patient)"
+            ))
+        })?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    Ok(roles)
 }
 
 /// The database key's source: encryption is on unless turned off; the key given in the
@@ -853,6 +893,41 @@ mod tests {
                 .own_certificate,
             None
         );
+    }
+
+    #[test]
+    fn second_factor_roles_default_to_administrators_and_may_be_widened_or_turned_off() {
+        use wardline_domain::Role;
+        let roles = |file: Option<&str>, pairs: &[(&str, &str)]| {
+            load(file, &env(pairs), &Overrides::default()).map(|config| config.second_factor_roles)
+        };
+        assert_eq!(roles(None, &[]).unwrap(), vec![Role::Admin]);
+        let file = "[access]\nsecond_factor_roles = [\"admin\", \"clinician\", \"nurse\"]\n";
+        assert_eq!(
+            roles(Some(file), &[]).unwrap(),
+            vec![Role::Admin, Role::Clinician, Role::Nurse]
+        );
+        assert_eq!(
+            roles(Some(file), &[("WARDLINE_SECOND_FACTOR_ROLES", "none")]).unwrap(),
+            Vec::<Role>::new(),
+            "the environment over the file"
+        );
+        assert_eq!(
+            roles(
+                None,
+                &[("WARDLINE_SECOND_FACTOR_ROLES", " admin, nurse ,admin")]
+            )
+            .unwrap(),
+            vec![Role::Admin, Role::Nurse]
+        );
+        assert_eq!(
+            roles(Some("[access]\nsecond_factor_roles = []\n"), &[]).unwrap(),
+            Vec::<Role>::new()
+        );
+        let wrong = roles(None, &[("WARDLINE_SECOND_FACTOR_ROLES", "admin,doctor")])
+            .unwrap_err()
+            .to_string();
+        assert!(wrong.contains("\"doctor\" is not a role"), "{wrong}");
     }
 
     #[test]

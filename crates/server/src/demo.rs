@@ -142,10 +142,11 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
             (Some(temporary), path)
         }
     };
-    let environment = std::env::vars()
+    let environment: std::collections::BTreeMap<String, String> = std::env::vars()
         .filter(|(name, _)| name.starts_with("WARDLINE_") || name == "RUST_LOG")
         .collect();
-    let config = config::load(
+    let second_factor_chosen = environment.contains_key("WARDLINE_SECOND_FACTOR_ROLES");
+    let mut config = config::load(
         None,
         &environment,
         &Overrides {
@@ -164,6 +165,12 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
             hostnames: Vec::new(),
         },
     )?;
+    // The demo's administrator is whoever runs it, to look around for a few minutes: no
+    // authenticator app is asked for unless WARDLINE_SECOND_FACTOR_ROLES says otherwise.
+    if !second_factor_chosen {
+        config.second_factor_roles.clear();
+    }
+    let second_factor_off = config.second_factor_roles.is_empty();
 
     let now = Utc::now().trunc_subsecs(0);
     let sim_start = now - chrono::Duration::seconds((args.history_hours * 3600.0).round() as i64);
@@ -219,6 +226,11 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         println!(
             "    {:<10} {} / {}",
             login.role, login.username, login.password
+        );
+    }
+    if second_factor_off {
+        println!(
+            "  second factor: not required in the demo (a real server requires one for administrators)"
         );
     }
     println!(

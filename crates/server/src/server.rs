@@ -104,6 +104,7 @@ pub fn service_settings(config: &Config) -> ServiceSettings {
             ..PayloadLimits::default()
         },
         allow_loopback_webhooks: config.allow_loopback_webhooks,
+        second_factor_roles: config.second_factor_roles.clone(),
     }
 }
 

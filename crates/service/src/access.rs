@@ -14,7 +14,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use wardline_domain::{PatientId, Role};
+use wardline_domain::{PatientId, Role, UserId};
 use wardline_store::{AuditEvent, AuditOutcome};
 
 use crate::Wardline;
@@ -184,6 +184,26 @@ impl Wardline {
             .await?;
         metrics::counter!("wardline_access_denied_total", "action" => action).increment(1);
         Err(Error::Forbidden)
+    }
+
+    /// [`Self::require_admin`] for a change an administrator makes to another person's
+    /// credentials (a password, a second factor), never their own: an account that could
+    /// reset its own would need no current password or code to take itself over.
+    /// `own` says what to do instead.
+    pub(crate) async fn require_admin_over_another(
+        &self,
+        actor: &Actor,
+        action: &'static str,
+        user_id: UserId,
+        own: &str,
+    ) -> Result<Allowed, Error> {
+        let allowed = self
+            .require_admin(actor, action, None, Some(user_id.to_string()))
+            .await?;
+        if actor.user_id() == Some(user_id) {
+            return Err(Error::not_permitted("user_id", own));
+        }
+        Ok(allowed)
     }
 
     /// [`Self::require_admin`] for a read: the allowed decision is audited at once.

@@ -33,6 +33,17 @@ pub enum Error {
         "this account's password was set by someone else: change it (POST /api/v1/me/password) before anything else"
     )]
     PasswordChangeRequired,
+    /// The account's role must have a second factor and this one has none yet.
+    #[error(
+        "accounts of this role must set up a second factor (POST /api/v1/me/second-factor) before anything else"
+    )]
+    SecondFactorSetupRequired,
+    /// The password was right; the account has a second factor and no code came with it.
+    #[error("this account has a second factor: send its current one-time code as one_time_code")]
+    SecondFactorRequired,
+    /// The one-time code was wrong, out of date or used before.
+    #[error("the one-time code is wrong, out of date or already used; wait for the next one")]
+    BadOneTimeCode,
     #[error("wrong username or password")]
     BadLogin,
     #[error("not allowed")]
@@ -97,6 +108,21 @@ impl Error {
         code: "password_change_required",
         status: 403,
         meaning: "the account's password was generated, reset or set by an administrator: the account may only change it, read itself and log out until it does",
+    };
+    const SECOND_FACTOR_SETUP_REQUIRED: ErrorSpec = ErrorSpec {
+        code: "second_factor_setup_required",
+        status: 403,
+        meaning: "the account's role requires a second factor and it has none: the account may only set one up, change its password, read itself and log out until it does",
+    };
+    const SECOND_FACTOR_REQUIRED: ErrorSpec = ErrorSpec {
+        code: "second_factor_required",
+        status: 401,
+        meaning: "the account has a second factor: log in again with the authenticator app's current code in `one_time_code`",
+    };
+    const BAD_ONE_TIME_CODE: ErrorSpec = ErrorSpec {
+        code: "bad_one_time_code",
+        status: 401,
+        meaning: "the one-time code is wrong, out of date, or was used before (each code is good once)",
     };
     const BAD_LOGIN: ErrorSpec = ErrorSpec {
         code: "bad_login",
@@ -170,12 +196,15 @@ impl Error {
     };
 
     /// Every error a client can see, for documentation.
-    pub const ALL: [ErrorSpec; 19] = [
+    pub const ALL: [ErrorSpec; 22] = [
         Self::INVALID_REQUEST,
         Self::INVALID_PAYLOAD,
         Self::UNAUTHENTICATED,
         Self::SESSION_IDLE,
         Self::PASSWORD_CHANGE_REQUIRED,
+        Self::SECOND_FACTOR_SETUP_REQUIRED,
+        Self::SECOND_FACTOR_REQUIRED,
+        Self::BAD_ONE_TIME_CODE,
         Self::BAD_LOGIN,
         Self::FORBIDDEN,
         Self::CSRF_HEADER_MISSING,
@@ -199,6 +228,9 @@ impl Error {
             Error::Unauthenticated => Self::UNAUTHENTICATED,
             Error::SessionIdle { .. } => Self::SESSION_IDLE,
             Error::PasswordChangeRequired => Self::PASSWORD_CHANGE_REQUIRED,
+            Error::SecondFactorSetupRequired => Self::SECOND_FACTOR_SETUP_REQUIRED,
+            Error::SecondFactorRequired => Self::SECOND_FACTOR_REQUIRED,
+            Error::BadOneTimeCode => Self::BAD_ONE_TIME_CODE,
             Error::BadLogin => Self::BAD_LOGIN,
             Error::Forbidden => Self::FORBIDDEN,
             Error::CsrfHeaderMissing { .. } => Self::CSRF_HEADER_MISSING,
@@ -328,6 +360,9 @@ mod tests {
                 idle: "15 minutes".into(),
             },
             Error::PasswordChangeRequired,
+            Error::SecondFactorSetupRequired,
+            Error::SecondFactorRequired,
+            Error::BadOneTimeCode,
             Error::BadLogin,
             Error::Forbidden,
             Error::CsrfHeaderMissing {

@@ -18,13 +18,14 @@ pub mod gateways;
 pub mod ingest;
 pub mod live;
 pub mod people;
+pub mod second_factor;
 pub mod throttle;
 
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Duration, Utc};
 use wardline_alarms::AlarmService;
-use wardline_domain::{DeviceId, PayloadLimits};
+use wardline_domain::{DeviceId, PayloadLimits, Role};
 use wardline_store::Store;
 
 pub use access::{AccessBasis, PatientAccess};
@@ -47,6 +48,9 @@ pub struct ServiceSettings {
     pub payload_limits: PayloadLimits,
     /// Webhook channels may point at this machine (a receiver beside the server).
     pub allow_loopback_webhooks: bool,
+    /// Accounts of these roles must log in with a second factor: until they have set one
+    /// up, they may do nothing else (see [`second_factor`]).
+    pub second_factor_roles: Vec<Role>,
 }
 
 impl Default for ServiceSettings {
@@ -57,6 +61,7 @@ impl Default for ServiceSettings {
             emergency_access: Duration::minutes(60),
             payload_limits: PayloadLimits::default(),
             allow_loopback_webhooks: false,
+            second_factor_roles: vec![Role::Admin],
         }
     }
 }

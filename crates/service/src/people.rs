@@ -136,42 +136,55 @@ pub fn check_username(username: &str) -> Result<(), Error> {
 impl Wardline {
     /// Checks a password and opens a session. Failures are audited and throttled per
     /// account, per address and overall.
+    ///
+    /// An account with a second factor needs `one_time_code` as well: without one the
+    /// answer, once the password is right, is `SecondFactorRequired` (which is not a
+    /// failure); a wrong or reused code is a failed login.
     pub async fn login(
         &self,
         username: &str,
         password: String,
+        one_time_code: Option<&str>,
         remote_addr: &str,
     ) -> Result<LoggedIn, Error> {
         if username.len() > 200 || password.len() > 1024 {
             return Err(Error::BadLogin);
         }
+        if let Some(code) = one_time_code {
+            crate::second_factor::parse_code(code)?;
+        }
         self.not_locked_out(username, remote_addr)?;
         let credentials = self.store.user_credentials(username).await?;
-        let (stored_hash, user) = match credentials {
-            Some(credentials) if !credentials.user.disabled => {
-                (credentials.password_hash, Some(credentials.user))
-            }
+        let (stored_hash, account) = match credentials {
+            Some(credentials) if !credentials.user.disabled => (
+                credentials.password_hash,
+                Some((credentials.user, credentials.second_factor)),
+            ),
             _ => (DUMMY_HASH.to_owned(), None),
         };
         let verified = credentials::password_matches(password, stored_hash).await?;
-        let Some(user) = user.filter(|_| verified) else {
-            let locked_out = self
-                .logins
-                .failed(username, remote_addr, std::time::Instant::now());
-            self.audit(wardline_store::AuditEvent {
-                time: self.now(),
-                actor: None,
-                actor_label: username.chars().take(200).collect(),
-                action: "login.failed".into(),
-                patient_id: None,
-                outcome: AuditOutcome::Denied,
-                remote_addr: Some(remote_addr.to_owned()),
-                detail: locked_out.then(|| "locked out for 15 min after 5 failures".to_owned()),
-            })
-            .await?;
-            metrics::counter!("wardline_logins_failed_total").increment(1);
+        let Some((user, second_factor)) = account.filter(|_| verified) else {
+            self.failed_login(username, remote_addr, None).await?;
             return Err(Error::BadLogin);
         };
+        if let Some(secret) = second_factor.filter(|secret| secret.confirmed) {
+            let Some(code) = one_time_code else {
+                return Err(Error::SecondFactorRequired);
+            };
+            let accepted = match self.code_step(&user, &secret, code)? {
+                Some(step) => {
+                    self.store
+                        .accept_second_factor_step(user.id, secret.sealed, step, None)
+                        .await?
+                }
+                None => false,
+            };
+            if !accepted {
+                self.failed_login(username, remote_addr, Some("wrong or reused one-time code"))
+                    .await?;
+                return Err(Error::BadOneTimeCode);
+            }
+        }
         self.logins.succeeded(username, remote_addr);
         let token = credentials::new_session_token()?;
         let created = self.now();
@@ -199,9 +212,43 @@ impl Wardline {
         })
     }
 
+    /// Counts a failed login for the throttle, audits it and counts it in the metrics.
+    async fn failed_login(
+        &self,
+        username: &str,
+        remote_addr: &str,
+        why: Option<&str>,
+    ) -> Result<(), Error> {
+        let locked_out = self
+            .logins
+            .failed(username, remote_addr, std::time::Instant::now());
+        let detail = [
+            why,
+            locked_out.then_some("locked out for 15 min after 5 failures"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
+        self.audit(wardline_store::AuditEvent {
+            time: self.now(),
+            actor: None,
+            actor_label: username.chars().take(200).collect(),
+            action: "login.failed".into(),
+            patient_id: None,
+            outcome: AuditOutcome::Denied,
+            remote_addr: Some(remote_addr.to_owned()),
+            detail: (!detail.is_empty()).then_some(detail),
+        })
+        .await?;
+        metrics::counter!("wardline_logins_failed_total").increment(1);
+        Ok(())
+    }
+
     /// The person a session token belongs to, if the session is live, for any
     /// operation: refused with `PasswordChangeRequired` while the account must change its
-    /// password.
+    /// password, and `SecondFactorSetupRequired` while its role requires a second factor
+    /// it has not set up.
     pub async fn authenticate(
         &self,
         token: &str,
@@ -214,11 +261,14 @@ impl Wardline {
         if person.user.password_change_required {
             return Err(Error::PasswordChangeRequired);
         }
+        if self.second_factor_missing(&person.user) {
+            return Err(Error::SecondFactorSetupRequired);
+        }
         Ok(person)
     }
 
     /// As [`Wardline::authenticate`], for what an account may do while it must change its
-    /// password: change it, read its own account, log out.
+    /// password or set up a second factor: those two, read its own account, log out.
     pub async fn authenticate_for_account(
         &self,
         token: &str,
@@ -364,19 +414,13 @@ impl Wardline {
     /// password, to hand over once.
     pub async fn reset_password(&self, actor: &Actor, user_id: UserId) -> Result<String, Error> {
         let allowed = self
-            .require_admin(
+            .require_admin_over_another(
                 actor,
                 "users.reset_password",
-                None,
-                Some(user_id.to_string()),
+                user_id,
+                "change your own password with your current one",
             )
             .await?;
-        if actor.user_id() == Some(user_id) {
-            return Err(Error::not_permitted(
-                "user_id",
-                "change your own password with your current one",
-            ));
-        }
         let password = credentials::generate_password()?;
         let hash = credentials::hash_password(password.clone()).await?;
         self.store

@@ -21,6 +21,9 @@ pub struct User {
     /// The password was set by someone else (generated, reset, or chosen by an
     /// administrator): the account must change it before it may do anything else.
     pub password_change_required: bool,
+    /// A second factor (an authenticator app's one-time codes) is set up: logging in takes
+    /// a code as well as the password.
+    pub second_factor: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +45,30 @@ pub struct NewUser {
 pub struct UserCredentials {
     pub user: User,
     pub password_hash: String,
+    /// The account's second factor, set up or being set up.
+    pub second_factor: Option<SecondFactorSecret>,
+}
+
+/// An account's TOTP secret as the store keeps it: sealed by the service, which alone
+/// holds the key. Its `Debug` shows no byte of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecondFactorSecret {
+    pub sealed: Vec<u8>,
+    /// A code from it has been accepted: logging in asks for one. Until then the account
+    /// is only setting it up.
+    pub confirmed: bool,
+    /// The TOTP time step of the last code accepted: a code is good once.
+    pub last_step: Option<i64>,
+}
+
+impl std::fmt::Debug for SecondFactorSecret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SecondFactorSecret")
+            .field("confirmed", &self.confirmed)
+            .field("last_step", &self.last_step)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -46,6 +46,31 @@ pub trait PeopleStore: Send + Sync {
         audit: AuditEvent,
     ) -> Result<(), StoreError>;
 
+    /// Starts setting up an account's second factor with a new sealed secret (replacing
+    /// one set up before, confirmed or not: the caller decides whether that is allowed),
+    /// or removes it (`None`), in one commit with `audit`. A new secret is not asked for
+    /// at login until [`PeopleStore::accept_second_factor_step`] confirms it, and no step
+    /// of it has been used yet (the steps used belong to the secret they came from).
+    /// `NotFound` for an unknown account.
+    async fn set_second_factor(
+        &self,
+        id: UserId,
+        sealed: Option<Vec<u8>>,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// Records that a code of TOTP time step `step` from the secret `sealed` was accepted,
+    /// which confirms the secret if it was being set up. `false`, and nothing changed,
+    /// when the account's secret is no longer `sealed` or a code of this step or a later
+    /// one was accepted before: a code is good once. `audit`, if any, is committed with
+    /// the change.
+    async fn accept_second_factor_step(
+        &self,
+        id: UserId,
+        sealed: Vec<u8>,
+        step: i64,
+        audit: Option<AuditEvent>,
+    ) -> Result<bool, StoreError>;
+
     /// Opens a session (stored by the SHA-256 of its token) with the login's audit entry.
     async fn create_session(
         &self,

@@ -162,16 +162,51 @@ async function users(main: HTMLElement, context: PageContext): Promise<void> {
     ask();
     return cell;
   };
+  /** A lost phone: the second factor removed after a second, explicit confirmation. */
+  const secondFactorControl = (user: User): Child => {
+    if (!user.second_factor) return 'none';
+    if (user.disabled || user.id === currentUser()?.id) return 'set up';
+    const cell = h('div', { class: 'disable-user' });
+    const ask = () =>
+      replace(
+        cell,
+        'set up ',
+        h('button', { type: 'button', class: 'secondary small', 'aria-label': `Reset ${user.username}'s second factor`, onclick: confirm }, 'Reset…'),
+      );
+    function confirm(): void {
+      replace(
+        cell,
+        h('span', null, `Remove ${user.username}'s second factor? Their next login takes the password alone; an administrator must set up a new one at once. `),
+        h('button', {
+          type: 'button',
+          class: 'danger small',
+          onclick: async () => {
+            try {
+              await post(`/api/v1/users/${encodeURIComponent(user.id)}/reset-second-factor`, {});
+              await refresh();
+              replace(message, notice('success', `${user.username}'s second factor is removed.`));
+            } catch (error) {
+              replace(message, notice('error', errorText(error)));
+            }
+          },
+        }, `Remove ${user.username}'s second factor`),
+        ' ',
+        h('button', { type: 'button', class: 'secondary small', onclick: ask }, 'Cancel'),
+      );
+    }
+    ask();
+    return cell;
+  };
   const render = (items: User[]) =>
     replace(
       host,
       message,
       table(
         `${items.length} users`,
-        ['Username', 'Name', 'Role', 'Patient record', 'Status', 'Created', 'Account'],
+        ['Username', 'Name', 'Role', 'Patient record', 'Status', 'Second factor', 'Created', 'Account'],
         items.map((user) => [
           user.username, user.display_name, user.role, user.patient_id ? names.get(user.patient_id) ?? user.patient_id : '—',
-          user.disabled ? 'disabled' : 'active', formatTime(user.created), disableControl(user),
+          user.disabled ? 'disabled' : 'active', secondFactorControl(user), formatTime(user.created), disableControl(user),
         ]),
       ),
     );

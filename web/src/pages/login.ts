@@ -1,7 +1,7 @@
-import { ApiError, post, type User } from '../api';
-import { field, h, notice, replace } from '../dom';
+import { ApiError, post } from '../api';
+import { field, h, isSixDigits, notice, oneTimeCodeInput, replace } from '../dom';
 import { navigate, safeNext, type PageContext } from '../router';
-import { currentUser, frame, homeFor, setUser } from '../session';
+import { currentUser, frame, homeFor, loadUser } from '../session';
 
 export function loginPage(root: HTMLElement, context: PageContext): void {
   const user = currentUser();
@@ -21,6 +21,10 @@ export function loginPage(root: HTMLElement, context: PageContext): void {
         ? notice('info', 'Your session has ended. Log in again to go on.')
         : null,
   );
+  // Asked for once the server says the account has a second factor.
+  const code = oneTimeCodeInput();
+  const codeField = field('One-time code', code, 'The six digits your authenticator app shows for Wardline.');
+  codeField.hidden = true;
   const submit = h('button', { type: 'submit' }, 'Log in');
   const form = h(
     'form',
@@ -28,9 +32,16 @@ export function loginPage(root: HTMLElement, context: PageContext): void {
     h('h1', { id: 'login-title' }, 'Log in to Wardline'),
     field('Username', username),
     field('Password', password),
+    codeField,
     message,
     submit,
   );
+  const askForCode = (text: string) => {
+    codeField.hidden = false;
+    replace(message, notice('info', text));
+    code.select();
+    code.focus();
+  };
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     if (!username.value || !password.value) {
@@ -38,25 +49,50 @@ export function loginPage(root: HTMLElement, context: PageContext): void {
       (username.value ? password : username).focus();
       return;
     }
+    if (!codeField.hidden && !isSixDigits(code.value)) {
+      askForCode('Enter the six digits your authenticator app shows.');
+      return;
+    }
     submit.disabled = true;
     replace(message, notice('info', 'Logging in…'));
     try {
-      const response = await post<{ user: User }>('/api/v1/auth/login', {
+      await post('/api/v1/auth/login', {
         username: username.value,
         password: password.value,
+        one_time_code: codeField.hidden ? undefined : code.value,
       });
       password.value = '';
-      setUser(response.user);
-      const next = safeNext(context.query.get('next')) ?? homeFor(response.user);
+      code.value = '';
+      const user = await loadUser();
+      if (!user) throw new Error('the new session was not found');
+      const next = safeNext(context.query.get('next')) ?? homeFor(user);
       navigate(
-        response.user.password_change_required ? `/account/password?next=${encodeURIComponent(next)}` : next,
+        user.password_change_required
+          ? `/account/password?next=${encodeURIComponent(next)}`
+          : user.second_factor_setup_required
+            ? `/account/second-factor?next=${encodeURIComponent(next)}`
+            : next,
         true,
       );
     } catch (error) {
+      if (error instanceof ApiError && error.code === 'second_factor_required') {
+        askForCode('Your account has a second factor: enter the code your authenticator app shows now.');
+        return;
+      }
+      if (error instanceof ApiError && (error.code === 'bad_one_time_code' || error.field === 'one_time_code')) {
+        askForCode(
+          error.code === 'bad_one_time_code'
+            ? 'That code is not right, or was used already. Wait for the next one and enter it.'
+            : 'Enter the six digits your authenticator app shows.',
+        );
+        return;
+      }
       const text =
         error instanceof ApiError && error.status === 401
           ? 'The username or password is not right.'
           : `Could not log in: ${error instanceof Error ? error.message : String(error)}`;
+      codeField.hidden = true;
+      code.value = '';
       replace(message, notice('error', text));
       password.select();
       password.focus();

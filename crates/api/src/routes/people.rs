@@ -13,6 +13,7 @@ use wardline_domain::{CareTeamId, PatientId, Role, UserId};
 use wardline_service::people::{
     AccessLogEntry, CreatedAccount, LoggedIn, NewAccount, PatientCareTeamView,
 };
+use wardline_service::second_factor::SecondFactorSetup;
 use wardline_store::{AuditQuery, AuditRecord, CareTeam, User};
 
 use crate::error::ApiError;
@@ -28,6 +29,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(disable_user))
         .routes(routes!(change_password))
         .routes(routes!(reset_password))
+        .routes(routes!(begin_second_factor))
+        .routes(routes!(confirm_second_factor))
+        .routes(routes!(reset_second_factor))
         .routes(routes!(list_care_teams, create_care_team))
         .routes(routes!(add_care_team_member))
         .routes(routes!(add_care_team_patient))
@@ -44,11 +48,17 @@ pub(crate) struct LoginRequest {
     username: String,
     #[schema(max_length = 1024)]
     password: String,
+    /// The authenticator app's current code, for an account with a second factor: six
+    /// digits (spaces between them are ignored).
+    #[schema(min_length = 6, max_length = 16, pattern = "^ *([0-9] *){6}$")]
+    one_time_code: Option<String>,
 }
 
-/// Logs in with username and password: returns a session token and sets it as an
-/// HttpOnly cookie. Five failures for one username from one address lock that pair out
-/// for 15 minutes.
+/// Logs in with username and password (and, for an account with a second factor, the
+/// authenticator app's current code: without it the answer is `second_factor_required`,
+/// after which the client asks for the code and sends all three again). Returns a
+/// session token and sets it as an HttpOnly cookie. Failures are throttled per account,
+/// per address and overall.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "sessions",
     request_body = LoginRequest,
     responses((status = 200, description = "A new session", body = LoggedIn)))]
@@ -60,7 +70,12 @@ pub(crate) async fn login(
     let address = remote.unwrap_or_else(|| "unknown".into());
     let logged_in = state
         .service
-        .login(&request.username, request.password, &address)
+        .login(
+            &request.username,
+            request.password,
+            request.one_time_code.as_deref(),
+            &address,
+        )
         .await?;
     let mut headers = HeaderMap::new();
     let secure = if state.settings.secure_cookies {
@@ -147,12 +162,84 @@ pub(crate) async fn reset_password(
     Ok(Json(NewPassword { password }))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct OneTimeCode {
+    /// The authenticator app's current code: six digits (spaces between them are ignored).
+    #[schema(min_length = 6, max_length = 16, pattern = "^ *([0-9] *){6}$")]
+    one_time_code: String,
+}
+
+/// Starts setting up the caller's second factor: a new secret for an authenticator app,
+/// shown this once (as text and as an `otpauth://` address for a QR code). Logging in
+/// asks for codes once one is confirmed (`/api/v1/me/second-factor/confirm`). Starting
+/// again replaces a secret not yet confirmed; a confirmed one is `conflict` (an
+/// administrator resets it).
+#[utoipa::path(post, path = "/api/v1/me/second-factor", tag = "sessions",
+    responses((status = 200, description = "The secret, shown once", body = SecondFactorSetup)))]
+pub(crate) async fn begin_second_factor(
+    State(state): State<AppState>,
+    caller: AccountCaller,
+) -> Result<Json<SecondFactorSetup>, ApiError> {
+    Ok(Json(state.service.begin_second_factor(&caller.0).await?))
+}
+
+/// Confirms the second factor being set up with a code from the authenticator app: from
+/// now on logging in takes a code too.
+#[utoipa::path(post, path = "/api/v1/me/second-factor/confirm", tag = "sessions",
+    request_body = OneTimeCode,
+    responses((status = 200, description = "The account, now with a second factor", body = User)))]
+pub(crate) async fn confirm_second_factor(
+    State(state): State<AppState>,
+    caller: AccountCaller,
+    Body(request): Body<OneTimeCode>,
+) -> Result<Json<User>, ApiError> {
+    Ok(Json(
+        state
+            .service
+            .confirm_second_factor(&caller.0, &request.one_time_code)
+            .await?,
+    ))
+}
+
+/// Removes an account's second factor, for a lost or replaced phone (admin; not one's
+/// own). Its next login takes the password alone; an account whose role requires a
+/// second factor must then set up a new one before anything else.
+#[utoipa::path(post, path = "/api/v1/users/{user_id}/reset-second-factor", tag = "accounts",
+    params(("user_id" = UserId, Path, description = "The account")),
+    responses((status = 204, description = "Removed")))]
+pub(crate) async fn reset_second_factor(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(user_id): Id<UserId>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .service
+        .reset_second_factor(&caller.actor(), user_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The account of the session (also while its password must be changed, which
-/// `password_change_required` says).
+/// `password_change_required` says, or a second factor set up, which
+/// `second_factor_setup_required` says).
 #[utoipa::path(get, path = "/api/v1/me", tag = "sessions",
-    responses((status = 200, description = "The caller's account", body = User)))]
-pub(crate) async fn me(caller: AccountCaller) -> Json<User> {
-    Json(caller.0.user)
+    responses((status = 200, description = "The caller's account", body = Me)))]
+pub(crate) async fn me(State(state): State<AppState>, caller: AccountCaller) -> Json<Me> {
+    Json(Me {
+        second_factor_setup_required: state.service.second_factor_missing(&caller.0.user),
+        user: caller.0.user,
+    })
+}
+
+/// The caller's account, and what it must do before anything else.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Me {
+    #[serde(flatten)]
+    user: User,
+    /// The account's role requires a second factor and it has none: it may only set one
+    /// up (`POST /api/v1/me/second-factor`), change its password, read itself and log
+    /// out until it does.
+    second_factor_setup_required: bool,
 }
 
 /// Every account (admin).

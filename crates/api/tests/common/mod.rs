@@ -30,6 +30,8 @@ pub struct Hospital {
     pub bob: PatientId,
     pub team: String,
     pub tokens: std::collections::HashMap<&'static str, String>,
+    /// The admin's second-factor secret (base 32), as its authenticator app holds it.
+    pub admin_second_factor: Option<String>,
     _folder: tempfile::TempDir,
 }
 
@@ -130,6 +132,7 @@ pub async fn hospital_with(settings: ServiceSettings) -> Hospital {
         bob,
         team: team.id.to_string(),
         tokens: std::collections::HashMap::new(),
+        admin_second_factor: None,
         _folder: folder,
     };
     for (name, _, _) in accounts {
@@ -146,10 +149,98 @@ pub async fn hospital_with(settings: ServiceSettings) -> Hospital {
             .tokens
             .insert(name, body["token"].as_str().unwrap().to_owned());
     }
+    // Administrators must have a second factor before they may do anything else: the
+    // admin sets one up from the session just opened, which then serves.
+    let admin = hospital.tokens["admin"].clone();
+    let secret = hospital.set_up_second_factor(&admin).await;
+    hospital.admin_second_factor = Some(secret);
     hospital
 }
 
+fn uuid_suffix() -> String {
+    wardline_domain::UserId::random().to_string()[..8].to_owned()
+}
+
+/// The current six-digit code of a base-32 TOTP secret (RFC 6238 with SHA-1, as
+/// authenticator apps compute it), `steps` 30-second steps from now.
+pub fn one_time_code(secret: &str, steps: i64) -> String {
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
+        .build()
+        .unwrap();
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    totp.generate(u64::try_from(now + steps * 30).unwrap())
+        .to_string()
+}
+
 impl Hospital {
+    /// An account with [`PASSWORD`], created from the command line (so no password change
+    /// is due).
+    pub async fn add_account(&self, username: &str, role: Role) {
+        self.service
+            .create_user(
+                &Actor::CommandLine,
+                NewAccount {
+                    username: username.into(),
+                    display_name: format!("{role:?} {username}"),
+                    role,
+                    password: Some(PASSWORD.into()),
+                    patient_id: None,
+                    password_change_required: Some(false),
+                },
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A session of a new administrator, with a second factor set up: for a test that
+    /// needs an admin after the hospital's own admin session may have ended (a second
+    /// login of the same admin would need the authenticator's next code).
+    pub async fn fresh_admin(&self) -> String {
+        let username = format!("admin-{}", &uuid_suffix());
+        self.add_account(&username, Role::Admin).await;
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": username, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let token = body["token"].as_str().unwrap().to_owned();
+        self.set_up_second_factor(&token).await;
+        token
+    }
+
+    /// Sets up a second factor for the session's account, confirming it with the
+    /// authenticator app's current code (a login then takes the next one: each code is
+    /// good once): returns its secret.
+    pub async fn set_up_second_factor(&self, token: &str) -> String {
+        let (status, setup) = self
+            .call(Method::POST, "/api/v1/me/second-factor", Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{setup}");
+        let secret = setup["secret"].as_str().unwrap().to_owned();
+        let (status, account) = self
+            .call(
+                Method::POST,
+                "/api/v1/me/second-factor/confirm",
+                Some(token),
+                Some(json!({"one_time_code": one_time_code(&secret, 0)})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{account}");
+        assert_eq!(account["second_factor"], true);
+        secret
+    }
+
     /// One request through the router: `(status, JSON body or Null)`.
     pub async fn call(
         &self,

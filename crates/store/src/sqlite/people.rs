@@ -50,6 +50,7 @@ impl PeopleStore for SqliteStore {
                 disabled: false,
                 created,
                 password_change_required: user.password_change_required,
+                second_factor: false,
             })
         })
         .await
@@ -76,13 +77,24 @@ impl PeopleStore for SqliteStore {
         self.read(move |connection| {
             connection
                 .prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS}, u.password_hash FROM {USER_FROM} WHERE u.username = ?1"
+                    "SELECT {USER_COLUMNS}, u.password_hash, u.totp_sealed, u.totp_confirmed, u.totp_last_step
+                     FROM {USER_FROM} WHERE u.username = ?1"
                 ))?
                 .query_row([username], |row| {
                     Ok(user_from_row(row).and_then(|user| {
+                        let sealed: Option<Vec<u8>> = row.get(USER_COLUMN_COUNT + 1)?;
+                        let second_factor = match sealed {
+                            Some(sealed) => Some(SecondFactorSecret {
+                                sealed,
+                                confirmed: row.get(USER_COLUMN_COUNT + 2)?,
+                                last_step: row.get(USER_COLUMN_COUNT + 3)?,
+                            }),
+                            None => None,
+                        };
                         Ok(UserCredentials {
                             user,
                             password_hash: row.get(USER_COLUMN_COUNT)?,
+                            second_factor,
                         })
                     }))
                 })
@@ -229,6 +241,49 @@ impl PeopleStore for SqliteStore {
                 ],
             )?;
             append(connection, &[audit])
+        })
+        .await
+    }
+
+    async fn set_second_factor(
+        &self,
+        id: UserId,
+        sealed: Option<Vec<u8>>,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.write(move |connection| {
+            let changed = connection.execute(
+                "UPDATE app_user SET totp_sealed = ?2, totp_confirmed = 0, totp_last_step = NULL WHERE id = ?1",
+                params![id.to_string(), sealed],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::not_found(format!("user {id}")));
+            }
+            append(connection, &[audit])
+        })
+        .await
+    }
+
+    async fn accept_second_factor_step(
+        &self,
+        id: UserId,
+        sealed: Vec<u8>,
+        step: i64,
+        audit: Option<AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        self.write(move |connection| {
+            let changed = connection.execute(
+                "UPDATE app_user SET totp_last_step = ?3, totp_confirmed = 1
+                 WHERE id = ?1 AND totp_sealed = ?2 AND (totp_last_step IS NULL OR totp_last_step < ?3)",
+                params![id.to_string(), sealed, step],
+            )?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            if let Some(audit) = audit {
+                append(connection, &[audit])?;
+            }
+            Ok(true)
         })
         .await
     }

@@ -84,9 +84,9 @@ pub(super) fn count(value: i64) -> u32 {
     u32::try_from(value.max(0)).unwrap_or(u32::MAX)
 }
 
-pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.role, p.id, u.disabled, u.created_ms, u.password_change_required";
+pub(super) const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.role, p.id, u.disabled, u.created_ms, u.password_change_required, u.totp_sealed IS NOT NULL AND u.totp_confirmed = 1";
 /// How many columns [`USER_COLUMNS`] has: the columns a query adds after it start here.
-pub(super) const USER_COLUMN_COUNT: usize = 8;
+pub(super) const USER_COLUMN_COUNT: usize = 9;
 pub(super) const USER_FROM: &str = "app_user u LEFT JOIN patient p ON p.key = u.patient_key";
 
 pub(super) fn user_from_row(row: &Row<'_>) -> Result<User, StoreError> {
@@ -106,6 +106,7 @@ pub(super) fn user_from_row(row: &Row<'_>) -> Result<User, StoreError> {
         disabled: row.get(5)?,
         created: from_ms(row.get(6)?)?,
         password_change_required: row.get(7)?,
+        second_factor: row.get(8)?,
     })
 }
 

@@ -3,7 +3,7 @@
 use wardline_domain::{PatientId, Role};
 
 use super::{at, audit, patient, user};
-use crate::{AuditQuery, NewCareTeam, NewSession, NewUser, Store, StoreError};
+use crate::{AuditQuery, NewCareTeam, NewSession, NewUser, SecondFactorSecret, Store, StoreError};
 
 fn team(name: &str) -> NewCareTeam {
     NewCareTeam {
@@ -546,6 +546,121 @@ pub async fn a_new_password_ends_the_other_sessions(store: &dyn Store) {
                 None,
                 at(8),
                 audit("users.reset_password")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn a_second_factor_is_confirmed_and_each_code_used_once(store: &dyn Store) {
+    let account = store
+        .create_user(user("cleo", Role::Clinician, None), audit("users.create"))
+        .await
+        .expect("user");
+    let credentials = || async {
+        store
+            .user_credentials("cleo")
+            .await
+            .expect("credentials")
+            .expect("account")
+    };
+    let begin = |sealed: &'static [u8]| async move {
+        store
+            .set_second_factor(
+                account.id,
+                Some(sealed.to_vec()),
+                audit("second_factor.begin"),
+            )
+            .await
+            .expect("begin");
+    };
+    let accept = |sealed: &'static [u8], step: i64, entry: Option<&str>| {
+        let entry = entry.map(audit);
+        async move {
+            store
+                .accept_second_factor_step(account.id, sealed.to_vec(), step, entry)
+                .await
+                .expect("accept")
+        }
+    };
+    let secret = |sealed: &[u8], confirmed: bool, last_step: Option<i64>| {
+        Some(SecondFactorSecret {
+            sealed: sealed.to_vec(),
+            confirmed,
+            last_step,
+        })
+    };
+    let before = credentials().await;
+    assert!(before.second_factor.is_none());
+    assert!(!before.user.second_factor);
+    let entries = audit_entries(store).await;
+
+    // Being set up: kept, not yet asked for.
+    begin(b"first").await;
+    let pending = credentials().await;
+    assert_eq!(pending.second_factor, secret(b"first", false, None));
+    assert!(!pending.user.second_factor);
+    assert_eq!(audit_entries(store).await, entries + 1);
+
+    // Set up again before it was confirmed: the new secret replaces it, and a code of
+    // the old one confirms nothing.
+    begin(b"second").await;
+    assert!(!accept(b"first", 100, Some("second_factor.confirm")).await);
+    assert_eq!(
+        audit_entries(store).await,
+        entries + 2,
+        "a refused step leaves no entry"
+    );
+    assert!(accept(b"second", 100, Some("second_factor.confirm")).await);
+    assert_eq!(audit_entries(store).await, entries + 3);
+    let confirmed = credentials().await;
+    assert_eq!(confirmed.second_factor, secret(b"second", true, Some(100)));
+    assert!(confirmed.user.second_factor);
+    assert!(
+        store
+            .user(account.id)
+            .await
+            .expect("user")
+            .expect("account")
+            .second_factor
+    );
+    assert!(
+        store
+            .users()
+            .await
+            .expect("users")
+            .iter()
+            .any(|user| user.id == account.id && user.second_factor)
+    );
+
+    // A step is good once, and an earlier one never again; a later one is.
+    assert!(!accept(b"second", 100, None).await, "the same step");
+    assert!(!accept(b"second", 99, None).await, "an earlier step");
+    assert!(accept(b"second", 101, None).await);
+    assert_eq!(
+        audit_entries(store).await,
+        entries + 3,
+        "a login's step has no entry of its own"
+    );
+
+    // Removed (an administrator's reset): logging in no longer asks for it.
+    store
+        .set_second_factor(account.id, None, audit("users.reset_second_factor"))
+        .await
+        .expect("reset");
+    let reset = credentials().await;
+    assert!(reset.second_factor.is_none());
+    assert!(!reset.user.second_factor);
+    assert!(!accept(b"second", 102, None).await);
+    // A new secret's steps are its own: one the old secret used is good for it.
+    begin(b"third").await;
+    assert!(accept(b"third", 101, None).await);
+    assert!(matches!(
+        store
+            .set_second_factor(
+                wardline_domain::UserId::random(),
+                None,
+                audit("users.reset_second_factor")
             )
             .await,
         Err(StoreError::NotFound { .. })

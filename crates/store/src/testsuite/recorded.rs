@@ -117,6 +117,8 @@ recorded!(PeopleStore {
     async fn count_users_with_role(&self, role: Role) -> R<u64>;
     async fn set_user_disabled(&self, id: UserId, disabled: bool, at: DateTime<Utc>, audit: AuditEvent) -> R<()>;
     async fn set_password(&self, id: UserId, password_hash: String, change_required: bool, keep: Option<[u8; 32]>, at: DateTime<Utc>, audit: AuditEvent) -> R<()>;
+    async fn set_second_factor(&self, id: UserId, sealed: Option<Vec<u8>>, audit: AuditEvent) -> R<()>;
+    async fn accept_second_factor_step(&self, id: UserId, sealed: Vec<u8>, step: i64, audit: Option<AuditEvent>) -> R<bool>;
     async fn record_session_activity(&self, token_hash: [u8; 32], at: DateTime<Utc>) -> R<()>;
     async fn create_session(&self, session: NewSession, audit: AuditEvent) -> R<()>;
     async fn session(&self, token_hash: [u8; 32], now: DateTime<Utc>) -> R<Option<Session>>;
@@ -277,6 +279,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 77, "{methods:?}");
+        assert_eq!(methods.len(), 79, "{methods:?}");
     }
 }

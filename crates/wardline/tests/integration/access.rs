@@ -444,7 +444,7 @@ async fn wrong_admin_login(server: &TestServer, headers: &[(&str, &str)]) -> u16
 async fn logins_are_audited_and_sessions_end_at_logout() {
     let server = TestServer::start().await;
     assert_eq!(wrong_admin_login(&server, &[]).await, 401);
-    let admin = server.admin().await;
+    let admin = server.admin_login().await;
     let failed = audited(&server, &admin, "login.failed").await;
     assert_eq!(failed.as_array().unwrap().len(), 1);
     assert_eq!(failed[0]["actor_label"], json!("admin"));
@@ -506,15 +506,20 @@ async fn repeated_wrong_passwords_slow_the_login_down() {
     assert!((1..=30).contains(&retry_after), "{retry_after}");
     let body: Value = held.json().await.unwrap();
     assert_eq!(body["error"]["code"], json!("too_many_attempts"));
-    // A wait, not a lockout: after it, the right password logs in.
+    // A wait, not a lockout: after it, the right password (with the second factor's
+    // code) logs in.
     tokio::time::sleep(std::time::Duration::from_secs(retry_after)).await;
-    assert_eq!(
-        attempt(server.admin_password.clone())
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let code = server.admin_code().await;
+    let logged_in = server
+        .client
+        .post(server.url("/api/v1/auth/login"))
+        .json(
+            &json!({"username": "admin", "password": server.admin_password, "one_time_code": code}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logged_in.status(), 200);
 }
 
 /// Over HTTPS every answer, the API's and the web app's, tells the browser to use
@@ -584,6 +589,12 @@ async fn the_first_administrators_password_is_in_an_owner_only_file_and_must_be_
         )
         .await;
     assert_eq!(changed.status(), 204);
+    // An administrator logs in with a second factor: nothing else until it is set up.
+    let refused = server.get(&first, "/api/v1/users").await;
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("second_factor_setup_required"));
+    server.set_up_second_factor(&first).await;
     assert_eq!(server.get(&first, "/api/v1/users").await.status(), 200);
     server.kill_hard();
     server.restart();
@@ -591,4 +602,58 @@ async fn the_first_administrators_password_is_in_an_owner_only_file_and_must_be_
         !std::fs::exists(&file).unwrap(),
         "removed at the first start after the change"
     );
+}
+
+/// The last administrator loses their phone: the operator removes the second factor from
+/// the command line (audited), the password alone then logs in, and the account must set
+/// up a new second factor before anything else; the old authenticator's codes are not
+/// needed and open nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_resets_the_last_administrators_second_factor() {
+    let mut server = TestServer::start().await;
+    let refused = server
+        .client
+        .post(server.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": server.admin_password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("second_factor_required"));
+
+    server.kill_hard();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wardline"))
+        .args(["admin", "--data-dir"])
+        .arg(server.data.path().join("server"))
+        .arg("reset-second-factor")
+        .args(["--username", "admin"])
+        .output()
+        .expect("run wardline admin reset-second-factor");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    server.restart();
+
+    let session = server.login("admin", &server.admin_password).await;
+    let held = server.get(&session, "/api/v1/devices").await;
+    assert_eq!(held.status(), 403);
+    let body: Value = held.json().await.unwrap();
+    assert_eq!(body["error"]["code"], json!("second_factor_setup_required"));
+    server.set_up_second_factor(&session).await;
+    let audit: Value = server
+        .get(&session, "/api/v1/audit?limit=50")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let reset = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["action"] == json!("users.reset_second_factor"))
+        .expect("the reset is audited");
+    assert_eq!(reset["outcome"], json!("allowed"));
 }

@@ -27,6 +27,13 @@ pub(crate) struct TestServer {
     pub(crate) client: reqwest::Client,
     /// Extra environment for the server process, kept across restarts.
     pub(crate) env: Vec<(String, String)>,
+    /// The administrator's second factor, once set up: its secret (base 32) as the
+    /// authenticator app holds it, and the last time step whose code was used (each code
+    /// is good once).
+    pub(crate) admin_second_factor: Option<(String, std::sync::Mutex<u64>)>,
+    /// The administrator's session from the harness's first login, which every helper
+    /// uses: a new login takes a new one-time code, and there is one per 30 seconds.
+    pub(crate) admin_session: Option<Session>,
 }
 
 impl TestServer {
@@ -34,9 +41,9 @@ impl TestServer {
         Self::start_with_env(&[]).await
     }
 
-    /// Starts the server with extra environment variables (test-shortened settings), and
-    /// changes the first administrator's one-time password to [`ADMIN_PASSWORD`], as its
-    /// first login must.
+    /// Starts the server with extra environment variables (test-shortened settings),
+    /// changes the first administrator's one-time password to [`ADMIN_PASSWORD`] and sets
+    /// up their second factor, as their first login must.
     pub(crate) async fn start_with_env(env: &[(&str, &str)]) -> TestServer {
         let mut server = Self::start_first(env);
         let first = server.login("admin", &server.admin_password).await;
@@ -53,7 +60,55 @@ impl TestServer {
             "the first administrator's password changes"
         );
         server.admin_password = ADMIN_PASSWORD.to_owned();
+        let secret = server.set_up_second_factor(&first).await;
+        server.admin_second_factor = Some((secret, std::sync::Mutex::new(totp_step(0))));
+        server.admin_session = Some(first);
         server
+    }
+
+    /// Sets up a second factor for the session's account with the authenticator's
+    /// current code: returns its secret.
+    pub(crate) async fn set_up_second_factor(&self, session: &Session) -> String {
+        let setup = self
+            .post(session, "/api/v1/me/second-factor", json!({}))
+            .await;
+        assert_eq!(setup.status(), 200, "a second factor is set up");
+        let setup: Value = setup.json().await.expect("setup body");
+        let secret = setup["secret"].as_str().expect("secret").to_owned();
+        let confirmed = self
+            .post(
+                session,
+                "/api/v1/me/second-factor/confirm",
+                json!({"one_time_code": one_time_code(&secret, totp_step(0))}),
+            )
+            .await;
+        assert_eq!(confirmed.status(), 200, "the second factor is confirmed");
+        secret
+    }
+
+    /// A code of the administrator's second factor not used before: of the current step
+    /// or the next (both accepted), waiting for the clock when both are used.
+    pub(crate) async fn admin_code(&self) -> String {
+        let (secret, last) = self
+            .admin_second_factor
+            .as_ref()
+            .expect("the administrator has a second factor");
+        loop {
+            let step = {
+                let mut last = last.lock().expect("last step");
+                let step = (*last + 1).max(totp_step(0));
+                if step <= totp_step(1) {
+                    *last = step;
+                    Some(step)
+                } else {
+                    None
+                }
+            };
+            match step {
+                Some(step) => return one_time_code(secret, step),
+                None => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        }
     }
 
     /// Starts the server on a new data folder and leaves the first administrator's
@@ -78,6 +133,8 @@ impl TestServer {
             admin_password,
             client,
             env,
+            admin_second_factor: None,
+            admin_session: None,
         }
     }
 
@@ -116,10 +173,16 @@ impl TestServer {
     }
 
     pub(crate) async fn login(&self, username: &str, password: &str) -> Session {
+        self.login_with(json!({"username": username, "password": password}))
+            .await
+    }
+
+    async fn login_with(&self, request: Value) -> Session {
+        let username = request["username"].clone();
         let response = self
             .client
             .post(self.url("/api/v1/auth/login"))
-            .json(&json!({"username": username, "password": password}))
+            .json(&request)
             .send()
             .await
             .expect("login request");
@@ -131,8 +194,21 @@ impl TestServer {
         }
     }
 
+    /// The administrator's session (the harness's, set up at start).
     pub(crate) async fn admin(&self) -> Session {
-        self.login("admin", &self.admin_password).await
+        match &self.admin_session {
+            Some(session) => session.clone(),
+            None => self.admin_login().await,
+        }
+    }
+
+    /// A new session of the administrator: password and a fresh one-time code.
+    pub(crate) async fn admin_login(&self) -> Session {
+        let code = self.admin_code().await;
+        self.login_with(
+            json!({"username": "admin", "password": self.admin_password, "one_time_code": code}),
+        )
+        .await
     }
 
     pub(crate) async fn get(&self, session: &Session, path: &str) -> reqwest::Response {
@@ -425,6 +501,27 @@ impl EventStream {
         }
         events
     }
+}
+
+/// The TOTP time step `ahead` steps from now (30-second steps since the Unix epoch).
+pub(crate) fn totp_step(ahead: u64) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        / 30
+        + ahead
+}
+
+/// The six-digit code of a base-32 TOTP secret for a time step (RFC 6238, SHA-1), as an
+/// authenticator app computes it.
+pub(crate) fn one_time_code(secret: &str, step: u64) -> String {
+    totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret).expect("base 32"))
+        .build()
+        .expect("totp")
+        .generate(step * 30)
+        .to_string()
 }
 
 #[derive(Clone)]
