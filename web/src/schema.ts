@@ -11,6 +11,7 @@ export type User = Schemas['User'];
 /** The caller's own account, with what it must do before anything else. */
 export type Me = Schemas['Me'];
 export type SecondFactorSetup = Schemas['SecondFactorSetup'];
+export type IssuedDeviceCertificate = Schemas['IssuedDeviceCertificate'];
 export type Patient = Schemas['Patient'];
 export type Observation = Schemas['Observation'];
 export type Device = Schemas['Device'];

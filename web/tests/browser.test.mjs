@@ -10,8 +10,10 @@
 // that people use.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -859,6 +861,49 @@ test('an administrator sets up a second factor by scanning a code, then logs in 
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.waitForURL('**/admin/users');
   await page.context().close();
+});
+
+test('an admin issues a certificate from a device’s request, and the device sends with it instead of its secret', async () => {
+  const enrolled = await ok(server, 'POST', '/api/v1/devices', { token: admin, body: { kind: 'thermometer', model: 'Thermo TLS', serial: 'TLS-1', patient_id: ada.id } });
+  // The device's key and request, made with OpenSSL as a device maker would; only the
+  // request leaves the device.
+  const folder = mkdtempSync(path.join(tmpdir(), 'wardline-device-'));
+  const keyFile = path.join(folder, 'device.key');
+  const requestFile = path.join(folder, 'device.csr');
+  execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=thermometer', '-keyout', keyFile, '-out', requestFile], { stdio: 'ignore' });
+  const page = await newPage();
+  // Signed in as the admin by the session the harness holds (a UI login would wait for
+  // the authenticator's next code).
+  await page.context().addCookies([{ name: 'wardline_session', value: admin, url: server.url }]);
+  await page.goto(`${server.url}/admin/devices`);
+  const issuing = page.getByRole('form', { name: 'Issue a device certificate' });
+  await issuing.getByLabel('Device').selectOption(enrolled.device.id);
+  await issuing.getByLabel('Certificate signing request (PEM)').fill(readFileSync(requestFile, 'utf8'));
+  await issuing.getByRole('button', { name: 'Issue certificate' }).click();
+  const issued = page.getByTestId('issued-certificate');
+  await issued.waitFor();
+  assert.match(await issued.textContent(), new RegExp(`Certificate for ${enrolled.device.id}`));
+  const certificate = await issued.locator('pre').first().textContent();
+  assert.match(certificate, /^-----BEGIN CERTIFICATE-----/);
+  await page.context().close();
+  // The device sends a reading over HTTPS with its certificate and no secret.
+  const reading = { v: 1, seq: 1, code: '8310-5', value: 37.2, unit: 'Cel', time: new Date().toISOString() };
+  const status = await new Promise((resolve, reject) => {
+    const request = https.request(`${server.url}/api/v1/devices/${enrolled.device.id}/readings`, {
+      method: 'POST',
+      ca: server.ca,
+      key: readFileSync(keyFile),
+      cert: certificate,
+      headers: { 'content-type': 'application/json' },
+    }, (response) => {
+      response.resume();
+      response.on('end', () => resolve(response.statusCode));
+    });
+    request.on('error', reject);
+    request.end(JSON.stringify(reading));
+  });
+  rmSync(folder, { recursive: true, force: true });
+  assert.equal(status, 200);
 });
 
 test('a screen whose session ends elsewhere goes to the login page and says so', async () => {

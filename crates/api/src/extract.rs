@@ -145,8 +145,15 @@ impl FromRequestParts<AppState> for AccountCaller {
     }
 }
 
-/// A device presenting its secret as `Authorization: Bearer`, for every route a device
-/// calls, identified by the path's `{device_id}` or `{gateway_id}`.
+/// The client certificate a TLS connection presented (checked against the device CA by
+/// the TLS layer), by the SHA-256 of its DER: the server puts it in each request's
+/// extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientCertificate(pub [u8; 32]);
+
+/// A device presenting its secret as `Authorization: Bearer`, or a client certificate
+/// over TLS, for every route a device calls, identified by the path's `{device_id}` or
+/// `{gateway_id}`. A secret, when sent, decides.
 #[derive(Debug, Clone)]
 pub struct DeviceCaller(pub wardline_store::Device);
 
@@ -162,11 +169,21 @@ impl FromRequestParts<AppState> for DeviceCaller {
             .get("device_id")
             .or_else(|| params.get("gateway_id"))
             .ok_or(Error::Unauthenticated)?;
-        let secret = bearer(parts).ok_or(Error::Unauthenticated)?;
-        let device = state
-            .service
-            .authenticate_device(device_id, secret.as_bytes())
-            .await?;
+        let device = match (bearer(parts), parts.extensions.get::<ClientCertificate>()) {
+            (Some(secret), _) => {
+                state
+                    .service
+                    .authenticate_device(device_id, secret.as_bytes())
+                    .await?
+            }
+            (None, Some(ClientCertificate(fingerprint))) => {
+                state
+                    .service
+                    .authenticate_device_by_certificate(device_id, *fingerprint)
+                    .await?
+            }
+            (None, None) => return Err(Error::Unauthenticated.into()),
+        };
         Ok(DeviceCaller(device))
     }
 }

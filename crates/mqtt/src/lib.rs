@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use wardline_domain::{DeviceId, DeviceMessage};
+use wardline_service::device_certificates::certificate_fingerprint;
 use wardline_service::devices::DeviceAuthError;
 use wardline_service::ingest::count_rejection;
 use wardline_service::{DeviceSessions, IngestService, MessageVerdict, Rejection, Wardline};
@@ -153,14 +154,26 @@ impl MqttEndpoint {
                         )
                         .await
                         {
-                            Ok(Ok(tls)) => endpoint.run_connection(tls, peer, shutdown).await,
+                            Ok(Ok(tls)) => {
+                                // A device certificate the handshake checked against the
+                                // device CA, by the SHA-256 of its DER.
+                                let certificate = tls
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|chain| chain.first())
+                                    .map(|leaf| certificate_fingerprint(leaf));
+                                endpoint
+                                    .run_connection(tls, peer, certificate, shutdown)
+                                    .await
+                            }
                             Ok(Err(error)) => {
                                 tracing::debug!(%peer, %error, "mqtt tls handshake failed")
                             }
                             Err(_) => tracing::debug!(%peer, "mqtt tls handshake timed out"),
                         }
                     }
-                    None => endpoint.run_connection(tcp, peer, shutdown).await,
+                    None => endpoint.run_connection(tcp, peer, None, shutdown).await,
                 }
                 metrics::gauge!("wardline_mqtt_connections").decrement(1.0);
             });
@@ -183,6 +196,7 @@ impl MqttEndpoint {
         self: &Arc<Self>,
         stream: S,
         peer: SocketAddr,
+        certificate: Option<[u8; 32]>,
         shutdown: CancellationToken,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -213,7 +227,7 @@ impl MqttEndpoint {
                 return;
             }
         };
-        let device_id = match self.authenticate(&connect).await {
+        let device_id = match self.authenticate(&connect, certificate).await {
             Ok(device_id) => device_id,
             Err(refusal) => {
                 metrics::counter!("wardline_mqtt_connects_refused_total", "reason" => refusal.metric()).increment(1);
@@ -275,19 +289,40 @@ impl MqttEndpoint {
         self.deregister(&device_id, connection_id);
     }
 
-    async fn authenticate(&self, connect: &ConnectRequest) -> Result<DeviceId, Refusal> {
-        let Some(username) = connect.username.as_deref() else {
-            return Err(Refusal::BadCredentials);
+    /// A device logs in with its identifier and secret, or with a client certificate (and
+    /// no password): then the username and client identifier, when given, must be the
+    /// certificate's device.
+    async fn authenticate(
+        &self,
+        connect: &ConnectRequest,
+        certificate: Option<[u8; 32]>,
+    ) -> Result<DeviceId, Refusal> {
+        let checked = match (certificate, connect.password.as_deref()) {
+            (Some(fingerprint), None) => self
+                .service
+                .check_device_certificate(fingerprint)
+                .await
+                .and_then(|device| match connect.username.as_deref() {
+                    Some(username) if username != device.id.as_str() => {
+                        Err(DeviceAuthError::BadCredentials)
+                    }
+                    _ => Ok(device),
+                }),
+            (_, password) => {
+                let Some(username) = connect.username.as_deref() else {
+                    return Err(Refusal::BadCredentials);
+                };
+                self.service
+                    .check_device_credentials(username, password.unwrap_or_default())
+                    .await
+            }
         };
-        if !connect.client_id.is_empty() && connect.client_id != username {
-            return Err(Refusal::ClientIdNotDevice);
-        }
-        let password = connect.password.as_deref().unwrap_or_default();
-        match self
-            .service
-            .check_device_credentials(username, password)
-            .await
-        {
+        match checked {
+            Ok(device)
+                if !connect.client_id.is_empty() && connect.client_id != device.id.as_str() =>
+            {
+                Err(Refusal::ClientIdNotDevice)
+            }
             Ok(device) => Ok(device.id),
             Err(DeviceAuthError::BadCredentials) => Err(Refusal::BadCredentials),
             Err(DeviceAuthError::Revoked(_)) => Err(Refusal::Revoked),

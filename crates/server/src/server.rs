@@ -15,9 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use wardline_alarms::SystemClock;
 use wardline_analysis::AnalysisSettings;
+use wardline_api::extract::ClientCertificate;
 use wardline_api::{ApiSettings, AppState, MetricsRenderer};
 use wardline_domain::PayloadLimits;
 use wardline_mqtt::{MqttEndpoint, MqttSettings};
+use wardline_service::device_certificates::certificate_fingerprint;
 use wardline_service::{LiveFeed, ServiceSettings, Wardline};
 use wardline_store::sqlite::{SqliteOptions, SqliteStore};
 use wardline_store::{AuditKey, Store};
@@ -144,13 +146,15 @@ pub async fn serve(
         shutdown.clone(),
     );
 
+    let devices = tls::ensure_device_authority(&config.data_dir, &config.keys_dir)?;
     let identity = match (&config.own_certificate, config.tls) {
         (_, false) => None,
-        (Some(own), true) => Some(tls::load_identity(own, &config.hostnames)?),
+        (Some(own), true) => Some(tls::load_identity(own, &config.hostnames, &devices)?),
         (None, true) => Some(tls::ensure_identity(
             &config.data_dir,
             &config.keys_dir,
             &config.hostnames,
+            &devices,
         )?),
     };
     // Analysis and rule evaluation read the committed event log from their own stored
@@ -222,7 +226,10 @@ pub async fn serve(
     .await
     .context("starting the alarm service")?;
     let (live, _live_task) = LiveFeed::start(Arc::clone(&store), 8192);
-    let service = bare.with_alarms(alarms).with_live(live);
+    let service = bare
+        .with_alarms(alarms)
+        .with_live(live)
+        .with_device_ca(Arc::clone(&devices.ca));
     let mqtt = MqttEndpoint::new(
         service.clone(),
         identity
@@ -386,16 +393,21 @@ async fn serve_http(
         let trusted_proxies = Arc::clone(&trusted_proxies);
         tokio::spawn(async move {
             let _admitted = admitted;
-            let service = hyper::service::service_fn(
-                move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    // Everything after this (audit, login throttling) sees the client.
-                    let client = client_address(peer.ip(), request.headers(), &trusted_proxies);
-                    request
-                        .extensions_mut()
-                        .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
-                    app.clone().oneshot(request)
-                },
-            );
+            let service = |certificate: Option<ClientCertificate>| {
+                hyper::service::service_fn(
+                    move |mut request: hyper::Request<hyper::body::Incoming>| {
+                        // Everything after this (audit, login throttling) sees the client.
+                        let client = client_address(peer.ip(), request.headers(), &trusted_proxies);
+                        request
+                            .extensions_mut()
+                            .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
+                        if let Some(certificate) = certificate {
+                            request.extensions_mut().insert(certificate);
+                        }
+                        app.clone().oneshot(request)
+                    },
+                )
+            };
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()
@@ -408,9 +420,17 @@ async fn serve_http(
                         .await
                     {
                         Ok(Ok(stream)) => {
+                            // A device's certificate, which the handshake checked against
+                            // the device CA.
+                            let certificate = stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .and_then(|chain| chain.first())
+                                .map(|leaf| ClientCertificate(certificate_fingerprint(leaf)));
                             let connection = builder.serve_connection_with_upgrades(
                                 TokioIo::new(Watched::new(stream, activity.clone())),
-                                service,
+                                service(certificate),
                             );
                             until_idle(connection, &activity, limits.idle_timeout).await
                         }
@@ -420,7 +440,7 @@ async fn serve_http(
                 None => {
                     let connection = builder.serve_connection_with_upgrades(
                         TokioIo::new(Watched::new(tcp, activity.clone())),
-                        service,
+                        service(None),
                     );
                     until_idle(connection, &activity, limits.idle_timeout).await
                 }

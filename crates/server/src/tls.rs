@@ -89,6 +89,7 @@ pub fn ensure_identity(
     data_dir: &Path,
     keys_dir: &Path,
     hostnames: &[String],
+    devices: &DeviceAuthority,
 ) -> anyhow::Result<TlsIdentity> {
     let folder = data_dir.join("tls");
     fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
@@ -156,7 +157,7 @@ pub fn ensure_identity(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(devices.client_verifier()?)
         .with_single_cert(chain.clone(), key.clone_key())?;
         config.alpn_protocols = alpn;
         Ok(Arc::new(config))
@@ -166,6 +167,72 @@ pub fn ensure_identity(
         ca_path,
         server_config: build(vec![b"h2".to_vec(), b"http/1.1".to_vec()])?,
         mqtt_config: build(Vec::new())?,
+    })
+}
+
+const DEVICE_CA_KEY_FILE: &str = "device-ca.key";
+
+/// The certificate authority for devices' client certificates: its certificate in the
+/// data folder's `tls/device-ca.pem`, its key in the keys folder (owner-only), both made
+/// at the first start. Apart from the server's CA, so that a server certificate never
+/// passes for a device, nor a device's for a server.
+#[derive(Debug)]
+pub struct DeviceAuthority {
+    pub ca: Arc<wardline_service::device_certificates::DeviceCa>,
+    pub certificate: CertificateDer<'static>,
+    pub path: PathBuf,
+}
+
+impl DeviceAuthority {
+    /// Asks every TLS client for a certificate and takes one only if the device CA issued
+    /// it and it is valid now; a client without one (a browser, a device with a secret)
+    /// goes on, and is authenticated otherwise.
+    fn client_verifier(
+        &self,
+    ) -> anyhow::Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.certificate.clone())?;
+        Ok(rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .allow_unauthenticated()
+        .build()?)
+    }
+}
+
+/// The device CA, made on first use.
+pub fn ensure_device_authority(
+    data_dir: &Path,
+    keys_dir: &Path,
+) -> anyhow::Result<DeviceAuthority> {
+    use wardline_service::device_certificates::DeviceCa;
+    let folder = data_dir.join("tls");
+    fs::create_dir_all(&folder).with_context(|| format!("creating {}", folder.display()))?;
+    let path = folder.join("device-ca.pem");
+    let mut created = None;
+    let key_pem =
+        crate::keys::read_or_create(keys_dir, DEVICE_CA_KEY_FILE, "device CA key", || {
+            let new = DeviceCa::generate().map_err(|error| anyhow::anyhow!("{error}"))?;
+            created = Some(new.certificate_pem);
+            Ok(new.key_pem.into_bytes())
+        })?;
+    if let Some(certificate) = created {
+        fs::write(&path, certificate)?;
+        tracing::info!(path = %path.display(), "created a certificate authority for devices");
+    }
+    let certificate_pem =
+        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let key_pem = std::str::from_utf8(&key_pem).context("the device CA key is not PEM text")?;
+    let ca = DeviceCa::load(&certificate_pem, key_pem)
+        .map_err(|error| anyhow::anyhow!("loading the device CA: {error}"))?;
+    let certificate = CertificateDer::pem_slice_iter(certificate_pem.as_bytes())
+        .next()
+        .with_context(|| format!("{} holds no certificate", path.display()))??;
+    Ok(DeviceAuthority {
+        ca: Arc::new(ca),
+        certificate,
+        path,
     })
 }
 
@@ -223,6 +290,7 @@ impl ClientCheck {
 pub fn load_identity(
     own: &crate::config::OwnCertificate,
     hostnames: &[String],
+    devices: &DeviceAuthority,
 ) -> anyhow::Result<TlsIdentity> {
     let read = |path: &Path, what: &str| {
         fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
@@ -266,7 +334,7 @@ pub fn load_identity(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(devices.client_verifier()?)
         .with_single_cert(chain.clone(), key.clone_key())
         .with_context(|| {
             format!(
@@ -344,6 +412,10 @@ pub fn load_ca(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
 mod tests {
     use super::*;
 
+    fn devices(data: &Path, keys: &Path) -> DeviceAuthority {
+        ensure_device_authority(data, keys).unwrap()
+    }
+
     fn accepted(ca_pem: &[u8], certificate: &CertificateDer<'static>, name: &str) -> bool {
         let ca = CertificateDer::pem_slice_iter(ca_pem)
             .next()
@@ -376,7 +448,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let (data, keys) = (root.path().join("data"), root.path().join("data-keys"));
         let names = vec!["wardline.example.org".to_owned()];
-        ensure_identity(&data, &keys, &names).unwrap();
+        ensure_identity(&data, &keys, &names, &devices(&data, &keys)).unwrap();
         let ca = fs::read(data.join("tls/ca.pem")).unwrap();
         let server = load_ca(&data.join("tls/server.pem")).unwrap().remove(0);
         for name in ["wardline.example.org", "localhost", "127.0.0.1"] {
@@ -395,15 +467,20 @@ mod tests {
         ));
 
         // A host name the CA was not made for stops the start, saying what to do.
-        let error = ensure_identity(&data, &keys, &["ward.example.net".to_owned()])
-            .err()
-            .unwrap()
-            .to_string();
+        let error = ensure_identity(
+            &data,
+            &keys,
+            &["ward.example.net".to_owned()],
+            &devices(&data, &keys),
+        )
+        .err()
+        .unwrap()
+        .to_string();
         assert!(
             error.contains("ward.example.net") && error.contains("aside"),
             "{error}"
         );
-        ensure_identity(&data, &keys, &names).unwrap();
+        ensure_identity(&data, &keys, &names, &devices(&data, &keys)).unwrap();
     }
 
     #[test]
@@ -422,6 +499,12 @@ mod tests {
         .unwrap();
         crate::keys::write_private(&keys.join(CA_KEY_FILE), key.serialize_pem().as_bytes())
             .unwrap();
-        ensure_identity(&data, &keys, &["any.example.net".to_owned()]).unwrap();
+        ensure_identity(
+            &data,
+            &keys,
+            &["any.example.net".to_owned()],
+            &devices(&data, &keys),
+        )
+        .unwrap();
     }
 }

@@ -11,6 +11,7 @@ pub mod actor;
 pub mod alarms;
 pub mod clinical;
 pub mod credentials;
+pub mod device_certificates;
 pub mod devices;
 pub mod emergency;
 mod error;
@@ -81,6 +82,8 @@ pub struct Wardline {
     settings: Arc<ServiceSettings>,
     device_sessions: Arc<RwLock<Vec<Arc<dyn DeviceSessions>>>>,
     logins: Arc<throttle::LoginThrottle>,
+    /// Signs devices' certificates; none for the command line and tools.
+    device_ca: Option<Arc<device_certificates::DeviceCa>>,
 }
 
 impl std::fmt::Debug for Wardline {
@@ -104,7 +107,14 @@ impl Wardline {
             settings: Arc::new(settings),
             device_sessions: Arc::new(RwLock::new(Vec::new())),
             logins: Arc::new(throttle::LoginThrottle::default()),
+            device_ca: None,
         }
+    }
+
+    /// Device certificates are issued by this CA from now on.
+    pub fn with_device_ca(mut self, ca: Arc<device_certificates::DeviceCa>) -> Self {
+        self.device_ca = Some(ca);
+        self
     }
 
     /// Care plan changes and alarm actions go through this engine from now on.

@@ -7,7 +7,8 @@ use wardline_domain::{DeviceId, PatientId};
 use crate::audit::AuditEvent;
 use crate::error::StoreError;
 use crate::model::{
-    Device, DeviceAssignment, DeviceCredentials, DeviceReport, DeviceStatus, NewDevice,
+    CertifiedDevice, Device, DeviceAssignment, DeviceCertificate, DeviceCredentials, DeviceReport,
+    DeviceStatus, NewDevice,
 };
 
 /// A device's first assignment, made in the same commit as its enrolment.
@@ -34,6 +35,20 @@ pub trait DeviceStore: Send + Sync {
         id: &DeviceId,
     ) -> Result<Option<DeviceCredentials>, StoreError>;
     async fn devices(&self) -> Result<Vec<Device>, StoreError>;
+    /// Records a certificate issued to the device, in one commit with `audit`.
+    /// `NotFound` for an unknown device; `Conflict` for a fingerprint already recorded.
+    async fn add_device_certificate(
+        &self,
+        id: &DeviceId,
+        certificate: DeviceCertificate,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+    /// The device a certificate was issued to, whatever its status (the caller refuses a
+    /// revoked one), and the certificate.
+    async fn device_by_certificate(
+        &self,
+        fingerprint: [u8; 32],
+    ) -> Result<Option<CertifiedDevice>, StoreError>;
     async fn set_device_status(
         &self,
         id: &DeviceId,

@@ -174,6 +174,24 @@ pub struct DeviceCredentials {
     pub secret_hash: [u8; 32],
 }
 
+/// A certificate issued to a device, known by its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceCertificate {
+    /// SHA-256 of the certificate's DER encoding.
+    pub fingerprint: [u8; 32],
+    /// The serial number, in hex, as the certificate states it.
+    pub serial: String,
+    pub issued: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+}
+
+/// The device a certificate identifies, with the certificate.
+#[derive(Debug, Clone)]
+pub struct CertifiedDevice {
+    pub device: Device,
+    pub certificate: DeviceCertificate,
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceAssignment {

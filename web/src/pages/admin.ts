@@ -5,7 +5,7 @@ import { DEVICE_KINDS, deviceKindLabel } from '../codes';
 import { field, h, notice, replace, select, type Child } from '../dom';
 import { formatTime } from '../format';
 import type { PageContext } from '../router';
-import type { EmergencyAccess } from '../schema';
+import type { EmergencyAccess, IssuedDeviceCertificate } from '../schema';
 import { currentUser, frame } from '../session';
 
 const SECTIONS: Record<string, [string, (main: HTMLElement, context: PageContext) => Promise<void>]> = {
@@ -316,6 +316,8 @@ async function devices(main: HTMLElement, context: PageContext): Promise<void> {
   const patient = select('patient_id', [['', '— not yet —'], ...patientOptions]);
   const assignDevice = select('device', list.filter((d) => d.status === 'active').map((d): [string, string] => [d.id, `${d.id} (${deviceKindLabel(d.kind)})`]), { required: true });
   const assignPatient = select('patient', patientOptions, { required: true });
+  const certifyDevice = select('device', list.filter((d) => d.status === 'active').map((d): [string, string] => [d.id, `${d.id} (${deviceKindLabel(d.kind)})`]), { required: true });
+  const request = h('textarea', { name: 'certificate_signing_request', required: true, rows: '6', maxlength: '16384', spellcheck: 'false', class: 'pem' });
   const listHost = h('div');
   const render = (items: Device[]) =>
     replace(
@@ -377,6 +379,34 @@ async function devices(main: HTMLElement, context: PageContext): Promise<void> {
         () => void refresh(),
       ),
       form('Assign a device', [field('Device', assignDevice), field('Patient', assignPatient)], 'Assign from now', async () => void (await post(`/api/v1/devices/${encodeURIComponent(assignDevice.value)}/assignments`, { patient_id: assignPatient.value })), () => void refresh()),
+      // A device that authenticates with a certificate (mutual TLS) instead of its secret:
+      // it makes its key and sends only the request; the certificate is public.
+      form(
+        'Issue a device certificate',
+        [
+          field('Device', certifyDevice),
+          field('Certificate signing request (PEM)', request, 'PKCS #10, made on the device with a key that never leaves it.'),
+        ],
+        'Issue certificate',
+        async () => {
+          const issued = await post<IssuedDeviceCertificate>(`/api/v1/devices/${encodeURIComponent(certifyDevice.value)}/certificate`, {
+            certificate_signing_request: request.value,
+          });
+          request.value = '';
+          return h(
+            'div',
+            { class: 'issued-certificate', role: 'status', 'data-testid': 'issued-certificate' },
+            h('h3', null, `Certificate for ${issued.device_id}`),
+            h('p', null, `Valid until ${formatTime(issued.not_after)}; serial ${issued.serial}. Revoking the device refuses it at once.`),
+            h('dl', null,
+              h('dt', null, 'Certificate'), h('dd', null, h('pre', { class: 'pem' }, issued.certificate_pem)),
+              h('dt', null, 'Device CA'), h('dd', null, h('pre', { class: 'pem' }, issued.ca_pem)),
+              h('dt', null, 'SHA-256 fingerprint'), h('dd', null, h('code', null, issued.fingerprint)),
+            ),
+          );
+        },
+        () => {},
+      ),
     ),
     listHost,
   );

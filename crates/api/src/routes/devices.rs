@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wardline_domain::topics::{errors_topic, readings_topic};
 use wardline_domain::{DeviceId, DeviceKind, PatientId, PayloadError, PayloadErrorKind};
+use wardline_service::device_certificates::IssuedDeviceCertificate;
 use wardline_service::devices::{DeviceStatusReport, Enrolment};
 use wardline_service::ingest::count_rejection;
 use wardline_service::{Error, MessageVerdict, Rejection};
@@ -24,6 +25,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_devices, enrol_device))
         .routes(routes!(assign_device))
         .routes(routes!(revoke_device))
+        .routes(routes!(issue_device_certificate))
         .routes(routes!(device_status))
 }
 
@@ -174,6 +176,39 @@ pub(crate) async fn revoke_device(
         .revoke_device(&caller.actor(), &device_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct CertificateRequest {
+    /// The device's PKCS #10 certificate signing request, PEM, signed with the key the
+    /// device keeps. Only its public key is used: the certificate's names, usage and
+    /// validity are Wardline's.
+    #[schema(min_length = 1, max_length = 16384)]
+    certificate_signing_request: String,
+}
+
+/// Issues a certificate to a device from its certificate signing request (admin): the
+/// device may then connect over mutual TLS (MQTT and HTTPS) with it instead of its
+/// secret. Revoking the device refuses every certificate it holds at once.
+#[utoipa::path(post, path = "/api/v1/devices/{device_id}/certificate", tag = "devices",
+    params(("device_id" = DeviceId, Path, description = "The device")),
+    request_body = CertificateRequest,
+    responses((status = 201, description = "The certificate and the CA it chains to", body = IssuedDeviceCertificate)))]
+pub(crate) async fn issue_device_certificate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(device_id): Id<DeviceId>,
+    Body(request): Body<CertificateRequest>,
+) -> Result<(StatusCode, Json<IssuedDeviceCertificate>), ApiError> {
+    let issued = state
+        .service
+        .issue_device_certificate(
+            &caller.actor(),
+            &device_id,
+            &request.certificate_signing_request,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(issued)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -62,7 +62,16 @@ pub async fn hospital_with(settings: ServiceSettings) -> Hospital {
     )
     .await
     .unwrap();
-    let service = Wardline::new(store, settings).with_alarms(alarms);
+    let device_ca = wardline_service::device_certificates::DeviceCa::generate().unwrap();
+    let service = Wardline::new(store, settings)
+        .with_alarms(alarms)
+        .with_device_ca(Arc::new(
+            wardline_service::device_certificates::DeviceCa::load(
+                &device_ca.certificate_pem,
+                &device_ca.key_pem,
+            )
+            .unwrap(),
+        ));
     let cli = Actor::CommandLine;
     let patient = |name: &str| PatientDetails {
         display_name: name.into(),

@@ -164,6 +164,63 @@ impl DeviceStore for SqliteStore {
         .await
     }
 
+    async fn add_device_certificate(
+        &self,
+        id: &DeviceId,
+        certificate: DeviceCertificate,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write(move |connection| {
+            let device_key = key_of(connection, "device", id.as_str(), "device")?;
+            connection
+                .execute(
+                    "INSERT INTO device_certificate (fingerprint, device_key, serial, issued_ms, not_after_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        certificate.fingerprint.as_slice(),
+                        device_key,
+                        certificate.serial,
+                        to_ms(certificate.issued),
+                        to_ms(certificate.not_after)
+                    ],
+                )
+                .map_err(|error| unique_violation(error, "a certificate with this fingerprint"))?;
+            append(connection, &[audit])
+        })
+        .await
+    }
+
+    async fn device_by_certificate(
+        &self,
+        fingerprint: [u8; 32],
+    ) -> Result<Option<CertifiedDevice>, StoreError> {
+        self.read(move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS}, c.serial, c.issued_ms, c.not_after_ms
+                     FROM device_certificate c JOIN device d ON d.key = c.device_key
+                     WHERE c.fingerprint = ?1"
+                ))?
+                .query_row([fingerprint.as_slice()], |row| {
+                    Ok(device_from_row(row).and_then(|device| {
+                        Ok(CertifiedDevice {
+                            device,
+                            certificate: DeviceCertificate {
+                                fingerprint,
+                                serial: row.get(7)?,
+                                issued: from_ms(row.get(8)?)?,
+                                not_after: from_ms(row.get(9)?)?,
+                            },
+                        })
+                    }))
+                })
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
     async fn devices(&self) -> Result<Vec<Device>, StoreError> {
         self.read(|connection| {
             let mut statement = connection.prepare_cached(&format!(

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_password_change_and_idle_sessions.sql"),
     include_str!("../../migrations/sqlite/0010_emergency_access.sql"),
     include_str!("../../migrations/sqlite/0011_second_factor.sql"),
+    include_str!("../../migrations/sqlite/0012_device_certificates.sql"),
 ];
 
 /// The schema version this build writes.

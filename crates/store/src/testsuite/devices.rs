@@ -4,9 +4,80 @@ use wardline_domain::{DeviceId, PatientId};
 
 use super::{at, audit, device, new_device, patient};
 use crate::{
-    AuditQuery, CommittedEvent, DeviceReport, DeviceStatus, EventCursor, EventFilter,
-    InitialAssignment, Store, StoreError,
+    AuditQuery, CommittedEvent, DeviceCertificate, DeviceReport, DeviceStatus, EventCursor,
+    EventFilter, InitialAssignment, Store, StoreError,
 };
+
+pub async fn device_certificates_identify_their_device(store: &dyn Store) {
+    let cgm = device(store, "cgm-001").await;
+    let other = device(store, "cgm-002").await;
+    let certificate = |byte: u8| DeviceCertificate {
+        fingerprint: [byte; 32],
+        serial: format!("{byte:02x}"),
+        issued: at(1),
+        not_after: at(1000),
+    };
+    assert!(
+        store
+            .device_by_certificate([1; 32])
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    for byte in [1, 2] {
+        store
+            .add_device_certificate(&cgm, certificate(byte), audit("devices.issue_certificate"))
+            .await
+            .expect("add");
+    }
+    // Each certificate names its device; a renewal leaves the earlier one valid.
+    for byte in [1, 2] {
+        let found = store
+            .device_by_certificate([byte; 32])
+            .await
+            .expect("lookup")
+            .expect("certificate");
+        assert_eq!(found.device.id, cgm);
+        assert_eq!(found.certificate, certificate(byte));
+    }
+    // A fingerprint is one certificate's, for one device.
+    assert!(matches!(
+        store
+            .add_device_certificate(&other, certificate(1), audit("devices.issue_certificate"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        store
+            .add_device_certificate(
+                &DeviceId::parse("dev_unknown").expect("id"),
+                certificate(3),
+                audit("devices.issue_certificate")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let issued = store
+        .audit_events(AuditQuery {
+            action: Some("devices.issue_certificate".into()),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(issued.len(), 2, "refused certificates leave no entry");
+    // The device's status is the caller's to judge: a revoked device is still found.
+    store
+        .set_device_status(&cgm, DeviceStatus::Revoked, audit("devices.revoke"))
+        .await
+        .expect("revoke");
+    let revoked = store
+        .device_by_certificate([2; 32])
+        .await
+        .expect("lookup")
+        .expect("certificate");
+    assert_eq!(revoked.device.status, DeviceStatus::Revoked);
+}
 
 pub async fn devices_and_assignments(store: &dyn Store) {
     let alice = patient(store, "Alice").await;

@@ -54,6 +54,7 @@ macro_rules! store_conformance_suite {
             care_teams_decide_membership, emergency_access_opens_expires_and_is_reviewed_once,
             people_changes_are_audited_in_the_same_commit,
             devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
+            device_certificates_identify_their_device,
             device_reports_are_kept, ingest_stores_once, ingest_refuses_unassigned_and_revoked,
             a_reused_seq_with_other_content_is_refused, readings_a_device_cannot_take_are_refused, an_assignment_is_not_backdated_over_stored_readings,
             reassigned_device_keeps_patients_apart, observations_page_by_time,

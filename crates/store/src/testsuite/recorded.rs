@@ -148,6 +148,8 @@ recorded!(DeviceStore {
     async fn enrol_device(&self, device: NewDevice, assignment: Option<InitialAssignment>, audit: AuditEvent) -> R<Device>;
     async fn device(&self, id: &DeviceId) -> R<Option<Device>>;
     async fn device_credentials(&self, id: &DeviceId) -> R<Option<DeviceCredentials>>;
+    async fn add_device_certificate(&self, id: &DeviceId, certificate: DeviceCertificate, audit: AuditEvent) -> R<()>;
+    async fn device_by_certificate(&self, fingerprint: [u8; 32]) -> R<Option<CertifiedDevice>>;
     async fn devices(&self) -> R<Vec<Device>>;
     async fn set_device_status(&self, id: &DeviceId, status: DeviceStatus, audit: AuditEvent) -> R<()>;
     async fn assign_device(&self, device: &DeviceId, patient: PatientId, from: DateTime<Utc>, audit: AuditEvent) -> R<()>;
@@ -279,6 +281,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 79, "{methods:?}");
+        assert_eq!(methods.len(), 81, "{methods:?}");
     }
 }

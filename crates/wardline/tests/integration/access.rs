@@ -113,21 +113,7 @@ async fn wrong_secrets_and_revoked_devices_cannot_connect() {
         AsyncClient::new(mqtt_v311(&server, &ward.device, &ward.device.secret), 10);
     publish_qos1(&client, &ward.device, reading(1, "99504-3", 100.0, "mg/dL")).await;
     await_pubacks(&mut eventloop, 1).await;
-    let revoke = server
-        .post(
-            &ward.admin,
-            &format!("/api/v1/devices/{}/revoke", ward.device.id),
-            json!({}),
-        )
-        .await;
-    assert_eq!(revoke.status(), 204);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    // Events flow until the server drops the connection.
-    while tokio::time::timeout_at(deadline, eventloop.poll())
-        .await
-        .expect("dropped in time")
-        .is_ok()
-    {}
+    revoke_and_see_it_dropped(&server, &ward.admin, &ward.device.id, &mut eventloop).await;
     assert_eq!(
         connect(ward.device.secret.clone()).await,
         Err(ConnectReturnCode::NotAuthorized)

@@ -8,6 +8,7 @@ mod analytics;
 mod audit;
 mod connections;
 mod demo;
+mod device_certificates;
 mod durability;
 mod encryption;
 mod evaluation;

@@ -678,6 +678,31 @@ pub(crate) fn reading(seq: i64, code: &str, value: f64, unit: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+/// Revokes a device as `admin`, then polls its connected MQTT 3.1.1 event loop until the
+/// server drops the connection (within 10 s).
+pub(crate) async fn revoke_and_see_it_dropped(
+    server: &TestServer,
+    admin: &Session,
+    device_id: &str,
+    eventloop: &mut rumqttc::EventLoop,
+) {
+    let revoke = server
+        .post(
+            admin,
+            &format!("/api/v1/devices/{device_id}/revoke"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(revoke.status(), 204);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // Events flow until the server drops the connection.
+    while tokio::time::timeout_at(deadline, eventloop.poll())
+        .await
+        .expect("dropped in time")
+        .is_ok()
+    {}
+}
+
 /// Polls an MQTT 3.1.1 event loop until `count` PUBACKs arrived; returns the acked
 /// packet ids in order.
 pub(crate) async fn await_pubacks(eventloop: &mut rumqttc::EventLoop, count: usize) -> Vec<u16> {
