@@ -97,8 +97,8 @@ async fn a_second_factor_is_set_up_then_asked_for_at_every_login() {
         )
     };
     let (status, body) = confirm(wrong).await;
-    // Only the field is wrong: the session goes on.
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Not proof of the key, but the session goes on.
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["field"], "one_time_code");
     // The right one does, typed as the app shows it.
     let current = one_time_code(&secret, 0);

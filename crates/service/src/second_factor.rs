@@ -75,10 +75,11 @@ fn totp(secret: Vec<u8>, username: &str) -> Result<Totp, Error> {
         .map_err(|error| Error::Internal(format!("a TOTP secret: {error}")))
 }
 
-/// A code that does not confirm a second factor being set up. Not `BadOneTimeCode`
-/// (401): the caller is signed in, and only this field is wrong.
+/// A code that does not confirm a second factor being set up: well formed, but not proof
+/// of holding the key (as a wrong current password at a password change). Not
+/// `BadOneTimeCode` (401): the caller is signed in, and their session goes on.
 fn wrong_code() -> Error {
-    Error::invalid(
+    Error::not_permitted(
         "one_time_code",
         "is not the authenticator app's current code for the key just shown (or was used already)",
     )
