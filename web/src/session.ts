@@ -92,6 +92,7 @@ const ROLE_LABEL: Record<User['role'], string> = {
   clinician: 'Clinician',
   nurse: 'Nurse',
   patient: 'Patient',
+  specialist: 'Specialist',
 };
 
 async function logout(): Promise<void> {

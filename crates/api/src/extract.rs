@@ -386,6 +386,10 @@ path_extractor!(
     EmergencyAccessPath(uuid::Uuid) from "access_id"
 );
 path_extractor!(
+    /// `{share_id}`: a patient's share.
+    SharePath(uuid::Uuid) from "share_id"
+);
+path_extractor!(
     /// `{gateway_id}`: a gateway device.
     GatewayPath(DeviceId) from "gateway_id"
 );

@@ -50,6 +50,7 @@ fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .merge(routes::analytics::routes())
         .merge(routes::devices::routes())
         .merge(routes::emergency::routes())
+        .merge(routes::shares::routes())
         .merge(routes::gateways::routes())
         .merge(routes::alarms::routes())
         .merge(routes::system::routes())

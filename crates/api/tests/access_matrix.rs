@@ -7,11 +7,12 @@ use serde_json::json;
 
 use common::hospital;
 
-const ROLES: [&str; 7] = [
+const ROLES: [&str; 8] = [
     "admin",
     "clinician",
     "nurse",
     "outsider",
+    "specialist",
     "ada",
     "bob",
     "anonymous",
@@ -758,6 +759,8 @@ enum Audience {
     /// Clinicians and nurses, on Ada's team or not (emergency access).
     Clinical,
     Admin,
+    /// Patients, about their own record (their shares).
+    Patients,
     /// Devices and gateways, with their own credentials: no account's session will do.
     Devices,
 }
@@ -783,6 +786,9 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         // One's own emergency access to a patient (none, for most).
         ("GET", "/api/v1/patients/{patient_id}/emergency-access") => SignedIn,
         ("POST", "/api/v1/patients/{patient_id}/emergency-access") => Clinical,
+        ("GET" | "POST", "/api/v1/me/shares") | ("POST", "/api/v1/me/shares/{share_id}/revoke") => {
+            Patients
+        }
         ("GET", patient) if patient.starts_with("/api/v1/patients/{patient_id}") => AdasReaders,
         ("PUT", "/api/v1/patients/{patient_id}/care-plan") => AdasTeam,
         ("GET" | "POST" | "PUT" | "DELETE", admin)
@@ -814,6 +820,7 @@ fn admits(audience: Audience, who: &str) -> bool {
         Audience::AdasTeam => matches!(who, "clinician" | "nurse"),
         Audience::Clinical => matches!(who, "clinician" | "nurse" | "outsider"),
         Audience::Admin => who == "admin",
+        Audience::Patients => matches!(who, "ada" | "bob"),
         Audience::Devices => false,
     }
 }

@@ -9,4 +9,5 @@ mod openapi;
 mod routes;
 mod second_factor;
 mod sessions;
+mod sharing;
 mod streams;

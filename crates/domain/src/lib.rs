@@ -8,6 +8,7 @@ pub mod observation;
 pub mod payload;
 pub mod people;
 pub mod rhythm;
+pub mod sharing;
 #[cfg(feature = "openapi")]
 pub mod text_schema;
 pub mod topics;

@@ -19,10 +19,19 @@ pub enum Role {
     Nurse,
     /// Sees only their own record.
     Patient,
+    /// A clinician outside the patient's care teams (a consultant a state away): sees
+    /// nothing by default, and only what a patient shared with them, while it lasts.
+    Specialist,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Clinician, Role::Nurse, Role::Patient];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Clinician,
+        Role::Nurse,
+        Role::Patient,
+        Role::Specialist,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -30,6 +39,7 @@ impl Role {
             Role::Clinician => "clinician",
             Role::Nurse => "nurse",
             Role::Patient => "patient",
+            Role::Specialist => "specialist",
         }
     }
 
@@ -46,7 +56,7 @@ impl fmt::Display for Role {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?}: expected admin, clinician, nurse or patient")]
+#[error("unknown role {0:?}: expected admin, clinician, nurse, patient or specialist")]
 pub struct UnknownRole(pub String);
 
 impl FromStr for Role {

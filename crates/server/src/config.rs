@@ -51,6 +51,8 @@ pub struct Config {
     /// Accounts of these roles must log in with a second factor (administrators unless
     /// configured otherwise).
     pub second_factor_roles: Vec<wardline_domain::Role>,
+    /// The longest a patient's share with a specialist may last, in days.
+    pub max_share_days: i64,
     pub log_filter: String,
     pub log_json: bool,
     /// NEWS2 scores the latest value of each vital sign taken within this many minutes
@@ -284,6 +286,8 @@ pub struct AccessSection {
     /// Roles whose accounts must log in with a second factor (default `["admin"]`; `[]`
     /// for none).
     pub second_factor_roles: Option<Vec<String>>,
+    /// The longest a patient's share with a specialist may last, in days.
+    pub max_share_days: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -445,6 +449,10 @@ pub fn load(
         session_idle_minutes: file.sessions.idle_minutes.unwrap_or(15),
         emergency_access_minutes: file.access.emergency_minutes.unwrap_or(60),
         second_factor_roles: second_factor_roles(&file.access, env)?,
+        max_share_days: file
+            .access
+            .max_share_days
+            .unwrap_or(wardline_domain::sharing::DEFAULT_MAX_SHARE_DAYS),
         log_filter: env
             .get("RUST_LOG")
             .cloned()
@@ -651,6 +659,11 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if !(1..=24 * 30).contains(&config.session_hours) {
         return Err(ConfigError::Invalid(
             "sessions.hours must be 1 to 720".into(),
+        ));
+    }
+    if !(1..=365).contains(&config.max_share_days) {
+        return Err(ConfigError::Invalid(
+            "access.max_share_days must be 1 to 365".into(),
         ));
     }
     if !(5..=12 * 60).contains(&config.emergency_access_minutes) {

@@ -107,6 +107,7 @@ pub fn service_settings(config: &Config) -> ServiceSettings {
         },
         allow_loopback_webhooks: config.allow_loopback_webhooks,
         second_factor_roles: config.second_factor_roles.clone(),
+        max_share_days: config.max_share_days,
     }
 }
 

@@ -4,7 +4,9 @@
 //!
 //! The rules: a patient sees only their own record; clinicians and nurses see the
 //! patients of their care teams, and read another patient's data while an emergency
-//! access they opened for that patient lasts (see [`crate::emergency`]); an admin manages
+//! access they opened for that patient lasts (see [`crate::emergency`]); a specialist
+//! reads what a patient shared with them, of the shared categories and measured within
+//! the shared window, while the share lasts (see [`crate::sharing`]); an admin manages
 //! accounts and devices but sees clinical data only when also on the patient's care team.
 //!
 //! Reads are audited here, allowed or denied, before any data is read. A change that is
@@ -14,6 +16,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use wardline_domain::sharing::{ShareCategory, ShareScope};
 use wardline_domain::{PatientId, Role, UserId};
 use wardline_store::{AuditEvent, AuditOutcome};
 
@@ -33,6 +38,35 @@ pub enum AccessBasis {
     CareTeam,
     /// An emergency access the person opened: reads only, until it ends.
     Emergency,
+    /// A patient's share with the person: reads only, of its categories and window.
+    Share,
+}
+
+/// What a read needs of a share to go through one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareNeed {
+    /// A share that includes this category.
+    Category(ShareCategory),
+    /// Any share: the patient's name and the like, which every share shows.
+    Any,
+    /// Never through a share (the patient's devices, care teams, access log).
+    Never,
+}
+
+/// What a read of `action` needs of a share. Reads whose category depends on what is
+/// asked (observations of a code) say so at the call
+/// ([`Wardline::authorize_patient_window`]).
+fn share_need(action: &str) -> ShareNeed {
+    match action {
+        // The patient's name, and the latest values of the shared categories only.
+        "patient.read" | "observations.read_latest" => ShareNeed::Any,
+        "care_plan.read" | "care_plan.versions" => ShareNeed::Category(ShareCategory::CarePlan),
+        "alarms.read" => ShareNeed::Category(ShareCategory::Alarms),
+        "waveforms.read" | "rhythm_events.read" => ShareNeed::Category(ShareCategory::Ecg),
+        "news2.read" | "news2.read_latest" => ShareNeed::Category(ShareCategory::VitalSigns),
+        "cgm_report.read" => ShareNeed::Category(ShareCategory::Glucose),
+        _ => ShareNeed::Never,
+    }
 }
 
 /// Proof that the actor may read one patient's data. Private fields: only this module
@@ -41,6 +75,8 @@ pub enum AccessBasis {
 pub struct PatientAccess {
     patient_id: PatientId,
     basis: AccessBasis,
+    /// Through a share: what it opens.
+    scope: Option<ShareScope>,
 }
 
 impl PatientAccess {
@@ -50,6 +86,27 @@ impl PatientAccess {
 
     pub fn basis(&self) -> AccessBasis {
         self.basis
+    }
+
+    /// Whether an observation of `code` measured at `time` is within the access: always,
+    /// but through a share, where it must be of a shared category and in the window.
+    pub fn shows(&self, code: wardline_domain::ObservationCode, time: DateTime<Utc>) -> bool {
+        self.scope.as_ref().is_none_or(|scope| {
+            scope.allows(ShareCategory::of_code(code)) && scope.from <= time && time < scope.to
+        })
+    }
+}
+
+/// Why a read is allowed, with the share it goes through if it does.
+#[derive(Debug, Clone)]
+struct Grant {
+    basis: AccessBasis,
+    share: Option<(Uuid, ShareScope)>,
+}
+
+impl Grant {
+    fn of(basis: AccessBasis) -> Self {
+        Self { basis, share: None }
     }
 }
 
@@ -65,28 +122,59 @@ impl Wardline {
         actor: &Actor,
         patient_id: PatientId,
     ) -> Result<Option<AccessBasis>, Error> {
+        Ok(self
+            .grant(actor, patient_id, ShareNeed::Any)
+            .await?
+            .map(|grant| grant.basis))
+    }
+
+    /// Why `actor` may read `patient_id`'s data, if they may; a share counts when it
+    /// meets `need`.
+    async fn grant(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        need: ShareNeed,
+    ) -> Result<Option<Grant>, Error> {
         let Some(user) = actor.user() else {
             // The command line reads no clinical data.
             return Ok(None);
         };
         Ok(match user.role {
             Role::Patient => {
-                (user.patient_id == Some(patient_id)).then_some(AccessBasis::OwnRecord)
+                (user.patient_id == Some(patient_id)).then_some(Grant::of(AccessBasis::OwnRecord))
             }
             Role::Admin => self
                 .store
                 .is_on_care_team_of(user.id, patient_id)
                 .await?
-                .then_some(AccessBasis::CareTeam),
+                .then_some(Grant::of(AccessBasis::CareTeam)),
             Role::Clinician | Role::Nurse => {
                 if self.store.is_on_care_team_of(user.id, patient_id).await? {
-                    Some(AccessBasis::CareTeam)
+                    Some(Grant::of(AccessBasis::CareTeam))
                 } else {
                     self.store
                         .open_emergency_access_of(user.id, patient_id, self.now())
                         .await?
-                        .map(|_| AccessBasis::Emergency)
+                        .map(|_| Grant::of(AccessBasis::Emergency))
                 }
+            }
+            Role::Specialist => {
+                if need == ShareNeed::Never {
+                    return Ok(None);
+                }
+                self.store
+                    .live_shares(user.id, patient_id, self.now())
+                    .await?
+                    .into_iter()
+                    .find(|share| match need {
+                        ShareNeed::Category(category) => share.categories.contains(&category),
+                        ShareNeed::Any | ShareNeed::Never => true,
+                    })
+                    .map(|share| Grant {
+                        basis: AccessBasis::Share,
+                        share: Some((share.id, share.scope())),
+                    })
             }
         })
     }
@@ -100,25 +188,78 @@ impl Wardline {
         action: &'static str,
         detail: Option<String>,
     ) -> Result<PatientAccess, Error> {
-        let basis = self.basis(actor, patient_id).await?;
-        let outcome = if basis.is_some() {
+        let grant = self.grant(actor, patient_id, share_need(action)).await?;
+        self.decide(actor, patient_id, action, grant, detail).await
+    }
+
+    /// [`Wardline::authorize_patient`] for a read of data measured in `[from, to)`, of
+    /// `category` (or the action's own): through a share, the window is cut to the
+    /// share's, and a read wholly outside it, or of a category the share does not
+    /// include, is refused. Returns the window to read.
+    pub async fn authorize_patient_window(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        action: &'static str,
+        category: Option<ShareCategory>,
+        (from, to): (DateTime<Utc>, DateTime<Utc>),
+        detail: Option<String>,
+    ) -> Result<(PatientAccess, (DateTime<Utc>, DateTime<Utc>)), Error> {
+        let need = category.map_or_else(|| share_need(action), ShareNeed::Category);
+        let grant = self.grant(actor, patient_id, need).await?;
+        let window = match &grant {
+            Some(Grant {
+                share: Some((_, scope)),
+                ..
+            }) => scope.clamp(from, to),
+            _ => Some((from, to)),
+        };
+        let grant = grant.filter(|_| window.is_some());
+        let access = self
+            .decide(actor, patient_id, action, grant, detail)
+            .await?;
+        Ok((access, window.unwrap_or((from, to))))
+    }
+
+    /// Audits a read's decision durably, then answers it.
+    async fn decide(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        action: &'static str,
+        grant: Option<Grant>,
+        detail: Option<String>,
+    ) -> Result<PatientAccess, Error> {
+        let outcome = if grant.is_some() {
             AuditOutcome::Allowed
         } else {
             AuditOutcome::Denied
         };
-        // A read under emergency access says so, for the review and the patient's log.
-        let detail = if basis == Some(AccessBasis::Emergency) {
-            Some(match detail {
-                Some(detail) => format!("emergency access; {detail}"),
-                None => "emergency access".to_owned(),
-            })
-        } else {
-            detail
+        // A read under emergency access or through a share says so, for the review and
+        // the patient's log.
+        let through = match &grant {
+            Some(Grant {
+                basis: AccessBasis::Emergency,
+                ..
+            }) => Some("emergency access".to_owned()),
+            Some(Grant {
+                share: Some((id, _)),
+                ..
+            }) => Some(format!("share {id}")),
+            _ => None,
+        };
+        let detail = match (through, detail) {
+            (Some(through), Some(detail)) => Some(format!("{through}; {detail}")),
+            (through, detail) => through.or(detail),
         };
         self.audit(actor.audit(action, Some(patient_id), outcome, detail, self.now()))
             .await?;
-        match basis {
-            Some(basis) => Ok(PatientAccess { patient_id, basis }),
+        match grant {
+            Some(grant) => Ok(PatientAccess {
+                patient_id,
+                basis: grant.basis,
+                scope: grant.share.map(|(_, scope)| scope),
+            }),
             None => {
                 metrics::counter!("wardline_access_denied_total", "action" => action).increment(1);
                 Err(Error::Forbidden)
@@ -138,11 +279,11 @@ impl Wardline {
         detail: Option<String>,
     ) -> Result<Allowed, Error> {
         let role_allowed = actor.user().is_some_and(|user| roles.contains(&user.role));
-        // Emergency access is for reading: changes stay with the care team.
+        // Emergency access and shares are for reading: changes stay with the care team.
         let basis = if role_allowed {
             self.basis(actor, patient_id)
                 .await?
-                .filter(|basis| *basis != AccessBasis::Emergency)
+                .filter(|basis| !matches!(basis, AccessBasis::Emergency | AccessBasis::Share))
         } else {
             None
         };
@@ -225,6 +366,11 @@ impl Wardline {
             Some((Role::Clinician | Role::Nurse, user)) => {
                 self.store.patients_of_care_team_member(user.id).await?
             }
+            Some((Role::Specialist, user)) => {
+                self.store
+                    .patients_sharing_with(user.id, self.now())
+                    .await?
+            }
             Some((Role::Admin, _)) | None => self
                 .store
                 .patients()
@@ -263,7 +409,11 @@ impl Wardline {
         self.store.append_audit(events).await?;
         Ok(patients
             .into_iter()
-            .map(|patient_id| PatientAccess { patient_id, basis })
+            .map(|patient_id| PatientAccess {
+                patient_id,
+                basis,
+                scope: None,
+            })
             .collect())
     }
 
@@ -275,6 +425,9 @@ impl Wardline {
                 user.patient_id.into_iter().collect(),
                 AccessBasis::OwnRecord,
             ),
+            // A specialist's views across patients (the alarm inbox, the ward stream) are
+            // empty: they read what each patient shared, on that patient's pages.
+            Some(user) if user.role == Role::Specialist => (Vec::new(), AccessBasis::Share),
             Some(user) => (
                 self.store.patients_of_care_team_member(user.id).await?,
                 AccessBasis::CareTeam,

@@ -9,6 +9,7 @@ use wardline_analytics::cgm::{
     AmbulatoryGlucoseProfile, ConsensusMetrics, EpisodeReport, FIVE_MINUTES, GlucoseReading,
     GlucoseSeries, ambulatory_glucose_profile, consensus_metrics, glucose_episodes,
 };
+use wardline_domain::sharing::ShareCategory;
 use wardline_domain::{Observation, ObservationCode, PatientId, Signal};
 use wardline_store::{
     News2Query, News2Record, ObservationBucket, ObservationQuery, ObservationSummaryQuery,
@@ -142,11 +143,13 @@ impl Wardline {
                     .ok_or_else(|| Error::invalid("cursor", "not a cursor this API returned"))
             })
             .transpose()?;
-        let access = self
-            .authorize_patient(
+        let (access, (from, to)) = self
+            .authorize_patient_window(
                 actor,
                 patient_id,
                 "observations.read",
+                Some(ShareCategory::of_code(code)),
+                (from, to),
                 Some(format!("code {} from {from} to {to}", code.loinc())),
             )
             .await?;
@@ -191,11 +194,13 @@ impl Wardline {
                 format!("too small for the window: at most {MAX_BUCKETS} buckets"),
             ));
         }
-        let access = self
-            .authorize_patient(
+        let (access, (from, to)) = self
+            .authorize_patient_window(
                 actor,
                 patient_id,
                 "observations.summary",
+                Some(ShareCategory::of_code(code)),
+                (from, to),
                 Some(format!("code {} from {from} to {to}", code.loinc())),
             )
             .await?;
@@ -225,7 +230,9 @@ impl Wardline {
         let access = self
             .authorize_patient(actor, patient_id, "observations.read_latest", None)
             .await?;
-        Ok(self.store.latest_observations(access.patient_id()).await?)
+        let mut latest = self.store.latest_observations(access.patient_id()).await?;
+        latest.retain(|observation| access.shows(observation.code, observation.effective));
+        Ok(latest)
     }
 
     pub async fn waveforms(
@@ -243,11 +250,13 @@ impl Wardline {
                 "a waveform window spans at most one hour",
             ));
         }
-        let access = self
-            .authorize_patient(
+        let (access, (from, to)) = self
+            .authorize_patient_window(
                 actor,
                 patient_id,
                 "waveforms.read",
+                None,
+                (from, to),
                 Some(format!("from {from} to {to}")),
             )
             .await?;
@@ -291,11 +300,13 @@ impl Wardline {
     ) -> Result<Vec<RhythmEventRecord>, Error> {
         let (from, to) = time_window(window.0, window.1, Duration::hours(24))?;
         let limit = check_limit(limit, 1000, 10_000)?;
-        let access = self
-            .authorize_patient(
+        let (access, (from, to)) = self
+            .authorize_patient_window(
                 actor,
                 patient_id,
                 "rhythm_events.read",
+                None,
+                (from, to),
                 Some(format!("from {from} to {to}")),
             )
             .await?;
@@ -319,11 +330,13 @@ impl Wardline {
     ) -> Result<Vec<News2Record>, Error> {
         let (from, to) = time_window(window.0, window.1, Duration::hours(24))?;
         let limit = check_limit(limit, 1000, 10_000)?;
-        let access = self
-            .authorize_patient(
+        let (access, (from, to)) = self
+            .authorize_patient_window(
                 actor,
                 patient_id,
                 "news2.read",
+                None,
+                (from, to),
                 Some(format!("from {from} to {to}")),
             )
             .await?;
@@ -375,11 +388,13 @@ impl Wardline {
                 "a divisor of 1440 from 1 to 60, e.g. 5 or 15",
             ));
         }
-        let access = self
-            .authorize_patient(
+        let (access, (from, to)) = self
+            .authorize_patient_window(
                 actor,
                 patient_id,
                 "cgm_report.read",
+                None,
+                (from, to),
                 Some(format!("from {from} to {to}")),
             )
             .await?;

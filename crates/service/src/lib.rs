@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod live;
 pub mod people;
 pub mod second_factor;
+pub mod sharing;
 pub mod throttle;
 
 use std::sync::{Arc, RwLock};
@@ -52,6 +53,8 @@ pub struct ServiceSettings {
     /// Accounts of these roles must log in with a second factor: until they have set one
     /// up, they may do nothing else (see [`second_factor`]).
     pub second_factor_roles: Vec<Role>,
+    /// The longest a patient's share may last, in days.
+    pub max_share_days: i64,
 }
 
 impl Default for ServiceSettings {
@@ -63,6 +66,7 @@ impl Default for ServiceSettings {
             payload_limits: PayloadLimits::default(),
             allow_loopback_webhooks: false,
             second_factor_roles: vec![Role::Admin],
+            max_share_days: wardline_domain::sharing::DEFAULT_MAX_SHARE_DAYS,
         }
     }
 }
@@ -84,6 +88,9 @@ pub struct Wardline {
     logins: Arc<throttle::LoginThrottle>,
     /// Signs devices' certificates; none for the command line and tools.
     device_ca: Option<Arc<device_certificates::DeviceCa>>,
+    /// What "now" is for expiries (sessions, emergency access, shares): the system's
+    /// clock, or a test's.
+    clock: Arc<dyn wardline_alarms::Clock>,
 }
 
 impl std::fmt::Debug for Wardline {
@@ -108,7 +115,14 @@ impl Wardline {
             device_sessions: Arc::new(RwLock::new(Vec::new())),
             logins: Arc::new(throttle::LoginThrottle::default()),
             device_ca: None,
+            clock: Arc::new(wardline_alarms::SystemClock),
         }
+    }
+
+    /// Expiries are judged by this clock from now on (tests move it).
+    pub fn with_clock(mut self, clock: Arc<dyn wardline_alarms::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Device certificates are issued by this CA from now on.
@@ -156,7 +170,7 @@ impl Wardline {
     }
 
     fn now(&self) -> DateTime<Utc> {
-        Utc::now()
+        self.clock.now()
     }
 
     fn disconnect(&self, device_id: &DeviceId) {

@@ -116,6 +116,11 @@ pub struct AccessLogEntry {
     pub role: Option<Role>,
     pub action: String,
     pub outcome: AuditOutcome,
+    /// How someone outside the care team came to look: through one of the patient's
+    /// shares (its id), or by emergency access.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_id: Option<uuid::Uuid>,
+    pub emergency: bool,
 }
 
 pub fn check_username(username: &str) -> Result<(), Error> {
@@ -849,6 +854,12 @@ impl Wardline {
                     Some(user) => user.display_name.clone(),
                     None => event.actor_label,
                 };
+                // The access check writes how the read came about first in the detail.
+                let detail = event.detail.as_deref().unwrap_or_default();
+                let share_id = detail
+                    .strip_prefix("share ")
+                    .and_then(|rest| rest.get(..36))
+                    .and_then(|id| uuid::Uuid::parse_str(id).ok());
                 AccessLogEntry {
                     sequence: event.sequence,
                     time: event.time,
@@ -856,6 +867,8 @@ impl Wardline {
                     role: user.map(|user| user.role),
                     action: event.action,
                     outcome: event.outcome,
+                    share_id,
+                    emergency: detail.starts_with("emergency access"),
                 }
             })
             .collect())

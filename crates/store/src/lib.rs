@@ -15,6 +15,7 @@ mod ingest;
 mod model;
 mod outbox;
 mod people;
+mod shares;
 pub mod sqlite;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
@@ -31,6 +32,7 @@ pub use ingest::IngestStore;
 pub use model::*;
 pub use outbox::*;
 pub use people::PeopleStore;
+pub use shares::*;
 pub use sqlite::SqliteStore;
 
 /// Everything Wardline stores. Code that needs one capability takes that trait; code
@@ -38,6 +40,7 @@ pub use sqlite::SqliteStore;
 pub trait Store:
     PeopleStore
     + EmergencyAccessStore
+    + ShareStore
     + DeviceStore
     + IngestStore
     + ClinicalStore
@@ -54,6 +57,7 @@ pub trait Store:
 impl<T> Store for T where
     T: PeopleStore
         + EmergencyAccessStore
+        + ShareStore
         + DeviceStore
         + IngestStore
         + ClinicalStore

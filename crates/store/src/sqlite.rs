@@ -20,6 +20,7 @@ mod migrations;
 mod outbox;
 mod people;
 mod rows;
+mod shares;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -76,6 +76,7 @@ const ROLES: [string, string][] = [
   ['clinician', 'Clinician'],
   ['nurse', 'Nurse'],
   ['patient', 'Patient'],
+  ['specialist', 'Specialist (outside the care teams: sees only what a patient shares)'],
   ['admin', 'Administrator'],
 ];
 

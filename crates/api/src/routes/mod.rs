@@ -7,4 +7,5 @@ pub(crate) mod devices;
 pub(crate) mod emergency;
 pub(crate) mod gateways;
 pub(crate) mod people;
+pub(crate) mod shares;
 pub(crate) mod system;

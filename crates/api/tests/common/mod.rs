@@ -41,6 +41,15 @@ pub async fn hospital() -> Hospital {
 
 /// [`hospital`] with other service settings (a short session lifetime, say).
 pub async fn hospital_with(settings: ServiceSettings) -> Hospital {
+    hospital_with_clock(settings, Arc::new(wardline_alarms::SystemClock)).await
+}
+
+/// [`hospital`] whose service judges expiries (sessions, emergency access, shares) by
+/// `clock`, which the test moves.
+pub async fn hospital_with_clock(
+    settings: ServiceSettings,
+    clock: Arc<dyn wardline_alarms::Clock>,
+) -> Hospital {
     let folder = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(SqliteOptions::new(
@@ -64,6 +73,7 @@ pub async fn hospital_with(settings: ServiceSettings) -> Hospital {
     .unwrap();
     let device_ca = wardline_service::device_certificates::DeviceCa::generate().unwrap();
     let service = Wardline::new(store, settings)
+        .with_clock(clock)
         .with_alarms(alarms)
         .with_device_ca(Arc::new(
             wardline_service::device_certificates::DeviceCa::load(
@@ -98,6 +108,8 @@ pub async fn hospital_with(settings: ServiceSettings) -> Hospital {
         ("clinician", Role::Clinician, None),
         ("nurse", Role::Nurse, None),
         ("outsider", Role::Clinician, None),
+        // A specialist with whom nobody has shared anything.
+        ("specialist", Role::Specialist, None),
         ("ada", Role::Patient, Some(ada)),
         ("bob", Role::Patient, Some(bob)),
     ];
@@ -145,18 +157,8 @@ pub async fn hospital_with(settings: ServiceSettings) -> Hospital {
         _folder: folder,
     };
     for (name, _, _) in accounts {
-        let (status, body) = hospital
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"username": name, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{name} logs in: {body}");
-        hospital
-            .tokens
-            .insert(name, body["token"].as_str().unwrap().to_owned());
+        let token = hospital.login(name).await;
+        hospital.tokens.insert(name, token);
     }
     // Administrators must have a second factor before they may do anything else: the
     // admin sets one up from the session just opened, which then serves.
@@ -189,6 +191,20 @@ pub fn one_time_code(secret: &str, steps: i64) -> String {
 }
 
 impl Hospital {
+    /// A new session of an account with [`PASSWORD`] (and no second factor): its token.
+    pub async fn login(&self, username: &str) -> String {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"username": username, "password": PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{username} logs in: {body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
     /// An account with [`PASSWORD`], created from the command line (so no password change
     /// is due).
     pub async fn add_account(&self, username: &str, role: Role) {
@@ -309,6 +325,7 @@ impl Hospital {
             .replace("{alarm_id}", "0123abcd")
             .replace("{channel_id}", "ch_0")
             .replace("{notification_id}", "1")
+            .replace("{share_id}", "00000000-0000-4000-8000-000000000000")
     }
 
     /// A request as `who` (a key of `tokens`, or `anonymous`).

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0010_emergency_access.sql"),
     include_str!("../../migrations/sqlite/0011_second_factor.sql"),
     include_str!("../../migrations/sqlite/0012_device_certificates.sql"),
+    include_str!("../../migrations/sqlite/0013_specialists_and_shares.sql"),
 ];
 
 /// The schema version this build writes.
@@ -32,12 +33,31 @@ pub(crate) fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
+    // A migration that rebuilds a table (SQLite cannot change a constraint in place)
+    // drops the old one while other tables still refer to it: foreign keys are off while
+    // migrating, and every migration checks them all before it commits.
+    connection.pragma_update(None, "foreign_keys", "OFF")?;
+    let migrated = apply(connection, current);
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    migrated
+}
+
+fn apply(connection: &mut Connection, current: i64) -> Result<(), StoreError> {
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
         let transaction = connection.transaction()?;
         transaction
             .execute_batch(sql)
             .map_err(|error| StoreError::Migration(format!("to version {version}: {error}")))?;
+        let broken: i64 =
+            transaction.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+                row.get(0)
+            })?;
+        if broken > 0 {
+            return Err(StoreError::Migration(format!(
+                "to version {version}: {broken} rows would refer to rows that are not there"
+            )));
+        }
         transaction.pragma_update(None, "user_version", version)?;
         transaction.commit()?;
         tracing::info!(version, "database migrated");

@@ -18,6 +18,7 @@ mod ingest;
 mod outbox;
 mod people;
 mod recorded;
+mod shares;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use wardline_domain::{DeviceId, DeviceKind, ObservationCode, PatientId, Reading, Role, UserId};
@@ -33,6 +34,7 @@ pub use ingest::*;
 pub use outbox::*;
 pub use people::*;
 pub use recorded::{Recorded, Recorder, trait_methods};
+pub use shares::*;
 
 use crate::{AuditEvent, AuditOutcome, NewDevice, NewPatient, NewUser, Store};
 
@@ -52,6 +54,7 @@ macro_rules! store_conformance_suite {
             users_and_credentials, sessions_expire_and_revoke, a_new_password_ends_the_other_sessions,
             a_second_factor_is_confirmed_and_each_code_used_once,
             care_teams_decide_membership, emergency_access_opens_expires_and_is_reviewed_once,
+            shares_open_until_they_expire_or_are_revoked,
             people_changes_are_audited_in_the_same_commit,
             devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
             device_certificates_identify_their_device,

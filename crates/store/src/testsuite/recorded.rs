@@ -48,6 +48,7 @@ pub fn trait_methods() -> Vec<String> {
     let sources = [
         include_str!("../people.rs"),
         include_str!("../emergency.rs"),
+        include_str!("../shares.rs"),
         include_str!("../devices.rs"),
         include_str!("../ingest.rs"),
         include_str!("../clinical.rs"),
@@ -142,6 +143,15 @@ recorded!(EmergencyAccessStore {
     async fn open_emergency_access_of(&self, user: UserId, patient: PatientId, now: DateTime<Utc>) -> R<Option<EmergencyAccess>>;
     async fn emergency_accesses(&self, unreviewed_only: bool, limit: u32) -> R<Vec<EmergencyAccess>>;
     async fn review_emergency_access(&self, id: uuid::Uuid, reviewer: UserId, note: String, at: DateTime<Utc>, audit: AuditEvent) -> R<EmergencyAccess>;
+});
+
+recorded!(ShareStore {
+    async fn create_share(&self, share: NewShare, audit: AuditEvent) -> R<Share>;
+    async fn share(&self, id: uuid::Uuid) -> R<Option<Share>>;
+    async fn shares_of_patient(&self, patient: PatientId) -> R<Vec<Share>>;
+    async fn live_shares(&self, grantee: UserId, patient: PatientId, now: DateTime<Utc>) -> R<Vec<Share>>;
+    async fn patients_sharing_with(&self, grantee: UserId, now: DateTime<Utc>) -> R<Vec<PatientId>>;
+    async fn revoke_share(&self, id: uuid::Uuid, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
 });
 
 recorded!(DeviceStore {
@@ -281,6 +291,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 81, "{methods:?}");
+        assert_eq!(methods.len(), 87, "{methods:?}");
     }
 }

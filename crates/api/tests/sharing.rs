@@ -1,0 +1,377 @@
+//! A patient's share with a specialist, through the real router: exactly the shared
+//! categories, measured within the shared window, while the share lasts; nothing of
+//! anyone else; every read audited with the share.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+use wardline_domain::Role;
+use wardline_service::ServiceSettings;
+
+use crate::common::{Hospital, hospital_with_clock};
+
+/// A hospital whose service clock the test moves, with sessions that neither idle out
+/// nor expire while it does.
+async fn hospital_and_clock() -> (Hospital, Arc<wardline_alarms::ManualClock>) {
+    let clock = Arc::new(wardline_alarms::ManualClock::new(Utc::now()));
+    let settings = ServiceSettings {
+        session_idle_timeout: None,
+        session_lifetime: Duration::days(365),
+        ..ServiceSettings::default()
+    };
+    let mut h = hospital_with_clock(settings, clock.clone()).await;
+    for name in ["dr.okafor", "dr.second"] {
+        h.add_account(name, Role::Specialist).await;
+        let token = h.login(name).await;
+        h.tokens.insert(
+            if name == "dr.okafor" {
+                "okafor"
+            } else {
+                "second"
+            },
+            token,
+        );
+    }
+    (h, clock)
+}
+
+/// A CGM of Ada's since 40 days ago, with readings at the given days before now.
+async fn ada_glucose(h: &Hospital, days_ago: &[i64]) {
+    let (status, enrolled) = h
+        .as_(
+            "admin",
+            Method::POST,
+            "/api/v1/devices",
+            Some(json!({"kind": "cgm", "model": "G7", "serial": "share-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{enrolled}");
+    let device = enrolled["device"]["id"].as_str().unwrap().to_owned();
+    let secret = enrolled["secret"].as_str().unwrap().to_owned();
+    let (status, body) = h
+        .as_(
+            "admin",
+            Method::POST,
+            &format!("/api/v1/devices/{device}/assignments"),
+            Some(json!({"patient_id": h.ada, "from": Utc::now() - Duration::days(40)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for (seq, days) in days_ago.iter().enumerate() {
+        let (status, body) = h
+            .call(
+                Method::POST,
+                &format!("/api/v1/devices/{device}/readings"),
+                Some(&secret),
+                Some(json!({"v": 1, "seq": seq, "code": "99504-3", "value": 100 + seq, "unit": "mg/dL",
+                            "time": Utc::now() - Duration::days(*days)})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+fn window(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    format!(
+        "from={}&to={}",
+        from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
+}
+
+async fn status(h: &Hospital, who: &str, path: &str) -> StatusCode {
+    h.as_(who, Method::GET, path, None).await.0
+}
+
+async fn share(h: &Hospital, body: Value) -> Value {
+    let (status, share) = h
+        .as_("ada", Method::POST, "/api/v1/me/shares", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{share}");
+    share
+}
+
+/// "ECG, last 30 days, for five days": the specialist reads ECG and rhythm events inside
+/// the window, and nothing else: not glucose, vital signs, alarms, the care plan, the
+/// devices, ECG before the window, nor any other patient; a second specialist sees
+/// nothing, and changes stay with the care team.
+#[tokio::test]
+async fn a_share_opens_its_categories_within_its_window_and_nothing_else() {
+    let (h, _clock) = hospital_and_clock().await;
+    let ada = h.ada;
+    let patient = |path: &str| format!("/api/v1/patients/{ada}{path}");
+    // Before any share, Ada is not the specialist's patient.
+    let (_, patients) = h.as_("okafor", Method::GET, "/api/v1/patients", None).await;
+    assert_eq!(patients, json!([]));
+    assert_eq!(
+        status(&h, "okafor", &patient("")).await,
+        StatusCode::FORBIDDEN
+    );
+
+    let created = share(
+        &h,
+        json!({"grantee_username": "dr.okafor", "categories": ["ecg"], "data_last_days": 30,
+               "expires_in_days": 5, "message": "before the arrhythmia clinic"}),
+    )
+    .await;
+    assert_eq!(created["categories"], json!(["ecg"]));
+    assert_eq!(created["grantee_name"], "Specialist dr.okafor");
+    let share_id = created["id"].as_str().unwrap().to_owned();
+
+    let (_, patients) = h.as_("okafor", Method::GET, "/api/v1/patients", None).await;
+    assert_eq!(patients.as_array().map(Vec::len), Some(1), "{patients}");
+    let now = Utc::now();
+    for path in [
+        patient(""),
+        patient(&format!(
+            "/waveforms?{}",
+            window(now - Duration::hours(2), now - Duration::hours(1))
+        )),
+        patient(&format!(
+            "/rhythm-events?{}",
+            window(now - Duration::days(10), now)
+        )),
+        // A window reaching before the share's is cut to it.
+        patient(&format!(
+            "/rhythm-events?{}",
+            window(now - Duration::days(60), now)
+        )),
+        patient("/observations/latest"),
+    ] {
+        assert_eq!(status(&h, "okafor", &path).await, StatusCode::OK, "{path}");
+    }
+    for path in [
+        patient(&format!(
+            "/observations?code=99504-3&{}",
+            window(now - Duration::days(5), now)
+        )),
+        patient(&format!(
+            "/observations/summary?code=8867-4&{}",
+            window(now - Duration::days(5), now)
+        )),
+        patient(&format!("/news2?{}", window(now - Duration::days(1), now))),
+        patient("/news2/latest"),
+        patient("/alarms"),
+        patient("/care-plan"),
+        patient("/devices"),
+        patient("/care-teams"),
+        patient("/access-log"),
+        patient(&format!(
+            "/reports/cgm?{}",
+            window(now - Duration::days(14), now)
+        )),
+        // ECG wholly before the window.
+        patient(&format!(
+            "/waveforms?{}",
+            window(
+                now - Duration::days(40),
+                now - Duration::days(40) + Duration::hours(1)
+            )
+        )),
+        format!("/api/v1/patients/{}", h.bob),
+    ] {
+        assert_eq!(
+            status(&h, "okafor", &path).await,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        status(&h, "second", &patient("")).await,
+        StatusCode::FORBIDDEN
+    );
+    // A share is for reading: the care plan stays the care team's.
+    let (status_code, _) = h
+        .as_(
+            "okafor",
+            Method::PUT,
+            &patient("/care-plan"),
+            Some(json!({"program": "cardiac", "reason": "specialist's change"})),
+        )
+        .await;
+    assert_eq!(status_code, StatusCode::FORBIDDEN);
+
+    // Every read through the share is audited with it.
+    let (_, audit) = h
+        .as_(
+            "admin",
+            Method::GET,
+            "/api/v1/audit?action=rhythm_events.read",
+            None,
+        )
+        .await;
+    let through: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["detail"].as_str().unwrap_or("").contains(&share_id))
+        .collect();
+    assert_eq!(through.len(), 2, "{audit}");
+    // And Ada sees who looked, at what, through which share.
+    let (_, log) = h
+        .as_("ada", Method::GET, &patient("/access-log?limit=200"), None)
+        .await;
+    let by_share: Vec<&Value> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["share_id"] == json!(share_id))
+        .collect();
+    assert!(
+        by_share
+            .iter()
+            .any(|entry| entry["action"] == "rhythm_events.read"
+                && entry["who"] == "Specialist dr.okafor"
+                && entry["role"] == "specialist"
+                && entry["outcome"] == "allowed"),
+        "{log}"
+    );
+    assert!(by_share.iter().all(|entry| entry["emergency"] == false));
+}
+
+/// The window is applied by the store query: readings measured outside it are never
+/// read, whatever window the specialist asks for.
+#[tokio::test]
+async fn readings_outside_the_shared_window_are_never_read() {
+    let (h, _clock) = hospital_and_clock().await;
+    ada_glucose(&h, &[35, 5, 1]).await;
+    let now = Utc::now();
+    share(
+        &h,
+        json!({"grantee_username": "dr.okafor", "categories": ["glucose"],
+               "data_from": now - Duration::days(10), "data_to": now - Duration::days(2)}),
+    )
+    .await;
+    let glucose = |who: &'static str| {
+        let path = format!(
+            "/api/v1/patients/{}/observations?code=99504-3&{}",
+            h.ada,
+            window(now - Duration::days(60), now)
+        );
+        let h = &h;
+        async move {
+            let (status_code, page) = h.as_(who, Method::GET, &path, None).await;
+            assert_eq!(status_code, StatusCode::OK, "{page}");
+            page["observations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|observation| observation["value"].as_f64().unwrap())
+                .collect::<Vec<f64>>()
+        }
+    };
+    assert_eq!(
+        glucose("okafor").await,
+        vec![101.0],
+        "only the reading of 5 days ago"
+    );
+    // The newest glucose (1 day ago) is outside the window: the latest values leave it out.
+    let (_, latest) = h
+        .as_(
+            "okafor",
+            Method::GET,
+            &format!("/api/v1/patients/{}/observations/latest", h.ada),
+            None,
+        )
+        .await;
+    assert_eq!(latest, json!([]), "{latest}");
+    // The care team sees everything.
+    assert_eq!(glucose("clinician").await.len(), 3);
+}
+
+/// Revoked, or expired (the clock moved on), a share opens nothing, and logging in again
+/// does not bring it back. Only the patient shares, and only their own record.
+#[tokio::test]
+async fn a_revoked_or_expired_share_opens_nothing() {
+    let (h, clock) = hospital_and_clock().await;
+    let ada_page = format!("/api/v1/patients/{}", h.ada);
+    let first = share(
+        &h,
+        json!({"grantee_username": "dr.okafor", "categories": ["ecg", "vital_signs"], "data_last_days": 7}),
+    )
+    .await;
+    assert_eq!(status(&h, "okafor", &ada_page).await, StatusCode::OK);
+    let (status_code, body) = h
+        .as_(
+            "ada",
+            Method::POST,
+            &format!("/api/v1/me/shares/{}/revoke", first["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status_code, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(status(&h, "okafor", &ada_page).await, StatusCode::FORBIDDEN);
+    let again = h.login("dr.okafor").await;
+    let (status_code, _) = h.call(Method::GET, &ada_page, Some(&again), None).await;
+    assert_eq!(
+        status_code,
+        StatusCode::FORBIDDEN,
+        "a new login does not bring it back"
+    );
+
+    // A share of two days, and the clock moves three days on.
+    share(
+        &h,
+        json!({"grantee_username": "dr.okafor", "categories": ["ecg"], "data_last_days": 7, "expires_in_days": 2}),
+    )
+    .await;
+    assert_eq!(status(&h, "okafor", &ada_page).await, StatusCode::OK);
+    clock.advance(Duration::days(3));
+    assert_eq!(status(&h, "okafor", &ada_page).await, StatusCode::FORBIDDEN);
+    let (_, listed) = h.as_("ada", Method::GET, "/api/v1/me/shares", None).await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    assert!(
+        listed[1]["revoked"].is_string(),
+        "the first, revoked: {listed}"
+    );
+    assert!(
+        listed[0]["revoked"].is_null(),
+        "the second, expired: {listed}"
+    );
+
+    // Nobody but the patient shares: not the care team, not the specialist (no passing
+    // a share on); and a patient's share is of their own record.
+    let request =
+        json!({"grantee_username": "dr.second", "categories": ["ecg"], "data_last_days": 7});
+    for who in ["clinician", "okafor", "admin"] {
+        let (status_code, _) = h
+            .as_(
+                who,
+                Method::POST,
+                "/api/v1/me/shares",
+                Some(request.clone()),
+            )
+            .await;
+        assert_eq!(status_code, StatusCode::FORBIDDEN, "{who}");
+    }
+    let (status_code, bobs) = h
+        .as_("bob", Method::POST, "/api/v1/me/shares", Some(request))
+        .await;
+    assert_eq!(status_code, StatusCode::CREATED, "{bobs}");
+    assert_eq!(bobs["patient_id"], json!(h.bob));
+    // Every share ends, and only a specialist receives one.
+    for (body, field) in [
+        (
+            json!({"grantee_username": "dr.okafor", "categories": ["ecg"], "data_last_days": 7, "expires_in_days": 400}),
+            "expires_in_days",
+        ),
+        (
+            json!({"grantee_username": "clinician", "categories": ["ecg"], "data_last_days": 7}),
+            "grantee_username",
+        ),
+        (
+            json!({"grantee_username": "dr.okafor", "categories": [], "data_last_days": 7}),
+            "categories",
+        ),
+    ] {
+        let (status_code, error) = h
+            .as_("ada", Method::POST, "/api/v1/me/shares", Some(body))
+            .await;
+        assert_eq!(status_code, StatusCode::BAD_REQUEST, "{error}");
+        assert_eq!(error["error"]["field"], field, "{error}");
+    }
+}
