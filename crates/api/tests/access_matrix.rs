@@ -770,7 +770,8 @@ enum Audience {
 fn audience(method: &str, path: &str) -> Option<Audience> {
     use Audience::*;
     Some(match (method, path) {
-        ("GET", "/healthz" | "/api/v1/openapi.json") | ("POST", "/api/v1/auth/login") => Public,
+        ("GET", "/healthz" | "/api/v1/openapi.json")
+        | ("POST", "/api/v1/auth/login" | "/api/v1/share-links/open") => Public,
         ("GET", "/metrics") => Admin,
         ("GET", "/api/v1/me" | "/api/v1/alarms" | "/api/v1/alarms/stream")
         | ("GET", "/api/v1/observations/stream" | "/api/v1/patients")

@@ -88,11 +88,41 @@ async fn status(h: &Hospital, who: &str, path: &str) -> StatusCode {
 }
 
 async fn share(h: &Hospital, body: Value) -> Value {
-    let (status, share) = h
+    created(h, body).await["share"].clone()
+}
+
+/// A share Ada makes, as created (with a link's token and passcode).
+async fn created(h: &Hospital, body: Value) -> Value {
+    let (status, created) = h
         .as_("ada", Method::POST, "/api/v1/me/shares", Some(body))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{share}");
-    share
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created
+}
+
+/// A link Ada made, opened with its own passcode, answers `share_link_closed` saying
+/// `why`.
+async fn closed_saying(h: &Hospital, link: &Value, why: &str) {
+    let (status_code, error) = open_link(
+        h,
+        link["link_token"].as_str().unwrap(),
+        link["passcode"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(status_code, StatusCode::GONE, "{error}");
+    assert_eq!(error["error"]["code"], "share_link_closed");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains(why), "{message}");
+}
+
+async fn open_link(h: &Hospital, token: &str, passcode: &str) -> (StatusCode, Value) {
+    h.call(
+        Method::POST,
+        "/api/v1/share-links/open",
+        None,
+        Some(json!({"token": token, "passcode": passcode})),
+    )
+    .await
 }
 
 /// "ECG, last 30 days, for five days": the specialist reads ECG and rhythm events inside
@@ -352,7 +382,7 @@ async fn a_revoked_or_expired_share_opens_nothing() {
         .as_("bob", Method::POST, "/api/v1/me/shares", Some(request))
         .await;
     assert_eq!(status_code, StatusCode::CREATED, "{bobs}");
-    assert_eq!(bobs["patient_id"], json!(h.bob));
+    assert_eq!(bobs["share"]["patient_id"], json!(h.bob));
     // Every share ends, and only a specialist receives one.
     for (body, field) in [
         (
@@ -374,4 +404,136 @@ async fn a_revoked_or_expired_share_opens_nothing() {
         assert_eq!(status_code, StatusCode::BAD_REQUEST, "{error}");
         assert_eq!(error["error"]["field"], field, "{error}");
     }
+}
+
+/// A link with a passcode, for someone without an account: the right passcode opens
+/// exactly the shared data; wrong ones count down, and the fifth disables the link; an
+/// expired, revoked or used single-use link says which. Every attempt is in the
+/// patient's access log.
+#[tokio::test]
+async fn a_share_link_opens_with_its_passcode_and_closes_as_it_should() {
+    let (h, clock) = hospital_and_clock().await;
+    ada_glucose(&h, &[35, 5]).await;
+    let link = created(
+        &h,
+        json!({"link": {}, "categories": ["glucose"], "data_last_days": 30, "expires_in_days": 3}),
+    )
+    .await;
+    let token = link["link_token"].as_str().unwrap().to_owned();
+    let passcode = link["passcode"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("wsl_") && passcode.len() == 10, "{link}");
+    assert_eq!(link["share"]["grantee_id"], Value::Null);
+    // The token and passcode are shown this once: the list has neither.
+    let (_, listed) = h.as_("ada", Method::GET, "/api/v1/me/shares", None).await;
+    assert!(!listed.to_string().contains(&passcode) && !listed.to_string().contains(&token));
+
+    let (status_code, record) = open_link(&h, &token, &passcode).await;
+    assert_eq!(status_code, StatusCode::OK, "{record}");
+    assert_eq!(record["patient_name"], "Ada");
+    let values: Vec<f64> = record["observations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|observation| observation["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values, vec![101.0], "glucose of the last 30 days only");
+    assert_eq!(record["care_plan"], Value::Null);
+    // Not single-use: it opens again.
+    assert_eq!(open_link(&h, &token, &passcode).await.0, StatusCode::OK);
+
+    // Wrong passcodes count down; the fifth disables it, for the right one too.
+    for left in (1..=4).rev() {
+        let (status_code, error) = open_link(&h, &token, "WRONGPASS2").await;
+        assert_eq!(status_code, StatusCode::FORBIDDEN, "{error}");
+        assert_eq!(error["error"]["code"], "bad_passcode");
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("{left} of 5 attempts left")),
+            "{message}"
+        );
+    }
+    let (status_code, error) = open_link(&h, &token, "WRONGPASS2").await;
+    assert_eq!(status_code, StatusCode::GONE, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("disabled after 5 wrong passcodes")
+    );
+    let (status_code, _) = open_link(&h, &token, &passcode).await;
+    assert_eq!(status_code, StatusCode::GONE);
+    let (_, listed) = h.as_("ada", Method::GET, "/api/v1/me/shares", None).await;
+    assert!(
+        listed[0]["link"]["disabled"].is_string(),
+        "the patient sees it: {listed}"
+    );
+    assert_eq!(listed[0]["link"]["passcode_failures"], 5);
+
+    // A single-use link opens once.
+    let once = created(
+        &h,
+        json!({"link": {"single_use": true}, "categories": ["vital_signs"], "data_last_days": 7}),
+    )
+    .await;
+    let (token, passcode) = (
+        once["link_token"].as_str().unwrap().to_owned(),
+        once["passcode"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(open_link(&h, &token, &passcode).await.0, StatusCode::OK);
+    let (status_code, error) = open_link(&h, &token, &passcode).await;
+    assert_eq!(status_code, StatusCode::GONE);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("for one use")
+    );
+
+    // Revoked, and expired, links say so; an unknown one is not found.
+    let revoked = created(
+        &h,
+        json!({"link": {}, "categories": ["ecg"], "data_last_days": 7}),
+    )
+    .await;
+    let (status_code, _) = h
+        .as_(
+            "ada",
+            Method::POST,
+            &format!(
+                "/api/v1/me/shares/{}/revoke",
+                revoked["share"]["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status_code, StatusCode::NO_CONTENT);
+    closed_saying(&h, &revoked, "the patient revoked this link").await;
+    let lapsing = created(
+        &h,
+        json!({"link": {}, "categories": ["ecg"], "data_last_days": 7, "expires_in_days": 1}),
+    )
+    .await;
+    clock.advance(Duration::days(2));
+    closed_saying(&h, &lapsing, "this link expired on").await;
+    assert_eq!(
+        open_link(&h, "wsl_nothing", "ABCDEFGHJK").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Every attempt is in Ada's access log, with its share.
+    let (_, log) = h
+        .as_(
+            "ada",
+            Method::GET,
+            &format!("/api/v1/patients/{}/access-log?limit=200", h.ada),
+            None,
+        )
+        .await;
+    let attempts = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["action"] == "share_links.open" && entry["share_id"].is_string())
+        .count();
+    assert!(attempts >= 12, "{attempts} attempts logged: {log}");
 }

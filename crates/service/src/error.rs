@@ -46,6 +46,12 @@ pub enum Error {
     BadOneTimeCode,
     #[error("wrong username or password")]
     BadLogin,
+    /// A share link that no longer opens, and why (expired, revoked, used, disabled).
+    #[error("{reason}")]
+    ShareLinkClosed { reason: String },
+    /// A share link's passcode was wrong; so many attempts are left before it is disabled.
+    #[error("wrong passcode: {remaining} of {limit} attempts left before the link is disabled")]
+    BadPasscode { remaining: u32, limit: u32 },
     #[error("not allowed")]
     Forbidden,
     /// A request that changes state, authenticated by the session cookie alone, came
@@ -124,6 +130,16 @@ impl Error {
         status: 401,
         meaning: "the one-time code is wrong, out of date, or was used before (each code is good once)",
     };
+    const SHARE_LINK_CLOSED: ErrorSpec = ErrorSpec {
+        code: "share_link_closed",
+        status: 410,
+        meaning: "the share link no longer opens: it expired, the patient revoked it, it was for one use and was used, or too many wrong passcodes disabled it (the message says which)",
+    };
+    const BAD_PASSCODE: ErrorSpec = ErrorSpec {
+        code: "bad_passcode",
+        status: 403,
+        meaning: "the share link's passcode is wrong; the message says how many attempts are left before the link is disabled",
+    };
     const BAD_LOGIN: ErrorSpec = ErrorSpec {
         code: "bad_login",
         status: 401,
@@ -196,7 +212,7 @@ impl Error {
     };
 
     /// Every error a client can see, for documentation.
-    pub const ALL: [ErrorSpec; 22] = [
+    pub const ALL: [ErrorSpec; 24] = [
         Self::INVALID_REQUEST,
         Self::INVALID_PAYLOAD,
         Self::UNAUTHENTICATED,
@@ -206,6 +222,8 @@ impl Error {
         Self::SECOND_FACTOR_REQUIRED,
         Self::BAD_ONE_TIME_CODE,
         Self::BAD_LOGIN,
+        Self::SHARE_LINK_CLOSED,
+        Self::BAD_PASSCODE,
         Self::FORBIDDEN,
         Self::CSRF_HEADER_MISSING,
         Self::NOT_PERMITTED,
@@ -232,6 +250,8 @@ impl Error {
             Error::SecondFactorRequired => Self::SECOND_FACTOR_REQUIRED,
             Error::BadOneTimeCode => Self::BAD_ONE_TIME_CODE,
             Error::BadLogin => Self::BAD_LOGIN,
+            Error::ShareLinkClosed { .. } => Self::SHARE_LINK_CLOSED,
+            Error::BadPasscode { .. } => Self::BAD_PASSCODE,
             Error::Forbidden => Self::FORBIDDEN,
             Error::CsrfHeaderMissing { .. } => Self::CSRF_HEADER_MISSING,
             Error::NotPermitted { .. } => Self::NOT_PERMITTED,
@@ -364,6 +384,13 @@ mod tests {
             Error::SecondFactorRequired,
             Error::BadOneTimeCode,
             Error::BadLogin,
+            Error::ShareLinkClosed {
+                reason: "expired".into(),
+            },
+            Error::BadPasscode {
+                remaining: 4,
+                limit: 5,
+            },
             Error::Forbidden,
             Error::CsrfHeaderMissing {
                 field: "x-wardline-request".into(),

@@ -6,20 +6,81 @@
 //! and audits it with the share's id.
 
 use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
 use uuid::Uuid;
 use wardline_domain::sharing::{DEFAULT_SHARE_DAYS, ShareCategory, share_window};
-use wardline_domain::{PatientId, Role};
-use wardline_store::{AuditOutcome, NewShare, Share};
+use wardline_domain::{Observation, ObservationCode, PatientId, Role};
+use wardline_store::{
+    AuditEvent, AuditOutcome, CarePlanVersionRecord, LinkAttempt, NewShare, News2Query,
+    News2Record, ObservationQuery, RhythmEventQuery, RhythmEventRecord, Share, ShareGrantee,
+    StoreError,
+};
 
 use crate::actor::Actor;
+use crate::credentials;
 use crate::error::Error;
 use crate::{Wardline, clean_text};
+
+/// Wrong passcodes a share link takes before it is disabled.
+pub const PASSCODE_ATTEMPTS: u32 = 5;
+
+/// The passcode's alphabet: no 0/O, 1/I/L, so it can be read out over the phone.
+const PASSCODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+const PASSCODE_LENGTH: usize = 10;
+
+/// Who a share is for.
+#[derive(Debug, Clone)]
+pub enum ShareTo {
+    /// A specialist's account, by user name.
+    Specialist(String),
+    /// Whoever the patient gives a link and, separately, its passcode.
+    Link { single_use: bool },
+}
+
+/// A share just made, with a link's token and passcode, shown this once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Serialize)]
+pub struct CreatedShare {
+    pub share: Share,
+    /// For a link: the token that goes into its address (`/shared/{token}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_token: Option<String>,
+    /// For a link: the passcode, to give separately from the link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passcode: Option<String>,
+}
+
+impl std::fmt::Debug for CreatedShare {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("CreatedShare")
+            .field("share", &self.share)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a share link opens: exactly its scope, read once for the viewer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedRecord {
+    pub patient_name: String,
+    pub categories: Vec<ShareCategory>,
+    pub data_from: DateTime<Utc>,
+    pub data_to: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+    pub message: Option<String>,
+    /// Observations of the shared categories measured in the window, oldest first per
+    /// code (at most 5,000 per code).
+    pub observations: Vec<Observation>,
+    pub rhythm_events: Vec<RhythmEventRecord>,
+    pub news2: Vec<News2Record>,
+    pub care_plan: Option<CarePlanVersionRecord>,
+}
 
 /// A share as its patient asks for it.
 #[derive(Debug, Clone)]
 pub struct ShareRequest {
-    /// The specialist's account name.
-    pub grantee_username: String,
+    pub to: ShareTo,
     pub categories: Vec<ShareCategory>,
     /// The data measured in the last so many days, and from then on while the share
     /// lasts; or a fixed range (`data_from`, `data_to`).
@@ -35,7 +96,11 @@ impl Wardline {
     /// specialist. Nobody else creates a share: not the care team (who may propose a
     /// referral, which the patient accepts), not a specialist (who cannot pass a share
     /// on), not another patient.
-    pub async fn create_share(&self, actor: &Actor, request: ShareRequest) -> Result<Share, Error> {
+    pub async fn create_share(
+        &self,
+        actor: &Actor,
+        request: ShareRequest,
+    ) -> Result<CreatedShare, Error> {
         let user = actor.user().ok_or(Error::Forbidden)?;
         let patient_id = match (user.role, user.patient_id) {
             (Role::Patient, Some(patient_id)) => patient_id,
@@ -85,27 +150,50 @@ impl Wardline {
             Some(text) => Some(clean_text("message", text, 500)?).filter(|text| !text.is_empty()),
             None => None,
         };
-        let grantee = self
-            .store
-            .user_credentials(&request.grantee_username)
-            .await?
-            .map(|credentials| credentials.user)
-            .filter(|grantee| grantee.role == Role::Specialist && !grantee.disabled)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "grantee_username",
-                    "is not a specialist's account: ask your care team or the specialist for their Wardline user name",
-                )
-            })?;
         let id = Uuid::new_v4();
+        let (grantee, to, link_token, passcode) = match &request.to {
+            ShareTo::Specialist(username) => {
+                let grantee = self
+                    .store
+                    .user_credentials(username)
+                    .await?
+                    .map(|credentials| credentials.user)
+                    .filter(|grantee| grantee.role == Role::Specialist && !grantee.disabled)
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "grantee_username",
+                            "is not a specialist's account: ask your care team or the specialist for their Wardline user name",
+                        )
+                    })?;
+                let to = format!("{} ({})", grantee.display_name, grantee.username);
+                (ShareGrantee::Person(grantee.id), to, None, None)
+            }
+            ShareTo::Link { single_use } => {
+                let token = credentials::new_session_token()?.replacen(
+                    credentials::TOKEN_PREFIX,
+                    "wsl_",
+                    1,
+                );
+                let passcode = new_passcode()?;
+                let grantee = ShareGrantee::Link {
+                    token_hash: credentials::token_hash(&token),
+                    passcode_hash: credentials::hash_password(passcode.clone()).await?,
+                    single_use: *single_use,
+                };
+                let to = if *single_use {
+                    "a link with a passcode, for one use".to_owned()
+                } else {
+                    "a link with a passcode".to_owned()
+                };
+                (grantee, to, Some(token), Some(passcode))
+            }
+        };
         let audit = actor.audit(
             "shares.create",
             Some(patient_id),
             AuditOutcome::Allowed,
             Some(format!(
-                "share {id} with {} ({}): {} measured {} to {}, until {}",
-                grantee.display_name,
-                grantee.username,
+                "share {id} with {to}: {} measured {} to {}, until {}",
                 categories
                     .iter()
                     .map(|category| category.as_str())
@@ -117,13 +205,13 @@ impl Wardline {
             )),
             now,
         );
-        Ok(self
+        let share = self
             .store
             .create_share(
                 NewShare {
                     id,
                     patient_id,
-                    grantee_id: grantee.id,
+                    grantee,
                     consented_by: user.id,
                     created: now,
                     categories,
@@ -134,7 +222,12 @@ impl Wardline {
                 },
                 audit,
             )
-            .await?)
+            .await?;
+        Ok(CreatedShare {
+            share,
+            link_token,
+            passcode,
+        })
     }
 
     /// Every share of the caller's own record, newest first: live, expired and revoked.
@@ -165,12 +258,232 @@ impl Wardline {
             "shares.revoke",
             Some(patient_id),
             AuditOutcome::Allowed,
-            Some(format!("share {} with {}", share.id, share.grantee_name)),
+            Some(format!(
+                "share {} with {}",
+                share.id,
+                share.grantee_name.as_deref().unwrap_or("a link")
+            )),
             self.now(),
         );
         self.store.revoke_share(share.id, self.now(), audit).await?;
         Ok(())
     }
+}
+
+impl Wardline {
+    /// Opens a share link with its passcode, for someone without an account: exactly the
+    /// shared categories, measured in the shared window. Wrong passcodes count, and the
+    /// fifth disables the link (the patient sees it in their list); an expired, revoked,
+    /// used (single-use) or disabled link says which. Every attempt is audited against
+    /// the patient's record.
+    pub async fn open_share_link(
+        &self,
+        token: &str,
+        passcode: String,
+        remote_addr: Option<String>,
+    ) -> Result<SharedRecord, Error> {
+        if token.len() > 200 || passcode.len() > 100 {
+            return Err(Error::NotFound("share link".into()));
+        }
+        let Some((share, passcode_hash)) = self
+            .store
+            .share_by_link(credentials::token_hash(token))
+            .await?
+        else {
+            return Err(Error::NotFound("share link".into()));
+        };
+        let now = self.now();
+        let link = share
+            .link
+            .clone()
+            .ok_or_else(|| Error::NotFound("share link".into()))?;
+        let closed = if share.revoked.is_some() {
+            Some("the patient revoked this link".to_owned())
+        } else if link.disabled.is_some() {
+            Some(format!(
+                "this link was disabled after {PASSCODE_ATTEMPTS} wrong passcodes; the patient can make a new one"
+            ))
+        } else if now >= share.expires {
+            Some(format!(
+                "this link expired on {}",
+                share.expires.format("%-d %B %Y at %H:%M UTC")
+            ))
+        } else if link.single_use && link.opened > 0 {
+            Some("this link was for one use, and it has been used".to_owned())
+        } else {
+            None
+        };
+        if let Some(reason) = closed {
+            self.audit(self.link_audit(&share, AuditOutcome::Denied, &reason, remote_addr))
+                .await?;
+            return Err(Error::ShareLinkClosed { reason });
+        }
+        if !credentials::password_matches(passcode, passcode_hash).await? {
+            let share = self
+                .store
+                .record_link_attempt(
+                    share.id,
+                    LinkAttempt::WrongPasscode {
+                        limit: PASSCODE_ATTEMPTS,
+                    },
+                    now,
+                    self.link_audit(&share, AuditOutcome::Denied, "wrong passcode", remote_addr),
+                )
+                .await?;
+            let failures = share
+                .link
+                .map_or(PASSCODE_ATTEMPTS, |link| link.passcode_failures);
+            if failures >= PASSCODE_ATTEMPTS {
+                return Err(Error::ShareLinkClosed {
+                    reason: format!(
+                        "this link was disabled after {PASSCODE_ATTEMPTS} wrong passcodes; the patient can make a new one"
+                    ),
+                });
+            }
+            return Err(Error::BadPasscode {
+                remaining: PASSCODE_ATTEMPTS - failures,
+                limit: PASSCODE_ATTEMPTS,
+            });
+        }
+        let categories = share
+            .categories
+            .iter()
+            .map(|category| category.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match self
+            .store
+            .record_link_attempt(
+                share.id,
+                LinkAttempt::Opened,
+                now,
+                self.link_audit(
+                    &share,
+                    AuditOutcome::Allowed,
+                    &format!("viewed {categories}"),
+                    remote_addr,
+                ),
+            )
+            .await
+        {
+            Err(StoreError::Conflict { .. }) => {
+                return Err(Error::ShareLinkClosed {
+                    reason: "this link was for one use, and it has been used".into(),
+                });
+            }
+            other => other?,
+        };
+        self.shared_record(&share).await
+    }
+
+    /// A link's attempt as the audit trail keeps it: against the patient's record, by
+    /// the link (there is no account), with the share's id first in the detail.
+    fn link_audit(
+        &self,
+        share: &Share,
+        outcome: AuditOutcome,
+        what: &str,
+        remote_addr: Option<String>,
+    ) -> AuditEvent {
+        AuditEvent {
+            time: self.now(),
+            actor: None,
+            actor_label: "share link".into(),
+            action: "share_links.open".into(),
+            patient_id: Some(share.patient_id),
+            outcome,
+            remote_addr,
+            detail: Some(format!("share {}; {what}", share.id)),
+        }
+    }
+
+    /// The data a share opens, read with its categories and window.
+    async fn shared_record(&self, share: &Share) -> Result<SharedRecord, Error> {
+        let patient = self
+            .store
+            .patient(share.patient_id)
+            .await?
+            .ok_or_else(|| Error::NotFound("patient".into()))?;
+        let shared = |category: ShareCategory| share.categories.contains(&category);
+        let mut observations = Vec::new();
+        for spec in wardline_domain::codes::CATALOGUE {
+            let code: ObservationCode = spec.code;
+            if !shared(ShareCategory::of_code(code)) {
+                continue;
+            }
+            let page = self
+                .store
+                .observations(ObservationQuery {
+                    patient_id: share.patient_id,
+                    code,
+                    from: share.data_from,
+                    to: share.data_to,
+                    after: None,
+                    limit: 5000,
+                })
+                .await?;
+            observations.extend(page.observations);
+        }
+        let rhythm_events = if shared(ShareCategory::Ecg) {
+            self.store
+                .rhythm_events(RhythmEventQuery {
+                    patient_id: share.patient_id,
+                    from: share.data_from,
+                    to: share.data_to,
+                    limit: 5000,
+                })
+                .await?
+        } else {
+            Vec::new()
+        };
+        let news2 = if shared(ShareCategory::VitalSigns) {
+            self.store
+                .news2_scores(News2Query {
+                    patient_id: share.patient_id,
+                    from: share.data_from,
+                    to: share.data_to,
+                    limit: 5000,
+                })
+                .await?
+        } else {
+            Vec::new()
+        };
+        let care_plan = if shared(ShareCategory::CarePlan) {
+            self.store
+                .care_plan_versions(share.patient_id)
+                .await?
+                .into_iter()
+                .max_by_key(|version| version.version)
+        } else {
+            None
+        };
+        Ok(SharedRecord {
+            patient_name: patient.display_name,
+            categories: share.categories.clone(),
+            data_from: share.data_from,
+            data_to: share.data_to,
+            expires: share.expires,
+            message: share.message.clone(),
+            observations,
+            rhythm_events,
+            news2,
+            care_plan,
+        })
+    }
+}
+
+/// A new passcode: 10 characters from a 31-letter alphabet (about 50 bits), which five
+/// attempts cannot guess.
+fn new_passcode() -> Result<String, Error> {
+    let mut bytes = [0u8; PASSCODE_LENGTH];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| Error::Internal("no randomness".into()))?;
+    // 256 is not a multiple of 31: the first letters are a little likelier (by under
+    // 1 %), which costs well under a bit of the passcode's strength.
+    Ok(bytes
+        .iter()
+        .map(|byte| char::from(PASSCODE_ALPHABET[usize::from(*byte) % PASSCODE_ALPHABET.len()]))
+        .collect())
 }
 
 /// The caller's own patient record: only a patient account has one.

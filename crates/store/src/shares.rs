@@ -18,10 +18,12 @@ use crate::error::StoreError;
 pub struct Share {
     pub id: Uuid,
     pub patient_id: PatientId,
-    /// Who may read through it.
-    pub grantee_id: UserId,
+    /// Who may read through it: a specialist's account, or nobody's (a link).
+    pub grantee_id: Option<UserId>,
     /// The grantee's display name, for the patient's list.
-    pub grantee_name: String,
+    pub grantee_name: Option<String>,
+    /// For a link: how it has been used.
+    pub link: Option<ShareLinkState>,
     /// The account that consented (the patient's own).
     pub consented_by: UserId,
     pub created: DateTime<Utc>,
@@ -35,10 +37,52 @@ pub struct Share {
     pub revoked: Option<DateTime<Utc>>,
 }
 
+/// How a share link has been used.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShareLinkState {
+    pub single_use: bool,
+    /// Times it was opened with the right passcode.
+    pub opened: u32,
+    /// Wrong passcodes so far.
+    pub passcode_failures: u32,
+    /// Disabled for too many wrong passcodes, then.
+    pub disabled: Option<DateTime<Utc>>,
+}
+
+/// Who a new share is for.
+#[derive(Debug, Clone)]
+pub enum ShareGrantee {
+    /// A specialist's account.
+    Person(UserId),
+    /// Whoever holds the link and its passcode.
+    Link {
+        /// SHA-256 of the link's token.
+        token_hash: [u8; 32],
+        /// Argon2id hash (PHC string) of the passcode.
+        passcode_hash: String,
+        single_use: bool,
+    },
+}
+
+/// A link's attempt to open its share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkAttempt {
+    /// The right passcode: counts an opening.
+    Opened,
+    /// A wrong passcode: counts a failure, and disables the link at the `limit`th.
+    WrongPasscode { limit: u32 },
+}
+
 impl Share {
     /// Whether reads through it are allowed at `now`.
     pub fn live_at(&self, now: DateTime<Utc>) -> bool {
-        self.revoked.is_none() && now < self.expires
+        self.revoked.is_none()
+            && now < self.expires
+            && self
+                .link
+                .as_ref()
+                .is_none_or(|link| link.disabled.is_none())
     }
 
     pub fn scope(&self) -> ShareScope {
@@ -55,7 +99,7 @@ pub struct NewShare {
     /// Chosen by the caller, so that the share's audit entry can name it.
     pub id: Uuid,
     pub patient_id: PatientId,
-    pub grantee_id: UserId,
+    pub grantee: ShareGrantee,
     pub consented_by: UserId,
     pub created: DateTime<Utc>,
     pub categories: Vec<ShareCategory>,
@@ -86,6 +130,23 @@ pub trait ShareStore: Send + Sync {
         grantee: UserId,
         now: DateTime<Utc>,
     ) -> Result<Vec<PatientId>, StoreError>;
+    /// The share a link token (by its SHA-256) opens, whatever its state, and the hash of
+    /// its passcode.
+    async fn share_by_link(
+        &self,
+        token_hash: [u8; 32],
+    ) -> Result<Option<(Share, String)>, StoreError>;
+    /// Counts a link's attempt, with its audit entry, in one commit, and returns the
+    /// share as it now is: an opening (refused with `Conflict`, and nothing stored, when
+    /// a single-use link has opened before), or a wrong passcode (the `limit`th disables
+    /// the link). `NotFound` for an unknown share.
+    async fn record_link_attempt(
+        &self,
+        id: Uuid,
+        attempt: LinkAttempt,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<Share, StoreError>;
     /// Ends a share at `at`, with its audit entry in the same commit. `false`, and
     /// nothing audited, when it was revoked already. `NotFound` for an unknown share.
     async fn revoke_share(

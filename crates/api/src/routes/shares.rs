@@ -11,24 +11,27 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wardline_domain::sharing::ShareCategory;
-use wardline_service::sharing::ShareRequest;
+use wardline_service::sharing::{CreatedShare, ShareRequest, ShareTo, SharedRecord};
 use wardline_store::Share;
 
 use crate::error::ApiError;
-use crate::extract::{Body, Caller, SharePath};
+use crate::extract::{Body, Caller, Remote, SharePath};
 use crate::state::AppState;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_share, own_shares))
         .routes(routes!(revoke_share))
+        .routes(routes!(open_share_link))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CreateShare {
-    /// The specialist's Wardline user name.
+    /// The specialist's Wardline user name; or leave it out and set `link`.
     #[schema(min_length = 3, max_length = 64)]
-    grantee_username: String,
+    grantee_username: Option<String>,
+    /// A link with a passcode for someone without an account, instead of a specialist.
+    link: Option<LinkOptions>,
     /// What the specialist may see.
     #[schema(min_items = 1)]
     categories: Vec<ShareCategory>,
@@ -48,17 +51,39 @@ pub(crate) struct CreateShare {
     message: Option<String>,
 }
 
-/// Shares part of the caller's own record (patients) with a specialist: categories of
-/// data, a window of time the data was measured in, and an expiry. Reads through it are
-/// audited with the share's id and appear in the patient's access log.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct LinkOptions {
+    /// The link opens once.
+    #[serde(default)]
+    single_use: bool,
+}
+
+/// Shares part of the caller's own record (patients) with a specialist, or by a link
+/// with a passcode: categories of data, a window of time the data was measured in, and
+/// an expiry. A link's token and passcode are in the answer this once; give them
+/// separately. Reads through a share are audited with its id and appear in the
+/// patient's access log.
 #[utoipa::path(post, path = "/api/v1/me/shares", tag = "sharing",
     request_body = CreateShare,
-    responses((status = 201, description = "The share, live until `expires`", body = Share)))]
+    responses((status = 201, description = "The share, live until `expires`", body = CreatedShare)))]
 pub(crate) async fn create_share(
     State(state): State<AppState>,
     caller: Caller,
     Body(request): Body<CreateShare>,
-) -> Result<(StatusCode, Json<Share>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedShare>), ApiError> {
+    let to = match (request.grantee_username, request.link) {
+        (Some(username), None) => ShareTo::Specialist(username),
+        (None, Some(link)) => ShareTo::Link {
+            single_use: link.single_use,
+        },
+        _ => {
+            return Err(wardline_service::Error::invalid(
+                "grantee_username",
+                "give a specialist's user name or `link`, one of the two",
+            )
+            .into());
+        }
+    };
     let data_range = match (request.data_from, request.data_to) {
         (Some(from), Some(to)) => Some((from, to)),
         (None, None) => None,
@@ -75,7 +100,7 @@ pub(crate) async fn create_share(
         .create_share(
             &caller.actor(),
             ShareRequest {
-                grantee_username: request.grantee_username,
+                to,
                 categories: request.categories,
                 data_last_days: request.data_last_days,
                 data_range,
@@ -96,6 +121,42 @@ pub(crate) async fn own_shares(
     caller: Caller,
 ) -> Result<Json<Vec<Share>>, ApiError> {
     Ok(Json(state.service.own_shares(&caller.actor()).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct OpenLink {
+    /// The token from the link's address.
+    #[schema(min_length = 1, max_length = 200)]
+    token: String,
+    /// The passcode the patient gave separately.
+    #[schema(min_length = 1, max_length = 100)]
+    passcode: String,
+}
+
+impl std::fmt::Debug for OpenLink {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("OpenLink(…)")
+    }
+}
+
+/// Opens a share link with its passcode, without an account: exactly the shared
+/// categories, measured in the shared window. A wrong passcode answers `bad_passcode`
+/// with the attempts left; the fifth disables the link. An expired, revoked, used
+/// (single-use) or disabled link answers `share_link_closed`, saying which.
+#[utoipa::path(post, path = "/api/v1/share-links/open", tag = "sharing",
+    request_body = OpenLink,
+    responses((status = 200, description = "What the link shares", body = SharedRecord)))]
+pub(crate) async fn open_share_link(
+    State(state): State<AppState>,
+    Remote(remote): Remote,
+    Body(request): Body<OpenLink>,
+) -> Result<Json<SharedRecord>, ApiError> {
+    Ok(Json(
+        state
+            .service
+            .open_share_link(&request.token, request.passcode, remote)
+            .await?,
+    ))
 }
 
 /// Ends one of the caller's shares at once (patients).

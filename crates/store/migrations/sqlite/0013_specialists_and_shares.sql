@@ -28,14 +28,24 @@ FROM app_user;
 DROP TABLE app_user;
 ALTER TABLE app_user_v13 RENAME TO app_user;
 
--- A patient's share of part of their record with someone outside their care teams:
--- consent recorded as data (who consented, when, to what and for how long). Never
--- deleted; revoking sets revoked_ms.
+-- A patient's share of part of their record with someone outside their care teams: a
+-- specialist's account, or a link with a passcode for someone without one. Consent
+-- recorded as data (who consented, when, to what and for how long). Never deleted;
+-- revoking sets revoked_ms.
 CREATE TABLE share (
     key            INTEGER PRIMARY KEY,
     id             TEXT    NOT NULL UNIQUE,
     patient_key    INTEGER NOT NULL REFERENCES patient (key),
-    grantee_key    INTEGER NOT NULL REFERENCES app_user (key),
+    grantee_key    INTEGER REFERENCES app_user (key),
+    -- A link: the SHA-256 of its token (256 random bits), the Argon2id hash of its
+    -- passcode, wrong passcodes so far, whether it opens once, how often it opened, and
+    -- when it was disabled for too many wrong passcodes.
+    link_token_hash   BLOB UNIQUE,
+    passcode_hash     TEXT,
+    passcode_failures INTEGER NOT NULL DEFAULT 0,
+    single_use        INTEGER NOT NULL DEFAULT 0,
+    opened_count      INTEGER NOT NULL DEFAULT 0,
+    disabled_ms       INTEGER,
     -- Who consented (the patient's own account) and when.
     consented_by   INTEGER NOT NULL REFERENCES app_user (key),
     created_ms     INTEGER NOT NULL,
@@ -46,7 +56,10 @@ CREATE TABLE share (
     expires_ms     INTEGER NOT NULL,
     message        TEXT,
     revoked_ms     INTEGER,
-    CHECK (data_from_ms < data_to_ms)
+    CHECK (data_from_ms < data_to_ms),
+    -- A share is for a person or by a link, never both.
+    CHECK ((grantee_key IS NULL) = (link_token_hash IS NOT NULL)),
+    CHECK ((link_token_hash IS NULL) = (passcode_hash IS NULL))
 );
 CREATE INDEX share_grantee ON share (grantee_key, patient_key);
 CREATE INDEX share_patient ON share (patient_key);

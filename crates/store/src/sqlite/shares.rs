@@ -15,14 +15,16 @@ use crate::error::StoreError;
 use crate::shares::*;
 
 const COLUMNS: &str = "s.id, p.id, g.id, g.display_name, c.id, s.created_ms, s.categories,
-     s.data_from_ms, s.data_to_ms, s.expires_ms, s.message, s.revoked_ms";
+     s.data_from_ms, s.data_to_ms, s.expires_ms, s.message, s.revoked_ms,
+     s.link_token_hash IS NOT NULL, s.single_use, s.opened_count, s.passcode_failures,
+     s.disabled_ms";
 const FROM: &str = "share s JOIN patient p ON p.key = s.patient_key
-     JOIN app_user g ON g.key = s.grantee_key JOIN app_user c ON c.key = s.consented_by";
+     LEFT JOIN app_user g ON g.key = s.grantee_key JOIN app_user c ON c.key = s.consented_by";
 
 fn from_row(row: &Row<'_>) -> Result<Share, StoreError> {
     let id: String = row.get(0)?;
     let patient: String = row.get(1)?;
-    let grantee: String = row.get(2)?;
+    let grantee: Option<String> = row.get(2)?;
     let consented_by: String = row.get(4)?;
     let categories: String = row.get(6)?;
     let categories = categories
@@ -35,8 +37,20 @@ fn from_row(row: &Row<'_>) -> Result<Share, StoreError> {
     Ok(Share {
         id: parse_uuid(&id, "share")?,
         patient_id: parse_uuid(&patient, "patient")?,
-        grantee_id: parse_uuid(&grantee, "user")?,
+        grantee_id: grantee
+            .map(|grantee| parse_uuid(&grantee, "user"))
+            .transpose()?,
         grantee_name: row.get(3)?,
+        link: if row.get::<_, bool>(12)? {
+            Some(ShareLinkState {
+                single_use: row.get(13)?,
+                opened: count(row.get(14)?),
+                passcode_failures: count(row.get(15)?),
+                disabled: row.get::<_, Option<i64>>(16)?.map(from_ms).transpose()?,
+            })
+        } else {
+            None
+        },
         consented_by: parse_uuid(&consented_by, "user")?,
         created: from_ms(row.get(5)?)?,
         categories,
@@ -61,7 +75,19 @@ impl ShareStore for SqliteStore {
     async fn create_share(&self, share: NewShare, audit: AuditEvent) -> Result<Share, StoreError> {
         self.write(move |connection| {
             let patient_key = key_of(connection, "patient", &share.patient_id.to_string(), "patient")?;
-            let grantee_key = key_of(connection, "app_user", &share.grantee_id.to_string(), "user")?;
+            let (grantee_key, token_hash, passcode_hash, single_use) = match &share.grantee {
+                ShareGrantee::Person(user) => (
+                    Some(key_of(connection, "app_user", &user.to_string(), "user")?),
+                    None,
+                    None,
+                    false,
+                ),
+                ShareGrantee::Link {
+                    token_hash,
+                    passcode_hash,
+                    single_use,
+                } => (None, Some(token_hash.to_vec()), Some(passcode_hash.clone()), *single_use),
+            };
             let consented_key =
                 key_of(connection, "app_user", &share.consented_by.to_string(), "user")?;
             let categories = share
@@ -73,8 +99,9 @@ impl ShareStore for SqliteStore {
             connection
                 .prepare_cached(
                     "INSERT INTO share (id, patient_key, grantee_key, consented_by, created_ms, categories,
-                                        data_from_ms, data_to_ms, expires_ms, message)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                        data_from_ms, data_to_ms, expires_ms, message,
+                                        link_token_hash, passcode_hash, single_use)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )?
                 .execute(params![
                     share.id.to_string(),
@@ -86,7 +113,10 @@ impl ShareStore for SqliteStore {
                     to_ms(share.data_from),
                     to_ms(share.data_to),
                     to_ms(share.expires),
-                    share.message
+                    share.message,
+                    token_hash,
+                    passcode_hash,
+                    single_use
                 ])?;
             append(connection, &[audit])?;
             by_id(connection, share.id)?
@@ -146,6 +176,67 @@ impl ShareStore for SqliteStore {
                 row.get::<_, String>(0)
             })?;
             rows.map(|row| parse_uuid(&row?, "patient")).collect()
+        })
+        .await
+    }
+
+    async fn share_by_link(
+        &self,
+        token_hash: [u8; 32],
+    ) -> Result<Option<(Share, String)>, StoreError> {
+        self.read(move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS}, s.passcode_hash FROM {FROM} WHERE s.link_token_hash = ?1"
+                ))?
+                .query_row([token_hash.as_slice()], |row| {
+                    Ok(from_row(row).and_then(|share| Ok((share, row.get(17)?))))
+                })
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    async fn record_link_attempt(
+        &self,
+        id: Uuid,
+        attempt: LinkAttempt,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<Share, StoreError> {
+        self.write(move |connection| {
+            let share = by_id(connection, id)?
+                .ok_or_else(|| StoreError::not_found(format!("share {id}")))?;
+            let link = share
+                .link
+                .as_ref()
+                .ok_or_else(|| StoreError::Invalid(format!("share {id} is not a link")))?;
+            match attempt {
+                LinkAttempt::Opened => {
+                    if link.single_use && link.opened > 0 {
+                        return Err(StoreError::Conflict {
+                            what: "a single-use link opened before".into(),
+                        });
+                    }
+                    connection.execute(
+                        "UPDATE share SET opened_count = opened_count + 1 WHERE id = ?1",
+                        [id.to_string()],
+                    )?;
+                }
+                LinkAttempt::WrongPasscode { limit } => {
+                    connection.execute(
+                        "UPDATE share SET passcode_failures = passcode_failures + 1,
+                             disabled_ms = CASE WHEN passcode_failures + 1 >= ?2 AND disabled_ms IS NULL
+                                                THEN ?3 ELSE disabled_ms END
+                         WHERE id = ?1",
+                        params![id.to_string(), limit, to_ms(at)],
+                    )?;
+                }
+            }
+            append(connection, &[audit])?;
+            by_id(connection, id)?
+                .ok_or_else(|| StoreError::Corrupt("a share just changed is not there".into()))
         })
         .await
     }

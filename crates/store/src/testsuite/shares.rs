@@ -5,7 +5,7 @@ use wardline_domain::sharing::ShareCategory;
 use wardline_domain::{PatientId, Role, UserId};
 
 use super::{at, audit, patient, user};
-use crate::{NewShare, Store, StoreError};
+use crate::{LinkAttempt, NewShare, ShareGrantee, Store, StoreError};
 
 pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
     let alice = patient(store, "Alice").await;
@@ -31,7 +31,7 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
     let share = |id: Uuid, patient_id: PatientId, grantee: UserId, expires: i64| NewShare {
         id,
         patient_id,
-        grantee_id: grantee,
+        grantee: ShareGrantee::Person(grantee),
         consented_by: alice_account.id,
         created: at(0),
         categories: vec![ShareCategory::Ecg, ShareCategory::Glucose],
@@ -46,7 +46,9 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
         .await
         .expect("create");
     assert_eq!(created.id, first);
-    assert_eq!(created.grantee_name, "OKAFOR");
+    assert_eq!(created.grantee_name.as_deref(), Some("OKAFOR"));
+    assert_eq!(created.grantee_id, Some(okafor.id));
+    assert_eq!(created.link, None);
     assert_eq!(created.consented_by, alice_account.id);
     assert_eq!(
         created.categories,
@@ -148,6 +150,120 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
             .create_share(
                 share(Uuid::new_v4(), PatientId::random(), okafor.id, 60),
                 audit("shares.create")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn share_links_count_openings_and_wrong_passcodes(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let alice_account = store
+        .create_user(
+            user("alice", Role::Patient, Some(alice)),
+            audit("users.create"),
+        )
+        .await
+        .expect("patient");
+    let link = |id: Uuid, token: u8, single_use: bool| NewShare {
+        id,
+        patient_id: alice,
+        grantee: ShareGrantee::Link {
+            token_hash: [token; 32],
+            passcode_hash: format!("hash {token}"),
+            single_use,
+        },
+        consented_by: alice_account.id,
+        created: at(0),
+        categories: vec![ShareCategory::Glucose],
+        data_from: at(-60),
+        data_to: at(60),
+        expires: at(120),
+        message: None,
+    };
+    let once = Uuid::new_v4();
+    let created = store
+        .create_share(link(once, 1, true), audit("shares.create"))
+        .await
+        .expect("create");
+    assert_eq!((created.grantee_id, created.grantee_name), (None, None));
+    let state = created.link.expect("a link");
+    assert!(state.single_use);
+    assert_eq!(
+        (state.opened, state.passcode_failures, state.disabled),
+        (0, 0, None)
+    );
+    let (found, passcode_hash) = store
+        .share_by_link([1; 32])
+        .await
+        .expect("lookup")
+        .expect("the link");
+    assert_eq!((found.id, passcode_hash.as_str()), (once, "hash 1"));
+    assert!(
+        store
+            .share_by_link([9; 32])
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    // A link is nobody's account: it lists for no grantee.
+    assert!(
+        store
+            .live_shares(alice_account.id, alice, at(1))
+            .await
+            .expect("live")
+            .is_empty()
+    );
+
+    // A single-use link opens once.
+    let opened = store
+        .record_link_attempt(once, LinkAttempt::Opened, at(1), audit("share_links.open"))
+        .await
+        .expect("open");
+    assert_eq!(opened.link.expect("link").opened, 1);
+    assert!(matches!(
+        store
+            .record_link_attempt(once, LinkAttempt::Opened, at(2), audit("share_links.open"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+
+    // Wrong passcodes count; the limit-th disables the link, which is then not live.
+    let many = Uuid::new_v4();
+    store
+        .create_share(link(many, 2, false), audit("shares.create"))
+        .await
+        .expect("create");
+    for attempt in 1..=3u32 {
+        let share = store
+            .record_link_attempt(
+                many,
+                LinkAttempt::WrongPasscode { limit: 3 },
+                at(i64::from(attempt)),
+                audit("share_links.open"),
+            )
+            .await
+            .expect("attempt");
+        let state = share.link.clone().expect("link");
+        assert_eq!(state.passcode_failures, attempt);
+        assert_eq!(state.disabled.is_some(), attempt == 3, "attempt {attempt}");
+        assert_eq!(share.live_at(at(10)), attempt < 3);
+    }
+    // Opening a link that is not single-use counts each time.
+    for expected in 1..=2 {
+        let share = store
+            .record_link_attempt(many, LinkAttempt::Opened, at(20), audit("share_links.open"))
+            .await
+            .expect("open");
+        assert_eq!(share.link.expect("link").opened, expected);
+    }
+    assert!(matches!(
+        store
+            .record_link_attempt(
+                Uuid::new_v4(),
+                LinkAttempt::Opened,
+                at(20),
+                audit("share_links.open")
             )
             .await,
         Err(StoreError::NotFound { .. })
