@@ -9,6 +9,7 @@ import { alarmsPage } from './pages/alarms';
 import { errorPage, notFoundPage } from './pages/errors';
 import { loginPage } from './pages/login';
 import { patientPage } from './pages/patient';
+import { sharedWithMePage } from './pages/sharing';
 import { wardPage } from './pages/ward';
 import { errors, fallback, navigate, route, start } from './router';
 import { currentUser, homeFor, loadUser, requireUser, setUser } from './session';
@@ -16,6 +17,9 @@ import { currentUser, homeFor, loadUser, requireUser, setUser } from './session'
 route('/login', loginPage);
 route('/account/password', passwordPage);
 route('/account/second-factor', secondFactorPage);
+route('/shared', (root, context) => {
+  if (requireUser(['specialist'])) return sharedWithMePage(root, context);
+});
 route('/', () => {
   const user = requireUser();
   if (user) navigate(homeFor(user), true);

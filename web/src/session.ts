@@ -30,6 +30,8 @@ export function homeFor(user: User): string {
       return '/me';
     case 'admin':
       return '/admin/users';
+    case 'specialist':
+      return '/shared';
     default:
       return '/ward';
   }
@@ -69,6 +71,8 @@ function navLinks(user: User): [string, string][] {
   switch (user.role) {
     case 'patient':
       return [['/me', 'My readings']];
+    case 'specialist':
+      return [['/shared', 'Shared with me']];
     case 'admin':
       return [
         ['/admin/users', 'Users'],

@@ -903,6 +903,54 @@ test('an admin issues a certificate from a device’s request, and the device se
   assert.equal(status, 200);
 });
 
+test('a patient shares glucose with a specialist, who sees exactly that until the patient revokes it', async () => {
+  await ok(server, 'POST', '/api/v1/users', {
+    token: admin,
+    body: { username: 'dr.okafor', display_name: 'Dr Ngozi Okafor', role: 'specialist', password: PASSWORD, password_change_required: false },
+  });
+  // Ada shares her glucose, from her own page.
+  const patientPage = await newPage();
+  await uiLogin(patientPage, 'ada', PASSWORD);
+  await patientPage.waitForURL('**/me');
+  const sharing = patientPage.getByTestId('sharing');
+  await sharing.getByRole('heading', { name: 'Sharing with a specialist' }).waitFor();
+  await sharing.getByLabel('Specialist’s user name').fill('dr.okafor');
+  await sharing.getByLabel('Glucose and the CGM report').check();
+  // Firefox's number fields take fill() as typing at the end: empty the field first.
+  await sharing.getByLabel('Days until the share ends').clear();
+  await sharing.getByLabel('Days until the share ends').fill('7');
+  await sharing.getByRole('button', { name: 'Share' }).click();
+  await sharing.getByText('Shared with Dr Ngozi Okafor until').waitFor();
+  await sharing.getByTestId('my-shares').getByText('Dr Ngozi Okafor').waitFor();
+
+  // The specialist, in a browser of their own, sees Ada's glucose and nothing else.
+  const specialist = await newPage();
+  await uiLogin(specialist, 'dr.okafor', PASSWORD);
+  await specialist.waitForURL('**/shared');
+  await specialist.getByTestId('shared-with-me').getByRole('link', { name: 'Ada Lovelace' }).click();
+  await specialist.getByTestId('patient-name').filter({ hasText: 'Ada Lovelace' }).waitFor();
+  await specialist.getByText('Shared with you by the patient until').waitFor();
+  await specialist.getByTestId(`value-${CGM}`).waitFor();
+  assert.equal(await specialist.getByTestId(`value-${HR}`).count(), 0, 'no heart rate: vital signs are not shared');
+  assert.equal(await specialist.getByRole('heading', { name: /Alarm/ }).count(), 0, 'no alarms');
+  assert.equal(await specialist.getByRole('heading', { name: /Devices/ }).count(), 0, 'no devices');
+  const refused = await specialist.evaluate(async (id) => (await fetch(`/api/v1/patients/${id}/news2/latest`)).status, ada.id);
+  assert.equal(refused, 403, 'vital signs stay closed through the API too');
+
+  // Ada revokes it; the specialist's open page loses access within seconds.
+  await sharing.getByRole('button', { name: 'Revoke the share with Dr Ngozi Okafor' }).click();
+  await sharing.getByText('The share with Dr Ngozi Okafor has ended.').waitFor();
+  await specialist.getByText('The patient’s share with you has ended.').waitFor({ timeout: 10_000 });
+  await specialist.getByRole('heading', { name: 'Access refused (403)' }).waitFor();
+  // Ada sees who looked, through her share.
+  await patientPage.reload();
+  const look = patientPage.getByTestId('access-log').locator('tr[data-outcome="allowed"]', { hasText: 'Dr Ngozi Okafor' }).first();
+  await look.waitFor();
+  assert.match(await look.textContent(), /through your share/);
+  await patientPage.context().close();
+  await specialist.context().close();
+});
+
 test('a screen whose session ends elsewhere goes to the login page and says so', async () => {
   const page = await newPage();
   await uiLogin(page, 'dr.grey', PASSWORD);

@@ -761,6 +761,8 @@ enum Audience {
     Admin,
     /// Patients, about their own record (their shares).
     Patients,
+    /// Specialists, about what patients shared with them.
+    Specialists,
     /// Devices and gateways, with their own credentials: no account's session will do.
     Devices,
 }
@@ -790,6 +792,7 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         ("GET" | "POST", "/api/v1/me/shares") | ("POST", "/api/v1/me/shares/{share_id}/revoke") => {
             Patients
         }
+        ("GET", "/api/v1/me/shared-with-me") => Specialists,
         ("GET", patient) if patient.starts_with("/api/v1/patients/{patient_id}") => AdasReaders,
         ("PUT", "/api/v1/patients/{patient_id}/care-plan") => AdasTeam,
         ("GET" | "POST" | "PUT" | "DELETE", admin)
@@ -822,6 +825,7 @@ fn admits(audience: Audience, who: &str) -> bool {
         Audience::Clinical => matches!(who, "clinician" | "nurse" | "outsider"),
         Audience::Admin => who == "admin",
         Audience::Patients => matches!(who, "ada" | "bob"),
+        Audience::Specialists => who == "specialist",
         Audience::Devices => false,
     }
 }

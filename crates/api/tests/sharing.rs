@@ -154,6 +154,15 @@ async fn a_share_opens_its_categories_within_its_window_and_nothing_else() {
 
     let (_, patients) = h.as_("okafor", Method::GET, "/api/v1/patients", None).await;
     assert_eq!(patients.as_array().map(Vec::len), Some(1), "{patients}");
+    let (_, mine) = h
+        .as_("okafor", Method::GET, "/api/v1/me/shared-with-me", None)
+        .await;
+    assert_eq!(mine.as_array().map(Vec::len), Some(1), "{mine}");
+    assert_eq!(mine[0]["patient_id"], json!(ada));
+    let (_, theirs) = h
+        .as_("second", Method::GET, "/api/v1/me/shared-with-me", None)
+        .await;
+    assert_eq!(theirs, json!([]));
     let now = Utc::now();
     for path in [
         patient(""),

@@ -244,6 +244,29 @@ impl Wardline {
         Ok(self.store.shares_of_patient(patient_id).await?)
     }
 
+    /// The shares live now with the caller (specialists): what each patient shared, so
+    /// that their pages show only that.
+    pub async fn shares_with_me(&self, actor: &Actor) -> Result<Vec<Share>, Error> {
+        let user = actor
+            .user()
+            .filter(|user| user.role == Role::Specialist)
+            .ok_or(Error::Forbidden)?;
+        let now = self.now();
+        let mut shares = Vec::new();
+        for patient_id in self.store.patients_sharing_with(user.id, now).await? {
+            shares.extend(self.store.live_shares(user.id, patient_id, now).await?);
+        }
+        self.audit(actor.audit(
+            "shares.list_mine",
+            None,
+            AuditOutcome::Allowed,
+            Some(format!("{} shares", shares.len())),
+            now,
+        ))
+        .await?;
+        Ok(shares)
+    }
+
     /// The patient ends one of their shares, at once: reads through it are refused from
     /// now on, and open pages lose access at their next request.
     pub async fn revoke_share(&self, actor: &Actor, share_id: Uuid) -> Result<(), Error> {

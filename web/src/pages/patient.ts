@@ -17,6 +17,7 @@ import { liveBadge, subscribe, subscribeAlarms } from '../live';
 import { navigate, type PageContext } from '../router';
 import { currentUser, frame } from '../session';
 import { carePlanSection } from './careplan';
+import { patientSharesSection, sharedPatientPage } from './sharing';
 import { emergencyAccessOffer, emergencyBanner, myEmergencyAccess } from './emergency';
 import { refusedPage } from './errors';
 
@@ -25,6 +26,7 @@ const CGM_CODES = ['99504-3', '105272-9'];
 export async function patientPage(root: HTMLElement, context: PageContext, patientId: string, self: boolean): Promise<void> {
   const { signal } = context;
   const role = currentUser()?.role;
+  if (role === 'specialist') return sharedPatientPage(root, context, patientId);
   const clinical = role === 'clinician' || role === 'nurse';
   // The record first: a refused read (403) becomes the "access refused" page, with the
   // way to open emergency access for a clinician or a nurse.
@@ -108,6 +110,7 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
       h('section', { class: 'card', 'aria-labelledby': 'devices-title' }, h('h2', { id: 'devices-title' }, self ? 'My devices' : 'Devices'), deviceList),
       self ? whoCanSee(patientId, signal) : null,
     ),
+    self ? patientSharesSection(signal) : null,
   );
   // Alarm changes of this patient arrive live; the history is re-read after a burst.
   let alarmTimer = 0;
@@ -207,7 +210,7 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
   context.onCleanup(() => window.clearInterval(timer));
 }
 
-function rhythmSection(patientId: string, signal: AbortSignal): HTMLElement {
+export function rhythmSection(patientId: string, signal: AbortSignal): HTMLElement {
   const body = h('div', null, notice('info', 'Loading rhythm events…'));
   rhythmEvents(patientId, new Date(Date.now() - 86_400_000), signal)
     .then((events) => {
@@ -225,7 +228,7 @@ function rhythmSection(patientId: string, signal: AbortSignal): HTMLElement {
   return h('section', { class: 'card', 'aria-labelledby': 'rhythm-title' }, h('h2', { id: 'rhythm-title' }, 'Rhythm events (24 h)'), body);
 }
 
-const ROLE_LABEL: Record<string, string> = { clinician: 'Clinician', nurse: 'Nurse', admin: 'Administrator', patient: 'Patient' };
+const ROLE_LABEL: Record<string, string> = { clinician: 'Clinician', nurse: 'Nurse', admin: 'Administrator', patient: 'Patient', specialist: 'Specialist' };
 
 /** A patient's own view of who may see their data and of every recorded look at it. */
 function whoCanSee(patientId: string, signal: AbortSignal): HTMLElement {
@@ -235,7 +238,7 @@ function whoCanSee(patientId: string, signal: AbortSignal): HTMLElement {
     'section',
     { class: 'card', 'aria-labelledby': 'access-title', 'data-testid': 'who-can-see' },
     h('h2', { id: 'access-title' }, 'Who can see my data'),
-    h('p', null, 'Only you and the clinicians and nurses of your care team can see your readings. Every look at your data is recorded, and shown to you below.'),
+    h('p', null, 'Only you, the clinicians and nurses of your care team, and the specialists you share with can see your readings. Every look at your data is recorded, and shown to you below.'),
     teams,
     h('h3', null, 'Who looked at my data'),
     looks,
@@ -261,7 +264,7 @@ function whoCanSee(patientId: string, signal: AbortSignal): HTMLElement {
       // person and outcome, with what they looked at and when, the most recent first.
       const people = new Map<string, { entry: AccessLogEntry; things: Map<string, number>; first: string }>();
       for (const entry of entries.filter((candidate) => candidate.role !== 'patient')) {
-        const key = JSON.stringify([entry.who, entry.role, entry.outcome]);
+        const key = JSON.stringify([entry.who, entry.role, entry.outcome, entry.share_id ?? null, entry.emergency]);
         const person = people.get(key) ?? { entry, things: new Map<string, number>(), first: entry.time };
         const what = accessWhat(entry.action);
         person.things.set(what, (person.things.get(what) ?? 0) + 1);
@@ -279,7 +282,9 @@ function whoCanSee(patientId: string, signal: AbortSignal): HTMLElement {
           h('caption', { class: 'visually-hidden' }, 'Who looked at my data, most recent first'),
           h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Who'), h('th', { scope: 'col' }, 'What'), h('th', { scope: 'col' }, 'When'), h('th', { scope: 'col' }, 'Outcome'))),
           h('tbody', null, [...people.values()].map(({ entry, things, first }) => h('tr', { 'data-outcome': entry.outcome },
-            h('td', null, entry.who, entry.role ? h('span', { class: 'muted' }, ` (${ROLE_LABEL[entry.role] ?? entry.role})`) : null),
+            h('td', null, entry.who, entry.role ? h('span', { class: 'muted' }, ` (${ROLE_LABEL[entry.role] ?? entry.role})`) : null,
+              entry.share_id ? h('span', { class: 'muted' }, ', through your share') : null,
+              entry.emergency ? h('span', { class: 'muted' }, ', by emergency access') : null),
             h('td', null, [...things].map(([what, times]) => (times > 1 ? `${what} (${times}×)` : what)).join(', ')),
             h('td', null, first === entry.time ? formatTime(entry.time) : `${formatTime(first)} to ${formatTime(entry.time)}`),
             h('td', null, entry.outcome === 'allowed'

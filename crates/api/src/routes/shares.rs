@@ -23,6 +23,18 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(create_share, own_shares))
         .routes(routes!(revoke_share))
         .routes(routes!(open_share_link))
+        .routes(routes!(shares_with_me))
+}
+
+/// The shares live now with the caller (specialists), each with its patient, categories,
+/// window and expiry.
+#[utoipa::path(get, path = "/api/v1/me/shared-with-me", tag = "sharing",
+    responses((status = 200, description = "Live shares with the caller", body = Vec<Share>)))]
+pub(crate) async fn shares_with_me(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<Share>>, ApiError> {
+    Ok(Json(state.service.shares_with_me(&caller.actor()).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

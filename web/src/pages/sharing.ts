@@ -1,0 +1,207 @@
+// Sharing with a specialist: the patient's own shares (make one, see every one, revoke
+// any), a specialist's list of what patients shared with them, and a specialist's view
+// of one patient, which shows only the shared categories and ends the moment the share
+// does.
+
+import { ApiError, api, patientPath, post, type Observation, type Patient } from '../api';
+import { cgmReport } from '../charts/cgm';
+import { trendChart } from '../charts/trend';
+import { codeInfo, codeOrder, displayUnit, formatValue } from '../codes';
+import { field, h, notice, replace } from '../dom';
+import { formatTime, timeAgo } from '../format';
+import type { PageContext } from '../router';
+import type { CreatedShare, Share, ShareCategory } from '../schema';
+import { frame } from '../session';
+import { carePlanSection } from './careplan';
+import { refusedPage } from './errors';
+import { rhythmSection } from './patient';
+
+const CATEGORY_LABEL: Record<ShareCategory, string> = {
+  glucose: 'Glucose and the CGM report',
+  ecg: 'ECG and rhythm events',
+  vital_signs: 'Vital signs and NEWS2',
+  alarms: 'Alarms',
+  care_plan: 'Care plan',
+};
+
+const categoriesText = (categories: ShareCategory[]) => categories.map((category) => CATEGORY_LABEL[category].toLowerCase()).join(', ');
+
+/** How often a specialist's open page checks that the share still holds. */
+const SHARE_RECHECK_MS = 3000;
+
+/** The patient's own shares, on their page. */
+export function patientSharesSection(signal: AbortSignal): HTMLElement {
+  const list = h('div', null, notice('info', 'Loading your shares…'));
+  const message = h('div', { class: 'form-message', role: 'status' });
+  const grantee = h('input', { name: 'grantee_username', autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', maxlength: '64' });
+  const boxes = (Object.keys(CATEGORY_LABEL) as ShareCategory[]).map((category) => {
+    const box = h('input', { type: 'checkbox', name: 'categories', value: category });
+    return { category, box, label: h('label', { class: 'checkbox' }, box, ' ', CATEGORY_LABEL[category]) };
+  });
+  const days = h('input', { name: 'data_last_days', type: 'number', min: '1', max: '3650', value: '30' });
+  const expires = h('input', { name: 'expires_in_days', type: 'number', min: '1', max: '365', value: '30' });
+  const note = h('input', { name: 'message', maxlength: '500' });
+  const submit = h('button', { type: 'submit' }, 'Share');
+  const form = h(
+    'form',
+    { class: 'share-form', 'aria-label': 'Share with a specialist', novalidate: true },
+    field('Specialist’s user name', grantee, 'Ask the specialist or your care team for it.'),
+    h('fieldset', null, h('legend', null, 'What they may see'), boxes.map((entry) => entry.label)),
+    field('Days of data (the last …, and new data while the share lasts)', days),
+    field('Days until the share ends', expires),
+    field('A note for them (optional)', note),
+    message,
+    submit,
+  );
+  const refresh = async () => {
+    const shares = await api<Share[]>('/api/v1/me/shares', { signal });
+    if (shares.length === 0) {
+      replace(list, h('p', null, 'You have not shared your data with anyone outside your care team.'));
+      return;
+    }
+    const now = Date.now();
+    replace(
+      list,
+      h('ul', { class: 'plain shares', 'data-testid': 'my-shares' }, shares.map((share) => {
+        const ended = share.revoked ? `revoked ${formatTime(share.revoked)}` : Date.parse(share.expires) <= now ? `ended ${formatTime(share.expires)}` : share.link?.disabled ? 'disabled after too many wrong passcodes' : null;
+        return h(
+          'li',
+          { 'data-share': share.id },
+          h('strong', null, share.grantee_name ?? 'A link with a passcode'),
+          ` — ${categoriesText(share.categories)}; data from ${formatTime(share.data_from)}; `,
+          ended ? h('span', { class: 'muted' }, ended) : `until ${formatTime(share.expires)} `,
+          ended
+            ? null
+            : h('button', {
+                type: 'button',
+                class: 'danger small',
+                'aria-label': `Revoke the share with ${share.grantee_name ?? 'a link'}`,
+                onclick: async () => {
+                  try {
+                    await post(`/api/v1/me/shares/${encodeURIComponent(share.id)}/revoke`);
+                    await refresh();
+                    replace(message, notice('success', `The share with ${share.grantee_name ?? 'the link'} has ended.`));
+                  } catch (error) {
+                    replace(message, notice('error', error instanceof Error ? error.message : String(error)));
+                  }
+                },
+              }, 'Revoke'),
+        );
+      })),
+    );
+  };
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const categories = boxes.filter((entry) => entry.box.checked).map((entry) => entry.category);
+    if (!grantee.value || categories.length === 0) {
+      replace(message, notice('error', 'Enter the specialist’s user name and choose what they may see.'));
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const created = await post<CreatedShare>('/api/v1/me/shares', {
+        grantee_username: grantee.value.trim(),
+        categories,
+        data_last_days: Number(days.value),
+        expires_in_days: Number(expires.value),
+        message: note.value.trim() || undefined,
+      });
+      grantee.value = '';
+      note.value = '';
+      await refresh();
+      replace(message, notice('success', `Shared with ${created.share.grantee_name} until ${formatTime(created.share.expires)}.`));
+    } catch (error) {
+      replace(message, notice('error', error instanceof Error ? error.message : String(error)));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  void refresh().catch((error) => replace(list, notice('error', String(error))));
+  return h(
+    'section',
+    { class: 'card', 'aria-labelledby': 'sharing-title', 'data-testid': 'sharing' },
+    h('h2', { id: 'sharing-title' }, 'Sharing with a specialist'),
+    h('p', null, 'Let a specialist outside your care team see part of your data, for a while. They see only what you choose; you can end it at any time, and every look is shown below.'),
+    list,
+    form,
+  );
+}
+
+/** A specialist's start page: the patients who shared with them, and what. */
+export async function sharedWithMePage(root: HTMLElement, context: PageContext): Promise<void> {
+  const [shares, patients] = await Promise.all([
+    api<Share[]>('/api/v1/me/shared-with-me', { signal: context.signal }),
+    api<Patient[]>('/api/v1/patients', { signal: context.signal }),
+  ]);
+  const names = new Map(patients.map((patient) => [patient.id, patient.display_name]));
+  frame(
+    root,
+    'Shared with me',
+    h('h1', null, 'Shared with me'),
+    shares.length === 0
+      ? h('p', null, 'No patient shares data with you at the moment.')
+      : h('ul', { class: 'plain shares', 'data-testid': 'shared-with-me' }, shares.map((share) =>
+          h('li', null,
+            h('a', { href: `/patients/${share.patient_id}` }, names.get(share.patient_id) ?? 'A patient'),
+            ` — ${categoriesText(share.categories)}, until ${formatTime(share.expires)}`,
+            share.message ? h('span', { class: 'muted' }, ` · “${share.message}”`) : null))),
+  );
+}
+
+/** A specialist's view of one patient: only what the patient shared. */
+export async function sharedPatientPage(root: HTMLElement, context: PageContext, patientId: string): Promise<void> {
+  const { signal } = context;
+  const shares = (await api<Share[]>('/api/v1/me/shared-with-me', { signal })).filter((share) => share.patient_id === patientId);
+  if (shares.length === 0) {
+    refusedPage(root);
+    return;
+  }
+  const patient = await api<Patient>(patientPath(patientId), { signal });
+  const categories = new Set(shares.flatMap((share) => share.categories));
+  const latest = await api<Observation[]>(patientPath(patientId, '/observations/latest'), { signal });
+  const shown = [...latest].sort((a, b) => codeOrder(a.loinc) - codeOrder(b.loinc));
+  const tiles = h(
+    'ul',
+    { class: 'tiles', 'aria-label': 'Latest shared values', 'data-testid': 'vitals-tiles' },
+    shown.length === 0
+      ? h('li', { class: 'muted' }, 'No shared readings in the shared period.')
+      : shown.map((observation) =>
+          h('li', { class: 'tile', 'data-code': observation.loinc },
+            h('span', { class: 'tile-label' }, codeInfo(observation.loinc).label),
+            h('span', { class: 'tile-value' }, h('span', { class: 'value', 'data-testid': `value-${observation.loinc}` }, formatValue(observation.loinc, observation.value)), ' ', h('span', { class: 'unit' }, displayUnit(observation.unit))),
+            h('span', { class: 'tile-time' }, 'measured ', timeAgo(observation.effective)))),
+  );
+  const trend = shown.length ? trendChart(patientId, shown[0].loinc, shown.map((observation) => observation.loinc)) : null;
+  if (trend) context.onCleanup(() => trend.destroy());
+  const cgm = categories.has('glucose') ? cgmReport(patientId, signal) : null;
+  if (cgm) context.onCleanup(() => cgm.destroy());
+  const until = shares.map((share) => Date.parse(share.expires)).reduce((a, b) => Math.max(a, b));
+  const main = frame(
+    root,
+    patient.display_name,
+    h('div', { class: 'page-head' }, h('h1', { 'data-testid': 'patient-name' }, patient.display_name)),
+    notice(
+      'info',
+      `Shared with you by the patient until ${formatTime(new Date(until).toISOString())}: ${categoriesText([...categories])}. You see nothing else, and every look is shown to the patient.`,
+    ),
+    h('section', { class: 'card', 'aria-labelledby': 'vitals-title' }, h('h2', { id: 'vitals-title' }, 'Latest shared values'), tiles),
+    trend?.element,
+    categories.has('ecg') ? rhythmSection(patientId, signal) : null,
+    cgm?.element,
+    categories.has('care_plan') ? carePlanSection(patientId, { editable: false, self: false, signal }) : null,
+  );
+  // The page ends the moment the share does: revoked, expired, or the account gone.
+  const timer = window.setInterval(async () => {
+    try {
+      await api<Patient>(patientPath(patientId));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 403) {
+        window.clearInterval(timer);
+        const refused = refusedPage(root);
+        refused.append(notice('info', 'The patient’s share with you has ended.'));
+      }
+    }
+  }, SHARE_RECHECK_MS);
+  context.onCleanup(() => window.clearInterval(timer));
+  main.focus();
+}
