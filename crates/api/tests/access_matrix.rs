@@ -789,9 +789,11 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         // One's own emergency access to a patient (none, for most).
         ("GET", "/api/v1/patients/{patient_id}/emergency-access") => SignedIn,
         ("POST", "/api/v1/patients/{patient_id}/emergency-access") => Clinical,
-        ("GET" | "POST", "/api/v1/me/shares") | ("POST", "/api/v1/me/shares/{share_id}/revoke") => {
+        ("GET" | "POST", "/api/v1/me/shares")
+        | ("POST", "/api/v1/me/shares/{share_id}/revoke" | "/api/v1/me/shares/{share_id}/accept") => {
             Patients
         }
+        ("POST", "/api/v1/patients/{patient_id}/referrals") => AdasTeam,
         ("GET", "/api/v1/me/shared-with-me") => Specialists,
         ("GET", patient) if patient.starts_with("/api/v1/patients/{patient_id}") => AdasReaders,
         ("PUT", "/api/v1/patients/{patient_id}/care-plan") => AdasTeam,

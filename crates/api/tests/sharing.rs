@@ -546,3 +546,93 @@ async fn a_share_link_opens_with_its_passcode_and_closes_as_it_should() {
         .count();
     assert!(attempts >= 12, "{attempts} attempts logged: {log}");
 }
+
+/// A referral the care team proposes opens nothing until the patient accepts it; the
+/// patient may decline it instead; nobody outside the team proposes one.
+#[tokio::test]
+async fn a_referral_gives_no_access_until_the_patient_accepts() {
+    let (h, _clock) = hospital_and_clock().await;
+    let ada_page = format!("/api/v1/patients/{}", h.ada);
+    let referrals = format!("/api/v1/patients/{}/referrals", h.ada);
+    let request = json!({"grantee_username": "dr.okafor", "categories": ["ecg"], "data_last_days": 30,
+                         "expires_in_days": 14, "message": "palpitations at night"});
+    let (status_code, _) = h
+        .as_("outsider", Method::POST, &referrals, Some(request.clone()))
+        .await;
+    assert_eq!(status_code, StatusCode::FORBIDDEN, "not on Ada's team");
+    let (status_code, proposed) = h
+        .as_("clinician", Method::POST, &referrals, Some(request.clone()))
+        .await;
+    assert_eq!(status_code, StatusCode::CREATED, "{proposed}");
+    assert_eq!(proposed["accepted"], Value::Null);
+    assert!(proposed["proposed_by"].is_string());
+    assert_eq!(
+        status(&h, "okafor", &ada_page).await,
+        StatusCode::FORBIDDEN,
+        "not yet"
+    );
+    let (_, mine) = h
+        .as_("okafor", Method::GET, "/api/v1/me/shared-with-me", None)
+        .await;
+    assert_eq!(mine, json!([]));
+
+    // Ada sees it waiting, and accepts it: from now on the specialist reads ECG.
+    let (_, listed) = h.as_("ada", Method::GET, "/api/v1/me/shares", None).await;
+    assert_eq!(listed[0]["id"], proposed["id"]);
+    let accept = format!(
+        "/api/v1/me/shares/{}/accept",
+        proposed["id"].as_str().unwrap()
+    );
+    let (status_code, _) = h.as_("okafor", Method::POST, &accept, None).await;
+    assert_eq!(
+        status_code,
+        StatusCode::FORBIDDEN,
+        "only the patient accepts"
+    );
+    let (status_code, accepted) = h.as_("ada", Method::POST, &accept, None).await;
+    assert_eq!(status_code, StatusCode::OK, "{accepted}");
+    assert!(accepted["accepted"].is_string());
+    assert!(accepted["consented_by"].is_string());
+    assert_eq!(status(&h, "okafor", &ada_page).await, StatusCode::OK);
+    let (status_code, _) = h.as_("ada", Method::POST, &accept, None).await;
+    assert_eq!(status_code, StatusCode::CONFLICT, "accepted once");
+
+    // Another one, declined: it never opens.
+    let (_, second) = h
+        .as_(
+            "nurse",
+            Method::POST,
+            &referrals,
+            Some(json!({"grantee_username": "dr.second", "categories": ["glucose"], "data_last_days": 7})),
+        )
+        .await;
+    let (status_code, _) = h
+        .as_(
+            "ada",
+            Method::POST,
+            &format!(
+                "/api/v1/me/shares/{}/revoke",
+                second["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status_code, StatusCode::NO_CONTENT);
+    let (status_code, _) = h
+        .as_(
+            "ada",
+            Method::POST,
+            &format!(
+                "/api/v1/me/shares/{}/accept",
+                second["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status_code,
+        StatusCode::CONFLICT,
+        "a declined referral is not accepted later"
+    );
+    assert_eq!(status(&h, "second", &ada_page).await, StatusCode::FORBIDDEN);
+}

@@ -117,25 +117,8 @@ impl Wardline {
             }
         };
         let now = self.now();
-        if request.categories.is_empty() {
-            return Err(Error::invalid(
-                "categories",
-                "at least one of glucose, ecg, vital_signs, alarms, care_plan",
-            ));
-        }
-        let mut categories = request.categories.clone();
-        categories.sort_unstable();
-        categories.dedup();
-        let max_days = self.settings.max_share_days;
-        let days = request
-            .expires_in_days
-            .unwrap_or(DEFAULT_SHARE_DAYS.min(max_days));
-        if !(1..=max_days).contains(&days) {
-            return Err(Error::invalid(
-                "expires_in_days",
-                format!("1 to {max_days} days: a share always ends"),
-            ));
-        }
+        let categories = share_categories(&request.categories)?;
+        let days = self.share_days(request.expires_in_days)?;
         let expires = now + Duration::days(days);
         let (data_from, data_to) = share_window(now, request.data_last_days, request.data_range)
             .map_err(|reason| Error::invalid("data_last_days", reason))?;
@@ -146,25 +129,11 @@ impl Wardline {
         } else {
             data_to
         };
-        let message = match &request.message {
-            Some(text) => Some(clean_text("message", text, 500)?).filter(|text| !text.is_empty()),
-            None => None,
-        };
+        let message = optional_message(request.message.as_deref())?;
         let id = Uuid::new_v4();
         let (grantee, to, link_token, passcode) = match &request.to {
             ShareTo::Specialist(username) => {
-                let grantee = self
-                    .store
-                    .user_credentials(username)
-                    .await?
-                    .map(|credentials| credentials.user)
-                    .filter(|grantee| grantee.role == Role::Specialist && !grantee.disabled)
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            "grantee_username",
-                            "is not a specialist's account: ask your care team or the specialist for their Wardline user name",
-                        )
-                    })?;
+                let grantee = self.specialist_named(username).await?;
                 let to = format!("{} ({})", grantee.display_name, grantee.username);
                 (ShareGrantee::Person(grantee.id), to, None, None)
             }
@@ -194,11 +163,7 @@ impl Wardline {
             AuditOutcome::Allowed,
             Some(format!(
                 "share {id} with {to}: {} measured {} to {}, until {}",
-                categories
-                    .iter()
-                    .map(|category| category.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                category_names(&categories),
                 data_from.to_rfc3339(),
                 data_to.to_rfc3339(),
                 expires.to_rfc3339()
@@ -212,7 +177,8 @@ impl Wardline {
                     id,
                     patient_id,
                     grantee,
-                    consented_by: user.id,
+                    consented_by: Some(user.id),
+                    proposed_by: None,
                     created: now,
                     categories,
                     data_from,
@@ -242,6 +208,141 @@ impl Wardline {
         ))
         .await?;
         Ok(self.store.shares_of_patient(patient_id).await?)
+    }
+
+    /// A clinician or nurse of the patient's care team proposes a share with a specialist
+    /// (a referral). It opens nothing until the patient accepts it; the patient may also
+    /// decline (revoke) it. Expires counts from the acceptance.
+    pub async fn propose_referral(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        request: ShareRequest,
+    ) -> Result<Share, Error> {
+        let allowed = self
+            .authorize_patient_change(
+                actor,
+                patient_id,
+                "shares.propose",
+                &[Role::Clinician, Role::Nurse],
+                None,
+            )
+            .await?;
+        let proposer = actor.user().ok_or(Error::Forbidden)?.id;
+        let ShareTo::Specialist(username) = &request.to else {
+            return Err(Error::invalid(
+                "grantee_username",
+                "a referral is to a specialist's account; only the patient makes links",
+            ));
+        };
+        let now = self.now();
+        let categories = share_categories(&request.categories)?;
+        let days = self.share_days(request.expires_in_days)?;
+        let expires = now + Duration::days(days);
+        let (data_from, data_to) = share_window(now, request.data_last_days, request.data_range)
+            .map_err(|reason| Error::invalid("data_last_days", reason))?;
+        let data_to = if request.data_last_days.is_some() {
+            // Until the end of the longest the share can last once accepted.
+            now + Duration::days(self.settings.max_share_days + days)
+        } else {
+            data_to
+        };
+        let grantee = self.specialist_named(username).await?;
+        let id = Uuid::new_v4();
+        let mut audit = allowed.audit;
+        audit.detail = Some(format!(
+            "share {id} proposed with {} ({}): {}, waiting for the patient",
+            grantee.display_name,
+            grantee.username,
+            category_names(&categories)
+        ));
+        Ok(self
+            .store
+            .create_share(
+                NewShare {
+                    id,
+                    patient_id,
+                    grantee: ShareGrantee::Person(grantee.id),
+                    consented_by: None,
+                    proposed_by: Some(proposer),
+                    created: now,
+                    categories,
+                    data_from,
+                    data_to,
+                    expires,
+                    message: optional_message(request.message.as_deref())?,
+                },
+                audit,
+            )
+            .await?)
+    }
+
+    /// The patient accepts a referral their care team proposed: it opens from now, for
+    /// as long as was proposed.
+    pub async fn accept_share(&self, actor: &Actor, share_id: Uuid) -> Result<Share, Error> {
+        let patient_id = own_record(actor)?;
+        let user = actor.user().ok_or(Error::Forbidden)?;
+        let share = self
+            .store
+            .share(share_id)
+            .await?
+            .filter(|share| share.patient_id == patient_id)
+            .ok_or_else(|| Error::NotFound(format!("share {share_id}")))?;
+        let now = self.now();
+        let expires = now + (share.expires - share.created);
+        let audit = actor.audit(
+            "shares.accept",
+            Some(patient_id),
+            AuditOutcome::Allowed,
+            Some(format!(
+                "share {} with {}, until {}",
+                share.id,
+                share.grantee_name.as_deref().unwrap_or("a link"),
+                expires.to_rfc3339()
+            )),
+            now,
+        );
+        if !self
+            .store
+            .accept_share(share.id, user.id, now, expires, audit)
+            .await?
+        {
+            return Err(Error::InvalidState(
+                "this share was accepted or ended before".into(),
+            ));
+        }
+        self.store
+            .share(share.id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("share {share_id}")))
+    }
+
+    /// The specialist account of a user name, or why not.
+    async fn specialist_named(&self, username: &str) -> Result<wardline_store::User, Error> {
+        self.store
+            .user_credentials(username)
+            .await?
+            .map(|credentials| credentials.user)
+            .filter(|grantee| grantee.role == Role::Specialist && !grantee.disabled)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "grantee_username",
+                    "is not a specialist's account: ask your care team or the specialist for their Wardline user name",
+                )
+            })
+    }
+
+    /// Days a new share lasts: as asked, or the default, within the maximum.
+    fn share_days(&self, asked: Option<i64>) -> Result<i64, Error> {
+        let max_days = self.settings.max_share_days;
+        let days = asked.unwrap_or(DEFAULT_SHARE_DAYS.min(max_days));
+        if !(1..=max_days).contains(&days) {
+            return Err(Error::invalid(
+                "expires_in_days",
+                format!("1 to {max_days} days: a share always ends"),
+            ));
+        }
+        Ok(days)
     }
 
     /// The shares live now with the caller (specialists): what each patient shared, so
@@ -507,6 +608,36 @@ fn new_passcode() -> Result<String, Error> {
         .iter()
         .map(|byte| char::from(PASSCODE_ALPHABET[usize::from(*byte) % PASSCODE_ALPHABET.len()]))
         .collect())
+}
+
+/// The categories asked for, each once, in order; at least one.
+fn share_categories(asked: &[ShareCategory]) -> Result<Vec<ShareCategory>, Error> {
+    if asked.is_empty() {
+        return Err(Error::invalid(
+            "categories",
+            "at least one of glucose, ecg, vital_signs, alarms, care_plan",
+        ));
+    }
+    let mut categories = asked.to_vec();
+    categories.sort_unstable();
+    categories.dedup();
+    Ok(categories)
+}
+
+fn category_names(categories: &[ShareCategory]) -> String {
+    categories
+        .iter()
+        .map(|category| category.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A share's note as stored: clean text of at most 500 characters, or none.
+fn optional_message(text: Option<&str>) -> Result<Option<String>, Error> {
+    Ok(match text {
+        Some(text) => Some(clean_text("message", text, 500)?).filter(|text| !text.is_empty()),
+        None => None,
+    })
 }
 
 /// The caller's own patient record: only a patient account has one.

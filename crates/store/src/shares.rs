@@ -24,8 +24,12 @@ pub struct Share {
     pub grantee_name: Option<String>,
     /// For a link: how it has been used.
     pub link: Option<ShareLinkState>,
-    /// The account that consented (the patient's own).
-    pub consented_by: UserId,
+    /// The account that consented (the patient's own), and when; none for a referral
+    /// not yet accepted.
+    pub consented_by: Option<UserId>,
+    pub accepted: Option<DateTime<Utc>>,
+    /// The care team member who proposed it, for a referral.
+    pub proposed_by: Option<UserId>,
     pub created: DateTime<Utc>,
     pub categories: Vec<ShareCategory>,
     /// The data it opens was measured in `[data_from, data_to)`.
@@ -77,7 +81,8 @@ pub enum LinkAttempt {
 impl Share {
     /// Whether reads through it are allowed at `now`.
     pub fn live_at(&self, now: DateTime<Utc>) -> bool {
-        self.revoked.is_none()
+        self.accepted.is_some()
+            && self.revoked.is_none()
             && now < self.expires
             && self
                 .link
@@ -100,7 +105,10 @@ pub struct NewShare {
     pub id: Uuid,
     pub patient_id: PatientId,
     pub grantee: ShareGrantee,
-    pub consented_by: UserId,
+    /// The patient's account, consenting now; none for a referral the care team proposes
+    /// (`proposed_by`), which waits for the patient.
+    pub consented_by: Option<UserId>,
+    pub proposed_by: Option<UserId>,
     pub created: DateTime<Utc>,
     pub categories: Vec<ShareCategory>,
     pub data_from: DateTime<Utc>,
@@ -130,6 +138,17 @@ pub trait ShareStore: Send + Sync {
         grantee: UserId,
         now: DateTime<Utc>,
     ) -> Result<Vec<PatientId>, StoreError>;
+    /// The patient accepts a proposed referral: it opens from `at` until `expires`,
+    /// with its audit entry in one commit. `false`, and nothing audited, when it was
+    /// accepted or revoked before. `NotFound` for an unknown share or account.
+    async fn accept_share(
+        &self,
+        id: Uuid,
+        consented_by: UserId,
+        at: DateTime<Utc>,
+        expires: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError>;
     /// The share a link token (by its SHA-256) opens, whatever its state, and the hash of
     /// its passcode.
     async fn share_by_link(

@@ -63,19 +63,36 @@ export function patientSharesSection(signal: AbortSignal): HTMLElement {
     replace(
       list,
       h('ul', { class: 'plain shares', 'data-testid': 'my-shares' }, shares.map((share) => {
-        const ended = share.revoked ? `revoked ${formatTime(share.revoked)}` : Date.parse(share.expires) <= now ? `ended ${formatTime(share.expires)}` : share.link?.disabled ? 'disabled after too many wrong passcodes' : null;
+        const ended = share.revoked ? `${share.accepted ? 'revoked' : 'declined'} ${formatTime(share.revoked)}` : Date.parse(share.expires) <= now ? `ended ${formatTime(share.expires)}` : share.link?.disabled ? 'disabled after too many wrong passcodes' : null;
+        const waiting = !ended && !share.accepted;
         return h(
           'li',
           { 'data-share': share.id },
           h('strong', null, share.grantee_name ?? 'A link with a passcode'),
           ` — ${categoriesText(share.categories)}; data from ${formatTime(share.data_from)}; `,
-          ended ? h('span', { class: 'muted' }, ended) : `until ${formatTime(share.expires)} `,
+          ended ? h('span', { class: 'muted' }, ended) : waiting ? 'proposed by your care team, waiting for you ' : `until ${formatTime(share.expires)} `,
+          waiting
+            ? h('button', {
+                type: 'button',
+                class: 'small',
+                'aria-label': `Accept the share with ${share.grantee_name ?? 'a specialist'}`,
+                onclick: async () => {
+                  try {
+                    await post(`/api/v1/me/shares/${encodeURIComponent(share.id)}/accept`);
+                    await refresh();
+                    replace(message, notice('success', `${share.grantee_name ?? 'The specialist'} can now see what was proposed.`));
+                  } catch (error) {
+                    replace(message, notice('error', error instanceof Error ? error.message : String(error)));
+                  }
+                },
+              }, 'Accept')
+            : null,
           ended
             ? null
             : h('button', {
                 type: 'button',
                 class: 'danger small',
-                'aria-label': `Revoke the share with ${share.grantee_name ?? 'a link'}`,
+                'aria-label': `${waiting ? 'Decline' : 'Revoke'} the share with ${share.grantee_name ?? 'a link'}`,
                 onclick: async () => {
                   try {
                     await post(`/api/v1/me/shares/${encodeURIComponent(share.id)}/revoke`);
@@ -85,7 +102,7 @@ export function patientSharesSection(signal: AbortSignal): HTMLElement {
                     replace(message, notice('error', error instanceof Error ? error.message : String(error)));
                   }
                 },
-              }, 'Revoke'),
+              }, waiting ? 'Decline' : 'Revoke'),
         );
       })),
     );

@@ -10,12 +10,13 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wardline_domain::PatientId;
 use wardline_domain::sharing::ShareCategory;
 use wardline_service::sharing::{CreatedShare, ShareRequest, ShareTo, SharedRecord};
 use wardline_store::Share;
 
 use crate::error::ApiError;
-use crate::extract::{Body, Caller, Remote, SharePath};
+use crate::extract::{Body, Caller, Id, Remote, SharePath};
 use crate::state::AppState;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
@@ -24,6 +25,46 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_share))
         .routes(routes!(open_share_link))
         .routes(routes!(shares_with_me))
+        .routes(routes!(propose_referral))
+        .routes(routes!(accept_share))
+}
+
+/// Proposes a share of a patient's record with a specialist (clinicians and nurses of
+/// the patient's care team): a referral, which opens nothing until the patient accepts
+/// it (`POST /api/v1/me/shares/{share_id}/accept`); its expiry counts from then.
+#[utoipa::path(post, path = "/api/v1/patients/{patient_id}/referrals", tag = "sharing",
+    params(("patient_id" = PatientId, Path, description = "The patient")),
+    request_body = CreateShare,
+    responses((status = 201, description = "The proposed share, waiting for the patient", body = Share)))]
+pub(crate) async fn propose_referral(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(patient_id): Id<PatientId>,
+    Body(request): Body<CreateShare>,
+) -> Result<(StatusCode, Json<Share>), ApiError> {
+    let request = request.into_service()?;
+    let share = state
+        .service
+        .propose_referral(&caller.actor(), patient_id, request)
+        .await?;
+    Ok((StatusCode::CREATED, Json(share)))
+}
+
+/// Accepts a referral the care team proposed (patients): it opens from now.
+#[utoipa::path(post, path = "/api/v1/me/shares/{share_id}/accept", tag = "sharing",
+    params(("share_id" = uuid::Uuid, Path, description = "The share")),
+    responses((status = 200, description = "The share, now open", body = Share)))]
+pub(crate) async fn accept_share(
+    State(state): State<AppState>,
+    caller: Caller,
+    SharePath(share_id): SharePath,
+) -> Result<Json<Share>, ApiError> {
+    Ok(Json(
+        state
+            .service
+            .accept_share(&caller.actor(), share_id)
+            .await?,
+    ))
 }
 
 /// The shares live now with the caller (specialists), each with its patient, categories,
@@ -63,6 +104,45 @@ pub(crate) struct CreateShare {
     message: Option<String>,
 }
 
+impl CreateShare {
+    /// The service's request: to a specialist or by a link (one of the two), and a
+    /// fixed window given whole.
+    fn into_service(self) -> Result<ShareRequest, ApiError> {
+        let to = match (self.grantee_username, self.link) {
+            (Some(username), None) => ShareTo::Specialist(username),
+            (None, Some(link)) => ShareTo::Link {
+                single_use: link.single_use,
+            },
+            _ => {
+                return Err(wardline_service::Error::invalid(
+                    "grantee_username",
+                    "give a specialist's user name or `link`, one of the two",
+                )
+                .into());
+            }
+        };
+        let data_range = match (self.data_from, self.data_to) {
+            (Some(from), Some(to)) => Some((from, to)),
+            (None, None) => None,
+            _ => {
+                return Err(wardline_service::Error::invalid(
+                    "data_from",
+                    "data_from and data_to go together",
+                )
+                .into());
+            }
+        };
+        Ok(ShareRequest {
+            to,
+            categories: self.categories,
+            data_last_days: self.data_last_days,
+            data_range,
+            expires_in_days: self.expires_in_days,
+            message: self.message,
+        })
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct LinkOptions {
     /// The link opens once.
@@ -83,44 +163,8 @@ pub(crate) async fn create_share(
     caller: Caller,
     Body(request): Body<CreateShare>,
 ) -> Result<(StatusCode, Json<CreatedShare>), ApiError> {
-    let to = match (request.grantee_username, request.link) {
-        (Some(username), None) => ShareTo::Specialist(username),
-        (None, Some(link)) => ShareTo::Link {
-            single_use: link.single_use,
-        },
-        _ => {
-            return Err(wardline_service::Error::invalid(
-                "grantee_username",
-                "give a specialist's user name or `link`, one of the two",
-            )
-            .into());
-        }
-    };
-    let data_range = match (request.data_from, request.data_to) {
-        (Some(from), Some(to)) => Some((from, to)),
-        (None, None) => None,
-        _ => {
-            return Err(wardline_service::Error::invalid(
-                "data_from",
-                "data_from and data_to go together",
-            )
-            .into());
-        }
-    };
-    let share = state
-        .service
-        .create_share(
-            &caller.actor(),
-            ShareRequest {
-                to,
-                categories: request.categories,
-                data_last_days: request.data_last_days,
-                data_range,
-                expires_in_days: request.expires_in_days,
-                message: request.message,
-            },
-        )
-        .await?;
+    let request = request.into_service()?;
+    let share = state.service.create_share(&caller.actor(), request).await?;
     Ok((StatusCode::CREATED, Json(share)))
 }
 

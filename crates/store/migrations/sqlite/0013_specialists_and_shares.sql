@@ -46,8 +46,12 @@ CREATE TABLE share (
     single_use        INTEGER NOT NULL DEFAULT 0,
     opened_count      INTEGER NOT NULL DEFAULT 0,
     disabled_ms       INTEGER,
-    -- Who consented (the patient's own account) and when.
-    consented_by   INTEGER NOT NULL REFERENCES app_user (key),
+    -- Who consented (the patient's own account) and when; none yet for a referral the
+    -- care team proposed and the patient has not accepted, which opens nothing.
+    consented_by   INTEGER REFERENCES app_user (key),
+    accepted_ms    INTEGER,
+    -- The care team member who proposed it (a referral), if the patient did not.
+    proposed_by    INTEGER REFERENCES app_user (key),
     created_ms     INTEGER NOT NULL,
     -- Comma-separated categories: glucose, ecg, vital_signs, alarms, care_plan.
     categories     TEXT    NOT NULL,
@@ -59,7 +63,8 @@ CREATE TABLE share (
     CHECK (data_from_ms < data_to_ms),
     -- A share is for a person or by a link, never both.
     CHECK ((grantee_key IS NULL) = (link_token_hash IS NOT NULL)),
-    CHECK ((link_token_hash IS NULL) = (passcode_hash IS NULL))
+    CHECK ((link_token_hash IS NULL) = (passcode_hash IS NULL)),
+    CHECK ((consented_by IS NULL) = (accepted_ms IS NULL))
 );
 CREATE INDEX share_grantee ON share (grantee_key, patient_key);
 CREATE INDEX share_patient ON share (patient_key);

@@ -17,15 +17,19 @@ use crate::shares::*;
 const COLUMNS: &str = "s.id, p.id, g.id, g.display_name, c.id, s.created_ms, s.categories,
      s.data_from_ms, s.data_to_ms, s.expires_ms, s.message, s.revoked_ms,
      s.link_token_hash IS NOT NULL, s.single_use, s.opened_count, s.passcode_failures,
-     s.disabled_ms";
+     s.disabled_ms, s.accepted_ms, r.id";
+/// How many columns [`COLUMNS`] has: a query's own columns start here.
+const COLUMN_COUNT: usize = 19;
 const FROM: &str = "share s JOIN patient p ON p.key = s.patient_key
-     LEFT JOIN app_user g ON g.key = s.grantee_key JOIN app_user c ON c.key = s.consented_by";
+     LEFT JOIN app_user g ON g.key = s.grantee_key LEFT JOIN app_user c ON c.key = s.consented_by
+     LEFT JOIN app_user r ON r.key = s.proposed_by";
 
 fn from_row(row: &Row<'_>) -> Result<Share, StoreError> {
     let id: String = row.get(0)?;
     let patient: String = row.get(1)?;
     let grantee: Option<String> = row.get(2)?;
-    let consented_by: String = row.get(4)?;
+    let consented_by: Option<String> = row.get(4)?;
+    let proposed_by: Option<String> = row.get(18)?;
     let categories: String = row.get(6)?;
     let categories = categories
         .split(',')
@@ -51,7 +55,13 @@ fn from_row(row: &Row<'_>) -> Result<Share, StoreError> {
         } else {
             None
         },
-        consented_by: parse_uuid(&consented_by, "user")?,
+        consented_by: consented_by
+            .map(|user| parse_uuid(&user, "user"))
+            .transpose()?,
+        accepted: row.get::<_, Option<i64>>(17)?.map(from_ms).transpose()?,
+        proposed_by: proposed_by
+            .map(|user| parse_uuid(&user, "user"))
+            .transpose()?,
         created: from_ms(row.get(5)?)?,
         categories,
         data_from: from_ms(row.get(7)?)?,
@@ -88,8 +98,19 @@ impl ShareStore for SqliteStore {
                     single_use,
                 } => (None, Some(token_hash.to_vec()), Some(passcode_hash.clone()), *single_use),
             };
-            let consented_key =
-                key_of(connection, "app_user", &share.consented_by.to_string(), "user")?;
+            let consented_key = optional_key_of(
+                connection,
+                "app_user",
+                share.consented_by.map(|user| user.to_string()),
+                "user",
+            )?;
+            let proposed_key = optional_key_of(
+                connection,
+                "app_user",
+                share.proposed_by.map(|user| user.to_string()),
+                "user",
+            )?;
+            let accepted = share.consented_by.map(|_| to_ms(share.created));
             let categories = share
                 .categories
                 .iter()
@@ -100,8 +121,9 @@ impl ShareStore for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO share (id, patient_key, grantee_key, consented_by, created_ms, categories,
                                         data_from_ms, data_to_ms, expires_ms, message,
-                                        link_token_hash, passcode_hash, single_use)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                        link_token_hash, passcode_hash, single_use, accepted_ms,
+                                        proposed_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )?
                 .execute(params![
                     share.id.to_string(),
@@ -116,7 +138,9 @@ impl ShareStore for SqliteStore {
                     share.message,
                     token_hash,
                     passcode_hash,
-                    single_use
+                    single_use,
+                    accepted,
+                    proposed_key
                 ])?;
             append(connection, &[audit])?;
             by_id(connection, share.id)?
@@ -150,6 +174,7 @@ impl ShareStore for SqliteStore {
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM {FROM}
                  WHERE g.id = ?1 AND p.id = ?2 AND s.revoked_ms IS NULL AND s.expires_ms > ?3
+                   AND s.accepted_ms IS NOT NULL
                  ORDER BY s.created_ms DESC, s.key DESC"
             ))?;
             let rows = statement.query_map(
@@ -170,12 +195,40 @@ impl ShareStore for SqliteStore {
             let mut statement = connection.prepare_cached(
                 "SELECT DISTINCT p.id FROM share s JOIN patient p ON p.key = s.patient_key
                  JOIN app_user g ON g.key = s.grantee_key
-                 WHERE g.id = ?1 AND s.revoked_ms IS NULL AND s.expires_ms > ?2 ORDER BY p.id",
+                 WHERE g.id = ?1 AND s.revoked_ms IS NULL AND s.expires_ms > ?2
+                   AND s.accepted_ms IS NOT NULL ORDER BY p.id",
             )?;
             let rows = statement.query_map(params![grantee.to_string(), to_ms(now)], |row| {
                 row.get::<_, String>(0)
             })?;
             rows.map(|row| parse_uuid(&row?, "patient")).collect()
+        })
+        .await
+    }
+
+    async fn accept_share(
+        &self,
+        id: Uuid,
+        consented_by: UserId,
+        at: DateTime<Utc>,
+        expires: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<bool, StoreError> {
+        self.write(move |connection| {
+            if by_id(connection, id)?.is_none() {
+                return Err(StoreError::not_found(format!("share {id}")));
+            }
+            let consented_key = key_of(connection, "app_user", &consented_by.to_string(), "user")?;
+            let changed = connection.execute(
+                "UPDATE share SET consented_by = ?2, accepted_ms = ?3, expires_ms = ?4
+                 WHERE id = ?1 AND accepted_ms IS NULL AND revoked_ms IS NULL",
+                params![id.to_string(), consented_key, to_ms(at), to_ms(expires)],
+            )?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            append(connection, &[audit])?;
+            Ok(true)
         })
         .await
     }
@@ -190,7 +243,7 @@ impl ShareStore for SqliteStore {
                     "SELECT {COLUMNS}, s.passcode_hash FROM {FROM} WHERE s.link_token_hash = ?1"
                 ))?
                 .query_row([token_hash.as_slice()], |row| {
-                    Ok(from_row(row).and_then(|share| Ok((share, row.get(17)?))))
+                    Ok(from_row(row).and_then(|share| Ok((share, row.get(COLUMN_COUNT)?))))
                 })
                 .optional()?
                 .transpose()

@@ -7,32 +7,27 @@ use wardline_domain::{PatientId, Role, UserId};
 use super::{at, audit, patient, user};
 use crate::{LinkAttempt, NewShare, ShareGrantee, Store, StoreError};
 
+/// An account of `role` named `name` (a patient account for `patient`).
+async fn account(store: &dyn Store, name: &str, role: Role, patient: Option<PatientId>) -> UserId {
+    store
+        .create_user(user(name, role, patient), audit("users.create"))
+        .await
+        .expect("account")
+        .id
+}
+
 pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
     let alice = patient(store, "Alice").await;
     let bob = patient(store, "Bob").await;
-    let okafor = store
-        .create_user(
-            user("okafor", Role::Specialist, None),
-            audit("users.create"),
-        )
-        .await
-        .expect("specialist");
-    let other = store
-        .create_user(user("other", Role::Specialist, None), audit("users.create"))
-        .await
-        .expect("specialist");
-    let alice_account = store
-        .create_user(
-            user("alice", Role::Patient, Some(alice)),
-            audit("users.create"),
-        )
-        .await
-        .expect("patient");
+    let okafor = account(store, "okafor", Role::Specialist, None).await;
+    let other = account(store, "other", Role::Specialist, None).await;
+    let alice_account = account(store, "alice", Role::Patient, Some(alice)).await;
     let share = |id: Uuid, patient_id: PatientId, grantee: UserId, expires: i64| NewShare {
         id,
         patient_id,
         grantee: ShareGrantee::Person(grantee),
-        consented_by: alice_account.id,
+        consented_by: Some(alice_account),
+        proposed_by: None,
         created: at(0),
         categories: vec![ShareCategory::Ecg, ShareCategory::Glucose],
         data_from: at(-30 * 24 * 60),
@@ -42,14 +37,15 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
     };
     let first = Uuid::new_v4();
     let created = store
-        .create_share(share(first, alice, okafor.id, 60), audit("shares.create"))
+        .create_share(share(first, alice, okafor, 60), audit("shares.create"))
         .await
         .expect("create");
     assert_eq!(created.id, first);
     assert_eq!(created.grantee_name.as_deref(), Some("OKAFOR"));
-    assert_eq!(created.grantee_id, Some(okafor.id));
+    assert_eq!(created.grantee_id, Some(okafor));
     assert_eq!(created.link, None);
-    assert_eq!(created.consented_by, alice_account.id);
+    assert_eq!(created.consented_by, Some(alice_account));
+    assert_eq!((created.accepted, created.proposed_by), (Some(at(0)), None));
     assert_eq!(
         created.categories,
         vec![ShareCategory::Ecg, ShareCategory::Glucose]
@@ -78,23 +74,20 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
             .map(|share| share.id)
             .collect::<Vec<_>>()
     };
-    assert_eq!(live(okafor.id, alice, 10).await, vec![first]);
-    assert!(live(okafor.id, alice, 60).await.is_empty(), "expired");
-    assert!(
-        live(other.id, alice, 10).await.is_empty(),
-        "another grantee"
-    );
-    assert!(live(okafor.id, bob, 10).await.is_empty(), "another patient");
+    assert_eq!(live(okafor, alice, 10).await, vec![first]);
+    assert!(live(okafor, alice, 60).await.is_empty(), "expired");
+    assert!(live(other, alice, 10).await.is_empty(), "another grantee");
+    assert!(live(okafor, bob, 10).await.is_empty(), "another patient");
     assert_eq!(
         store
-            .patients_sharing_with(okafor.id, at(10))
+            .patients_sharing_with(okafor, at(10))
             .await
             .expect("patients"),
         vec![alice]
     );
     assert!(
         store
-            .patients_sharing_with(okafor.id, at(60))
+            .patients_sharing_with(okafor, at(60))
             .await
             .expect("patients")
             .is_empty()
@@ -103,7 +96,7 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
     // A second share; the patient sees both, newest first.
     let second = Uuid::new_v4();
     store
-        .create_share(share(second, alice, other.id, 120), audit("shares.create"))
+        .create_share(share(second, alice, other, 120), audit("shares.create"))
         .await
         .expect("create");
     let listed: Vec<Uuid> = store
@@ -138,7 +131,7 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
             .and_then(|share| share.revoked),
         Some(at(5))
     );
-    assert!(live(okafor.id, alice, 10).await.is_empty(), "revoked");
+    assert!(live(okafor, alice, 10).await.is_empty(), "revoked");
     assert!(matches!(
         store
             .revoke_share(Uuid::new_v4(), at(6), audit("shares.revoke"))
@@ -148,7 +141,7 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
     assert!(matches!(
         store
             .create_share(
-                share(Uuid::new_v4(), PatientId::random(), okafor.id, 60),
+                share(Uuid::new_v4(), PatientId::random(), okafor, 60),
                 audit("shares.create")
             )
             .await,
@@ -158,13 +151,7 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
 
 pub async fn share_links_count_openings_and_wrong_passcodes(store: &dyn Store) {
     let alice = patient(store, "Alice").await;
-    let alice_account = store
-        .create_user(
-            user("alice", Role::Patient, Some(alice)),
-            audit("users.create"),
-        )
-        .await
-        .expect("patient");
+    let alice_account = account(store, "alice", Role::Patient, Some(alice)).await;
     let link = |id: Uuid, token: u8, single_use: bool| NewShare {
         id,
         patient_id: alice,
@@ -173,7 +160,8 @@ pub async fn share_links_count_openings_and_wrong_passcodes(store: &dyn Store) {
             passcode_hash: format!("hash {token}"),
             single_use,
         },
-        consented_by: alice_account.id,
+        consented_by: Some(alice_account),
+        proposed_by: None,
         created: at(0),
         categories: vec![ShareCategory::Glucose],
         data_from: at(-60),
@@ -209,7 +197,7 @@ pub async fn share_links_count_openings_and_wrong_passcodes(store: &dyn Store) {
     // A link is nobody's account: it lists for no grantee.
     assert!(
         store
-            .live_shares(alice_account.id, alice, at(1))
+            .live_shares(alice_account, alice, at(1))
             .await
             .expect("live")
             .is_empty()
@@ -264,6 +252,89 @@ pub async fn share_links_count_openings_and_wrong_passcodes(store: &dyn Store) {
                 LinkAttempt::Opened,
                 at(20),
                 audit("share_links.open")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub async fn a_referral_opens_nothing_until_the_patient_accepts(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let okafor = account(store, "okafor", Role::Specialist, None).await;
+    let grey = account(store, "grey", Role::Clinician, None).await;
+    let alice_account = account(store, "alice", Role::Patient, Some(alice)).await;
+    let id = Uuid::new_v4();
+    let proposed = store
+        .create_share(
+            NewShare {
+                id,
+                patient_id: alice,
+                grantee: ShareGrantee::Person(okafor),
+                consented_by: None,
+                proposed_by: Some(grey),
+                created: at(0),
+                categories: vec![ShareCategory::Ecg],
+                data_from: at(-60),
+                data_to: at(600),
+                expires: at(600),
+                message: None,
+            },
+            audit("shares.propose"),
+        )
+        .await
+        .expect("propose");
+    assert_eq!((proposed.consented_by, proposed.accepted), (None, None));
+    assert_eq!(proposed.proposed_by, Some(grey));
+    assert!(!proposed.live_at(at(1)));
+    assert!(
+        store
+            .live_shares(okafor, alice, at(1))
+            .await
+            .expect("live")
+            .is_empty()
+    );
+    assert!(
+        store
+            .patients_sharing_with(okafor, at(1))
+            .await
+            .expect("patients")
+            .is_empty()
+    );
+    // Accepted: open from then, with the patient's consent recorded; once only.
+    assert!(
+        store
+            .accept_share(id, alice_account, at(5), at(605), audit("shares.accept"))
+            .await
+            .expect("accept")
+    );
+    assert!(
+        !store
+            .accept_share(id, alice_account, at(6), at(606), audit("shares.accept"))
+            .await
+            .expect("accept again")
+    );
+    let accepted = store.share(id).await.expect("read").expect("share");
+    assert_eq!(accepted.consented_by, Some(alice_account));
+    assert_eq!(
+        (accepted.accepted, accepted.expires),
+        (Some(at(5)), at(605))
+    );
+    assert_eq!(
+        store
+            .live_shares(okafor, alice, at(10))
+            .await
+            .expect("live")
+            .len(),
+        1
+    );
+    assert!(matches!(
+        store
+            .accept_share(
+                Uuid::new_v4(),
+                alice_account,
+                at(6),
+                at(606),
+                audit("shares.accept")
             )
             .await,
         Err(StoreError::NotFound { .. })
