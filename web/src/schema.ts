@@ -15,6 +15,7 @@ export type IssuedDeviceCertificate = Schemas['IssuedDeviceCertificate'];
 export type Share = Schemas['Share'];
 export type ShareCategory = Schemas['ShareCategory'];
 export type CreatedShare = Schemas['CreatedShare'];
+export type SharedRecord = Schemas['SharedRecord'];
 export type Patient = Schemas['Patient'];
 export type Observation = Schemas['Observation'];
 export type Device = Schemas['Device'];

@@ -951,6 +951,44 @@ test('a patient shares glucose with a specialist, who sees exactly that until th
   await specialist.context().close();
 });
 
+test('a patient makes a share link; someone without an account opens it once with the passcode', async () => {
+  const patientPage = await newPage();
+  await uiLogin(patientPage, 'ada', PASSWORD);
+  await patientPage.waitForURL('**/me');
+  const sharing = patientPage.getByTestId('sharing');
+  await sharing.getByLabel('Instead, a link with a passcode').check();
+  await sharing.getByLabel('It opens once').check();
+  await sharing.getByLabel('Glucose and the CGM report').check();
+  await sharing.getByRole('button', { name: 'Share' }).click();
+  const shown = sharing.getByTestId('share-link');
+  await shown.waitFor();
+  const [address, passcode] = await shown.locator('code').allTextContents();
+  assert.match(address, /\/s#wsl_/);
+  await patientPage.context().close();
+
+  // Someone without an account: the passcode first, wrong, then right.
+  const viewer = await newPage();
+  await viewer.goto(address);
+  await viewer.getByLabel('Passcode').fill('WRONGPASS2');
+  await viewer.getByRole('button', { name: 'Open' }).click();
+  await viewer.getByText('wrong passcode: 4 of 5 attempts left').waitFor();
+  await viewer.getByLabel('Passcode').fill(passcode);
+  await viewer.getByRole('button', { name: 'Open' }).click();
+  const record = viewer.getByTestId('shared-record');
+  await record.getByRole('heading', { name: 'Shared by Ada Lovelace' }).waitFor();
+  await record.locator(`section[data-code="${CGM}"]`).waitFor();
+  assert.equal(await record.locator(`section[data-code="${HR}"]`).count(), 0, 'no heart rate');
+  // It was for one use.
+  await viewer.reload();
+  await viewer.getByLabel('Passcode').fill(passcode);
+  const logged = consoleErrors.length;
+  await viewer.getByRole('button', { name: 'Open' }).click();
+  await viewer.getByText('this link was for one use, and it has been used').waitFor();
+  // The browser logs the refused request (410 Gone); it is the expected outcome here.
+  consoleErrors.splice(logged).filter((text) => !/status of 410/.test(text)).forEach((text) => consoleErrors.push(text));
+  await viewer.context().close();
+});
+
 test('a screen whose session ends elsewhere goes to the login page and says so', async () => {
   const page = await newPage();
   await uiLogin(page, 'dr.grey', PASSWORD);

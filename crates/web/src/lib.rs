@@ -43,6 +43,7 @@ pub const APP_ROUTES: &[&str] = &[
     "/",
     "/login",
     "/account/password",
+    "/account/second-factor",
     "/ward",
     "/alarms",
     "/me",
@@ -51,6 +52,9 @@ pub const APP_ROUTES: &[&str] = &[
     "/patients/{patient_id}/{*rest}",
     "/admin",
     "/admin/{*rest}",
+    // A specialist's start page, and a share link (its token in the fragment).
+    "/shared",
+    "/s",
 ];
 
 /// The policy for every page and asset: everything from this origin only, nothing
@@ -273,6 +277,35 @@ mod tests {
         }
         let api = fetch(host, "/api/v1/me", &[]).await;
         assert_eq!(body(api).await, b"api");
+    }
+
+    /// Every route the app's router knows is served `index.html`, so that a reload or a
+    /// link to any page works (a route missing here answered 404 on reload).
+    #[tokio::test]
+    async fn every_client_route_is_served_the_app() {
+        let main = include_str!("../../../web/src/main.ts");
+        let routes: Vec<&str> = main
+            .split("route('")
+            .skip(1)
+            .filter_map(|rest| rest.split('\'').next())
+            .collect();
+        assert!(routes.len() >= 10, "{routes:?}");
+        for route in routes {
+            // A path the route matches: each `:parameter` becomes a value.
+            let path: String = route
+                .split('/')
+                .map(|segment| {
+                    if segment.starts_with(':') {
+                        "x1"
+                    } else {
+                        segment
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            let response = fetch(router(), &path, &[]).await;
+            assert_eq!(response.status(), StatusCode::OK, "{route} as {path}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ import { codeInfo, codeOrder, displayUnit, formatValue } from '../codes';
 import { field, h, notice, replace } from '../dom';
 import { formatTime, timeAgo } from '../format';
 import type { PageContext } from '../router';
-import type { CreatedShare, Share, ShareCategory } from '../schema';
+import type { CreatedShare, Share, ShareCategory, SharedRecord } from '../schema';
 import { frame } from '../session';
 import { carePlanSection } from './careplan';
 import { refusedPage } from './errors';
@@ -41,11 +41,21 @@ export function patientSharesSection(signal: AbortSignal): HTMLElement {
   const days = h('input', { name: 'data_last_days', type: 'number', min: '1', max: '3650', value: '30' });
   const expires = h('input', { name: 'expires_in_days', type: 'number', min: '1', max: '365', value: '30' });
   const note = h('input', { name: 'message', maxlength: '500' });
+  const asLink = h('input', { type: 'checkbox', name: 'link' });
+  const once = h('input', { type: 'checkbox', name: 'single_use' });
+  const onceLabel = h('label', { class: 'checkbox' }, once, ' It opens once');
+  onceLabel.hidden = true;
+  asLink.addEventListener('change', () => {
+    grantee.disabled = asLink.checked;
+    onceLabel.hidden = !asLink.checked;
+  });
   const submit = h('button', { type: 'submit' }, 'Share');
   const form = h(
     'form',
     { class: 'share-form', 'aria-label': 'Share with a specialist', novalidate: true },
     field('Specialist’s user name', grantee, 'Ask the specialist or your care team for it.'),
+    h('label', { class: 'checkbox' }, asLink, ' Instead, a link with a passcode, for someone without an account'),
+    onceLabel,
     h('fieldset', null, h('legend', null, 'What they may see'), boxes.map((entry) => entry.label)),
     field('Days of data (the last …, and new data while the share lasts)', days),
     field('Days until the share ends', expires),
@@ -110,14 +120,15 @@ export function patientSharesSection(signal: AbortSignal): HTMLElement {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const categories = boxes.filter((entry) => entry.box.checked).map((entry) => entry.category);
-    if (!grantee.value || categories.length === 0) {
+    if ((!asLink.checked && !grantee.value) || categories.length === 0) {
       replace(message, notice('error', 'Enter the specialist’s user name and choose what they may see.'));
       return;
     }
     submit.disabled = true;
     try {
       const created = await post<CreatedShare>('/api/v1/me/shares', {
-        grantee_username: grantee.value.trim(),
+        grantee_username: asLink.checked ? undefined : grantee.value.trim(),
+        link: asLink.checked ? { single_use: once.checked } : undefined,
         categories,
         data_last_days: Number(days.value),
         expires_in_days: Number(expires.value),
@@ -126,7 +137,20 @@ export function patientSharesSection(signal: AbortSignal): HTMLElement {
       grantee.value = '';
       note.value = '';
       await refresh();
-      replace(message, notice('success', `Shared with ${created.share.grantee_name} until ${formatTime(created.share.expires)}.`));
+      if (created.link_token && created.passcode) {
+        const address = `${location.origin}/s#${created.link_token}`;
+        replace(
+          message,
+          h('div', { class: 'shown-once', role: 'status', 'data-testid': 'share-link' },
+            h('h3', null, 'Your link — shown only now'),
+            h('p', null, 'Give the link and the passcode separately (for example the link by e-mail and the passcode by phone). Five wrong passcodes disable the link.'),
+            h('dl', null,
+              h('dt', null, 'Link'), h('dd', null, h('code', null, address)),
+              h('dt', null, 'Passcode'), h('dd', null, h('code', null, created.passcode)))),
+        );
+      } else {
+        replace(message, notice('success', `Shared with ${created.share.grantee_name} until ${formatTime(created.share.expires)}.`));
+      }
     } catch (error) {
       replace(message, notice('error', error instanceof Error ? error.message : String(error)));
     } finally {
@@ -221,4 +245,91 @@ export async function sharedPatientPage(root: HTMLElement, context: PageContext,
   }, SHARE_RECHECK_MS);
   context.onCleanup(() => window.clearInterval(timer));
   main.focus();
+}
+
+/**
+ * A share link, opened by someone without an account: the token is in the address's
+ * fragment (after `#`), which browsers never send to a server, so it reaches no log; the
+ * passcode, given separately, is typed here.
+ */
+export function shareLinkPage(root: HTMLElement): void {
+  const token = location.hash.slice(1);
+  const passcode = h('input', { name: 'passcode', autocomplete: 'off', autocapitalize: 'characters', spellcheck: 'false', maxlength: '100' });
+  const message = h('div', { class: 'form-message', role: 'status' });
+  const submit = h('button', { type: 'submit' }, 'Open');
+  const result = h('div');
+  const form = h(
+    'form',
+    { class: 'login card', 'aria-labelledby': 'link-title', novalidate: true },
+    h('h1', { id: 'link-title' }, 'Data shared with you'),
+    h('p', null, 'A patient shared part of their Wardline record with you. Enter the passcode they gave you separately.'),
+    field('Passcode', passcode),
+    message,
+    submit,
+  );
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!token) {
+      replace(message, notice('error', 'This address holds no link: open the whole link you were given.'));
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const record = await post<SharedRecord>('/api/v1/share-links/open', { token, passcode: passcode.value.trim() });
+      passcode.value = '';
+      form.hidden = true;
+      replace(result, sharedRecordView(record));
+    } catch (error) {
+      const text = error instanceof ApiError && (error.code === 'bad_passcode' || error.code === 'share_link_closed' || error.status === 404)
+        ? error.status === 404 ? 'This link is not known: check that you opened the whole link.' : error.message
+        : `The link could not be opened: ${error instanceof Error ? error.message : String(error)}`;
+      replace(message, notice('error', text));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  frame(root, 'Shared data', form, result);
+  passcode.focus();
+}
+
+/** What a link opened, read-only, with a JSON download of exactly that. */
+function sharedRecordView(record: SharedRecord): HTMLElement {
+  const byCode = new Map<string, Observation[]>();
+  for (const observation of record.observations) {
+    byCode.set(observation.loinc, [...(byCode.get(observation.loinc) ?? []), observation]);
+  }
+  const download = h('button', { type: 'button', class: 'secondary' }, 'Download as JSON');
+  download.addEventListener('click', () => {
+    const url = URL.createObjectURL(new Blob([JSON.stringify(record, null, 2)], { type: 'application/json' }));
+    const link = h('a', { href: url, download: 'wardline-shared-data.json' });
+    link.click();
+    window.setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  });
+  return h(
+    'section',
+    { class: 'card shared-record', 'data-testid': 'shared-record' },
+    h('h1', null, `Shared by ${record.patient_name}`),
+    h('p', null, `${categoriesText(record.categories)}; measured ${formatTime(record.data_from)} to ${formatTime(record.data_to)}. The link ends ${formatTime(record.expires)}.`),
+    record.message ? h('p', null, `“${record.message}”`) : null,
+    download,
+    [...byCode.entries()]
+      .sort(([a], [b]) => codeOrder(a) - codeOrder(b))
+      .map(([loinc, observations]) =>
+        h('section', { 'data-code': loinc },
+          h('h2', null, `${codeInfo(loinc).label} (${observations.length})`),
+          h('div', { class: 'table-scroll' }, h('table', null,
+            h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Measured'), h('th', { scope: 'col' }, 'Value'))),
+            h('tbody', null, [...observations].reverse().slice(0, 200).map((observation) =>
+              h('tr', null, h('td', null, formatTime(observation.effective)), h('td', null, `${formatValue(loinc, observation.value)} ${displayUnit(observation.unit)}`)))))),
+          observations.length > 200 ? h('p', { class: 'muted' }, `The newest 200 of ${observations.length}; the download has all.`) : null)),
+    record.rhythm_events.length
+      ? h('section', null, h('h2', null, 'Rhythm events'), h('ul', { class: 'plain' }, record.rhythm_events.map((event) => h('li', null, `${event.kind.replace(/_/g, ' ')} — ${formatTime(event.onset)} to ${formatTime(event.end)}`))))
+      : null,
+    record.news2.length
+      ? h('section', null, h('h2', null, 'NEWS2'), h('ul', { class: 'plain' }, [...record.news2].reverse().slice(0, 50).map((score) => h('li', null, `${score.total} at ${formatTime(score.time)}`))))
+      : null,
+    record.observations.length === 0 && record.rhythm_events.length === 0 && record.news2.length === 0
+      ? h('p', null, 'Nothing was measured in the shared period.')
+      : null,
+  );
 }
