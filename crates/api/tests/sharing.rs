@@ -115,6 +115,12 @@ async fn closed_saying(h: &Hospital, link: &Value, why: &str) {
     assert!(message.contains(why), "{message}");
 }
 
+/// Ada acts on one of her shares (`revoke`, `accept`): the answer's status.
+async fn on_share(h: &Hospital, share: &Value, verb: &str) -> StatusCode {
+    let path = format!("/api/v1/me/shares/{}/{verb}", share["id"].as_str().unwrap());
+    h.as_("ada", Method::POST, &path, None).await.0
+}
+
 async fn open_link(h: &Hospital, token: &str, passcode: &str) -> (StatusCode, Value) {
     h.call(
         Method::POST,
@@ -504,17 +510,7 @@ async fn a_share_link_opens_with_its_passcode_and_closes_as_it_should() {
         json!({"link": {}, "categories": ["ecg"], "data_last_days": 7}),
     )
     .await;
-    let (status_code, _) = h
-        .as_(
-            "ada",
-            Method::POST,
-            &format!(
-                "/api/v1/me/shares/{}/revoke",
-                revoked["share"]["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await;
+    let status_code = on_share(&h, &revoked["share"], "revoke").await;
     assert_eq!(status_code, StatusCode::NO_CONTENT);
     closed_saying(&h, &revoked, "the patient revoked this link").await;
     let lapsing = created(
@@ -606,33 +602,76 @@ async fn a_referral_gives_no_access_until_the_patient_accepts() {
             Some(json!({"grantee_username": "dr.second", "categories": ["glucose"], "data_last_days": 7})),
         )
         .await;
-    let (status_code, _) = h
-        .as_(
-            "ada",
-            Method::POST,
-            &format!(
-                "/api/v1/me/shares/{}/revoke",
-                second["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await;
+    let status_code = on_share(&h, &second, "revoke").await;
     assert_eq!(status_code, StatusCode::NO_CONTENT);
-    let (status_code, _) = h
-        .as_(
-            "ada",
-            Method::POST,
-            &format!(
-                "/api/v1/me/shares/{}/accept",
-                second["id"].as_str().unwrap()
-            ),
-            None,
-        )
-        .await;
+    let status_code = on_share(&h, &second, "accept").await;
     assert_eq!(
         status_code,
         StatusCode::CONFLICT,
         "a declined referral is not accepted later"
     );
     assert_eq!(status(&h, "second", &ada_page).await, StatusCode::FORBIDDEN);
+}
+
+/// A specialist's live stream carries only the shared categories, and ends within a
+/// second of the patient's revocation.
+#[tokio::test]
+async fn a_specialists_stream_carries_the_share_only_and_ends_at_revocation() {
+    let (h, _clock) = hospital_and_clock().await;
+    let shared = share(
+        &h,
+        json!({"grantee_username": "dr.okafor", "categories": ["glucose"], "data_last_days": 1}),
+    )
+    .await;
+    let mut stream = crate::streams::OpenStream::open(
+        &h,
+        "okafor",
+        &format!("/api/v1/patients/{}/observations/stream", h.ada),
+    )
+    .await;
+    // Ada's CGM and oximeter send one reading each, now.
+    let (cgm, cgm_secret) = h.ada_cgm().await;
+    let (status_code, oximeter) = h
+        .as_(
+            "admin",
+            Method::POST,
+            "/api/v1/devices",
+            Some(json!({"kind": "pulse_oximeter", "model": "O2", "serial": "2", "patient_id": h.ada})),
+        )
+        .await;
+    assert_eq!(status_code, StatusCode::CREATED, "{oximeter}");
+    for (device, secret, reading) in [
+        (
+            cgm.as_str(),
+            cgm_secret.as_str(),
+            json!({"v": 1, "seq": 1, "code": "99504-3", "value": 142, "unit": "mg/dL", "time": Utc::now()}),
+        ),
+        (
+            oximeter["device"]["id"].as_str().unwrap(),
+            oximeter["secret"].as_str().unwrap(),
+            json!({"v": 1, "seq": 1, "code": "8867-4", "value": 77, "unit": "/min", "time": Utc::now()}),
+        ),
+    ] {
+        let (status_code, body) = h
+            .call(
+                Method::POST,
+                &format!("/api/v1/devices/{device}/readings"),
+                Some(secret),
+                Some(reading),
+            )
+            .await;
+        assert_eq!(status_code, StatusCode::OK, "{body}");
+    }
+    let text = stream.text_within(std::time::Duration::from_secs(2)).await;
+    assert!(text.contains("99504-3"), "the glucose reading: {text}");
+    assert!(!text.contains("8867-4"), "no heart rate: {text}");
+
+    let status_code = on_share(&h, &shared, "revoke").await;
+    assert_eq!(status_code, StatusCode::NO_CONTENT);
+    assert!(
+        stream
+            .ends_within(std::time::Duration::from_millis(1500))
+            .await,
+        "the stream ends within about a second of the revocation"
+    );
 }

@@ -35,6 +35,18 @@ impl OpenStream {
         Self(response.into_body())
     }
 
+    /// The text the stream sends within `limit` (events and keep-alives).
+    pub(crate) async fn text_within(&mut self, limit: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut text = String::new();
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, self.0.frame()).await {
+            if let Ok(data) = frame.into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+        }
+        text
+    }
+
     /// Whether the stream ended (its body finished) within `limit`; frames that arrive
     /// meanwhile (keep-alives, events) are read and skipped.
     pub(crate) async fn ends_within(&mut self, limit: Duration) -> bool {

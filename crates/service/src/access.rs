@@ -59,7 +59,7 @@ pub enum ShareNeed {
 fn share_need(action: &str) -> ShareNeed {
     match action {
         // The patient's name, and the latest values of the shared categories only.
-        "patient.read" | "observations.read_latest" => ShareNeed::Any,
+        "patient.read" | "observations.read_latest" | "observations.stream" => ShareNeed::Any,
         "care_plan.read" | "care_plan.versions" => ShareNeed::Category(ShareCategory::CarePlan),
         "alarms.read" => ShareNeed::Category(ShareCategory::Alarms),
         "waveforms.read" | "rhythm_events.read" => ShareNeed::Category(ShareCategory::Ecg),
@@ -86,6 +86,14 @@ impl PatientAccess {
 
     pub fn basis(&self) -> AccessBasis {
         self.basis
+    }
+
+    /// Whether data of `category` is within the access: always, but through a share,
+    /// where the share must include it.
+    pub fn allows(&self, category: ShareCategory) -> bool {
+        self.scope
+            .as_ref()
+            .is_none_or(|scope| scope.allows(category))
     }
 
     /// Whether an observation of `code` measured at `time` is within the access: always,

@@ -1,8 +1,6 @@
 //! Health data and what Wardline derives from it: observations, waveforms, rhythm
 //! events, NEWS2 and the CGM report. Every read goes through the access check first.
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::Serialize;
 use wardline_analytics::cgm::{
@@ -16,6 +14,7 @@ use wardline_store::{
     PageCursor, RhythmEventQuery, RhythmEventRecord, WaveformQuery,
 };
 
+use crate::PatientAccess;
 use crate::Wardline;
 use crate::actor::Actor;
 use crate::error::Error;
@@ -456,26 +455,23 @@ impl Wardline {
         })
     }
 
-    /// The patient whose live stream the actor opens (audited).
+    /// The patient whose live stream the actor opens (audited), with the access: through
+    /// a share, the stream carries only what [`PatientAccess::shows`].
     pub async fn open_patient_stream(
         &self,
         actor: &Actor,
         patient_id: PatientId,
-    ) -> Result<HashSet<PatientId>, Error> {
-        let access = self
-            .authorize_patient(actor, patient_id, "observations.stream", None)
-            .await?;
-        Ok(HashSet::from([access.patient_id()]))
+    ) -> Result<Vec<PatientAccess>, Error> {
+        Ok(vec![
+            self.authorize_patient(actor, patient_id, "observations.stream", None)
+                .await?,
+        ])
     }
 
     /// Every patient whose live data the actor may watch on one stream (each audited).
     /// The set is fixed when the stream opens; a screen re-reads after a reconnect.
-    pub async fn open_ward_stream(&self, actor: &Actor) -> Result<HashSet<PatientId>, Error> {
-        Ok(self
-            .authorize_own_patients(actor, "observations.stream_ward")
-            .await?
-            .iter()
-            .map(|access| access.patient_id())
-            .collect())
+    pub async fn open_ward_stream(&self, actor: &Actor) -> Result<Vec<PatientAccess>, Error> {
+        self.authorize_own_patients(actor, "observations.stream_ward")
+            .await
     }
 }

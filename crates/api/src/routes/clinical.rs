@@ -1,7 +1,7 @@
 //! Patients and their health data, and the live streams of it. Every handler reaches the
 //! data through the service layer's access check.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +19,11 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wardline_domain::sharing::ShareCategory;
 use wardline_domain::{Observation, ObservationCode, PatientId, Signal};
 use wardline_service::clinical::{ObservationPageView, SummaryView, WaveformView, Window};
 use wardline_service::people::PatientDetails;
-use wardline_service::{Error, Wardline};
+use wardline_service::{Error, PatientAccess, Wardline};
 use wardline_store::{Device, News2Record, Patient};
 
 use crate::error::ApiError;
@@ -327,15 +328,22 @@ pub(crate) async fn ward_stream(
     Ok(live_events(&state.service, caller, patients))
 }
 
-/// The live events of `patients`, until the caller's session or access to any of them
-/// ends (checked every second).
+/// The live events of the patients in `accesses`, each cut to its access (a share's
+/// categories and window), until the caller's session or access to any of them ends
+/// (checked every second).
 fn live_events(
     service: &Wardline,
     caller: Caller,
-    patients: HashSet<PatientId>,
+    accesses: Vec<PatientAccess>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
-    let ended = service.stream_ended(caller.0, patients.clone());
-    let watched = Arc::new(patients);
+    let patients: HashSet<PatientId> = accesses.iter().map(PatientAccess::patient_id).collect();
+    let ended = service.stream_ended(caller.0, patients);
+    let watched: Arc<HashMap<PatientId, PatientAccess>> = Arc::new(
+        accesses
+            .into_iter()
+            .map(|access| (access.patient_id(), access))
+            .collect(),
+    );
     let lagged = |skipped: u64| {
         // The client fell behind; it should re-read the latest values.
         Some(Ok(Event::default()
@@ -345,7 +353,13 @@ fn live_events(
     let of_patients = Arc::clone(&watched);
     let observations =
         BroadcastStream::new(service.live().subscribe()).filter_map(move |item| match item {
-            Ok(observation) if of_patients.contains(&observation.patient_id) => {
+            Ok(observation)
+                if of_patients
+                    .get(&observation.patient_id)
+                    .is_some_and(|access| {
+                        access.shows(observation.code, observation.effective)
+                    }) =>
+            {
                 Some(Ok(Event::default()
                     .event("observation")
                     .json_data(observation.as_ref())
@@ -356,10 +370,16 @@ fn live_events(
         });
     let scores =
         BroadcastStream::new(service.live().subscribe_news2()).filter_map(move |item| match item {
-            Ok(score) if watched.contains(&score.patient_id) => Some(Ok(Event::default()
-                .event("news2")
-                .json_data::<&News2Record>(score.as_ref())
-                .unwrap_or_else(|_| Event::default().event("error")))),
+            Ok(score)
+                if watched
+                    .get(&score.patient_id)
+                    .is_some_and(|access| access.allows(ShareCategory::VitalSigns)) =>
+            {
+                Some(Ok(Event::default()
+                    .event("news2")
+                    .json_data::<&News2Record>(score.as_ref())
+                    .unwrap_or_else(|_| Event::default().event("error"))))
+            }
             Ok(_) => None,
             Err(BroadcastStreamRecvError::Lagged(skipped)) => lagged(skipped),
         });

@@ -72,7 +72,11 @@ pub async fn hospital_with_clock(
     .await
     .unwrap();
     let device_ca = wardline_service::device_certificates::DeviceCa::generate().unwrap();
+    // The live feed reads committed readings from the store, as the server's does, so
+    // streams carry real events.
+    let (live, _live_task) = wardline_service::LiveFeed::start(Arc::clone(&store), 1024);
     let service = Wardline::new(store, settings)
+        .with_live(live)
         .with_clock(clock)
         .with_alarms(alarms)
         .with_device_ca(Arc::new(
