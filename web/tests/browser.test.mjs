@@ -919,7 +919,7 @@ test('a patient shares glucose with a specialist, who sees exactly that until th
   // Firefox's number fields take fill() as typing at the end: empty the field first.
   await sharing.getByLabel('Days until the share ends').clear();
   await sharing.getByLabel('Days until the share ends').fill('7');
-  await sharing.getByRole('button', { name: 'Share' }).click();
+  await sharing.getByRole('button', { name: 'Share', exact: true }).click();
   await sharing.getByText('Shared with Dr Ngozi Okafor until').waitFor();
   await sharing.getByTestId('my-shares').getByText('Dr Ngozi Okafor').waitFor();
 
@@ -951,6 +951,33 @@ test('a patient shares glucose with a specialist, who sees exactly that until th
   await specialist.context().close();
 });
 
+test('the care team proposes a referral, which opens nothing until the patient accepts it', async () => {
+  const clinician = await newPage();
+  await uiLogin(clinician, 'dr.grey', PASSWORD);
+  await clinician.waitForURL('**/ward');
+  await clinician.goto(`${server.url}/patients/${ada.id}`);
+  const referral = clinician.getByRole('form', { name: 'Refer to a specialist' });
+  await referral.getByLabel('Specialist’s user name').fill('dr.okafor');
+  await referral.getByLabel('ECG and rhythm events').check();
+  await referral.getByLabel('Why (shown to the patient and the specialist)').fill('palpitations at night');
+  await referral.getByRole('button', { name: 'Propose' }).click();
+  await referral.getByText('sees nothing until they accept it').waitFor();
+  await clinician.context().close();
+  const okafor = await login('dr.okafor', PASSWORD);
+  assert.deepEqual(await ok(server, 'GET', '/api/v1/me/shared-with-me', { token: okafor }), [], 'nothing before Ada accepts');
+
+  const patientPage = await newPage();
+  await uiLogin(patientPage, 'ada', PASSWORD);
+  await patientPage.waitForURL('**/me');
+  const sharing = patientPage.getByTestId('sharing');
+  await sharing.getByText('proposed by your care team, waiting for you').waitFor();
+  await sharing.getByRole('button', { name: 'Accept the share with Dr Ngozi Okafor' }).click();
+  await sharing.getByText('Dr Ngozi Okafor can now see what was proposed.').waitFor();
+  const shares = await ok(server, 'GET', '/api/v1/me/shared-with-me', { token: okafor });
+  assert.deepEqual(shares.map((share) => share.categories), [['ecg']]);
+  await patientPage.context().close();
+});
+
 test('a patient makes a share link; someone without an account opens it once with the passcode', async () => {
   const patientPage = await newPage();
   await uiLogin(patientPage, 'ada', PASSWORD);
@@ -959,7 +986,7 @@ test('a patient makes a share link; someone without an account opens it once wit
   await sharing.getByLabel('Instead, a link with a passcode').check();
   await sharing.getByLabel('It opens once').check();
   await sharing.getByLabel('Glucose and the CGM report').check();
-  await sharing.getByRole('button', { name: 'Share' }).click();
+  await sharing.getByRole('button', { name: 'Share', exact: true }).click();
   const shown = sharing.getByTestId('share-link');
   await shown.waitFor();
   const [address, passcode] = await shown.locator('code').allTextContents();

@@ -17,7 +17,7 @@ import { liveBadge, subscribe, subscribeAlarms } from '../live';
 import { navigate, type PageContext } from '../router';
 import { currentUser, frame } from '../session';
 import { carePlanSection } from './careplan';
-import { patientSharesSection, sharedPatientPage } from './sharing';
+import { patientSharesSection, referralSection, sharedPatientPage } from './sharing';
 import { emergencyAccessOffer, emergencyBanner, myEmergencyAccess } from './emergency';
 import { refusedPage } from './errors';
 
@@ -111,6 +111,7 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
       self ? whoCanSee(patientId, signal) : null,
     ),
     self ? patientSharesSection(signal) : null,
+    clinical && !self && !emergency ? referralSection(patientId, patient.display_name) : null,
   );
   // Alarm changes of this patient arrive live; the history is re-read after a burst.
   let alarmTimer = 0;

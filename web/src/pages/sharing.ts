@@ -333,3 +333,52 @@ function sharedRecordView(record: SharedRecord): HTMLElement {
       : null,
   );
 }
+
+/** The care team proposes a share with a specialist (a referral); the patient accepts it. */
+export function referralSection(patientId: string, patientName: string): HTMLElement {
+  const grantee = h('input', { name: 'grantee_username', autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', maxlength: '64' });
+  const boxes = (Object.keys(CATEGORY_LABEL) as ShareCategory[]).map((category) => {
+    const box = h('input', { type: 'checkbox', name: 'categories', value: category });
+    return { category, box, label: h('label', { class: 'checkbox' }, box, ' ', CATEGORY_LABEL[category]) };
+  });
+  const days = h('input', { name: 'data_last_days', type: 'number', min: '1', max: '3650', value: '30' });
+  const note = h('input', { name: 'message', maxlength: '500' });
+  const message = h('div', { class: 'form-message', role: 'status' });
+  const submit = h('button', { type: 'submit' }, 'Propose');
+  const form = h(
+    'form',
+    { class: 'card', 'aria-label': 'Refer to a specialist', novalidate: true },
+    h('h2', null, 'Refer to a specialist'),
+    h('p', null, `Propose that ${patientName} shares part of their data with a specialist outside the care team. Nothing is shared until ${patientName} accepts it.`),
+    field('Specialist’s user name', grantee),
+    h('fieldset', null, h('legend', null, 'What they would see'), boxes.map((entry) => entry.label)),
+    field('Days of data', days),
+    field('Why (shown to the patient and the specialist)', note),
+    message,
+    submit,
+  );
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const categories = boxes.filter((entry) => entry.box.checked).map((entry) => entry.category);
+    if (!grantee.value || categories.length === 0) {
+      replace(message, notice('error', 'Enter the specialist’s user name and choose what they would see.'));
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const proposed = await post<Share>(patientPath(patientId, '/referrals'), {
+        grantee_username: grantee.value.trim(),
+        categories,
+        data_last_days: Number(days.value),
+        message: note.value.trim() || undefined,
+      });
+      replace(message, notice('success', `Proposed to ${patientName}: ${proposed.grantee_name} sees nothing until they accept it.`));
+      grantee.value = '';
+    } catch (error) {
+      replace(message, notice('error', error instanceof Error ? error.message : String(error)));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
