@@ -9,7 +9,7 @@ import { alarmsPage } from './pages/alarms';
 import { errorPage, notFoundPage } from './pages/errors';
 import { loginPage } from './pages/login';
 import { patientPage } from './pages/patient';
-import { shareLinkPage, sharedWithMePage } from './pages/sharing';
+import { invitationPage, shareLinkPage, sharedWithMePage } from './pages/sharing';
 import { wardPage } from './pages/ward';
 import { errors, fallback, navigate, route, start } from './router';
 import { currentUser, homeFor, loadUser, requireUser, setUser } from './session';
@@ -19,6 +19,7 @@ route('/account/password', passwordPage);
 route('/account/second-factor', secondFactorPage);
 // A share link's page needs no account: the token is in the fragment.
 route('/s', (root) => shareLinkPage(root));
+route('/invite', (root) => invitationPage(root));
 route('/shared', (root, context) => {
   if (requireUser(['specialist'])) return sharedWithMePage(root, context);
 });

@@ -16,6 +16,7 @@ export type Share = Schemas['Share'];
 export type ShareCategory = Schemas['ShareCategory'];
 export type CreatedShare = Schemas['CreatedShare'];
 export type SharedRecord = Schemas['SharedRecord'];
+export type CreatedInvitation = Schemas['CreatedInvitation'];
 export type Patient = Schemas['Patient'];
 export type Observation = Schemas['Observation'];
 export type Device = Schemas['Device'];

@@ -978,6 +978,31 @@ test('the care team proposes a referral, which opens nothing until the patient a
   await patientPage.context().close();
 });
 
+test('a patient invites a specialist, whose link makes their account', async () => {
+  const patientPage = await newPage();
+  await uiLogin(patientPage, 'ada', PASSWORD);
+  await patientPage.waitForURL('**/me');
+  const invite = patientPage.getByRole('form', { name: 'Invite a specialist' });
+  await invite.getByLabel('Their e-mail address').fill('neuro@clinic.example');
+  await invite.getByLabel('Their name').fill('Dr Amara Neuro');
+  await invite.getByRole('button', { name: 'Invite' }).click();
+  // No mail server in these tests: Ada is given the link to send.
+  const link = await invite.locator('code').textContent();
+  assert.match(link, /\/invite#wsi_/);
+  await patientPage.context().close();
+
+  const invited = await newPage();
+  await invited.goto(link);
+  await invited.getByLabel('User name').fill('dr.neuro');
+  await invited.getByLabel('Password').fill('lantern over the quiet harbour');
+  await invited.getByRole('button', { name: 'Make my account' }).click();
+  await invited.getByText('Your account is ready.').waitFor();
+  await uiLogin(invited, 'dr.neuro', 'lantern over the quiet harbour');
+  await invited.waitForURL('**/shared');
+  await invited.getByText('No patient shares data with you at the moment.').waitFor();
+  await invited.context().close();
+});
+
 test('a patient makes a share link; someone without an account opens it once with the passcode', async () => {
   const patientPage = await newPage();
   await uiLogin(patientPage, 'ada', PASSWORD);

@@ -23,5 +23,5 @@ pub use engine::{
     AlarmAction, AlarmEvent, AlarmService, AlarmSettings, CarePlanAuthor, CarePlanRequest,
 };
 pub use error::AlarmsError;
-pub use notify::{SmtpSettings, sign};
+pub use notify::{SmtpSettings, send_plain_email, sign};
 pub use secrets::Sealer;

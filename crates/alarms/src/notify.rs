@@ -369,6 +369,25 @@ async fn deliver(
 }
 
 async fn send_email(smtp: &SmtpSettings, item: &NotificationRecord) -> Result<(), String> {
+    let subject = item.payload["subject"].as_str().unwrap_or("Wardline alarm");
+    let text = item.payload["text"].as_str().unwrap_or("");
+    send_plain_email(
+        smtp,
+        &item.channel.target,
+        subject,
+        &format!("{text}\n\nIdempotency key: {}\n", item.idempotency_key),
+    )
+    .await
+}
+
+/// Sends a plain-text message to `recipients` (comma-separated) through the configured
+/// SMTP server: alarms' e-mails, and invitations.
+pub async fn send_plain_email(
+    smtp: &SmtpSettings,
+    recipients: &str,
+    subject: &str,
+    text: &str,
+) -> Result<(), String> {
     let transport = if smtp.starttls {
         AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
             .map_err(|error| format!("SMTP: {error}"))?
@@ -385,16 +404,11 @@ async fn send_email(smtp: &SmtpSettings, item: &NotificationRecord) -> Result<()
         .from
         .parse()
         .map_err(|_| "the configured sender address is invalid".to_owned())?;
-    let subject = item.payload["subject"]
-        .as_str()
-        .unwrap_or("Wardline alarm")
-        .to_owned();
-    let text = item.payload["text"].as_str().unwrap_or("").to_owned();
     let mut builder = Message::builder()
         .from(from)
         .subject(subject)
         .header(ContentType::TEXT_PLAIN);
-    for address in item.channel.target.split(',').map(str::trim) {
+    for address in recipients.split(',').map(str::trim) {
         if address.is_empty() {
             continue;
         }
@@ -403,10 +417,7 @@ async fn send_email(smtp: &SmtpSettings, item: &NotificationRecord) -> Result<()
             .map_err(|_| "a recipient address is invalid".to_owned())?);
     }
     let message = builder
-        .body(format!(
-            "{text}\n\nIdempotency key: {}\n",
-            item.idempotency_key
-        ))
+        .body(text.to_owned())
         .map_err(|error| format!("building the message: {error}"))?;
     transport
         .send(message)

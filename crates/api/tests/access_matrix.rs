@@ -763,6 +763,8 @@ enum Audience {
     Patients,
     /// Specialists, about what patients shared with them.
     Specialists,
+    /// Anyone signed in but a specialist: who may invite a specialist.
+    Inviters,
     /// Devices and gateways, with their own credentials: no account's session will do.
     Devices,
 }
@@ -773,7 +775,9 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
     use Audience::*;
     Some(match (method, path) {
         ("GET", "/healthz" | "/api/v1/openapi.json")
-        | ("POST", "/api/v1/auth/login" | "/api/v1/share-links/open") => Public,
+        | ("POST", "/api/v1/auth/login" | "/api/v1/share-links/open")
+        | ("POST", "/api/v1/specialist-invitations/accept") => Public,
+        ("POST", "/api/v1/specialist-invitations") => Inviters,
         ("GET", "/metrics") => Admin,
         ("GET", "/api/v1/me" | "/api/v1/alarms" | "/api/v1/alarms/stream")
         | ("GET", "/api/v1/observations/stream" | "/api/v1/patients")
@@ -828,6 +832,7 @@ fn admits(audience: Audience, who: &str) -> bool {
         Audience::Admin => who == "admin",
         Audience::Patients => matches!(who, "ada" | "bob"),
         Audience::Specialists => who == "specialist",
+        Audience::Inviters => !matches!(who, "specialist" | "anonymous"),
         Audience::Devices => false,
     }
 }

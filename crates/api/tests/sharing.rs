@@ -675,3 +675,104 @@ async fn a_specialists_stream_carries_the_share_only_and_ends_at_revocation() {
         "the stream ends within about a second of the revocation"
     );
 }
+
+/// An invitation makes one specialist account, once, until it expires; the invited
+/// person chooses their own user name and password; specialists do not invite.
+#[tokio::test]
+async fn an_invitation_makes_a_specialist_account_once() {
+    let (h, clock) = hospital_and_clock().await;
+    let invite = |who: &'static str, email: &'static str| {
+        let h = &h;
+        async move {
+            h.as_(
+                who,
+                Method::POST,
+                "/api/v1/specialist-invitations",
+                Some(json!({"email": email, "display_name": "Dr Amara Neuro"})),
+            )
+            .await
+        }
+    };
+    let (status_code, _) = invite("okafor", "someone@clinic.example").await;
+    assert_eq!(
+        status_code,
+        StatusCode::FORBIDDEN,
+        "a specialist does not invite"
+    );
+    let (status_code, error) = invite("ada", "not an address").await;
+    assert_eq!(status_code, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(error["error"]["field"], "email");
+    let (status_code, created) = invite("ada", "neuro@clinic.example").await;
+    assert_eq!(status_code, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["emailed"], false,
+        "no SMTP server here: Ada sends the link"
+    );
+    let token = created["link_token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("wsi_"));
+
+    let accept = |token: String, username: &'static str| {
+        let h = &h;
+        async move {
+            h.call(
+                Method::POST,
+                "/api/v1/specialist-invitations/accept",
+                None,
+                Some(json!({"token": token, "username": username, "password": "lantern over the quiet harbour"})),
+            )
+            .await
+        }
+    };
+    let (status_code, user) = accept(token.clone(), "dr.neuro").await;
+    assert_eq!(status_code, StatusCode::CREATED, "{user}");
+    assert_eq!(
+        (user["role"].as_str(), user["display_name"].as_str()),
+        (Some("specialist"), Some("Dr Amara Neuro"))
+    );
+    // The new specialist logs in (with the password they chose), and Ada can share
+    // with them.
+    let neuro = h
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "dr.neuro", "password": "lantern over the quiet harbour"})),
+        )
+        .await;
+    assert_eq!(neuro.0, StatusCode::OK, "{}", neuro.1);
+    let (status_code, again) = accept(token.clone(), "dr.neuro2").await;
+    assert_eq!(status_code, StatusCode::GONE, "{again}");
+    assert!(
+        again["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("used already")
+    );
+    let (_, found) = h.as_("admin", Method::GET, "/api/v1/users", None).await;
+    assert!(
+        !found.to_string().contains("dr.neuro2"),
+        "the second use made no account"
+    );
+    share(
+        &h,
+        json!({"grantee_username": "dr.neuro", "categories": ["ecg"], "data_last_days": 7}),
+    )
+    .await;
+
+    // An invitation not used within its week says so.
+    let (_, late) = invite("clinician", "late@clinic.example").await;
+    clock.advance(Duration::days(8));
+    let (status_code, expired) =
+        accept(late["link_token"].as_str().unwrap().to_owned(), "dr.late").await;
+    assert_eq!(status_code, StatusCode::GONE, "{expired}");
+    assert!(
+        expired["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+    assert_eq!(
+        accept("wsi_unknown".into(), "dr.nobody").await.0,
+        StatusCode::NOT_FOUND
+    );
+}

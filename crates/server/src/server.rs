@@ -108,6 +108,8 @@ pub fn service_settings(config: &Config) -> ServiceSettings {
         allow_loopback_webhooks: config.allow_loopback_webhooks,
         second_factor_roles: config.second_factor_roles.clone(),
         max_share_days: config.max_share_days,
+        // Set once the server knows its address (`Wardline::with_invitation_mail`).
+        invitation_mail: None,
     }
 }
 
@@ -227,10 +229,16 @@ pub async fn serve(
     .await
     .context("starting the alarm service")?;
     let (live, _live_task) = LiveFeed::start(Arc::clone(&store), 8192);
-    let service = bare
+    let mut service = bare
         .with_alarms(alarms)
         .with_live(live)
         .with_device_ca(Arc::clone(&devices.ca));
+    if let Some(smtp) = alarm_settings(&config, &http_url).smtp {
+        service = service.with_invitation_mail(wardline_service::sharing::InvitationMail {
+            smtp,
+            app_url: http_url.clone(),
+        });
+    }
     let mqtt = MqttEndpoint::new(
         service.clone(),
         identity

@@ -55,6 +55,9 @@ pub struct ServiceSettings {
     pub second_factor_roles: Vec<Role>,
     /// The longest a patient's share may last, in days.
     pub max_share_days: i64,
+    /// How invitations reach specialists: by e-mail through this SMTP server, with links
+    /// to this address of the web app. None: the inviter is given the link to send.
+    pub invitation_mail: Option<sharing::InvitationMail>,
 }
 
 impl Default for ServiceSettings {
@@ -67,6 +70,7 @@ impl Default for ServiceSettings {
             allow_loopback_webhooks: false,
             second_factor_roles: vec![Role::Admin],
             max_share_days: wardline_domain::sharing::DEFAULT_MAX_SHARE_DAYS,
+            invitation_mail: None,
         }
     }
 }
@@ -117,6 +121,14 @@ impl Wardline {
             device_ca: None,
             clock: Arc::new(wardline_alarms::SystemClock),
         }
+    }
+
+    /// Invitations go out by e-mail through this server, linking to this address.
+    pub fn with_invitation_mail(mut self, mail: sharing::InvitationMail) -> Self {
+        let mut settings = (*self.settings).clone();
+        settings.invitation_mail = Some(mail);
+        self.settings = Arc::new(settings);
+        self
     }
 
     /// Expiries are judged by this clock from now on (tests move it).

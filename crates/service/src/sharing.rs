@@ -21,6 +21,39 @@ use crate::credentials;
 use crate::error::Error;
 use crate::{Wardline, clean_text};
 
+/// How long an invitation's link works.
+pub const INVITATION_DAYS: i64 = 7;
+
+/// Where invitations go out from.
+#[derive(Debug, Clone)]
+pub struct InvitationMail {
+    pub smtp: wardline_alarms::SmtpSettings,
+    /// The web app's address as the invited person reaches it, e.g. `https://ward.example.org`.
+    pub app_url: String,
+}
+
+/// An invitation just made; its link shown this once (to send it, when Wardline did not
+/// e-mail it).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Serialize)]
+pub struct CreatedInvitation {
+    pub invitation: wardline_store::Invitation,
+    /// The token that goes into the link (`/invite#{token}`).
+    pub link_token: String,
+    /// Wardline e-mailed the link to the address.
+    pub emailed: bool,
+}
+
+impl std::fmt::Debug for CreatedInvitation {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("CreatedInvitation")
+            .field("invitation", &self.invitation)
+            .field("emailed", &self.emailed)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Wrong passcodes a share link takes before it is disabled.
 pub const PASSCODE_ATTEMPTS: u32 = 5;
 
@@ -608,6 +641,197 @@ fn new_passcode() -> Result<String, Error> {
         .iter()
         .map(|byte| char::from(PASSCODE_ALPHABET[usize::from(*byte) % PASSCODE_ALPHABET.len()]))
         .collect())
+}
+
+impl Wardline {
+    /// Invites a specialist to make a Wardline account (patients, clinicians, nurses and
+    /// administrators may): a link that works once, for a week. With an SMTP server
+    /// configured it is e-mailed to them; otherwise the inviter gets it to send.
+    pub async fn invite_specialist(
+        &self,
+        actor: &Actor,
+        email: &str,
+        display_name: &str,
+    ) -> Result<CreatedInvitation, Error> {
+        let user = actor.user().ok_or(Error::Forbidden)?;
+        if user.role == Role::Specialist {
+            self.audit(actor.audit(
+                "invitations.create",
+                None,
+                AuditOutcome::Denied,
+                Some("a specialist does not invite".into()),
+                self.now(),
+            ))
+            .await?;
+            return Err(Error::Forbidden);
+        }
+        let email = check_email(email)?;
+        let display_name = crate::bounded("display_name", display_name, 200)?;
+        let token =
+            credentials::new_session_token()?.replacen(credentials::TOKEN_PREFIX, "wsi_", 1);
+        let now = self.now();
+        let id = Uuid::new_v4();
+        let audit = actor.audit(
+            "invitations.create",
+            None,
+            AuditOutcome::Allowed,
+            Some(format!("invitation {id} for a specialist, {display_name}")),
+            now,
+        );
+        let invitation = self
+            .store
+            .create_invitation(
+                wardline_store::NewInvitation {
+                    id,
+                    token_hash: credentials::token_hash(&token),
+                    email: email.clone(),
+                    display_name: display_name.clone(),
+                    invited_by: user.id,
+                    created: now,
+                    expires: now + Duration::days(INVITATION_DAYS),
+                },
+                audit,
+            )
+            .await?;
+        let emailed = match &self.settings.invitation_mail {
+            Some(mail) => {
+                let text = format!(
+                    "{} invites you to Wardline, where patients share their monitoring data with specialists.\n\n\
+                     Make your account with this link within {INVITATION_DAYS} days (it works once):\n\
+                     {}/invite#{token}\n\n\
+                     You will see only what a patient chooses to share with you.\n",
+                    user.display_name,
+                    mail.app_url.trim_end_matches('/')
+                );
+                match wardline_alarms::send_plain_email(
+                    &mail.smtp,
+                    &email,
+                    "Your invitation to Wardline",
+                    &text,
+                )
+                .await
+                {
+                    Ok(()) => true,
+                    Err(error) => {
+                        // The inviter still has the link to send.
+                        tracing::warn!(%error, "an invitation e-mail could not be sent");
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
+        Ok(CreatedInvitation {
+            invitation,
+            link_token: token,
+            emailed,
+        })
+    }
+
+    /// The invited person makes their specialist account with the invitation's link: a
+    /// user name and a password of their own. The link works once, until it expires.
+    pub async fn accept_invitation(
+        &self,
+        token: &str,
+        username: &str,
+        password: String,
+        remote_addr: Option<String>,
+    ) -> Result<wardline_store::User, Error> {
+        if token.len() > 200 {
+            return Err(Error::NotFound("invitation".into()));
+        }
+        let invitation = self
+            .store
+            .invitation_by_token(credentials::token_hash(token))
+            .await?
+            .ok_or_else(|| Error::NotFound("invitation".into()))?;
+        let now = self.now();
+        if invitation.accepted.is_some() {
+            return Err(Error::ShareLinkClosed {
+                reason: "this invitation was used already: log in with the account it made".into(),
+            });
+        }
+        if now >= invitation.expires {
+            return Err(Error::ShareLinkClosed {
+                reason: format!(
+                    "this invitation expired on {}; ask for a new one",
+                    invitation.expires.format("%-d %B %Y")
+                ),
+            });
+        }
+        crate::people::check_username(username)?;
+        credentials::check_password_strength(
+            "password",
+            &password,
+            &[username, &invitation.display_name, &invitation.email],
+        )?;
+        let password_hash = credentials::hash_password(password).await?;
+        let user_id = wardline_domain::UserId::random();
+        let audit = AuditEvent {
+            time: now,
+            actor: Some(user_id),
+            actor_label: username.to_owned(),
+            action: "invitations.accept".into(),
+            patient_id: None,
+            outcome: AuditOutcome::Allowed,
+            remote_addr,
+            detail: Some(format!(
+                "invitation {}: a specialist account",
+                invitation.id
+            )),
+        };
+        self.store
+            .accept_invitation(
+                invitation.id,
+                wardline_store::NewUser {
+                    id: user_id,
+                    username: username.to_owned(),
+                    display_name: invitation.display_name.clone(),
+                    role: Role::Specialist,
+                    password_hash,
+                    patient_id: None,
+                    created: now,
+                    password_change_required: false,
+                },
+                now,
+                audit,
+            )
+            .await
+            .map_err(|error| match error {
+                StoreError::Conflict { what } if what.starts_with("invitation") => {
+                    Error::ShareLinkClosed {
+                        reason: "this invitation was used already: log in with the account it made"
+                            .into(),
+                    }
+                }
+                other => other.into(),
+            })
+    }
+}
+
+/// An e-mail address as far as Wardline checks it: one `@`, a dot in the domain, no
+/// spaces or control characters, at most 254 characters. The mail server judges the rest.
+fn check_email(email: &str) -> Result<String, Error> {
+    let email = email.trim();
+    let valid = email.len() <= 254
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        && email.split('@').count() == 2
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if valid {
+        Ok(email.to_owned())
+    } else {
+        Err(Error::invalid(
+            "email",
+            "an e-mail address, such as name@clinic.example",
+        ))
+    }
 }
 
 /// The categories asked for, each once, in order; at least one.

@@ -117,8 +117,57 @@ pub struct NewShare {
     pub message: Option<String>,
 }
 
+/// An invitation for a specialist to make their Wardline account.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub invited_by: UserId,
+    pub created: DateTime<Utc>,
+    /// It works until then, once.
+    pub expires: DateTime<Utc>,
+    pub accepted: Option<DateTime<Utc>>,
+    /// The account it made.
+    pub user_id: Option<UserId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    pub id: Uuid,
+    /// SHA-256 of the link's token.
+    pub token_hash: [u8; 32],
+    pub email: String,
+    pub display_name: String,
+    pub invited_by: UserId,
+    pub created: DateTime<Utc>,
+    pub expires: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait ShareStore: Send + Sync {
+    /// Stores an invitation with its audit entry. `NotFound` for an unknown inviter.
+    async fn create_invitation(
+        &self,
+        invitation: NewInvitation,
+        audit: AuditEvent,
+    ) -> Result<Invitation, StoreError>;
+    /// The invitation a link's token (by its SHA-256) belongs to, whatever its state.
+    async fn invitation_by_token(
+        &self,
+        token_hash: [u8; 32],
+    ) -> Result<Option<Invitation>, StoreError>;
+    /// Makes the invited account and marks the invitation used, with the audit entry, in
+    /// one commit. `Conflict` when it was used before (nothing made) or the user name is
+    /// taken.
+    async fn accept_invitation(
+        &self,
+        id: Uuid,
+        user: crate::model::NewUser,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<crate::model::User, StoreError>;
     /// Stores a share with its audit entry, in one commit. `NotFound` for an unknown
     /// patient or account.
     async fn create_share(&self, share: NewShare, audit: AuditEvent) -> Result<Share, StoreError>;

@@ -52,9 +52,10 @@ pub const APP_ROUTES: &[&str] = &[
     "/patients/{patient_id}/{*rest}",
     "/admin",
     "/admin/{*rest}",
-    // A specialist's start page, and a share link (its token in the fragment).
+    // A specialist's start page, a share link and an invitation (tokens in the fragment).
     "/shared",
     "/s",
+    "/invite",
 ];
 
 /// The policy for every page and asset: everything from this origin only, nothing

@@ -10,7 +10,7 @@ import { codeInfo, codeOrder, displayUnit, formatValue } from '../codes';
 import { field, h, notice, replace } from '../dom';
 import { formatTime, timeAgo } from '../format';
 import type { PageContext } from '../router';
-import type { CreatedShare, Share, ShareCategory, SharedRecord } from '../schema';
+import type { CreatedInvitation, CreatedShare, Share, ShareCategory, SharedRecord } from '../schema';
 import { frame } from '../session';
 import { carePlanSection } from './careplan';
 import { refusedPage } from './errors';
@@ -165,6 +165,7 @@ export function patientSharesSection(signal: AbortSignal): HTMLElement {
     h('p', null, 'Let a specialist outside your care team see part of your data, for a while. They see only what you choose; you can end it at any time, and every look is shown below.'),
     list,
     form,
+    inviteForm(),
   );
 }
 
@@ -381,4 +382,78 @@ export function referralSection(patientId: string, patientName: string): HTMLEle
     }
   });
   return form;
+}
+
+/** Asks for a specialist's e-mail address and sends them an invitation to Wardline. */
+export function inviteForm(): HTMLElement {
+  const email = h('input', { name: 'email', type: 'email', autocomplete: 'off', maxlength: '254' });
+  const name = h('input', { name: 'display_name', maxlength: '200' });
+  const message = h('div', { class: 'form-message', role: 'status' });
+  const submit = h('button', { type: 'submit', class: 'secondary' }, 'Invite');
+  const form = h(
+    'form',
+    { 'aria-label': 'Invite a specialist', novalidate: true },
+    h('h3', null, 'Not on Wardline yet? Invite them'),
+    field('Their e-mail address', email),
+    field('Their name', name),
+    message,
+    submit,
+  );
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    try {
+      const created = await post<CreatedInvitation>('/api/v1/specialist-invitations', { email: email.value.trim(), display_name: name.value.trim() });
+      const link = `${location.origin}/invite#${created.link_token}`;
+      replace(
+        message,
+        created.emailed
+          ? notice('success', `Invitation sent to ${created.invitation.email}. Once they have an account, share with them by their user name.`)
+          : h('div', { class: 'shown-once', role: 'status' },
+              h('p', null, `Send this link to ${created.invitation.email} yourself (it works once, for 7 days):`),
+              h('code', null, link)),
+      );
+      email.value = '';
+      name.value = '';
+    } catch (error) {
+      replace(message, notice('error', error instanceof Error ? error.message : String(error)));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
+/** The invited specialist makes their account: the token is in the link's fragment. */
+export function invitationPage(root: HTMLElement): void {
+  const token = location.hash.slice(1);
+  const username = h('input', { name: 'username', autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false', maxlength: '64' });
+  const password = h('input', { name: 'password', type: 'password', autocomplete: 'new-password', minlength: '12' });
+  const message = h('div', { class: 'form-message', role: 'status' });
+  const submit = h('button', { type: 'submit' }, 'Make my account');
+  const form = h(
+    'form',
+    { class: 'login card', 'aria-labelledby': 'invite-title', novalidate: true },
+    h('h1', { id: 'invite-title' }, 'Your invitation to Wardline'),
+    h('p', null, 'Choose a user name and a password. You will see only what a patient chooses to share with you.'),
+    field('User name', username, '3 to 64 letters, digits, . _ - @'),
+    field('Password', password, 'At least 12 characters; not a common or leaked password, and not your name.'),
+    message,
+    submit,
+  );
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    try {
+      await post('/api/v1/specialist-invitations/accept', { token, username: username.value.trim(), password: password.value });
+      password.value = '';
+      replace(message, notice('success', 'Your account is ready. '), h('a', { href: '/login' }, 'Log in'));
+    } catch (error) {
+      replace(message, notice('error', error instanceof Error ? error.message : String(error)));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  frame(root, 'Invitation', form);
+  username.focus();
 }

@@ -12,8 +12,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wardline_domain::PatientId;
 use wardline_domain::sharing::ShareCategory;
-use wardline_service::sharing::{CreatedShare, ShareRequest, ShareTo, SharedRecord};
-use wardline_store::Share;
+use wardline_service::sharing::{
+    CreatedInvitation, CreatedShare, ShareRequest, ShareTo, SharedRecord,
+};
+use wardline_store::{Share, User};
 
 use crate::error::ApiError;
 use crate::extract::{Body, Caller, Id, Remote, SharePath};
@@ -27,6 +29,75 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shares_with_me))
         .routes(routes!(propose_referral))
         .routes(routes!(accept_share))
+        .routes(routes!(invite_specialist))
+        .routes(routes!(accept_invitation))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct InviteSpecialist {
+    /// Where the invitation goes.
+    #[schema(min_length = 3, max_length = 254)]
+    email: String,
+    /// The specialist's name as Wardline shows it.
+    #[schema(schema_with = wardline_domain::text_schema::trimmed_text_between::<1, 200>)]
+    display_name: String,
+}
+
+/// Invites a specialist to make a Wardline account (patients, clinicians, nurses,
+/// administrators): a link that works once, for 7 days, e-mailed when an SMTP server is
+/// configured (`emailed`), and in the answer this once either way.
+#[utoipa::path(post, path = "/api/v1/specialist-invitations", tag = "sharing",
+    request_body = InviteSpecialist,
+    responses((status = 201, description = "The invitation and its link's token", body = CreatedInvitation)))]
+pub(crate) async fn invite_specialist(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(request): Body<InviteSpecialist>,
+) -> Result<(StatusCode, Json<CreatedInvitation>), ApiError> {
+    let created = state
+        .service
+        .invite_specialist(&caller.actor(), &request.email, &request.display_name)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct AcceptInvitation {
+    /// The token from the invitation's link.
+    #[schema(min_length = 1, max_length = 200)]
+    token: String,
+    #[schema(min_length = 3, max_length = 64)]
+    username: String,
+    /// At least 12 characters, and not easy to guess.
+    #[schema(min_length = 12, max_length = 1024)]
+    password: String,
+}
+
+impl std::fmt::Debug for AcceptInvitation {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AcceptInvitation")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Makes the invited specialist's account with the invitation's link (no account
+/// needed): a user name and a password of their own. The link works once, until it
+/// expires (`share_link_closed` says which).
+#[utoipa::path(post, path = "/api/v1/specialist-invitations/accept", tag = "sharing",
+    request_body = AcceptInvitation,
+    responses((status = 201, description = "The new specialist account", body = User)))]
+pub(crate) async fn accept_invitation(
+    State(state): State<AppState>,
+    Remote(remote): Remote,
+    Body(request): Body<AcceptInvitation>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let user = state
+        .service
+        .accept_invitation(&request.token, &request.username, request.password, remote)
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
 }
 
 /// Proposes a share of a patient's record with a specialist (clinicians and nurses of

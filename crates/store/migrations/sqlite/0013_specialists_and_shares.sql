@@ -67,4 +67,21 @@ CREATE TABLE share (
     CHECK ((consented_by IS NULL) = (accepted_ms IS NULL))
 );
 CREATE INDEX share_grantee ON share (grantee_key, patient_key);
+
+-- An invitation for a specialist to make their account: the SHA-256 of its link's token
+-- (256 random bits), to whom it was sent, who sent it, until when it works, and the
+-- account it made (it works once).
+CREATE TABLE specialist_invitation (
+    key          INTEGER PRIMARY KEY,
+    id           TEXT    NOT NULL UNIQUE,
+    token_hash   BLOB    NOT NULL UNIQUE,
+    email        TEXT    NOT NULL,
+    display_name TEXT    NOT NULL,
+    invited_by   INTEGER NOT NULL REFERENCES app_user (key),
+    created_ms   INTEGER NOT NULL,
+    expires_ms   INTEGER NOT NULL,
+    accepted_ms  INTEGER,
+    user_key     INTEGER REFERENCES app_user (key),
+    CHECK ((accepted_ms IS NULL) = (user_key IS NULL))
+);
 CREATE INDEX share_patient ON share (patient_key);

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use wardline_domain::{CareTeamId, PatientId, Role, UserId};
 
 use super::audit::append;
@@ -13,45 +13,51 @@ use crate::error::StoreError;
 use crate::model::*;
 use crate::people::PeopleStore;
 
+/// Inserts an account (not audited: the caller commits its entry beside it).
+pub(super) fn insert_user(connection: &Connection, user: NewUser) -> Result<User, StoreError> {
+    let patient_key = optional_key_of(
+        connection,
+        "patient",
+        user.patient_id.map(|id| id.to_string()),
+        "patient",
+    )?;
+    let created = from_ms(to_ms(user.created))?;
+    connection
+        .execute(
+            "INSERT INTO app_user (id, username, display_name, role, password_hash, patient_key, created_ms, password_change_required)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                user.id.to_string(),
+                user.username,
+                user.display_name,
+                user.role.as_str(),
+                user.password_hash,
+                patient_key,
+                to_ms(created),
+                user.password_change_required
+            ],
+        )
+        .map_err(|error| unique_violation(error, format!("user {}", user.username)))?;
+    Ok(User {
+        id: user.id,
+        username: user.username,
+        display_name: user.display_name,
+        role: user.role,
+        patient_id: user.patient_id,
+        disabled: false,
+        created,
+        password_change_required: user.password_change_required,
+        second_factor: false,
+    })
+}
+
 #[async_trait]
 impl PeopleStore for SqliteStore {
     async fn create_user(&self, user: NewUser, audit: AuditEvent) -> Result<User, StoreError> {
         self.write(move |connection| {
-            let patient_key = optional_key_of(
-                connection,
-                "patient",
-                user.patient_id.map(|id| id.to_string()),
-                "patient",
-            )?;
-            let created = from_ms(to_ms(user.created))?;
-            connection
-                .execute(
-                    "INSERT INTO app_user (id, username, display_name, role, password_hash, patient_key, created_ms, password_change_required)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
-                        user.id.to_string(),
-                        user.username,
-                        user.display_name,
-                        user.role.as_str(),
-                        user.password_hash,
-                        patient_key,
-                        to_ms(created),
-                        user.password_change_required
-                    ],
-                )
-                .map_err(|error| unique_violation(error, format!("user {}", user.username)))?;
+            let created = insert_user(connection, user)?;
             append(connection, &[audit])?;
-            Ok(User {
-                id: user.id,
-                username: user.username,
-                display_name: user.display_name,
-                role: user.role,
-                patient_id: user.patient_id,
-                disabled: false,
-                created,
-                password_change_required: user.password_change_required,
-                second_factor: false,
-            })
+            Ok(created)
         })
         .await
     }

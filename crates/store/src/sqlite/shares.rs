@@ -12,6 +12,7 @@ use super::rows::*;
 use super::{SqliteStore, from_ms, to_ms};
 use crate::audit::AuditEvent;
 use crate::error::StoreError;
+use crate::model::{NewUser, User};
 use crate::shares::*;
 
 const COLUMNS: &str = "s.id, p.id, g.id, g.display_name, c.id, s.created_ms, s.categories,
@@ -80,8 +81,107 @@ fn by_id(connection: &Connection, id: Uuid) -> Result<Option<Share>, StoreError>
         .transpose()
 }
 
+const INVITATION_COLUMNS: &str = "i.id, i.email, i.display_name, b.id, i.created_ms, i.expires_ms,
+     i.accepted_ms, u.id";
+const INVITATION_FROM: &str = "specialist_invitation i JOIN app_user b ON b.key = i.invited_by
+     LEFT JOIN app_user u ON u.key = i.user_key";
+
+fn invitation_from_row(row: &Row<'_>) -> Result<Invitation, StoreError> {
+    let id: String = row.get(0)?;
+    let invited_by: String = row.get(3)?;
+    let user: Option<String> = row.get(7)?;
+    Ok(Invitation {
+        id: parse_uuid(&id, "invitation")?,
+        email: row.get(1)?,
+        display_name: row.get(2)?,
+        invited_by: parse_uuid(&invited_by, "user")?,
+        created: from_ms(row.get(4)?)?,
+        expires: from_ms(row.get(5)?)?,
+        accepted: row.get::<_, Option<i64>>(6)?.map(from_ms).transpose()?,
+        user_id: user.map(|user| parse_uuid(&user, "user")).transpose()?,
+    })
+}
+
+fn invitation_where(
+    connection: &Connection,
+    condition: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<Option<Invitation>, StoreError> {
+    connection
+        .prepare_cached(&format!(
+            "SELECT {INVITATION_COLUMNS} FROM {INVITATION_FROM} WHERE {condition}"
+        ))?
+        .query_row([value], |row| Ok(invitation_from_row(row)))
+        .optional()?
+        .transpose()
+}
+
 #[async_trait]
 impl ShareStore for SqliteStore {
+    async fn create_invitation(
+        &self,
+        invitation: NewInvitation,
+        audit: AuditEvent,
+    ) -> Result<Invitation, StoreError> {
+        self.write(move |connection| {
+            let inviter = key_of(connection, "app_user", &invitation.invited_by.to_string(), "user")?;
+            connection.execute(
+                "INSERT INTO specialist_invitation (id, token_hash, email, display_name, invited_by, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    invitation.id.to_string(),
+                    invitation.token_hash.as_slice(),
+                    invitation.email,
+                    invitation.display_name,
+                    inviter,
+                    to_ms(invitation.created),
+                    to_ms(invitation.expires)
+                ],
+            )?;
+            append(connection, &[audit])?;
+            invitation_where(connection, "i.id = ?1", &invitation.id.to_string())?
+                .ok_or_else(|| StoreError::Corrupt("an invitation just stored is not there".into()))
+        })
+        .await
+    }
+
+    async fn invitation_by_token(
+        &self,
+        token_hash: [u8; 32],
+    ) -> Result<Option<Invitation>, StoreError> {
+        self.read(move |connection| {
+            invitation_where(connection, "i.token_hash = ?1", &token_hash.as_slice())
+        })
+        .await
+    }
+
+    async fn accept_invitation(
+        &self,
+        id: Uuid,
+        user: NewUser,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<User, StoreError> {
+        self.write(move |connection| {
+            let created = super::people::insert_user(connection, user)?;
+            let user_key = key_of(connection, "app_user", &created.id.to_string(), "user")?;
+            let changed = connection.execute(
+                "UPDATE specialist_invitation SET accepted_ms = ?2, user_key = ?3
+                 WHERE id = ?1 AND accepted_ms IS NULL",
+                params![id.to_string(), to_ms(at), user_key],
+            )?;
+            if changed == 0 {
+                // Used before (or unknown): the account just made goes with the rollback.
+                return Err(StoreError::Conflict {
+                    what: format!("invitation {id}, used before"),
+                });
+            }
+            append(connection, &[audit])?;
+            Ok(created)
+        })
+        .await
+    }
+
     async fn create_share(&self, share: NewShare, audit: AuditEvent) -> Result<Share, StoreError> {
         self.write(move |connection| {
             let patient_key = key_of(connection, "patient", &share.patient_id.to_string(), "patient")?;

@@ -146,6 +146,9 @@ recorded!(EmergencyAccessStore {
 });
 
 recorded!(ShareStore {
+    async fn create_invitation(&self, invitation: NewInvitation, audit: AuditEvent) -> R<Invitation>;
+    async fn invitation_by_token(&self, token_hash: [u8; 32]) -> R<Option<Invitation>>;
+    async fn accept_invitation(&self, id: uuid::Uuid, user: NewUser, at: DateTime<Utc>, audit: AuditEvent) -> R<User>;
     async fn create_share(&self, share: NewShare, audit: AuditEvent) -> R<Share>;
     async fn share(&self, id: uuid::Uuid) -> R<Option<Share>>;
     async fn shares_of_patient(&self, patient: PatientId) -> R<Vec<Share>>;
@@ -294,6 +297,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 90, "{methods:?}");
+        assert_eq!(methods.len(), 93, "{methods:?}");
     }
 }

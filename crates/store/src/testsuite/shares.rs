@@ -5,7 +5,7 @@ use wardline_domain::sharing::ShareCategory;
 use wardline_domain::{PatientId, Role, UserId};
 
 use super::{at, audit, patient, user};
-use crate::{LinkAttempt, NewShare, ShareGrantee, Store, StoreError};
+use crate::{LinkAttempt, NewInvitation, NewShare, ShareGrantee, Store, StoreError};
 
 /// An account of `role` named `name` (a patient account for `patient`).
 async fn account(store: &dyn Store, name: &str, role: Role, patient: Option<PatientId>) -> UserId {
@@ -339,4 +339,73 @@ pub async fn a_referral_opens_nothing_until_the_patient_accepts(store: &dyn Stor
             .await,
         Err(StoreError::NotFound { .. })
     ));
+}
+
+pub async fn an_invitation_makes_one_account_once(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let alice_account = account(store, "alice", Role::Patient, Some(alice)).await;
+    let id = Uuid::new_v4();
+    let created = store
+        .create_invitation(
+            NewInvitation {
+                id,
+                token_hash: [4; 32],
+                email: "okafor@clinic.example".into(),
+                display_name: "Dr Okafor".into(),
+                invited_by: alice_account,
+                created: at(0),
+                expires: at(60),
+            },
+            audit("invitations.create"),
+        )
+        .await
+        .expect("invite");
+    assert_eq!((created.id, created.invited_by), (id, alice_account));
+    assert_eq!((created.accepted, created.user_id), (None, None));
+    assert_eq!(
+        store.invitation_by_token([4; 32]).await.expect("lookup"),
+        Some(created.clone())
+    );
+    assert!(
+        store
+            .invitation_by_token([5; 32])
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+    let made = store
+        .accept_invitation(
+            id,
+            user("okafor", Role::Specialist, None),
+            at(5),
+            audit("invitations.accept"),
+        )
+        .await
+        .expect("accept");
+    assert_eq!(made.role, Role::Specialist);
+    let used = store
+        .invitation_by_token([4; 32])
+        .await
+        .expect("lookup")
+        .expect("invitation");
+    assert_eq!((used.accepted, used.user_id), (Some(at(5)), Some(made.id)));
+    // Once only: a second acceptance makes no account.
+    assert!(matches!(
+        store
+            .accept_invitation(
+                id,
+                user("okafor2", Role::Specialist, None),
+                at(6),
+                audit("invitations.accept")
+            )
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        store
+            .user_credentials("okafor2")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
 }

@@ -840,10 +840,10 @@ async fn undeliverable_notifications_become_dead_letters_an_admin_can_retry() {
 }
 
 /// Python's aiosmtpd on an ephemeral port, printing every message it receives.
-struct SmtpServer {
+pub(crate) struct SmtpServer {
     child: std::process::Child,
-    output: Arc<Mutex<String>>,
-    port: u16,
+    pub(crate) output: Arc<Mutex<String>>,
+    pub(crate) port: u16,
 }
 
 impl Drop for SmtpServer {
@@ -854,7 +854,7 @@ impl Drop for SmtpServer {
 }
 
 impl SmtpServer {
-    async fn start() -> SmtpServer {
+    pub(crate) async fn start() -> SmtpServer {
         let port = free_address().port();
         let mut child = std::process::Command::new("python3")
             .args(["-u", "-m", "aiosmtpd", "-n", "-l"])
@@ -896,19 +896,38 @@ impl SmtpServer {
             port,
         }
     }
+
+    /// A Wardline server whose e-mail goes to this SMTP server.
+    pub(crate) async fn wardline(&self) -> TestServer {
+        let port = self.port.to_string();
+        TestServer::start_with_env(&[
+            ("WARDLINE_SMTP_HOST", "127.0.0.1"),
+            ("WARDLINE_SMTP_PORT", &port),
+            ("WARDLINE_SMTP_STARTTLS", "false"),
+            ("WARDLINE_SMTP_FROM", "alarms@wardline.test"),
+        ])
+        .await
+    }
+
+    /// The text of what arrived once the first message is whole (within 20 s), with the
+    /// quoted-printable soft line breaks undone.
+    pub(crate) async fn first_message(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.output.lock().expect("lock").replace("=\n", "");
+            if text.contains("END MESSAGE") {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "no e-mail arrived: {text}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alarm_email_arrives_at_a_real_smtp_server() {
     let smtp = SmtpServer::start().await;
-    let port = smtp.port.to_string();
-    let server = TestServer::start_with_env(&[
-        ("WARDLINE_SMTP_HOST", "127.0.0.1"),
-        ("WARDLINE_SMTP_PORT", &port),
-        ("WARDLINE_SMTP_STARTTLS", "false"),
-        ("WARDLINE_SMTP_FROM", "alarms@wardline.test"),
-    ])
-    .await;
+    let server = smtp.wardline().await;
     let ward = server.ward().await;
     server
         .post_ok(
@@ -919,24 +938,15 @@ async fn an_alarm_email_arrives_at_a_real_smtp_server() {
         .await;
     assign_program(&server, &ward.clinician, &ward.patient_id, "diabetes").await;
     post_glucose(&server, &ward.device, 1, 45.0).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        // The body is quoted-printable: undo its soft line breaks.
-        let text = smtp.output.lock().expect("lock").replace("=\n", "");
-        if text.contains("END MESSAGE") {
-            assert!(
-                text.contains("Subject: [Wardline] high priority alarm"),
-                "{text}"
-            );
-            assert!(text.contains("nurse@example.org"), "{text}");
-            assert!(text.contains("alarms@wardline.test"), "{text}");
-            assert!(text.contains(&ward.patient_id), "{text}");
-            assert!(!text.contains("45 mg/dL"), "minimal content: {text}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no e-mail arrived: {text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = smtp.first_message().await;
+    assert!(
+        text.contains("Subject: [Wardline] high priority alarm"),
+        "{text}"
+    );
+    assert!(text.contains("nurse@example.org"), "{text}");
+    assert!(text.contains("alarms@wardline.test"), "{text}");
+    assert!(text.contains(&ward.patient_id), "{text}");
+    assert!(!text.contains("45 mg/dL"), "minimal content: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,5 +15,6 @@ mod evaluation;
 mod gateway;
 mod ingest;
 mod observability;
+mod sharing;
 mod support;
 mod tls;
