@@ -367,6 +367,26 @@ async fn a_revoked_or_expired_share_opens_nothing() {
     assert_eq!(status(&h, "okafor", &ada_page).await, StatusCode::OK);
     clock.advance(Duration::days(3));
     assert_eq!(status(&h, "okafor", &ada_page).await, StatusCode::FORBIDDEN);
+    // The expiry is in the audit trail, once.
+    assert_eq!(h.service.record_share_expiries().await.unwrap(), 1);
+    assert_eq!(h.service.record_share_expiries().await.unwrap(), 0);
+    let (_, log) = h
+        .as_(
+            "ada",
+            Method::GET,
+            &format!("/api/v1/patients/{}/access-log?limit=100", h.ada),
+            None,
+        )
+        .await;
+    assert_eq!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["action"] == "shares.expire")
+            .count(),
+        1,
+        "{log}"
+    );
     let (_, listed) = h.as_("ada", Method::GET, "/api/v1/me/shares", None).await;
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
     assert!(

@@ -233,6 +233,24 @@ pub async fn serve(
         .with_alarms(alarms)
         .with_live(live)
         .with_device_ca(Arc::clone(&devices.ca));
+    // Shares' ends by expiry go into the audit trail within half a minute.
+    {
+        let service = service.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(error) = service.record_share_expiries().await {
+                            tracing::warn!(%error, "could not record the shares that expired");
+                        }
+                    }
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
     if let Some(smtp) = alarm_settings(&config, &http_url).smtp {
         service = service.with_invitation_mail(wardline_service::sharing::InvitationMail {
             smtp,

@@ -378,6 +378,40 @@ impl Wardline {
         Ok(days)
     }
 
+    /// Writes the end of every share that expired since the last call to the audit trail
+    /// (once each), against its patient: expiry is a step of the share's life like its
+    /// making and revocation. The server calls this every half minute. Returns how many
+    /// it recorded.
+    pub async fn record_share_expiries(&self) -> Result<u32, Error> {
+        let now = self.now();
+        let expired = self.store.expired_unrecorded_shares(now).await?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let entries = expired
+            .into_iter()
+            .map(|share| {
+                let audit = AuditEvent {
+                    time: now,
+                    actor: None,
+                    actor_label: "Wardline".into(),
+                    action: "shares.expire".into(),
+                    patient_id: Some(share.patient_id),
+                    outcome: AuditOutcome::Allowed,
+                    remote_addr: None,
+                    detail: Some(format!(
+                        "share {} with {} ended at {}",
+                        share.id,
+                        share.grantee_name.as_deref().unwrap_or("a link"),
+                        share.expires.to_rfc3339()
+                    )),
+                };
+                (share.id, audit)
+            })
+            .collect();
+        Ok(self.store.record_share_expiries(entries, now).await?)
+    }
+
     /// The shares live now with the caller (specialists): what each patient shared, so
     /// that their pages show only that.
     pub async fn shares_with_me(&self, actor: &Actor) -> Result<Vec<Share>, Error> {

@@ -198,6 +198,17 @@ pub trait ShareStore: Send + Sync {
         expires: DateTime<Utc>,
         audit: AuditEvent,
     ) -> Result<bool, StoreError>;
+    /// Shares that expired by `now` (not revoked before) whose end is not yet in the
+    /// audit trail.
+    async fn expired_unrecorded_shares(&self, now: DateTime<Utc>)
+    -> Result<Vec<Share>, StoreError>;
+    /// Records that these shares' ends are in the audit trail, with the entries, in one
+    /// commit; a share recorded before is left as it is (its entry is not written again).
+    async fn record_share_expiries(
+        &self,
+        expiries: Vec<(Uuid, AuditEvent)>,
+        at: DateTime<Utc>,
+    ) -> Result<u32, StoreError>;
     /// The share a link token (by its SHA-256) opens, whatever its state, and the hash of
     /// its passcode.
     async fn share_by_link(

@@ -60,6 +60,8 @@ CREATE TABLE share (
     expires_ms     INTEGER NOT NULL,
     message        TEXT,
     revoked_ms     INTEGER,
+    -- When the share's end by expiry was written to the audit trail.
+    expiry_audited_ms INTEGER,
     CHECK (data_from_ms < data_to_ms),
     -- A share is for a person or by a link, never both.
     CHECK ((grantee_key IS NULL) = (link_token_hash IS NOT NULL)),

@@ -333,6 +333,46 @@ impl ShareStore for SqliteStore {
         .await
     }
 
+    async fn expired_unrecorded_shares(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Share>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM {FROM}
+                 WHERE s.expires_ms <= ?1 AND s.revoked_ms IS NULL AND s.expiry_audited_ms IS NULL
+                 ORDER BY s.expires_ms, s.key"
+            ))?;
+            let rows = statement.query_map([to_ms(now)], |row| Ok(from_row(row)))?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    async fn record_share_expiries(
+        &self,
+        expiries: Vec<(Uuid, AuditEvent)>,
+        at: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        self.write(move |connection| {
+            let mut recorded = 0;
+            let mut entries = Vec::new();
+            for (id, audit) in expiries {
+                let changed = connection.execute(
+                    "UPDATE share SET expiry_audited_ms = ?2 WHERE id = ?1 AND expiry_audited_ms IS NULL",
+                    params![id.to_string(), to_ms(at)],
+                )?;
+                if changed > 0 {
+                    recorded += 1;
+                    entries.push(audit);
+                }
+            }
+            append(connection, &entries)?;
+            Ok(recorded)
+        })
+        .await
+    }
+
     async fn share_by_link(
         &self,
         token_hash: [u8; 32],

@@ -155,6 +155,8 @@ recorded!(ShareStore {
     async fn live_shares(&self, grantee: UserId, patient: PatientId, now: DateTime<Utc>) -> R<Vec<Share>>;
     async fn patients_sharing_with(&self, grantee: UserId, now: DateTime<Utc>) -> R<Vec<PatientId>>;
     async fn accept_share(&self, id: uuid::Uuid, consented_by: UserId, at: DateTime<Utc>, expires: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
+    async fn expired_unrecorded_shares(&self, now: DateTime<Utc>) -> R<Vec<Share>>;
+    async fn record_share_expiries(&self, expiries: Vec<(uuid::Uuid, AuditEvent)>, at: DateTime<Utc>) -> R<u32>;
     async fn share_by_link(&self, token_hash: [u8; 32]) -> R<Option<(Share, String)>>;
     async fn record_link_attempt(&self, id: uuid::Uuid, attempt: LinkAttempt, at: DateTime<Utc>, audit: AuditEvent) -> R<Share>;
     async fn revoke_share(&self, id: uuid::Uuid, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
@@ -297,6 +299,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 93, "{methods:?}");
+        assert_eq!(methods.len(), 95, "{methods:?}");
     }
 }

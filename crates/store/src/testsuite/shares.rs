@@ -132,6 +132,61 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
         Some(at(5))
     );
     assert!(live(okafor, alice, 10).await.is_empty(), "revoked");
+    // The second share expires at 120; the revoked one never "expires".
+    assert!(
+        store
+            .expired_unrecorded_shares(at(119))
+            .await
+            .expect("expired")
+            .is_empty()
+    );
+    let expired: Vec<Uuid> = store
+        .expired_unrecorded_shares(at(120))
+        .await
+        .expect("expired")
+        .into_iter()
+        .map(|share| share.id)
+        .collect();
+    assert_eq!(expired, vec![second]);
+    let entries = store
+        .audit_events(crate::AuditQuery {
+            action: Some("shares.expire".into()),
+            limit: 10,
+            ..crate::AuditQuery::default()
+        })
+        .await
+        .expect("audit")
+        .len();
+    let recorded = store
+        .record_share_expiries(vec![(second, audit("shares.expire"))], at(121))
+        .await
+        .expect("record");
+    assert_eq!(recorded, 1);
+    assert!(
+        store
+            .expired_unrecorded_shares(at(200))
+            .await
+            .expect("expired")
+            .is_empty()
+    );
+    // Recorded once: a second record writes no entry.
+    assert_eq!(
+        store
+            .record_share_expiries(vec![(second, audit("shares.expire"))], at(122))
+            .await
+            .expect("record"),
+        0
+    );
+    let after = store
+        .audit_events(crate::AuditQuery {
+            action: Some("shares.expire".into()),
+            limit: 10,
+            ..crate::AuditQuery::default()
+        })
+        .await
+        .expect("audit")
+        .len();
+    assert_eq!(after, entries + 1);
     assert!(matches!(
         store
             .revoke_share(Uuid::new_v4(), at(6), audit("shares.revoke"))
