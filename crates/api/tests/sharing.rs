@@ -796,3 +796,80 @@ async fn an_invitation_makes_a_specialist_account_once() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// What a review found: an ECG share opens no plethysmography or respiration waveform,
+/// nor a NEWS2 score; and a stream opened through one share ends when that share does,
+/// even while another share with the same specialist lasts.
+#[tokio::test]
+async fn a_share_opens_its_own_signals_and_a_stream_ends_with_its_share() {
+    let (h, _clock) = hospital_and_clock().await;
+    let ada = h.ada;
+    let now = Utc::now();
+    let vitals = share(
+        &h,
+        json!({"grantee_username": "dr.okafor", "categories": ["vital_signs"], "data_last_days": 7}),
+    )
+    .await;
+    let ecg = share(
+        &h,
+        json!({"grantee_username": "dr.okafor", "categories": ["ecg"], "data_last_days": 7}),
+    )
+    .await;
+    let span = window(now - Duration::minutes(30), now);
+    for (signal, expected) in [("ecg-lead-ii", StatusCode::OK), ("pleth", StatusCode::OK)] {
+        let path = format!("/api/v1/patients/{ada}/waveforms?signal={signal}&{span}");
+        assert_eq!(
+            status(&h, "okafor", &path).await,
+            expected,
+            "{signal} with both shares"
+        );
+    }
+    // Without the vital-signs share, the ECG share opens no pleth.
+    assert_eq!(
+        on_share(&h, &vitals, "revoke").await,
+        StatusCode::NO_CONTENT
+    );
+    let pleth = format!("/api/v1/patients/{ada}/waveforms?signal=pleth&{span}");
+    assert_eq!(status(&h, "okafor", &pleth).await, StatusCode::FORBIDDEN);
+    let lead = format!("/api/v1/patients/{ada}/waveforms?signal=ecg-lead-ii&{span}");
+    assert_eq!(status(&h, "okafor", &lead).await, StatusCode::OK);
+    assert_eq!(
+        status(
+            &h,
+            "okafor",
+            &format!("/api/v1/patients/{ada}/news2/latest")
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+
+    // A stream opened through the newest share (glucose) ends when it is revoked,
+    // though the ECG share goes on: the client reconnects and gets the ECG scope.
+    let glucose = share(
+        &h,
+        json!({"grantee_username": "dr.okafor", "categories": ["glucose"], "data_last_days": 7}),
+    )
+    .await;
+    let mut stream = crate::streams::OpenStream::open(
+        &h,
+        "okafor",
+        &format!("/api/v1/patients/{ada}/observations/stream"),
+    )
+    .await;
+    assert!(
+        !stream
+            .ends_within(std::time::Duration::from_millis(1500))
+            .await
+    );
+    assert_eq!(
+        on_share(&h, &glucose, "revoke").await,
+        StatusCode::NO_CONTENT
+    );
+    assert!(
+        stream
+            .ends_within(std::time::Duration::from_millis(1500))
+            .await,
+        "the stream cut to the revoked share ends"
+    );
+    let _ = ecg;
+}

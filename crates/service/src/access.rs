@@ -88,6 +88,34 @@ impl PatientAccess {
         self.basis
     }
 
+    /// Whether the access goes through a share (and so is cut to it).
+    pub fn through_share(&self) -> bool {
+        self.scope.is_some()
+    }
+
+    /// Whether data measured at `time` is within the access's window (always, but
+    /// through a share).
+    pub fn in_window(&self, time: DateTime<Utc>) -> bool {
+        self.scope
+            .as_ref()
+            .is_none_or(|scope| scope.from <= time && time < scope.to)
+    }
+
+    /// A requested window with open ends, cut to the share's (unchanged otherwise);
+    /// `None` when nothing of it is inside the share.
+    pub fn clamp_open(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Option<OpenWindow> {
+        match &self.scope {
+            None => Some((from, to)),
+            Some(scope) => scope
+                .clamp(from.unwrap_or(scope.from), to.unwrap_or(scope.to))
+                .map(|(from, to)| (Some(from), Some(to))),
+        }
+    }
+
     /// Whether data of `category` is within the access: always, but through a share,
     /// where the share must include it.
     pub fn allows(&self, category: ShareCategory) -> bool {
@@ -104,6 +132,9 @@ impl PatientAccess {
         })
     }
 }
+
+/// A window of time whose ends may be open.
+pub type OpenWindow = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 /// Why a read is allowed, with the share it goes through if it does.
 #[derive(Debug, Clone)]
@@ -455,6 +486,19 @@ impl Wardline {
         person: &Person,
         patients: &HashSet<PatientId>,
     ) -> bool {
+        self.stream_may_continue_with(person, patients, &[]).await
+    }
+
+    /// [`Wardline::stream_may_continue`] for a stream opened with `accesses`: one opened
+    /// through a share goes on only while the share it was cut to is still the one that
+    /// would be used (a revoked or expired share, or another taking its place, ends it;
+    /// the client reconnects and gets the new scope).
+    pub async fn stream_may_continue_with(
+        &self,
+        person: &Person,
+        patients: &HashSet<PatientId>,
+        accesses: &[PatientAccess],
+    ) -> bool {
         let Ok(session) = self
             .live_session(
                 person.token_hash,
@@ -478,6 +522,13 @@ impl Wardline {
         let Ok((readable, _)) = self.own_patients(&actor).await else {
             return false;
         };
+        for access in accesses.iter().filter(|access| access.scope.is_some()) {
+            match self.grant(&actor, access.patient_id, ShareNeed::Any).await {
+                Ok(Some(grant))
+                    if grant.share.as_ref().map(|(_, scope)| scope) == access.scope.as_ref() => {}
+                _ => return false,
+            }
+        }
         for patient in patients {
             if readable.contains(patient) {
                 continue;
@@ -500,11 +551,25 @@ impl Wardline {
         person: Person,
         patients: HashSet<PatientId>,
     ) -> impl Future<Output = ()> + Send + use<> {
+        self.stream_ended_with(person, patients, Vec::new())
+    }
+
+    /// [`Wardline::stream_ended`] for a stream opened with `accesses` (see
+    /// [`Wardline::stream_may_continue_with`]).
+    pub fn stream_ended_with(
+        &self,
+        person: Person,
+        patients: HashSet<PatientId>,
+        accesses: Vec<PatientAccess>,
+    ) -> impl Future<Output = ()> + Send + use<> {
         let service = self.clone();
         async move {
             loop {
                 tokio::time::sleep(STREAM_RECHECK).await;
-                if !service.stream_may_continue(&person, &patients).await {
+                if !service
+                    .stream_may_continue_with(&person, &patients, &accesses)
+                    .await
+                {
                     metrics::counter!("wardline_streams_ended_by_access_total").increment(1);
                     return;
                 }

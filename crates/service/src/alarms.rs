@@ -15,6 +15,7 @@ use wardline_alerting::{
     AlarmId, AlarmKind, AlarmState, CarePlan, ConditionKey, EscalationPolicy, EscalationStatus,
     Priority, Recipient, Resolution, RuleId,
 };
+use wardline_domain::sharing::ShareCategory;
 use wardline_domain::{CareTeamId, PatientId, Role, UserId};
 use wardline_store::{
     AlarmEventKind, AlarmEventRecord, AlarmQuery, AlarmRecord, AuditOutcome, CarePlanVersionRecord,
@@ -578,13 +579,17 @@ impl Wardline {
         let access = self
             .authorize_patient(actor, patient_id, "alarms.read", None)
             .await?;
+        // Through a share, only alarms raised within its window.
+        let Some((raised_from, raised_to)) = access.clamp_open(window.0, window.1) else {
+            return Ok(Vec::new());
+        };
         let alarms = self
             .store
             .alarms(AlarmQuery {
                 patients: vec![access.patient_id()],
                 states,
-                raised_from: window.0,
-                raised_to: window.1,
+                raised_from,
+                raised_to,
                 limit,
             })
             .await?;
@@ -637,14 +642,19 @@ impl Wardline {
     /// it.
     pub async fn alarm(&self, actor: &Actor, public_id: &str) -> Result<AlarmView, Error> {
         let record = self.find_alarm(actor, "alarms.read", public_id).await?;
-        self.authorize_patient(
-            actor,
-            record.patient_id(),
-            "alarms.read",
-            Some(record.public_id.clone()),
-        )
-        .await
-        .map_err(hide_existence)?;
+        // Through a share, an alarm raised outside its window is not there.
+        let raised = record.alarm.raised_at;
+        let (access, _) = self
+            .authorize_patient_window(
+                actor,
+                record.patient_id(),
+                "alarms.read",
+                None,
+                (raised, raised + chrono::Duration::milliseconds(1)),
+                Some(record.public_id.clone()),
+            )
+            .await
+            .map_err(hide_existence)?;
         let events = self.store.alarm_events(&record.public_id).await?;
         let deliveries = self
             .store
@@ -663,8 +673,12 @@ impl Wardline {
             .find(|version| version.version == plan_version);
         let mut view = AlarmView::of(&record);
         view.events = Some(events);
-        view.deliveries = Some(deliveries.iter().map(DeliveryView::of).collect());
-        view.care_plan = care_plan;
+        // A share shows the alarm, not the care team's deliveries, nor the care plan
+        // unless that is shared too.
+        if !access.through_share() {
+            view.deliveries = Some(deliveries.iter().map(DeliveryView::of).collect());
+        }
+        view.care_plan = care_plan.filter(|_| access.allows(ShareCategory::CarePlan));
         self.names_in(std::slice::from_ref(&view))
             .await?
             .attach(&mut view);

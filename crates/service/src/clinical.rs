@@ -124,6 +124,14 @@ fn check_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, Error>
     Ok(limit)
 }
 
+/// The share category a waveform signal belongs to.
+fn signal_category(signal: Signal) -> ShareCategory {
+    match signal {
+        Signal::Pleth | Signal::Respiration => ShareCategory::VitalSigns,
+        _ => ShareCategory::Ecg,
+    }
+}
+
 impl Wardline {
     pub async fn observations(
         &self,
@@ -254,7 +262,7 @@ impl Wardline {
                 actor,
                 patient_id,
                 "waveforms.read",
-                None,
+                signal.map(signal_category),
                 (from, to),
                 Some(format!("from {from} to {to}")),
             )
@@ -270,7 +278,12 @@ impl Wardline {
             })
             .await?;
         let mut views = Vec::with_capacity(chunks.len());
-        for chunk in chunks {
+        // Through a share, only the signals of its categories (ECG leads for `ecg`,
+        // plethysmography and respiration for `vital_signs`).
+        for chunk in chunks
+            .into_iter()
+            .filter(|chunk| access.allows(signal_category(chunk.signal)))
+        {
             let decoded = wardline_waveform::decode(&chunk.encoded).map_err(|error| {
                 Error::Internal(format!("stored waveform chunk does not decode: {error}"))
             })?;
@@ -361,6 +374,8 @@ impl Wardline {
         self.store
             .latest_news2(access.patient_id())
             .await?
+            // Through a share, a score from outside its window is not shown.
+            .filter(|score| access.in_window(score.time))
             .ok_or_else(|| Error::NotFound("NEWS2 result for this patient".into()))
     }
 

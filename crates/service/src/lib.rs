@@ -95,6 +95,8 @@ pub struct Wardline {
     /// What "now" is for expiries (sessions, emergency access, shares): the system's
     /// clock, or a test's.
     clock: Arc<dyn wardline_alarms::Clock>,
+    /// Share-link openings, one at a time (see [`Wardline::open_share_link`]).
+    link_opens: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Wardline {
@@ -120,6 +122,7 @@ impl Wardline {
             logins: Arc::new(throttle::LoginThrottle::default()),
             device_ca: None,
             clock: Arc::new(wardline_alarms::SystemClock),
+            link_opens: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 

@@ -476,6 +476,9 @@ impl Wardline {
         if token.len() > 200 || passcode.len() > 100 {
             return Err(Error::NotFound("share link".into()));
         }
+        // One attempt at a time: five wrong passcodes sent at once are counted as five
+        // before any of them could be the sixth guess.
+        let _one_at_a_time = self.link_opens.lock().await;
         let Some((share, passcode_hash)) = self
             .store
             .share_by_link(credentials::token_hash(token))
@@ -557,9 +560,13 @@ impl Wardline {
             )
             .await
         {
-            Err(StoreError::Conflict { .. }) => {
+            Err(StoreError::Conflict { what }) => {
                 return Err(Error::ShareLinkClosed {
-                    reason: "this link was for one use, and it has been used".into(),
+                    reason: if what.contains("single-use") {
+                        "this link was for one use, and it has been used".into()
+                    } else {
+                        "this link no longer opens: ask the patient for a new one".into()
+                    },
                 });
             }
             other => other?,

@@ -198,8 +198,9 @@ pub trait ShareStore: Send + Sync {
         expires: DateTime<Utc>,
         audit: AuditEvent,
     ) -> Result<bool, StoreError>;
-    /// Shares that expired by `now` (not revoked before) whose end is not yet in the
-    /// audit trail.
+    /// Shares that expired by `now` (accepted, not revoked before) whose end is not yet
+    /// in the audit trail. (Accepting a referral sets its expiry anew, and its end is
+    /// recorded when that comes.)
     async fn expired_unrecorded_shares(&self, now: DateTime<Utc>)
     -> Result<Vec<Share>, StoreError>;
     /// Records that these shares' ends are in the audit trail, with the entries, in one
@@ -217,8 +218,9 @@ pub trait ShareStore: Send + Sync {
     ) -> Result<Option<(Share, String)>, StoreError>;
     /// Counts a link's attempt, with its audit entry, in one commit, and returns the
     /// share as it now is: an opening (refused with `Conflict`, and nothing stored, when
-    /// a single-use link has opened before), or a wrong passcode (the `limit`th disables
-    /// the link). `NotFound` for an unknown share.
+    /// a single-use link has opened before, or the link is disabled, revoked or expired
+    /// at `at`), or a wrong passcode (the `limit`th disables the link). `NotFound` for an
+    /// unknown share.
     async fn record_link_attempt(
         &self,
         id: Uuid,

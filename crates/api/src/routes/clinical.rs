@@ -337,7 +337,7 @@ fn live_events(
     accesses: Vec<PatientAccess>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
     let patients: HashSet<PatientId> = accesses.iter().map(PatientAccess::patient_id).collect();
-    let ended = service.stream_ended(caller.0, patients);
+    let ended = service.stream_ended_with(caller.0, patients, accesses.clone());
     let watched: Arc<HashMap<PatientId, PatientAccess>> = Arc::new(
         accesses
             .into_iter()
@@ -371,9 +371,9 @@ fn live_events(
     let scores =
         BroadcastStream::new(service.live().subscribe_news2()).filter_map(move |item| match item {
             Ok(score)
-                if watched
-                    .get(&score.patient_id)
-                    .is_some_and(|access| access.allows(ShareCategory::VitalSigns)) =>
+                if watched.get(&score.patient_id).is_some_and(|access| {
+                    access.allows(ShareCategory::VitalSigns) && access.in_window(score.time)
+                }) =>
             {
                 Some(Ok(Event::default()
                     .event("news2")

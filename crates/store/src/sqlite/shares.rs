@@ -320,7 +320,8 @@ impl ShareStore for SqliteStore {
             }
             let consented_key = key_of(connection, "app_user", &consented_by.to_string(), "user")?;
             let changed = connection.execute(
-                "UPDATE share SET consented_by = ?2, accepted_ms = ?3, expires_ms = ?4
+                "UPDATE share SET consented_by = ?2, accepted_ms = ?3, expires_ms = ?4,
+                                  expiry_audited_ms = NULL
                  WHERE id = ?1 AND accepted_ms IS NULL AND revoked_ms IS NULL",
                 params![id.to_string(), consented_key, to_ms(at), to_ms(expires)],
             )?;
@@ -341,6 +342,7 @@ impl ShareStore for SqliteStore {
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM {FROM}
                  WHERE s.expires_ms <= ?1 AND s.revoked_ms IS NULL AND s.expiry_audited_ms IS NULL
+                   AND s.accepted_ms IS NOT NULL
                  ORDER BY s.expires_ms, s.key"
             ))?;
             let rows = statement.query_map([to_ms(now)], |row| Ok(from_row(row)))?;
@@ -407,6 +409,13 @@ impl ShareStore for SqliteStore {
                 .ok_or_else(|| StoreError::Invalid(format!("share {id} is not a link")))?;
             match attempt {
                 LinkAttempt::Opened => {
+                    // Checked again inside the commit: a link disabled, revoked or lapsed
+                    // since the caller looked does not open.
+                    if link.disabled.is_some() || share.revoked.is_some() || at >= share.expires {
+                        return Err(StoreError::Conflict {
+                            what: "a share link that no longer opens".into(),
+                        });
+                    }
                     if link.single_use && link.opened > 0 {
                         return Err(StoreError::Conflict {
                             what: "a single-use link opened before".into(),

@@ -292,14 +292,44 @@ pub async fn share_links_count_openings_and_wrong_passcodes(store: &dyn Store) {
         assert_eq!(state.disabled.is_some(), attempt == 3, "attempt {attempt}");
         assert_eq!(share.live_at(at(10)), attempt < 3);
     }
-    // Opening a link that is not single-use counts each time.
+    // A disabled link does not open, even with the right passcode (checked inside the
+    // commit that would count the opening).
+    assert!(matches!(
+        store
+            .record_link_attempt(many, LinkAttempt::Opened, at(20), audit("share_links.open"))
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    // A link that is not single-use counts each opening.
+    let again = Uuid::new_v4();
+    store
+        .create_share(link(again, 3, false), audit("shares.create"))
+        .await
+        .expect("create");
     for expected in 1..=2 {
         let share = store
-            .record_link_attempt(many, LinkAttempt::Opened, at(20), audit("share_links.open"))
+            .record_link_attempt(
+                again,
+                LinkAttempt::Opened,
+                at(20),
+                audit("share_links.open"),
+            )
             .await
             .expect("open");
         assert_eq!(share.link.expect("link").opened, expected);
     }
+    // Nor does one past its expiry.
+    assert!(matches!(
+        store
+            .record_link_attempt(
+                again,
+                LinkAttempt::Opened,
+                at(120),
+                audit("share_links.open")
+            )
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
     assert!(matches!(
         store
             .record_link_attempt(
@@ -341,6 +371,14 @@ pub async fn a_referral_opens_nothing_until_the_patient_accepts(store: &dyn Stor
     assert_eq!((proposed.consented_by, proposed.accepted), (None, None));
     assert_eq!(proposed.proposed_by, Some(grey));
     assert!(!proposed.live_at(at(1)));
+    // A proposal waiting past its proposed end has not "expired": it has not begun.
+    assert!(
+        store
+            .expired_unrecorded_shares(at(700))
+            .await
+            .expect("expired")
+            .is_empty()
+    );
     assert!(
         store
             .live_shares(okafor, alice, at(1))
