@@ -57,6 +57,17 @@ impl std::fmt::Debug for CreatedInvitation {
 /// Wrong passcodes a share link takes before it is disabled.
 pub const PASSCODE_ATTEMPTS: u32 = 5;
 
+/// Why a link or an invitation no longer opens, as the viewer is told (each said where
+/// it is found, before the passcode or in the commit that would count the opening).
+const USED_LINK: &str = "this link was for one use, and it has been used";
+const USED_INVITATION: &str = "this invitation was used already: log in with the account it made";
+
+fn disabled_link() -> String {
+    format!(
+        "this link was disabled after {PASSCODE_ATTEMPTS} wrong passcodes; the patient can make a new one"
+    )
+}
+
 /// The passcode's alphabet: no 0/O, 1/I/L, so it can be read out over the phone.
 const PASSCODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 const PASSCODE_LENGTH: usize = 10;
@@ -494,16 +505,14 @@ impl Wardline {
         let closed = if share.revoked.is_some() {
             Some("the patient revoked this link".to_owned())
         } else if link.disabled.is_some() {
-            Some(format!(
-                "this link was disabled after {PASSCODE_ATTEMPTS} wrong passcodes; the patient can make a new one"
-            ))
+            Some(disabled_link())
         } else if now >= share.expires {
             Some(format!(
                 "this link expired on {}",
                 share.expires.format("%-d %B %Y at %H:%M UTC")
             ))
         } else if link.single_use && link.opened > 0 {
-            Some("this link was for one use, and it has been used".to_owned())
+            Some(USED_LINK.to_owned())
         } else {
             None
         };
@@ -529,9 +538,7 @@ impl Wardline {
                 .map_or(PASSCODE_ATTEMPTS, |link| link.passcode_failures);
             if failures >= PASSCODE_ATTEMPTS {
                 return Err(Error::ShareLinkClosed {
-                    reason: format!(
-                        "this link was disabled after {PASSCODE_ATTEMPTS} wrong passcodes; the patient can make a new one"
-                    ),
+                    reason: disabled_link(),
                 });
             }
             return Err(Error::BadPasscode {
@@ -563,7 +570,7 @@ impl Wardline {
             Err(StoreError::Conflict { what }) => {
                 return Err(Error::ShareLinkClosed {
                     reason: if what.contains("single-use") {
-                        "this link was for one use, and it has been used".into()
+                        USED_LINK.into()
                     } else {
                         "this link no longer opens: ask the patient for a new one".into()
                     },
@@ -789,7 +796,7 @@ impl Wardline {
         let now = self.now();
         if invitation.accepted.is_some() {
             return Err(Error::ShareLinkClosed {
-                reason: "this invitation was used already: log in with the account it made".into(),
+                reason: USED_INVITATION.into(),
             });
         }
         if now >= invitation.expires {
@@ -841,8 +848,7 @@ impl Wardline {
             .map_err(|error| match error {
                 StoreError::Conflict { what } if what.starts_with("invitation") => {
                     Error::ShareLinkClosed {
-                        reason: "this invitation was used already: log in with the account it made"
-                            .into(),
+                        reason: USED_INVITATION.into(),
                     }
                 }
                 other => other.into(),

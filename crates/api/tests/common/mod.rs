@@ -234,16 +234,7 @@ impl Hospital {
     pub async fn fresh_admin(&self) -> String {
         let username = format!("admin-{}", &uuid_suffix());
         self.add_account(&username, Role::Admin).await;
-        let (status, body) = self
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(json!({"username": username, "password": PASSWORD})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let token = body["token"].as_str().unwrap().to_owned();
+        let token = self.login(&username).await;
         self.set_up_second_factor(&token).await;
         token
     }

@@ -15,6 +15,20 @@ use crate::audit::{
 };
 use crate::error::StoreError;
 
+/// For a change that may find nothing to change: appends `events` when `changed` rows
+/// were changed, and says whether any were. A change that did nothing leaves no entry.
+pub(super) fn append_if_changed(
+    connection: &Writing<'_>,
+    changed: usize,
+    events: &[AuditEvent],
+) -> Result<bool, StoreError> {
+    if changed == 0 {
+        return Ok(false);
+    }
+    append(connection, events)?;
+    Ok(true)
+}
+
 /// Appends `events` to the chain inside the caller's transaction.
 pub(super) fn append(connection: &Writing<'_>, events: &[AuditEvent]) -> Result<(), StoreError> {
     if events.is_empty() {

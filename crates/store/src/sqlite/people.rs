@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use wardline_domain::{CareTeamId, PatientId, Role, UserId};
 
-use super::audit::append;
+use super::audit::{append, append_if_changed};
 use super::rows::*;
 use super::{SqliteStore, from_ms, to_ms};
 use crate::audit::AuditEvent;
@@ -283,13 +283,7 @@ impl PeopleStore for SqliteStore {
                  WHERE id = ?1 AND totp_sealed = ?2 AND (totp_last_step IS NULL OR totp_last_step < ?3)",
                 params![id.to_string(), sealed, step],
             )?;
-            if changed == 0 {
-                return Ok(false);
-            }
-            if let Some(audit) = audit {
-                append(connection, &[audit])?;
-            }
-            Ok(true)
+            append_if_changed(connection, changed, audit.as_slice())
         })
         .await
     }
@@ -305,11 +299,7 @@ impl PeopleStore for SqliteStore {
                 "UPDATE session SET revoked_ms = ?2 WHERE token_hash = ?1 AND revoked_ms IS NULL",
                 params![token_hash.as_slice(), to_ms(now)],
             )?;
-            if changed == 0 {
-                return Ok(false);
-            }
-            append(connection, &[audit])?;
-            Ok(true)
+            append_if_changed(connection, changed, &[audit])
         })
         .await
     }

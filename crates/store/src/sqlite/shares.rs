@@ -7,7 +7,7 @@ use uuid::Uuid;
 use wardline_domain::sharing::ShareCategory;
 use wardline_domain::{PatientId, UserId};
 
-use super::audit::append;
+use super::audit::{append, append_if_changed};
 use super::rows::*;
 use super::{SqliteStore, from_ms, to_ms};
 use crate::audit::AuditEvent;
@@ -325,11 +325,7 @@ impl ShareStore for SqliteStore {
                  WHERE id = ?1 AND accepted_ms IS NULL AND revoked_ms IS NULL",
                 params![id.to_string(), consented_key, to_ms(at), to_ms(expires)],
             )?;
-            if changed == 0 {
-                return Ok(false);
-            }
-            append(connection, &[audit])?;
-            Ok(true)
+            append_if_changed(connection, changed, &[audit])
         })
         .await
     }
@@ -457,11 +453,7 @@ impl ShareStore for SqliteStore {
                 "UPDATE share SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
                 params![id.to_string(), to_ms(at)],
             )?;
-            if changed == 0 {
-                return Ok(false);
-            }
-            append(connection, &[audit])?;
-            Ok(true)
+            append_if_changed(connection, changed, &[audit])
         })
         .await
     }

@@ -7,6 +7,19 @@ use wardline_domain::{PatientId, Role, UserId};
 use super::{at, audit, patient, user};
 use crate::{LinkAttempt, NewInvitation, NewShare, ShareGrantee, Store, StoreError};
 
+/// How many audit entries of `action` the trail holds.
+async fn entries_of(store: &dyn Store, action: &str) -> usize {
+    store
+        .audit_events(crate::AuditQuery {
+            action: Some(action.into()),
+            limit: 1000,
+            ..crate::AuditQuery::default()
+        })
+        .await
+        .expect("audit")
+        .len()
+}
+
 /// An account of `role` named `name` (a patient account for `patient`).
 async fn account(store: &dyn Store, name: &str, role: Role, patient: Option<PatientId>) -> UserId {
     store
@@ -148,15 +161,7 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
         .map(|share| share.id)
         .collect();
     assert_eq!(expired, vec![second]);
-    let entries = store
-        .audit_events(crate::AuditQuery {
-            action: Some("shares.expire".into()),
-            limit: 10,
-            ..crate::AuditQuery::default()
-        })
-        .await
-        .expect("audit")
-        .len();
+    let entries = entries_of(store, "shares.expire").await;
     let recorded = store
         .record_share_expiries(vec![(second, audit("shares.expire"))], at(121))
         .await
@@ -177,15 +182,7 @@ pub async fn shares_open_until_they_expire_or_are_revoked(store: &dyn Store) {
             .expect("record"),
         0
     );
-    let after = store
-        .audit_events(crate::AuditQuery {
-            action: Some("shares.expire".into()),
-            limit: 10,
-            ..crate::AuditQuery::default()
-        })
-        .await
-        .expect("audit")
-        .len();
+    let after = entries_of(store, "shares.expire").await;
     assert_eq!(after, entries + 1);
     assert!(matches!(
         store
@@ -224,6 +221,14 @@ pub async fn share_links_count_openings_and_wrong_passcodes(store: &dyn Store) {
         expires: at(120),
         message: None,
     };
+    let open_link = |id: Uuid, minute: i64| {
+        store.record_link_attempt(
+            id,
+            LinkAttempt::Opened,
+            at(minute),
+            audit("share_links.open"),
+        )
+    };
     let once = Uuid::new_v4();
     let created = store
         .create_share(link(once, 1, true), audit("shares.create"))
@@ -259,15 +264,10 @@ pub async fn share_links_count_openings_and_wrong_passcodes(store: &dyn Store) {
     );
 
     // A single-use link opens once.
-    let opened = store
-        .record_link_attempt(once, LinkAttempt::Opened, at(1), audit("share_links.open"))
-        .await
-        .expect("open");
+    let opened = open_link(once, 1).await.expect("open");
     assert_eq!(opened.link.expect("link").opened, 1);
     assert!(matches!(
-        store
-            .record_link_attempt(once, LinkAttempt::Opened, at(2), audit("share_links.open"))
-            .await,
+        open_link(once, 2).await,
         Err(StoreError::Conflict { .. })
     ));
 
@@ -295,9 +295,7 @@ pub async fn share_links_count_openings_and_wrong_passcodes(store: &dyn Store) {
     // A disabled link does not open, even with the right passcode (checked inside the
     // commit that would count the opening).
     assert!(matches!(
-        store
-            .record_link_attempt(many, LinkAttempt::Opened, at(20), audit("share_links.open"))
-            .await,
+        open_link(many, 20).await,
         Err(StoreError::Conflict { .. })
     ));
     // A link that is not single-use counts each opening.
