@@ -989,6 +989,13 @@ test('a patient invites a specialist, whose link makes their account', async () 
   // No mail server in these tests: Ada is given the link to send.
   const link = await invite.locator('code').textContent();
   assert.match(link, /\/invite#wsi_/);
+  // A second invitation of the same specialist (as by another patient) is taken up by
+  // the account the first one made.
+  await invite.getByLabel('Their e-mail address').fill('amara@neuro.example');
+  await invite.getByLabel('Their name').fill('Dr Amara Neuro');
+  await invite.getByRole('button', { name: 'Invite' }).click();
+  await invite.locator('code', { hasNotText: link }).waitFor();
+  const secondLink = await invite.locator('code').textContent();
   await patientPage.context().close();
 
   const invited = await newPage();
@@ -997,7 +1004,15 @@ test('a patient invites a specialist, whose link makes their account', async () 
   await invited.getByLabel('Password').fill('lantern over the quiet harbour');
   await invited.getByRole('button', { name: 'Make my account' }).click();
   await invited.getByText('Your account is ready.').waitFor();
-  await uiLogin(invited, 'dr.neuro', 'lantern over the quiet harbour');
+  await invited.goto('about:blank');
+  await invited.goto(secondLink);
+  await invited.getByRole('link', { name: 'Log in to add this invitation to it' }).click();
+  await invited.getByLabel('Username').fill('dr.neuro');
+  await invited.getByLabel('Password').fill('lantern over the quiet harbour');
+  await invited.getByRole('button', { name: 'Log in' }).click();
+  await invited.getByRole('button', { name: 'Add this invitation to my account (dr.neuro)' }).click();
+  await invited.getByText('The invitation is on your account.').waitFor();
+  await invited.getByRole('link', { name: 'Go on' }).click();
   await invited.waitForURL('**/shared');
   await invited.getByText('No patient shares data with you at the moment.').waitFor();
   await invited.context().close();

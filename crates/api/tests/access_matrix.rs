@@ -798,7 +798,8 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
             Patients
         }
         ("POST", "/api/v1/patients/{patient_id}/referrals") => AdasTeam,
-        ("GET", "/api/v1/me/shared-with-me") => Specialists,
+        ("GET", "/api/v1/me/shared-with-me")
+        | ("POST", "/api/v1/me/specialist-invitations/accept") => Specialists,
         ("GET", patient) if patient.starts_with("/api/v1/patients/{patient_id}") => AdasReaders,
         ("PUT", "/api/v1/patients/{patient_id}/care-plan") => AdasTeam,
         ("GET" | "POST" | "PUT" | "DELETE", admin)

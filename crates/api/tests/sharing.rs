@@ -797,6 +797,97 @@ async fn an_invitation_makes_a_specialist_account_once() {
     );
 }
 
+/// A specialist invited again (by another patient) takes the invitation up with the
+/// account they have, logged in; no second account is made, other roles cannot take it
+/// up, and the link still works once.
+#[tokio::test]
+async fn an_invitation_links_a_specialist_account_already_made() {
+    let (h, _clock) = hospital_and_clock().await;
+    let invite = || {
+        let h = &h;
+        async move {
+            let (status_code, created) = h
+                .as_(
+                    "ada",
+                    Method::POST,
+                    "/api/v1/specialist-invitations",
+                    Some(json!({"email": "okafor@clinic.example", "display_name": "Dr Okafor"})),
+                )
+                .await;
+            assert_eq!(status_code, StatusCode::CREATED, "{created}");
+            created["link_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let link = |who: &'static str, token: String| {
+        let h = &h;
+        async move {
+            h.as_(
+                who,
+                Method::POST,
+                "/api/v1/me/specialist-invitations/accept",
+                Some(json!({"token": token})),
+            )
+            .await
+        }
+    };
+    let (_, users_before) = h.as_("admin", Method::GET, "/api/v1/users", None).await;
+    let token = invite().await;
+    let (status_code, refused) = link("clinician", token.clone()).await;
+    assert_eq!(status_code, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"]["code"], "not_permitted");
+    assert_eq!(refused["error"]["field"], "token");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("clinician account"),
+        "{refused}"
+    );
+    let (status_code, linked) = link("okafor", token.clone()).await;
+    assert_eq!(status_code, StatusCode::OK, "{linked}");
+    assert_eq!(
+        (linked["username"].as_str(), linked["role"].as_str()),
+        (Some("dr.okafor"), Some("specialist"))
+    );
+    let (_, users_after) = h.as_("admin", Method::GET, "/api/v1/users", None).await;
+    assert_eq!(
+        users_before.as_array().map(Vec::len),
+        users_after.as_array().map(Vec::len),
+        "no account was made"
+    );
+    let (status_code, again) = link("okafor", token.clone()).await;
+    assert_eq!(status_code, StatusCode::GONE, "{again}");
+    let (status_code, _) = h
+        .call(
+            Method::POST,
+            "/api/v1/specialist-invitations/accept",
+            None,
+            Some(json!({"token": token, "username": "dr.second", "password": "lantern over the quiet harbour"})),
+        )
+        .await;
+    assert_eq!(
+        status_code,
+        StatusCode::GONE,
+        "nor does it make an account after"
+    );
+    // Without a session there is no account to link.
+    let (status_code, _) = h
+        .call(
+            Method::POST,
+            "/api/v1/me/specialist-invitations/accept",
+            None,
+            Some(json!({"token": invite().await})),
+        )
+        .await;
+    assert_eq!(status_code, StatusCode::UNAUTHORIZED);
+    let (_, trail) = h
+        .as_("admin", Method::GET, "/api/v1/audit?limit=50", None)
+        .await;
+    let trail = trail.to_string();
+    assert!(trail.contains("linked to the account dr.okafor"), "{trail}");
+    assert!(trail.contains("not a specialist's"), "{trail}");
+}
+
 /// What a review found: an ECG share opens no plethysmography or respiration waveform,
 /// nor a NEWS2 score; and a stream opened through one share ends when that share does,
 /// even while another share with the same specialist lasts.

@@ -11,9 +11,9 @@ use uuid::Uuid;
 use wardline_domain::sharing::{DEFAULT_SHARE_DAYS, ShareCategory, share_window};
 use wardline_domain::{Observation, ObservationCode, PatientId, Role};
 use wardline_store::{
-    AuditEvent, AuditOutcome, CarePlanVersionRecord, LinkAttempt, NewShare, News2Query,
-    News2Record, ObservationQuery, RhythmEventQuery, RhythmEventRecord, Share, ShareGrantee,
-    StoreError,
+    AuditEvent, AuditOutcome, CarePlanVersionRecord, InvitedAccount, LinkAttempt, NewShare,
+    News2Query, News2Record, ObservationQuery, RhythmEventQuery, RhythmEventRecord, Share,
+    ShareGrantee, StoreError,
 };
 
 use crate::actor::Actor;
@@ -60,7 +60,8 @@ pub const PASSCODE_ATTEMPTS: u32 = 5;
 /// Why a link or an invitation no longer opens, as the viewer is told (each said where
 /// it is found, before the passcode or in the commit that would count the opening).
 const USED_LINK: &str = "this link was for one use, and it has been used";
-const USED_INVITATION: &str = "this invitation was used already: log in with the account it made";
+const USED_INVITATION: &str =
+    "this invitation was used already: log in with the account that took it up";
 
 fn disabled_link() -> String {
     format!(
@@ -785,28 +786,8 @@ impl Wardline {
         password: String,
         remote_addr: Option<String>,
     ) -> Result<wardline_store::User, Error> {
-        if token.len() > 200 {
-            return Err(Error::NotFound("invitation".into()));
-        }
-        let invitation = self
-            .store
-            .invitation_by_token(credentials::token_hash(token))
-            .await?
-            .ok_or_else(|| Error::NotFound("invitation".into()))?;
+        let invitation = self.open_invitation(token).await?;
         let now = self.now();
-        if invitation.accepted.is_some() {
-            return Err(Error::ShareLinkClosed {
-                reason: USED_INVITATION.into(),
-            });
-        }
-        if now >= invitation.expires {
-            return Err(Error::ShareLinkClosed {
-                reason: format!(
-                    "this invitation expired on {}; ask for a new one",
-                    invitation.expires.format("%-d %B %Y")
-                ),
-            });
-        }
         crate::people::check_username(username)?;
         credentials::check_password_strength(
             "password",
@@ -828,22 +809,99 @@ impl Wardline {
                 invitation.id
             )),
         };
+        self.take_up_invitation(
+            invitation.id,
+            InvitedAccount::New(wardline_store::NewUser {
+                id: user_id,
+                username: username.to_owned(),
+                display_name: invitation.display_name.clone(),
+                role: Role::Specialist,
+                password_hash,
+                patient_id: None,
+                created: now,
+                password_change_required: false,
+            }),
+            audit,
+        )
+        .await
+    }
+
+    /// A specialist who has an account already (invited before, by another patient)
+    /// takes up the invitation with it, logged in, instead of making a second one.
+    pub async fn link_invitation(
+        &self,
+        actor: &Actor,
+        token: &str,
+    ) -> Result<wardline_store::User, Error> {
+        let user = actor.user().ok_or(Error::Forbidden)?;
+        if user.role != Role::Specialist {
+            self.audit(actor.audit(
+                "invitations.accept",
+                None,
+                AuditOutcome::Denied,
+                Some("an invitation's link, with an account that is not a specialist's".into()),
+                self.now(),
+            ))
+            .await?;
+            return Err(Error::not_permitted(
+                "token",
+                format!(
+                    "an invitation is taken up by a specialist account, and this one is a {} account; log out and make a new account with the link",
+                    user.role.as_str()
+                ),
+            ));
+        }
+        let invitation = self.open_invitation(token).await?;
+        let now = self.now();
+        let audit = actor.audit(
+            "invitations.accept",
+            None,
+            AuditOutcome::Allowed,
+            Some(format!(
+                "invitation {}: linked to the account {}",
+                invitation.id, user.username
+            )),
+            now,
+        );
+        self.take_up_invitation(invitation.id, InvitedAccount::Existing(user.id), audit)
+            .await
+    }
+
+    /// The invitation a link's token belongs to, while it can still be taken up.
+    async fn open_invitation(&self, token: &str) -> Result<wardline_store::Invitation, Error> {
+        if token.len() > 200 {
+            return Err(Error::NotFound("invitation".into()));
+        }
+        let invitation = self
+            .store
+            .invitation_by_token(credentials::token_hash(token))
+            .await?
+            .ok_or_else(|| Error::NotFound("invitation".into()))?;
+        if invitation.accepted.is_some() {
+            return Err(Error::ShareLinkClosed {
+                reason: USED_INVITATION.into(),
+            });
+        }
+        let now = self.now();
+        if now >= invitation.expires {
+            return Err(Error::ShareLinkClosed {
+                reason: format!(
+                    "this invitation expired on {}; ask for a new one",
+                    invitation.expires.format("%-d %B %Y")
+                ),
+            });
+        }
+        Ok(invitation)
+    }
+
+    async fn take_up_invitation(
+        &self,
+        id: Uuid,
+        account: InvitedAccount,
+        audit: AuditEvent,
+    ) -> Result<wardline_store::User, Error> {
         self.store
-            .accept_invitation(
-                invitation.id,
-                wardline_store::NewUser {
-                    id: user_id,
-                    username: username.to_owned(),
-                    display_name: invitation.display_name.clone(),
-                    role: Role::Specialist,
-                    password_hash,
-                    patient_id: None,
-                    created: now,
-                    password_change_required: false,
-                },
-                now,
-                audit,
-            )
+            .accept_invitation(id, account, self.now(), audit)
             .await
             .map_err(|error| match error {
                 StoreError::Conflict { what } if what.starts_with("invitation") => {

@@ -145,6 +145,14 @@ pub struct NewInvitation {
     pub expires: DateTime<Utc>,
 }
 
+/// Who takes up an invitation: a new account made with it, or one the specialist has
+/// already (invited again, by another patient).
+#[derive(Debug, Clone)]
+pub enum InvitedAccount {
+    New(crate::model::NewUser),
+    Existing(UserId),
+}
+
 #[async_trait]
 pub trait ShareStore: Send + Sync {
     /// Stores an invitation with its audit entry. `NotFound` for an unknown inviter.
@@ -158,13 +166,13 @@ pub trait ShareStore: Send + Sync {
         &self,
         token_hash: [u8; 32],
     ) -> Result<Option<Invitation>, StoreError>;
-    /// Makes the invited account and marks the invitation used, with the audit entry, in
-    /// one commit. `Conflict` when it was used before (nothing made) or the user name is
-    /// taken.
+    /// Marks the invitation used by the account, made here or existing, with the audit
+    /// entry, in one commit. `Conflict` when it was used before (nothing made) or a new
+    /// account's user name is taken; `NotFound` for an unknown existing account.
     async fn accept_invitation(
         &self,
         id: Uuid,
-        user: crate::model::NewUser,
+        account: InvitedAccount,
         at: DateTime<Utc>,
         audit: AuditEvent,
     ) -> Result<crate::model::User, StoreError>;

@@ -11,7 +11,7 @@ import { field, h, notice, replace } from '../dom';
 import { formatTime, timeAgo } from '../format';
 import type { PageContext } from '../router';
 import type { CreatedInvitation, CreatedShare, Share, ShareCategory, SharedRecord } from '../schema';
-import { frame } from '../session';
+import { currentUser, frame, homeFor } from '../session';
 import { carePlanSection } from './careplan';
 import { refusedPage } from './errors';
 import { rhythmSection } from './patient';
@@ -425,8 +425,14 @@ export function inviteForm(): HTMLElement {
 }
 
 /** The invited specialist makes their account: the token is in the link's fragment. */
+// The invitation's token, kept for this tab while its holder logs in to link an account
+// they have (the login page's return address cannot carry the fragment).
+const INVITATION_KEY = 'wardline.invitation';
+
 export function invitationPage(root: HTMLElement): void {
-  const token = location.hash.slice(1);
+  const fromLink = location.hash.slice(1);
+  if (fromLink) sessionStorage.setItem(INVITATION_KEY, fromLink);
+  const token = fromLink || sessionStorage.getItem(INVITATION_KEY) || '';
   const username = h('input', { name: 'username', autocomplete: 'username', autocapitalize: 'none', spellcheck: 'false', maxlength: '64' });
   const password = h('input', { name: 'password', type: 'password', autocomplete: 'new-password', minlength: '12' });
   const message = h('div', { class: 'form-message', role: 'status' });
@@ -447,6 +453,7 @@ export function invitationPage(root: HTMLElement): void {
     try {
       await post('/api/v1/specialist-invitations/accept', { token, username: username.value.trim(), password: password.value });
       password.value = '';
+      sessionStorage.removeItem(INVITATION_KEY);
       replace(message, notice('success', 'Your account is ready. '), h('a', { href: '/login' }, 'Log in'));
     } catch (error) {
       replace(message, notice('error', error instanceof Error ? error.message : String(error)));
@@ -454,6 +461,38 @@ export function invitationPage(root: HTMLElement): void {
       submit.disabled = false;
     }
   });
-  frame(root, 'Invitation', form);
+  frame(root, 'Invitation', form, existingAccount(token));
   username.focus();
+}
+
+/** For a specialist who has an account already: take the invitation up with it. */
+function existingAccount(token: string): HTMLElement {
+  const user = currentUser();
+  const message = h('div', { class: 'form-message', role: 'status' });
+  const section = h(
+    'section',
+    { class: 'login card', 'aria-labelledby': 'invite-existing-title' },
+    h('h2', { id: 'invite-existing-title' }, 'Already have a Wardline account?'),
+  );
+  if (!user) {
+    section.append(
+      h('p', null, 'A specialist invited before by another patient keeps one account. '),
+      h('a', { href: `/login?next=${encodeURIComponent('/invite')}` }, 'Log in to add this invitation to it'),
+    );
+    return section;
+  }
+  const link = h('button', { type: 'button' }, `Add this invitation to my account (${user.username})`);
+  link.addEventListener('click', async () => {
+    link.disabled = true;
+    try {
+      await post('/api/v1/me/specialist-invitations/accept', { token });
+      sessionStorage.removeItem(INVITATION_KEY);
+      replace(message, notice('success', 'The invitation is on your account. '), h('a', { href: homeFor(user) }, 'Go on'));
+    } catch (error) {
+      replace(message, notice('error', error instanceof Error ? error.message : String(error)));
+      link.disabled = false;
+    }
+  });
+  section.append(h('p', null, `You are logged in as ${user.display_name}.`), link, message);
+  return section;
 }

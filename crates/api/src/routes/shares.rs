@@ -31,6 +31,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accept_share))
         .routes(routes!(invite_specialist))
         .routes(routes!(accept_invitation))
+        .routes(routes!(link_invitation))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -98,6 +99,32 @@ pub(crate) async fn accept_invitation(
         .accept_invitation(&request.token, &request.username, request.password, remote)
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct LinkInvitation {
+    /// The token from the invitation's link.
+    #[schema(min_length = 1, max_length = 200)]
+    token: String,
+}
+
+/// Takes up an invitation with the specialist account the caller is logged in with,
+/// instead of making a second account (a specialist invited again, by another patient).
+/// The link works once, until it expires (`share_link_closed` says which); other roles
+/// get `not_permitted`.
+#[utoipa::path(post, path = "/api/v1/me/specialist-invitations/accept", tag = "sharing",
+    request_body = LinkInvitation,
+    responses((status = 200, description = "The account the invitation is now linked to", body = User)))]
+pub(crate) async fn link_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(request): Body<LinkInvitation>,
+) -> Result<Json<User>, ApiError> {
+    let user = state
+        .service
+        .link_invitation(&caller.actor(), &request.token)
+        .await?;
+    Ok(Json(user))
 }
 
 /// Proposes a share of a patient's record with a specialist (clinicians and nurses of

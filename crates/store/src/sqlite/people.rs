@@ -14,6 +14,16 @@ use crate::model::*;
 use crate::people::PeopleStore;
 
 /// Inserts an account (not audited: the caller commits its entry beside it).
+pub(super) fn user_by_id(connection: &Connection, id: UserId) -> Result<Option<User>, StoreError> {
+    connection
+        .prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM {USER_FROM} WHERE u.id = ?1"
+        ))?
+        .query_row([id.to_string()], |row| Ok(user_from_row(row)))
+        .optional()?
+        .transpose()
+}
+
 pub(super) fn insert_user(connection: &Connection, user: NewUser) -> Result<User, StoreError> {
     let patient_key = optional_key_of(
         connection,
@@ -63,16 +73,8 @@ impl PeopleStore for SqliteStore {
     }
 
     async fn user(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        self.read(move |connection| {
-            connection
-                .prepare_cached(&format!(
-                    "SELECT {USER_COLUMNS} FROM {USER_FROM} WHERE u.id = ?1"
-                ))?
-                .query_row([id.to_string()], |row| Ok(user_from_row(row)))
-                .optional()?
-                .transpose()
-        })
-        .await
+        self.read(move |connection| user_by_id(connection, id))
+            .await
     }
 
     async fn user_credentials(

@@ -12,7 +12,7 @@ use super::rows::*;
 use super::{SqliteStore, from_ms, to_ms};
 use crate::audit::AuditEvent;
 use crate::error::StoreError;
-use crate::model::{NewUser, User};
+use crate::model::User;
 use crate::shares::*;
 
 const COLUMNS: &str = "s.id, p.id, g.id, g.display_name, c.id, s.created_ms, s.categories,
@@ -158,13 +158,19 @@ impl ShareStore for SqliteStore {
     async fn accept_invitation(
         &self,
         id: Uuid,
-        user: NewUser,
+        account: InvitedAccount,
         at: DateTime<Utc>,
         audit: AuditEvent,
     ) -> Result<User, StoreError> {
         self.write(move |connection| {
-            let created = super::people::insert_user(connection, user)?;
-            let user_key = key_of(connection, "app_user", &created.id.to_string(), "user")?;
+            let user = match account {
+                InvitedAccount::New(user) => super::people::insert_user(connection, user)?,
+                InvitedAccount::Existing(id) => super::people::user_by_id(connection, id)?
+                    .ok_or_else(|| StoreError::NotFound {
+                        what: format!("user {id}"),
+                    })?,
+            };
+            let user_key = key_of(connection, "app_user", &user.id.to_string(), "user")?;
             let changed = connection.execute(
                 "UPDATE specialist_invitation SET accepted_ms = ?2, user_key = ?3
                  WHERE id = ?1 AND accepted_ms IS NULL",
@@ -177,7 +183,7 @@ impl ShareStore for SqliteStore {
                 });
             }
             append(connection, &[audit])?;
-            Ok(created)
+            Ok(user)
         })
         .await
     }

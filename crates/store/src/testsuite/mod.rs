@@ -56,6 +56,7 @@ macro_rules! store_conformance_suite {
             care_teams_decide_membership, emergency_access_opens_expires_and_is_reviewed_once,
             shares_open_until_they_expire_or_are_revoked, share_links_count_openings_and_wrong_passcodes,
             a_referral_opens_nothing_until_the_patient_accepts, an_invitation_makes_one_account_once,
+            an_invitation_links_an_existing_account,
             people_changes_are_audited_in_the_same_commit,
             devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
             device_certificates_identify_their_device,

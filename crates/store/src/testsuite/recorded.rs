@@ -148,7 +148,7 @@ recorded!(EmergencyAccessStore {
 recorded!(ShareStore {
     async fn create_invitation(&self, invitation: NewInvitation, audit: AuditEvent) -> R<Invitation>;
     async fn invitation_by_token(&self, token_hash: [u8; 32]) -> R<Option<Invitation>>;
-    async fn accept_invitation(&self, id: uuid::Uuid, user: NewUser, at: DateTime<Utc>, audit: AuditEvent) -> R<User>;
+    async fn accept_invitation(&self, id: uuid::Uuid, account: InvitedAccount, at: DateTime<Utc>, audit: AuditEvent) -> R<User>;
     async fn create_share(&self, share: NewShare, audit: AuditEvent) -> R<Share>;
     async fn share(&self, id: uuid::Uuid) -> R<Option<Share>>;
     async fn shares_of_patient(&self, patient: PatientId) -> R<Vec<Share>>;

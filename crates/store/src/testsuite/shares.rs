@@ -5,7 +5,9 @@ use wardline_domain::sharing::ShareCategory;
 use wardline_domain::{PatientId, Role, UserId};
 
 use super::{at, audit, patient, user};
-use crate::{LinkAttempt, NewInvitation, NewShare, ShareGrantee, Store, StoreError};
+use crate::{
+    InvitedAccount, LinkAttempt, NewInvitation, NewShare, ShareGrantee, Store, StoreError,
+};
 
 /// How many audit entries of `action` the trail holds.
 async fn entries_of(store: &dyn Store, action: &str) -> usize {
@@ -467,7 +469,7 @@ pub async fn an_invitation_makes_one_account_once(store: &dyn Store) {
     let made = store
         .accept_invitation(
             id,
-            user("okafor", Role::Specialist, None),
+            InvitedAccount::New(user("okafor", Role::Specialist, None)),
             at(5),
             audit("invitations.accept"),
         )
@@ -485,7 +487,7 @@ pub async fn an_invitation_makes_one_account_once(store: &dyn Store) {
         store
             .accept_invitation(
                 id,
-                user("okafor2", Role::Specialist, None),
+                InvitedAccount::New(user("okafor2", Role::Specialist, None)),
                 at(6),
                 audit("invitations.accept")
             )
@@ -498,5 +500,87 @@ pub async fn an_invitation_makes_one_account_once(store: &dyn Store) {
             .await
             .expect("lookup")
             .is_none()
+    );
+    // Nor does it link an account afterwards.
+    assert!(matches!(
+        store
+            .accept_invitation(
+                id,
+                InvitedAccount::Existing(made.id),
+                at(6),
+                audit("invitations.accept")
+            )
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+}
+
+pub async fn an_invitation_links_an_existing_account(store: &dyn Store) {
+    let bob = patient(store, "Bob").await;
+    let bob_account = account(store, "bob", Role::Patient, Some(bob)).await;
+    let specialist = account(store, "adeyemi", Role::Specialist, None).await;
+    let invite = |id: Uuid, token: u8| NewInvitation {
+        id,
+        token_hash: [token; 32],
+        email: "adeyemi@clinic.example".into(),
+        display_name: "Dr Adeyemi".into(),
+        invited_by: bob_account,
+        created: at(0),
+        expires: at(60),
+    };
+    let unknown = Uuid::new_v4();
+    store
+        .create_invitation(invite(unknown, 8), audit("invitations.create"))
+        .await
+        .expect("invite");
+    // An unknown account links nothing and leaves the invitation open.
+    assert!(matches!(
+        store
+            .accept_invitation(
+                unknown,
+                InvitedAccount::Existing(UserId::random()),
+                at(2),
+                audit("invitations.accept")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        store
+            .invitation_by_token([8; 32])
+            .await
+            .expect("lookup")
+            .expect("invitation")
+            .accepted,
+        None
+    );
+    let id = Uuid::new_v4();
+    store
+        .create_invitation(invite(id, 9), audit("invitations.create"))
+        .await
+        .expect("invite");
+    let linked = store
+        .accept_invitation(
+            id,
+            InvitedAccount::Existing(specialist),
+            at(3),
+            audit("invitations.accept"),
+        )
+        .await
+        .expect("link");
+    assert_eq!((linked.id, linked.role), (specialist, Role::Specialist));
+    let used = store
+        .invitation_by_token([9; 32])
+        .await
+        .expect("lookup")
+        .expect("invitation");
+    assert_eq!(
+        (used.accepted, used.user_id),
+        (Some(at(3)), Some(specialist))
+    );
+    assert_eq!(
+        store.users().await.expect("users").len(),
+        2,
+        "no account made"
     );
 }
