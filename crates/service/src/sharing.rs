@@ -119,7 +119,24 @@ pub struct SharedRecord {
     pub observations: Vec<Observation>,
     pub rhythm_events: Vec<RhythmEventRecord>,
     pub news2: Vec<News2Record>,
+    /// Alarms raised in the window, newest first (at most 500), as the patient's record
+    /// has them: what, how urgent, when, and whether it is over. Who on the care team
+    /// handled them stays with the care team.
+    pub alarms: Vec<SharedAlarm>,
     pub care_plan: Option<CarePlanVersionRecord>,
+}
+
+/// An alarm as a share shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedAlarm {
+    pub raised_at: DateTime<Utc>,
+    pub priority: wardline_alerting::Priority,
+    pub kind: wardline_alerting::AlarmKind,
+    pub message: String,
+    pub state_name: crate::alarms::AlarmStateName,
+    pub condition_cleared_at: Option<DateTime<Utc>>,
+    pub occurrences: u32,
 }
 
 /// A share as its patient asks for it.
@@ -654,6 +671,30 @@ impl Wardline {
         } else {
             Vec::new()
         };
+        let alarms = if shared(ShareCategory::Alarms) {
+            self.store
+                .alarms(wardline_store::AlarmQuery {
+                    patients: vec![share.patient_id],
+                    states: Vec::new(),
+                    raised_from: Some(share.data_from),
+                    raised_to: Some(share.data_to),
+                    limit: 500,
+                })
+                .await?
+                .iter()
+                .map(|record| SharedAlarm {
+                    raised_at: record.alarm.raised_at,
+                    priority: record.alarm.priority,
+                    kind: record.alarm.kind,
+                    message: record.alarm.message.clone(),
+                    state_name: crate::alarms::AlarmStateName::of(&record.alarm.state),
+                    condition_cleared_at: record.alarm.condition_cleared_at,
+                    occurrences: record.alarm.occurrences,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let care_plan = if shared(ShareCategory::CarePlan) {
             self.store
                 .care_plan_versions(share.patient_id)
@@ -673,6 +714,7 @@ impl Wardline {
             observations,
             rhythm_events,
             news2,
+            alarms,
             care_plan,
         })
     }

@@ -4,6 +4,7 @@
 // does.
 
 import { ApiError, api, patientPath, post, type Observation, type Patient } from '../api';
+import { describeRule } from '../careplan';
 import { cgmReport } from '../charts/cgm';
 import { trendChart } from '../charts/trend';
 import { codeInfo, codeOrder, displayUnit, formatValue } from '../codes';
@@ -329,7 +330,16 @@ function sharedRecordView(record: SharedRecord): HTMLElement {
     record.news2.length
       ? h('section', null, h('h2', null, 'NEWS2'), h('ul', { class: 'plain' }, [...record.news2].reverse().slice(0, 50).map((score) => h('li', null, `${score.total} at ${formatTime(score.time)}`))))
       : null,
-    record.observations.length === 0 && record.rhythm_events.length === 0 && record.news2.length === 0
+    record.alarms.length
+      ? h('section', { 'data-testid': 'shared-alarms' }, h('h2', null, `Alarms (${record.alarms.length})`), h('ul', { class: 'plain' }, record.alarms.map((alarm) =>
+        h('li', null, `${formatTime(alarm.raised_at)} — ${alarm.priority} priority: ${alarm.message} (${alarm.state_name}${alarm.occurrences > 1 ? `, ${alarm.occurrences} times` : ''})`))))
+      : null,
+    record.care_plan
+      ? h('section', { 'data-testid': 'shared-care-plan' },
+        h('h2', null, `Care plan (version ${record.care_plan.version}, from ${formatTime(record.care_plan.effective)})`),
+        h('ul', { class: 'plain' }, record.care_plan.plan.rules.map((rule) => h('li', null, describeRule(rule)))))
+      : null,
+    record.observations.length === 0 && record.rhythm_events.length === 0 && record.news2.length === 0 && record.alarms.length === 0
       ? h('p', null, 'Nothing was measured in the shared period.')
       : null,
   );

@@ -90,7 +90,12 @@ fn is(event: &str) -> impl Fn(&Value) -> bool + '_ {
     move |value: &Value| value["event"] == json!(event)
 }
 
-async fn post_glucose(server: &TestServer, device: &EnrolledDevice, seq: i64, value: f64) {
+pub(crate) async fn post_glucose(
+    server: &TestServer,
+    device: &EnrolledDevice,
+    seq: i64,
+    value: f64,
+) {
     let response = server
         .send_readings(device, reading(seq, GLUCOSE, value, "mg/dL"))
         .await;
@@ -123,7 +128,12 @@ async fn get_json(server: &TestServer, session: &Session, path: &str) -> (u16, V
     (status, body)
 }
 
-async fn assign_program(server: &TestServer, session: &Session, patient_id: &str, program: &str) {
+pub(crate) async fn assign_program(
+    server: &TestServer,
+    session: &Session,
+    patient_id: &str,
+    program: &str,
+) {
     let record = put_ok(
         server,
         session,
@@ -135,7 +145,7 @@ async fn assign_program(server: &TestServer, session: &Session, patient_id: &str
 }
 
 /// A rule added to the patient's plan by the ward's clinician.
-async fn add_rule(server: &TestServer, ward: &Ward, rule: Value) -> Value {
+pub(crate) async fn add_rule(server: &TestServer, ward: &Ward, rule: Value) -> Value {
     put_ok(
         server,
         &ward.clinician,
@@ -145,7 +155,7 @@ async fn add_rule(server: &TestServer, ward: &Ward, rule: Value) -> Value {
     .await
 }
 
-fn glucose_above(id: &str, limit: f64) -> Value {
+pub(crate) fn glucose_above(id: &str, limit: f64) -> Value {
     json!({
         "id": id, "name": format!("glucose above {limit}"), "priority": "high",
         "resolve_on_clear": true,
