@@ -16,6 +16,11 @@ export interface LiveHandlers {
   /** Called when events may have been missed: re-read what is shown. */
   onResync(): void;
   onState?(state: LiveState): void;
+  /**
+   * The server ended the stream because the session or the access to a patient ended.
+   * Unless the page stops it, the stream reconnects, with the access there is now.
+   */
+  onEnded?(): void;
 }
 
 /** One patient's observations and NEWS2 scores. */
@@ -60,6 +65,7 @@ function observationStream(url: string, handlers: LiveHandlers): () => void {
     }
   });
   source.addEventListener('lagged', () => handlers.onResync());
+  source.addEventListener('ended', () => handlers.onEnded?.());
   return () => source.close();
 }
 

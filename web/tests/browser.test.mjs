@@ -936,6 +936,12 @@ test('a patient shares glucose with a specialist, who sees exactly that until th
   assert.equal(await specialist.getByRole('heading', { name: /Devices/ }).count(), 0, 'no devices');
   const refused = await specialist.evaluate(async (id) => (await fetch(`/api/v1/patients/${id}/news2/latest`)).status, ada.id);
   assert.equal(refused, 403, 'vital signs stay closed through the API too');
+  // A new glucose reading reaches the open page live; a heart rate does not.
+  await specialist.getByText('● Live').waitFor();
+  await reading(devices.cgm, CGM, 151, 'mg/dL');
+  await reading(devices.oximeter, HR, 64, '/min');
+  await specialist.getByTestId(`value-${CGM}`).filter({ hasText: '151' }).waitFor();
+  assert.equal(await specialist.getByTestId(`value-${HR}`).count(), 0, 'still no heart rate');
 
   // Ada revokes it; the specialist's open page loses access within seconds.
   await sharing.getByRole('button', { name: 'Revoke the share with Dr Ngozi Okafor' }).click();

@@ -11,6 +11,7 @@ pub mod layers;
 mod routes;
 mod schemas;
 pub mod state;
+mod streams;
 
 use std::sync::OnceLock;
 

@@ -82,7 +82,7 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
   const showNews2 = async () => renderNews2(await latestNews2(patientId).catch(() => undefined));
   void showNews2();
 
-  const alarms = alarmHistory(patientId, self, signal);
+  const alarms = alarmHistory(patientId, self ? 'self' : 'team', signal);
   const details = [
     patient.mrn ? `MRN ${patient.mrn}` : null,
     patient.birth_date ? `born ${patient.birth_date}` : null,
@@ -297,14 +297,18 @@ function whoCanSee(patientId: string, signal: AbortSignal): HTMLElement {
   return element;
 }
 
-/** The patient's alarms, unresolved first, each with its history; read-only here. */
-function alarmHistory(patientId: string, self: boolean, signal: AbortSignal): { element: HTMLElement; reload(): Promise<void> } {
+/**
+ * The patient's alarms, unresolved first, each with its history; read-only here. The
+ * care team acts on them in the inbox; a specialist sees those raised in the shared period.
+ */
+export function alarmHistory(patientId: string, viewer: 'self' | 'team' | 'specialist', signal: AbortSignal): { element: HTMLElement; reload(): Promise<void> } {
+  const self = viewer === 'self';
   const body = h('div', null, notice('info', 'Loading alarms…'));
   const element = h(
     'section',
     { class: 'card', 'aria-labelledby': 'alarm-history-title', 'data-testid': 'alarm-history' },
     h('div', { class: 'section-head' }, h('h2', { id: 'alarm-history-title' }, self ? 'My alarms' : 'Alarms'),
-      self ? null : h('a', { href: '/alarms' }, 'Act on alarms in the inbox')),
+      viewer === 'team' ? h('a', { href: '/alarms' }, 'Act on alarms in the inbox') : null),
     body,
   );
   async function reload(): Promise<void> {

@@ -13,9 +13,10 @@ import { formatTime, timeAgo } from '../format';
 import type { PageContext } from '../router';
 import type { CreatedInvitation, CreatedShare, Share, ShareCategory, SharedRecord } from '../schema';
 import { currentUser, frame, homeFor } from '../session';
+import { subscribe, liveBadge } from '../live';
 import { carePlanSection } from './careplan';
 import { refusedPage } from './errors';
-import { rhythmSection } from './patient';
+import { alarmHistory, rhythmSection } from './patient';
 
 const CATEGORY_LABEL: Record<ShareCategory, string> = {
   glucose: 'Glucose and the CGM report',
@@ -26,9 +27,6 @@ const CATEGORY_LABEL: Record<ShareCategory, string> = {
 };
 
 const categoriesText = (categories: ShareCategory[]) => categories.map((category) => CATEGORY_LABEL[category].toLowerCase()).join(', ');
-
-/** How often a specialist's open page checks that the share still holds. */
-const SHARE_RECHECK_MS = 3000;
 
 /** The patient's own shares, on their page. */
 export function patientSharesSection(signal: AbortSignal): HTMLElement {
@@ -202,27 +200,34 @@ export async function sharedPatientPage(root: HTMLElement, context: PageContext,
   const patient = await api<Patient>(patientPath(patientId), { signal });
   const categories = new Set(shares.flatMap((share) => share.categories));
   const latest = await api<Observation[]>(patientPath(patientId, '/observations/latest'), { signal });
-  const shown = [...latest].sort((a, b) => codeOrder(a.loinc) - codeOrder(b.loinc));
-  const tiles = h(
-    'ul',
-    { class: 'tiles', 'aria-label': 'Latest shared values', 'data-testid': 'vitals-tiles' },
-    shown.length === 0
-      ? h('li', { class: 'muted' }, 'No shared readings in the shared period.')
-      : shown.map((observation) =>
-          h('li', { class: 'tile', 'data-code': observation.loinc },
-            h('span', { class: 'tile-label' }, codeInfo(observation.loinc).label),
-            h('span', { class: 'tile-value' }, h('span', { class: 'value', 'data-testid': `value-${observation.loinc}` }, formatValue(observation.loinc, observation.value)), ' ', h('span', { class: 'unit' }, displayUnit(observation.unit))),
-            h('span', { class: 'tile-time' }, 'measured ', timeAgo(observation.effective)))),
-  );
-  const trend = shown.length ? trendChart(patientId, shown[0].loinc, shown.map((observation) => observation.loinc)) : null;
+  const values = new Map(latest.map((observation) => [observation.loinc, observation]));
+  const tiles = h('ul', { class: 'tiles', 'aria-label': 'Latest shared values', 'data-testid': 'vitals-tiles' });
+  const renderTiles = () => {
+    const shown = [...values.values()].sort((a, b) => codeOrder(a.loinc) - codeOrder(b.loinc));
+    replace(
+      tiles,
+      shown.length === 0
+        ? h('li', { class: 'muted' }, 'No shared readings in the shared period.')
+        : shown.map((observation) =>
+            h('li', { class: 'tile', 'data-code': observation.loinc },
+              h('span', { class: 'tile-label' }, codeInfo(observation.loinc).label),
+              h('span', { class: 'tile-value' }, h('span', { class: 'value', 'data-testid': `value-${observation.loinc}` }, formatValue(observation.loinc, observation.value)), ' ', h('span', { class: 'unit' }, displayUnit(observation.unit))),
+              h('span', { class: 'tile-time' }, 'measured ', timeAgo(observation.effective)))),
+    );
+  };
+  renderTiles();
+  const codes = [...values.keys()].sort((a, b) => codeOrder(a) - codeOrder(b));
+  const trend = codes.length ? trendChart(patientId, codes[0], codes) : null;
   if (trend) context.onCleanup(() => trend.destroy());
   const cgm = categories.has('glucose') ? cgmReport(patientId, signal) : null;
   if (cgm) context.onCleanup(() => cgm.destroy());
+  const alarms = categories.has('alarms') ? alarmHistory(patientId, 'specialist', signal) : null;
   const until = shares.map((share) => Date.parse(share.expires)).reduce((a, b) => Math.max(a, b));
+  const badge = liveBadge();
   const main = frame(
     root,
     patient.display_name,
-    h('div', { class: 'page-head' }, h('h1', { 'data-testid': 'patient-name' }, patient.display_name)),
+    h('div', { class: 'page-head' }, h('h1', { 'data-testid': 'patient-name' }, patient.display_name), badge.element),
     notice(
       'info',
       `Shared with you by the patient until ${formatTime(new Date(until).toISOString())}: ${categoriesText([...categories])}. You see nothing else, and every look is shown to the patient.`,
@@ -231,21 +236,53 @@ export async function sharedPatientPage(root: HTMLElement, context: PageContext,
     trend?.element,
     categories.has('ecg') ? rhythmSection(patientId, signal) : null,
     cgm?.element,
+    alarms?.element,
     categories.has('care_plan') ? carePlanSection(patientId, { editable: false, self: false, signal }) : null,
   );
-  // The page ends the moment the share does: revoked, expired, or the account gone.
-  const timer = window.setInterval(async () => {
+  // New readings arrive on the patient's stream, cut by the server to what is shared. The
+  // server ends the stream the moment the share does (revoked, expired, the account gone);
+  // the page then asks whether it may still read the patient, and stops if not.
+  let alarmTimer = 0;
+  let stopped = false;
+  const stop = subscribe(patientId, {
+    onObservation(observation) {
+      const shown = values.get(observation.loinc);
+      if (!shown || Date.parse(shown.effective) <= Date.parse(observation.effective)) values.set(observation.loinc, observation);
+      renderTiles();
+      // An alarm follows from a reading, if at all: its list is re-read after a burst.
+      if (alarms) {
+        window.clearTimeout(alarmTimer);
+        alarmTimer = window.setTimeout(() => void alarms.reload(), 1000);
+      }
+    },
+    async onResync() {
+      const again = await api<Observation[]>(patientPath(patientId, '/observations/latest'), { signal }).catch(() => null);
+      if (again) again.forEach((observation) => values.set(observation.loinc, observation));
+      renderTiles();
+      void alarms?.reload();
+    },
+    onState(state) {
+      badge.set(state);
+      if (state === 'reconnecting') void checkAccess();
+    },
+    onEnded: () => void checkAccess(),
+  });
+  async function checkAccess(): Promise<void> {
     try {
       await api<Patient>(patientPath(patientId));
     } catch (error) {
-      if (error instanceof ApiError && error.status === 403) {
-        window.clearInterval(timer);
+      if (!stopped && error instanceof ApiError && error.status === 403) {
+        stopped = true;
+        stop();
         const refused = refusedPage(root);
         refused.append(notice('info', 'The patient’s share with you has ended.'));
       }
     }
-  }, SHARE_RECHECK_MS);
-  context.onCleanup(() => window.clearInterval(timer));
+  }
+  context.onCleanup(() => {
+    stop();
+    window.clearTimeout(alarmTimer);
+  });
   main.focus();
 }
 

@@ -311,7 +311,8 @@ pub(crate) async fn snooze(
 }
 
 /// Server-Sent Events: an `alarm` event for each change to an alarm of the caller's
-/// patients, and `lagged` when the client fell behind and should re-read its inbox.
+/// patients, `lagged` when the client fell behind and should re-read its inbox, and
+/// `ended` last when the session or the access to one of the patients ended.
 #[utoipa::path(get, path = "/api/v1/alarms/stream", tag = "alarms",
     responses((status = 200, description = "An event stream of AlarmStreamEvent", content_type = "text/event-stream", body = AlarmStreamEvent)))]
 pub(crate) async fn stream(
@@ -336,7 +337,7 @@ pub(crate) async fn stream(
             .data(skipped.to_string()))),
     });
     // Until the caller's session or access to any of the patients ends.
-    let events = futures_util::StreamExt::take_until(events, Box::pin(ended));
+    let events = crate::streams::until_ended(events, ended);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

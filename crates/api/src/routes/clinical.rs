@@ -298,8 +298,9 @@ pub(crate) async fn waveforms(
 }
 
 /// Server-Sent Events: each observation of the patient as soon as it is committed
-/// (`observation`), each NEWS2 recomputed from them (`news2`), and `lagged` when the
-/// client fell behind and should re-read.
+/// (`observation`), each NEWS2 recomputed from them (`news2`), `lagged` when the
+/// client fell behind and should re-read, and `ended` last when the session or the
+/// access ended (a share revoked or expired, a care team changed).
 #[utoipa::path(get, path = "/api/v1/patients/{patient_id}/observations/stream", tag = "observations",
     params(("patient_id" = PatientId, Path, description = "The patient")),
     responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String)))]
@@ -330,7 +331,7 @@ pub(crate) async fn ward_stream(
 
 /// The live events of the patients in `accesses`, each cut to its access (a share's
 /// categories and window), until the caller's session or access to any of them ends
-/// (checked every second).
+/// (checked every second; the last event is then `ended`).
 fn live_events(
     service: &Wardline,
     caller: Caller,
@@ -383,6 +384,6 @@ fn live_events(
             Ok(_) => None,
             Err(BroadcastStreamRecvError::Lagged(skipped)) => lagged(skipped),
         });
-    let events = futures_util::StreamExt::take_until(observations.merge(scores), Box::pin(ended));
+    let events = crate::streams::until_ended(observations.merge(scores), ended);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

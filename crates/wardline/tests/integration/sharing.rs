@@ -77,7 +77,10 @@ async fn a_share_link_carries_the_alarms_and_care_plan_it_shares() {
             .json()
             .await
             .expect("alarms");
-        if alarms["alarms"].as_array().is_some_and(|alarms| !alarms.is_empty()) {
+        if alarms["alarms"]
+            .as_array()
+            .is_some_and(|alarms| !alarms.is_empty())
+        {
             break;
         }
         assert!(
