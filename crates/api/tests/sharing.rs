@@ -768,6 +768,7 @@ async fn an_invitation_makes_a_specialist_account_once() {
     assert_eq!(neuro.0, StatusCode::OK, "{}", neuro.1);
     let (status_code, again) = accept(token.clone(), "dr.neuro2").await;
     assert_eq!(status_code, StatusCode::GONE, "{again}");
+    assert_eq!(again["error"]["code"], "invitation_closed");
     assert!(
         again["error"]["message"]
             .as_str()

@@ -49,6 +49,9 @@ pub enum Error {
     /// A share link that no longer opens, and why (expired, revoked, used, disabled).
     #[error("{reason}")]
     ShareLinkClosed { reason: String },
+    /// A specialist's invitation that no longer opens, and why (used, expired).
+    #[error("{reason}")]
+    InvitationClosed { reason: String },
     /// A share link's passcode was wrong; so many attempts are left before it is disabled.
     #[error("wrong passcode: {remaining} of {limit} attempts left before the link is disabled")]
     BadPasscode { remaining: u32, limit: u32 },
@@ -135,6 +138,11 @@ impl Error {
         status: 410,
         meaning: "the share link no longer opens: it expired, the patient revoked it, it was for one use and was used, or too many wrong passcodes disabled it (the message says which)",
     };
+    const INVITATION_CLOSED: ErrorSpec = ErrorSpec {
+        code: "invitation_closed",
+        status: 410,
+        meaning: "the specialist's invitation no longer opens: it was used, or it expired (the message says which)",
+    };
     const BAD_PASSCODE: ErrorSpec = ErrorSpec {
         code: "bad_passcode",
         status: 403,
@@ -212,7 +220,7 @@ impl Error {
     };
 
     /// Every error a client can see, for documentation.
-    pub const ALL: [ErrorSpec; 24] = [
+    pub const ALL: [ErrorSpec; 25] = [
         Self::INVALID_REQUEST,
         Self::INVALID_PAYLOAD,
         Self::UNAUTHENTICATED,
@@ -223,6 +231,7 @@ impl Error {
         Self::BAD_ONE_TIME_CODE,
         Self::BAD_LOGIN,
         Self::SHARE_LINK_CLOSED,
+        Self::INVITATION_CLOSED,
         Self::BAD_PASSCODE,
         Self::FORBIDDEN,
         Self::CSRF_HEADER_MISSING,
@@ -251,6 +260,7 @@ impl Error {
             Error::BadOneTimeCode => Self::BAD_ONE_TIME_CODE,
             Error::BadLogin => Self::BAD_LOGIN,
             Error::ShareLinkClosed { .. } => Self::SHARE_LINK_CLOSED,
+            Error::InvitationClosed { .. } => Self::INVITATION_CLOSED,
             Error::BadPasscode { .. } => Self::BAD_PASSCODE,
             Error::Forbidden => Self::FORBIDDEN,
             Error::CsrfHeaderMissing { .. } => Self::CSRF_HEADER_MISSING,
@@ -386,6 +396,9 @@ mod tests {
             Error::BadLogin,
             Error::ShareLinkClosed {
                 reason: "expired".into(),
+            },
+            Error::InvitationClosed {
+                reason: "used".into(),
             },
             Error::BadPasscode {
                 remaining: 4,

@@ -920,13 +920,13 @@ impl Wardline {
             .await?
             .ok_or_else(|| Error::NotFound("invitation".into()))?;
         if invitation.accepted.is_some() {
-            return Err(Error::ShareLinkClosed {
+            return Err(Error::InvitationClosed {
                 reason: USED_INVITATION.into(),
             });
         }
         let now = self.now();
         if now >= invitation.expires {
-            return Err(Error::ShareLinkClosed {
+            return Err(Error::InvitationClosed {
                 reason: format!(
                     "this invitation expired on {}; ask for a new one",
                     invitation.expires.format("%-d %B %Y")
@@ -947,7 +947,7 @@ impl Wardline {
             .await
             .map_err(|error| match error {
                 StoreError::Conflict { what } if what.starts_with("invitation") => {
-                    Error::ShareLinkClosed {
+                    Error::InvitationClosed {
                         reason: USED_INVITATION.into(),
                     }
                 }

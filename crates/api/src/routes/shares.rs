@@ -85,7 +85,7 @@ impl std::fmt::Debug for AcceptInvitation {
 
 /// Makes the invited specialist's account with the invitation's link (no account
 /// needed): a user name and a password of their own. The link works once, until it
-/// expires (`share_link_closed` says which).
+/// expires (`invitation_closed` says which).
 #[utoipa::path(post, path = "/api/v1/specialist-invitations/accept", tag = "sharing",
     request_body = AcceptInvitation,
     responses((status = 201, description = "The new specialist account", body = User)))]
@@ -110,7 +110,7 @@ pub(crate) struct LinkInvitation {
 
 /// Takes up an invitation with the specialist account the caller is logged in with,
 /// instead of making a second account (a specialist invited again, by another patient).
-/// The link works once, until it expires (`share_link_closed` says which); other roles
+/// The link works once, until it expires (`invitation_closed` says which); other roles
 /// get `not_permitted`.
 #[utoipa::path(post, path = "/api/v1/me/specialist-invitations/accept", tag = "sharing",
     request_body = LinkInvitation,
