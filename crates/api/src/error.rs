@@ -59,7 +59,8 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert("www-authenticate", HeaderValue::from_static("Bearer"));
         }
-        if let Error::TooManyAttempts { retry_after_secs } = &error
+        if let Error::TooManyAttempts { retry_after_secs }
+        | Error::TooManyInvitations { retry_after_secs } = &error
             && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
         {
             headers.insert("retry-after", value);

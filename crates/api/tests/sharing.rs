@@ -804,6 +804,42 @@ async fn an_invitation_makes_a_specialist_account_once() {
     );
 }
 
+/// Each invitation is an e-mail in Wardline's name: an account sends 20, then no more
+/// for a while, and other accounts are not held back by it.
+#[tokio::test]
+async fn an_account_sends_a_limited_number_of_invitations() {
+    let (h, _clock) = hospital_and_clock().await;
+    let invite = |who: &'static str, index: usize| {
+        let h = &h;
+        async move {
+            h.as_(
+                who,
+                Method::POST,
+                "/api/v1/specialist-invitations",
+                Some(json!({"email": format!("someone{index}@clinic.example"), "display_name": "Dr Someone"})),
+            )
+            .await
+        }
+    };
+    for index in 0..20 {
+        let (status_code, body) = invite("ada", index).await;
+        assert_eq!(
+            status_code,
+            StatusCode::CREATED,
+            "invitation {index}: {body}"
+        );
+    }
+    let (status_code, refused) = invite("ada", 20).await;
+    assert_eq!(status_code, StatusCode::TOO_MANY_REQUESTS, "{refused}");
+    assert_eq!(refused["error"]["code"], "too_many_invitations");
+    let (status_code, _) = invite("clinician", 21).await;
+    assert_eq!(
+        status_code,
+        StatusCode::CREATED,
+        "another account still invites"
+    );
+}
+
 /// A specialist invited again (by another patient) takes the invitation up with the
 /// account they have, logged in; no second account is made, other roles cannot take it
 /// up, and the link still works once.

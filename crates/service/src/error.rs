@@ -85,6 +85,10 @@ pub enum Error {
     PayloadTooLarge { limit: usize },
     #[error("too many login attempts; try again in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
+    /// An account sent more invitations than an inviter needs: each is an e-mail in
+    /// Wardline's name, so they are limited per account.
+    #[error("too many invitations from this account; the next one can go in {retry_after_secs} s")]
+    TooManyInvitations { retry_after_secs: u64 },
     #[error("service temporarily unavailable")]
     Unavailable,
     /// The cause is logged, never shown.
@@ -203,6 +207,11 @@ impl Error {
         status: 413,
         meaning: "the body exceeds the size limit",
     };
+    const TOO_MANY_INVITATIONS: ErrorSpec = ErrorSpec {
+        code: "too_many_invitations",
+        status: 429,
+        meaning: "this account sent as many specialist invitations as it may for now; `Retry-After` says when the next can go",
+    };
     const TOO_MANY_ATTEMPTS: ErrorSpec = ErrorSpec {
         code: "too_many_attempts",
         status: 429,
@@ -220,7 +229,7 @@ impl Error {
     };
 
     /// Every error a client can see, for documentation.
-    pub const ALL: [ErrorSpec; 25] = [
+    pub const ALL: [ErrorSpec; 26] = [
         Self::INVALID_REQUEST,
         Self::INVALID_PAYLOAD,
         Self::UNAUTHENTICATED,
@@ -244,6 +253,7 @@ impl Error {
         Self::INVALID_STATE,
         Self::PAYLOAD_TOO_LARGE,
         Self::TOO_MANY_ATTEMPTS,
+        Self::TOO_MANY_INVITATIONS,
         Self::UNAVAILABLE,
         Self::INTERNAL,
     ];
@@ -273,6 +283,7 @@ impl Error {
             Error::InvalidState(_) => Self::INVALID_STATE,
             Error::PayloadTooLarge { .. } => Self::PAYLOAD_TOO_LARGE,
             Error::TooManyAttempts { .. } => Self::TOO_MANY_ATTEMPTS,
+            Error::TooManyInvitations { .. } => Self::TOO_MANY_INVITATIONS,
             Error::Unavailable => Self::UNAVAILABLE,
             Error::Internal(_) => Self::INTERNAL,
         }
@@ -420,6 +431,9 @@ mod tests {
             Error::SeqConflict("s".into()),
             Error::InvalidState("s".into()),
             Error::PayloadTooLarge { limit: 1 },
+            Error::TooManyInvitations {
+                retry_after_secs: 60,
+            },
             Error::TooManyAttempts {
                 retry_after_secs: 1,
             },

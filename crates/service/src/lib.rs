@@ -90,6 +90,7 @@ pub struct Wardline {
     settings: Arc<ServiceSettings>,
     device_sessions: Arc<RwLock<Vec<Arc<dyn DeviceSessions>>>>,
     logins: Arc<throttle::LoginThrottle>,
+    invitations: Arc<throttle::InvitationThrottle>,
     /// Signs devices' certificates; none for the command line and tools.
     device_ca: Option<Arc<device_certificates::DeviceCa>>,
     /// What "now" is for expiries (sessions, emergency access, shares): the system's
@@ -120,6 +121,7 @@ impl Wardline {
             settings: Arc::new(settings),
             device_sessions: Arc::new(RwLock::new(Vec::new())),
             logins: Arc::new(throttle::LoginThrottle::default()),
+            invitations: Arc::new(throttle::InvitationThrottle::default()),
             device_ca: None,
             clock: Arc::new(wardline_alarms::SystemClock),
             link_opens: Arc::new(tokio::sync::Mutex::new(())),

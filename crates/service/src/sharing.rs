@@ -758,6 +758,19 @@ impl Wardline {
         }
         let email = check_email(email)?;
         let display_name = crate::bounded("display_name", display_name, 200)?;
+        if let Err(wait) = self.invitations.take(user.id) {
+            self.audit(actor.audit(
+                "invitations.create",
+                None,
+                AuditOutcome::Denied,
+                Some("too many invitations from this account".into()),
+                self.now(),
+            ))
+            .await?;
+            return Err(Error::TooManyInvitations {
+                retry_after_secs: wait.as_secs().max(1),
+            });
+        }
         let token =
             credentials::new_session_token()?.replacen(credentials::TOKEN_PREFIX, "wsi_", 1);
         let now = self.now();

@@ -369,3 +369,44 @@ mod tests {
         assert_eq!(throttle.locked("ben", "::1", start + WINDOW), None);
     }
 }
+
+/// Invitations one account may send at once, and how fast it earns more: each is an
+/// e-mail in Wardline's name to an address the inviter chose, so an account cannot make
+/// Wardline a mass mailer. A patient or a clinic needs a few a week.
+const INVITATION_BURST: f64 = 20.0;
+const INVITATION_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// Limits the specialist invitations each account sends (in memory: a restart gives
+/// every account its burst again, which bounds the harm to one burst per restart).
+#[derive(Debug, Default)]
+pub struct InvitationThrottle {
+    inviters: Mutex<HashMap<wardline_domain::UserId, Bucket>>,
+}
+
+impl InvitationThrottle {
+    /// Takes one invitation from the account's allowance, or says how long until it has
+    /// one.
+    pub fn take(&self, inviter: wardline_domain::UserId) -> Result<(), Duration> {
+        let now = Instant::now();
+        let rate = per_second(INVITATION_EVERY);
+        let mut inviters = self
+            .inviters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inviters.len() >= MAX_TRACKED {
+            // Full buckets say nothing an absent entry does not.
+            inviters.retain(|_, bucket| {
+                bucket.refill(now, INVITATION_BURST, rate);
+                bucket.tokens < INVITATION_BURST
+            });
+        }
+        let bucket = inviters
+            .entry(inviter)
+            .or_insert_with(|| Bucket::full(INVITATION_BURST, now));
+        if let Some(wait) = bucket.wait(now, INVITATION_BURST, rate) {
+            return Err(wait);
+        }
+        bucket.take(now, INVITATION_BURST, rate);
+        Ok(())
+    }
+}
