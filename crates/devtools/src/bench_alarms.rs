@@ -156,13 +156,14 @@ fn reading(seq: i64, code: &str, value: f64, unit: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// One background device: `per_second` QoS 1 readings, paced every 10 ms, at most
-/// `window` unacknowledged.
+/// One background device: `per_second` QoS 1 readings, paced every 10 ms from its own
+/// `phase` within that tick, at most `window` unacknowledged.
 #[allow(clippy::too_many_arguments)]
 async fn paced_device(
     address: SocketAddr,
     id: String,
     secret: String,
+    phase: Duration,
     per_second: f64,
     window: usize,
     stop: Arc<AtomicBool>,
@@ -204,7 +205,7 @@ async fn paced_device(
     let mut pkid: u16 = 1;
     let mut owed = 0.0f64;
     let tick = LOAD_TICK;
-    let mut next = tokio::time::Instant::now();
+    let mut next = tokio::time::Instant::now() + phase;
     while !stop.load(Ordering::Relaxed) {
         next += tick;
         tokio::time::sleep_until(next).await;
@@ -361,11 +362,17 @@ async fn measure(
     let acked = Arc::new(AtomicU64::new(0));
     let per_device = rate as f64 / devices.max(1) as f64;
     let mut load = Vec::new();
-    for (id, secret) in &setup.load {
+    for (index, (id, secret)) in setup.load.iter().enumerate() {
+        // Independent devices do not send in step: their ticks are spread evenly over
+        // the 10 ms, as the phases of real devices' clocks are. (Devices all sending at
+        // the same instant would make every 10 ms one burst of readings that the
+        // storage writer commits in one large group, which measures the burst.)
+        let phase = LOAD_TICK.mul_f64(index as f64 / devices.max(1) as f64);
         load.push(tokio::spawn(paced_device(
             report.mqtt,
             id.clone(),
             secret.clone(),
+            phase,
             per_device,
             window,
             Arc::clone(&stop),
