@@ -9,9 +9,9 @@ use clap::Subcommand;
 use wardline_alarms::CarePlanRequest;
 use wardline_domain::topics::{errors_topic, readings_topic};
 use wardline_domain::{CareTeamId, DeviceId, DeviceKind, PatientId, Role, UserId};
-use wardline_service::Actor;
 use wardline_service::devices::Enrolment;
 use wardline_service::people::{AuditVerdict, NewAccount, PatientDetails};
+use wardline_service::{Actor, Wardline};
 
 use crate::config::Config;
 use crate::server::offline_service;
@@ -28,9 +28,10 @@ pub enum AdminCommand {
         /// admin, clinician, nurse or patient
         #[arg(long)]
         role: Role,
-        /// For a patient account: the patient record it belongs to.
+        /// For a patient account: the patient record it belongs to (its id, its MRN, or
+        /// its name when no other patient has it).
         #[arg(long)]
-        patient: Option<PatientId>,
+        patient: Option<String>,
         #[arg(long)]
         password_stdin: bool,
     },
@@ -61,33 +62,34 @@ pub enum AdminCommand {
         #[arg(long)]
         name: String,
     },
-    /// Add a clinician or nurse to a care team.
+    /// Add a clinician or nurse to a care team. Teams, users and patients are named by
+    /// id or by name (a user by user name, a patient also by MRN).
     AddMember {
         #[arg(long)]
-        team: CareTeamId,
+        team: String,
         #[arg(long)]
-        user: UserId,
+        user: String,
     },
     /// Put a patient in a care team's care.
     AddPatient {
         #[arg(long)]
-        team: CareTeamId,
+        team: String,
         #[arg(long)]
-        patient: PatientId,
+        patient: String,
     },
     /// Take a clinician or nurse off a care team; their access to its patients ends.
     RemoveMember {
         #[arg(long)]
-        team: CareTeamId,
+        team: String,
         #[arg(long)]
-        user: UserId,
+        user: String,
     },
     /// End a care team's care of a patient; its members' access to the patient ends.
     RemovePatient {
         #[arg(long)]
-        team: CareTeamId,
+        team: String,
         #[arg(long)]
-        patient: PatientId,
+        patient: String,
     },
     /// Enrol a device and print its credential (once) and connection settings.
     EnrolDevice {
@@ -102,16 +104,16 @@ pub enum AdminCommand {
         /// Identifier to use instead of a random one.
         #[arg(long)]
         device_id: Option<DeviceId>,
-        /// Assign to this patient from now on.
+        /// Assign to this patient (id, MRN or name) from now on.
         #[arg(long)]
-        patient: Option<PatientId>,
+        patient: Option<String>,
     },
-    /// Assign a device to a patient from now on.
+    /// Assign a device to a patient (id, MRN or name) from now on.
     AssignDevice {
         #[arg(long)]
         device: DeviceId,
         #[arg(long)]
-        patient: PatientId,
+        patient: String,
     },
     /// Revoke a device's credential (it can no longer connect or send).
     RevokeDevice {
@@ -121,8 +123,9 @@ pub enum AdminCommand {
     /// Assign a monitoring programme's default rules to a patient (a new care plan
     /// version; a running server picks it up within a minute).
     SetCarePlan {
+        /// The patient: id, MRN or name.
         #[arg(long)]
-        patient: PatientId,
+        patient: String,
         /// diabetes, cardiac, respiratory, post_surgery or general_vitals
         #[arg(long)]
         program: String,
@@ -147,12 +150,91 @@ pub enum AdminCommand {
     VerifyAudit,
 }
 
+/// A patient as the command line names it: by id, by MRN, or by name when exactly one
+/// patient has it.
+async fn patient_named(service: &Wardline, text: &str) -> anyhow::Result<PatientId> {
+    if let Ok(id) = text.parse() {
+        return Ok(id);
+    }
+    let patients = service
+        .list_patients(&Actor::CommandLine)
+        .await
+        .map_err(fail)?;
+    if let Some(patient) = patients
+        .iter()
+        .find(|patient| patient.mrn.as_deref() == Some(text))
+    {
+        return Ok(patient.id);
+    }
+    let named: Vec<_> = patients
+        .iter()
+        .filter(|patient| patient.display_name == text)
+        .collect();
+    match named.as_slice() {
+        [patient] => Ok(patient.id),
+        [] => {
+            bail!("no patient with the id, MRN or name {text:?} (`wardline admin list` shows them)")
+        }
+        _ => bail!(
+            "{} patients are named {text:?}: give the id or the MRN instead ({})",
+            named.len(),
+            named
+                .iter()
+                .map(|patient| patient.id.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// A care team by id or by name.
+async fn team_named(service: &Wardline, text: &str) -> anyhow::Result<CareTeamId> {
+    if let Ok(id) = text.parse() {
+        return Ok(id);
+    }
+    let teams = service
+        .list_care_teams(&Actor::CommandLine)
+        .await
+        .map_err(fail)?;
+    let named: Vec<_> = teams.iter().filter(|team| team.name == text).collect();
+    match named.as_slice() {
+        [team] => Ok(team.id),
+        [] => bail!("no care team with the id or name {text:?} (`wardline admin list` shows them)"),
+        _ => bail!(
+            "{} care teams are named {text:?}: give the id instead",
+            named.len()
+        ),
+    }
+}
+
+/// An account by id or by user name.
+async fn user_named(service: &Wardline, text: &str) -> anyhow::Result<UserId> {
+    if let Ok(id) = text.parse() {
+        return Ok(id);
+    }
+    Ok(service.user_named(text).await.map_err(fail)?.id)
+}
+
 /// The command line's errors read as the service's message.
 fn fail(error: wardline_service::Error) -> anyhow::Error {
     anyhow::anyhow!("{}", error.message())
 }
 
-pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+/// Runs one administrative command on the data folder's database. Without `init`, the
+/// database must exist already: a command run in the wrong folder stops and says where it
+/// looked, instead of making an empty database there that no server reads.
+pub async fn run(config: &Config, command: AdminCommand, init: bool) -> anyhow::Result<()> {
+    let database = crate::database_key::database_path(config);
+    let present = database
+        .try_exists()
+        .with_context(|| format!("looking for {}", database.display()))?;
+    if !init && !present {
+        anyhow::bail!(
+            "no Wardline database in {}: run this where `wardline serve` keeps its data, name that folder with --data-dir (or WARDLINE_DATA_DIR), or pass --init to make a new one",
+            config.data_dir.display()
+        );
+    }
+    eprintln!("data folder {}", config.data_dir.display());
     // Before anything opens the database: the rotation needs it to itself.
     if let AdminCommand::RotateDatabaseKey { new_key_stdin } = command {
         let new_key = new_key_stdin
@@ -190,7 +272,10 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                         display_name,
                         role,
                         password,
-                        patient_id: patient,
+                        patient_id: match patient {
+                            Some(patient) => Some(patient_named(&service, &patient).await?),
+                            None => None,
+                        },
                         password_change_required: None,
                     },
                 )
@@ -243,6 +328,10 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             println!("care team {} id {}", team.name, team.id);
         }
         AdminCommand::AddMember { team, user } => {
+            let (team, user) = (
+                team_named(&service, &team).await?,
+                user_named(&service, &user).await?,
+            );
             service
                 .add_care_team_member(&cli, team, user)
                 .await
@@ -250,6 +339,10 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             println!("added");
         }
         AdminCommand::AddPatient { team, patient } => {
+            let (team, patient) = (
+                team_named(&service, &team).await?,
+                patient_named(&service, &patient).await?,
+            );
             service
                 .add_care_team_patient(&cli, team, patient)
                 .await
@@ -257,6 +350,10 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             println!("added");
         }
         AdminCommand::RemoveMember { team, user } => {
+            let (team, user) = (
+                team_named(&service, &team).await?,
+                user_named(&service, &user).await?,
+            );
             service
                 .remove_care_team_member(&cli, team, user)
                 .await
@@ -264,6 +361,10 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             println!("removed");
         }
         AdminCommand::RemovePatient { team, patient } => {
+            let (team, patient) = (
+                team_named(&service, &team).await?,
+                patient_named(&service, &patient).await?,
+            );
             service
                 .remove_care_team_patient(&cli, team, patient)
                 .await
@@ -285,7 +386,10 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
                         model,
                         serial,
                         device_id,
-                        patient_id: patient,
+                        patient_id: match patient {
+                            Some(patient) => Some(patient_named(&service, &patient).await?),
+                            None => None,
+                        },
                     },
                 )
                 .await
@@ -306,6 +410,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             );
         }
         AdminCommand::AssignDevice { device, patient } => {
+            let patient = patient_named(&service, &patient).await?;
             service
                 .assign_device(&cli, &device, patient, None)
                 .await
@@ -322,6 +427,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
             reason,
             peak_flow_best,
         } => {
+            let patient = patient_named(&service, &patient).await?;
             let record = service
                 .set_care_plan(
                     &cli,

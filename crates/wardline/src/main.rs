@@ -29,6 +29,10 @@ enum Command {
     Admin {
         #[command(flatten)]
         location: DataArgs,
+        /// Make a new data folder and database when there is none (otherwise a command
+        /// run in the wrong folder would put its changes where no server looks).
+        #[arg(long)]
+        init: bool,
         #[command(subcommand)]
         command: AdminCommand,
     },
@@ -117,8 +121,10 @@ fn resolve(location: &DataArgs, overrides: Overrides) -> anyhow::Result<config::
 fn init_logging(config: &config::Config) {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal, not in a log file or a pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if config.log_json {
         builder.json().init();
@@ -150,9 +156,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             });
             wardline_server::server::serve(config, args.listen_file, shutdown).await
         }
-        Command::Admin { location, command } => {
+        Command::Admin {
+            location,
+            init,
+            command,
+        } => {
             let config = resolve(&location, Overrides::default())?;
-            wardline_server::admin::run(&config, command).await
+            wardline_server::admin::run(&config, command, init).await
         }
         Command::Bench { command } => wardline_devtools::bench::run(command).await,
         Command::Demo(args) => wardline_server::demo::run(args, stop_on_signal()).await,

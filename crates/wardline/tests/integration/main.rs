@@ -15,6 +15,7 @@ mod evaluation;
 mod gateway;
 mod ingest;
 mod observability;
+mod operator;
 mod sharing;
 mod support;
 mod tls;

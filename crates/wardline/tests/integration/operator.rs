@@ -1,0 +1,180 @@
+//! The first hour of an operator, with the command line as the README shows it: a
+//! command run in the wrong folder stops and says so, and teams, users and patients are
+//! named as they were just created, by name.
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::support::TestServer;
+
+fn admin(data_dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wardline"));
+    command
+        .args(["admin", "--data-dir"])
+        .arg(data_dir)
+        .args(args);
+    match stdin {
+        None => command.output().expect("run wardline admin"),
+        Some(text) => {
+            use std::io::Write;
+            let mut child = command
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run wardline admin");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(text.as_bytes())
+                .expect("write stdin");
+            child.wait_with_output().expect("wait")
+        }
+    }
+}
+
+fn succeeded(output: &Output) -> String {
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn an_admin_command_in_a_folder_without_a_database_stops_and_says_where_it_looked() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let wrong = scratch.path().join("not-the-data");
+    let output = admin(&wrong, &["create-patient", "--name", "Ada Lovelace"], None);
+    assert!(!output.status.success(), "{output:?}");
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("no Wardline database in"), "{error}");
+    assert!(error.contains("not-the-data"), "names the folder: {error}");
+    assert!(error.contains("--init"), "says how to make one: {error}");
+    assert!(!wrong.try_exists().expect("look"), "nothing was made there");
+    // Asked to, it makes the folder and its database, and says which folder it used.
+    let output = admin(&wrong, &["--init", "create-patient", "--name", "Ada"], None);
+    assert!(succeeded(&output).contains("patient Ada id"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("data folder"));
+    assert!(wrong.try_exists().expect("look"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teams_users_and_patients_are_named_by_name_on_the_command_line() {
+    let server = TestServer::start().await;
+    let data = server.data.path().join("server");
+    let created = succeeded(&admin(
+        &data,
+        &["create-patient", "--name", "Ada Lovelace", "--mrn", "MRN-7"],
+        None,
+    ));
+    let patient_id = created
+        .split(" id ")
+        .nth(1)
+        .expect("patient id")
+        .trim()
+        .to_owned();
+    succeeded(&admin(
+        &data,
+        &["create-care-team", "--name", "Ward 7"],
+        None,
+    ));
+    succeeded(&admin(
+        &data,
+        &[
+            "create-user",
+            "--username",
+            "grey",
+            "--display-name",
+            "Dr Grey",
+            "--role",
+            "clinician",
+            "--password-stdin",
+        ],
+        Some("a clinician's long password\n"),
+    ));
+    succeeded(&admin(
+        &data,
+        &["add-member", "--team", "Ward 7", "--user", "grey"],
+        None,
+    ));
+    succeeded(&admin(
+        &data,
+        &[
+            "add-patient",
+            "--team",
+            "Ward 7",
+            "--patient",
+            "Ada Lovelace",
+        ],
+        None,
+    ));
+    let enrolled = succeeded(&admin(
+        &data,
+        &[
+            "enrol-device",
+            "--kind",
+            "pulse_oximeter",
+            "--model",
+            "Nonin 3230",
+            "--serial",
+            "501234",
+            "--patient",
+            "MRN-7",
+        ],
+        None,
+    ));
+    assert!(enrolled.contains("secret"), "{enrolled}");
+    let listed = succeeded(&admin(&data, &["list"], None));
+    assert!(
+        listed.contains("Ward 7 (1 members, 1 patients)"),
+        "{listed}"
+    );
+
+    // A name that is not there, or that two patients share, is refused and says why.
+    let unknown = admin(
+        &data,
+        &["add-patient", "--team", "Ward 7", "--patient", "Nobody"],
+        None,
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no patient with the id, MRN or name")
+    );
+    succeeded(&admin(
+        &data,
+        &["create-patient", "--name", "Ada Lovelace"],
+        None,
+    ));
+    let ambiguous = admin(
+        &data,
+        &[
+            "add-patient",
+            "--team",
+            "Ward 7",
+            "--patient",
+            "Ada Lovelace",
+        ],
+        None,
+    );
+    assert!(!ambiguous.status.success());
+    assert!(
+        String::from_utf8_lossy(&ambiguous.stderr).contains("2 patients are named"),
+        "{ambiguous:?}"
+    );
+
+    // The clinician made on the command line sees the patient put in the team by name.
+    let session = server.login("grey", "a clinician's long password").await;
+    let patients: Value = server
+        .get(&session, "/api/v1/patients")
+        .await
+        .json()
+        .await
+        .expect("patients");
+    let ids: Vec<&str> = patients
+        .as_array()
+        .expect("patients")
+        .iter()
+        .filter_map(|patient| patient["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![patient_id.as_str()]);
+}
