@@ -433,7 +433,12 @@ test('a clinician changes a threshold with a reason, and the history shows it', 
   const logged = consoleErrors.length;
   await editor.getByRole('button', { name: 'Save change' }).click();
   await editor.getByText(/Not saved: .*7075 mg\/dL is outside what .* can measure/).waitFor();
-  // Chromium logs the refused request (400); it is the expected outcome here.
+  // So is a low limit above the high one: every value would raise an alarm.
+  await limit.clear();
+  await limit.fill('300');
+  await editor.getByRole('button', { name: 'Save change' }).click();
+  await editor.getByText(/Not saved: .*below 300 mg\/dL\) is not under .*above 250 mg\/dL\)/).waitFor();
+  // Chromium logs the refused requests (400); they are the expected outcome here.
   consoleErrors.splice(logged).filter((text) => !/status of 400/.test(text)).forEach((text) => consoleErrors.push(text));
   await editor.getByLabel('Reason for the change (required)').clear();
   await limit.clear();

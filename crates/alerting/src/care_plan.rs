@@ -127,6 +127,86 @@ pub struct CarePlanVersion {
     pub new_rule: Option<Rule>,
 }
 
+/// Why a new or changed threshold does not fit the plan's other thresholds on the same
+/// code, if it does not: every "below" limit must lie under every "above" limit (or no
+/// value would be free of alarms), and a changed limit that moves past another in the
+/// same direction must not leave the more extreme of the two less urgent (an urgent low
+/// moved above the low is a slip). A new rule may be more urgent than a more extreme one
+/// (an extra high-priority alert at 300 mg/dL beside a medium one at 350).
+fn consistent_with(
+    rule: &Rule,
+    old: Option<&Rule>,
+    rules: &[Rule],
+) -> std::result::Result<(), String> {
+    let RuleKind::Threshold(new) = &rule.kind else {
+        return Ok(());
+    };
+    let unit = new.code.spec().canonical_unit;
+    let says = |rule: &Rule, limit: &ThresholdRule| {
+        let direction = match limit.direction {
+            Direction::Below => "below",
+            Direction::Above => "above",
+        };
+        format!(
+            "{:?} ({} priority, {direction} {} {unit})",
+            rule.name,
+            rule.priority.as_str(),
+            limit.value
+        )
+    };
+    for other in rules.iter().filter(|other| other.id != rule.id) {
+        let RuleKind::Threshold(limit) = &other.kind else {
+            continue;
+        };
+        if limit.code != new.code {
+            continue;
+        }
+        let (low, high) = match (new.direction, limit.direction) {
+            (Direction::Below, Direction::Above) => ((rule, new), (other, limit)),
+            (Direction::Above, Direction::Below) => ((other, limit), (rule, new)),
+            (direction, _) => {
+                let further = |value: f64| match direction {
+                    Direction::Below => value < limit.value,
+                    Direction::Above => value > limit.value,
+                };
+                let was_further = old.and_then(|old| match &old.kind {
+                    RuleKind::Threshold(before)
+                        if before.code == new.code && before.direction == direction =>
+                    {
+                        Some(further(before.value))
+                    }
+                    _ => None,
+                });
+                // Only a limit moved past this one is judged here.
+                if was_further.is_none_or(|was| was == further(new.value)) {
+                    continue;
+                }
+                let (outer, inner) = if further(new.value) {
+                    ((rule, new), (other, limit))
+                } else {
+                    ((other, limit), (rule, new))
+                };
+                if outer.1.value != inner.1.value && outer.0.priority < inner.0.priority {
+                    return Err(format!(
+                        "{} is further out than {} but less urgent: the more extreme limit must be at least as urgent",
+                        says(outer.0, outer.1),
+                        says(inner.0, inner.1)
+                    ));
+                }
+                continue;
+            }
+        };
+        if low.1.value >= high.1.value {
+            return Err(format!(
+                "{} is not under {}: every value would raise an alarm",
+                says(low.0, low.1),
+                says(high.0, high.1)
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// All versions of one patient's plan, oldest first; append-only.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -205,6 +285,8 @@ impl CarePlanHistory {
         };
         if let Some(rule) = &new_rule {
             rule.validate_limits()?;
+            consistent_with(rule, old_rule.as_ref(), &rules)
+                .map_err(AlertingError::CarePlanChange)?;
         }
         let plan = CarePlan {
             patient_id: current.patient_id,
@@ -666,6 +748,8 @@ mod tests {
             plan.validate().unwrap();
             for rule in &plan.rules {
                 rule.validate_limits().unwrap();
+                consistent_with(rule, None, &plan.rules)
+                    .unwrap_or_else(|error| panic!("{program:?}: {error}"));
             }
             assert!(!plan.rules.is_empty(), "{program:?}");
             let json = serde_json::to_string(&plan).unwrap();
@@ -722,6 +806,86 @@ mod tests {
             .to_string();
         assert!(error.contains("can measure"), "{error}");
         assert_eq!(history.versions().len(), 1, "nothing was added");
+    }
+
+    /// The illogical plans a clinician once saved: a low limit above the high one, an
+    /// urgent low above the low, and an urgent low no CGM reports.
+    #[test]
+    fn an_edit_that_does_not_fit_the_other_limits_is_refused() {
+        let (mut history, author) = diabetes_history();
+        let mut urgent = history
+            .current()
+            .rule(&RuleId::new("urgent-low"))
+            .unwrap()
+            .clone();
+        let mut refused = |rule: Rule| {
+            let error = history
+                .apply(CarePlanChange {
+                    author,
+                    at: at(1),
+                    reason: "earlier warning".into(),
+                    edit: RuleEdit::Replace { rule },
+                })
+                .unwrap_err()
+                .to_string();
+            assert_eq!(history.versions().len(), 1, "nothing was added: {error}");
+            error
+        };
+        let error = refused(raised_low(300.0));
+        assert!(
+            error.contains("\"low glucose\" (medium priority, below 300 mg/dL) is not under \"high glucose\" (low priority, above 250 mg/dL)"),
+            "{error}"
+        );
+        if let RuleKind::Threshold(limit) = &mut urgent.kind {
+            limit.value = 80.0;
+        }
+        let error = refused(urgent.clone());
+        assert!(
+            error.contains("\"low glucose\" (medium priority, below 70 mg/dL) is further out than \"urgent low glucose\" (high priority, below 80 mg/dL) but less urgent"),
+            "{error}"
+        );
+        if let RuleKind::Threshold(limit) = &mut urgent.kind {
+            limit.value = 10.0;
+        }
+        let error = refused(urgent);
+        assert!(
+            error.contains("outside the limits an alarm on") && error.contains("(40 to 400 mg/dL)"),
+            "{error}"
+        );
+        // A sensible change still goes through.
+        history
+            .apply(CarePlanChange {
+                author,
+                at: at(1),
+                reason: "hypoglycaemia unawareness".into(),
+                edit: RuleEdit::Replace {
+                    rule: raised_low(80.0),
+                },
+            })
+            .unwrap();
+        // An extra alert, more urgent than a more extreme one, is a choice, not a slip.
+        history
+            .apply(CarePlanChange {
+                author,
+                at: at(2),
+                reason: "ketoacidosis last month".into(),
+                edit: RuleEdit::Add {
+                    rule: Rule::new(
+                        "early-very-high",
+                        "glucose above 300",
+                        Priority::High,
+                        true,
+                        threshold(
+                            ObservationCode::GlucoseCgm,
+                            Direction::Above,
+                            300.0,
+                            0,
+                            10.0,
+                        ),
+                    ),
+                },
+            })
+            .unwrap();
     }
 
     #[test]

@@ -75,6 +75,30 @@ pub fn usual_device_kind(code: ObservationCode) -> Option<wardline_domain::Devic
     }
 }
 
+/// The values an alarm limit on a code may take, in its canonical unit: narrower than
+/// what the code can measure, wide enough for any patient a clinician would set a limit
+/// for. Outside them a limit is a slip (an urgent low of 10 mg/dL, which no CGM reports)
+/// or an alarm that could never sound (a high of 450 mg/dL, above the 400 mg/dL a CGM
+/// reads at most). They follow the alarm-limit ranges of bedside monitors and CGM
+/// apps.
+pub fn alarm_limits(code: ObservationCode) -> (f64, f64) {
+    use ObservationCode as C;
+    match code {
+        C::HeartRate => (20.0, 250.0),
+        C::OxygenSaturation | C::OxygenSaturationPulseOximetry => (50.0, 100.0),
+        C::BodyTemperature => (30.0, 43.0),
+        C::RespiratoryRate => (3.0, 60.0),
+        C::SystolicBloodPressure => (50.0, 260.0),
+        C::DiastolicBloodPressure => (20.0, 160.0),
+        // CGMs and meters report 40 to 400 mg/dL (2.2 to 22.2 mmol/L).
+        C::GlucoseCgm | C::GlucoseMeter => (40.0, 400.0),
+        C::GlucoseBlood => (40.0, 600.0),
+        C::BodyWeight => (1.0, 650.0),
+        C::PeakExpiratoryFlow => (30.0, 900.0),
+        C::RrInterval => (200.0, 3000.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

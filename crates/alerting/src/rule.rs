@@ -420,9 +420,10 @@ impl Rule {
         }
     }
 
-    /// Whether the rule's limit is one a reading can reach. A limit outside what the code
-    /// can measure would never raise (or always hold): most likely a slip such as 7075
-    /// typed for 75. Checked on every new or changed rule; rules already in a stored plan
+    /// Whether the rule's limit is one a reading can reach, and one an alarm limit may
+    /// have (see [`crate::codes::alarm_limits`]). A limit outside what the code can
+    /// measure would never raise (or always hold): most likely a slip such as 7075 typed
+    /// for 75. Checked on every new or changed rule; rules already in a stored plan
     /// are not re-judged on load, so a stricter check can never stop a patient's monitoring.
     pub fn validate_limits(&self) -> Result<()> {
         let (code, value) = match &self.kind {
@@ -432,17 +433,27 @@ impl Rule {
         };
         let spec = code.spec();
         let (min, max) = spec.possible_range;
-        if (min..=max).contains(&value) {
-            Ok(())
-        } else {
+        let refuse = |reason: String| {
             Err(AlertingError::Invalid {
                 what: format!("rule {:?}", self.id.0),
-                reason: format!(
-                    "value {value} {} is outside what {} can measure ({min} to {max})",
-                    spec.canonical_unit, spec.display
-                ),
+                reason,
             })
+        };
+        if !(min..=max).contains(&value) {
+            return refuse(format!(
+                "value {value} {} is outside what {} can measure ({min} to {max})",
+                spec.canonical_unit, spec.display
+            ));
         }
+        let (lowest, highest) = crate::codes::alarm_limits(code);
+        if !(lowest..=highest).contains(&value) {
+            return refuse(format!(
+                "value {value} {unit} is outside the limits an alarm on {} may have ({lowest} to {highest} {unit})",
+                spec.display,
+                unit = spec.canonical_unit
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -431,11 +431,11 @@ mod tests {
             Error::SeqConflict("s".into()),
             Error::InvalidState("s".into()),
             Error::PayloadTooLarge { limit: 1 },
-            Error::TooManyInvitations {
-                retry_after_secs: 60,
-            },
             Error::TooManyAttempts {
                 retry_after_secs: 1,
+            },
+            Error::TooManyInvitations {
+                retry_after_secs: 60,
             },
             Error::Unavailable,
             Error::Internal("boom".into()),
