@@ -94,6 +94,31 @@ pub fn router(state: AppState) -> Router {
     )
 }
 
+/// Compresses answers to reads (gzip or Brotli, as the client accepts): the web app's
+/// files and the API's JSON, a CGM month of which is megabytes. Only reads: a secret is
+/// only ever in the answer to a write (a session's token, a device's secret, a share's
+/// passcode), often beside text the client sent, and a compressed answer that holds
+/// both lets an attacker who can watch its length guess the secret (BREACH). Event
+/// streams are never compressed, so that each event leaves at once.
+pub fn compressed<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(axum::middleware::from_fn(compress_reads_only))
+}
+
+async fn compress_reads_only(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    ) {
+        request.headers_mut().remove(header::ACCEPT_ENCODING);
+    }
+    next.run(request).await
+}
+
 /// Tells browsers that reached the server over TLS to use nothing else for a year (HSTS),
 /// so that a later plaintext link or a downgrade on the ward's network cannot carry a
 /// session. Not for subdomains: a hospital runs other services beside it.

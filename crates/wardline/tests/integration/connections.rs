@@ -252,3 +252,90 @@ async fn a_refused_body_over_http2_gets_its_answer_not_a_reset() {
         assert_eq!(body["error"]["code"], code, "{path}");
     }
 }
+
+/// Reads are compressed for a client that accepts it (curl, an independent client,
+/// decodes them): the web app and the API's JSON. Writes, whose answers may hold a
+/// secret next to text the client sent, are not; nor are event streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_compressed_and_writes_and_streams_are_not() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let ca = server.report.ca_path.clone().expect("tls on");
+    let curl = |method: &'static str, path: String, token: Option<String>, body: Option<String>| {
+        let ca = ca.clone();
+        let url = server.url(&path);
+        async move {
+            let mut curl = std::process::Command::new("curl");
+            curl.args([
+                "--silent",
+                "--show-error",
+                "--compressed",
+                "--max-time",
+                "3",
+            ])
+            .args(["--dump-header", "-", "--request", method])
+            .arg("--cacert")
+            .arg(&ca);
+            if let Some(token) = token {
+                curl.args(["--header", &format!("Authorization: Bearer {token}")]);
+            }
+            if let Some(body) = body {
+                curl.args([
+                    "--header",
+                    "Content-Type: application/json",
+                    "--data",
+                    &body,
+                ]);
+            }
+            curl.arg(url);
+            let output = tokio::task::spawn_blocking(move || curl.output())
+                .await
+                .expect("curl ran")
+                .expect("curl runs (Debian's curl)");
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let encoding = head.lines().find_map(|line| {
+                line.to_ascii_lowercase()
+                    .strip_prefix("content-encoding:")
+                    .map(|value| value.trim().to_owned())
+            });
+            (encoding, body.to_owned())
+        }
+    };
+    let token = Some(ward.clinician.token.clone());
+    let (encoding, body) = curl("GET", "/api/v1/openapi.json".into(), None, None).await;
+    assert!(
+        matches!(encoding.as_deref(), Some("br" | "gzip")),
+        "the API document: {encoding:?}"
+    );
+    let document: serde_json::Value = serde_json::from_str(&body).expect("decoded JSON");
+    assert!(document["paths"].is_object());
+    let (encoding, body) = curl("GET", "/login".into(), None, None).await;
+    assert!(encoding.is_some(), "the web app's page");
+    assert!(body.contains("<html"), "decoded: {body}");
+    let (encoding, body) = curl(
+        "GET",
+        format!("/api/v1/patients/{}", ward.patient_id),
+        token.clone(),
+        None,
+    )
+    .await;
+    assert!(encoding.is_some(), "a patient's data: {body}");
+    serde_json::from_str::<serde_json::Value>(&body).expect("decoded JSON");
+
+    let (encoding, body) = curl(
+        "POST",
+        "/api/v1/auth/login".into(),
+        None,
+        Some(format!(
+            r#"{{"username":"{}","password":"{}"}}"#,
+            ward.clinician_username,
+            crate::support::CLINICIAN_PASSWORD
+        )),
+    )
+    .await;
+    assert_eq!(encoding, None, "a login's answer holds a token: {body}");
+    assert!(body.contains("token"), "{body}");
+    let (encoding, _) = curl("GET", "/api/v1/alarms/stream".into(), token, None).await;
+    assert_eq!(encoding, None, "an event stream is sent as it happens");
+}
