@@ -478,6 +478,13 @@ test("another patient's page is refused", async () => {
   assert.equal(await page.getByText('Bob Brown').count(), 0);
 });
 
+test('a mistyped address shows the app, saying it is not found, not raw JSON', async () => {
+  const page = clinician;
+  const response = await page.goto(`${server.url}/pateints/${ada.id}`);
+  assert.equal(response.status(), 404);
+  await page.getByRole('heading', { name: 'Not found (404)' }).waitFor();
+});
+
 test('a month of readings every 45 s is drawn as a summary that keeps the extremes', async () => {
   const page = clinician;
   await page.goto(`${server.url}/patients/${abel.id}`);

@@ -277,7 +277,9 @@ pub async fn serve(
         }),
         metrics: Some(Arc::clone(&render)),
     };
-    let app = wardline_api::compressed(wardline_api::router(state).merge(wardline_web::router()));
+    let app = wardline_api::compressed(wardline_web::pages_for_unknown_addresses(
+        wardline_api::router(state).merge(wardline_web::router()),
+    ));
     let app = if config.tls {
         wardline_api::strict_transport(app)
     } else {

@@ -89,6 +89,39 @@ where
     router
 }
 
+/// Wraps the whole server (API and app): a browser that opens an address nobody serves
+/// gets the app, which shows its own "not found" page, with status 404, instead of the
+/// API's JSON. Only for page loads: a `GET` that accepts HTML, outside `/api/`. Every
+/// other client keeps the API's answer.
+pub fn pages_for_unknown_addresses<S>(router: Router<S>) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router.layer(axum::middleware::from_fn(page_for_unknown_address))
+}
+
+async fn page_for_unknown_address(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let page_load = request.method() == axum::http::Method::GET
+        && !request.uri().path().starts_with("/api/")
+        && request
+            .headers()
+            .get(axum::http::header::ACCEPT)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"));
+    let response = next.run(request).await;
+    if page_load && response.status() == StatusCode::NOT_FOUND {
+        let mut page = respond(asset("/index.html"), &HeaderMap::new());
+        if page.status() == StatusCode::OK {
+            *page.status_mut() = StatusCode::NOT_FOUND;
+            return page;
+        }
+    }
+    response
+}
+
 fn asset(path: &str) -> Option<&'static Asset> {
     generated::ASSETS.iter().find(|asset| asset.path == path)
 }
@@ -278,6 +311,34 @@ mod tests {
         }
         let api = fetch(host, "/api/v1/me", &[]).await;
         assert_eq!(body(api).await, b"api");
+    }
+
+    /// A browser opening an address nobody serves gets the app (which shows its own "not
+    /// found" page) with status 404; an API client, and any `/api/` address, the API's.
+    #[tokio::test]
+    async fn a_browser_gets_the_apps_not_found_page() {
+        let host: Router = pages_for_unknown_addresses(
+            Router::new()
+                .route("/api/v1/me", get(|| async { "api" }))
+                .merge(router())
+                .fallback(|| async { (StatusCode::NOT_FOUND, "json 404") }),
+        );
+        let html = [("accept", "text/html,application/xhtml+xml,*/*;q=0.8")];
+        let page = fetch(host.clone(), "/pateints/x", &html).await;
+        assert_eq!(page.status(), StatusCode::NOT_FOUND);
+        assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
+        assert!(header(&page, "content-security-policy").contains("default-src 'self'"));
+        assert!(String::from_utf8_lossy(&body(page).await).contains("<html"));
+        for (path, accept) in [
+            ("/pateints/x", "application/json"),
+            ("/api/v1/nothing", "text/html"),
+        ] {
+            let response = fetch(host.clone(), path, &[("accept", accept)]).await;
+            assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(body(response).await, b"json 404", "{path} {accept}");
+        }
+        let found = fetch(host, "/login", &html).await;
+        assert_eq!(found.status(), StatusCode::OK);
     }
 
     /// Every route the app's router knows is served `index.html`, so that a reload or a
