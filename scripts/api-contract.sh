@@ -31,8 +31,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A new data folder: `--init` lets `admin` make its database.
 password="contract-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-printf '%s\n' "$password" | "$bin" admin --data-dir "$work/data" create-user \
+printf '%s\n' "$password" | "$bin" admin --init --data-dir "$work/data" create-user \
   --username contract-admin --display-name "Contract admin" --role admin --password-stdin >/dev/null
 "$bin" serve --data-dir "$work/data" --plaintext \
   --mqtt-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --listen-file "$work/listen.json" \
