@@ -31,7 +31,8 @@ pub enum ValidateCommand {
     /// 30-minute glucose forecasts, pooled over every CGM subject: persistence, AR2 and
     /// Wardline's adaptive regression. Target: ours >= 10 % lower RMSE than AR2.
     Forecast,
-    /// NEWS2 on the worked examples of news2/examples.csv; every one must match.
+    /// NEWS2 on the worked examples of news2/examples.csv: every total, risk band and
+    /// sub-score must match.
     News2,
 }
 
@@ -474,12 +475,49 @@ fn news2(data: &Path) -> anyhow::Result<()> {
         };
         let expected_total = row.text("expected_score")?.to_owned();
         let expected_risk = row.text("expected_risk")?.to_owned();
+        // Every sub-score and the "a parameter scored 3" flag must match too: a right
+        // total can hide two wrong parameters that cancel out.
+        let expected_parts = [
+            ("sub_rr", "respiration rate"),
+            ("sub_spo2", "SpO2"),
+            ("sub_air_oxygen", "air or oxygen"),
+            ("sub_sbp", "systolic BP"),
+            ("sub_pulse", "pulse"),
+            ("sub_consciousness", "consciousness"),
+            ("sub_temp", "temperature"),
+        ];
+        let mut wrong_parts = Vec::new();
         let (total, risk) = match score_news2(&observations) {
-            Ok(News2::Complete(score)) => (score.total.to_string(), risk_name(score.risk)),
+            Ok(News2::Complete(score)) => {
+                let parts = &score.sub_scores;
+                let got = [
+                    parts.respiration_rate,
+                    parts.spo2,
+                    parts.air_or_oxygen,
+                    parts.systolic_bp,
+                    parts.pulse,
+                    parts.consciousness,
+                    parts.temperature,
+                ];
+                for ((column, name), got) in expected_parts.iter().zip(got) {
+                    let expected = row.text(column)?;
+                    if expected != got.to_string() {
+                        wrong_parts.push(format!("{name} {got}, expected {expected}"));
+                    }
+                }
+                let expected_red = row.text("any_parameter_3")? == "true";
+                if expected_red != score.any_parameter_3 {
+                    wrong_parts.push(format!(
+                        "a parameter scoring 3: {}, expected {expected_red}",
+                        score.any_parameter_3
+                    ));
+                }
+                (score.total.to_string(), risk_name(score.risk))
+            }
             Ok(News2::Partial(_)) => ("partial".to_owned(), "-"),
             Err(error) => (format!("error: {error}"), "-"),
         };
-        let ok = total == expected_total && risk == expected_risk;
+        let ok = total == expected_total && risk == expected_risk && wrong_parts.is_empty();
         println!(
             "{:<22} {:>4} {:>5} {:>4} {:>4} {:>5} {:>4} {:>3} {:>5} | {:>8} {:>6} | {:>11} {:>11}  {}",
             case,
@@ -498,8 +536,13 @@ fn news2(data: &Path) -> anyhow::Result<()> {
             if ok { "ok" } else { "MISMATCH" }
         );
         if !ok {
+            let parts = if wrong_parts.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", wrong_parts.join(", "))
+            };
             missed.push(format!(
-                "{case}: expected {expected_total} {expected_risk}, got {total} {risk}"
+                "{case}: expected {expected_total} {expected_risk}, got {total} {risk}{parts}"
             ));
         }
     }
