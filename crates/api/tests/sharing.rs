@@ -702,33 +702,32 @@ async fn a_specialists_stream_carries_the_share_only_and_ends_at_revocation() {
     );
 }
 
+/// `who` invites a specialist by e-mail.
+async fn invite(h: &Hospital, who: &str, email: &str, display_name: &str) -> (StatusCode, Value) {
+    h.as_(
+        who,
+        Method::POST,
+        "/api/v1/specialist-invitations",
+        Some(json!({"email": email, "display_name": display_name})),
+    )
+    .await
+}
+
 /// An invitation makes one specialist account, once, until it expires; the invited
 /// person chooses their own user name and password; specialists do not invite.
 #[tokio::test]
 async fn an_invitation_makes_a_specialist_account_once() {
     let (h, clock) = hospital_and_clock().await;
-    let invite = |who: &'static str, email: &'static str| {
-        let h = &h;
-        async move {
-            h.as_(
-                who,
-                Method::POST,
-                "/api/v1/specialist-invitations",
-                Some(json!({"email": email, "display_name": "Dr Amara Neuro"})),
-            )
-            .await
-        }
-    };
-    let (status_code, _) = invite("okafor", "someone@clinic.example").await;
+    let (status_code, _) = invite(&h, "okafor", "someone@clinic.example", "Dr Amara Neuro").await;
     assert_eq!(
         status_code,
         StatusCode::FORBIDDEN,
         "a specialist does not invite"
     );
-    let (status_code, error) = invite("ada", "not an address").await;
+    let (status_code, error) = invite(&h, "ada", "not an address", "Dr Amara Neuro").await;
     assert_eq!(status_code, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(error["error"]["field"], "email");
-    let (status_code, created) = invite("ada", "neuro@clinic.example").await;
+    let (status_code, created) = invite(&h, "ada", "neuro@clinic.example", "Dr Amara Neuro").await;
     assert_eq!(status_code, StatusCode::CREATED, "{created}");
     assert_eq!(
         created["emailed"], false,
@@ -787,7 +786,7 @@ async fn an_invitation_makes_a_specialist_account_once() {
     .await;
 
     // An invitation not used within its week says so.
-    let (_, late) = invite("clinician", "late@clinic.example").await;
+    let (_, late) = invite(&h, "clinician", "late@clinic.example", "Dr Amara Neuro").await;
     clock.advance(Duration::days(8));
     let (status_code, expired) =
         accept(late["link_token"].as_str().unwrap().to_owned(), "dr.late").await;
@@ -809,30 +808,25 @@ async fn an_invitation_makes_a_specialist_account_once() {
 #[tokio::test]
 async fn an_account_sends_a_limited_number_of_invitations() {
     let (h, _clock) = hospital_and_clock().await;
-    let invite = |who: &'static str, index: usize| {
+    let someone = |who: &'static str, index: usize| {
         let h = &h;
         async move {
-            h.as_(
-                who,
-                Method::POST,
-                "/api/v1/specialist-invitations",
-                Some(json!({"email": format!("someone{index}@clinic.example"), "display_name": "Dr Someone"})),
-            )
-            .await
+            let email = format!("someone{index}@clinic.example");
+            invite(h, who, &email, "Dr Someone").await
         }
     };
     for index in 0..20 {
-        let (status_code, body) = invite("ada", index).await;
+        let (status_code, body) = someone("ada", index).await;
         assert_eq!(
             status_code,
             StatusCode::CREATED,
             "invitation {index}: {body}"
         );
     }
-    let (status_code, refused) = invite("ada", 20).await;
+    let (status_code, refused) = someone("ada", 20).await;
     assert_eq!(status_code, StatusCode::TOO_MANY_REQUESTS, "{refused}");
     assert_eq!(refused["error"]["code"], "too_many_invitations");
-    let (status_code, _) = invite("clinician", 21).await;
+    let (status_code, _) = someone("clinician", 21).await;
     assert_eq!(
         status_code,
         StatusCode::CREATED,
@@ -846,17 +840,11 @@ async fn an_account_sends_a_limited_number_of_invitations() {
 #[tokio::test]
 async fn an_invitation_links_a_specialist_account_already_made() {
     let (h, _clock) = hospital_and_clock().await;
-    let invite = || {
+    let new_token = || {
         let h = &h;
         async move {
-            let (status_code, created) = h
-                .as_(
-                    "ada",
-                    Method::POST,
-                    "/api/v1/specialist-invitations",
-                    Some(json!({"email": "okafor@clinic.example", "display_name": "Dr Okafor"})),
-                )
-                .await;
+            let (status_code, created) =
+                invite(h, "ada", "okafor@clinic.example", "Dr Okafor").await;
             assert_eq!(status_code, StatusCode::CREATED, "{created}");
             created["link_token"].as_str().unwrap().to_owned()
         }
@@ -874,7 +862,7 @@ async fn an_invitation_links_a_specialist_account_already_made() {
         }
     };
     let (_, users_before) = h.as_("admin", Method::GET, "/api/v1/users", None).await;
-    let token = invite().await;
+    let token = new_token().await;
     let (status_code, refused) = link("clinician", token.clone()).await;
     assert_eq!(status_code, StatusCode::FORBIDDEN, "{refused}");
     assert_eq!(refused["error"]["code"], "not_permitted");
@@ -919,7 +907,7 @@ async fn an_invitation_links_a_specialist_account_already_made() {
             Method::POST,
             "/api/v1/me/specialist-invitations/accept",
             None,
-            Some(json!({"token": invite().await})),
+            Some(json!({"token": new_token().await})),
         )
         .await;
     assert_eq!(status_code, StatusCode::UNAUTHORIZED);

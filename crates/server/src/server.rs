@@ -204,7 +204,6 @@ pub async fn serve(
         ("mqtt", "http")
     };
     let http_url = format!("{http_scheme}://{host}:{}", http_address.port());
-    let web_url = http_url.clone();
     let _ = rustls::crypto::ring::default_provider().install_default();
     crate::keys::adopt(
         &config.data_dir.join("keys").join(NOTIFY_KEY_FILE),
@@ -272,7 +271,7 @@ pub async fn serve(
             secure_cookies: config.tls,
             session_lifetime: chrono::Duration::hours(config.session_hours),
             mqtt_url: format!("{mqtt_scheme}://{host}:{}", mqtt_address.port()),
-            http_url,
+            http_url: http_url.clone(),
             request_timeout: std::time::Duration::from_secs(config.request_timeout_seconds),
         }),
         metrics: Some(Arc::clone(&render)),
@@ -288,7 +287,7 @@ pub async fn serve(
 
     println!("wardline {} serving", env!("CARGO_PKG_VERSION"));
     // The address people open: by the host name the certificate names, never 0.0.0.0.
-    println!("  Open  {web_url}/  (the web app)");
+    println!("  Open  {http_url}/  (the web app)");
     println!("  MQTT  {mqtt_scheme}://{mqtt_address}  (devices)");
     println!("  HTTP  {http_scheme}://{http_address}  (API, /api/v1/openapi.json)");
     if let Some(address) = metrics_address {

@@ -62,6 +62,26 @@ impl Bucket {
     }
 }
 
+/// The bucket of `key`, made full if there is none. At `MAX_TRACKED` entries the full
+/// buckets go first: a full bucket is the same as none.
+fn bucket_of<K: std::hash::Hash + Eq>(
+    buckets: &mut HashMap<K, Bucket>,
+    key: K,
+    now: Instant,
+    capacity: f64,
+    per_second: f64,
+) -> &mut Bucket {
+    if buckets.len() >= MAX_TRACKED {
+        buckets.retain(|_, bucket| {
+            bucket.refill(now, capacity, per_second);
+            bucket.tokens < capacity
+        });
+    }
+    buckets
+        .entry(key)
+        .or_insert_with(|| Bucket::full(capacity, now))
+}
+
 /// An account's recent failures, from any address.
 #[derive(Debug, Clone, Copy)]
 struct AccountFailures {
@@ -202,25 +222,15 @@ impl LoginThrottle {
         }
         account.failures += 1;
         account.last = now;
-        if addresses.len() >= MAX_TRACKED {
-            // A full bucket is the same as none.
-            addresses.retain(|_, bucket| {
-                bucket.refill(
-                    now,
-                    ADDRESS_FAILURE_BURST,
-                    per_second(ADDRESS_FAILURE_EVERY),
-                );
-                bucket.tokens < ADDRESS_FAILURE_BURST
-            });
-        }
-        addresses
-            .entry(remote.to_owned())
-            .or_insert_with(|| Bucket::full(ADDRESS_FAILURE_BURST, now))
-            .take(
-                now,
-                ADDRESS_FAILURE_BURST,
-                per_second(ADDRESS_FAILURE_EVERY),
-            );
+        let rate = per_second(ADDRESS_FAILURE_EVERY);
+        bucket_of(
+            addresses,
+            remote.to_owned(),
+            now,
+            ADDRESS_FAILURE_BURST,
+            rate,
+        )
+        .take(now, ADDRESS_FAILURE_BURST, rate);
         locks
     }
 
@@ -393,16 +403,7 @@ impl InvitationThrottle {
             .inviters
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if inviters.len() >= MAX_TRACKED {
-            // Full buckets say nothing an absent entry does not.
-            inviters.retain(|_, bucket| {
-                bucket.refill(now, INVITATION_BURST, rate);
-                bucket.tokens < INVITATION_BURST
-            });
-        }
-        let bucket = inviters
-            .entry(inviter)
-            .or_insert_with(|| Bucket::full(INVITATION_BURST, now));
+        let bucket = bucket_of(&mut inviters, inviter, now, INVITATION_BURST, rate);
         if let Some(wait) = bucket.wait(now, INVITATION_BURST, rate) {
             return Err(wait);
         }

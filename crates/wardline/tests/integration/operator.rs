@@ -97,17 +97,14 @@ async fn teams_users_and_patients_are_named_by_name_on_the_command_line() {
         &["add-member", "--team", "Ward 7", "--user", "grey"],
         None,
     ));
-    succeeded(&admin(
-        &data,
-        &[
-            "add-patient",
-            "--team",
-            "Ward 7",
-            "--patient",
-            "Ada Lovelace",
-        ],
-        None,
-    ));
+    let add_patient = |patient: &str| {
+        admin(
+            &data,
+            &["add-patient", "--team", "Ward 7", "--patient", patient],
+            None,
+        )
+    };
+    succeeded(&add_patient("Ada Lovelace"));
     let enrolled = succeeded(&admin(
         &data,
         &[
@@ -131,11 +128,7 @@ async fn teams_users_and_patients_are_named_by_name_on_the_command_line() {
     );
 
     // A name that is not there, or that two patients share, is refused and says why.
-    let unknown = admin(
-        &data,
-        &["add-patient", "--team", "Ward 7", "--patient", "Nobody"],
-        None,
-    );
+    let unknown = add_patient("Nobody");
     assert!(!unknown.status.success());
     assert!(
         String::from_utf8_lossy(&unknown.stderr).contains("no patient with the id, MRN or name")
@@ -145,17 +138,7 @@ async fn teams_users_and_patients_are_named_by_name_on_the_command_line() {
         &["create-patient", "--name", "Ada Lovelace"],
         None,
     ));
-    let ambiguous = admin(
-        &data,
-        &[
-            "add-patient",
-            "--team",
-            "Ward 7",
-            "--patient",
-            "Ada Lovelace",
-        ],
-        None,
-    );
+    let ambiguous = add_patient("Ada Lovelace");
     assert!(!ambiguous.status.success());
     assert!(
         String::from_utf8_lossy(&ambiguous.stderr).contains("2 patients are named"),
