@@ -2,13 +2,16 @@
 # Runs Wardline's whole test suite. Installs what the tests need but Cargo cannot fetch:
 # Mosquitto's command-line clients (the independent MQTT client the tests use), curl (an
 # independent HTTP/2 client), promtool (which checks the metrics) and Python's aiosmtpd
-# (the real SMTP server the e-mail tests deliver to).
+# (the real SMTP server the e-mail tests deliver to) and py-nightscout (a real Nightscout
+# client, which reads a Wardline Nightscout site in the tests). Node.js reads Nightscout's
+# own test fixtures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_packages=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_packages+=(mosquitto-clients)
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
+command -v node >/dev/null 2>&1 || need_packages+=(nodejs)
 # promtool checks the metrics exposition (Debian's prometheus package has it).
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
 if [ ${#need_packages[@]} -gt 0 ]; then
@@ -28,6 +31,7 @@ if [ ! -d "$WARDLINE_SHARED_DATA" ]; then
 fi
 
 python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd
+python3 -c "import py_nightscout" 2>/dev/null || python3 -m pip install --quiet "py-nightscout==1.3.3"
 
 # A first build gains nothing from incremental compilation's caches, only their cost.
 [ -d target/debug ] || export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

@@ -52,6 +52,7 @@ fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .merge(routes::devices::routes())
         .merge(routes::emergency::routes())
         .merge(routes::shares::routes())
+        .merge(routes::nightscout::routes())
         .merge(routes::gateways::routes())
         .merge(routes::alarms::routes())
         .merge(routes::system::routes())
@@ -60,7 +61,8 @@ fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         ));
     let device_bodies = OpenApiRouter::new()
         .merge(routes::devices::ingest_routes())
-        .merge(routes::gateways::forward_routes());
+        .merge(routes::gateways::forward_routes())
+        .merge(routes::nightscout::protocol_routes());
     let streams = OpenApiRouter::new()
         .merge(routes::clinical::stream_routes())
         .merge(routes::alarms::stream_routes())
@@ -173,6 +175,13 @@ fn describe(document: &mut OpenApi) {
                 .description(Some("A device's own secret, shown once at enrolment"))
                 .build(),
         ),
+    );
+    components.add_security_scheme(
+        "nightscout_secret",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "api-secret",
+            "The SHA-1 or SHA-512, in hexadecimal, of a Nightscout site's API secret (also taken as the `secret` or `token` query parameter)",
+        ))),
     );
     let error_response = |spec: wardline_service::ErrorSpec| -> RefOr<Response> {
         RefOr::T(

@@ -767,6 +767,9 @@ enum Audience {
     Inviters,
     /// Devices and gateways, with their own credentials: no account's session will do.
     Devices,
+    /// Ada herself and her care team's clinicians and nurses: changes a patient may make
+    /// to their own record's connections.
+    AdaAndTeam,
 }
 
 /// Every documented operation's audience. An operation missing here fails the sweep, so
@@ -790,6 +793,10 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         }
         ("POST", "/api/v1/devices/{device_id}/readings" | "/api/v1/devices/{device_id}/status")
         | ("POST", "/api/v1/gateways/{gateway_id}/forward") => Devices,
+        ("GET" | "POST", "/ns/{site}/api/v1/{resource}")
+        | ("GET", "/ns/{site}/api/v1/{resource}/{part}") => Devices,
+        ("POST", "/api/v1/patients/{patient_id}/nightscout-sites")
+        | ("POST", "/api/v1/patients/{patient_id}/nightscout-sites/{site}/revoke") => AdaAndTeam,
         // One's own emergency access to a patient (none, for most).
         ("GET", "/api/v1/patients/{patient_id}/emergency-access") => SignedIn,
         ("POST", "/api/v1/patients/{patient_id}/emergency-access") => Clinical,
@@ -835,6 +842,7 @@ fn admits(audience: Audience, who: &str) -> bool {
         Audience::Specialists => who == "specialist",
         Audience::Inviters => !matches!(who, "specialist" | "anonymous"),
         Audience::Devices => false,
+        Audience::AdaAndTeam => matches!(who, "clinician" | "nurse" | "ada"),
     }
 }
 

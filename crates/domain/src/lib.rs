@@ -4,6 +4,7 @@
 pub mod codes;
 pub mod ids;
 pub mod local_device;
+pub mod nightscout;
 pub mod observation;
 pub mod payload;
 pub mod people;

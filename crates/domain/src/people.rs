@@ -88,10 +88,13 @@ pub enum DeviceKind {
     /// vital-signs patch): all the vital signs NEWS2 uses, from one device.
     VitalSignsMonitor,
     Gateway,
+    /// The apps of people with diabetes (xDrip+, AndroidAPS, Loop, Trio) uploading
+    /// through Wardline's Nightscout-compatible API: sensor and meter glucose.
+    NightscoutUploader,
 }
 
 impl DeviceKind {
-    pub const ALL: [DeviceKind; 11] = [
+    pub const ALL: [DeviceKind; 12] = [
         DeviceKind::Cgm,
         DeviceKind::GlucoseMeter,
         DeviceKind::Ecg,
@@ -103,6 +106,7 @@ impl DeviceKind {
         DeviceKind::Wearable,
         DeviceKind::VitalSignsMonitor,
         DeviceKind::Gateway,
+        DeviceKind::NightscoutUploader,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +122,7 @@ impl DeviceKind {
             DeviceKind::Wearable => "wearable",
             DeviceKind::VitalSignsMonitor => "vital_signs_monitor",
             DeviceKind::Gateway => "gateway",
+            DeviceKind::NightscoutUploader => "nightscout_uploader",
         }
     }
 
@@ -131,6 +136,7 @@ impl DeviceKind {
         use ObservationCode as C;
         match self {
             DeviceKind::Cgm => matches!(code, C::GlucoseCgm),
+            DeviceKind::NightscoutUploader => matches!(code, C::GlucoseCgm | C::GlucoseMeter),
             DeviceKind::GlucoseMeter => matches!(code, C::GlucoseMeter | C::GlucoseBlood),
             DeviceKind::Ecg => matches!(
                 code,

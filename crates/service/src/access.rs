@@ -40,6 +40,9 @@ pub enum AccessBasis {
     Emergency,
     /// A patient's share with the person: reads only, of its categories and window.
     Share,
+    /// The patient's own uploader app, with its Nightscout site's secret: the patient's
+    /// Nightscout data only.
+    Uploader,
 }
 
 /// What a read needs of a share to go through one.
@@ -51,6 +54,9 @@ pub enum ShareNeed {
     Any,
     /// Never through a share (the patient's devices, care teams, access log).
     Never,
+    /// The patient's Nightscout data: never through a share; the only reads an
+    /// uploader's credential may make.
+    Nightscout,
 }
 
 /// What a read of `action` needs of a share. Reads whose category depends on what is
@@ -65,6 +71,7 @@ fn share_need(action: &str) -> ShareNeed {
         "waveforms.read" | "rhythm_events.read" => ShareNeed::Category(ShareCategory::Ecg),
         "news2.read" | "news2.read_latest" => ShareNeed::Category(ShareCategory::VitalSigns),
         "cgm_report.read" => ShareNeed::Category(ShareCategory::Glucose),
+        nightscout if nightscout.starts_with("nightscout.") => ShareNeed::Nightscout,
         _ => ShareNeed::Never,
     }
 }
@@ -175,6 +182,12 @@ impl Wardline {
         patient_id: PatientId,
         need: ShareNeed,
     ) -> Result<Option<Grant>, Error> {
+        if let Actor::Uploader(uploader) = actor {
+            return Ok(
+                (uploader.patient_id == patient_id && need == ShareNeed::Nightscout)
+                    .then_some(Grant::of(AccessBasis::Uploader)),
+            );
+        }
         let Some(user) = actor.user() else {
             // The command line reads no clinical data.
             return Ok(None);
@@ -199,7 +212,7 @@ impl Wardline {
                 }
             }
             Role::Specialist => {
-                if need == ShareNeed::Never {
+                if matches!(need, ShareNeed::Never | ShareNeed::Nightscout) {
                     return Ok(None);
                 }
                 self.store
@@ -208,7 +221,7 @@ impl Wardline {
                     .into_iter()
                     .find(|share| match need {
                         ShareNeed::Category(category) => share.categories.contains(&category),
-                        ShareNeed::Any | ShareNeed::Never => true,
+                        ShareNeed::Any | ShareNeed::Never | ShareNeed::Nightscout => true,
                     })
                     .map(|share| Grant {
                         basis: AccessBasis::Share,

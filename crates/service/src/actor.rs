@@ -2,7 +2,7 @@
 //! is audited under its actor.
 
 use chrono::{DateTime, Utc};
-use wardline_domain::{PatientId, Role, UserId};
+use wardline_domain::{DeviceId, PatientId, Role, UserId};
 use wardline_store::{AuditEvent, AuditOutcome, User};
 
 /// A person authenticated by a session, and where the request came from.
@@ -14,6 +14,16 @@ pub struct Person {
     pub remote_addr: Option<String>,
 }
 
+/// An uploader app writing for one patient with a Nightscout site's secret (xDrip+,
+/// AndroidAPS, Loop, Trio): it reads and writes that patient's Nightscout data only.
+#[derive(Debug, Clone)]
+pub struct Uploader {
+    pub site: String,
+    pub device_id: DeviceId,
+    pub patient_id: PatientId,
+    pub remote_addr: Option<String>,
+}
+
 /// Who asks for an operation.
 #[derive(Debug, Clone)]
 pub enum Actor {
@@ -21,13 +31,14 @@ pub enum Actor {
     /// `wardline admin …` on the server's own machine: trusted as an administrator,
     /// audited as `cli`.
     CommandLine,
+    Uploader(Uploader),
 }
 
 impl Actor {
     pub fn user(&self) -> Option<&User> {
         match self {
             Actor::Person(person) => Some(&person.user),
-            Actor::CommandLine => None,
+            Actor::CommandLine | Actor::Uploader(_) => None,
         }
     }
 
@@ -40,6 +51,7 @@ impl Actor {
         match self {
             Actor::Person(person) => person.user.username.clone(),
             Actor::CommandLine => "cli".into(),
+            Actor::Uploader(uploader) => format!("device {}", uploader.device_id),
         }
     }
 
@@ -47,6 +59,7 @@ impl Actor {
         match self {
             Actor::Person(person) => person.user.role == Role::Admin,
             Actor::CommandLine => true,
+            Actor::Uploader(_) => false,
         }
     }
 
@@ -54,6 +67,7 @@ impl Actor {
         match self {
             Actor::Person(person) => person.remote_addr.clone(),
             Actor::CommandLine => None,
+            Actor::Uploader(uploader) => uploader.remote_addr.clone(),
         }
     }
 

@@ -18,6 +18,7 @@ mod error;
 pub mod gateways;
 pub mod ingest;
 pub mod live;
+pub mod nightscout;
 pub mod people;
 pub mod second_factor;
 pub mod sharing;

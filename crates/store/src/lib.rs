@@ -1,5 +1,5 @@
 //! Wardline's storage, by capability: people, emergency access, devices, ingest, clinical
-//! data, audit, alarms, the outbox, gateways and the committed event log. [`Store`] is all of them;
+//! data, audit, alarms, the outbox, gateways, Nightscout sites and the committed event log. [`Store`] is all of them;
 //! every backend implements each trait and passes the one conformance suite
 //! (`testsuite` feature). SQLite is the embedded backend.
 
@@ -13,6 +13,7 @@ mod events;
 mod gateways;
 mod ingest;
 mod model;
+mod nightscout;
 mod outbox;
 mod people;
 mod shares;
@@ -30,6 +31,7 @@ pub use events::*;
 pub use gateways::{GatewayReport, GatewayStatus, GatewayStore};
 pub use ingest::IngestStore;
 pub use model::*;
+pub use nightscout::*;
 pub use outbox::*;
 pub use people::PeopleStore;
 pub use shares::*;
@@ -48,6 +50,7 @@ pub trait Store:
     + AlarmStore
     + OutboxStore
     + GatewayStore
+    + NightscoutStore
     + EventLog
     + std::fmt::Debug
     + 'static
@@ -65,6 +68,7 @@ impl<T> Store for T where
         + AlarmStore
         + OutboxStore
         + GatewayStore
+        + NightscoutStore
         + EventLog
         + std::fmt::Debug
         + 'static
@@ -75,6 +79,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         AlarmStore, AuditStore, ClinicalStore, DeviceStore, EmergencyAccessStore, EventLog,
-        GatewayStore, IngestStore, OutboxStore, PeopleStore, Store,
+        GatewayStore, IngestStore, NightscoutStore, OutboxStore, PeopleStore, Store,
     };
 }

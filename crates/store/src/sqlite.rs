@@ -17,6 +17,7 @@ mod events;
 mod gateways;
 mod ingest;
 mod migrations;
+mod nightscout;
 mod outbox;
 mod people;
 mod rows;

@@ -6,6 +6,7 @@ pub(crate) mod clinical;
 pub(crate) mod devices;
 pub(crate) mod emergency;
 pub(crate) mod gateways;
+pub(crate) mod nightscout;
 pub(crate) mod people;
 pub(crate) mod shares;
 pub(crate) mod system;

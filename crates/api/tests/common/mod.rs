@@ -321,6 +321,9 @@ impl Hospital {
             .replace("{channel_id}", "ch_0")
             .replace("{notification_id}", "1")
             .replace("{share_id}", "00000000-0000-4000-8000-000000000000")
+            .replace("{site}", "0000000000000000")
+            .replace("{resource}", "entries")
+            .replace("{part}", "current")
     }
 
     /// A request as `who` (a key of `tokens`, or `anonymous`).

@@ -14,8 +14,31 @@ use crate::devices::{DeviceStore, InitialAssignment};
 use crate::error::StoreError;
 use crate::model::*;
 
+/// Inserts a new, active device.
+pub(super) fn insert_device(
+    connection: &Connection,
+    device: NewDevice,
+) -> Result<Device, StoreError> {
+    let created = from_ms(to_ms(device.created))?;
+    connection
+        .execute(
+            "INSERT INTO device (id, kind, model, serial, secret_hash, status, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6)",
+            params![device.id.as_str(), device.kind.as_str(), device.model, device.serial, device.secret_hash.as_slice(), to_ms(created)],
+        )
+        .map_err(|error| unique_violation(error, format!("device {}", device.id)))?;
+    Ok(Device {
+        id: device.id,
+        kind: device.kind,
+        model: device.model,
+        serial: device.serial,
+        status: DeviceStatus::Active,
+        created,
+        last_seen: None,
+    })
+}
+
 /// Ends the device's assignment open at `from` and starts one to `patient`.
-fn assign(
+pub(super) fn assign(
     connection: &Connection,
     device: &DeviceId,
     patient: PatientId,
@@ -97,27 +120,18 @@ impl DeviceStore for SqliteStore {
         audit: AuditEvent,
     ) -> Result<Device, StoreError> {
         self.write(move |connection| {
-            let created = from_ms(to_ms(device.created))?;
-            connection
-                .execute(
-                    "INSERT INTO device (id, kind, model, serial, secret_hash, status, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, 'active', ?6)",
-                    params![device.id.as_str(), device.kind.as_str(), device.model, device.serial, device.secret_hash.as_slice(), to_ms(created)],
-                )
-                .map_err(|error| unique_violation(error, format!("device {}", device.id)))?;
+            let device = insert_device(connection, device)?;
             // Inside the job's savepoint: an unknown patient undoes the device too.
             if let Some(assignment) = assignment {
-                assign(connection, &device.id, assignment.patient_id, assignment.from)?;
+                assign(
+                    connection,
+                    &device.id,
+                    assignment.patient_id,
+                    assignment.from,
+                )?;
             }
             append(connection, &[audit])?;
-            Ok(Device {
-                id: device.id,
-                kind: device.kind,
-                model: device.model,
-                serial: device.serial,
-                status: DeviceStatus::Active,
-                created,
-                last_seen: None,
-            })
+            Ok(device)
         })
         .await
     }

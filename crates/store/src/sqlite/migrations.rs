@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0011_second_factor.sql"),
     include_str!("../../migrations/sqlite/0012_device_certificates.sql"),
     include_str!("../../migrations/sqlite/0013_specialists_and_shares.sql"),
+    include_str!("../../migrations/sqlite/0014_nightscout.sql"),
 ];
 
 /// The schema version this build writes.

@@ -15,6 +15,7 @@ mod emergency;
 mod events;
 mod gateways;
 mod ingest;
+mod nightscout;
 mod outbox;
 mod people;
 mod recorded;
@@ -31,6 +32,7 @@ pub use emergency::*;
 pub use events::*;
 pub use gateways::*;
 pub use ingest::*;
+pub use nightscout::*;
 pub use outbox::*;
 pub use people::*;
 pub use recorded::{Recorded, Recorder, trait_methods};
@@ -70,7 +72,8 @@ macro_rules! store_conformance_suite {
             escalation_policies_per_team, channels_and_the_outbox,
             observation_summary_per_bucket, gateways_report_and_list,
             event_log_reads_every_commit_once, event_log_reads_a_patient_scope,
-            event_log_resumes_from_a_checkpoint);
+            event_log_resumes_from_a_checkpoint,
+            nightscout_sites_live_with_their_device, nightscout_documents_are_kept_once_per_key);
     };
     (@tests $fresh:expr; $($check:ident),*) => {
         $(

@@ -56,6 +56,7 @@ pub fn trait_methods() -> Vec<String> {
         include_str!("../alarms.rs"),
         include_str!("../outbox.rs"),
         include_str!("../gateways.rs"),
+        include_str!("../nightscout.rs"),
         include_str!("../events.rs"),
     ];
     let mut methods = Vec::new();
@@ -230,6 +231,14 @@ recorded!(GatewayStore {
     async fn gateway_statuses(&self) -> R<Vec<GatewayStatus>>;
 });
 
+recorded!(NightscoutStore {
+    async fn create_nightscout_site(&self, site: NewNightscoutSite, audit: AuditEvent) -> R<NightscoutSite>;
+    async fn nightscout_site(&self, id: &str) -> R<Option<NightscoutSite>>;
+    async fn nightscout_sites_of_patient(&self, patient: PatientId) -> R<Vec<NightscoutSite>>;
+    async fn store_nightscout_documents(&self, site: &str, documents: Vec<NewNightscoutDocument>) -> R<Vec<NightscoutDocument>>;
+    async fn nightscout_documents(&self, query: NightscoutDocumentQuery) -> R<Vec<NightscoutDocument>>;
+});
+
 #[async_trait]
 impl<S: Store> EventLog for Recorded<S> {
     async fn event_tail(&self) -> R<EventCursor> {
@@ -299,6 +308,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 95, "{methods:?}");
+        assert_eq!(methods.len(), 100, "{methods:?}");
     }
 }

@@ -14,6 +14,7 @@ mod encryption;
 mod evaluation;
 mod gateway;
 mod ingest;
+mod nightscout;
 mod observability;
 mod operator;
 mod sharing;
