@@ -70,8 +70,11 @@ export const DEVICE_KINDS: [string, string][] = [
   ['gateway', 'Home gateway'],
 ];
 
+/** Kinds a device gets other than by enrolment (a Nightscout site's uploader). */
+const OTHER_DEVICE_KINDS: [string, string][] = [['nightscout_uploader', 'Diabetes app (Nightscout)']];
+
 export function deviceKindLabel(kind: string): string {
-  return DEVICE_KINDS.find(([value]) => value === kind)?.[1] ?? kind;
+  return [...DEVICE_KINDS, ...OTHER_DEVICE_KINDS].find(([value]) => value === kind)?.[1] ?? kind;
 }
 
 /** How long a device may stay silent before its data is called stale, in minutes. */
@@ -80,6 +83,7 @@ export function staleAfterMinutes(kind: string): number {
     case 'ecg':
       return 2;
     case 'cgm':
+    case 'nightscout_uploader':
     case 'pulse_oximeter':
     case 'vital_signs_monitor':
     case 'gateway':

@@ -54,3 +54,5 @@ export type AccessLogEntry = Schemas['AccessLogEntry'];
 export type CgmReport = Schemas['CgmReport'];
 export type GatewayStatus = Schemas['GatewayStatus'];
 export type DeliveryView = Schemas['DeliveryView'];
+export type NightscoutSite = Schemas['SiteBody'];
+export type EnabledNightscoutSite = Schemas['EnabledSiteBody'];

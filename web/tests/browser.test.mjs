@@ -11,7 +11,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
@@ -654,6 +654,35 @@ test('a patient sees only their own data', async () => {
   await page.getByRole('heading', { name: /Access refused \(403\)/ }).waitFor();
   await page.goto(`${server.url}/ward`);
   await page.waitForURL('**/me');
+  await page.context().close();
+});
+
+test('a patient connects a diabetes app, whose glucose joins her record, and downloads her readings', async () => {
+  const page = await newPage();
+  await uiLogin(page, 'ada', PASSWORD);
+  await page.waitForURL('**/me');
+  const section = page.getByTestId('nightscout');
+  await section.getByRole('heading', { name: 'My diabetes apps' }).waitFor();
+  await section.getByTestId('nightscout-connect').click();
+  const url = (await section.getByTestId('nightscout-url').textContent()).trim();
+  const secret = (await section.getByTestId('nightscout-secret').textContent()).trim();
+  const site = new URL(url).pathname;
+  assert.match(site, /^\/ns\/[0-9a-f]{16}$/);
+  await section.getByTestId('nightscout-sites').getByText(url).waitFor();
+  // The app uploads as xDrip+ does: the SHA-1 of the secret in the api-secret header.
+  const entries = `${site}/api/v1/entries`;
+  const asApp = { headers: { 'api-secret': createHash('sha1').update(secret).digest('hex') } };
+  const date = Date.now() - 60_000;
+  const uploaded = await server.request('POST', entries, { ...asApp, body: [{ type: 'sgv', sgv: 187, date, direction: 'FortyFiveUp', device: 'xDrip-DexcomG7' }] });
+  assert.equal(uploaded.status, 200, uploaded.text);
+  assert.equal(uploaded.json[0].sgv, 187);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-csv').click()]);
+  const csv = readFileSync(await download.path(), 'utf8');
+  assert.match(csv, /^effective,loinc,display,value,unit/);
+  assert.ok(csv.split('\r\n').some((line) => line.includes(',99504-3,') && line.includes(',187,mg/dL,') && line.includes(',ns-')), 'the uploaded glucose is in her readings');
+  await section.getByRole('button', { name: 'Disconnect' }).click();
+  await section.getByText('disconnected').waitFor();
+  assert.equal((await server.request('GET', entries, asApp)).status, 401, 'a disconnected app is refused');
   await page.context().close();
 });
 

@@ -54,7 +54,7 @@ export async function startServer() {
     /** base64 SHA-256 of the CA's public key, for Chromium's --ignore-certificate-errors-spki-list. */
     caSpki: createHash('sha256').update(new X509Certificate(ca).publicKey.export({ type: 'spki', format: 'der' })).digest('base64'),
     adminPassword: await Promise.race([adminPassword, new Promise((_, reject) => setTimeout(() => reject(new Error('no admin password file named')), 5000))]),
-    request: (method, urlPath, { token, body } = {}) => request(server, method, urlPath, token, body),
+    request: (method, urlPath, { token, body, headers } = {}) => request(server, method, urlPath, token, body, headers),
     async stop() {
       if (exited === null) {
         child.kill('SIGTERM');
@@ -69,7 +69,7 @@ export async function startServer() {
   return server;
 }
 
-function request(server, method, urlPath, token, body) {
+function request(server, method, urlPath, token, body, extraHeaders = {}) {
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = https.request(
@@ -81,6 +81,7 @@ function request(server, method, urlPath, token, body) {
           Accept: 'application/json',
           ...(token ? { Authorization: `Bearer ${token}` } : {}),
           ...(payload ? { 'Content-Type': 'application/json', 'Content-Length': payload.length } : {}),
+          ...extraHeaders,
         },
       },
       (response) => {

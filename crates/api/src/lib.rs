@@ -66,6 +66,7 @@ fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
     let streams = OpenApiRouter::new()
         .merge(routes::clinical::stream_routes())
         .merge(routes::alarms::stream_routes())
+        .merge(routes::export::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             layers::MAX_BODY_BYTES,
         ));

@@ -5,6 +5,7 @@ mod access_matrix;
 mod common;
 mod emergency;
 mod errors;
+mod exports;
 mod nightscout;
 mod openapi;
 mod routes;

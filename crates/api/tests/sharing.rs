@@ -41,26 +41,7 @@ async fn hospital_and_clock() -> (Hospital, Arc<wardline_alarms::ManualClock>) {
 
 /// A CGM of Ada's since 40 days ago, with readings at the given days before now.
 async fn ada_glucose(h: &Hospital, days_ago: &[i64]) {
-    let (status, enrolled) = h
-        .as_(
-            "admin",
-            Method::POST,
-            "/api/v1/devices",
-            Some(json!({"kind": "cgm", "model": "G7", "serial": "share-1"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{enrolled}");
-    let device = enrolled["device"]["id"].as_str().unwrap().to_owned();
-    let secret = enrolled["secret"].as_str().unwrap().to_owned();
-    let (status, body) = h
-        .as_(
-            "admin",
-            Method::POST,
-            &format!("/api/v1/devices/{device}/assignments"),
-            Some(json!({"patient_id": h.ada, "from": Utc::now() - Duration::days(40)})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (device, secret) = h.ada_cgm_since(Utc::now() - Duration::days(40)).await;
     for (seq, days) in days_ago.iter().enumerate() {
         let (status, body) = h
             .call(

@@ -15,6 +15,7 @@ pub mod device_certificates;
 pub mod devices;
 pub mod emergency;
 mod error;
+pub mod export;
 pub mod gateways;
 pub mod ingest;
 pub mod live;

@@ -20,6 +20,7 @@ import { carePlanSection } from './careplan';
 import { patientSharesSection, referralSection, sharedPatientPage } from './sharing';
 import { emergencyAccessOffer, emergencyBanner, myEmergencyAccess } from './emergency';
 import { refusedPage } from './errors';
+import { exportSection, nightscoutSection } from './connections';
 
 const CGM_CODES = ['99504-3', '105272-9'];
 
@@ -111,6 +112,8 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
       self ? whoCanSee(patientId, signal) : null,
     ),
     self ? patientSharesSection(signal) : null,
+    self || (clinical && !emergency) ? nightscoutSection(patientId, self, signal) : null,
+    self || clinical ? exportSection(patientId, self) : null,
     clinical && !self && !emergency ? referralSection(patientId, patient.display_name) : null,
   );
   // Alarm changes of this patient arrive live; the history is re-read after a burst.

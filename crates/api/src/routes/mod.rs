@@ -5,6 +5,7 @@ pub(crate) mod analytics;
 pub(crate) mod clinical;
 pub(crate) mod devices;
 pub(crate) mod emergency;
+pub(crate) mod export;
 pub(crate) mod gateways;
 pub(crate) mod nightscout;
 pub(crate) mod people;

@@ -309,6 +309,31 @@ impl Hospital {
         )
     }
 
+    /// A CGM of Ada's assigned to her since `from` (so that it may send readings of that
+    /// past): `(device id, secret)`.
+    pub async fn ada_cgm_since(&self, from: chrono::DateTime<chrono::Utc>) -> (String, String) {
+        let (status, enrolled) = self
+            .as_(
+                "admin",
+                Method::POST,
+                "/api/v1/devices",
+                Some(json!({"kind": "cgm", "model": "G7", "serial": format!("since-{from}")})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{enrolled}");
+        let device = enrolled["device"]["id"].as_str().unwrap().to_owned();
+        let (status, body) = self
+            .as_(
+                "admin",
+                Method::POST,
+                &format!("/api/v1/devices/{device}/assignments"),
+                Some(json!({"patient_id": self.ada, "from": from})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        (device, enrolled["secret"].as_str().unwrap().to_owned())
+    }
+
     /// A documented path with its parameters filled in: Ada, her care team, and ids of
     /// things that do not exist.
     pub fn concrete(&self, path: &str) -> String {
