@@ -56,3 +56,4 @@ export type GatewayStatus = Schemas['GatewayStatus'];
 export type DeliveryView = Schemas['DeliveryView'];
 export type NightscoutSite = Schemas['SiteBody'];
 export type EnabledNightscoutSite = Schemas['EnabledSiteBody'];
+export type ImportSummary = Schemas['ImportSummary'];

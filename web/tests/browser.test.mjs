@@ -657,7 +657,7 @@ test('a patient sees only their own data', async () => {
   await page.context().close();
 });
 
-test('a patient connects a diabetes app, whose glucose joins her record, and downloads her readings', async () => {
+test('a patient connects a diabetes app and imports a CGM export, whose glucose joins her record, and downloads her readings', async () => {
   const page = await newPage();
   await uiLogin(page, 'ada', PASSWORD);
   await page.waitForURL('**/me');
@@ -680,6 +680,24 @@ test('a patient connects a diabetes app, whose glucose joins her record, and dow
   const csv = readFileSync(await download.path(), 'utf8');
   assert.match(csv, /^effective,loinc,display,value,unit/);
   assert.ok(csv.split('\r\n').some((line) => line.includes(',99504-3,') && line.includes(',187,mg/dL,') && line.includes(',ns-')), 'the uploaded glucose is in her readings');
+  // A Dexcom Clarity export, imported from the page: its readings once, a bad row named.
+  const importer = page.getByTestId('cgm-import');
+  await importer.getByLabel('Export').selectOption('clarity');
+  await importer.getByLabel('Time zone of its clock times').fill('UTC');
+  const day = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
+  const clarity = [
+    'Index,Timestamp (YYYY-MM-DDThh:mm:ss),Event Type,Event Subtype,Glucose Value (mg/dL)',
+    '1,,FirstName,,',
+    `2,${day}T08:00:00,EGV,,121`,
+    `3,${day}T08:05:00,EGV,,125`,
+    `4,${day}T08:10:00,EGV,,not a number`,
+  ].join('\r\n');
+  await importer.getByLabel('File').setInputFiles({ name: 'clarity.csv', mimeType: 'text/csv', buffer: Buffer.from(clarity) });
+  await importer.getByRole('button', { name: 'Import' }).click();
+  await importer.getByTestId('import-result').getByText(/Imported 2 readings/).waitFor();
+  assert.match(await importer.getByTestId('import-result').textContent(), /1 rows refused:.*line 5, Glucose Value/);
+  await importer.getByRole('button', { name: 'Import' }).click();
+  await importer.getByTestId('import-result').getByText(/Imported 0 readings.*2 were stored before/).waitFor();
   await section.getByRole('button', { name: 'Disconnect' }).click();
   await section.getByText('disconnected').waitFor();
   assert.equal((await server.request('GET', entries, asApp)).status, 401, 'a disconnected app is refused');

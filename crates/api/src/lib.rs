@@ -62,7 +62,8 @@ fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
     let device_bodies = OpenApiRouter::new()
         .merge(routes::devices::ingest_routes())
         .merge(routes::gateways::forward_routes())
-        .merge(routes::nightscout::protocol_routes());
+        .merge(routes::nightscout::protocol_routes())
+        .merge(routes::imports::routes());
     let streams = OpenApiRouter::new()
         .merge(routes::clinical::stream_routes())
         .merge(routes::alarms::stream_routes())

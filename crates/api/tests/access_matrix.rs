@@ -795,7 +795,8 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         | ("POST", "/api/v1/gateways/{gateway_id}/forward") => Devices,
         ("GET" | "POST", "/ns/{site}/api/v1/{resource}")
         | ("GET", "/ns/{site}/api/v1/{resource}/{part}") => Devices,
-        ("POST", "/api/v1/patients/{patient_id}/nightscout-sites")
+        ("POST", "/api/v1/patients/{patient_id}/imports")
+        | ("POST", "/api/v1/patients/{patient_id}/nightscout-sites")
         | ("POST", "/api/v1/patients/{patient_id}/nightscout-sites/{site}/revoke") => AdaAndTeam,
         // One's own emergency access to a patient (none, for most).
         ("GET", "/api/v1/patients/{patient_id}/emergency-access") => SignedIn,

@@ -89,6 +89,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5000)]
         batch: usize,
     },
+    /// Nightscout uploads: uploaders post batches of sensor glucose entries to their
+    /// sites and wait for each answer; beside them, in the same run, native devices post
+    /// the same batches in Wardline's format.
+    Nightscout {
+        /// Uploaders, and native devices.
+        #[arg(long, default_value_t = 10)]
+        clients: usize,
+        /// Readings per request.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Measured seconds of each load (after its warm-up).
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -134,6 +150,20 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             devices,
             batch,
         } => crate::bench_drain::bench_drain(readings, devices.max(1), batch.clamp(1, 5000)).await,
+        BenchCommand::Nightscout {
+            clients,
+            batch,
+            seconds,
+            warmup_seconds,
+        } => {
+            crate::bench_nightscout::bench_nightscout(
+                clients.max(1),
+                batch.clamp(1, 1000),
+                seconds.max(1),
+                warmup_seconds,
+            )
+            .await
+        }
     }
 }
 
@@ -169,27 +199,14 @@ async fn ingest(
     let data_dir = data_dir.unwrap_or_else(|| temporary.join("data"));
     let credentials = enrol(&data_dir, devices).await?;
     let listen_file = temporary.join("listen.json");
-    let mut server = Command::new(std::env::current_exe()?)
-        .args([
-            "serve",
-            "--plaintext",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            // Metrics on a listener of their own, so the commit count can be read
-            // without an administrator's session.
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data_dir)
-        .arg("--listen-file")
-        .arg(&listen_file)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting wardline serve")?;
+    // Metrics on a listener of their own, so the commit count can be read without an
+    // administrator's session.
+    let mut server = spawn_server(
+        &data_dir,
+        &listen_file,
+        false,
+        &["--metrics-listen", "127.0.0.1:0"],
+    )?;
     let report = wait_for_listen_file(&listen_file, &mut server)?;
     println!("{}", machine_description());
     println!(
@@ -290,6 +307,38 @@ pub(crate) fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let path = std::env::temp_dir().join(format!("wardline-bench-{}", std::process::id()));
     std::fs::create_dir_all(&path)?;
     Ok(path)
+}
+
+/// Starts `wardline serve` on the data folder as its own process, on loopback ports the
+/// system picks, with TLS or plaintext, writing its addresses to `listen_file`
+/// ([`wait_for_listen_file`] reads them).
+pub(crate) fn spawn_server(
+    data_dir: &std::path::Path,
+    listen_file: &std::path::Path,
+    tls: bool,
+    extra: &[&str],
+) -> anyhow::Result<std::process::Child> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("serve");
+    if !tls {
+        command.arg("--plaintext");
+    }
+    command
+        .args([
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen-file")
+        .arg(listen_file)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting wardline serve")
 }
 
 pub(crate) fn machine_description() -> String {
@@ -407,7 +456,7 @@ async fn load(
     result
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // 1 µs to 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid")
 }

@@ -9,7 +9,6 @@
 //! and over. Latency = the publish's write to the socket → the SSE event's arrival.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -289,23 +288,7 @@ pub(crate) async fn alarm_latency(
     let data_dir = temporary.join("data");
     let setup = setup(&data_dir, devices).await?;
     let listen_file = temporary.join("listen.json");
-    let mut server = Command::new(std::env::current_exe()?)
-        .args([
-            "serve",
-            "--plaintext",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data_dir)
-        .arg("--listen-file")
-        .arg(&listen_file)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting wardline serve")?;
+    let mut server = crate::bench::spawn_server(&data_dir, &listen_file, false, &[])?;
     let result = measure(
         &setup,
         &listen_file,

@@ -16,7 +16,6 @@ pub(crate) async fn bench_drain(
     devices: usize,
     batch: usize,
 ) -> anyhow::Result<()> {
-    use std::process::{Command, Stdio};
     use std::time::Instant;
 
     use wardline_domain::DeviceKind;
@@ -96,22 +95,7 @@ pub(crate) async fn bench_drain(
 
     // The server, as a separate process with TLS.
     let listen_file = temporary.join("listen.json");
-    let mut server = Command::new(std::env::current_exe()?)
-        .args([
-            "serve",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data_dir)
-        .arg("--listen-file")
-        .arg(&listen_file)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting wardline serve")?;
+    let mut server = crate::bench::spawn_server(&data_dir, &listen_file, true, &[])?;
     let report = crate::bench::wait_for_listen_file(&listen_file, &mut server)?;
     let ca_file = report.ca_path.clone().context("the server runs with TLS")?;
 

@@ -220,6 +220,81 @@ fn fail(error: wardline_service::Error) -> anyhow::Error {
     anyhow::anyhow!("{}", error.message())
 }
 
+/// `wardline import clarity|libreview FILE --patient … --time-zone …`.
+#[derive(Subcommand, Debug)]
+pub enum ImportCommand {
+    /// A Dexcom Clarity CSV export.
+    Clarity(ImportArgs),
+    /// A LibreView glucose CSV export (FreeStyle Libre readers, the LibreLink app).
+    Libreview(ImportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The export file.
+    pub file: std::path::PathBuf,
+    /// The patient: their id, medical record number or name.
+    #[arg(long)]
+    pub patient: String,
+    /// The time zone the export's clock times are in (the patient's), an IANA name such
+    /// as Europe/London.
+    #[arg(long)]
+    pub time_zone: String,
+}
+
+/// Imports a CGM export into a patient's record on the data folder's database, and
+/// prints what it did. Importing the same file again adds nothing.
+pub async fn import(config: &Config, command: ImportCommand) -> anyhow::Result<()> {
+    use wardline_service::imports::ImportSource;
+    let (source, args) = match command {
+        ImportCommand::Clarity(args) => (ImportSource::Clarity, args),
+        ImportCommand::Libreview(args) => (ImportSource::Libreview, args),
+    };
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {} (a UTF-8 CSV export)", args.file.display()))?;
+    let database = crate::database_key::database_path(config);
+    if !database
+        .try_exists()
+        .with_context(|| format!("looking for {}", database.display()))?
+    {
+        bail!(
+            "no Wardline database in {}: run this where `wardline serve` keeps its data, or name that folder with --data-dir",
+            config.data_dir.display()
+        );
+    }
+    eprintln!("data folder {}", config.data_dir.display());
+    let service = offline_service(config).await?;
+    let patient = patient_named(&service, &args.patient).await?;
+    let summary = service
+        .import_cgm(&Actor::CommandLine, patient, source, &text, &args.time_zone)
+        .await
+        .map_err(fail)?;
+    println!(
+        "imported {} readings ({} stored before) under device {}",
+        summary.imported, summary.duplicates, summary.device_id
+    );
+    if let (Some(first), Some(last)) = (summary.first, summary.last) {
+        println!("from {first} to {last} ({})", summary.time_zone);
+    }
+    if summary.ambiguous_times > 0 {
+        println!(
+            "{} clock times happened twice (the autumn change) and were read as the first",
+            summary.ambiguous_times
+        );
+    }
+    println!(
+        "{} other rows (alerts, insulin, food, details) skipped",
+        summary.other_rows
+    );
+    if summary.refused > 0 {
+        println!("{} rows refused:", summary.refused);
+        for row in &summary.refused_rows {
+            println!("  line {}: {}: {}", row.line, row.field, row.reason);
+        }
+    }
+    Ok(())
+}
+
 /// Runs one administrative command on the data folder's database. Without `init`, the
 /// database must exist already: a command run in the wrong folder stops and says where it
 /// looked, instead of making an empty database there that no server reads.

@@ -124,6 +124,21 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "HTTP requests from devices refused for their credential.",
     ),
     (
+        "wardline_nightscout_auth_failed_total",
+        "counter",
+        "Nightscout requests refused for their site or API secret (each audited).",
+    ),
+    (
+        "wardline_nightscout_documents_stored_total",
+        "counter",
+        "Nightscout documents newly kept, by collection (re-sent ones are not counted).",
+    ),
+    (
+        "wardline_nightscout_documents_refused_total",
+        "counter",
+        "Nightscout documents refused for their content, by collection.",
+    ),
+    (
         "wardline_http_request_duration_seconds",
         "histogram",
         "HTTP request latency by method, route template and status class.",

@@ -17,6 +17,7 @@ pub mod emergency;
 mod error;
 pub mod export;
 pub mod gateways;
+pub mod imports;
 pub mod ingest;
 pub mod live;
 pub mod nightscout;

@@ -36,6 +36,13 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Import a CGM export (Dexcom Clarity, LibreView) into a patient's record.
+    Import {
+        #[command(flatten)]
+        location: DataArgs,
+        #[command(subcommand)]
+        command: wardline_server::admin::ImportCommand,
+    },
     /// Measure Wardline (and optionally another broker) under load.
     Bench {
         #[command(subcommand)]
@@ -61,14 +68,14 @@ enum Command {
 #[derive(clap::Args, Debug)]
 struct DataArgs {
     /// Data folder (default: ./wardline-data, or WARDLINE_DATA_DIR, or the config file's).
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Keys folder, outside the data folder (default: the data folder's name + `-keys`
     /// beside it, or WARDLINE_KEYS_DIR, or the config file's `keys.dir`).
-    #[arg(long)]
+    #[arg(long, global = true)]
     keys_dir: Option<PathBuf>,
     /// TOML configuration file.
-    #[arg(long, env = "WARDLINE_CONFIG")]
+    #[arg(long, env = "WARDLINE_CONFIG", global = true)]
     config: Option<PathBuf>,
 }
 
@@ -163,6 +170,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let config = resolve(&location, Overrides::default())?;
             wardline_server::admin::run(&config, command, init).await
+        }
+        Command::Import { location, command } => {
+            let config = resolve(&location, Overrides::default())?;
+            wardline_server::admin::import(&config, command).await
         }
         Command::Bench { command } => wardline_devtools::bench::run(command).await,
         Command::Demo(args) => wardline_server::demo::run(args, stop_on_signal()).await,

@@ -1,11 +1,12 @@
 // What connects a patient's record to the outside: the diabetes apps that upload to it
-// (Nightscout sites: a URL and an API secret for xDrip+, AndroidAPS, Loop or Trio), and
-// the record taken out of it as a file (CSV or NDJSON).
+// (Nightscout sites: a URL and an API secret for xDrip+, AndroidAPS, Loop or Trio), CGM
+// exports imported into it (Dexcom Clarity, LibreView), and the record taken out of it as
+// a file (CSV or NDJSON).
 
 import { api, patientPath, post } from '../api';
-import { h, notice, replace } from '../dom';
+import { field, h, notice, replace, select } from '../dom';
 import { formatTime } from '../format';
-import type { EnabledNightscoutSite, NightscoutSite } from '../schema';
+import type { EnabledNightscoutSite, ImportSummary, NightscoutSite } from '../schema';
 
 /** The patient's Nightscout sites: connect an app, see the sites, end one. */
 export function nightscoutSection(patientId: string, self: boolean, signal: AbortSignal): HTMLElement {
@@ -89,5 +90,87 @@ export function exportSection(patientId: string, self: boolean): HTMLElement {
     { class: 'card', 'aria-labelledby': 'export-title' },
     h('h2', { id: 'export-title' }, self ? 'Download my readings' : 'Download readings'),
     h('p', null, link('csv', 'All readings as CSV (a spreadsheet)'), ' · ', link('ndjson', 'as NDJSON (for a program)')),
+  );
+}
+
+/** Imports a Dexcom Clarity or LibreView export, with its progress and what it did. */
+export function importSection(patientId: string, signal: AbortSignal): HTMLElement {
+  const source = select('source', [['clarity', 'Dexcom Clarity (CSV)'], ['libreview', 'LibreView (CSV)']]);
+  const zone = h('input', { name: 'time_zone', value: Intl.DateTimeFormat().resolvedOptions().timeZone, maxlength: '64', autocomplete: 'off' });
+  const file = h('input', { type: 'file', name: 'file', accept: '.csv,text/csv' });
+  const progress = h('progress', { max: '100', value: '0', 'aria-label': 'Upload progress' });
+  progress.hidden = true;
+  const result = h('div', { role: 'status', 'data-testid': 'import-result' });
+  const submit = h('button', { type: 'submit' }, 'Import');
+  const form = h(
+    'form',
+    { 'aria-label': 'Import a CGM export', novalidate: true },
+    field('Export', source),
+    field('Time zone of its clock times', zone, 'The patient’s, as an IANA name such as Europe/London.'),
+    field('File', file),
+    submit,
+    progress,
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const chosen = file.files?.[0];
+    if (!chosen) {
+      replace(result, notice('error', 'Choose the export file first.'));
+      return;
+    }
+    submit.disabled = true;
+    progress.hidden = false;
+    progress.value = 0;
+    replace(result);
+    // XMLHttpRequest, not fetch: it reports how much of a large file has gone up.
+    const request = new XMLHttpRequest();
+    const query = new URLSearchParams({ source: source.value, time_zone: zone.value.trim() });
+    request.open('POST', patientPath(patientId, `/imports?${query}`));
+    request.setRequestHeader('Content-Type', 'text/csv');
+    request.setRequestHeader('X-Wardline-Request', '1');
+    request.responseType = 'json';
+    request.upload.addEventListener('progress', (progressEvent) => {
+      if (progressEvent.lengthComputable) progress.value = Math.round((100 * progressEvent.loaded) / progressEvent.total);
+    });
+    const done = () => {
+      submit.disabled = false;
+      progress.hidden = true;
+    };
+    request.addEventListener('load', () => {
+      done();
+      const body = request.response as (ImportSummary & { error?: { message?: string } }) | null;
+      if (request.status !== 200 || !body) {
+        replace(result, notice('error', `The import was refused: ${body?.error?.message ?? request.statusText}`));
+        return;
+      }
+      replace(result, summaryView(body));
+    });
+    request.addEventListener('error', () => {
+      done();
+      replace(result, notice('error', 'The upload failed; nothing was imported that you were told of. Try again: readings stored before are not stored twice.'));
+    });
+    signal.addEventListener('abort', () => request.abort(), { once: true });
+    request.send(chosen);
+  });
+  return h(
+    'section',
+    { class: 'card', 'aria-labelledby': 'import-title', 'data-testid': 'cgm-import' },
+    h('h2', { id: 'import-title' }, 'Import a CGM export'),
+    form,
+    result,
+  );
+}
+
+function summaryView(summary: ImportSummary): HTMLElement {
+  const range = summary.first && summary.last ? ` from ${formatTime(summary.first)} to ${formatTime(summary.last)}` : '';
+  return notice(
+    summary.refused > 0 ? 'warning' : 'success',
+    h('p', null, `Imported ${summary.imported} readings${range}; ${summary.duplicates} were stored before; ${summary.other_rows} other rows (alerts, insulin, food) skipped.`),
+    summary.refused > 0
+      ? h('div', null,
+        h('p', null, `${summary.refused} rows refused:`),
+        h('ul', null, summary.refused_rows.slice(0, 20).map((row) => h('li', null, `line ${row.line}, ${row.field}: ${row.reason}`))),
+      )
+      : null,
   );
 }

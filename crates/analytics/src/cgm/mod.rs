@@ -29,8 +29,9 @@ pub use episodes::{
 };
 pub use metrics::{ConsensusMetrics, consensus_metrics};
 pub use parse::{
-    DEXCOM_HIGH_MG_DL, DEXCOM_LOW_MG_DL, format_timestamp, parse_common_csv, parse_dexcom_clarity,
-    parse_timestamp,
+    CgmImport, DEXCOM_HIGH_MG_DL, DEXCOM_LOW_MG_DL, ImportedKind, ImportedReading,
+    LIBRE_HIGH_MG_DL, LIBRE_LOW_MG_DL, RefusedRow, format_timestamp, import_dexcom_clarity,
+    import_libreview, parse_common_csv, parse_dexcom_clarity, parse_timestamp,
 };
 
 use serde::{Deserialize, Serialize};

@@ -99,6 +99,218 @@ pub fn parse_dexcom_clarity(text: &str) -> Result<Vec<GlucoseReading>, Analytics
     Ok(readings)
 }
 
+/// What a reading of an import is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportedKind {
+    /// The sensor's own periodic reading (Clarity's `EGV`, LibreView's historic glucose).
+    Sensor,
+    /// A reading the patient took by scanning the sensor (LibreView).
+    Scan,
+}
+
+/// One glucose of an export, at its local clock time (exports carry no zone).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedReading {
+    /// Its line in the file, for the summary of what was refused.
+    pub line: usize,
+    pub local: NaiveDateTime,
+    pub glucose_mg_dl: f64,
+    pub kind: ImportedKind,
+}
+
+/// A row of an export that held a glucose and was not taken, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedRow {
+    pub line: usize,
+    pub field: String,
+    pub reason: String,
+}
+
+/// What an export gives an import: its glucose readings, the rows refused with their
+/// reasons, and how many rows held something else (alerts, insulin, food, the
+/// patient's name).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CgmImport {
+    pub readings: Vec<ImportedReading>,
+    pub refused: Vec<RefusedRow>,
+    pub other_rows: usize,
+}
+
+impl CgmImport {
+    fn take(
+        &mut self,
+        line: usize,
+        kind: ImportedKind,
+        local: Result<i64, AnalyticsError>,
+        glucose: Result<Option<f64>, AnalyticsError>,
+    ) {
+        let refuse = |error: AnalyticsError| match error {
+            AnalyticsError::Parse {
+                line,
+                field,
+                reason,
+            } => RefusedRow {
+                line,
+                field,
+                reason,
+            },
+            other => RefusedRow {
+                line,
+                field: "row".into(),
+                reason: other.to_string(),
+            },
+        };
+        match (local, glucose) {
+            (Ok(local), Ok(Some(glucose_mg_dl))) => {
+                if let Some(local) = DateTime::from_timestamp(local, 0) {
+                    self.readings.push(ImportedReading {
+                        line,
+                        local: local.naive_utc(),
+                        glucose_mg_dl,
+                        kind,
+                    });
+                }
+            }
+            (Ok(_), Ok(None)) => self.refused.push(RefusedRow {
+                line,
+                field: "glucose".into(),
+                reason: "no glucose value".into(),
+            }),
+            (Err(error), _) | (_, Err(error)) => self.refused.push(refuse(error)),
+        }
+    }
+}
+
+/// Reads a Dexcom Clarity export for an import: as [`parse_dexcom_clarity`], but a bad
+/// row is refused on its own (with its line, field and reason) instead of failing the
+/// file; only a file that is not a Clarity export at all is an error.
+pub fn import_dexcom_clarity(text: &str) -> Result<CgmImport, AnalyticsError> {
+    let mut lines = numbered_lines(text);
+    let (header_line, header) = lines.next().ok_or(AnalyticsError::InsufficientData(
+        "the Clarity export is empty",
+    ))?;
+    let layout = ClarityLayout::from_header(header_line, header)?;
+    let mut import = CgmImport::default();
+    for (line, text) in lines {
+        let fields = split_csv_line(text);
+        let field = |index: usize| fields.get(index).map_or("", |f| f.trim());
+        if field(layout.event_type) != "EGV" {
+            import.other_rows += 1;
+            continue;
+        }
+        let glucose = match field(layout.glucose) {
+            "Low" | "LOW" => Ok(Some(DEXCOM_LOW_MG_DL)),
+            "High" | "HIGH" => Ok(Some(DEXCOM_HIGH_MG_DL)),
+            other => read_glucose(line, "Glucose Value", other, layout.to_mg_dl),
+        };
+        let local = read_timestamp(line, "Timestamp", field(layout.timestamp));
+        import.take(line, ImportedKind::Sensor, local, glucose);
+    }
+    Ok(import)
+}
+
+/// Glucose a FreeStyle Libre stands for when it prints "LO" (below its 40 mg/dL floor).
+pub const LIBRE_LOW_MG_DL: f64 = 40.0;
+/// Glucose a FreeStyle Libre stands for when it prints "HI" (above its 500 mg/dL ceiling).
+pub const LIBRE_HIGH_MG_DL: f64 = 500.0;
+
+/// LibreView's clock formats: with AM/PM the export is American (month first); in 24-hour
+/// time it is European (day first); some exports write ISO dates.
+const LIBREVIEW_TIME_FORMATS: [&str; 6] = [
+    "%m-%d-%Y %I:%M %p",
+    "%m/%d/%Y %I:%M %p",
+    "%d-%m-%Y %H:%M",
+    "%d/%m/%Y %H:%M",
+    "%d.%m.%Y %H:%M",
+    "%Y-%m-%d %H:%M",
+];
+
+/// Reads a LibreView glucose export (FreeStyle Libre readers and the LibreLink app): its
+/// historic (every 15 minutes) and scan glucose, in mg/dL or mmol/L. The first lines
+/// may be LibreView's title ("Glucose Data, Generated on, …"); the header is the line
+/// that names `Device Timestamp` and `Record Type`. Strip (finger-prick) glucose,
+/// insulin, food, notes and clock changes are counted as other rows.
+pub fn import_libreview(text: &str) -> Result<CgmImport, AnalyticsError> {
+    let mut lines = numbered_lines(text);
+    let (header_line, columns) = loop {
+        let (line, text) = lines.next().ok_or_else(|| {
+            parse_error(
+                1,
+                "header",
+                "no line names `Device Timestamp` and `Record Type`: is this a LibreView glucose export?".into(),
+            )
+        })?;
+        let columns = split_csv_line(text);
+        if columns.iter().any(|c| c.trim() == "Device Timestamp")
+            && columns.iter().any(|c| c.trim() == "Record Type")
+        {
+            break (line, columns);
+        }
+        if line > 5 {
+            return Err(parse_error(
+                line,
+                "header",
+                "no line of the first five names `Device Timestamp` and `Record Type`: is this a LibreView glucose export?".into(),
+            ));
+        }
+    };
+    let find = |name: &str| columns.iter().position(|c| c.trim() == name);
+    let glucose_column = |prefix: &str| -> Result<Option<(usize, f64)>, AnalyticsError> {
+        match (
+            find(&format!("{prefix} mg/dL")),
+            find(&format!("{prefix} mmol/L")),
+        ) {
+            (Some(index), _) => Ok(Some((index, 1.0))),
+            (None, Some(index)) => Ok(Some((index, MG_DL_PER_MMOL_L))),
+            (None, None) => Ok(None),
+        }
+    };
+    let timestamp = find("Device Timestamp").unwrap_or(0);
+    let record_type = find("Record Type").unwrap_or(0);
+    let historic = glucose_column("Historic Glucose")?;
+    let scan = glucose_column("Scan Glucose")?;
+    if historic.is_none() && scan.is_none() {
+        return Err(parse_error(
+            header_line,
+            "header",
+            "no `Historic Glucose` or `Scan Glucose` column (in mg/dL or mmol/L)".into(),
+        ));
+    }
+    let mut import = CgmImport::default();
+    for (line, text) in lines {
+        let fields = split_csv_line(text);
+        let field = |index: usize| fields.get(index).map_or("", |f| f.trim());
+        let (column, kind, name) = match (field(record_type), historic, scan) {
+            ("0", Some(column), _) => (column, ImportedKind::Sensor, "Historic Glucose"),
+            ("1", _, Some(column)) => (column, ImportedKind::Scan, "Scan Glucose"),
+            _ => {
+                import.other_rows += 1;
+                continue;
+            }
+        };
+        let (index, to_mg_dl) = column;
+        let glucose = match field(index) {
+            "LO" | "Lo" => Ok(Some(LIBRE_LOW_MG_DL)),
+            "HI" | "Hi" => Ok(Some(LIBRE_HIGH_MG_DL)),
+            other => read_glucose(line, name, other, to_mg_dl),
+        };
+        let clock = field(timestamp);
+        let local = LIBREVIEW_TIME_FORMATS
+            .iter()
+            .find_map(|format| NaiveDateTime::parse_from_str(clock, format).ok())
+            .map(|time| time.and_utc().timestamp())
+            .ok_or_else(|| {
+                parse_error(
+                    line,
+                    "Device Timestamp",
+                    format!("`{clock}` is not a LibreView time (such as 01-14-2024 08:03 AM or 14-01-2024 08:03)"),
+                )
+            });
+        import.take(line, kind, local, glucose);
+    }
+    Ok(import)
+}
+
 /// Where the columns a Clarity importer needs sit in this export.
 struct ClarityLayout {
     timestamp: usize,
@@ -249,6 +461,66 @@ fn parse_error(line: usize, field: &str, reason: String) -> AnalyticsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_import_refuses_bad_rows_one_by_one() {
+        let import = import_dexcom_clarity(
+            "Index,Timestamp (YYYY-MM-DDThh:mm:ss),Event Type,Glucose Value (mg/dL)\n\
+             1,,FirstName,\n\
+             2,2016-10-24T11:24:17,EGV,103\n\
+             3,2016-10-24T11:29:17,EGV,abc\n\
+             4,yesterday,EGV,100\n\
+             5,2016-10-24T11:39:17,EGV,Low\n",
+        )
+        .unwrap();
+        assert_eq!(import.readings.len(), 2);
+        assert_eq!(import.readings[1].glucose_mg_dl, DEXCOM_LOW_MG_DL);
+        assert_eq!(import.other_rows, 1);
+        assert_eq!(
+            import
+                .refused
+                .iter()
+                .map(|row| (row.line, row.field.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(4, "Glucose Value"), (5, "Timestamp")]
+        );
+        assert!(
+            import_dexcom_clarity("a,b\n1,2\n").is_err(),
+            "not a Clarity export"
+        );
+    }
+
+    #[test]
+    fn libreview_exports_in_either_clock_and_unit() {
+        let american = import_libreview(
+            "Glucose Data,Generated on,01-15-2024 10:00 AM UTC,Generated by,Jane Doe\n\
+             Device,Serial Number,Device Timestamp,Record Type,Historic Glucose mg/dL,Scan Glucose mg/dL,Notes\n\
+             FreeStyle LibreLink,ABC,01-14-2024 08:03 PM,0,105,,\n\
+             FreeStyle LibreLink,ABC,01-14-2024 08:10 PM,1,,112,\n\
+             FreeStyle LibreLink,ABC,01-14-2024 08:12 PM,6,,,clock changed\n\
+             FreeStyle LibreLink,ABC,01-14-2024 08:18 PM,0,LO,,\n",
+        )
+        .unwrap();
+        assert_eq!(american.readings.len(), 3);
+        assert_eq!(
+            american.readings[0].local.to_string(),
+            "2024-01-14 20:03:00"
+        );
+        assert_eq!(american.readings[1].kind, ImportedKind::Scan);
+        assert_eq!(american.readings[2].glucose_mg_dl, LIBRE_LOW_MG_DL);
+        assert_eq!(american.other_rows, 1);
+        let european = import_libreview(
+            "Device,Serial Number,Device Timestamp,Record Type,Historic Glucose mmol/L,Scan Glucose mmol/L\n\
+             FreeStyle Libre 2,XYZ,02-03-2024 14:15,0,5.5,\n",
+        )
+        .unwrap();
+        assert_eq!(
+            european.readings[0].local.to_string(),
+            "2024-03-02 14:15:00"
+        );
+        assert!((european.readings[0].glucose_mg_dl - 99.099).abs() < 1e-3);
+        assert!(import_libreview("timestamp,glucose_mg_dl\n").is_err());
+    }
 
     #[test]
     fn common_csv_reads_missing_values_and_reports_bad_lines() {

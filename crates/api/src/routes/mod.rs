@@ -7,6 +7,7 @@ pub(crate) mod devices;
 pub(crate) mod emergency;
 pub(crate) mod export;
 pub(crate) mod gateways;
+pub(crate) mod imports;
 pub(crate) mod nightscout;
 pub(crate) mod people;
 pub(crate) mod shares;

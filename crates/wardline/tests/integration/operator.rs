@@ -161,3 +161,59 @@ async fn teams_users_and_patients_are_named_by_name_on_the_command_line() {
         .collect();
     assert_eq!(ids, vec![patient_id.as_str()]);
 }
+
+/// `wardline import clarity` takes the patient as named and the shared Dexcom Clarity
+/// export, and says what it did; a second run of the same file adds nothing.
+#[test]
+fn a_clarity_export_is_imported_once_from_the_command_line() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let data = scratch.path().join("data");
+    succeeded(&admin(
+        &data,
+        &[
+            "--init",
+            "create-patient",
+            "--name",
+            "Joe Schmoe",
+            "--mrn",
+            "MRN-9",
+        ],
+        None,
+    ));
+    let shared = std::env::var_os("WARDLINE_SHARED_DATA").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+        std::path::PathBuf::from,
+    );
+    let export = shared.join("cgm/dexcom_g6_cgmquantify/dexcom_clarity_export_original.csv");
+    assert!(
+        export.is_file(),
+        "the shared data folder was not found: looked for {}. Set WARDLINE_SHARED_DATA.",
+        export.display()
+    );
+    let import = || {
+        Command::new(env!("CARGO_BIN_EXE_wardline"))
+            .args(["import", "clarity"])
+            .arg(&export)
+            .args([
+                "--patient",
+                "MRN-9",
+                "--time-zone",
+                "America/Los_Angeles",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .output()
+            .expect("run wardline import")
+    };
+    let first = succeeded(&import());
+    assert!(
+        first.contains("imported 2148 readings (0 stored before)"),
+        "{first}"
+    );
+    assert!(first.contains("America/Los_Angeles"), "{first}");
+    let second = succeeded(&import());
+    assert!(
+        second.contains("imported 0 readings (2148 stored before)"),
+        "{second}"
+    );
+}
