@@ -682,7 +682,7 @@ test('a patient connects a diabetes app and imports a CGM export, whose glucose 
   assert.ok(csv.split('\r\n').some((line) => line.includes(',99504-3,') && line.includes(',187,mg/dL,') && line.includes(',ns-')), 'the uploaded glucose is in her readings');
   // A Dexcom Clarity export, imported from the page: its readings once, a bad row named.
   const importer = page.getByTestId('cgm-import');
-  await importer.getByLabel('Export').selectOption('clarity');
+  await importer.getByLabel('Export', { exact: true }).selectOption('clarity');
   await importer.getByLabel('Time zone of its clock times').fill('UTC');
   const day = new Date(Date.now() - 86_400_000).toISOString().slice(0, 10);
   const clarity = [
@@ -692,7 +692,7 @@ test('a patient connects a diabetes app and imports a CGM export, whose glucose 
     `3,${day}T08:05:00,EGV,,125`,
     `4,${day}T08:10:00,EGV,,not a number`,
   ].join('\r\n');
-  await importer.getByLabel('File').setInputFiles({ name: 'clarity.csv', mimeType: 'text/csv', buffer: Buffer.from(clarity) });
+  await importer.getByLabel('File', { exact: true }).setInputFiles({ name: 'clarity.csv', mimeType: 'text/csv', buffer: Buffer.from(clarity) });
   await importer.getByRole('button', { name: 'Import' }).click();
   await importer.getByTestId('import-result').getByText(/Imported 2 readings/).waitFor();
   assert.match(await importer.getByTestId('import-result').textContent(), /1 rows refused:.*line 5, Glucose Value/);
