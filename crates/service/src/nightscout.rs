@@ -21,10 +21,10 @@ use wardline_domain::nightscout::query::{Query, QueryError};
 use wardline_domain::nightscout::{
     Collection, Document, DocumentError, UploadError, UploadLimits, parse_upload,
 };
-use wardline_domain::{DeviceId, DeviceKind, DeviceMessage, PatientId, Role};
+use wardline_domain::{DeviceId, DeviceKind, DeviceMessage, PatientId, Reading, Role};
 use wardline_store::{
     AuditOutcome, DeviceStatus, InitialAssignment, NewDevice, NewNightscoutDocument,
-    NewNightscoutSite, NightscoutDocument, NightscoutDocumentQuery, NightscoutSite,
+    NewNightscoutSite, NightscoutDocumentQuery, NightscoutSite,
 };
 
 use crate::Wardline;
@@ -313,25 +313,60 @@ impl Wardline {
                 .store_nightscout_documents(&uploader.site, valid)
                 .await?
         };
+        // Each kept document as a parsed one: the upload's own where it was kept new under
+        // its own `_id` (nothing to read back), the stored one otherwise.
+        let sent = parsed.iter().filter_map(|document| document.as_ref().ok());
+        let mut as_kept = Vec::with_capacity(kept.len());
+        for (document, kept) in sent.zip(&kept) {
+            as_kept.push(if kept.new && kept.id == document.id {
+                document.clone()
+            } else {
+                Document {
+                    id: kept.id.clone(),
+                    time_ms: kept.time_ms,
+                    body: serde_json::from_str(&kept.body).map_err(|error| {
+                        Error::Internal(format!("a kept document is not JSON: {error}"))
+                    })?,
+                    ..document.clone()
+                }
+            });
+        }
+        if as_kept.len() != kept.len() {
+            return Err(Error::Internal("fewer documents kept than sent".into()));
+        }
         if collection == Collection::Entries {
-            self.store_entry_readings(uploader, &kept).await?;
+            // A kept entry's `type` decides its reading, as stored (a re-sent one may
+            // differ from the first only where the key does not look).
+            let readings: Vec<Reading> = as_kept
+                .iter()
+                .filter_map(|document| {
+                    Document {
+                        kind: document
+                            .body
+                            .get("type")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                        ..document.clone()
+                    }
+                    .reading()
+                })
+                .collect();
+            self.store_entry_readings(uploader, readings).await?;
         }
         let refused = parsed.iter().filter(|document| document.is_err()).count();
         metrics::counter!("wardline_nightscout_documents_stored_total", "collection" => collection.as_str())
             .increment(kept.iter().filter(|document| document.new).count() as u64);
         metrics::counter!("wardline_nightscout_documents_refused_total", "collection" => collection.as_str())
             .increment(refused as u64);
-        let mut kept = kept.into_iter();
+        let mut as_kept = as_kept.into_iter();
         let mut answer = Vec::with_capacity(parsed.len());
         for document in &parsed {
             match document {
                 Ok(_) => {
-                    let Some(kept) = kept.next() else {
+                    let Some(kept) = as_kept.next() else {
                         return Err(Error::Internal("fewer documents kept than sent".into()));
                     };
-                    answer.push(serde_json::from_str(&kept.body).map_err(|error| {
-                        Error::Internal(format!("a kept document is not JSON: {error}"))
-                    })?);
+                    answer.push(Value::Object(kept.body));
                 }
                 Err(error) => answer.push(serde_json::json!({
                     "ok": 0,
@@ -348,25 +383,8 @@ impl Wardline {
     async fn store_entry_readings(
         &self,
         uploader: &Uploader,
-        kept: &[NightscoutDocument],
+        readings: Vec<Reading>,
     ) -> Result<(), Error> {
-        let mut readings = Vec::new();
-        for document in kept {
-            let body: Map<String, Value> =
-                serde_json::from_str(&document.body).map_err(|error| {
-                    Error::Internal(format!("a kept document is not JSON: {error}"))
-                })?;
-            let kind = body.get("type").and_then(Value::as_str).map(str::to_owned);
-            let entry = Document {
-                collection: Collection::Entries,
-                id: document.id.clone(),
-                key: String::new(),
-                time_ms: document.time_ms,
-                kind,
-                body,
-            };
-            readings.extend(entry.reading());
-        }
         if readings.is_empty() {
             return Ok(());
         }

@@ -174,34 +174,46 @@ impl NightscoutStore for SqliteStore {
             let mut kept_documents = Vec::with_capacity(documents.len());
             for document in documents {
                 let collection = document.collection.as_str();
-                if let Some(before) = kept(connection, patient_key, collection, "dedup_key", &document.key)? {
+                // The common case in one statement: a new key under its own `_id`. A key
+                // kept before inserts nothing; an `_id` another document has fails, and
+                // the document goes in under its fallback.
+                let insert = |id: &str, body: &str| {
+                    connection
+                        .prepare_cached(
+                            "INSERT INTO nightscout_document
+                             (patient_key, site_key, collection, id, dedup_key, time_ms, kind, body, received_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                             ON CONFLICT (patient_key, collection, dedup_key) DO NOTHING",
+                        )?
+                        .execute(params![
+                            patient_key,
+                            site_key,
+                            collection,
+                            id,
+                            document.key,
+                            document.time_ms,
+                            document.kind,
+                            body,
+                            received
+                        ])
+                };
+                let (inserted, id, body) = match insert(&document.id, &document.body) {
+                    Ok(inserted) => (inserted, document.id.clone(), document.body.clone()),
+                    Err(error) if is_unique_violation(&error) => {
+                        let body = with_id(&document.body, &document.fallback_id)?;
+                        let inserted = insert(&document.fallback_id, &body).map_err(|error| {
+                            unique_violation(error, format!("Nightscout document {}", document.fallback_id))
+                        })?;
+                        (inserted, document.fallback_id.clone(), body)
+                    }
+                    Err(error) => return Err(error.into()),
+                };
+                if inserted == 0 {
+                    let before = kept(connection, patient_key, collection, "dedup_key", &document.key)?
+                        .ok_or_else(|| StoreError::Corrupt("a Nightscout document's key conflicts with nothing".into()))?;
                     kept_documents.push(before);
                     continue;
                 }
-                let id = if kept(connection, patient_key, collection, "id", &document.id)?.is_some() {
-                    document.fallback_id
-                } else {
-                    document.id
-                };
-                let body = with_id(&document.body, &id)?;
-                connection
-                    .prepare_cached(
-                        "INSERT INTO nightscout_document
-                         (patient_key, site_key, collection, id, dedup_key, time_ms, kind, body, received_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    )?
-                    .execute(params![
-                        patient_key,
-                        site_key,
-                        collection,
-                        id,
-                        document.key,
-                        document.time_ms,
-                        document.kind,
-                        body,
-                        received
-                    ])
-                    .map_err(|error| unique_violation(error, format!("Nightscout document {id}")))?;
                 kept_documents.push(NightscoutDocument {
                     row: connection.last_insert_rowid(),
                     id,
