@@ -164,6 +164,7 @@ pub fn replay_cgm(series: &GlucoseSeries, plan: &CarePlan) -> Result<BurdenRepor
             code: ObservationCode::GlucoseCgm,
             value: glucose,
             effective: now,
+            received: None,
         };
         record(monitor.on_observation(&observation, now)?, &mut report);
         // Equal timestamps are allowed in a series but not by the forecaster: skip them.

@@ -75,6 +75,10 @@ pub struct ObservedValue {
     /// In the code's canonical unit.
     pub value: f64,
     pub effective: DateTime<Utc>,
+    /// When Wardline received it, for a stored reading: a reading that arrived long
+    /// after it was measured is back-filled (see [`BACKFILLED_AFTER_SECS`]).
+    #[serde(default)]
+    pub received: Option<DateTime<Utc>>,
 }
 
 impl From<&Observation> for ObservedValue {
@@ -84,9 +88,19 @@ impl From<&Observation> for ObservedValue {
             code: observation.code,
             value: observation.value,
             effective: observation.effective,
+            received: Some(observation.received),
         }
     }
 }
+
+/// A reading that reached Wardline more than this long after it was measured is
+/// back-filled: an uploader catching up after a gap, a gateway's queue after hours
+/// offline, an imported CGM export of last month or of years ago. It stays in the record
+/// and the device counts as heard, but the rules do not evaluate it: an alarm now for an
+/// excursion an hour or a year past calls the care team to something that is over, and a
+/// back-fill of weeks would open hundreds (CGM systems do not alert on back-filled data
+/// either). Readings of the last hour are evaluated however late they came.
+pub const BACKFILLED_AFTER_SECS: i64 = 60 * 60;
 
 /// A rhythm event from the ECG analysis, in wall-clock time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -446,7 +460,15 @@ impl PatientMonitor {
             &mut signals,
         );
         let (at, value) = (observation.effective, observation.value);
-        for rule in &self.plan.rules {
+        let backfilled = observation
+            .received
+            .is_some_and(|received| received - at > TimeDelta::seconds(BACKFILLED_AFTER_SECS));
+        let rules = if backfilled {
+            &[][..]
+        } else {
+            &self.plan.rules[..]
+        };
+        for rule in rules {
             let Some(state) = self.states.get_mut(&rule.id) else {
                 continue;
             };

@@ -9,8 +9,8 @@ use wardline_alerting::monitor::{
 };
 use wardline_alerting::rule::RhythmKind;
 use wardline_alerting::{
-    AlarmKind, AlarmSignal, CarePlanChange, CarePlanHistory, PatientMonitor, Priority, Program,
-    RuleEdit, RuleId, RuleKind,
+    AlarmKind, AlarmSignal, CarePlanChange, CarePlanHistory, ObservedValue, PatientMonitor,
+    Priority, Program, RuleEdit, RuleId, RuleKind,
 };
 use wardline_analytics::news2::{Consciousness, InspiredAir, News2Observations, score_news2};
 use wardline_domain::{DeviceId, DeviceKind, ObservationCode, UserId};
@@ -48,6 +48,54 @@ fn threshold_waits_for_its_minimum_duration_and_clears_past_the_hysteresis() {
     assert_eq!(
         summary(&glucose(&mut monitor, 35.0, 80.0)),
         [cleared("low")]
+    );
+}
+
+/// A back-fill (readings that reach Wardline long after they were measured: an uploader
+/// catching up, an imported export) opens no alarm for an excursion that is over; the
+/// same readings arriving within the hour do, and live readings after a back-fill are
+/// judged as ever.
+#[test]
+fn backfilled_readings_open_no_alarm_and_late_ones_within_the_hour_do() {
+    let late = |minute: f64, value: f64, received_minute: f64| ObservedValue {
+        received: Some(at(received_minute)),
+        ..reading(ObservationCode::GlucoseCgm, minute, value)
+    };
+    // An urgent low two days ago, uploaded now.
+    let mut monitor = diabetes_monitor();
+    let now = 2.0 * 24.0 * 60.0;
+    for minute in [0.0, 5.0, 10.0, 15.0, 20.0] {
+        let signals = monitor
+            .on_observation(&late(minute, 45.0, now), at(now))
+            .unwrap();
+        assert!(summary(&signals).is_empty(), "minute {minute}: {signals:?}");
+    }
+    // The same low arriving 50 minutes late is still the care team's business.
+    let mut monitor = diabetes_monitor();
+    let late_raises: Vec<_> = [0.0, 5.0, 10.0, 15.0, 20.0]
+        .into_iter()
+        .flat_map(|minute| {
+            monitor
+                .on_observation(&late(minute, 45.0, 70.0), at(70.0))
+                .unwrap()
+        })
+        .filter(AlarmSignal::is_raise)
+        .collect();
+    assert!(
+        !late_raises.is_empty(),
+        "a reading late by less than an hour is evaluated"
+    );
+    // Live readings after a back-fill: the back-filled lows left no state behind.
+    let mut monitor = diabetes_monitor();
+    for minute in [0.0, 5.0, 10.0] {
+        monitor
+            .on_observation(&late(minute, 45.0, now), at(now))
+            .unwrap();
+    }
+    let live = glucose(&mut monitor, now, 45.0);
+    assert!(
+        summary(&live).contains(&raised("urgent-low")),
+        "a live urgent low raises its alarm: {live:?}"
     );
 }
 

@@ -61,6 +61,7 @@ proptest! {
                         code: CODES[code],
                         value,
                         effective: at(clock),
+                        received: None,
                     };
                     monitor.on_observation(&observation, at(clock)).unwrap()
                 }

@@ -39,6 +39,7 @@ pub fn reading(code: ObservationCode, minute: f64, value: f64) -> ObservedValue 
         code,
         value,
         effective: at(minute),
+        received: None,
     }
 }
 

@@ -139,9 +139,23 @@ async fn a_nightscout_client_reads_what_an_uploader_sent_and_the_rules_see_it() 
         String::from_utf8_lossy(&output.stderr)
     );
 
-    // A care plan's rule raises its alarm from the uploader's reading.
+    // A care plan's rule raises its alarm from the uploader's reading, and not from a
+    // back-fill of readings two hours old (an excursion that is over).
     assign_program(&server, &ward.clinician, &ward.patient_id, "diabetes").await;
     add_rule(&server, &ward, glucose_above("ns-high", 300.0)).await;
+    let two_hours_ago = chrono::Utc::now().timestamp_millis() - 2 * 3600 * 1000;
+    let backfill: Vec<Value> = (0..6)
+        .map(|i| json!({"type": "sgv", "sgv": 351, "date": two_hours_ago + i * 300_000}))
+        .collect();
+    let response = server
+        .client
+        .post(format!("{url}/api/v1/entries"))
+        .header("api-secret", &hash)
+        .json(&backfill)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), 200);
     let response = server
         .client
         .post(format!("{url}/api/v1/entries"))
@@ -169,6 +183,12 @@ async fn a_nightscout_client_reads_what_an_uploader_sent_and_the_rules_see_it() 
                 .any(|alarm| alarm.to_string().contains("ns-high"))
         });
         if raised {
+            let text = alarms.to_string();
+            assert!(
+                text.contains("350 mg/dL"),
+                "raised by the live reading: {text}"
+            );
+            assert!(!text.contains("351 mg/dL"), "not by the back-fill: {text}");
             break;
         }
         assert!(
