@@ -676,6 +676,10 @@ test('a patient connects a diabetes app and imports a CGM export, whose glucose 
   const uploaded = await server.request('POST', entries, { ...asApp, body: [{ type: 'sgv', sgv: 187, date, direction: 'FortyFiveUp', device: 'xDrip-DexcomG7' }] });
   assert.equal(uploaded.status, 200, uploaded.text);
   assert.equal(uploaded.json[0].sgv, 187);
+  const treatment = await server.request('POST', `${site}/api/v1/treatments`, { ...asApp, body: { eventType: 'Meal Bolus', insulin: 4.5, carbs: 40, created_at: new Date(date).toISOString(), syncIdentifier: 'loop-meal-1' } });
+  assert.equal(treatment.status, 200, treatment.text);
+  await page.reload();
+  await page.getByTestId('app-treatments').getByText(/Meal Bolus.*4\.5 U insulin, 40 g carbohydrate/).waitFor();
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('export-csv').click()]);
   const csv = readFileSync(await download.path(), 'utf8');
   assert.match(csv, /^effective,loinc,display,value,unit/);

@@ -608,6 +608,32 @@ async fn the_apps_uploads_replay_as_the_requirements_say() {
     )
     .await;
     assert_eq!(precise[0]["rate"], edge["decimalPrecision"]["rate"]);
+    // The care team reads what the apps uploaded; nobody else does.
+    let treatments = format!("/api/v1/patients/{}/nightscout/treatments?count=5", h.ada);
+    let (status, recent) = h.as_("clinician", Method::GET, &treatments, None).await;
+    assert_eq!(status, StatusCode::OK, "{recent}");
+    assert_eq!(recent.as_array().unwrap().len(), 5);
+    let (status, statuses) = h
+        .as_(
+            "nurse",
+            Method::GET,
+            &format!("/api/v1/patients/{}/nightscout/devicestatus", h.ada),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!statuses.as_array().unwrap().is_empty());
+    let (status, _) = h.as_("bob", Method::GET, &treatments, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, error) = h
+        .as_(
+            "clinician",
+            Method::GET,
+            &format!("/api/v1/patients/{}/nightscout/food", h.ada),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     // Nightscout's example entries (2014, Dexcom): "5" is Dexcom's code for "no
     // antenna", kept as an entry but never a glucose reading.
     let example = &files["example.json"];

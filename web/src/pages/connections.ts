@@ -174,3 +174,69 @@ function summaryView(summary: ImportSummary): HTMLElement {
       : null,
   );
 }
+
+type NightscoutDocument = Record<string, unknown>;
+
+const number = (value: unknown): number | null => {
+  const parsed = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : NaN;
+  return Number.isFinite(parsed) ? parsed : null;
+};
+
+const text = (value: unknown): string => (typeof value === 'string' ? value : '');
+
+/** What one treatment says, in words: insulin, carbohydrate, basal, its note. */
+function treatmentLine(treatment: NightscoutDocument): string {
+  const parts: string[] = [];
+  const insulin = number(treatment.insulin);
+  if (insulin !== null && insulin > 0) parts.push(`${insulin} U insulin`);
+  const carbs = number(treatment.carbs);
+  if (carbs !== null && carbs > 0) parts.push(`${carbs} g carbohydrate`);
+  const rate = number(treatment.absolute) ?? number(treatment.rate);
+  const duration = number(treatment.duration);
+  if (text(treatment.eventType).includes('Basal') && rate !== null) {
+    parts.push(`basal ${rate} U/h${duration !== null ? ` for ${duration} min` : ''}`);
+  }
+  const note = text(treatment.notes) || text(treatment.reason);
+  if (note) parts.push(note.length > 120 ? `${note.slice(0, 117)}…` : note);
+  return parts.join(', ');
+}
+
+/** The treatments and pump state the patient's diabetes apps uploaded. */
+export function diabetesAppDataSection(patientId: string, signal: AbortSignal): HTMLElement {
+  const body = h('div', null, notice('info', 'Loading…'));
+  const section = h(
+    'section',
+    { class: 'card', 'aria-labelledby': 'app-data-title', 'data-testid': 'app-treatments', hidden: true },
+    h('h2', { id: 'app-data-title' }, 'Treatments from the diabetes apps'),
+    body,
+  );
+  void Promise.all([
+    api<NightscoutDocument[]>(patientPath(patientId, '/nightscout/treatments?count=20'), { signal }),
+    api<NightscoutDocument[]>(patientPath(patientId, '/nightscout/devicestatus?count=1'), { signal }),
+  ])
+    .then(([treatments, statuses]) => {
+      // Most patients run no such app: the card shows only once one has uploaded.
+      section.hidden = treatments.length === 0 && statuses.length === 0;
+      const status = statuses[0];
+      const pump = (status?.pump ?? null) as { battery?: { percent?: unknown }; reservoir?: unknown } | null;
+      const pumpLine = pump
+        ? [
+            number(pump.battery?.percent) !== null ? `pump battery ${number(pump.battery?.percent)} %` : '',
+            number(pump.reservoir) !== null ? `reservoir ${number(pump.reservoir)} U` : '',
+          ].filter(Boolean).join(', ')
+        : '';
+      replace(
+        body,
+        status
+          ? h('p', null, `Latest from ${text(status.device) || 'the app'} `, formatTime(text(status.created_at)), pumpLine ? `: ${pumpLine}` : '')
+          : null,
+        h('ul', { class: 'plain' },
+          treatments.map((treatment) =>
+            h('li', null, formatTime(text(treatment.created_at)), ' — ', h('strong', null, text(treatment.eventType)), ' ', treatmentLine(treatment)),
+          ),
+        ),
+      );
+    })
+    .catch((error: unknown) => replace(body, notice('error', `Could not load the apps' treatments: ${String(error)}`)));
+  return section;
+}

@@ -20,7 +20,7 @@ import { carePlanSection } from './careplan';
 import { patientSharesSection, referralSection, sharedPatientPage } from './sharing';
 import { emergencyAccessOffer, emergencyBanner, myEmergencyAccess } from './emergency';
 import { refusedPage } from './errors';
-import { exportSection, importSection, nightscoutSection } from './connections';
+import { diabetesAppDataSection, exportSection, importSection, nightscoutSection } from './connections';
 
 const CGM_CODES = ['99504-3', '105272-9'];
 
@@ -113,6 +113,7 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
     ),
     self ? patientSharesSection(signal) : null,
     self || (clinical && !emergency) ? nightscoutSection(patientId, self, signal) : null,
+    self || clinical ? diabetesAppDataSection(patientId, signal) : null,
     self || (clinical && !emergency) ? importSection(patientId, signal) : null,
     self || clinical ? exportSection(patientId, self) : null,
     clinical && !self && !emergency ? referralSection(patientId, patient.display_name) : null,

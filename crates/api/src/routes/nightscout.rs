@@ -32,6 +32,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(enable_site, list_sites))
         .routes(routes!(revoke_site))
+        .routes(routes!(patient_documents))
 }
 
 pub(crate) fn protocol_routes() -> OpenApiRouter<AppState> {
@@ -137,6 +138,55 @@ pub(crate) async fn revoke_site(
         .revoke_nightscout_site(&caller.actor(), patient_id, &site)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DocumentParams {
+    /// How many, newest first (default 20, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    count: Option<u32>,
+    /// RFC 3339: only documents of this time or later.
+    #[param(value_type = Option<String>, format = DateTime)]
+    from: Option<String>,
+}
+
+/// What the patient's diabetes apps uploaded, as the patient and their care team read
+/// it: `treatments` (insulin, carbohydrate, temporary basal, overrides, notes),
+/// `devicestatus` (pump battery and reservoir, loop state), `entries` or `profile`,
+/// newest first. Never through a share.
+#[utoipa::path(get, path = "/api/v1/patients/{patient_id}/nightscout/{collection}", tag = "nightscout",
+    params(("patient_id" = PatientId, Path, description = "The patient"),
+        ("collection" = String, Path, description = "treatments, devicestatus, entries or profile"),
+        DocumentParams),
+    responses((status = 200, description = "The documents as the apps sent them, newest first", body = Vec<Object>)))]
+pub(crate) async fn patient_documents(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(patient_id): Id<PatientId>,
+    Path((_, collection)): Path<(String, String)>,
+    crate::extract::Params(params): crate::extract::Params<DocumentParams>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let collection = Collection::parse(&collection).ok_or_else(|| {
+        Error::invalid(
+            "collection",
+            format!("{collection:?} is not a Nightscout collection (treatments, devicestatus, entries, profile)"),
+        )
+    })?;
+    let count = params.count.unwrap_or(20);
+    if !(1..=1000).contains(&count) {
+        return Err(Error::invalid("count", "1 to 1000").into());
+    }
+    let mut query = parse_query(collection, &[], None).map_err(Error::from)?;
+    query.count = count as usize;
+    query.from_ms = crate::extract::optional_time("from", params.from.as_deref())?
+        .map(|from| from.timestamp_millis());
+    Ok(Json(
+        state
+            .service
+            .nightscout_read(&caller.actor(), patient_id, collection, &query, None)
+            .await?,
+    ))
 }
 
 /// An uploader app, authenticated by its site's API secret: the SHA-1 or SHA-512 of it

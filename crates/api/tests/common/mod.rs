@@ -349,6 +349,7 @@ impl Hospital {
             .replace("{site}", "0000000000000000")
             .replace("{resource}", "entries")
             .replace("{part}", "current")
+            .replace("{collection}", "treatments")
     }
 
     /// A request as `who` (a key of `tokens`, or `anonymous`).
