@@ -257,6 +257,18 @@ async fn secrets_are_checked_audited_and_keep_patients_apart() {
     }
     let (status, _) = ns(&h, Method::GET, &entries, None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A site that does not exist: refused, counted, and not written to the audit trail.
+    for made_up in ["ffffffffffffffff", "not-a-site", "0000000000000000"] {
+        let (status, _) = ns(
+            &h,
+            Method::GET,
+            &format!("/ns/{made_up}/api/v1/entries"),
+            Some(&sha1_hex(&ada_secret)),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
     let (status, verify) = ns(
         &h,
         Method::GET,
@@ -287,6 +299,14 @@ async fn secrets_are_checked_audited_and_keep_patients_apart() {
         refusals
             .iter()
             .any(|event| event["detail"] == "wrong API secret")
+    );
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|event| event["patient_id"] == json!(h.ada)),
+        "refusals for made-up sites are not audited: {audit}"
     );
 
     // Bob's uploader writes to Bob's record only, and reads nothing of Ada's.

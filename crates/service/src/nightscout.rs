@@ -198,8 +198,8 @@ impl Wardline {
     }
 
     /// The uploader of `site` if `presented` is the SHA-1 or SHA-512 (hexadecimal, any
-    /// case) of its secret and the site is live. A refusal is audited under the site's
-    /// patient, if there is such a site, and answered `Unauthenticated` either way.
+    /// case) of its secret and the site is live. A refusal for a site that exists is
+    /// audited under its patient; every refusal is answered `Unauthenticated`.
     pub async fn authenticate_nightscout(
         &self,
         site: &str,
@@ -230,6 +230,12 @@ impl Wardline {
                     patient_id: found.patient_id,
                     remote_addr,
                 }))
+            }
+            None => {
+                // No such site: no patient's data was at stake, and a flood of made-up
+                // site names must not fill the audit trail.
+                metrics::counter!("wardline_nightscout_auth_failed_total").increment(1);
+                Err(Error::Unauthenticated)
             }
             found => {
                 metrics::counter!("wardline_nightscout_auth_failed_total").increment(1);

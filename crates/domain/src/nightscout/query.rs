@@ -14,8 +14,17 @@ use serde_json::{Map, Value};
 
 use super::Collection;
 
-/// Most documents one read returns, whatever `count` asks.
-pub const MAX_COUNT: usize = 10_000;
+/// Most documents one read returns, whatever `count` asks: a day of readings a minute
+/// apart, and a bound on the answer's size where documents are large (a Loop device
+/// status with its predictions is tens of kilobytes).
+pub fn max_count(collection: Collection) -> usize {
+    match collection {
+        Collection::Entries => 10_000,
+        Collection::Treatments => 5_000,
+        Collection::DeviceStatus => 1_000,
+        Collection::Profile => 100,
+    }
+}
 
 /// A comparison of `find[field][$op]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,11 +200,8 @@ pub fn parse_query(
                 .parse()
                 .map_err(|_| query_error("count", format!("{value:?} is not a whole number")))?;
             // Nightscout reads `count=0` as "no limit"; the bound still holds.
-            query.count = if count == 0 {
-                MAX_COUNT
-            } else {
-                count.min(MAX_COUNT)
-            };
+            let most = max_count(collection);
+            query.count = if count == 0 { most } else { count.min(most) };
             continue;
         }
         let Some(rest) = name.strip_prefix("find[") else {
