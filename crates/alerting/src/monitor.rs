@@ -94,13 +94,15 @@ impl From<&Observation> for ObservedValue {
 }
 
 /// A reading that reached Wardline more than this long after it was measured is
-/// back-filled: an uploader catching up after a gap, a gateway's queue after hours
-/// offline, an imported CGM export of last month or of years ago. It stays in the record
-/// and the device counts as heard, but the rules do not evaluate it: an alarm now for an
-/// excursion an hour or a year past calls the care team to something that is over, and a
-/// back-fill of weeks would open hundreds (CGM systems do not alert on back-filled data
-/// either). Readings of the last hour are evaluated however late they came.
-pub const BACKFILLED_AFTER_SECS: i64 = 60 * 60;
+/// back-filled: an imported CGM export, an uploader or a gateway catching up after more
+/// than a day. It stays in the record, but the rules do not evaluate it and its device
+/// does not count as heard: an alarm now for an excursion days or years past calls the
+/// care team to something that is over, an import of last month would open hundreds, and
+/// old data says nothing about whether the sensor works now (CGM systems do not alert on
+/// back-filled data either). Readings of the last day are evaluated however late they
+/// came, so a device whose clock is hours behind (a missed change to summer time) still
+/// raises its alarms.
+pub const BACKFILLED_AFTER_SECS: i64 = 24 * 60 * 60;
 
 /// A rhythm event from the ECG analysis, in wall-clock time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -453,16 +455,18 @@ impl PatientMonitor {
             });
         }
         let mut signals = Vec::new();
-        self.heard(
-            &observation.device_id,
-            usual_device_kind(observation.code),
-            now,
-            &mut signals,
-        );
         let (at, value) = (observation.effective, observation.value);
         let backfilled = observation
             .received
             .is_some_and(|received| received - at > TimeDelta::seconds(BACKFILLED_AFTER_SECS));
+        if !backfilled {
+            self.heard(
+                &observation.device_id,
+                usual_device_kind(observation.code),
+                now,
+                &mut signals,
+            );
+        }
         let rules = if backfilled {
             &[][..]
         } else {

@@ -130,6 +130,8 @@ async fn clock_changes_are_refused_or_read_once_and_bad_rows_named() {
         FreeStyle LibreLink,A1,10-27-2024 01:30 AM,0,104,,\n\
         FreeStyle LibreLink,A1,10-27-2024 01:40 AM,1,,118,\n\
         FreeStyle LibreLink,A1,10-27-2024 01:45 AM,0,banana,,\n\
+        FreeStyle LibreLink,A1,10-27-2024 01:15 AM,0,107,,\n\
+        FreeStyle LibreLink,A1,10-27-2024 01:30 AM,0,108,,\n\
         FreeStyle LibreLink,A1,10-27-2024 02:00 AM,5,,,lunch\n";
     let (status, summary) = import(
         &h,
@@ -139,9 +141,9 @@ async fn clock_changes_are_refused_or_read_once_and_bad_rows_named() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{summary}");
-    assert_eq!(summary["imported"], 4, "{summary}");
-    assert_eq!(summary["ambiguous_times"], 2);
-    assert_eq!(summary["other_rows"], 1);
+    assert_eq!(summary["imported"], 5, "{summary}");
+    assert_eq!(summary["ambiguous_times"], 3);
+    assert_eq!(summary["other_rows"], 2, "the scan and the food");
     assert_eq!(summary["refused"], 2);
     let rows = summary["refused_rows"].as_array().unwrap();
     assert!(
@@ -158,4 +160,7 @@ async fn clock_changes_are_refused_or_read_once_and_bad_rows_named() {
         "{summary}"
     );
     assert_eq!(summary["first"], "2024-03-31T00:45:00Z");
+    // The second pass of the repeated hour is an hour later than the first: 01:30 BST
+    // (00:30Z) the first time, 01:30 GMT (01:30Z) the second.
+    assert_eq!(summary["last"], "2024-10-27T01:30:00Z", "{summary}");
 }

@@ -320,6 +320,12 @@ fn take_client_id(body: &mut Map<String, Value>) -> Option<String> {
         Value::String(id) if !id.trim().is_empty() => id.trim().to_owned(),
         _ => return None,
     };
+    // ObjectIds are kept in lower case, as they are looked up.
+    let id = if is_object_id(&id) {
+        id.to_ascii_lowercase()
+    } else {
+        id
+    };
     if !is_object_id(&id) && !body.contains_key("identifier") {
         body.insert("identifier".into(), Value::String(id.clone()));
     }
@@ -606,7 +612,18 @@ fn treatment(
         }
     };
     body.insert("eventType".into(), Value::String(event_type.clone()));
-    let sent = body.clone();
+    let mut sent = body.clone();
+    if ["created_at", "timestamp", "date"]
+        .iter()
+        .all(|field| body.get(*field).is_none_or(Value::is_null))
+    {
+        // Sent without a time, a treatment is the same one only when re-sent within the
+        // hour (an app's retry); the same content hours later is another treatment.
+        sent.insert(
+            "received_hour".into(),
+            Value::from(now.timestamp().div_euclid(3600)),
+        );
+    }
     let time = created_at(body, &["created_at", "timestamp", "date"], now, limits)?;
     for (field, unit) in NOT_NEGATIVE {
         if let Some(value) = body.get(*field).filter(|value| !value.is_null()) {

@@ -103,7 +103,7 @@ pub struct ImportSummary {
     pub refused_rows: Vec<RefusedLine>,
     /// Rows that hold something else (alerts, insulin, food, the patient's details).
     pub other_rows: usize,
-    /// Local times the clocks repeated (the autumn change), read as the first of the two.
+    /// Local times the clocks repeated (the autumn change), placed by the rows' order.
     pub ambiguous_times: usize,
     /// The first and last reading taken.
     pub first: Option<DateTime<Utc>>,
@@ -112,7 +112,7 @@ pub struct ImportSummary {
 
 impl Wardline {
     /// Imports a CGM export into the patient's record (the patient, a clinician or nurse
-    /// of their care team, or the command line). Audited once, with what it did.
+    /// of their care team, or the command line). Audited once, before anything is stored.
     pub async fn import_cgm(
         &self,
         actor: &Actor,
@@ -164,21 +164,22 @@ impl Wardline {
             last: None,
         };
         let readings = self.import_readings(file, zone, &mut summary);
+        // Audited before anything is stored, so that an import cut short (a failure, a
+        // deadline) is still in the trail.
+        let mut audit = audit;
+        audit.detail = Some(format!(
+            "{} export in {}: {} readings to store, {} rows refused",
+            source.as_str(),
+            summary.time_zone,
+            readings.len(),
+            summary.refused
+        ));
+        self.audit(audit).await?;
         for batch in readings.chunks(self.ingest.limits().max_readings.max(1)) {
             self.store_import_batch(&device_id, batch, &mut summary)
                 .await?;
         }
         summary.refused_rows.truncate(LISTED_REFUSALS);
-        let mut audit = audit;
-        audit.detail = Some(format!(
-            "{} export in {}: {} imported, {} already stored, {} refused",
-            source.as_str(),
-            summary.time_zone,
-            summary.imported,
-            summary.duplicates,
-            summary.refused
-        ));
-        self.audit(audit).await?;
         Ok(summary)
     }
 
@@ -253,12 +254,21 @@ impl Wardline {
                 reason,
             });
         };
+        // The last reading's time, for the repeated hour of the autumn change.
+        let mut previous: Option<DateTime<Utc>> = None;
         for reading in file.readings {
             let effective = match zone.from_local_datetime(&reading.local) {
                 LocalResult::Single(time) => time.with_timezone(&Utc),
-                LocalResult::Ambiguous(first, _) => {
+                LocalResult::Ambiguous(first, second) => {
+                    // The rows are in time order: once the clock labels step back inside
+                    // the repeated hour, the readings are of its second pass.
                     summary.ambiguous_times += 1;
-                    first.with_timezone(&Utc)
+                    let first = first.with_timezone(&Utc);
+                    if previous.is_some_and(|previous| previous >= first) {
+                        second.with_timezone(&Utc)
+                    } else {
+                        first
+                    }
                 }
                 LocalResult::None => {
                     refuse(
@@ -274,6 +284,7 @@ impl Wardline {
                     continue;
                 }
             };
+            previous = Some(effective);
             if effective > latest || effective < wardline_domain::nightscout::earliest() {
                 refuse(
                     summary,

@@ -37,6 +37,9 @@ use crate::ingest::MessageVerdict;
 const PAGE: u32 = 1000;
 /// Most documents one read looks at to find `count` that meet its conditions.
 const MOST_SCANNED: usize = 50_000;
+/// Most bytes of documents one answer holds (device statuses with their predictions
+/// are tens of kilobytes each, and a document may be up to 256 KiB).
+const MOST_BYTES: usize = 16 * 1024 * 1024;
 
 /// A new site and its secret, which Wardline shows only now.
 #[derive(Debug, Clone)]
@@ -343,9 +346,13 @@ impl Wardline {
         if collection == Collection::Entries {
             // A kept entry's `type` decides its reading, as stored (a re-sent one may
             // differ from the first only where the key does not look).
+            // Only documents this site kept: another site's copy of the same entry (two
+            // apps relaying one sensor) has its reading under that site's device already.
             let readings: Vec<Reading> = as_kept
                 .iter()
-                .filter_map(|document| {
+                .zip(&kept)
+                .filter(|(_, kept)| kept.site == uploader.site)
+                .filter_map(|(document, _)| {
                     Document {
                         kind: document
                             .body
@@ -430,6 +437,7 @@ impl Wardline {
         let mut found = Vec::new();
         let mut before = None;
         let mut scanned = 0usize;
+        let mut bytes = 0usize;
         // One more sensor entry than asked, for the last one's delta.
         let wanted = query.count + usize::from(collection == Collection::Entries);
         loop {
@@ -450,6 +458,11 @@ impl Wardline {
             scanned += page.len();
             before = page.last().map(|document| (document.time_ms, document.row));
             for document in page {
+                // An answer stops at MOST_BYTES of documents, whatever `count` asked.
+                bytes += document.body.len();
+                if bytes > MOST_BYTES {
+                    break;
+                }
                 let body: Map<String, Value> =
                     serde_json::from_str(&document.body).map_err(|error| {
                         Error::Internal(format!("a kept document is not JSON: {error}"))
@@ -461,12 +474,15 @@ impl Wardline {
                     }
                 }
             }
-            if found.len() >= wanted || !full || scanned >= MOST_SCANNED {
+            if found.len() >= wanted || !full || scanned >= MOST_SCANNED || bytes > MOST_BYTES {
                 break;
             }
         }
         if collection == Collection::Entries {
-            add_deltas(&mut found);
+            // A delta is against the previous reading, which a condition may have left out.
+            if query.conditions.is_empty() {
+                add_deltas(&mut found);
+            }
             found.truncate(query.count);
         }
         Ok(found.into_iter().map(Value::Object).collect())

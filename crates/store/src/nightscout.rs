@@ -69,6 +69,8 @@ pub struct NightscoutDocument {
     pub body: String,
     /// False when the upload matched a document kept before (a re-sent one).
     pub new: bool,
+    /// The site that uploaded it first.
+    pub site: String,
 }
 
 /// A read of one collection of one patient, newest first.

@@ -605,7 +605,14 @@ impl Engine {
     async fn watch(&mut self, patient: PatientId, mut monitor: PatientMonitor) {
         if let Ok(devices) = self.store.devices_of_patient(patient).await {
             for device in devices {
-                monitor.attach_device(device.id, device.kind);
+                // A Nightscout site's uploader relays a CGM: its silence is the CGM's.
+                let kind = match device.kind {
+                    wardline_domain::DeviceKind::NightscoutUploader => {
+                        wardline_domain::DeviceKind::Cgm
+                    }
+                    kind => kind,
+                };
+                monitor.attach_device(device.id, kind);
             }
         }
         if let Ok(teams) = self.store.care_teams_of_patient(patient).await {

@@ -226,9 +226,9 @@ const LIBREVIEW_TIME_FORMATS: [&str; 6] = [
 ];
 
 /// Reads a LibreView glucose export (FreeStyle Libre readers and the LibreLink app): its
-/// historic (every 15 minutes) and scan glucose, in mg/dL or mmol/L. The first lines
+/// historic glucose (every 15 minutes), in mg/dL or mmol/L. The first lines
 /// may be LibreView's title ("Glucose Data, Generated on, …"); the header is the line
-/// that names `Device Timestamp` and `Record Type`. Strip (finger-prick) glucose,
+/// that names `Device Timestamp` and `Record Type`. Scans, strip (finger-prick) glucose,
 /// insulin, food, notes and clock changes are counted as other rows.
 pub fn import_libreview(text: &str) -> Result<CgmImport, AnalyticsError> {
     let mut lines = numbered_lines(text);
@@ -268,21 +268,22 @@ pub fn import_libreview(text: &str) -> Result<CgmImport, AnalyticsError> {
     let timestamp = find("Device Timestamp").unwrap_or(0);
     let record_type = find("Record Type").unwrap_or(0);
     let historic = glucose_column("Historic Glucose")?;
-    let scan = glucose_column("Scan Glucose")?;
-    if historic.is_none() && scan.is_none() {
+    if historic.is_none() {
         return Err(parse_error(
             header_line,
             "header",
-            "no `Historic Glucose` or `Scan Glucose` column (in mg/dL or mmol/L)".into(),
+            "no `Historic Glucose` column (in mg/dL or mmol/L)".into(),
         ));
     }
     let mut import = CgmImport::default();
     for (line, text) in lines {
         let fields = split_csv_line(text);
         let field = |index: usize| fields.get(index).map_or("", |f| f.trim());
-        let (column, kind, name) = match (field(record_type), historic, scan) {
-            ("0", Some(column), _) => (column, ImportedKind::Sensor, "Historic Glucose"),
-            ("1", _, Some(column)) => (column, ImportedKind::Scan, "Scan Glucose"),
+        // Historic readings only, as LibreView's own reports: scans are taken when the
+        // patient looks, which is most often during an excursion, and would weigh the
+        // metrics toward it.
+        let (column, kind, name) = match (field(record_type), historic) {
+            ("0", Some(column)) => (column, ImportedKind::Sensor, "Historic Glucose"),
             _ => {
                 import.other_rows += 1;
                 continue;
@@ -501,14 +502,13 @@ mod tests {
              FreeStyle LibreLink,ABC,01-14-2024 08:18 PM,0,LO,,\n",
         )
         .unwrap();
-        assert_eq!(american.readings.len(), 3);
+        assert_eq!(american.readings.len(), 2, "historic readings only");
         assert_eq!(
             american.readings[0].local.to_string(),
             "2024-01-14 20:03:00"
         );
-        assert_eq!(american.readings[1].kind, ImportedKind::Scan);
-        assert_eq!(american.readings[2].glucose_mg_dl, LIBRE_LOW_MG_DL);
-        assert_eq!(american.other_rows, 1);
+        assert_eq!(american.readings[1].glucose_mg_dl, LIBRE_LOW_MG_DL);
+        assert_eq!(american.other_rows, 2, "the scan and the clock change");
         let european = import_libreview(
             "Device,Serial Number,Device Timestamp,Record Type,Historic Glucose mmol/L,Scan Glucose mmol/L\n\
              FreeStyle Libre 2,XYZ,02-03-2024 14:15,0,5.5,\n",

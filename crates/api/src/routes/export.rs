@@ -34,9 +34,9 @@ pub(crate) struct ExportParams {
 
 /// The patient's observations measured in the window, as a file (the patient and their
 /// care team): CSV with a header row, or NDJSON with one observation per line; code by
-/// code, each oldest first. Audited once. A failure part-way ends the download early
-/// rather than passing a cut file off as whole: the CSV and NDJSON end with a line
-/// break, so a cut one shows.
+/// code, each oldest first. Audited once. A failure part-way aborts the transfer (the
+/// chunked body ends without its last chunk, which HTTP clients report as an error)
+/// rather than ending it as if the file were whole.
 #[utoipa::path(get, path = "/api/v1/patients/{patient_id}/export", tag = "observations",
     params(("patient_id" = PatientId, Path, description = "The patient"), ExportParams),
     responses((status = 200, description = "The file", body = String, content_type = "text/csv")))]

@@ -67,6 +67,7 @@ fn document_from_row(row: &Row<'_>, new: bool) -> Result<NightscoutDocument, Sto
         time_ms: row.get(2)?,
         body: row.get(3)?,
         new,
+        site: row.get(4)?,
     })
 }
 
@@ -80,14 +81,25 @@ fn kept(
 ) -> Result<Option<NightscoutDocument>, StoreError> {
     connection
         .prepare_cached(&format!(
-            "SELECT key, id, time_ms, body FROM nightscout_document
-             WHERE patient_key = ?1 AND collection = ?2 AND {condition} = ?3"
+            "SELECT d.key, d.id, d.time_ms, d.body, s.id FROM nightscout_document d
+             JOIN nightscout_site s ON s.key = d.site_key
+             WHERE d.patient_key = ?1 AND d.collection = ?2 AND d.{condition} = ?3"
         ))?
         .query_row(params![patient_key, collection, value], |row| {
             Ok(document_from_row(row, false))
         })
         .optional()?
         .transpose()
+}
+
+/// 96 random bits as 24 hexadecimal digits, the shape of an ObjectId.
+fn random_object_id() -> Result<String, StoreError> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 12];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| StoreError::Corrupt("no randomness for a document id".into()))?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// The document's JSON with its `_id` set to the one it is kept under.
@@ -200,11 +212,24 @@ impl NightscoutStore for SqliteStore {
                 let (inserted, id, body) = match insert(&document.id, &document.body) {
                     Ok(inserted) => (inserted, document.id.clone(), document.body.clone()),
                     Err(error) if is_unique_violation(&error) => {
-                        let body = with_id(&document.body, &document.fallback_id)?;
-                        let inserted = insert(&document.fallback_id, &body).map_err(|error| {
-                            unique_violation(error, format!("Nightscout document {}", document.fallback_id))
-                        })?;
-                        (inserted, document.fallback_id.clone(), body)
+                        // The fallback, or, should that be taken too (three documents sent
+                        // with one `_id`), a random one: one document's `_id` must not
+                        // refuse an upload on every retry.
+                        let mut id = document.fallback_id.clone();
+                        let mut attempts = 0;
+                        loop {
+                            let body = with_id(&document.body, &id)?;
+                            match insert(&id, &body) {
+                                Ok(inserted) => break (inserted, id, body),
+                                Err(error) if is_unique_violation(&error) && attempts < 3 => {
+                                    attempts += 1;
+                                    id = random_object_id()?;
+                                }
+                                Err(error) => {
+                                    return Err(unique_violation(error, format!("Nightscout document {id}")));
+                                }
+                            }
+                        }
                     }
                     Err(error) => return Err(error.into()),
                 };
@@ -220,6 +245,7 @@ impl NightscoutStore for SqliteStore {
                     time_ms: document.time_ms,
                     body,
                     new: true,
+                    site: site.clone(),
                 });
             }
             Ok(kept_documents)
@@ -237,13 +263,14 @@ impl NightscoutStore for SqliteStore {
             };
             let (before_time, before_row) = query.before.unwrap_or((i64::MAX, i64::MAX));
             let mut statement = connection.prepare_cached(
-                "SELECT key, id, time_ms, body FROM nightscout_document
-                 WHERE patient_key = ?1 AND collection = ?2
-                   AND time_ms >= ?3 AND time_ms <= ?4
-                   AND (?5 IS NULL OR kind = ?5)
-                   AND (?6 IS NULL OR id = ?6)
-                   AND (time_ms < ?7 OR (time_ms = ?7 AND key < ?8))
-                 ORDER BY time_ms DESC, key DESC
+                "SELECT d.key, d.id, d.time_ms, d.body, s.id FROM nightscout_document d
+                 JOIN nightscout_site s ON s.key = d.site_key
+                 WHERE d.patient_key = ?1 AND d.collection = ?2
+                   AND d.time_ms >= ?3 AND d.time_ms <= ?4
+                   AND (?5 IS NULL OR d.kind = ?5)
+                   AND (?6 IS NULL OR d.id = ?6)
+                   AND (d.time_ms < ?7 OR (d.time_ms = ?7 AND d.key < ?8))
+                 ORDER BY d.time_ms DESC, d.key DESC
                  LIMIT ?9",
             )?;
             let rows = statement.query_map(

@@ -174,6 +174,11 @@ pub async fn nightscout_documents_are_kept_once_per_key(store: &dyn Store) {
         .await
         .expect("store");
     assert!(other[0].new);
+    assert_eq!(other[0].site, "11aa11bb22cc33dd");
+    assert_eq!(
+        kept[0].site, "00aa11bb22cc33dd",
+        "a re-sent document names the site that kept it"
+    );
     assert!(matches!(
         store
             .store_nightscout_documents("ffffffffffffffff", Vec::new())

@@ -140,12 +140,12 @@ async fn a_nightscout_client_reads_what_an_uploader_sent_and_the_rules_see_it() 
     );
 
     // A care plan's rule raises its alarm from the uploader's reading, and not from a
-    // back-fill of readings two hours old (an excursion that is over).
+    // back-fill of readings two days old (an excursion that is over).
     assign_program(&server, &ward.clinician, &ward.patient_id, "diabetes").await;
     add_rule(&server, &ward, glucose_above("ns-high", 300.0)).await;
-    let two_hours_ago = chrono::Utc::now().timestamp_millis() - 2 * 3600 * 1000;
+    let two_days_ago = chrono::Utc::now().timestamp_millis() - 2 * 86_400 * 1000;
     let backfill: Vec<Value> = (0..6)
-        .map(|i| json!({"type": "sgv", "sgv": 351, "date": two_hours_ago + i * 300_000}))
+        .map(|i| json!({"type": "sgv", "sgv": 351, "date": two_days_ago + i * 300_000}))
         .collect();
     let response = server
         .client
