@@ -157,7 +157,8 @@ pub(crate) struct DocumentParams {
 /// newest first. Never through a share.
 #[utoipa::path(get, path = "/api/v1/patients/{patient_id}/nightscout/{collection}", tag = "nightscout",
     params(("patient_id" = PatientId, Path, description = "The patient"),
-        ("collection" = String, Path, description = "treatments, devicestatus, entries or profile"),
+        ("collection" = String, Path, description = "treatments, devicestatus, entries or profile",
+            pattern = "^(treatments|devicestatus|entries|profile)$"),
         DocumentParams),
     responses((status = 200, description = "The documents as the apps sent them, newest first", body = Vec<Object>)))]
 pub(crate) async fn patient_documents(
