@@ -15,9 +15,7 @@ use serde::Serialize;
 use wardline_analytics::cgm::{
     CgmImport, ImportedKind, RefusedRow, import_dexcom_clarity, import_libreview,
 };
-use wardline_domain::{
-    DeviceId, DeviceKind, DeviceMessage, ObservationCode, PatientId, Reading, Role,
-};
+use wardline_domain::{DeviceId, DeviceKind, ObservationCode, PatientId, Reading, Role};
 use wardline_store::{InitialAssignment, NewDevice, StoreError};
 
 use crate::Wardline;
@@ -380,11 +378,9 @@ impl Wardline {
         device_id: &DeviceId,
         readings: Vec<Reading>,
     ) -> Result<MessageVerdict, Error> {
-        self.ingest
-            .store(device_id, "import", vec![DeviceMessage::Readings(readings)])
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Internal("no verdict for imported readings".into()))
+        Ok(self
+            .ingest
+            .store_readings(device_id, "import", readings)
+            .await?)
     }
 }

@@ -197,6 +197,27 @@ impl IngestService {
     }
 }
 
+impl IngestService {
+    /// Stores readings a server-side source made (a Nightscout upload's entries, an
+    /// imported export) as one message of `device_id`: its one verdict.
+    pub async fn store_readings(
+        &self,
+        device_id: &DeviceId,
+        transport: &'static str,
+        readings: Vec<wardline_domain::Reading>,
+    ) -> Result<MessageVerdict, StoreError> {
+        self.store(
+            device_id,
+            transport,
+            vec![DeviceMessage::Readings(readings)],
+        )
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("no verdict for a stored message".into()))
+    }
+}
+
 pub fn count_rejection(transport: &'static str, rejection: &Rejection) {
     metrics::counter!("wardline_ingest_messages_rejected_total", "transport" => transport, "reason" => rejection.kind())
         .increment(1);

@@ -21,7 +21,7 @@ use wardline_domain::nightscout::query::{Query, QueryError};
 use wardline_domain::nightscout::{
     Collection, Document, DocumentError, UploadError, UploadLimits, parse_upload,
 };
-use wardline_domain::{DeviceId, DeviceKind, DeviceMessage, PatientId, Reading, Role};
+use wardline_domain::{DeviceId, DeviceKind, PatientId, Reading, Role};
 use wardline_store::{
     AuditOutcome, DeviceStatus, InitialAssignment, NewDevice, NewNightscoutDocument,
     NewNightscoutSite, NightscoutDocumentQuery, NightscoutSite,
@@ -240,27 +240,19 @@ impl Wardline {
                 metrics::counter!("wardline_nightscout_auth_failed_total").increment(1);
                 Err(Error::Unauthenticated)
             }
-            found => {
+            Some(found) => {
                 metrics::counter!("wardline_nightscout_auth_failed_total").increment(1);
-                let reason = match (&found, presented) {
-                    (None, _) => "no such site",
-                    (Some(_), None) => "no API secret",
-                    (Some(found), Some(_))
-                        if matches && found.device_status != DeviceStatus::Active =>
-                    {
-                        "the site is revoked"
-                    }
-                    (Some(_), Some(_)) => "wrong API secret",
+                let reason = match presented {
+                    None => "no API secret",
+                    Some(_) if matches => "the site is revoked",
+                    Some(_) => "wrong API secret",
                 };
                 let audit = wardline_store::AuditEvent {
                     time: self.now(),
                     actor: None,
-                    actor_label: format!(
-                        "nightscout site {}",
-                        found.as_ref().map_or("?", |found| found.id.as_str())
-                    ),
+                    actor_label: format!("nightscout site {}", found.id),
                     action: "nightscout.authenticate".into(),
-                    patient_id: found.as_ref().map(|found| found.patient_id),
+                    patient_id: Some(found.patient_id),
                     outcome: AuditOutcome::Denied,
                     remote_addr,
                     detail: Some(reason.into()),
@@ -401,18 +393,13 @@ impl Wardline {
         if readings.is_empty() {
             return Ok(());
         }
-        let verdicts = self
+        match self
             .ingest
-            .store(
-                &uploader.device_id,
-                "nightscout",
-                vec![DeviceMessage::Readings(readings)],
-            )
-            .await?;
-        match verdicts.into_iter().next() {
-            Some(MessageVerdict::Stored { .. }) => Ok(()),
-            Some(MessageVerdict::Rejected(rejection)) => Err(Error::from(rejection)),
-            None => Err(Error::Internal("no verdict for stored entries".into())),
+            .store_readings(&uploader.device_id, "nightscout", readings)
+            .await?
+        {
+            MessageVerdict::Stored { .. } => Ok(()),
+            MessageVerdict::Rejected(rejection) => Err(Error::from(rejection)),
         }
     }
 
