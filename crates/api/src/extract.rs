@@ -378,6 +378,10 @@ path_extractor!(
     ChannelPath(String) from "channel_id"
 );
 path_extractor!(
+    /// `{template_id}`: a mapping template version.
+    TemplatePath(String) from "template_id"
+);
+path_extractor!(
     /// `{notification_id}`: an outbox entry.
     NotificationPath(i64) from "notification_id"
 );

@@ -54,6 +54,7 @@ fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .merge(routes::shares::routes())
         .merge(routes::nightscout::routes())
         .merge(routes::gateways::routes())
+        .merge(routes::templates::routes())
         .merge(routes::alarms::routes())
         .merge(routes::system::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(

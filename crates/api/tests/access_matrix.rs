@@ -117,6 +117,7 @@ async fn only_admins_administer() {
         "/api/v1/care-teams".to_owned(),
         "/api/v1/devices".to_owned(),
         "/api/v1/gateways".to_owned(),
+        "/api/v1/mapping-templates".to_owned(),
         "/api/v1/audit".to_owned(),
         "/api/v1/notifications/dead-letters".to_owned(),
         "/metrics".to_owned(),
@@ -817,6 +818,7 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
                 "/api/v1/devices",
                 "/api/v1/emergency-access",
                 "/api/v1/gateways",
+                "/api/v1/mapping-templates",
                 "/api/v1/notifications",
                 "/api/v1/users",
             ]

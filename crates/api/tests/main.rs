@@ -14,3 +14,4 @@ mod second_factor;
 mod sessions;
 mod sharing;
 mod streams;
+mod templates;

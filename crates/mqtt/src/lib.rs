@@ -35,7 +35,7 @@ use wardline_service::device_certificates::certificate_fingerprint;
 use wardline_service::devices::DeviceAuthError;
 use wardline_service::ingest::count_rejection;
 use wardline_service::{DeviceSessions, IngestService, MessageVerdict, Rejection, Wardline};
-use wardline_store::StoreError;
+use wardline_store::{Device, StoreError};
 
 /// Settings of the MQTT endpoint.
 #[derive(Debug, Clone)]
@@ -227,8 +227,8 @@ impl MqttEndpoint {
                 return;
             }
         };
-        let device_id = match self.authenticate(&connect, certificate).await {
-            Ok(device_id) => device_id,
+        let device = match self.authenticate(&connect, certificate).await {
+            Ok(device) => device,
             Err(refusal) => {
                 metrics::counter!("wardline_mqtt_connects_refused_total", "reason" => refusal.metric()).increment(1);
                 tracing::info!(%peer, reason = refusal.metric(), "mqtt connect refused");
@@ -239,6 +239,7 @@ impl MqttEndpoint {
                 return;
             }
         };
+        let device_id = device.id.clone();
         let mut out = BytesMut::new();
         encode_connack(protocol, None, &self.settings, &mut out);
         if writer.write_all(&out).await.is_err() {
@@ -267,6 +268,7 @@ impl MqttEndpoint {
             endpoint: Arc::clone(self),
             protocol,
             device_id: device_id.clone(),
+            device,
             readings_topic: readings_topic(&device_id),
             errors_topic: errors_topic(&device_id),
             errors_subscribed,
@@ -296,7 +298,7 @@ impl MqttEndpoint {
         &self,
         connect: &ConnectRequest,
         certificate: Option<[u8; 32]>,
-    ) -> Result<DeviceId, Refusal> {
+    ) -> Result<Device, Refusal> {
         let checked = match (certificate, connect.password.as_deref()) {
             (Some(fingerprint), None) => self
                 .service
@@ -323,7 +325,7 @@ impl MqttEndpoint {
             {
                 Err(Refusal::ClientIdNotDevice)
             }
-            Ok(device) => Ok(device.id),
+            Ok(device) => Ok(device),
             Err(DeviceAuthError::BadCredentials) => Err(Refusal::BadCredentials),
             Err(DeviceAuthError::Revoked(_)) => Err(Refusal::Revoked),
             Err(DeviceAuthError::Service(error)) => {
@@ -756,6 +758,9 @@ struct Session {
     endpoint: Arc<MqttEndpoint>,
     protocol: Protocol,
     device_id: DeviceId,
+    /// The device as it was when it connected: its model decides how its messages are
+    /// read (format v1, or the model's mapping template).
+    device: Device,
     readings_topic: String,
     errors_topic: String,
     errors_subscribed: Arc<AtomicBool>,
@@ -884,7 +889,7 @@ impl Session {
                     });
                     return Ok(());
                 }
-                match self.endpoint.ingest.parse(&payload) {
+                match self.endpoint.ingest.parse_from(&self.device, &payload) {
                     Ok(message) => {
                         burst.plans.push(AckPlan::Stored {
                             pkid,

@@ -124,6 +124,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "HTTP requests from devices refused for their credential.",
     ),
     (
+        "wardline_mapping_values_not_kept_total",
+        "counter",
+        "Values of templated device messages that give no reading (no FHIR mapping for their type, a code Wardline does not store, not a number); the message's other readings are stored.",
+    ),
+    (
         "wardline_nightscout_auth_failed_total",
         "counter",
         "Nightscout requests refused for their site or API secret (each audited).",

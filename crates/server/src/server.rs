@@ -141,6 +141,13 @@ pub async fn serve(
     let store: Arc<dyn Store> = Arc::new(store);
     let bare = Wardline::new(Arc::clone(&store), service_settings(&config));
     first_admin(&bare, &config.keys_dir).await?;
+    // Before any device connects: a model's messages are read with its template from
+    // the first one on.
+    let templates = bare
+        .load_mapping_templates()
+        .await
+        .context("loading the mapping templates in force")?;
+    tracing::info!(templates, "mapping templates in force");
     let checkpoints = crate::audit::spawn_checkpoints(
         Arc::clone(&store),
         audit_key,

@@ -7,7 +7,7 @@
 //! Every message gets its own verdict; the gateway deletes a message only once it has a
 //! final one (stored, duplicate or refused), and an answer comes only after the commit.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -180,6 +180,7 @@ impl Wardline {
         // Validate each message; group the valid ones by device, keeping each device's order.
         let mut results: Vec<Option<ForwardResult>> = Vec::with_capacity(request.messages.len());
         let mut by_device: BTreeMap<DeviceId, (Vec<usize>, Vec<DeviceMessage>)> = BTreeMap::new();
+        let mut devices: HashMap<DeviceId, Option<wardline_store::Device>> = HashMap::new();
         for message in request.messages {
             let index = results.len();
             let device_id = match DeviceId::parse(&message.device_id) {
@@ -193,7 +194,22 @@ impl Wardline {
                     continue;
                 }
             };
-            match self.ingest.parse(message.payload.as_bytes()) {
+            // A device of a model with a mapping template in force sends its own JSON;
+            // its record (and model) is read once per request.
+            let device = if self.ingest.has_templates() {
+                if !devices.contains_key(&device_id) {
+                    let record = self.store.device(&device_id).await?;
+                    devices.insert(device_id.clone(), record);
+                }
+                devices.get(&device_id).and_then(Option::as_ref)
+            } else {
+                None
+            };
+            let parsed = match device {
+                Some(device) => self.ingest.parse_from(device, message.payload.as_bytes()),
+                None => self.ingest.parse(message.payload.as_bytes()),
+            };
+            match parsed {
                 Ok(parsed) => {
                     let entry = by_device.entry(device_id).or_default();
                     entry.0.push(index);

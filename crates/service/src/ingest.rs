@@ -4,14 +4,18 @@
 //! reaches rule evaluation, analysis and the live screens through the event log, never
 //! through this path, so an acknowledgement waits for none of them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use wardline_domain::{
-    DeviceId, DeviceMessage, PayloadError, PayloadLimits, WaveformChunk, parse_device_message,
+    DeviceId, DeviceMessage, PayloadError, PayloadErrorKind, PayloadLimits, WaveformChunk,
+    parse_device_message,
 };
+use wardline_mapping::{ApplyContext, Mapping};
 use wardline_store::{
-    EncodedWaveform, IngestItem, IngestOutcome, IngestPayload, IngestStore, StoreError,
+    Device, EncodedWaveform, IngestItem, IngestOutcome, IngestPayload, IngestStore,
+    MappingTemplate, StoreError,
 };
 
 /// What became of one message.
@@ -64,11 +68,21 @@ impl Rejection {
     }
 }
 
+/// A mapping template version in force for a device model.
+#[derive(Debug)]
+pub struct TemplateInForce {
+    pub id: String,
+    pub version: u32,
+    pub mapping: Mapping,
+}
+
 /// Ingest for all transports.
 #[derive(Clone)]
 pub struct IngestService {
     store: Arc<dyn IngestStore>,
     limits: PayloadLimits,
+    /// By device model: the template that reads its messages instead of format v1.
+    templates: Arc<RwLock<HashMap<String, Arc<TemplateInForce>>>>,
 }
 
 impl std::fmt::Debug for IngestService {
@@ -81,7 +95,153 @@ impl std::fmt::Debug for IngestService {
 
 impl IngestService {
     pub fn new(store: Arc<dyn IngestStore>, limits: PayloadLimits) -> Self {
-        Self { store, limits }
+        Self {
+            store,
+            limits,
+            templates: Arc::default(),
+        }
+    }
+
+    /// Makes these the templates in force, replacing any before. A stored version that
+    /// no longer compiles is left out and logged: its model's messages are then refused
+    /// as not format v1, never read with a template that is not what was checked.
+    pub fn set_templates_in_force(&self, templates: &[MappingTemplate]) {
+        let mut compiled = HashMap::new();
+        for template in templates {
+            let documents = wardline_mapping::parse_document(
+                template.device_template.as_bytes(),
+                wardline_mapping::Document::Device,
+            )
+            .and_then(|device| {
+                let fhir = wardline_mapping::parse_document(
+                    template.fhir_template.as_bytes(),
+                    wardline_mapping::Document::Fhir,
+                )?;
+                Mapping::compile(&device, &fhir)
+            });
+            match documents {
+                Ok(mapping) => {
+                    compiled.insert(
+                        template.model.clone(),
+                        Arc::new(TemplateInForce {
+                            id: template.id.clone(),
+                            version: template.version,
+                            mapping,
+                        }),
+                    );
+                }
+                Err(error) => tracing::error!(
+                    template = %template.id,
+                    %error,
+                    "a mapping template in force does not compile; its model's messages will be refused"
+                ),
+            }
+        }
+        if let Ok(mut in_force) = self.templates.write() {
+            *in_force = compiled;
+        }
+    }
+
+    /// Whether any model has a template in force.
+    pub fn has_templates(&self) -> bool {
+        self.templates
+            .read()
+            .is_ok_and(|templates| !templates.is_empty())
+    }
+
+    /// The template in force for a device model, if any.
+    pub fn template_for(&self, model: &str) -> Option<Arc<TemplateInForce>> {
+        self.templates
+            .read()
+            .ok()
+            .and_then(|templates| templates.get(model).cloned())
+    }
+
+    /// Validates one payload of `device`: with its model's template when one is in
+    /// force, else as format v1.
+    pub fn parse_from(
+        &self,
+        device: &Device,
+        payload: &[u8],
+    ) -> Result<DeviceMessage, PayloadError> {
+        match self.template_for(&device.model) {
+            Some(template) => {
+                let ids = [device.id.as_str(), device.serial.as_str()];
+                let mapped = self.map(
+                    &template.mapping,
+                    device.id.as_str(),
+                    &ids,
+                    payload,
+                    Utc::now(),
+                )?;
+                Ok(DeviceMessage::Readings(
+                    mapped
+                        .readings
+                        .into_iter()
+                        .map(|mapped| mapped.reading)
+                        .collect(),
+                ))
+            }
+            None => self.parse(payload),
+        }
+    }
+
+    /// What `mapping` makes of a payload received at `now` from the device `sender`,
+    /// which a measurement may name by any of `sender_names` (none: not checked): the
+    /// readings, and what gives none. A message that gives no reading at all is refused,
+    /// saying why.
+    pub fn map(
+        &self,
+        mapping: &Mapping,
+        sender: &str,
+        sender_names: &[&str],
+        payload: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<wardline_mapping::Mapped, PayloadError> {
+        let refuse = |kind, reason: String| PayloadError {
+            kind,
+            field: "$".into(),
+            reason,
+        };
+        if payload.len() > self.limits.max_bytes {
+            return Err(refuse(
+                PayloadErrorKind::TooLarge,
+                format!("the limit is {} bytes", self.limits.max_bytes),
+            ));
+        }
+        let body: serde_json::Value = serde_json::from_slice(payload)
+            .map_err(|error| refuse(PayloadErrorKind::Malformed, format!("not JSON: {error}")))?;
+        let message = wardline_mapping::envelope(body, sender, now);
+        let mapped = mapping.apply(
+            &message,
+            sender_names,
+            &ApplyContext {
+                now,
+                max_future_skew: self.limits.max_future_skew,
+                max_readings: self.limits.max_readings,
+            },
+        )?;
+        if !mapped.not_kept.is_empty() {
+            metrics::counter!("wardline_mapping_values_not_kept_total")
+                .increment(mapped.not_kept.len() as u64);
+        }
+        if mapped.readings.is_empty() {
+            let reason = if mapped.not_kept.is_empty() {
+                "the message matches the template but gives no value of a reading (every value it maps is optional and absent)".to_owned()
+            } else {
+                format!(
+                    "nothing in the message is a reading Wardline keeps: {}",
+                    mapped
+                        .not_kept
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            };
+            return Err(refuse(PayloadErrorKind::UnknownCode, reason));
+        }
+        Ok(mapped)
     }
 
     pub fn limits(&self) -> &PayloadLimits {

@@ -24,6 +24,7 @@ pub mod nightscout;
 pub mod people;
 pub mod second_factor;
 pub mod sharing;
+pub mod templates;
 pub mod throttle;
 
 use std::sync::{Arc, RwLock};

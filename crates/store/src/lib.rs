@@ -1,5 +1,5 @@
 //! Wardline's storage, by capability: people, emergency access, devices, ingest, clinical
-//! data, audit, alarms, the outbox, gateways, Nightscout sites and the committed event log. [`Store`] is all of them;
+//! data, audit, alarms, the outbox, gateways, Nightscout sites, mapping templates and the committed event log. [`Store`] is all of them;
 //! every backend implements each trait and passes the one conformance suite
 //! (`testsuite` feature). SQLite is the embedded backend.
 
@@ -18,6 +18,7 @@ mod outbox;
 mod people;
 mod shares;
 pub mod sqlite;
+mod templates;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
@@ -36,6 +37,7 @@ pub use outbox::*;
 pub use people::PeopleStore;
 pub use shares::*;
 pub use sqlite::SqliteStore;
+pub use templates::*;
 
 /// Everything Wardline stores. Code that needs one capability takes that trait; code
 /// that wires the server together holds an `Arc<dyn Store>`.
@@ -51,6 +53,7 @@ pub trait Store:
     + OutboxStore
     + GatewayStore
     + NightscoutStore
+    + TemplateStore
     + EventLog
     + std::fmt::Debug
     + 'static
@@ -69,6 +72,7 @@ impl<T> Store for T where
         + OutboxStore
         + GatewayStore
         + NightscoutStore
+        + TemplateStore
         + EventLog
         + std::fmt::Debug
         + 'static
@@ -79,6 +83,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         AlarmStore, AuditStore, ClinicalStore, DeviceStore, EmergencyAccessStore, EventLog,
-        GatewayStore, IngestStore, NightscoutStore, OutboxStore, PeopleStore, Store,
+        GatewayStore, IngestStore, NightscoutStore, OutboxStore, PeopleStore, Store, TemplateStore,
     };
 }

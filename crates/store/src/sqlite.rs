@@ -22,6 +22,7 @@ mod outbox;
 mod people;
 mod rows;
 mod shares;
+mod templates;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -220,7 +220,8 @@ pub(crate) struct IngestResponse {
 }
 
 /// A device posts one payload (a reading, a batch, or a waveform chunk, format v1 of
-/// docs/device-protocol.md) with its secret as the bearer token. `200` comes only after
+/// docs/device-protocol.md; or its own JSON, when a mapping template is in force for its
+/// model) with its secret as the bearer token. `200` comes only after
 /// the commit; a retried post reports duplicates and stores nothing.
 #[utoipa::path(post, path = "/api/v1/devices/{device_id}/readings", tag = "device protocol",
     params(("device_id" = DeviceId, Path, description = "The device")),
@@ -246,7 +247,7 @@ pub(crate) async fn ingest_readings(
         );
         return Err(Error::PayloadTooLarge { limit }.into());
     };
-    let message = ingest.parse(&body).map_err(|error| {
+    let message = ingest.parse_from(&device, &body).map_err(|error| {
         count_rejection("http", &Rejection::Payload(error.clone()));
         Error::InvalidPayload(error)
     })?;

@@ -12,3 +12,4 @@ pub(crate) mod nightscout;
 pub(crate) mod people;
 pub(crate) mod shares;
 pub(crate) mod system;
+pub(crate) mod templates;

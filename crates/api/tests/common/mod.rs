@@ -350,6 +350,7 @@ impl Hospital {
             .replace("{resource}", "entries")
             .replace("{part}", "current")
             .replace("{collection}", "treatments")
+            .replace("{template_id}", "00000000000000000000000000000000")
     }
 
     /// A request as `who` (a key of `tokens`, or `anonymous`).

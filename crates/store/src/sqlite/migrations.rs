@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0012_device_certificates.sql"),
     include_str!("../../migrations/sqlite/0013_specialists_and_shares.sql"),
     include_str!("../../migrations/sqlite/0014_nightscout.sql"),
+    include_str!("../../migrations/sqlite/0015_mapping_templates.sql"),
 ];
 
 /// The schema version this build writes.

@@ -20,6 +20,7 @@ mod outbox;
 mod people;
 mod recorded;
 mod shares;
+mod templates;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use wardline_domain::{DeviceId, DeviceKind, ObservationCode, PatientId, Reading, Role, UserId};
@@ -37,6 +38,7 @@ pub use outbox::*;
 pub use people::*;
 pub use recorded::{Recorded, Recorder, trait_methods};
 pub use shares::*;
+pub use templates::*;
 
 use crate::{AuditEvent, AuditOutcome, NewDevice, NewPatient, NewUser, Store};
 
@@ -73,7 +75,8 @@ macro_rules! store_conformance_suite {
             observation_summary_per_bucket, gateways_report_and_list,
             event_log_reads_every_commit_once, event_log_reads_a_patient_scope,
             event_log_resumes_from_a_checkpoint,
-            nightscout_sites_live_with_their_device, nightscout_documents_are_kept_once_per_key);
+            nightscout_sites_live_with_their_device, nightscout_documents_are_kept_once_per_key,
+            mapping_templates_are_versioned_one_in_force_per_model);
     };
     (@tests $fresh:expr; $($check:ident),*) => {
         $(

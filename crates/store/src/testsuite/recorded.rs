@@ -57,6 +57,7 @@ pub fn trait_methods() -> Vec<String> {
         include_str!("../outbox.rs"),
         include_str!("../gateways.rs"),
         include_str!("../nightscout.rs"),
+        include_str!("../templates.rs"),
         include_str!("../events.rs"),
     ];
     let mut methods = Vec::new();
@@ -239,6 +240,15 @@ recorded!(NightscoutStore {
     async fn nightscout_documents(&self, query: NightscoutDocumentQuery) -> R<Vec<NightscoutDocument>>;
 });
 
+recorded!(TemplateStore {
+    async fn add_mapping_template(&self, template: NewMappingTemplate, audit: AuditEvent) -> R<MappingTemplate>;
+    async fn mapping_template(&self, id: &str) -> R<Option<MappingTemplate>>;
+    async fn mapping_templates(&self) -> R<Vec<MappingTemplate>>;
+    async fn put_mapping_template_in_force(&self, id: &str, at: DateTime<Utc>, audit: AuditEvent) -> R<MappingTemplate>;
+    async fn retire_mapping_template(&self, id: &str, at: DateTime<Utc>, audit: AuditEvent) -> R<MappingTemplate>;
+    async fn mapping_templates_in_force(&self) -> R<Vec<MappingTemplate>>;
+});
+
 #[async_trait]
 impl<S: Store> EventLog for Recorded<S> {
     async fn event_tail(&self) -> R<EventCursor> {
@@ -308,6 +318,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 100, "{methods:?}");
+        assert_eq!(methods.len(), 106, "{methods:?}");
     }
 }
