@@ -19,4 +19,5 @@ mod observability;
 mod operator;
 mod sharing;
 mod support;
+mod templates;
 mod tls;
