@@ -430,7 +430,7 @@ fn content_template(
                 if required {
                     problems.add(
                         at(field),
-                        format!("missing: a {} template needs it", kind.name()),
+                        format!("missing: {} templates need it", kind.name()),
                     );
                 }
                 None

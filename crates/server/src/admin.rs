@@ -137,6 +137,41 @@ pub enum AdminCommand {
     },
     /// List users, patients, care teams and devices.
     List,
+    /// Register the next version of a device model's mapping templates (iomt-fhir
+    /// device content and FHIR mapping JSON files), as a draft: every problem is named.
+    RegisterTemplate {
+        /// The device model, as its devices are enrolled.
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        device_template: std::path::PathBuf,
+        #[arg(long)]
+        fhir_template: std::path::PathBuf,
+    },
+    /// List every mapping template version, newest first.
+    ListTemplates,
+    /// Show what a template version makes of a sample message (a JSON file), storing
+    /// nothing.
+    TryTemplate {
+        #[arg(long)]
+        template: String,
+        #[arg(long)]
+        payload: std::path::PathBuf,
+        /// The device that would send it (its measurements must name it).
+        #[arg(long)]
+        device: Option<DeviceId>,
+    },
+    /// Put a template version in force for its model (a running server picks it up
+    /// within ten seconds).
+    PutTemplateInForce {
+        #[arg(long)]
+        template: String,
+    },
+    /// Take a template version out of force: its model's messages are format v1 again.
+    RetireTemplate {
+        #[arg(long)]
+        template: String,
+    },
     /// Re-encrypt the database under a new key (with the server stopped). With the key
     /// in a file, a new random key replaces it there; with a key from the environment
     /// or a command, the new key is read from standard input.
@@ -213,6 +248,19 @@ async fn user_named(service: &Wardline, text: &str) -> anyhow::Result<UserId> {
         return Ok(id);
     }
     Ok(service.user_named(text).await.map_err(fail)?.id)
+}
+
+fn print_template(template: &wardline_store::MappingTemplate, warnings: &[String]) {
+    println!(
+        "template {}  {:<24} version {:<3} {}",
+        template.id,
+        template.model,
+        template.version,
+        template.status.as_str()
+    );
+    for warning in warnings {
+        println!("  warning  {warning}");
+    }
 }
 
 /// The command line's errors read as the service's message.
@@ -557,6 +605,69 @@ pub async fn run(config: &Config, command: AdminCommand, init: bool) -> anyhow::
         }
         AdminCommand::RotateDatabaseKey { .. } => {
             bail!("the key rotation runs before the database is opened, not after")
+        }
+        AdminCommand::RegisterTemplate {
+            model,
+            device_template,
+            fhir_template,
+        } => {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+            };
+            let checked = service
+                .register_mapping_template(
+                    &cli,
+                    &model,
+                    &read(&device_template)?,
+                    &read(&fhir_template)?,
+                )
+                .await
+                .map_err(fail)?;
+            print_template(&checked.template, &checked.warnings);
+        }
+        AdminCommand::ListTemplates => {
+            for checked in service.mapping_templates(&cli).await.map_err(fail)? {
+                print_template(&checked.template, &checked.warnings);
+            }
+        }
+        AdminCommand::TryTemplate {
+            template,
+            payload,
+            device,
+        } => {
+            let payload = std::fs::read(&payload)
+                .with_context(|| format!("reading {}", payload.display()))?;
+            let trial = service
+                .try_mapping_template(&cli, &template, &payload, device.as_ref())
+                .await
+                .map_err(fail)?;
+            match &trial.refused {
+                Some(error) => println!("refused     {error}"),
+                None => println!("this payload would give:"),
+            }
+            for reading in &trial.readings {
+                println!("  {}", reading.description);
+            }
+            for not_kept in &trial.not_kept {
+                println!("not kept    {not_kept}");
+            }
+            if !trial.device_checked {
+                println!("(the device a message names was not checked: give --device)");
+            }
+        }
+        AdminCommand::PutTemplateInForce { template } => {
+            let template = service
+                .put_mapping_template_in_force(&cli, &template)
+                .await
+                .map_err(fail)?;
+            print_template(&template, &[]);
+        }
+        AdminCommand::RetireTemplate { template } => {
+            let template = service
+                .retire_mapping_template(&cli, &template)
+                .await
+                .map_err(fail)?;
+            print_template(&template, &[]);
         }
         AdminCommand::VerifyAudit => {
             let key = crate::audit::load_or_create_key(&config.keys_dir)?;

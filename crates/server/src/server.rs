@@ -258,6 +258,25 @@ pub async fn serve(
             }
         });
     }
+    // Mapping templates put in force or retired by another process (the command line)
+    // take effect within ten seconds; the API's changes take effect at once.
+    {
+        let service = service.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => match service.refresh_mapping_templates().await {
+                        Ok(true) => tracing::info!("mapping templates in force changed"),
+                        Ok(false) => {}
+                        Err(error) => tracing::warn!(%error, "could not read the mapping templates in force"),
+                    },
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
     if let Some(smtp) = alarm_settings(&config, &http_url).smtp {
         service = service.with_invitation_mail(wardline_service::sharing::InvitationMail {
             smtp,

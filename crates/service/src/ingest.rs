@@ -142,6 +142,17 @@ impl IngestService {
         }
     }
 
+    /// Whether these, and only these, are the versions held in force.
+    pub fn holds_templates(&self, in_force: &[MappingTemplate]) -> bool {
+        self.templates.read().is_ok_and(|held| {
+            held.len() == in_force.len()
+                && in_force.iter().all(|template| {
+                    held.get(&template.model)
+                        .is_some_and(|current| current.id == template.id)
+                })
+        })
+    }
+
     /// Whether any model has a template in force.
     pub fn has_templates(&self) -> bool {
         self.templates

@@ -106,6 +106,18 @@ impl Wardline {
         self.load_mapping_templates().await.map(|_| ())
     }
 
+    /// Reloads the versions in force when they differ from those ingest holds (put in
+    /// force or retired by another process, such as the command line): `true` when
+    /// they changed.
+    pub async fn refresh_mapping_templates(&self) -> Result<bool, Error> {
+        let in_force = self.store.mapping_templates_in_force().await?;
+        if self.ingest.holds_templates(&in_force) {
+            return Ok(false);
+        }
+        self.ingest.set_templates_in_force(&in_force);
+        Ok(true)
+    }
+
     /// Registers the next version of a model's templates, as a draft (admin). Refused,
     /// with every problem named by its place, unless both documents are valid.
     pub async fn register_mapping_template(
