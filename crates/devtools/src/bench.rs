@@ -105,6 +105,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         warmup_seconds: u64,
     },
+    /// Templated ingest: devices of a model with a mapping template in force (a
+    /// CalculatedContent template with JMESPath) post one reading per request in their
+    /// own JSON and wait for each answer; beside them, in the same run, native devices
+    /// post one format v1 reading per request.
+    Templated {
+        /// Devices of each kind.
+        #[arg(long, default_value_t = 20)]
+        devices: usize,
+        /// Measured seconds of each load (after its warm-up).
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -156,13 +170,20 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             seconds,
             warmup_seconds,
         } => {
-            crate::bench_nightscout::bench_nightscout(
+            crate::bench_http::bench_nightscout(
                 clients.max(1),
                 batch.clamp(1, 1000),
                 seconds.max(1),
                 warmup_seconds,
             )
             .await
+        }
+        BenchCommand::Templated {
+            devices,
+            seconds,
+            warmup_seconds,
+        } => {
+            crate::bench_http::bench_templated(devices.max(1), seconds.max(1), warmup_seconds).await
         }
     }
 }

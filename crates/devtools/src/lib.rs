@@ -6,6 +6,6 @@
 pub mod bench;
 mod bench_alarms;
 mod bench_drain;
-mod bench_nightscout;
+mod bench_http;
 mod setup;
 pub mod validate;

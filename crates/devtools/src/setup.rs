@@ -60,6 +60,18 @@ pub(crate) async fn device(
     patient: PatientId,
     since: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Credential> {
+    device_of_model(service, id, kind, "bench", patient, since).await
+}
+
+/// [`device`] of a given model (one with a mapping template in force, say).
+pub(crate) async fn device_of_model(
+    service: &Wardline,
+    id: &str,
+    kind: DeviceKind,
+    model: &str,
+    patient: PatientId,
+    since: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Credential> {
     let device_id = DeviceId::parse(id).map_err(|error| anyhow::anyhow!("{error}"))?;
     let cli = Actor::CommandLine;
     let enrolled = service
@@ -67,7 +79,7 @@ pub(crate) async fn device(
             &cli,
             Enrolment {
                 kind,
-                model: "bench".into(),
+                model: model.into(),
                 serial: id.into(),
                 device_id: Some(device_id.clone()),
                 patient_id: None,
