@@ -55,6 +55,7 @@ if [ -d "$shared" ]; then
   seed_found wfdb_signals "$shared/ecg" '*.dat' 6
   seed_found cgm_files "$shared/cgm" '*.csv' 12
   seed_found nightscout_upload "$shared/nightscout/fixtures" '*.json' 4
+  seed_found mapping_template "$shared/mapping-templates" '*.json' 80
 else
   echo "note: shared data not found at $shared; fuzzing from the project's own seeds only" >&2
 fi

@@ -79,6 +79,7 @@ function navLinks(user: User): [string, string][] {
         ['/admin/care-teams', 'Care teams'],
         ['/admin/patients', 'Patients'],
         ['/admin/devices', 'Devices'],
+        ['/admin/device-templates', 'Device templates'],
         ['/admin/emergency-access', 'Emergency access'],
         ['/admin/audit', 'Audit log'],
         ['/ward', 'Ward'],

@@ -966,6 +966,49 @@ test('an admin issues a certificate from a device’s request, and the device se
   assert.equal(status, 200);
 });
 
+test('an admin registers a device template, tries it on a message, puts it in force, and the device sends its own JSON', async () => {
+  const device = await ok(server, 'POST', '/api/v1/devices', { token: admin, body: { kind: 'pulse_oximeter', model: 'Pulse Hub', serial: 'PH-1', patient_id: ada.id } });
+  const deviceTemplate = {
+    templateType: 'CollectionContent',
+    template: [{ templateType: 'IotJsonPathContent', template: { typeName: 'pulse', typeMatchExpression: '$..[?(@Body.pulse)]', values: [{ valueName: 'pulse', valueExpression: '$.Body.pulse', required: 'true' }] } }],
+  };
+  const fhirTemplate = {
+    templateType: 'CollectionFhir',
+    template: [{ templateType: 'CodeValueFhir', template: { typeName: 'pulse', codes: [{ code: '8867-4', system: 'http://loinc.org', display: 'Heart rate' }], value: { valueName: 'pulse', valueType: 'Quantity', unit: 'bpm' } } }],
+  };
+  const page = await newPage();
+  await page.context().addCookies([{ name: 'wardline_session', value: admin, url: server.url }]);
+  await page.goto(`${server.url}/admin/device-templates`);
+  const registering = page.getByRole('form', { name: 'Register a template' });
+  await registering.getByLabel('Device model').fill('Pulse Hub');
+  // A template that is not JSON is refused in the page, naming which.
+  await registering.getByLabel('Device content template (JSON)').fill('{"templateType": ');
+  await registering.getByLabel('FHIR mapping template (JSON)').fill(JSON.stringify(fhirTemplate, null, 2));
+  await registering.getByRole('button', { name: 'Register as a draft' }).click();
+  await registering.getByText('Device content template: not JSON').waitFor();
+  await registering.getByLabel('Device content template (JSON)').fill(JSON.stringify(deviceTemplate, null, 2));
+  await registering.getByRole('button', { name: 'Register as a draft' }).click();
+  await registering.getByText('Registered Pulse Hub version 1 as a draft').waitFor();
+
+  await page.goto(`${server.url}/admin/device-templates`);
+  const trying = page.getByRole('form', { name: 'Try a template on a message' });
+  await trying.getByLabel('Sending device (optional)').selectOption(device.device.id);
+  await trying.getByLabel('Message, as the device sends it (JSON)').fill('{"pulse": 72}');
+  await trying.getByRole('button', { name: 'Try' }).click();
+  const trial = page.getByTestId('template-trial');
+  await trial.waitFor();
+  assert.match(await trial.textContent(), /This payload would give:Heart rate 72 \/min at /);
+  // Until it is in force, the device's own JSON is not read.
+  const before = await server.request('POST', `/api/v1/devices/${device.device.id}/readings`, { token: device.secret, body: { pulse: 70 } });
+  assert.equal(before.status, 400);
+  page.once('dialog', (dialog) => dialog.accept());
+  await page.getByRole('button', { name: 'Put Pulse Hub v1 in force' }).click();
+  await page.getByRole('button', { name: 'Retire Pulse Hub v1' }).waitFor();
+  await page.context().close();
+  const stored = await ok(server, 'POST', `/api/v1/devices/${device.device.id}/readings`, { token: device.secret, body: { pulse: 71 } });
+  assert.deepEqual(stored, { stored: 1, duplicates: 0 });
+});
+
 test('a patient shares glucose with a specialist, who sees exactly that until the patient revokes it', async () => {
   await ok(server, 'POST', '/api/v1/users', {
     token: admin,

@@ -1,11 +1,12 @@
-// Administration: users, care teams, patients, device enrolment and the audit log.
+// Administration: users, care teams, patients, device enrolment, device mapping
+// templates and the audit log.
 
 import { api, post, type AuditRecord, type CareTeam, type Device, type EnrolledDevice, type Patient, type User } from '../api';
 import { DEVICE_KINDS, deviceKindLabel } from '../codes';
 import { field, h, notice, replace, select, type Child } from '../dom';
 import { formatTime } from '../format';
 import type { PageContext } from '../router';
-import type { EmergencyAccess, IssuedDeviceCertificate } from '../schema';
+import type { EmergencyAccess, IssuedDeviceCertificate, MappingTemplate, TemplateTrial } from '../schema';
 import { currentUser, frame } from '../session';
 
 const SECTIONS: Record<string, [string, (main: HTMLElement, context: PageContext) => Promise<void>]> = {
@@ -13,6 +14,7 @@ const SECTIONS: Record<string, [string, (main: HTMLElement, context: PageContext
   'care-teams': ['Care teams', careTeams],
   patients: ['Patients', patients],
   devices: ['Devices', devices],
+  'device-templates': ['Device templates', deviceTemplates],
   'emergency-access': ['Emergency access', emergencyAccess],
   audit: ['Audit log', audit],
 };
@@ -412,6 +414,122 @@ async function devices(main: HTMLElement, context: PageContext): Promise<void> {
     listHost,
   );
   render(list);
+}
+
+/** A JSON document typed into a text area, or the reason it is not JSON. */
+function jsonOf(label: string, text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${label}: not JSON (${errorText(error)})`);
+  }
+}
+
+/** What a trial message would give: its readings, what gives none, or why it is refused. */
+function trialOutcome(trial: TemplateTrial): HTMLElement {
+  return h(
+    'div',
+    { class: 'trial', role: 'status', 'data-testid': 'template-trial' },
+    trial.refused
+      ? notice('error', `The device would be told: ${trial.refused.field}: ${trial.refused.reason}`)
+      : h('p', null, 'This payload would give:'),
+    trial.readings.length ? h('ul', null, trial.readings.map((reading) => h('li', null, reading.description))) : null,
+    trial.not_kept.length ? h('p', null, 'Not kept:') : null,
+    trial.not_kept.length ? h('ul', null, trial.not_kept.map((reason) => h('li', null, reason))) : null,
+    trial.device_checked ? null : h('p', { class: 'hint' }, 'The device a message names was not checked: choose a device to check it.'),
+  );
+}
+
+/**
+ * Mapping templates: a device model whose messages are not Wardline's format is read with
+ * a pair of iomt-fhir templates (Azure MedTech), registered here as a draft, tried on a
+ * sample message, then put in force.
+ */
+async function deviceTemplates(main: HTMLElement, context: PageContext): Promise<void> {
+  const [list, deviceList] = await Promise.all([
+    api<MappingTemplate[]>('/api/v1/mapping-templates', { signal: context.signal }),
+    api<Device[]>('/api/v1/devices', { signal: context.signal }),
+  ]);
+  const model = h('input', { name: 'model', required: true, maxlength: '100', list: 'device-models' });
+  const models = h('datalist', { id: 'device-models' }, [...new Set(deviceList.map((device) => device.model))].map((name) => h('option', { value: name })));
+  const deviceTemplate = h('textarea', { name: 'device_template', required: true, rows: '10', spellcheck: 'false', class: 'json' });
+  const fhirTemplate = h('textarea', { name: 'fhir_template', required: true, rows: '10', spellcheck: 'false', class: 'json' });
+  const version = select('template', list.map((template): [string, string] => [template.id, `${template.model} v${template.version} (${template.status.replace('_', ' ')})`]), { required: true });
+  const trialDevice = select('device', [['', '— any (not checked) —'], ...deviceList.map((device): [string, string] => [device.id, `${device.id} (${device.model})`])]);
+  const payload = h('textarea', { name: 'payload', required: true, rows: '6', spellcheck: 'false', class: 'json', placeholder: '{"heartRate": 72, "deviceId": "…", "endDate": "…"}' });
+  const refresh = () => void deviceTemplates(main, context);
+  const action = (label: string, path: string, confirmText?: string) =>
+    h('button', {
+      type: 'button',
+      class: 'secondary small',
+      onclick: async () => {
+        if (confirmText && !confirm(confirmText)) return;
+        try {
+          await post(path);
+          refresh();
+        } catch (error) {
+          alert(errorText(error));
+        }
+      },
+    }, label);
+  replace(
+    main,
+    h(
+      'div',
+      { class: 'admin-forms' },
+      form(
+        'Register a template',
+        [
+          field('Device model', model, 'As the model\'s devices are enrolled. Each registration is the model\'s next version, a draft.'),
+          models,
+          field('Device content template (JSON)', deviceTemplate, 'iomt-fhir: CollectionContent, JsonPathContent, IotJsonPathContent, IotCentralJsonPathContent or CalculatedContent.'),
+          field('FHIR mapping template (JSON)', fhirTemplate, 'iomt-fhir: CollectionFhir or CodeValueFhir. Its LOINC codes and units decide the readings.'),
+        ],
+        'Register as a draft',
+        async () => {
+          const registered = await post<MappingTemplate>('/api/v1/mapping-templates', {
+            model: model.value,
+            device_template: jsonOf('Device content template', deviceTemplate.value),
+            fhir_template: jsonOf('FHIR mapping template', fhirTemplate.value),
+          });
+          return h(
+            'div',
+            { role: 'status' },
+            notice('success', `Registered ${registered.model} version ${registered.version} as a draft: try it below, then put it in force.`),
+            registered.warnings.length ? h('ul', { class: 'warnings' }, registered.warnings.map((warning) => h('li', null, warning))) : null,
+          );
+        },
+        () => {},
+      ),
+      form(
+        'Try a template on a message',
+        [field('Version', version), field('Sending device (optional)', trialDevice), field('Message, as the device sends it (JSON)', payload)],
+        'Try',
+        async () => {
+          const trial = await post<TemplateTrial>(`/api/v1/mapping-templates/${encodeURIComponent(version.value)}/trial`, {
+            payload: jsonOf('Message', payload.value),
+            device_id: trialDevice.value || undefined,
+          });
+          return trialOutcome(trial);
+        },
+        () => {},
+      ),
+    ),
+    table(
+      `${list.length} template versions`,
+      ['Model', 'Version', 'Status', 'Registered', 'Warnings', ''],
+      list.map((template) => [
+        template.model,
+        String(template.version),
+        template.status.replace('_', ' '),
+        formatTime(template.created),
+        template.warnings.length ? h('ul', { class: 'warnings' }, template.warnings.map((warning) => h('li', null, warning))) : '—',
+        template.status === 'in_force'
+          ? action(`Retire ${template.model} v${template.version}`, `/api/v1/mapping-templates/${template.id}/retire`, `Retire ${template.model} version ${template.version}? Its devices' messages will be read as Wardline's own format again.`)
+          : action(`Put ${template.model} v${template.version} in force`, `/api/v1/mapping-templates/${template.id}/in-force`, `Put ${template.model} version ${template.version} in force? The next message of every ${template.model} device is read with it.`),
+      ]),
+    ),
+  );
 }
 
 async function audit(main: HTMLElement, context: PageContext): Promise<void> {
