@@ -53,6 +53,11 @@ pub enum BenchCommand {
         /// Keep the data folder here instead of a temporary one.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Write each connection's whole window of publishes in one socket write, so the
+        /// server reads them as one burst. Not how a device sends (one reading per write);
+        /// kept to compare with figures measured that way before.
+        #[arg(long)]
+        burst: bool,
     },
     /// Alarm latency: a device's publish of an out-of-range reading → the alarm event on
     /// a clinician's SSE stream, under paced background ingest load.
@@ -130,6 +135,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             window,
             compare,
             data_dir,
+            burst,
         } => {
             ingest(
                 devices,
@@ -138,6 +144,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 window.clamp(1, 1000),
                 compare,
                 data_dir,
+                burst,
             )
             .await
         }
@@ -196,6 +203,9 @@ struct LoadResult {
     measured_seconds: f64,
     latency_us: Histogram<u64>,
     failed_connections: usize,
+    /// CPU seconds the target's processes used in the measured window (user + system),
+    /// when they could be read from /proc.
+    cpu_seconds: Option<f64>,
 }
 
 impl LoadResult {
@@ -206,6 +216,64 @@ impl LoadResult {
     fn ms(&self, quantile: f64) -> f64 {
         self.latency_us.value_at_quantile(quantile) as f64 / 1000.0
     }
+
+    /// Cores busy on average, and CPU µs per acknowledged reading.
+    fn cpu(&self) -> (String, String) {
+        match self.cpu_seconds {
+            Some(cpu) if self.acked_measured > 0 => (
+                format!("{:.2}", cpu / self.measured_seconds),
+                format!("{:.1}", cpu * 1e6 / self.acked_measured as f64),
+            ),
+            _ => ("not read".into(), "not read".into()),
+        }
+    }
+}
+
+/// The clock ticks per second of /proc's CPU times (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// User + system CPU seconds the processes have used so far, all their threads
+/// included; `None` when one cannot be read.
+fn cpu_seconds(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    let ticks = clock_ticks();
+    let mut total = 0.0;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The fields after the command name, which is in parentheses and may hold spaces:
+        // utime and stime are the 14th and 15th of the line.
+        let after = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let user: f64 = fields.get(11)?.parse().ok()?;
+        let system: f64 = fields.get(12)?.parse().ok()?;
+        total += (user + system) / ticks;
+    }
+    Some(total)
+}
+
+/// The processes named `name` (by /proc/*/comm): the baseline broker's, to measure its CPU.
+fn processes_named(name: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == name)
+        })
+        .collect()
 }
 
 async fn ingest(
@@ -215,6 +283,7 @@ async fn ingest(
     window: usize,
     compare: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    burst: bool,
 ) -> anyhow::Result<()> {
     let temporary = tempfile_dir()?;
     let data_dir = data_dir.unwrap_or_else(|| temporary.join("data"));
@@ -230,16 +299,25 @@ async fn ingest(
     )?;
     let report = wait_for_listen_file(&listen_file, &mut server)?;
     println!("{}", machine_description());
+    let writes = if burst {
+        "each connection's window written in one socket write (--burst: not how devices send)"
+    } else {
+        "one publish per socket write, as a device sends"
+    };
     println!(
-        "load: {devices} devices × window {window} QoS 1 publishes, one reading per message, {warmup_seconds} s warm-up + {seconds} s measured"
+        "load: {devices} devices × window {window} QoS 1 publishes, one reading per message, {writes}; {warmup_seconds} s warm-up + {seconds} s measured"
     );
     let wardline = load(
         report.mqtt,
         &credentials,
-        seconds,
-        warmup_seconds,
-        window,
+        LoadShape {
+            seconds,
+            warmup_seconds,
+            window,
+            burst,
+        },
         "wardline",
+        &[server.id()],
     )
     .await;
     let commits = match report.metrics {
@@ -252,26 +330,33 @@ async fn ingest(
     let stored = count_stored(&data_dir).await?;
     let mut results = vec![wardline];
     if let Some(address) = compare {
+        // Its CPU is measured when it runs here as `mosquitto`.
+        let broker = processes_named("mosquitto");
         results.push(
             load(
                 address,
                 &credentials,
-                seconds,
-                warmup_seconds,
-                window,
+                LoadShape {
+                    seconds,
+                    warmup_seconds,
+                    window,
+                    burst,
+                },
                 &format!("broker {address}"),
+                &broker,
             )
             .await,
         );
     }
     println!();
     println!(
-        "| target | acked readings/s | p50 ms | p99 ms | p99.9 ms | max ms | failed connections |"
+        "| target | acked readings/s | p50 ms | p99 ms | p99.9 ms | max ms | failed connections | CPU (cores) | CPU µs per reading |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for result in &results {
+        let (cores, per_reading) = result.cpu();
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {cores} | {per_reading} |",
             result.label,
             result.rate(),
             result.ms(0.5),
@@ -422,14 +507,30 @@ async fn count_stored(data_dir: &std::path::Path) -> anyhow::Result<u64> {
     Ok(service.store().count_observations().await?)
 }
 
-async fn load(
-    address: SocketAddr,
-    credentials: &[Credential],
+/// How the devices send.
+#[derive(Debug, Clone, Copy)]
+struct LoadShape {
     seconds: u64,
     warmup_seconds: u64,
     window: usize,
+    burst: bool,
+}
+
+/// Runs the devices against `address`; the CPU of `pids` is read at the start and the
+/// end of the measured window.
+async fn load(
+    address: SocketAddr,
+    credentials: &[Credential],
+    shape: LoadShape,
     label: &str,
+    pids: &[u32],
 ) -> LoadResult {
+    let LoadShape {
+        seconds,
+        warmup_seconds,
+        window,
+        burst,
+    } = shape;
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let measure_from = started + Duration::from_secs(warmup_seconds);
@@ -443,6 +544,7 @@ async fn load(
                 address,
                 credential,
                 window,
+                burst,
                 stop,
                 measure_from,
                 measure_until,
@@ -450,7 +552,10 @@ async fn load(
             .await
         }));
     }
-    tokio::time::sleep_until((measure_until).into()).await;
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_before = cpu_seconds(pids);
+    tokio::time::sleep_until(measure_until.into()).await;
+    let cpu_after = cpu_seconds(pids);
     stop.store(true, Ordering::Relaxed);
     let mut result = LoadResult {
         label: label.to_owned(),
@@ -459,6 +564,9 @@ async fn load(
         measured_seconds: seconds as f64,
         latency_us: new_histogram(),
         failed_connections: 0,
+        cpu_seconds: cpu_before
+            .zip(cpu_after)
+            .map(|(before, after)| after - before),
     };
     for task in tasks {
         match task.await {
@@ -492,6 +600,7 @@ async fn device_load(
     address: SocketAddr,
     credential: Credential,
     window: usize,
+    burst: bool,
     stop: Arc<AtomicBool>,
     measure_from: Instant,
     measure_until: Instant,
@@ -557,9 +666,16 @@ async fn device_load(
                     .write(&mut out)
                     .map_err(|error| anyhow::anyhow!("{error}"))?;
                 in_flight += 1;
+                if !burst {
+                    // One reading per write, as a device sends it.
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
             }
-            stream.write_all(&out).await?;
-            out.clear();
+            if !out.is_empty() {
+                stream.write_all(&out).await?;
+                out.clear();
+            }
         }
         let read =
             tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut incoming)).await;

@@ -223,13 +223,12 @@ async fn paced_device(
                 .write(&mut out)
                 .map_err(|error| anyhow::anyhow!("{error}"))?;
             in_flight.fetch_add(1, Ordering::Relaxed);
-        }
-        // Readings the window could not take are not owed later: the load stays paced.
-        owed = owed.min(1.0);
-        if !out.is_empty() {
+            // One reading per write, as a device sends it.
             writer.write_all(&out).await?;
             out.clear();
         }
+        // Readings the window could not take are not owed later: the load stays paced.
+        owed = owed.min(1.0);
     }
     reading_task.abort();
     Ok(())
