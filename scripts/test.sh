@@ -3,8 +3,9 @@
 # Mosquitto's command-line clients (the independent MQTT client the tests use), curl (an
 # independent HTTP/2 client), promtool (which checks the metrics) and Python's aiosmtpd
 # (the real SMTP server the e-mail tests deliver to) and py-nightscout (a real Nightscout
-# client, which reads a Wardline Nightscout site in the tests). Node.js reads Nightscout's
-# own test fixtures.
+# client, which reads a Wardline Nightscout site in the tests), and fhir.resources (an
+# independent FHIR R4 validator of what Wardline's FHIR API returns). Node.js reads
+# Nightscout's own test fixtures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,12 @@ fi
 
 python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 python3 -c "import py_nightscout" 2>/dev/null || python3 -m pip install --quiet "py-nightscout==1.3.3"
+# The independent FHIR validator (the R4 models of fhir.resources, which need pydantic 1)
+# in an environment of its own, so that it cannot clash with other Python packages.
+if ! target/fhir-validator/bin/python -c "import fhir.resources" 2>/dev/null; then
+  python3 -m venv target/fhir-validator
+  target/fhir-validator/bin/pip install --quiet "fhir.resources==6.5.0" "pydantic<2"
+fi
 
 # A first build gains nothing from incremental compilation's caches, only their cost.
 [ -d target/debug ] || export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

@@ -37,7 +37,7 @@ pub use state::{ApiSettings, AppState, MetricsRenderer};
             Every error is `{\"error\": {\"code\", \"message\", \"field\"?, \"kind\"?}}` with a stable `code`.",
     ),
     security(("session" = []), ("session_cookie" = [])),
-    components(schemas(ErrorBody, schemas::LoincCode)),
+    components(schemas(ErrorBody, schemas::LoincCode, routes::fhir::OperationOutcomeBody)),
 )]
 struct ApiDoc;
 
@@ -55,6 +55,7 @@ fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .merge(routes::nightscout::routes())
         .merge(routes::gateways::routes())
         .merge(routes::templates::routes())
+        .merge(routes::fhir::routes())
         .merge(routes::alarms::routes())
         .merge(routes::system::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -220,7 +221,34 @@ fn describe(document: &mut OpenApi) {
             (status.to_string(), response)
         })
         .collect();
-    for item in document.paths.paths.values_mut() {
+    // The FHIR routes answer every error as an OperationOutcome in FHIR's media type.
+    let fhir_errors: Vec<(String, RefOr<Response>)> = errors
+        .iter()
+        .map(|(status, response)| {
+            let mut response = response.clone();
+            if let RefOr::T(response) = &mut response {
+                response.content = [(
+                    wardline_fhir::FHIR_JSON.to_owned(),
+                    RefOr::T(
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                                "OperationOutcome",
+                            ))))
+                            .build(),
+                    ),
+                )]
+                .into_iter()
+                .collect();
+            }
+            (status.clone(), response)
+        })
+        .collect();
+    for (path, item) in document.paths.paths.iter_mut() {
+        let errors = if path.starts_with(routes::fhir::FHIR_BASE) {
+            &fhir_errors
+        } else {
+            &errors
+        };
         for operation in [
             &mut item.get,
             &mut item.put,
@@ -231,7 +259,7 @@ fn describe(document: &mut OpenApi) {
         .into_iter()
         .flatten()
         {
-            for (status, response) in &errors {
+            for (status, response) in errors {
                 operation
                     .responses
                     .responses

@@ -778,7 +778,7 @@ enum Audience {
 fn audience(method: &str, path: &str) -> Option<Audience> {
     use Audience::*;
     Some(match (method, path) {
-        ("GET", "/healthz" | "/api/v1/openapi.json")
+        ("GET", "/healthz" | "/api/v1/openapi.json" | "/fhir/R4/metadata")
         | ("POST", "/api/v1/auth/login" | "/api/v1/share-links/open")
         | ("POST", "/api/v1/specialist-invitations/accept") => Public,
         ("POST", "/api/v1/specialist-invitations") => Inviters,
@@ -810,6 +810,10 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         ("GET", "/api/v1/me/shared-with-me")
         | ("POST", "/api/v1/me/specialist-invitations/accept") => Specialists,
         ("GET", patient) if patient.starts_with("/api/v1/patients/{patient_id}") => AdasReaders,
+        ("GET", "/fhir/R4/Patient/{patient_id}") => AdasReaders,
+        // Searches name their patient in the query: without it, anyone signed in is told
+        // what is missing (the access check then runs on the patient named).
+        ("GET", "/fhir/R4/Patient" | "/fhir/R4/Observation") => SignedIn,
         ("PUT", "/api/v1/patients/{patient_id}/care-plan") => AdasTeam,
         ("GET" | "POST" | "PUT" | "DELETE", admin)
             if [

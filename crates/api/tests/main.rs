@@ -6,6 +6,7 @@ mod common;
 mod emergency;
 mod errors;
 mod exports;
+mod fhir;
 mod imports;
 mod nightscout;
 mod openapi;

@@ -6,6 +6,7 @@ pub(crate) mod clinical;
 pub(crate) mod devices;
 pub(crate) mod emergency;
 pub(crate) mod export;
+pub(crate) mod fhir;
 pub(crate) mod gateways;
 pub(crate) mod imports;
 pub(crate) mod nightscout;

@@ -1,0 +1,342 @@
+//! HL7 FHIR R4 at `/fhir/R4` (docs/fhir.md): another door to the same house. Every read
+//! goes through the same service calls, and so the same access check and audit, as
+//! Wardline's own API; answers and errors are `application/fhir+json`, errors as
+//! `OperationOutcome`s naming the parameter at fault.
+
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wardline_domain::PatientId;
+use wardline_fhir::{FHIR_JSON, IssueType, PatientFacts, SearchError};
+use wardline_service::Error;
+
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::state::AppState;
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metadata))
+        .routes(routes!(read_patient))
+        .routes(routes!(search_patients))
+        .routes(routes!(search_observations))
+}
+
+/// The prefix of every FHIR route.
+pub(crate) const FHIR_BASE: &str = "/fhir/R4";
+
+/// An OperationOutcome, as the document shows it.
+#[derive(Debug, serde::Serialize, ToSchema)]
+#[schema(as = OperationOutcome)]
+pub(crate) struct OperationOutcomeBody {
+    /// Always `OperationOutcome`.
+    #[serde(rename = "resourceType")]
+    resource_type: String,
+    issue: Vec<OperationOutcomeIssue>,
+}
+
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct OperationOutcomeIssue {
+    /// `error`.
+    severity: String,
+    /// The FHIR issue type: invalid, not-supported, not-found, forbidden, login, …
+    code: String,
+    /// What went wrong, in words.
+    diagnostics: String,
+    /// The parameter or element at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expression: Option<Vec<String>>,
+}
+
+/// A FHIR answer: `application/fhir+json`.
+struct Fhir(StatusCode, Value);
+
+impl IntoResponse for Fhir {
+    fn into_response(self) -> Response {
+        let mut response = (self.0, axum::Json(self.1)).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        response
+    }
+}
+
+/// A failure as an OperationOutcome, with the status Wardline's error has everywhere.
+pub(crate) struct FhirError {
+    error: Error,
+    issue: Option<IssueType>,
+}
+
+impl From<Error> for FhirError {
+    fn from(error: Error) -> Self {
+        Self { error, issue: None }
+    }
+}
+
+impl From<ApiError> for FhirError {
+    fn from(error: ApiError) -> Self {
+        Self::from(error.0)
+    }
+}
+
+impl From<SearchError> for FhirError {
+    fn from(error: SearchError) -> Self {
+        Self {
+            issue: Some(if error.not_supported {
+                IssueType::NotSupported
+            } else {
+                IssueType::Invalid
+            }),
+            error: Error::InvalidRequest {
+                field: Some(error.parameter),
+                message: error.reason,
+            },
+        }
+    }
+}
+
+impl IntoResponse for FhirError {
+    fn into_response(self) -> Response {
+        let error = self.error;
+        let status = error.status();
+        if let Error::Internal(cause) = &error {
+            tracing::error!(cause = %cause, "internal error");
+        }
+        let issue = self.issue.unwrap_or(match status {
+            401 => IssueType::Login,
+            403 => IssueType::Forbidden,
+            404 => IssueType::NotFound,
+            429 => IssueType::Throttled,
+            400..=499 => IssueType::Invalid,
+            _ => IssueType::Exception,
+        });
+        let outcome =
+            wardline_fhir::operation_outcome(issue, &error.message(), error.field(), error.code());
+        let mut response = Fhir(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            outcome,
+        )
+        .into_response();
+        if status == 401 {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+fn base(state: &AppState) -> String {
+    format!("{}{FHIR_BASE}", state.settings.http_url)
+}
+
+fn query_pairs(uri: &axum::http::Uri) -> Result<Vec<(String, String)>, FhirError> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|query| query.0)
+        .map_err(|error| {
+            Error::invalid("query", format!("the query string is malformed: {error}")).into()
+        })
+}
+
+/// The query string of `pairs`, encoded.
+fn encode(pairs: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// What this server supports: a CapabilityStatement that lists exactly that (public, as
+/// FHIR clients read it before they authenticate).
+#[utoipa::path(get, path = "/fhir/R4/metadata", tag = "fhir", security(()),
+    responses((status = 200, description = "The CapabilityStatement", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn metadata(State(state): State<AppState>) -> Response {
+    Fhir(
+        StatusCode::OK,
+        wardline_fhir::capability_statement(
+            &base(&state),
+            env!("CARGO_PKG_VERSION"),
+            chrono::Utc::now(),
+        ),
+    )
+    .into_response()
+}
+
+async fn patient_resource(
+    state: &AppState,
+    actor: &wardline_service::Actor,
+    id: &str,
+) -> Result<Value, FhirError> {
+    let patient_id: PatientId = id
+        .parse()
+        .map_err(|_| Error::NotFound(format!("Patient/{id}")))?;
+    let patient = state.service.patient(actor, patient_id).await?;
+    Ok(wardline_fhir::patient(&PatientFacts {
+        id: patient.id,
+        display_name: patient.display_name,
+        birth_date: patient.birth_date,
+        mrn: patient.mrn,
+    }))
+}
+
+/// A patient (the patient themselves, or their care team), through the one access check.
+#[utoipa::path(get, path = "/fhir/R4/Patient/{patient_id}", tag = "fhir",
+    params(("patient_id" = PatientId, Path, description = "The patient")),
+    responses((status = 200, description = "The Patient", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn read_patient(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let resource = patient_resource(&state, &actor, &id).await?;
+    Ok(Fhir(StatusCode::OK, resource).into_response())
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct PatientSearch {
+    /// Required: the patient's id.
+    #[param(value_type = String, format = Uuid)]
+    _id: String,
+}
+
+/// Patients by id, as a `searchset` Bundle (what FHIR clients do to read one).
+#[utoipa::path(get, path = "/fhir/R4/Patient", tag = "fhir", params(PatientSearch),
+    responses((status = 200, description = "A searchset Bundle", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn search_patients(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let pairs = query_pairs(&uri)?;
+    let mut id = None;
+    for (name, value) in &pairs {
+        match name.as_str() {
+            "_id" => id = Some(value.clone()),
+            other if wardline_fhir::IGNORED_PARAMETERS.contains(&other) => {}
+            other => {
+                return Err(SearchError {
+                    parameter: other.to_owned(),
+                    reason: "not a search parameter Wardline supports for Patient (_id)".into(),
+                    not_supported: true,
+                }
+                .into());
+            }
+        }
+    }
+    let Some(id) = id else {
+        return Err(SearchError {
+            parameter: "_id".into(),
+            reason: "required: a search for Patient names its id".into(),
+            not_supported: false,
+        }
+        .into());
+    };
+    let base = base(&state);
+    let self_link = format!("{base}/Patient?{}", encode(&pairs));
+    let resources = match patient_resource(&state, &actor, &id).await {
+        Ok(resource) => vec![resource],
+        // A search finds nothing rather than failing, as for a patient that does not
+        // exist; the refusal is in the audit trail all the same.
+        Err(FhirError {
+            error: Error::NotFound(_) | Error::Forbidden,
+            ..
+        }) => Vec::new(),
+        Err(other) => return Err(other),
+    };
+    Ok(Fhir(
+        StatusCode::OK,
+        wardline_fhir::searchset(&base, resources, &self_link, None),
+    )
+    .into_response())
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ObservationSearchParams {
+    /// Required: `Patient/[id]` or `[id]` (or as `subject`).
+    patient: String,
+    /// Required: one LOINC code, `http://loinc.org|[code]` or `[code]`.
+    code: String,
+    /// `vital-signs`, `laboratory` or `exam`.
+    category: Option<String>,
+    /// With a prefix `eq`, `ge`, `gt`, `le` or `lt`; repeatable.
+    date: Option<Vec<String>>,
+    /// Results per page, 1 to 1000 (100 when absent).
+    #[param(minimum = 1, maximum = 1000)]
+    _count: Option<u32>,
+    /// `date` (oldest first) only.
+    #[param(pattern = "^date$")]
+    _sort: Option<String>,
+    /// Where the previous page ended: from a `next` link.
+    _page: Option<String>,
+}
+
+/// A patient's observations of one code, oldest first, as a `searchset` Bundle with a
+/// `next` link per page; each reading an Observation (vital-signs profile for vital
+/// signs). Through the one access check, audited as any read of the patient's data.
+#[utoipa::path(get, path = "/fhir/R4/Observation", tag = "fhir", params(ObservationSearchParams),
+    responses((status = 200, description = "A searchset Bundle", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn search_observations(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let pairs = query_pairs(&uri)?;
+    let search = wardline_fhir::observation_search(&pairs)?;
+    // Readings before 2000 are refused at ingest, so that is where "all" begins.
+    let earliest = chrono::DateTime::from_timestamp(946_684_800, 0).unwrap_or_default();
+    let page = state
+        .service
+        .observations(
+            &actor,
+            search.patient,
+            search.code,
+            (Some(search.from.unwrap_or(earliest)), search.to),
+            Some(search.count),
+            search.page.as_deref(),
+        )
+        .await
+        .map_err(|error| match error {
+            Error::InvalidRequest { field, message } if field.as_deref() == Some("cursor") => {
+                Error::InvalidRequest {
+                    field: Some("_page".into()),
+                    message,
+                }
+            }
+            other => other,
+        })?;
+    let base = base(&state);
+    let self_link = format!("{base}/Observation?{}", encode(&pairs));
+    let next_link = page.next_cursor.as_ref().map(|cursor| {
+        let mut next: Vec<(String, String)> = pairs
+            .iter()
+            .filter(|(name, _)| name != "_page")
+            .cloned()
+            .collect();
+        next.push(("_page".into(), cursor.clone()));
+        format!("{base}/Observation?{}", encode(&next))
+    });
+    let resources = if search.category_matches {
+        page.observations
+            .iter()
+            .map(wardline_fhir::observation)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let next_link = next_link.filter(|_| search.category_matches);
+    Ok(Fhir(
+        StatusCode::OK,
+        wardline_fhir::searchset(&base, resources, &self_link, next_link.as_deref()),
+    )
+    .into_response())
+}

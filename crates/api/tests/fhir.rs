@@ -1,0 +1,363 @@
+//! FHIR R4 over the API: the CapabilityStatement, a patient's vital signs searched and
+//! paged as Observations, the same access check as Wardline's own API, errors as
+//! OperationOutcomes; and every resource returned is checked by an independent validator
+//! (the Python `fhir.resources` R4 models, in the virtual environment `scripts/test.sh`
+//! makes).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::common::{Hospital, hospital};
+
+/// GET as `who` (a key of `tokens`, or anyone else for no token): status, content type
+/// and body.
+async fn fhir(h: &Hospital, who: &str, path: &str) -> (StatusCode, String, Value) {
+    let mut request = Request::builder().method(Method::GET).uri(path);
+    if let Some(token) = h.tokens.get(who) {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let response = h
+        .app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// The path and query of a link the server wrote with its base URL.
+fn local(link: &str) -> String {
+    let at = link.find("/fhir/R4").unwrap();
+    link[at..].to_owned()
+}
+
+/// Every resource through the independent validator; panics naming what it refused.
+fn validate(resources: &[Value]) {
+    let python = std::env::var_os("WARDLINE_FHIR_VALIDATOR_PYTHON").map_or_else(
+        || {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/fhir-validator/bin/python")
+        },
+        std::path::PathBuf::from,
+    );
+    assert!(
+        python.try_exists().unwrap_or(false),
+        "the FHIR validator is missing at {}: run scripts/test.sh, which makes it (python3 -m venv target/fhir-validator && target/fhir-validator/bin/pip install 'fhir.resources==6.5.0' 'pydantic<2'), or set WARDLINE_FHIR_VALIDATOR_PYTHON",
+        python.display()
+    );
+    let script = r#"
+import json, sys
+from fhir.resources import construct_fhir_element
+failed = 0
+for line in sys.stdin:
+    resource = json.loads(line)
+    try:
+        construct_fhir_element(resource["resourceType"], resource)
+    except Exception as error:
+        failed += 1
+        print(resource.get("resourceType"), resource.get("id"), error)
+sys.exit(1 if failed else 0)
+"#;
+    let mut child = std::process::Command::new(&python)
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for resource in resources {
+            writeln!(stdin, "{resource}").unwrap();
+        }
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "fhir.resources refused: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+}
+
+/// Ada's pulse oximeter sends heart rates, one a minute up to a minute ago, and an SpO2.
+async fn ada_vitals(h: &Hospital, count: i64) -> chrono::DateTime<chrono::Utc> {
+    let (status, enrolled) = h
+        .as_(
+            "admin",
+            Method::POST,
+            "/api/v1/devices",
+            Some(json!({"kind": "pulse_oximeter", "model": "Oxi", "serial": "fhir-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{enrolled}");
+    let device = enrolled["device"]["id"].as_str().unwrap().to_owned();
+    let secret = enrolled["secret"].as_str().unwrap().to_owned();
+    let first = chrono::Utc::now() - chrono::Duration::minutes(count + 1);
+    let (status, _) = h
+        .as_(
+            "admin",
+            Method::POST,
+            &format!("/api/v1/devices/{device}/assignments"),
+            Some(json!({"patient_id": h.ada, "from": first - chrono::Duration::minutes(1)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let mut readings: Vec<Value> = (0..count)
+        .map(|minute| {
+            json!({"seq": minute, "code": "8867-4", "value": 60 + minute, "unit": "/min",
+                   "time": (first + chrono::Duration::minutes(minute)).to_rfc3339()})
+        })
+        .collect();
+    readings.push(
+        json!({"seq": 1000, "code": "59408-5", "value": 96.5, "unit": "%",
+                         "time": first.to_rfc3339()}),
+    );
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/api/v1/devices/{device}/readings"))
+        .header("authorization", format!("Bearer {secret}"))
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"v": 1, "readings": readings}).to_string(),
+        ))
+        .unwrap();
+    let (status, body) = h.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    first
+}
+
+#[tokio::test]
+async fn the_capability_statement_is_public_and_names_what_is_searched() {
+    let h = hospital().await;
+    let (status, content_type, body) = fhir(&h, "anonymous", "/fhir/R4/metadata").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "application/fhir+json");
+    assert_eq!(body["resourceType"], "CapabilityStatement");
+    assert_eq!(body["fhirVersion"], "4.0.1");
+    let resources: Vec<&str> = body["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|resource| resource["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(resources, ["Patient", "Observation"]);
+    validate(&[body]);
+}
+
+#[tokio::test]
+async fn a_care_team_pages_through_a_patients_heart_rates_as_vital_sign_observations() {
+    let h = hospital().await;
+    let first = ada_vitals(&h, 5).await;
+    let search = format!(
+        "/fhir/R4/Observation?patient=Patient/{}&code=http://loinc.org%7C8867-4&_count=2",
+        h.ada
+    );
+    let mut path = search.clone();
+    let mut values = Vec::new();
+    let mut resources = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (status, content_type, bundle) = fhir(&h, "clinician", &path).await;
+        assert_eq!(status, StatusCode::OK, "{bundle}");
+        assert_eq!(content_type, "application/fhir+json");
+        assert_eq!(bundle["type"], "searchset");
+        pages += 1;
+        for entry in bundle["entry"].as_array().unwrap() {
+            let observation = &entry["resource"];
+            values.push(observation["valueQuantity"]["value"].as_f64().unwrap());
+            assert_eq!(
+                observation["subject"]["reference"],
+                format!("Patient/{}", h.ada)
+            );
+            assert_eq!(
+                observation["category"][0]["coding"][0]["code"],
+                "vital-signs"
+            );
+            assert_eq!(
+                observation["valueQuantity"]["system"],
+                "http://unitsofmeasure.org"
+            );
+            assert!(
+                entry["fullUrl"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(observation["id"].as_str().unwrap())
+            );
+            resources.push(observation.clone());
+        }
+        resources.push(bundle.clone());
+        let next = bundle["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|link| link["relation"] == "next")
+            .map(|link| local(link["url"].as_str().unwrap()));
+        match next {
+            Some(next) => path = next,
+            None => {
+                assert!(bundle["total"].is_number(), "the last page has a total");
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        values,
+        [60.0, 61.0, 62.0, 63.0, 64.0],
+        "every reading once, oldest first"
+    );
+    assert_eq!(pages, 3);
+
+    // A date range, and pulse oximetry carrying 2708-6 beside 59408-5.
+    let since = (first + chrono::Duration::minutes(3)).to_rfc3339();
+    let (_, _, recent) = fhir(
+        &h,
+        "nurse",
+        &format!("{search}&date=ge{}", since.replace('+', "%2B")),
+    )
+    .await;
+    let recent: Vec<f64> = recent["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            entry["resource"]["valueQuantity"]["value"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(recent, [63.0, 64.0]);
+    let (_, _, oximetry) = fhir(
+        &h,
+        "ada",
+        &format!("/fhir/R4/Observation?subject={}&code=59408-5", h.ada),
+    )
+    .await;
+    let spo2 = &oximetry["entry"][0]["resource"];
+    assert_eq!(spo2["code"]["coding"][0]["code"], "2708-6");
+    assert_eq!(spo2["code"]["coding"][1]["code"], "59408-5");
+    assert_eq!(spo2["valueQuantity"]["value"], 96.5);
+    resources.push(oximetry.clone());
+
+    let (status, _, patient) = fhir(&h, "clinician", &format!("/fhir/R4/Patient/{}", h.ada)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(patient["name"][0]["text"], "Ada");
+    resources.push(patient);
+    validate(&resources);
+}
+
+#[tokio::test]
+async fn fhir_reads_go_through_the_one_access_check_and_errors_are_operation_outcomes() {
+    let h = hospital().await;
+    ada_vitals(&h, 2).await;
+    let search = format!("/fhir/R4/Observation?patient={}&code=8867-4", h.ada);
+    let mut outcomes = Vec::new();
+    for (who, expected, issue) in [
+        ("outsider", StatusCode::FORBIDDEN, "forbidden"),
+        ("bob", StatusCode::FORBIDDEN, "forbidden"),
+        ("specialist", StatusCode::FORBIDDEN, "forbidden"),
+        ("anonymous", StatusCode::UNAUTHORIZED, "login"),
+    ] {
+        let (status, content_type, body) = fhir(&h, who, &search).await;
+        assert_eq!(
+            (status, content_type.as_str()),
+            (expected, "application/fhir+json"),
+            "{who}: {body}"
+        );
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        assert_eq!(body["issue"][0]["code"], issue, "{who}");
+        outcomes.push(body);
+    }
+    let (status, _, own) = fhir(&h, "ada", &search).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(own["entry"].as_array().unwrap().len(), 2);
+
+    // What cannot be honoured is refused, naming the parameter.
+    for (query, parameter, issue) in [
+        (format!("patient={}", h.ada), "code", "invalid"),
+        ("code=8867-4".to_owned(), "patient", "invalid"),
+        (
+            format!("patient={}&code=8867-4&_sort=-date", h.ada),
+            "_sort",
+            "not-supported",
+        ),
+        (
+            format!("patient={}&code=8867-4&value-quantity=gt100", h.ada),
+            "value-quantity",
+            "not-supported",
+        ),
+        (
+            format!("patient={}&code=8867-4&date=ge2026-13", h.ada),
+            "date",
+            "invalid",
+        ),
+        (
+            format!("patient={}&code=8867-4&_page=nonsense", h.ada),
+            "_page",
+            "invalid",
+        ),
+    ] {
+        let (status, _, body) =
+            fhir(&h, "clinician", &format!("/fhir/R4/Observation?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(
+            body["issue"][0]["expression"],
+            json!([parameter]),
+            "{query}: {body}"
+        );
+        assert_eq!(body["issue"][0]["code"], issue, "{query}");
+        outcomes.push(body);
+    }
+    // A patient search by someone who may not read her finds nothing; a read says no.
+    let (status, _, found) = fhir(&h, "outsider", &format!("/fhir/R4/Patient?_id={}", h.ada)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            found["total"].as_u64(),
+            found["entry"].as_array().map(Vec::len)
+        ),
+        (Some(0), Some(0))
+    );
+    let (status, _, _) = fhir(&h, "outsider", &format!("/fhir/R4/Patient/{}", h.ada)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, missing) = fhir(&h, "clinician", "/fhir/R4/Patient/not-a-patient").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    outcomes.push(missing);
+    outcomes.push(found);
+    validate(&outcomes);
+
+    // Every refusal is in the audit trail, as on Wardline's own API.
+    let (_, audit) = h
+        .as_(
+            "admin",
+            Method::GET,
+            &format!("/api/v1/audit?patient_id={}&limit=100", h.ada),
+            None,
+        )
+        .await;
+    let denied = audit
+        .as_array()
+        .or_else(|| audit["events"].as_array())
+        .unwrap()
+        .iter()
+        .filter(|event| event["outcome"] == "denied")
+        .count();
+    assert!(denied >= 4, "{audit}");
+}

@@ -1,0 +1,477 @@
+//! Resources: Observation, Patient, Bundle, OperationOutcome, CapabilityStatement.
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+use wardline_domain::{Observation, ObservationCode, PatientId};
+
+use crate::{FHIR_JSON, FHIR_VERSION, LOINC, UCUM};
+
+/// The base vital-signs profile of FHIR R4.
+pub const VITAL_SIGNS_PROFILE: &str = "http://hl7.org/fhir/StructureDefinition/vitalsigns";
+const CATEGORY_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+/// Wardline's extension on a quantity: the value and unit the device sent, when Wardline
+/// converted it to the code's canonical unit (docs/fhir.md).
+pub const ORIGINAL_QUANTITY_EXTENSION: &str =
+    "https://wardline.health/fhir/StructureDefinition/original-quantity";
+
+/// The observation category of a code: vital signs are those of the R4 vital-signs
+/// profile; glucose is a laboratory result; the rest are exam findings.
+pub fn category(code: ObservationCode) -> (&'static str, &'static str) {
+    use ObservationCode as C;
+    match code {
+        C::HeartRate
+        | C::OxygenSaturation
+        | C::OxygenSaturationPulseOximetry
+        | C::BodyTemperature
+        | C::RespiratoryRate
+        | C::SystolicBloodPressure
+        | C::DiastolicBloodPressure
+        | C::BodyWeight => ("vital-signs", "Vital Signs"),
+        C::GlucoseCgm | C::GlucoseMeter | C::GlucoseBlood => ("laboratory", "Laboratory"),
+        C::PeakExpiratoryFlow | C::RrInterval => ("exam", "Exam"),
+    }
+}
+
+/// The profiles an observation of the code claims: the R4 vital-signs profile and, where
+/// R4 has one, the code's own (heart rate, oxygen saturation, …).
+pub fn profiles(code: ObservationCode) -> Vec<&'static str> {
+    use ObservationCode as C;
+    let specific = match code {
+        C::HeartRate => Some("http://hl7.org/fhir/StructureDefinition/heartrate"),
+        C::OxygenSaturation | C::OxygenSaturationPulseOximetry => {
+            Some("http://hl7.org/fhir/StructureDefinition/oxygensat")
+        }
+        C::BodyTemperature => Some("http://hl7.org/fhir/StructureDefinition/bodytemp"),
+        C::RespiratoryRate => Some("http://hl7.org/fhir/StructureDefinition/resprate"),
+        C::BodyWeight => Some("http://hl7.org/fhir/StructureDefinition/bodyweight"),
+        _ => None,
+    };
+    if category(code).0 != "vital-signs" {
+        return Vec::new();
+    }
+    std::iter::once(VITAL_SIGNS_PROFILE)
+        .chain(specific)
+        .collect()
+}
+
+/// The codings of an observation's code: its LOINC code and, for pulse oximetry, also
+/// 2708-6, which the R4 oxygen saturation profile requires beside the more precise code.
+fn codings(code: ObservationCode) -> Vec<Value> {
+    let spec = code.spec();
+    let mut codings = Vec::new();
+    if code == ObservationCode::OxygenSaturationPulseOximetry {
+        let arterial = ObservationCode::OxygenSaturation.spec();
+        codings.push(json!({"system": LOINC, "code": arterial.loinc, "display": arterial.display}));
+    }
+    codings.push(json!({"system": LOINC, "code": spec.loinc, "display": spec.display}));
+    codings
+}
+
+/// A stable id for a stored reading: 32 hexadecimal digits of the SHA-256 of its device,
+/// whether it is derived, and its sequence number, the three things that identify it.
+/// Valid as a FHIR id, and the same every time the reading is read.
+pub fn observation_id(observation: &Observation) -> String {
+    let key = format!(
+        "{}\u{1f}{}\u{1f}{}",
+        observation.device_id,
+        if observation.derived {
+            "derived"
+        } else {
+            "device"
+        },
+        observation.seq
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+    digest.as_ref()[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn instant(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// FHIR decimals keep what was stored: a whole number without a fraction.
+fn decimal(value: f64) -> Value {
+    if value.fract() == 0.0 && value.abs() < 9.0e15 {
+        json!(value as i64)
+    } else {
+        json!(value)
+    }
+}
+
+/// A stored reading as an R4 Observation.
+pub fn observation(observation: &Observation) -> Value {
+    let code = observation.code;
+    let spec = code.spec();
+    let (category_code, category_display) = category(code);
+    let mut quantity = json!({
+        "value": decimal(observation.value),
+        "unit": spec.canonical_unit,
+        "system": UCUM,
+        "code": spec.canonical_unit,
+    });
+    if let (Some(value), Some(unit)) = (observation.original_value, &observation.original_unit)
+        && let Some(members) = quantity.as_object_mut()
+    {
+        members.insert(
+            "extension".into(),
+            json!([{"url": ORIGINAL_QUANTITY_EXTENSION, "valueQuantity": {
+                "value": decimal(value), "unit": unit, "system": UCUM, "code": unit}}]),
+        );
+    }
+    let mut resource = Map::new();
+    resource.insert("resourceType".into(), json!("Observation"));
+    resource.insert("id".into(), json!(observation_id(observation)));
+    let profiles = profiles(code);
+    if !profiles.is_empty() {
+        resource.insert("meta".into(), json!({"profile": profiles}));
+    }
+    resource.insert(
+        "identifier".into(),
+        json!([{"system": "urn:wardline:reading", "value": format!("{}/{}/{}", observation.device_id,
+            if observation.derived { "derived" } else { "device" }, observation.seq)}]),
+    );
+    resource.insert("status".into(), json!("final"));
+    resource.insert(
+        "category".into(),
+        json!([{"coding": [{"system": CATEGORY_SYSTEM, "code": category_code, "display": category_display}],
+                "text": category_display}]),
+    );
+    resource.insert(
+        "code".into(),
+        json!({"coding": codings(code), "text": spec.display}),
+    );
+    resource.insert(
+        "subject".into(),
+        json!({"reference": format!("Patient/{}", observation.patient_id)}),
+    );
+    resource.insert(
+        "effectiveDateTime".into(),
+        json!(instant(observation.effective)),
+    );
+    resource.insert("issued".into(), json!(instant(observation.received)));
+    resource.insert("valueQuantity".into(), quantity);
+    resource.insert(
+        "device".into(),
+        json!({"identifier": {"system": "urn:wardline:device", "value": observation.device_id.as_str()},
+               "display": observation.device_id.as_str()}),
+    );
+    if observation.derived {
+        // Computed by Wardline from other data (heart rate from an ECG waveform), not
+        // measured as such.
+        resource.insert(
+            "method".into(),
+            json!({"text": "derived by Wardline from the device's other data"}),
+        );
+    }
+    Value::Object(resource)
+}
+
+/// What the FHIR Patient shows of a patient record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientFacts {
+    pub id: PatientId,
+    pub display_name: String,
+    pub birth_date: Option<NaiveDate>,
+    pub mrn: Option<String>,
+}
+
+/// A patient record as an R4 Patient.
+pub fn patient(facts: &PatientFacts) -> Value {
+    let mut resource = Map::new();
+    resource.insert("resourceType".into(), json!("Patient"));
+    resource.insert("id".into(), json!(facts.id.to_string()));
+    if let Some(mrn) = &facts.mrn {
+        resource.insert(
+            "identifier".into(),
+            json!([{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                "code": "MR", "display": "Medical record number"}], "text": "Medical record number"},
+                "value": mrn}]),
+        );
+    }
+    resource.insert("active".into(), json!(true));
+    resource.insert(
+        "name".into(),
+        json!([{"use": "usual", "text": facts.display_name}]),
+    );
+    if let Some(birth) = facts.birth_date {
+        resource.insert(
+            "birthDate".into(),
+            json!(birth.format("%Y-%m-%d").to_string()),
+        );
+    }
+    Value::Object(resource)
+}
+
+/// A `searchset` Bundle of `resources` (each with its full URL), with `self` and `next`
+/// links.
+pub fn searchset(
+    base: &str,
+    resources: Vec<Value>,
+    self_link: &str,
+    next_link: Option<&str>,
+) -> Value {
+    let entries: Vec<Value> = resources
+        .into_iter()
+        .map(|resource| {
+            let full_url = format!(
+                "{base}/{}/{}",
+                resource["resourceType"].as_str().unwrap_or_default(),
+                resource["id"].as_str().unwrap_or_default()
+            );
+            json!({"fullUrl": full_url, "resource": resource, "search": {"mode": "match"}})
+        })
+        .collect();
+    let mut links = vec![json!({"relation": "self", "url": self_link})];
+    if let Some(next) = next_link {
+        links.push(json!({"relation": "next", "url": next}));
+    }
+    let mut bundle = Map::new();
+    bundle.insert("resourceType".into(), json!("Bundle"));
+    bundle.insert("type".into(), json!("searchset"));
+    if next_link.is_none() {
+        // Only a search that fits one page knows its total without counting.
+        bundle.insert("total".into(), json!(entries.len()));
+    }
+    bundle.insert("link".into(), Value::Array(links));
+    bundle.insert("entry".into(), Value::Array(entries));
+    Value::Object(bundle)
+}
+
+/// The issue types of an OperationOutcome (a subset of R4's issue-type value set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueType {
+    Invalid,
+    Required,
+    Value,
+    NotSupported,
+    NotFound,
+    Forbidden,
+    Login,
+    Processing,
+    Exception,
+    Throttled,
+}
+
+impl IssueType {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::Required => "required",
+            Self::Value => "value",
+            Self::NotSupported => "not-supported",
+            Self::NotFound => "not-found",
+            Self::Forbidden => "forbidden",
+            Self::Login => "login",
+            Self::Processing => "processing",
+            Self::Exception => "exception",
+            Self::Throttled => "throttled",
+        }
+    }
+}
+
+/// An OperationOutcome with one error: what went wrong, where (a FHIRPath expression
+/// or a search parameter), and Wardline's stable error code.
+pub fn operation_outcome(
+    issue: IssueType,
+    diagnostics: &str,
+    expression: Option<&str>,
+    wardline_code: &str,
+) -> Value {
+    let mut entry = Map::new();
+    entry.insert("severity".into(), json!("error"));
+    entry.insert("code".into(), json!(issue.code()));
+    entry.insert(
+        "details".into(),
+        json!({"coding": [{"system": "urn:wardline:error", "code": wardline_code}]}),
+    );
+    entry.insert("diagnostics".into(), json!(diagnostics));
+    if let Some(expression) = expression {
+        entry.insert("expression".into(), json!([expression]));
+    }
+    json!({"resourceType": "OperationOutcome", "issue": [Value::Object(entry)]})
+}
+
+/// The CapabilityStatement: exactly what this server supports, nothing more.
+pub fn capability_statement(base: &str, software_version: &str, date: DateTime<Utc>) -> Value {
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": instant(date),
+        "publisher": "Wardline",
+        "kind": "instance",
+        "software": {"name": "Wardline", "version": software_version},
+        "implementation": {"description": "Wardline remote patient monitoring", "url": base},
+        "fhirVersion": FHIR_VERSION,
+        "format": [FHIR_JSON, "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "A person's bearer token (POST /api/v1/auth/login) authorises as it does on Wardline's own API: a patient reads their own record, a clinician or nurse their care teams' patients; every read is audited.",
+            "security": {
+                "cors": false,
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}],
+                             "text": "Bearer tokens from Wardline's login"}]
+            },
+            "resource": [
+                {
+                    "type": "Patient",
+                    "profile": "http://hl7.org/fhir/StructureDefinition/Patient",
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "searchParam": [{"name": "_id", "type": "token", "documentation": "The patient's id; the search returns it only to those who may read it."}]
+                },
+                {
+                    "type": "Observation",
+                    "profile": "http://hl7.org/fhir/StructureDefinition/Observation",
+                    "supportedProfile": [
+                        VITAL_SIGNS_PROFILE,
+                        "http://hl7.org/fhir/StructureDefinition/heartrate",
+                        "http://hl7.org/fhir/StructureDefinition/oxygensat",
+                        "http://hl7.org/fhir/StructureDefinition/bodytemp",
+                        "http://hl7.org/fhir/StructureDefinition/resprate",
+                        "http://hl7.org/fhir/StructureDefinition/bodyweight"
+                    ],
+                    "interaction": [{"code": "search-type"}],
+                    "searchParam": [
+                        {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
+                        {"name": "subject", "type": "reference", "documentation": "The same as patient."},
+                        {"name": "code", "type": "token", "documentation": "Required: one LOINC code, http://loinc.org|[code] or [code]."},
+                        {"name": "category", "type": "token", "documentation": "vital-signs, laboratory or exam."},
+                        {"name": "date", "type": "date", "documentation": "Repeatable, with the prefixes eq, ge, gt, le and lt; without one, from 2000 until now."},
+                        {"name": "_count", "type": "number", "documentation": "1 to 1000 per page (100 when absent); the next link pages on, oldest first."},
+                        {"name": "_sort", "type": "string", "documentation": "date (oldest first) only."}
+                    ]
+                }
+            ]
+        }]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use wardline_domain::DeviceId;
+
+    fn reading(code: ObservationCode, value: f64, original: Option<(f64, &str)>) -> Observation {
+        let spec = code.spec();
+        Observation {
+            patient_id: PatientId::random(),
+            device_id: DeviceId::parse("dev_0011223344556677").unwrap(),
+            seq: 7,
+            code,
+            loinc: spec.loinc,
+            value,
+            unit: spec.canonical_unit,
+            original_value: original.map(|(value, _)| value),
+            original_unit: original.map(|(_, unit)| unit.to_owned()),
+            effective: DateTime::parse_from_rfc3339("2026-12-01T08:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            received: DateTime::parse_from_rfc3339("2026-12-01T08:00:01.250Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            derived: false,
+        }
+    }
+
+    #[test]
+    fn a_heart_rate_claims_the_vital_signs_and_heart_rate_profiles() {
+        let resource = observation(&reading(ObservationCode::HeartRate, 72.0, None));
+        assert_eq!(
+            resource["meta"]["profile"],
+            json!([
+                VITAL_SIGNS_PROFILE,
+                "http://hl7.org/fhir/StructureDefinition/heartrate"
+            ])
+        );
+        assert_eq!(resource["category"][0]["coding"][0]["code"], "vital-signs");
+        assert_eq!(
+            resource["code"]["coding"][0],
+            json!({"system": LOINC, "code": "8867-4", "display": "Heart rate"})
+        );
+        assert_eq!(
+            resource["valueQuantity"],
+            json!({"value": 72, "unit": "/min", "system": UCUM, "code": "/min"})
+        );
+        assert_eq!(resource["effectiveDateTime"], "2026-12-01T08:00:00Z");
+        assert_eq!(resource["issued"], "2026-12-01T08:00:01.250Z");
+        let id = resource["id"].as_str().unwrap();
+        assert_eq!(id.len(), 32);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn pulse_oximetry_carries_2708_6_and_a_converted_value_its_original() {
+        let resource = observation(&reading(
+            ObservationCode::OxygenSaturationPulseOximetry,
+            97.0,
+            None,
+        ));
+        let codes: Vec<&str> = resource["code"]["coding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, ["2708-6", "59408-5"]);
+        let glucose = observation(&reading(
+            ObservationCode::GlucoseMeter,
+            108.09,
+            Some((6.0, "mmol/L")),
+        ));
+        assert_eq!(glucose["category"][0]["coding"][0]["code"], "laboratory");
+        assert!(glucose.get("meta").is_none(), "glucose is not a vital sign");
+        assert_eq!(
+            glucose["valueQuantity"]["extension"][0]["url"],
+            ORIGINAL_QUANTITY_EXTENSION
+        );
+        assert_eq!(
+            glucose["valueQuantity"]["extension"][0]["valueQuantity"]["value"],
+            6
+        );
+        assert_eq!(
+            glucose["valueQuantity"]["extension"][0]["valueQuantity"]["code"],
+            "mmol/L"
+        );
+    }
+
+    #[test]
+    fn the_same_reading_has_the_same_id_and_another_reading_another() {
+        let one = reading(ObservationCode::HeartRate, 72.0, None);
+        let mut derived = one.clone();
+        derived.derived = true;
+        let mut next = one.clone();
+        next.seq = 8;
+        assert_eq!(observation_id(&one), observation_id(&one.clone()));
+        assert_ne!(observation_id(&one), observation_id(&derived));
+        assert_ne!(observation_id(&one), observation_id(&next));
+    }
+
+    #[test]
+    fn a_bundle_counts_only_a_single_page_and_links_the_next() {
+        let resources = vec![observation(&reading(
+            ObservationCode::HeartRate,
+            72.0,
+            None,
+        ))];
+        let last = searchset(
+            "https://h/fhir/R4",
+            resources.clone(),
+            "https://h/fhir/R4/Observation?x",
+            None,
+        );
+        assert_eq!(last["total"], 1);
+        assert!(
+            last["entry"][0]["fullUrl"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://h/fhir/R4/Observation/")
+        );
+        let paged = searchset("https://h/fhir/R4", resources, "s", Some("n"));
+        assert!(paged.get("total").is_none());
+        assert_eq!(paged["link"][1], json!({"relation": "next", "url": "n"}));
+    }
+}

@@ -1,0 +1,373 @@
+//! The search parameters Wardline reads, each refused with the parameter named when it
+//! cannot be honoured (a search that silently ignored one would return the wrong data).
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use wardline_domain::{ObservationCode, PatientId};
+
+use crate::LOINC;
+
+/// Why a search cannot be run: the parameter and the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{parameter}: {reason}")]
+pub struct SearchError {
+    pub parameter: String,
+    pub reason: String,
+    /// Whether it is a parameter Wardline does not support (rather than a bad value).
+    pub not_supported: bool,
+}
+
+fn invalid(parameter: &str, reason: impl Into<String>) -> SearchError {
+    SearchError {
+        parameter: parameter.to_owned(),
+        reason: reason.into(),
+        not_supported: false,
+    }
+}
+
+fn unsupported(parameter: &str, reason: impl Into<String>) -> SearchError {
+    SearchError {
+        parameter: parameter.to_owned(),
+        reason: reason.into(),
+        not_supported: true,
+    }
+}
+
+/// An Observation search, as Wardline runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservationSearch {
+    pub patient: PatientId,
+    pub code: ObservationCode,
+    /// Inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub to: Option<DateTime<Utc>>,
+    pub count: u32,
+    /// Where the previous page ended (the `_page` of a next link).
+    pub page: Option<String>,
+    /// False when a `category` was asked for that the code is not in: no results.
+    pub category_matches: bool,
+}
+
+/// The most and the default results per page.
+pub const MAX_COUNT: u32 = 1000;
+pub const DEFAULT_COUNT: u32 = 100;
+
+/// Parameters a FHIR client may add to any request that change nothing here.
+pub const IGNORED_PARAMETERS: &[&str] = &["_format", "_pretty"];
+
+/// Reads an Observation search's query parameters (in order, repeated ones included).
+pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearch, SearchError> {
+    let mut patient = None;
+    let mut code = None;
+    let mut from: Option<DateTime<Utc>> = None;
+    let mut to: Option<DateTime<Utc>> = None;
+    let mut count = DEFAULT_COUNT;
+    let mut page = None;
+    let mut category = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "patient" | "subject" => {
+                let id = value.strip_prefix("Patient/").unwrap_or(value);
+                let parsed: PatientId = id.parse().map_err(|_| {
+                    invalid(
+                        name,
+                        format!("{value:?} is not Patient/[id] of a Wardline patient"),
+                    )
+                })?;
+                if patient.is_some_and(|earlier| earlier != parsed) {
+                    return Err(unsupported(name, "one patient per search"));
+                }
+                patient = Some(parsed);
+            }
+            "code" => {
+                if value.contains(',') {
+                    return Err(unsupported(name, "one code per search"));
+                }
+                let loinc = match value.split_once('|') {
+                    Some((system, loinc)) if system == LOINC => loinc,
+                    Some((system, _)) => {
+                        return Err(invalid(
+                            name,
+                            format!(
+                                "Wardline's observations are coded in LOINC ({LOINC}), not {system}"
+                            ),
+                        ));
+                    }
+                    None => value.as_str(),
+                };
+                let found = ObservationCode::from_loinc(loinc).ok_or_else(|| {
+                    invalid(name, format!("{loinc} is not a LOINC code Wardline stores"))
+                })?;
+                if code.is_some_and(|earlier| earlier != found) {
+                    return Err(unsupported(name, "one code per search"));
+                }
+                code = Some(found);
+            }
+            "category" => {
+                let wanted = value.rsplit('|').next().unwrap_or(value).to_owned();
+                if !["vital-signs", "laboratory", "exam"].contains(&wanted.as_str()) {
+                    return Err(invalid(
+                        name,
+                        format!("{wanted:?} is not vital-signs, laboratory or exam"),
+                    ));
+                }
+                category = Some(wanted);
+            }
+            "date" => {
+                let (start, end) = date_bounds(value).map_err(|reason| invalid(name, reason))?;
+                if let Some(start) = start {
+                    from = Some(from.map_or(start, |from| from.max(start)));
+                }
+                if let Some(end) = end {
+                    to = Some(to.map_or(end, |to| to.min(end)));
+                }
+            }
+            "_count" => {
+                count = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|count| (1..=MAX_COUNT).contains(count))
+                    .ok_or_else(|| invalid(name, format!("1 to {MAX_COUNT}")))?;
+            }
+            "_sort" => {
+                if value != "date" {
+                    return Err(unsupported(name, "only date (oldest first)"));
+                }
+            }
+            "_page" => page = Some(value.clone()),
+            other if IGNORED_PARAMETERS.contains(&other) => {}
+            other => {
+                return Err(unsupported(
+                    other,
+                    "not a search parameter Wardline supports for Observation (see the CapabilityStatement)",
+                ));
+            }
+        }
+    }
+    let patient = patient.ok_or_else(|| invalid("patient", "required: Patient/[id]"))?;
+    let code = code.ok_or_else(|| {
+        invalid(
+            "code",
+            "required: one LOINC code, e.g. http://loinc.org|8867-4",
+        )
+    })?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return Err(invalid("date", "the bounds leave no time between them"));
+    }
+    Ok(ObservationSearch {
+        patient,
+        code,
+        from,
+        to,
+        count,
+        page,
+        category_matches: category.is_none_or(|wanted| crate::category(code).0 == wanted),
+    })
+}
+
+/// The bounds a date parameter sets: the inclusive start and the exclusive end, either
+/// open.
+pub type DateBounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The `[start, end)` a date parameter (with its prefix) allows: a date or date-time of
+/// any FHIR precision (year, month, day, minute, second) stands for all of its period.
+pub fn date_bounds(text: &str) -> Result<DateBounds, String> {
+    let (prefix, value) = match text.get(..2) {
+        Some(prefix @ ("eq" | "ge" | "gt" | "le" | "lt")) => (prefix, &text[2..]),
+        Some("ne" | "sa" | "eb" | "ap") => {
+            return Err(format!(
+                "the prefix {} is not supported (eq, ge, gt, le, lt)",
+                &text[..2]
+            ));
+        }
+        _ => ("eq", text),
+    };
+    let (start, end) = period(value)?;
+    Ok(match prefix {
+        "ge" => (Some(start), None),
+        "gt" => (Some(end), None),
+        "le" => (None, Some(end)),
+        "lt" => (None, Some(start)),
+        _ => (Some(start), Some(end)),
+    })
+}
+
+/// The period a FHIR date or dateTime stands for.
+fn period(value: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+    let bad = || {
+        format!(
+            "{value:?} is not a FHIR date or dateTime (YYYY, YYYY-MM, YYYY-MM-DD or YYYY-MM-DDThh:mm:ss with a zone)"
+        )
+    };
+    if let Ok(time) = DateTime::parse_from_rfc3339(value) {
+        let time = time.with_timezone(&Utc);
+        return Ok((time, time + Duration::seconds(1)));
+    }
+    // A minute without seconds, with its zone.
+    if let Some((minute, zone)) = value.get(..16).zip(value.get(16..))
+        && let Ok(time) = DateTime::parse_from_rfc3339(&format!("{minute}:00{zone}"))
+    {
+        let time = time.with_timezone(&Utc);
+        return Ok((time, time + Duration::minutes(1)));
+    }
+    let day = |year: i32, month: u32, day: u32| {
+        NaiveDate::from_ymd_opt(year, month, day)
+            .and_then(|date| date.and_hms_opt(0, 0, 0))
+            .map(|midnight: NaiveDateTime| Utc.from_utc_datetime(&midnight))
+    };
+    let parts: Vec<&str> = value.split('-').collect();
+    let number = |text: &str, width: usize| {
+        (text.len() == width && text.chars().all(|c| c.is_ascii_digit()))
+            .then(|| text.parse::<u32>().ok())
+            .flatten()
+    };
+    match parts.as_slice() {
+        [year] => {
+            let year = number(year, 4).ok_or_else(bad)? as i32;
+            Ok((
+                day(year, 1, 1).ok_or_else(bad)?,
+                day(year + 1, 1, 1).ok_or_else(bad)?,
+            ))
+        }
+        [year, month] => {
+            let (year, month) = (
+                number(year, 4).ok_or_else(bad)? as i32,
+                number(month, 2).ok_or_else(bad)?,
+            );
+            let next = if month == 12 {
+                (year + 1, 1)
+            } else {
+                (year, month + 1)
+            };
+            Ok((
+                day(year, month, 1).ok_or_else(bad)?,
+                day(next.0, next.1, 1).ok_or_else(bad)?,
+            ))
+        }
+        [year, month, date] => {
+            let start = day(
+                number(year, 4).ok_or_else(bad)? as i32,
+                number(month, 2).ok_or_else(bad)?,
+                number(date, 2).ok_or_else(bad)?,
+            )
+            .ok_or_else(bad)?;
+            Ok((start, start + Duration::days(1)))
+        }
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn pairs(text: &[(&str, &str)]) -> Vec<(String, String)> {
+        text.iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_search_reads_patient_code_dates_and_count() {
+        let patient = PatientId::random();
+        let search = observation_search(&pairs(&[
+            ("patient", &format!("Patient/{patient}")),
+            ("code", "http://loinc.org|8867-4"),
+            ("date", "ge2026-12"),
+            ("date", "lt2026-12-03T10:00:00+01:00"),
+            ("_count", "50"),
+            ("_sort", "date"),
+            ("_format", "json"),
+        ]))
+        .unwrap();
+        assert_eq!(search.patient, patient);
+        assert_eq!(search.code, ObservationCode::HeartRate);
+        assert_eq!(search.from, Some(at("2026-12-01T00:00:00Z")));
+        assert_eq!(search.to, Some(at("2026-12-03T09:00:00Z")));
+        assert_eq!(search.count, 50);
+        assert!(search.category_matches);
+    }
+
+    #[test]
+    fn prefixes_cover_the_whole_period_of_a_partial_date() {
+        assert_eq!(
+            date_bounds("2026").unwrap(),
+            (
+                Some(at("2026-01-01T00:00:00Z")),
+                Some(at("2027-01-01T00:00:00Z"))
+            )
+        );
+        assert_eq!(
+            date_bounds("gt2026-02").unwrap(),
+            (Some(at("2026-03-01T00:00:00Z")), None)
+        );
+        assert_eq!(
+            date_bounds("le2026-12-31").unwrap(),
+            (None, Some(at("2027-01-01T00:00:00Z")))
+        );
+        assert_eq!(
+            date_bounds("eq2026-12-01T08:30Z").unwrap(),
+            (
+                Some(at("2026-12-01T08:30:00Z")),
+                Some(at("2026-12-01T08:31:00Z"))
+            )
+        );
+        assert!(date_bounds("ap2026").unwrap_err().contains("not supported"));
+        assert!(
+            date_bounds("2026-13")
+                .unwrap_err()
+                .contains("not a FHIR date")
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_honoured_is_refused_by_name() {
+        let patient = format!("Patient/{}", PatientId::random());
+        for (extra, parameter, unsupported) in [
+            (("code", "8867-4,8310-5"), "code", true),
+            (("code", "http://snomed.info/sct|364075005"), "code", false),
+            (("_sort", "-date"), "_sort", true),
+            (("value-quantity", "gt100"), "value-quantity", true),
+            (("_count", "0"), "_count", false),
+            (("category", "social-history"), "category", false),
+        ] {
+            let error =
+                observation_search(&pairs(&[("patient", &patient), ("code", "8867-4"), extra]))
+                    .unwrap_err();
+            assert_eq!(
+                (error.parameter.as_str(), error.not_supported),
+                (parameter, unsupported),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            observation_search(&pairs(&[("code", "8867-4")]))
+                .unwrap_err()
+                .parameter,
+            "patient"
+        );
+        assert_eq!(
+            observation_search(&pairs(&[("patient", &patient)]))
+                .unwrap_err()
+                .parameter,
+            "code"
+        );
+        let other = observation_search(&pairs(&[
+            ("patient", &patient),
+            ("code", "8867-4"),
+            ("category", "laboratory"),
+        ]))
+        .unwrap();
+        assert!(!other.category_matches);
+    }
+}
