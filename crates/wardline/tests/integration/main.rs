@@ -12,6 +12,7 @@ mod device_certificates;
 mod durability;
 mod encryption;
 mod evaluation;
+mod fhir;
 mod gateway;
 mod ingest;
 mod nightscout;
