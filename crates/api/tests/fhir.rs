@@ -361,3 +361,84 @@ async fn fhir_reads_go_through_the_one_access_check_and_errors_are_operation_out
         .count();
     assert!(denied >= 4, "{audit}");
 }
+
+#[tokio::test]
+async fn blood_pressure_comes_as_panels_of_systolic_and_diastolic() {
+    let h = hospital().await;
+    let (status, enrolled) = h
+        .as_(
+            "admin",
+            Method::POST,
+            "/api/v1/devices",
+            Some(json!({"kind": "blood_pressure_cuff", "model": "Cuff", "serial": "bp-1", "patient_id": h.ada})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{enrolled}");
+    let device = enrolled["device"]["id"].as_str().unwrap();
+    let secret = enrolled["secret"].as_str().unwrap();
+    let at = |seconds: i64| (chrono::Utc::now() + chrono::Duration::seconds(seconds)).to_rfc3339();
+    // Two measurements with both values, and a third whose diastolic did not come.
+    let (first, second, third) = (at(1), at(2), at(3));
+    let readings = json!({"v": 1, "readings": [
+        {"seq": 1, "code": "8480-6", "value": 128, "unit": "mm[Hg]", "time": first},
+        {"seq": 2, "code": "8462-4", "value": 84, "unit": "mm[Hg]", "time": first},
+        {"seq": 3, "code": "8480-6", "value": 17.2, "unit": "kPa", "time": second},
+        {"seq": 4, "code": "8462-4", "value": 79, "unit": "mm[Hg]", "time": second},
+        {"seq": 5, "code": "8480-6", "value": 131, "unit": "mm[Hg]", "time": third},
+    ]});
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("/api/v1/devices/{device}/readings"))
+        .header("authorization", format!("Bearer {secret}"))
+        .header("content-type", "application/json")
+        .body(Body::from(readings.to_string()))
+        .unwrap();
+    let (status, body) = h.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, _, bundle) = fhir(
+        &h,
+        "clinician",
+        &format!(
+            "/fhir/R4/Observation?patient={}&code=http://loinc.org%7C85354-9&category=vital-signs",
+            h.ada
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    let panels: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| &entry["resource"])
+        .collect();
+    assert_eq!(panels.len(), 3);
+    let pair = |panel: &Value| {
+        (
+            panel["component"][0]["valueQuantity"]["value"].as_f64(),
+            panel["component"][1]["valueQuantity"]["value"].as_f64(),
+        )
+    };
+    assert_eq!(pair(panels[0]), (Some(128.0), Some(84.0)));
+    // 17.2 kPa, stored in mm[Hg] (129.0 after conversion), with its diastolic.
+    let converted = pair(panels[1]).0.unwrap();
+    assert!((converted - 129.01).abs() < 0.01, "{converted}");
+    assert_eq!(pair(panels[1]).1, Some(79.0));
+    assert_eq!(pair(panels[2]), (Some(131.0), None));
+    assert_eq!(
+        panels[2]["component"][1]["dataAbsentReason"]["coding"][0]["code"],
+        "unknown"
+    );
+    for panel in &panels {
+        assert_eq!(panel["code"]["coding"][0]["code"], "85354-9");
+        assert!(
+            panel["meta"]["profile"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("http://hl7.org/fhir/StructureDefinition/bp"))
+        );
+    }
+    let mut resources: Vec<Value> = panels.into_iter().cloned().collect();
+    resources.push(bundle);
+    validate(&resources);
+}

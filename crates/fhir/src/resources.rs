@@ -169,6 +169,71 @@ pub fn observation(observation: &Observation) -> Value {
     Value::Object(resource)
 }
 
+/// A systolic reading and the diastolic of the same device and time as one R4 blood
+/// pressure panel (85354-9), as the R4 `bp` profile has it. A systolic reading without
+/// its diastolic gives the panel with the diastolic component absent, saying so.
+pub fn blood_pressure_panel(systolic: &Observation, diastolic: Option<&Observation>) -> Value {
+    let mut panel = observation(systolic);
+    let component = |code: ObservationCode, reading: Option<&Observation>| {
+        let spec = code.spec();
+        let mut component = Map::new();
+        component.insert(
+            "code".into(),
+            json!({"coding": codings(code), "text": spec.display}),
+        );
+        match reading {
+            Some(reading) => {
+                component.insert(
+                    "valueQuantity".into(),
+                    json!({"value": decimal(reading.value), "unit": spec.canonical_unit,
+                           "system": UCUM, "code": spec.canonical_unit}),
+                );
+            }
+            None => {
+                component.insert(
+                    "dataAbsentReason".into(),
+                    json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason",
+                        "code": "unknown", "display": "Unknown"}],
+                        "text": "the device sent no diastolic pressure at this time"}),
+                );
+            }
+        }
+        Value::Object(component)
+    };
+    let id = {
+        let digest = ring::digest::digest(
+            &ring::digest::SHA256,
+            format!("{}\u{1f}panel", observation_id(systolic)).as_bytes(),
+        );
+        digest.as_ref()[..16]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect::<String>()
+    };
+    if let Some(members) = panel.as_object_mut() {
+        members.insert("id".into(), json!(id));
+        members.insert(
+            "meta".into(),
+            json!({"profile": [VITAL_SIGNS_PROFILE, "http://hl7.org/fhir/StructureDefinition/bp"]}),
+        );
+        members.insert(
+            "code".into(),
+            json!({"coding": [{"system": LOINC, "code": "85354-9",
+                "display": "Blood pressure panel with all children optional"}],
+                "text": "Blood pressure"}),
+        );
+        members.remove("valueQuantity");
+        members.insert(
+            "component".into(),
+            json!([
+                component(ObservationCode::SystolicBloodPressure, Some(systolic)),
+                component(ObservationCode::DiastolicBloodPressure, diastolic),
+            ]),
+        );
+    }
+    panel
+}
+
 /// What the FHIR Patient shows of a patient record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatientFacts {
@@ -330,13 +395,14 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                         "http://hl7.org/fhir/StructureDefinition/oxygensat",
                         "http://hl7.org/fhir/StructureDefinition/bodytemp",
                         "http://hl7.org/fhir/StructureDefinition/resprate",
-                        "http://hl7.org/fhir/StructureDefinition/bodyweight"
+                        "http://hl7.org/fhir/StructureDefinition/bodyweight",
+                        "http://hl7.org/fhir/StructureDefinition/bp"
                     ],
                     "interaction": [{"code": "search-type"}],
                     "searchParam": [
                         {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
                         {"name": "subject", "type": "reference", "documentation": "The same as patient."},
-                        {"name": "code", "type": "token", "documentation": "Required: one LOINC code, http://loinc.org|[code] or [code]."},
+                        {"name": "code", "type": "token", "documentation": "Required: one LOINC code, http://loinc.org|[code] or [code]; 85354-9 gives blood pressure as panels of systolic and diastolic."},
                         {"name": "category", "type": "token", "documentation": "vital-signs, laboratory or exam."},
                         {"name": "date", "type": "date", "documentation": "Repeatable, with the prefixes eq, ge, gt, le and lt; without one, from 2000 until now."},
                         {"name": "_count", "type": "number", "documentation": "1 to 1000 per page (100 when absent); the next link pages on, oldest first."},
@@ -448,6 +514,26 @@ mod tests {
         assert_eq!(observation_id(&one), observation_id(&one.clone()));
         assert_ne!(observation_id(&one), observation_id(&derived));
         assert_ne!(observation_id(&one), observation_id(&next));
+    }
+
+    #[test]
+    fn blood_pressure_is_a_panel_with_both_components() {
+        let systolic = reading(ObservationCode::SystolicBloodPressure, 124.0, None);
+        let mut diastolic = reading(ObservationCode::DiastolicBloodPressure, 81.0, None);
+        diastolic.seq = 8;
+        let panel = blood_pressure_panel(&systolic, Some(&diastolic));
+        assert_eq!(panel["code"]["coding"][0]["code"], "85354-9");
+        assert!(panel.get("valueQuantity").is_none());
+        assert_eq!(panel["component"][0]["code"]["coding"][0]["code"], "8480-6");
+        assert_eq!(panel["component"][0]["valueQuantity"]["value"], 124);
+        assert_eq!(panel["component"][1]["code"]["coding"][0]["code"], "8462-4");
+        assert_eq!(panel["component"][1]["valueQuantity"]["value"], 81);
+        assert_ne!(panel["id"], observation(&systolic)["id"]);
+        let alone = blood_pressure_panel(&systolic, None);
+        assert_eq!(
+            alone["component"][1]["dataAbsentReason"]["coding"][0]["code"],
+            "unknown"
+        );
     }
 
     #[test]

@@ -32,11 +32,32 @@ fn unsupported(parameter: &str, reason: impl Into<String>) -> SearchError {
     }
 }
 
+/// What an Observation search asks for: readings of one code, or blood pressure as the
+/// 85354-9 panel (each systolic reading with the diastolic of the same device and time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchCode {
+    Reading(ObservationCode),
+    BloodPressurePanel,
+}
+
+/// LOINC's blood pressure panel.
+pub const BLOOD_PRESSURE_PANEL: &str = "85354-9";
+
+impl SearchCode {
+    /// The category its observations are in.
+    pub fn category(self) -> &'static str {
+        match self {
+            Self::Reading(code) => crate::category(code).0,
+            Self::BloodPressurePanel => "vital-signs",
+        }
+    }
+}
+
 /// An Observation search, as Wardline runs it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservationSearch {
     pub patient: PatientId,
-    pub code: ObservationCode,
+    pub code: SearchCode,
     /// Inclusive.
     pub from: Option<DateTime<Utc>>,
     /// Exclusive.
@@ -95,9 +116,13 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
                     }
                     None => value.as_str(),
                 };
-                let found = ObservationCode::from_loinc(loinc).ok_or_else(|| {
-                    invalid(name, format!("{loinc} is not a LOINC code Wardline stores"))
-                })?;
+                let found = if loinc == BLOOD_PRESSURE_PANEL {
+                    SearchCode::BloodPressurePanel
+                } else {
+                    SearchCode::Reading(ObservationCode::from_loinc(loinc).ok_or_else(|| {
+                        invalid(name, format!("{loinc} is not a LOINC code Wardline stores"))
+                    })?)
+                };
                 if code.is_some_and(|earlier| earlier != found) {
                     return Err(unsupported(name, "one code per search"));
                 }
@@ -163,7 +188,7 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
         to,
         count,
         page,
-        category_matches: category.is_none_or(|wanted| crate::category(code).0 == wanted),
+        category_matches: category.is_none_or(|wanted| code.category() == wanted),
     })
 }
 
@@ -291,7 +316,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(search.patient, patient);
-        assert_eq!(search.code, ObservationCode::HeartRate);
+        assert_eq!(search.code, SearchCode::Reading(ObservationCode::HeartRate));
         assert_eq!(search.from, Some(at("2026-12-01T00:00:00Z")));
         assert_eq!(search.to, Some(at("2026-12-03T09:00:00Z")));
         assert_eq!(search.count, 50);

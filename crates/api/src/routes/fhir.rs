@@ -10,8 +10,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use wardline_domain::ObservationCode;
 use wardline_domain::PatientId;
-use wardline_fhir::{FHIR_JSON, IssueType, PatientFacts, SearchError};
+use wardline_fhir::{FHIR_JSON, IssueType, PatientFacts, SearchCode, SearchError};
 use wardline_service::Error;
 
 use crate::error::ApiError;
@@ -25,6 +26,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(search_patients))
         .routes(routes!(search_observations))
 }
+
+/// The most diastolic readings read to pair with one page of systolic ones (a page has
+/// at most 1,000).
+const MAX_PAIRED: u32 = 10_000;
 
 /// The prefix of every FHIR route.
 pub(crate) const FHIR_BASE: &str = "/fhir/R4";
@@ -263,7 +268,8 @@ pub(crate) async fn search_patients(
 pub(crate) struct ObservationSearchParams {
     /// Required: `Patient/[id]` or `[id]` (or as `subject`).
     patient: String,
-    /// Required: one LOINC code, `http://loinc.org|[code]` or `[code]`.
+    /// Required: one LOINC code, `http://loinc.org|[code]` or `[code]`; `85354-9` gives
+    /// blood pressure as panels.
     code: String,
     /// `vital-signs`, `laboratory` or `exam`.
     category: Option<String>,
@@ -294,12 +300,17 @@ pub(crate) async fn search_observations(
     let search = wardline_fhir::observation_search(&pairs)?;
     // Readings before 2000 are refused at ingest, so that is where "all" begins.
     let earliest = chrono::DateTime::from_timestamp(946_684_800, 0).unwrap_or_default();
+    // A panel pages through the systolic readings and pairs each with its diastolic.
+    let paged_code = match search.code {
+        SearchCode::Reading(code) => code,
+        SearchCode::BloodPressurePanel => ObservationCode::SystolicBloodPressure,
+    };
     let page = state
         .service
         .observations(
             &actor,
             search.patient,
-            search.code,
+            paged_code,
             (Some(search.from.unwrap_or(earliest)), search.to),
             Some(search.count),
             search.page.as_deref(),
@@ -325,13 +336,45 @@ pub(crate) async fn search_observations(
         next.push(("_page".into(), cursor.clone()));
         format!("{base}/Observation?{}", encode(&next))
     });
-    let resources = if search.category_matches {
-        page.observations
+    let resources = match (search.category_matches, search.code) {
+        (false, _) => Vec::new(),
+        (true, SearchCode::Reading(_)) => page
+            .observations
             .iter()
             .map(wardline_fhir::observation)
-            .collect()
-    } else {
-        Vec::new()
+            .collect(),
+        (true, SearchCode::BloodPressurePanel) => {
+            let diastolic = match (page.observations.first(), page.observations.last()) {
+                (Some(first), Some(last)) => {
+                    state
+                        .service
+                        .observations(
+                            &actor,
+                            search.patient,
+                            ObservationCode::DiastolicBloodPressure,
+                            (
+                                Some(first.effective),
+                                Some(last.effective + chrono::Duration::milliseconds(1)),
+                            ),
+                            Some(MAX_PAIRED),
+                            None,
+                        )
+                        .await?
+                        .observations
+                }
+                _ => Vec::new(),
+            };
+            page.observations
+                .iter()
+                .map(|systolic| {
+                    let partner = diastolic.iter().find(|reading| {
+                        reading.device_id == systolic.device_id
+                            && reading.effective == systolic.effective
+                    });
+                    wardline_fhir::blood_pressure_panel(systolic, partner)
+                })
+                .collect()
+        }
     };
     let next_link = next_link.filter(|_| search.category_matches);
     Ok(Fhir(
