@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::expression::{Expression, Language};
+use crate::expression::{Expression, Language, Scope};
 use crate::problems::{Problems, container, json_type, kind_of};
 
 /// The kinds of device content template.
@@ -179,47 +179,77 @@ impl DeviceTemplate {
     }
 
     /// The measurements `message` gives: every template is tried, and each token a
-    /// template's type match finds is one measurement.
+    /// template's type match finds is one measurement. `message_bytes` is the message's
+    /// size: a CalculatedContent template reads the whole message for each token, so
+    /// the tokens times the size is bounded (a hostile message must not cost gigabytes).
     pub fn extract(
         &self,
         message: &Value,
+        message_bytes: usize,
         max_measurements: usize,
     ) -> Result<Vec<Measurement>, ExtractError> {
         let mut measurements = Vec::new();
+        let whole = Scope::new(message);
         for (index, template) in self.templates.iter().enumerate() {
             let matched = template
                 .type_match
-                .select_tokens(message)
+                .select_tokens_in(&whole)
                 .map_err(|reason| {
                     template.error("typeMatchExpression", &template.type_match, reason)
                 })?;
-            for token in matched {
-                if measurements.len() == max_measurements {
-                    return Err(ExtractError {
-                        field: "$".into(),
-                        reason: format!(
-                            "the message gives more than {max_measurements} measurements"
-                        ),
-                        kind: ExtractErrorKind::TooMany,
-                    });
-                }
-                let scope = match template.kind {
-                    ContentKind::Calculated => {
-                        let mut scope = match message {
-                            Value::Object(members) => members.clone(),
-                            _ => Map::new(),
-                        };
-                        scope.insert("matchedToken".into(), token);
-                        Value::Object(scope)
+            if measurements.len() + matched.len() > max_measurements {
+                return Err(ExtractError {
+                    field: "$".into(),
+                    reason: format!("the message gives more than {max_measurements} measurements"),
+                    kind: ExtractErrorKind::TooMany,
+                });
+            }
+            if template.kind == ContentKind::Calculated
+                && matched.len().saturating_mul(message_bytes) > MAX_CALCULATED_WORK
+            {
+                return Err(ExtractError {
+                    field: format!(
+                        "{} ({}).typeMatchExpression",
+                        template.location_or_root(),
+                        template.type_name
+                    ),
+                    reason: format!(
+                        "{} tokens in a message of {message_bytes} bytes: a CalculatedContent template reads the whole message for each, more than one message may cost ({} MiB)",
+                        matched.len(),
+                        MAX_CALCULATED_WORK >> 20
+                    ),
+                    kind: ExtractErrorKind::TooMany,
+                });
+            }
+            match template.kind {
+                ContentKind::Calculated => {
+                    // One copy of the message per template, its `matchedToken` replaced for
+                    // each token.
+                    let mut scope = match message {
+                        Value::Object(members) => Value::Object(members.clone()),
+                        _ => Value::Object(Map::new()),
+                    };
+                    for token in matched {
+                        if let Value::Object(members) = &mut scope {
+                            members.insert("matchedToken".into(), token);
+                        }
+                        measurements.push(template.measurement(index, &Scope::new(&scope))?);
                     }
-                    _ => token,
-                };
-                measurements.push(template.measurement(index, &scope)?);
+                }
+                _ => {
+                    for token in matched {
+                        measurements.push(template.measurement(index, &Scope::new(&token))?);
+                    }
+                }
             }
         }
         Ok(measurements)
     }
 }
+
+/// The most bytes of message a CalculatedContent template may read in one message (its
+/// matched tokens times the message's size).
+pub(crate) const MAX_CALCULATED_WORK: usize = 64 << 20;
 
 impl ContentTemplate {
     fn error(&self, field: &str, expression: &Expression, reason: String) -> ExtractError {
@@ -253,10 +283,10 @@ impl ContentTemplate {
         &self,
         field: &str,
         expression: &Expression,
-        scope: &Value,
+        scope: &Scope<'_>,
     ) -> Result<Option<String>, ExtractError> {
         let token = expression
-            .select_token(scope)
+            .select_token_in(scope)
             .map_err(|reason| self.error(field, expression, reason))?;
         Ok(token.filter(present).map(|token| match token {
             Value::String(text) => text,
@@ -264,13 +294,13 @@ impl ContentTemplate {
         }))
     }
 
-    fn measurement(&self, index: usize, scope: &Value) -> Result<Measurement, ExtractError> {
+    fn measurement(&self, index: usize, scope: &Scope<'_>) -> Result<Measurement, ExtractError> {
         let device_id = self
             .text("deviceIdExpression", &self.device_id, scope)?
             .ok_or_else(|| self.missing("deviceIdExpression", &self.device_id))?;
         let time = self
             .timestamp
-            .select_token(scope)
+            .select_token_in(scope)
             .map_err(|reason| self.error("timestampExpression", &self.timestamp, reason))?
             .filter(present)
             .ok_or_else(|| self.missing("timestampExpression", &self.timestamp))?;
@@ -292,7 +322,7 @@ impl ContentTemplate {
             let field = format!("values.{}", value.name);
             let token = value
                 .expression
-                .select_token(scope)
+                .select_token_in(scope)
                 .map_err(|reason| self.error(&field, &value.expression, reason))?
                 .filter(present);
             match token {

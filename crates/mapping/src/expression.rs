@@ -1,7 +1,7 @@
 //! Template expressions: JSONPath (the default) or JMESPath with iomt-fhir's custom
 //! functions (docs/CustomFunctions.md of iomt-fhir).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use chrono::{DateTime, SecondsFormat};
 use jmespath::functions::{ArgumentType, CustomFunction, Signature};
@@ -70,9 +70,22 @@ impl Expression {
     /// Every token the expression selects: a JSONPath's matches; a JMESPath's result,
     /// each element when it is an array, nothing when it is null.
     pub fn select_tokens(&self, data: &Value) -> Result<Vec<Value>, String> {
+        self.select_tokens_in(&Scope::new(data))
+    }
+
+    /// The one token the expression selects, `None` when it selects nothing or null; more
+    /// than one is an error (as Json.NET's `SelectToken`).
+    pub fn select_token(&self, data: &Value) -> Result<Option<Value>, String> {
+        self.select_token_in(&Scope::new(data))
+    }
+
+    /// [`Self::select_tokens`] on a scope that several expressions read.
+    pub fn select_tokens_in(&self, scope: &Scope<'_>) -> Result<Vec<Value>, String> {
         match self {
-            Self::JsonPath { path, .. } => Ok(path.select(data).into_iter().cloned().collect()),
-            Self::JmesPath(expression) => match search(expression, data)? {
+            Self::JsonPath { path, .. } => {
+                Ok(path.select(scope.value).into_iter().cloned().collect())
+            }
+            Self::JmesPath(expression) => match search(expression, scope)? {
                 Value::Null => Ok(Vec::new()),
                 Value::Array(items) => Ok(items),
                 other => Ok(vec![other]),
@@ -80,12 +93,11 @@ impl Expression {
         }
     }
 
-    /// The one token the expression selects, `None` when it selects nothing or null; more
-    /// than one is an error (as Json.NET's `SelectToken`).
-    pub fn select_token(&self, data: &Value) -> Result<Option<Value>, String> {
+    /// [`Self::select_token`] on a scope that several expressions read.
+    pub fn select_token_in(&self, scope: &Scope<'_>) -> Result<Option<Value>, String> {
         match self {
             Self::JsonPath { path, .. } => {
-                let found = path.select(data);
+                let found = path.select(scope.value);
                 match found.as_slice() {
                     [] | [Value::Null] => Ok(None),
                     [one] => Ok(Some((*one).clone())),
@@ -95,7 +107,7 @@ impl Expression {
                     )),
                 }
             }
-            Self::JmesPath(expression) => match search(expression, data)? {
+            Self::JmesPath(expression) => match search(expression, scope)? {
                 Value::Null => Ok(None),
                 other => Ok(Some(other)),
             },
@@ -103,8 +115,41 @@ impl Expression {
     }
 }
 
-fn search(expression: &jmespath::Expression<'static>, data: &Value) -> Result<Value, String> {
-    let result = expression.search(data).map_err(|error| describe(&error))?;
+/// The data expressions read. JMESPath works on its own copy of the data, made once here
+/// however many expressions read it (a template's device, time and values).
+#[derive(Debug)]
+pub struct Scope<'a> {
+    value: &'a Value,
+    converted: OnceLock<Result<Rcvar, String>>,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(value: &'a Value) -> Self {
+        Self {
+            value,
+            converted: OnceLock::new(),
+        }
+    }
+
+    pub fn value(&self) -> &'a Value {
+        self.value
+    }
+
+    fn converted(&self) -> Result<Rcvar, String> {
+        self.converted
+            .get_or_init(|| {
+                Variable::try_from(self.value)
+                    .map(Rcvar::new)
+                    .map_err(|error| error.to_string())
+            })
+            .clone()
+    }
+}
+
+fn search(expression: &jmespath::Expression<'static>, scope: &Scope<'_>) -> Result<Value, String> {
+    let result = expression
+        .search(scope.converted()?)
+        .map_err(|error| describe(&error))?;
     serde_json::to_value(&*result).map_err(|error| error.to_string())
 }
 

@@ -22,7 +22,7 @@ use wardline_domain::codes::{CATALOGUE, normalise};
 use wardline_domain::{ObservationCode, PayloadError, PayloadErrorKind, Reading};
 
 pub use content::{ContentKind, DeviceTemplate, ExtractError, ExtractErrorKind, Measurement};
-pub use expression::{Expression, Language};
+pub use expression::{Expression, Language, Scope};
 pub use fhir::{CodeValueTemplate, Coding, Component, FhirTemplate, LOINC, UCUM, ValueTemplate};
 pub use jsonpath::JsonPath;
 pub use problems::Problem;
@@ -164,9 +164,11 @@ impl Mapping {
         device_ids: &[&str],
         context: &ApplyContext,
     ) -> Result<Mapped, PayloadError> {
+        // Its size bounds what CalculatedContent templates may read of it.
+        let message_bytes = serde_json::to_vec(message).map_or(usize::MAX, |bytes| bytes.len());
         let measurements = self
             .device
-            .extract(message, context.max_readings)
+            .extract(message, message_bytes, context.max_readings)
             .map_err(|error| PayloadError {
                 kind: match error.kind {
                     ExtractErrorKind::Missing => PayloadErrorKind::MissingField,

@@ -62,7 +62,7 @@ fn extract(
 ) -> Result<Vec<Measurement>, wardline_mapping::ExtractError> {
     device_template(&input(template))
         .unwrap()
-        .extract(&message(payload), 1000)
+        .extract(&message(payload), 4096, 1000)
 }
 
 fn context() -> ApplyContext {
@@ -582,6 +582,7 @@ fn the_sandbox_templates_refuse_a_temperature_without_a_unit() {
         .device
         .extract(
             &input("data_IotCentralPayloadExampleMultipleMessages.json"),
+            4096,
             1000,
         )
         .unwrap();
@@ -997,6 +998,31 @@ fn codeable_concepts_and_strings_are_reported_as_not_kept() {
             "alarmEvent.alarm: a CodeableConcept value; Wardline's readings are numbers",
             "alarmEvent.reason: a String value; Wardline's readings are numbers",
         ]
+    );
+}
+
+#[test]
+fn a_calculated_template_matching_many_times_in_a_large_message_is_refused() {
+    // 2,000 matches of a message of about 70 kB: each match would read the whole message.
+    let items: Vec<Value> = (0..2_000)
+        .map(|i| json!({"heartRate": 60 + i % 40, "deviceId": "d", "endDate": "2026-11-30T10:00:00Z", "pad": "x".repeat(20)}))
+        .collect();
+    let message = json!({"Body": items, "Properties": {}, "SystemProperties": {}});
+    let template = device_template(&input(
+        "data_Documentation_CalculatedFunction_HeartRate_Template.json",
+    ))
+    .unwrap();
+    let error = template.extract(&message, 70_000, 5_000).unwrap_err();
+    assert_eq!(error.kind, wardline_mapping::ExtractErrorKind::TooMany);
+    assert!(
+        error.reason.contains("reads the whole message for each"),
+        "{error:?}"
+    );
+    // The same message within the measurement limit is refused for that first.
+    let error = template.extract(&message, 70_000, 1_000).unwrap_err();
+    assert!(
+        error.reason.contains("more than 1000 measurements"),
+        "{error:?}"
     );
 }
 
