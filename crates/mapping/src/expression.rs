@@ -47,12 +47,24 @@ impl Expression {
     /// Compiles `text`; the error names what is wrong, and for JMESPath also a function
     /// that does not exist (which the library would only find when it runs).
     pub fn compile(text: &str, language: Language) -> Result<Self, String> {
+        let length = text.chars().count();
+        if length > MAX_EXPRESSION_CHARS {
+            return Err(format!(
+                "{length} characters; an expression is at most {MAX_EXPRESSION_CHARS}"
+            ));
+        }
         match language {
             Language::JsonPath => Ok(Self::JsonPath {
                 text: text.to_owned(),
                 path: JsonPath::parse(text)?,
             }),
             Language::JmesPath => {
+                let nesting = jmespath_nesting(text);
+                if nesting > MAX_JMESPATH_NESTING {
+                    return Err(format!(
+                        "{nesting} nested or chained operations (brackets, calls, negations, dots, pipes, and/or); at most {MAX_JMESPATH_NESTING}"
+                    ));
+                }
                 let compiled = RUNTIME.compile(text).map_err(|error| describe(&error))?;
                 check_functions(compiled.as_ast())?;
                 Ok(Self::JmesPath(Arc::new(compiled)))
@@ -113,6 +125,39 @@ impl Expression {
             },
         }
     }
+}
+
+/// The longest expression: iomt-fhir templates' are a few dozen characters.
+const MAX_EXPRESSION_CHARS: usize = 4096;
+
+/// The JMESPath library parses and evaluates by recursion without a bound of its own: in
+/// a thread of 1 MiB (half a server worker's stack) a debug build overflows at about 128
+/// nested brackets, negations, dots or pipes. Expressions are refused at registration
+/// beyond this many, which no real template comes near.
+const MAX_JMESPATH_NESTING: usize = 48;
+
+/// How many of a JMESPath expression's operations nest or chain (each a level of the
+/// library's recursion), outside string and JSON literals: an upper bound of its depth.
+fn jmespath_nesting(text: &str) -> usize {
+    let mut count = 0;
+    let mut quote: Option<char> = None;
+    let mut previous = None;
+    for c in text.chars() {
+        match quote {
+            Some(open) => {
+                if c == open && previous != Some('\\') {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' | '`' => quote = Some(c),
+                '(' | '[' | '{' | '!' | '.' | '|' | '&' => count += 1,
+                _ => {}
+            },
+        }
+        previous = Some(c);
+    }
+    count
 }
 
 /// The data expressions read. JMESPath works on its own copy of the data, made once here
@@ -536,6 +581,35 @@ mod tests {
         assert!(error.contains("no function addd()"), "{error}");
         let error = Expression::compile("foo[?", Language::JmesPath).unwrap_err();
         assert!(error.contains("at character"), "{error}");
+    }
+
+    #[test]
+    fn deep_or_long_expressions_are_refused_before_the_library_recurses() {
+        for text in [
+            format!("{}a", "!".repeat(10_000)),
+            format!("{}a{}", "(".repeat(100), ")".repeat(100)),
+            format!("{}a", "a.".repeat(60)),
+        ] {
+            let error = Expression::compile(&text, Language::JmesPath).unwrap_err();
+            assert!(error.contains("at most"), "{error}");
+        }
+        let long = "a".repeat(5000);
+        assert!(
+            Expression::compile(&long, Language::JsonPath)
+                .unwrap_err()
+                .contains("at most 4096")
+        );
+        // Brackets inside literals do not count.
+        Expression::compile(
+            "matchedToken.note == '((((((((((((((((((((((((((((((((((((((((((((((((((('",
+            Language::JmesPath,
+        )
+        .unwrap();
+        Expression::compile(
+            "multiply(to_number(matchedToken.height), `0.0254`)",
+            Language::JmesPath,
+        )
+        .unwrap();
     }
 
     #[test]

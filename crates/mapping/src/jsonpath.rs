@@ -75,6 +75,10 @@ enum Comparison {
 /// would only exhaust the stack.
 const MAX_NESTING: usize = 32;
 
+/// The most tests and operators in one path's filters: each is a step of recursion when
+/// the filter is evaluated (and dropped), so the count is bounded like the nesting.
+const MAX_FILTER_NODES: usize = 128;
+
 impl JsonPath {
     /// Parses `text`; the error says at which character and why.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -82,6 +86,7 @@ impl JsonPath {
             chars: text.chars().collect(),
             at: 0,
             depth: 0,
+            nodes: 0,
         };
         parser.skip_space();
         if parser.at == parser.chars.len() {
@@ -280,6 +285,8 @@ struct Parser {
     chars: Vec<char>,
     at: usize,
     depth: usize,
+    /// Filter nodes made so far.
+    nodes: usize,
 }
 
 impl Parser {
@@ -500,12 +507,24 @@ impl Parser {
         }
     }
 
+    /// Counts one more filter node, refusing a filter with too many.
+    fn node(&mut self) -> Result<(), String> {
+        self.nodes += 1;
+        if self.nodes > MAX_FILTER_NODES {
+            return Err(self.error(&format!(
+                "more than {MAX_FILTER_NODES} tests and operators in the filters"
+            )));
+        }
+        Ok(())
+    }
+
     fn or(&mut self) -> Result<Filter, String> {
         let mut left = self.and()?;
         loop {
             self.skip_space();
             if self.peek() == Some('|') && self.peek_at(1) == Some('|') {
                 self.at += 2;
+                self.node()?;
                 let right = self.and()?;
                 left = Filter::Or(Box::new(left), Box::new(right));
             } else {
@@ -520,6 +539,7 @@ impl Parser {
             self.skip_space();
             if self.peek() == Some('&') && self.peek_at(1) == Some('&') {
                 self.at += 2;
+                self.node()?;
                 let right = self.unary()?;
                 left = Filter::And(Box::new(left), Box::new(right));
             } else {
@@ -533,7 +553,14 @@ impl Parser {
         match self.peek() {
             Some('!') if self.peek_at(1) != Some('=') => {
                 self.at += 1;
-                Ok(Filter::Not(Box::new(self.unary()?)))
+                self.node()?;
+                self.depth += 1;
+                if self.depth > MAX_NESTING {
+                    return Err(self.error("negations nested too deeply"));
+                }
+                let inner = self.unary()?;
+                self.depth -= 1;
+                Ok(Filter::Not(Box::new(inner)))
             }
             Some('(') => {
                 self.at += 1;
@@ -552,6 +579,7 @@ impl Parser {
     }
 
     fn comparison(&mut self) -> Result<Filter, String> {
+        self.node()?;
         let left = self.operand()?;
         self.skip_space();
         let comparison = match (self.peek(), self.peek_at(1)) {
@@ -737,5 +765,17 @@ mod tests {
         }
         let deep = format!("$[?({}@a{})]", "(".repeat(40), ")".repeat(40));
         assert!(JsonPath::parse(&deep).unwrap_err().contains("too deeply"));
+        let negated = format!("$[?({}@a)]", "!".repeat(40));
+        assert!(
+            JsonPath::parse(&negated)
+                .unwrap_err()
+                .contains("too deeply")
+        );
+        let long = format!("$[?(@a{})]", " || @b".repeat(200));
+        assert!(
+            JsonPath::parse(&long)
+                .unwrap_err()
+                .contains("more than 128 tests")
+        );
     }
 }
