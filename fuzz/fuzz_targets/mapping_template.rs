@@ -66,6 +66,7 @@ fuzz_target!(|bytes: &[u8]| {
         now,
         max_future_skew: Duration::minutes(5),
         max_readings: 1000,
+        message_bytes: bytes.len(),
     };
     assert_eq!(MAPPINGS.len(), 4, "every fixed template compiles");
     // As a template document: its own mapping, tried on a message of each fixed shape.

@@ -115,16 +115,17 @@ fn reading_cost() -> anyhow::Result<()> {
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     let now = chrono::Utc::now();
     let limits = wardline_domain::PayloadLimits::default();
+    let time = now - chrono::Duration::minutes(1);
+    let own = json!({"serial": "s-1", "ts": time.timestamp_millis(), "pulse": 72}).to_string();
     let context = wardline_mapping::ApplyContext {
         now,
         max_future_skew: limits.max_future_skew,
         max_readings: limits.max_readings,
+        message_bytes: own.len() + 512,
     };
-    let time = now - chrono::Duration::minutes(1);
     let native = json!({"v": 1, "seq": 1, "code": "8867-4", "value": 72, "unit": "/min",
                         "time": time.to_rfc3339()})
     .to_string();
-    let own = json!({"serial": "s-1", "ts": time.timestamp_millis(), "pulse": 72}).to_string();
     let started = Instant::now();
     for _ in 0..MESSAGES {
         wardline_domain::parse_device_message(native.as_bytes(), now, &limits)

@@ -164,11 +164,9 @@ impl Mapping {
         device_ids: &[&str],
         context: &ApplyContext,
     ) -> Result<Mapped, PayloadError> {
-        // Its size bounds what CalculatedContent templates may read of it.
-        let message_bytes = serde_json::to_vec(message).map_or(usize::MAX, |bytes| bytes.len());
         let measurements = self
             .device
-            .extract(message, message_bytes, context.max_readings)
+            .extract(message, context.message_bytes, context.max_readings)
             .map_err(|error| PayloadError {
                 kind: match error.kind {
                     ExtractErrorKind::Missing => PayloadErrorKind::MissingField,
@@ -334,6 +332,9 @@ pub struct ApplyContext {
     pub now: DateTime<Utc>,
     pub max_future_skew: Duration,
     pub max_readings: usize,
+    /// The message's size in bytes (its payload's, as received): it bounds what
+    /// CalculatedContent templates may read of it.
+    pub message_bytes: usize,
 }
 
 /// What a message gives.

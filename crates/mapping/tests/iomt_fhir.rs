@@ -70,6 +70,7 @@ fn context() -> ApplyContext {
         now: time("2026-12-01T00:00:00Z"),
         max_future_skew: Duration::minutes(5),
         max_readings: 1000,
+        message_bytes: 4096,
     }
 }
 

@@ -230,6 +230,8 @@ impl IngestService {
                 now,
                 max_future_skew: self.limits.max_future_skew,
                 max_readings: self.limits.max_readings,
+                // The event around the payload adds a few hundred bytes.
+                message_bytes: payload.len() + 512,
             },
         )?;
         if !mapped.not_kept.is_empty() {
