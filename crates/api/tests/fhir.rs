@@ -442,3 +442,74 @@ async fn blood_pressure_comes_as_panels_of_systolic_and_diastolic() {
     resources.push(bundle);
     validate(&resources);
 }
+
+#[tokio::test]
+async fn lastn_gives_the_newest_of_each_code() {
+    let h = hospital().await;
+    ada_vitals(&h, 3).await;
+    let (status, _, bundle) = fhir(
+        &h,
+        "nurse",
+        &format!(
+            "/fhir/R4/Observation/$lastn?patient=Patient/{}&category=vital-signs",
+            h.ada
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    let newest: Vec<(String, f64)> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let resource = &entry["resource"];
+            let codes = resource["code"]["coding"].as_array().unwrap();
+            (
+                codes.last().unwrap()["code"].as_str().unwrap().to_owned(),
+                resource["valueQuantity"]["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        newest,
+        [("59408-5".to_owned(), 96.5), ("8867-4".to_owned(), 62.0)]
+    );
+    let (_, _, heart) = fhir(
+        &h,
+        "ada",
+        &format!(
+            "/fhir/R4/Observation/$lastn?patient={}&code=8867-4&max=1",
+            h.ada
+        ),
+    )
+    .await;
+    assert_eq!(heart["entry"].as_array().unwrap().len(), 1);
+    let (_, _, laboratory) = fhir(
+        &h,
+        "ada",
+        &format!(
+            "/fhir/R4/Observation/$lastn?patient={}&category=laboratory",
+            h.ada
+        ),
+    )
+    .await;
+    assert_eq!(laboratory["total"], 0);
+    let (status, _, refused) = fhir(
+        &h,
+        "clinician",
+        &format!("/fhir/R4/Observation/$lastn?patient={}&max=3", h.ada),
+    )
+    .await;
+    assert_eq!(
+        (status, refused["issue"][0]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("not-supported"))
+    );
+    let (status, _, _) = fhir(
+        &h,
+        "outsider",
+        &format!("/fhir/R4/Observation/$lastn?patient={}", h.ada),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    validate(&[bundle, heart, laboratory, refused]);
+}

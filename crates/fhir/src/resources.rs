@@ -399,6 +399,8 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                         "http://hl7.org/fhir/StructureDefinition/bp"
                     ],
                     "interaction": [{"code": "search-type"}],
+                    "operation": [{"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
+                        "documentation": "The newest observation of each code of one patient (patient required; category, code; max 1 only)."}],
                     "searchParam": [
                         {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
                         {"name": "subject", "type": "reference", "documentation": "The same as patient."},

@@ -196,6 +196,83 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
 /// open.
 pub type DateBounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
+/// A `$lastn` query: the newest observation of each code of a patient, optionally of
+/// one category or one code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastnSearch {
+    pub patient: PatientId,
+    pub category: Option<String>,
+    pub code: Option<ObservationCode>,
+}
+
+impl LastnSearch {
+    /// Whether an observation of `code` is one the query asks for.
+    pub fn wants(&self, code: ObservationCode) -> bool {
+        self.code.is_none_or(|wanted| wanted == code)
+            && self
+                .category
+                .as_deref()
+                .is_none_or(|wanted| crate::category(code).0 == wanted)
+    }
+}
+
+/// Reads `Observation/$lastn`'s parameters: `patient` (required), `category`, `code`,
+/// and `max` (1 only: Wardline keeps the newest of each code at hand).
+pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchError> {
+    let mut patient = None;
+    let mut category = None;
+    let mut code = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "patient" | "subject" => {
+                let id = value.strip_prefix("Patient/").unwrap_or(value);
+                patient = Some(id.parse::<PatientId>().map_err(|_| {
+                    invalid(
+                        name,
+                        format!("{value:?} is not Patient/[id] of a Wardline patient"),
+                    )
+                })?);
+            }
+            "category" => {
+                let wanted = value.rsplit('|').next().unwrap_or(value).to_owned();
+                if !["vital-signs", "laboratory", "exam"].contains(&wanted.as_str()) {
+                    return Err(invalid(
+                        name,
+                        format!("{wanted:?} is not vital-signs, laboratory or exam"),
+                    ));
+                }
+                category = Some(wanted);
+            }
+            "code" => {
+                let loinc = value.strip_prefix("http://loinc.org|").unwrap_or(value);
+                code = Some(ObservationCode::from_loinc(loinc).ok_or_else(|| {
+                    invalid(
+                        name,
+                        format!("{value:?} is not one LOINC code Wardline stores"),
+                    )
+                })?);
+            }
+            "max" => {
+                if value != "1" {
+                    return Err(unsupported(name, "1 only (the newest of each code)"));
+                }
+            }
+            other if IGNORED_PARAMETERS.contains(&other) => {}
+            other => {
+                return Err(unsupported(
+                    other,
+                    "not a parameter of $lastn Wardline supports (patient, category, code, max)",
+                ));
+            }
+        }
+    }
+    Ok(LastnSearch {
+        patient: patient.ok_or_else(|| invalid("patient", "required: Patient/[id]"))?,
+        category,
+        code,
+    })
+}
+
 /// The `[start, end)` a date parameter (with its prefix) allows: a date or date-time of
 /// any FHIR precision (year, month, day, minute, second) stands for all of its period.
 pub fn date_bounds(text: &str) -> Result<DateBounds, String> {

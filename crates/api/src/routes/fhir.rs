@@ -25,6 +25,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(read_patient))
         .routes(routes!(search_patients))
         .routes(routes!(search_observations))
+        .routes(routes!(last_observations))
 }
 
 /// The most diastolic readings read to pair with one page of systolic ones (a page has
@@ -380,6 +381,53 @@ pub(crate) async fn search_observations(
     Ok(Fhir(
         StatusCode::OK,
         wardline_fhir::searchset(&base, resources, &self_link, next_link.as_deref()),
+    )
+    .into_response())
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct LastnParams {
+    /// Required: `Patient/[id]` or `[id]`.
+    patient: String,
+    /// `vital-signs`, `laboratory` or `exam`.
+    category: Option<String>,
+    /// One LOINC code.
+    code: Option<String>,
+    /// `1` only.
+    #[param(minimum = 1, maximum = 1)]
+    max: Option<u32>,
+}
+
+/// The newest observation of each code of a patient (`$lastn` with `max=1`): the
+/// latest vital signs at a glance, through the one access check.
+#[utoipa::path(get, path = "/fhir/R4/Observation/$lastn", tag = "fhir", params(LastnParams),
+    responses((status = 200, description = "A searchset Bundle", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn last_observations(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let pairs = query_pairs(&uri)?;
+    let search = wardline_fhir::lastn_search(&pairs)?;
+    let mut latest = state
+        .service
+        .latest_observations(&actor, search.patient)
+        .await?;
+    latest.retain(|observation| search.wants(observation.code));
+    latest.sort_by_key(|observation| observation.code.loinc());
+    let base = base(&state);
+    let self_link = format!("{base}/Observation/$lastn?{}", encode(&pairs));
+    Ok(Fhir(
+        StatusCode::OK,
+        wardline_fhir::searchset(
+            &base,
+            latest.iter().map(wardline_fhir::observation).collect(),
+            &self_link,
+            None,
+        ),
     )
     .into_response())
 }
