@@ -337,6 +337,10 @@ async fn fhir_reads_go_through_the_one_access_check_and_errors_are_operation_out
     );
     let (status, _, _) = fhir(&h, "outsider", &format!("/fhir/R4/Patient/{}", h.ada)).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, malformed) = fhir(&h, "clinician", "/fhir/R4/Patient?_id=").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(malformed["issue"][0]["expression"], json!(["_id"]));
+    outcomes.push(malformed);
     let (status, _, missing) = fhir(&h, "clinician", "/fhir/R4/Patient/not-a-patient").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     outcomes.push(missing);

@@ -244,6 +244,14 @@ pub(crate) async fn search_patients(
         }
         .into());
     };
+    if id.parse::<PatientId>().is_err() {
+        return Err(SearchError {
+            parameter: "_id".into(),
+            reason: format!("{id:?} is not a Wardline patient id (a UUID)"),
+            not_supported: false,
+        }
+        .into());
+    }
     let base = base(&state);
     let self_link = format!("{base}/Patient?{}", encode(&pairs));
     let resources = match patient_resource(&state, &actor, &id).await {
