@@ -81,11 +81,13 @@ pub fn observation_id(observation: &Observation) -> String {
         },
         observation.seq
     );
-    let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    digest.as_ref()[..16]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    short_hash(&key)
+}
+
+/// 32 hexadecimal digits of the SHA-256 of `text`: a valid FHIR id, the same every time.
+fn short_hash(text: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    hex::encode(&digest.as_ref()[..16])
 }
 
 fn instant(time: DateTime<Utc>) -> String {
@@ -200,16 +202,7 @@ pub fn blood_pressure_panel(systolic: &Observation, diastolic: Option<&Observati
         }
         Value::Object(component)
     };
-    let id = {
-        let digest = ring::digest::digest(
-            &ring::digest::SHA256,
-            format!("{}\u{1f}panel", observation_id(systolic)).as_bytes(),
-        );
-        digest.as_ref()[..16]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect::<String>()
-    };
+    let id = short_hash(&format!("{}\u{1f}panel", observation_id(systolic)));
     if let Some(members) = panel.as_object_mut() {
         members.insert("id".into(), json!(id));
         members.insert(

@@ -88,13 +88,7 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
     for (name, value) in pairs {
         match name.as_str() {
             "patient" | "subject" => {
-                let id = value.strip_prefix("Patient/").unwrap_or(value);
-                let parsed: PatientId = id.parse().map_err(|_| {
-                    invalid(
-                        name,
-                        format!("{value:?} is not Patient/[id] of a Wardline patient"),
-                    )
-                })?;
+                let parsed = patient_parameter(name, value)?;
                 if patient.is_some_and(|earlier| earlier != parsed) {
                     return Err(unsupported(name, "one patient per search"));
                 }
@@ -128,16 +122,7 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
                 }
                 code = Some(found);
             }
-            "category" => {
-                let wanted = value.rsplit('|').next().unwrap_or(value).to_owned();
-                if !["vital-signs", "laboratory", "exam"].contains(&wanted.as_str()) {
-                    return Err(invalid(
-                        name,
-                        format!("{wanted:?} is not vital-signs, laboratory or exam"),
-                    ));
-                }
-                category = Some(wanted);
-            }
+            "category" => category = Some(category_parameter(name, value)?),
             "date" => {
                 let (start, end) = date_bounds(value).map_err(|reason| invalid(name, reason))?;
                 if let Some(start) = start {
@@ -225,24 +210,9 @@ pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchErr
     for (name, value) in pairs {
         match name.as_str() {
             "patient" | "subject" => {
-                let id = value.strip_prefix("Patient/").unwrap_or(value);
-                patient = Some(id.parse::<PatientId>().map_err(|_| {
-                    invalid(
-                        name,
-                        format!("{value:?} is not Patient/[id] of a Wardline patient"),
-                    )
-                })?);
+                patient = Some(patient_parameter(name, value)?);
             }
-            "category" => {
-                let wanted = value.rsplit('|').next().unwrap_or(value).to_owned();
-                if !["vital-signs", "laboratory", "exam"].contains(&wanted.as_str()) {
-                    return Err(invalid(
-                        name,
-                        format!("{wanted:?} is not vital-signs, laboratory or exam"),
-                    ));
-                }
-                category = Some(wanted);
-            }
+            "category" => category = Some(category_parameter(name, value)?),
             "code" => {
                 let loinc = value.strip_prefix("http://loinc.org|").unwrap_or(value);
                 code = Some(ObservationCode::from_loinc(loinc).ok_or_else(|| {
@@ -271,6 +241,32 @@ pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchErr
         category,
         code,
     })
+}
+
+/// A `patient` or `subject` parameter: `Patient/[id]` or `[id]`.
+fn patient_parameter(name: &str, value: &str) -> Result<PatientId, SearchError> {
+    value
+        .strip_prefix("Patient/")
+        .unwrap_or(value)
+        .parse()
+        .map_err(|_| {
+            invalid(
+                name,
+                format!("{value:?} is not Patient/[id] of a Wardline patient"),
+            )
+        })
+}
+
+/// A `category` parameter, with or without its system.
+fn category_parameter(name: &str, value: &str) -> Result<String, SearchError> {
+    let wanted = value.rsplit('|').next().unwrap_or(value);
+    if !["vital-signs", "laboratory", "exam"].contains(&wanted) {
+        return Err(invalid(
+            name,
+            format!("{wanted:?} is not vital-signs, laboratory or exam"),
+        ));
+    }
+    Ok(wanted.to_owned())
 }
 
 /// The `[start, end)` a date parameter (with its prefix) allows: a date or date-time of
