@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::expression::{Expression, Language, Scope};
-use crate::problems::{Problems, container, json_type, kind_of};
+use crate::problems::{Problems, entries, json_type, kind_of};
 
 /// The kinds of device content template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,45 +135,17 @@ impl DeviceTemplate {
     /// problem is collected, each with its place in the document.
     pub(crate) fn from_json(document: &Value, problems: &mut Problems) -> Self {
         let mut templates = Vec::new();
-        let Some((kind, body)) = container(document, "", problems) else {
-            return Self { templates };
-        };
-        if kind.eq_ignore_ascii_case("CollectionContent") {
-            match body {
-                Value::Array(items) => {
-                    for (index, item) in items.iter().enumerate() {
-                        let location = format!("template[{index}]");
-                        let Some((kind, body)) = container(item, &location, problems) else {
-                            continue;
-                        };
-                        match ContentKind::parse(kind) {
-                            Some(kind) => {
-                                if let Some(template) =
-                                    content_template(kind, body, &location, problems)
-                                {
-                                    templates.push(template);
-                                }
-                            }
-                            None => {
-                                problems.add(format!("{location}.templateType"), unknown_kind(kind))
-                            }
-                        }
+        for entry in entries(document, "CollectionContent", problems) {
+            match ContentKind::parse(entry.kind) {
+                Some(kind) => {
+                    if let Some(template) =
+                        content_template(kind, entry.body, &entry.location, problems)
+                    {
+                        templates.push(template);
                     }
                 }
-                other => problems.add(
-                    "template",
-                    format!(
-                        "a CollectionContent's template must be an array of templates, not {}",
-                        kind_of(other)
-                    ),
-                ),
+                None => problems.add(entry.at("templateType"), unknown_kind(entry.kind)),
             }
-        } else if let Some(kind) = ContentKind::parse(kind) {
-            if let Some(template) = content_template(kind, body, "", problems) {
-                templates.push(template);
-            }
-        } else {
-            problems.add("templateType", unknown_kind(kind));
         }
         Self { templates }
     }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::problems::{Problems, container, kind_of};
+use crate::problems::{Problems, entries, kind_of};
 
 /// A coding (`code`, `system`, `display`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,42 +114,14 @@ impl FhirTemplate {
     /// Reads a `CollectionFhir` document, or one `CodeValueFhir` on its own.
     pub(crate) fn from_json(document: &Value, problems: &mut Problems) -> Self {
         let mut templates = Vec::new();
-        let Some((kind, body)) = container(document, "", problems) else {
-            return Self { templates };
-        };
-        if kind.eq_ignore_ascii_case("CollectionFhir") {
-            match body {
-                Value::Array(items) => {
-                    for (index, item) in items.iter().enumerate() {
-                        let location = format!("template[{index}]");
-                        let Some((kind, body)) = container(item, &location, problems) else {
-                            continue;
-                        };
-                        if kind.eq_ignore_ascii_case("CodeValueFhir") {
-                            if let Some(template) =
-                                code_value(body, &format!("{location}.template"), problems)
-                            {
-                                templates.push(template);
-                            }
-                        } else {
-                            problems.add(format!("{location}.templateType"), unknown_kind(kind));
-                        }
-                    }
+        for entry in entries(document, "CollectionFhir", problems) {
+            if entry.kind.eq_ignore_ascii_case("CodeValueFhir") {
+                if let Some(template) = code_value(entry.body, &entry.at("template"), problems) {
+                    templates.push(template);
                 }
-                other => problems.add(
-                    "template",
-                    format!(
-                        "a CollectionFhir's template must be an array of templates, not {}",
-                        kind_of(other)
-                    ),
-                ),
+            } else {
+                problems.add(entry.at("templateType"), unknown_kind(entry.kind));
             }
-        } else if kind.eq_ignore_ascii_case("CodeValueFhir") {
-            if let Some(template) = code_value(body, "template", problems) {
-                templates.push(template);
-            }
-        } else {
-            problems.add("templateType", unknown_kind(kind));
         }
         let mut seen = std::collections::HashSet::new();
         for (index, template) in templates.iter().enumerate() {

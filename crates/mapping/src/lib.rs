@@ -153,6 +153,24 @@ impl Mapping {
         })
     }
 
+    /// Reads both documents from their text and compiles them; the problems of both are
+    /// reported together, as [`Mapping::compile`] does.
+    pub fn from_documents(device: &[u8], fhir: &[u8]) -> Result<Self, TemplateError> {
+        match (
+            parse_document(device, Document::Device),
+            parse_document(fhir, Document::Fhir),
+        ) {
+            (Ok(device), Ok(fhir)) => Self::compile(&device, &fhir),
+            (device, fhir) => Err(TemplateError {
+                problems: [device.err(), fhir.err()]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|error| error.problems)
+                    .collect(),
+            }),
+        }
+    }
+
     /// Maps one message (iomt-fhir's event: `Body`, `Properties`, `SystemProperties`).
     /// `device_ids` are the names the sending device is known by: a measurement
     /// naming another device is refused, since a device sends only its own readings.

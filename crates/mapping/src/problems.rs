@@ -122,3 +122,65 @@ pub(crate) fn container<'a>(
     };
     Some((kind, body))
 }
+
+/// One template of a document: where it is (`template[2]`, or empty for a document that
+/// is one template), its `templateType` and its `template`.
+pub(crate) struct Entry<'a> {
+    pub(crate) location: String,
+    pub(crate) kind: &'a str,
+    pub(crate) body: &'a Value,
+}
+
+impl Entry<'_> {
+    /// A field's place: `template[2].name`, or `name` for a lone template.
+    pub(crate) fn at(&self, field: &str) -> String {
+        if self.location.is_empty() {
+            field.to_owned()
+        } else {
+            format!("{}.{field}", self.location)
+        }
+    }
+}
+
+/// The templates of a document: the entries of a `collection` (its `templateType`, in
+/// any case), or the document itself when it is one template. What is not a template is
+/// a problem and no entry.
+pub(crate) fn entries<'a>(
+    document: &'a Value,
+    collection: &str,
+    problems: &mut Problems,
+) -> Vec<Entry<'a>> {
+    let Some((kind, body)) = container(document, "", problems) else {
+        return Vec::new();
+    };
+    if !kind.eq_ignore_ascii_case(collection) {
+        return vec![Entry {
+            location: String::new(),
+            kind,
+            body,
+        }];
+    }
+    let Value::Array(items) = body else {
+        problems.add(
+            "template",
+            format!(
+                "a {collection}'s template must be an array of templates, not {}",
+                kind_of(body)
+            ),
+        );
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(index, item)| {
+            let location = format!("template[{index}]");
+            let (kind, body) = container(item, &location, problems)?;
+            Some(Entry {
+                location,
+                kind,
+                body,
+            })
+        })
+        .collect()
+}

@@ -108,18 +108,10 @@ impl IngestService {
     pub fn set_templates_in_force(&self, templates: &[MappingTemplate]) {
         let mut compiled = HashMap::new();
         for template in templates {
-            let documents = wardline_mapping::parse_document(
+            match Mapping::from_documents(
                 template.device_template.as_bytes(),
-                wardline_mapping::Document::Device,
-            )
-            .and_then(|device| {
-                let fhir = wardline_mapping::parse_document(
-                    template.fhir_template.as_bytes(),
-                    wardline_mapping::Document::Fhir,
-                )?;
-                Mapping::compile(&device, &fhir)
-            });
-            match documents {
+                template.fhir_template.as_bytes(),
+            ) {
                 Ok(mapping) => {
                     compiled.insert(
                         template.model.clone(),

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use wardline_domain::{DeviceId, ObservationCode, PayloadError};
-use wardline_mapping::{Document, Mapping, TemplateError};
+use wardline_mapping::{Mapping, TemplateError};
 use wardline_store::{MappingTemplate, NewMappingTemplate, StoreError};
 
 use crate::actor::Actor;
@@ -59,24 +59,8 @@ fn refused(error: TemplateError) -> Error {
     }
 }
 
-/// Both documents of a version, validated and compiled.
-fn compile(device_template: &[u8], fhir_template: &[u8]) -> Result<Mapping, TemplateError> {
-    let device = wardline_mapping::parse_document(device_template, Document::Device);
-    let fhir = wardline_mapping::parse_document(fhir_template, Document::Fhir);
-    match (device, fhir) {
-        (Ok(device), Ok(fhir)) => Mapping::compile(&device, &fhir),
-        (device, fhir) => Err(TemplateError {
-            problems: [device.err(), fhir.err()]
-                .into_iter()
-                .flatten()
-                .flat_map(|error| error.problems)
-                .collect(),
-        }),
-    }
-}
-
 fn compile_stored(template: &MappingTemplate) -> Result<Mapping, Error> {
-    compile(
+    Mapping::from_documents(
         template.device_template.as_bytes(),
         template.fhir_template.as_bytes(),
     )
@@ -100,10 +84,6 @@ impl Wardline {
         let in_force = self.store.mapping_templates_in_force().await?;
         self.ingest.set_templates_in_force(&in_force);
         Ok(in_force.len())
-    }
-
-    async fn reload_mapping_templates(&self) -> Result<(), Error> {
-        self.load_mapping_templates().await.map(|_| ())
     }
 
     /// Reloads the versions in force when they differ from those ingest holds (put in
@@ -136,7 +116,7 @@ impl Wardline {
                 Some(format!("model {model}")),
             )
             .await?;
-        let mapping = compile(device_template, fhir_template).map_err(refused)?;
+        let mapping = Mapping::from_documents(device_template, fhir_template).map_err(refused)?;
         let id = random_id()?;
         let template = self
             .store
@@ -297,7 +277,7 @@ impl Wardline {
             .store
             .put_mapping_template_in_force(id, self.now(), allowed.audit)
             .await?;
-        self.reload_mapping_templates().await?;
+        self.load_mapping_templates().await?;
         Ok(template)
     }
 
@@ -316,7 +296,7 @@ impl Wardline {
                 StoreError::Invalid(message) => Error::InvalidState(message),
                 other => other.into(),
             })?;
-        self.reload_mapping_templates().await?;
+        self.load_mapping_templates().await?;
         Ok(template)
     }
 }
