@@ -323,6 +323,14 @@ pub async fn path_text(
         .ok_or_else(|| ApiError(Error::Internal(format!("route has no {{{name}}}"))))
 }
 
+/// A query string's parameters in order, repeated ones included (Nightscout's `find[…]`,
+/// FHIR's repeatable `date`), for the protocols whose parameters are not one struct.
+pub fn query_pairs(uri: &axum::http::Uri) -> Result<Vec<(String, String)>, Error> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|query| query.0)
+        .map_err(|error| Error::invalid("query", format!("the query string is malformed: {error}")))
+}
+
 /// An optional RFC 3339 time from a query parameter.
 pub fn optional_time(
     field: &str,

@@ -140,12 +140,23 @@ fn base(state: &AppState) -> String {
     format!("{}{FHIR_BASE}", state.settings.http_url)
 }
 
-fn query_pairs(uri: &axum::http::Uri) -> Result<Vec<(String, String)>, FhirError> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
-        .map(|query| query.0)
-        .map_err(|error| {
-            Error::invalid("query", format!("the query string is malformed: {error}")).into()
-        })
+/// A search's answer: a `searchset` Bundle of `resources` found at `path` with the query
+/// `pairs` (its `self` link), and a `next` link with the query `next` when there is more.
+fn bundle(
+    state: &AppState,
+    path: &str,
+    pairs: &[(String, String)],
+    resources: Vec<Value>,
+    next: Option<&[(String, String)]>,
+) -> Response {
+    let base = base(state);
+    let link = |pairs: &[(String, String)]| format!("{base}/{path}?{}", encode(pairs));
+    let next_link = next.map(link);
+    Fhir(
+        StatusCode::OK,
+        wardline_fhir::searchset(&base, resources, &link(pairs), next_link.as_deref()),
+    )
+    .into_response()
 }
 
 /// The query string of `pairs`, encoded.
@@ -220,7 +231,7 @@ pub(crate) async fn search_patients(
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, FhirError> {
     let actor = caller?.actor();
-    let pairs = query_pairs(&uri)?;
+    let pairs = crate::extract::query_pairs(&uri)?;
     let mut id = None;
     for (name, value) in &pairs {
         match name.as_str() {
@@ -252,8 +263,6 @@ pub(crate) async fn search_patients(
         }
         .into());
     }
-    let base = base(&state);
-    let self_link = format!("{base}/Patient?{}", encode(&pairs));
     let resources = match patient_resource(&state, &actor, &id).await {
         Ok(resource) => vec![resource],
         // A search finds nothing rather than failing, as for a patient that does not
@@ -264,11 +273,7 @@ pub(crate) async fn search_patients(
         }) => Vec::new(),
         Err(other) => return Err(other),
     };
-    Ok(Fhir(
-        StatusCode::OK,
-        wardline_fhir::searchset(&base, resources, &self_link, None),
-    )
-    .into_response())
+    Ok(bundle(&state, "Patient", &pairs, resources, None))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -305,7 +310,7 @@ pub(crate) async fn search_observations(
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, FhirError> {
     let actor = caller?.actor();
-    let pairs = query_pairs(&uri)?;
+    let pairs = crate::extract::query_pairs(&uri)?;
     let search = wardline_fhir::observation_search(&pairs)?;
     // Readings before 2000 are refused at ingest, so that is where "all" begins.
     let earliest = chrono::DateTime::from_timestamp(946_684_800, 0).unwrap_or_default();
@@ -334,16 +339,14 @@ pub(crate) async fn search_observations(
             }
             other => other,
         })?;
-    let base = base(&state);
-    let self_link = format!("{base}/Observation?{}", encode(&pairs));
-    let next_link = page.next_cursor.as_ref().map(|cursor| {
+    let next = page.next_cursor.as_ref().map(|cursor| {
         let mut next: Vec<(String, String)> = pairs
             .iter()
             .filter(|(name, _)| name != "_page")
             .cloned()
             .collect();
         next.push(("_page".into(), cursor.clone()));
-        format!("{base}/Observation?{}", encode(&next))
+        next
     });
     let resources = match (search.category_matches, search.code) {
         (false, _) => Vec::new(),
@@ -385,12 +388,14 @@ pub(crate) async fn search_observations(
                 .collect()
         }
     };
-    let next_link = next_link.filter(|_| search.category_matches);
-    Ok(Fhir(
-        StatusCode::OK,
-        wardline_fhir::searchset(&base, resources, &self_link, next_link.as_deref()),
-    )
-    .into_response())
+    let next = next.filter(|_| search.category_matches);
+    Ok(bundle(
+        &state,
+        "Observation",
+        &pairs,
+        resources,
+        next.as_deref(),
+    ))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -418,7 +423,7 @@ pub(crate) async fn last_observations(
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, FhirError> {
     let actor = caller?.actor();
-    let pairs = query_pairs(&uri)?;
+    let pairs = crate::extract::query_pairs(&uri)?;
     let search = wardline_fhir::lastn_search(&pairs)?;
     let mut latest = state
         .service
@@ -426,16 +431,12 @@ pub(crate) async fn last_observations(
         .await?;
     latest.retain(|observation| search.wants(observation.code));
     latest.sort_by_key(|observation| observation.code.loinc());
-    let base = base(&state);
-    let self_link = format!("{base}/Observation/$lastn?{}", encode(&pairs));
-    Ok(Fhir(
-        StatusCode::OK,
-        wardline_fhir::searchset(
-            &base,
-            latest.iter().map(wardline_fhir::observation).collect(),
-            &self_link,
-            None,
-        ),
-    )
-    .into_response())
+    let resources = latest.iter().map(wardline_fhir::observation).collect();
+    Ok(bundle(
+        &state,
+        "Observation/$lastn",
+        &pairs,
+        resources,
+        None,
+    ))
 }

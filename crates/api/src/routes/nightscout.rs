@@ -265,12 +265,6 @@ fn resource(name: &str) -> Result<Resource, Error> {
     }
 }
 
-fn query_pairs(parts: &Parts) -> Result<Vec<(String, String)>, Error> {
-    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
-        .map(|query| query.0)
-        .map_err(|error| Error::invalid("query", format!("the query string is malformed: {error}")))
-}
-
 /// What a live site says about itself, as Nightscout's `status.json` does.
 fn status_body() -> Value {
     let now = Utc::now();
@@ -335,7 +329,8 @@ pub(crate) async fn read_resource(
         (Resource::Documents(collection), Ok(actor)) => (collection, actor),
     };
     let (collection, actor) = actor;
-    let query = parse_query(collection, &query_pairs(&parts)?, None).map_err(Error::from)?;
+    let query = parse_query(collection, &crate::extract::query_pairs(&parts.uri)?, None)
+        .map_err(Error::from)?;
     let documents = state
         .service
         .nightscout_read(&actor, patient_of(&actor)?, collection, &query, None)
@@ -367,7 +362,7 @@ pub(crate) async fn read_resource_part(
         return Err(Error::NotFound(format!("Nightscout resource {name}/{part}")).into());
     };
     let part = part.strip_suffix(".json").unwrap_or(&part);
-    let pairs = query_pairs(&parts)?;
+    let pairs = crate::extract::query_pairs(&parts.uri)?;
     let (query, id) = match (collection, part) {
         (Collection::Entries, "current") => {
             let mut query = parse_query(collection, &pairs, Some("sgv")).map_err(Error::from)?;
