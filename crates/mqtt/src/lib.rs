@@ -267,7 +267,6 @@ impl MqttEndpoint {
         let session = Session {
             endpoint: Arc::clone(self),
             protocol,
-            device_id: device_id.clone(),
             device,
             readings_topic: readings_topic(&device_id),
             errors_topic: errors_topic(&device_id),
@@ -757,7 +756,6 @@ struct Connection {
 struct Session {
     endpoint: Arc<MqttEndpoint>,
     protocol: Protocol,
-    device_id: DeviceId,
     /// The device as it was when it connected: its model decides how its messages are
     /// read (format v1, or the model's mapping template).
     device: Device,
@@ -877,7 +875,7 @@ impl Session {
                 if topic.as_ref() != self.readings_topic.as_bytes() {
                     let topic = String::from_utf8_lossy(&topic).into_owned();
                     metrics::counter!("wardline_mqtt_foreign_topic_total").increment(1);
-                    tracing::warn!(device = %self.device_id, "publish to a topic the device does not own");
+                    tracing::warn!(device = %self.device.id, "publish to a topic the device does not own");
                     if self.protocol == Protocol::V311 {
                         // MQTT 3.1.1 has no negative PUBACK; closing is the only refusal.
                         return Err("publish to a foreign topic");
@@ -957,7 +955,7 @@ impl Session {
         let messages = std::mem::take(&mut burst.messages);
         let verdicts = (!messages.is_empty()).then(|| {
             let ingest = self.endpoint.ingest.clone();
-            let device_id = self.device_id.clone();
+            let device_id = self.device.id.clone();
             tokio::spawn(async move { ingest.store(&device_id, "mqtt", messages).await })
         });
         self.outbound

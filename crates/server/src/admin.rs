@@ -656,18 +656,18 @@ pub async fn run(config: &Config, command: AdminCommand, init: bool) -> anyhow::
             }
         }
         AdminCommand::PutTemplateInForce { template } => {
-            let template = service
+            let checked = service
                 .put_mapping_template_in_force(&cli, &template)
                 .await
                 .map_err(fail)?;
-            print_template(&template, &[]);
+            print_template(&checked.template, &checked.warnings);
         }
         AdminCommand::RetireTemplate { template } => {
-            let template = service
+            let checked = service
                 .retire_mapping_template(&cli, &template)
                 .await
                 .map_err(fail)?;
-            print_template(&template, &[]);
+            print_template(&checked.template, &checked.warnings);
         }
         AdminCommand::VerifyAudit => {
             let key = crate::audit::load_or_create_key(&config.keys_dir)?;

@@ -268,17 +268,17 @@ impl Wardline {
         &self,
         actor: &Actor,
         id: &str,
-    ) -> Result<MappingTemplate, Error> {
+    ) -> Result<CheckedTemplate, Error> {
         let (template, allowed) = self
             .template_change(actor, id, "templates.in_force")
             .await?;
-        compile_stored(&template)?;
+        let warnings = compile_stored(&template)?.warnings;
         let template = self
             .store
             .put_mapping_template_in_force(id, self.now(), allowed.audit)
             .await?;
         self.load_mapping_templates().await?;
-        Ok(template)
+        Ok(CheckedTemplate { template, warnings })
     }
 
     /// Takes a version out of force (admin): its model's messages are format v1 again.
@@ -286,8 +286,9 @@ impl Wardline {
         &self,
         actor: &Actor,
         id: &str,
-    ) -> Result<MappingTemplate, Error> {
-        let (_, allowed) = self.template_change(actor, id, "templates.retire").await?;
+    ) -> Result<CheckedTemplate, Error> {
+        let (template, allowed) = self.template_change(actor, id, "templates.retire").await?;
+        let warnings = compile_stored(&template)?.warnings;
         let template = self
             .store
             .retire_mapping_template(id, self.now(), allowed.audit)
@@ -297,7 +298,7 @@ impl Wardline {
                 other => other.into(),
             })?;
         self.load_mapping_templates().await?;
-        Ok(template)
+        Ok(CheckedTemplate { template, warnings })
     }
 }
 

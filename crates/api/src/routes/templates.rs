@@ -247,12 +247,10 @@ pub(crate) async fn put_template_in_force(
     caller: Caller,
     TemplatePath(id): TemplatePath,
 ) -> Result<Json<TemplateBody>, ApiError> {
-    let actor = caller.actor();
-    let template = state
+    let checked = state
         .service
-        .put_mapping_template_in_force(&actor, &id)
+        .put_mapping_template_in_force(&caller.actor(), &id)
         .await?;
-    let checked = state.service.mapping_template(&actor, &template.id).await?;
     Ok(Json(checked_body(checked)?))
 }
 
@@ -266,8 +264,9 @@ pub(crate) async fn retire_template(
     caller: Caller,
     TemplatePath(id): TemplatePath,
 ) -> Result<Json<TemplateBody>, ApiError> {
-    let actor = caller.actor();
-    let template = state.service.retire_mapping_template(&actor, &id).await?;
-    let checked = state.service.mapping_template(&actor, &template.id).await?;
+    let checked = state
+        .service
+        .retire_mapping_template(&caller.actor(), &id)
+        .await?;
     Ok(Json(checked_body(checked)?))
 }
