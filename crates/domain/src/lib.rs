@@ -3,6 +3,7 @@
 
 pub mod codes;
 pub mod ids;
+pub mod json;
 pub mod local_device;
 pub mod nightscout;
 pub mod observation;

@@ -22,6 +22,8 @@ use chrono::{DateTime, Duration, FixedOffset, SecondsFormat, TimeZone, Utc};
 use serde_json::{Map, Value};
 
 use crate::codes::ObservationCode;
+use crate::json::kind as json_kind;
+pub use crate::json::number;
 use crate::observation::Reading;
 
 pub mod query;
@@ -241,30 +243,6 @@ type Refusal = (String, String);
 
 fn refuse(field: &str, reason: impl Into<String>) -> Refusal {
     (field.to_owned(), reason.into())
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// A number, or a string that holds one (care portals send `"carbs": "15"`).
-pub fn number(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(number) => number.as_f64().filter(|value| value.is_finite()),
-        Value::String(text) => text
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|value| value.is_finite()),
-        _ => None,
-    }
 }
 
 fn normalise(

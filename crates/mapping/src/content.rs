@@ -6,7 +6,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::expression::{Expression, Language, Scope};
-use crate::problems::{Problems, entries, json_type, kind_of};
+use wardline_domain::json::kind as json_type;
+
+use crate::problems::{Problems, entries, kind_of};
 
 /// The kinds of device content template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

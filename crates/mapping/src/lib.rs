@@ -278,7 +278,7 @@ impl Mapping {
                     }
                 };
                 let spec = code.spec();
-                let number = number_of(value).ok_or_else(|| PayloadError {
+                let number = wardline_domain::json::number(value).ok_or_else(|| PayloadError {
                     kind: PayloadErrorKind::WrongType,
                     field: field(value_name),
                     reason: format!("{value} is not a number"),
@@ -430,17 +430,6 @@ fn check_time(measurement: &Measurement, context: &ApplyContext) -> Result<(), P
         });
     }
     Ok(())
-}
-
-/// A value as a number: a JSON number, or a string holding one (iomt-fhir keeps every
-/// value as text, and devices often send numbers as strings).
-fn number_of(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(number) => number.as_f64(),
-        Value::String(text) => text.trim().parse::<f64>().ok().filter(|n| n.is_finite()),
-        _ => None,
-    }
-    .filter(|n| n.is_finite())
 }
 
 /// The Wardline code of a value: the first LOINC coding Wardline stores. `Err` says why

@@ -50,18 +50,6 @@ pub(crate) fn kind_of(value: &Value) -> String {
     }
 }
 
-/// A value's JSON type.
-pub(crate) fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// The `templateType` and `template` of a template document or of one entry of a
 /// collection (at `location`), or the problems that keep it from having them.
 pub(crate) fn container<'a>(
