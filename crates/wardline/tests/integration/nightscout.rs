@@ -58,11 +58,14 @@ async fn a_nightscout_client_reads_what_an_uploader_sent_and_the_rules_see_it() 
     assert!(url.starts_with("https://"), "{url}");
     let hash = sha1_hex(&secret);
 
-    // An xDrip+ back-fill of an hour, then a treatment and a profile as Loop sends them.
+    // An xDrip+ back-fill of the hour up to five minutes ago, then a treatment and a
+    // profile as Loop sends them. (The live reading below comes five minutes after the
+    // last: entries within one second are one reading, as they are one on a Nightscout
+    // site, so a live reading in the back-fill's last second would be its duplicate.)
     let now = chrono::Utc::now().timestamp_millis() / 1000 * 1000;
     let entries: Vec<Value> = (0..12)
         .map(|i| {
-            json!({"type": "sgv", "sgv": 110 + i * 2, "date": now - (11 - i) * 300_000,
+            json!({"type": "sgv", "sgv": 110 + i * 2, "date": now - (12 - i) * 300_000,
                    "direction": "FortyFiveUp", "delta": 2, "device": "xDrip-DexcomG7"})
         })
         .collect();
