@@ -23,6 +23,9 @@ export const CODES: CodeInfo[] = [
   { loinc: '29463-7', label: 'Body weight', short: 'Wt', unit: 'kg', decimals: 1 },
   { loinc: '19935-6', label: 'Peak expiratory flow', short: 'PEF', unit: 'L/min', decimals: 0 },
   { loinc: '8637-1', label: 'R-R interval', short: 'RR int', unit: 'ms', decimals: 0 },
+  { loinc: '8478-0', label: 'Mean blood pressure', short: 'MAP', unit: 'mmHg', decimals: 0 },
+  { loinc: '8302-2', label: 'Body height', short: 'Ht', unit: 'cm', decimals: 1 },
+  { loinc: '39156-5', label: 'Body mass index', short: 'BMI', unit: 'kg/m²', decimals: 1 },
 ];
 
 const BY_LOINC = new Map(CODES.map((code) => [code.loinc, code]));
@@ -32,6 +35,8 @@ const UCUM_DISPLAY: Record<string, string> = {
   'mm[Hg]': 'mmHg',
   '[degF]': '°F',
   '[lb_av]': 'lb',
+  '[in_i]': 'in',
+  'kg/m2': 'kg/m²',
   '{beats}/min': '/min',
   '{breaths}/min': '/min',
 };
@@ -110,6 +115,9 @@ const CODE_NAMES: Record<string, string> = {
   body_weight: '29463-7',
   peak_expiratory_flow: '19935-6',
   rr_interval: '8637-1',
+  mean_blood_pressure: '8478-0',
+  body_height: '8302-2',
+  body_mass_index: '39156-5',
 };
 
 /** A code as a care plan names it (`glucose_cgm`, or a LOINC code). */

@@ -64,10 +64,10 @@ pub fn usual_device_kind(code: ObservationCode) -> Option<wardline_domain::Devic
         ObservationCode::GlucoseCgm => Some(K::Cgm),
         ObservationCode::GlucoseMeter => Some(K::GlucoseMeter),
         ObservationCode::BodyTemperature => Some(K::Thermometer),
-        ObservationCode::SystolicBloodPressure | ObservationCode::DiastolicBloodPressure => {
-            Some(K::BloodPressureCuff)
-        }
-        ObservationCode::BodyWeight => Some(K::Scale),
+        ObservationCode::SystolicBloodPressure
+        | ObservationCode::DiastolicBloodPressure
+        | ObservationCode::MeanBloodPressure => Some(K::BloodPressureCuff),
+        ObservationCode::BodyWeight | ObservationCode::BodyMassIndex => Some(K::Scale),
         ObservationCode::PeakExpiratoryFlow => Some(K::PeakFlowMeter),
         ObservationCode::RrInterval => Some(K::Ecg),
         // Heart rate, SpO2 and respiration come from ECGs, oximeters and wearables alike.
@@ -96,6 +96,9 @@ pub fn alarm_limits(code: ObservationCode) -> (f64, f64) {
         C::BodyWeight => (1.0, 650.0),
         C::PeakExpiratoryFlow => (30.0, 900.0),
         C::RrInterval => (200.0, 3000.0),
+        C::MeanBloodPressure => (30.0, 200.0),
+        C::BodyHeight => (40.0, 250.0),
+        C::BodyMassIndex => (10.0, 80.0),
     }
 }
 

@@ -75,6 +75,12 @@ const KILOGRAM: &[AcceptedUnit] = &[
 ];
 const LITRE_PER_MIN: &[AcceptedUnit] = &[unit("L/min", 1.0, 0.0)];
 const MILLISECOND: &[AcceptedUnit] = &[unit("ms", 1.0, 0.0), unit("s", 1000.0, 0.0)];
+const CENTIMETRE: &[AcceptedUnit] = &[
+    unit("cm", 1.0, 0.0),
+    unit("m", 100.0, 0.0),
+    unit("[in_i]", 2.54, 0.0),
+];
+const KG_PER_M2: &[AcceptedUnit] = &[unit("kg/m2", 1.0, 0.0)];
 
 /// The codes Wardline stores.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -94,6 +100,11 @@ pub enum ObservationCode {
     BodyWeight,
     PeakExpiratoryFlow,
     RrInterval,
+    // Appended, never inserted: a code's place in the catalogue is part of the `seq` of
+    // readings that carry none of their own (`ObservationCode::seq_at`).
+    MeanBloodPressure,
+    BodyHeight,
+    BodyMassIndex,
 }
 
 /// Every code with its rules, in one table so that adding a code is one line.
@@ -202,6 +213,30 @@ pub const CATALOGUE: &[CodeSpec] = &[
         MILLISECOND,
         (100.0, 10_000.0),
     ),
+    spec(
+        ObservationCode::MeanBloodPressure,
+        "8478-0",
+        "Mean blood pressure",
+        "mm[Hg]",
+        MM_HG,
+        (0.0, 300.0),
+    ),
+    spec(
+        ObservationCode::BodyHeight,
+        "8302-2",
+        "Body height",
+        "cm",
+        CENTIMETRE,
+        (20.0, 280.0),
+    ),
+    spec(
+        ObservationCode::BodyMassIndex,
+        "39156-5",
+        "Body mass index (BMI) [Ratio]",
+        "kg/m2",
+        KG_PER_M2,
+        (5.0, 150.0),
+    ),
 ];
 
 /// Molar LOINC codes a device may send; they are stored under their mass twin in mg/dL.
@@ -210,6 +245,17 @@ const MOLAR_ALIASES: &[(&str, ObservationCode)] = &[
     ("14743-9", ObservationCode::GlucoseMeter),
     ("15074-8", ObservationCode::GlucoseBlood),
 ];
+
+/// The code a LOINC code a device may send is stored under: its own, or for a molar
+/// glucose code its mass twin.
+pub fn accepted_code(loinc: &str) -> Option<ObservationCode> {
+    ObservationCode::from_loinc(loinc).or_else(|| {
+        MOLAR_ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == loinc)
+            .map(|(_, code)| *code)
+    })
+}
 
 #[allow(clippy::too_many_arguments)]
 const fn spec(
@@ -255,6 +301,23 @@ pub enum UnitError {
 }
 
 impl ObservationCode {
+    /// The `seq` of a reading whose message carries none of its own (a templated
+    /// device's JSON, a FHIR Observation): made of its time and code, so the same
+    /// measurement sent again is the same reading (a retry), and readings of different
+    /// codes at one instant never collide. Milliseconds since the epoch times 32 stay far
+    /// inside an i64 for any plausible time; the code's place in the catalogue is the
+    /// rest, which is why codes are only ever appended to it.
+    pub fn seq_at(self, effective: chrono::DateTime<chrono::Utc>) -> i64 {
+        let index = CATALOGUE
+            .iter()
+            .position(|spec| spec.code == self)
+            .unwrap_or(0) as i64;
+        effective
+            .timestamp_millis()
+            .saturating_mul(32)
+            .saturating_add(index)
+    }
+
     pub fn spec(self) -> &'static CodeSpec {
         // The catalogue lists every variant; the fallback is unreachable but keeps this total.
         CATALOGUE
@@ -287,14 +350,7 @@ pub struct NormalisedValue {
 
 /// Normalises a device's `(code, value, unit)` to the canonical unit and checks it is possible.
 pub fn normalise(loinc: &str, value: f64, unit: &str) -> Result<NormalisedValue, UnitError> {
-    let code = ObservationCode::from_loinc(loinc)
-        .or_else(|| {
-            MOLAR_ALIASES
-                .iter()
-                .find(|(alias, _)| *alias == loinc)
-                .map(|(_, code)| *code)
-        })
-        .ok_or_else(|| UnitError::UnknownCode(loinc.to_owned()))?;
+    let code = accepted_code(loinc).ok_or_else(|| UnitError::UnknownCode(loinc.to_owned()))?;
     let spec = code.spec();
     let accepted = spec
         .accepted_units
@@ -340,6 +396,21 @@ pub fn normalise(loinc: &str, value: f64, unit: &str) -> Result<NormalisedValue,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_seq_made_of_time_and_code_never_collides_across_codes() {
+        // `seq_at` keeps five bits for the code's place in the catalogue.
+        assert!(CATALOGUE.len() <= 32, "{} codes", CATALOGUE.len());
+        let at = chrono::DateTime::from_timestamp(1_765_000_000, 0).unwrap();
+        let mut seqs: Vec<i64> = CATALOGUE.iter().map(|spec| spec.code.seq_at(at)).collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        assert_eq!(seqs.len(), CATALOGUE.len());
+        assert_eq!(
+            ObservationCode::HeartRate.seq_at(at + chrono::Duration::milliseconds(1)),
+            ObservationCode::HeartRate.seq_at(at) + 32
+        );
+    }
 
     #[test]
     fn every_code_is_in_the_catalogue_once() {

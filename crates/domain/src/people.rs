@@ -152,9 +152,14 @@ impl DeviceKind {
             DeviceKind::Thermometer => matches!(code, C::BodyTemperature),
             DeviceKind::BloodPressureCuff => matches!(
                 code,
-                C::SystolicBloodPressure | C::DiastolicBloodPressure | C::HeartRate
+                C::SystolicBloodPressure
+                    | C::DiastolicBloodPressure
+                    | C::MeanBloodPressure
+                    | C::HeartRate
             ),
-            DeviceKind::Scale => matches!(code, C::BodyWeight),
+            // A scale that knows its user's height reports the BMI it computes, and the
+            // height it was given.
+            DeviceKind::Scale => matches!(code, C::BodyWeight | C::BodyHeight | C::BodyMassIndex),
             DeviceKind::PeakFlowMeter => matches!(code, C::PeakExpiratoryFlow),
             DeviceKind::Wearable => matches!(
                 code,
@@ -173,6 +178,7 @@ impl DeviceKind {
                     | C::RespiratoryRate
                     | C::SystolicBloodPressure
                     | C::DiastolicBloodPressure
+                    | C::MeanBloodPressure
                     | C::BodyTemperature
             ),
             DeviceKind::Gateway => false,

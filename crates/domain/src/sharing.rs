@@ -64,7 +64,10 @@ impl ShareCategory {
             | ObservationCode::RespiratoryRate
             | ObservationCode::SystolicBloodPressure
             | ObservationCode::DiastolicBloodPressure
+            | ObservationCode::MeanBloodPressure
             | ObservationCode::BodyWeight
+            | ObservationCode::BodyHeight
+            | ObservationCode::BodyMassIndex
             | ObservationCode::PeakExpiratoryFlow => ShareCategory::VitalSigns,
         }
     }

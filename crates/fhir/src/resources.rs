@@ -26,7 +26,10 @@ pub fn category(code: ObservationCode) -> (&'static str, &'static str) {
         | C::RespiratoryRate
         | C::SystolicBloodPressure
         | C::DiastolicBloodPressure
-        | C::BodyWeight => ("vital-signs", "Vital Signs"),
+        | C::MeanBloodPressure
+        | C::BodyWeight
+        | C::BodyHeight
+        | C::BodyMassIndex => ("vital-signs", "Vital Signs"),
         C::GlucoseCgm | C::GlucoseMeter | C::GlucoseBlood => ("laboratory", "Laboratory"),
         C::PeakExpiratoryFlow | C::RrInterval => ("exam", "Exam"),
     }
@@ -44,6 +47,8 @@ pub fn profiles(code: ObservationCode) -> Vec<&'static str> {
         C::BodyTemperature => Some("http://hl7.org/fhir/StructureDefinition/bodytemp"),
         C::RespiratoryRate => Some("http://hl7.org/fhir/StructureDefinition/resprate"),
         C::BodyWeight => Some("http://hl7.org/fhir/StructureDefinition/bodyweight"),
+        C::BodyHeight => Some("http://hl7.org/fhir/StructureDefinition/bodyheight"),
+        C::BodyMassIndex => Some("http://hl7.org/fhir/StructureDefinition/bmi"),
         _ => None,
     };
     if category(code).0 != "vital-signs" {

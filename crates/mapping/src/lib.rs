@@ -18,7 +18,7 @@ mod units;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
-use wardline_domain::codes::{CATALOGUE, normalise};
+use wardline_domain::codes::normalise;
 use wardline_domain::{ObservationCode, PayloadError, PayloadErrorKind, Reading};
 
 pub use content::{ContentKind, DeviceTemplate, ExtractError, ExtractErrorKind, Measurement};
@@ -308,7 +308,7 @@ impl Mapping {
                         field: field(value_name),
                         reason: error.to_string(),
                     })?;
-                let seq = seq_of(normalised.code, measurement.occurrence);
+                let seq = normalised.code.seq_at(measurement.occurrence);
                 let reading = Reading {
                     seq,
                     code: normalised.code,
@@ -385,21 +385,6 @@ impl std::fmt::Display for NotKept {
             None => write!(f, "{}: {}", self.type_name, self.reason),
         }
     }
-}
-
-/// Readings of templated devices are identified by time and code, since their messages
-/// carry no sequence number: the same measurement sent again is the same reading (a
-/// retry), and readings of different codes at one instant never collide. Milliseconds
-/// since the epoch times 32 stay far inside an i64 for any plausible time.
-pub fn seq_of(code: ObservationCode, effective: DateTime<Utc>) -> i64 {
-    let index = CATALOGUE
-        .iter()
-        .position(|spec| spec.code == code)
-        .unwrap_or(0) as i64;
-    effective
-        .timestamp_millis()
-        .saturating_mul(32)
-        .saturating_add(index)
 }
 
 /// The earliest time a measurement may carry: a device whose clock was never set says

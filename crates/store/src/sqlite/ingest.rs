@@ -391,4 +391,47 @@ impl crate::ingest::IngestStore for super::SqliteStore {
         self.write(move |connection| ingest_items(connection, &items))
             .await
     }
+
+    async fn ingest_all_or_none(
+        &self,
+        items: Vec<IngestItem>,
+    ) -> Result<(bool, Vec<IngestOutcome>), StoreError> {
+        self.write(move |connection| {
+            // A savepoint of its own inside the job's: undone here when an item is
+            // refused, so the job still commits (with nothing in it) and says why.
+            connection.execute_batch("SAVEPOINT all_or_none")?;
+            let outcomes = match ingest_items(connection, &items) {
+                Ok(outcomes) => outcomes,
+                Err(error) => {
+                    connection.execute_batch("ROLLBACK TO all_or_none; RELEASE all_or_none")?;
+                    return Err(error);
+                }
+            };
+            let stored = outcomes.iter().all(|outcome| {
+                matches!(
+                    outcome,
+                    IngestOutcome::Stored { .. } | IngestOutcome::WaveformStored { .. }
+                )
+            });
+            if stored {
+                connection.execute_batch("RELEASE all_or_none")?;
+                return Ok((true, outcomes));
+            }
+            connection.execute_batch("ROLLBACK TO all_or_none; RELEASE all_or_none")?;
+            // A reused seq is the device's fault for the rules to see even though nothing
+            // is stored: those items alone go again, which stores nothing of theirs and
+            // records the fault as `ingest` does.
+            let conflicting: Vec<IngestItem> = items
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, outcome)| matches!(outcome, IngestOutcome::SeqConflict { .. }))
+                .map(|(item, _)| item.clone())
+                .collect();
+            if !conflicting.is_empty() {
+                ingest_items(connection, &conflicting)?;
+            }
+            Ok((false, outcomes))
+        })
+        .await
+    }
 }

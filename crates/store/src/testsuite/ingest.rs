@@ -241,6 +241,90 @@ pub async fn a_reused_seq_with_other_content_is_refused(store: &dyn Store) {
     }
 }
 
+pub async fn ingest_all_or_none_stores_nothing_when_one_item_is_refused(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let cgm = assigned_device(store, "cgm-001", alice).await;
+    let spare = device(store, "cgm-002").await;
+    let start = store.event_tail().await.expect("tail");
+
+    // One item of a device not assigned to anyone: nothing of the other is stored either.
+    let (stored, outcomes) = store
+        .ingest_all_or_none(vec![
+            readings(&cgm, vec![glucose(1, 5, 110.0)]),
+            readings(&spare, vec![glucose(1, 5, 111.0)]),
+        ])
+        .await
+        .expect("ingest");
+    assert!(!stored);
+    assert!(
+        matches!(&outcomes[0], IngestOutcome::Stored { .. }),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1], IngestOutcome::NotAssigned { .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(store.count_observations().await.expect("count"), 0);
+
+    // All can be stored: all are, in one commit; sent again, all are duplicates.
+    let items = vec![
+        readings(&cgm, vec![glucose(1, 5, 110.0)]),
+        readings(&cgm, vec![glucose(2, 10, 120.0), glucose(3, 15, 125.0)]),
+    ];
+    let (stored, outcomes) = store
+        .ingest_all_or_none(items.clone())
+        .await
+        .expect("ingest");
+    assert!(stored, "{outcomes:?}");
+    assert_eq!(store.count_observations().await.expect("count"), 3);
+    let (stored, outcomes) = store.ingest_all_or_none(items).await.expect("ingest");
+    assert!(stored);
+    assert!(
+        outcomes.iter().all(
+            |outcome| matches!(outcome, IngestOutcome::Stored { stored, .. } if stored.is_empty())
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(store.count_observations().await.expect("count"), 3);
+
+    // A reused seq refuses the whole; the device's fault is still recorded.
+    let (stored, outcomes) = store
+        .ingest_all_or_none(vec![
+            readings(&cgm, vec![glucose(4, 20, 130.0)]),
+            readings(&cgm, vec![glucose(1, 5, 60.0)]),
+        ])
+        .await
+        .expect("ingest");
+    assert!(!stored);
+    assert_eq!(
+        outcomes[1],
+        IngestOutcome::SeqConflict {
+            device_id: cgm.clone(),
+            seq: 1
+        }
+    );
+    assert_eq!(store.count_observations().await.expect("count"), 3);
+    let batch = store
+        .events_after(&start, EventFilter::all(), 100)
+        .await
+        .expect("events");
+    let observations = batch
+        .events
+        .iter()
+        .filter(|event| matches!(event, CommittedEvent::Observation(_)))
+        .count();
+    assert_eq!(observations, 3, "only what was stored reaches the rules");
+    let faults = batch
+        .events
+        .iter()
+        .filter(|event| {
+            matches!(event, CommittedEvent::DeviceReport(report)
+                if report.fault.as_deref().is_some_and(|fault| fault.starts_with("seq_conflict")))
+        })
+        .count();
+    assert_eq!(faults, 1, "{:?}", batch.events);
+}
+
 pub async fn an_assignment_is_not_backdated_over_stored_readings(store: &dyn Store) {
     let alice = patient(store, "Alice").await;
     let bob = patient(store, "Bob").await;

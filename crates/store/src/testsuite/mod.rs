@@ -65,6 +65,7 @@ macro_rules! store_conformance_suite {
             devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
             device_certificates_identify_their_device,
             device_reports_are_kept, ingest_stores_once, ingest_refuses_unassigned_and_revoked,
+            ingest_all_or_none_stores_nothing_when_one_item_is_refused,
             a_reused_seq_with_other_content_is_refused, readings_a_device_cannot_take_are_refused, an_assignment_is_not_backdated_over_stored_readings,
             reassigned_device_keeps_patients_apart, observations_page_by_time,
             latest_observation_per_code, waveform_chunks_by_window, audit_trail_is_chained,

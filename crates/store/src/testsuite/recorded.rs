@@ -180,6 +180,7 @@ recorded!(DeviceStore {
 
 recorded!(IngestStore {
     async fn ingest(&self, items: Vec<IngestItem>) -> R<Vec<IngestOutcome>>;
+    async fn ingest_all_or_none(&self, items: Vec<IngestItem>) -> R<(bool, Vec<IngestOutcome>)>;
 });
 
 recorded!(ClinicalStore {
@@ -318,6 +319,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 106, "{methods:?}");
+        assert_eq!(methods.len(), 107, "{methods:?}");
     }
 }
