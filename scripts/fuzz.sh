@@ -56,6 +56,7 @@ if [ -d "$shared" ]; then
   seed_found cgm_files "$shared/cgm" '*.csv' 12
   seed_found nightscout_upload "$shared/nightscout/fixtures" '*.json' 4
   seed_found mapping_template "$shared/mapping-templates" '*.json' 80
+  seed_found fhir_upload "$shared/fhir" '*.json' 40
 else
   echo "note: shared data not found at $shared; fuzzing from the project's own seeds only" >&2
 fi

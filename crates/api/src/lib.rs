@@ -181,6 +181,17 @@ fn describe(document: &mut OpenApi) {
         ),
     );
     components.add_security_scheme(
+        "device_basic",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Basic)
+                .description(Some(
+                    "A device's id and its secret, as HTTP Basic credentials (FHIR uploads)",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
         "nightscout_secret",
         SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
             "api-secret",

@@ -793,7 +793,8 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
             Staff
         }
         ("POST", "/api/v1/devices/{device_id}/readings" | "/api/v1/devices/{device_id}/status")
-        | ("POST", "/api/v1/gateways/{gateway_id}/forward") => Devices,
+        | ("POST", "/api/v1/gateways/{gateway_id}/forward")
+        | ("POST", "/fhir/R4" | "/fhir/R4/Observation") => Devices,
         ("GET" | "POST", "/ns/{site}/api/v1/{resource}")
         | ("GET", "/ns/{site}/api/v1/{resource}/{part}") => Devices,
         ("POST", "/api/v1/patients/{patient_id}/imports")

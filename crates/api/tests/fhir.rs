@@ -51,7 +51,7 @@ fn local(link: &str) -> String {
 }
 
 /// Every resource through the independent validator; panics naming what it refused.
-fn validate(resources: &[Value]) {
+pub(crate) fn validate(resources: &[Value]) {
     let python = std::env::var_os("WARDLINE_FHIR_VALIDATOR_PYTHON").map_or_else(
         || {
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -159,6 +159,24 @@ async fn the_capability_statement_is_public_and_names_what_is_searched() {
         .map(|resource| resource["type"].as_str().unwrap())
         .collect();
     assert_eq!(resources, ["Patient", "Observation"]);
+    // The writes crates/api/tests/fhir_uploads.rs exercises, and nothing else.
+    let interactions = |value: &Value| -> Vec<String> {
+        value["interaction"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|interaction| interaction["code"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(interactions(&body["rest"][0]), ["transaction", "batch"]);
+    assert_eq!(
+        interactions(&body["rest"][0]["resource"][0]),
+        ["read", "search-type"]
+    );
+    assert_eq!(
+        interactions(&body["rest"][0]["resource"][1]),
+        ["search-type", "create"]
+    );
     validate(&[body]);
 }
 

@@ -124,6 +124,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         warmup_seconds: u64,
     },
+    /// FHIR uploads: devices post transaction Bundles as a PHD gateway does (their Device
+    /// by identifier, then heart-rate Observations) and wait for each answer; beside them,
+    /// in the same run, native devices post the same readings per request in format v1.
+    Fhir {
+        /// Devices of each kind.
+        #[arg(long, default_value_t = 10)]
+        clients: usize,
+        /// Observations per Bundle (and readings per native request).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Measured seconds of each load (after its warm-up).
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -180,6 +196,20 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             crate::bench_http::bench_nightscout(
                 clients.max(1),
                 batch.clamp(1, 1000),
+                seconds.max(1),
+                warmup_seconds,
+            )
+            .await
+        }
+        BenchCommand::Fhir {
+            clients,
+            batch,
+            seconds,
+            warmup_seconds,
+        } => {
+            crate::bench_http::bench_fhir(
+                clients.max(1),
+                batch.clamp(1, wardline_fhir::MAX_BUNDLE_ENTRIES - 1),
                 seconds.max(1),
                 warmup_seconds,
             )

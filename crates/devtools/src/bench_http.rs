@@ -11,6 +11,10 @@
 //!   one reading per request in their own JSON; native devices post one format v1
 //!   reading per request. The difference is what reading a message with a template
 //!   costs.
+//! - FHIR: devices post `transaction` Bundles as a Personal Health Device gateway does
+//!   (the Device by identifier, then one Observation per reading, each with its code,
+//!   UCUM quantity, subject and device references); native devices post the same number
+//!   of readings per request in format v1. A transaction is stored all or nothing.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +37,8 @@ enum Format {
     Nightscout,
     /// The device's own JSON, read with the template of [`templates`].
     Templated,
+    /// A FHIR transaction Bundle.
+    Fhir,
 }
 
 /// One client's endpoint and credential.
@@ -75,6 +81,31 @@ pub(crate) async fn bench_nightscout(
             "native v1 batches (HTTP)",
             "Nightscout entries",
             "Nightscout",
+        ),
+    )
+    .await
+}
+
+pub(crate) async fn bench_fhir(
+    clients: usize,
+    batch: usize,
+    seconds: u64,
+    warmup_seconds: u64,
+) -> anyhow::Result<()> {
+    let load = format!(
+        "load: {clients} devices per kind, each posting {batch} heart-rate readings per request (a FHIR transaction Bundle of {batch} Observations and its Device entry, or a format v1 batch) and waiting for the answer; {warmup_seconds} s warm-up + {seconds} s measured, one kind after the other"
+    );
+    compare(
+        Format::Fhir,
+        clients,
+        batch,
+        seconds,
+        warmup_seconds,
+        &load,
+        (
+            "native v1 batches (HTTP)",
+            "FHIR transaction Bundles (Observations)",
+            "FHIR",
         ),
     )
     .await
@@ -272,7 +303,7 @@ async fn set_up(
             .map_err(fail)?;
     }
     let native_kind = match format {
-        Format::Templated => DeviceKind::PulseOximeter,
+        Format::Templated | Format::Fhir => DeviceKind::PulseOximeter,
         _ => DeviceKind::Cgm,
     };
     for index in 0..clients {
@@ -285,6 +316,29 @@ async fn set_up(
             format: Format::Native,
             serial,
         });
+        if format == Format::Fhir {
+            let patient_id = patient(&service, &format!("FHIR bench {index}")).await?;
+            let serial = format!("fhir-bench-{index}");
+            let credential = device(
+                &service,
+                &serial,
+                DeviceKind::PulseOximeter,
+                patient_id,
+                since,
+            )
+            .await?;
+            let basic = base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("{}:{}", credential.device_id, credential.secret),
+            );
+            others.push(Client {
+                path: "/fhir/R4".into(),
+                credential: ("authorization", format!("Basic {basic}")),
+                format,
+                serial: credential.device_id.to_string(),
+            });
+            continue;
+        }
         if format == Format::Templated {
             let patient_id = patient(&service, &format!("Templated bench {index}")).await?;
             let serial = format!("templated-bench-{index}");
@@ -415,21 +469,39 @@ fn body(client: &Client, batch: usize, newest_ms: i64, seq: &mut i64, glucose: b
             } else {
                 ("8867-4", "/min", 60 + (date / 300_000).rem_euclid(40))
             };
+            let time = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(date)
+                .map(|time| time.to_rfc3339())
+                .unwrap_or_default();
             match client.format {
+                Format::Fhir => json!({"resource": {"resourceType": "Observation", "status": "final",
+                    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+                    "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": "Heart rate"}]},
+                    "device": {"reference": "urn:uuid:00000000-0000-4000-8000-000000000001"},
+                    "effectiveDateTime": time,
+                    "valueQuantity": {"value": value, "unit": "beats/minute", "system": "http://unitsofmeasure.org", "code": unit}},
+                    "request": {"method": "POST", "url": "Observation"}}),
                 Format::Nightscout => json!({"type": "sgv", "sgv": value, "date": date,
                     "direction": "Flat", "noise": 1, "device": "xDrip-DexcomG6"}),
                 Format::Templated => json!({"serial": client.serial, "ts": date, "pulse": value}),
                 Format::Native => {
                     *seq += 1;
-                    json!({"seq": *seq, "code": code, "value": value, "unit": unit,
-                           "time": chrono::DateTime::<chrono::Utc>::from_timestamp_millis(date)
-                               .map(|time| time.to_rfc3339()).unwrap_or_default()})
+                    json!({"seq": *seq, "code": code, "value": value, "unit": unit, "time": time})
                 }
             }
         })
         .collect();
     match (client.format, readings.as_slice()) {
         (Format::Nightscout, _) => Value::Array(readings).to_string(),
+        (Format::Fhir, _) => {
+            let mut entries = vec![json!({
+                "fullUrl": "urn:uuid:00000000-0000-4000-8000-000000000001",
+                "resource": {"resourceType": "Device",
+                             "identifier": [{"system": "urn:wardline:device", "value": client.serial}]},
+                "request": {"method": "POST", "url": "Device",
+                            "ifNoneExist": format!("identifier=urn:wardline:device|{}", client.serial)}})];
+            entries.extend(readings);
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}).to_string()
+        }
         (Format::Templated, [one]) => one.to_string(),
         (Format::Native, [one]) => {
             let mut single = one.clone();

@@ -375,6 +375,11 @@ fn read_observation_at(
             format!("{path}.{name}"),
             "Wardline's readings are quantities (valueQuantity)",
         ));
+    } else if let Some(index) = sampled_component(resource) {
+        return Err(not_supported(
+            format!("{path}.component[{index}].valueSampledData"),
+            "a waveform (SampledData, an ECG) is not taken over FHIR; devices send waveforms as Wardline's waveform message",
+        ));
     } else if resource.contains_key("component") {
         return Err(not_supported(
             format!("{path}.component"),
@@ -389,6 +394,15 @@ fn read_observation_at(
         subject: subject_target(resource.get("subject"), &format!("{path}.subject"))?,
         path: path.to_owned(),
     })
+}
+
+/// The first component carrying a waveform.
+fn sampled_component(resource: &Map<String, Value>) -> Option<usize> {
+    resource
+        .get("component")?
+        .as_array()?
+        .iter()
+        .position(|component| component.get("valueSampledData").is_some())
 }
 
 /// The measurement's time: `effectiveDateTime` or `effectiveInstant` to the second with

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
-use wardline_domain::{Observation, ObservationCode, PatientId};
+use wardline_domain::{DeviceId, Observation, ObservationCode, PatientId};
 
 use crate::{FHIR_JSON, FHIR_VERSION, LOINC, UCUM};
 
@@ -76,15 +76,14 @@ fn codings(code: ObservationCode) -> Vec<Value> {
 /// whether it is derived, and its sequence number, the three things that identify it.
 /// Valid as a FHIR id, and the same every time the reading is read.
 pub fn observation_id(observation: &Observation) -> String {
+    reading_id(&observation.device_id, observation.derived, observation.seq)
+}
+
+/// The id [`observation_id`] gives the reading of `device` with `seq`.
+pub fn reading_id(device: &DeviceId, derived: bool, seq: i64) -> String {
     let key = format!(
-        "{}\u{1f}{}\u{1f}{}",
-        observation.device_id,
-        if observation.derived {
-            "derived"
-        } else {
-            "device"
-        },
-        observation.seq
+        "{device}\u{1f}{}\u{1f}{seq}",
+        if derived { "derived" } else { "device" },
     );
     short_hash(&key)
 }
@@ -371,12 +370,18 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
         "format": [FHIR_JSON, "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "A person's bearer token (POST /api/v1/auth/login) authorises as it does on Wardline's own API: a patient reads their own record, a clinician or nurse their care teams' patients; every read is audited.",
+            "documentation": "Reads: a person's bearer token (POST /api/v1/auth/login) authorises as it does on Wardline's own API: a patient reads their own record, a clinician or nurse their care teams' patients; every read is audited. Writes: an enrolled device (or a gateway, for the devices behind it) with HTTP Basic credentials (device id and secret) posts Observations, alone or in a transaction or batch Bundle; each is stored for the patient its device was assigned to when it was measured, answered after the durable commit, and a repeat stores nothing twice.",
             "security": {
                 "cors": false,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}],
-                             "text": "Bearer tokens from Wardline's login"}]
+                             "text": "Bearer tokens from Wardline's login (reads)"},
+                            {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "Basic"}],
+                             "text": "A device's id and secret (writes)"}]
             },
+            "interaction": [
+                {"code": "transaction", "documentation": "All or nothing: Observations, and Device and Patient entries that name an enrolled device the sender may write for and its patient (conditional create by identifier, or update by id; nothing is created)."},
+                {"code": "batch", "documentation": "The same entries, each taken or refused on its own."}
+            ],
             "resource": [
                 {
                     "type": "Patient",
@@ -394,9 +399,14 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                         "http://hl7.org/fhir/StructureDefinition/bodytemp",
                         "http://hl7.org/fhir/StructureDefinition/resprate",
                         "http://hl7.org/fhir/StructureDefinition/bodyweight",
+                        "http://hl7.org/fhir/StructureDefinition/bodyheight",
+                        "http://hl7.org/fhir/StructureDefinition/bmi",
                         "http://hl7.org/fhir/StructureDefinition/bp"
                     ],
-                    "interaction": [{"code": "search-type"}],
+                    "interaction": [
+                        {"code": "search-type"},
+                        {"code": "create", "documentation": "By a device: a final measurement with a LOINC code Wardline stores and a UCUM quantity (or the blood pressure panel), its time to the second; 201 when new, 200 when stored before."}
+                    ],
                     "operation": [{"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
                         "documentation": "The newest observation of each code of one patient (patient required; category, code; max 1 only)."}],
                     "searchParam": [

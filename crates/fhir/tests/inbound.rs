@@ -58,7 +58,12 @@ fn refusal(resource: &Value) -> wardline_fhir::InboundError {
 
 /// An example's file, its code, the value stored, and the value and unit as sent when
 /// they were converted.
-type Expected = (&'static str, ObservationCode, f64, Option<(f64, &'static str)>);
+type Expected = (
+    &'static str,
+    ObservationCode,
+    f64,
+    Option<(f64, &'static str)>,
+);
 
 #[test]
 fn every_example_that_is_a_measurement_gives_its_reading() {
@@ -204,9 +209,10 @@ fn what_is_not_a_measurement_is_refused_with_the_element_named() {
     assert_eq!(panel.expression, "Observation.hasMember");
     assert!(panel.message.contains("members"), "{panel}");
 
-    // The ECG example's MDC codes are not a reading's LOINC code.
+    // The ECG example's waveforms are not taken over FHIR.
     let ecg = refusal(&measured_now("observation-example-sample-data.json"));
     assert_eq!(ecg.issue, IssueType::NotSupported, "{ecg}");
+    assert_eq!(ecg.expression, "Observation.component[0].valueSampledData");
 
     // The examples as published: a day is not a measurement's time, and 1999 is before
     // any device Wardline serves was set.

@@ -66,6 +66,10 @@ pub enum Error {
     /// (an admin adding themselves to a care team, a wrong current password).
     #[error("{message}")]
     NotPermitted { field: String, message: String },
+    /// A well-formed FHIR resource that cannot be taken as it is (not a measurement, a
+    /// code Wardline does not store, a device that is not enrolled), naming the element.
+    #[error("{message}")]
+    Unprocessable { field: String, message: String },
     #[error("{0} not found")]
     NotFound(String),
     #[error("this method is not allowed on this path")]
@@ -197,6 +201,11 @@ impl Error {
         status: 409,
         meaning: "the device used this seq before for a different reading; nothing of the message was stored",
     };
+    const UNPROCESSABLE: ErrorSpec = ErrorSpec {
+        code: "unprocessable",
+        status: 422,
+        meaning: "a well-formed FHIR resource that cannot be taken as it is (not a measurement, a code Wardline does not store, a device not enrolled); `field` names the element",
+    };
     const INVALID_STATE: ErrorSpec = ErrorSpec {
         code: "invalid_state",
         status: 409,
@@ -229,7 +238,7 @@ impl Error {
     };
 
     /// Every error a client can see, for documentation.
-    pub const ALL: [ErrorSpec; 26] = [
+    pub const ALL: [ErrorSpec; 27] = [
         Self::INVALID_REQUEST,
         Self::INVALID_PAYLOAD,
         Self::UNAUTHENTICATED,
@@ -250,6 +259,7 @@ impl Error {
         Self::CONFLICT,
         Self::DEVICE_NOT_ASSIGNED,
         Self::SEQ_CONFLICT,
+        Self::UNPROCESSABLE,
         Self::INVALID_STATE,
         Self::PAYLOAD_TOO_LARGE,
         Self::TOO_MANY_ATTEMPTS,
@@ -275,6 +285,7 @@ impl Error {
             Error::Forbidden => Self::FORBIDDEN,
             Error::CsrfHeaderMissing { .. } => Self::CSRF_HEADER_MISSING,
             Error::NotPermitted { .. } => Self::NOT_PERMITTED,
+            Error::Unprocessable { .. } => Self::UNPROCESSABLE,
             Error::NotFound(_) => Self::NOT_FOUND,
             Error::MethodNotAllowed => Self::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => Self::CONFLICT,
@@ -316,9 +327,9 @@ impl Error {
     pub fn field(&self) -> Option<&str> {
         match self {
             Error::InvalidRequest { field, .. } => field.as_deref(),
-            Error::CsrfHeaderMissing { field, .. } | Error::NotPermitted { field, .. } => {
-                Some(field.as_str())
-            }
+            Error::CsrfHeaderMissing { field, .. }
+            | Error::NotPermitted { field, .. }
+            | Error::Unprocessable { field, .. } => Some(field.as_str()),
             Error::InvalidPayload(error) => Some(error.field.as_str()),
             _ => None,
         }

@@ -306,8 +306,6 @@ impl IngestService {
             )));
         }
         let mut outcomes = outcomes.into_iter();
-        let mut stored_readings = 0u64;
-        let mut duplicate_readings = 0u64;
         let verdicts: Vec<MessageVerdict> = verdicts
             .into_iter()
             .map(|verdict| {
@@ -315,50 +313,96 @@ impl IngestService {
                     return verdict;
                 }
                 match outcomes.next() {
-                    Some(IngestOutcome::Stored {
-                        stored, duplicates, ..
-                    }) => {
-                        let new = stored.len();
-                        stored_readings += new as u64;
-                        duplicate_readings += duplicates as u64;
-                        MessageVerdict::Stored { new, duplicates }
-                    }
-                    Some(IngestOutcome::WaveformStored { duplicate, .. }) => {
-                        MessageVerdict::Stored {
-                            new: usize::from(!duplicate),
-                            duplicates: usize::from(duplicate),
-                        }
-                    }
-                    Some(IngestOutcome::NotAssigned { device_id, at }) => {
-                        MessageVerdict::Rejected(Rejection::NotAssigned { device_id, at })
-                    }
-                    Some(IngestOutcome::Revoked { device_id }) => {
-                        MessageVerdict::Rejected(Rejection::Revoked(device_id))
-                    }
-                    Some(IngestOutcome::UnknownDevice { device_id }) => {
-                        MessageVerdict::Rejected(Rejection::UnknownDevice(device_id))
-                    }
-                    Some(IngestOutcome::NotForDevice(error)) => {
-                        MessageVerdict::Rejected(Rejection::Payload(error))
-                    }
-                    Some(IngestOutcome::SeqConflict { device_id, seq }) => {
-                        MessageVerdict::Rejected(Rejection::SeqConflict { device_id, seq })
-                    }
+                    Some(outcome) => verdict_of(outcome),
                     // Counted above: the store answers every item.
                     None => MessageVerdict::Rejected(Rejection::UnknownDevice(device_id.clone())),
                 }
             })
             .collect();
+        count_verdicts(transport, &verdicts, true);
+        Ok(verdicts)
+    }
+
+    /// Stores each device's readings as one message of its own, all in one commit, and
+    /// all or nothing: every message is stored (or was before), or none is, and the
+    /// verdicts say why. Returns whether they were stored.
+    pub async fn store_all_or_none(
+        &self,
+        transport: &'static str,
+        messages: Vec<(DeviceId, Vec<wardline_domain::Reading>)>,
+    ) -> Result<(bool, Vec<MessageVerdict>), StoreError> {
+        if messages.is_empty() {
+            return Ok((true, Vec::new()));
+        }
+        let received = Utc::now();
+        let expected = messages.len();
+        let items = messages
+            .into_iter()
+            .map(|(device_id, readings)| IngestItem {
+                device_id,
+                received,
+                payload: IngestPayload::Readings(readings),
+            })
+            .collect();
+        let (stored, outcomes) = self.store.ingest_all_or_none(items).await?;
+        if outcomes.len() != expected {
+            return Err(StoreError::Corrupt(format!(
+                "{} outcomes for {expected} messages",
+                outcomes.len()
+            )));
+        }
+        let verdicts: Vec<MessageVerdict> = outcomes.into_iter().map(verdict_of).collect();
+        count_verdicts(transport, &verdicts, stored);
+        Ok((stored, verdicts))
+    }
+}
+
+/// The verdict on one message from what the store made of it.
+fn verdict_of(outcome: IngestOutcome) -> MessageVerdict {
+    match outcome {
+        IngestOutcome::Stored {
+            stored, duplicates, ..
+        } => MessageVerdict::Stored {
+            new: stored.len(),
+            duplicates,
+        },
+        IngestOutcome::WaveformStored { duplicate, .. } => MessageVerdict::Stored {
+            new: usize::from(!duplicate),
+            duplicates: usize::from(duplicate),
+        },
+        IngestOutcome::NotAssigned { device_id, at } => {
+            MessageVerdict::Rejected(Rejection::NotAssigned { device_id, at })
+        }
+        IngestOutcome::Revoked { device_id } => {
+            MessageVerdict::Rejected(Rejection::Revoked(device_id))
+        }
+        IngestOutcome::UnknownDevice { device_id } => {
+            MessageVerdict::Rejected(Rejection::UnknownDevice(device_id))
+        }
+        IngestOutcome::NotForDevice(error) => MessageVerdict::Rejected(Rejection::Payload(error)),
+        IngestOutcome::SeqConflict { device_id, seq } => {
+            MessageVerdict::Rejected(Rejection::SeqConflict { device_id, seq })
+        }
+    }
+}
+
+/// Counts what was stored (when it was) and every refusal.
+fn count_verdicts(transport: &'static str, verdicts: &[MessageVerdict], stored: bool) {
+    let (mut new_readings, mut duplicate_readings) = (0u64, 0u64);
+    for verdict in verdicts {
+        match verdict {
+            MessageVerdict::Stored { new, duplicates } => {
+                new_readings += *new as u64;
+                duplicate_readings += *duplicates as u64;
+            }
+            MessageVerdict::Rejected(rejection) => count_rejection(transport, rejection),
+        }
+    }
+    if stored {
         metrics::counter!("wardline_ingest_readings_stored_total", "transport" => transport)
-            .increment(stored_readings);
+            .increment(new_readings);
         metrics::counter!("wardline_ingest_readings_duplicate_total", "transport" => transport)
             .increment(duplicate_readings);
-        for verdict in &verdicts {
-            if let MessageVerdict::Rejected(rejection) = verdict {
-                count_rejection(transport, rejection);
-            }
-        }
-        Ok(verdicts)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod devices;
 pub mod emergency;
 mod error;
 pub mod export;
+pub mod fhir;
 pub mod gateways;
 pub mod imports;
 pub mod ingest;

@@ -26,6 +26,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(search_patients))
         .routes(routes!(search_observations))
         .routes(routes!(last_observations))
+        .merge(super::fhir_uploads::routes())
 }
 
 /// The most diastolic readings read to pair with one page of systolic ones (a page has
@@ -59,7 +60,7 @@ pub(crate) struct OperationOutcomeIssue {
 }
 
 /// A FHIR answer: `application/fhir+json`.
-struct Fhir(StatusCode, Value);
+pub(crate) struct Fhir(pub(crate) StatusCode, pub(crate) Value);
 
 impl IntoResponse for Fhir {
     fn into_response(self) -> Response {
@@ -128,15 +129,16 @@ impl IntoResponse for FhirError {
         )
         .into_response();
         if status == 401 {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer, Basic realm=\"Wardline devices\""),
+            );
         }
         response
     }
 }
 
-fn base(state: &AppState) -> String {
+pub(crate) fn base(state: &AppState) -> String {
     format!("{}{FHIR_BASE}", state.settings.http_url)
 }
 

@@ -75,3 +75,167 @@ async fn fhirpy_searches_and_pages_a_patients_glucose() {
     );
     assert_eq!(read["fhirVersion"], "4.0.1");
 }
+
+const EUI64: &str = "00-1C-05-FF-FE-00-4A-21";
+
+/// A PHD gateway's transaction: its oximeter by EUI-64 and one pulse and one saturation
+/// measured at `at`.
+fn phd_transaction(at: chrono::DateTime<chrono::Utc>, pulse: f64) -> Value {
+    let observation = |code: &str, value: f64, unit: &str| {
+        json!({"resource": {"resourceType": "Observation", "status": "final",
+                  "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                  "device": {"reference": "urn:uuid:7f1c0de0-0000-4000-8000-000000000001"},
+                  "effectiveDateTime": at.to_rfc3339(),
+                  "valueQuantity": {"value": value, "system": "http://unitsofmeasure.org", "code": unit}},
+               "request": {"method": "POST", "url": "Observation"}})
+    };
+    json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:7f1c0de0-0000-4000-8000-000000000001",
+         "resource": {"resourceType": "Device",
+                      "identifier": [{"system": "urn:oid:1.2.840.10004.1.1.1.0.0.1.0.0.1.2680", "value": EUI64}]},
+         "request": {"method": "POST", "url": "Device",
+                     "ifNoneExist": format!("identifier=urn:oid:1.2.840.10004.1.1.1.0.0.1.0.0.1.2680|{EUI64}")}},
+        observation("8867-4", pulse, "/min"),
+        observation("59408-5", 97.0, "%"),
+    ]})
+}
+
+/// Posts a Bundle as the gateway; the HTTP status, or `None` when the connection failed.
+async fn post_bundle(
+    client: &reqwest::Client,
+    url: &str,
+    gateway: &EnrolledDevice,
+    bundle: &Value,
+) -> Option<(u16, Value)> {
+    let response = client
+        .post(url)
+        .basic_auth(&gateway.id, Some(&gateway.secret))
+        .header(reqwest::header::CONTENT_TYPE, "application/fhir+json")
+        .body(bundle.to_string())
+        .send()
+        .await
+        .ok()?;
+    let status = response.status().as_u16();
+    let body = response.json().await.ok()?;
+    Some((status, body))
+}
+
+/// A PHD gateway uploads transactions over TLS, four at a time; the server is killed
+/// with `kill -9` mid-stream. Every transaction answered 200 is there after the restart,
+/// none is half there, and sending every one again stores nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phd_transactions_answered_survive_kill_9_and_repeat_stores_nothing_twice() {
+    let mut server = TestServer::start().await;
+    let ward = server.ward().await;
+    let gateway = server
+        .enrol(&ward.admin, "gateway", Some(&ward.patient_id))
+        .await;
+    server
+        .post_ok(
+            &ward.admin,
+            "/api/v1/devices",
+            json!({"kind": "pulse_oximeter", "model": "PHD oximeter", "serial": "4A21",
+                   "device_id": EUI64, "patient_id": ward.patient_id}),
+        )
+        .await;
+    let url = server.url("/fhir/R4");
+    // Readings a second apart from the next second on (the oximeter is assigned from now).
+    let first = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let first = chrono::DateTime::from_timestamp(first.timestamp(), 0).expect("time");
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+    let senders: Vec<_> = (0..4i64)
+        .map(|lane| {
+            let client = server.client.clone();
+            let url = url.clone();
+            let gateway = gateway.clone();
+            let acknowledged = acknowledged.clone();
+            tokio::spawn(async move {
+                for step in 0..200i64 {
+                    let second = step * 4 + lane;
+                    let bundle = phd_transaction(
+                        first + chrono::Duration::seconds(second),
+                        60.0 + (second % 40) as f64,
+                    );
+                    match post_bundle(&client, &url, &gateway, &bundle).await {
+                        Some((200, _)) => acknowledged.lock().expect("lock").push(second),
+                        Some((status, body)) => panic!("transaction refused: {status} {body}"),
+                        None => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while acknowledged.lock().expect("lock").len() < 100 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "uploads answered in time"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    server.kill_hard();
+    for sender in senders {
+        let _ = sender.await;
+    }
+    let acknowledged: Vec<i64> = acknowledged.lock().expect("lock").clone();
+    server.restart();
+    let clinician = server
+        .login(&ward.clinician_username, CLINICIAN_PASSWORD)
+        .await;
+    let stored_at = |observations: Vec<Value>| -> std::collections::BTreeSet<i64> {
+        observations
+            .iter()
+            .map(|observation| {
+                let effective = observation["effective"].as_str().expect("effective");
+                chrono::DateTime::parse_from_rfc3339(effective)
+                    .expect("time")
+                    .timestamp()
+                    - first.timestamp()
+            })
+            .collect()
+    };
+    let pulses = stored_at(
+        server
+            .observations(&clinician, &ward.patient_id, "8867-4")
+            .await,
+    );
+    let saturations = stored_at(
+        server
+            .observations(&clinician, &ward.patient_id, "59408-5")
+            .await,
+    );
+    let lost: Vec<i64> = acknowledged
+        .iter()
+        .filter(|second| !pulses.contains(second) || !saturations.contains(second))
+        .copied()
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "answered 200 and lost to kill -9: {lost:?}"
+    );
+    // All or nothing survived the kill too: no transaction is half there.
+    assert_eq!(pulses, saturations);
+
+    // The gateway never heard some answers: it sends every acknowledged one again (to
+    // the restarted server's address).
+    let client = server.client.clone();
+    let url = server.url("/fhir/R4");
+    for second in &acknowledged {
+        let bundle = phd_transaction(
+            first + chrono::Duration::seconds(*second),
+            60.0 + (second % 40) as f64,
+        );
+        let (status, answer) = post_bundle(&client, &url, &gateway, &bundle)
+            .await
+            .expect("answer");
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["entry"][1]["response"]["status"], "200 OK",
+            "{answer}"
+        );
+    }
+    let again = server
+        .observations(&clinician, &ward.patient_id, "8867-4")
+        .await;
+    assert_eq!(again.len(), pulses.len(), "nothing stored twice");
+}

@@ -1,0 +1,527 @@
+//! FHIR uploads (docs/fhir.md): what a device, or a Personal Health Device gateway,
+//! posts to `/fhir/R4`. `wardline_fhir` reads the resources; this decides which enrolled
+//! device each Observation is of and whose reading it is, and stores it like every other
+//! reading: answered only after the durable commit, a repeat storing nothing twice.
+//!
+//! A sender writes for itself, or, when it is a gateway, for the devices behind it (the
+//! devices assigned to the gateway's patient). Wardline never creates a device or a
+//! patient from an upload: a Device entry must name an enrolled device the sender may
+//! write for, and a Patient entry the patient its devices are assigned to. A reading is
+//! the patient's its device was assigned to when it was measured; an Observation whose
+//! subject says otherwise is refused rather than filed under the wrong person.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use wardline_domain::{DeviceId, DeviceKind, PatientId, Reading};
+use wardline_fhir::{
+    BundleEntry, BundleKind, DeviceNames, EntryRequest, InboundError, InboundObservation,
+    IssueType, PatientNames, Target,
+};
+use wardline_store::{Device, DeviceAssignment, DeviceStatus};
+
+use crate::Wardline;
+use crate::error::Error;
+use crate::ingest::{MessageVerdict, Rejection};
+
+/// Why an entry (or the Observation posted alone) was not taken: which entry, the FHIR
+/// issue type, and the error with the element it names.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The entry's place in the Bundle; `None` for an Observation posted alone.
+    pub index: Option<usize>,
+    pub issue: IssueType,
+    pub error: Error,
+}
+
+impl Refusal {
+    fn inbound(index: Option<usize>, error: InboundError) -> Self {
+        let issue = error.issue;
+        let error = match issue {
+            IssueType::Invalid | IssueType::Required => Error::InvalidRequest {
+                field: Some(error.expression),
+                message: error.message,
+            },
+            _ => Error::Unprocessable {
+                field: error.expression,
+                message: error.message,
+            },
+        };
+        Self {
+            index,
+            issue,
+            error,
+        }
+    }
+
+    fn unprocessable(index: Option<usize>, field: String, message: String) -> Self {
+        Self {
+            index,
+            issue: IssueType::Processing,
+            error: Error::Unprocessable { field, message },
+        }
+    }
+}
+
+/// What became of one entry.
+#[derive(Debug)]
+pub enum EntryAnswer {
+    /// An Observation stored now (`created`) or found stored before (a repeat).
+    Stored {
+        location: String,
+        created: bool,
+        last_modified: DateTime<Utc>,
+    },
+    /// A Device or Patient entry that names an enrolled device or the devices' patient.
+    Found {
+        location: String,
+    },
+    Refused(Refusal),
+}
+
+/// The answer to an upload: whether what it carried is stored (a transaction's all or
+/// nothing; for a batch, each entry says), and each entry's answer in order.
+#[derive(Debug)]
+pub struct UploadAnswer {
+    pub stored: bool,
+    pub entries: Vec<EntryAnswer>,
+}
+
+/// The devices a sender may write for, and what the upload needs of each.
+struct Senders {
+    /// The sender and, for a gateway, the devices behind it.
+    devices: Vec<Device>,
+    sender: DeviceId,
+    gateway: bool,
+    assignments: HashMap<DeviceId, Vec<DeviceAssignment>>,
+}
+
+impl Senders {
+    /// The device among the sender's that these names name.
+    fn find(&self, names: &DeviceNames) -> Option<&Device> {
+        self.devices.iter().find(|device| {
+            names.ids.iter().any(|id| id == device.id.as_str())
+                || names.serials.contains(&device.serial)
+        })
+    }
+
+    /// The patient the device was assigned to at `at`.
+    fn patient_at(&self, device: &DeviceId, at: DateTime<Utc>) -> Option<PatientId> {
+        self.assignments.get(device)?.iter().find_map(|assignment| {
+            (assignment.start <= at && assignment.end.is_none_or(|end| at < end))
+                .then_some(assignment.patient_id)
+        })
+    }
+}
+
+impl Wardline {
+    /// Stores an Observation posted alone by `sender`.
+    pub async fn fhir_observation(
+        &self,
+        sender: &Device,
+        observation: Result<InboundObservation, InboundError>,
+    ) -> Result<EntryAnswer, Error> {
+        let entry = observation.map(|observation| BundleEntry {
+            index: 0,
+            full_url: None,
+            request: EntryRequest::Observation(Box::new(observation)),
+        });
+        let mut answer = self
+            .upload(sender, BundleKind::Transaction, vec![entry], false)
+            .await?;
+        answer
+            .entries
+            .pop()
+            .ok_or_else(|| Error::Internal("no answer for the observation".into()))
+    }
+
+    /// Stores a transaction or batch Bundle posted by `sender`: a transaction all or
+    /// nothing, a batch entry by entry, both in one commit.
+    pub async fn fhir_bundle(
+        &self,
+        sender: &Device,
+        kind: BundleKind,
+        entries: Vec<Result<BundleEntry, InboundError>>,
+    ) -> Result<UploadAnswer, Error> {
+        self.upload(sender, kind, entries, true).await
+    }
+
+    async fn upload(
+        &self,
+        sender: &Device,
+        kind: BundleKind,
+        entries: Vec<Result<BundleEntry, InboundError>>,
+        in_bundle: bool,
+    ) -> Result<UploadAnswer, Error> {
+        if sender.status == DeviceStatus::Revoked {
+            return Err(Error::Unauthenticated);
+        }
+        let index_of = |index: usize| in_bundle.then_some(index);
+        let senders = self.senders(sender).await?;
+
+        // Devices and Patients first: Observations refer to them by fullUrl.
+        let mut answers: Vec<Option<EntryAnswer>> = Vec::with_capacity(entries.len());
+        let mut devices_by_url: HashMap<String, DeviceId> = HashMap::new();
+        let mut patients_by_url: HashMap<String, PatientId> = HashMap::new();
+        let mut observations = Vec::new();
+        for (position, entry) in entries.into_iter().enumerate() {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(error) => {
+                    answers.push(Some(EntryAnswer::Refused(Refusal::inbound(
+                        index_of(position),
+                        error,
+                    ))));
+                    continue;
+                }
+            };
+            let index = index_of(entry.index);
+            let path = format!("Bundle.entry[{}].resource", entry.index);
+            let answer = match entry.request {
+                EntryRequest::Device(names) => match senders.find(&names) {
+                    Some(device) => {
+                        if let Some(url) = entry.full_url {
+                            devices_by_url.insert(url, device.id.clone());
+                        }
+                        Some(EntryAnswer::Found {
+                            location: format!("Device/{}", device.id),
+                        })
+                    }
+                    None => Some(EntryAnswer::Refused(no_such_device(
+                        index,
+                        format!("{path}.identifier"),
+                        &names,
+                        senders.gateway,
+                    ))),
+                },
+                EntryRequest::Patient(names) => match self.patient_entry(&senders, &names).await {
+                    Ok(patient) => {
+                        if let Some(url) = entry.full_url {
+                            patients_by_url.insert(url, patient);
+                        }
+                        Some(EntryAnswer::Found {
+                            location: format!("Patient/{patient}"),
+                        })
+                    }
+                    Err(message) => Some(EntryAnswer::Refused(Refusal::unprocessable(
+                        index, path, message,
+                    ))),
+                },
+                EntryRequest::Observation(observation) => {
+                    observations.push((answers.len(), index, observation));
+                    None
+                }
+            };
+            answers.push(answer);
+        }
+
+        // Each Observation: its device and patient, checked before anything is stored.
+        let mut messages: Vec<(DeviceId, Vec<Reading>)> = Vec::new();
+        let mut placed: Vec<(usize, Option<usize>, String)> = Vec::new();
+        for (slot, index, observation) in observations {
+            match resolve(
+                &senders,
+                &devices_by_url,
+                &patients_by_url,
+                index,
+                &observation,
+            ) {
+                Ok(device) => {
+                    placed.push((slot, index, observation.path.clone()));
+                    messages.push((device, observation.readings));
+                }
+                Err(refusal) => {
+                    if let Some(answer) = answers.get_mut(slot) {
+                        *answer = Some(EntryAnswer::Refused(refusal));
+                    }
+                }
+            }
+        }
+        let refused_before = answers
+            .iter()
+            .any(|answer| matches!(answer, Some(EntryAnswer::Refused(_))));
+        if kind == BundleKind::Transaction && refused_before {
+            // All or nothing: nothing is stored, and each refused entry says why.
+            return Ok(UploadAnswer {
+                stored: false,
+                entries: answers.into_iter().flatten().collect(),
+            });
+        }
+
+        let ids: Vec<(DeviceId, i64)> = messages
+            .iter()
+            .map(|(device, readings)| (device.clone(), readings.first().map_or(0, |r| r.seq)))
+            .collect();
+        let (stored, verdicts) = match kind {
+            BundleKind::Transaction => self
+                .ingest
+                .store_all_or_none("fhir", messages)
+                .await
+                .map_err(Error::from)?,
+            BundleKind::Batch => {
+                // Each entry its own message, all in one commit.
+                let mut verdicts = Vec::with_capacity(messages.len());
+                let by_device = self.store_batch(messages).await?;
+                verdicts.extend(by_device);
+                (true, verdicts)
+            }
+        };
+        let now = self.now();
+        for (((slot, index, path), verdict), (device, seq)) in
+            placed.into_iter().zip(verdicts).zip(ids)
+        {
+            let answer = match verdict {
+                MessageVerdict::Stored { new, .. } if stored => EntryAnswer::Stored {
+                    location: format!(
+                        "Observation/{}",
+                        wardline_fhir::reading_id(&device, false, seq)
+                    ),
+                    created: new > 0,
+                    last_modified: now,
+                },
+                // In a transaction refused as a whole, an entry that could have been
+                // stored says nothing of its own; the refused ones say why.
+                MessageVerdict::Stored { .. } => continue,
+                MessageVerdict::Rejected(rejection) => {
+                    EntryAnswer::Refused(rejected(index, &path, rejection))
+                }
+            };
+            if let Some(place) = answers.get_mut(slot) {
+                *place = Some(answer);
+            }
+        }
+        if !stored {
+            answers.retain(|answer| matches!(answer, Some(EntryAnswer::Refused(_))));
+        }
+        Ok(UploadAnswer {
+            stored: stored && !refused_before,
+            entries: answers.into_iter().flatten().collect(),
+        })
+    }
+
+    /// A batch's Observations, each its own message, in one commit (devices in turn:
+    /// the ingest service stores one device's messages per call, so each device's call is
+    /// made at once and the group commit takes them together).
+    async fn store_batch(
+        &self,
+        messages: Vec<(DeviceId, Vec<Reading>)>,
+    ) -> Result<Vec<MessageVerdict>, Error> {
+        let calls = messages.into_iter().map(|(device, readings)| {
+            let ingest = self.ingest.clone();
+            async move { ingest.store_readings(&device, "fhir", readings).await }
+        });
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .map(|verdict| verdict.map_err(Error::from))
+            .collect()
+    }
+
+    /// The sender and what it may write for, with every device's assignments.
+    async fn senders(&self, sender: &Device) -> Result<Senders, Error> {
+        let gateway = sender.kind == DeviceKind::Gateway;
+        let mut devices = vec![sender.clone()];
+        if gateway {
+            for id in self.store.gateway_devices(&sender.id).await? {
+                if let Some(device) = self.store.device(&id).await? {
+                    devices.push(device);
+                }
+            }
+        }
+        let mut assignments = HashMap::new();
+        for device in &devices {
+            assignments.insert(
+                device.id.clone(),
+                self.store.device_assignments(&device.id).await?,
+            );
+        }
+        Ok(Senders {
+            devices,
+            sender: sender.id.clone(),
+            gateway,
+            assignments,
+        })
+    }
+
+    /// The patient a Patient entry names: the one the sender is assigned to now, which
+    /// the entry must not contradict (by id, or by medical record number).
+    async fn patient_entry(
+        &self,
+        senders: &Senders,
+        names: &PatientNames,
+    ) -> Result<PatientId, String> {
+        let patient = senders
+            .patient_at(&senders.sender, self.now())
+            .ok_or_else(|| {
+                format!(
+                    "{} is not assigned to a patient; a care team assigns it before it uploads",
+                    senders.sender
+                )
+            })?;
+        if let Some(id) = &names.id
+            && *id != patient.to_string()
+        {
+            return Err(format!(
+                "Patient/{id} is not the patient {} is assigned to",
+                senders.sender
+            ));
+        }
+        if !names.mrns.is_empty() {
+            let record = self
+                .store
+                .patient(patient)
+                .await
+                .map_err(|error| format!("the patient record could not be read: {error}"))?;
+            if let Some(mrn) = record.and_then(|record| record.mrn)
+                && !names.mrns.contains(&mrn)
+            {
+                return Err(format!(
+                    "the medical record number {} is not that of the patient {} is assigned to",
+                    names.mrns.join(", "),
+                    senders.sender
+                ));
+            }
+        }
+        Ok(patient)
+    }
+}
+
+/// The device an Observation is of, once its subject agrees with the device's patient at
+/// the time it was measured.
+fn resolve(
+    senders: &Senders,
+    devices_by_url: &HashMap<String, DeviceId>,
+    patients_by_url: &HashMap<String, PatientId>,
+    index: Option<usize>,
+    observation: &InboundObservation,
+) -> Result<DeviceId, Refusal> {
+    let path = &observation.path;
+    let device = match &observation.device {
+        Target::Unnamed if senders.gateway => {
+            return Err(Refusal::unprocessable(
+                index,
+                format!("{path}.device"),
+                "a gateway measures nothing itself: name the device that measured (a Device entry, Device/{id} or its identifier)".into(),
+            ));
+        }
+        Target::Unnamed => senders.sender.clone(),
+        Target::Entry(url) => devices_by_url.get(url).cloned().ok_or_else(|| {
+            Refusal::unprocessable(
+                index,
+                format!("{path}.device.reference"),
+                format!("{url} is not a Device entry of this Bundle that names an enrolled device"),
+            )
+        })?,
+        Target::Named(names) => match senders.find(names) {
+            Some(device) => device.id.clone(),
+            None => {
+                return Err(no_such_device(
+                    index,
+                    format!("{path}.device"),
+                    names,
+                    senders.gateway,
+                ));
+            }
+        },
+    };
+    if device == senders.sender && senders.gateway {
+        return Err(Refusal::unprocessable(
+            index,
+            format!("{path}.device"),
+            "a gateway measures nothing itself: name the device that measured".into(),
+        ));
+    }
+    for reading in &observation.readings {
+        let Some(patient) = senders.patient_at(&device, reading.effective) else {
+            return Err(Refusal {
+                index,
+                issue: IssueType::Processing,
+                error: Error::DeviceNotAssigned(format!(
+                    "{path}.effective[x]: device {device} was not assigned to a patient at {}",
+                    reading.effective
+                )),
+            });
+        };
+        let claimed = match &observation.subject {
+            Target::Unnamed => None,
+            Target::Named(id) => Some(id.clone()),
+            Target::Entry(url) => match patients_by_url.get(url) {
+                Some(patient) => Some(patient.to_string()),
+                None => {
+                    return Err(Refusal::unprocessable(
+                        index,
+                        format!("{path}.subject.reference"),
+                        format!("{url} is not a Patient entry of this Bundle"),
+                    ));
+                }
+            },
+        };
+        if let Some(claimed) = claimed
+            && claimed != patient.to_string()
+        {
+            return Err(Refusal::unprocessable(
+                index,
+                format!("{path}.subject"),
+                format!(
+                    "Patient/{claimed} is not the patient device {device} was assigned to when this was measured"
+                ),
+            ));
+        }
+    }
+    Ok(device)
+}
+
+fn no_such_device(
+    index: Option<usize>,
+    field: String,
+    names: &DeviceNames,
+    gateway: bool,
+) -> Refusal {
+    let named: Vec<&str> = names
+        .ids
+        .iter()
+        .chain(&names.serials)
+        .map(String::as_str)
+        .collect();
+    let whose = if gateway {
+        "this gateway or a device behind it (assigned to its patient)"
+    } else {
+        "the device that sent it"
+    };
+    Refusal::unprocessable(
+        index,
+        field,
+        format!(
+            "{} does not name {whose}; Wardline does not create devices from uploads: enrol the device and assign it to its patient first",
+            if named.is_empty() {
+                "the entry".to_owned()
+            } else {
+                named.join(", ")
+            }
+        ),
+    )
+}
+
+fn rejected(index: Option<usize>, path: &str, rejection: Rejection) -> Refusal {
+    let issue = match rejection {
+        Rejection::Payload(_) => IssueType::Value,
+        _ => IssueType::Processing,
+    };
+    let error = match rejection {
+        // The one payload fault the store finds: a code this device's kind does not
+        // measure.
+        Rejection::Payload(error) => Error::Unprocessable {
+            field: format!("{path}.code"),
+            message: error.reason,
+        },
+        Rejection::SeqConflict { device_id, .. } => Error::SeqConflict(format!(
+            "{path}: device {device_id} sent another value for this code at this time before; nothing was stored"
+        )),
+        other => Error::from(other),
+    };
+    Refusal {
+        index,
+        issue,
+        error,
+    }
+}
