@@ -6,7 +6,10 @@ use crate::common;
 
 use common::read_data;
 use wardline_analytics::cgm::{GlucoseSeries, parse_common_csv};
-use wardline_analytics::forecast::{ForecastEvaluation, MethodEvaluation, evaluate_forecasts};
+use wardline_analytics::forecast::{
+    ForecastEvaluation, MethodEvaluation, evaluate_first_day, evaluate_forecasts,
+    fit_population_prior, population_prior,
+};
 
 fn subject_files() -> Vec<String> {
     read_data("cgm/expected.csv")
@@ -74,4 +77,55 @@ fn adaptive_regression_beats_ar2_by_ten_percent() {
         pooled.ar2.rmse_30_mg_dl,
         100.0 * gain
     );
+}
+
+/// Every subject with its dataset (the folder of its file).
+fn subjects() -> Vec<(String, GlucoseSeries)> {
+    subject_files()
+        .into_iter()
+        .map(|file| {
+            let readings =
+                parse_common_csv(&read_data(&format!("cgm/{file}"))).expect("a CGM file");
+            let dataset = file.split('/').next().unwrap_or_default().to_owned();
+            (dataset, GlucoseSeries::new(readings).expect("a CGM series"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_shipped_population_prior_is_what_the_shared_data_gives() {
+    let fitted = fit_population_prior(&subjects());
+    for (shipped, fitted) in population_prior().iter().zip(&fitted) {
+        for (shipped, fitted) in shipped.iter().zip(fitted) {
+            assert!(
+                (shipped - fitted).abs() < 1e-5,
+                "shipped {shipped}, fitted {fitted}: run `wardline validate forecast-prior` and paste its table"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_new_patients_first_day_is_forecast_no_worse_than_ar2_in_any_dataset() {
+    let mut groups: std::collections::BTreeMap<String, ForecastEvaluation> =
+        std::collections::BTreeMap::new();
+    for (dataset, series) in subjects() {
+        let first_day = evaluate_first_day(&series);
+        let pooled = groups
+            .entry(dataset)
+            .or_insert_with(ForecastEvaluation::empty);
+        *pooled = pooled.pool(&first_day);
+    }
+    for (dataset, evaluation) in &groups {
+        println!(
+            "{dataset}: ours {:.2}, AR2 {:.2}",
+            evaluation.adaptive.rmse_30_mg_dl, evaluation.ar2.rmse_30_mg_dl
+        );
+        assert!(
+            evaluation.adaptive.rmse_30_mg_dl <= evaluation.ar2.rmse_30_mg_dl,
+            "{dataset}, first day: ours {:.2} mg/dL against AR2 {:.2}",
+            evaluation.adaptive.rmse_30_mg_dl,
+            evaluation.ar2.rmse_30_mg_dl
+        );
+    }
 }

@@ -12,20 +12,65 @@ const LAGS: usize = 6;
 const DIM: usize = LAGS + 2;
 /// Per-step damping of the trend in the prior (and in the fallback).
 const PRIOR_DAMPING: f64 = 0.8;
-/// Ridge strength toward the prior, per feature, in units of
-/// "samples of typical size": about ten 5-minute differences of 2 mg/dL and a
-/// couple of 30 mg/dL excursions, so the patient's data outweighs the prior
-/// within hours.
-const RIDGE: [f64; DIM] = [10.0, 40.0, 40.0, 40.0, 40.0, 40.0, 40.0, 2000.0];
+/// Ridge strength toward the prior, per feature, in units of "samples of
+/// typical size": about a hundred 5-minute differences of 2 mg/dL and twenty
+/// 30 mg/dL excursions, so the patient's data outweighs the population prior
+/// within about a day. (Ten times less, the strength that suited the damped-trend
+/// prior this replaced, let a new patient's first hours of data pull the model
+/// away from a prior that knew better: on the shared data the first day was then
+/// worse than AR2 in two datasets; VALIDATION.md has the figures.)
+const RIDGE: [f64; DIM] = [100.0, 400.0, 400.0, 400.0, 400.0, 400.0, 400.0, 20_000.0];
 /// Forgetting per training pair: half-life ~1400 pairs, about five days of
 /// 5-minute data, so sensor changes and routine shifts are followed.
 const FORGETTING: f64 = 0.9995;
+/// Where the patient's moving average starts, before it has seen them: not their first
+/// reading, which may be the top of an excursion that would then pull every forecast of
+/// the next hours back toward it.
+const BASELINE_START_MG_DL: f64 = 140.0;
 /// Time constant of the patient's moving average.
 const BASELINE_TAU_SECS: f64 = 12.0 * 3600.0;
 /// How far a reading may be from the exact horizon to serve as its outcome.
 const MATCH_TOLERANCE_SECS: i64 = STEP_SECS / 2;
 
 type Features = [f64; DIM];
+
+/// Coefficients of every horizon (5 to 30 minutes), one feature vector each.
+pub type Coefficients = [[f64; DIM]; HORIZON_STEPS];
+
+/// Number of features of the regression.
+pub const FEATURES: usize = DIM;
+
+/// Where every patient's model starts: the regression pooled over the population
+/// (see [`super::fit_population_prior`]), which the patient's own data then moves.
+// Fitted by `wardline validate forecast-prior` on the 70 CGM subjects of the shared data.
+pub(super) const POPULATION_PRIOR: Coefficients = [
+    [
+        -0.007219, 0.713989, 0.085939, -0.003250, -0.043613, -0.005055, 0.017646, -0.008321,
+    ],
+    [
+        -0.011873, 1.300482, 0.146997, -0.052489, -0.079141, -0.006836, 0.054215, -0.022532,
+    ],
+    [
+        -0.017317, 1.771312, 0.149026, -0.088173, -0.110792, 0.000986, 0.099468, -0.041645,
+    ],
+    [
+        -0.026772, 2.102344, 0.153974, -0.125888, -0.125225, 0.022170, 0.138809, -0.064700,
+    ],
+    [
+        -0.040848, 2.324983, 0.153542, -0.145592, -0.124278, 0.048649, 0.169633, -0.090649,
+    ],
+    [
+        -0.055405, 2.460024, 0.154455, -0.143055, -0.101687, 0.061653, 0.186774, -0.118261,
+    ],
+];
+
+/// The prior a new patient starts from: the damped trend, or the population's
+/// coefficients fitted by [`super::fit_population_prior`].
+fn damped_trend(steps: usize) -> Features {
+    let mut prior = [0.0; DIM];
+    prior[1] = (1..=steps as i32).map(|k| PRIOR_DAMPING.powi(k)).sum();
+    prior
+}
 
 /// A feature vector waiting for its outcomes.
 #[derive(Debug, Clone)]
@@ -38,39 +83,55 @@ struct Pending {
 
 /// Normal equations of one horizon's ridge regression.
 #[derive(Debug, Clone)]
-struct Horizon {
+pub(super) struct Horizon {
     gram: [[f64; DIM]; DIM],
     moment: [f64; DIM],
     prior: Features,
     weights: Features,
+    /// Fitting the population: pairs weigh `pair_weight` each, nothing is forgotten,
+    /// and the weights are solved once at the end.
+    pooling: bool,
+    pair_weight: f64,
 }
 
 impl Horizon {
-    fn new(steps: usize) -> Self {
-        let mut prior = [0.0; DIM];
-        prior[1] = (1..=steps as i32).map(|k| PRIOR_DAMPING.powi(k)).sum();
+    fn new(prior: Features) -> Self {
         Self {
             gram: [[0.0; DIM]; DIM],
             moment: [0.0; DIM],
             prior,
             weights: prior,
+            pooling: false,
+            pair_weight: 1.0,
         }
     }
 
     fn learn(&mut self, x: &Features, y: f64) {
+        let (forgetting, weight) = if self.pooling {
+            (1.0, self.pair_weight)
+        } else {
+            (FORGETTING, 1.0)
+        };
         for (i, row) in self.gram.iter_mut().enumerate() {
             for (j, cell) in row.iter_mut().enumerate() {
-                *cell = FORGETTING * *cell + x[i] * x[j];
+                *cell = forgetting * *cell + weight * x[i] * x[j];
             }
-            self.moment[i] = FORGETTING * self.moment[i] + x[i] * y;
+            self.moment[i] = forgetting * self.moment[i] + weight * x[i] * y;
         }
+        if !self.pooling {
+            self.solve(1.0);
+        }
+    }
+
+    /// The weights from what was learnt, shrunk toward the prior by `ridge_scale`
+    /// times [`RIDGE`]. A singular system keeps the previous weights.
+    fn solve(&mut self, ridge_scale: f64) {
         let mut a = self.gram;
         let mut b = self.moment;
         for i in 0..DIM {
-            a[i][i] += RIDGE[i];
-            b[i] += RIDGE[i] * self.prior[i];
+            a[i][i] += ridge_scale * RIDGE[i];
+            b[i] += ridge_scale * RIDGE[i] * self.prior[i];
         }
-        // A singular system keeps the previous weights rather than failing.
         if let Some(w) = solve(a, b) {
             self.weights = w;
         }
@@ -91,11 +152,44 @@ pub(super) struct AdaptiveModel {
 
 impl AdaptiveModel {
     pub(super) fn new() -> Self {
+        Self::with_prior(&POPULATION_PRIOR)
+    }
+
+    /// A new patient's model starting from `prior` instead of the shipped one (a
+    /// validation fitting the prior without the patients it evaluates).
+    pub(super) fn with_prior(prior: &Coefficients) -> Self {
         Self {
-            horizons: (1..=HORIZON_STEPS).map(Horizon::new).collect(),
+            horizons: prior.iter().copied().map(Horizon::new).collect(),
             pending: VecDeque::new(),
             baseline: None,
         }
+    }
+
+    /// A model that pools what it learns across patients, for fitting the population
+    /// prior: its horizons are handed from one patient's replay to the next.
+    pub(super) fn pooling(horizons: Option<Vec<Horizon>>, pair_weight: f64) -> Self {
+        let mut horizons = horizons.unwrap_or_else(|| {
+            (1..=HORIZON_STEPS)
+                .map(|steps| {
+                    let mut horizon = Horizon::new(damped_trend(steps));
+                    horizon.pooling = true;
+                    horizon
+                })
+                .collect()
+        });
+        for horizon in &mut horizons {
+            horizon.pair_weight = pair_weight;
+        }
+        Self {
+            horizons,
+            pending: VecDeque::new(),
+            baseline: None,
+        }
+    }
+
+    /// The horizons, to pass on to the next patient's replay.
+    pub(super) fn into_horizons(self) -> Vec<Horizon> {
+        self.horizons
     }
 
     /// Learns from the newest reading (the back of `history`).
@@ -138,7 +232,7 @@ impl AdaptiveModel {
 
     fn update_baseline(&mut self, now: i64, glucose: f64) {
         self.baseline = Some(match self.baseline {
-            None => (now, glucose),
+            None => (now, BASELINE_START_MG_DL),
             Some((then, mean)) => {
                 let weight = 1.0 - (-((now - then) as f64) / BASELINE_TAU_SECS).exp();
                 (now, mean + weight * (glucose - mean))
@@ -226,6 +320,16 @@ fn solve(mut a: [[f64; DIM]; DIM], mut b: [f64; DIM]) -> Option<[f64; DIM]> {
         w[row] = (b[row] - tail) / a[row][row];
     }
     w.iter().all(|v| v.is_finite()).then_some(w)
+}
+
+/// The coefficients of pooled horizons, lightly shrunk toward the damped trend.
+pub(super) fn pooled_coefficients(horizons: &mut [Horizon]) -> Coefficients {
+    let mut coefficients = [[0.0; DIM]; HORIZON_STEPS];
+    for (horizon, row) in horizons.iter_mut().zip(&mut coefficients) {
+        horizon.solve(1.0);
+        *row = horizon.weights;
+    }
+    coefficients
 }
 
 #[cfg(test)]

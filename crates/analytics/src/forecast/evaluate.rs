@@ -17,7 +17,9 @@
 
 use serde::Serialize;
 
-use super::{Forecast, ForecastMethod, Forecaster, HORIZON_STEPS, LOW_MG_DL, STEP_SECS};
+use super::{
+    Coefficients, Forecast, ForecastMethod, Forecaster, HORIZON_STEPS, LOW_MG_DL, STEP_SECS,
+};
 use crate::cgm::{GlucoseSeries, SECONDS_PER_DAY};
 
 const HORIZON_SECS: i64 = STEP_SECS * HORIZON_STEPS as i64;
@@ -128,13 +130,49 @@ impl ForecastEvaluation {
 
 /// Replays `series` through the three forecasters and scores them.
 pub fn evaluate_forecasts(series: &GlucoseSeries) -> ForecastEvaluation {
+    evaluate(series, None, None)
+}
+
+/// [`evaluate_forecasts`] scored on the first day of the series only (the forecasters
+/// run from the first reading, as for a new sensor or a new patient): how they do before
+/// they have learnt anything about the patient.
+pub fn evaluate_first_day(series: &GlucoseSeries) -> ForecastEvaluation {
+    evaluate(series, Some(SECONDS_PER_DAY), None)
+}
+
+/// [`evaluate_forecasts`] and [`evaluate_first_day`] with the adaptive regression
+/// starting from `prior` (fitted without this series' group, say).
+pub fn evaluate_with_prior(
+    series: &GlucoseSeries,
+    prior: &Coefficients,
+) -> (ForecastEvaluation, ForecastEvaluation) {
+    (
+        evaluate(series, None, Some(prior)),
+        evaluate(series, Some(SECONDS_PER_DAY), Some(prior)),
+    )
+}
+
+/// Replays the whole series; scores the points within `scored_for` seconds of its first
+/// reading (all of them when `None`).
+fn evaluate(
+    series: &GlucoseSeries,
+    scored_for: Option<i64>,
+    prior: Option<&Coefficients>,
+) -> ForecastEvaluation {
     let readings: Vec<(i64, f64)> = series.valid().collect();
+    let scored_until = match (scored_for, readings.first()) {
+        (Some(seconds), Some(&(first, _))) => first.saturating_add(seconds),
+        _ => i64::MAX,
+    };
     let methods = [
         ForecastMethod::Persistence,
         ForecastMethod::Ar2,
         ForecastMethod::AdaptiveRegression,
     ];
-    let mut forecasters = methods.map(Forecaster::new);
+    let mut forecasters = methods.map(|method| match (method, prior) {
+        (ForecastMethod::AdaptiveRegression, Some(prior)) => Forecaster::with_prior(prior),
+        _ => Forecaster::new(method),
+    });
     let mut scores = methods.map(MethodEvaluation::empty);
     let mut alerting = [false; 3];
     for (index, &(timestamp, glucose)) in readings.iter().enumerate() {
@@ -149,9 +187,11 @@ pub fn evaluate_forecasts(series: &GlucoseSeries) -> ForecastEvaluation {
         for ((forecast, score), alert) in forecasts.iter().zip(&mut scores).zip(&mut alerting) {
             let raised = forecast.as_ref().is_some_and(|f| f.predicted_low()) && !*alert;
             *alert = forecast.as_ref().is_some_and(Forecast::predicted_low);
-            if let (Some(outcome), Some(forecast), true) =
-                (&outcome, forecast, forecasts.iter().all(Option::is_some))
-            {
+            if let (Some(outcome), Some(forecast), true) = (
+                &outcome,
+                forecast,
+                forecasts.iter().all(Option::is_some) && timestamp < scored_until,
+            ) {
                 outcome.score(score, forecast, glucose, raised);
             }
         }

@@ -24,11 +24,15 @@
 //! grid (six successive differences, which carry level noise and trend), the
 //! distance of the current glucose from the patient's slow moving average
 //! (post-meal and overnight excursions revert toward it) and a constant.
-//! Coefficients are a ridge regression shrunk toward a damped-trend prior
-//! (trend damped by 0.8 per step), with exponential forgetting (half-life
-//! about 5 days), so a new patient starts as a damped-trend forecaster and
-//! becomes personal as outcomes arrive. A training pair is only formed when
-//! its outcome reading has actually been pushed: no look-ahead is possible.
+//! Coefficients are a ridge regression shrunk toward a population prior (the
+//! same regression pooled over the shared CGM datasets, each dataset weighing
+//! the same; [`fit_population_prior`]), with exponential forgetting (half-life
+//! about 5 days), so a new patient starts as the population's forecaster and
+//! becomes personal as outcomes arrive, within about a day. The patient's moving
+//! average starts at 140 mg/dL, not at their first reading. Until the first 30
+//! minutes of history exist, the forecast is a damped trend (0.8 per step). A
+//! training pair is only formed when its outcome reading has actually been
+//! pushed: no look-ahead is possible.
 //!
 //! "Predicted low" means any of the six forecast points is below
 //! [`LOW_MG_DL`].
@@ -36,7 +40,11 @@
 mod adaptive;
 mod evaluate;
 
-pub use evaluate::{ForecastEvaluation, MethodEvaluation, evaluate_forecasts};
+pub use adaptive::{Coefficients, FEATURES};
+pub use evaluate::{
+    ForecastEvaluation, MethodEvaluation, evaluate_first_day, evaluate_forecasts,
+    evaluate_with_prior,
+};
 
 use std::collections::VecDeque;
 
@@ -117,6 +125,17 @@ impl Forecaster {
         }
     }
 
+    /// An adaptive-regression forecaster whose model starts from `prior` rather than
+    /// the population prior Wardline ships: for validating the prior on patients it was
+    /// not fitted on.
+    pub fn with_prior(prior: &Coefficients) -> Self {
+        Self {
+            method: ForecastMethod::AdaptiveRegression,
+            history: VecDeque::new(),
+            adaptive: AdaptiveModel::with_prior(prior),
+        }
+    }
+
     /// The method it runs.
     pub fn method(&self) -> ForecastMethod {
         self.method
@@ -167,6 +186,50 @@ impl Forecaster {
             points_mg_dl: points,
         })
     }
+}
+
+/// The population prior every new patient's adaptive regression starts from.
+pub fn population_prior() -> &'static Coefficients {
+    &adaptive::POPULATION_PRIOR
+}
+
+/// Fits the coefficients every new patient's adaptive regression starts from: the
+/// regression pooled over `series` (each replayed as live, so no pair sees its future).
+/// Each series comes with its group (its dataset: a device and a population), and every
+/// group weighs the same, however many readings it has, so that the prior is not the
+/// largest study's sensor. What `wardline validate forecast-prior` prints, and what the
+/// constant in `adaptive.rs` holds, fitted on the shared CGM data.
+pub fn fit_population_prior(
+    series: &[(String, crate::cgm::GlucoseSeries)],
+) -> adaptive::Coefficients {
+    let mut readings_per_group: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::new();
+    for (group, one) in series {
+        *readings_per_group.entry(group).or_default() += one.valid().count();
+    }
+    // Each group's pairs weigh together what an average group's would: the total weight
+    // stays the number of readings, so the light ridge of the fit means what it says.
+    let total: usize = readings_per_group.values().sum();
+    let per_group = total as f64 / readings_per_group.len().max(1) as f64;
+    let mut horizons = None;
+    for (group, one) in series {
+        let readings = readings_per_group
+            .get(group.as_str())
+            .copied()
+            .unwrap_or(1)
+            .max(1);
+        let weight = per_group / readings as f64;
+        let mut forecaster = Forecaster::new(ForecastMethod::AdaptiveRegression);
+        forecaster.adaptive = AdaptiveModel::pooling(horizons.take(), weight);
+        for (timestamp, glucose) in one.valid() {
+            // Equal timestamps are refused; the replay skips them as evaluation does.
+            let _ = forecaster.push(timestamp, glucose);
+        }
+        horizons = Some(forecaster.adaptive.into_horizons());
+    }
+    let mut horizons =
+        horizons.unwrap_or_else(|| AdaptiveModel::pooling(None, 1.0).into_horizons());
+    adaptive::pooled_coefficients(&mut horizons)
 }
 
 /// Nightscout AR2 from the latest reading and the mean of the readings in the
