@@ -2,12 +2,57 @@
 // /api/v1/observations/stream (all my patients, for the ward). EventSource sends the
 // session cookie (same origin) and reconnects by itself; after a reconnect or a `lagged`
 // event the page re-reads the latest values, since events may have been missed.
+//
+// A stalled server or network does not close the connection: it just goes quiet, and
+// EventSource would wait forever. Every stream carries a `heartbeat` every 5 s, so a
+// stream that hears nothing for STALE_AFTER_MS is declared stale (the page says its
+// values may be out of date, never "Live") and is opened again.
 
 import type { Observation } from './api';
 import { api, patientPath } from './api';
 import { endpoints, type AlarmStreamEvent, type News2 } from './features';
 
-export type LiveState = 'connecting' | 'live' | 'reconnecting';
+export type LiveState = 'connecting' | 'live' | 'reconnecting' | 'stale';
+
+/** Three heartbeats missed (the server sends one every 5 s). */
+export const STALE_AFTER_MS = 15_000;
+
+/**
+ * An EventSource that is opened again when it has heard nothing, not even a heartbeat,
+ * for STALE_AFTER_MS: `listen` adds the page's listeners to each one it opens.
+ */
+function watchedSource(
+  url: string,
+  listen: (source: EventSource, heard: () => void) => void,
+  onStale: (silentForMs: number) => void,
+): () => void {
+  let lastHeard = Date.now();
+  let source: EventSource;
+  const heard = () => {
+    lastHeard = Date.now();
+  };
+  const open = () => {
+    source = new EventSource(url);
+    source.addEventListener('heartbeat', heard);
+    listen(source, heard);
+  };
+  open();
+  const watchdog = window.setInterval(() => {
+    const silent = Date.now() - lastHeard;
+    if (silent < STALE_AFTER_MS) return;
+    onStale(silent);
+    // Every few seconds while silent, try a fresh connection: the old one may be held
+    // by a proxy or a server that stopped answering.
+    if (Math.floor(silent / 1000) % 5 === 0) {
+      source.close();
+      open();
+    }
+  }, 1000);
+  return () => {
+    window.clearInterval(watchdog);
+    source.close();
+  };
+}
 
 export interface LiveHandlers {
   onObservation(observation: Observation): void;
@@ -38,35 +83,73 @@ export function subscribeWard(handlers: LiveHandlers): () => void {
 }
 
 function observationStream(url: string, handlers: LiveHandlers): () => void {
-  const source = new EventSource(url);
+  return liveSource(url, handlers, (source, alive) => {
+    source.addEventListener('observation', (event) => {
+      alive();
+      try {
+        handlers.onObservation(JSON.parse((event as MessageEvent<string>).data) as Observation);
+      } catch {
+        // A malformed event is dropped; the next resync repairs the view.
+      }
+    });
+    source.addEventListener('news2', (event) => {
+      alive();
+      try {
+        handlers.onNews2?.(JSON.parse((event as MessageEvent<string>).data) as News2);
+      } catch {
+        // A malformed event is dropped; the next resync repairs the view.
+      }
+    });
+    source.addEventListener('ended', () => handlers.onEnded?.());
+  });
+}
+
+/**
+ * What every stream of the app does: says when it is live, reconnecting or stale, asks
+ * the page to re-read what it shows after a reconnect, a `lagged` event or a silence,
+ * and checks the session when the connection fails. `listen` adds the stream's own
+ * events, calling `alive` for each.
+ */
+function liveSource(
+  url: string,
+  handlers: { onResync(): void; onState?(state: LiveState): void },
+  listen: (source: EventSource, alive: () => void) => void,
+): () => void {
   let opened = false;
+  let stale = false;
   handlers.onState?.('connecting');
-  source.addEventListener('open', () => {
-    if (opened) handlers.onResync();
-    opened = true;
-    handlers.onState?.('live');
-  });
-  source.addEventListener('error', () => {
-    handlers.onState?.('reconnecting');
-    sessionCheck();
-  });
-  source.addEventListener('observation', (event) => {
-    try {
-      handlers.onObservation(JSON.parse((event as MessageEvent<string>).data) as Observation);
-    } catch {
-      // A malformed event is dropped; the next resync repairs the view.
-    }
-  });
-  source.addEventListener('news2', (event) => {
-    try {
-      handlers.onNews2?.(JSON.parse((event as MessageEvent<string>).data) as News2);
-    } catch {
-      // A malformed event is dropped; the next resync repairs the view.
-    }
-  });
-  source.addEventListener('lagged', () => handlers.onResync());
-  source.addEventListener('ended', () => handlers.onEnded?.());
-  return () => source.close();
+  return watchedSource(
+    url,
+    (source, heard) => {
+      const alive = () => {
+        heard();
+        if (stale) {
+          // Back after a silence: what was missed is read again.
+          stale = false;
+          handlers.onState?.('live');
+          handlers.onResync();
+        }
+      };
+      source.addEventListener('open', () => {
+        heard();
+        if (opened) handlers.onResync();
+        opened = true;
+        stale = false;
+        handlers.onState?.('live');
+      });
+      source.addEventListener('heartbeat', alive);
+      source.addEventListener('error', () => {
+        if (!stale) handlers.onState?.('reconnecting');
+        sessionCheck();
+      });
+      source.addEventListener('lagged', () => handlers.onResync());
+      listen(source, alive);
+    },
+    () => {
+      stale = true;
+      handlers.onState?.('stale');
+    },
+  );
 }
 
 export interface AlarmHandlers {
@@ -81,29 +164,18 @@ export interface AlarmHandlers {
  * caller's patients (opened, acknowledged, snoozed, snooze_expired, resolved, notified...).
  */
 export function subscribeAlarms(handlers: AlarmHandlers): () => void {
-  const source = new EventSource(endpoints.alarmStream());
-  let opened = false;
-  handlers.onState?.('connecting');
-  source.addEventListener('open', () => {
-    if (opened) handlers.onResync();
-    opened = true;
-    handlers.onState?.('live');
+  return liveSource(endpoints.alarmStream(), handlers, (source, alive) => {
+    source.addEventListener('alarm', (event) => {
+      alive();
+      let data: AlarmStreamEvent;
+      try {
+        data = JSON.parse((event as MessageEvent<string>).data) as AlarmStreamEvent;
+      } catch {
+        return; // A malformed event is dropped; the next resync repairs the view.
+      }
+      if (data?.alarm?.id) handlers.onAlarm(data);
+    });
   });
-  source.addEventListener('error', () => {
-    handlers.onState?.('reconnecting');
-    sessionCheck();
-  });
-  source.addEventListener('alarm', (event) => {
-    let data: AlarmStreamEvent;
-    try {
-      data = JSON.parse((event as MessageEvent<string>).data) as AlarmStreamEvent;
-    } catch {
-      return; // A malformed event is dropped; the next resync repairs the view.
-    }
-    if (data?.alarm?.id) handlers.onAlarm(data);
-  });
-  source.addEventListener('lagged', () => handlers.onResync());
-  return () => source.close();
 }
 
 /**
@@ -118,6 +190,11 @@ function sessionCheck(): void {
   });
 }
 
+/**
+ * The page's live badge: "● Live" only while the stream is heard; "⚠ No contact with the
+ * server…" when it has gone quiet, in words, so that nobody reads a frozen screen as the
+ * patient's present.
+ */
 export function liveBadge(): { element: HTMLElement; set(state: LiveState): void } {
   const element = document.createElement('span');
   element.className = 'live-badge';
@@ -125,7 +202,13 @@ export function liveBadge(): { element: HTMLElement; set(state: LiveState): void
   const set = (state: LiveState) => {
     element.dataset.state = state;
     element.textContent =
-      state === 'live' ? '● Live' : state === 'connecting' ? '○ Connecting…' : '⚠ Reconnecting…';
+      state === 'live'
+        ? '● Live'
+        : state === 'connecting'
+          ? '○ Connecting…'
+          : state === 'stale'
+            ? '⚠ No contact with the server — values shown may be out of date'
+            : '⚠ Reconnecting…';
   };
   set('connecting');
   return { element, set };

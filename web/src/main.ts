@@ -12,7 +12,7 @@ import { patientPage } from './pages/patient';
 import { invitationPage, shareLinkPage, sharedWithMePage } from './pages/sharing';
 import { wardPage } from './pages/ward';
 import { errors, fallback, navigate, route, start } from './router';
-import { currentUser, homeFor, loadUser, requireUser, setUser } from './session';
+import { SESSION_CHANNEL, currentUser, homeFor, loadUser, requireUser, setUser } from './session';
 
 route('/login', loginPage);
 route('/account/password', passwordPage);
@@ -63,9 +63,18 @@ errors((root, error) => {
 window.addEventListener(SESSION_ENDED, (event) => {
   if (!currentUser() || location.pathname === '/login') return;
   setUser(null);
-  const reason = (event as CustomEvent<string>).detail === 'session_idle' ? 'idle' : 'ended';
+  const detail = (event as CustomEvent<string>).detail;
+  const reason = detail === 'session_idle' ? 'idle' : detail === 'logout' ? 'logout' : 'ended';
   navigate(`/login?ended=${reason}&next=${encodeURIComponent(location.pathname + location.search)}`, true);
 });
+// A logout in another tab of this browser ends this one's page at once.
+try {
+  new BroadcastChannel(SESSION_CHANNEL).addEventListener('message', (event) => {
+    if (event.data === 'logout') window.dispatchEvent(new CustomEvent(SESSION_ENDED, { detail: 'logout' }));
+  });
+} catch {
+  // No BroadcastChannel: the ended streams tell this tab instead.
+}
 window.addEventListener(PASSWORD_CHANGE_REQUIRED, () => {
   if (location.pathname !== '/account/password') navigate('/account/password', true);
 });

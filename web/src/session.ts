@@ -100,6 +100,9 @@ const ROLE_LABEL: Record<User['role'], string> = {
   specialist: 'Specialist',
 };
 
+/** Tabs of this app tell each other of a logout, so that none shows data after it. */
+export const SESSION_CHANNEL = 'wardline-session';
+
 async function logout(): Promise<void> {
   try {
     await post('/api/v1/auth/logout');
@@ -107,6 +110,15 @@ async function logout(): Promise<void> {
     // The session may be gone already; the login page follows either way.
   }
   me = null;
+  // The server has ended this session's streams already; the other tabs learn it now,
+  // not at their next request.
+  try {
+    const channel = new BroadcastChannel(SESSION_CHANNEL);
+    channel.postMessage('logout');
+    channel.close();
+  } catch {
+    // No BroadcastChannel: the other tabs learn it from their ended streams.
+  }
   navigate('/login', true);
 }
 

@@ -1215,6 +1215,51 @@ test('a clinician outside the team opens emergency access with a reason, and an 
   await review.context().close();
 });
 
+test('a hung server turns "Live" into a stale warning within seconds, and back when it answers again', async () => {
+  const page = await newPage();
+  await uiLogin(page, 'dr.grey', PASSWORD);
+  await page.waitForURL('**/ward');
+  const badge = page.locator('.live-badge');
+  await badge.getByText('● Live').waitFor();
+  const logged = consoleErrors.length;
+  const frozenAt = Date.now();
+  server.pause();
+  try {
+    // Three missed heartbeats (15 s), not the 90 s it took before.
+    await page.locator('.live-badge[data-state="stale"]', { hasText: 'No contact with the server' }).waitFor({ timeout: 25_000 });
+    const seconds = (Date.now() - frozenAt) / 1000;
+    assert.ok(seconds < 25, `stale after ${seconds} s`);
+    assert.equal(await page.getByText('● Live').count(), 0, 'nothing says Live while the server is silent');
+  } finally {
+    server.resume();
+  }
+  await badge.getByText('● Live').waitFor({ timeout: 20_000 });
+  // A reading sent after the hang reaches the ward without reload.
+  await reading(devices.oximeter, '59408-5', 93, '%');
+  const row = page.getByTestId('ward-table').locator(`tr[data-patient-id="${ada.id}"]`);
+  await row.locator('li[data-code="59408-5"] .value', { hasText: '93' }).waitFor({ timeout: 10_000 });
+  // The browser logs the reconnections it tried while the server was frozen.
+  consoleErrors.splice(logged).filter((text) => !/EventSource|event stream|net::ERR|status of 5/.test(text)).forEach((text) => consoleErrors.push(text));
+  await page.context().close();
+});
+
+test('a logout in one tab ends the app in the others at once', async () => {
+  const first = await newPage();
+  await uiLogin(first, 'dr.grey', PASSWORD);
+  await first.waitForURL('**/ward');
+  // A second tab of the same browser: the same session.
+  const second = await first.context().newPage();
+  await second.goto(`${server.url}/ward`);
+  await second.getByText('● Live').first().waitFor();
+  await first.getByRole('button', { name: 'Log out' }).click();
+  await first.waitForURL('**/login');
+  // The other tab hears it from the first (a broadcast between tabs) or from the server,
+  // which ends the session's streams: whichever comes first, within seconds.
+  await second.waitForURL(/\/login\?ended=(logout|ended)/, { timeout: 5000 });
+  await second.getByText(/You logged out in another tab or window\.|Your session has ended\./).waitFor();
+  await first.context().close();
+});
+
 test('no errors in the browser console', () => {
   assert.deepEqual(consoleErrors, []);
 });

@@ -55,6 +55,13 @@ export async function startServer() {
     caSpki: createHash('sha256').update(new X509Certificate(ca).publicKey.export({ type: 'spki', format: 'der' })).digest('base64'),
     adminPassword: await Promise.race([adminPassword, new Promise((_, reject) => setTimeout(() => reject(new Error('no admin password file named')), 5000))]),
     request: (method, urlPath, { token, body, headers } = {}) => request(server, method, urlPath, token, body, headers),
+    /** Freezes the server (SIGSTOP): its connections stay open and nothing answers, as in a hang. */
+    pause() {
+      child.kill('SIGSTOP');
+    },
+    resume() {
+      child.kill('SIGCONT');
+    },
     async stop() {
       if (exited === null) {
         child.kill('SIGTERM');

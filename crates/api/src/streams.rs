@@ -1,19 +1,32 @@
-//! What every live stream does at its end.
+//! What every live stream does while it lives, and at its end.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::response::sse::Event;
 use futures_util::{Stream, StreamExt};
 
-/// `events` until `ended` completes (the caller's session or access ended), then one
-/// `ended` event, so that a page stops at once and says why instead of seeing a dropped
-/// connection, which `EventSource` would retry.
+/// How often every stream says it is alive. A page that hears nothing, not even this,
+/// for a few of these knows the server or the network has stalled and says its values
+/// may be out of date, instead of showing "Live" over a frozen screen. (A keep-alive
+/// comment would not do: `EventSource` does not show comments to the page.)
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// `events`, with a `heartbeat` event (the server's clock) every [`HEARTBEAT`], until
+/// `ended` completes (the caller's session or access ended), then one `ended` event, so
+/// that a page stops at once and says why instead of seeing a dropped connection, which
+/// `EventSource` would retry.
 pub(crate) fn until_ended(
     events: impl Stream<Item = Result<Event, Infallible>>,
     ended: impl Future<Output = ()>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
+    let heartbeats = futures_util::stream::unfold((), |()| async {
+        tokio::time::sleep(HEARTBEAT).await;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        Some((Ok(Event::default().event("heartbeat").data(now)), ()))
+    });
     let ended = Box::pin(ended);
-    let events = events.take_until(ended);
+    let events = futures_util::stream::select(events, heartbeats).take_until(ended);
     events.chain(futures_util::stream::once(async {
         Ok(Event::default()
             .event("ended")

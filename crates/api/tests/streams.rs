@@ -69,6 +69,36 @@ fn streams(h: &Hospital) -> [String; 3] {
     ]
 }
 
+/// A page tells a stalled server from a quiet one by the heartbeat: every stream sends
+/// one, with the server's clock, every 5 s, whether or not anything happened.
+#[tokio::test]
+async fn every_stream_sends_a_heartbeat_a_page_can_see() {
+    let h = hospital().await;
+    let mut open = Vec::new();
+    for path in streams(&h) {
+        open.push((OpenStream::open(&h, "clinician", &path).await, path));
+    }
+    // All three at once: each waits for its first heartbeat.
+    let texts = futures_util::future::join_all(
+        open.iter_mut()
+            .map(|(stream, _)| stream.text_within(Duration::from_millis(6500))),
+    )
+    .await;
+    for ((_, path), text) in open.iter().zip(texts) {
+        let beat = text
+            .lines()
+            .position(|line| line == "event: heartbeat")
+            .unwrap_or_else(|| panic!("{path}: no heartbeat in {text:?}"));
+        let time = text
+            .lines()
+            .nth(beat + 1)
+            .and_then(|line| line.strip_prefix("data: "))
+            .expect("the heartbeat's data");
+        let sent = chrono::DateTime::parse_from_rfc3339(time).expect("the server's clock");
+        assert!((chrono::Utc::now() - sent.to_utc()).num_seconds().abs() < 10);
+    }
+}
+
 #[tokio::test]
 async fn every_stream_ends_at_logout() {
     let h = hospital().await;

@@ -17,6 +17,8 @@ export function loginPage(root: HTMLElement, context: PageContext): void {
     { class: 'form-message' },
     ended === 'idle'
       ? notice('info', 'You were logged out because the session was not used for a while. Log in again to go on.')
+      : ended === 'logout'
+        ? notice('info', 'You logged out in another tab or window. Log in again to go on.')
       : ended
         ? notice('info', 'Your session has ended. Log in again to go on.')
         : null,

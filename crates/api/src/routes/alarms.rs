@@ -1,12 +1,11 @@
 //! Care plans, alarms and their notifications.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
@@ -338,7 +337,7 @@ pub(crate) async fn stream(
     });
     // Until the caller's session or access to any of the patients ends.
     let events = crate::streams::until_ended(events, ended);
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(events))
 }
 
 /// Sets a care team's escalation policy (admin).

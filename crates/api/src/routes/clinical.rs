@@ -4,12 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use chrono::NaiveDate;
 use futures_util::Stream;
 use serde::Deserialize;
@@ -385,5 +384,5 @@ fn live_events(
             Err(BroadcastStreamRecvError::Lagged(skipped)) => lagged(skipped),
         });
     let events = crate::streams::until_ended(observations.merge(scores), ended);
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Sse::new(events)
 }
