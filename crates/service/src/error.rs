@@ -440,6 +440,10 @@ mod tests {
             Error::Conflict("c".into()),
             Error::DeviceNotAssigned("d".into()),
             Error::SeqConflict("s".into()),
+            Error::Unprocessable {
+                field: "Observation.status".into(),
+                message: "not a measurement".into(),
+            },
             Error::InvalidState("s".into()),
             Error::PayloadTooLarge { limit: 1 },
             Error::TooManyAttempts {
