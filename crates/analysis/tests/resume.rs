@@ -190,6 +190,7 @@ impl Patch {
                 to: start() + Duration::hours(1),
                 after: None,
                 limit: 10_000,
+                newest_first: false,
             })
             .await
             .unwrap()

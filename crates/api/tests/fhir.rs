@@ -262,6 +262,54 @@ async fn a_care_team_pages_through_a_patients_heart_rates_as_vital_sign_observat
         })
         .collect();
     assert_eq!(recent, [63.0, 64.0]);
+
+    // Newest first, paged toward the past; and how many, without the readings.
+    let mut path = format!("{search}&_sort=-date");
+    let mut newest_first = Vec::new();
+    loop {
+        let (status, _, bundle) = fhir(&h, "clinician", &path).await;
+        assert_eq!(status, StatusCode::OK, "{bundle}");
+        newest_first.extend(bundle["entry"].as_array().unwrap().iter().map(|entry| {
+            entry["resource"]["valueQuantity"]["value"]
+                .as_f64()
+                .unwrap()
+        }));
+        resources.push(bundle.clone());
+        match bundle["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|link| link["relation"] == "next")
+        {
+            Some(next) => path = local(next["url"].as_str().unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(newest_first, [64.0, 63.0, 62.0, 61.0, 60.0]);
+    let (status, _, count) = fhir(&h, "clinician", &format!("{search}&_summary=count")).await;
+    assert_eq!(status, StatusCode::OK, "{count}");
+    assert_eq!(count["total"], 5);
+    assert!(
+        count["entry"].as_array().is_none_or(Vec::is_empty),
+        "{count}"
+    );
+    let (_, _, counted) = fhir(
+        &h,
+        "clinician",
+        &format!(
+            "{search}&_summary=count&date=ge{}",
+            since.replace('+', "%2B")
+        ),
+    )
+    .await;
+    assert_eq!(counted["total"], 2);
+    resources.push(count.clone());
+    let (status, _, _) = fhir(&h, "outsider", &format!("{search}&_summary=count")).await;
+    assert!(
+        matches!(status.as_u16(), 403 | 404),
+        "{status}: a count is a read"
+    );
+
     let (_, _, oximetry) = fhir(
         &h,
         "ada",
@@ -312,7 +360,7 @@ async fn fhir_reads_go_through_the_one_access_check_and_errors_are_operation_out
         (format!("patient={}", h.ada), "code", "invalid"),
         ("code=8867-4".to_owned(), "patient", "invalid"),
         (
-            format!("patient={}&code=8867-4&_sort=-date", h.ada),
+            format!("patient={}&code=8867-4&_sort=value-quantity", h.ada),
             "_sort",
             "not-supported",
         ),

@@ -416,7 +416,8 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                         {"name": "category", "type": "token", "documentation": "vital-signs, laboratory or exam."},
                         {"name": "date", "type": "date", "documentation": "Repeatable, with the prefixes eq, ge, gt, le and lt; without one, from 2000 until now."},
                         {"name": "_count", "type": "number", "documentation": "1 to 1000 per page (100 when absent); the next link pages on, oldest first."},
-                        {"name": "_sort", "type": "string", "documentation": "date (oldest first) only."}
+                        {"name": "_sort", "type": "string", "documentation": "date (oldest first) or -date (newest first); the next link pages on in that order."},
+                        {"name": "_summary", "type": "token", "documentation": "count: the number of matches as total, without resources."}
                     ]
                 }
             ]

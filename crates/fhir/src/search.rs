@@ -67,6 +67,10 @@ pub struct ObservationSearch {
     pub page: Option<String>,
     /// False when a `category` was asked for that the code is not in: no results.
     pub category_matches: bool,
+    /// `_sort=-date`: newest first.
+    pub newest_first: bool,
+    /// `_summary=count`: how many match, and no resources.
+    pub count_only: bool,
 }
 
 /// The most and the default results per page.
@@ -85,6 +89,8 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
     let mut count = DEFAULT_COUNT;
     let mut page = None;
     let mut category = None;
+    let mut newest_first = false;
+    let mut count_only = false;
     for (name, value) in pairs {
         match name.as_str() {
             "patient" | "subject" => {
@@ -140,9 +146,28 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
                     .ok_or_else(|| invalid(name, format!("1 to {MAX_COUNT}")))?;
             }
             "_sort" => {
-                if value != "date" {
-                    return Err(unsupported(name, "only date (oldest first)"));
-                }
+                newest_first = match value.as_str() {
+                    "date" => false,
+                    "-date" => true,
+                    _ => {
+                        return Err(unsupported(
+                            name,
+                            "date (oldest first) or -date (newest first)",
+                        ));
+                    }
+                };
+            }
+            "_summary" => {
+                count_only = match value.as_str() {
+                    "count" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(unsupported(
+                            name,
+                            "count (how many match), or false; resources are always whole",
+                        ));
+                    }
+                };
             }
             "_page" => page = Some(value.clone()),
             other if IGNORED_PARAMETERS.contains(&other) => {}
@@ -174,6 +199,8 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
         count,
         page,
         category_matches: category.is_none_or(|wanted| code.category() == wanted),
+        newest_first,
+        count_only,
     })
 }
 
@@ -394,6 +421,15 @@ mod tests {
         assert_eq!(search.to, Some(at("2026-12-03T09:00:00Z")));
         assert_eq!(search.count, 50);
         assert!(search.category_matches);
+        assert!(!search.newest_first && !search.count_only);
+        let newest = observation_search(&pairs(&[
+            ("patient", &format!("Patient/{patient}")),
+            ("code", "8867-4"),
+            ("_sort", "-date"),
+            ("_summary", "count"),
+        ]))
+        .unwrap();
+        assert!(newest.newest_first && newest.count_only);
     }
 
     #[test]
@@ -434,7 +470,8 @@ mod tests {
         for (extra, parameter, unsupported) in [
             (("code", "8867-4,8310-5"), "code", true),
             (("code", "http://snomed.info/sct|364075005"), "code", false),
-            (("_sort", "-date"), "_sort", true),
+            (("_sort", "value-quantity"), "_sort", true),
+            (("_summary", "text"), "_summary", true),
             (("value-quantity", "gt100"), "value-quantity", true),
             (("_count", "0"), "_count", false),
             (("category", "social-history"), "category", false),

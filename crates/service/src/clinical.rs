@@ -132,6 +132,16 @@ fn signal_category(signal: Signal) -> ShareCategory {
     }
 }
 
+/// Which page of a patient's readings: how many, from where (a cursor an earlier page
+/// returned), and in which order.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PageRequest<'a> {
+    pub limit: Option<u32>,
+    pub cursor: Option<&'a str>,
+    /// Newest first; oldest first when false.
+    pub newest_first: bool,
+}
+
 impl Wardline {
     pub async fn observations(
         &self,
@@ -139,12 +149,12 @@ impl Wardline {
         patient_id: PatientId,
         code: ObservationCode,
         window: Window,
-        limit: Option<u32>,
-        cursor: Option<&str>,
+        page: PageRequest<'_>,
     ) -> Result<ObservationPageView, Error> {
         let (from, to) = time_window(window.0, window.1, Duration::hours(24))?;
-        let limit = check_limit(limit, 1000, 10_000)?;
-        let after = cursor
+        let limit = check_limit(page.limit, 1000, 10_000)?;
+        let after = page
+            .cursor
             .map(|text| {
                 PageCursor::decode(text)
                     .ok_or_else(|| Error::invalid("cursor", "not a cursor this API returned"))
@@ -169,6 +179,7 @@ impl Wardline {
                 to,
                 after,
                 limit,
+                newest_first: page.newest_first,
             })
             .await?;
         Ok(ObservationPageView {
@@ -227,6 +238,44 @@ impl Wardline {
             bucket_secs,
             buckets,
         })
+    }
+
+    /// How many readings of one code a patient has in the window (a FHIR search with
+    /// `_summary=count`): through the one access check, audited, counted by the store
+    /// without reading the readings out.
+    pub async fn observation_count(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        code: ObservationCode,
+        window: Window,
+    ) -> Result<u64, Error> {
+        let (from, to) = time_window(window.0, window.1, Duration::hours(24))?;
+        let (access, (from, to)) = self
+            .authorize_patient_window(
+                actor,
+                patient_id,
+                "observations.count",
+                Some(ShareCategory::of_code(code)),
+                (from, to),
+                Some(format!("code {} from {from} to {to}", code.loinc())),
+            )
+            .await?;
+        if to <= from {
+            return Ok(0);
+        }
+        // One bucket as long as the window: its count is the answer.
+        let buckets = self
+            .store
+            .observation_summary(ObservationSummaryQuery {
+                patient_id: access.patient_id(),
+                code,
+                from,
+                to,
+                bucket: (to - from).max(Duration::seconds(1)),
+            })
+            .await?;
+        Ok(buckets.iter().map(|bucket| bucket.count).sum())
     }
 
     pub async fn latest_observations(
@@ -425,6 +474,7 @@ impl Wardline {
                     to,
                     after,
                     limit: 10_000,
+                    newest_first: false,
                 })
                 .await?;
             readings.extend(page.observations.iter().map(|observation| {

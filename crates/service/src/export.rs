@@ -145,6 +145,7 @@ impl ObservationExport {
                     to: self.to,
                     after: self.after,
                     limit: PAGE,
+                    newest_first: false,
                 })
                 .await?;
             match page.next {

@@ -643,6 +643,7 @@ impl Wardline {
                     to: share.data_to,
                     after: None,
                     limit: 5000,
+                    newest_first: false,
                 })
                 .await?;
             observations.extend(page.observations);

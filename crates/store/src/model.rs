@@ -295,6 +295,9 @@ pub struct ObservationQuery {
     pub to: DateTime<Utc>,
     pub after: Option<PageCursor>,
     pub limit: u32,
+    /// Newest first (a cursor then continues toward older readings); oldest first when
+    /// false.
+    pub newest_first: bool,
 }
 
 /// One code's observations summarised per fixed time bucket, for charts of periods too

@@ -91,6 +91,7 @@ async fn a_version_1_database_migrates_with_its_rows_readable() {
             to: at(1_790_000_600_000),
             after: None,
             limit: 10,
+            newest_first: false,
         })
         .await
         .expect("query");
@@ -242,6 +243,7 @@ async fn a_version_4_database_migrates_with_alarms_readable_and_its_audit_chain_
             to: at(1_796_296_100_000),
             after: None,
             limit: 10,
+            newest_first: false,
         })
         .await
         .expect("observations");

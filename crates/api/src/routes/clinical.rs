@@ -185,8 +185,11 @@ pub(crate) async fn observations(
                 patient_id,
                 code,
                 window,
-                params.limit,
-                params.cursor.as_deref(),
+                wardline_service::clinical::PageRequest {
+                    limit: params.limit,
+                    cursor: params.cursor.as_deref(),
+                    newest_first: false,
+                },
             )
             .await?,
     ))

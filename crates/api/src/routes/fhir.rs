@@ -294,14 +294,18 @@ pub(crate) struct ObservationSearchParams {
     /// Results per page, 1 to 1000 (100 when absent).
     #[param(minimum = 1, maximum = 1000)]
     _count: Option<u32>,
-    /// `date` (oldest first) only.
-    #[param(pattern = "^date$")]
+    /// `date` (oldest first) or `-date` (newest first).
+    #[param(pattern = "^-?date$")]
     _sort: Option<String>,
+    /// `count`: only how many match (`total`), no resources; or `false`.
+    #[param(pattern = "^(count|false)$")]
+    _summary: Option<String>,
     /// Where the previous page ended: from a `next` link.
     _page: Option<String>,
 }
 
-/// A patient's observations of one code, oldest first, as a `searchset` Bundle with a
+/// A patient's observations of one code, oldest first (or newest first with
+/// `_sort=-date`; with `_summary=count`, only how many), as a `searchset` Bundle with a
 /// `next` link per page; each reading an Observation (vital-signs profile for vital
 /// signs). Through the one access check, audited as any read of the patient's data.
 #[utoipa::path(get, path = "/fhir/R4/Observation", tag = "fhir", params(ObservationSearchParams),
@@ -321,15 +325,35 @@ pub(crate) async fn search_observations(
         SearchCode::Reading(code) => code,
         SearchCode::BloodPressurePanel => ObservationCode::SystolicBloodPressure,
     };
+    let window = (Some(search.from.unwrap_or(earliest)), search.to);
+    if search.count_only {
+        // A panel is counted by its systolic readings, one per panel.
+        let total = if search.category_matches {
+            state
+                .service
+                .observation_count(&actor, search.patient, paged_code, window)
+                .await?
+        } else {
+            0
+        };
+        let base = base(&state);
+        let link = format!("{base}/Observation?{}", encode(&pairs));
+        let mut bundle = wardline_fhir::searchset(&base, Vec::new(), &link, None);
+        bundle["total"] = serde_json::json!(total);
+        return Ok(Fhir(StatusCode::OK, bundle).into_response());
+    }
     let page = state
         .service
         .observations(
             &actor,
             search.patient,
             paged_code,
-            (Some(search.from.unwrap_or(earliest)), search.to),
-            Some(search.count),
-            search.page.as_deref(),
+            window,
+            wardline_service::clinical::PageRequest {
+                limit: Some(search.count),
+                cursor: search.page.as_deref(),
+                newest_first: search.newest_first,
+            },
         )
         .await
         .map_err(|error| match error {
@@ -366,12 +390,18 @@ pub(crate) async fn search_observations(
                             &actor,
                             search.patient,
                             ObservationCode::DiastolicBloodPressure,
+                            // The page's span, whichever way it runs.
                             (
-                                Some(first.effective),
-                                Some(last.effective + chrono::Duration::milliseconds(1)),
+                                Some(first.effective.min(last.effective)),
+                                Some(
+                                    first.effective.max(last.effective)
+                                        + chrono::Duration::milliseconds(1),
+                                ),
                             ),
-                            Some(MAX_PAIRED),
-                            None,
+                            wardline_service::clinical::PageRequest {
+                                limit: Some(MAX_PAIRED),
+                                ..Default::default()
+                            },
                         )
                         .await?
                         .observations

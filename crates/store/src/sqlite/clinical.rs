@@ -204,16 +204,35 @@ impl ClinicalStore for SqliteStore {
 
     async fn observations(&self, query: ObservationQuery) -> Result<ObservationPage, StoreError> {
         self.read(move |connection| {
-            let (after_ms, after_key) = query
-                .after
-                .map_or((i64::MIN, i64::MIN), |cursor| (cursor.effective_ms, cursor.key));
+            let newest_first = query.newest_first;
+            // The page continues past the cursor in the page's order: later readings when
+            // oldest first, earlier ones when newest first.
+            let (after_ms, after_key) = query.after.map_or(
+                if newest_first {
+                    (i64::MAX, i64::MAX)
+                } else {
+                    (i64::MIN, i64::MIN)
+                },
+                |cursor| (cursor.effective_ms, cursor.key),
+            );
             let limit = query.limit.clamp(1, 10_000);
+            let (past_cursor, order) = if newest_first {
+                (
+                    "(o.effective_ms < ?5 OR (o.effective_ms = ?5 AND o.key < ?6))",
+                    "o.effective_ms DESC, o.key DESC",
+                )
+            } else {
+                (
+                    "(o.effective_ms > ?5 OR (o.effective_ms = ?5 AND o.key > ?6))",
+                    "o.effective_ms, o.key",
+                )
+            };
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {OBSERVATION_COLUMNS} FROM {OBSERVATION_FROM}
                  WHERE o.patient_key = (SELECT key FROM patient WHERE id = ?1) AND o.code = ?2
                    AND o.effective_ms >= ?3 AND o.effective_ms < ?4
-                   AND (o.effective_ms > ?5 OR (o.effective_ms = ?5 AND o.key > ?6))
-                 ORDER BY o.effective_ms, o.key LIMIT ?7"
+                   AND {past_cursor}
+                 ORDER BY {order} LIMIT ?7"
             ))?;
             let rows = statement.query_map(
                 params![
@@ -240,24 +259,29 @@ impl ClinicalStore for SqliteStore {
                 });
                 observations.push(observation);
             }
+            let more = if newest_first {
+                "SELECT EXISTS (SELECT 1 FROM observation o
+                 WHERE o.patient_key = (SELECT key FROM patient WHERE id = ?1) AND o.code = ?2
+                   AND o.effective_ms >= ?4
+                   AND (o.effective_ms < ?3 OR (o.effective_ms = ?3 AND o.key < ?5)))"
+            } else {
+                "SELECT EXISTS (SELECT 1 FROM observation o
+                 WHERE o.patient_key = (SELECT key FROM patient WHERE id = ?1) AND o.code = ?2
+                   AND o.effective_ms < ?4
+                   AND (o.effective_ms > ?3 OR (o.effective_ms = ?3 AND o.key > ?5)))"
+            };
+            let bound = if newest_first { query.from } else { query.to };
             let has_more = observations.len() == limit as usize
-                && connection
-                    .prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM observation o
-                         WHERE o.patient_key = (SELECT key FROM patient WHERE id = ?1) AND o.code = ?2
-                           AND o.effective_ms < ?4
-                           AND (o.effective_ms > ?3 OR (o.effective_ms = ?3 AND o.key > ?5)))",
-                    )?
-                    .query_row(
-                        params![
-                            query.patient_id.to_string(),
-                            query.code.loinc(),
-                            next.map_or(0, |cursor| cursor.effective_ms),
-                            to_ms(query.to),
-                            next.map_or(0, |cursor| cursor.key)
-                        ],
-                        |row| row.get::<_, bool>(0),
-                    )?;
+                && connection.prepare_cached(more)?.query_row(
+                    params![
+                        query.patient_id.to_string(),
+                        query.code.loinc(),
+                        next.map_or(0, |cursor| cursor.effective_ms),
+                        to_ms(bound),
+                        next.map_or(0, |cursor| cursor.key)
+                    ],
+                    |row| row.get::<_, bool>(0),
+                )?;
             Ok(ObservationPage {
                 observations,
                 next: if has_more { next } else { None },

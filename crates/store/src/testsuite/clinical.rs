@@ -15,6 +15,42 @@ fn derived_only(derived: Vec<NewDerivedObservation>) -> AnalysisResults {
     }
 }
 
+/// Every CGM reading of `patient` from minute 2 to 12, page by page: `(time, seq)` in the
+/// order the pages give them.
+async fn page_through(
+    store: &dyn Store,
+    patient: PatientId,
+    limit: u32,
+    newest_first: bool,
+) -> Vec<(DateTime<Utc>, i64)> {
+    let mut after = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = store
+            .observations(ObservationQuery {
+                patient_id: patient,
+                code: ObservationCode::GlucoseCgm,
+                from: at(2),
+                to: at(12),
+                after,
+                limit,
+                newest_first,
+            })
+            .await
+            .expect("query");
+        assert!(page.observations.len() <= limit as usize);
+        seen.extend(
+            page.observations
+                .iter()
+                .map(|observation| (observation.effective, observation.seq)),
+        );
+        match page.next {
+            Some(cursor) => after = Some(cursor),
+            None => return seen,
+        }
+    }
+}
+
 pub async fn observations_page_by_time(store: &dyn Store) {
     let alice = patient(store, "Alice").await;
     let cgm = device(store, "cgm-001").await;
@@ -31,31 +67,7 @@ pub async fn observations_page_by_time(store: &dyn Store) {
         .ingest(vec![readings(&cgm, batch)])
         .await
         .expect("ingest");
-    let mut after = None;
-    let mut seen = Vec::new();
-    loop {
-        let page = store
-            .observations(ObservationQuery {
-                patient_id: alice,
-                code: ObservationCode::GlucoseCgm,
-                from: at(2),
-                to: at(12),
-                after,
-                limit: 4,
-            })
-            .await
-            .expect("query");
-        assert!(page.observations.len() <= 4);
-        seen.extend(
-            page.observations
-                .iter()
-                .map(|observation| (observation.effective, observation.seq)),
-        );
-        match page.next {
-            Some(cursor) => after = Some(cursor),
-            None => break,
-        }
-    }
+    let seen = page_through(store, alice, 4, false).await;
     let times: Vec<_> = seen.iter().map(|(time, _)| *time).collect();
     let mut sorted = times.clone();
     sorted.sort();
@@ -64,6 +76,22 @@ pub async fn observations_page_by_time(store: &dyn Store) {
     seqs.sort();
     // Minutes 2..12 (exclusive) hold seq 2..=21.
     assert_eq!(seqs, (2..=21).collect::<Vec<_>>());
+
+    // Newest first: the same readings, in the opposite order, paged toward the past.
+    let newest_first = page_through(store, alice, 3, true).await;
+    let mut reversed = seen.clone();
+    reversed.sort();
+    reversed.reverse();
+    let mut got = newest_first.clone();
+    // Readings at one time come in the store's order within it; compare times in order
+    // and the set of readings.
+    let got_times: Vec<_> = got.iter().map(|(time, _)| *time).collect();
+    let want_times: Vec<_> = reversed.iter().map(|(time, _)| *time).collect();
+    assert_eq!(got_times, want_times, "newest first, every reading once");
+    got.sort();
+    let mut all = seen.clone();
+    all.sort();
+    assert_eq!(got, all);
     let other_code = store
         .observations(ObservationQuery {
             patient_id: alice,
@@ -72,6 +100,7 @@ pub async fn observations_page_by_time(store: &dyn Store) {
             to: at(60),
             after: None,
             limit: 10,
+            newest_first: false,
         })
         .await
         .expect("query");
@@ -288,6 +317,7 @@ pub async fn derived_observations_have_their_own_seq(store: &dyn Store) {
             to: at(60),
             after: None,
             limit: 100,
+            newest_first: false,
         })
         .await
         .expect("query");

@@ -53,6 +53,7 @@ pub async fn ingest_stores_once(store: &dyn Store) {
             to: at(60),
             after: None,
             limit: 100,
+            newest_first: false,
         })
         .await
         .expect("query");
@@ -119,6 +120,7 @@ pub async fn ingest_refuses_unassigned_and_revoked(store: &dyn Store) {
             to: at(60),
             after: None,
             limit: 100,
+            newest_first: false,
         })
         .await
         .expect("query");
@@ -153,6 +155,7 @@ pub async fn reassigned_device_keeps_patients_apart(store: &dyn Store) {
                 to: at(60),
                 after: None,
                 limit: 10,
+                newest_first: false,
             })
             .await
             .expect("query");
