@@ -812,6 +812,8 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         | ("POST", "/api/v1/me/specialist-invitations/accept") => Specialists,
         ("GET", patient) if patient.starts_with("/api/v1/patients/{patient_id}") => AdasReaders,
         ("GET", "/fhir/R4/Patient/{patient_id}") => AdasReaders,
+        // A device that does not exist: nobody is told more than "not found".
+        ("GET", "/fhir/R4/Device/{device_id}") => SignedIn,
         // Searches name their patient in the query: without it, anyone signed in is told
         // what is missing (the access check then runs on the patient named).
         ("GET", "/fhir/R4/Patient" | "/fhir/R4/Observation" | "/fhir/R4/Observation/$lastn") => {

@@ -158,7 +158,7 @@ async fn the_capability_statement_is_public_and_names_what_is_searched() {
         .iter()
         .map(|resource| resource["type"].as_str().unwrap())
         .collect();
-    assert_eq!(resources, ["Patient", "Observation"]);
+    assert_eq!(resources, ["Patient", "Device", "Observation"]);
     // The writes crates/api/tests/fhir_uploads.rs exercises, and nothing else.
     let interactions = |value: &Value| -> Vec<String> {
         value["interaction"]
@@ -173,8 +173,9 @@ async fn the_capability_statement_is_public_and_names_what_is_searched() {
         interactions(&body["rest"][0]["resource"][0]),
         ["read", "search-type"]
     );
+    assert_eq!(interactions(&body["rest"][0]["resource"][1]), ["read"]);
     assert_eq!(
-        interactions(&body["rest"][0]["resource"][1]),
+        interactions(&body["rest"][0]["resource"][2]),
         ["search-type", "create"]
     );
     validate(&[body]);
@@ -309,6 +310,47 @@ async fn a_care_team_pages_through_a_patients_heart_rates_as_vital_sign_observat
         matches!(status.as_u16(), 403 | 404),
         "{status}: a count is a read"
     );
+
+    // The device that measured them, beside the readings, and read on its own.
+    let (status, _, with_devices) = fhir(
+        &h,
+        "clinician",
+        &format!("{search}&_count=10&_include=Observation:device"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{with_devices}");
+    let entries = with_devices["entry"].as_array().unwrap();
+    let included: Vec<&Value> = entries
+        .iter()
+        .filter(|entry| entry["search"]["mode"] == "include")
+        .map(|entry| &entry["resource"])
+        .collect();
+    assert_eq!(included.len(), 1, "one device measured them all");
+    let device = included[0];
+    assert_eq!(device["resourceType"], "Device");
+    assert_eq!(device["serialNumber"], "fhir-1");
+    assert_eq!(device["patient"]["reference"], format!("Patient/{}", h.ada));
+    assert_eq!(
+        with_devices["total"], 5,
+        "included resources are not matches"
+    );
+    let reference = format!("Device/{}", device["id"].as_str().unwrap());
+    assert!(
+        entries
+            .iter()
+            .filter(|entry| entry["search"]["mode"] == "match")
+            .all(|entry| entry["resource"]["device"]["reference"] == reference.as_str()),
+        "each reading refers to the included device"
+    );
+    resources.push(with_devices.clone());
+    let (status, _, read) = fhir(&h, "nurse", &format!("/fhir/R4/{reference}")).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(&read, device);
+    resources.push(read);
+    let (status, _, _) = fhir(&h, "outsider", &format!("/fhir/R4/{reference}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not told the device exists");
+    let (status, _, _) = fhir(&h, "anonymous", &format!("/fhir/R4/{reference}")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     let (_, _, oximetry) = fhir(
         &h,

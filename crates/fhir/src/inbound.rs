@@ -654,8 +654,14 @@ fn device_target(
             return Ok(Target::Entry(text.to_owned()));
         }
         if let Some(id) = text.strip_prefix("Device/") {
+            // Wardline's own id, or its FHIR id (`_` written as `.`).
+            let mut ids = vec![id.to_owned()];
+            let wardline = crate::device_id_of(id);
+            if wardline != id {
+                ids.push(wardline);
+            }
             return Ok(Target::Named(DeviceNames {
-                ids: vec![id.to_owned()],
+                ids,
                 serials: Vec::new(),
             }));
         }

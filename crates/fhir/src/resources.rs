@@ -161,7 +161,8 @@ pub fn observation(observation: &Observation) -> Value {
     resource.insert("valueQuantity".into(), quantity);
     resource.insert(
         "device".into(),
-        json!({"identifier": {"system": "urn:wardline:device", "value": observation.device_id.as_str()},
+        json!({"reference": format!("Device/{}", device_fhir_id(&observation.device_id)),
+               "identifier": {"system": "urn:wardline:device", "value": observation.device_id.as_str()},
                "display": observation.device_id.as_str()}),
     );
     if observation.derived {
@@ -231,6 +232,55 @@ pub fn blood_pressure_panel(systolic: &Observation, diastolic: Option<&Observati
     panel
 }
 
+/// A device's FHIR id: its Wardline id with `_` written as `.` (FHIR ids allow letters,
+/// digits, `-` and `.`; Wardline's `[A-Za-z0-9_-]`, so the mapping is one to one).
+pub fn device_fhir_id(device: &DeviceId) -> String {
+    device.as_str().replace('_', ".")
+}
+
+/// The Wardline device id a FHIR `Device` id stands for.
+pub fn device_id_of(fhir_id: &str) -> String {
+    fhir_id.replace('.', "_")
+}
+
+/// What the FHIR Device shows of an enrolled device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceFacts {
+    pub id: DeviceId,
+    /// Its kind, in Wardline's words (`pulse_oximeter`).
+    pub kind: &'static str,
+    pub model: String,
+    pub serial: String,
+    pub active: bool,
+    /// The patient it is assigned to now.
+    pub patient: Option<PatientId>,
+}
+
+/// An enrolled device as an R4 Device.
+pub fn device(facts: &DeviceFacts) -> Value {
+    let mut resource = Map::new();
+    resource.insert("resourceType".into(), json!("Device"));
+    resource.insert("id".into(), json!(device_fhir_id(&facts.id)));
+    resource.insert(
+        "identifier".into(),
+        json!([{"system": "urn:wardline:device", "value": facts.id.as_str()}]),
+    );
+    resource.insert(
+        "status".into(),
+        json!(if facts.active { "active" } else { "inactive" }),
+    );
+    resource.insert("serialNumber".into(), json!(facts.serial));
+    resource.insert("modelNumber".into(), json!(facts.model));
+    resource.insert("type".into(), json!({"text": facts.kind.replace('_', " ")}));
+    if let Some(patient) = facts.patient {
+        resource.insert(
+            "patient".into(),
+            json!({"reference": format!("Patient/{patient}")}),
+        );
+    }
+    Value::Object(resource)
+}
+
 /// What the FHIR Patient shows of a patient record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PatientFacts {
@@ -275,16 +325,35 @@ pub fn searchset(
     self_link: &str,
     next_link: Option<&str>,
 ) -> Value {
+    searchset_with(base, resources, Vec::new(), self_link, next_link)
+}
+
+/// [`searchset`] with `included` resources beside the matches (`_include`), marked as
+/// such and not counted in the total.
+pub fn searchset_with(
+    base: &str,
+    resources: Vec<Value>,
+    included: Vec<Value>,
+    self_link: &str,
+    next_link: Option<&str>,
+) -> Value {
+    let entry = |resource: Value, mode: &str| {
+        let full_url = format!(
+            "{base}/{}/{}",
+            resource["resourceType"].as_str().unwrap_or_default(),
+            resource["id"].as_str().unwrap_or_default()
+        );
+        json!({"fullUrl": full_url, "resource": resource, "search": {"mode": mode}})
+    };
+    let matches = resources.len();
     let entries: Vec<Value> = resources
         .into_iter()
-        .map(|resource| {
-            let full_url = format!(
-                "{base}/{}/{}",
-                resource["resourceType"].as_str().unwrap_or_default(),
-                resource["id"].as_str().unwrap_or_default()
-            );
-            json!({"fullUrl": full_url, "resource": resource, "search": {"mode": "match"}})
-        })
+        .map(|resource| entry(resource, "match"))
+        .chain(
+            included
+                .into_iter()
+                .map(|resource| entry(resource, "include")),
+        )
         .collect();
     let mut links = vec![json!({"relation": "self", "url": self_link})];
     if let Some(next) = next_link {
@@ -295,7 +364,7 @@ pub fn searchset(
     bundle.insert("type".into(), json!("searchset"));
     if next_link.is_none() {
         // Only a search that fits one page knows its total without counting.
-        bundle.insert("total".into(), json!(entries.len()));
+        bundle.insert("total".into(), json!(matches));
     }
     bundle.insert("link".into(), Value::Array(links));
     bundle.insert("entry".into(), Value::Array(entries));
@@ -390,6 +459,12 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                     "searchParam": [{"name": "_id", "type": "token", "documentation": "The patient's id; the search returns it only to those who may read it."}]
                 },
                 {
+                    "type": "Device",
+                    "profile": "http://hl7.org/fhir/StructureDefinition/Device",
+                    "documentation": "An enrolled device: its id is Wardline's with '_' written as '.'; read by those who may read the patient it is (or was last) assigned to.",
+                    "interaction": [{"code": "read"}]
+                },
+                {
                     "type": "Observation",
                     "profile": "http://hl7.org/fhir/StructureDefinition/Observation",
                     "supportedProfile": [
@@ -407,6 +482,7 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                         {"code": "search-type"},
                         {"code": "create", "documentation": "By a device: a final measurement with a LOINC code Wardline stores and a UCUM quantity (or the blood pressure panel), its time to the second; 201 when new, 200 when stored before."}
                     ],
+                    "searchInclude": ["Observation:device"],
                     "operation": [{"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
                         "documentation": "The newest observation of each code of one patient (patient required; category, code; max 1 only)."}],
                     "searchParam": [

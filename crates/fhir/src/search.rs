@@ -71,6 +71,8 @@ pub struct ObservationSearch {
     pub newest_first: bool,
     /// `_summary=count`: how many match, and no resources.
     pub count_only: bool,
+    /// `_include=Observation:device`: the devices that measured the page's readings.
+    pub include_devices: bool,
 }
 
 /// The most and the default results per page.
@@ -91,6 +93,7 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
     let mut category = None;
     let mut newest_first = false;
     let mut count_only = false;
+    let mut include_devices = false;
     for (name, value) in pairs {
         match name.as_str() {
             "patient" | "subject" => {
@@ -169,6 +172,12 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
                     }
                 };
             }
+            "_include" => {
+                if value != "Observation:device" {
+                    return Err(unsupported(name, "Observation:device only"));
+                }
+                include_devices = true;
+            }
             "_page" => page = Some(value.clone()),
             other if IGNORED_PARAMETERS.contains(&other) => {}
             other => {
@@ -201,6 +210,7 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
         category_matches: category.is_none_or(|wanted| code.category() == wanted),
         newest_first,
         count_only,
+        include_devices,
     })
 }
 
@@ -429,7 +439,7 @@ mod tests {
             ("_summary", "count"),
         ]))
         .unwrap();
-        assert!(newest.newest_first && newest.count_only);
+        assert!(newest.newest_first && newest.count_only && !newest.include_devices);
     }
 
     #[test]
@@ -472,6 +482,7 @@ mod tests {
             (("code", "http://snomed.info/sct|364075005"), "code", false),
             (("_sort", "value-quantity"), "_sort", true),
             (("_summary", "text"), "_summary", true),
+            (("_include", "Observation:subject"), "_include", true),
             (("value-quantity", "gt100"), "value-quantity", true),
             (("_count", "0"), "_count", false),
             (("category", "social-history"), "category", false),

@@ -21,6 +21,7 @@ use wardline_fhir::{
 use wardline_store::{Device, DeviceAssignment, DeviceStatus};
 
 use crate::Wardline;
+use crate::actor::Actor;
 use crate::error::Error;
 use crate::ingest::{MessageVerdict, Rejection};
 
@@ -97,10 +98,15 @@ struct Senders {
 }
 
 impl Senders {
-    /// The device among the sender's that these names name.
+    /// The device among the sender's that these names name (by its id, its FHIR id or
+    /// its serial number).
     fn find(&self, names: &DeviceNames) -> Option<&Device> {
         self.devices.iter().find(|device| {
-            names.ids.iter().any(|id| id == device.id.as_str())
+            let fhir_id = wardline_fhir::device_fhir_id(&device.id);
+            names
+                .ids
+                .iter()
+                .any(|id| id == device.id.as_str() || *id == fhir_id)
                 || names.serials.contains(&device.serial)
         })
     }
@@ -184,7 +190,10 @@ impl Wardline {
                             devices_by_url.insert(url, device.id.clone());
                         }
                         Some(EntryAnswer::Found {
-                            location: format!("Device/{}", device.id),
+                            location: format!(
+                                "Device/{}",
+                                wardline_fhir::device_fhir_id(&device.id)
+                            ),
                         })
                     }
                     None => Some(EntryAnswer::Refused(no_such_device(
@@ -383,6 +392,99 @@ impl Wardline {
             }
         }
         Ok(patient)
+    }
+}
+
+/// An enrolled device as FHIR shows it, with the patient it is assigned to now.
+#[derive(Debug, Clone)]
+pub struct DeviceView {
+    pub device: Device,
+    pub patient: Option<PatientId>,
+}
+
+impl Wardline {
+    /// One device (FHIR `Device/{id}`): for those who may read the patient it is, or was
+    /// last, assigned to; a device never assigned, for administrators only.
+    pub async fn fhir_device(
+        &self,
+        actor: &Actor,
+        device_id: &DeviceId,
+    ) -> Result<DeviceView, Error> {
+        let not_found = || {
+            Error::NotFound(format!(
+                "Device/{}",
+                wardline_fhir::device_fhir_id(device_id)
+            ))
+        };
+        let device = self.store.device(device_id).await?.ok_or_else(not_found)?;
+        let assignments = self.store.device_assignments(device_id).await?;
+        let now = self.now();
+        let current = assignments
+            .iter()
+            .find(|assignment| {
+                assignment.start <= now && assignment.end.is_none_or(|end| now < end)
+            })
+            .map(|assignment| assignment.patient_id);
+        match assignments.last() {
+            Some(last) => {
+                self.authorize_patient(
+                    actor,
+                    last.patient_id,
+                    "devices.read",
+                    Some(format!("device {device_id}")),
+                )
+                .await
+                .map_err(|error| match error {
+                    // Whether a device exists is not told to those who may not see it.
+                    Error::Forbidden => not_found(),
+                    other => other,
+                })?;
+            }
+            None => {
+                self.require_admin_read(actor, "devices.read", Some(format!("device {device_id}")))
+                    .await?;
+            }
+        }
+        Ok(DeviceView {
+            device,
+            patient: current,
+        })
+    }
+
+    /// The devices among `ids` that were ever assigned to the patient (those that
+    /// measured the readings of a FHIR search with `_include=Observation:device`), under
+    /// one access check of the patient's record.
+    pub async fn fhir_devices_of_patient(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        ids: &[DeviceId],
+    ) -> Result<Vec<DeviceView>, Error> {
+        let access = self
+            .authorize_patient(actor, patient_id, "devices.read", None)
+            .await?;
+        let now = self.now();
+        let mut views = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(device) = self.store.device(id).await? else {
+                continue;
+            };
+            let assignments = self.store.device_assignments(id).await?;
+            if !assignments
+                .iter()
+                .any(|assignment| assignment.patient_id == access.patient_id())
+            {
+                continue;
+            }
+            let patient = assignments
+                .iter()
+                .find(|assignment| {
+                    assignment.start <= now && assignment.end.is_none_or(|end| now < end)
+                })
+                .map(|assignment| assignment.patient_id);
+            views.push(DeviceView { device, patient });
+        }
+        Ok(views)
     }
 }
 

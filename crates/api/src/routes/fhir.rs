@@ -23,6 +23,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(metadata))
         .routes(routes!(read_patient))
+        .routes(routes!(read_device))
         .routes(routes!(search_patients))
         .routes(routes!(search_observations))
         .routes(routes!(last_observations))
@@ -151,12 +152,29 @@ fn bundle(
     resources: Vec<Value>,
     next: Option<&[(String, String)]>,
 ) -> Response {
+    bundle_with(state, path, pairs, (resources, Vec::new()), next)
+}
+
+/// [`bundle`] with included resources beside the matches.
+fn bundle_with(
+    state: &AppState,
+    path: &str,
+    pairs: &[(String, String)],
+    (resources, included): (Vec<Value>, Vec<Value>),
+    next: Option<&[(String, String)]>,
+) -> Response {
     let base = base(state);
     let link = |pairs: &[(String, String)]| format!("{base}/{path}?{}", encode(pairs));
     let next_link = next.map(link);
     Fhir(
         StatusCode::OK,
-        wardline_fhir::searchset(&base, resources, &link(pairs), next_link.as_deref()),
+        wardline_fhir::searchset_with(
+            &base,
+            resources,
+            included,
+            &link(pairs),
+            next_link.as_deref(),
+        ),
     )
     .into_response()
 }
@@ -213,6 +231,34 @@ pub(crate) async fn read_patient(
     let actor = caller?.actor();
     let resource = patient_resource(&state, &actor, &id).await?;
     Ok(Fhir(StatusCode::OK, resource).into_response())
+}
+
+fn device_resource(view: &wardline_service::fhir::DeviceView) -> Value {
+    wardline_fhir::device(&wardline_fhir::DeviceFacts {
+        id: view.device.id.clone(),
+        kind: view.device.kind.as_str(),
+        model: view.device.model.clone(),
+        serial: view.device.serial.clone(),
+        active: view.device.status != wardline_store::DeviceStatus::Revoked,
+        patient: view.patient,
+    })
+}
+
+/// An enrolled device, for those who may read the patient it is (or was last) assigned
+/// to. Its id is Wardline's device id with `_` written as `.`.
+#[utoipa::path(get, path = "/fhir/R4/Device/{device_id}", tag = "fhir",
+    params(("device_id" = String, Path, description = "The device's FHIR id")),
+    responses((status = 200, description = "The Device", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn read_device(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let device_id = wardline_domain::DeviceId::parse(&wardline_fhir::device_id_of(&id))
+        .map_err(|_| Error::NotFound(format!("Device/{id}")))?;
+    let view = state.service.fhir_device(&actor, &device_id).await?;
+    Ok(Fhir(StatusCode::OK, device_resource(&view)).into_response())
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -300,6 +346,9 @@ pub(crate) struct ObservationSearchParams {
     /// `count`: only how many match (`total`), no resources; or `false`.
     #[param(pattern = "^(count|false)$")]
     _summary: Option<String>,
+    /// `Observation:device`: the devices that measured the page's readings, beside them.
+    #[param(pattern = "^Observation:device$")]
+    _include: Option<String>,
     /// Where the previous page ended: from a `next` link.
     _page: Option<String>,
 }
@@ -421,11 +470,29 @@ pub(crate) async fn search_observations(
         }
     };
     let next = next.filter(|_| search.category_matches);
-    Ok(bundle(
+    let included = if search.include_devices && !page.observations.is_empty() {
+        let mut devices: Vec<wardline_domain::DeviceId> = page
+            .observations
+            .iter()
+            .map(|observation| observation.device_id.clone())
+            .collect();
+        devices.sort();
+        devices.dedup();
+        state
+            .service
+            .fhir_devices_of_patient(&actor, search.patient, &devices)
+            .await?
+            .iter()
+            .map(device_resource)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(bundle_with(
         &state,
         "Observation",
         &pairs,
-        resources,
+        (resources, included),
         next.as_deref(),
     ))
 }
