@@ -531,6 +531,33 @@ mod tests {
     }
 
     #[test]
+    fn a_device_id_and_its_fhir_id_map_one_to_one() {
+        for id in ["dev_0011223344556677", "FE-ED-AB-EE-DE-AD-BE-EF", "a_b-c_d"] {
+            let device = DeviceId::parse(id).unwrap();
+            let fhir_id = device_fhir_id(&device);
+            assert!(
+                fhir_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'),
+                "{fhir_id} is a FHIR id"
+            );
+            assert_eq!(device_id_of(&fhir_id), id);
+        }
+        let resource = device(&DeviceFacts {
+            id: DeviceId::parse("dev_01").unwrap(),
+            kind: "pulse_oximeter",
+            model: "Oxi".into(),
+            serial: "SN-1".into(),
+            active: false,
+            patient: None,
+        });
+        assert_eq!(resource["id"], "dev.01");
+        assert_eq!(resource["status"], "inactive");
+        assert_eq!(resource["type"]["text"], "pulse oximeter");
+        assert!(resource.get("patient").is_none());
+    }
+
+    #[test]
     fn a_heart_rate_claims_the_vital_signs_and_heart_rate_profiles() {
         let resource = observation(&reading(ObservationCode::HeartRate, 72.0, None));
         assert_eq!(
