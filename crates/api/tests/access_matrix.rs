@@ -899,3 +899,80 @@ async fn every_operation_as_every_role() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(operations.len() >= 60, "{} operations", operations.len());
 }
+
+/// A patient with an open alarm and a flood of newer ones that came and went: the open
+/// one is listed whatever the limit.
+#[tokio::test]
+async fn an_open_alarm_is_never_hidden_behind_newer_ones() {
+    let h = hospital().await;
+    let path = format!("/api/v1/patients/{}/care-plan", h.ada);
+    let plan = json!({"program": "diabetes", "reason": "type 1 diabetes"});
+    let (status, body) = h.as_("nurse", Method::PUT, &path, Some(plan)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rule = json!({"reason": "test rule", "edit": {"op": "add", "rule": {
+        "id": "above-300", "name": "glucose above 300", "priority": "high", "resolve_on_clear": true,
+        "kind": {"type": "threshold", "code": "glucose_cgm", "direction": "above",
+                 "value": 300.0, "min_duration_secs": 0, "hysteresis": 10}}}});
+    let (status, body) = h.as_("clinician", Method::PUT, &path, Some(rule)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (device, secret) = h.ada_cgm().await;
+    // An urgent low first (it stays open until someone resolves it), then three highs
+    // that come and go.
+    let start = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let values = [45.0, 110.0, 350.0, 110.0, 350.0, 110.0, 350.0, 110.0];
+    for (seq, value) in values.iter().enumerate() {
+        let (status, body) = h
+            .call(
+                Method::POST,
+                &format!("/api/v1/devices/{device}/readings"),
+                Some(&secret),
+                Some(
+                    json!({"v": 1, "seq": seq, "code": "99504-3", "value": value, "unit": "mg/dL",
+                            "time": start + chrono::Duration::seconds(seq as i64)}),
+                ),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let alarms_path = format!("/api/v1/patients/{}/alarms", h.ada);
+    let mut resolved = 0;
+    for _ in 0..200 {
+        let (_, alarms) = h.as_("clinician", Method::GET, &alarms_path, None).await;
+        resolved = alarms["alarms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|alarm| alarm["state_name"] == "resolved")
+            .count();
+        if resolved >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, seen) = h.as_("clinician", Method::GET, &alarms_path, None).await;
+    assert!(resolved >= 3, "the highs came and went: {seen}");
+    let (status, alarms) = h
+        .as_(
+            "clinician",
+            Method::GET,
+            &format!("{alarms_path}?limit=2"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{alarms}");
+    let listed = alarms["alarms"].as_array().unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|alarm| alarm["rule_id"] == "urgent-low" && alarm["state_name"] == "open"),
+        "the open urgent low is listed: {alarms}"
+    );
+    assert!(
+        listed
+            .iter()
+            .filter(|alarm| alarm["state_name"] == "resolved")
+            .count()
+            <= 2,
+        "and no more than the limit of the rest"
+    );
+}

@@ -27,6 +27,9 @@ use crate::actor::Actor;
 use crate::error::Error;
 
 /// Which alarms an inbox or history shows, by state.
+/// The most unresolved alarms of one patient listed beside the newest ones.
+const MAX_UNRESOLVED_LISTED: u32 = 500;
+
 pub fn parse_states(filter: Option<&str>) -> Result<Vec<String>, Error> {
     let known = ["open", "acknowledged", "snoozed", "resolved"];
     match filter {
@@ -583,7 +586,8 @@ impl Wardline {
         let Some((raised_from, raised_to)) = access.clamp_open(window.0, window.1) else {
             return Ok(Vec::new());
         };
-        let alarms = self
+        let all_states = states.is_empty();
+        let mut alarms = self
             .store
             .alarms(AlarmQuery {
                 patients: vec![access.patient_id()],
@@ -593,6 +597,29 @@ impl Wardline {
                 limit,
             })
             .await?;
+        if all_states {
+            // Every unresolved alarm is listed whatever the limit: a flood of newer,
+            // resolved ones must never push an open one out of sight.
+            let unresolved = self
+                .store
+                .alarms(AlarmQuery {
+                    patients: vec![access.patient_id()],
+                    states: parse_states(Some("unresolved"))?,
+                    raised_from,
+                    raised_to,
+                    limit: MAX_UNRESOLVED_LISTED,
+                })
+                .await?;
+            for alarm in unresolved {
+                if !alarms
+                    .iter()
+                    .any(|listed| listed.public_id == alarm.public_id)
+                {
+                    alarms.push(alarm);
+                }
+            }
+            alarms.sort_by(|a, b| b.alarm.raised_at.cmp(&a.alarm.raised_at));
+        }
         let mut out = Vec::with_capacity(alarms.len());
         for alarm in &alarms {
             let mut view = AlarmView::of(alarm);

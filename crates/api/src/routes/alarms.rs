@@ -171,12 +171,15 @@ pub(crate) struct HistoryParams {
         pattern = "^(all|unresolved|(open|acknowledged|snoozed|resolved)(,(open|acknowledged|snoozed|resolved))*)$"
     )]
     state: Option<String>,
-    /// 1 to 500 (default 100).
+    /// 1 to 500 (default 100): the newest this many; with every state, every unresolved
+    /// alarm of the period besides, however old.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
-/// A patient's alarms raised in a period, newest first, each with its history.
+/// A patient's alarms raised in a period, newest first, each with its history. Without
+/// a state filter every unresolved alarm is listed whatever the limit, so that a flood of
+/// newer resolved ones never hides an open one.
 #[utoipa::path(get, path = "/api/v1/patients/{patient_id}/alarms", tag = "alarms",
     params(("patient_id" = PatientId, Path, description = "The patient"), HistoryParams),
     responses((status = 200, description = "Alarms with their events", body = AlarmList)))]
