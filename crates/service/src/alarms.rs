@@ -618,7 +618,7 @@ impl Wardline {
                     alarms.push(alarm);
                 }
             }
-            alarms.sort_by(|a, b| b.alarm.raised_at.cmp(&a.alarm.raised_at));
+            alarms.sort_by_key(|alarm| std::cmp::Reverse(alarm.alarm.raised_at));
         }
         let mut out = Vec::with_capacity(alarms.len());
         for alarm in &alarms {
