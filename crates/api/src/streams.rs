@@ -16,7 +16,7 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
 /// `ended` completes (the caller's session or access ended), then one `ended` event, so
 /// that a page stops at once and says why instead of seeing a dropped connection, which
 /// `EventSource` would retry.
-pub(crate) fn until_ended(
+pub(crate) fn live_stream(
     events: impl Stream<Item = Result<Event, Infallible>>,
     ended: impl Future<Output = ()>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {

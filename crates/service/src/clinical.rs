@@ -143,6 +143,27 @@ pub struct PageRequest<'a> {
 }
 
 impl Wardline {
+    /// [`Wardline::authorize_patient_window`] for a read of one code's readings: the
+    /// code's share category, and the code and window in the audit entry.
+    async fn authorize_code_window(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        action: &'static str,
+        code: ObservationCode,
+        (from, to): (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<(PatientAccess, (DateTime<Utc>, DateTime<Utc>)), Error> {
+        self.authorize_patient_window(
+            actor,
+            patient_id,
+            action,
+            Some(ShareCategory::of_code(code)),
+            (from, to),
+            Some(format!("code {} from {from} to {to}", code.loinc())),
+        )
+        .await
+    }
+
     pub async fn observations(
         &self,
         actor: &Actor,
@@ -161,14 +182,7 @@ impl Wardline {
             })
             .transpose()?;
         let (access, (from, to)) = self
-            .authorize_patient_window(
-                actor,
-                patient_id,
-                "observations.read",
-                Some(ShareCategory::of_code(code)),
-                (from, to),
-                Some(format!("code {} from {from} to {to}", code.loinc())),
-            )
+            .authorize_code_window(actor, patient_id, "observations.read", code, (from, to))
             .await?;
         let page = self
             .store
@@ -213,14 +227,7 @@ impl Wardline {
             ));
         }
         let (access, (from, to)) = self
-            .authorize_patient_window(
-                actor,
-                patient_id,
-                "observations.summary",
-                Some(ShareCategory::of_code(code)),
-                (from, to),
-                Some(format!("code {} from {from} to {to}", code.loinc())),
-            )
+            .authorize_code_window(actor, patient_id, "observations.summary", code, (from, to))
             .await?;
         let buckets = self
             .store
@@ -252,14 +259,7 @@ impl Wardline {
     ) -> Result<u64, Error> {
         let (from, to) = time_window(window.0, window.1, Duration::hours(24))?;
         let (access, (from, to)) = self
-            .authorize_patient_window(
-                actor,
-                patient_id,
-                "observations.count",
-                Some(ShareCategory::of_code(code)),
-                (from, to),
-                Some(format!("code {} from {from} to {to}", code.loinc())),
-            )
+            .authorize_code_window(actor, patient_id, "observations.count", code, (from, to))
             .await?;
         if to <= from {
             return Ok(0);

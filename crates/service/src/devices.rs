@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use wardline_domain::{DeviceId, DeviceKind, PatientId};
 use wardline_store::{
-    Device, DeviceReport, DeviceStatus, InitialAssignment, NewDevice, StoreError,
+    Device, DeviceAssignment, DeviceReport, DeviceStatus, InitialAssignment, NewDevice, StoreError,
 };
 
 use crate::actor::Actor;
@@ -227,18 +227,10 @@ impl Wardline {
             return Err(Error::invalid("fault", "1 to 200 printable characters"));
         }
         let now = self.now();
-        let patient_id = self
-            .store
-            .device_assignments(&device.id)
-            .await?
-            .into_iter()
-            .find(|assignment| {
-                assignment.start <= now && assignment.end.is_none_or(|end| end > now)
-            })
-            .map(|assignment| assignment.patient_id)
-            .ok_or_else(|| {
-                Error::DeviceNotAssigned(format!("device {} has no patient now", device.id))
-            })?;
+        let assignments = self.store.device_assignments(&device.id).await?;
+        let patient_id = DeviceAssignment::patient_at(&assignments, now).ok_or_else(|| {
+            Error::DeviceNotAssigned(format!("device {} has no patient now", device.id))
+        })?;
         self.store
             .record_device_report(DeviceReport {
                 device_id: device.id.clone(),

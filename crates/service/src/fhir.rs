@@ -113,10 +113,7 @@ impl Senders {
 
     /// The patient the device was assigned to at `at`.
     fn patient_at(&self, device: &DeviceId, at: DateTime<Utc>) -> Option<PatientId> {
-        self.assignments.get(device)?.iter().find_map(|assignment| {
-            (assignment.start <= at && assignment.end.is_none_or(|end| at < end))
-                .then_some(assignment.patient_id)
-        })
+        DeviceAssignment::patient_at(self.assignments.get(device)?, at)
     }
 }
 
@@ -267,13 +264,8 @@ impl Wardline {
                 .store_all_or_none("fhir", messages)
                 .await
                 .map_err(Error::from)?,
-            BundleKind::Batch => {
-                // Each entry its own message, all in one commit.
-                let mut verdicts = Vec::with_capacity(messages.len());
-                let by_device = self.store_batch(messages).await?;
-                verdicts.extend(by_device);
-                (true, verdicts)
-            }
+            // Each entry its own message, all in one commit.
+            BundleKind::Batch => (true, self.store_batch(messages).await?),
         };
         let now = self.now();
         for (((slot, index, path), verdict), (device, seq)) in
@@ -419,12 +411,7 @@ impl Wardline {
         let device = self.store.device(device_id).await?.ok_or_else(not_found)?;
         let assignments = self.store.device_assignments(device_id).await?;
         let now = self.now();
-        let current = assignments
-            .iter()
-            .find(|assignment| {
-                assignment.start <= now && assignment.end.is_none_or(|end| now < end)
-            })
-            .map(|assignment| assignment.patient_id);
+        let current = DeviceAssignment::patient_at(&assignments, now);
         match assignments.last() {
             Some(last) => {
                 self.authorize_patient(
@@ -476,12 +463,7 @@ impl Wardline {
             {
                 continue;
             }
-            let patient = assignments
-                .iter()
-                .find(|assignment| {
-                    assignment.start <= now && assignment.end.is_none_or(|end| now < end)
-                })
-                .map(|assignment| assignment.patient_id);
+            let patient = DeviceAssignment::patient_at(&assignments, now);
             views.push(DeviceView { device, patient });
         }
         Ok(views)

@@ -201,6 +201,22 @@ pub struct DeviceAssignment {
     pub end: Option<DateTime<Utc>>,
 }
 
+impl DeviceAssignment {
+    /// Whether the device was assigned to this patient at `at` (the start included, the
+    /// end not).
+    pub fn covers(&self, at: DateTime<Utc>) -> bool {
+        self.start <= at && self.end.is_none_or(|end| at < end)
+    }
+
+    /// The patient a device was assigned to at `at`, among its assignments.
+    pub fn patient_at(assignments: &[DeviceAssignment], at: DateTime<Utc>) -> Option<PatientId> {
+        assignments
+            .iter()
+            .find(|assignment| assignment.covers(at))
+            .map(|assignment| assignment.patient_id)
+    }
+}
+
 /// One device message to store.
 #[derive(Debug, Clone)]
 pub struct IngestItem {

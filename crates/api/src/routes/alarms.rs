@@ -339,7 +339,7 @@ pub(crate) async fn stream(
             .data(skipped.to_string()))),
     });
     // Until the caller's session or access to any of the patients ends.
-    let events = crate::streams::until_ended(events, ended);
+    let events = crate::streams::live_stream(events, ended);
     Ok(Sse::new(events))
 }
 

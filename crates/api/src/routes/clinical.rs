@@ -386,6 +386,6 @@ fn live_events(
             Ok(_) => None,
             Err(BroadcastStreamRecvError::Lagged(skipped)) => lagged(skipped),
         });
-    let events = crate::streams::until_ended(observations.merge(scores), ended);
+    let events = crate::streams::live_stream(observations.merge(scores), ended);
     Sse::new(events)
 }
