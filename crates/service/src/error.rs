@@ -361,7 +361,7 @@ impl From<StoreError> for Error {
                 field: None,
                 message,
             },
-            StoreError::Closed | StoreError::CommitFailed(_) => {
+            StoreError::Closed | StoreError::CommitFailed(_) | StoreError::Unavailable(_) => {
                 tracing::error!(%error, "storage unavailable");
                 Error::Unavailable
             }

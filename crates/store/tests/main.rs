@@ -3,4 +3,5 @@
 
 mod encryption;
 mod migrations;
+mod postgres_conformance;
 mod sqlite_conformance;

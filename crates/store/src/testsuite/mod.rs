@@ -80,13 +80,7 @@ macro_rules! store_conformance_suite {
             mapping_templates_are_versioned_one_in_force_per_model);
     };
     (@tests $fresh:expr; $($check:ident),*) => {
-        $(
-            #[tokio::test]
-            async fn $check() {
-                let (store, _guard) = $fresh.await;
-                $crate::testsuite::$check(&store).await;
-            }
-        )*
+        $crate::store_conformance_checks!($fresh; $($check),*);
 
         /// Every method of every capability trait is called by some check.
         #[tokio::test]
@@ -105,6 +99,20 @@ macro_rules! store_conformance_suite {
                 .collect();
             assert!(missing.is_empty(), "store methods no conformance check calls: {missing:?}");
         }
+    };
+}
+
+/// Just the named checks, each as a `#[tokio::test]` on a fresh store.
+#[macro_export]
+macro_rules! store_conformance_checks {
+    ($fresh:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let (store, _guard) = $fresh.await;
+                $crate::testsuite::$check(&store).await;
+            }
+        )*
     };
 }
 

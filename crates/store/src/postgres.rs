@@ -1,0 +1,227 @@
+//! The PostgreSQL backend, for Wardline as several workers over one database.
+//!
+//! Every store method is one transaction on a pooled connection; a caller is answered
+//! after PostgreSQL's commit, which is durable under its default `synchronous_commit`.
+//!
+//! Two orders must hold across workers, and each is kept by a transaction-scoped advisory
+//! lock taken before the rows it orders are written and held until commit:
+//! - the **audit lock**: appends to the hash-chained audit trail read the chain's head and
+//!   write the next entry, so they run one at a time and the chain stays one chain;
+//! - the **event lock**: the event log's readers read observations, waveform chunks and
+//!   listed events "after key k", so a transaction that adds such rows draws their keys
+//!   and commits while no other such transaction can, and keys become visible in order.
+//!
+//! A transaction that needs both takes the event lock first (a transaction that adds
+//! event rows takes it before anything else), so two transactions never wait for each
+//! other.
+
+// Helpers the capabilities still being ported will use; removed with the last placeholder.
+#![allow(dead_code)]
+
+mod alarms;
+mod audit;
+mod clinical;
+mod devices;
+mod emergency;
+mod events;
+mod gateways;
+mod ingest;
+mod nightscout;
+mod outbox;
+mod people;
+mod rows;
+mod shares;
+mod templates;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::audit::AuditKey;
+use crate::error::StoreError;
+
+/// Versioned migrations; the index + 1 is the version each produces. A released
+/// migration never changes: fixes go into a new one.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_initial.sql")];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Advisory lock ids, in one space of 64-bit keys; "WARD" in the high bytes keeps them
+/// apart from any other application's locks in the same database.
+const LOCK_BASE: i64 = 0x5741_5244 << 32;
+const MIGRATION_LOCK: i64 = LOCK_BASE | 1;
+pub(crate) const AUDIT_LOCK: i64 = LOCK_BASE | 2;
+pub(crate) const EVENT_LOCK: i64 = LOCK_BASE | 3;
+
+/// How the database is reached.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// A libpq-style connection string or `postgres://` URL.
+    pub url: String,
+    /// Links the audit chain; the same key on every worker.
+    pub audit_key: Arc<AuditKey>,
+    /// Most connections this process holds open.
+    pub pool_size: usize,
+    /// How long a caller waits for a connection (or for the database to answer a new
+    /// one) before it is told the database is unavailable.
+    pub connect_timeout: Duration,
+}
+
+impl PostgresOptions {
+    pub fn new(url: impl Into<String>, audit_key: AuditKey) -> Self {
+        Self {
+            url: url.into(),
+            audit_key: Arc::new(audit_key),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// PostgreSQL-backed [`crate::Store`].
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    audit_key: Arc<AuditKey>,
+    /// Counts this process's commits of rows the event log reads; see
+    /// [`crate::EventLog::commits`].
+    commits: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pool's status, never the connection string (it may hold a password).
+        f.debug_struct("PostgresStore")
+            .field("pool", &self.pool.status())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects, migrates (one worker at a time) and checks the audit key.
+    pub async fn open(options: PostgresOptions) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|error| StoreError::Invalid(format!("the PostgreSQL address: {error}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|error| StoreError::Invalid(format!("the PostgreSQL pool: {error}")))?;
+        let store = Self {
+            pool,
+            audit_key: options.audit_key,
+            commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+        };
+        store.migrate().await?;
+        audit::remember_key(&store.client().await?, &store.audit_key).await?;
+        Ok(store)
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Tells the event log's readers in this process that rows they read were committed.
+    pub(crate) fn announce_commit(&self) {
+        self.commits
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        // A session lock: workers that start together migrate one after the other, and
+        // the later ones find nothing left to do.
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let migrated = apply(&mut client).await;
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        migrated
+    }
+}
+
+async fn apply(client: &mut deadpool_postgres::Object) -> Result<(), StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (
+                 version    bigint PRIMARY KEY,
+                 applied_ms bigint NOT NULL
+             )",
+        )
+        .await?;
+    let current: i64 = client
+        .query_one("SELECT coalesce(max(version), 0) FROM schema_version", &[])
+        .await?
+        .try_get(0)?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as i64 + 1;
+        let transaction = client.transaction().await?;
+        transaction
+            .batch_execute(sql)
+            .await
+            .map_err(|error| StoreError::Migration(format!("to version {version}: {error}")))?;
+        transaction
+            .execute(
+                "INSERT INTO schema_version (version, applied_ms) VALUES ($1, $2)",
+                &[&version, &chrono::Utc::now().timestamp_millis()],
+            )
+            .await?;
+        transaction.commit().await?;
+        tracing::info!(version, "PostgreSQL database migrated");
+    }
+    Ok(())
+}
+
+/// Takes a transaction-scoped advisory lock (see the module's documentation).
+pub(crate) async fn lock(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    lock: i64,
+) -> Result<(), StoreError> {
+    transaction
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&lock])
+        .await?;
+    Ok(())
+}
+
+fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+    match error {
+        deadpool_postgres::PoolError::Backend(error) => error.into(),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        // A lost or refused connection is the database being away, which callers treat
+        // as "try again later"; anything the server answered is reported as it is.
+        if error.is_closed() || error.as_db_error().is_none() && error.code().is_none() {
+            StoreError::Unavailable(error.to_string())
+        } else {
+            StoreError::Postgres(error)
+        }
+    }
+}
