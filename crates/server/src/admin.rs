@@ -13,7 +13,7 @@ use wardline_service::devices::Enrolment;
 use wardline_service::people::{AuditVerdict, NewAccount, PatientDetails};
 use wardline_service::{Actor, Wardline};
 
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
 use crate::server::offline_service;
 
 #[derive(Subcommand, Debug)]
@@ -300,17 +300,19 @@ pub async fn import(config: &Config, command: ImportCommand) -> anyhow::Result<(
     };
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {} (a UTF-8 CSV export)", args.file.display()))?;
-    let database = crate::database_key::database_path(config);
-    if !database
-        .try_exists()
-        .with_context(|| format!("looking for {}", database.display()))?
-    {
-        bail!(
-            "no Wardline database in {}: run this where `wardline serve` keeps its data, or name that folder with --data-dir",
-            config.data_dir.display()
-        );
+    if config.store == StoreLocation::Embedded {
+        let database = crate::database_key::database_path(config);
+        if !database
+            .try_exists()
+            .with_context(|| format!("looking for {}", database.display()))?
+        {
+            bail!(
+                "no Wardline database in {}: run this where `wardline serve` keeps its data, or name that folder with --data-dir",
+                config.data_dir.display()
+            );
+        }
     }
-    eprintln!("data folder {}", config.data_dir.display());
+    eprintln!("{}", store_description(config));
     let service = offline_service(config).await?;
     let patient = patient_named(&service, &args.patient).await?;
     let summary = service
@@ -343,23 +345,45 @@ pub async fn import(config: &Config, command: ImportCommand) -> anyhow::Result<(
     Ok(())
 }
 
+/// Where the command works, for its first line of output (never a password).
+fn store_description(config: &Config) -> String {
+    match &config.store {
+        StoreLocation::Embedded => format!("data folder {}", config.data_dir.display()),
+        StoreLocation::Postgres { url, .. } => {
+            format!(
+                "PostgreSQL database {}",
+                crate::config::redact_password(url)
+            )
+        }
+    }
+}
+
 /// Runs one administrative command on the data folder's database. Without `init`, the
 /// database must exist already: a command run in the wrong folder stops and says where it
 /// looked, instead of making an empty database there that no server reads.
 pub async fn run(config: &Config, command: AdminCommand, init: bool) -> anyhow::Result<()> {
-    let database = crate::database_key::database_path(config);
-    let present = database
-        .try_exists()
-        .with_context(|| format!("looking for {}", database.display()))?;
-    if !init && !present {
-        anyhow::bail!(
-            "no Wardline database in {}: run this where `wardline serve` keeps its data, name that folder with --data-dir (or WARDLINE_DATA_DIR), or pass --init to make a new one",
-            config.data_dir.display()
-        );
+    // A PostgreSQL database is made by its administrator and migrated by whoever opens
+    // it first; only the embedded one can be looked for in the wrong folder.
+    if config.store == StoreLocation::Embedded {
+        let database = crate::database_key::database_path(config);
+        let present = database
+            .try_exists()
+            .with_context(|| format!("looking for {}", database.display()))?;
+        if !init && !present {
+            anyhow::bail!(
+                "no Wardline database in {}: run this where `wardline serve` keeps its data, name that folder with --data-dir (or WARDLINE_DATA_DIR), or pass --init to make a new one",
+                config.data_dir.display()
+            );
+        }
     }
-    eprintln!("data folder {}", config.data_dir.display());
+    eprintln!("{}", store_description(config));
     // Before anything opens the database: the rotation needs it to itself.
     if let AdminCommand::RotateDatabaseKey { new_key_stdin } = command {
+        if config.store != StoreLocation::Embedded {
+            anyhow::bail!(
+                "the database key encrypts the embedded database; a PostgreSQL database is encrypted at rest by its server's storage"
+            );
+        }
         let new_key = new_key_stdin
             .then(crate::database_key::key_from_stdin)
             .transpose()?;

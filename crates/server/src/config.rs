@@ -95,6 +95,9 @@ pub struct Config {
     pub http_trusted_proxies: Vec<IpAddr>,
     /// Where the key that encrypts the database at rest comes from.
     pub database_key: DatabaseKeySource,
+    /// Where everything is stored: the embedded database in the data folder, or a
+    /// PostgreSQL server shared by several workers.
+    pub store: StoreLocation,
     /// For tests only (`WARDLINE_TEST_ALARM_EVALUATION_DELAY_US`): a pause per event the
     /// alarm engine evaluates, to show that a slow engine loses nothing.
     pub test_alarm_evaluation_delay_us: u64,
@@ -116,6 +119,82 @@ pub enum DatabaseKeySource {
     /// Not encrypted: only where the operator chose so (`encryption = "off"`), for
     /// example on a volume the platform already encrypts.
     Off,
+}
+
+/// Where the records live.
+#[derive(Clone, PartialEq)]
+pub enum StoreLocation {
+    /// SQLite in the data folder: one machine, nothing else to run.
+    Embedded,
+    /// A PostgreSQL server, for any number of workers.
+    Postgres {
+        /// A `postgres://` URL; it may carry a password, so it is never printed whole.
+        url: String,
+        /// Connections this process holds open at most.
+        pool_size: usize,
+    },
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded => f.write_str("Embedded"),
+            Self::Postgres { url, pool_size } => f
+                .debug_struct("Postgres")
+                .field("url", &redact_password(url))
+                .field("pool_size", pool_size)
+                .finish(),
+        }
+    }
+}
+
+/// The URL with its password (if any) replaced, for messages and logs.
+pub fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only a URL that cannot have a password refuses one; this one has one.
+            let _ = parsed.set_password(Some("********"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+/// `store.url` / `WARDLINE_STORE` / `--store`: `embedded` (the default) or a PostgreSQL URL.
+fn store_location(
+    cli: Option<&str>,
+    env: &BTreeMap<String, String>,
+    file: &StoreSection,
+) -> Result<StoreLocation, ConfigError> {
+    let pool_size = env_value(env, "WARDLINE_STORE_POOL_SIZE")?
+        .or(file.pool_size)
+        .unwrap_or(16);
+    if pool_size == 0 {
+        return Err(ConfigError::Invalid(
+            "store.pool_size must be at least 1".into(),
+        ));
+    }
+    let given = cli
+        .map(str::to_owned)
+        .or_else(|| env.get("WARDLINE_STORE").cloned())
+        .or_else(|| file.url.clone());
+    match given.as_deref().map(str::trim) {
+        None | Some("" | "embedded" | "sqlite") => Ok(StoreLocation::Embedded),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            url::Url::parse(url).map_err(|error| {
+                ConfigError::Invalid(format!("store: not a valid PostgreSQL URL: {error}"))
+            })?;
+            Ok(StoreLocation::Postgres {
+                url: url.to_owned(),
+                pool_size,
+            })
+        }
+        Some(other) => Err(ConfigError::Invalid(format!(
+            "store: expected `embedded` or a postgres:// URL, not {:?}",
+            redact_password(other)
+        ))),
+    }
 }
 
 /// The name of the default database key file in the keys folder.
@@ -161,6 +240,16 @@ pub struct ConfigFile {
     pub audit: AuditSection,
     #[serde(default)]
     pub database: DatabaseSection,
+    #[serde(default)]
+    pub store: StoreSection,
+}
+
+/// `[store]`: where the records live (see [`StoreLocation`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    pub url: Option<String>,
+    pub pool_size: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,6 +390,8 @@ pub struct LogSection {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
+    /// `--store`: `embedded` or a PostgreSQL URL.
+    pub store: Option<String>,
     pub keys_dir: Option<PathBuf>,
     pub mqtt_listen: Option<SocketAddr>,
     pub http_listen: Option<SocketAddr>,
@@ -431,6 +522,7 @@ pub fn load(
             .unwrap_or_else(|| vec!["localhost".into()])
     };
     let database_key = database_key_source(&file.database, env, &keys_dir)?;
+    let store = store_location(cli.store.as_deref(), env, &file.store)?;
     let config = Config {
         data_dir,
         keys_dir,
@@ -528,6 +620,7 @@ pub fn load(
             None => file.http.trusted_proxies.unwrap_or_default(),
         },
         database_key,
+        store,
         test_alarm_evaluation_delay_us: env_value(env, "WARDLINE_TEST_ALARM_EVALUATION_DELAY_US")?
             .unwrap_or(0),
     };
@@ -853,6 +946,66 @@ mod tests {
         )
         .unwrap();
         assert_eq!(from_cli.keys_dir, PathBuf::from("/run/secrets/wardline"));
+    }
+
+    #[test]
+    fn the_store_is_embedded_unless_a_postgres_url_is_given_and_its_password_is_never_shown() {
+        let data = ("WARDLINE_DATA_DIR", "/srv/wardline/data");
+        let config = load(None, &env(&[data]), &Overrides::default()).unwrap();
+        assert_eq!(config.store, StoreLocation::Embedded);
+        let file = "[store]\nurl = \"postgres://wardline@db-file/wardline\"\npool_size = 8\n";
+        let config = load(Some(file), &env(&[data]), &Overrides::default()).unwrap();
+        assert_eq!(
+            config.store,
+            StoreLocation::Postgres {
+                url: "postgres://wardline@db-file/wardline".into(),
+                pool_size: 8
+            }
+        );
+        // The environment over the file, the command line over both.
+        let secret = "postgresql://wardline:s3cret-word@db-env:5433/wardline";
+        let config = load(
+            Some(file),
+            &env(&[data, ("WARDLINE_STORE", secret)]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(
+            matches!(&config.store, StoreLocation::Postgres { url, pool_size: 8 } if url == secret)
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret-word"), "{shown}");
+        assert!(shown.contains("db-env:5433"), "{shown}");
+        let cli = Overrides {
+            store: Some("embedded".into()),
+            ..Overrides::default()
+        };
+        let config = load(Some(file), &env(&[data, ("WARDLINE_STORE", secret)]), &cli).unwrap();
+        assert_eq!(config.store, StoreLocation::Embedded);
+        for wrong in [
+            "mysql://db/wardline",
+            "postgres://[broken",
+            "/var/lib/wardline.db",
+        ] {
+            let refused = load(
+                None,
+                &env(&[data, ("WARDLINE_STORE", wrong)]),
+                &Overrides::default(),
+            );
+            assert!(
+                matches!(&refused, Err(ConfigError::Invalid(message)) if message.starts_with("store:")),
+                "{wrong}: {refused:?}"
+            );
+        }
+        let refused = load(
+            Some("[store]\nurl = \"postgres://db:5432/w\"\npool_size = 0\n"),
+            &env(&[data]),
+            &Overrides::default(),
+        );
+        assert!(
+            matches!(&refused, Err(ConfigError::Invalid(message)) if message.contains("pool_size")),
+            "{refused:?}"
+        );
     }
 
     #[test]

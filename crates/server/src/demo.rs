@@ -153,6 +153,8 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         &Overrides {
             data_dir: Some(data_dir.clone()),
             keys_dir: None,
+            // The demo is one machine with nothing else to run, whatever WARDLINE_STORE says.
+            store: Some("embedded".into()),
             mqtt_listen: Some(
                 args.mqtt_listen
                     .unwrap_or_else(|| default_listen(DEFAULT_MQTT_PORT)),

@@ -21,10 +21,11 @@ use wardline_domain::PayloadLimits;
 use wardline_mqtt::{MqttEndpoint, MqttSettings};
 use wardline_service::device_certificates::certificate_fingerprint;
 use wardline_service::{LiveFeed, ServiceSettings, Wardline};
+use wardline_store::postgres::{PostgresOptions, PostgresStore};
 use wardline_store::sqlite::{SqliteOptions, SqliteStore};
 use wardline_store::{AuditKey, Store};
 
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
 use crate::http_limits::{
     Activity, ConnectionGate, HttpLimits, Watched, client_address, until_idle,
 };
@@ -45,9 +46,33 @@ pub struct ListenReport {
     pub ca_path: Option<PathBuf>,
 }
 
-/// Opens the data folder's database, creating the folder (owner-only) if needed, with
-/// the audit key from the keys folder (created on first use).
-pub async fn open_store(config: &Config) -> anyhow::Result<(SqliteStore, AuditKey)> {
+/// Opens the configured store, creating the data folder (owner-only) if needed, with
+/// the audit key from the keys folder (created on first use; every worker on one
+/// PostgreSQL database must be given the same key).
+pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, AuditKey)> {
+    match &config.store {
+        StoreLocation::Embedded => {
+            let (store, key) = open_embedded_store(config).await?;
+            Ok((Arc::new(store), key))
+        }
+        StoreLocation::Postgres { url, pool_size } => {
+            prepare_data_dir(config)?;
+            let audit_key = crate::audit::load_or_create_key(&config.keys_dir)?;
+            let mut options = PostgresOptions::new(url.clone(), audit_key.clone());
+            options.pool_size = *pool_size;
+            let store = PostgresStore::open(options).await.with_context(|| {
+                format!(
+                    "opening the PostgreSQL database {}",
+                    crate::config::redact_password(url)
+                )
+            })?;
+            Ok((Arc::new(store), audit_key))
+        }
+    }
+}
+
+/// The data folder holds certificates (and, embedded, the database): owner-only.
+fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data folder {}", data_dir.display()))?;
@@ -57,6 +82,13 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(SqliteStore, AuditKe
         std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("restricting {}", data_dir.display()))?;
     }
+    Ok(())
+}
+
+/// Opens the data folder's SQLite database, encrypted with the configured key.
+async fn open_embedded_store(config: &Config) -> anyhow::Result<(SqliteStore, AuditKey)> {
+    prepare_data_dir(config)?;
+    let data_dir = &config.data_dir;
     let audit_key = crate::audit::load_or_create_key(&config.keys_dir)?;
     let keys = crate::database_key::resolve(config)?;
     let options = |key: Option<&wardline_store::sqlite::DatabaseKey>| {
@@ -116,7 +148,7 @@ pub fn service_settings(config: &Config) -> ServiceSettings {
 /// The operations over the data folder's store, without a running engine: for the
 /// command line and tools working beside (or before) a server.
 pub async fn offline_service(config: &Config) -> anyhow::Result<Wardline> {
-    let store: Arc<dyn Store> = Arc::new(open_store(config).await?.0);
+    let store = open_store(config).await?.0;
     Ok(Wardline::new(store, service_settings(config)))
 }
 
@@ -138,7 +170,6 @@ pub async fn serve(
         .context("installing the metrics recorder")?;
     crate::metrics_catalog::describe();
     let (store, audit_key) = open_store(&config).await?;
-    let store: Arc<dyn Store> = Arc::new(store);
     let bare = Wardline::new(Arc::clone(&store), service_settings(&config));
     first_admin(&bare, &config.keys_dir).await?;
     // Before any device connects: a model's messages are read with its template from

@@ -77,6 +77,10 @@ struct DataArgs {
     /// TOML configuration file.
     #[arg(long, env = "WARDLINE_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Where records are stored: `embedded` (SQLite in the data folder, the default) or a
+    /// postgres:// URL shared by several workers (or WARDLINE_STORE, or `store.url`).
+    #[arg(long, global = true)]
+    store: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -116,6 +120,7 @@ fn resolve(location: &DataArgs, overrides: Overrides) -> anyhow::Result<config::
     let overrides = Overrides {
         data_dir: location.data_dir.clone(),
         keys_dir: location.keys_dir.clone(),
+        store: location.store.clone(),
         ..overrides
     };
     Ok(config::load(
