@@ -5,8 +5,10 @@
 //! one MQTT 3.1.1 connection per device. Each connection keeps a window of QoS 1 publishes
 //! (one reading each) in flight for a fixed time and records publish→PUBACK latency. With
 //! `--compare` the same load runs against another broker (e.g. the Mosquitto on these
-//! machines) in the same run, and the ratio is printed. Afterwards the database is opened
-//! and its rows counted: every acknowledged reading must be there.
+//! machines) in the same run, and the ratio is printed; with `--postgres` the same load
+//! also runs against a second server whose store is a new PostgreSQL database. After each
+//! server is killed (`kill -9`) its store is opened and its rows counted: every
+//! acknowledged reading must be there.
 //!
 //! The load generator speaks MQTT through rumqttc's packet codec directly, without
 //! rumqttc's client event loop, so that one core can drive more than 100k messages/s and
@@ -58,6 +60,11 @@ pub enum BenchCommand {
         /// kept to compare with figures measured that way before.
         #[arg(long)]
         burst: bool,
+        /// Also run the same load against a server whose store is a new database on this
+        /// PostgreSQL server (a postgres:// URL of any database there, e.g.
+        /// postgres://postgres@127.0.0.1:5432/postgres), made for the run and dropped after.
+        #[arg(long)]
+        postgres: Option<String>,
     },
     /// Alarm latency: a device's publish of an out-of-range reading → the alarm event on
     /// a clinician's SSE stream, under paced background ingest load.
@@ -152,15 +159,19 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             compare,
             data_dir,
             burst,
+            postgres,
         } => {
             ingest(
                 devices,
-                seconds,
-                warmup_seconds,
-                window.clamp(1, 1000),
+                LoadShape {
+                    seconds,
+                    warmup_seconds,
+                    window: window.clamp(1, 1000),
+                    burst,
+                },
                 compare,
                 data_dir,
-                burst,
+                postgres,
             )
             .await
         }
@@ -308,75 +319,52 @@ fn processes_named(name: &str) -> Vec<u32> {
 
 async fn ingest(
     devices: usize,
-    seconds: u64,
-    warmup_seconds: u64,
-    window: usize,
+    shape: LoadShape,
     compare: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
-    burst: bool,
+    postgres: Option<String>,
 ) -> anyhow::Result<()> {
     let temporary = tempfile_dir()?;
-    let data_dir = data_dir.unwrap_or_else(|| temporary.join("data"));
-    let credentials = enrol(&data_dir, devices).await?;
-    let listen_file = temporary.join("listen.json");
-    // Metrics on a listener of their own, so the commit count can be read without an
-    // administrator's session.
-    let mut server = spawn_server(
-        &data_dir,
-        &listen_file,
-        false,
-        &["--metrics-listen", "127.0.0.1:0"],
-    )?;
-    let report = wait_for_listen_file(&listen_file, &mut server)?;
     println!("{}", machine_description());
-    let writes = if burst {
+    let writes = if shape.burst {
         "each connection's window written in one socket write (--burst: not how devices send)"
     } else {
         "one publish per socket write, as a device sends"
     };
     println!(
-        "load: {devices} devices × window {window} QoS 1 publishes, one reading per message, {writes}; {warmup_seconds} s warm-up + {seconds} s measured"
+        "load: {devices} devices × window {} QoS 1 publishes, one reading per message, {writes}; {} s warm-up + {} s measured",
+        shape.window, shape.warmup_seconds, shape.seconds
     );
-    let wardline = load(
-        report.mqtt,
-        &credentials,
-        LoadShape {
-            seconds,
-            warmup_seconds,
-            window,
-            burst,
-        },
-        "wardline",
-        &[server.id()],
-    )
-    .await;
-    let commits = match report.metrics {
-        Some(metrics) => scrape_counter(metrics, "wardline_store_commits_total").await,
-        None => None,
-    };
-    // Stop the server the hard way, then count what is on disk.
-    let _ = server.kill();
-    let _ = server.wait();
-    let stored = count_stored(&data_dir).await?;
-    let mut results = vec![wardline];
+    let embedded_dir = data_dir.unwrap_or_else(|| temporary.join("data"));
+    let mut runs = vec![run_server_load(devices, shape, &embedded_dir, None, &temporary).await?];
+    if let Some(server) = postgres {
+        let database = crate::setup::ScratchDatabase::create(&server).await?;
+        let measured = run_server_load(
+            devices,
+            shape,
+            &temporary.join("data-postgres"),
+            Some(database.url()),
+            &temporary,
+        )
+        .await;
+        database.drop_now().await?;
+        runs.push(measured?);
+    }
+    let mut results: Vec<&LoadResult> = runs.iter().map(|run| &run.load).collect();
+    let broker_result;
     if let Some(address) = compare {
+        // The first run's devices and credentials; a broker takes any.
         // Its CPU is measured when it runs here as `mosquitto`.
         let broker = processes_named("mosquitto");
-        results.push(
-            load(
-                address,
-                &credentials,
-                LoadShape {
-                    seconds,
-                    warmup_seconds,
-                    window,
-                    burst,
-                },
-                &format!("broker {address}"),
-                &broker,
-            )
-            .await,
-        );
+        broker_result = load(
+            address,
+            &runs[0].credentials,
+            shape,
+            &format!("broker {address}"),
+            &broker,
+        )
+        .await;
+        results.push(&broker_result);
     }
     println!();
     println!(
@@ -396,33 +384,94 @@ async fn ingest(
             result.failed_connections
         );
     }
-    if let [ours, theirs] = results.as_slice() {
-        println!();
+    println!();
+    for other in &results[1..] {
         println!(
-            "ratio wardline / {}: {:.2}",
-            theirs.label,
-            ours.rate() / theirs.rate()
+            "ratio {} / {}: {:.2}",
+            other.label,
+            results[0].label,
+            other.rate() / results[0].rate()
         );
     }
-    println!();
-    println!(
-        "durability: {} readings acknowledged by wardline, {stored} rows in its database after kill -9",
-        results[0].acked_total
-    );
-    if let Some(commits) = commits.filter(|commits| *commits > 0.0) {
+    let mut missing = Vec::new();
+    for run in &runs {
         println!(
-            "group commit: {commits:.0} durable commits (fsync), {:.0} readings per commit on average",
-            results[0].acked_total as f64 / commits
+            "durability ({}): {} readings acknowledged, {} rows in its database after kill -9",
+            run.load.label, run.load.acked_total, run.stored
         );
+        if let Some(commits) = run.commits.filter(|commits| *commits > 0.0) {
+            println!(
+                "group commit ({}): {commits:.0} durable commits, {:.0} readings per commit on average",
+                run.load.label,
+                run.load.acked_total as f64 / commits
+            );
+        }
+        if run.stored < run.load.acked_total {
+            missing.push(format!(
+                "{}: {} acknowledged readings are missing from the database",
+                run.load.label,
+                run.load.acked_total - run.stored
+            ));
+        }
     }
     let _ = std::fs::remove_dir_all(&temporary);
-    if stored < results[0].acked_total {
-        bail!(
-            "{} acknowledged readings are missing from the database",
-            results[0].acked_total - stored
-        );
+    if !missing.is_empty() {
+        bail!("{}", missing.join("; "));
     }
     Ok(())
+}
+
+/// One server's run: what it acknowledged, and what its store held after `kill -9`.
+struct ServerRun {
+    load: LoadResult,
+    credentials: Vec<Credential>,
+    commits: Option<f64>,
+    stored: u64,
+}
+
+/// Enrols `devices` in a new store (the data folder's own, or the PostgreSQL database
+/// `store` names), starts a server on it, loads it, kills it and counts what is stored.
+async fn run_server_load(
+    devices: usize,
+    shape: LoadShape,
+    data_dir: &std::path::Path,
+    store: Option<&str>,
+    temporary: &std::path::Path,
+) -> anyhow::Result<ServerRun> {
+    let credentials = enrol(data_dir, store, devices).await?;
+    let label = if store.is_some() {
+        "wardline on PostgreSQL"
+    } else {
+        "wardline on SQLite"
+    };
+    let listen_file = temporary.join(format!("listen-{}.json", store.is_some()));
+    // Metrics on a listener of their own, so the commit count can be read without an
+    // administrator's session.
+    let mut extra = vec!["--metrics-listen", "127.0.0.1:0"];
+    if let Some(store) = store {
+        extra.extend(["--store", store]);
+    }
+    let mut server = spawn_server(data_dir, &listen_file, false, &extra)?;
+    let report = wait_for_listen_file(&listen_file, &mut server)?;
+    let measured = load(report.mqtt, &credentials, shape, label, &[server.id()]).await;
+    let commits = match report.metrics {
+        Some(metrics) => scrape_counter(metrics, "wardline_store_commits_total").await,
+        None => None,
+    };
+    // Stop the server the hard way, then count what is stored.
+    let _ = server.kill();
+    let _ = server.wait();
+    let stored = crate::setup::service_on(data_dir, store)
+        .await?
+        .store()
+        .count_observations()
+        .await?;
+    Ok(ServerRun {
+        load: measured,
+        credentials,
+        commits,
+        stored,
+    })
 }
 
 /// Reads one counter from the server's Prometheus endpoint (plain HTTP on loopback).
@@ -493,8 +542,12 @@ pub(crate) fn machine_description() -> String {
     format!("machine: {cpus} cores, {model}")
 }
 
-async fn enrol(data_dir: &std::path::Path, devices: usize) -> anyhow::Result<Vec<Credential>> {
-    let service = crate::setup::service(data_dir).await?;
+async fn enrol(
+    data_dir: &std::path::Path,
+    store: Option<&str>,
+    devices: usize,
+) -> anyhow::Result<Vec<Credential>> {
+    let service = crate::setup::service_on(data_dir, store).await?;
     let patient = crate::setup::patient(&service, "Load Test").await?;
     let since = chrono::Utc::now() - chrono::Duration::days(1);
     let mut credentials = Vec::with_capacity(devices);
@@ -530,11 +583,6 @@ pub(crate) fn wait_for_listen_file(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-async fn count_stored(data_dir: &std::path::Path) -> anyhow::Result<u64> {
-    let service = crate::setup::service(data_dir).await?;
-    Ok(service.store().count_observations().await?)
 }
 
 /// How the devices send.

@@ -22,6 +22,14 @@ pub(crate) fn fail(error: wardline_service::Error) -> anyhow::Error {
 /// database's encryption, which follows the environment as the server it sets up for
 /// does (so `WARDLINE_DATABASE_ENCRYPTION=off` measures a server without it).
 pub(crate) async fn service(data_dir: &std::path::Path) -> anyhow::Result<Wardline> {
+    service_on(data_dir, None).await
+}
+
+/// As [`service`], on the store `store` names (`None`: the data folder's own).
+pub(crate) async fn service_on(
+    data_dir: &std::path::Path,
+    store: Option<&str>,
+) -> anyhow::Result<Wardline> {
     let database_env = std::env::vars()
         .filter(|(name, _)| name.starts_with("WARDLINE_DATABASE_"))
         .collect();
@@ -30,10 +38,73 @@ pub(crate) async fn service(data_dir: &std::path::Path) -> anyhow::Result<Wardli
         &database_env,
         &Overrides {
             data_dir: Some(data_dir.to_owned()),
+            store: Some(store.unwrap_or("embedded").to_owned()),
             ..Overrides::default()
         },
     )?;
     wardline_server::server::offline_service(&config).await
+}
+
+/// A database of its own on a PostgreSQL server, made for one run and dropped after it.
+#[derive(Debug)]
+pub(crate) struct ScratchDatabase {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    /// `server` is the URL of any database on the server (its `postgres` one, say); the
+    /// new database is made beside it.
+    pub(crate) async fn create(server: &str) -> anyhow::Result<Self> {
+        let name = format!("wardline_bench_{}", std::process::id());
+        let client = admin_client(server).await?;
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
+            ))
+            .await
+            .with_context(|| format!("creating the database {name}"))?;
+        let mut url = url_of(server)?;
+        url.set_path(&format!("/{name}"));
+        Ok(Self {
+            server: server.to_owned(),
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(crate) async fn drop_now(self) -> anyhow::Result<()> {
+        admin_client(&self.server)
+            .await?
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .await
+            .with_context(|| format!("dropping the database {}", self.name))
+    }
+}
+
+fn url_of(server: &str) -> anyhow::Result<url::Url> {
+    url::Url::parse(server).with_context(|| {
+        format!(
+            "--postgres must be a postgres:// URL, not {}",
+            config::redact_password(server)
+        )
+    })
+}
+
+async fn admin_client(server: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to {}", config::redact_password(server)))?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 pub(crate) async fn patient(service: &Wardline, name: &str) -> anyhow::Result<PatientId> {
