@@ -18,6 +18,7 @@ mod ingest;
 mod nightscout;
 mod outbox;
 mod people;
+pub mod postgres;
 mod recorded;
 mod shares;
 mod templates;
