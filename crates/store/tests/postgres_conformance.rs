@@ -131,7 +131,12 @@ mod devices {
 mod clinical {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(););
+    wardline_store::store_conformance_checks!(fresh();
+        observations_page_by_time, observation_summary_per_bucket, latest_observation_per_code,
+        waveform_chunks_by_window, derived_observations_have_their_own_seq,
+        latest_observations_within_a_window, rhythm_events_grow_and_are_found_by_overlap,
+        news2_results_replace_per_time, event_log_reads_every_commit_once,
+        event_log_reads_a_patient_scope, event_log_resumes_from_a_checkpoint);
 }
 
 // ---------------------------------------------------------------------------------------
