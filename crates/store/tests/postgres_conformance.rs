@@ -122,7 +122,10 @@ mod people {
 mod devices {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(););
+    wardline_store::store_conformance_checks!(fresh();
+        devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
+        device_certificates_identify_their_device,
+        an_assignment_is_not_backdated_over_stored_readings);
 }
 
 // ---------------------------------------------------------------------------------------
