@@ -122,7 +122,11 @@ mod people {
 mod devices {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(););
+    wardline_store::store_conformance_checks!(fresh();
+        devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
+        device_certificates_identify_their_device,
+        an_assignment_is_not_backdated_over_stored_readings, gateways_report_and_list,
+        nightscout_sites_live_with_their_device, nightscout_documents_are_kept_once_per_key);
 }
 
 // ---------------------------------------------------------------------------------------
