@@ -113,7 +113,14 @@ mod audit {
 mod people {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(););
+    wardline_store::store_conformance_checks!(fresh();
+        users_and_credentials,
+        sessions_expire_and_revoke,
+        a_new_password_ends_the_other_sessions,
+        a_second_factor_is_confirmed_and_each_code_used_once,
+        care_teams_decide_membership,
+        people_changes_are_audited_in_the_same_commit,
+    );
 }
 
 // ---------------------------------------------------------------------------------------
