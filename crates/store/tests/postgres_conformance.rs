@@ -120,6 +120,7 @@ mod people {
         a_second_factor_is_confirmed_and_each_code_used_once,
         care_teams_decide_membership,
         people_changes_are_audited_in_the_same_commit,
+        emergency_access_opens_expires_and_is_reviewed_once,
     );
 }
 
