@@ -121,6 +121,7 @@ mod people {
         care_teams_decide_membership,
         people_changes_are_audited_in_the_same_commit,
         emergency_access_opens_expires_and_is_reviewed_once,
+        mapping_templates_are_versioned_one_in_force_per_model,
     );
 }
 
