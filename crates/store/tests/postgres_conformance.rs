@@ -135,7 +135,11 @@ mod devices {
         devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
         device_certificates_identify_their_device,
         an_assignment_is_not_backdated_over_stored_readings, gateways_report_and_list,
-        nightscout_sites_live_with_their_device, nightscout_documents_are_kept_once_per_key);
+        nightscout_sites_live_with_their_device, nightscout_documents_are_kept_once_per_key,
+        device_reports_are_kept, ingest_stores_once, ingest_refuses_unassigned_and_revoked,
+        ingest_all_or_none_stores_nothing_when_one_item_is_refused,
+        a_reused_seq_with_other_content_is_refused, readings_a_device_cannot_take_are_refused,
+        reassigned_device_keeps_patients_apart);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use wardline_domain::{DeviceId, DeviceKind, PatientId};
 
 use super::audit::append;
+use super::events::log_event;
 use super::rows::*;
 use super::{EVENT_LOCK, PostgresStore, lock};
 use crate::audit::AuditEvent;
@@ -159,11 +160,7 @@ pub(super) async fn insert_device_report(
         )
         .await?
         .try_get(0)?;
-    let listed = client
-        .prepare_cached("INSERT INTO event_log (kind, ref_key) VALUES ('device_report', $1)")
-        .await?;
-    client.execute(&listed, &[&key]).await?;
-    Ok(())
+    log_event(client, "device_report", key).await
 }
 
 /// A stored time as RFC 3339, for messages.
