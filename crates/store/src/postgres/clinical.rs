@@ -1,5 +1,4 @@
-//! [`ClinicalStore`] on PostgreSQL: observations and waveforms as stored, and the
-//! analysis' results stored with its checkpoint under the event lock.
+//! [`ClinicalStore`] on PostgreSQL: analysis results commit with their checkpoint.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

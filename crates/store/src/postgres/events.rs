@@ -277,7 +277,7 @@ impl<'a> LogRead<'a> {
                 continue;
             }
             keys.push(key);
-            listed.push((kind.to_owned(), key));
+            listed.push((kind, key));
         }
         // Each kind's rows in one query; a row listed twice (a rhythm event that grew)
         // appears twice, as it is now.
@@ -285,7 +285,7 @@ impl<'a> LogRead<'a> {
         let rhythm = self.rhythm(&rhythm).await?;
         let reports = self.reports(&reports).await?;
         for (kind, key) in listed {
-            let found = match kind.as_str() {
+            let found = match kind {
                 "news2" => news2.get(&key),
                 "rhythm" => rhythm.get(&key),
                 _ => reports.get(&key),
@@ -309,7 +309,12 @@ impl<'a> LogRead<'a> {
             .query(&statement, &[&keys])
             .await?
             .iter()
-            .map(|row| Ok((row.try_get(0)?, CommittedEvent::News2(news2_from_row(row, 1)?))))
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    CommittedEvent::News2(news2_from_row(row, 1)?),
+                ))
+            })
             .collect()
     }
 
@@ -327,7 +332,12 @@ impl<'a> LogRead<'a> {
             .query(&statement, &[&keys])
             .await?
             .iter()
-            .map(|row| Ok((row.try_get(0)?, CommittedEvent::Rhythm(rhythm_from_row(row, 1)?))))
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    CommittedEvent::Rhythm(rhythm_from_row(row, 1)?),
+                ))
+            })
             .collect()
     }
 
