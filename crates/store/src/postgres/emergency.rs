@@ -43,7 +43,10 @@ fn from_row(row: &Row) -> Result<EmergencyAccess, StoreError> {
     })
 }
 
-async fn by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<EmergencyAccess>, StoreError> {
+async fn by_id(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<EmergencyAccess>, StoreError> {
     let statement = client
         .prepare_cached(&format!("SELECT {COLUMNS} FROM {FROM} WHERE e.id = $1"))
         .await?;

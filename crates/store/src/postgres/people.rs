@@ -359,7 +359,8 @@ impl PeopleStore for PostgresStore {
             .prepare_cached(&format!(
                 "SELECT {USER_COLUMNS}, s.created_ms, s.expires_ms,
                      coalesce(s.active_ms, s.created_ms)
-                 FROM session s JOIN {USER_FROM} ON u.key = s.user_key
+                 FROM session s JOIN app_user u ON u.key = s.user_key
+                     LEFT JOIN patient p ON p.key = u.patient_key
                  WHERE s.token_hash = $1 AND s.revoked_ms IS NULL AND s.expires_ms > $2
                    AND NOT u.disabled"
             ))
@@ -691,10 +692,7 @@ impl PeopleStore for PostgresStore {
     }
 }
 
-async fn care_team_key(
-    client: &impl GenericClient,
-    team: CareTeamId,
-) -> Result<i64, StoreError> {
+async fn care_team_key(client: &impl GenericClient, team: CareTeamId) -> Result<i64, StoreError> {
     key_of(client, "care_team", &team.0, &format!("care team {team}")).await
 }
 

@@ -45,7 +45,10 @@ fn template_from_row(row: &Row) -> Result<MappingTemplate, StoreError> {
     })
 }
 
-async fn find(client: &impl GenericClient, id: &str) -> Result<Option<MappingTemplate>, StoreError> {
+async fn find(
+    client: &impl GenericClient,
+    id: &str,
+) -> Result<Option<MappingTemplate>, StoreError> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM mapping_template WHERE id = $1"
