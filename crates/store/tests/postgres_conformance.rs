@@ -149,5 +149,11 @@ mod alarms {
 mod shares {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(););
+    wardline_store::store_conformance_checks!(fresh();
+        shares_open_until_they_expire_or_are_revoked,
+        share_links_count_openings_and_wrong_passcodes,
+        a_referral_opens_nothing_until_the_patient_accepts,
+        an_invitation_makes_one_account_once,
+        an_invitation_links_an_existing_account,
+    );
 }
