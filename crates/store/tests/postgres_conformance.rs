@@ -173,8 +173,8 @@ mod shares {
     use wardline_domain::sharing::ShareCategory;
     use wardline_store::testsuite::{at, audit, patient, user};
     use wardline_store::{
-        AuditQuery, AuditStore, InvitedAccount, LinkAttempt, NewInvitation, NewShare,
-        PeopleStore, PostgresStore, ShareGrantee, ShareStore, StoreError,
+        AuditQuery, AuditStore, InvitedAccount, LinkAttempt, NewInvitation, NewShare, PeopleStore,
+        PostgresStore, ShareGrantee, ShareStore, StoreError,
     };
 
     const WORKERS: usize = 8;
@@ -183,7 +183,10 @@ mod shares {
     async fn link(store: &PostgresStore, single_use: bool) -> Uuid {
         let alice = patient(store, "Alice").await;
         let alice_account = store
-            .create_user(user("alice", Role::Patient, Some(alice)), audit("users.create"))
+            .create_user(
+                user("alice", Role::Patient, Some(alice)),
+                audit("users.create"),
+            )
             .await
             .expect("account")
             .id;
@@ -303,7 +306,10 @@ mod shares {
         let (store, _guard) = fresh().await;
         let alice = patient(&store, "Alice").await;
         let alice_account = store
-            .create_user(user("alice", Role::Patient, Some(alice)), audit("users.create"))
+            .create_user(
+                user("alice", Role::Patient, Some(alice)),
+                audit("users.create"),
+            )
             .await
             .expect("account")
             .id;
@@ -358,6 +364,10 @@ mod shares {
             .expect("invitation");
         assert_eq!(used.user_id, Some(made[0]));
         assert_eq!(entries_of(&store, "invitations.accept").await, 1);
-        assert_eq!(store.users().await.expect("users").len(), 2, "alice and one");
+        assert_eq!(
+            store.users().await.expect("users").len(),
+            2,
+            "alice and one"
+        );
     }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 use wardline_domain::sharing::ShareCategory;
-use wardline_domain::{PatientId, Role, UserId};
+use wardline_domain::{PatientId, UserId};
 
 use super::PostgresStore;
 use super::audit::{append, append_if_changed};
@@ -122,10 +122,7 @@ fn invitation_from_row(row: &tokio_postgres::Row) -> Result<Invitation, StoreErr
         invited_by: UserId(row.try_get(3)?),
         created: from_ms(row.try_get(4)?)?,
         expires: from_ms(row.try_get(5)?)?,
-        accepted: row
-            .try_get::<_, Option<i64>>(6)?
-            .map(from_ms)
-            .transpose()?,
+        accepted: row.try_get::<_, Option<i64>>(6)?.map(from_ms).transpose()?,
         user_id: row.try_get::<_, Option<Uuid>>(7)?.map(UserId),
     })
 }
@@ -146,35 +143,6 @@ async fn invitation_where(
         .as_ref()
         .map(invitation_from_row)
         .transpose()
-}
-
-/// An account an invitation links, as it is now.
-async fn existing_user(client: &impl GenericClient, id: UserId) -> Result<User, StoreError> {
-    let statement = client
-        .prepare_cached(
-            "SELECT u.id, u.username, u.display_name, u.role, p.id, u.disabled, u.created_ms,
-                    u.password_change_required, u.totp_sealed IS NOT NULL AND u.totp_confirmed
-             FROM app_user u LEFT JOIN patient p ON p.key = u.patient_key WHERE u.id = $1",
-        )
-        .await?;
-    let row = client
-        .query_opt(&statement, &[&id.0])
-        .await?
-        .ok_or_else(|| StoreError::not_found(format!("user {id}")))?;
-    let role: &str = row.try_get(3)?;
-    Ok(User {
-        id: UserId(row.try_get(0)?),
-        username: row.try_get(1)?,
-        display_name: row.try_get(2)?,
-        role: role
-            .parse::<Role>()
-            .map_err(|error| StoreError::Corrupt(error.to_string()))?,
-        patient_id: row.try_get::<_, Option<Uuid>>(4)?.map(PatientId),
-        disabled: row.try_get(5)?,
-        created: from_ms(row.try_get(6)?)?,
-        password_change_required: row.try_get(7)?,
-        second_factor: row.try_get(8)?,
-    })
 }
 
 async fn required_user_key(client: &impl GenericClient, user: UserId) -> Result<i64, StoreError> {
@@ -251,7 +219,9 @@ impl ShareStore for PostgresStore {
         let transaction = client.transaction().await?;
         let user = match account {
             InvitedAccount::New(user) => super::people::insert_user(&transaction, user).await?,
-            InvitedAccount::Existing(id) => existing_user(&transaction, id).await?,
+            InvitedAccount::Existing(id) => super::people::user_by_id(&transaction, id)
+                .await?
+                .ok_or_else(|| StoreError::not_found(format!("user {id}")))?,
         };
         let user_key = required_user_key(&transaction, user.id).await?;
         // A concurrent acceptance waits for this row and then finds it used: one of them
@@ -536,7 +506,9 @@ impl ShareStore for PostgresStore {
                     });
                 }
                 let open = transaction
-                    .prepare_cached("UPDATE share SET opened_count = opened_count + 1 WHERE key = $1")
+                    .prepare_cached(
+                        "UPDATE share SET opened_count = opened_count + 1 WHERE key = $1",
+                    )
                     .await?;
                 transaction.execute(&open, &[&key]).await?;
             }
