@@ -1,7 +1,4 @@
-//! [`ShareStore`] on PostgreSQL. A link's openings and wrong passcodes are counted with
-//! its row locked, so workers answering the same link at once count every attempt and a
-//! single-use link opens once; an invitation is taken up by a conditional update, so it
-//! makes or links one account however many acceptances race for it.
+//! [`ShareStore`] on PostgreSQL: shares, their links' use, referrals and specialist invitations.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
