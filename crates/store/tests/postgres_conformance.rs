@@ -89,5 +89,216 @@ mod alarms {
 mod shares {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(););
+    wardline_store::store_conformance_checks!(fresh();
+        shares_open_until_they_expire_or_are_revoked,
+        share_links_count_openings_and_wrong_passcodes,
+        a_referral_opens_nothing_until_the_patient_accepts,
+        an_invitation_makes_one_account_once,
+        an_invitation_links_an_existing_account,
+    );
+
+    // Several workers over one database: what SQLite's single writer made true by itself.
+
+    use uuid::Uuid;
+    use wardline_domain::Role;
+    use wardline_domain::sharing::ShareCategory;
+    use wardline_store::testsuite::{at, audit, patient, user};
+    use wardline_store::{
+        AuditQuery, AuditStore, InvitedAccount, LinkAttempt, NewInvitation, NewShare, PeopleStore,
+        PostgresStore, ShareGrantee, ShareStore, StoreError,
+    };
+
+    const WORKERS: usize = 8;
+
+    /// A link share of a new patient's record, opened by the patient's account.
+    async fn link(store: &PostgresStore, single_use: bool) -> Uuid {
+        let alice = patient(store, "Alice").await;
+        let alice_account = store
+            .create_user(
+                user("alice", Role::Patient, Some(alice)),
+                audit("users.create"),
+            )
+            .await
+            .expect("account")
+            .id;
+        let id = Uuid::new_v4();
+        store
+            .create_share(
+                NewShare {
+                    id,
+                    patient_id: alice,
+                    grantee: ShareGrantee::Link {
+                        token_hash: [7; 32],
+                        passcode_hash: "hash".into(),
+                        single_use,
+                    },
+                    consented_by: Some(alice_account),
+                    proposed_by: None,
+                    created: at(0),
+                    categories: vec![ShareCategory::Glucose],
+                    data_from: at(-60),
+                    data_to: at(60),
+                    expires: at(120),
+                    message: None,
+                },
+                audit("shares.create"),
+            )
+            .await
+            .expect("create");
+        id
+    }
+
+    async fn entries_of(store: &PostgresStore, action: &str) -> usize {
+        store
+            .audit_events(AuditQuery {
+                action: Some(action.into()),
+                limit: 1000,
+                ..AuditQuery::default()
+            })
+            .await
+            .expect("audit")
+            .len()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_single_use_link_opened_by_workers_at_once_opens_once() {
+        let (store, _guard) = fresh().await;
+        let id = link(&store, true).await;
+        let attempts: Vec<_> = (0..WORKERS)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .record_link_attempt(
+                            id,
+                            LinkAttempt::Opened,
+                            at(1),
+                            audit("share_links.open"),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut opened = 0;
+        for attempt in attempts {
+            match attempt.await.expect("worker") {
+                Ok(_) => opened += 1,
+                Err(StoreError::Conflict { .. }) => {}
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(opened, 1);
+        let share = store.share(id).await.expect("read").expect("share");
+        assert_eq!(share.link.expect("link").opened, 1);
+        assert_eq!(entries_of(&store, "share_links.open").await, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn wrong_passcodes_from_workers_at_once_all_count() {
+        let (store, _guard) = fresh().await;
+        let id = link(&store, false).await;
+        let attempts: Vec<_> = (0..WORKERS)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .record_link_attempt(
+                            id,
+                            LinkAttempt::WrongPasscode { limit: 5 },
+                            at(1),
+                            audit("share_links.open"),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for attempt in attempts {
+            let share = attempt.await.expect("worker").expect("attempt");
+            seen.push(share.link.expect("link").passcode_failures);
+        }
+        // Each attempt saw the ones before it: the counts are 1 to WORKERS, once each.
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=WORKERS as u32).collect::<Vec<_>>());
+        let state = store
+            .share(id)
+            .await
+            .expect("read")
+            .expect("share")
+            .link
+            .expect("link");
+        assert_eq!(state.passcode_failures, WORKERS as u32);
+        assert!(state.disabled.is_some());
+        assert_eq!(entries_of(&store, "share_links.open").await, WORKERS);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_invitation_accepted_by_workers_at_once_makes_one_account() {
+        let (store, _guard) = fresh().await;
+        let alice = patient(&store, "Alice").await;
+        let alice_account = store
+            .create_user(
+                user("alice", Role::Patient, Some(alice)),
+                audit("users.create"),
+            )
+            .await
+            .expect("account")
+            .id;
+        let id = Uuid::new_v4();
+        store
+            .create_invitation(
+                NewInvitation {
+                    id,
+                    token_hash: [4; 32],
+                    email: "okafor@clinic.example".into(),
+                    display_name: "Dr Okafor".into(),
+                    invited_by: alice_account,
+                    created: at(0),
+                    expires: at(60),
+                },
+                audit("invitations.create"),
+            )
+            .await
+            .expect("invite");
+        let acceptances: Vec<_> = (0..WORKERS)
+            .map(|worker| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .accept_invitation(
+                            id,
+                            InvitedAccount::New(user(
+                                &format!("okafor{worker}"),
+                                Role::Specialist,
+                                None,
+                            )),
+                            at(5),
+                            audit("invitations.accept"),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut made = Vec::new();
+        for acceptance in acceptances {
+            match acceptance.await.expect("worker") {
+                Ok(user) => made.push(user.id),
+                Err(StoreError::Conflict { .. }) => {}
+                Err(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(made.len(), 1);
+        let used = store
+            .invitation_by_token([4; 32])
+            .await
+            .expect("lookup")
+            .expect("invitation");
+        assert_eq!(used.user_id, Some(made[0]));
+        assert_eq!(entries_of(&store, "invitations.accept").await, 1);
+        assert_eq!(
+            store.users().await.expect("users").len(),
+            2,
+            "alice and one"
+        );
+    }
 }
