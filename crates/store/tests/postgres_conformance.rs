@@ -140,7 +140,7 @@ mod clinical {
 mod alarms {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(););
+    wardline_store::store_conformance_checks!(fresh(); care_plans_are_versioned);
 }
 
 // ---------------------------------------------------------------------------------------
