@@ -122,7 +122,11 @@ mod people {
 mod devices {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(););
+    wardline_store::store_conformance_checks!(fresh();
+        devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
+        device_certificates_identify_their_device,
+        an_assignment_is_not_backdated_over_stored_readings, gateways_report_and_list,
+        nightscout_sites_live_with_their_device, nightscout_documents_are_kept_once_per_key);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -131,7 +135,12 @@ mod devices {
 mod clinical {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(););
+    wardline_store::store_conformance_checks!(fresh();
+        observations_page_by_time, observation_summary_per_bucket, latest_observation_per_code,
+        waveform_chunks_by_window, derived_observations_have_their_own_seq,
+        latest_observations_within_a_window, rhythm_events_grow_and_are_found_by_overlap,
+        news2_results_replace_per_time, event_log_reads_every_commit_once,
+        event_log_reads_a_patient_scope, event_log_resumes_from_a_checkpoint);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,26 +1,492 @@
-//! [`IngestStore`] on PostgreSQL: not ported yet; every method says so.
+//! [`IngestStore`] on PostgreSQL: each call is one transaction under the event lock.
+//!
+//! A call usually holds a burst of messages from one device, so the device row and the
+//! assignment in force are looked up once per call, not once per reading, and the
+//! device's last contact is written once at the end. The device row stays locked until
+//! commit (see [`super::devices`]), so an assignment or a revocation made meanwhile by
+//! another worker waits for this call, or this call for it.
+//!
+//! A `(device, seq)` is stored once however many workers receive it: the unique index
+//! decides (`ON CONFLICT DO NOTHING`), and a reading that finds its seq taken is compared
+//! with the one stored to tell a retry from a reused seq.
 
-// Placeholders until the port: remove with the last of them.
-#![allow(unused_variables, unused_imports)]
+use std::collections::HashMap;
 
-use crate::*;
+use async_trait::async_trait;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+use wardline_domain::payload::PayloadError;
+use wardline_domain::{DeviceKind, Observation, PatientId};
 
-use super::PostgresStore;
+use super::devices::insert_device_report;
+use super::rows::to_ms;
+use super::{EVENT_LOCK, PostgresStore, lock};
 use crate::error::StoreError;
 use crate::ingest::IngestStore;
-use crate::model::{IngestItem, IngestOutcome};
-use async_trait::async_trait;
+use crate::model::{IngestItem, IngestOutcome, IngestPayload};
+
+type Transaction<'a> = deadpool_postgres::Transaction<'a>;
+
+/// A device as one call sees it, with the last assignment it resolved.
+struct DeviceInCall {
+    key: i64,
+    kind: DeviceKind,
+    active: bool,
+    assignment: Option<Assignment>,
+}
+
+#[derive(Clone, Copy)]
+struct Assignment {
+    patient_key: i64,
+    patient_id: PatientId,
+    start_ms: i64,
+    end_ms: Option<i64>,
+}
+
+impl Assignment {
+    fn covers(&self, at_ms: i64) -> bool {
+        self.start_ms <= at_ms && self.end_ms.is_none_or(|end| end > at_ms)
+    }
+}
+
+/// Whether the outcome put rows in `observation`, `waveform_chunk` or `event_log`, which
+/// the event log's readers are told of.
+fn adds_events(outcome: &IngestOutcome) -> bool {
+    match outcome {
+        IngestOutcome::Stored { stored, .. } => !stored.is_empty(),
+        IngestOutcome::WaveformStored { duplicate, .. } => !duplicate,
+        // Its fault report.
+        IngestOutcome::SeqConflict { .. } => true,
+        _ => false,
+    }
+}
+
+fn all_stored(outcomes: &[IngestOutcome]) -> bool {
+    outcomes.iter().all(|outcome| {
+        matches!(
+            outcome,
+            IngestOutcome::Stored { .. } | IngestOutcome::WaveformStored { .. }
+        )
+    })
+}
+
+async fn ingest_items(
+    transaction: &Transaction<'_>,
+    items: &[IngestItem],
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let mut devices: HashMap<&str, Option<DeviceInCall>> = HashMap::new();
+    let mut last_contact: HashMap<i64, i64> = HashMap::new();
+    // The newest time of what each device had stored (duplicates included: their time was
+    // stored before).
+    let mut last_reading: HashMap<i64, i64> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let id = item.device_id.as_str();
+        if !devices.contains_key(id) {
+            let found = look_up_device(transaction, id).await?;
+            devices.insert(id, found);
+        }
+        let Some(Some(device)) = devices.get_mut(id) else {
+            outcomes.push(IngestOutcome::UnknownDevice {
+                device_id: item.device_id.clone(),
+            });
+            continue;
+        };
+        if !device.active {
+            outcomes.push(IngestOutcome::Revoked {
+                device_id: item.device_id.clone(),
+            });
+            continue;
+        }
+        let received_ms = to_ms(item.received);
+        let contact = last_contact.entry(device.key).or_insert(received_ms);
+        *contact = (*contact).max(received_ms);
+        if let Some(error) = not_for_device(device, &item.payload) {
+            outcomes.push(IngestOutcome::NotForDevice(error));
+            continue;
+        }
+        let outcome = ingest_one(transaction, device, item, received_ms).await?;
+        let newest = match (&outcome, &item.payload) {
+            (IngestOutcome::Stored { .. }, IngestPayload::Readings(readings)) => readings
+                .iter()
+                .map(|reading| to_ms(reading.effective))
+                .max(),
+            (IngestOutcome::WaveformStored { .. }, IngestPayload::Waveform(chunk)) => {
+                Some(to_ms(chunk.end))
+            }
+            _ => None,
+        };
+        if let Some(newest) = newest {
+            let kept = last_reading.entry(device.key).or_insert(newest);
+            *kept = (*kept).max(newest);
+        }
+        outcomes.push(outcome);
+    }
+    let touch = transaction
+        .prepare_cached(
+            "UPDATE device SET last_seen_ms = greatest(last_seen_ms, $2),
+                               last_reading_ms = greatest(last_reading_ms, $3)
+             WHERE key = $1",
+        )
+        .await?;
+    for (device_key, received_ms) in last_contact {
+        transaction
+            .execute(
+                &touch,
+                &[&device_key, &received_ms, &last_reading.get(&device_key)],
+            )
+            .await?;
+    }
+    Ok(outcomes)
+}
+
+async fn look_up_device(
+    transaction: &Transaction<'_>,
+    device_id: &str,
+) -> Result<Option<DeviceInCall>, StoreError> {
+    // Locked until commit; see the module's documentation.
+    let statement = transaction
+        .prepare_cached("SELECT key, status, kind FROM device WHERE id = $1 FOR NO KEY UPDATE")
+        .await?;
+    let Some(row) = transaction.query_opt(&statement, &[&device_id]).await? else {
+        return Ok(None);
+    };
+    let status: &str = row.try_get(1)?;
+    let kind: &str = row.try_get(2)?;
+    Ok(Some(DeviceInCall {
+        key: row.try_get(0)?,
+        kind: kind
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("device kind {kind:?}")))?,
+        active: status == "active",
+        assignment: None,
+    }))
+}
+
+/// Refuses a message with a code or signal its device's kind does not measure.
+fn not_for_device(device: &DeviceInCall, payload: &IngestPayload) -> Option<PayloadError> {
+    match payload {
+        IngestPayload::Readings(readings) => {
+            readings
+                .iter()
+                .enumerate()
+                .find(|(_, reading)| !device.kind.measures(reading.code))
+                .map(|(index, reading)| {
+                    // A message of one reading names its fields at the top level.
+                    let field = if readings.len() == 1 {
+                        "code".to_owned()
+                    } else {
+                        format!("readings[{index}].code")
+                    };
+                    let spec = reading.code.spec();
+                    let what = format!("{} ({})", spec.loinc, spec.display);
+                    PayloadError::not_for_device(field, &what, device.kind)
+                })
+        }
+        IngestPayload::Waveform(chunk) => (!device.kind.records(chunk.signal)).then(|| {
+            PayloadError::not_for_device(
+                "waveform.signal",
+                &format!("the {} signal", chunk.signal.as_str()),
+                device.kind,
+            )
+        }),
+    }
+}
+
+/// The patient the device measured at `at_ms`, if any.
+async fn patient_at(
+    transaction: &Transaction<'_>,
+    device: &mut DeviceInCall,
+    at_ms: i64,
+) -> Result<Option<Assignment>, StoreError> {
+    if let Some(assignment) = device
+        .assignment
+        .filter(|assignment| assignment.covers(at_ms))
+    {
+        return Ok(Some(assignment));
+    }
+    let statement = transaction
+        .prepare_cached(
+            "SELECT a.patient_key, p.id, a.start_ms, a.end_ms
+             FROM device_assignment a JOIN patient p ON p.key = a.patient_key
+             WHERE a.device_key = $1 AND a.start_ms <= $2 AND (a.end_ms IS NULL OR a.end_ms > $2)",
+        )
+        .await?;
+    let Some(row) = transaction
+        .query_opt(&statement, &[&device.key, &at_ms])
+        .await?
+    else {
+        return Ok(None);
+    };
+    let assignment = Assignment {
+        patient_key: row.try_get(0)?,
+        patient_id: PatientId(row.try_get::<_, Uuid>(1)?),
+        start_ms: row.try_get(2)?,
+        end_ms: row.try_get(3)?,
+    };
+    device.assignment = Some(assignment);
+    Ok(Some(assignment))
+}
+
+async fn ingest_one(
+    transaction: &Transaction<'_>,
+    device: &mut DeviceInCall,
+    item: &IngestItem,
+    received_ms: i64,
+) -> Result<IngestOutcome, StoreError> {
+    match &item.payload {
+        IngestPayload::Readings(readings) => {
+            // All of a message is stored or none of it: every reading must fall inside an
+            // assignment before anything is written.
+            let mut patients = Vec::with_capacity(readings.len());
+            for reading in readings {
+                match patient_at(transaction, device, to_ms(reading.effective)).await? {
+                    Some(assignment) => patients.push(assignment),
+                    None => {
+                        return Ok(IngestOutcome::NotAssigned {
+                            device_id: item.device_id.clone(),
+                            at: reading.effective,
+                        });
+                    }
+                }
+            }
+            let insert = transaction
+                .prepare_cached(
+                    "INSERT INTO observation (device_key, seq, code, value, original_value,
+                        original_unit, effective_ms, patient_key, received_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (device_key, derived, seq) DO NOTHING RETURNING key",
+                )
+                .await?;
+            let mut stored = Vec::with_capacity(readings.len());
+            let mut inserted_keys: Vec<i64> = Vec::with_capacity(readings.len());
+            let mut duplicates = 0;
+            for (reading, assignment) in readings.iter().zip(&patients) {
+                let (original_value, original_unit) = match &reading.original {
+                    Some((value, unit)) => (Some(*value), Some(unit.as_str())),
+                    None => (None, None),
+                };
+                // The reading's content, bound in this order by both statements.
+                let code = reading.code.loinc();
+                let effective_ms = to_ms(reading.effective);
+                let content: [&(dyn ToSql + Sync); 7] = [
+                    &device.key,
+                    &reading.seq,
+                    &code,
+                    &reading.value,
+                    &original_value,
+                    &original_unit,
+                    &effective_ms,
+                ];
+                let mut row: Vec<&(dyn ToSql + Sync)> = content.to_vec();
+                row.extend([&assignment.patient_key as &(dyn ToSql + Sync), &received_ms]);
+                match transaction.query_opt(&insert, &row).await? {
+                    Some(inserted) => {
+                        inserted_keys.push(inserted.try_get(0)?);
+                        stored.push(Observation::from_reading(
+                            assignment.patient_id,
+                            item.device_id.clone(),
+                            reading,
+                            item.received,
+                        ));
+                    }
+                    None => {
+                        // A retry has the same content under the seq; anything else is
+                        // another reading.
+                        let same = transaction
+                            .prepare_cached(
+                                "SELECT code = $3 AND value = $4
+                                        AND original_value IS NOT DISTINCT FROM $5
+                                        AND original_unit IS NOT DISTINCT FROM $6
+                                        AND effective_ms = $7
+                                 FROM observation
+                                 WHERE device_key = $1 AND NOT derived AND seq = $2",
+                            )
+                            .await?;
+                        let same: Option<bool> = transaction
+                            .query_opt(&same, &content)
+                            .await?
+                            .map(|row| row.try_get(0))
+                            .transpose()?;
+                        if same != Some(true) {
+                            // Nothing of the message is stored: the rows it already wrote
+                            // in this transaction go again.
+                            if !inserted_keys.is_empty() {
+                                transaction
+                                    .execute(
+                                        "DELETE FROM observation WHERE key = ANY($1)",
+                                        &[&inserted_keys],
+                                    )
+                                    .await?;
+                            }
+                            return seq_conflict(
+                                transaction,
+                                device,
+                                item,
+                                reading.seq,
+                                *assignment,
+                                received_ms,
+                            )
+                            .await;
+                        }
+                        duplicates += 1;
+                    }
+                }
+            }
+            let patient_id = patients
+                .first()
+                .map(|assignment| assignment.patient_id)
+                .ok_or_else(|| StoreError::Invalid("a message with no readings".into()))?;
+            Ok(IngestOutcome::Stored {
+                patient_id,
+                stored,
+                duplicates,
+            })
+        }
+        IngestPayload::Waveform(chunk) => {
+            let Some(assignment) = patient_at(transaction, device, to_ms(chunk.start)).await?
+            else {
+                return Ok(IngestOutcome::NotAssigned {
+                    device_id: item.device_id.clone(),
+                    at: chunk.start,
+                });
+            };
+            // The chunk's content, bound in this order by both statements below.
+            let signal = chunk.signal.as_str();
+            let (start_ms, end_ms) = (to_ms(chunk.start), to_ms(chunk.end));
+            let sample_count = i64::from(chunk.sample_count);
+            let content: [&(dyn ToSql + Sync); 8] = [
+                &device.key,
+                &chunk.seq,
+                &signal,
+                &chunk.sampling_rate_hz,
+                &start_ms,
+                &end_ms,
+                &sample_count,
+                &chunk.encoded,
+            ];
+            let mut row: Vec<&(dyn ToSql + Sync)> = content.to_vec();
+            row.extend([&assignment.patient_key as &(dyn ToSql + Sync), &received_ms]);
+            let insert = transaction
+                .prepare_cached(
+                    "INSERT INTO waveform_chunk (device_key, seq, signal, sampling_rate_hz,
+                        start_ms, end_ms, sample_count, encoded, patient_key, received_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                     ON CONFLICT (device_key, seq) DO NOTHING",
+                )
+                .await?;
+            let inserted = transaction.execute(&insert, &row).await?;
+            if inserted == 0 {
+                let same = transaction
+                    .prepare_cached(
+                        "SELECT signal = $3 AND sampling_rate_hz = $4 AND start_ms = $5
+                                AND end_ms = $6 AND sample_count = $7 AND encoded = $8
+                         FROM waveform_chunk WHERE device_key = $1 AND seq = $2",
+                    )
+                    .await?;
+                let same: Option<bool> = transaction
+                    .query_opt(&same, &content)
+                    .await?
+                    .map(|row| row.try_get(0))
+                    .transpose()?;
+                if same != Some(true) {
+                    return seq_conflict(
+                        transaction,
+                        device,
+                        item,
+                        chunk.seq,
+                        assignment,
+                        received_ms,
+                    )
+                    .await;
+                }
+            }
+            Ok(IngestOutcome::WaveformStored {
+                patient_id: assignment.patient_id,
+                duplicate: inserted == 0,
+            })
+        }
+    }
+}
+
+/// Refuses a message whose `seq` the device used before for something else, and stores
+/// a fault report of the device (for the patient it measured), in the same transaction,
+/// so that the care plan's device-fault rules see it.
+async fn seq_conflict(
+    transaction: &Transaction<'_>,
+    device: &DeviceInCall,
+    item: &IngestItem,
+    seq: i64,
+    assignment: Assignment,
+    received_ms: i64,
+) -> Result<IngestOutcome, StoreError> {
+    insert_device_report(
+        transaction,
+        device.key,
+        assignment.patient_key,
+        received_ms,
+        None,
+        Some(&format!(
+            "seq_conflict: seq {seq} was used before for a different reading"
+        )),
+    )
+    .await?;
+    Ok(IngestOutcome::SeqConflict {
+        device_id: item.device_id.clone(),
+        seq,
+    })
+}
 
 #[async_trait]
 impl IngestStore for PostgresStore {
     async fn ingest(&self, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
-        Err(StoreError::Unported("IngestStore::ingest"))
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        lock(&transaction, EVENT_LOCK).await?;
+        let outcomes = ingest_items(&transaction, &items).await?;
+        transaction.commit().await?;
+        if outcomes.iter().any(adds_events) {
+            self.announce_commit();
+        }
+        Ok(outcomes)
     }
 
     async fn ingest_all_or_none(
         &self,
         items: Vec<IngestItem>,
     ) -> Result<(bool, Vec<IngestOutcome>), StoreError> {
-        Err(StoreError::Unported("IngestStore::ingest_all_or_none"))
+        let mut client = self.client().await?;
+        let mut transaction = client.transaction().await?;
+        lock(&transaction, EVENT_LOCK).await?;
+        // A savepoint, undone when an item is refused, so that the transaction (and the
+        // event lock) goes on for the faults below.
+        let attempt = transaction.savepoint("all_or_none").await?;
+        let outcomes = ingest_items(&attempt, &items).await?;
+        let stored = all_stored(&outcomes);
+        if stored {
+            attempt.commit().await?;
+        } else {
+            attempt.rollback().await?;
+            // A reused seq is the device's fault for the rules to see even though nothing
+            // is stored: those items alone go again, which stores nothing of theirs and
+            // records the fault as `ingest` does.
+            let conflicting: Vec<IngestItem> = items
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, outcome)| matches!(outcome, IngestOutcome::SeqConflict { .. }))
+                .map(|(item, _)| item.clone())
+                .collect();
+            if conflicting.is_empty() {
+                transaction.rollback().await?;
+                return Ok((false, outcomes));
+            }
+            ingest_items(&transaction, &conflicting).await?;
+        }
+        transaction.commit().await?;
+        // Stored items, or the faults of refused ones.
+        if !stored || outcomes.iter().any(adds_events) {
+            self.announce_commit();
+        }
+        Ok((stored, outcomes))
     }
 }
