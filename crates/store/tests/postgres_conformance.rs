@@ -149,7 +149,8 @@ mod clinical {
 mod alarms {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(); care_plans_are_versioned);
+    wardline_store::store_conformance_checks!(fresh();
+        care_plans_are_versioned, alarms_with_history_and_checkpoint);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ use wardline_domain::{CareTeamId, PatientId, UserId};
 
 use super::PostgresStore;
 use super::audit::append;
+use super::events::save_checkpoint;
 use super::rows::*;
 use crate::alarms::{
     AlarmChange, AlarmEventKind, AlarmEventRecord, AlarmQuery, AlarmRecord, AlarmStore,
@@ -20,7 +21,6 @@ use crate::alarms::{
 };
 use crate::audit::AuditEvent;
 use crate::error::StoreError;
-use crate::events::EventCursor;
 
 type Transaction<'a> = deadpool_postgres::Transaction<'a>;
 
@@ -252,30 +252,6 @@ async fn save_monitor_states(
             .execute(&upsert, &[&patient.0, &saved_ms, &to_json(state)?])
             .await?;
     }
-    Ok(())
-}
-
-/// Stores a consumer's position in the event log, in the caller's transaction. The
-/// cursor's text belongs to the event log; here it only has to be one.
-pub(crate) async fn save_checkpoint(
-    transaction: &Transaction<'_>,
-    consumer: &str,
-    cursor: &EventCursor,
-    saved_ms: i64,
-) -> Result<(), StoreError> {
-    if cursor.0.is_empty() {
-        return Err(StoreError::Invalid(format!("event cursor {:?}", cursor.0)));
-    }
-    let upsert = transaction
-        .prepare_cached(
-            "INSERT INTO consumer_checkpoint (consumer, cursor, saved_ms) VALUES ($1, $2, $3)
-             ON CONFLICT (consumer) DO UPDATE SET
-                cursor = excluded.cursor, saved_ms = excluded.saved_ms",
-        )
-        .await?;
-    transaction
-        .execute(&upsert, &[&consumer, &cursor.0, &saved_ms])
-        .await?;
     Ok(())
 }
 
