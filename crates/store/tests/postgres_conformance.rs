@@ -113,7 +113,16 @@ mod audit {
 mod people {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(););
+    wardline_store::store_conformance_checks!(fresh();
+        users_and_credentials,
+        sessions_expire_and_revoke,
+        a_new_password_ends_the_other_sessions,
+        a_second_factor_is_confirmed_and_each_code_used_once,
+        care_teams_decide_membership,
+        people_changes_are_audited_in_the_same_commit,
+        emergency_access_opens_expires_and_is_reviewed_once,
+        mapping_templates_are_versioned_one_in_force_per_model,
+    );
 }
 
 // ---------------------------------------------------------------------------------------
