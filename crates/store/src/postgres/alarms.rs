@@ -14,7 +14,7 @@ use wardline_domain::{CareTeamId, PatientId, UserId};
 use super::PostgresStore;
 use super::audit::append;
 use super::events::save_checkpoint;
-use super::rows::*;
+use super::rows::{from_json, from_ms, key_of, to_json, to_ms, unique_violation, user_key};
 use crate::alarms::{
     AlarmChange, AlarmEventKind, AlarmEventRecord, AlarmQuery, AlarmRecord, AlarmStore,
     CarePlanVersionRecord, EvaluationCheckpoint, applied_marker,
@@ -83,8 +83,8 @@ fn alarm_from_row(row: &Row) -> Result<AlarmRecord, StoreError> {
                 reason: error.to_string(),
             }
         })?,
-        // Alarms stored before the status was kept (copied from an older SQLite
-        // database): only the next deadline is known.
+        // An alarm written as SQLite's older versions wrote it, without its status: read
+        // as SQLite reads it.
         None => EscalationStatus {
             levels: 0,
             rounds: 0,
@@ -111,11 +111,20 @@ fn alarm_from_row(row: &Row) -> Result<AlarmRecord, StoreError> {
 /// commit one after the other and its events are numbered in that order. A second
 /// unresolved alarm of one rule for one patient, written by whichever worker, meets the
 /// partial unique index and is a `Conflict`.
-async fn save_change(transaction: &Transaction<'_>, change: &AlarmChange) -> Result<(), StoreError> {
+async fn save_change(
+    transaction: &Transaction<'_>,
+    change: &AlarmChange,
+) -> Result<(), StoreError> {
     let record = &change.alarm;
     let alarm = &record.alarm;
     let patient = alarm.condition.patient_id;
-    let patient_key = key_of(transaction, "patient", &patient.0, &format!("patient {patient}")).await?;
+    let patient_key = key_of(
+        transaction,
+        "patient",
+        &patient.0,
+        &format!("patient {patient}"),
+    )
+    .await?;
     let kind = match alarm.kind {
         AlarmKind::Physiological => "physiological",
         AlarmKind::Technical => "technical",
@@ -209,10 +218,7 @@ async fn save_change(transaction: &Transaction<'_>, change: &AlarmChange) -> Res
             .query_opt(&channel, &[&notification.channel_id])
             .await?
             .ok_or_else(|| {
-                StoreError::not_found(format!(
-                    "notification channel {}",
-                    notification.channel_id
-                ))
+                StoreError::not_found(format!("notification channel {}", notification.channel_id))
             })?;
         let channel_key: i64 = row.try_get(0)?;
         let removed: bool = row.try_get(1)?;
@@ -265,8 +271,13 @@ impl AlarmStore for PostgresStore {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
         let patient = record.patient_id;
-        let patient_key =
-            key_of(&transaction, "patient", &patient.0, &format!("patient {patient}")).await?;
+        let patient_key = key_of(
+            &transaction,
+            "patient",
+            &patient.0,
+            &format!("patient {patient}"),
+        )
+        .await?;
         let author_key = match record.author {
             Some(user) => {
                 Some(key_of(&transaction, "app_user", &user.0, &format!("user {user}")).await?)
@@ -508,7 +519,13 @@ impl AlarmStore for PostgresStore {
     ) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
-        let team_key = key_of(&transaction, "care_team", &team.0, &format!("care team {team}")).await?;
+        let team_key = key_of(
+            &transaction,
+            "care_team",
+            &team.0,
+            &format!("care team {team}"),
+        )
+        .await?;
         transaction
             .execute(
                 "INSERT INTO escalation_policy (team_key, policy, updated_ms) VALUES ($1, $2, $3)

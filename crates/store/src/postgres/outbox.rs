@@ -13,7 +13,7 @@ use wardline_domain::{CareTeamId, PatientId};
 
 use super::PostgresStore;
 use super::audit::append;
-use super::rows::*;
+use super::rows::{from_json, from_ms, key_of, to_ms, unique_violation};
 use crate::audit::AuditEvent;
 use crate::error::StoreError;
 use crate::outbox::{
@@ -63,7 +63,10 @@ fn notification_from_row(row: &Row) -> Result<NotificationRecord, StoreError> {
         created: from_ms(row.try_get(7)?)?,
         next_attempt: from_ms(row.try_get(8)?)?,
         last_attempt: row.try_get::<_, Option<i64>>(9)?.map(from_ms).transpose()?,
-        delivered: row.try_get::<_, Option<i64>>(10)?.map(from_ms).transpose()?,
+        delivered: row
+            .try_get::<_, Option<i64>>(10)?
+            .map(from_ms)
+            .transpose()?,
         last_error: row.try_get(11)?,
         channel: channel_from_row(row, 12)?,
     })
@@ -79,8 +82,13 @@ impl OutboxStore for PostgresStore {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
         let team = channel.team_id;
-        let team_key =
-            key_of(&transaction, "care_team", &team.0, &format!("care team {team}")).await?;
+        let team_key = key_of(
+            &transaction,
+            "care_team",
+            &team.0,
+            &format!("care team {team}"),
+        )
+        .await?;
         transaction
             .execute(
                 "INSERT INTO notification_channel (id, team_key, kind, target, sealed_secret,
@@ -183,7 +191,9 @@ impl OutboxStore for PostgresStore {
     async fn next_outbox_attempt(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached("SELECT min(next_attempt_ms) FROM notification WHERE status = 'pending'")
+            .prepare_cached(
+                "SELECT min(next_attempt_ms) FROM notification WHERE status = 'pending'",
+            )
             .await?;
         let next: Option<i64> = client.query_one(&statement, &[]).await?.try_get(0)?;
         next.map(from_ms).transpose()
