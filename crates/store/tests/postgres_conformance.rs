@@ -80,7 +80,228 @@ mod clinical {
 mod alarms {
     #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(););
+    wardline_store::store_conformance_checks!(fresh();
+        care_plans_are_versioned, alarms_with_history_and_checkpoint,
+        escalation_policies_per_team, channels_and_the_outbox);
+
+    // What SQLite's one writer kept, kept by PostgreSQL between two workers.
+
+    use serde_json::json;
+    use wardline_alerting::{
+        Alarm, AlarmKind, AlarmSignal, ConditionKey, EscalationStatus, Priority, RuleId,
+    };
+    use wardline_domain::{CareTeamId, PatientId};
+    use wardline_store::postgres::PostgresOptions;
+    use wardline_store::testsuite::{at, audit, audit_key, patient};
+    use wardline_store::{
+        AlarmChange, AlarmRecord, AlarmStore, ChannelKind, DeliveryOutcome, DeliveryStatus,
+        NewCareTeam, NewNotification, NotificationChannel, NotificationQuery, OutboxStore,
+        PeopleStore, PostgresStore, StoreError,
+    };
+
+    /// A second worker on the same database.
+    async fn second_worker(database: &super::TestDatabase) -> PostgresStore {
+        PostgresStore::open(PostgresOptions::new(database.url(), audit_key()))
+            .await
+            .expect("open the second worker")
+    }
+
+    /// An alarm raised at `minute`, with its notifications through `channels`.
+    fn raised(
+        patient_id: PatientId,
+        rule: &str,
+        public_id: &str,
+        minute: i64,
+        channels: &[&str],
+    ) -> AlarmChange {
+        let alarm = Alarm::from_signal(&AlarmSignal::Raise {
+            condition: ConditionKey {
+                patient_id,
+                rule_id: RuleId::new(rule),
+            },
+            priority: Priority::High,
+            kind: AlarmKind::Physiological,
+            message: "low".into(),
+            rule_id: RuleId::new(rule),
+            care_plan_version: 1,
+            resolve_on_clear: false,
+            at: at(minute),
+        })
+        .expect("a raise opens an alarm");
+        AlarmChange {
+            alarm: AlarmRecord {
+                public_id: public_id.into(),
+                alarm,
+                escalation: EscalationStatus {
+                    levels: 1,
+                    rounds: 1,
+                    level: Some(1),
+                    round: Some(1),
+                    next: None,
+                },
+                updated: at(1),
+            },
+            events: vec![],
+            notifications: channels
+                .iter()
+                .map(|channel| NewNotification {
+                    idempotency_key: format!("{public_id}/{channel}"),
+                    channel_id: (*channel).into(),
+                    payload: json!({"alarm": public_id}),
+                    next_attempt: at(1),
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_unresolved_alarm_per_rule_across_workers() {
+        let (first, database) = fresh().await;
+        let second = second_worker(&database).await;
+        let alice = patient(&first, "Alice").await;
+        // Raised a minute apart, so two alarms (not two states of one) of the same rule.
+        for round in 0..10 {
+            let rule = format!("rule-{round}");
+            let (one, other) = tokio::join!(
+                first.save_alarm_changes(
+                    vec![raised(alice, &rule, &format!("x{round}"), 1, &[])],
+                    None,
+                    vec![]
+                ),
+                second.save_alarm_changes(
+                    vec![raised(alice, &rule, &format!("y{round}"), 2, &[])],
+                    None,
+                    vec![]
+                ),
+            );
+            let conflicts = [&one, &other]
+                .iter()
+                .filter(|result| matches!(result, Err(StoreError::Conflict { .. })))
+                .count();
+            assert!(
+                (one.is_ok() || other.is_ok()) && conflicts == 1,
+                "round {round}: {one:?} {other:?}"
+            );
+        }
+        assert_eq!(
+            first.unresolved_alarms().await.expect("unresolved").len(),
+            10
+        );
+    }
+
+    #[tokio::test]
+    async fn a_removed_channel_delivers_nothing_whichever_worker_wrote() {
+        let (first, database) = fresh().await;
+        let second = second_worker(&database).await;
+        let alice = patient(&first, "Alice").await;
+        let team = first
+            .create_care_team(
+                NewCareTeam {
+                    id: CareTeamId::random(),
+                    name: "Ward 7".into(),
+                    created: at(0),
+                },
+                audit("care_teams.create"),
+            )
+            .await
+            .expect("team");
+        for id in ["hook", "spare"] {
+            first
+                .create_notification_channel(
+                    NotificationChannel {
+                        id: id.into(),
+                        team_id: team.id,
+                        kind: ChannelKind::Webhook,
+                        target: "https://example.org/hook".into(),
+                        sealed_secret: None,
+                        minimal: true,
+                        created: at(0),
+                    },
+                    audit("notification_channel.create"),
+                )
+                .await
+                .expect("channel");
+        }
+        // Dead letters to put back while the channel goes.
+        first
+            .save_alarm_changes(
+                (0..20)
+                    .map(|n| raised(alice, &format!("dead-{n}"), &format!("d{n}"), 1, &["hook"]))
+                    .collect(),
+                None,
+                vec![],
+            )
+            .await
+            .expect("alarms to be dead letters");
+        let dead = first.due_outbox(at(1), 100).await.expect("due");
+        for letter in &dead {
+            first
+                .record_delivery(
+                    letter.key,
+                    at(1),
+                    DeliveryOutcome::Dead {
+                        error: "gone".into(),
+                    },
+                )
+                .await
+                .expect("dead");
+        }
+        let writing = async {
+            for n in 0..30 {
+                second
+                    .save_alarm_changes(
+                        vec![raised(
+                            alice,
+                            &format!("new-{n}"),
+                            &format!("n{n}"),
+                            1,
+                            &["hook"],
+                        )],
+                        None,
+                        vec![],
+                    )
+                    .await
+                    .expect("an alarm with its notification");
+            }
+        };
+        let reviving = async {
+            for letter in &dead {
+                second
+                    .retry_notification(letter.key, at(2), audit("notifications.retry"))
+                    .await
+                    .expect("retry");
+            }
+        };
+        let removing = async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            assert!(
+                first
+                    .remove_notification_channel(
+                        team.id,
+                        "hook",
+                        at(3),
+                        audit("notification_channel.remove")
+                    )
+                    .await
+                    .expect("remove")
+            );
+        };
+        tokio::join!(writing, reviving, removing);
+        let pending = first
+            .notifications(NotificationQuery {
+                status: Some(DeliveryStatus::Pending),
+                limit: 1000,
+                ..NotificationQuery::default()
+            })
+            .await
+            .expect("pending");
+        assert!(
+            pending.is_empty(),
+            "{} pending after the removal",
+            pending.len()
+        );
+        assert_eq!(first.next_outbox_attempt().await.expect("next"), None);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
