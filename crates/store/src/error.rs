@@ -27,9 +27,6 @@ pub enum StoreError {
     /// succeed.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
-    /// A capability the PostgreSQL backend does not have yet (it is being ported).
-    #[error("{0} is not available on PostgreSQL yet")]
-    Unported(&'static str),
     /// A stored value this build cannot read back (a row written by a newer Wardline, or
     /// damaged).
     #[error("stored {what} cannot be read: {reason}")]

@@ -15,9 +15,6 @@
 //! event rows takes it before anything else), so two transactions never wait for each
 //! other.
 
-// Helpers the capabilities still being ported will use; removed with the last placeholder.
-#![allow(dead_code)]
-
 mod alarms;
 mod audit;
 mod clinical;
@@ -68,6 +65,9 @@ pub struct PostgresOptions {
     /// How long a caller waits for a connection (or for the database to answer a new
     /// one) before it is told the database is unavailable.
     pub connect_timeout: Duration,
+    /// Most device messages in one ingest commit; bounds a transaction's size and an
+    /// acknowledgement's wait.
+    pub max_items_per_commit: usize,
 }
 
 impl PostgresOptions {
@@ -77,6 +77,7 @@ impl PostgresOptions {
             audit_key: Arc::new(audit_key),
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
+            max_items_per_commit: 4096,
         }
     }
 }
@@ -89,6 +90,7 @@ pub struct PostgresStore {
     /// Counts this process's commits of rows the event log reads; see
     /// [`crate::EventLog::commits`].
     commits: Arc<tokio::sync::watch::Sender<u64>>,
+    ingest_queue: ingest::IngestQueue,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -122,10 +124,16 @@ impl PostgresStore {
             .recycle_timeout(Some(options.connect_timeout))
             .build()
             .map_err(|error| StoreError::Invalid(format!("the PostgreSQL pool: {error}")))?;
+        let commits = Arc::new(tokio::sync::watch::Sender::new(0));
         let store = Self {
+            ingest_queue: ingest::IngestQueue::spawn(
+                pool.clone(),
+                Arc::clone(&commits),
+                options.max_items_per_commit,
+            ),
             pool,
             audit_key: options.audit_key,
-            commits: Arc::new(tokio::sync::watch::Sender::new(0)),
+            commits,
         };
         store.migrate().await?;
         audit::remember_key(&store.client().await?, &store.audit_key).await?;
@@ -207,7 +215,7 @@ pub(crate) async fn lock(
     Ok(())
 }
 
-fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
+pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
     match error {
         deadpool_postgres::PoolError::Backend(error) => error.into(),
         other => StoreError::Unavailable(other.to_string()),
@@ -216,9 +224,16 @@ fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        // A lost or refused connection is the database being away, which callers treat
-        // as "try again later"; anything the server answered is reported as it is.
-        if error.is_closed() || error.as_db_error().is_none() && error.code().is_none() {
+        // The database being away (a lost or refused connection, a server shutting down or
+        // starting) is "try again later" for callers; anything else is reported as it is.
+        let away = error.is_closed()
+            || std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<std::io::Error>())
+            || error.code().is_some_and(|code| {
+                let code = code.code();
+                code.starts_with("08") || code.starts_with("57P")
+            });
+        if away {
             StoreError::Unavailable(error.to_string())
         } else {
             StoreError::Postgres(error)

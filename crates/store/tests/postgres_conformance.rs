@@ -16,76 +16,14 @@ async fn fresh() -> (PostgresStore, TestDatabase) {
     (store, database)
 }
 
-// The capabilities ported so far, by group; the whole suite (and its check that every
-// method is called) replaces these lists when the backend is complete.
-
-mod audit {
-    #[allow(unused_imports)]
-    use super::fresh;
-    wardline_store::store_conformance_checks!(fresh(); audit_trail_is_chained);
-}
+wardline_store::store_conformance_suite!(fresh());
 
 // ---------------------------------------------------------------------------------------
-// People, sessions, care teams, emergency access, mapping templates.
-
-mod people {
-    #[allow(unused_imports)]
-    use super::fresh;
-    wardline_store::store_conformance_checks!(fresh();
-        users_and_credentials,
-        sessions_expire_and_revoke,
-        a_new_password_ends_the_other_sessions,
-        a_second_factor_is_confirmed_and_each_code_used_once,
-        care_teams_decide_membership,
-        people_changes_are_audited_in_the_same_commit,
-        emergency_access_opens_expires_and_is_reviewed_once,
-        mapping_templates_are_versioned_one_in_force_per_model,
-    );
-}
-
-// ---------------------------------------------------------------------------------------
-// Devices, ingest, gateways, Nightscout sites.
-
-mod devices {
-    #[allow(unused_imports)]
-    use super::fresh;
-    wardline_store::store_conformance_checks!(fresh();
-        devices_and_assignments, enrolment_for_an_unknown_patient_leaves_nothing,
-        device_certificates_identify_their_device,
-        an_assignment_is_not_backdated_over_stored_readings, gateways_report_and_list,
-        nightscout_sites_live_with_their_device, nightscout_documents_are_kept_once_per_key,
-        device_reports_are_kept, ingest_stores_once, ingest_refuses_unassigned_and_revoked,
-        ingest_all_or_none_stores_nothing_when_one_item_is_refused,
-        a_reused_seq_with_other_content_is_refused, readings_a_device_cannot_take_are_refused,
-        reassigned_device_keeps_patients_apart);
-}
-
-// ---------------------------------------------------------------------------------------
-// Clinical reads and derived results, the event log.
-
-mod clinical {
-    #[allow(unused_imports)]
-    use super::fresh;
-    wardline_store::store_conformance_checks!(fresh();
-        observations_page_by_time, observation_summary_per_bucket, latest_observation_per_code,
-        waveform_chunks_by_window, derived_observations_have_their_own_seq,
-        latest_observations_within_a_window, rhythm_events_grow_and_are_found_by_overlap,
-        news2_results_replace_per_time, event_log_reads_every_commit_once,
-        event_log_reads_a_patient_scope, event_log_resumes_from_a_checkpoint);
-}
-
-// ---------------------------------------------------------------------------------------
-// Care plans, alarms, escalation, the outbox.
+// Several workers over one database: what SQLite's single writer made true by itself,
+// PostgreSQL must make true between processes.
 
 mod alarms {
-    #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh();
-        care_plans_are_versioned, alarms_with_history_and_checkpoint,
-        escalation_policies_per_team, channels_and_the_outbox);
-
-    // What SQLite's one writer kept, kept by PostgreSQL between two workers.
-
     use serde_json::json;
     use wardline_alerting::{
         Alarm, AlarmKind, AlarmSignal, ConditionKey, EscalationStatus, Priority, RuleId,
@@ -304,22 +242,8 @@ mod alarms {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Shares, referrals, specialist invitations.
-
 mod shares {
-    #[allow(unused_imports)]
     use super::fresh;
-    wardline_store::store_conformance_checks!(fresh();
-        shares_open_until_they_expire_or_are_revoked,
-        share_links_count_openings_and_wrong_passcodes,
-        a_referral_opens_nothing_until_the_patient_accepts,
-        an_invitation_makes_one_account_once,
-        an_invitation_links_an_existing_account,
-    );
-
-    // Several workers over one database: what SQLite's single writer made true by itself.
-
     use uuid::Uuid;
     use wardline_domain::Role;
     use wardline_domain::sharing::ShareCategory;

@@ -12,7 +12,11 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 use wardline_domain::payload::PayloadError;
@@ -72,7 +76,7 @@ fn all_stored(outcomes: &[IngestOutcome]) -> bool {
 
 async fn ingest_items(
     transaction: &Transaction<'_>,
-    items: &[IngestItem],
+    items: &[&IngestItem],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut devices: HashMap<&str, Option<DeviceInCall>> = HashMap::new();
     let mut last_contact: HashMap<i64, i64> = HashMap::new();
@@ -437,18 +441,120 @@ async fn seq_conflict(
     })
 }
 
+/// Calls of [`IngestStore::ingest`] waiting for the next commit.
+///
+/// One task per process commits them in groups: every call that arrived while the
+/// previous group was committing goes into the next transaction. The event lock is taken
+/// once per group and the commit's flush to disk is shared, which is what lets one
+/// worker acknowledge many devices' readings at the rate a device-per-commit could not.
+/// Each caller is answered after the commit that holds its readings.
+#[derive(Debug, Clone)]
+pub(crate) struct IngestQueue {
+    jobs: mpsc::Sender<Job>,
+}
+
+struct Job {
+    items: Vec<IngestItem>,
+    reply: oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>,
+}
+
+/// Calls queued at most before a caller waits to queue: backpressure, not a limit on
+/// what is stored.
+const QUEUED_CALLS: usize = 16_384;
+
+impl IngestQueue {
+    /// Starts the committing task; it ends when the last handle is dropped.
+    pub(crate) fn spawn(
+        pool: Pool,
+        commits: Arc<watch::Sender<u64>>,
+        max_items_per_commit: usize,
+    ) -> Self {
+        let (jobs, receiver) = mpsc::channel(QUEUED_CALLS);
+        tokio::spawn(commit_groups(
+            pool,
+            commits,
+            receiver,
+            max_items_per_commit.max(1),
+        ));
+        Self { jobs }
+    }
+
+    async fn ingest(&self, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { items, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn commit_groups(
+    pool: Pool,
+    commits: Arc<watch::Sender<u64>>,
+    mut receiver: mpsc::Receiver<Job>,
+    max_items: usize,
+) {
+    while let Some(first) = receiver.recv().await {
+        let mut items = first.items.len();
+        let mut group = vec![first];
+        while items < max_items {
+            let Ok(job) = receiver.try_recv() else { break };
+            items += job.items.len();
+            group.push(job);
+        }
+        let answers = match commit_group(&pool, &group).await {
+            Ok(answers) => answers.into_iter().map(Ok).collect(),
+            // One call's trouble must not refuse the others' readings: each goes alone.
+            Err(_) if group.len() > 1 => {
+                let mut answers = Vec::with_capacity(group.len());
+                for job in &group {
+                    answers.push(
+                        commit_group(&pool, std::slice::from_ref(job))
+                            .await
+                            .and_then(|mut answer| answer.pop().ok_or(StoreError::Closed)),
+                    );
+                }
+                answers
+            }
+            Err(error) => vec![Err(error)],
+        };
+        if answers.iter().any(|answer| {
+            answer
+                .as_ref()
+                .is_ok_and(|outcomes| outcomes.iter().any(adds_events))
+        }) {
+            commits.send_modify(|count| *count = count.wrapping_add(1));
+        }
+        for (job, answer) in group.into_iter().zip(answers) {
+            // A caller that gave up waiting is not an error: its readings are stored.
+            let _ = job.reply.send(answer);
+        }
+    }
+}
+
+/// Stores the group's calls in one transaction; the outcomes of each call, in order.
+async fn commit_group(pool: &Pool, group: &[Job]) -> Result<Vec<Vec<IngestOutcome>>, StoreError> {
+    let mut client = pool.get().await.map_err(super::pool_error)?;
+    let transaction = client.transaction().await?;
+    lock(&transaction, EVENT_LOCK).await?;
+    let items: Vec<&IngestItem> = group.iter().flat_map(|job| &job.items).collect();
+    let mut outcomes = ingest_items(&transaction, &items).await?.into_iter();
+    transaction.commit().await?;
+    metrics::counter!("wardline_store_commits_total").increment(1);
+    Ok(group
+        .iter()
+        .map(|job| outcomes.by_ref().take(job.items.len()).collect())
+        .collect())
+}
+
 #[async_trait]
 impl IngestStore for PostgresStore {
     async fn ingest(&self, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await?;
-        lock(&transaction, EVENT_LOCK).await?;
-        let outcomes = ingest_items(&transaction, &items).await?;
-        transaction.commit().await?;
-        if outcomes.iter().any(adds_events) {
-            self.announce_commit();
-        }
-        Ok(outcomes)
+        self.ingest_queue.ingest(items).await
     }
 
     async fn ingest_all_or_none(
@@ -461,7 +567,7 @@ impl IngestStore for PostgresStore {
         // A savepoint, undone when an item is refused, so that the transaction (and the
         // event lock) goes on for the faults below.
         let attempt = transaction.savepoint("all_or_none").await?;
-        let outcomes = ingest_items(&attempt, &items).await?;
+        let outcomes = ingest_items(&attempt, &items.iter().collect::<Vec<_>>()).await?;
         let stored = all_stored(&outcomes);
         if stored {
             attempt.commit().await?;
@@ -480,7 +586,7 @@ impl IngestStore for PostgresStore {
                 transaction.rollback().await?;
                 return Ok((false, outcomes));
             }
-            ingest_items(&transaction, &conflicting).await?;
+            ingest_items(&transaction, &conflicting.iter().collect::<Vec<_>>()).await?;
         }
         transaction.commit().await?;
         // Stored items, or the faults of refused ones.

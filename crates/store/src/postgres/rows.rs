@@ -69,13 +69,6 @@ pub(crate) async fn user_key(
     find_key(client, "app_user", &user.0).await
 }
 
-pub(crate) async fn device_key(
-    client: &impl GenericClient,
-    device: &DeviceId,
-) -> Result<Option<i64>, StoreError> {
-    find_key(client, "device", &device.as_str()).await
-}
-
 pub(crate) fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
