@@ -21,7 +21,7 @@ use crate::support::*;
 const GLUCOSE: &str = "99504-3";
 
 /// An alarm stream reader: every `alarm` event's data, in order.
-struct AlarmStream {
+pub(crate) struct AlarmStream {
     events: mpsc::UnboundedReceiver<Value>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -33,7 +33,7 @@ impl Drop for AlarmStream {
 }
 
 impl AlarmStream {
-    async fn open(server: &TestServer, session: &Session) -> AlarmStream {
+    pub(crate) async fn open(server: &TestServer, session: &Session) -> AlarmStream {
         // No overall timeout: the stream stays open for the whole test.
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls_client_config(&server.ca_pem()))
@@ -62,7 +62,11 @@ impl AlarmStream {
     }
 
     /// The next event matching `wanted` within `within`; earlier ones are skipped.
-    async fn expect(&mut self, within: Duration, wanted: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn expect(
+        &mut self,
+        within: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let event = tokio::time::timeout_at(deadline, self.events.recv())

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::TimeZone;
 use wardline_store::{AuditEvent, AuditOutcome, unkeyed_chain_hash};
 
-use crate::support::{TestServer, open_database};
+use crate::support::{TestServer, open_database, printed};
 
 struct Folders {
     data: PathBuf,
@@ -26,11 +26,7 @@ fn verify(folders: &Folders, data: &Path) -> (bool, String) {
         .env("WARDLINE_AUDIT_CHECKPOINT_FILE", &folders.checkpoints)
         .output()
         .expect("run wardline admin verify-audit");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let text = printed(&output);
     (output.status.success(), text)
 }
 

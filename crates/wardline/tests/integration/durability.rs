@@ -9,7 +9,12 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_readings_survive_kill_9() {
-    let mut server = TestServer::start().await;
+    kill_9_mid_stream_loses_nothing(TestServer::start().await).await;
+}
+
+/// A device streams over MQTT; the server is killed (`kill -9`) half-way and started
+/// again on the same store: every reading it acknowledged is there.
+pub(crate) async fn kill_9_mid_stream_loses_nothing(mut server: TestServer) {
     let ward = server.ward().await;
     let mut options = mqtt_v311(&server, &ward.device, &ward.device.secret);
     options.set_inflight(200);
@@ -80,7 +85,7 @@ async fn acknowledged_readings_survive_kill_9() {
         .observations(&clinician, &ward.patient_id, "99504-3")
         .await
         .iter()
-        .map(|observation| observation["seq"].as_i64().unwrap())
+        .map(|observation| observation["seq"].as_i64().expect("seq"))
         .collect();
     let lost: Vec<i64> = acked.difference(&stored).copied().collect();
     assert!(

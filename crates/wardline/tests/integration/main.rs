@@ -18,6 +18,7 @@ mod ingest;
 mod nightscout;
 mod observability;
 mod operator;
+mod postgres;
 mod sharing;
 mod support;
 mod templates;

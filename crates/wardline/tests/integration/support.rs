@@ -14,6 +14,15 @@ pub(crate) const CLINICIAN_PASSWORD: &str = "correct horse battery staple";
 /// What the harness changes the first administrator's one-time password to.
 pub(crate) const ADMIN_PASSWORD: &str = "quiet harbour lamps at dawn";
 
+/// What a command printed, standard output then standard error.
+pub(crate) fn printed(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 pub(crate) fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
