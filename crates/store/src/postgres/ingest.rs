@@ -84,6 +84,9 @@ async fn ingest_items(
     // stored before).
     let mut last_reading: HashMap<i64, i64> = HashMap::new();
     let mut outcomes = Vec::with_capacity(items.len());
+    // Readings are written for the whole group at once, unless a (device, seq) comes
+    // twice in it: then each must see the one before it, and they go one by one.
+    let mut rows = (!repeats_a_seq(items)).then(ReadingRows::default);
     for item in items {
         let id = item.device_id.as_str();
         if !devices.contains_key(id) {
@@ -109,8 +112,30 @@ async fn ingest_items(
             outcomes.push(IngestOutcome::NotForDevice(error));
             continue;
         }
-        let outcome = ingest_one(transaction, device, item, received_ms).await?;
-        let newest = match (&outcome, &item.payload) {
+        let outcome = match (&item.payload, &mut rows) {
+            (IngestPayload::Readings(readings), Some(rows)) => {
+                match rows
+                    .add(transaction, device, outcomes.len(), item, readings)
+                    .await?
+                {
+                    Some(refused) => refused,
+                    // Decided once the group's rows are written, below.
+                    None => IngestOutcome::Stored {
+                        patient_id: PatientId(Uuid::nil()),
+                        stored: Vec::new(),
+                        duplicates: 0,
+                    },
+                }
+            }
+            _ => ingest_one(transaction, device, item, received_ms).await?,
+        };
+        outcomes.push(outcome);
+    }
+    if let Some(rows) = rows {
+        rows.write(transaction, items, &mut outcomes).await?;
+    }
+    for (item, outcome) in items.iter().zip(&outcomes) {
+        let newest = match (outcome, &item.payload) {
             (IngestOutcome::Stored { .. }, IngestPayload::Readings(readings)) => readings
                 .iter()
                 .map(|reading| to_ms(reading.effective))
@@ -120,11 +145,13 @@ async fn ingest_items(
             }
             _ => None,
         };
-        if let Some(newest) = newest {
+        let device = devices
+            .get(item.device_id.as_str())
+            .and_then(Option::as_ref);
+        if let (Some(newest), Some(device)) = (newest, device) {
             let kept = last_reading.entry(device.key).or_insert(newest);
             *kept = (*kept).max(newest);
         }
-        outcomes.push(outcome);
     }
     let touch = transaction
         .prepare_cached(
@@ -142,6 +169,239 @@ async fn ingest_items(
             .await?;
     }
     Ok(outcomes)
+}
+
+/// Whether some device sends the same seq twice among `items`.
+fn repeats_a_seq(items: &[&IngestItem]) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    !items.iter().all(|item| match &item.payload {
+        IngestPayload::Readings(readings) => readings
+            .iter()
+            .all(|reading| seen.insert((item.device_id.as_str(), reading.seq))),
+        IngestPayload::Waveform(_) => true,
+    })
+}
+
+/// A group's readings, written with one statement: a row per reading, in columns.
+#[derive(Default)]
+struct ReadingRows {
+    /// Per message: its index among the group's items, its device and the assignment of
+    /// each of its readings, in order.
+    messages: Vec<(usize, i64, Vec<Assignment>)>,
+    device_key: Vec<i64>,
+    seq: Vec<i64>,
+    code: Vec<&'static str>,
+    value: Vec<f64>,
+    original_value: Vec<Option<f64>>,
+    original_unit: Vec<Option<String>>,
+    effective_ms: Vec<i64>,
+    patient_key: Vec<i64>,
+    received_ms: Vec<i64>,
+}
+
+/// What the database holds under one `(device, seq)`, to tell a retry from another
+/// reading.
+#[derive(PartialEq)]
+struct StoredContent {
+    code: String,
+    value: f64,
+    original_value: Option<f64>,
+    original_unit: Option<String>,
+    effective_ms: i64,
+}
+
+impl ReadingRows {
+    /// Adds a message's readings, or says why none of it can be stored (a reading outside
+    /// every assignment of the device).
+    async fn add(
+        &mut self,
+        transaction: &Transaction<'_>,
+        device: &mut DeviceInCall,
+        index: usize,
+        item: &IngestItem,
+        readings: &[wardline_domain::Reading],
+    ) -> Result<Option<IngestOutcome>, StoreError> {
+        // All of a message is stored or none of it: every reading must fall inside an
+        // assignment before anything is written.
+        let mut assignments = Vec::with_capacity(readings.len());
+        for reading in readings {
+            match patient_at(transaction, device, to_ms(reading.effective)).await? {
+                Some(assignment) => assignments.push(assignment),
+                None => {
+                    return Ok(Some(IngestOutcome::NotAssigned {
+                        device_id: item.device_id.clone(),
+                        at: reading.effective,
+                    }));
+                }
+            }
+        }
+        for (reading, assignment) in readings.iter().zip(&assignments) {
+            self.device_key.push(device.key);
+            self.seq.push(reading.seq);
+            self.code.push(reading.code.loinc());
+            self.value.push(reading.value);
+            self.original_value
+                .push(reading.original.as_ref().map(|(value, _)| *value));
+            self.original_unit
+                .push(reading.original.as_ref().map(|(_, unit)| unit.clone()));
+            self.effective_ms.push(to_ms(reading.effective));
+            self.patient_key.push(assignment.patient_key);
+        }
+        self.messages.push((index, device.key, assignments));
+        Ok(None)
+    }
+
+    /// Writes every row, then decides each message's outcome as one by one would have.
+    async fn write(
+        mut self,
+        transaction: &Transaction<'_>,
+        items: &[&IngestItem],
+        outcomes: &mut [IngestOutcome],
+    ) -> Result<(), StoreError> {
+        if self.messages.is_empty() {
+            return Ok(());
+        }
+        for (index, _, assignments) in &self.messages {
+            let received_ms = to_ms(items[*index].received);
+            self.received_ms
+                .extend(std::iter::repeat_n(received_ms, assignments.len()));
+        }
+        let insert = transaction
+            .prepare_cached(
+                "INSERT INTO observation (device_key, seq, code, value, original_value,
+                    original_unit, effective_ms, patient_key, received_ms)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::float8[],
+                    $5::float8[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[])
+                 ON CONFLICT (device_key, derived, seq) DO NOTHING
+                 RETURNING key, device_key, seq",
+            )
+            .await?;
+        let inserted: HashMap<(i64, i64), i64> = transaction
+            .query(
+                &insert,
+                &[
+                    &self.device_key,
+                    &self.seq,
+                    &self.code,
+                    &self.value,
+                    &self.original_value,
+                    &self.original_unit,
+                    &self.effective_ms,
+                    &self.patient_key,
+                    &self.received_ms,
+                ],
+            )
+            .await?
+            .iter()
+            .map(|row| Ok(((row.try_get(1)?, row.try_get(2)?), row.try_get(0)?)))
+            .collect::<Result<_, StoreError>>()?;
+        let stored_before = self.stored_before(transaction, &inserted).await?;
+        let mut row = 0;
+        for (index, device_key, assignments) in &self.messages {
+            let item = items[*index];
+            let IngestPayload::Readings(readings) = &item.payload else {
+                continue;
+            };
+            let mut stored = Vec::new();
+            let mut written_keys = Vec::new();
+            let mut duplicates = 0;
+            let mut conflict = None;
+            for (reading, assignment) in readings.iter().zip(assignments) {
+                let key = (*device_key, reading.seq);
+                if let Some(written) = inserted.get(&key) {
+                    written_keys.push(*written);
+                    stored.push(Observation::from_reading(
+                        assignment.patient_id,
+                        item.device_id.clone(),
+                        reading,
+                        item.received,
+                    ));
+                } else if stored_before.get(&key) == Some(&self.content(row)) {
+                    duplicates += 1;
+                } else if conflict.is_none() {
+                    conflict = Some((reading.seq, *assignment));
+                }
+                row += 1;
+            }
+            outcomes[*index] = match conflict {
+                None => IngestOutcome::Stored {
+                    patient_id: assignments
+                        .first()
+                        .map(|assignment| assignment.patient_id)
+                        .ok_or_else(|| StoreError::Invalid("a message with no readings".into()))?,
+                    stored,
+                    duplicates,
+                },
+                Some((seq, assignment)) => {
+                    seq_conflict(
+                        transaction,
+                        &written_keys,
+                        *device_key,
+                        item,
+                        seq,
+                        assignment,
+                        to_ms(item.received),
+                    )
+                    .await?
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn content(&self, row: usize) -> StoredContent {
+        StoredContent {
+            code: self.code[row].to_owned(),
+            value: self.value[row],
+            original_value: self.original_value[row],
+            original_unit: self.original_unit[row].clone(),
+            effective_ms: self.effective_ms[row],
+        }
+    }
+
+    /// What is stored under each `(device, seq)` of the group that was not written now.
+    async fn stored_before(
+        &self,
+        transaction: &Transaction<'_>,
+        inserted: &HashMap<(i64, i64), i64>,
+    ) -> Result<HashMap<(i64, i64), StoredContent>, StoreError> {
+        let (devices, seqs): (Vec<i64>, Vec<i64>) = self
+            .device_key
+            .iter()
+            .zip(&self.seq)
+            .filter(|(device, seq)| !inserted.contains_key(&(**device, **seq)))
+            .map(|(device, seq)| (*device, *seq))
+            .unzip();
+        if devices.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let select = transaction
+            .prepare_cached(
+                "SELECT o.device_key, o.seq, o.code, o.value, o.original_value, o.original_unit,
+                        o.effective_ms
+                 FROM unnest($1::bigint[], $2::bigint[]) AS k (device_key, seq)
+                 JOIN observation o
+                   ON o.device_key = k.device_key AND NOT o.derived AND o.seq = k.seq",
+            )
+            .await?;
+        transaction
+            .query(&select, &[&devices, &seqs])
+            .await?
+            .iter()
+            .map(|row| {
+                Ok((
+                    (row.try_get(0)?, row.try_get(1)?),
+                    StoredContent {
+                        code: row.try_get(2)?,
+                        value: row.try_get(3)?,
+                        original_value: row.try_get(4)?,
+                        original_unit: row.try_get(5)?,
+                        effective_ms: row.try_get(6)?,
+                    },
+                ))
+            })
+            .collect()
+    }
 }
 
 async fn look_up_device(
@@ -313,19 +573,10 @@ async fn ingest_one(
                             .map(|row| row.try_get(0))
                             .transpose()?;
                         if same != Some(true) {
-                            // Nothing of the message is stored: the rows it already wrote
-                            // in this transaction go again.
-                            if !inserted_keys.is_empty() {
-                                transaction
-                                    .execute(
-                                        "DELETE FROM observation WHERE key = ANY($1)",
-                                        &[&inserted_keys],
-                                    )
-                                    .await?;
-                            }
                             return seq_conflict(
                                 transaction,
-                                device,
+                                &inserted_keys,
+                                device.key,
                                 item,
                                 reading.seq,
                                 *assignment,
@@ -396,7 +647,8 @@ async fn ingest_one(
                 if same != Some(true) {
                     return seq_conflict(
                         transaction,
-                        device,
+                        &[],
+                        device.key,
                         item,
                         chunk.seq,
                         assignment,
@@ -418,15 +670,22 @@ async fn ingest_one(
 /// so that the care plan's device-fault rules see it.
 async fn seq_conflict(
     transaction: &Transaction<'_>,
-    device: &DeviceInCall,
+    written: &[i64],
+    device_key: i64,
     item: &IngestItem,
     seq: i64,
     assignment: Assignment,
     received_ms: i64,
 ) -> Result<IngestOutcome, StoreError> {
+    // Nothing of the message is stored: the rows it wrote in this transaction go again.
+    if !written.is_empty() {
+        transaction
+            .execute("DELETE FROM observation WHERE key = ANY($1)", &[&written])
+            .await?;
+    }
     insert_device_report(
         transaction,
-        device.key,
+        device_key,
         assignment.patient_key,
         received_ms,
         None,

@@ -429,3 +429,69 @@ pub async fn readings_a_device_cannot_take_are_refused(store: &dyn Store) {
         "{strip:?}"
     );
 }
+
+/// Many devices' messages in one call, none repeating a seq within the call, as a group
+/// commit sees them: each message's outcome is decided against what was stored before,
+/// as if it came alone.
+pub async fn one_call_of_many_devices_decides_each_message_alone(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let bob = patient(store, "Bob").await;
+    let first = assigned_device(store, "cgm-001", alice).await;
+    let second = assigned_device(store, "cgm-002", bob).await;
+    let spare = device(store, "cgm-003").await;
+    store
+        .ingest(vec![
+            readings(&first, vec![glucose(1, 5, 110.0)]),
+            readings(&second, vec![glucose(1, 5, 90.0)]),
+        ])
+        .await
+        .expect("first readings");
+    let outcomes = store
+        .ingest(vec![
+            // New, with a retry of one stored before.
+            readings(&first, vec![glucose(1, 5, 110.0), glucose(2, 10, 115.0)]),
+            // A new reading, then a seq reused with another value: nothing of it is kept.
+            readings(&second, vec![glucose(2, 10, 95.0), glucose(1, 5, 250.0)]),
+            // A device with no patient.
+            readings(&spare, vec![glucose(1, 5, 100.0)]),
+            // The second device again, after its refused message: stored.
+            readings(&second, vec![glucose(3, 15, 99.0)]),
+        ])
+        .await
+        .expect("ingest");
+    assert!(
+        matches!(&outcomes[0], IngestOutcome::Stored { patient_id, stored, duplicates: 1 }
+            if *patient_id == alice && stored.len() == 1 && stored[0].seq == 2),
+        "{:?}",
+        outcomes[0]
+    );
+    assert_eq!(
+        outcomes[1],
+        IngestOutcome::SeqConflict {
+            device_id: second.clone(),
+            seq: 1
+        }
+    );
+    assert!(
+        matches!(&outcomes[2], IngestOutcome::NotAssigned { device_id, .. } if *device_id == spare),
+        "{:?}",
+        outcomes[2]
+    );
+    assert!(
+        matches!(&outcomes[3], IngestOutcome::Stored { patient_id, stored, duplicates: 0 }
+            if *patient_id == bob && stored.len() == 1),
+        "{:?}",
+        outcomes[3]
+    );
+    let mut kept: Vec<(i64, f64)> = store
+        .latest_observations(bob)
+        .await
+        .expect("latest")
+        .iter()
+        .map(|observation| (observation.seq, observation.value))
+        .collect();
+    kept.sort_by_key(|(seq, _)| *seq);
+    assert_eq!(kept, vec![(3, 99.0)], "the latest reading of Bob");
+    // 1 + 1 before, then seq 2 of the first device and seq 3 of the second.
+    assert_eq!(store.count_observations().await.expect("count"), 4);
+}

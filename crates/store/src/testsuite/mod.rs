@@ -67,6 +67,7 @@ macro_rules! store_conformance_suite {
             device_certificates_identify_their_device,
             device_reports_are_kept, ingest_stores_once, ingest_refuses_unassigned_and_revoked,
             ingest_all_or_none_stores_nothing_when_one_item_is_refused,
+            one_call_of_many_devices_decides_each_message_alone,
             a_reused_seq_with_other_content_is_refused, readings_a_device_cannot_take_are_refused, an_assignment_is_not_backdated_over_stored_readings,
             reassigned_device_keeps_patients_apart, observations_page_by_time,
             latest_observation_per_code, waveform_chunks_by_window, audit_trail_is_chained,
