@@ -170,6 +170,15 @@ pub async fn serve(
         .context("installing the metrics recorder")?;
     crate::metrics_catalog::describe();
     let (store, audit_key) = open_store(&config).await?;
+    // Held until the server stops; see `SoleServer`.
+    let _sole_server = match &config.store {
+        StoreLocation::Embedded => None,
+        StoreLocation::Postgres { url, .. } => Some(
+            wardline_store::postgres::claim_sole_server(url)
+                .await
+                .context("claiming the PostgreSQL database for this server")?,
+        ),
+    };
     let bare = Wardline::new(Arc::clone(&store), service_settings(&config));
     first_admin(&bare, &config.keys_dir).await?;
     // Before any device connects: a model's messages are read with its template from

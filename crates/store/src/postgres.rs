@@ -52,6 +52,7 @@ const LOCK_BASE: i64 = 0x5741_5244 << 32;
 const MIGRATION_LOCK: i64 = LOCK_BASE | 1;
 pub(crate) const AUDIT_LOCK: i64 = LOCK_BASE | 2;
 pub(crate) const EVENT_LOCK: i64 = LOCK_BASE | 3;
+const SOLE_SERVER_LOCK: i64 = LOCK_BASE | 4;
 
 /// How the database is reached.
 #[derive(Debug, Clone)]
@@ -202,6 +203,52 @@ async fn apply(client: &mut deadpool_postgres::Object) -> Result<(), StoreError>
         tracing::info!(version, "PostgreSQL database migrated");
     }
     Ok(())
+}
+
+/// The one running server of a database, for as long as this lives.
+///
+/// Rule evaluation and analysis read the event log under one consumer name each, so two
+/// servers on one database would both evaluate every patient (and raise every alarm
+/// twice). Until evaluation is shared between workers, a server holds this session lock
+/// on a connection of its own, and a second server on the same database is refused at
+/// start. Command-line tools do not take it.
+#[derive(Debug)]
+pub struct SoleServer {
+    connection: tokio::task::JoinHandle<()>,
+    _client: tokio_postgres::Client,
+}
+
+impl Drop for SoleServer {
+    fn drop(&mut self) {
+        // Closing the connection releases the lock.
+        self.connection.abort();
+    }
+}
+
+/// Claims the database for this server; `Conflict` when another server holds it.
+pub async fn claim_sole_server(url: &str) -> Result<SoleServer, StoreError> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let connection = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "the connection holding this server's database claim ended");
+        }
+    });
+    let claimed: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&SOLE_SERVER_LOCK])
+        .await?
+        .try_get(0)?;
+    if !claimed {
+        connection.abort();
+        return Err(StoreError::Conflict {
+            what: "a server on this database (several servers on one database are not \
+                   supported yet: each would evaluate every patient's rules)"
+                .into(),
+        });
+    }
+    Ok(SoleServer {
+        connection,
+        _client: client,
+    })
 }
 
 /// Takes a transaction-scoped advisory lock (see the module's documentation).

@@ -64,6 +64,31 @@ async fn a_server_on_postgresql_raises_alarms_and_its_audit_trail_verifies() {
     assert!(output.status.success(), "{text}");
     assert!(text.contains("PostgreSQL database"), "{text}");
     assert!(text.contains("intact"), "{text}");
+
+    // A second server on the same database is refused at start (each would evaluate
+    // every patient), and the first goes on.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_wardline"))
+        .args([
+            "serve",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(elsewhere.path().join("data"))
+        // The same audit key, as every server on one database must have.
+        .arg("--keys-dir")
+        .arg(server.data.path().join("server-keys"))
+        .env("WARDLINE_STORE", database.url())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run a second server");
+    let text = printed(&second);
+    assert!(!second.status.success(), "{text}");
+    assert!(text.contains("several servers on one database"), "{text}");
+    post_glucose(&server, &ward.device, 2, 120.0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
