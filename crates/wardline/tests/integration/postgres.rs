@@ -8,6 +8,7 @@ use wardline_store::testsuite::postgres::TestDatabase;
 use crate::alarms::{AlarmStream, add_rule, assign_program, glucose_above, post_glucose};
 use crate::durability::kill_9_mid_stream_loses_nothing;
 use crate::support::*;
+use crate::tls::refused_start;
 
 fn store_env(database: &TestDatabase) -> [(&'static str, String); 1] {
     [("WARDLINE_STORE", database.url())]
@@ -67,27 +68,13 @@ async fn a_server_on_postgresql_raises_alarms_and_its_audit_trail_verifies() {
 
     // A second server on the same database is refused at start (each would evaluate
     // every patient), and the first goes on.
-    let elsewhere = tempfile::tempdir().expect("temp dir");
-    let second = std::process::Command::new(env!("CARGO_BIN_EXE_wardline"))
-        .args([
-            "serve",
-            "--mqtt-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(elsewhere.path().join("data"))
+    let keys = server.data.path().join("server-keys");
+    let said = refused_start(&[
+        ("WARDLINE_STORE", &database.url()),
         // The same audit key, as every server on one database must have.
-        .arg("--keys-dir")
-        .arg(server.data.path().join("server-keys"))
-        .env("WARDLINE_STORE", database.url())
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run a second server");
-    let text = printed(&second);
-    assert!(!second.status.success(), "{text}");
-    assert!(text.contains("several servers on one database"), "{text}");
+        ("WARDLINE_KEYS_DIR", &keys.to_string_lossy()),
+    ]);
+    assert!(said.contains("several servers on one database"), "{said}");
     post_glucose(&server, &ward.device, 2, 120.0).await;
 }
 

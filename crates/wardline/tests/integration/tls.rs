@@ -68,7 +68,7 @@ fn env<'a>(certificate: &'a Path, key: &'a Path, ca: &'a Path) -> [(&'static str
 }
 
 /// Starts `wardline serve` expecting it to refuse; returns what it said on stderr.
-fn refused_start(env: &[(&str, &str)]) -> String {
+pub(crate) fn refused_start(env: &[(&str, &str)]) -> String {
     let data = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_wardline"))
         .args([
@@ -97,7 +97,7 @@ fn refused_start(env: &[(&str, &str)]) -> String {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("wardline started with a certificate it should refuse");
+            panic!("wardline started where it should have refused to");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
