@@ -59,12 +59,16 @@ impl ScratchDatabase {
     pub(crate) async fn create(server: &str) -> anyhow::Result<Self> {
         let name = format!("wardline_bench_{}", std::process::id());
         let client = admin_client(server).await?;
-        client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-            ))
-            .await
-            .with_context(|| format!("creating the database {name}"))?;
+        // One statement each: PostgreSQL runs neither inside a transaction block.
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            client
+                .batch_execute(&statement)
+                .await
+                .with_context(|| format!("creating the database {name}"))?;
+        }
         let mut url = url_of(server)?;
         url.set_path(&format!("/{name}"));
         Ok(Self {
