@@ -36,7 +36,19 @@ struct DeviceInCall {
     key: i64,
     kind: DeviceKind,
     active: bool,
-    assignment: Option<Assignment>,
+    /// Every assignment the device has had: read once per call, and stable until the
+    /// commit, since a change of assignment waits for the device's row.
+    assignments: Vec<Assignment>,
+}
+
+impl DeviceInCall {
+    /// The patient the device measured at `at_ms`, if any.
+    fn patient_at(&self, at_ms: i64) -> Option<Assignment> {
+        self.assignments
+            .iter()
+            .find(|assignment| assignment.covers(at_ms))
+            .copied()
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -87,11 +99,11 @@ async fn ingest_items(
     // Readings are written for the whole group at once, unless a (device, seq) comes
     // twice in it: then each must see the one before it, and they go one by one.
     let mut rows = (!repeats_a_seq(items)).then(ReadingRows::default);
+    let mut found = look_up_devices(transaction, items).await?;
     for item in items {
         let id = item.device_id.as_str();
         if !devices.contains_key(id) {
-            let found = look_up_device(transaction, id).await?;
-            devices.insert(id, found);
+            devices.insert(id, found.remove(id));
         }
         let Some(Some(device)) = devices.get_mut(id) else {
             outcomes.push(IngestOutcome::UnknownDevice {
@@ -114,10 +126,7 @@ async fn ingest_items(
         }
         let outcome = match (&item.payload, &mut rows) {
             (IngestPayload::Readings(readings), Some(rows)) => {
-                match rows
-                    .add(transaction, device, outcomes.len(), item, readings)
-                    .await?
-                {
+                match rows.add(device, outcomes.len(), item, readings) {
                     Some(refused) => refused,
                     // Decided once the group's rows are written, below.
                     None => IngestOutcome::Stored {
@@ -153,21 +162,22 @@ async fn ingest_items(
             *kept = (*kept).max(newest);
         }
     }
+    let (keys, seen): (Vec<i64>, Vec<i64>) = last_contact.into_iter().unzip();
+    let newest: Vec<Option<i64>> = keys
+        .iter()
+        .map(|key| last_reading.get(key).copied())
+        .collect();
     let touch = transaction
         .prepare_cached(
-            "UPDATE device SET last_seen_ms = greatest(last_seen_ms, $2),
-                               last_reading_ms = greatest(last_reading_ms, $3)
-             WHERE key = $1",
+            "UPDATE device d SET last_seen_ms = greatest(d.last_seen_ms, u.seen_ms),
+                                 last_reading_ms = greatest(d.last_reading_ms, u.reading_ms)
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u (key, seen_ms, reading_ms)
+             WHERE d.key = u.key",
         )
         .await?;
-    for (device_key, received_ms) in last_contact {
-        transaction
-            .execute(
-                &touch,
-                &[&device_key, &received_ms, &last_reading.get(&device_key)],
-            )
-            .await?;
-    }
+    transaction
+        .execute(&touch, &[&keys, &seen, &newest])
+        .await?;
     Ok(outcomes)
 }
 
@@ -213,25 +223,24 @@ struct StoredContent {
 impl ReadingRows {
     /// Adds a message's readings, or says why none of it can be stored (a reading outside
     /// every assignment of the device).
-    async fn add(
+    fn add(
         &mut self,
-        transaction: &Transaction<'_>,
-        device: &mut DeviceInCall,
+        device: &DeviceInCall,
         index: usize,
         item: &IngestItem,
         readings: &[wardline_domain::Reading],
-    ) -> Result<Option<IngestOutcome>, StoreError> {
+    ) -> Option<IngestOutcome> {
         // All of a message is stored or none of it: every reading must fall inside an
         // assignment before anything is written.
         let mut assignments = Vec::with_capacity(readings.len());
         for reading in readings {
-            match patient_at(transaction, device, to_ms(reading.effective)).await? {
+            match device.patient_at(to_ms(reading.effective)) {
                 Some(assignment) => assignments.push(assignment),
                 None => {
-                    return Ok(Some(IngestOutcome::NotAssigned {
+                    return Some(IngestOutcome::NotAssigned {
                         device_id: item.device_id.clone(),
                         at: reading.effective,
-                    }));
+                    });
                 }
             }
         }
@@ -248,7 +257,7 @@ impl ReadingRows {
             self.patient_key.push(assignment.patient_key);
         }
         self.messages.push((index, device.key, assignments));
-        Ok(None)
+        None
     }
 
     /// Writes every row, then decides each message's outcome as one by one would have.
@@ -404,27 +413,64 @@ impl ReadingRows {
     }
 }
 
-async fn look_up_device(
+/// The devices of `items` with their assignments, in two statements for the whole call.
+async fn look_up_devices(
     transaction: &Transaction<'_>,
-    device_id: &str,
-) -> Result<Option<DeviceInCall>, StoreError> {
-    // Locked until commit; see the module's documentation.
-    let statement = transaction
-        .prepare_cached("SELECT key, status, kind FROM device WHERE id = $1 FOR NO KEY UPDATE")
+    items: &[&IngestItem],
+) -> Result<HashMap<String, DeviceInCall>, StoreError> {
+    let mut ids: Vec<&str> = items.iter().map(|item| item.device_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // Locked until commit (see the module's documentation), in the order of their keys
+    // so that two calls never wait for each other.
+    let devices = transaction
+        .prepare_cached(
+            "SELECT key, status, kind, id FROM device WHERE id = ANY($1)
+             ORDER BY key FOR NO KEY UPDATE",
+        )
         .await?;
-    let Some(row) = transaction.query_opt(&statement, &[&device_id]).await? else {
-        return Ok(None);
-    };
-    let status: &str = row.try_get(1)?;
-    let kind: &str = row.try_get(2)?;
-    Ok(Some(DeviceInCall {
-        key: row.try_get(0)?,
-        kind: kind
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("device kind {kind:?}")))?,
-        active: status == "active",
-        assignment: None,
-    }))
+    let mut found = HashMap::new();
+    let mut by_key = HashMap::new();
+    for row in transaction.query(&devices, &[&ids]).await? {
+        let key: i64 = row.try_get(0)?;
+        let status: &str = row.try_get(1)?;
+        let kind: &str = row.try_get(2)?;
+        let id: String = row.try_get(3)?;
+        by_key.insert(key, id.clone());
+        found.insert(
+            id,
+            DeviceInCall {
+                key,
+                kind: kind
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("device kind {kind:?}")))?,
+                active: status == "active",
+                assignments: Vec::new(),
+            },
+        );
+    }
+    let keys: Vec<i64> = by_key.keys().copied().collect();
+    let assignments = transaction
+        .prepare_cached(
+            "SELECT a.device_key, a.patient_key, p.id, a.start_ms, a.end_ms
+             FROM device_assignment a JOIN patient p ON p.key = a.patient_key
+             WHERE a.device_key = ANY($1)",
+        )
+        .await?;
+    for row in transaction.query(&assignments, &[&keys]).await? {
+        let device_key: i64 = row.try_get(0)?;
+        let device = by_key
+            .get(&device_key)
+            .and_then(|id| found.get_mut(id))
+            .ok_or_else(|| StoreError::Corrupt(format!("assignment of device key {device_key}")))?;
+        device.assignments.push(Assignment {
+            patient_key: row.try_get(1)?,
+            patient_id: PatientId(row.try_get::<_, Uuid>(2)?),
+            start_ms: row.try_get(3)?,
+            end_ms: row.try_get(4)?,
+        });
+    }
+    Ok(found)
 }
 
 /// Refuses a message with a code or signal its device's kind does not measure.
@@ -457,41 +503,6 @@ fn not_for_device(device: &DeviceInCall, payload: &IngestPayload) -> Option<Payl
     }
 }
 
-/// The patient the device measured at `at_ms`, if any.
-async fn patient_at(
-    transaction: &Transaction<'_>,
-    device: &mut DeviceInCall,
-    at_ms: i64,
-) -> Result<Option<Assignment>, StoreError> {
-    if let Some(assignment) = device
-        .assignment
-        .filter(|assignment| assignment.covers(at_ms))
-    {
-        return Ok(Some(assignment));
-    }
-    let statement = transaction
-        .prepare_cached(
-            "SELECT a.patient_key, p.id, a.start_ms, a.end_ms
-             FROM device_assignment a JOIN patient p ON p.key = a.patient_key
-             WHERE a.device_key = $1 AND a.start_ms <= $2 AND (a.end_ms IS NULL OR a.end_ms > $2)",
-        )
-        .await?;
-    let Some(row) = transaction
-        .query_opt(&statement, &[&device.key, &at_ms])
-        .await?
-    else {
-        return Ok(None);
-    };
-    let assignment = Assignment {
-        patient_key: row.try_get(0)?,
-        patient_id: PatientId(row.try_get::<_, Uuid>(1)?),
-        start_ms: row.try_get(2)?,
-        end_ms: row.try_get(3)?,
-    };
-    device.assignment = Some(assignment);
-    Ok(Some(assignment))
-}
-
 async fn ingest_one(
     transaction: &Transaction<'_>,
     device: &mut DeviceInCall,
@@ -504,7 +515,7 @@ async fn ingest_one(
             // assignment before anything is written.
             let mut patients = Vec::with_capacity(readings.len());
             for reading in readings {
-                match patient_at(transaction, device, to_ms(reading.effective)).await? {
+                match device.patient_at(to_ms(reading.effective)) {
                     Some(assignment) => patients.push(assignment),
                     None => {
                         return Ok(IngestOutcome::NotAssigned {
@@ -599,8 +610,7 @@ async fn ingest_one(
             })
         }
         IngestPayload::Waveform(chunk) => {
-            let Some(assignment) = patient_at(transaction, device, to_ms(chunk.start)).await?
-            else {
+            let Some(assignment) = device.patient_at(to_ms(chunk.start)) else {
                 return Ok(IngestOutcome::NotAssigned {
                     device_id: item.device_id.clone(),
                     at: chunk.start,
