@@ -223,7 +223,12 @@ pub(crate) async fn run(
     let random = SystemRandom::new();
     loop {
         let now = clock.now();
-        let due = match store.due_outbox(now, 64).await {
+        // A delivery takes at most the webhook timeout (or the SMTP exchange); the lease
+        // outlasts it, so no other worker sends the same notification meanwhile.
+        let lease_until = now
+            + chrono::Duration::from_std(settings.webhook_timeout * 2 + Duration::from_secs(30))
+                .unwrap_or_else(|_| chrono::Duration::minutes(5));
+        let due = match store.claim_due_outbox(now, 64, lease_until).await {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the notification outbox");

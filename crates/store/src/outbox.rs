@@ -151,11 +151,15 @@ pub trait OutboxStore: Send + Sync {
         team: Option<CareTeamId>,
     ) -> Result<Vec<NotificationChannel>, StoreError>;
 
-    /// Pending notifications due at `now`, oldest first.
-    async fn due_outbox(
+    /// Claims the pending notifications due at `now` for delivery, oldest first, and
+    /// returns them as they were. Their next attempt moves to `lease_until` in the same
+    /// commit: no other worker takes them meanwhile, and one whose delivery is never
+    /// recorded (its worker died) is due again when the lease ends.
+    async fn claim_due_outbox(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        lease_until: DateTime<Utc>,
     ) -> Result<Vec<NotificationRecord>, StoreError>;
     /// When the next pending notification is due.
     async fn next_outbox_attempt(&self) -> Result<Option<DateTime<Utc>>, StoreError>;

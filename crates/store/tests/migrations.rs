@@ -511,11 +511,14 @@ async fn migrating_cancels_the_pending_deliveries_of_removed_channels() {
         ]
     );
     let due = store
-        .due_outbox(
+        .claim_due_outbox(
             Utc.timestamp_millis_opt(1796296200000)
                 .single()
                 .expect("time"),
             10,
+            Utc.timestamp_millis_opt(1796296260000)
+                .single()
+                .expect("time"),
         )
         .await
         .expect("due");

@@ -128,6 +128,76 @@ mod alarms {
     }
 
     #[tokio::test]
+    async fn workers_claiming_the_outbox_at_once_take_each_notification_once() {
+        let (first, database) = fresh().await;
+        let second = second_worker(&database).await;
+        let alice = patient(&first, "Alice").await;
+        let team = first
+            .create_care_team(
+                NewCareTeam {
+                    id: CareTeamId::random(),
+                    name: "Ward 8".into(),
+                    created: at(0),
+                },
+                audit("care_teams.create"),
+            )
+            .await
+            .expect("team");
+        first
+            .create_notification_channel(
+                NotificationChannel {
+                    id: "hook".into(),
+                    team_id: team.id,
+                    kind: ChannelKind::Webhook,
+                    target: "https://example.org/hook".into(),
+                    sealed_secret: None,
+                    minimal: true,
+                    created: at(0),
+                },
+                audit("notification_channel.create"),
+            )
+            .await
+            .expect("channel");
+        first
+            .save_alarm_changes(
+                (0..40)
+                    .map(|n| raised(alice, &format!("due-{n}"), &format!("u{n}"), 1, &["hook"]))
+                    .collect(),
+                None,
+                vec![],
+            )
+            .await
+            .expect("alarms with notifications");
+        let mut taken = std::collections::HashSet::new();
+        let mut total = 0;
+        // Small claims, many rounds, both workers at once.
+        for _ in 0..10 {
+            let (one, other) = tokio::join!(
+                first.claim_due_outbox(at(1), 3, at(10)),
+                second.claim_due_outbox(at(1), 3, at(10))
+            );
+            for notification in one.expect("claim").iter().chain(&other.expect("claim")) {
+                total += 1;
+                assert!(
+                    taken.insert(notification.key),
+                    "notification {} handed out twice",
+                    notification.key
+                );
+            }
+        }
+        let rest = first
+            .claim_due_outbox(at(1), 100, at(10))
+            .await
+            .expect("claim");
+        total += rest.len();
+        assert_eq!(total, 40, "every notification claimed once");
+        assert!(
+            rest.iter()
+                .all(|notification| taken.insert(notification.key))
+        );
+    }
+
+    #[tokio::test]
     async fn a_removed_channel_delivers_nothing_whichever_worker_wrote() {
         let (first, database) = fresh().await;
         let second = second_worker(&database).await;
@@ -171,7 +241,10 @@ mod alarms {
             )
             .await
             .expect("alarms to be dead letters");
-        let dead = first.due_outbox(at(1), 100).await.expect("due");
+        let dead = first
+            .claim_due_outbox(at(1), 100, at(2))
+            .await
+            .expect("due");
         for letter in &dead {
             first
                 .record_delivery(

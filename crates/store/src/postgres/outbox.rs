@@ -167,25 +167,39 @@ impl OutboxStore for PostgresStore {
             .collect()
     }
 
-    async fn due_outbox(
+    async fn claim_due_outbox(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        lease_until: DateTime<Utc>,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        // Rows another worker is claiming are passed over, not waited for: each worker
+        // takes its own.
+        let statement = transaction
             .prepare_cached(&format!(
                 "SELECT {NOTIFICATION_COLUMNS} FROM {NOTIFICATION_FROM}
                  WHERE n.status = 'pending' AND n.next_attempt_ms <= $1
-                 ORDER BY n.next_attempt_ms, n.key LIMIT $2"
+                 ORDER BY n.next_attempt_ms, n.key LIMIT $2
+                 FOR UPDATE OF n SKIP LOCKED"
             ))
             .await?;
-        client
+        let due = transaction
             .query(&statement, &[&to_ms(now), &i64::from(limit.max(1))])
             .await?
             .iter()
             .map(notification_from_row)
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let keys: Vec<i64> = due.iter().map(|notification| notification.key).collect();
+        let lease = transaction
+            .prepare_cached("UPDATE notification SET next_attempt_ms = $2 WHERE key = ANY($1)")
+            .await?;
+        transaction
+            .execute(&lease, &[&keys, &to_ms(lease_until)])
+            .await?;
+        transaction.commit().await?;
+        Ok(due)
     }
 
     async fn next_outbox_attempt(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

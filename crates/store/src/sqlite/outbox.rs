@@ -151,12 +151,13 @@ impl OutboxStore for SqliteStore {
         .await
     }
 
-    async fn due_outbox(
+    async fn claim_due_outbox(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        lease_until: DateTime<Utc>,
     ) -> Result<Vec<NotificationRecord>, StoreError> {
-        self.read(move |connection| {
+        self.write(move |connection| {
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {NOTIFICATION_COLUMNS} FROM {NOTIFICATION_FROM}
                  WHERE n.status = 'pending' AND n.next_attempt_ms <= ?1
@@ -166,6 +167,11 @@ impl OutboxStore for SqliteStore {
             let mut due = Vec::new();
             while let Some(row) = rows.next()? {
                 due.push(notification_from_row(row)?);
+            }
+            let mut lease = connection
+                .prepare_cached("UPDATE notification SET next_attempt_ms = ?2 WHERE key = ?1")?;
+            for notification in &due {
+                lease.execute(params![notification.key, to_ms(lease_until)])?;
             }
             Ok(due)
         })

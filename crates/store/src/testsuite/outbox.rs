@@ -97,7 +97,7 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
         .save_alarm_changes(vec![notify("a1/0/ch-1", 3)], None, vec![])
         .await
         .expect("save alarm");
-    let due = store.due_outbox(at(3), 10).await.expect("due");
+    let due = store.claim_due_outbox(at(3), 10, at(5)).await.expect("due");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].channel, channel);
     assert_eq!(due[0].channel.sealed_secret, Some(vec![1, 2, 3]));
@@ -109,7 +109,33 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
         ),
         ("a1", patient_id, DeliveryStatus::Pending)
     );
-    assert!(store.due_outbox(at(2), 10).await.expect("early").is_empty());
+    assert!(
+        store
+            .claim_due_outbox(at(2), 10, at(5))
+            .await
+            .expect("early")
+            .is_empty()
+    );
+    // Claimed: nobody else takes it while the lease lasts; unrecorded (its worker died),
+    // it is due again when the lease ends.
+    assert!(
+        store
+            .claim_due_outbox(at(4), 10, at(6))
+            .await
+            .expect("claimed")
+            .is_empty(),
+        "a claimed notification is not handed out twice"
+    );
+    assert_eq!(
+        store.next_outbox_attempt().await.expect("next"),
+        Some(at(5))
+    );
+    let again = store
+        .claim_due_outbox(at(5), 10, at(7))
+        .await
+        .expect("due again");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].key, due[0].key);
     store
         .record_delivery(
             due[0].key,
@@ -183,7 +209,10 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
         )
         .await
         .expect("two more notifications");
-    let waiting = store.due_outbox(at(9), 10).await.expect("due");
+    let waiting = store
+        .claim_due_outbox(at(9), 10, at(10))
+        .await
+        .expect("due");
     assert_eq!(waiting.len(), 2);
     store
         .record_delivery(
@@ -230,7 +259,13 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
     // Nothing more goes out through the removed channel: the waiting delivery is
     // cancelled, the dead letter cannot be put back, and a later alarm's notification for
     // it is stored cancelled.
-    assert!(store.due_outbox(at(100), 10).await.expect("due").is_empty());
+    assert!(
+        store
+            .claim_due_outbox(at(100), 10, at(101))
+            .await
+            .expect("due")
+            .is_empty()
+    );
     assert_eq!(store.next_outbox_attempt().await.expect("next"), None);
     assert!(
         !store
@@ -262,5 +297,11 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
             .iter()
             .all(|notification| notification.last_error.as_deref() == Some("channel removed"))
     );
-    assert!(store.due_outbox(at(100), 10).await.expect("due").is_empty());
+    assert!(
+        store
+            .claim_due_outbox(at(100), 10, at(101))
+            .await
+            .expect("due")
+            .is_empty()
+    );
 }

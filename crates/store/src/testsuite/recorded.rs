@@ -220,7 +220,7 @@ recorded!(OutboxStore {
     async fn create_notification_channel(&self, channel: NotificationChannel, audit: AuditEvent) -> R<()>;
     async fn remove_notification_channel(&self, team: CareTeamId, id: &str, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
     async fn notification_channels(&self, team: Option<CareTeamId>) -> R<Vec<NotificationChannel>>;
-    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> R<Vec<NotificationRecord>>;
+    async fn claim_due_outbox(&self, now: DateTime<Utc>, limit: u32, lease_until: DateTime<Utc>) -> R<Vec<NotificationRecord>>;
     async fn next_outbox_attempt(&self) -> R<Option<DateTime<Utc>>>;
     async fn record_delivery(&self, key: i64, at: DateTime<Utc>, outcome: DeliveryOutcome) -> R<()>;
     async fn notifications(&self, query: NotificationQuery) -> R<Vec<NotificationRecord>>;
