@@ -127,37 +127,49 @@ mod alarms {
         );
     }
 
-    #[tokio::test]
-    async fn workers_claiming_the_outbox_at_once_take_each_notification_once() {
-        let (first, database) = fresh().await;
-        let second = second_worker(&database).await;
-        let alice = patient(&first, "Alice").await;
-        let team = first
+    /// A care team with webhook channels of these ids.
+    async fn team_with_channels(
+        store: &PostgresStore,
+        name: &str,
+        channels: &[&str],
+    ) -> CareTeamId {
+        let team = store
             .create_care_team(
                 NewCareTeam {
                     id: CareTeamId::random(),
-                    name: "Ward 8".into(),
+                    name: name.into(),
                     created: at(0),
                 },
                 audit("care_teams.create"),
             )
             .await
             .expect("team");
-        first
-            .create_notification_channel(
-                NotificationChannel {
-                    id: "hook".into(),
-                    team_id: team.id,
-                    kind: ChannelKind::Webhook,
-                    target: "https://example.org/hook".into(),
-                    sealed_secret: None,
-                    minimal: true,
-                    created: at(0),
-                },
-                audit("notification_channel.create"),
-            )
-            .await
-            .expect("channel");
+        for id in channels {
+            store
+                .create_notification_channel(
+                    NotificationChannel {
+                        id: (*id).into(),
+                        team_id: team.id,
+                        kind: ChannelKind::Webhook,
+                        target: "https://example.org/hook".into(),
+                        sealed_secret: None,
+                        minimal: true,
+                        created: at(0),
+                    },
+                    audit("notification_channel.create"),
+                )
+                .await
+                .expect("channel");
+        }
+        team.id
+    }
+
+    #[tokio::test]
+    async fn workers_claiming_the_outbox_at_once_take_each_notification_once() {
+        let (first, database) = fresh().await;
+        let second = second_worker(&database).await;
+        let alice = patient(&first, "Alice").await;
+        team_with_channels(&first, "Ward 8", &["hook"]).await;
         first
             .save_alarm_changes(
                 (0..40)
@@ -202,34 +214,7 @@ mod alarms {
         let (first, database) = fresh().await;
         let second = second_worker(&database).await;
         let alice = patient(&first, "Alice").await;
-        let team = first
-            .create_care_team(
-                NewCareTeam {
-                    id: CareTeamId::random(),
-                    name: "Ward 7".into(),
-                    created: at(0),
-                },
-                audit("care_teams.create"),
-            )
-            .await
-            .expect("team");
-        for id in ["hook", "spare"] {
-            first
-                .create_notification_channel(
-                    NotificationChannel {
-                        id: id.into(),
-                        team_id: team.id,
-                        kind: ChannelKind::Webhook,
-                        target: "https://example.org/hook".into(),
-                        sealed_secret: None,
-                        minimal: true,
-                        created: at(0),
-                    },
-                    audit("notification_channel.create"),
-                )
-                .await
-                .expect("channel");
-        }
+        let team = team_with_channels(&first, "Ward 7", &["hook", "spare"]).await;
         // Dead letters to put back while the channel goes.
         first
             .save_alarm_changes(
@@ -288,7 +273,7 @@ mod alarms {
             assert!(
                 first
                     .remove_notification_channel(
-                        team.id,
+                        team,
                         "hook",
                         at(3),
                         audit("notification_channel.remove")

@@ -1,5 +1,6 @@
 //! Checks of [`OutboxStore`](crate::OutboxStore).
 
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use wardline_alerting::{
     Alarm, AlarmKind, AlarmSignal, ConditionKey, EscalationStatus, Priority, RuleId,
@@ -109,23 +110,10 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
         ),
         ("a1", patient_id, DeliveryStatus::Pending)
     );
-    assert!(
-        store
-            .claim_due_outbox(at(2), 10, at(5))
-            .await
-            .expect("early")
-            .is_empty()
-    );
+    nothing_due(store, at(2), at(5)).await;
     // Claimed: nobody else takes it while the lease lasts; unrecorded (its worker died),
     // it is due again when the lease ends.
-    assert!(
-        store
-            .claim_due_outbox(at(4), 10, at(6))
-            .await
-            .expect("claimed")
-            .is_empty(),
-        "a claimed notification is not handed out twice"
-    );
+    nothing_due(store, at(4), at(6)).await;
     assert_eq!(
         store.next_outbox_attempt().await.expect("next"),
         Some(at(5))
@@ -259,13 +247,7 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
     // Nothing more goes out through the removed channel: the waiting delivery is
     // cancelled, the dead letter cannot be put back, and a later alarm's notification for
     // it is stored cancelled.
-    assert!(
-        store
-            .claim_due_outbox(at(100), 10, at(101))
-            .await
-            .expect("due")
-            .is_empty()
-    );
+    nothing_due(store, at(100), at(101)).await;
     assert_eq!(store.next_outbox_attempt().await.expect("next"), None);
     assert!(
         !store
@@ -297,11 +279,14 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
             .iter()
             .all(|notification| notification.last_error.as_deref() == Some("channel removed"))
     );
-    assert!(
-        store
-            .claim_due_outbox(at(100), 10, at(101))
-            .await
-            .expect("due")
-            .is_empty()
-    );
+    nothing_due(store, at(100), at(101)).await;
+}
+
+/// Claims at `now` and finds nothing to send.
+async fn nothing_due(store: &dyn Store, now: DateTime<Utc>, lease_until: DateTime<Utc>) {
+    let claimed = store
+        .claim_due_outbox(now, 10, lease_until)
+        .await
+        .expect("claim");
+    assert!(claimed.is_empty(), "nothing due at {now}: {claimed:?}");
 }
