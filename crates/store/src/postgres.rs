@@ -106,10 +106,15 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connects, migrates (one worker at a time) and checks the audit key.
     pub async fn open(options: PostgresOptions) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = options
+        let mut config: tokio_postgres::Config = options
             .url
             .parse()
             .map_err(|error| StoreError::Invalid(format!("the PostgreSQL address: {error}")))?;
+        // A device hears "stored" after the commit, so the commit must be on disk
+        // whatever the server's default: a database tuned with `synchronous_commit = off`
+        // would lose acknowledged readings to a crash.
+        let options_given = config.get_options().unwrap_or_default().to_owned();
+        config.options(format!("{options_given} -c synchronous_commit=on").trim());
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -272,13 +277,18 @@ pub(crate) fn pool_error(error: deadpool_postgres::PoolError) -> StoreError {
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
         // The database being away (a lost or refused connection, a server shutting down or
-        // starting) is "try again later" for callers; anything else is reported as it is.
+        // starting, too many connections) and a transaction it chose to abort (a deadlock,
+        // a serialisation failure, a cancelled statement) are "try again later" for
+        // callers: a device is not acknowledged and sends again. Anything else is
+        // reported as it is.
         let away = error.is_closed()
             || std::error::Error::source(&error)
                 .is_some_and(|source| source.is::<std::io::Error>())
             || error.code().is_some_and(|code| {
                 let code = code.code();
-                code.starts_with("08") || code.starts_with("57P")
+                code.starts_with("08")
+                    || code.starts_with("57P")
+                    || ["40001", "40P01", "57014", "53300"].contains(&code)
             });
         if away {
             StoreError::Unavailable(error.to_string())

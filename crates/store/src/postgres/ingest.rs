@@ -777,6 +777,12 @@ async fn commit_groups(
         }
         let answers = match commit_group(&pool, &group).await {
             Ok(answers) => answers.into_iter().map(Ok).collect(),
+            // The database away is everyone's answer at once: trying each call alone
+            // would keep every device waiting a connection timeout per call.
+            Err(StoreError::Unavailable(reason)) => group
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(reason.clone())))
+                .collect(),
             // One call's trouble must not refuse the others' readings: each goes alone.
             Err(_) if group.len() > 1 => {
                 let mut answers = Vec::with_capacity(group.len());
@@ -843,19 +849,21 @@ impl IngestStore for PostgresStore {
         } else {
             attempt.rollback().await?;
             // A reused seq is the device's fault for the rules to see even though nothing
-            // is stored: those items alone go again, which stores nothing of theirs and
-            // records the fault as `ingest` does.
-            let conflicting: Vec<IngestItem> = items
-                .iter()
-                .zip(&outcomes)
-                .filter(|(_, outcome)| matches!(outcome, IngestOutcome::SeqConflict { .. }))
-                .map(|(item, _)| item.clone())
-                .collect();
-            if conflicting.is_empty() {
-                transaction.rollback().await?;
-                return Ok((false, outcomes));
+            // is stored: each such item goes again alone, which records the fault as
+            // `ingest` does. It is kept only if it clashes again: one that clashed with
+            // another item of this call (undone above) would now be stored.
+            for (item, outcome) in items.iter().zip(&outcomes) {
+                if !matches!(outcome, IngestOutcome::SeqConflict { .. }) {
+                    continue;
+                }
+                let fault = transaction.savepoint("fault").await?;
+                let again = ingest_items(&fault, &[item]).await?;
+                if matches!(again.first(), Some(IngestOutcome::SeqConflict { .. })) {
+                    fault.commit().await?;
+                } else {
+                    fault.rollback().await?;
+                }
             }
-            ingest_items(&transaction, &conflicting.iter().collect::<Vec<_>>()).await?;
         }
         transaction.commit().await?;
         // Stored items, or the faults of refused ones.

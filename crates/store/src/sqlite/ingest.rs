@@ -419,16 +419,26 @@ impl crate::ingest::IngestStore for super::SqliteStore {
             }
             connection.execute_batch("ROLLBACK TO all_or_none; RELEASE all_or_none")?;
             // A reused seq is the device's fault for the rules to see even though nothing
-            // is stored: those items alone go again, which stores nothing of theirs and
-            // records the fault as `ingest` does.
-            let conflicting: Vec<IngestItem> = items
-                .iter()
-                .zip(&outcomes)
-                .filter(|(_, outcome)| matches!(outcome, IngestOutcome::SeqConflict { .. }))
-                .map(|(item, _)| item.clone())
-                .collect();
-            if !conflicting.is_empty() {
-                ingest_items(connection, &conflicting)?;
+            // is stored: each such item goes again alone, which records the fault as
+            // `ingest` does. It is kept only if it clashes again: one that clashed with
+            // another item of this call (undone above) would now be stored.
+            for (item, outcome) in items.iter().zip(&outcomes) {
+                if !matches!(outcome, IngestOutcome::SeqConflict { .. }) {
+                    continue;
+                }
+                connection.execute_batch("SAVEPOINT fault")?;
+                match ingest_items(connection, std::slice::from_ref(item)) {
+                    Ok(again)
+                        if matches!(again.first(), Some(IngestOutcome::SeqConflict { .. })) =>
+                    {
+                        connection.execute_batch("RELEASE fault")?;
+                    }
+                    Ok(_) => connection.execute_batch("ROLLBACK TO fault; RELEASE fault")?,
+                    Err(error) => {
+                        connection.execute_batch("ROLLBACK TO fault; RELEASE fault")?;
+                        return Err(error);
+                    }
+                }
             }
             Ok((false, outcomes))
         })

@@ -326,6 +326,22 @@ pub async fn ingest_all_or_none_stores_nothing_when_one_item_is_refused(store: &
         })
         .count();
     assert_eq!(faults, 1, "{:?}", batch.events);
+
+    // Two items with one new seq and different values: the second clashes with the
+    // first, so neither is stored, not even the second once the first is undone.
+    let (stored, outcomes) = store
+        .ingest_all_or_none(vec![
+            readings(&cgm, vec![glucose(50, 30, 100.0)]),
+            readings(&cgm, vec![glucose(50, 31, 120.0)]),
+        ])
+        .await
+        .expect("ingest");
+    assert!(!stored, "{outcomes:?}");
+    assert_eq!(
+        store.count_observations().await.expect("count"),
+        3,
+        "nothing of a refused transaction is stored"
+    );
 }
 
 pub async fn an_assignment_is_not_backdated_over_stored_readings(store: &dyn Store) {
