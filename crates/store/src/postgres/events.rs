@@ -281,9 +281,39 @@ impl<'a> LogRead<'a> {
         }
         // Each kind's rows in one query; a row listed twice (a rhythm event that grew)
         // appears twice, as it is now.
-        let news2 = self.news2(&news2).await?;
-        let rhythm = self.rhythm(&rhythm).await?;
-        let reports = self.reports(&reports).await?;
+        let news2 = self
+            .listed(
+                &news2,
+                &format!("SELECT n.key, {NEWS2_COLUMNS} FROM {NEWS2_FROM} WHERE n.key = ANY($1)"),
+                |row| Ok(CommittedEvent::News2(news2_from_row(row, 1)?)),
+            )
+            .await?;
+        let rhythm = self
+            .listed(
+                &rhythm,
+                &format!("SELECT e.key, {RHYTHM_COLUMNS} FROM {RHYTHM_FROM} WHERE e.key = ANY($1)"),
+                |row| Ok(CommittedEvent::Rhythm(rhythm_from_row(row, 1)?)),
+            )
+            .await?;
+        let reports = self
+            .listed(
+                &reports,
+                "SELECT r.key, d.id, p.id, r.at_ms, r.battery_percent, r.fault
+                 FROM device_report r
+                     JOIN device d ON d.key = r.device_key
+                     JOIN patient p ON p.key = r.patient_key
+                 WHERE r.key = ANY($1)",
+                |row| {
+                    Ok(CommittedEvent::DeviceReport(DeviceReport {
+                        device_id: parse_device_id(row.try_get(1)?)?,
+                        patient_id: PatientId(row.try_get(2)?),
+                        at: from_ms(row.try_get(3)?)?,
+                        battery_percent: row.try_get(4)?,
+                        fault: row.try_get(5)?,
+                    }))
+                },
+            )
+            .await?;
         for (kind, key) in listed {
             let found = match kind {
                 "news2" => news2.get(&key),
@@ -295,82 +325,23 @@ impl<'a> LogRead<'a> {
         Ok(last)
     }
 
-    async fn news2(&self, keys: &[i64]) -> Result<HashMap<i64, CommittedEvent>, StoreError> {
+    /// The listed rows of one kind by key, as events; `sql` selects the key first and
+    /// `event` reads the rest of a row.
+    async fn listed(
+        &self,
+        keys: &[i64],
+        sql: &str,
+        event: impl Fn(&tokio_postgres::Row) -> Result<CommittedEvent, StoreError>,
+    ) -> Result<HashMap<i64, CommittedEvent>, StoreError> {
         if keys.is_empty() {
             return Ok(HashMap::new());
         }
-        let statement = self
-            .client
-            .prepare_cached(&format!(
-                "SELECT n.key, {NEWS2_COLUMNS} FROM {NEWS2_FROM} WHERE n.key = ANY($1)"
-            ))
-            .await?;
+        let statement = self.client.prepare_cached(sql).await?;
         self.client
             .query(&statement, &[&keys])
             .await?
             .iter()
-            .map(|row| {
-                Ok((
-                    row.try_get(0)?,
-                    CommittedEvent::News2(news2_from_row(row, 1)?),
-                ))
-            })
-            .collect()
-    }
-
-    async fn rhythm(&self, keys: &[i64]) -> Result<HashMap<i64, CommittedEvent>, StoreError> {
-        if keys.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let statement = self
-            .client
-            .prepare_cached(&format!(
-                "SELECT e.key, {RHYTHM_COLUMNS} FROM {RHYTHM_FROM} WHERE e.key = ANY($1)"
-            ))
-            .await?;
-        self.client
-            .query(&statement, &[&keys])
-            .await?
-            .iter()
-            .map(|row| {
-                Ok((
-                    row.try_get(0)?,
-                    CommittedEvent::Rhythm(rhythm_from_row(row, 1)?),
-                ))
-            })
-            .collect()
-    }
-
-    async fn reports(&self, keys: &[i64]) -> Result<HashMap<i64, CommittedEvent>, StoreError> {
-        if keys.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let statement = self
-            .client
-            .prepare_cached(
-                "SELECT r.key, d.id, p.id, r.at_ms, r.battery_percent, r.fault
-                 FROM device_report r
-                     JOIN device d ON d.key = r.device_key
-                     JOIN patient p ON p.key = r.patient_key
-                 WHERE r.key = ANY($1)",
-            )
-            .await?;
-        self.client
-            .query(&statement, &[&keys])
-            .await?
-            .iter()
-            .map(|row| {
-                Ok((
-                    row.try_get(0)?,
-                    CommittedEvent::DeviceReport(DeviceReport {
-                        device_id: parse_device_id(row.try_get(1)?)?,
-                        patient_id: PatientId(row.try_get(2)?),
-                        at: from_ms(row.try_get(3)?)?,
-                        battery_percent: row.try_get(4)?,
-                        fault: row.try_get(5)?,
-                    }),
-                ))
-            })
+            .map(|row| Ok((row.try_get(0)?, event(row)?)))
             .collect()
     }
 }
