@@ -151,6 +151,40 @@ impl PostgresStore {
         self.pool.get().await.map_err(pool_error)
     }
 
+    /// Every row of one read statement on a pooled connection, each decoded by `decode`.
+    pub(crate) async fn read_all<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        decode: impl Fn(&tokio_postgres::Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        client
+            .query(&statement, params)
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    /// The row of one read statement, if there is one, decoded by `decode`.
+    pub(crate) async fn read_optional<T>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        decode: impl Fn(&tokio_postgres::Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        client
+            .query_opt(&statement, params)
+            .await?
+            .as_ref()
+            .map(decode)
+            .transpose()
+    }
+
     /// Tells the event log's readers in this process that rows they read were committed.
     pub(crate) fn announce_commit(&self) {
         self.commits

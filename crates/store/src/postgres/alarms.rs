@@ -315,34 +315,26 @@ impl AlarmStore for PostgresStore {
         &self,
         patient: PatientId,
     ) -> Result<Vec<CarePlanVersionRecord>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
+        self.read_all(
+            &format!(
                 "SELECT {VERSION_COLUMNS} FROM {VERSION_FROM} WHERE p.id = $1 ORDER BY v.version"
-            ))
-            .await?;
-        client
-            .query(&statement, &[&patient.0])
-            .await?
-            .iter()
-            .map(version_from_row)
-            .collect()
+            ),
+            &[&patient.0],
+            version_from_row,
+        )
+        .await
     }
 
     async fn current_care_plans(&self) -> Result<Vec<CarePlanVersionRecord>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
+        self.read_all(
+            &format!(
                 "SELECT DISTINCT ON (v.patient_key) {VERSION_COLUMNS} FROM {VERSION_FROM}
                  ORDER BY v.patient_key, v.version DESC"
-            ))
-            .await?;
-        client
-            .query(&statement, &[])
-            .await?
-            .iter()
-            .map(version_from_row)
-            .collect()
+            ),
+            &[],
+            version_from_row,
+        )
+        .await
     }
 
     async fn monitor_states(&self) -> Result<Vec<(PatientId, Value)>, StoreError> {
@@ -415,34 +407,24 @@ impl AlarmStore for PostgresStore {
     }
 
     async fn alarm_by_public_id(&self, public_id: &str) -> Result<Option<AlarmRecord>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {ALARM_COLUMNS} FROM {ALARM_FROM} WHERE a.public_id = $1"
-            ))
-            .await?;
-        client
-            .query_opt(&statement, &[&public_id])
-            .await?
-            .as_ref()
-            .map(alarm_from_row)
-            .transpose()
+        self.read_optional(
+            &format!("SELECT {ALARM_COLUMNS} FROM {ALARM_FROM} WHERE a.public_id = $1"),
+            &[&public_id],
+            alarm_from_row,
+        )
+        .await
     }
 
     async fn unresolved_alarms(&self) -> Result<Vec<AlarmRecord>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
+        self.read_all(
+            &format!(
                 "SELECT {ALARM_COLUMNS} FROM {ALARM_FROM} WHERE a.state <> 'resolved'
                  ORDER BY a.raised_ms, a.key"
-            ))
-            .await?;
-        client
-            .query(&statement, &[])
-            .await?
-            .iter()
-            .map(alarm_from_row)
-            .collect()
+            ),
+            &[],
+            alarm_from_row,
+        )
+        .await
     }
 
     async fn alarms(&self, query: AlarmQuery) -> Result<Vec<AlarmRecord>, StoreError> {

@@ -201,17 +201,12 @@ impl DeviceStore for PostgresStore {
     }
 
     async fn device(&self, id: &DeviceId) -> Result<Option<Device>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM device d WHERE d.id = $1"
-            ))
-            .await?;
-        client
-            .query_opt(&statement, &[&id.as_str()])
-            .await?
-            .map(|row| device_from_row(&row))
-            .transpose()
+        self.read_optional(
+            &format!("SELECT {DEVICE_COLUMNS} FROM device d WHERE d.id = $1"),
+            &[&id.as_str()],
+            device_from_row,
+        )
+        .await
     }
 
     async fn device_credentials(
@@ -237,18 +232,12 @@ impl DeviceStore for PostgresStore {
     }
 
     async fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM device d ORDER BY d.id"
-            ))
-            .await?;
-        client
-            .query(&statement, &[])
-            .await?
-            .iter()
-            .map(device_from_row)
-            .collect()
+        self.read_all(
+            &format!("SELECT {DEVICE_COLUMNS} FROM device d ORDER BY d.id"),
+            &[],
+            device_from_row,
+        )
+        .await
     }
 
     async fn add_device_certificate(
@@ -381,21 +370,17 @@ impl DeviceStore for PostgresStore {
     }
 
     async fn devices_of_patient(&self, patient: PatientId) -> Result<Vec<Device>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
+        self.read_all(
+            &format!(
                 "SELECT DISTINCT {DEVICE_COLUMNS} FROM device d
                  JOIN device_assignment a ON a.device_key = d.key
                  JOIN patient p ON p.key = a.patient_key
                  WHERE p.id = $1 AND a.end_ms IS NULL ORDER BY d.id"
-            ))
-            .await?;
-        client
-            .query(&statement, &[&patient.0])
-            .await?
-            .iter()
-            .map(device_from_row)
-            .collect()
+            ),
+            &[&patient.0],
+            device_from_row,
+        )
+        .await
     }
 
     async fn record_device_report(&self, report: DeviceReport) -> Result<(), StoreError> {

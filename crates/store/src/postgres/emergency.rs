@@ -109,19 +109,16 @@ impl EmergencyAccessStore for PostgresStore {
         patient: PatientId,
         now: DateTime<Utc>,
     ) -> Result<Option<EmergencyAccess>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
+        self.read_optional(
+            &format!(
                 "SELECT {COLUMNS} FROM {FROM}
                  WHERE u.id = $1 AND p.id = $2 AND e.opened_ms <= $3 AND e.expires_ms > $3
                  ORDER BY e.expires_ms DESC LIMIT 1"
-            ))
-            .await?;
-        client
-            .query_opt(&statement, &[&user.0, &patient.0, &to_ms(now)])
-            .await?
-            .map(|row| from_row(&row))
-            .transpose()
+            ),
+            &[&user.0, &patient.0, &to_ms(now)],
+            from_row,
+        )
+        .await
     }
 
     async fn emergency_accesses(
@@ -129,20 +126,16 @@ impl EmergencyAccessStore for PostgresStore {
         unreviewed_only: bool,
         limit: u32,
     ) -> Result<Vec<EmergencyAccess>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
+        self.read_all(
+            &format!(
                 "SELECT {COLUMNS} FROM {FROM}
                  WHERE (NOT $1 OR e.reviewed_ms IS NULL)
                  ORDER BY e.opened_ms DESC, e.key DESC LIMIT $2"
-            ))
-            .await?;
-        client
-            .query(&statement, &[&unreviewed_only, &i64::from(limit)])
-            .await?
-            .iter()
-            .map(from_row)
-            .collect()
+            ),
+            &[&unreviewed_only, &i64::from(limit)],
+            from_row,
+        )
+        .await
     }
 
     async fn review_emergency_access(

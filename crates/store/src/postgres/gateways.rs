@@ -21,23 +21,17 @@ fn count(value: Option<i64>) -> u64 {
 #[async_trait]
 impl GatewayStore for PostgresStore {
     async fn gateway_devices(&self, gateway: &DeviceId) -> Result<Vec<DeviceId>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT DISTINCT d.id FROM device g
+        self.read_all(
+            "SELECT DISTINCT d.id FROM device g
                  JOIN device_assignment ga ON ga.device_key = g.key AND ga.end_ms IS NULL
                  JOIN device_assignment da ON da.patient_key = ga.patient_key AND da.end_ms IS NULL
                  JOIN device d ON d.key = da.device_key
                  WHERE g.id = $1 AND g.kind = 'gateway' AND d.key <> g.key
                  ORDER BY d.id",
-            )
-            .await?;
-        client
-            .query(&statement, &[&gateway.as_str()])
-            .await?
-            .iter()
-            .map(|row| parse_device_id(row.try_get(0)?))
-            .collect()
+            &[&gateway.as_str()],
+            |row| parse_device_id(row.try_get(0)?),
+        )
+        .await
     }
 
     async fn record_gateway_contact(&self, report: GatewayReport) -> Result<(), StoreError> {

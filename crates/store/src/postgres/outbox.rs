@@ -152,19 +152,15 @@ impl OutboxStore for PostgresStore {
         &self,
         team: Option<CareTeamId>,
     ) -> Result<Vec<NotificationChannel>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
+        self.read_all(
+            &format!(
                 "SELECT {CHANNEL_COLUMNS} FROM {CHANNEL_FROM}
                  WHERE c.removed_ms IS NULL AND ($1::uuid IS NULL OR t.id = $1) ORDER BY c.key"
-            ))
-            .await?;
-        client
-            .query(&statement, &[&team.map(|team| team.0)])
-            .await?
-            .iter()
-            .map(|row| channel_from_row(row, 0))
-            .collect()
+            ),
+            &[&team.map(|team| team.0)],
+            |row| channel_from_row(row, 0),
+        )
+        .await
     }
 
     async fn claim_due_outbox(

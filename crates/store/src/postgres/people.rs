@@ -171,18 +171,12 @@ impl PeopleStore for PostgresStore {
     }
 
     async fn users(&self) -> Result<Vec<User>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {USER_COLUMNS} FROM {USER_FROM} ORDER BY {BY_USERNAME}, u.key"
-            ))
-            .await?;
-        client
-            .query(&statement, &[])
-            .await?
-            .iter()
-            .map(user_from_row)
-            .collect()
+        self.read_all(
+            &format!("SELECT {USER_COLUMNS} FROM {USER_FROM} ORDER BY {BY_USERNAME}, u.key"),
+            &[],
+            user_from_row,
+        )
+        .await
     }
 
     async fn count_users_with_role(&self, role: Role) -> Result<u64, StoreError> {
@@ -454,32 +448,23 @@ impl PeopleStore for PostgresStore {
     }
 
     async fn patient(&self, id: PatientId) -> Result<Option<Patient>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {PATIENT_COLUMNS} FROM patient WHERE id = $1"
-            ))
-            .await?;
-        client
-            .query_opt(&statement, &[&id.0])
-            .await?
-            .map(|row| patient_from_row(&row))
-            .transpose()
+        self.read_optional(
+            &format!("SELECT {PATIENT_COLUMNS} FROM patient WHERE id = $1"),
+            &[&id.0],
+            patient_from_row,
+        )
+        .await
     }
 
     async fn patients(&self) -> Result<Vec<Patient>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
+        self.read_all(
+            &format!(
                 r#"SELECT {PATIENT_COLUMNS} FROM patient ORDER BY display_name COLLATE "C", key"#
-            ))
-            .await?;
-        client
-            .query(&statement, &[])
-            .await?
-            .iter()
-            .map(patient_from_row)
-            .collect()
+            ),
+            &[],
+            patient_from_row,
+        )
+        .await
     }
 
     async fn create_care_team(
@@ -630,44 +615,32 @@ impl PeopleStore for PostgresStore {
         &self,
         patient: PatientId,
     ) -> Result<Vec<CareTeamId>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT t.id FROM care_team_patient c
+        self.read_all(
+            "SELECT t.id FROM care_team_patient c
                  JOIN care_team t ON t.key = c.team_key
                  JOIN patient p ON p.key = c.patient_key
                  WHERE p.id = $1 ORDER BY t.id",
-            )
-            .await?;
-        client
-            .query(&statement, &[&patient.0])
-            .await?
-            .iter()
-            .map(|row| Ok(CareTeamId(row.try_get(0)?)))
-            .collect()
+            &[&patient.0],
+            |row| Ok(CareTeamId(row.try_get(0)?)),
+        )
+        .await
     }
 
     async fn patients_of_care_team_member(
         &self,
         user: UserId,
     ) -> Result<Vec<PatientId>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                r#"SELECT p.id FROM patient p
+        self.read_all(
+            r#"SELECT p.id FROM patient p
                  WHERE EXISTS (SELECT 1 FROM app_user u
                      JOIN care_team_member m ON m.user_key = u.key
                      JOIN care_team_patient c ON c.team_key = m.team_key
                      WHERE u.id = $1 AND c.patient_key = p.key)
                  ORDER BY p.display_name COLLATE "C", p.key"#,
-            )
-            .await?;
-        client
-            .query(&statement, &[&user.0])
-            .await?
-            .iter()
-            .map(|row| Ok(PatientId(row.try_get(0)?)))
-            .collect()
+            &[&user.0],
+            |row| Ok(PatientId(row.try_get(0)?)),
+        )
+        .await
     }
 
     async fn is_on_care_team_of(

@@ -351,21 +351,15 @@ impl ShareStore for PostgresStore {
         grantee: UserId,
         now: DateTime<Utc>,
     ) -> Result<Vec<PatientId>, StoreError> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT DISTINCT p.id FROM share s JOIN patient p ON p.key = s.patient_key
+        self.read_all(
+            "SELECT DISTINCT p.id FROM share s JOIN patient p ON p.key = s.patient_key
                  JOIN app_user g ON g.key = s.grantee_key
                  WHERE g.id = $1 AND s.revoked_ms IS NULL AND s.expires_ms > $2
                    AND s.accepted_ms IS NOT NULL ORDER BY p.id",
-            )
-            .await?;
-        client
-            .query(&statement, &[&grantee.0, &to_ms(now)])
-            .await?
-            .iter()
-            .map(|row| Ok(PatientId(row.try_get(0)?)))
-            .collect()
+            &[&grantee.0, &to_ms(now)],
+            |row| Ok(PatientId(row.try_get(0)?)),
+        )
+        .await
     }
 
     async fn accept_share(
