@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
+use wardline_domain::payload::PayloadError;
 use wardline_domain::{
     CareTeamId, DeviceId, DeviceKind, Observation, ObservationCode, PatientId, Reading, RhythmKind,
     Role, Signal, UserId,
@@ -229,6 +230,39 @@ pub struct IngestItem {
 pub enum IngestPayload {
     Readings(Vec<Reading>),
     Waveform(EncodedWaveform),
+}
+
+impl IngestPayload {
+    /// Why a device of `kind` cannot have sent this: a code or signal it does not
+    /// measure. Every backend refuses such a message before storing anything of it.
+    pub fn not_for(&self, kind: wardline_domain::DeviceKind) -> Option<PayloadError> {
+        match self {
+            IngestPayload::Readings(readings) => {
+                readings
+                    .iter()
+                    .enumerate()
+                    .find(|(_, reading)| !kind.measures(reading.code))
+                    .map(|(index, reading)| {
+                        // A message of one reading names its fields at the top level.
+                        let field = if readings.len() == 1 {
+                            "code".to_owned()
+                        } else {
+                            format!("readings[{index}].code")
+                        };
+                        let spec = reading.code.spec();
+                        let what = format!("{} ({})", spec.loinc, spec.display);
+                        PayloadError::not_for_device(field, &what, kind)
+                    })
+            }
+            IngestPayload::Waveform(chunk) => (!kind.records(chunk.signal)).then(|| {
+                PayloadError::not_for_device(
+                    "waveform.signal",
+                    &format!("the {} signal", chunk.signal.as_str()),
+                    kind,
+                )
+            }),
+        }
+    }
 }
 
 /// A waveform chunk already encoded in the versioned chunk format.

@@ -19,7 +19,6 @@ use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
-use wardline_domain::payload::PayloadError;
 use wardline_domain::{DeviceKind, Observation, PatientId};
 
 use super::devices::insert_device_report;
@@ -120,7 +119,7 @@ async fn ingest_items(
         let received_ms = to_ms(item.received);
         let contact = last_contact.entry(device.key).or_insert(received_ms);
         *contact = (*contact).max(received_ms);
-        if let Some(error) = not_for_device(device, &item.payload) {
+        if let Some(error) = item.payload.not_for(device.kind) {
             outcomes.push(IngestOutcome::NotForDevice(error));
             continue;
         }
@@ -471,36 +470,6 @@ async fn look_up_devices(
         });
     }
     Ok(found)
-}
-
-/// Refuses a message with a code or signal its device's kind does not measure.
-fn not_for_device(device: &DeviceInCall, payload: &IngestPayload) -> Option<PayloadError> {
-    match payload {
-        IngestPayload::Readings(readings) => {
-            readings
-                .iter()
-                .enumerate()
-                .find(|(_, reading)| !device.kind.measures(reading.code))
-                .map(|(index, reading)| {
-                    // A message of one reading names its fields at the top level.
-                    let field = if readings.len() == 1 {
-                        "code".to_owned()
-                    } else {
-                        format!("readings[{index}].code")
-                    };
-                    let spec = reading.code.spec();
-                    let what = format!("{} ({})", spec.loinc, spec.display);
-                    PayloadError::not_for_device(field, &what, device.kind)
-                })
-        }
-        IngestPayload::Waveform(chunk) => (!device.kind.records(chunk.signal)).then(|| {
-            PayloadError::not_for_device(
-                "waveform.signal",
-                &format!("the {} signal", chunk.signal.as_str()),
-                device.kind,
-            )
-        }),
-    }
 }
 
 async fn ingest_one(
