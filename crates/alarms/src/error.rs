@@ -24,6 +24,9 @@ pub enum AlarmsError {
     Stopped,
     #[error("sealing a secret failed")]
     Crypto,
+    /// The engine of another process refused a forwarded command, or none answered.
+    #[error(transparent)]
+    Forwarded(#[from] crate::forward::ForwardedError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -98,6 +98,8 @@ pub struct Config {
     /// Where everything is stored: the embedded database in the data folder, or a
     /// PostgreSQL server shared by several workers.
     pub store: StoreLocation,
+    /// The message bus between workers on one PostgreSQL database; `None` for one server.
+    pub bus: Option<BusLocation>,
     /// For tests only (`WARDLINE_TEST_ALARM_EVALUATION_DELAY_US`): a pause per event the
     /// alarm engine evaluates, to show that a slow engine loses nothing.
     pub test_alarm_evaluation_delay_us: u64,
@@ -146,6 +148,85 @@ impl std::fmt::Debug for StoreLocation {
                 .finish(),
         }
     }
+}
+
+/// Where the workers of one installation meet: a NATS server and the subjects they use.
+#[derive(Clone, PartialEq)]
+pub struct BusLocation {
+    /// A `nats://` URL (or several, comma-separated, for a cluster); it may carry a
+    /// password or token, so it is never printed whole.
+    pub url: String,
+    /// The first part of every subject: installations (or tests) sharing one NATS server
+    /// keep apart by giving each its own.
+    pub subject_prefix: String,
+}
+
+impl std::fmt::Debug for BusLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self.url.split(',').map(redact_password).collect();
+        f.debug_struct("BusLocation")
+            .field("url", &urls.join(","))
+            .field("subject_prefix", &self.subject_prefix)
+            .finish()
+    }
+}
+
+/// `bus.url` / `WARDLINE_BUS` / `--bus`: none (the default) or NATS URLs; only beside a
+/// PostgreSQL store, the one kind of store several workers share.
+fn bus_location(
+    cli: Option<&str>,
+    env: &BTreeMap<String, String>,
+    file: &BusSection,
+    store: &StoreLocation,
+) -> Result<Option<BusLocation>, ConfigError> {
+    let given = cli
+        .map(str::to_owned)
+        .or_else(|| env.get("WARDLINE_BUS").cloned())
+        .or_else(|| file.url.clone());
+    let url = match given.as_deref().map(str::trim) {
+        None | Some("" | "none") => return Ok(None),
+        Some(url) => url.to_owned(),
+    };
+    for one in url.split(',') {
+        let parsed = url::Url::parse(one.trim())
+            .map_err(|error| ConfigError::Invalid(format!("bus: not a valid NATS URL: {error}")))?;
+        if !["nats", "tls"].contains(&parsed.scheme()) {
+            return Err(ConfigError::Invalid(format!(
+                "bus: expected nats:// or tls:// URLs, not {:?}",
+                redact_password(one)
+            )));
+        }
+    }
+    if *store == StoreLocation::Embedded {
+        return Err(ConfigError::Invalid(
+            "bus: a message bus joins workers on one PostgreSQL database; give store as a \
+             postgres:// URL too (the embedded database has one server)"
+                .into(),
+        ));
+    }
+    let subject_prefix = env
+        .get("WARDLINE_BUS_SUBJECT_PREFIX")
+        .cloned()
+        .or_else(|| file.subject_prefix.clone())
+        .unwrap_or_else(|| "wardline".into());
+    if subject_prefix.is_empty()
+        || subject_prefix.len() > 64
+        || !subject_prefix.split('.').all(|token| {
+            !token.is_empty()
+                && token
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+    {
+        return Err(ConfigError::Invalid(format!(
+            "bus.subject_prefix: 1 to 64 characters, dot-separated words of letters, digits, \
+             '-' and '_', not {subject_prefix:?}"
+        )));
+    }
+    Ok(Some(BusLocation {
+        url,
+        subject_prefix,
+    }))
 }
 
 /// The URL with its password (if any) replaced, for messages and logs.
@@ -242,6 +323,16 @@ pub struct ConfigFile {
     pub database: DatabaseSection,
     #[serde(default)]
     pub store: StoreSection,
+    #[serde(default)]
+    pub bus: BusSection,
+}
+
+/// `[bus]`: the message bus between workers (see [`BusLocation`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSection {
+    pub url: Option<String>,
+    pub subject_prefix: Option<String>,
 }
 
 /// `[store]`: where the records live (see [`StoreLocation`]).
@@ -392,6 +483,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--store`: `embedded` or a PostgreSQL URL.
     pub store: Option<String>,
+    /// `--bus`: NATS URLs.
+    pub bus: Option<String>,
     pub keys_dir: Option<PathBuf>,
     pub mqtt_listen: Option<SocketAddr>,
     pub http_listen: Option<SocketAddr>,
@@ -523,6 +616,7 @@ pub fn load(
     };
     let database_key = database_key_source(&file.database, env, &keys_dir)?;
     let store = store_location(cli.store.as_deref(), env, &file.store)?;
+    let bus = bus_location(cli.bus.as_deref(), env, &file.bus, &store)?;
     let config = Config {
         data_dir,
         keys_dir,
@@ -621,6 +715,7 @@ pub fn load(
         },
         database_key,
         store,
+        bus,
         test_alarm_evaluation_delay_us: env_value(env, "WARDLINE_TEST_ALARM_EVALUATION_DELAY_US")?
             .unwrap_or(0),
     };
@@ -946,6 +1041,88 @@ mod tests {
         )
         .unwrap();
         assert_eq!(from_cli.keys_dir, PathBuf::from("/run/secrets/wardline"));
+    }
+
+    #[test]
+    fn a_bus_joins_workers_on_postgresql_only_and_its_password_is_never_shown() {
+        let data = ("WARDLINE_DATA_DIR", "/srv/wardline/data");
+        let store = ("WARDLINE_STORE", "postgres://db/wardline");
+        let config = load(None, &env(&[data, store]), &Overrides::default()).unwrap();
+        assert_eq!(config.bus, None);
+        let file = "[bus]\nurl = \"nats://file-nats:4222\"\nsubject_prefix = \"ward-3\"\n";
+        let config = load(Some(file), &env(&[data, store]), &Overrides::default()).unwrap();
+        assert_eq!(
+            config.bus,
+            Some(BusLocation {
+                url: "nats://file-nats:4222".into(),
+                subject_prefix: "ward-3".into()
+            })
+        );
+        // The environment over the file, the command line over both.
+        let secret = "nats://wardline:t0ken-word@nats-1:4222,nats://nats-2:4222";
+        let config = load(
+            Some(file),
+            &env(&[data, store, ("WARDLINE_BUS", secret)]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.bus.as_ref().map(|bus| bus.url.as_str()),
+            Some(secret)
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("t0ken-word"), "{shown}");
+        assert!(shown.contains("nats-2:4222"), "{shown}");
+        let cli = Overrides {
+            bus: Some("nats://cli:4222".into()),
+            ..Overrides::default()
+        };
+        let config = load(
+            Some(file),
+            &env(&[data, store, ("WARDLINE_BUS", secret)]),
+            &cli,
+        )
+        .unwrap();
+        assert_eq!(
+            config.bus.map(|bus| bus.url),
+            Some("nats://cli:4222".to_owned())
+        );
+        for (wrong, said) in [
+            (vec![("WARDLINE_BUS", "redis://cache:6379")], "bus:"),
+            (vec![("WARDLINE_BUS", "nats://[broken")], "bus:"),
+            (
+                vec![
+                    ("WARDLINE_BUS", "nats://n:4222"),
+                    ("WARDLINE_BUS_SUBJECT_PREFIX", "a..b"),
+                ],
+                "bus.subject_prefix",
+            ),
+            (
+                vec![
+                    ("WARDLINE_BUS", "nats://n:4222"),
+                    ("WARDLINE_BUS_SUBJECT_PREFIX", "a b>"),
+                ],
+                "bus.subject_prefix",
+            ),
+        ] {
+            let mut given = vec![data, store];
+            given.extend(wrong.iter().copied());
+            let refused = load(None, &env(&given), &Overrides::default());
+            assert!(
+                matches!(&refused, Err(ConfigError::Invalid(message)) if message.starts_with(said)),
+                "{wrong:?}: {refused:?}"
+            );
+        }
+        // Beside the embedded database, a bus has nothing to join.
+        let refused = load(
+            None,
+            &env(&[data, ("WARDLINE_BUS", "nats://n:4222")]),
+            &Overrides::default(),
+        );
+        assert!(
+            matches!(&refused, Err(ConfigError::Invalid(message)) if message.contains("PostgreSQL")),
+            "{refused:?}"
+        );
     }
 
     #[test]

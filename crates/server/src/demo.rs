@@ -155,6 +155,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
             keys_dir: None,
             // The demo is one machine with nothing else to run, whatever WARDLINE_STORE says.
             store: Some("embedded".into()),
+            bus: Some("none".into()),
             mqtt_listen: Some(
                 args.mqtt_listen
                     .unwrap_or_else(|| default_listen(DEFAULT_MQTT_PORT)),

@@ -64,6 +64,21 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Signed checkpoints of the audit chain's head appended to the checkpoint file.",
     ),
     (
+        "wardline_bus_alarm_events_missed_total",
+        "counter",
+        "Alarm stream events this worker's engine announced that were not passed to the bus because the relay fell behind (the stored alarms are unaffected).",
+    ),
+    (
+        "wardline_bus_commands_forwarded_total",
+        "counter",
+        "Care plan changes and alarm actions forwarded to the worker running the alarm engine, by outcome (answered or failed).",
+    ),
+    (
+        "wardline_bus_publish_failed_total",
+        "counter",
+        "Messages to the other workers (alarm events, revoked devices) that could not be handed to NATS.",
+    ),
+    (
         "wardline_derived_observations_stored_total",
         "counter",
         "Observations Wardline derived (heart rate from ECG) and stored.",
@@ -102,6 +117,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "wardline_emergency_access_opened_total",
         "counter",
         "Emergency (break-the-glass) accesses opened; each waits for an administrator's review.",
+    ),
+    (
+        "wardline_evaluation_lease_held",
+        "gauge",
+        "1 while this worker holds the evaluation lease and runs rule evaluation, analysis and notification delivery for every patient; 0 while it stands by.",
     ),
     (
         "wardline_gateway_queue_bytes",

@@ -170,14 +170,28 @@ pub async fn serve(
         .context("installing the metrics recorder")?;
     crate::metrics_catalog::describe();
     let (store, audit_key) = open_store(&config).await?;
-    // Held until the server stops; see `SoleServer`.
-    let _sole_server = match &config.store {
-        StoreLocation::Embedded => None,
-        StoreLocation::Postgres { url, .. } => Some(
-            wardline_store::postgres::claim_sole_server(url)
+    let bus = match &config.bus {
+        Some(bus) => Some(
+            wardline_bus::Bus::connect(&bus.url, &bus.subject_prefix)
                 .await
-                .context("claiming the PostgreSQL database for this server")?,
+                .context("connecting to the message bus")?,
         ),
+        None => None,
+    };
+    // Without a bus a server on PostgreSQL is the only one on its database: it takes the
+    // evaluation lease now or does not start, so that a second server cannot go
+    // unnoticed (its alarm actions and streams would miss the first's engine).
+    let first_lease = match (&config.store, &bus) {
+        (StoreLocation::Postgres { url, .. }, None) => Some(
+            wardline_store::postgres::try_evaluation_lease(url)
+                .await
+                .context("taking the evaluation lease")?
+                .context(
+                    "another server runs on this PostgreSQL database: several servers on one \
+                     database work together only through a message bus (--bus nats://…)",
+                )?,
+        ),
+        _ => None,
     };
     let bare = Wardline::new(Arc::clone(&store), service_settings(&config));
     first_admin(&bare, &config.keys_dir).await?;
@@ -207,19 +221,6 @@ pub async fn serve(
             &devices,
         )?),
     };
-    // Analysis and rule evaluation read the committed event log from their own stored
-    // cursors: they never delay an acknowledgement, and never miss a committed reading.
-    let analysis = wardline_analysis::spawn_analysis(
-        Arc::clone(&store),
-        AnalysisSettings {
-            news2_window: chrono::Duration::minutes(config.news2_window_minutes),
-            ..AnalysisSettings::default()
-        },
-        shutdown.clone(),
-    )
-    .await
-    .context("starting the analysis")?;
-
     let mqtt_listener = TcpListener::bind(config.mqtt_listen)
         .await
         .with_context(|| format!("binding MQTT to {}", config.mqtt_listen))?;
@@ -267,37 +268,38 @@ pub async fn serve(
     let sealer = Arc::new(
         wardline_alarms::Sealer::from_key(&notify_key).context("loading the notification key")?,
     );
-    let (alarms, _alarm_tasks) = wardline_alarms::AlarmService::start(
-        Arc::clone(&store),
-        alarm_settings(&config, &http_url),
+    let alarms = wardline_alarms::AlarmService::standby(
         sealer,
-        Arc::new(SystemClock),
-    )
-    .await
-    .context("starting the alarm service")?;
+        bus.as_ref().map(wardline_bus::Bus::forwarder),
+    );
     let (live, _live_task) = LiveFeed::start(Arc::clone(&store), 8192);
     let mut service = bare
-        .with_alarms(alarms)
+        .with_alarms(alarms.clone())
         .with_live(live)
         .with_device_ca(Arc::clone(&devices.ca));
-    // Shares' ends by expiry go into the audit trail within half a minute.
-    {
-        let service = service.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        if let Err(error) = service.record_share_expiries().await {
-                            tracing::warn!(%error, "could not record the shares that expired");
-                        }
-                    }
-                    () = shutdown.cancelled() => return,
-                }
-            }
-        });
+    if let Some(bus) = &bus {
+        service = service.with_peers(bus.peers());
+        bus.relay(service.clone(), alarms.clone())
+            .await
+            .context("joining the other workers")?;
     }
+    // Rule evaluation, analysis, escalation timers, notification delivery and the
+    // recording of shares' expiries run in one process at a time.
+    let duties = EvaluationDuties {
+        store: Arc::clone(&store),
+        config: config.clone(),
+        public_url: http_url.clone(),
+        service: service.clone(),
+        alarms: alarms.clone(),
+        bus: bus.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let evaluation = match &config.store {
+        StoreLocation::Embedded => Evaluation::Here(duties.start().await?),
+        StoreLocation::Postgres { url, .. } => {
+            Evaluation::ByLease(tokio::spawn(duties.hold_lease(url.clone(), first_lease)))
+        }
+    };
     // Mapping templates put in force or retired by another process (the command line)
     // take effect within ten seconds; the API's changes take effect at once.
     {
@@ -421,13 +423,175 @@ pub async fn serve(
     .await;
     let _ = mqtt_task.await;
     // The analysis stops at its next wait; its last batch is committed or not at all.
-    let _ = analysis.await;
+    match evaluation {
+        Evaluation::Here(running) => running.finish().await,
+        Evaluation::ByLease(task) => {
+            let _ = task.await;
+        }
+    }
     let _ = checkpoints.await;
     tracing::info!("stopped");
     Ok(())
 }
 
 /// The alarm runtime's settings from the configuration.
+/// What one process at a time does for all patients: analysis, rule evaluation with its
+/// timers, notification delivery, recording shares' expiries, and (among several
+/// workers) answering the others' alarm commands.
+struct EvaluationDuties {
+    store: Arc<dyn wardline_store::Store>,
+    config: Config,
+    public_url: String,
+    service: Wardline,
+    alarms: wardline_alarms::AlarmService,
+    bus: Option<wardline_bus::Bus>,
+    shutdown: CancellationToken,
+}
+
+/// Where the evaluation duties run: here for good (the embedded store), or whenever
+/// this worker holds the evaluation lease.
+enum Evaluation {
+    Here(RunningDuties),
+    ByLease(tokio::task::JoinHandle<()>),
+}
+
+/// The duties running in this process; they stop when this is dropped.
+struct RunningDuties {
+    stop: CancellationToken,
+    analysis: Option<tokio::task::JoinHandle<()>>,
+    _engine: wardline_alarms::RunningEngine,
+    _answering: Option<wardline_bus::Answering>,
+}
+
+impl Drop for RunningDuties {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl RunningDuties {
+    /// Stops the duties and waits for the analysis: its last batch is committed or not
+    /// at all.
+    async fn finish(mut self) {
+        self.stop.cancel();
+        if let Some(analysis) = self.analysis.take() {
+            let _ = analysis.await;
+        }
+    }
+}
+
+impl EvaluationDuties {
+    async fn start(&self) -> anyhow::Result<RunningDuties> {
+        let stop = self.shutdown.child_token();
+        // Analysis and rule evaluation read the committed event log from their own stored
+        // cursors: they never delay an acknowledgement, and never miss a committed reading.
+        let analysis = wardline_analysis::spawn_analysis(
+            Arc::clone(&self.store),
+            AnalysisSettings {
+                news2_window: chrono::Duration::minutes(self.config.news2_window_minutes),
+                ..AnalysisSettings::default()
+            },
+            stop.clone(),
+        )
+        .await
+        .context("starting the analysis")?;
+        let engine = self
+            .alarms
+            .run_here(
+                Arc::clone(&self.store),
+                alarm_settings(&self.config, &self.public_url),
+                Arc::new(SystemClock),
+            )
+            .await
+            .context("starting the alarm engine")?;
+        let answering = match &self.bus {
+            Some(bus) => Some(
+                bus.answer_commands(self.service.clone(), self.alarms.clone())
+                    .await
+                    .context("answering the other workers' alarm commands")?,
+            ),
+            None => None,
+        };
+        // Shares' ends by expiry go into the audit trail within half a minute.
+        {
+            let service = self.service.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if let Err(error) = service.record_share_expiries().await {
+                                tracing::warn!(%error, "could not record the shares that expired");
+                            }
+                        }
+                        () = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
+        Ok(RunningDuties {
+            stop,
+            analysis: Some(analysis),
+            _engine: engine,
+            _answering: answering,
+        })
+    }
+
+    /// Runs the duties whenever this worker holds the evaluation lease, until shutdown:
+    /// a standby worker asks every second, and takes over within a second or two of
+    /// the holder's end, from the checkpoints the holder committed.
+    async fn hold_lease(
+        self,
+        url: String,
+        mut first: Option<wardline_store::postgres::EvaluationLease>,
+    ) {
+        loop {
+            let lease = match first.take() {
+                Some(lease) => lease,
+                None => loop {
+                    match wardline_store::postgres::try_evaluation_lease(&url).await {
+                        Ok(Some(lease)) => break lease,
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "could not ask for the evaluation lease");
+                        }
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        () = self.shutdown.cancelled() => return,
+                    }
+                },
+            };
+            let running = match self.start().await {
+                Ok(running) => running,
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "could not take up evaluation; trying again");
+                    drop(lease);
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                        () = self.shutdown.cancelled() => return,
+                    }
+                }
+            };
+            tracing::info!("this worker evaluates every patient's rules now");
+            metrics::gauge!("wardline_evaluation_lease_held").set(1.0);
+            tokio::select! {
+                () = lease.lost() => {
+                    tracing::warn!("the evaluation lease is lost; evaluation stops here until it is taken again");
+                }
+                () = self.shutdown.cancelled() => {}
+            }
+            running.finish().await;
+            drop(lease);
+            metrics::gauge!("wardline_evaluation_lease_held").set(0.0);
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+}
+
 pub fn alarm_settings(config: &Config, public_url: &str) -> wardline_alarms::AlarmSettings {
     wardline_alarms::AlarmSettings {
         retry_base: std::time::Duration::from_millis(config.notify_retry_base_ms),

@@ -389,6 +389,19 @@ impl From<wardline_alarms::AlarmsError> for Error {
             E::Invalid { field, message } => Error::invalid(field, message),
             E::NotFound(what) => Error::NotFound(what),
             E::Stopped => Error::Unavailable,
+            E::Forwarded(forwarded) => {
+                use wardline_alarms::forward::ForwardedErrorKind as K;
+                match forwarded.kind {
+                    K::InvalidState => Error::InvalidState(forwarded.message),
+                    K::InvalidRequest { field } => Error::InvalidRequest {
+                        field,
+                        message: forwarded.message,
+                    },
+                    K::NotFound => Error::NotFound(forwarded.message),
+                    K::Unavailable => Error::Unavailable,
+                    K::Internal => Error::Internal(forwarded.message),
+                }
+            }
             other => Error::Internal(other.to_string()),
         }
     }

@@ -94,6 +94,8 @@ pub struct Wardline {
     ingest: IngestService,
     settings: Arc<ServiceSettings>,
     device_sessions: Arc<RwLock<Vec<Arc<dyn DeviceSessions>>>>,
+    /// The other workers on the same database, told when a device is revoked here.
+    peers: Option<Arc<dyn DeviceSessions>>,
     logins: Arc<throttle::LoginThrottle>,
     invitations: Arc<throttle::InvitationThrottle>,
     /// Signs devices' certificates; none for the command line and tools.
@@ -125,6 +127,7 @@ impl Wardline {
             live: LiveFeed::idle(),
             settings: Arc::new(settings),
             device_sessions: Arc::new(RwLock::new(Vec::new())),
+            peers: None,
             logins: Arc::new(throttle::LoginThrottle::default()),
             invitations: Arc::new(throttle::InvitationThrottle::default()),
             device_ca: None,
@@ -164,6 +167,12 @@ impl Wardline {
         self
     }
 
+    /// A revoked device's connections to other workers end too: `peers` carries the word.
+    pub fn with_peers(mut self, peers: Arc<dyn DeviceSessions>) -> Self {
+        self.peers = Some(peers);
+        self
+    }
+
     /// Someone holding live device connections, told when a device is revoked.
     pub fn add_device_sessions(&self, sessions: Arc<dyn DeviceSessions>) {
         if let Ok(mut all) = self.device_sessions.write() {
@@ -196,6 +205,14 @@ impl Wardline {
     }
 
     fn disconnect(&self, device_id: &DeviceId) {
+        self.disconnect_here(device_id);
+        if let Some(peers) = &self.peers {
+            peers.disconnect(device_id);
+        }
+    }
+
+    /// Ends a device's connections to this process (another worker revoked it).
+    pub fn disconnect_here(&self, device_id: &DeviceId) {
         if let Ok(all) = self.device_sessions.read() {
             for sessions in all.iter() {
                 sessions.disconnect(device_id);

@@ -14,7 +14,7 @@ use crate::outbox::NewNotification;
 
 /// One version of a patient's care plan and the change that made it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarePlanVersionRecord {
     pub patient_id: PatientId,
     pub version: u32,
@@ -32,7 +32,7 @@ pub struct CarePlanVersionRecord {
 /// An alarm as stored: the alarm itself and where its escalation stood when it last
 /// changed (a policy may change later; the status is rewritten with the alarm's next
 /// change).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlarmRecord {
     /// URL-safe handle used by the API.
     pub public_id: String,

@@ -21,7 +21,7 @@ use wardline_domain::{PatientId, UserId};
 use crate::error::StoreError;
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditOutcome {
     Allowed,
@@ -40,7 +40,7 @@ impl AuditOutcome {
 }
 
 /// One entry of the audit trail: who did what to whose data, when, from where.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub time: DateTime<Utc>,
     pub actor: Option<UserId>,

@@ -52,7 +52,11 @@ const LOCK_BASE: i64 = 0x5741_5244 << 32;
 const MIGRATION_LOCK: i64 = LOCK_BASE | 1;
 pub(crate) const AUDIT_LOCK: i64 = LOCK_BASE | 2;
 pub(crate) const EVENT_LOCK: i64 = LOCK_BASE | 3;
-const SOLE_SERVER_LOCK: i64 = LOCK_BASE | 4;
+const EVALUATION_LOCK: i64 = LOCK_BASE | 4;
+
+/// The channel on which a commit of event rows is announced to every worker's readers
+/// (`NOTIFY` is delivered only if, and when, the transaction commits).
+const COMMITS_CHANNEL: &str = "wardline_commits";
 
 /// How the database is reached.
 #[derive(Debug, Clone)]
@@ -143,6 +147,10 @@ impl PostgresStore {
         };
         store.migrate().await?;
         audit::remember_key(&store.client().await?, &store.audit_key).await?;
+        tokio::spawn(listen_for_commits(
+            options.url.clone(),
+            Arc::downgrade(&store.commits),
+        ));
         Ok(store)
     }
 
@@ -244,50 +252,181 @@ async fn apply(client: &mut deadpool_postgres::Object) -> Result<(), StoreError>
     Ok(())
 }
 
-/// The one running server of a database, for as long as this lives.
-///
-/// Rule evaluation and analysis read the event log under one consumer name each, so two
-/// servers on one database would both evaluate every patient (and raise every alarm
-/// twice). Until evaluation is shared between workers, a server holds this session lock
-/// on a connection of its own, and a second server on the same database is refused at
-/// start. Command-line tools do not take it.
-#[derive(Debug)]
-pub struct SoleServer {
-    connection: tokio::task::JoinHandle<()>,
-    _client: tokio_postgres::Client,
+/// Wakes this process's event log readers when any worker commits event rows: a
+/// connection of its own `LISTEN`s for the commits' `NOTIFY`, and is made again after it
+/// is lost (readers also look every second, so a lost notification costs a second, never
+/// an event). Ends when the store is dropped.
+async fn listen_for_commits(
+    url: String,
+    commits: std::sync::Weak<tokio::sync::watch::Sender<u64>>,
+) {
+    use futures_util::StreamExt;
+    let mut failures = 0u32;
+    loop {
+        let Some(sender) = commits.upgrade() else {
+            return;
+        };
+        drop(sender);
+        match tokio_postgres::connect(&url, NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |context| connection.poll_message(context));
+                let statement = format!("LISTEN {COMMITS_CHANNEL}");
+                let listening = client.batch_execute(&statement);
+                tokio::pin!(listening);
+                // The LISTEN is answered through the connection, which the stream drives.
+                let listened = loop {
+                    tokio::select! {
+                        listened = &mut listening => break listened.is_ok(),
+                        message = messages.next() => if !matches!(message, Some(Ok(_))) {
+                            break false;
+                        },
+                    }
+                };
+                if listened {
+                    failures = 0;
+                    // Commits while no one listened are found by the readers' next look.
+                    announce(&commits);
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                                if !announce(&commits) {
+                                    return;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                if failures == 0 {
+                    tracing::warn!(%error, "cannot listen for other workers' commits; readers look every second meanwhile");
+                }
+            }
+        }
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(Duration::from_millis(250 * u64::from(failures.min(20)))).await;
+    }
 }
 
-impl Drop for SoleServer {
+/// Bumps the commit counter; false once the store is gone.
+fn announce(commits: &std::sync::Weak<tokio::sync::watch::Sender<u64>>) -> bool {
+    match commits.upgrade() {
+        Some(sender) => {
+            sender.send_modify(|count| *count = count.wrapping_add(1));
+            true
+        }
+        None => false,
+    }
+}
+
+/// The right to evaluate every patient's rules and analyse their readings, held by one
+/// worker at a time for as long as this lives and its connection stays up.
+///
+/// It is a session advisory lock on a connection of its own, so it needs no expiry to be
+/// chosen: PostgreSQL releases it the moment that session ends, whether the worker
+/// stopped, was killed (`kill -9` closes its sockets) or lost the database. The holder
+/// checks the connection every second and stops evaluating as soon as it fails
+/// ([`EvaluationLease::lost`]); a standby worker takes the lock within a second of its
+/// release and resumes from the checkpoints the last holder committed.
+#[derive(Debug)]
+pub struct EvaluationLease {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    lost: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Drop for EvaluationLease {
     fn drop(&mut self) {
         // Closing the connection releases the lock.
-        self.connection.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
-/// Claims the database for this server; `Conflict` when another server holds it.
-pub async fn claim_sole_server(url: &str) -> Result<SoleServer, StoreError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+impl EvaluationLease {
+    /// Completes when the lease is no longer held (its connection failed or closed).
+    pub async fn lost(&self) {
+        let mut lost = self.lost.clone();
+        // An error means the watcher ended: the lease is gone too.
+        let _ = lost.wait_for(|lost| *lost).await;
+    }
+
+    /// Whether the lease is still held, as far as the last check knows.
+    pub fn held(&self) -> bool {
+        !*self.lost.borrow()
+    }
+}
+
+/// Takes the evaluation lease if no other worker holds it; `None` when one does.
+pub async fn try_evaluation_lease(url: &str) -> Result<Option<EvaluationLease>, StoreError> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|error| StoreError::Invalid(format!("the PostgreSQL address: {error}")))?;
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(NoTls))
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable("connecting for the evaluation lease timed out".into())
+        })??;
+    let (lost_sender, lost) = tokio::sync::watch::channel(false);
+    let lost_sender = Arc::new(lost_sender);
+    let on_close = Arc::clone(&lost_sender);
     let connection = tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::warn!(%error, "the connection holding this server's database claim ended");
+            tracing::warn!(%error, "the connection holding the evaluation lease failed");
+        }
+        on_close.send_replace(true);
+    });
+    let taken = match client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&EVALUATION_LOCK])
+        .await
+    {
+        Ok(row) => row.try_get::<_, bool>(0)?,
+        Err(error) => {
+            connection.abort();
+            return Err(error.into());
+        }
+    };
+    if !taken {
+        connection.abort();
+        return Ok(None);
+    }
+    // A connection that stops answering (a network partition, a frozen server) is taken
+    // as lost, though the socket is not yet closed: the lock may be released on the
+    // server's side at any moment.
+    let check = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let answered =
+                tokio::time::timeout(Duration::from_secs(2), client.simple_query("SELECT 1")).await;
+            if !matches!(answered, Ok(Ok(_))) {
+                tracing::warn!("the connection holding the evaluation lease stopped answering");
+                lost_sender.send_replace(true);
+                return;
+            }
         }
     });
-    let claimed: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&SOLE_SERVER_LOCK])
-        .await?
-        .try_get(0)?;
-    if !claimed {
-        connection.abort();
-        return Err(StoreError::Conflict {
-            what: "a server on this database (several servers on one database are not \
-                   supported yet: each would evaluate every patient's rules)"
-                .into(),
-        });
-    }
-    Ok(SoleServer {
-        connection,
-        _client: client,
-    })
+    Ok(Some(EvaluationLease {
+        tasks: vec![connection, check],
+        lost,
+    }))
+}
+
+/// Takes the event lock (see the module's documentation) and announces the commit to
+/// every worker's event log readers: the notification is delivered when, and only if,
+/// the transaction commits.
+pub(crate) async fn lock_events(
+    transaction: &deadpool_postgres::Transaction<'_>,
+) -> Result<(), StoreError> {
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock($1), pg_notify($2, '')",
+            &[&EVENT_LOCK, &COMMITS_CHANNEL],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Takes a transaction-scoped advisory lock (see the module's documentation).

@@ -106,6 +106,11 @@ struct ServeArgs {
     /// Write the bound addresses as JSON to this file once listening (for tools and tests).
     #[arg(long)]
     listen_file: Option<PathBuf>,
+    /// The NATS server(s) through which several workers on one PostgreSQL store work as
+    /// one: nats:// URLs, comma-separated (or WARDLINE_BUS, or `bus.url`). Without one,
+    /// a server is the only one on its database.
+    #[arg(long)]
+    bus: Option<String>,
 }
 
 fn resolve(location: &DataArgs, overrides: Overrides) -> anyhow::Result<config::Config> {
@@ -156,6 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     metrics_listen: args.metrics_listen,
                     plaintext: args.plaintext,
                     hostnames: args.hostnames,
+                    bus: args.bus,
                     ..Overrides::default()
                 },
             )?;

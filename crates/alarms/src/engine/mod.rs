@@ -51,6 +51,7 @@ use wardline_store::{
 
 use crate::clock::Clock;
 use crate::error::AlarmsError;
+use crate::forward::{ForwardedCommand, ForwardedError, ForwardedReply, Forwarder};
 use crate::notify::{DeliverySettings, SmtpSettings};
 use crate::secrets::Sealer;
 
@@ -131,7 +132,7 @@ pub struct AlarmEvent {
 
 /// A change to a patient's care plan: a programme's defaults, or one rule edit.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CarePlanRequest {
     /// Why: 1 to 1000 characters once trimmed of white space.
@@ -149,7 +150,7 @@ pub struct CarePlanRequest {
 }
 
 /// Who changes a care plan, for its version history and the audit trail.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CarePlanAuthor {
     /// `None` for the command line.
     pub user: Option<UserId>,
@@ -158,7 +159,7 @@ pub struct CarePlanAuthor {
 }
 
 /// A person's action on an alarm.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AlarmAction {
     Acknowledge,
     Resolve { note: String },
@@ -185,9 +186,18 @@ enum Command {
 }
 
 /// The handle the service layer and the server use.
+///
+/// One engine evaluates every patient, in the process that runs it: the only server on
+/// an embedded database, or the worker holding the evaluation lease among several
+/// workers on one PostgreSQL database. Elsewhere the handle stands by: people's
+/// commands go to the engine's worker through a [`Forwarder`], and the alarm stream is
+/// fed with what that worker announces ([`AlarmService::announce`]).
 #[derive(Clone)]
 pub struct AlarmService {
-    commands: mpsc::Sender<Command>,
+    /// The engine of this process, while it runs here.
+    engine: Arc<std::sync::RwLock<Option<mpsc::Sender<Command>>>>,
+    /// Where commands go while the engine runs in another process.
+    forwarder: Option<Arc<dyn Forwarder>>,
     events: broadcast::Sender<Arc<AlarmEvent>>,
     sealer: Arc<Sealer>,
     wake: Arc<Notify>,
@@ -196,6 +206,36 @@ pub struct AlarmService {
 impl std::fmt::Debug for AlarmService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AlarmService").finish_non_exhaustive()
+    }
+}
+
+/// The engine and outbox worker running in this process; stopped when dropped.
+#[derive(Debug)]
+pub struct RunningEngine {
+    engine: Arc<std::sync::RwLock<Option<mpsc::Sender<Command>>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningEngine {
+    /// The tasks, for a caller that keeps them running until the process ends.
+    pub fn into_tasks(mut self) -> Vec<JoinHandle<()>> {
+        std::mem::take(&mut self.tasks)
+    }
+}
+
+impl Drop for RunningEngine {
+    fn drop(&mut self) {
+        if self.tasks.is_empty() {
+            return;
+        }
+        if let Ok(mut engine) = self.engine.write() {
+            *engine = None;
+        }
+        // An alarm change being committed is rolled back with its transaction; the next
+        // engine replays it from the committed checkpoint.
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -208,15 +248,39 @@ impl AlarmService {
         sealer: Arc<Sealer>,
         clock: Arc<dyn Clock>,
     ) -> Result<(Self, Vec<JoinHandle<()>>), AlarmsError> {
+        let service = Self::standby(sealer, None);
+        let running = service.run_here(store, settings, clock).await?;
+        Ok((service, running.into_tasks()))
+    }
+
+    /// A handle without an engine: commands go through `forwarder` (refused with
+    /// [`AlarmsError::Stopped`] without one) until [`AlarmService::run_here`].
+    pub fn standby(sealer: Arc<Sealer>, forwarder: Option<Arc<dyn Forwarder>>) -> Self {
         let (events, _) = broadcast::channel(4096);
-        let wake = Arc::new(Notify::new());
+        Self {
+            engine: Arc::new(std::sync::RwLock::new(None)),
+            forwarder,
+            events,
+            sealer,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Loads everything from the store and runs the engine and the outbox worker in
+    /// this process until the returned guard is dropped.
+    pub async fn run_here(
+        &self,
+        store: Arc<dyn Store>,
+        settings: AlarmSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RunningEngine, AlarmsError> {
         let mut engine = Engine::new(
             Arc::clone(&store),
             settings.clone(),
-            Arc::clone(&sealer),
+            Arc::clone(&self.sealer),
             Arc::clone(&clock),
-            events.clone(),
-            Arc::clone(&wake),
+            self.events.clone(),
+            Arc::clone(&self.wake),
         );
         engine.load().await?;
         let (commands, receiver) = mpsc::channel(256);
@@ -231,24 +295,37 @@ impl AlarmService {
         };
         let outbox_task = tokio::spawn(crate::notify::run(
             store,
-            Arc::clone(&sealer),
+            Arc::clone(&self.sealer),
             delivery,
-            Arc::clone(&wake),
+            Arc::clone(&self.wake),
             clock,
         ));
-        Ok((
-            Self {
-                commands,
-                events,
-                sealer,
-                wake,
-            },
-            vec![engine_task, outbox_task],
-        ))
+        if let Ok(mut engine) = self.engine.write() {
+            *engine = Some(commands);
+        }
+        Ok(RunningEngine {
+            engine: Arc::clone(&self.engine),
+            tasks: vec![engine_task, outbox_task],
+        })
+    }
+
+    /// Whether the engine runs in this process.
+    pub fn runs_here(&self) -> bool {
+        self.local().is_some()
+    }
+
+    fn local(&self) -> Option<mpsc::Sender<Command>> {
+        self.engine.read().ok().and_then(|engine| engine.clone())
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<AlarmEvent>> {
         self.events.subscribe()
+    }
+
+    /// Passes on to this process's alarm streams what the engine of another process
+    /// announced.
+    pub fn announce(&self, event: AlarmEvent) {
+        let _ = self.events.send(Arc::new(event));
     }
 
     pub fn sealer(&self) -> &Sealer {
@@ -263,14 +340,20 @@ impl AlarmService {
 
     async fn call<T>(
         &self,
+        sender: mpsc::Sender<Command>,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, AlarmsError> {
         let (reply, answer) = oneshot::channel();
-        self.commands
+        sender
             .send(make(reply))
             .await
             .map_err(|_| AlarmsError::Stopped)?;
         answer.await.map_err(|_| AlarmsError::Stopped)
+    }
+
+    /// The engine's process, when it is another: `Stopped` when there is no way there.
+    fn forwarder(&self) -> Result<&Arc<dyn Forwarder>, AlarmsError> {
+        self.forwarder.as_ref().ok_or(AlarmsError::Stopped)
     }
 
     /// Applies a care plan change and starts evaluating it at once.
@@ -280,13 +363,29 @@ impl AlarmService {
         request: CarePlanRequest,
         author: CarePlanAuthor,
     ) -> Result<CarePlanVersionRecord, AlarmsError> {
-        self.call(|reply| Command::CarePlan {
-            patient,
-            request,
-            author,
-            reply,
-        })
-        .await?
+        match self.local() {
+            Some(engine) => {
+                self.call(engine, |reply| Command::CarePlan {
+                    patient,
+                    request,
+                    author,
+                    reply,
+                })
+                .await?
+            }
+            None => match self
+                .forwarder()?
+                .forward(ForwardedCommand::CarePlan {
+                    patient,
+                    request,
+                    author,
+                })
+                .await?
+            {
+                ForwardedReply::CarePlan(record) => Ok(*record),
+                _ => Err(AlarmsError::Stopped),
+            },
+        }
     }
 
     /// Acknowledges, resolves or snoozes an alarm; the change and `audit` are committed
@@ -298,19 +397,95 @@ impl AlarmService {
         action: AlarmAction,
         audit: AuditEvent,
     ) -> Result<AlarmRecord, AlarmsError> {
-        self.call(|reply| Command::Act {
-            record,
-            by,
-            action,
-            audit,
-            reply,
-        })
-        .await?
+        match self.local() {
+            Some(engine) => {
+                self.call(engine, |reply| Command::Act {
+                    record,
+                    by,
+                    action,
+                    audit,
+                    reply,
+                })
+                .await?
+            }
+            None => match self
+                .forwarder()?
+                .forward(ForwardedCommand::Act {
+                    alarm: record.public_id,
+                    by,
+                    action,
+                    audit,
+                })
+                .await?
+            {
+                ForwardedReply::Alarm(record) => Ok(*record),
+                _ => Err(AlarmsError::Stopped),
+            },
+        }
     }
 
     /// Re-reads policies, channels and care team membership (after an admin changed them).
     pub async fn reload(&self) -> Result<(), AlarmsError> {
-        self.call(|reply| Command::Reload { reply }).await
+        match self.local() {
+            Some(engine) => self.call(engine, |reply| Command::Reload { reply }).await,
+            None => self
+                .forwarder()?
+                .forward(ForwardedCommand::Reload)
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// Carries out a command forwarded from another process, on this process's engine.
+    pub async fn carry_out(
+        &self,
+        store: &dyn Store,
+        command: ForwardedCommand,
+    ) -> Result<ForwardedReply, ForwardedError> {
+        let Some(engine) = self.local() else {
+            return Err(ForwardedError::from(&AlarmsError::Stopped));
+        };
+        let result = match command {
+            ForwardedCommand::CarePlan {
+                patient,
+                request,
+                author,
+            } => self
+                .call(engine, |reply| Command::CarePlan {
+                    patient,
+                    request,
+                    author,
+                    reply,
+                })
+                .await
+                .and_then(|result| result)
+                .map(|record| ForwardedReply::CarePlan(Box::new(record))),
+            ForwardedCommand::Act {
+                alarm,
+                by,
+                action,
+                audit,
+            } => match store.alarm_by_public_id(&alarm).await {
+                Ok(Some(record)) => self
+                    .call(engine, |reply| Command::Act {
+                        record,
+                        by,
+                        action,
+                        audit,
+                        reply,
+                    })
+                    .await
+                    .and_then(|result| result)
+                    .map(|record| ForwardedReply::Alarm(Box::new(record))),
+                Ok(None) => Err(AlarmsError::NotFound("the alarm".into())),
+                Err(error) => Err(error.into()),
+            },
+            ForwardedCommand::Reload => self
+                .call(engine, |reply| Command::Reload { reply })
+                .await
+                .map(|()| ForwardedReply::Done),
+        };
+        result.map_err(|error| ForwardedError::from(&error))
     }
 }
 

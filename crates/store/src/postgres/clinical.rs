@@ -10,7 +10,7 @@ use wardline_domain::{
 
 use super::events::{log_event, save_checkpoint};
 use super::rows::{from_json, from_ms, key_of, parse_device_id, to_json, to_ms};
-use super::{EVENT_LOCK, PostgresStore, lock};
+use super::{PostgresStore, lock_events};
 use crate::clinical::{AnalysisResults, ClinicalStore};
 use crate::error::StoreError;
 use crate::model::{
@@ -523,7 +523,7 @@ impl ClinicalStore for PostgresStore {
         let transaction = client.transaction().await?;
         // Before any key is drawn: the log's readers read "after key k", and the
         // checkpoint must commit in the same order as the results it covers.
-        lock(&transaction, EVENT_LOCK).await?;
+        lock_events(&transaction).await?;
         let recorded_ms = to_ms(results.recorded);
         let stored = store_derived(&transaction, &results.derived).await?;
         store_rhythm_events(&transaction, &results.rhythm_events, recorded_ms).await?;

@@ -15,7 +15,7 @@ use wardline_domain::{DeviceId, DeviceKind, PatientId};
 use super::audit::append;
 use super::events::log_event;
 use super::rows::*;
-use super::{EVENT_LOCK, PostgresStore, lock};
+use super::{PostgresStore, lock_events};
 use crate::audit::AuditEvent;
 use crate::devices::{DeviceStore, InitialAssignment};
 use crate::error::StoreError;
@@ -393,7 +393,7 @@ impl DeviceStore for PostgresStore {
         }
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
-        lock(&transaction, EVENT_LOCK).await?;
+        lock_events(&transaction).await?;
         let device_key = key_of(
             &transaction,
             "device",

@@ -23,7 +23,7 @@ use wardline_domain::{DeviceKind, Observation, PatientId};
 
 use super::devices::insert_device_report;
 use super::rows::to_ms;
-use super::{EVENT_LOCK, PostgresStore, lock};
+use super::{PostgresStore, lock_events};
 use crate::error::StoreError;
 use crate::ingest::IngestStore;
 use crate::model::{IngestItem, IngestOutcome, IngestPayload};
@@ -784,7 +784,7 @@ async fn commit_groups(
 async fn commit_group(pool: &Pool, group: &[Job]) -> Result<Vec<Vec<IngestOutcome>>, StoreError> {
     let mut client = pool.get().await.map_err(super::pool_error)?;
     let transaction = client.transaction().await?;
-    lock(&transaction, EVENT_LOCK).await?;
+    lock_events(&transaction).await?;
     let items: Vec<&IngestItem> = group.iter().flat_map(|job| &job.items).collect();
     let mut outcomes = ingest_items(&transaction, &items).await?.into_iter();
     transaction.commit().await?;
@@ -807,7 +807,7 @@ impl IngestStore for PostgresStore {
     ) -> Result<(bool, Vec<IngestOutcome>), StoreError> {
         let mut client = self.client().await?;
         let mut transaction = client.transaction().await?;
-        lock(&transaction, EVENT_LOCK).await?;
+        lock_events(&transaction).await?;
         // A savepoint, undone when an item is refused, so that the transaction (and the
         // event lock) goes on for the faults below.
         let attempt = transaction.savepoint("all_or_none").await?;

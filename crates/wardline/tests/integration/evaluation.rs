@@ -26,7 +26,7 @@ async fn diabetes_plan(server: &TestServer, ward: &Ward) {
 }
 
 /// The ward patient's alarms of one rule, with their history.
-async fn alarms_of(server: &TestServer, ward: &Ward, rule: &str) -> Vec<Value> {
+pub(crate) async fn alarms_of(server: &TestServer, ward: &Ward, rule: &str) -> Vec<Value> {
     let response = server
         .get(
             &ward.clinician,
@@ -44,7 +44,8 @@ async fn alarms_of(server: &TestServer, ward: &Ward, rule: &str) -> Vec<Value> {
         .collect()
 }
 
-fn opened(alarm: &Value) -> usize {
+/// How many times the alarm's history says it opened.
+pub(crate) fn opened(alarm: &Value) -> usize {
     alarm["events"]
         .as_array()
         .expect("events")

@@ -6,6 +6,7 @@ mod access;
 mod alarms;
 mod analytics;
 mod audit;
+mod cluster;
 mod connections;
 mod demo;
 mod device_certificates;

@@ -556,7 +556,10 @@ pub(crate) struct Ward {
 
 /// Starts the process; also returns the file the first start names for the admin's
 /// one-time password.
-fn spawn(data_dir: &Path, env: &[(String, String)]) -> (Child, ListenReport, Option<PathBuf>) {
+pub(crate) fn spawn(
+    data_dir: &Path,
+    env: &[(String, String)],
+) -> (Child, ListenReport, Option<PathBuf>) {
     let listen_file: PathBuf = data_dir.join(format!("listen-{}.json", std::process::id()));
     let _ = std::fs::remove_file(&listen_file);
     let mut child = Command::new(env!("CARGO_BIN_EXE_wardline"))
@@ -618,7 +621,7 @@ pub(crate) fn tls_client_config(ca_pem: &[u8]) -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
-fn http_client(ca_path: &Path) -> reqwest::Client {
+pub(crate) fn http_client(ca_path: &Path) -> reqwest::Client {
     install_crypto();
     let ca = std::fs::read(ca_path).expect("ca file");
     reqwest::Client::builder()
