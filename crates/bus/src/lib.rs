@@ -281,6 +281,15 @@ impl Forwarder for NatsForwarder {
     async fn forward(&self, command: ForwardedCommand) -> Result<ForwardedReply, AlarmsError> {
         let payload = serde_json::to_vec(&command)
             .map_err(|error| unavailable(format!("the command could not be written: {error}")))?;
+        // A request made while NATS is away would wait in the client's buffer and could
+        // reach the engine after the person was told it failed: refuse it now instead.
+        if self.bus.client.connection_state() != async_nats::connection::State::Connected {
+            metrics::counter!("wardline_bus_commands_forwarded_total", "outcome" => "failed")
+                .increment(1);
+            return Err(unavailable(
+                "the message bus is away; the alarm engine's worker cannot be reached".into(),
+            ));
+        }
         let subject = self.bus.subject("alarms.commands");
         let answer = tokio::time::timeout(
             FORWARD_TIMEOUT,

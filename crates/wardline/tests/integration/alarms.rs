@@ -106,7 +106,12 @@ pub(crate) async fn post_glucose(
     assert_eq!(response.status(), 200, "reading stored");
 }
 
-async fn put(server: &TestServer, session: &Session, path: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn put(
+    server: &TestServer,
+    session: &Session,
+    path: &str,
+    body: Value,
+) -> reqwest::Response {
     server
         .client
         .put(server.url(path))
@@ -117,7 +122,12 @@ async fn put(server: &TestServer, session: &Session, path: &str, body: Value) ->
         .expect("PUT")
 }
 
-async fn put_ok(server: &TestServer, session: &Session, path: &str, body: Value) -> Value {
+pub(crate) async fn put_ok(
+    server: &TestServer,
+    session: &Session,
+    path: &str,
+    body: Value,
+) -> Value {
     let response = put(server, session, path, body).await;
     let status = response.status();
     let text = response.text().await.expect("body");
@@ -574,9 +584,9 @@ async fn a_silent_device_raises_a_technical_alarm_on_the_timer() {
 
 /// A webhook receiver that checks Wardline's signature and can be started late.
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     secret: Arc<Mutex<Vec<u8>>>,
-    deliveries: Arc<Mutex<Vec<Value>>>,
+    pub(crate) deliveries: Arc<Mutex<Vec<Value>>>,
     bad_signatures: Arc<AtomicUsize>,
 }
 
@@ -615,7 +625,7 @@ impl Receiver {
     }
 
     /// Serves on `address` from now on.
-    async fn start(&self, address: SocketAddr) -> tokio::task::JoinHandle<()> {
+    pub(crate) async fn start(&self, address: SocketAddr) -> tokio::task::JoinHandle<()> {
         let receiver = self.clone();
         let app = axum::Router::new().route(
             "/hook",
@@ -641,7 +651,7 @@ impl Receiver {
     }
 
     /// Distinct deliveries by idempotency key (receivers de-duplicate by it).
-    fn distinct(&self) -> BTreeSet<String> {
+    pub(crate) fn distinct(&self) -> BTreeSet<String> {
         self.deliveries
             .lock()
             .expect("lock")
@@ -651,12 +661,12 @@ impl Receiver {
     }
 }
 
-fn free_address() -> SocketAddr {
+pub(crate) fn free_address() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("address")
 }
 
-async fn webhook(
+pub(crate) async fn webhook(
     server: &TestServer,
     ward: &Ward,
     address: SocketAddr,
@@ -690,7 +700,7 @@ async fn webhook(
     channel_id
 }
 
-async fn wait_for(mut done: impl FnMut() -> bool, within: Duration, what: &str) {
+pub(crate) async fn wait_for(mut done: impl FnMut() -> bool, within: Duration, what: &str) {
     let deadline = Instant::now() + within;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");

@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use wardline_store::testsuite::postgres::TestDatabase;
 
-use crate::alarms::{AlarmStream, add_rule, assign_program, glucose_above, post_glucose};
+use crate::alarms::{
+    AlarmStream, Receiver, add_rule, assign_program, free_address, glucose_above, post_glucose,
+    put, put_ok, wait_for, webhook,
+};
+use crate::durability::stream_and_kill;
 use crate::evaluation::{alarms_of, opened};
 use crate::support::*;
 
@@ -158,7 +162,7 @@ async fn two_workers_act_as_one_and_the_second_takes_over_from_a_killed_first() 
     let open = alarms_of(&b, &wards[0], RULE)
         .await
         .into_iter()
-        .find(|alarm| alarm["state"]["status"] != "resolved")
+        .find(|alarm| alarm["state_name"] != "resolved")
         .expect("an open alarm");
     let alarm_id = open["id"].as_str().expect("alarm id");
     let acknowledged = b
@@ -235,7 +239,7 @@ async fn two_workers_act_as_one_and_the_second_takes_over_from_a_killed_first() 
     let open = alarms_of(&b, &wards[1], RULE)
         .await
         .into_iter()
-        .find(|alarm| alarm["state"]["status"] != "resolved")
+        .find(|alarm| alarm["state_name"] != "resolved")
         .expect("an open alarm");
     let acknowledged = b
         .post(
@@ -248,4 +252,294 @@ async fn two_workers_act_as_one_and_the_second_takes_over_from_a_killed_first() 
         )
         .await;
     assert_eq!(acknowledged.status(), 200);
+}
+
+/// A cluster of two workers on one new database and subjects of their own, the first
+/// holding the evaluation lease; `extra` adds settings to both.
+async fn cluster(
+    database: &TestDatabase,
+    nats: &str,
+    extra: &[(&str, &str)],
+) -> (TestServer, TestServer) {
+    let mut env = cluster_env(database, &new_prefix());
+    env[1].1 = nats.to_owned();
+    let mut env: Vec<(&str, &str)> = env
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    env.extend_from_slice(extra);
+    let a = TestServer::start_with_env(&env).await;
+    let b = another_worker(&a);
+    assert_eq!(
+        metric(&a.metrics().await, "wardline_evaluation_lease_held"),
+        1.0
+    );
+    (a, b)
+}
+
+/// A ward whose care team is told of each alarm once by a webhook to its own receiver
+/// (which checks the channel's signature), and whose patient has the cluster rule.
+async fn watched_ward(at: &TestServer) -> (Ward, Receiver) {
+    let ward = at.ward().await;
+    let receiver = Receiver::default();
+    let address = free_address();
+    webhook(at, &ward, address, &receiver).await;
+    receiver.start(address).await;
+    put_ok(
+        at,
+        &ward.admin,
+        &format!("/api/v1/care-teams/{}/escalation-policy", ward.team_id),
+        json!({
+            "steps": [{"after_secs": 0, "notify": [{"to": "care_team", "care_team_id": ward.team_id}]}],
+            "max_rounds": 1
+        }),
+    )
+    .await;
+    assign_program(at, &ward.clinician, &ward.patient_id, "diabetes").await;
+    add_rule(at, &ward, glucose_above(RULE, 300.0)).await;
+    (ward, receiver)
+}
+
+/// Sends readings `seqs` over MQTT to `server` and waits for every acknowledgement.
+async fn resend(server: &TestServer, device: &EnrolledDevice, seqs: &[i64]) {
+    let mut options = mqtt_v311(server, device, &device.secret);
+    options.set_inflight(200);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, seqs.len().max(1));
+    for &seq in seqs {
+        let value = 60.0 + (seq % 40) as f64;
+        publish_qos1(&client, device, reading(seq, "99504-3", value, "mg/dL")).await;
+    }
+    await_pubacks(&mut eventloop, seqs.len()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_under_load_loses_no_reading_and_its_patients_alarms_fire_once_on_the_other()
+ {
+    let database = TestDatabase::create().await;
+    let (mut a, b) = cluster(
+        &database,
+        &nats_url(),
+        // The test's webhook receiver listens on this machine.
+        &[("WARDLINE_ALLOW_LOOPBACK_WEBHOOKS", "true")],
+    )
+    .await;
+    let (streamed, _) = watched_ward(&a).await;
+    let (before, before_receiver) = watched_ward(&a).await;
+    let (after, after_receiver) = watched_ward(&a).await;
+    let mut before_stream = AlarmStream::open(&b, &before.clinician).await;
+    let mut after_stream = AlarmStream::open(&b, &after.clinician).await;
+
+    // An alarm raised by A's engine, notified once.
+    post_glucose(&a, &before.device, 1, 350.0).await;
+    before_stream
+        .expect(Duration::from_secs(10), |seen| seen["event"] == "opened")
+        .await;
+    wait_for(
+        || before_receiver.distinct().len() == 1,
+        Duration::from_secs(20),
+        "the first alarm's notification",
+    )
+    .await;
+
+    // A device streams to A, which is killed mid-stream.
+    let total = 3000;
+    let options = mqtt_v311(&a, &streamed.device, &streamed.device.secret);
+    let acked = stream_and_kill(&mut a, options, &streamed.device, total).await;
+    let killed = Instant::now();
+
+    // Meanwhile the other patients' conditions change, at B.
+    post_glucose(&b, &before.device, 2, 360.0).await;
+    post_glucose(&b, &after.device, 1, 340.0).await;
+    after_stream
+        .expect(Duration::from_secs(30), |seen| seen["event"] == "opened")
+        .await;
+    let took_over = killed.elapsed();
+    println!(
+        "after kill -9 of the evaluating worker under load, the other raised an alarm in {took_over:?}"
+    );
+    post_glucose(&b, &before.device, 3, 200.0).await;
+    before_stream
+        .expect(Duration::from_secs(10), |seen| seen["event"] == "resolved")
+        .await;
+
+    // The device reconnects to B and sends again everything not acknowledged, and the
+    // last hundred that were (a device cannot always tell).
+    let mut again: Vec<i64> = (0..total).filter(|seq| !acked.contains(seq)).collect();
+    again.extend(acked.iter().rev().take(100));
+    resend(&b, &streamed.device, &again).await;
+    let mut stored: Vec<i64> = b
+        .observations(&streamed.clinician, &streamed.patient_id, "99504-3")
+        .await
+        .iter()
+        .map(|observation| observation["seq"].as_i64().expect("seq"))
+        .collect();
+    stored.sort_unstable();
+    assert_eq!(
+        stored,
+        (0..total).collect::<Vec<_>>(),
+        "every reading stored exactly once"
+    );
+
+    // One alarm per condition, one notification per alarm.
+    opened_once_each(
+        &alarms_of(&b, &before, RULE).await,
+        1,
+        "raised before the kill",
+    );
+    opened_once_each(
+        &alarms_of(&b, &after, RULE).await,
+        1,
+        "raised after the kill",
+    );
+    opened_once_each(
+        &alarms_of(&b, &streamed, RULE).await,
+        0,
+        "never out of range",
+    );
+    wait_for(
+        || after_receiver.distinct().len() == 1,
+        Duration::from_secs(20),
+        "the second alarm's notification",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for receiver in [&before_receiver, &after_receiver] {
+        let deliveries = receiver.deliveries.lock().expect("lock").len();
+        assert_eq!(deliveries, 1, "each notification delivered once");
+    }
+}
+
+/// A NATS server of the test's own, on a port of its own, that the test can stop and
+/// start again.
+struct OwnNats {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnNats {
+    fn start() -> OwnNats {
+        let port = free_address().port();
+        let mut nats = OwnNats { port, child: None };
+        nats.restart();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let binary = [
+            "/usr/sbin/nats-server",
+            "/usr/bin/nats-server",
+            "/usr/local/bin/nats-server",
+        ]
+        .into_iter()
+        .find(|path| std::path::Path::new(path).is_file())
+        .unwrap_or("nats-server");
+        let child = std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start nats-server (installed beside the NATS service on every machine)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_nats_is_away_readings_are_stored_and_evaluated_and_the_workers_rejoin_after() {
+    let mut nats = OwnNats::start();
+    let database = TestDatabase::create().await;
+    let (a, b) = cluster(
+        &database,
+        &nats.url(),
+        &[("WARDLINE_ALLOW_LOOPBACK_WEBHOOKS", "true")],
+    )
+    .await;
+    let (ward, _) = watched_ward(&a).await;
+    let mut stream = AlarmStream::open(&b, &ward.clinician).await;
+    post_glucose(&a, &ward.device, 1, 350.0).await;
+    stream
+        .expect(Duration::from_secs(10), |seen| seen["event"] == "opened")
+        .await;
+
+    nats.kill();
+    // Devices are acknowledged as before (the records are in PostgreSQL), at both
+    // workers, and A's engine evaluates them.
+    post_glucose(&b, &ward.device, 2, 200.0).await;
+    post_glucose(&a, &ward.device, 3, 210.0).await;
+    let mut resolved = false;
+    for _ in 0..100 {
+        if alarms_of(&a, &ward, RULE).await[0]["state_name"] == "resolved" {
+            resolved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        resolved,
+        "A's engine evaluated the readings taken in while NATS was away"
+    );
+    // A command at B cannot reach the engine: refused as unavailable, not lost silently.
+    let open_again = || async {
+        let response = put(
+            &b,
+            &ward.clinician,
+            &format!("/api/v1/patients/{}/care-plan", ward.patient_id),
+            json!({"reason": "programme confirmed", "program": "diabetes"}),
+        )
+        .await;
+        response.status()
+    };
+    assert_eq!(open_again().await, 503);
+
+    nats.restart();
+    // The workers reconnect by themselves: B's stream carries A's alarms again, and
+    // commands at B reach the engine.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seq = 4;
+    loop {
+        post_glucose(&a, &ward.device, seq, 350.0 + seq as f64).await;
+        post_glucose(&a, &ward.device, seq + 1, 200.0).await;
+        seq += 2;
+        let seen = tokio::time::timeout(
+            Duration::from_secs(2),
+            stream.expect(Duration::from_secs(2), |seen| seen["event"] == "opened"),
+        )
+        .await;
+        if seen.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B's alarm stream did not recover after NATS came back"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while open_again().await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "commands at B did not recover after NATS came back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

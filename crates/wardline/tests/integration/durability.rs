@@ -16,13 +16,41 @@ async fn acknowledged_readings_survive_kill_9() {
 /// again on the same store: every reading it acknowledged is there.
 pub(crate) async fn kill_9_mid_stream_loses_nothing(mut server: TestServer) {
     let ward = server.ward().await;
-    let mut options = mqtt_v311(&server, &ward.device, &ward.device.secret);
+    let options = mqtt_v311(&server, &ward.device, &ward.device.secret);
+    let acked = stream_and_kill(&mut server, options, &ward.device, 2000).await;
+    server.restart();
+    let clinician = server
+        .login(&ward.clinician_username, CLINICIAN_PASSWORD)
+        .await;
+    let stored: BTreeSet<i64> = server
+        .observations(&clinician, &ward.patient_id, "99504-3")
+        .await
+        .iter()
+        .map(|observation| observation["seq"].as_i64().expect("seq"))
+        .collect();
+    let lost: Vec<i64> = acked.difference(&stored).copied().collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged readings lost after kill -9: {lost:?}",
+        lost.len()
+    );
+    assert!(acked.len() >= 1000);
+}
+
+/// A device streams readings `0..total` over MQTT (QoS 1, 200 in flight) to `server`,
+/// which is killed (`kill -9`) once 1000 are acknowledged. Returns the seqs whose
+/// acknowledgement arrived.
+pub(crate) async fn stream_and_kill(
+    server: &mut TestServer,
+    mut options: rumqttc::MqttOptions,
+    device: &EnrolledDevice,
+    total: i64,
+) -> BTreeSet<i64> {
     options.set_inflight(200);
     let (client, mut eventloop) = AsyncClient::new(options, 1000);
-    let total = 2000i64;
     let publisher = {
         let client = client.clone();
-        let topic = topic(&ward.device);
+        let topic = topic(device);
         tokio::spawn(async move {
             for seq in 0..total {
                 let value = 60.0 + (seq % 40) as f64;
@@ -77,21 +105,5 @@ pub(crate) async fn kill_9_mid_stream_loses_nothing(mut server: TestServer) {
             acked.insert(seq);
         }
     }
-    server.restart();
-    let clinician = server
-        .login(&ward.clinician_username, CLINICIAN_PASSWORD)
-        .await;
-    let stored: BTreeSet<i64> = server
-        .observations(&clinician, &ward.patient_id, "99504-3")
-        .await
-        .iter()
-        .map(|observation| observation["seq"].as_i64().expect("seq"))
-        .collect();
-    let lost: Vec<i64> = acked.difference(&stored).copied().collect();
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged readings lost after kill -9: {lost:?}",
-        lost.len()
-    );
-    assert!(acked.len() >= 1000);
+    acked
 }
