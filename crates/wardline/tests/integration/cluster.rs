@@ -543,3 +543,221 @@ async fn while_nats_is_away_readings_are_stored_and_evaluated_and_the_workers_re
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// A PostgreSQL server of the test's own (a new cluster in a temporary folder, on a port
+/// of its own, trust authentication), which the test can crash and start again. Made
+/// with the PostgreSQL programs installed beside the machine's own server, run as the
+/// `postgres` user when the test runs as root (PostgreSQL refuses to run as root).
+struct OwnPostgres {
+    folder: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn start() -> OwnPostgres {
+        let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's programs in /usr/lib/postgresql (installed with the server)")
+            .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
+            .filter(|bin| bin.join("pg_ctl").is_file())
+            .collect();
+        versions.sort();
+        let bin = versions.pop().expect("a PostgreSQL version with pg_ctl");
+        let folder = tempfile::tempdir().expect("temp dir");
+        let postgres = Self {
+            port: free_address().port(),
+            folder,
+            bin,
+        };
+        if postgres.as_root() {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(postgres.folder.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown the cluster's folder to postgres");
+        }
+        let data = postgres.data();
+        postgres.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        postgres.up();
+        postgres
+    }
+
+    fn as_root(&self) -> bool {
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|output| output.stdout.starts_with(b"0\n"))
+    }
+
+    fn data(&self) -> String {
+        self.folder.path().join("data").display().to_string()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let mut command = if self.as_root() {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&path);
+            command
+        } else {
+            std::process::Command::new(&path)
+        };
+        let output = command
+            .args(args)
+            .output()
+            .expect("run a PostgreSQL program");
+        assert!(output.status.success(), "{program}: {}", printed(&output));
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn up(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+            self.port,
+            self.folder.path().display()
+        );
+        let log = self.folder.path().join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server as a crash would (`immediate`: no checkpoint, recovery at the
+    /// next start).
+    fn crash(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let path = self.bin.join("pg_ctl");
+        let data = self.data();
+        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = if self.as_root() {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&path)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&path).args(args).output()
+        };
+    }
+}
+
+/// A device's HTTPS post of a reading message, answered with its status.
+async fn post_status(server: &TestServer, device: &EnrolledDevice, message: &[u8]) -> u16 {
+    server
+        .send_readings(device, message.to_vec())
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgresql_is_away_nothing_is_acknowledged_and_the_workers_recover_by_themselves() {
+    let postgres = OwnPostgres::start();
+    let prefix = new_prefix();
+    let nats = nats_url();
+    let url = postgres.url();
+    let env = [
+        ("WARDLINE_STORE", url.as_str()),
+        ("WARDLINE_BUS", nats.as_str()),
+        ("WARDLINE_BUS_SUBJECT_PREFIX", prefix.as_str()),
+    ];
+    let a = TestServer::start_with_env(&env).await;
+    let b = another_worker(&a);
+    let ward = a.ward().await;
+    assign_program(&a, &ward.clinician, &ward.patient_id, "diabetes").await;
+    add_rule(&a, &ward, glucose_above(RULE, 300.0)).await;
+    post_glucose(&b, &ward.device, 1, 350.0).await;
+
+    postgres.crash();
+    // Neither worker acknowledges what it cannot store; the device keeps the message
+    // and sends it again, byte for byte.
+    let cleared = reading(2, "99504-3", 200.0, "mg/dL");
+    let high_again = reading(3, "99504-3", 360.0, "mg/dL");
+    assert_eq!(post_status(&a, &ward.device, &cleared).await, 503);
+    assert_eq!(post_status(&b, &ward.device, &cleared).await, 503);
+
+    postgres.up();
+    // Both recover by themselves: the device's retry is stored (once) at either.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while post_status(&b, &ward.device, &cleared).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "B did not recover after PostgreSQL came back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let recovered = Instant::now();
+    while post_status(&a, &ward.device, &high_again).await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "A did not recover after PostgreSQL came back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        post_status(&a, &ward.device, &cleared).await,
+        200,
+        "a retry"
+    );
+
+    // One of the workers took up evaluation again, from the stored checkpoints: the
+    // condition that cleared and began again is a second alarm, and nothing is doubled.
+    let mut evaluated = Vec::new();
+    while Instant::now() < deadline {
+        // The session opened before the restart is still good: it is stored.
+        evaluated = alarms_of(&b, &ward, RULE).await;
+        if evaluated.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "after PostgreSQL came back, the workers stored again at once and raised the next alarm within {:?}",
+        recovered.elapsed()
+    );
+    opened_once_each(&evaluated, 2, "across the database's restart");
+    let held = metric(&a.metrics().await, "wardline_evaluation_lease_held")
+        + metric(&b.metrics().await, "wardline_evaluation_lease_held");
+    assert_eq!(held, 1.0, "exactly one worker evaluates");
+    let seqs: Vec<i64> = b
+        .observations(&ward.clinician, &ward.patient_id, "99504-3")
+        .await
+        .iter()
+        .map(|observation| observation["seq"].as_i64().expect("seq"))
+        .collect();
+    assert_eq!(seqs.len(), 3, "each reading once: {seqs:?}");
+}
