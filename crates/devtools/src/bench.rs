@@ -65,6 +65,14 @@ pub enum BenchCommand {
         /// postgres://postgres@127.0.0.1:5432/postgres), made for the run and dropped after.
         #[arg(long)]
         postgres: Option<String>,
+        /// With `--postgres`: run this many `wardline serve` workers on that database,
+        /// joined by the bus, each taking an equal share of the devices.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// The NATS server joining the workers (with `--workers` above 1); the run uses
+        /// subjects of its own.
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        bus: String,
     },
     /// Alarm latency: a device's publish of an out-of-range reading → the alarm event on
     /// a clinician's SSE stream, under paced background ingest load.
@@ -160,6 +168,8 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             data_dir,
             burst,
             postgres,
+            workers,
+            bus,
         } => {
             ingest(
                 devices,
@@ -171,7 +181,11 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 },
                 compare,
                 data_dir,
-                postgres,
+                postgres.map(|server| PostgresRun {
+                    server,
+                    workers: workers.clamp(1, 16),
+                    bus,
+                }),
             )
             .await
         }
@@ -317,12 +331,19 @@ fn processes_named(name: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The PostgreSQL run of `bench ingest`: on which server, by how many workers.
+struct PostgresRun {
+    server: String,
+    workers: usize,
+    bus: String,
+}
+
 async fn ingest(
     devices: usize,
     shape: LoadShape,
     compare: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
-    postgres: Option<String>,
+    postgres: Option<PostgresRun>,
 ) -> anyhow::Result<()> {
     let temporary = tempfile_dir()?;
     println!("{}", machine_description());
@@ -337,13 +358,18 @@ async fn ingest(
     );
     let embedded_dir = data_dir.unwrap_or_else(|| temporary.join("data"));
     let mut runs = vec![run_server_load(devices, shape, &embedded_dir, None, &temporary).await?];
-    if let Some(server) = postgres {
-        let database = crate::setup::ScratchDatabase::create(&server).await?;
+    if let Some(postgres) = postgres {
+        let database = crate::setup::ScratchDatabase::create(&postgres.server).await?;
+        let cluster = Cluster {
+            store: database.url().to_owned(),
+            workers: postgres.workers,
+            bus: postgres.bus,
+        };
         let measured = run_server_load(
             devices,
             shape,
             &temporary.join("data-postgres"),
-            Some(database.url()),
+            Some(&cluster),
             &temporary,
         )
         .await;
@@ -357,7 +383,7 @@ async fn ingest(
         // Its CPU is measured when it runs here as `mosquitto`.
         let broker = processes_named("mosquitto");
         broker_result = load(
-            address,
+            &[address],
             &runs[0].credentials,
             shape,
             &format!("broker {address}"),
@@ -429,38 +455,84 @@ struct ServerRun {
     stored: u64,
 }
 
-/// Enrols `devices` in a new store (the data folder's own, or the PostgreSQL database
-/// `store` names), starts a server on it, loads it, kills it and counts what is stored.
+/// Workers on one PostgreSQL database.
+struct Cluster {
+    store: String,
+    workers: usize,
+    bus: String,
+}
+
+/// Enrols `devices` in a new store (the data folder's own, or the PostgreSQL database of
+/// `cluster`), starts the server (or the cluster's workers) on it, loads it, kills it and
+/// counts what is stored.
 async fn run_server_load(
     devices: usize,
     shape: LoadShape,
     data_dir: &std::path::Path,
-    store: Option<&str>,
+    cluster: Option<&Cluster>,
     temporary: &std::path::Path,
 ) -> anyhow::Result<ServerRun> {
+    let store = cluster.map(|cluster| cluster.store.as_str());
     let credentials = enrol(data_dir, store, devices).await?;
-    let label = if store.is_some() {
-        "wardline on PostgreSQL"
-    } else {
-        "wardline on SQLite"
+    let workers = cluster.map_or(1, |cluster| cluster.workers);
+    let label = match cluster {
+        None => "wardline on SQLite".to_owned(),
+        Some(cluster) if cluster.workers > 1 => {
+            format!("wardline on PostgreSQL, {} workers", cluster.workers)
+        }
+        Some(_) => "wardline on PostgreSQL".to_owned(),
     };
-    let listen_file = temporary.join(format!("listen-{}.json", store.is_some()));
-    // Metrics on a listener of their own, so the commit count can be read without an
-    // administrator's session.
-    let mut extra = vec!["--metrics-listen", "127.0.0.1:0"];
-    if let Some(store) = store {
-        extra.extend(["--store", store]);
+    let prefix = format!("wardline-bench-{}", std::process::id());
+    let keys_dir = PathBuf::from(format!("{}-keys", data_dir.display()));
+    let mut servers = Vec::with_capacity(workers);
+    let mut reports = Vec::with_capacity(workers);
+    for worker in 0..workers {
+        // Every worker of one installation has the keys folder and the certificates of
+        // the first; each its own data folder.
+        let worker_dir = if worker == 0 {
+            data_dir.to_owned()
+        } else {
+            let own = PathBuf::from(format!("{}-worker-{worker}", data_dir.display()));
+            copy_folder(&data_dir.join("tls"), &own.join("tls"))?;
+            own
+        };
+        let listen_file = temporary.join(format!("listen-{}-{worker}.json", store.is_some()));
+        let keys = keys_dir.display().to_string();
+        // Metrics on a listener of their own, so the commit count can be read without an
+        // administrator's session.
+        let mut extra: Vec<&str> = vec!["--metrics-listen", "127.0.0.1:0", "--keys-dir", &keys];
+        if let Some(cluster) = cluster {
+            extra.extend(["--store", &cluster.store]);
+            if cluster.workers > 1 {
+                extra.extend(["--bus", &cluster.bus]);
+            }
+        }
+        let mut server = spawn_server(
+            &worker_dir,
+            &listen_file,
+            false,
+            &extra,
+            &[("WARDLINE_BUS_SUBJECT_PREFIX", prefix.as_str())],
+        )?;
+        reports.push(wait_for_listen_file(&listen_file, &mut server)?);
+        servers.push(server);
     }
-    let mut server = spawn_server(data_dir, &listen_file, false, &extra)?;
-    let report = wait_for_listen_file(&listen_file, &mut server)?;
-    let measured = load(report.mqtt, &credentials, shape, label, &[server.id()]).await;
-    let commits = match report.metrics {
-        Some(metrics) => scrape_counter(metrics, "wardline_store_commits_total").await,
-        None => None,
-    };
-    // Stop the server the hard way, then count what is stored.
-    let _ = server.kill();
-    let _ = server.wait();
+    let addresses: Vec<SocketAddr> = reports.iter().map(|report| report.mqtt).collect();
+    let pids: Vec<u32> = servers.iter().map(std::process::Child::id).collect();
+    let measured = load(&addresses, &credentials, shape, &label, &pids).await;
+    let mut commits = None;
+    for report in &reports {
+        if let Some(metrics) = report.metrics
+            && let Some(count) = scrape_counter(metrics, "wardline_store_commits_total").await
+        {
+            *commits.get_or_insert(0.0) += count;
+        }
+    }
+    // Stop the servers the hard way, then count what is stored.
+    for server in &mut servers {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
     let stored = crate::setup::service_on(data_dir, store)
         .await?
         .store()
@@ -472,6 +544,15 @@ async fn run_server_load(
         commits,
         stored,
     })
+}
+
+fn copy_folder(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+    }
+    Ok(())
 }
 
 /// Reads one counter from the server's Prometheus endpoint (plain HTTP on loopback).
@@ -502,6 +583,7 @@ pub(crate) fn spawn_server(
     listen_file: &std::path::Path,
     tls: bool,
     extra: &[&str],
+    env: &[(&str, &str)],
 ) -> anyhow::Result<std::process::Child> {
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("serve");
@@ -521,6 +603,7 @@ pub(crate) fn spawn_server(
         .arg("--listen-file")
         .arg(listen_file)
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .context("starting wardline serve")
@@ -594,10 +677,10 @@ struct LoadShape {
     burst: bool,
 }
 
-/// Runs the devices against `address`; the CPU of `pids` is read at the start and the
-/// end of the measured window.
+/// Runs the devices against `addresses` (device i at address i mod their number); the
+/// CPU of `pids` is read at the start and the end of the measured window.
 async fn load(
-    address: SocketAddr,
+    addresses: &[SocketAddr],
     credentials: &[Credential],
     shape: LoadShape,
     label: &str,
@@ -614,8 +697,9 @@ async fn load(
     let measure_from = started + Duration::from_secs(warmup_seconds);
     let measure_until = measure_from + Duration::from_secs(seconds);
     let mut tasks = Vec::with_capacity(credentials.len());
-    for credential in credentials {
+    for (index, credential) in credentials.iter().enumerate() {
         let credential = credential.clone();
+        let address = addresses[index % addresses.len()];
         let stop = Arc::clone(&stop);
         tasks.push(tokio::spawn(async move {
             device_load(

@@ -287,7 +287,7 @@ pub(crate) async fn alarm_latency(
     let data_dir = temporary.join("data");
     let setup = setup(&data_dir, devices).await?;
     let listen_file = temporary.join("listen.json");
-    let mut server = crate::bench::spawn_server(&data_dir, &listen_file, false, &[])?;
+    let mut server = crate::bench::spawn_server(&data_dir, &listen_file, false, &[], &[])?;
     let result = measure(
         &setup,
         &listen_file,

@@ -95,7 +95,7 @@ pub(crate) async fn bench_drain(
 
     // The server, as a separate process with TLS.
     let listen_file = temporary.join("listen.json");
-    let mut server = crate::bench::spawn_server(&data_dir, &listen_file, true, &[])?;
+    let mut server = crate::bench::spawn_server(&data_dir, &listen_file, true, &[], &[])?;
     let report = crate::bench::wait_for_listen_file(&listen_file, &mut server)?;
     let ca_file = report.ca_path.clone().context("the server runs with TLS")?;
 

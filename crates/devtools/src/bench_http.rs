@@ -198,7 +198,7 @@ async fn compare(
     let data_dir = temporary.join("data");
     let (other, native) = set_up(&data_dir, clients, format).await?;
     let listen_file = temporary.join("listen.json");
-    let mut server = crate::bench::spawn_server(&data_dir, &listen_file, false, &[])?;
+    let mut server = crate::bench::spawn_server(&data_dir, &listen_file, false, &[], &[])?;
     let report = wait_for_listen_file(&listen_file, &mut server)?;
     let base = format!("http://{}", report.http);
     println!("{}", machine_description());
