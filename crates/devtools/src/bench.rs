@@ -261,6 +261,9 @@ struct LoadResult {
     /// CPU seconds the target's processes used in the measured window (user + system),
     /// when they could be read from /proc.
     cpu_seconds: Option<f64>,
+    /// CPU seconds of the PostgreSQL server's processes (`postgres`) in the same window,
+    /// for a run on PostgreSQL on this machine.
+    database_cpu_seconds: Option<f64>,
 }
 
 impl LoadResult {
@@ -382,7 +385,7 @@ async fn ingest(
         // The first run's devices and credentials; a broker takes any.
         // Its CPU is measured when it runs here as `mosquitto`.
         let broker = processes_named("mosquitto");
-        broker_result = load(
+        let mut measured = load(
             &[address],
             &runs[0].credentials,
             shape,
@@ -390,6 +393,8 @@ async fn ingest(
             &broker,
         )
         .await;
+        measured.database_cpu_seconds = None;
+        broker_result = measured;
         results.push(&broker_result);
     }
     println!();
@@ -418,6 +423,18 @@ async fn ingest(
             results[0].label,
             other.rate() / results[0].rate()
         );
+    }
+    for result in &results {
+        if let Some(cpu) = result.database_cpu_seconds
+            && result.acked_measured > 0
+        {
+            println!(
+                "PostgreSQL server ({}): {:.2} cores busy, {:.1} CPU µs per acknowledged reading",
+                result.label,
+                cpu / result.measured_seconds,
+                cpu * 1e6 / result.acked_measured as f64
+            );
+        }
     }
     let mut missing = Vec::new();
     for run in &runs {
@@ -519,7 +536,10 @@ async fn run_server_load(
     }
     let addresses: Vec<SocketAddr> = reports.iter().map(|report| report.mqtt).collect();
     let pids: Vec<u32> = servers.iter().map(std::process::Child::id).collect();
-    let measured = load(&addresses, &credentials, shape, &label, &pids).await;
+    let mut measured = load(&addresses, &credentials, shape, &label, &pids).await;
+    if cluster.is_none() {
+        measured.database_cpu_seconds = None;
+    }
     let mut commits = None;
     for report in &reports {
         if let Some(metrics) = report.metrics
@@ -716,8 +736,13 @@ async fn load(
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_before = cpu_seconds(pids);
+    // The database server's connections are open after the warm-up; one that ends in the
+    // window leaves the figure unread rather than wrong.
+    let database = processes_named("postgres");
+    let database_before = cpu_seconds(&database);
     tokio::time::sleep_until(measure_until.into()).await;
     let cpu_after = cpu_seconds(pids);
+    let database_after = cpu_seconds(&database);
     stop.store(true, Ordering::Relaxed);
     let mut result = LoadResult {
         label: label.to_owned(),
@@ -728,6 +753,9 @@ async fn load(
         failed_connections: 0,
         cpu_seconds: cpu_before
             .zip(cpu_after)
+            .map(|(before, after)| after - before),
+        database_cpu_seconds: database_before
+            .zip(database_after)
             .map(|(before, after)| after - before),
     };
     for task in tasks {
