@@ -1458,4 +1458,21 @@ mod example_file {
         let defaults = load(None, &BTreeMap::new(), &Overrides::default()).unwrap();
         assert_eq!(from_file, defaults);
     }
+
+    /// The worker configuration of the deployment document loads, and says what it
+    /// claims: a PostgreSQL store, a bus of three NATS servers, the hospital's certificate.
+    #[test]
+    fn the_deployment_worker_file_loads() {
+        let text = include_str!("../../../deploy/wardline-worker.toml");
+        let config = load(Some(text), &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert!(matches!(
+            &config.store,
+            StoreLocation::Postgres { pool_size: 16, .. }
+        ));
+        let bus = config.bus.expect("a bus");
+        assert_eq!(bus.url.split(',').count(), 3);
+        assert_eq!(bus.subject_prefix, "wardline");
+        assert!(config.own_certificate.is_some());
+        assert_eq!(config.keys_dir, PathBuf::from("/etc/wardline/keys"));
+    }
 }

@@ -158,7 +158,7 @@ impl Wardline {
         if let Some(code) = one_time_code {
             crate::second_factor::parse_code(code)?;
         }
-        self.not_locked_out(username, remote_addr)?;
+        self.not_locked_out(username, remote_addr).await?;
         let credentials = self.store.user_credentials(username).await?;
         let (stored_hash, account) = match credentials {
             Some(credentials) if !credentials.user.disabled => (
@@ -190,7 +190,9 @@ impl Wardline {
                 return Err(Error::BadOneTimeCode);
             }
         }
-        self.logins.succeeded(username, remote_addr);
+        self.store
+            .clear_login_failures(username, remote_addr)
+            .await?;
         let token = credentials::new_session_token()?;
         let created = self.now();
         let expires = created + self.settings.session_lifetime;
@@ -224,9 +226,7 @@ impl Wardline {
         remote_addr: &str,
         why: Option<&str>,
     ) -> Result<(), Error> {
-        let locked_out = self
-            .logins
-            .failed(username, remote_addr, std::time::Instant::now());
+        let locked_out = self.note_login_failure(username, remote_addr).await?;
         let detail = [
             why,
             locked_out.then_some("locked out for 15 min after 5 failures"),
@@ -338,11 +338,62 @@ impl Wardline {
 
     /// `TooManyAttempts` while the login throttle holds this username or address back, or
     /// all logins (see [`crate::throttle`]).
-    fn not_locked_out(&self, username: &str, address: &str) -> Result<(), Error> {
-        match self
-            .logins
-            .locked(username, address, std::time::Instant::now())
-        {
+    /// Records a failed login (see [`crate::throttle`]); true when it locked the account
+    /// out from this address.
+    async fn note_login_failure(&self, username: &str, address: &str) -> Result<bool, Error> {
+        let now = self.now();
+        let look_back =
+            chrono::Duration::from_std(crate::throttle::LOOK_BACK).unwrap_or(chrono::Duration::MAX);
+        self.store
+            .record_login_failure(username, address, now, now - look_back)
+            .await?;
+        self.logins.failed(address, std::time::Instant::now());
+        let (from_address, _) = self.login_failures(username, address).await?;
+        Ok(crate::throttle::newest_failure_locks(&from_address))
+    }
+
+    /// The account's failed logins that still matter, oldest first: those from `address`,
+    /// and those that count against the account.
+    async fn login_failures(
+        &self,
+        username: &str,
+        address: &str,
+    ) -> Result<(Vec<DateTime<Utc>>, Vec<DateTime<Utc>>), Error> {
+        let look_back =
+            chrono::Duration::from_std(crate::throttle::LOOK_BACK).unwrap_or(chrono::Duration::MAX);
+        // The newest 64 are enough: five lock a pair, and the account's delay stops
+        // growing after eight.
+        let failures = self
+            .store
+            .login_failures(username, address, self.now() - look_back, 64)
+            .await?;
+        Ok((
+            failures
+                .iter()
+                .filter(|failure| failure.from_address)
+                .map(|failure| failure.at)
+                .collect(),
+            failures
+                .iter()
+                .filter(|failure| failure.counts_for_account)
+                .map(|failure| failure.at)
+                .collect(),
+        ))
+    }
+
+    async fn not_locked_out(&self, username: &str, address: &str) -> Result<(), Error> {
+        let now = self.now();
+        let (from_address, of_account) = self.login_failures(username, address).await?;
+        let stored = [
+            crate::throttle::pair_locked_until(&from_address),
+            crate::throttle::account_next_allowed(&of_account),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|until| *until > now)
+        .max()
+        .map(|until| (until - now).to_std().unwrap_or_default());
+        match stored.or_else(|| self.logins.locked(address, std::time::Instant::now())) {
             Some(wait) => {
                 metrics::counter!("wardline_logins_throttled_total").increment(1);
                 Err(Error::TooManyAttempts {
@@ -364,7 +415,7 @@ impl Wardline {
     ) -> Result<(), Error> {
         let address = person.remote_addr.clone().unwrap_or_default();
         let username = person.user.username.clone();
-        self.not_locked_out(&username, &address)?;
+        self.not_locked_out(&username, &address).await?;
         credentials::check_password_strength(
             "new_password",
             &new,
@@ -378,8 +429,7 @@ impl Wardline {
             .password_hash;
         let current_for_reuse_check = current.clone();
         if !credentials::password_matches(current, stored).await? {
-            self.logins
-                .failed(&username, &address, std::time::Instant::now());
+            self.note_login_failure(&username, &address).await?;
             self.audit(Actor::from(person.clone()).audit(
                 "password.change",
                 None,

@@ -11,10 +11,16 @@
 //!   `ADDRESS_FAILURE_EVERY`: trying many usernames from one address (spraying) is slowed.
 //! - All addresses together may try `GLOBAL_ATTEMPT_BURST` logins, and then
 //!   `GLOBAL_ATTEMPTS_PER_SECOND`: a flood from many addresses cannot take the server.
+//!
+//! The first two are decided from the failed logins stored in the database, so they hold
+//! across every worker of an installation and across restarts; the last two are each
+//! process's own protection of its CPU.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 const MAX_FAILURES: u32 = 5;
 const WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -26,7 +32,7 @@ const ADDRESS_FAILURE_BURST: f64 = 30.0;
 const ADDRESS_FAILURE_EVERY: Duration = Duration::from_secs(10);
 const GLOBAL_ATTEMPT_BURST: f64 = 200.0;
 const GLOBAL_ATTEMPTS_PER_SECOND: f64 = 50.0;
-/// Bounds memory under a spray of usernames; expired entries go first.
+/// Bounds memory under a spray of addresses; full buckets go first.
 const MAX_TRACKED: usize = 100_000;
 
 /// A token bucket: `capacity` at most, refilled at `per_second`.
@@ -83,32 +89,71 @@ fn bucket_of<K: std::hash::Hash + Eq>(
 }
 
 /// An account's recent failures, from any address.
-#[derive(Debug, Clone, Copy)]
-struct AccountFailures {
-    failures: u32,
-    last: Instant,
+/// How far back failed logins matter: a lockout can begin at the end of a window and
+/// last its whole length.
+pub const LOOK_BACK: Duration = Duration::from_secs(WINDOW.as_secs() + LOCKOUT.as_secs());
+
+fn chrono_of(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
-impl AccountFailures {
-    fn next_allowed(&self) -> Instant {
-        let over = self.failures.saturating_sub(ACCOUNT_FREE_FAILURES);
-        if over == 0 {
-            return self.last;
+/// Until when one account's failed logins from one address (oldest first) lock that
+/// pair, if they do: `MAX_FAILURES` within `WINDOW` of the first lock it for `LOCKOUT`
+/// from the last of them; a window with no lockout in force starts again.
+pub fn pair_locked_until(failures: &[DateTime<Utc>]) -> Option<DateTime<Utc>> {
+    let (window, lockout) = (chrono_of(WINDOW), chrono_of(LOCKOUT));
+    let mut count = 0;
+    let mut first: Option<DateTime<Utc>> = None;
+    let mut locked_until: Option<DateTime<Utc>> = None;
+    for &at in failures {
+        let restart = first.is_none_or(|first| {
+            at - first >= window && locked_until.is_none_or(|until| until <= at)
+        });
+        if restart {
+            count = 0;
+            first = Some(at);
+            locked_until = None;
         }
-        let delay = Duration::from_secs(1u64 << (over - 1).min(16)).min(MOST_ACCOUNT_DELAY);
-        self.last + delay
+        count += 1;
+        if count >= MAX_FAILURES && locked_until.is_none() {
+            locked_until = Some(at + lockout);
+        }
     }
+    locked_until
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Attempts {
-    failures: u32,
-    first_failure: Instant,
-    locked_until: Option<Instant>,
+/// Whether the newest of these failures (oldest first) is the one that locked the pair.
+pub fn newest_failure_locks(failures: &[DateTime<Utc>]) -> bool {
+    failures
+        .last()
+        .is_some_and(|&newest| pair_locked_until(failures) == Some(newest + chrono_of(LOCKOUT)))
 }
 
-/// Failed-login bookkeeping, shared by all requests, behind one lock: a login takes it
-/// once to decide and once to record, not once per rule.
+/// When an account may try again after its failed logins from anywhere (oldest first):
+/// at once after `ACCOUNT_FREE_FAILURES`, then after a wait that doubles with each
+/// failure up to `MOST_ACCOUNT_DELAY`. A gap of `WINDOW` forgives the earlier ones.
+pub fn account_next_allowed(failures: &[DateTime<Utc>]) -> Option<DateTime<Utc>> {
+    let window = chrono_of(WINDOW);
+    let mut count = 0u32;
+    let mut last: Option<DateTime<Utc>> = None;
+    for &at in failures {
+        if last.is_some_and(|last| at - last >= window) {
+            count = 0;
+        }
+        count += 1;
+        last = Some(at);
+    }
+    let over = count.saturating_sub(ACCOUNT_FREE_FAILURES);
+    let delay = Duration::from_secs(1u64 << over.saturating_sub(1).min(16)).min(MOST_ACCOUNT_DELAY);
+    last.filter(|_| over > 0)
+        .map(|last| last + chrono_of(delay))
+}
+
+/// The part of the login throttle each process keeps for itself: how fast one address
+/// may fail, and how many logins all addresses together may try. They protect the
+/// process's CPU from floods (a password check is deliberately slow); the lockouts of an
+/// account, which must hold across workers, are decided from the failures stored in the
+/// database ([`pair_locked_until`], [`account_next_allowed`]).
 #[derive(Debug, Default)]
 pub struct LoginThrottle {
     state: Mutex<State>,
@@ -116,8 +161,6 @@ pub struct LoginThrottle {
 
 #[derive(Debug, Default)]
 struct State {
-    attempts: HashMap<(String, String), Attempts>,
-    accounts: HashMap<String, AccountFailures>,
     addresses: HashMap<String, Bucket>,
     global: Option<Bucket>,
 }
@@ -126,34 +169,17 @@ fn per_second(every: Duration) -> f64 {
     1.0 / every.as_secs_f64()
 }
 
-fn key(username: &str, remote: &str) -> (String, String) {
-    (username.to_lowercase(), remote.to_owned())
-}
-
 impl LoginThrottle {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        // The bookkeeping stays usable after a panic elsewhere: at worst one count is off.
         self.state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// `Some(wait)` while an attempt to log in as `username` from `remote` must wait; an
-    /// attempt that may go ahead is counted against the global limit.
-    pub fn locked(&self, username: &str, remote: &str, now: Instant) -> Option<Duration> {
+    /// How long `remote` must wait before it may try a login, if it must; an attempt that
+    /// may go ahead takes its place in the overall rate.
+    pub fn locked(&self, remote: &str, now: Instant) -> Option<Duration> {
         let mut state = self.state();
-        let pair = state
-            .attempts
-            .get(&key(username, remote))
-            .and_then(|attempts| attempts.locked_until)
-            .filter(|until| *until > now)
-            .map(|until| until - now);
-        let account = state
-            .accounts
-            .get(&username.to_lowercase())
-            .map(AccountFailures::next_allowed)
-            .filter(|next| *next > now)
-            .map(|next| next - now);
         let address = state.addresses.get_mut(remote).and_then(|bucket| {
             bucket.wait(
                 now,
@@ -161,7 +187,7 @@ impl LoginThrottle {
                 per_second(ADDRESS_FAILURE_EVERY),
             )
         });
-        if let Some(wait) = pair.or(account).or(address) {
+        if let Some(wait) = address {
             return Some(wait);
         }
         let bucket = state
@@ -174,71 +200,18 @@ impl LoginThrottle {
         None
     }
 
-    /// Records a failure; returns true when this failure starts a lockout.
-    pub fn failed(&self, username: &str, remote: &str, now: Instant) -> bool {
+    /// Counts a failed login from `remote`.
+    pub fn failed(&self, remote: &str, now: Instant) {
         let mut state = self.state();
-        let State {
-            attempts,
-            accounts,
-            addresses,
-            ..
-        } = &mut *state;
-        if attempts.len() >= MAX_TRACKED {
-            attempts.retain(|_, entry| {
-                now.duration_since(entry.first_failure) < WINDOW
-                    || entry.locked_until.is_some_and(|until| until > now)
-            });
-        }
-        let entry = attempts.entry(key(username, remote)).or_insert(Attempts {
-            failures: 0,
-            first_failure: now,
-            locked_until: None,
-        });
-        if now.duration_since(entry.first_failure) >= WINDOW
-            && entry.locked_until.is_none_or(|until| until <= now)
-        {
-            *entry = Attempts {
-                failures: 0,
-                first_failure: now,
-                locked_until: None,
-            };
-        }
-        entry.failures += 1;
-        let locks = entry.failures >= MAX_FAILURES && entry.locked_until.is_none();
-        if locks {
-            entry.locked_until = Some(now + LOCKOUT);
-        }
-        if accounts.len() >= MAX_TRACKED {
-            accounts.retain(|_, account| now.duration_since(account.last) < WINDOW);
-        }
-        let account = accounts
-            .entry(username.to_lowercase())
-            .or_insert(AccountFailures {
-                failures: 0,
-                last: now,
-            });
-        if now.duration_since(account.last) >= WINDOW {
-            account.failures = 0;
-        }
-        account.failures += 1;
-        account.last = now;
         let rate = per_second(ADDRESS_FAILURE_EVERY);
         bucket_of(
-            addresses,
+            &mut state.addresses,
             remote.to_owned(),
             now,
             ADDRESS_FAILURE_BURST,
             rate,
         )
         .take(now, ADDRESS_FAILURE_BURST, rate);
-        locks
-    }
-
-    /// A successful login clears the account's record (not the address's).
-    pub fn succeeded(&self, username: &str, remote: &str) {
-        let mut state = self.state();
-        state.attempts.remove(&key(username, remote));
-        state.accounts.remove(&username.to_lowercase());
     }
 }
 
@@ -246,88 +219,86 @@ impl LoginThrottle {
 mod tests {
     use super::*;
 
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).expect("a valid time")
+    }
+
+    fn seconds(duration: Duration) -> i64 {
+        duration.as_secs() as i64
+    }
+
     #[test]
     fn five_failures_lock_the_pair_for_a_while() {
-        let throttle = LoginThrottle::default();
-        let start = Instant::now();
-        // Failures spaced past the account's own delay, to see the pair's lockout alone.
-        let step = MOST_ACCOUNT_DELAY;
-        for attempt in 1..=4 {
-            let at = start + step * attempt;
-            assert!(
-                !throttle.failed("Nora", "10.0.0.1", at),
-                "attempt {attempt}"
-            );
-            assert_eq!(throttle.locked("nora", "10.0.0.1", at + step), None);
-        }
-        let at = start + step * 5;
-        assert!(throttle.failed("nora", "10.0.0.1", at));
-        assert!(throttle.locked("NORA", "10.0.0.1", at + step).is_some());
+        let step = seconds(MOST_ACCOUNT_DELAY);
+        let failures: Vec<_> = (1..=4).map(|n| at(step * n)).collect();
+        assert_eq!(pair_locked_until(&failures), None);
+        let mut failures = failures;
+        failures.push(at(step * 5));
+        assert!(newest_failure_locks(&failures));
         assert_eq!(
-            throttle.locked("nora", "10.0.0.2", at + step),
-            None,
-            "other addresses are not locked"
+            pair_locked_until(&failures),
+            Some(at(step * 5 + seconds(LOCKOUT)))
         );
+        // A failure while locked does not move the end.
+        failures.push(at(step * 6));
+        assert!(!newest_failure_locks(&failures));
         assert_eq!(
-            throttle.locked("nora", "10.0.0.1", at + LOCKOUT),
-            None,
-            "the lockout ends"
+            pair_locked_until(&failures),
+            Some(at(step * 5 + seconds(LOCKOUT)))
+        );
+    }
+
+    #[test]
+    fn old_failures_start_a_new_window() {
+        let mut failures: Vec<_> = (0..4).map(|_| at(0)).collect();
+        failures.push(at(seconds(WINDOW)));
+        assert_eq!(pair_locked_until(&failures), None, "a new window starts");
+        failures.extend((0..3).map(|_| at(seconds(WINDOW))));
+        assert_eq!(pair_locked_until(&failures), None, "four in the new window");
+        failures.push(at(seconds(WINDOW) + 1));
+        assert!(
+            pair_locked_until(&failures).is_some(),
+            "five in the new window"
         );
     }
 
     #[test]
     fn an_accounts_failures_from_anywhere_delay_its_next_attempt() {
-        let throttle = LoginThrottle::default();
-        let start = Instant::now();
         // Two failures cost nothing; from the third the wait doubles.
-        throttle.failed("nora", "10.0.0.1", start);
-        throttle.failed("nora", "10.0.0.2", start);
-        assert_eq!(throttle.locked("nora", "10.0.0.9", start), None);
-        throttle.failed("nora", "10.0.0.3", start);
+        assert_eq!(account_next_allowed(&[at(0), at(0)]), None);
+        assert_eq!(account_next_allowed(&[at(0), at(0), at(0)]), Some(at(1)));
         assert_eq!(
-            throttle.locked("nora", "10.0.0.9", start),
-            Some(Duration::from_secs(1))
+            account_next_allowed(&[at(0), at(0), at(0), at(0)]),
+            Some(at(2))
         );
-        throttle.failed("nora", "10.0.0.4", start);
+        let many: Vec<_> = (0..40).map(|_| at(0)).collect();
         assert_eq!(
-            throttle.locked("NORA", "10.0.0.9", start),
-            Some(Duration::from_secs(2))
-        );
-        for address in 5..40 {
-            throttle.failed("nora", &format!("10.0.0.{address}"), start);
-        }
-        assert_eq!(
-            throttle.locked("nora", "10.0.0.9", start),
-            Some(MOST_ACCOUNT_DELAY),
+            account_next_allowed(&many),
+            Some(at(seconds(MOST_ACCOUNT_DELAY))),
             "the delay has a ceiling, so nobody can lock the account"
         );
+        let mut forgiven = many;
+        forgiven.push(at(seconds(WINDOW)));
         assert_eq!(
-            throttle.locked("ben", "10.0.0.9", start),
+            account_next_allowed(&forgiven),
             None,
-            "others are not delayed"
+            "a quiet window forgives"
         );
-        throttle.succeeded("nora", "10.0.0.9");
-        assert_eq!(throttle.locked("nora", "10.0.0.9", start), None);
     }
 
     #[test]
     fn an_address_that_tries_many_usernames_is_slowed() {
         let throttle = LoginThrottle::default();
         let start = Instant::now();
-        for user in 0..30 {
-            assert_eq!(
-                throttle.locked(&format!("user{user}"), "10.0.0.1", start),
-                None
-            );
-            throttle.failed(&format!("user{user}"), "10.0.0.1", start);
+        for _ in 0..30 {
+            assert_eq!(throttle.locked("10.0.0.1", start), None);
+            throttle.failed("10.0.0.1", start);
         }
-        let wait = throttle
-            .locked("user99", "10.0.0.1", start)
-            .expect("slowed");
+        let wait = throttle.locked("10.0.0.1", start).expect("slowed");
         assert!(wait <= ADDRESS_FAILURE_EVERY, "{wait:?}");
-        assert_eq!(throttle.locked("user99", "10.0.0.2", start), None);
+        assert_eq!(throttle.locked("10.0.0.2", start), None);
         assert_eq!(
-            throttle.locked("user99", "10.0.0.1", start + ADDRESS_FAILURE_EVERY),
+            throttle.locked("10.0.0.1", start + ADDRESS_FAILURE_EVERY),
             None,
             "one more attempt per interval"
         );
@@ -340,43 +311,16 @@ mod tests {
         let admitted = (0..1000)
             .filter(|n| {
                 throttle
-                    .locked(
-                        &format!("user{n}"),
-                        &format!("10.1.{}.{}", n / 250, n % 250),
-                        start,
-                    )
+                    .locked(&format!("10.1.{}.{}", n / 250, n % 250), start)
                     .is_none()
             })
             .count();
         assert_eq!(admitted, GLOBAL_ATTEMPT_BURST as usize);
         let later = start + Duration::from_secs(1);
         let admitted = (0..1000)
-            .filter(|n| {
-                throttle
-                    .locked(&format!("late{n}"), "10.2.0.1", later)
-                    .is_none()
-            })
+            .filter(|_| throttle.locked("10.2.0.1", later).is_none())
             .count();
         assert_eq!(admitted, GLOBAL_ATTEMPTS_PER_SECOND as usize);
-    }
-
-    #[test]
-    fn old_failures_and_successes_reset_the_count() {
-        let throttle = LoginThrottle::default();
-        let start = Instant::now();
-        for _ in 0..4 {
-            throttle.failed("ben", "::1", start);
-        }
-        assert!(
-            !throttle.failed("ben", "::1", start + WINDOW),
-            "a new window starts"
-        );
-        for _ in 0..3 {
-            throttle.failed("ben", "::1", start + WINDOW);
-        }
-        throttle.succeeded("ben", "::1");
-        assert!(!throttle.failed("ben", "::1", start + WINDOW));
-        assert_eq!(throttle.locked("ben", "::1", start + WINDOW), None);
     }
 }
 

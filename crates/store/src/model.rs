@@ -80,6 +80,16 @@ pub struct NewSession {
     pub expires: DateTime<Utc>,
 }
 
+/// A failed login as the throttle sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginFailure {
+    pub at: DateTime<Utc>,
+    /// From the address asked about.
+    pub from_address: bool,
+    /// Counts against the account: no successful login came after it.
+    pub counts_for_account: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Session {
     pub user: User,

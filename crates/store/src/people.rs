@@ -7,7 +7,8 @@ use wardline_domain::{CareTeamId, PatientId, Role, UserId};
 use crate::audit::AuditEvent;
 use crate::error::StoreError;
 use crate::model::{
-    CareTeam, NewCareTeam, NewPatient, NewSession, NewUser, Patient, Session, User, UserCredentials,
+    CareTeam, LoginFailure, NewCareTeam, NewPatient, NewSession, NewUser, Patient, Session, User,
+    UserCredentials,
 };
 
 /// Accounts, sessions, patient records and care teams. Every change takes the audit
@@ -101,6 +102,30 @@ pub trait PeopleStore: Send + Sync {
         now: DateTime<Utc>,
         audit: AuditEvent,
     ) -> Result<bool, StoreError>;
+
+    /// Records a failed login (a wrong password or one-time code) of the account
+    /// `username` (compared without case) from `address`, and forgets every record older
+    /// than `forget_before`. Kept in the database so that every worker throttles the same
+    /// account and address together.
+    async fn record_login_failure(
+        &self,
+        username: &str,
+        address: &str,
+        at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The account's failed logins since `since`, oldest first (the newest `limit`).
+    async fn login_failures(
+        &self,
+        username: &str,
+        address: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<LoginFailure>, StoreError>;
+    /// After a successful login from `address`: the failures from that address are
+    /// forgotten, and the others no longer count against the account (a lockout of
+    /// another address stays).
+    async fn clear_login_failures(&self, username: &str, address: &str) -> Result<(), StoreError>;
 
     /// `Conflict` when another patient has the same medical record number.
     async fn create_patient(

@@ -41,7 +41,10 @@ use crate::error::StoreError;
 
 /// Versioned migrations; the index + 1 is the version each produces. A released
 /// migration never changes: fixes go into a new one.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_initial.sql"),
+    include_str!("../migrations/postgres/0002_login_failures.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -13,8 +13,8 @@ use super::rows::*;
 use crate::audit::AuditEvent;
 use crate::error::StoreError;
 use crate::model::{
-    CareTeam, NewCareTeam, NewPatient, NewSession, NewUser, Patient, SecondFactorSecret, Session,
-    User, UserCredentials,
+    CareTeam, LoginFailure, NewCareTeam, NewPatient, NewSession, NewUser, Patient,
+    SecondFactorSecret, Session, User, UserCredentials,
 };
 use crate::people::PeopleStore;
 
@@ -410,6 +410,79 @@ impl PeopleStore for PostgresStore {
         let revoked = append_if_changed(&transaction, &self.audit_key, changed, &[audit]).await?;
         transaction.commit().await?;
         Ok(revoked)
+    }
+
+    async fn record_login_failure(
+        &self,
+        username: &str,
+        address: &str,
+        at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let forget = client
+            .prepare_cached("DELETE FROM login_failure WHERE at_ms < $1")
+            .await?;
+        client.execute(&forget, &[&to_ms(forget_before)]).await?;
+        let insert = client
+            .prepare_cached(
+                "INSERT INTO login_failure (username, address, at_ms) VALUES ($1, $2, $3)",
+            )
+            .await?;
+        client
+            .execute(&insert, &[&username.to_lowercase(), &address, &to_ms(at)])
+            .await?;
+        Ok(())
+    }
+
+    async fn login_failures(
+        &self,
+        username: &str,
+        address: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<LoginFailure>, StoreError> {
+        let mut failures = self
+            .read_all(
+                "SELECT at_ms, address = $2, counts_for_account FROM login_failure
+                 WHERE username = $1 AND at_ms >= $3 ORDER BY at_ms DESC LIMIT $4",
+                &[
+                    &username.to_lowercase(),
+                    &address,
+                    &to_ms(since),
+                    &i64::from(limit),
+                ],
+                |row| {
+                    Ok(LoginFailure {
+                        at: from_ms(row.try_get(0)?)?,
+                        from_address: row.try_get(1)?,
+                        counts_for_account: row.try_get(2)?,
+                    })
+                },
+            )
+            .await?;
+        failures.reverse();
+        Ok(failures)
+    }
+
+    async fn clear_login_failures(&self, username: &str, address: &str) -> Result<(), StoreError> {
+        let username = username.to_lowercase();
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        transaction
+            .execute(
+                "DELETE FROM login_failure WHERE username = $1 AND address = $2",
+                &[&username, &address],
+            )
+            .await?;
+        transaction
+            .execute(
+                "UPDATE login_failure SET counts_for_account = false WHERE username = $1",
+                &[&username],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(())
     }
 
     async fn create_patient(

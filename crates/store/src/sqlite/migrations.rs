@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0013_specialists_and_shares.sql"),
     include_str!("../../migrations/sqlite/0014_nightscout.sql"),
     include_str!("../../migrations/sqlite/0015_mapping_templates.sql"),
+    include_str!("../../migrations/sqlite/0016_login_failures.sql"),
 ];
 
 /// The schema version this build writes.

@@ -306,6 +306,83 @@ impl PeopleStore for SqliteStore {
         .await
     }
 
+    async fn record_login_failure(
+        &self,
+        username: &str,
+        address: &str,
+        at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let username = username.to_lowercase();
+        let address = address.to_owned();
+        self.write(move |connection| {
+            connection
+                .prepare_cached("DELETE FROM login_failure WHERE at_ms < ?1")?
+                .execute(params![to_ms(forget_before)])?;
+            connection
+                .prepare_cached(
+                    "INSERT INTO login_failure (username, address, at_ms) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![username, address, to_ms(at)])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn login_failures(
+        &self,
+        username: &str,
+        address: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<LoginFailure>, StoreError> {
+        let username = username.to_lowercase();
+        let address = address.to_owned();
+        self.read(move |connection| {
+            let mut failures = connection
+                .prepare_cached(
+                    "SELECT at_ms, address = ?2, counts_for_account FROM login_failure
+                     WHERE username = ?1 AND at_ms >= ?3 ORDER BY at_ms DESC LIMIT ?4",
+                )?
+                .query_map(params![username, address, to_ms(since), limit], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, bool>(1)?,
+                        row.get::<_, bool>(2)?,
+                    ))
+                })?
+                .map(|row| {
+                    let (at, from_address, counts_for_account) = row?;
+                    Ok(LoginFailure {
+                        at: from_ms(at)?,
+                        from_address,
+                        counts_for_account,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            failures.reverse();
+            Ok(failures)
+        })
+        .await
+    }
+
+    async fn clear_login_failures(&self, username: &str, address: &str) -> Result<(), StoreError> {
+        let username = username.to_lowercase();
+        let address = address.to_owned();
+        self.write(move |connection| {
+            connection
+                .prepare_cached("DELETE FROM login_failure WHERE username = ?1 AND address = ?2")?
+                .execute(params![username, address])?;
+            connection
+                .prepare_cached(
+                    "UPDATE login_failure SET counts_for_account = 0 WHERE username = ?1",
+                )?
+                .execute(params![username])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn create_patient(
         &self,
         patient: NewPatient,

@@ -57,6 +57,7 @@ macro_rules! store_conformance_suite {
     ($fresh:expr) => {
         $crate::store_conformance_suite!(@tests $fresh;
             users_and_credentials, sessions_expire_and_revoke, a_new_password_ends_the_other_sessions,
+            failed_logins_are_counted_per_account_and_address,
             a_second_factor_is_confirmed_and_each_code_used_once,
             care_teams_decide_membership, emergency_access_opens_expires_and_is_reviewed_once,
             shares_open_until_they_expire_or_are_revoked, share_links_count_openings_and_wrong_passcodes,

@@ -3,7 +3,10 @@
 use wardline_domain::{PatientId, Role};
 
 use super::{at, audit, patient, user};
-use crate::{AuditQuery, NewCareTeam, NewSession, NewUser, SecondFactorSecret, Store, StoreError};
+use crate::{
+    AuditQuery, LoginFailure, NewCareTeam, NewSession, NewUser, SecondFactorSecret, Store,
+    StoreError,
+};
 
 fn team(name: &str) -> NewCareTeam {
     NewCareTeam {
@@ -676,4 +679,90 @@ async fn audit_entries(store: &dyn Store) -> usize {
         .await
         .expect("audit")
         .len()
+}
+
+pub async fn failed_logins_are_counted_per_account_and_address(store: &dyn Store) {
+    for (second, address) in [(1, "10.0.0.1"), (2, "10.0.0.2"), (3, "10.0.0.1")] {
+        store
+            .record_login_failure("Nora", address, at(second), at(0))
+            .await
+            .expect("record");
+    }
+    store
+        .record_login_failure("someone", "10.0.0.1", at(4), at(0))
+        .await
+        .expect("record");
+    let seen = store
+        .login_failures("NORA", "10.0.0.1", at(0), 100)
+        .await
+        .expect("read");
+    assert_eq!(
+        seen,
+        vec![
+            LoginFailure {
+                at: at(1),
+                from_address: true,
+                counts_for_account: true
+            },
+            LoginFailure {
+                at: at(2),
+                from_address: false,
+                counts_for_account: true
+            },
+            LoginFailure {
+                at: at(3),
+                from_address: true,
+                counts_for_account: true
+            },
+        ],
+        "usernames compare without case, oldest first, other accounts apart"
+    );
+    let newest = store
+        .login_failures("nora", "10.0.0.1", at(2), 1)
+        .await
+        .expect("read");
+    assert_eq!(
+        newest.iter().map(|failure| failure.at).collect::<Vec<_>>(),
+        vec![at(3)]
+    );
+
+    // A success from one address forgets its failures; the others stay, but no longer
+    // count against the account.
+    store
+        .clear_login_failures("nora", "10.0.0.1")
+        .await
+        .expect("clear");
+    let seen = store
+        .login_failures("nora", "10.0.0.2", at(0), 100)
+        .await
+        .expect("read");
+    assert_eq!(
+        seen,
+        vec![LoginFailure {
+            at: at(2),
+            from_address: true,
+            counts_for_account: false
+        }]
+    );
+
+    // Old records are forgotten as new ones come.
+    store
+        .record_login_failure("nora", "10.0.0.2", at(10), at(5))
+        .await
+        .expect("record");
+    let seen = store
+        .login_failures("nora", "10.0.0.2", at(0), 100)
+        .await
+        .expect("read");
+    assert_eq!(
+        seen.iter().map(|failure| failure.at).collect::<Vec<_>>(),
+        vec![at(10)]
+    );
+    assert!(
+        store
+            .login_failures("someone", "10.0.0.1", at(0), 100)
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }

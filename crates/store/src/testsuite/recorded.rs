@@ -126,6 +126,9 @@ recorded!(PeopleStore {
     async fn create_session(&self, session: NewSession, audit: AuditEvent) -> R<()>;
     async fn session(&self, token_hash: [u8; 32], now: DateTime<Utc>) -> R<Option<Session>>;
     async fn revoke_session(&self, token_hash: [u8; 32], now: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
+    async fn record_login_failure(&self, username: &str, address: &str, at: DateTime<Utc>, forget_before: DateTime<Utc>) -> R<()>;
+    async fn login_failures(&self, username: &str, address: &str, since: DateTime<Utc>, limit: u32) -> R<Vec<LoginFailure>>;
+    async fn clear_login_failures(&self, username: &str, address: &str) -> R<()>;
     async fn create_patient(&self, patient: NewPatient, audit: AuditEvent) -> R<Patient>;
     async fn patient(&self, id: PatientId) -> R<Option<Patient>>;
     async fn patients(&self) -> R<Vec<Patient>>;
@@ -319,6 +322,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 107, "{methods:?}");
+        assert_eq!(methods.len(), 110, "{methods:?}");
     }
 }

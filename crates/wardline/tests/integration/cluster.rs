@@ -737,6 +737,7 @@ async fn while_postgresql_is_away_nothing_is_acknowledged_and_the_workers_recove
     // One of the workers took up evaluation again, from the stored checkpoints: the
     // condition that cleared and began again is a second alarm, and nothing is doubled.
     let mut evaluated = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         // The session opened before the restart is still good: it is stored.
         evaluated = alarms_of(&b, &ward, RULE).await;
