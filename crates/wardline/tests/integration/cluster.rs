@@ -194,6 +194,19 @@ async fn two_workers_act_as_one_and_the_second_takes_over_from_a_killed_first() 
     assert_eq!(logout.status(), 204);
     assert_eq!(b.get(&session, &path).await.status(), 401);
 
+    // Failed logins at A slow the next attempt at B: the throttle's record is shared.
+    let attempt = |server: &TestServer| {
+        server
+            .client
+            .post(server.url("/api/v1/auth/login"))
+            .json(&json!({"username": wards[2].clinician_username, "password": "not the password"}))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt(&a).await.expect("login").status(), 401);
+    }
+    assert_eq!(attempt(&b).await.expect("login").status(), 429);
+
     // A device connected to B is disconnected when revoked at A.
     let (client, mut eventloop) =
         rumqttc::AsyncClient::new(mqtt_v311(&b, &wards[3].device, &wards[3].device.secret), 10);
