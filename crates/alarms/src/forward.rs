@@ -137,6 +137,7 @@ impl From<AnnouncedAlarmEvent> for AlarmEvent {
             at: event.at,
             record: event.record,
             notification: event.notification,
+            relayed: true,
         }
     }
 }

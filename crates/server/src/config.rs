@@ -134,6 +134,9 @@ pub enum StoreLocation {
         url: String,
         /// Connections this process holds open at most.
         pool_size: usize,
+        /// The certificate authorities (PEM file) of the database server's certificate:
+        /// connections use TLS and verify the server. `None`: plain TCP.
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -141,10 +144,15 @@ impl std::fmt::Debug for StoreLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Embedded => f.write_str("Embedded"),
-            Self::Postgres { url, pool_size } => f
+            Self::Postgres {
+                url,
+                pool_size,
+                ca_file,
+            } => f
                 .debug_struct("Postgres")
                 .field("url", &redact_password(url))
                 .field("pool_size", pool_size)
+                .field("ca_file", ca_file)
                 .finish(),
         }
     }
@@ -269,6 +277,10 @@ fn store_location(
             Ok(StoreLocation::Postgres {
                 url: url.to_owned(),
                 pool_size,
+                ca_file: env
+                    .get("WARDLINE_STORE_CA_FILE")
+                    .map(PathBuf::from)
+                    .or_else(|| file.ca_file.clone()),
             })
         }
         Some(other) => Err(ConfigError::Invalid(format!(
@@ -341,6 +353,7 @@ pub struct BusSection {
 pub struct StoreSection {
     pub url: Option<String>,
     pub pool_size: Option<usize>,
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1136,7 +1149,8 @@ mod tests {
             config.store,
             StoreLocation::Postgres {
                 url: "postgres://wardline@db-file/wardline".into(),
-                pool_size: 8
+                pool_size: 8,
+                ca_file: None
             }
         );
         // The environment over the file, the command line over both.
@@ -1148,7 +1162,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            matches!(&config.store, StoreLocation::Postgres { url, pool_size: 8 } if url == secret)
+            matches!(&config.store, StoreLocation::Postgres { url, pool_size: 8, .. } if url == secret)
         );
         let shown = format!("{config:?}");
         assert!(!shown.contains("s3cret-word"), "{shown}");

@@ -74,6 +74,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Care plan changes and alarm actions forwarded to the worker running the alarm engine, by outcome (answered or failed).",
     ),
     (
+        "wardline_bus_messages_refused_total",
+        "counter",
+        "Messages from the bus not acted on, by why: a signature that does not verify (not from a worker of this installation), stale (older than it may be, or a replay), or unreadable.",
+    ),
+    (
         "wardline_bus_publish_failed_total",
         "counter",
         "Messages to the other workers (alarm events, revoked devices) that could not be handed to NATS.",

@@ -33,6 +33,8 @@ use crate::tls;
 
 /// The key that seals webhook secrets and makes alarm handles, in the keys folder.
 const NOTIFY_KEY_FILE: &str = "notify.key";
+/// The key that signs messages between workers (`wardline-bus`), in the keys folder.
+const BUS_KEY_FILE: &str = "bus.key";
 
 /// Where a started server listens, written to `--listen-file` for tests and tools.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -55,11 +57,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Audi
             let (store, key) = open_embedded_store(config).await?;
             Ok((Arc::new(store), key))
         }
-        StoreLocation::Postgres { url, pool_size } => {
+        StoreLocation::Postgres { url, pool_size, .. } => {
             prepare_data_dir(config)?;
             let audit_key = crate::audit::load_or_create_key(&config.keys_dir)?;
             let mut options = PostgresOptions::new(url.clone(), audit_key.clone());
             options.pool_size = *pool_size;
+            options.ca_pem = database_ca(config)?.map(Arc::new);
             let store = PostgresStore::open(options).await.with_context(|| {
                 format!(
                     "opening the PostgreSQL database {}",
@@ -68,6 +71,23 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Audi
             })?;
             Ok((Arc::new(store), audit_key))
         }
+    }
+}
+
+/// The certificate authorities of the PostgreSQL server's certificate, when TLS to it is
+/// configured (`store.ca_file`).
+pub fn database_ca(config: &Config) -> anyhow::Result<Option<Vec<u8>>> {
+    match &config.store {
+        StoreLocation::Postgres {
+            ca_file: Some(path),
+            ..
+        } => Ok(Some(std::fs::read(path).with_context(|| {
+            format!(
+                "reading the database server's certificate authority {}",
+                path.display()
+            )
+        })?)),
+        _ => Ok(None),
     }
 }
 
@@ -171,11 +191,25 @@ pub async fn serve(
     crate::metrics_catalog::describe();
     let (store, audit_key) = open_store(&config).await?;
     let bus = match &config.bus {
-        Some(bus) => Some(
-            wardline_bus::Bus::connect(&bus.url, &bus.subject_prefix)
-                .await
-                .context("connecting to the message bus")?,
-        ),
+        Some(bus) => {
+            // Signs what workers tell each other; the same file on every worker.
+            let key = crate::keys::read_or_create(
+                &config.keys_dir,
+                BUS_KEY_FILE,
+                "message bus key",
+                || {
+                    let mut key = vec![0; 32];
+                    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+                        .map_err(|_| anyhow::anyhow!("no randomness for the message bus key"))?;
+                    Ok(key)
+                },
+            )?;
+            Some(
+                wardline_bus::Bus::connect(&bus.url, &bus.subject_prefix, &key)
+                    .await
+                    .context("connecting to the message bus")?,
+            )
+        }
         None => None,
     };
     // Without a bus a server on PostgreSQL is the only one on its database: it takes the
@@ -183,7 +217,7 @@ pub async fn serve(
     // unnoticed (its alarm actions and streams would miss the first's engine).
     let first_lease = match (&config.store, &bus) {
         (StoreLocation::Postgres { url, .. }, None) => Some(
-            wardline_store::postgres::try_evaluation_lease(url)
+            wardline_store::postgres::try_evaluation_lease(url, database_ca(&config)?.as_deref())
                 .await
                 .context("taking the evaluation lease")?
                 .context(
@@ -297,7 +331,12 @@ pub async fn serve(
     let evaluation = match &config.store {
         StoreLocation::Embedded => Evaluation::Here(duties.start().await?),
         StoreLocation::Postgres { url, .. } => {
-            Evaluation::ByLease(tokio::spawn(duties.hold_lease(url.clone(), first_lease)))
+            let ca = database_ca(&config)?;
+            Evaluation::ByLease(tokio::spawn(duties.hold_lease(
+                url.clone(),
+                ca,
+                first_lease,
+            )))
         }
     };
     // Mapping templates put in force or retired by another process (the command line)
@@ -459,8 +498,8 @@ enum Evaluation {
 struct RunningDuties {
     stop: CancellationToken,
     analysis: Option<tokio::task::JoinHandle<()>>,
-    _engine: wardline_alarms::RunningEngine,
-    _answering: Option<wardline_bus::Answering>,
+    engine: Option<wardline_alarms::RunningEngine>,
+    answering: Option<wardline_bus::Answering>,
 }
 
 impl Drop for RunningDuties {
@@ -474,6 +513,9 @@ impl RunningDuties {
     /// at all.
     async fn finish(mut self) {
         self.stop.cancel();
+        // The engine and the answering stop at once; the analysis is awaited after them.
+        self.answering.take();
+        self.engine.take();
         if let Some(analysis) = self.analysis.take() {
             let _ = analysis.await;
         }
@@ -483,6 +525,9 @@ impl RunningDuties {
 impl EvaluationDuties {
     async fn start(&self) -> anyhow::Result<RunningDuties> {
         let stop = self.shutdown.child_token();
+        // Whatever started stops again if a later step fails or this start is abandoned
+        // (the lease lost meanwhile): no analysis runs on without the lease.
+        let abandoned = stop.clone().drop_guard();
         // Analysis and rule evaluation read the committed event log from their own stored
         // cursors: they never delay an acknowledgement, and never miss a committed reading.
         let analysis = wardline_analysis::spawn_analysis(
@@ -530,11 +575,12 @@ impl EvaluationDuties {
                 }
             });
         }
+        abandoned.disarm();
         Ok(RunningDuties {
             stop,
             analysis: Some(analysis),
-            _engine: engine,
-            _answering: answering,
+            engine: Some(engine),
+            answering,
         })
     }
 
@@ -544,13 +590,15 @@ impl EvaluationDuties {
     async fn hold_lease(
         self,
         url: String,
+        ca: Option<Vec<u8>>,
         mut first: Option<wardline_store::postgres::EvaluationLease>,
     ) {
         loop {
             let lease = match first.take() {
                 Some(lease) => lease,
                 None => loop {
-                    match wardline_store::postgres::try_evaluation_lease(&url).await {
+                    match wardline_store::postgres::try_evaluation_lease(&url, ca.as_deref()).await
+                    {
                         Ok(Some(lease)) => break lease,
                         Ok(None) => {}
                         Err(error) => {
@@ -563,7 +611,15 @@ impl EvaluationDuties {
                     }
                 },
             };
-            let running = match self.start().await {
+            let started = tokio::select! {
+                started = self.start() => started,
+                () = lease.lost() => {
+                    tracing::warn!("the evaluation lease was lost while evaluation started; trying again");
+                    continue;
+                }
+                () = self.shutdown.cancelled() => return,
+            };
+            let running = match started {
                 Ok(running) => running,
                 Err(error) => {
                     tracing::error!(error = %format!("{error:#}"), "could not take up evaluation; trying again");

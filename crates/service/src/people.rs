@@ -159,6 +159,7 @@ impl Wardline {
             crate::second_factor::parse_code(code)?;
         }
         self.not_locked_out(username, remote_addr).await?;
+        let attempt = self.count_attempt(username, remote_addr).await?;
         let credentials = self.store.user_credentials(username).await?;
         let (stored_hash, account) = match credentials {
             Some(credentials) if !credentials.user.disabled => (
@@ -174,6 +175,10 @@ impl Wardline {
         };
         if let Some(secret) = second_factor.filter(|secret| secret.confirmed) {
             let Some(code) = one_time_code else {
+                // The right password, asked for the code: not a failure.
+                self.store
+                    .forget_login_failure(username, remote_addr, attempt)
+                    .await?;
                 return Err(Error::SecondFactorRequired);
             };
             let accepted = match self.code_step(&user, &secret, code)? {
@@ -226,7 +231,7 @@ impl Wardline {
         remote_addr: &str,
         why: Option<&str>,
     ) -> Result<(), Error> {
-        let locked_out = self.note_login_failure(username, remote_addr).await?;
+        let locked_out = self.attempt_failed(username, remote_addr).await?;
         let detail = [
             why,
             locked_out.then_some("locked out for 15 min after 5 failures"),
@@ -336,17 +341,24 @@ impl Wardline {
         Ok(session)
     }
 
-    /// `TooManyAttempts` while the login throttle holds this username or address back, or
-    /// all logins (see [`crate::throttle`]).
-    /// Records a failed login (see [`crate::throttle`]); true when it locked the account
-    /// out from this address.
-    async fn note_login_failure(&self, username: &str, address: &str) -> Result<bool, Error> {
+    /// Records an attempt to log in (or to prove the password) as failed, before the
+    /// password is checked; a success clears it (`clear_login_failures`). Attempts made at
+    /// the same moment, on this worker or another, so count against each other before
+    /// the deliberately slow password check of any of them ends.
+    async fn count_attempt(&self, username: &str, address: &str) -> Result<DateTime<Utc>, Error> {
         let now = self.now();
         let look_back =
             chrono::Duration::from_std(crate::throttle::LOOK_BACK).unwrap_or(chrono::Duration::MAX);
         self.store
             .record_login_failure(username, address, now, now - look_back)
             .await?;
+        Ok(now)
+    }
+
+    /// An attempt counted by [`Wardline::count_attempt`] failed: it costs its address
+    /// here too (see [`crate::throttle`]). True when the account is now locked out from
+    /// this address.
+    async fn attempt_failed(&self, username: &str, address: &str) -> Result<bool, Error> {
         self.logins.failed(address, std::time::Instant::now());
         let (from_address, _) = self.login_failures(username, address).await?;
         Ok(crate::throttle::newest_failure_locks(&from_address))
@@ -381,6 +393,8 @@ impl Wardline {
         ))
     }
 
+    /// `TooManyAttempts` while the login throttle holds this username or address back, or
+    /// all logins (see [`crate::throttle`]).
     async fn not_locked_out(&self, username: &str, address: &str) -> Result<(), Error> {
         let now = self.now();
         let (from_address, of_account) = self.login_failures(username, address).await?;
@@ -428,8 +442,9 @@ impl Wardline {
             .ok_or(Error::Unauthenticated)?
             .password_hash;
         let current_for_reuse_check = current.clone();
+        self.count_attempt(&username, &address).await?;
         if !credentials::password_matches(current, stored).await? {
-            self.note_login_failure(&username, &address).await?;
+            self.attempt_failed(&username, &address).await?;
             self.audit(Actor::from(person.clone()).audit(
                 "password.change",
                 None,
@@ -443,6 +458,7 @@ impl Wardline {
                 "is not the account's password",
             ));
         }
+        self.store.clear_login_failures(&username, &address).await?;
         if new == current_for_reuse_check {
             return Err(Error::invalid(
                 "new_password",

@@ -122,6 +122,14 @@ pub trait PeopleStore: Send + Sync {
         since: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<LoginFailure>, StoreError>;
+    /// Forgets one failure recorded at `at` (an attempt counted before its password was
+    /// checked that turned out not to be a failure); nothing when there is none.
+    async fn forget_login_failure(
+        &self,
+        username: &str,
+        address: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// After a successful login from `address`: the failures from that address are
     /// forgotten, and the others no longer count against the account (a lockout of
     /// another address stays).

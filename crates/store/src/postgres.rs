@@ -34,7 +34,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::audit::AuditKey;
 use crate::error::StoreError;
@@ -66,6 +67,9 @@ const COMMITS_CHANNEL: &str = "wardline_commits";
 pub struct PostgresOptions {
     /// A libpq-style connection string or `postgres://` URL.
     pub url: String,
+    /// Certificate authorities (PEM) of the database server's certificate: connections
+    /// then use TLS and verify the server's certificate and name. `None`: plain TCP.
+    pub ca_pem: Option<Arc<Vec<u8>>>,
     /// Links the audit chain; the same key on every worker.
     pub audit_key: Arc<AuditKey>,
     /// Most connections this process holds open.
@@ -82,6 +86,7 @@ impl PostgresOptions {
     pub fn new(url: impl Into<String>, audit_key: AuditKey) -> Self {
         Self {
             url: url.into(),
+            ca_pem: None,
             audit_key: Arc::new(audit_key),
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
@@ -113,10 +118,8 @@ impl std::fmt::Debug for PostgresStore {
 impl PostgresStore {
     /// Connects, migrates (one worker at a time) and checks the audit key.
     pub async fn open(options: PostgresOptions) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = options
-            .url
-            .parse()
-            .map_err(|error| StoreError::Invalid(format!("the PostgreSQL address: {error}")))?;
+        let (mut config, tls) =
+            connection_settings(&options.url, options.ca_pem.as_deref().map(Vec::as_slice))?;
         // A device hears "stored" after the commit, so the commit must be on disk
         // whatever the server's default: a database tuned with `synchronous_commit = off`
         // would lose acknowledged readings to a crash.
@@ -124,7 +127,7 @@ impl PostgresStore {
         config.options(format!("{options_given} -c synchronous_commit=on").trim());
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -150,8 +153,11 @@ impl PostgresStore {
         };
         store.migrate().await?;
         audit::remember_key(&store.client().await?, &store.audit_key).await?;
+        let (listen_config, _) =
+            connection_settings(&options.url, options.ca_pem.as_deref().map(Vec::as_slice))?;
         tokio::spawn(listen_for_commits(
-            options.url.clone(),
+            listen_config,
+            tls,
             Arc::downgrade(&store.commits),
         ));
         Ok(store)
@@ -260,7 +266,8 @@ async fn apply(client: &mut deadpool_postgres::Object) -> Result<(), StoreError>
 /// is lost (readers also look every second, so a lost notification costs a second, never
 /// an event). Ends when the store is dropped.
 async fn listen_for_commits(
-    url: String,
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     commits: std::sync::Weak<tokio::sync::watch::Sender<u64>>,
 ) {
     use futures_util::StreamExt;
@@ -270,7 +277,7 @@ async fn listen_for_commits(
             return;
         };
         drop(sender);
-        match tokio_postgres::connect(&url, NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let mut messages =
                     futures_util::stream::poll_fn(move |context| connection.poll_message(context));
@@ -363,12 +370,14 @@ impl EvaluationLease {
     }
 }
 
-/// Takes the evaluation lease if no other worker holds it; `None` when one does.
-pub async fn try_evaluation_lease(url: &str) -> Result<Option<EvaluationLease>, StoreError> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .map_err(|error| StoreError::Invalid(format!("the PostgreSQL address: {error}")))?;
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(NoTls))
+/// Takes the evaluation lease if no other worker holds it; `None` when one does. `ca_pem`
+/// as in [`PostgresOptions::ca_pem`].
+pub async fn try_evaluation_lease(
+    url: &str,
+    ca_pem: Option<&[u8]>,
+) -> Result<Option<EvaluationLease>, StoreError> {
+    let (config, tls) = connection_settings(url, ca_pem)?;
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(tls))
         .await
         .map_err(|_| {
             StoreError::Unavailable("connecting for the evaluation lease timed out".into())
@@ -415,6 +424,85 @@ pub async fn try_evaluation_lease(url: &str) -> Result<Option<EvaluationLease>, 
         tasks: vec![connection, check],
         lost,
     }))
+}
+
+/// How this process connects to the database at `url`: over TLS when `ca_pem` holds the
+/// certificate authorities of the server's certificate (verified, with its host name;
+/// the URL's `sslmode=prefer`, the default, becomes `require`, so that a worker never
+/// falls back to plain text), else over plain TCP (a URL asking for `sslmode=require`
+/// without them is refused: there is nothing to verify the server with).
+pub fn connection_settings(
+    url: &str,
+    ca_pem: Option<&[u8]>,
+) -> Result<(tokio_postgres::Config, MakeRustlsConnect), StoreError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|error| StoreError::Invalid(format!("the PostgreSQL address: {error}")))?;
+    // A worker's host that vanishes (power, kernel, network) closes no socket. Both ends
+    // find out within seconds instead of the kernel's two hours: the server ends the
+    // session, releasing its locks (the event lock a commit was holding, the evaluation
+    // lease) and rolling back its transaction; this side fails the connection. A
+    // transaction left idle (a stuck client) is ended after 10 s.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(5))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(10));
+    let options_given = config.get_options().unwrap_or_default().to_owned();
+    config.options(
+        format!(
+            "{options_given} -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 \
+             -c tcp_keepalives_count=3 -c tcp_user_timeout=10000 \
+             -c idle_in_transaction_session_timeout=10000"
+        )
+        .trim(),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        None => {
+            if config.get_ssl_mode() == SslMode::Require {
+                return Err(StoreError::Invalid(
+                    "sslmode=require needs the certificate authority of the database \
+                     server's certificate (store.ca_file) to verify it with"
+                        .into(),
+                ));
+            }
+            config.ssl_mode(SslMode::Disable);
+        }
+        Some(pem) => {
+            if config.get_ssl_mode() == SslMode::Disable {
+                return Err(StoreError::Invalid(
+                    "the URL says sslmode=disable, but a certificate authority for the \
+                     database server is given: drop one or the other"
+                        .into(),
+                ));
+            }
+            let invalid = |error: &dyn std::fmt::Display| {
+                StoreError::Invalid(format!(
+                    "the database server's certificate authority: {error}"
+                ))
+            };
+            for certificate in CertificateDer::pem_slice_iter(pem) {
+                let certificate = certificate.map_err(|error| invalid(&error))?;
+                roots.add(certificate).map_err(|error| invalid(&error))?;
+            }
+            if roots.is_empty() {
+                return Err(invalid(&"the file holds no certificate"));
+            }
+            config.ssl_mode(SslMode::Require);
+        }
+    }
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| StoreError::Invalid(format!("TLS to the database: {error}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok((config, MakeRustlsConnect::new(client)))
 }
 
 /// Takes the event lock (see the module's documentation) and announces the commit to
@@ -467,9 +555,66 @@ impl From<tokio_postgres::Error> for StoreError {
                     || ["40001", "40P01", "57014", "53300"].contains(&code)
             });
         if away {
-            StoreError::Unavailable(error.to_string())
+            // With its causes: "error performing TLS handshake" alone does not say that the
+            // server's certificate was not trusted.
+            let mut described = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                described.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            StoreError::Unavailable(described)
         } else {
             StoreError::Postgres(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn refusal(url: &str, ca: Option<&[u8]>) -> String {
+        match connection_settings(url, ca) {
+            Err(StoreError::Invalid(message)) => message,
+            other => panic!(
+                "{url} was not refused: {:?}",
+                other.map(|(config, _)| config)
+            ),
+        }
+    }
+
+    #[test]
+    fn tls_is_used_exactly_when_a_certificate_authority_is_given() {
+        // Without one: plain TCP, whatever the URL's default.
+        let (config, _) = connection_settings("postgres://db/wardline", None).unwrap();
+        assert_eq!(config.get_ssl_mode(), SslMode::Disable);
+        // Asking for TLS without anything to verify the server with is refused, and so is
+        // a URL that turns TLS off beside a certificate authority.
+        assert!(refusal("postgres://db/w?sslmode=require", None).contains("store.ca_file"));
+        assert!(refusal("postgres://db/w?sslmode=disable", Some(b"")).contains("sslmode=disable"));
+        // A file that holds no certificate, or a broken one.
+        assert!(refusal("postgres://db/w", Some(b"not a certificate")).contains("no certificate"));
+        let broken = b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+        assert!(refusal("postgres://db/w", Some(broken)).contains("certificate authority"));
+    }
+
+    #[test]
+    fn a_dead_peer_is_noticed_within_seconds() {
+        let (config, _) = connection_settings("postgres://db/wardline", None).unwrap();
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(10))
+        );
+        let options = config.get_options().unwrap_or_default();
+        for setting in [
+            "tcp_keepalives_idle=5",
+            "tcp_user_timeout=10000",
+            "idle_in_transaction_session_timeout=10000",
+        ] {
+            assert!(options.contains(setting), "{options}");
         }
     }
 }

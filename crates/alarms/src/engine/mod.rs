@@ -128,6 +128,9 @@ pub struct AlarmEvent {
     pub record: Option<AlarmRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notification: Option<Value>,
+    /// Passed on from the engine of another process, not made here: never passed on again.
+    #[serde(skip)]
+    pub relayed: bool,
 }
 
 /// A change to a patient's care plan: a programme's defaults, or one rule edit.
@@ -1561,6 +1564,7 @@ impl Engine {
                 at: now,
                 record: None,
                 notification: Some(detail),
+                relayed: false,
             });
             for recipient in &notification.recipients {
                 let Recipient::CareTeam { care_team_id } = recipient else {
@@ -1670,6 +1674,7 @@ impl Engine {
             at: now,
             record: None,
             notification: None,
+            relayed: false,
         });
         self.deliveries(&alarm, &notifications, now, &mut pending);
         Some(pending)

@@ -465,6 +465,28 @@ impl PeopleStore for PostgresStore {
         Ok(failures)
     }
 
+    async fn forget_login_failure(
+        &self,
+        username: &str,
+        address: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "DELETE FROM login_failure WHERE ctid = (SELECT ctid FROM login_failure
+                 WHERE username = $1 AND address = $2 AND at_ms = $3 LIMIT 1)",
+            )
+            .await?;
+        client
+            .execute(
+                &statement,
+                &[&username.to_lowercase(), &address, &to_ms(at)],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn clear_login_failures(&self, username: &str, address: &str) -> Result<(), StoreError> {
         let username = username.to_lowercase();
         let mut client = self.client().await?;

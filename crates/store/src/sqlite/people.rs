@@ -366,6 +366,26 @@ impl PeopleStore for SqliteStore {
         .await
     }
 
+    async fn forget_login_failure(
+        &self,
+        username: &str,
+        address: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let username = username.to_lowercase();
+        let address = address.to_owned();
+        self.write(move |connection| {
+            connection
+                .prepare_cached(
+                    "DELETE FROM login_failure WHERE rowid = (SELECT rowid FROM login_failure
+                     WHERE username = ?1 AND address = ?2 AND at_ms = ?3 LIMIT 1)",
+                )?
+                .execute(params![username, address, to_ms(at)])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn clear_login_failures(&self, username: &str, address: &str) -> Result<(), StoreError> {
         let username = username.to_lowercase();
         let address = address.to_owned();

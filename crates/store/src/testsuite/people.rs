@@ -726,6 +726,32 @@ pub async fn failed_logins_are_counted_per_account_and_address(store: &dyn Store
         vec![at(3)]
     );
 
+    // One failure forgotten (an attempt that was not one after all): only that one.
+    store
+        .record_login_failure("nora", "10.0.0.1", at(3), at(0))
+        .await
+        .expect("record");
+    store
+        .forget_login_failure("NORA", "10.0.0.1", at(3))
+        .await
+        .expect("forget");
+    store
+        .forget_login_failure("nora", "10.0.0.1", at(9))
+        .await
+        .expect("nothing to forget");
+    let times: Vec<_> = store
+        .login_failures("nora", "10.0.0.1", at(0), 100)
+        .await
+        .expect("read")
+        .iter()
+        .map(|failure| failure.at)
+        .collect();
+    assert_eq!(
+        times,
+        vec![at(1), at(2), at(3)],
+        "one of the two at minute 3 is left"
+    );
+
     // A success from one address forgets its failures; the others stay, but no longer
     // count against the account.
     store

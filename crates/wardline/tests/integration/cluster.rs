@@ -565,10 +565,21 @@ struct OwnPostgres {
     folder: tempfile::TempDir,
     bin: std::path::PathBuf,
     port: u16,
+    /// Serves TLS with this certificate and key (copied into its folder).
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl OwnPostgres {
     fn start() -> OwnPostgres {
+        Self::start_with(None)
+    }
+
+    /// A server that also offers TLS with this certificate and key.
+    fn start_with_tls(certificate: &std::path::Path, key: &std::path::Path) -> OwnPostgres {
+        Self::start_with(Some((certificate, key)))
+    }
+
+    fn start_with(tls: Option<(&std::path::Path, &std::path::Path)>) -> OwnPostgres {
         let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL's programs in /usr/lib/postgresql (installed with the server)")
             .filter_map(|entry| Some(entry.ok()?.path().join("bin")))
@@ -577,10 +588,26 @@ impl OwnPostgres {
         versions.sort();
         let bin = versions.pop().expect("a PostgreSQL version with pg_ctl");
         let folder = tempfile::tempdir().expect("temp dir");
+        let tls = tls.map(|(certificate, key)| {
+            let (own_certificate, own_key) = (
+                folder.path().join("server.crt"),
+                folder.path().join("server.key"),
+            );
+            std::fs::copy(certificate, &own_certificate).expect("copy the certificate");
+            std::fs::copy(key, &own_key).expect("copy the key");
+            // PostgreSQL refuses a key others may read.
+            std::fs::set_permissions(
+                &own_key,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .expect("key permissions");
+            (own_certificate, own_key)
+        });
         let postgres = Self {
             port: free_address().port(),
             folder,
             bin,
+            tls,
         };
         if postgres.as_root() {
             let status = std::process::Command::new("chown")
@@ -640,11 +667,18 @@ impl OwnPostgres {
     }
 
     fn up(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
             self.port,
             self.folder.path().display()
         );
+        if let Some((certificate, key)) = &self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                certificate.display(),
+                key.display()
+            ));
+        }
         let log = self.folder.path().join("server.log").display().to_string();
         self.run(
             "pg_ctl",
@@ -774,4 +808,54 @@ async fn while_postgresql_is_away_nothing_is_acknowledged_and_the_workers_recove
         .map(|observation| observation["seq"].as_i64().expect("seq"))
         .collect();
     assert_eq!(seqs.len(), 3, "each reading once: {seqs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reaches_postgresql_over_verified_tls() {
+    let hospital = crate::tls::HospitalCa::new();
+    let (certificate, key) = hospital.issue("database", &["localhost"]);
+    let postgres = OwnPostgres::start_with_tls(&certificate, &key);
+    let url = format!("postgres://postgres@localhost:{}/postgres", postgres.port);
+    let ca = hospital.ca_file().display().to_string();
+    let server = TestServer::start_with_env(&[
+        ("WARDLINE_STORE", url.as_str()),
+        ("WARDLINE_STORE_CA_FILE", ca.as_str()),
+    ])
+    .await;
+    let ward = server.ward().await;
+    post_glucose(&server, &ward.device, 1, 120.0).await;
+
+    // Every connection the worker holds to the database is encrypted.
+    let (client, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            postgres.port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("the test's own look at the server");
+    tokio::spawn(connection);
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s
+             JOIN pg_stat_activity a USING (pid)
+             WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("connections");
+    let (encrypted, all): (i64, i64) = (row.get(0), row.get(1));
+    assert!(all >= 2, "the worker's pool, lease and listener: {all}");
+    assert_eq!(encrypted, all, "every connection of the worker uses TLS");
+
+    // A certificate authority that did not issue the database's certificate: the worker
+    // does not start (and sends nothing in clear).
+    let stranger = crate::tls::HospitalCa::new();
+    let stranger_ca = stranger.ca_file().display().to_string();
+    let said = crate::tls::refused_start(&[
+        ("WARDLINE_STORE", url.as_str()),
+        ("WARDLINE_STORE_CA_FILE", stranger_ca.as_str()),
+    ]);
+    assert!(said.to_lowercase().contains("certificate"), "{said}");
 }

@@ -11,13 +11,13 @@ use rumqttc::AsyncClient;
 use crate::support::{TestServer, await_pubacks, mqtt_v311, publish_qos1, reading};
 
 /// The hospital's CA, and server certificates it issues.
-struct HospitalCa {
+pub(crate) struct HospitalCa {
     folder: tempfile::TempDir,
     issuer: Issuer<'static, KeyPair>,
 }
 
 impl HospitalCa {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let folder = tempfile::tempdir().expect("temp dir");
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::new(Vec::new()).expect("params");
@@ -33,12 +33,12 @@ impl HospitalCa {
         }
     }
 
-    fn ca_file(&self) -> PathBuf {
+    pub(crate) fn ca_file(&self) -> PathBuf {
         self.folder.path().join("hospital-ca.pem")
     }
 
     /// A server certificate for `names` and its key, as files named after `label`.
-    fn issue(&self, label: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+    pub(crate) fn issue(&self, label: &str, names: &[&str]) -> (PathBuf, PathBuf) {
         let key = KeyPair::generate().expect("key");
         let params = CertificateParams::new(
             names
