@@ -347,10 +347,8 @@ impl Wardline {
     /// the deliberately slow password check of any of them ends.
     async fn count_attempt(&self, username: &str, address: &str) -> Result<DateTime<Utc>, Error> {
         let now = self.now();
-        let look_back =
-            chrono::Duration::from_std(crate::throttle::LOOK_BACK).unwrap_or(chrono::Duration::MAX);
         self.store
-            .record_login_failure(username, address, now, now - look_back)
+            .record_login_failure(username, address, now, crate::throttle::looked_back_to(now))
             .await?;
         Ok(now)
     }
@@ -371,13 +369,16 @@ impl Wardline {
         username: &str,
         address: &str,
     ) -> Result<(Vec<DateTime<Utc>>, Vec<DateTime<Utc>>), Error> {
-        let look_back =
-            chrono::Duration::from_std(crate::throttle::LOOK_BACK).unwrap_or(chrono::Duration::MAX);
         // The newest 64 are enough: five lock a pair, and the account's delay stops
         // growing after eight.
         let failures = self
             .store
-            .login_failures(username, address, self.now() - look_back, 64)
+            .login_failures(
+                username,
+                address,
+                crate::throttle::looked_back_to(self.now()),
+                64,
+            )
             .await?;
         Ok((
             failures

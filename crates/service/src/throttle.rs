@@ -97,6 +97,11 @@ fn chrono_of(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
+/// Failed logins before this time no longer matter at `now` (see [`LOOK_BACK`]).
+pub fn looked_back_to(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - chrono_of(LOOK_BACK)
+}
+
 /// Until when one account's failed logins from one address (oldest first) lock that
 /// pair, if they do: `MAX_FAILURES` within `WINDOW` of the first lock it for `LOCKOUT`
 /// from the last of them; a window with no lockout in force starts again.

@@ -120,6 +120,8 @@ impl PostgresStore {
     pub async fn open(options: PostgresOptions) -> Result<Self, StoreError> {
         let (mut config, tls) =
             connection_settings(&options.url, options.ca_pem.as_deref().map(Vec::as_slice))?;
+        // The commit listener reads only; it connects as the pool does.
+        let listen_config = config.clone();
         // A device hears "stored" after the commit, so the commit must be on disk
         // whatever the server's default: a database tuned with `synchronous_commit = off`
         // would lose acknowledged readings to a crash.
@@ -153,8 +155,6 @@ impl PostgresStore {
         };
         store.migrate().await?;
         audit::remember_key(&store.client().await?, &store.audit_key).await?;
-        let (listen_config, _) =
-            connection_settings(&options.url, options.ca_pem.as_deref().map(Vec::as_slice))?;
         tokio::spawn(listen_for_commits(
             listen_config,
             tls,
