@@ -4,6 +4,7 @@
 //! comes back while its alarm is still unresolved counts as another occurrence of that
 //! alarm rather than a new one, which is the de-duplication the care team sees.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -348,6 +349,13 @@ pub enum AlarmUpdate {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlarmBoard {
     alarms: Vec<Alarm>,
+    /// Per condition, the millisecond of the newest alarm's id, kept after that alarm is
+    /// resolved: a condition that clears and starts again within one millisecond (events
+    /// evaluated together as the engine catches up after an outage) opens a new alarm
+    /// under an id of its own, instead of overwriting the one it just resolved.
+    #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
+    newest_id_ms: HashMap<ConditionKey, i64>,
 }
 
 impl AlarmBoard {
@@ -392,7 +400,18 @@ impl AlarmBoard {
                 }
             }
             (AlarmSignal::Raise { .. }, None) => match Alarm::from_signal(signal) {
-                Some(alarm) => {
+                Some(mut alarm) => {
+                    let raised_ms = alarm.raised_at.timestamp_millis();
+                    let id_ms = match self.newest_id_ms.get(&alarm.condition) {
+                        Some(&newest) if newest >= raised_ms => newest.saturating_add(1),
+                        _ => raised_ms,
+                    };
+                    if id_ms != raised_ms
+                        && let Some(later) = DateTime::from_timestamp_millis(id_ms)
+                    {
+                        alarm.id = AlarmId::new(&alarm.condition, later);
+                    }
+                    self.newest_id_ms.insert(alarm.condition.clone(), id_ms);
                     let alarm_id = alarm.id.clone();
                     self.alarms.push(alarm);
                     AlarmUpdate::Opened { alarm_id }

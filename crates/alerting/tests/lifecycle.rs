@@ -267,3 +267,46 @@ fn nonsense_escalation_policies_are_refused() {
     forever.max_rounds = 0;
     assert!(forever.validate().is_err());
 }
+
+#[test]
+fn a_condition_that_clears_and_starts_again_within_a_millisecond_opens_a_second_alarm() {
+    // Events evaluated together as the engine catches up after an outage: the raise, the
+    // clear and the raise again are all evaluated at one `now`.
+    let condition = wardline_alerting::ConditionKey {
+        patient_id: wardline_domain::PatientId::random(),
+        rule_id: wardline_alerting::RuleId::new("glucose-high"),
+    };
+    let raise = |value: u32| AlarmSignal::Raise {
+        condition: condition.clone(),
+        priority: wardline_alerting::Priority::High,
+        kind: wardline_alerting::AlarmKind::Physiological,
+        message: format!("glucose {value}"),
+        rule_id: condition.rule_id.clone(),
+        care_plan_version: 1,
+        resolve_on_clear: true,
+        at: at(1.0),
+    };
+    let clear = AlarmSignal::Clear {
+        condition: condition.clone(),
+        at: at(1.0),
+    };
+    let mut board = AlarmBoard::new();
+    let updates = apply_all(&mut board, &[raise(350), clear.clone(), raise(360), clear]);
+    let opened: Vec<_> = updates
+        .iter()
+        .filter_map(|update| match update {
+            AlarmUpdate::Opened { alarm_id } => Some(alarm_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let resolved: Vec<_> = updates
+        .iter()
+        .filter_map(|update| match update {
+            AlarmUpdate::Resolved { alarm } => Some(alarm.id.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(opened.len(), 2);
+    assert_ne!(opened[0], opened[1], "each episode is an alarm of its own");
+    assert_eq!(resolved, opened);
+}

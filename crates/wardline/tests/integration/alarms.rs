@@ -67,14 +67,25 @@ impl AlarmStream {
         within: Duration,
         wanted: impl Fn(&Value) -> bool,
     ) -> Value {
+        self.wait_for(within, wanted)
+            .await
+            .expect("the awaited alarm event did not arrive in time")
+    }
+
+    /// The first wanted event within `within`, or `None`.
+    pub(crate) async fn wait_for(
+        &mut self,
+        within: Duration,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         let deadline = Instant::now() + within;
         loop {
             let event = tokio::time::timeout_at(deadline, self.events.recv())
                 .await
-                .expect("the awaited alarm event did not arrive in time")
+                .ok()?
                 .expect("stream open");
             if wanted(&event) {
-                return event;
+                return Some(event);
             }
         }
     }

@@ -534,12 +534,10 @@ async fn while_nats_is_away_readings_are_stored_and_evaluated_and_the_workers_re
         post_glucose(&a, &ward.device, seq, 350.0 + seq as f64).await;
         post_glucose(&a, &ward.device, seq + 1, 200.0).await;
         seq += 2;
-        let seen = tokio::time::timeout(
-            Duration::from_secs(2),
-            stream.expect(Duration::from_secs(2), |seen| seen["event"] == "opened"),
-        )
-        .await;
-        if seen.is_ok() {
+        let seen = stream
+            .wait_for(Duration::from_secs(2), |seen| seen["event"] == "opened")
+            .await;
+        if seen.is_some() {
             break;
         }
         assert!(

@@ -574,7 +574,11 @@ pub(crate) fn spawn(
         .arg(data_dir.join("server"))
         .arg("--listen-file")
         .arg(&listen_file)
-        .env("RUST_LOG", "warn")
+        // Warnings only, unless a run asks for more to find out why a test failed.
+        .env(
+            "RUST_LOG",
+            std::env::var("WARDLINE_TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .envs(
             env.iter()
                 .map(|(name, value)| (name.as_str(), value.as_str())),
