@@ -287,7 +287,10 @@ pub(crate) async fn run(
                     }
                 }
             };
-            if let Err(error) = store.record_delivery(item.key, at, outcome).await {
+            if let Err(error) = store
+                .record_delivery(item.key, lease_until, at, outcome)
+                .await
+            {
                 tracing::warn!(%error, "cannot record a delivery attempt");
             }
         }

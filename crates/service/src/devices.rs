@@ -239,7 +239,14 @@ impl Wardline {
                 battery_percent: report.battery_percent,
                 fault: report.fault,
             })
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // Revoked or moved to another patient since the lookup above.
+                StoreError::NotFound { what } => {
+                    Error::DeviceNotAssigned(format!("device {}: no {what}", device.id))
+                }
+                other => other.into(),
+            })?;
         Ok(())
     }
 }

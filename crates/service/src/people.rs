@@ -168,7 +168,7 @@ impl Wardline {
             ),
             _ => (DUMMY_HASH.to_owned(), None),
         };
-        let verified = credentials::password_matches(password, stored_hash).await?;
+        let verified = credentials::password_matches(password, stored_hash.clone()).await?;
         let Some((user, second_factor)) = account.filter(|_| verified) else {
             self.failed_login(username, remote_addr, None).await?;
             return Err(Error::BadLogin);
@@ -211,12 +211,18 @@ impl Wardline {
                 NewSession {
                     token_hash: person.token_hash,
                     user_id: user.id,
+                    password_hash: stored_hash,
                     created,
                     expires,
                 },
                 Actor::from(person).allowed("login", None, None),
             )
-            .await?;
+            .await
+            .map_err(|error| match error {
+                // Disabled, or its password changed, since the password was checked.
+                StoreError::NotFound { .. } => Error::BadLogin,
+                other => other.into(),
+            })?;
         Ok(LoggedIn {
             token,
             expires,

@@ -76,6 +76,10 @@ impl std::fmt::Debug for SecondFactorSecret {
 pub struct NewSession {
     pub token_hash: [u8; 32],
     pub user_id: UserId,
+    /// The password hash the login verified: a session is opened only while the account
+    /// still has it and is enabled, so a login that raced a password change or a
+    /// disabling opens nothing (not a session that re-enabling would bring back).
+    pub password_hash: String,
     pub created: DateTime<Utc>,
     pub expires: DateTime<Utc>,
 }
@@ -500,4 +504,20 @@ pub struct DeviceReport {
     pub battery_percent: Option<f64>,
     /// The device's fault, `None` when it reports none.
     pub fault: Option<String>,
+}
+
+impl DeviceReport {
+    /// Why a report is refused when its device is not (or no longer) an active device
+    /// measuring the named patient at the report's time.
+    pub(crate) fn refused(&self, active: bool) -> crate::error::StoreError {
+        let what = if active {
+            format!(
+                "an assignment of device {} to patient {} at {}",
+                self.device_id, self.patient_id, self.at
+            )
+        } else {
+            format!("active device {}", self.device_id)
+        };
+        crate::error::StoreError::NotFound { what }
+    }
 }

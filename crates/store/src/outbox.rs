@@ -163,9 +163,16 @@ pub trait OutboxStore: Send + Sync {
     ) -> Result<Vec<NotificationRecord>, StoreError>;
     /// When the next pending notification is due.
     async fn next_outbox_attempt(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Records the outcome of a delivery attempt made under the claim that set the
+    /// notification's lease to `claimed_until`. A retry or a dead letter counts only while
+    /// that claim is the notification's latest: a worker whose lease ran out (and whose
+    /// notification another worker has claimed since) must not move the other's lease or
+    /// end what the other is sending. A delivery counts while the notification is pending,
+    /// whoever claimed it, since it happened.
     async fn record_delivery(
         &self,
         key: i64,
+        claimed_until: DateTime<Utc>,
         at: DateTime<Utc>,
         outcome: DeliveryOutcome,
     ) -> Result<(), StoreError>;

@@ -73,6 +73,8 @@ pub trait PeopleStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Opens a session (stored by the SHA-256 of its token) with the login's audit entry.
+    /// `NotFound` when the account is unknown, disabled, or no longer has the password
+    /// hash the login verified.
     async fn create_session(
         &self,
         session: NewSession,

@@ -14,6 +14,11 @@
 //! A transaction that needs both takes the event lock first (a transaction that adds
 //! event rows takes it before anything else), so two transactions never wait for each
 //! other.
+//!
+//! A third, per patient, orders Nightscout uploads: two overlapping uploads (an app's
+//! retry beside its next upload) insert the same documents in different orders, and
+//! without it each would wait on the other's unique-index entry until PostgreSQL broke
+//! the deadlock by failing one of them.
 
 mod alarms;
 mod audit;
@@ -57,6 +62,15 @@ const MIGRATION_LOCK: i64 = LOCK_BASE | 1;
 pub(crate) const AUDIT_LOCK: i64 = LOCK_BASE | 2;
 pub(crate) const EVENT_LOCK: i64 = LOCK_BASE | 3;
 const EVALUATION_LOCK: i64 = LOCK_BASE | 4;
+/// Per patient: this in the high half, the patient's key in the low half.
+const NIGHTSCOUT_UPLOAD_LOCKS: i64 = 0x574E_5355 << 32;
+
+/// The lock that orders one patient's Nightscout uploads (see the module's
+/// documentation). Keys beyond 32 bits share a lock with another patient's, which only
+/// orders two uploads that need not be.
+pub(crate) fn nightscout_upload_lock(patient_key: i64) -> i64 {
+    NIGHTSCOUT_UPLOAD_LOCKS | (patient_key & 0xFFFF_FFFF)
+}
 
 /// The channel on which a commit of event rows is announced to every worker's readers
 /// (`NOTIFY` is delivered only if, and when, the transaction commits).

@@ -234,6 +234,7 @@ mod alarms {
             first
                 .record_delivery(
                     letter.key,
+                    at(2),
                     at(1),
                     DeliveryOutcome::Dead {
                         error: "gone".into(),

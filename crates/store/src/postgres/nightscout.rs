@@ -8,10 +8,10 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 use wardline_domain::PatientId;
 
-use super::PostgresStore;
 use super::audit::append;
 use super::devices::{assign, insert_device};
 use super::rows::*;
+use super::{PostgresStore, lock, nightscout_upload_lock};
 use crate::audit::AuditEvent;
 use crate::error::StoreError;
 use crate::model::DeviceStatus;
@@ -209,6 +209,7 @@ impl NightscoutStore for PostgresStore {
             Some(row) => (row.try_get(0)?, row.try_get(1)?),
             None => return Err(StoreError::not_found(format!("Nightscout site {site}"))),
         };
+        lock(&transaction, nightscout_upload_lock(patient_key)).await?;
         let received = to_ms(chrono::Utc::now());
         // Either unique index (key or `_id`) makes the insert insert nothing, rather than
         // fail and end the transaction; which one it was is read after.

@@ -212,6 +212,7 @@ impl OutboxStore for PostgresStore {
     async fn record_delivery(
         &self,
         key: i64,
+        claimed_until: DateTime<Utc>,
         at: DateTime<Utc>,
         outcome: DeliveryOutcome,
     ) -> Result<(), StoreError> {
@@ -226,18 +227,28 @@ impl OutboxStore for PostgresStore {
             DeliveryOutcome::Dead { error } => ("dead", None, at, Some(error)),
         };
         // One statement: an outcome counts only while the notification is pending, so one
-        // that was cancelled or delivered meanwhile keeps what it became.
+        // that was cancelled or delivered meanwhile keeps what it became; a failure counts
+        // only under the latest claim, whose lease is the next attempt (see the trait).
         let statement = client
             .prepare_cached(
                 "UPDATE notification SET status = $2, attempts = attempts + 1,
                     last_attempt_ms = $3, delivered_ms = $4, next_attempt_ms = $5, last_error = $6
-                 WHERE key = $1 AND status = 'pending'",
+                 WHERE key = $1 AND status = 'pending'
+                   AND ($2 = 'delivered' OR next_attempt_ms = $7)",
             )
             .await?;
         client
             .execute(
                 &statement,
-                &[&key, &status, &at, &delivered, &next_attempt, &error],
+                &[
+                    &key,
+                    &status,
+                    &at,
+                    &delivered,
+                    &next_attempt,
+                    &error,
+                    &to_ms(claimed_until),
+                ],
             )
             .await?;
         Ok(())

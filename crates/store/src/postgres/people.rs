@@ -317,14 +317,21 @@ impl PeopleStore for PostgresStore {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
         // A share lock on the account: disabling it or changing its password waits for
-        // this login to commit, and then ends this session too.
+        // this login to commit, and then ends this session too; one committed before is
+        // seen here, and the login opens nothing.
         let user_key: i64 = transaction
             .query_opt(
-                "SELECT key FROM app_user WHERE id = $1 FOR SHARE",
-                &[&session.user_id.0],
+                "SELECT key FROM app_user WHERE id = $1 AND NOT disabled AND password_hash = $2
+                 FOR SHARE",
+                &[&session.user_id.0, &session.password_hash],
             )
             .await?
-            .ok_or_else(|| StoreError::not_found(format!("user {}", session.user_id)))?
+            .ok_or_else(|| {
+                StoreError::not_found(format!(
+                    "enabled account {} with the password the login checked",
+                    session.user_id
+                ))
+            })?
             .try_get(0)?;
         transaction
             .execute(

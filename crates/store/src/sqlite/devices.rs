@@ -335,18 +335,38 @@ impl DeviceStore for SqliteStore {
             )));
         }
         self.write(move |connection| {
-            let device_key = key_of(connection, "device", report.device_id.as_str(), "device")?;
-            let patient_key = key_of(
-                connection,
-                "patient",
-                &report.patient_id.to_string(),
-                "patient",
-            )?;
+            // Checked in the writing transaction, so a revocation or a new assignment
+            // committed just before is seen: the report is kept for the patient the
+            // device measured when it reported, not one it has just left.
+            let (device_key, status): (i64, String) = connection
+                .query_row(
+                    "SELECT key, status FROM device WHERE id = ?1",
+                    [report.device_id.as_str()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound {
+                    what: format!("device {}", report.device_id),
+                })?;
+            if status != "active" {
+                return Err(report.refused(false));
+            }
+            let at_ms = to_ms(report.at);
+            let patient_key: i64 = connection
+                .query_row(
+                    "SELECT a.patient_key FROM device_assignment a JOIN patient p ON p.key = a.patient_key
+                     WHERE a.device_key = ?1 AND p.id = ?2 AND a.start_ms <= ?3
+                       AND (a.end_ms IS NULL OR a.end_ms > ?3)",
+                    rusqlite::params![device_key, report.patient_id.to_string(), at_ms],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| report.refused(true))?;
             insert_device_report(
                 connection,
                 device_key,
                 patient_key,
-                to_ms(report.at),
+                at_ms,
                 report.battery_percent,
                 report.fault.as_deref(),
             )

@@ -193,15 +193,19 @@ impl OutboxStore for SqliteStore {
     async fn record_delivery(
         &self,
         key: i64,
+        claimed_until: DateTime<Utc>,
         at: DateTime<Utc>,
         outcome: DeliveryOutcome,
     ) -> Result<(), StoreError> {
         self.write(move |connection| {
             let at = to_ms(at);
+            let claim = to_ms(claimed_until);
+            // An outcome counts only while the notification is pending; a failure only
+            // under the latest claim, whose lease is the next attempt (see the trait).
             let mut statement = connection.prepare_cached(
                 "UPDATE notification SET status = ?2, attempts = attempts + 1,
                     last_attempt_ms = ?3, delivered_ms = ?4, next_attempt_ms = ?5, last_error = ?6
-                 WHERE key = ?1 AND status = 'pending'",
+                 WHERE key = ?1 AND status = 'pending' AND (?2 = 'delivered' OR next_attempt_ms = ?7)",
             )?;
             match outcome {
                 DeliveryOutcome::Delivered => statement.execute(params![
@@ -210,7 +214,8 @@ impl OutboxStore for SqliteStore {
                     at,
                     Some(at),
                     at,
-                    None::<String>
+                    None::<String>,
+                    claim
                 ])?,
                 DeliveryOutcome::Retry {
                     next_attempt,
@@ -221,10 +226,19 @@ impl OutboxStore for SqliteStore {
                     at,
                     None::<i64>,
                     to_ms(next_attempt),
-                    Some(error)
+                    Some(error),
+                    claim
                 ])?,
                 DeliveryOutcome::Dead { error } => {
-                    statement.execute(params![key, "dead", at, None::<i64>, at, Some(error)])?
+                    statement.execute(params![
+                    key,
+                    "dead",
+                    at,
+                    None::<i64>,
+                    at,
+                    Some(error),
+                    claim
+                ])?
                 }
             };
             Ok(())

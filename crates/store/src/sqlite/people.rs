@@ -166,7 +166,21 @@ impl PeopleStore for SqliteStore {
         audit: AuditEvent,
     ) -> Result<(), StoreError> {
         self.write(move |connection| {
-            let user_key = key_of(connection, "app_user", &session.user_id.to_string(), "user")?;
+            // In the writing transaction: a disabling or a password change committed before
+            // is seen, and the login opens nothing.
+            let user_key: i64 = connection
+                .query_row(
+                    "SELECT key FROM app_user WHERE id = ?1 AND disabled = 0 AND password_hash = ?2",
+                    params![session.user_id.to_string(), session.password_hash],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| {
+                    StoreError::not_found(format!(
+                        "enabled account {} with the password the login checked",
+                        session.user_id
+                    ))
+                })?;
             connection.execute(
                 "INSERT INTO session (token_hash, user_key, created_ms, expires_ms, active_ms) VALUES (?1, ?2, ?3, ?4, ?3)",
                 params![session.token_hash.as_slice(), user_key, to_ms(session.created), to_ms(session.expires)],

@@ -243,6 +243,46 @@ pub async fn device_reports_are_kept(store: &dyn Store) {
             .await,
         Err(StoreError::NotFound { .. })
     ));
+    // Kept only for the patient the device measured then, and only while it is active:
+    // a report that raced a new assignment or a revocation is refused.
+    let bob = patient(store, "Bob").await;
+    store
+        .assign_device(&cuff, bob, at(10), audit("devices.assign"))
+        .await
+        .expect("reassign");
+    assert!(matches!(
+        store
+            .record_device_report(DeviceReport {
+                at: at(11),
+                ..report.clone()
+            })
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .record_device_report(DeviceReport {
+                patient_id: bob,
+                at: at(9),
+                ..report.clone()
+            })
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .set_device_status(&cuff, DeviceStatus::Revoked, audit("devices.revoke"))
+        .await
+        .expect("revoke");
+    assert!(matches!(
+        store
+            .record_device_report(DeviceReport {
+                patient_id: bob,
+                at: at(12),
+                ..report.clone()
+            })
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
     let batch = store
         .events_after(&start, EventFilter::all(), 100)
         .await

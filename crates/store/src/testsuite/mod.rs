@@ -80,6 +80,7 @@ macro_rules! store_conformance_suite {
             event_log_reads_every_commit_once, event_log_reads_a_patient_scope,
             event_log_resumes_from_a_checkpoint,
             nightscout_sites_live_with_their_device, nightscout_documents_are_kept_once_per_key,
+            overlapping_nightscout_uploads_both_succeed,
             mapping_templates_are_versioned_one_in_force_per_model);
     };
     (@tests $fresh:expr; $($check:ident),*) => {

@@ -230,3 +230,41 @@ pub async fn nightscout_documents_are_kept_once_per_key(store: &dyn Store) {
         .expect("read");
     assert!(treatments.is_empty());
 }
+
+/// Two uploads of the same documents in opposite orders at once (an app's retry beside
+/// its next upload) both succeed, and each document is kept once.
+pub async fn overlapping_nightscout_uploads_both_succeed(store: &dyn Store) {
+    let ada = patient(store, "Ada").await;
+    store
+        .create_nightscout_site(
+            new_site("00aa11bb22cc33dd", ada),
+            audit("nightscout.enable"),
+        )
+        .await
+        .expect("site");
+    let documents: Vec<NewNightscoutDocument> = (1..=40)
+        .map(|minute| {
+            document(
+                Collection::Entries,
+                &format!("a{minute:023}"),
+                &format!("{minute}|sgv"),
+                minute,
+            )
+        })
+        .collect();
+    let mut reversed = documents.clone();
+    reversed.reverse();
+    let (one, other) = futures_util::future::join(
+        store.store_nightscout_documents("00aa11bb22cc33dd", documents),
+        store.store_nightscout_documents("00aa11bb22cc33dd", reversed),
+    )
+    .await;
+    let (one, other) = (one.expect("one upload"), other.expect("the other upload"));
+    let new = one.iter().chain(&other).filter(|kept| kept.new).count();
+    assert_eq!(new, 40, "each document kept once");
+    let mut ids: Vec<&str> = one.iter().map(|kept| kept.id.as_str()).collect();
+    let mut other_ids: Vec<&str> = other.iter().map(|kept| kept.id.as_str()).collect();
+    ids.sort_unstable();
+    other_ids.sort_unstable();
+    assert_eq!(ids, other_ids, "both answered with the same documents");
+}

@@ -124,10 +124,32 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
         .expect("due again");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].key, due[0].key);
+    // The first claim's worker, late: its failures change nothing under the new claim.
+    for stale in [
+        DeliveryOutcome::Retry {
+            next_attempt: at(5),
+            error: "timed out".into(),
+        },
+        DeliveryOutcome::Dead {
+            error: "timed out".into(),
+        },
+    ] {
+        store
+            .record_delivery(due[0].key, at(5), at(5), stale)
+            .await
+            .expect("stale outcome");
+    }
+    assert_eq!(
+        store.next_outbox_attempt().await.expect("next"),
+        Some(at(7)),
+        "the second claim's lease stands"
+    );
+    nothing_due(store, at(6), at(8)).await;
     store
         .record_delivery(
             due[0].key,
-            at(4),
+            at(7),
+            at(5),
             DeliveryOutcome::Retry {
                 next_attempt: at(6),
                 error: "503".into(),
@@ -139,9 +161,15 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
         store.next_outbox_attempt().await.expect("next"),
         Some(at(6))
     );
+    let third = store
+        .claim_due_outbox(at(6), 10, at(8))
+        .await
+        .expect("due after the retry");
+    assert_eq!(third.len(), 1);
     store
         .record_delivery(
             due[0].key,
+            at(8),
             at(7),
             DeliveryOutcome::Dead {
                 error: "gone".into(),
@@ -173,7 +201,7 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
             .expect("retry")
     );
     store
-        .record_delivery(dead[0].key, at(8), DeliveryOutcome::Delivered)
+        .record_delivery(dead[0].key, at(1), at(8), DeliveryOutcome::Delivered)
         .await
         .expect("delivered");
     assert_eq!(store.next_outbox_attempt().await.expect("none"), None);
@@ -205,6 +233,7 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
     store
         .record_delivery(
             waiting[1].key,
+            at(10),
             at(9),
             DeliveryOutcome::Dead {
                 error: "gone".into(),

@@ -122,6 +122,7 @@ pub async fn sessions_expire_and_revoke(store: &dyn Store) {
     let session = |hash: u8| NewSession {
         token_hash: [hash; 32],
         user_id: clinician.id,
+        password_hash: "$argon2id$fake".into(),
         created: at(0),
         expires: at(60),
     };
@@ -222,18 +223,42 @@ pub async fn sessions_expire_and_revoke(store: &dyn Store) {
             .is_none(),
         "disabled user"
     );
+    // A login whose password was checked before the disabling commits opens nothing.
+    assert!(matches!(
+        store.create_session(session(4), audit("login")).await,
+        Err(StoreError::NotFound { .. })
+    ));
     store
         .set_user_disabled(clinician.id, false, at(2), audit("users.enable"))
         .await
         .expect("enable");
-    assert!(
+    for hash in [3, 4] {
+        assert!(
+            store
+                .session([hash; 32], at(30))
+                .await
+                .expect("lookup")
+                .is_none(),
+            "disabling ended session {hash} for good"
+        );
+    }
+    // Nor does one whose password was changed after it was checked.
+    assert!(matches!(
         store
-            .session([3; 32], at(30))
-            .await
-            .expect("lookup")
-            .is_none(),
-        "disabling revoked the session for good"
-    );
+            .create_session(
+                NewSession {
+                    password_hash: "an older hash".into(),
+                    ..session(5)
+                },
+                audit("login")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .create_session(session(6), audit("login"))
+        .await
+        .expect("a login with the current password");
 }
 
 pub async fn care_teams_decide_membership(store: &dyn Store) {
@@ -459,6 +484,7 @@ pub async fn a_new_password_ends_the_other_sessions(store: &dyn Store) {
                 NewSession {
                     token_hash: [hash; 32],
                     user_id: account.id,
+                    password_hash: "$argon2id$fake".into(),
                     created: at(0),
                     expires: at(60),
                 },

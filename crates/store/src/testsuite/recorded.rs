@@ -226,7 +226,7 @@ recorded!(OutboxStore {
     async fn notification_channels(&self, team: Option<CareTeamId>) -> R<Vec<NotificationChannel>>;
     async fn claim_due_outbox(&self, now: DateTime<Utc>, limit: u32, lease_until: DateTime<Utc>) -> R<Vec<NotificationRecord>>;
     async fn next_outbox_attempt(&self) -> R<Option<DateTime<Utc>>>;
-    async fn record_delivery(&self, key: i64, at: DateTime<Utc>, outcome: DeliveryOutcome) -> R<()>;
+    async fn record_delivery(&self, key: i64, claimed_until: DateTime<Utc>, at: DateTime<Utc>, outcome: DeliveryOutcome) -> R<()>;
     async fn notifications(&self, query: NotificationQuery) -> R<Vec<NotificationRecord>>;
     async fn retry_notification(&self, key: i64, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
 });
