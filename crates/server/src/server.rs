@@ -23,7 +23,7 @@ use wardline_service::device_certificates::certificate_fingerprint;
 use wardline_service::{LiveFeed, ServiceSettings, Wardline};
 use wardline_store::postgres::{PostgresOptions, PostgresStore};
 use wardline_store::sqlite::{SqliteOptions, SqliteStore};
-use wardline_store::{AuditKey, Store};
+use wardline_store::{AuditKey, EvaluationFence, Store};
 
 use crate::config::{Config, StoreLocation};
 use crate::http_limits::{
@@ -52,10 +52,21 @@ pub struct ListenReport {
 /// the audit key from the keys folder (created on first use; every worker on one
 /// PostgreSQL database must be given the same key).
 pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, AuditKey)> {
+    open_store_fenced(config)
+        .await
+        .map(|(store, key, _)| (store, key))
+}
+
+/// [`open_store`], with the fence that this process's evaluation lease sets (on
+/// PostgreSQL).
+async fn open_store_fenced(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn Store>, AuditKey, EvaluationFence)> {
+    let fence = EvaluationFence::default();
     match &config.store {
         StoreLocation::Embedded => {
             let (store, key) = open_embedded_store(config).await?;
-            Ok((Arc::new(store), key))
+            Ok((Arc::new(store), key, fence))
         }
         StoreLocation::Postgres { url, pool_size, .. } => {
             prepare_data_dir(config)?;
@@ -63,13 +74,14 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Audi
             let mut options = PostgresOptions::new(url.clone(), audit_key.clone());
             options.pool_size = *pool_size;
             options.ca_pem = database_ca(config)?.map(Arc::new);
+            options.evaluation_fence = fence.clone();
             let store = PostgresStore::open(options).await.with_context(|| {
                 format!(
                     "opening the PostgreSQL database {}",
                     crate::config::redact_password(url)
                 )
             })?;
-            Ok((Arc::new(store), audit_key))
+            Ok((Arc::new(store), audit_key, fence))
         }
     }
 }
@@ -189,7 +201,7 @@ pub async fn serve(
         .install_recorder()
         .context("installing the metrics recorder")?;
     crate::metrics_catalog::describe();
-    let (store, audit_key) = open_store(&config).await?;
+    let (store, audit_key, fence) = open_store_fenced(&config).await?;
     let bus = match &config.bus {
         Some(bus) => {
             // Signs what workers tell each other; the same file on every worker.
@@ -217,13 +229,17 @@ pub async fn serve(
     // unnoticed (its alarm actions and streams would miss the first's engine).
     let first_lease = match (&config.store, &bus) {
         (StoreLocation::Postgres { url, .. }, None) => Some(
-            wardline_store::postgres::try_evaluation_lease(url, database_ca(&config)?.as_deref())
-                .await
-                .context("taking the evaluation lease")?
-                .context(
-                    "another server runs on this PostgreSQL database: several servers on one \
+            wardline_store::postgres::try_evaluation_lease(
+                url,
+                database_ca(&config)?.as_deref(),
+                &fence,
+            )
+            .await
+            .context("taking the evaluation lease")?
+            .context(
+                "another server runs on this PostgreSQL database: several servers on one \
                      database work together only through a message bus (--bus nats://…)",
-                )?,
+            )?,
         ),
         _ => None,
     };
@@ -335,6 +351,7 @@ pub async fn serve(
             Evaluation::ByLease(tokio::spawn(duties.hold_lease(
                 url.clone(),
                 ca,
+                fence,
                 first_lease,
             )))
         }
@@ -591,13 +608,19 @@ impl EvaluationDuties {
         self,
         url: String,
         ca: Option<Vec<u8>>,
+        fence: EvaluationFence,
         mut first: Option<wardline_store::postgres::EvaluationLease>,
     ) {
         loop {
             let lease = match first.take() {
                 Some(lease) => lease,
                 None => loop {
-                    match wardline_store::postgres::try_evaluation_lease(&url, ca.as_deref()).await
+                    match wardline_store::postgres::try_evaluation_lease(
+                        &url,
+                        ca.as_deref(),
+                        &fence,
+                    )
+                    .await
                     {
                         Ok(Some(lease)) => break lease,
                         Ok(None) => {}

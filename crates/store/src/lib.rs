@@ -36,7 +36,7 @@ pub use model::*;
 pub use nightscout::*;
 pub use outbox::*;
 pub use people::PeopleStore;
-pub use postgres::PostgresStore;
+pub use postgres::{EvaluationFence, PostgresStore};
 pub use shares::*;
 pub use sqlite::SqliteStore;
 pub use templates::*;

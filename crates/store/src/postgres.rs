@@ -15,6 +15,11 @@
 //! event rows takes it before anything else), so two transactions never wait for each
 //! other.
 //!
+//! The **evaluation fence** keeps a worker that has lost the evaluation lease (and may
+//! not know it yet) from committing what its engine or analysis evaluated after another
+//! worker took over: see [`EvaluationFence`]. Its lock is taken before the event lock; a
+//! worker taking the lease holds it alone and for nothing else, so no wait goes round.
+//!
 //! A third, per patient, orders Nightscout uploads: two overlapping uploads (an app's
 //! retry beside its next upload) insert the same documents in different orders, and
 //! without it each would wait on the other's unique-index entry until PostgreSQL broke
@@ -62,6 +67,9 @@ const MIGRATION_LOCK: i64 = LOCK_BASE | 1;
 pub(crate) const AUDIT_LOCK: i64 = LOCK_BASE | 2;
 pub(crate) const EVENT_LOCK: i64 = LOCK_BASE | 3;
 const EVALUATION_LOCK: i64 = LOCK_BASE | 4;
+/// Held shared by each fenced commit, and exclusively for a moment by a worker that has
+/// just taken the lease (see [`EvaluationFence`]).
+const FENCE_LOCK: i64 = LOCK_BASE | 5;
 /// Per patient: this in the high half, the patient's key in the low half.
 const NIGHTSCOUT_UPLOAD_LOCKS: i64 = 0x574E_5355 << 32;
 
@@ -94,6 +102,8 @@ pub struct PostgresOptions {
     /// Most device messages in one ingest commit; bounds a transaction's size and an
     /// acknowledgement's wait.
     pub max_items_per_commit: usize,
+    /// Set by this process's evaluation lease (see [`try_evaluation_lease`]).
+    pub evaluation_fence: EvaluationFence,
 }
 
 impl PostgresOptions {
@@ -105,6 +115,93 @@ impl PostgresOptions {
             pool_size: 16,
             connect_timeout: Duration::from_secs(5),
             max_items_per_commit: 4096,
+            evaluation_fence: EvaluationFence::default(),
+        }
+    }
+}
+
+/// Fences this process's evaluation commits (alarm changes and analysis results, each
+/// with its checkpoint) to the evaluation lease it holds.
+///
+/// A worker may lose the lease without knowing it for a moment (its lease connection
+/// failed a second ago); meanwhile another worker takes the lease and resumes from the
+/// committed checkpoints. Were the first worker's next commit to land after that, an
+/// alarm would be raised twice, or a checkpoint moved back. So each fenced commit takes
+/// the fence lock shared and checks, in its own transaction, that the lease lock is
+/// still held by this process's lease session; and a worker that has just taken the
+/// lease takes the fence lock exclusively once before it reads any checkpoint, which
+/// waits for a commit that passed its check a moment before the lease changed hands.
+/// Either a late commit lands before the new holder reads, or it is refused.
+///
+/// A store whose fence was never set (one process on its own, the tests) commits
+/// unfenced; once set, a process that does not hold the lease commits nothing fenced.
+#[derive(Debug, Clone, Default)]
+pub struct EvaluationFence(Arc<std::sync::atomic::AtomicI32>);
+
+/// [`EvaluationFence`] states besides a lease session's process id.
+const UNFENCED: i32 = 0;
+const NOT_HELD: i32 = -1;
+
+impl EvaluationFence {
+    fn held_by(&self, backend: i32) {
+        self.0.store(backend, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The lease of `backend` ended; a later lease's setting stays.
+    fn released_by(&self, backend: i32) {
+        if backend == UNFENCED {
+            return;
+        }
+        let _ = self.0.compare_exchange(
+            backend,
+            NOT_HELD,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// Refuses the commit of `transaction` unless this process holds the lease (or the
+    /// fence was never set).
+    pub(crate) async fn check(
+        &self,
+        transaction: &deadpool_postgres::Transaction<'_>,
+    ) -> Result<(), StoreError> {
+        let backend = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        match backend {
+            UNFENCED => Ok(()),
+            NOT_HELD => Err(StoreError::Unavailable(
+                "this worker does not hold the evaluation lease; its evaluation is not kept".into(),
+            )),
+            backend => {
+                // The fence lock first, then the check: in this order a new holder's
+                // wait covers everything after a check that passed.
+                transaction
+                    .execute("SELECT pg_advisory_xact_lock_shared($1)", &[&FENCE_LOCK])
+                    .await?;
+                let holds: bool = transaction
+                    .query_one(
+                        "SELECT EXISTS (
+                             SELECT 1 FROM pg_locks
+                             WHERE locktype = 'advisory' AND granted AND pid = $1
+                               AND objsubid = 1 AND classid::bigint = $2 AND objid::bigint = $3)",
+                        &[
+                            &backend,
+                            &(EVALUATION_LOCK >> 32),
+                            &(EVALUATION_LOCK & 0xFFFF_FFFF),
+                        ],
+                    )
+                    .await?
+                    .try_get(0)?;
+                if holds {
+                    Ok(())
+                } else {
+                    Err(StoreError::Unavailable(
+                        "the evaluation lease has passed to another worker; this worker's \
+                         evaluation is not kept"
+                            .into(),
+                    ))
+                }
+            }
         }
     }
 }
@@ -113,6 +210,7 @@ impl PostgresOptions {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    fence: EvaluationFence,
     audit_key: Arc<AuditKey>,
     /// Counts this process's commits of rows the event log reads; see
     /// [`crate::EventLog::commits`].
@@ -164,6 +262,7 @@ impl PostgresStore {
                 options.max_items_per_commit,
             ),
             pool,
+            fence: options.evaluation_fence,
             audit_key: options.audit_key,
             commits,
         };
@@ -359,10 +458,13 @@ fn announce(commits: &std::sync::Weak<tokio::sync::watch::Sender<u64>>) -> bool 
 pub struct EvaluationLease {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     lost: tokio::sync::watch::Receiver<bool>,
+    fence: EvaluationFence,
+    backend: i32,
 }
 
 impl Drop for EvaluationLease {
     fn drop(&mut self) {
+        self.fence.released_by(self.backend);
         // Closing the connection releases the lock.
         for task in &self.tasks {
             task.abort();
@@ -385,10 +487,12 @@ impl EvaluationLease {
 }
 
 /// Takes the evaluation lease if no other worker holds it; `None` when one does. `ca_pem`
-/// as in [`PostgresOptions::ca_pem`].
+/// as in [`PostgresOptions::ca_pem`]. While the lease is held, `fence` (the one given to
+/// this process's store) lets its evaluation commits through; see [`EvaluationFence`].
 pub async fn try_evaluation_lease(
     url: &str,
     ca_pem: Option<&[u8]>,
+    fence: &EvaluationFence,
 ) -> Result<Option<EvaluationLease>, StoreError> {
     let (config, tls) = connection_settings(url, ca_pem)?;
     let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(tls))
@@ -399,10 +503,15 @@ pub async fn try_evaluation_lease(
     let (lost_sender, lost) = tokio::sync::watch::channel(false);
     let lost_sender = Arc::new(lost_sender);
     let on_close = Arc::clone(&lost_sender);
+    // Known before the connection can end, so that its end releases the right fence.
+    let backend = Arc::new(std::sync::atomic::AtomicI32::new(UNFENCED));
+    let closing = (fence.clone(), Arc::clone(&backend));
     let connection = tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::warn!(%error, "the connection holding the evaluation lease failed");
         }
+        let (fence, backend) = closing;
+        fence.released_by(backend.load(std::sync::atomic::Ordering::SeqCst));
         on_close.send_replace(true);
     });
     let taken = match client
@@ -419,9 +528,34 @@ pub async fn try_evaluation_lease(
         connection.abort();
         return Ok(None);
     }
+    // A commit of the last holder that passed its fence check just before the lease
+    // changed hands holds the fence lock shared until it ends: wait for it, so that the
+    // checkpoints read after this include it.
+    let fenced = async {
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .try_get(0)?;
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({FENCE_LOCK}); COMMIT"
+            ))
+            .await?;
+        Ok::<i32, StoreError>(pid)
+    };
+    let pid = match fenced.await {
+        Ok(pid) => pid,
+        Err(error) => {
+            connection.abort();
+            return Err(error);
+        }
+    };
+    backend.store(pid, std::sync::atomic::Ordering::SeqCst);
+    fence.held_by(pid);
     // A connection that stops answering (a network partition, a frozen server) is taken
     // as lost, though the socket is not yet closed: the lock may be released on the
     // server's side at any moment.
+    let check_fence = fence.clone();
     let check = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -429,6 +563,7 @@ pub async fn try_evaluation_lease(
                 tokio::time::timeout(Duration::from_secs(2), client.simple_query("SELECT 1")).await;
             if !matches!(answered, Ok(Ok(_))) {
                 tracing::warn!("the connection holding the evaluation lease stopped answering");
+                check_fence.released_by(pid);
                 lost_sender.send_replace(true);
                 return;
             }
@@ -437,6 +572,8 @@ pub async fn try_evaluation_lease(
     Ok(Some(EvaluationLease {
         tasks: vec![connection, check],
         lost,
+        fence: fence.clone(),
+        backend: pid,
     }))
 }
 

@@ -29,12 +29,12 @@ mod alarms {
         Alarm, AlarmKind, AlarmSignal, ConditionKey, EscalationStatus, Priority, RuleId,
     };
     use wardline_domain::{CareTeamId, PatientId};
-    use wardline_store::postgres::PostgresOptions;
+    use wardline_store::postgres::{PostgresOptions, try_evaluation_lease};
     use wardline_store::testsuite::{at, audit, audit_key, patient};
     use wardline_store::{
         AlarmChange, AlarmRecord, AlarmStore, ChannelKind, DeliveryOutcome, DeliveryStatus,
-        NewCareTeam, NewNotification, NotificationChannel, NotificationQuery, OutboxStore,
-        PeopleStore, PostgresStore, StoreError,
+        EvaluationFence, NewCareTeam, NewNotification, NotificationChannel, NotificationQuery,
+        OutboxStore, PeopleStore, PostgresStore, StoreError,
     };
 
     /// A second worker on the same database.
@@ -125,6 +125,93 @@ mod alarms {
             first.unresolved_alarms().await.expect("unresolved").len(),
             10
         );
+    }
+
+    /// A worker's engine commits only while the worker holds the evaluation lease: once
+    /// the lease has passed to another worker, the first one's late commit is refused
+    /// (whether or not it has noticed yet), and the new holder's are kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn alarm_changes_of_a_worker_that_lost_the_lease_are_refused() {
+        let database = super::TestDatabase::create().await;
+        let url = database.url();
+        let fenced = |fence: &EvaluationFence| {
+            let mut options = PostgresOptions::new(url.clone(), audit_key());
+            options.evaluation_fence = fence.clone();
+            PostgresStore::open(options)
+        };
+        let (first_fence, second_fence) = (EvaluationFence::default(), EvaluationFence::default());
+        let first = fenced(&first_fence).await.expect("open the first worker");
+        let second = fenced(&second_fence).await.expect("open the second worker");
+        let alice = patient(&first, "Alice").await;
+        let raise = |rule: &str, minute| vec![raised(alice, rule, rule, minute, &[])];
+
+        let first_lease = try_evaluation_lease(&url, None, &first_fence)
+            .await
+            .expect("ask for the lease")
+            .expect("nobody holds it");
+        assert!(
+            try_evaluation_lease(&url, None, &second_fence)
+                .await
+                .expect("ask for the lease")
+                .is_none(),
+            "the first worker holds it"
+        );
+        first
+            .save_alarm_changes(raise("before", 1), None, vec![])
+            .await
+            .expect("the holder commits");
+
+        // The database ends the first worker's lease session (as after a network cut);
+        // the second worker takes the lease over.
+        let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let ended = admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks
+                 WHERE locktype = 'advisory' AND objsubid = 1 AND objid = 4
+                   AND classid::bigint = x'57415244'::bigint",
+                &[],
+            )
+            .await
+            .expect("end the lease session");
+        assert_eq!(ended, 1);
+        let second_lease = loop {
+            if let Some(lease) = try_evaluation_lease(&url, None, &second_fence)
+                .await
+                .expect("ask for the lease")
+            {
+                break lease;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert!(matches!(
+            first
+                .save_alarm_changes(raise("late", 2), None, vec![])
+                .await,
+            Err(StoreError::Unavailable(_))
+        ));
+        second
+            .save_alarm_changes(raise("after", 3), None, vec![])
+            .await
+            .expect("the new holder commits");
+        drop((first_lease, second_lease));
+        assert!(matches!(
+            second
+                .save_alarm_changes(raise("released", 4), None, vec![])
+                .await,
+            Err(StoreError::Unavailable(_))
+        ));
+        let mut kept: Vec<String> = first
+            .unresolved_alarms()
+            .await
+            .expect("alarms")
+            .into_iter()
+            .map(|record| record.public_id)
+            .collect();
+        kept.sort();
+        assert_eq!(kept, ["after", "before"]);
     }
 
     /// A care team with webhook channels of these ids.

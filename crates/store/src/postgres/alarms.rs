@@ -368,6 +368,7 @@ impl AlarmStore for PostgresStore {
         }
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
+        self.fence.check(&transaction).await?;
         // The alarms already stored are locked in one order first, so that two commits
         // changing the same alarms in different orders wait for each other instead of
         // deadlocking; the changes are then applied in the order given.

@@ -521,6 +521,9 @@ impl ClinicalStore for PostgresStore {
         }
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
+        // The fence is checked before the event lock is taken, so that ingest's commits
+        // do not wait for the check.
+        self.fence.check(&transaction).await?;
         // Before any key is drawn: the log's readers read "after key k", and the
         // checkpoint must commit in the same order as the results it covers.
         lock_events(&transaction).await?;
