@@ -95,9 +95,11 @@ async fn ingest_items(
     // stored before).
     let mut last_reading: HashMap<i64, i64> = HashMap::new();
     let mut outcomes = Vec::with_capacity(items.len());
-    // Readings are written for the whole group at once, unless a (device, seq) comes
-    // twice in it: then each must see the one before it, and they go one by one.
-    let mut rows = (!repeats_a_seq(items)).then(ReadingRows::default);
+    // Readings are written for the whole group at once, except those of a device that
+    // sends a seq twice in it: each of its messages must see the one before, so they go
+    // one by one (a device's retry does not slow the others down).
+    let one_by_one = devices_repeating_a_seq(items);
+    let mut rows = (one_by_one.len() < items.len()).then(ReadingRows::default);
     let mut found = look_up_devices(transaction, items).await?;
     for item in items {
         let id = item.device_id.as_str();
@@ -124,7 +126,7 @@ async fn ingest_items(
             continue;
         }
         let outcome = match (&item.payload, &mut rows) {
-            (IngestPayload::Readings(readings), Some(rows)) => {
+            (IngestPayload::Readings(readings), Some(rows)) if !one_by_one.contains(id) => {
                 match rows.add(device, outcomes.len(), item, readings) {
                     Some(refused) => refused,
                     // Decided once the group's rows are written, below.
@@ -180,15 +182,20 @@ async fn ingest_items(
     Ok(outcomes)
 }
 
-/// Whether some device sends the same seq twice among `items`.
-fn repeats_a_seq(items: &[&IngestItem]) -> bool {
+/// The devices that send some seq twice among `items`.
+fn devices_repeating_a_seq<'a>(items: &[&'a IngestItem]) -> std::collections::HashSet<&'a str> {
     let mut seen = std::collections::HashSet::new();
-    !items.iter().all(|item| match &item.payload {
-        IngestPayload::Readings(readings) => readings
-            .iter()
-            .all(|reading| seen.insert((item.device_id.as_str(), reading.seq))),
-        IngestPayload::Waveform(_) => true,
-    })
+    let mut repeating = std::collections::HashSet::new();
+    for item in items {
+        if let IngestPayload::Readings(readings) = &item.payload {
+            for reading in readings {
+                if !seen.insert((item.device_id.as_str(), reading.seq)) {
+                    repeating.insert(item.device_id.as_str());
+                }
+            }
+        }
+    }
+    repeating
 }
 
 /// A group's readings, written with one statement: a row per reading, in columns.

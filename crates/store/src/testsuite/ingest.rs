@@ -510,4 +510,29 @@ pub async fn one_call_of_many_devices_decides_each_message_alone(store: &dyn Sto
     assert_eq!(kept, vec![(3, 99.0)], "the latest reading of Bob");
     // 1 + 1 before, then seq 2 of the first device and seq 3 of the second.
     assert_eq!(store.count_observations().await.expect("count"), 4);
+
+    // A device's retry within the same call (its seq twice), beside another device's
+    // reading: the retry is found to be the message before it, and each is decided
+    // as if it came alone.
+    let outcomes = store
+        .ingest(vec![
+            readings(&first, vec![glucose(4, 20, 120.0)]),
+            readings(&second, vec![glucose(4, 20, 100.0)]),
+            readings(&first, vec![glucose(4, 20, 120.0)]),
+            readings(&first, vec![glucose(5, 25, 121.0)]),
+        ])
+        .await
+        .expect("ingest");
+    let stored = |outcome: &IngestOutcome| match outcome {
+        IngestOutcome::Stored {
+            stored, duplicates, ..
+        } => Some((stored.len(), *duplicates)),
+        _ => None,
+    };
+    assert_eq!(
+        outcomes.iter().map(stored).collect::<Vec<_>>(),
+        vec![Some((1, 0)), Some((1, 0)), Some((0, 1)), Some((1, 0))],
+        "{outcomes:?}"
+    );
+    assert_eq!(store.count_observations().await.expect("count"), 7);
 }
