@@ -542,9 +542,6 @@ impl RunningDuties {
 impl EvaluationDuties {
     async fn start(&self) -> anyhow::Result<RunningDuties> {
         let stop = self.shutdown.child_token();
-        // Whatever started stops again if a later step fails or this start is abandoned
-        // (the lease lost meanwhile): no analysis runs on without the lease.
-        let abandoned = stop.clone().drop_guard();
         // Analysis and rule evaluation read the committed event log from their own stored
         // cursors: they never delay an acknowledgement, and never miss a committed reading.
         let analysis = wardline_analysis::spawn_analysis(
@@ -557,48 +554,59 @@ impl EvaluationDuties {
         )
         .await
         .context("starting the analysis")?;
-        let engine = self
-            .alarms
-            .run_here(
-                Arc::clone(&self.store),
-                alarm_settings(&self.config, &self.public_url),
-                Arc::new(SystemClock),
-            )
-            .await
-            .context("starting the alarm engine")?;
-        let answering = match &self.bus {
-            Some(bus) => Some(
+        let mut running = RunningDuties {
+            stop,
+            analysis: Some(analysis),
+            engine: None,
+            answering: None,
+        };
+        // Whatever started stops again, and is waited for, if a later step fails: no
+        // analysis batch of this start commits after the lease is given up (and, it may
+        // be, taken again by this worker).
+        match self.start_the_rest(&mut running).await {
+            Ok(()) => Ok(running),
+            Err(error) => {
+                running.finish().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn start_the_rest(&self, running: &mut RunningDuties) -> anyhow::Result<()> {
+        running.engine = Some(
+            self.alarms
+                .run_here(
+                    Arc::clone(&self.store),
+                    alarm_settings(&self.config, &self.public_url),
+                    Arc::new(SystemClock),
+                )
+                .await
+                .context("starting the alarm engine")?,
+        );
+        if let Some(bus) = &self.bus {
+            running.answering = Some(
                 bus.answer_commands(self.service.clone(), self.alarms.clone())
                     .await
                     .context("answering the other workers' alarm commands")?,
-            ),
-            None => None,
-        };
-        // Shares' ends by expiry go into the audit trail within half a minute.
-        {
-            let service = self.service.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {
-                            if let Err(error) = service.record_share_expiries().await {
-                                tracing::warn!(%error, "could not record the shares that expired");
-                            }
-                        }
-                        () = stop.cancelled() => return,
-                    }
-                }
-            });
+            );
         }
-        abandoned.disarm();
-        Ok(RunningDuties {
-            stop,
-            analysis: Some(analysis),
-            engine: Some(engine),
-            answering,
-        })
+        // Shares' ends by expiry go into the audit trail within half a minute.
+        let service = self.service.clone();
+        let stop = running.stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(error) = service.record_share_expiries().await {
+                            tracing::warn!(%error, "could not record the shares that expired");
+                        }
+                    }
+                    () = stop.cancelled() => return,
+                }
+            }
+        });
+        Ok(())
     }
 
     /// Runs the duties whenever this worker holds the evaluation lease, until shutdown:
@@ -611,17 +619,13 @@ impl EvaluationDuties {
         fence: EvaluationFence,
         mut first: Option<wardline_store::postgres::EvaluationLease>,
     ) {
+        let mut candidate =
+            wardline_store::postgres::LeaseCandidate::new(&url, ca.as_deref(), &fence);
         loop {
             let lease = match first.take() {
                 Some(lease) => lease,
                 None => loop {
-                    match wardline_store::postgres::try_evaluation_lease(
-                        &url,
-                        ca.as_deref(),
-                        &fence,
-                    )
-                    .await
-                    {
+                    match candidate.try_take().await {
                         Ok(Some(lease)) => break lease,
                         Ok(None) => {}
                         Err(error) => {
@@ -634,15 +638,23 @@ impl EvaluationDuties {
                     }
                 },
             };
+            // Not abandoned halfway when the lease is lost meanwhile: what started is
+            // stopped and waited for below before the lease is given up, so nothing of
+            // it commits under a later lease of this worker. (Its commits meanwhile are
+            // refused by the fence.)
             let started = tokio::select! {
                 started = self.start() => started,
-                () = lease.lost() => {
-                    tracing::warn!("the evaluation lease was lost while evaluation started; trying again");
-                    continue;
-                }
                 () = self.shutdown.cancelled() => return,
             };
             let running = match started {
+                Ok(running) if !lease.held() => {
+                    tracing::warn!(
+                        "the evaluation lease was lost while evaluation started; trying again"
+                    );
+                    running.finish().await;
+                    drop(lease);
+                    continue;
+                }
                 Ok(running) => running,
                 Err(error) => {
                     tracing::error!(error = %format!("{error:#}"), "could not take up evaluation; trying again");

@@ -242,9 +242,10 @@ impl Wardline {
             .await
             .map_err(|error| match error {
                 // Revoked or moved to another patient since the lookup above.
-                StoreError::NotFound { what } => {
-                    Error::DeviceNotAssigned(format!("device {}: no {what}", device.id))
-                }
+                StoreError::NotFound { .. } => Error::DeviceNotAssigned(format!(
+                    "device {} was revoked or moved to another patient just now",
+                    device.id
+                )),
                 other => other.into(),
             })?;
         Ok(())

@@ -217,3 +217,15 @@ pub trait AlarmStore: Send + Sync {
     ) -> Result<(), StoreError>;
     async fn escalation_policies(&self) -> Result<Vec<(CareTeamId, EscalationPolicy)>, StoreError>;
 }
+
+/// Why a change that would turn a resolved alarm back into an unresolved one is refused:
+/// a new episode needs an alarm of its own (its id came from a clock behind the one that
+/// raised the first).
+pub(crate) fn reopened(alarm: &Alarm) -> StoreError {
+    StoreError::Conflict {
+        what: format!(
+            "alarm {} was resolved; an unresolved alarm under its id",
+            alarm.id
+        ),
+    }
+}

@@ -42,12 +42,23 @@ pub struct NewUser {
     pub password_change_required: bool,
 }
 
-#[derive(Debug, Clone)]
+/// Its `Debug` leaves out the password hash.
+#[derive(Clone)]
 pub struct UserCredentials {
     pub user: User,
     pub password_hash: String,
     /// The account's second factor, set up or being set up.
     pub second_factor: Option<SecondFactorSecret>,
+}
+
+impl std::fmt::Debug for UserCredentials {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("UserCredentials")
+            .field("user", &self.user)
+            .field("second_factor", &self.second_factor)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An account's TOTP secret as the store keeps it: sealed by the service, which alone
@@ -72,7 +83,8 @@ impl std::fmt::Debug for SecondFactorSecret {
     }
 }
 
-#[derive(Debug, Clone)]
+/// Its `Debug` leaves out the token's hash and the password hash.
+#[derive(Clone)]
 pub struct NewSession {
     pub token_hash: [u8; 32],
     pub user_id: UserId,
@@ -82,6 +94,17 @@ pub struct NewSession {
     pub password_hash: String,
     pub created: DateTime<Utc>,
     pub expires: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("NewSession")
+            .field("user_id", &self.user_id)
+            .field("created", &self.created)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A failed login as the throttle sees it.

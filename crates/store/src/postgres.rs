@@ -136,28 +136,53 @@ impl PostgresOptions {
 /// A store whose fence was never set (one process on its own, the tests) commits
 /// unfenced; once set, a process that does not hold the lease commits nothing fenced.
 #[derive(Debug, Clone, Default)]
-pub struct EvaluationFence(Arc<std::sync::atomic::AtomicI32>);
+pub struct EvaluationFence(Arc<std::sync::Mutex<FenceState>>);
 
-/// [`EvaluationFence`] states besides a lease session's process id.
-const UNFENCED: i32 = 0;
-const NOT_HELD: i32 = -1;
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum FenceState {
+    /// Never set: commits go through unchecked.
+    #[default]
+    Unfenced,
+    /// This process holds no lease: fenced commits are refused.
+    NotHeld,
+    /// Held by this process's lease `lease` (a number of this process's own, so that a
+    /// lease session that ends cannot release a later one's, whatever process id the
+    /// database gives it), whose database session has process id `backend`.
+    Held { lease: u64, backend: i32 },
+}
+
+/// Numbers each connection made for the lease in this process.
+static NEXT_LEASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl EvaluationFence {
-    fn held_by(&self, backend: i32) {
-        self.0.store(backend, std::sync::atomic::Ordering::SeqCst);
+    fn state(&self) -> FenceState {
+        // A poisoned lock still holds a whole state (it is only ever assigned).
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The lease of `backend` ended; a later lease's setting stays.
-    fn released_by(&self, backend: i32) {
-        if backend == UNFENCED {
-            return;
+    fn set(&self, state: FenceState) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = state;
+    }
+
+    fn held_by(&self, lease: u64, backend: i32) {
+        self.set(FenceState::Held { lease, backend });
+    }
+
+    /// Lease `lease` ended; a later lease's setting stays.
+    fn released_by(&self, lease: u64) {
+        let mut state = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if matches!(*state, FenceState::Held { lease: held, .. } if held == lease) {
+            *state = FenceState::NotHeld;
         }
-        let _ = self.0.compare_exchange(
-            backend,
-            NOT_HELD,
-            std::sync::atomic::Ordering::SeqCst,
-            std::sync::atomic::Ordering::SeqCst,
-        );
     }
 
     /// Refuses the commit of `transaction` unless this process holds the lease (or the
@@ -166,13 +191,12 @@ impl EvaluationFence {
         &self,
         transaction: &deadpool_postgres::Transaction<'_>,
     ) -> Result<(), StoreError> {
-        let backend = self.0.load(std::sync::atomic::Ordering::SeqCst);
-        match backend {
-            UNFENCED => Ok(()),
-            NOT_HELD => Err(StoreError::Unavailable(
+        match self.state() {
+            FenceState::Unfenced => Ok(()),
+            FenceState::NotHeld => Err(StoreError::Unavailable(
                 "this worker does not hold the evaluation lease; its evaluation is not kept".into(),
             )),
-            backend => {
+            FenceState::Held { backend, .. } => {
                 // The fence lock first, then the check: in this order a new holder's
                 // wait covers everything after a check that passed.
                 transaction
@@ -459,12 +483,12 @@ pub struct EvaluationLease {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     lost: tokio::sync::watch::Receiver<bool>,
     fence: EvaluationFence,
-    backend: i32,
+    lease: u64,
 }
 
 impl Drop for EvaluationLease {
     fn drop(&mut self) {
-        self.fence.released_by(self.backend);
+        self.fence.released_by(self.lease);
         // Closing the connection releases the lock.
         for task in &self.tasks {
             task.abort();
@@ -494,87 +518,189 @@ pub async fn try_evaluation_lease(
     ca_pem: Option<&[u8]>,
     fence: &EvaluationFence,
 ) -> Result<Option<EvaluationLease>, StoreError> {
-    let (config, tls) = connection_settings(url, ca_pem)?;
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(tls))
-        .await
-        .map_err(|_| {
-            StoreError::Unavailable("connecting for the evaluation lease timed out".into())
-        })??;
-    let (lost_sender, lost) = tokio::sync::watch::channel(false);
-    let lost_sender = Arc::new(lost_sender);
-    let on_close = Arc::clone(&lost_sender);
-    // Known before the connection can end, so that its end releases the right fence.
-    let backend = Arc::new(std::sync::atomic::AtomicI32::new(UNFENCED));
-    let closing = (fence.clone(), Arc::clone(&backend));
-    let connection = tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(%error, "the connection holding the evaluation lease failed");
+    LeaseCandidate::new(url, ca_pem, fence).try_take().await
+}
+
+/// A worker that asks for the evaluation lease again and again (a standby): it keeps
+/// one connection for its asking, instead of opening one a second, and the connection
+/// becomes the lease's when the lock is granted.
+#[derive(Debug)]
+pub struct LeaseCandidate {
+    url: String,
+    ca_pem: Option<Vec<u8>>,
+    fence: EvaluationFence,
+    connection: Option<LeaseConnection>,
+}
+
+/// A connection to ask for (and then hold) the lease on.
+#[derive(Debug)]
+struct LeaseConnection {
+    client: tokio_postgres::Client,
+    /// Drives the connection; ends when it closes.
+    task: tokio::task::JoinHandle<()>,
+    lost_sender: Arc<tokio::sync::watch::Sender<bool>>,
+    lost: tokio::sync::watch::Receiver<bool>,
+    /// This connection's number in this process (see [`FenceState::Held`]).
+    lease: u64,
+}
+
+impl Drop for LeaseCandidate {
+    fn drop(&mut self) {
+        if let Some(connection) = &self.connection {
+            connection.task.abort();
         }
-        let (fence, backend) = closing;
-        fence.released_by(backend.load(std::sync::atomic::Ordering::SeqCst));
-        on_close.send_replace(true);
-    });
-    let taken = match client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&EVALUATION_LOCK])
-        .await
-    {
-        Ok(row) => row.try_get::<_, bool>(0)?,
-        Err(error) => {
-            connection.abort();
-            return Err(error.into());
-        }
-    };
-    if !taken {
-        connection.abort();
-        return Ok(None);
     }
-    // A commit of the last holder that passed its fence check just before the lease
-    // changed hands holds the fence lock shared until it ends: wait for it, so that the
-    // checkpoints read after this include it.
-    let fenced = async {
-        let pid: i32 = client
+}
+
+impl LeaseCandidate {
+    pub fn new(url: &str, ca_pem: Option<&[u8]>, fence: &EvaluationFence) -> Self {
+        Self {
+            url: url.to_owned(),
+            ca_pem: ca_pem.map(<[u8]>::to_vec),
+            fence: fence.clone(),
+            connection: None,
+        }
+    }
+
+    async fn connect(&self) -> Result<LeaseConnection, StoreError> {
+        let (config, tls) = connection_settings(&self.url, self.ca_pem.as_deref())?;
+        let (client, connection) =
+            tokio::time::timeout(Duration::from_secs(5), config.connect(tls))
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable("connecting for the evaluation lease timed out".into())
+                })??;
+        let (lost_sender, lost) = tokio::sync::watch::channel(false);
+        let lost_sender = Arc::new(lost_sender);
+        let on_close = Arc::clone(&lost_sender);
+        let lease = NEXT_LEASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let fence = self.fence.clone();
+        let task = tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "the evaluation lease's connection failed");
+            }
+            fence.released_by(lease);
+            on_close.send_replace(true);
+        });
+        Ok(LeaseConnection {
+            client,
+            task,
+            lost_sender,
+            lost,
+            lease,
+        })
+    }
+
+    /// Asks for the lease once; `None` while another worker holds it.
+    pub async fn try_take(&mut self) -> Result<Option<EvaluationLease>, StoreError> {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|connection| *connection.lost.borrow())
+        {
+            self.connection = None;
+        }
+        let connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => self.connect().await?,
+        };
+        // A kept connection to a server that stopped answering must not hold the
+        // standby up: asked again on a new one next time.
+        let asked = tokio::time::timeout(
+            Duration::from_secs(5),
+            connection
+                .client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&EVALUATION_LOCK]),
+        )
+        .await;
+        let taken = match asked {
+            Ok(Ok(row)) => row.try_get::<_, bool>(0),
+            Ok(Err(error)) => {
+                connection.task.abort();
+                return Err(error.into());
+            }
+            Err(_) => {
+                connection.task.abort();
+                return Err(StoreError::Unavailable(
+                    "asking for the evaluation lease timed out".into(),
+                ));
+            }
+        };
+        match taken {
+            Ok(true) => {}
+            Ok(false) => {
+                // Kept for the next time.
+                self.connection = Some(connection);
+                return Ok(None);
+            }
+            Err(error) => {
+                connection.task.abort();
+                return Err(error.into());
+            }
+        }
+        match self.hold(&connection).await {
+            Ok(()) => Ok(Some(self.lease(connection))),
+            Err(error) => {
+                // Closing the connection gives the lock back.
+                connection.task.abort();
+                Err(error)
+            }
+        }
+    }
+
+    /// Once the lock is granted: sets the fence to this lease, after a commit of the last
+    /// holder that passed its fence check just before the lease changed hands has ended
+    /// (it holds the fence lock shared until then), so that the checkpoints read after
+    /// this include it.
+    async fn hold(&self, connection: &LeaseConnection) -> Result<(), StoreError> {
+        let pid: i32 = connection
+            .client
             .query_one("SELECT pg_backend_pid()", &[])
             .await?
             .try_get(0)?;
-        client
+        connection
+            .client
             .batch_execute(&format!(
                 "BEGIN; SELECT pg_advisory_xact_lock({FENCE_LOCK}); COMMIT"
             ))
             .await?;
-        Ok::<i32, StoreError>(pid)
-    };
-    let pid = match fenced.await {
-        Ok(pid) => pid,
-        Err(error) => {
-            connection.abort();
-            return Err(error);
-        }
-    };
-    backend.store(pid, std::sync::atomic::Ordering::SeqCst);
-    fence.held_by(pid);
-    // A connection that stops answering (a network partition, a frozen server) is taken
-    // as lost, though the socket is not yet closed: the lock may be released on the
-    // server's side at any moment.
-    let check_fence = fence.clone();
-    let check = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let answered =
-                tokio::time::timeout(Duration::from_secs(2), client.simple_query("SELECT 1")).await;
-            if !matches!(answered, Ok(Ok(_))) {
-                tracing::warn!("the connection holding the evaluation lease stopped answering");
-                check_fence.released_by(pid);
-                lost_sender.send_replace(true);
-                return;
+        self.fence.held_by(connection.lease, pid);
+        Ok(())
+    }
+
+    fn lease(&self, connection: LeaseConnection) -> EvaluationLease {
+        let LeaseConnection {
+            client,
+            task,
+            lost_sender,
+            lost,
+            lease,
+        } = connection;
+        // A connection that stops answering (a network partition, a frozen server) is
+        // taken as lost, though the socket is not yet closed: the lock may be released on
+        // the server's side at any moment.
+        let check_fence = self.fence.clone();
+        let check = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let answered =
+                    tokio::time::timeout(Duration::from_secs(2), client.simple_query("SELECT 1"))
+                        .await;
+                if !matches!(answered, Ok(Ok(_))) {
+                    tracing::warn!("the connection holding the evaluation lease stopped answering");
+                    check_fence.released_by(lease);
+                    lost_sender.send_replace(true);
+                    return;
+                }
             }
+        });
+        EvaluationLease {
+            tasks: vec![task, check],
+            lost,
+            fence: self.fence.clone(),
+            lease,
         }
-    });
-    Ok(Some(EvaluationLease {
-        tasks: vec![connection, check],
-        lost,
-        fence: fence.clone(),
-        backend: pid,
-    }))
+    }
 }
 
 /// How this process connects to the database at `url`: over TLS when `ca_pem` holds the

@@ -214,6 +214,53 @@ mod alarms {
         assert_eq!(kept, ["after", "before"]);
     }
 
+    /// A standby asks for the lease on one connection it keeps, not on a new one each
+    /// time, and takes the lease on it once the holder is gone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_standby_asks_for_the_lease_on_one_connection() {
+        let database = super::TestDatabase::create().await;
+        let url = database.url();
+        let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let sessions = || async {
+            admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()",
+                    &[],
+                )
+                .await
+                .expect("sessions")
+                .get::<_, i64>(0)
+        };
+        let holder = try_evaluation_lease(&url, None, &EvaluationFence::default())
+            .await
+            .expect("ask")
+            .expect("free");
+        let mut standby =
+            wardline_store::postgres::LeaseCandidate::new(&url, None, &EvaluationFence::default());
+        assert!(standby.try_take().await.expect("ask").is_none());
+        let after_one = sessions().await;
+        for _ in 0..5 {
+            assert!(standby.try_take().await.expect("ask").is_none());
+        }
+        assert_eq!(sessions().await, after_one, "no new connection per ask");
+        drop(holder);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(lease) = standby.try_take().await.expect("ask") {
+                assert!(lease.held());
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the standby took over"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// A care team with webhook channels of these ids.
     async fn team_with_channels(
         store: &PostgresStore,

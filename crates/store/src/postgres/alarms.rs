@@ -138,11 +138,13 @@ async fn save_change(
                 state = excluded.state, priority = excluded.priority,
                 updated_ms = excluded.updated_ms, next_deadline_ms = excluded.next_deadline_ms,
                 alarm = excluded.alarm
+             WHERE alarm.state <> 'resolved' OR excluded.state = 'resolved'
              RETURNING key",
         )
         .await?;
+    // A resolved alarm is final: nothing turns it back into an unresolved one.
     let alarm_key: i64 = transaction
-        .query_one(
+        .query_opt(
             &upsert,
             &[
                 &record.public_id,
@@ -168,6 +170,7 @@ async fn save_change(
                 ),
             )
         })?
+        .ok_or_else(|| crate::alarms::reopened(alarm))?
         .try_get(0)?;
     let insert_event = transaction
         .prepare_cached(

@@ -393,6 +393,9 @@ impl DeviceStore for PostgresStore {
         }
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
+        // The event lock first, as in every transaction that adds event rows: ingest takes
+        // it before the device rows, and the other order would deadlock with it.
+        lock_events(&transaction).await?;
         // The device's row is held until the commit, as ingest holds it, so a revocation
         // or a new assignment made meanwhile waits, and the report is kept for the patient
         // the device measured when it reported, not one it has just left.
@@ -421,7 +424,6 @@ impl DeviceStore for PostgresStore {
             .await?
             .ok_or_else(|| report.refused(true))?
             .try_get(0)?;
-        lock_events(&transaction).await?;
         insert_device_report(
             &transaction,
             device_key,

@@ -105,7 +105,8 @@ fn save_change(connection: &Connection, change: &AlarmChange) -> Result<(), Stor
         wardline_alerting::AlarmKind::Physiological => "physiological",
         wardline_alerting::AlarmKind::Technical => "technical",
     };
-    connection
+    // A resolved alarm is final: nothing turns it back into an unresolved one.
+    let written = connection
         .prepare_cached(
             "INSERT INTO alarm (public_id, alarm_id, patient_key, rule_id, priority, kind, state,
                 raised_ms, updated_ms, next_deadline_ms, alarm)
@@ -113,7 +114,8 @@ fn save_change(connection: &Connection, change: &AlarmChange) -> Result<(), Stor
              ON CONFLICT (alarm_id) DO UPDATE SET
                 state = excluded.state, priority = excluded.priority,
                 updated_ms = excluded.updated_ms, next_deadline_ms = excluded.next_deadline_ms,
-                alarm = excluded.alarm",
+                alarm = excluded.alarm
+             WHERE alarm.state <> 'resolved' OR excluded.state = 'resolved'",
         )?
         .execute(params![
             record.public_id,
@@ -137,6 +139,9 @@ fn save_change(connection: &Connection, change: &AlarmChange) -> Result<(), Stor
                 ),
             )
         })?;
+    if written == 0 {
+        return Err(crate::alarms::reopened(alarm));
+    }
     let alarm_key: i64 = connection
         .prepare_cached("SELECT key FROM alarm WHERE alarm_id = ?1")?
         .query_row([&alarm.id.0], |row| row.get(0))?;

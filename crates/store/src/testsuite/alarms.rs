@@ -322,7 +322,7 @@ pub async fn alarms_with_history_and_checkpoint(store: &dyn Store) {
             .await
             .expect("by id")
             .map(|record| record.alarm),
-        Some(resolved)
+        Some(resolved.clone())
     );
     assert!(
         store
@@ -330,6 +330,27 @@ pub async fn alarms_with_history_and_checkpoint(store: &dyn Store) {
             .await
             .expect("by id")
             .is_none()
+    );
+    // A resolved alarm stays resolved: an open alarm under its id (a new episode given
+    // the same id by a worker whose clock is behind) is refused, not written over it.
+    assert!(matches!(
+        store
+            .save_alarm_changes(
+                vec![change(record(&low, "a1", 10), AlarmEventKind::Opened, 10)],
+                None,
+                vec![]
+            )
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store
+            .alarm_by_public_id("a1")
+            .await
+            .expect("by id")
+            .map(|record| record.alarm),
+        Some(resolved),
+        "still the resolved alarm"
     );
     let audited: Vec<String> = store
         .audit_events(AuditQuery {
