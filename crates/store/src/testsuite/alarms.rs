@@ -316,21 +316,15 @@ pub async fn alarms_with_history_and_checkpoint(store: &dyn Store) {
     );
     assert_eq!(history[1].actor, Some(nurse.id));
     assert_eq!(history[2].detail, Some(json!({"minute": 9})));
-    assert_eq!(
+    let stored = |public_id: &'static str| async move {
         store
-            .alarm_by_public_id("a1")
+            .alarm_by_public_id(public_id)
             .await
             .expect("by id")
-            .map(|record| record.alarm),
-        Some(resolved.clone())
-    );
-    assert!(
-        store
-            .alarm_by_public_id("zz")
-            .await
-            .expect("by id")
-            .is_none()
-    );
+            .map(|record| record.alarm)
+    };
+    assert_eq!(stored("a1").await, Some(resolved.clone()));
+    assert!(stored("zz").await.is_none());
     // A resolved alarm stays resolved: an open alarm under its id (a new episode given
     // the same id by a worker whose clock is behind) is refused, not written over it.
     assert!(matches!(
@@ -344,11 +338,7 @@ pub async fn alarms_with_history_and_checkpoint(store: &dyn Store) {
         Err(StoreError::Conflict { .. })
     ));
     assert_eq!(
-        store
-            .alarm_by_public_id("a1")
-            .await
-            .expect("by id")
-            .map(|record| record.alarm),
+        stored("a1").await,
         Some(resolved),
         "still the resolved alarm"
     );
