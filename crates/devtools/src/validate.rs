@@ -20,7 +20,7 @@ use wardline_domain::RhythmKind;
 use wardline_ecg::validate::{
     AfScore, BeatScore, format_table, reference_af_spans, score_af, validate_record,
 };
-use wardline_ecg::wfdb::{Header, decode_format_212_signal, parse_annotations};
+use wardline_ecg::wfdb::{Header, decode_signal, parse_annotations};
 
 #[derive(Subcommand, Debug, Clone, Copy)]
 pub enum ValidateCommand {
@@ -96,9 +96,18 @@ fn ecg(data: &Path) -> anyhow::Result<()> {
         let lead = header
             .find_signal("MLII")
             .with_context(|| format!("record {record} has no MLII lead"))?;
-        let bytes = std::fs::read(folder.join(format!("{record}.dat")))
-            .with_context(|| format!("reading record {record} signal"))?;
-        let samples = decode_format_212_signal(&bytes, header.signals.len(), lead)
+        // The file and the storage format are the header's: a format not read is refused
+        // by name, not decoded as another.
+        let file = &header.signals[lead].file;
+        if file.contains(['/', '\\']) || file.starts_with('.') {
+            bail!(
+                "record {record}: signal file {file:?} is not a file name in {}",
+                folder.display()
+            );
+        }
+        let bytes = std::fs::read(folder.join(file))
+            .with_context(|| format!("reading record {record} signal file {file}"))?;
+        let samples = decode_signal(&header, &bytes, lead)
             .with_context(|| format!("record {record} signal"))?;
         let annotations = parse_annotations(
             &std::fs::read(folder.join(format!("{record}.atr")))

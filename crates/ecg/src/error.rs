@@ -10,7 +10,8 @@ pub enum EcgError {
     /// The requested signal (lead) is not in the header.
     #[error("signal {0:?} not found in header")]
     SignalNotFound(String),
-    /// Only format 212 is decoded by this crate.
+    /// A WFDB storage format this crate does not decode (see
+    /// [`crate::wfdb::READABLE_FORMATS`]).
     #[error("unsupported WFDB storage format {0}")]
     UnsupportedFormat(u16),
     /// The signal file ends in the middle of a sample group.

@@ -1,5 +1,7 @@
-//! WFDB (PhysioNet) record reading: `.hea` headers, format-212 signal files and
-//! MIT-format `.atr` annotation files. Pure functions over text / bytes.
+//! WFDB (PhysioNet) record reading: `.hea` headers, signal files in the storage formats
+//! the ECG databases use (212, 16, 61, 80, 160; a byte offset such as the CinC
+//! challenges' `.mat` files need) and MIT-format `.atr` annotation files. Pure functions
+//! over text / bytes; a format not read here is refused by name, never guessed.
 
 use crate::error::{EcgError, Result};
 
@@ -11,6 +13,10 @@ const DEFAULT_GAIN: f64 = 200.0;
 pub struct SignalSpec {
     pub file: String,
     pub format: u16,
+    /// Samples of this signal per frame (the format's `x` suffix; 1 when absent).
+    pub samples_per_frame: u32,
+    /// Bytes before the first sample in the file (the format's `+` suffix).
+    pub byte_offset: u64,
     /// ADC units per physical unit.
     pub gain: f64,
     /// ADC value of 0 physical units (defaults to `adc_zero`).
@@ -148,11 +154,27 @@ fn parse_signal_line(no: usize, line: &str) -> Result<SignalSpec> {
         .ok_or_else(|| herr("empty signal line"))?
         .to_string();
     let fmt_field = f.next().ok_or_else(|| herr("missing format"))?;
-    // Format may carry `x` (samples per frame), `:` (skew) and `+` (offset) suffixes.
-    let fmt_digits: &str = fmt_field
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap_or("");
+    // Format may carry `x` (samples per frame), `:` (skew) and `+` (offset) suffixes, in
+    // that order.
+    let (fmt_field, byte_offset) = match fmt_field.split_once('+') {
+        Some((rest, offset)) => (
+            rest,
+            offset.parse::<u64>().map_err(|_| herr("bad byte offset"))?,
+        ),
+        None => (fmt_field, 0),
+    };
+    let fmt_field = fmt_field.split(':').next().unwrap_or("");
+    let (fmt_digits, samples_per_frame) = match fmt_field.split_once('x') {
+        Some((format, per_frame)) => (
+            format,
+            per_frame
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| herr("bad samples per frame"))?,
+        ),
+        None => (fmt_field, 1),
+    };
     let format: u16 = fmt_digits.parse().map_err(|_| herr("bad format"))?;
     let mut gain = DEFAULT_GAIN;
     let mut baseline = None;
@@ -194,6 +216,8 @@ fn parse_signal_line(no: usize, line: &str) -> Result<SignalSpec> {
     Ok(SignalSpec {
         file,
         format,
+        samples_per_frame,
+        byte_offset,
         gain,
         baseline: baseline.unwrap_or(adc_zero),
         units,
@@ -207,6 +231,71 @@ fn parse_signal_line(no: usize, line: &str) -> Result<SignalSpec> {
         block_size: u32::try_from(block_size).map_err(|_| herr("bad block size"))?,
         description: description.join(" "),
     })
+}
+
+/// The storage formats [`decode_signal`] reads.
+pub const READABLE_FORMATS: [u16; 5] = [212, 16, 61, 80, 160];
+
+/// Decodes signal `signal` of `header` from `bytes`, the whole file the header names for
+/// it, in the storage format the header gives: the signals stored in the same file are
+/// interleaved in header order, after the header's byte offset. A format this crate does
+/// not read, several samples per frame, or signals of different formats in one file
+/// are refused with [`EcgError::UnsupportedFormat`] or [`EcgError::Config`].
+pub fn decode_signal(header: &Header, bytes: &[u8], signal: usize) -> Result<Vec<i32>> {
+    let spec = header.signals.get(signal).ok_or_else(|| {
+        EcgError::Config(format!(
+            "signal index {signal} out of range for {} signals",
+            header.signals.len()
+        ))
+    })?;
+    let in_file: Vec<&SignalSpec> = header
+        .signals
+        .iter()
+        .filter(|other| other.file == spec.file)
+        .collect();
+    let position = header.signals[..signal]
+        .iter()
+        .filter(|other| other.file == spec.file)
+        .count();
+    if let Some(other) = in_file.iter().find(|other| {
+        other.format != spec.format
+            || other.byte_offset != spec.byte_offset
+            || other.samples_per_frame != 1
+    }) {
+        return Err(EcgError::Config(format!(
+            "file {} holds signals of formats {} and {} or with several samples per frame; \
+             such records are not read",
+            spec.file, spec.format, other.format
+        )));
+    }
+    let offset = usize::try_from(spec.byte_offset)
+        .ok()
+        .filter(|offset| *offset <= bytes.len())
+        .ok_or(EcgError::TruncatedSignal(bytes.len()))?;
+    let bytes = &bytes[offset..];
+    let n_signals = in_file.len();
+    let fixed = |width: usize, sample: fn(&[u8]) -> i32| -> Result<Vec<i32>> {
+        let frame = width * n_signals;
+        if !bytes.len().is_multiple_of(frame) {
+            return Err(EcgError::TruncatedSignal(bytes.len() % frame));
+        }
+        Ok(bytes
+            .chunks_exact(frame)
+            .map(|frame| sample(&frame[position * width..(position + 1) * width]))
+            .collect())
+    };
+    match spec.format {
+        212 => decode_format_212_signal(bytes, n_signals, position),
+        // 16-bit two's complement, little-endian.
+        16 => fixed(2, |b| i32::from(i16::from_le_bytes([b[0], b[1]]))),
+        // 16-bit two's complement, big-endian.
+        61 => fixed(2, |b| i32::from(i16::from_be_bytes([b[0], b[1]]))),
+        // 8-bit offset binary.
+        80 => fixed(1, |b| i32::from(b[0]) - 128),
+        // 16-bit offset binary, little-endian.
+        160 => fixed(2, |b| i32::from(u16::from_le_bytes([b[0], b[1]])) - 32_768),
+        other => Err(EcgError::UnsupportedFormat(other)),
+    }
 }
 
 /// Decodes a format-212 file holding `n_signals` interleaved signals and returns
@@ -520,6 +609,72 @@ mod tests {
         assert_eq!(h.signals[0].adc_resolution, 0);
         assert_eq!(h.find_signal("ii").unwrap(), 0);
         assert_eq!(h.comments, vec!["x".to_string()]);
+    }
+
+    fn header(signals: &str) -> Header {
+        Header::parse(&format!("r 2 250 2\n{signals}")).unwrap()
+    }
+
+    #[test]
+    fn each_format_is_read_as_its_header_says() {
+        // Two frames of two signals: (1, -2), (300, -400).
+        let sixteen = [1u8, 0, 0xFE, 0xFF, 0x2C, 0x01, 0x70, 0xFE];
+        let two = header("r.dat 16 200 16 0 0 0 0 I\nr.dat 16 200 16 0 0 0 0 II\n");
+        assert_eq!(decode_signal(&two, &sixteen, 0).unwrap(), vec![1, 300]);
+        assert_eq!(decode_signal(&two, &sixteen, 1).unwrap(), vec![-2, -400]);
+        let big_endian = [0u8, 1, 0xFF, 0xFE, 0x01, 0x2C, 0xFE, 0x70];
+        let two = header("r.dat 61\nr.dat 61\n");
+        assert_eq!(decode_signal(&two, &big_endian, 1).unwrap(), vec![-2, -400]);
+        let two = header("r.dat 80\nr.dat 80\n");
+        assert_eq!(
+            decode_signal(&two, &[129, 126, 128, 0], 1).unwrap(),
+            vec![-2, -128]
+        );
+        let two = header("r.dat 160\nr.dat 160\n");
+        assert_eq!(
+            decode_signal(&two, &[1, 0x80, 0xFE, 0x7F, 0, 0, 0, 0], 0).unwrap(),
+            vec![1, -32_768]
+        );
+        // A CinC `.mat` file: format 16 after a 24-byte header.
+        let mut mat = vec![9u8; 24];
+        mat.extend_from_slice(&[0x2C, 0x01, 0x70, 0xFE]);
+        let one =
+            Header::parse("A00001 1 300 2\nA00001.mat 16+24 1000/mV 16 0 -127 0 0 ECG\n").unwrap();
+        assert_eq!(one.signals[0].byte_offset, 24);
+        assert_eq!(decode_signal(&one, &mat, 0).unwrap(), vec![300, -400]);
+        // Signals in files of their own are each read alone.
+        let apart = header("a.dat 16\nb.dat 80\n");
+        assert_eq!(decode_signal(&apart, &[5, 0, 7, 0], 0).unwrap(), vec![5, 7]);
+        assert_eq!(decode_signal(&apart, &[130, 120], 1).unwrap(), vec![2, -8]);
+    }
+
+    #[test]
+    fn a_format_not_read_is_refused_not_guessed() {
+        let first_differences = header("r.dat 8\nr.dat 8\n");
+        assert_eq!(
+            decode_signal(&first_differences, &[0; 8], 0),
+            Err(EcgError::UnsupportedFormat(8))
+        );
+        let mixed = header("r.dat 16\nr.dat 80\n");
+        assert!(matches!(
+            decode_signal(&mixed, &[0; 6], 0),
+            Err(EcgError::Config(_))
+        ));
+        let multi_frequency = header("r.dat 16x2\nr.dat 16\n");
+        assert_eq!(multi_frequency.signals[0].samples_per_frame, 2);
+        assert!(matches!(
+            decode_signal(&multi_frequency, &[0; 12], 1),
+            Err(EcgError::Config(_))
+        ));
+        let odd = header("r.dat 16\nr.dat 16\n");
+        assert!(matches!(
+            decode_signal(&odd, &[0; 6], 0),
+            Err(EcgError::TruncatedSignal(2))
+        ));
+        let beyond = Header::parse("r 1 250 2\nr.dat 16+100\n").unwrap();
+        assert!(decode_signal(&beyond, &[0; 8], 0).is_err());
+        assert!(Header::parse("r 1 250\nr.dat 16+x\n").is_err());
+        assert!(Header::parse("r 1 250\nr.dat 16x0\n").is_err());
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::f64::consts::{PI, TAU};
 use chrono::{DateTime, Datelike, Duration, SubsecRound, Utc};
 use wardline_analytics::news2::SpO2Scale;
 use wardline_domain::{DeviceKind, Signal};
-use wardline_ecg::wfdb::{Header, decode_format_212_signal, parse_annotations};
+use wardline_ecg::wfdb::{Header, decode_signal, parse_annotations};
 use wardline_ecg::{DetectorConfig, detect_all};
 
 use crate::error::SimError;
@@ -71,11 +71,7 @@ impl EcgRecord {
         };
         let index = header.find_signal("MLII").map_err(wrap)?;
         let spec = &header.signals[index];
-        if spec.format != 212 {
-            return Err(wrap(wardline_ecg::EcgError::UnsupportedFormat(spec.format)));
-        }
-        let mut samples =
-            decode_format_212_signal(dat, header.signals.len(), index).map_err(wrap)?;
+        let mut samples = decode_signal(&header, dat, index).map_err(wrap)?;
         if let Some(n) = header.samples_per_signal {
             samples.truncate(usize::try_from(n).unwrap_or(usize::MAX));
         }
