@@ -1,4 +1,5 @@
-//! WFDB format-212 signal data (`.dat`), for one to four interleaved signals.
+//! WFDB signal data (`.dat`), for one to four interleaved signals: format 212 read
+//! whole and one signal alone, and every format through the header-driven reader.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,5 +22,23 @@ fuzz_target!(|bytes: &[u8]| {
             all[index], one,
             "signal {index} of {signals} differs when read alone"
         );
+    }
+    // The formats read, two that are refused, and a byte offset that may pass the end.
+    const FORMATS: [u16; 7] = [212, 16, 61, 80, 160, 8, 311];
+    let format = FORMATS[usize::from(first) % FORMATS.len()];
+    let offset = usize::from(first >> 3);
+    let mut text = format!("r {signals} 250\n");
+    for _ in 0..signals {
+        text.push_str(&format!("r.dat {format}+{offset}\n"));
+    }
+    if let Ok(header) = wardline_ecg::wfdb::Header::parse(&text) {
+        let index = usize::from(first >> 2) % signals;
+        if let Ok(samples) = wardline_ecg::wfdb::decode_signal(&header, data, index) {
+            assert!(
+                wardline_ecg::wfdb::READABLE_FORMATS.contains(&format),
+                "format {format} is refused, not decoded"
+            );
+            assert!(samples.len() <= data.len(), "no more samples than bytes");
+        }
     }
 });
