@@ -93,6 +93,10 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` names the client (for the audit trail and
     /// login throttling); they are held only to the total connection cap.
     pub http_trusted_proxies: Vec<IpAddr>,
+    /// Connections from `http_trusted_proxies` start with a PROXY protocol header (v1 or
+    /// v2) naming the client, as a TCP (layer 4) balancer sends it; one without it is
+    /// closed. Connections from other addresses are taken as they come.
+    pub http_proxy_protocol: bool,
     /// Where the key that encrypts the database at rest comes from.
     pub database_key: DatabaseKeySource,
     /// Where everything is stored: the embedded database in the data folder, or a
@@ -445,6 +449,7 @@ pub struct HttpSection {
     pub max_connections: Option<usize>,
     pub max_connections_per_address: Option<usize>,
     pub trusted_proxies: Option<Vec<IpAddr>>,
+    pub proxy_protocol: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -726,6 +731,9 @@ pub fn load(
                 .collect::<Result<_, _>>()?,
             None => file.http.trusted_proxies.unwrap_or_default(),
         },
+        http_proxy_protocol: env_value(env, "WARDLINE_HTTP_PROXY_PROTOCOL")?
+            .or(file.http.proxy_protocol)
+            .unwrap_or(false),
         database_key,
         store,
         bus,
@@ -846,6 +854,13 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
                 )));
             }
         }
+    }
+    if config.http_proxy_protocol && config.http_trusted_proxies.is_empty() {
+        return Err(ConfigError::Invalid(
+            "http.proxy_protocol is read only from the balancers in http.trusted_proxies; \
+             name them"
+                .into(),
+        ));
     }
     if !(1024..=16 * 1024 * 1024).contains(&config.max_payload_bytes) {
         return Err(ConfigError::Invalid(

@@ -12,5 +12,6 @@ pub mod gateway;
 pub mod http_limits;
 pub mod keys;
 pub mod metrics_catalog;
+pub mod proxy_protocol;
 pub mod server;
 pub mod tls;

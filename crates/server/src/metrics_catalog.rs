@@ -149,6 +149,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "HTTP requests from devices refused for their credential.",
     ),
     (
+        "wardline_http_proxy_headers_refused_total",
+        "counter",
+        "Connections from a trusted balancer closed because they did not start with a valid PROXY protocol header in time (http.proxy_protocol).",
+    ),
+    (
         "wardline_mapping_values_not_kept_total",
         "counter",
         "Values of templated device messages that give no reading (no FHIR mapping for their type, a code Wardline does not store, not a number); the message's other readings are stored.",

@@ -464,6 +464,8 @@ pub async fn serve(
             metrics_app,
             http_limits(&config),
             Arc::new(config.http_trusted_proxies.clone()),
+            // Scraped on the workers' own network, not through the balancer.
+            false,
             shutdown.clone(),
         ));
     }
@@ -474,6 +476,7 @@ pub async fn serve(
         app,
         http_limits(&config),
         Arc::new(config.http_trusted_proxies.clone()),
+        config.http_proxy_protocol,
         shutdown.clone(),
     )
     .await;
@@ -713,6 +716,7 @@ async fn serve_http(
     app: axum::Router,
     limits: HttpLimits,
     trusted_proxies: Arc<Vec<std::net::IpAddr>>,
+    proxy_protocol: bool,
     shutdown: CancellationToken,
 ) {
     let gate = ConnectionGate::new(&limits);
@@ -745,6 +749,23 @@ async fn serve_http(
         let trusted_proxies = Arc::clone(&trusted_proxies);
         tokio::spawn(async move {
             let _admitted = admitted;
+            let mut tcp = tcp;
+            // Behind a TCP balancer, the client is the one its PROXY header names.
+            let peer = if proxy_protocol && from_proxy {
+                match crate::proxy_protocol::read_proxy_header(&mut tcp, limits.header_read_timeout)
+                    .await
+                {
+                    Ok(Some(client)) => client,
+                    Ok(None) => peer,
+                    Err(error) => {
+                        metrics::counter!("wardline_http_proxy_headers_refused_total").increment(1);
+                        tracing::debug!(%error, "closed a balancer's connection");
+                        return;
+                    }
+                }
+            } else {
+                peer
+            };
             let service = |certificate: Option<ClientCertificate>| {
                 hyper::service::service_fn(
                     move |mut request: hyper::Request<hyper::body::Incoming>| {

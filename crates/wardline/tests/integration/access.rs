@@ -465,6 +465,87 @@ async fn a_trusted_proxys_forwarded_client_is_audited() {
     );
 }
 
+/// A wrong admin login sent the way a TCP balancer passes it on: from 127.0.0.2, with
+/// `proxy_header` (if any) before the TLS handshake. The answer's status, or `None`
+/// when the server closed the connection instead.
+async fn login_through_tcp_balancer(
+    server: &TestServer,
+    proxy_header: Option<&[u8]>,
+) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("address"))
+        .expect("bind the balancer's address");
+    let mut tcp = socket
+        .connect(std::net::SocketAddr::new(
+            [127, 0, 0, 1].into(),
+            server.report.http.port(),
+        ))
+        .await
+        .expect("connect");
+    if let Some(header) = proxy_header {
+        tcp.write_all(header).await.expect("send the PROXY header");
+    }
+    let ca = std::fs::read(server.report.ca_path.as_deref().expect("tls on")).expect("ca");
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls_client_config(&ca)));
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut tls = connector.connect(name, tcp).await.ok()?;
+    let body = r#"{"username": "admin", "password": "guess guess guess"}"#;
+    let request = format!(
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tls.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+}
+
+/// Behind a TCP balancer that sends the PROXY protocol, the audit trail names the client
+/// its header names; a connection from the balancer without the header is closed unread,
+/// and a header from anyone else is not taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcp_balancers_proxy_header_names_the_audited_client() {
+    let server = TestServer::start_with_env(&[
+        ("WARDLINE_HTTP_TRUSTED_PROXIES", "127.0.0.2"),
+        ("WARDLINE_HTTP_PROXY_PROTOCOL", "true"),
+    ])
+    .await;
+    assert_eq!(
+        login_through_tcp_balancer(
+            &server,
+            Some(b"PROXY TCP4 203.0.113.77 127.0.0.1 40000 8443\r\n")
+        )
+        .await,
+        Some(401)
+    );
+    let admin = server.admin().await;
+    let failed = audited(&server, &admin, "login.failed").await;
+    assert_eq!(failed[0]["remote_addr"], json!("203.0.113.77"), "{failed}");
+    assert_eq!(
+        login_through_tcp_balancer(&server, None).await,
+        None,
+        "no header from the balancer: closed"
+    );
+    // The harness connects from 127.0.0.1, not a listed balancer: no header is read
+    // from it, and its requests are served as they come.
+    assert_eq!(wrong_admin_login(&server, &[]).await, 401);
+    let failed = audited(&server, &admin, "login.failed").await;
+    assert_eq!(failed[0]["remote_addr"], json!("127.0.0.1"), "{failed}");
+    assert_eq!(
+        metric(
+            &server.metrics().await,
+            "wardline_http_proxy_headers_refused_total"
+        ),
+        1.0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_wrong_passwords_slow_the_login_down() {
     let server = TestServer::start().await;
