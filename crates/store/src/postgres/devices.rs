@@ -14,6 +14,7 @@ use wardline_domain::{DeviceId, DeviceKind, PatientId};
 
 use super::audit::append;
 use super::events::log_event;
+use super::ingest::look_up_devices;
 use super::rows::*;
 use super::{PostgresStore, lock_events};
 use crate::audit::AuditEvent;
@@ -399,35 +400,24 @@ impl DeviceStore for PostgresStore {
         // The device's row is held until the commit, as ingest holds it, so a revocation
         // or a new assignment made meanwhile waits, and the report is kept for the patient
         // the device measured when it reported, not one it has just left.
-        let device = transaction
-            .query_opt(
-                "SELECT key, status FROM device WHERE id = $1 FOR NO KEY UPDATE",
-                &[&report.device_id.as_str()],
-            )
+        let device = look_up_devices(&transaction, vec![report.device_id.as_str()])
             .await?
+            .remove(report.device_id.as_str())
             .ok_or_else(|| StoreError::NotFound {
                 what: format!("device {}", report.device_id),
             })?;
-        let device_key: i64 = device.try_get(0)?;
-        let status: &str = device.try_get(1)?;
-        if status != "active" {
+        if !device.active {
             return Err(report.refused(false));
         }
         let at_ms = to_ms(report.at);
-        let patient_key: i64 = transaction
-            .query_opt(
-                "SELECT a.patient_key FROM device_assignment a JOIN patient p ON p.key = a.patient_key
-                 WHERE a.device_key = $1 AND p.id = $2 AND a.start_ms <= $3
-                   AND (a.end_ms IS NULL OR a.end_ms > $3)",
-                &[&device_key, &report.patient_id.0, &at_ms],
-            )
-            .await?
-            .ok_or_else(|| report.refused(true))?
-            .try_get(0)?;
+        let assignment = device
+            .patient_at(at_ms)
+            .filter(|assignment| assignment.patient_id == report.patient_id)
+            .ok_or_else(|| report.refused(true))?;
         insert_device_report(
             &transaction,
-            device_key,
-            patient_key,
+            device.key,
+            assignment.patient_key,
             at_ms,
             report.battery_percent,
             report.fault.as_deref(),

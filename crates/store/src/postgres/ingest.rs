@@ -31,10 +31,10 @@ use crate::model::{IngestItem, IngestOutcome, IngestPayload};
 type Transaction<'a> = deadpool_postgres::Transaction<'a>;
 
 /// A device as one call sees it, with the last assignment it resolved.
-struct DeviceInCall {
-    key: i64,
+pub(super) struct DeviceInCall {
+    pub(super) key: i64,
     kind: DeviceKind,
-    active: bool,
+    pub(super) active: bool,
     /// Every assignment the device has had: read once per call, and stable until the
     /// commit, since a change of assignment waits for the device's row.
     assignments: Vec<Assignment>,
@@ -42,7 +42,7 @@ struct DeviceInCall {
 
 impl DeviceInCall {
     /// The patient the device measured at `at_ms`, if any.
-    fn patient_at(&self, at_ms: i64) -> Option<Assignment> {
+    pub(super) fn patient_at(&self, at_ms: i64) -> Option<Assignment> {
         self.assignments
             .iter()
             .find(|assignment| assignment.covers(at_ms))
@@ -51,9 +51,9 @@ impl DeviceInCall {
 }
 
 #[derive(Clone, Copy)]
-struct Assignment {
-    patient_key: i64,
-    patient_id: PatientId,
+pub(super) struct Assignment {
+    pub(super) patient_key: i64,
+    pub(super) patient_id: PatientId,
     start_ms: i64,
     end_ms: Option<i64>,
 }
@@ -100,7 +100,8 @@ async fn ingest_items(
     // one by one (a device's retry does not slow the others down).
     let one_by_one = devices_repeating_a_seq(items);
     let mut rows = (one_by_one.len() < items.len()).then(ReadingRows::default);
-    let mut found = look_up_devices(transaction, items).await?;
+    let ids: Vec<&str> = items.iter().map(|item| item.device_id.as_str()).collect();
+    let mut found = look_up_devices(transaction, ids).await?;
     for item in items {
         let id = item.device_id.as_str();
         if !devices.contains_key(id) {
@@ -419,12 +420,12 @@ impl ReadingRows {
     }
 }
 
-/// The devices of `items` with their assignments, in two statements for the whole call.
-async fn look_up_devices(
+/// The devices named by `ids` with their assignments, in two statements for the whole
+/// call; their rows stay locked until the commit.
+pub(super) async fn look_up_devices(
     transaction: &Transaction<'_>,
-    items: &[&IngestItem],
+    mut ids: Vec<&str>,
 ) -> Result<HashMap<String, DeviceInCall>, StoreError> {
-    let mut ids: Vec<&str> = items.iter().map(|item| item.device_id.as_str()).collect();
     ids.sort_unstable();
     ids.dedup();
     // Locked until commit (see the module's documentation), in the order of their keys

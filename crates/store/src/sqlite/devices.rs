@@ -7,6 +7,7 @@ use wardline_domain::{DeviceId, PatientId};
 
 use super::audit::append;
 use super::events::log_event;
+use super::ingest::{look_up_device, patient_at};
 use super::rows::*;
 use super::{SqliteStore, from_ms, to_ms};
 use crate::audit::AuditEvent;
@@ -338,34 +339,23 @@ impl DeviceStore for SqliteStore {
             // Checked in the writing transaction, so a revocation or a new assignment
             // committed just before is seen: the report is kept for the patient the
             // device measured when it reported, not one it has just left.
-            let (device_key, status): (i64, String) = connection
-                .query_row(
-                    "SELECT key, status FROM device WHERE id = ?1",
-                    [report.device_id.as_str()],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::NotFound {
-                    what: format!("device {}", report.device_id),
+            let mut device =
+                look_up_device(connection, report.device_id.as_str())?.ok_or_else(|| {
+                    StoreError::NotFound {
+                        what: format!("device {}", report.device_id),
+                    }
                 })?;
-            if status != "active" {
+            if !device.active {
                 return Err(report.refused(false));
             }
             let at_ms = to_ms(report.at);
-            let patient_key: i64 = connection
-                .query_row(
-                    "SELECT a.patient_key FROM device_assignment a JOIN patient p ON p.key = a.patient_key
-                     WHERE a.device_key = ?1 AND p.id = ?2 AND a.start_ms <= ?3
-                       AND (a.end_ms IS NULL OR a.end_ms > ?3)",
-                    rusqlite::params![device_key, report.patient_id.to_string(), at_ms],
-                    |row| row.get(0),
-                )
-                .optional()?
+            let assignment = patient_at(connection, &mut device, at_ms)?
+                .filter(|assignment| assignment.patient_id == report.patient_id)
                 .ok_or_else(|| report.refused(true))?;
             insert_device_report(
                 connection,
-                device_key,
-                patient_key,
+                device.key,
+                assignment.patient_key,
                 at_ms,
                 report.battery_percent,
                 report.fault.as_deref(),

@@ -15,17 +15,17 @@ use crate::error::StoreError;
 use crate::model::{IngestItem, IngestOutcome, IngestPayload};
 
 /// A device as one job sees it, with the last assignment it resolved.
-struct DeviceInJob {
-    key: i64,
+pub(super) struct DeviceInJob {
+    pub(super) key: i64,
     kind: DeviceKind,
-    active: bool,
+    pub(super) active: bool,
     assignment: Option<Assignment>,
 }
 
 #[derive(Clone, Copy)]
-struct Assignment {
-    patient_key: i64,
-    patient_id: PatientId,
+pub(super) struct Assignment {
+    pub(super) patient_key: i64,
+    pub(super) patient_id: PatientId,
     start_ms: i64,
     end_ms: Option<i64>,
 }
@@ -105,7 +105,7 @@ fn ingest_items(
     Ok(outcomes)
 }
 
-fn look_up_device(
+pub(super) fn look_up_device(
     connection: &Connection,
     device_id: &str,
 ) -> Result<Option<DeviceInJob>, StoreError> {
@@ -133,7 +133,7 @@ fn look_up_device(
 }
 
 /// The patient the device measured at `at_ms`, if any.
-fn patient_at(
+pub(super) fn patient_at(
     connection: &Connection,
     device: &mut DeviceInJob,
     at_ms: i64,

@@ -41,6 +41,14 @@ fn document(collection: Collection, id: &str, key: &str, minute: i64) -> NewNigh
     }
 }
 
+/// Enables the Nightscout site `id` for `patient_id`.
+async fn enable_site(store: &dyn Store, id: &str, patient_id: PatientId) {
+    store
+        .create_nightscout_site(new_site(id, patient_id), audit("nightscout.enable"))
+        .await
+        .expect("site");
+}
+
 /// A site is created with its device and assignment in one commit (or not at all), is
 /// found by its name and its patient, and ends with its device.
 pub async fn nightscout_sites_live_with_their_device(store: &dyn Store) {
@@ -112,20 +120,8 @@ pub async fn nightscout_sites_live_with_their_device(store: &dyn Store) {
 pub async fn nightscout_documents_are_kept_once_per_key(store: &dyn Store) {
     let ada = patient(store, "Ada").await;
     let bob = patient(store, "Bob").await;
-    store
-        .create_nightscout_site(
-            new_site("00aa11bb22cc33dd", ada),
-            audit("nightscout.enable"),
-        )
-        .await
-        .expect("site");
-    store
-        .create_nightscout_site(
-            new_site("11aa11bb22cc33dd", bob),
-            audit("nightscout.enable"),
-        )
-        .await
-        .expect("site");
+    enable_site(store, "00aa11bb22cc33dd", ada).await;
+    enable_site(store, "11aa11bb22cc33dd", bob).await;
     let first = vec![
         document(Collection::Entries, "a00000000000000000000001", "1|sgv", 1),
         document(Collection::Entries, "a00000000000000000000002", "2|sgv", 2),
@@ -235,13 +231,7 @@ pub async fn nightscout_documents_are_kept_once_per_key(store: &dyn Store) {
 /// its next upload) both succeed, and each document is kept once.
 pub async fn overlapping_nightscout_uploads_both_succeed(store: &dyn Store) {
     let ada = patient(store, "Ada").await;
-    store
-        .create_nightscout_site(
-            new_site("00aa11bb22cc33dd", ada),
-            audit("nightscout.enable"),
-        )
-        .await
-        .expect("site");
+    enable_site(store, "00aa11bb22cc33dd", ada).await;
     let documents: Vec<NewNightscoutDocument> = (1..=40)
         .map(|minute| {
             document(
