@@ -21,7 +21,7 @@ use wardline_domain::PayloadLimits;
 use wardline_mqtt::{MqttEndpoint, MqttSettings};
 use wardline_service::device_certificates::certificate_fingerprint;
 use wardline_service::{LiveFeed, ServiceSettings, Wardline};
-use wardline_store::postgres::{PostgresOptions, PostgresStore};
+use wardline_store::postgres::{LeaseCandidate, PostgresOptions, PostgresStore};
 use wardline_store::sqlite::{SqliteOptions, SqliteStore};
 use wardline_store::{AuditKey, EvaluationFence, Store};
 
@@ -52,28 +52,29 @@ pub struct ListenReport {
 /// the audit key from the keys folder (created on first use; every worker on one
 /// PostgreSQL database must be given the same key).
 pub async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, AuditKey)> {
-    open_store_fenced(config)
+    open_store_for_lease(config)
         .await
         .map(|(store, key, _)| (store, key))
 }
 
-/// [`open_store`], with the fence that this process's evaluation lease sets (on
-/// PostgreSQL).
-async fn open_store_fenced(
+/// [`open_store`], and on PostgreSQL this process's way to the evaluation lease, whose
+/// fence the store's evaluation commits go through.
+async fn open_store_for_lease(
     config: &Config,
-) -> anyhow::Result<(Arc<dyn Store>, AuditKey, EvaluationFence)> {
-    let fence = EvaluationFence::default();
+) -> anyhow::Result<(Arc<dyn Store>, AuditKey, Option<LeaseCandidate>)> {
     match &config.store {
         StoreLocation::Embedded => {
             let (store, key) = open_embedded_store(config).await?;
-            Ok((Arc::new(store), key, fence))
+            Ok((Arc::new(store), key, None))
         }
         StoreLocation::Postgres { url, pool_size, .. } => {
             prepare_data_dir(config)?;
             let audit_key = crate::audit::load_or_create_key(&config.keys_dir)?;
             let mut options = PostgresOptions::new(url.clone(), audit_key.clone());
             options.pool_size = *pool_size;
-            options.ca_pem = database_ca(config)?.map(Arc::new);
+            let ca = database_ca(config)?;
+            let fence = EvaluationFence::default();
+            options.ca_pem = ca.clone().map(Arc::new);
             options.evaluation_fence = fence.clone();
             let store = PostgresStore::open(options).await.with_context(|| {
                 format!(
@@ -81,7 +82,8 @@ async fn open_store_fenced(
                     crate::config::redact_password(url)
                 )
             })?;
-            Ok((Arc::new(store), audit_key, fence))
+            let candidate = LeaseCandidate::new(url, ca.as_deref(), &fence);
+            Ok((Arc::new(store), audit_key, Some(candidate)))
         }
     }
 }
@@ -201,7 +203,7 @@ pub async fn serve(
         .install_recorder()
         .context("installing the metrics recorder")?;
     crate::metrics_catalog::describe();
-    let (store, audit_key, fence) = open_store_fenced(&config).await?;
+    let (store, audit_key, mut candidate) = open_store_for_lease(&config).await?;
     let bus = match &config.bus {
         Some(bus) => {
             // Signs what workers tell each other; the same file on every worker.
@@ -227,19 +229,16 @@ pub async fn serve(
     // Without a bus a server on PostgreSQL is the only one on its database: it takes the
     // evaluation lease now or does not start, so that a second server cannot go
     // unnoticed (its alarm actions and streams would miss the first's engine).
-    let first_lease = match (&config.store, &bus) {
-        (StoreLocation::Postgres { url, .. }, None) => Some(
-            wardline_store::postgres::try_evaluation_lease(
-                url,
-                database_ca(&config)?.as_deref(),
-                &fence,
-            )
-            .await
-            .context("taking the evaluation lease")?
-            .context(
-                "another server runs on this PostgreSQL database: several servers on one \
+    let first_lease = match (&mut candidate, &bus) {
+        (Some(candidate), None) => Some(
+            candidate
+                .try_take()
+                .await
+                .context("taking the evaluation lease")?
+                .context(
+                    "another server runs on this PostgreSQL database: several servers on one \
                      database work together only through a message bus (--bus nats://…)",
-            )?,
+                )?,
         ),
         _ => None,
     };
@@ -344,16 +343,10 @@ pub async fn serve(
         bus: bus.clone(),
         shutdown: shutdown.clone(),
     };
-    let evaluation = match &config.store {
-        StoreLocation::Embedded => Evaluation::Here(duties.start().await?),
-        StoreLocation::Postgres { url, .. } => {
-            let ca = database_ca(&config)?;
-            Evaluation::ByLease(tokio::spawn(duties.hold_lease(
-                url.clone(),
-                ca,
-                fence,
-                first_lease,
-            )))
+    let evaluation = match candidate {
+        None => Evaluation::Here(duties.start().await?),
+        Some(candidate) => {
+            Evaluation::ByLease(tokio::spawn(duties.hold_lease(candidate, first_lease)))
         }
     };
     // Mapping templates put in force or retired by another process (the command line)
@@ -617,13 +610,9 @@ impl EvaluationDuties {
     /// the holder's end, from the checkpoints the holder committed.
     async fn hold_lease(
         self,
-        url: String,
-        ca: Option<Vec<u8>>,
-        fence: EvaluationFence,
+        mut candidate: LeaseCandidate,
         mut first: Option<wardline_store::postgres::EvaluationLease>,
     ) {
-        let mut candidate =
-            wardline_store::postgres::LeaseCandidate::new(&url, ca.as_deref(), &fence);
         loop {
             let lease = match first.take() {
                 Some(lease) => lease,
