@@ -155,31 +155,20 @@ enum FenceState {
 static NEXT_LEASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl EvaluationFence {
-    fn state(&self) -> FenceState {
+    fn locked(&self) -> std::sync::MutexGuard<'_, FenceState> {
         // A poisoned lock still holds a whole state (it is only ever assigned).
-        *self
-            .0
+        self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn set(&self, state: FenceState) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = state;
-    }
-
     fn held_by(&self, lease: u64, backend: i32) {
-        self.set(FenceState::Held { lease, backend });
+        *self.locked() = FenceState::Held { lease, backend };
     }
 
     /// Lease `lease` ended; a later lease's setting stays.
     fn released_by(&self, lease: u64) {
-        let mut state = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.locked();
         if matches!(*state, FenceState::Held { lease: held, .. } if held == lease) {
             *state = FenceState::NotHeld;
         }
@@ -191,7 +180,8 @@ impl EvaluationFence {
         &self,
         transaction: &deadpool_postgres::Transaction<'_>,
     ) -> Result<(), StoreError> {
-        match self.state() {
+        let state = *self.locked();
+        match state {
             FenceState::Unfenced => Ok(()),
             FenceState::NotHeld => Err(StoreError::Unavailable(
                 "this worker does not hold the evaluation lease; its evaluation is not kept".into(),
