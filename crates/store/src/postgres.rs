@@ -102,7 +102,7 @@ pub struct PostgresOptions {
     /// Most device messages in one ingest commit; bounds a transaction's size and an
     /// acknowledgement's wait.
     pub max_items_per_commit: usize,
-    /// Set by this process's evaluation lease (see [`try_evaluation_lease`]).
+    /// Set by this process's evaluation lease (see [`LeaseCandidate`]).
     pub evaluation_fence: EvaluationFence,
 }
 
