@@ -7,5 +7,7 @@ pub mod bench;
 mod bench_alarms;
 mod bench_drain;
 mod bench_http;
+mod ecg_data;
 mod setup;
 pub mod validate;
+mod validate_ecg;

@@ -2,6 +2,7 @@
 //! heart rate / rhythm events (including AF suspicion), signal quality, and
 //! validation against reference annotations. The crate performs no I/O.
 
+pub mod af;
 pub mod detector;
 pub mod error;
 pub mod morphology;

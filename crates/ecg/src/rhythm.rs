@@ -1,5 +1,6 @@
 //! Heart rate, RR intervals and rhythm events from detected beats.
 
+use crate::af::{AF_MODEL, AfModel, interval_features};
 use crate::error::{EcgError, Result};
 
 pub use wardline_domain::RhythmKind;
@@ -26,19 +27,15 @@ pub struct RhythmConfig {
     pub pause_s: f64,
     /// RR intervals in the AF analysis window (centred on each interval).
     pub af_window: usize,
-    /// Fewest successive differences between dominant-beat intervals a window
-    /// needs before it can be called AF.
-    pub af_min_pairs: usize,
-    /// Median normalised successive RR difference above which a window is
-    /// irregular.
-    pub af_min_successive_diff: f64,
+    /// Model probability above which an interval's window is AF.
+    pub af_threshold: f64,
+    /// The model weighing the window's irregularity features.
+    pub af_model: AfModel,
+    /// AF episodes separated by less than this (s) are one episode: a few regular
+    /// beats inside AF do not end it.
+    pub af_merge_gap_s: f64,
     /// AF episodes shorter than this (s) are dropped.
     pub min_af_s: f64,
-    /// Windows whose RR concentration (see [`rr_concentration`]) exceeds this
-    /// are patterned ectopy on a regular rhythm, not AF.
-    pub af_max_concentration: f64,
-    /// Relative RR tolerance defining a cluster.
-    pub af_cluster_tol: f64,
 }
 
 impl RhythmConfig {
@@ -50,16 +47,13 @@ impl RhythmConfig {
             tachy_bpm: 100.0,
             min_rate_event_s: 10.0,
             pause_s: 3.0,
-            // AF parameters: chosen on the 15 MIT-BIH validation records as a
-            // whole (never per record); the results stay within a couple of
-            // windows for window 32..48, difference 0.08..0.10 and
-            // concentration 0.5..0.6.
-            af_window: 48,
-            af_min_pairs: 10,
-            af_min_successive_diff: 0.08,
+            // AF parameters: see `crate::af` and VALIDATION.md for how they were
+            // chosen across databases.
+            af_window: 64,
+            af_threshold: 0.5,
+            af_model: AF_MODEL,
+            af_merge_gap_s: 10.0,
             min_af_s: 30.0,
-            af_max_concentration: 0.5,
-            af_cluster_tol: 0.06,
         }
     }
 }
@@ -227,51 +221,13 @@ pub fn analyze_rhythm_with_morphology(
     Ok(events)
 }
 
-/// Mass of the tightest RR cluster: the largest fraction of `rr_s` lying
-/// within `tol` (relative) of one of its values.
-///
-/// Irregularity alone cannot tell AF from ectopy that the morphology check
-/// misses (supraventricular premature beats, aberrant beats close to the
-/// dominant shape), which is just as unpredictable beat to beat. Ectopy on a
-/// regular rhythm still puts most intervals in a few tight clusters (normal,
-/// coupling, compensatory), while AF spreads them out: the "irregularly
-/// irregular" criterion read literally.
-pub fn rr_concentration(rr_s: &[f64], tol: f64) -> f64 {
-    if rr_s.is_empty() {
-        return 0.0;
-    }
-    let best = rr_s
-        .iter()
-        .map(|&a| rr_s.iter().filter(|&&b| (b - a).abs() <= tol * a).count())
-        .max()
-        .unwrap_or(0);
-    best as f64 / rr_s.len() as f64
-}
-
-/// Median of the normalised successive differences
-/// `|RR[k+1] - RR[k]| / mean(RR[k], RR[k+1])` in `diffs`, sorting in place.
-fn median_in_place(diffs: &mut [f64]) -> f64 {
-    diffs.sort_unstable_by(f64::total_cmp);
-    diffs.get(diffs.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// AF spans `[onset, end)` in samples.
 ///
-/// RR irregularity is measured as the median normalised successive RR
-/// difference, in the spirit of the successive-difference AF detectors
-/// (Tateno & Glass, "Automatic detection of atrial fibrillation using the
-/// coefficient of variation and density histograms of RR and dRR
-/// intervals", Med Biol Eng Comput 39:664-671, 2001; the normalised RMSSD
-/// and turning-point/Shannon-entropy features of Dash et al., "Automatic
-/// real time detection of atrial fibrillation", Ann Biomed Eng
-/// 37:1701-1709, 2009), but only over pairs of consecutive intervals that
-/// both join two beats of dominant morphology, so PVCs and their
-/// compensatory pauses do not count. A window (`af_window` intervals centred
-/// on each interval) is AF when it has at least `af_min_pairs` such pairs,
-/// their median difference exceeds `af_min_successive_diff`, and its
-/// dominant intervals are not concentrated in one cluster (see
-/// [`rr_concentration`]). Runs of AF intervals shorter than `min_af_s` are
-/// dropped.
+/// Each interval is AF when the model (see [`crate::af`]) finds the window of
+/// `af_window` intervals centred on it AF-like; only intervals joining two beats of
+/// dominant morphology in good signal enter the window, so PVCs and their
+/// compensatory pauses do not count. Runs of AF intervals closer than
+/// `af_merge_gap_s` are joined, and episodes shorter than `min_af_s` dropped.
 fn af_spans(
     beats: &[u64],
     dominant: &[bool],
@@ -284,46 +240,20 @@ fn af_spans(
     let keep: Vec<bool> = (0..n)
         .map(|i| valid[i] && dominant[i] && dominant[i + 1])
         .collect();
-    // diff[k] compares intervals k and k+1.
-    let diff: Vec<Option<f64>> = (0..n.saturating_sub(1))
-        .map(|k| {
-            (keep[k] && keep[k + 1])
-                .then(|| (rr[k + 1] - rr[k]).abs() / ((rr[k + 1] + rr[k]) / 2.0))
-                .filter(|d| d.is_finite())
-        })
-        .collect();
-    let half = cfg.af_window / 2;
-    let mut diffs = Vec::with_capacity(cfg.af_window);
-    let mut kept_rr = Vec::with_capacity(cfg.af_window);
+    let features = interval_features(rr, &keep, cfg.af_window);
     let mut spans: Vec<(u64, u64)> = Vec::new();
-    let mut run: Option<(u64, u64)> = None;
-    for i in 0..n {
-        let lo = i.saturating_sub(half);
-        diffs.clear();
-        diffs.extend(
-            diff[lo.min(diff.len())..(i + half).min(diff.len())]
-                .iter()
-                .flatten(),
-        );
-        let af = valid[i]
-            && diffs.len() >= cfg.af_min_pairs.max(1)
-            && median_in_place(&mut diffs) > cfg.af_min_successive_diff
-            && {
-                kept_rr.clear();
-                kept_rr.extend((lo..(i + half).min(n)).filter(|&k| keep[k]).map(|k| rr[k]));
-                rr_concentration(&kept_rr, cfg.af_cluster_tol) <= cfg.af_max_concentration
-            };
-        match (&mut run, af) {
-            (Some(r), true) => r.1 = beats[i + 1],
-            (None, true) => run = Some((beats[i], beats[i + 1])),
-            (Some(r), false) => {
-                spans.push(*r);
-                run = None;
-            }
-            (None, false) => {}
+    let merge_gap = (cfg.af_merge_gap_s * fs).max(0.0) as u64;
+    for (i, f) in features.iter().enumerate() {
+        let af = valid[i] && f.is_some_and(|f| cfg.af_model.probability(&f) > cfg.af_threshold);
+        if !af {
+            continue;
+        }
+        let (onset, end) = (beats[i], beats[i + 1]);
+        match spans.last_mut() {
+            Some(last) if onset <= last.1 + merge_gap => last.1 = end,
+            _ => spans.push((onset, end)),
         }
     }
-    spans.extend(run);
     let min_len = (cfg.min_af_s * fs) as u64;
     spans.retain(|&(a, b)| b - a >= min_len);
     spans
@@ -333,14 +263,6 @@ fn af_spans(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clustered_rr_is_concentrated() {
-        let bigeminy: Vec<f64> = (0..64)
-            .map(|i| if i % 2 == 0 { 0.5 } else { 1.1 })
-            .collect();
-        assert!(rr_concentration(&bigeminy, 0.06) >= 0.5);
-    }
 
     fn beats_from_rr(rr: &[f64], fs: f64) -> Vec<u64> {
         let mut t = 1.0;

@@ -260,6 +260,145 @@ pub fn score_af(reference: &[(f64, f64)], detected: &[(f64, f64)], duration: f64
     s
 }
 
+/// AF episode and duration statistics of one record or a sum of records, as
+/// ANSI/AAMI EC57 defines them (and `epicmp` computes them): a reference episode is
+/// detected when any detected episode overlaps it, a detected episode is true when
+/// it overlaps any reference episode; durations are the overlap over the reference's
+/// and over the detection's AF time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AfEpisodeScore {
+    pub reference_episodes: u64,
+    /// Reference episodes overlapped by a detection.
+    pub reference_episodes_detected: u64,
+    pub detected_episodes: u64,
+    /// Detected episodes overlapping a reference episode.
+    pub detected_episodes_true: u64,
+    pub reference_seconds: f64,
+    pub detected_seconds: f64,
+    pub overlap_seconds: f64,
+    /// Seconds of the record outside reference AF, the exposure false AF is counted over.
+    pub non_af_seconds: f64,
+    /// Detected seconds outside reference AF.
+    pub false_seconds: f64,
+}
+
+impl AfEpisodeScore {
+    /// Episode sensitivity, percent (100 when there is nothing to find).
+    pub fn episode_sensitivity(&self) -> f64 {
+        pct(self.reference_episodes_detected, self.reference_episodes)
+    }
+
+    /// Episode positive predictivity, percent (100 when nothing was detected).
+    pub fn episode_positive_predictivity(&self) -> f64 {
+        pct(self.detected_episodes_true, self.detected_episodes)
+    }
+
+    /// Duration sensitivity, percent.
+    pub fn duration_sensitivity(&self) -> f64 {
+        ratio_pct(self.overlap_seconds, self.reference_seconds)
+    }
+
+    /// Duration positive predictivity, percent.
+    pub fn duration_positive_predictivity(&self) -> f64 {
+        ratio_pct(self.overlap_seconds, self.detected_seconds)
+    }
+
+    /// False AF episodes (detections overlapping no reference AF) per 24 h of
+    /// non-AF recording.
+    pub fn false_episodes_per_day(&self) -> f64 {
+        if self.non_af_seconds <= 0.0 {
+            return 0.0;
+        }
+        (self.detected_episodes - self.detected_episodes_true) as f64 * 86_400.0
+            / self.non_af_seconds
+    }
+
+    /// Detected AF time outside reference AF, percent of the non-AF time.
+    pub fn false_duration_percent(&self) -> f64 {
+        if self.non_af_seconds <= 0.0 {
+            return 0.0;
+        }
+        100.0 * self.false_seconds / self.non_af_seconds
+    }
+
+    /// Sums two scores (gross statistics).
+    pub fn add(&self, o: &Self) -> Self {
+        Self {
+            reference_episodes: self.reference_episodes + o.reference_episodes,
+            reference_episodes_detected: self.reference_episodes_detected
+                + o.reference_episodes_detected,
+            detected_episodes: self.detected_episodes + o.detected_episodes,
+            detected_episodes_true: self.detected_episodes_true + o.detected_episodes_true,
+            reference_seconds: self.reference_seconds + o.reference_seconds,
+            detected_seconds: self.detected_seconds + o.detected_seconds,
+            overlap_seconds: self.overlap_seconds + o.overlap_seconds,
+            non_af_seconds: self.non_af_seconds + o.non_af_seconds,
+            false_seconds: self.false_seconds + o.false_seconds,
+        }
+    }
+}
+
+fn ratio_pct(num: f64, den: f64) -> f64 {
+    if den <= 0.0 { 100.0 } else { 100.0 * num / den }
+}
+
+/// Scores detected AF episodes against reference AF episodes (seconds, `[start,
+/// end)`, each list sorted and non-overlapping) over a record of `duration` s, EC57
+/// style (see [`AfEpisodeScore`]). Episodes are clipped to the record.
+pub fn score_af_episodes(
+    reference: &[(f64, f64)],
+    detected: &[(f64, f64)],
+    duration: f64,
+) -> AfEpisodeScore {
+    let clip = |spans: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        spans
+            .iter()
+            .map(|&(a, b)| (a.max(0.0), b.min(duration)))
+            .filter(|&(a, b)| b > a)
+            .collect()
+    };
+    let reference = clip(reference);
+    let detected = clip(detected);
+    let overlaps =
+        |a: (f64, f64), spans: &[(f64, f64)]| spans.iter().any(|&(c, d)| c < a.1 && a.0 < d);
+    let reference_seconds = covered(&reference, 0.0, duration);
+    let detected_seconds = covered(&detected, 0.0, duration);
+    let overlap_seconds: f64 = reference
+        .iter()
+        .map(|&(a, b)| covered(&detected, a, b))
+        .sum();
+    AfEpisodeScore {
+        reference_episodes: reference.len() as u64,
+        reference_episodes_detected: reference
+            .iter()
+            .filter(|&&r| overlaps(r, &detected))
+            .count() as u64,
+        detected_episodes: detected.len() as u64,
+        detected_episodes_true: detected
+            .iter()
+            .filter(|&&d| overlaps(d, &reference))
+            .count() as u64,
+        reference_seconds,
+        detected_seconds,
+        overlap_seconds,
+        non_af_seconds: (duration - reference_seconds).max(0.0),
+        false_seconds: (detected_seconds - overlap_seconds).max(0.0),
+    }
+}
+
+/// Merges `[start, end)` spans that overlap or touch, sorting them.
+pub fn merge_spans(mut spans: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(spans.len());
+    for (a, b) in spans {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
 /// Results for one record, as shown in the validation table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordResult {
@@ -356,6 +495,38 @@ mod tests {
         );
         let s = score_beats(&[100], &[], 54);
         assert_eq!(s.fn_, 1);
+    }
+
+    #[test]
+    fn af_episodes_as_ec57_counts_them() {
+        // Reference: two episodes; detected: one overlapping the first, one false.
+        let s = score_af_episodes(
+            &[(100.0, 200.0), (400.0, 450.0)],
+            &[(150.0, 250.0), (600.0, 700.0)],
+            1000.0,
+        );
+        assert_eq!(
+            (
+                s.reference_episodes,
+                s.reference_episodes_detected,
+                s.detected_episodes,
+                s.detected_episodes_true
+            ),
+            (2, 1, 2, 1)
+        );
+        assert!((s.episode_sensitivity() - 50.0).abs() < 1e-9);
+        assert!((s.duration_sensitivity() - 100.0 * 50.0 / 150.0).abs() < 1e-9);
+        assert!((s.duration_positive_predictivity() - 25.0).abs() < 1e-9);
+        // One false episode over 850 s of non-AF.
+        assert!((s.false_episodes_per_day() - 86_400.0 / 850.0).abs() < 1e-9);
+        assert!((s.false_duration_percent() - 100.0 * 150.0 / 850.0).abs() < 1e-9);
+        // Spans beyond the record are clipped, not counted.
+        let s = score_af_episodes(&[], &[(990.0, 1200.0)], 1000.0);
+        assert!((s.detected_seconds - 10.0).abs() < 1e-9);
+        assert_eq!(
+            merge_spans(vec![(5.0, 6.0), (0.0, 2.0), (2.0, 3.0), (2.5, 4.0)]),
+            vec![(0.0, 4.0), (5.0, 6.0)]
+        );
     }
 
     #[test]

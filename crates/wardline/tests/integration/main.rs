@@ -24,3 +24,4 @@ mod sharing;
 mod support;
 mod templates;
 mod tls;
+mod validate;
