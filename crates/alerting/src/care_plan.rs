@@ -465,6 +465,16 @@ pub fn default_rules(program: Program, baseline: &PatientBaseline) -> Vec<Rule> 
             ));
         }
         Program::Cardiac => {
+            // VT and VF stop the circulation within seconds to minutes: high priority
+            // (IEC 60601-1-8: death or irreversible injury, immediate response),
+            // latching, and a new alarm when it recurs after a minute of other rhythm.
+            rules.push(Rule::new(
+                "ventricular-tachyarrhythmia",
+                "ventricular tachycardia or fibrillation",
+                High,
+                false,
+                rhythm(RhythmKind::VentricularTachyarrhythmia, MINUTE),
+            ));
             // A pause (no beat for >= 3 s, the ECG analysis's definition) can be syncope
             // or asystole: high, latching.
             rules.push(Rule::new(

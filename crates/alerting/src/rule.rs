@@ -209,6 +209,7 @@ pub(crate) fn rhythm_words(kind: RhythmKind) -> &'static str {
         RhythmKind::Tachycardia => "tachycardia",
         RhythmKind::Pause => "pause (no beat)",
         RhythmKind::PoorSignal => "poor ECG signal",
+        RhythmKind::VentricularTachyarrhythmia => "ventricular tachycardia or fibrillation",
     }
 }
 

@@ -385,6 +385,30 @@ fn rhythm_events_raise_once_per_burst_and_clear_after_a_quiet_period() {
         }
     ));
 
+    // VT/VF: a high-priority physiological alarm, at once (and a rhythm read from
+    // the signal ends the poor-signal condition).
+    let signals = monitor
+        .on_rhythm_event(
+            &event(RhythmKind::VentricularTachyarrhythmia, 90.0, 90.1),
+            at(90.1),
+        )
+        .unwrap();
+    assert_eq!(
+        summary(&signals),
+        [
+            raised("ventricular-tachyarrhythmia"),
+            cleared("ecg-poor-signal")
+        ]
+    );
+    assert!(matches!(
+        &signals[0],
+        AlarmSignal::Raise {
+            kind: AlarmKind::Physiological,
+            priority: Priority::High,
+            ..
+        }
+    ));
+
     // From the ECG analysis's sample indices.
     let detected = wardline_ecg::RhythmEvent {
         kind: wardline_ecg::RhythmKind::Pause,

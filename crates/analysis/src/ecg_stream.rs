@@ -24,7 +24,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use wardline_domain::RhythmKind;
 use wardline_ecg::{
     DetectorConfig, QrsDetector, QualityConfig, QualityMonitor, RhythmConfig, SignalQuality,
-    analyze_rhythm_with_morphology, morphology::dominant_morphology,
+    analyze_rhythm_with_signal, morphology::dominant_morphology,
 };
 
 /// Seconds of recent signal the rhythm analysis looks at.
@@ -354,11 +354,11 @@ impl EcgStream {
             return Vec::new();
         };
         let dominant = dominant_morphology(window, &relative_beats, rate);
-        let Ok(mut events) = analyze_rhythm_with_morphology(
+        let Ok(mut events) = analyze_rhythm_with_signal(
+            window,
             &relative_beats,
             &dominant,
             &relative_poor,
-            length,
             &RhythmConfig::new(rate),
         ) else {
             return Vec::new();

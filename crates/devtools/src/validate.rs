@@ -20,8 +20,14 @@ use wardline_analytics::news2::{
 pub enum ValidateCommand {
     /// Every ECG database under ecg/ (a folder with RECORDS or .hea files): beats
     /// (EC57), AF episodes and durations (EC57), CinC 2017 F1, each record from its
-    /// signal where there is one, else from its reference beats. Targets per database.
-    Ecg,
+    /// signal where there is one, else from its reference beats; VT/VF per the AHA
+    /// goals. Targets per database.
+    Ecg {
+        /// Seconds of signal per chunk fed to the streaming analysis (devices choose
+        /// their chunk length; the streaming figures depend on it).
+        #[arg(long, default_value_t = 10.0, value_parser = chunk_seconds)]
+        chunk_seconds: f64,
+    },
     /// Fits the R-R AF model on every ECG database with reference beats and prints it
     /// as the constant `crates/ecg/src/af.rs` holds, with each database held out.
     EcgTrainAf,
@@ -54,9 +60,20 @@ pub fn data_dir(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+fn chunk_seconds(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if (0.1..=120.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!("{seconds} s is outside 0.1 to 120 s"))
+    }
+}
+
 pub fn run(command: ValidateCommand, data: &Path) -> anyhow::Result<()> {
     match command {
-        ValidateCommand::Ecg => crate::validate_ecg::ecg(data),
+        ValidateCommand::Ecg { chunk_seconds } => crate::validate_ecg::ecg(data, chunk_seconds),
         ValidateCommand::EcgTrainAf => crate::validate_ecg::ecg_train_af(data),
         ValidateCommand::Cgm => cgm(data),
         ValidateCommand::Forecast => forecast(data),

@@ -14,9 +14,10 @@ use wardline_ecg::af::{
     labelled_windows, window_features,
 };
 use wardline_ecg::validate::{
-    AfEpisodeScore, AfScore, BeatScore, MATCH_WINDOW_S, RecordResult, format_table, score_af,
-    score_af_episodes, score_beats,
+    AfEpisodeScore, AfScore, BeatScore, MATCH_WINDOW_S, RecordResult, RhythmClass,
+    VentricularScore, format_table, score_af, score_af_episodes, score_beats, score_ventricular,
 };
+use wardline_ecg::ventricular::VentricularConfig;
 use wardline_ecg::{RhythmConfig, analyze_rhythm_with_morphology};
 
 use crate::ecg_data::{Database, EcgRecord, discover, load};
@@ -52,12 +53,16 @@ struct DatabaseResult {
     af_windows: AfScore,
     streamed: AfEpisodeScore,
     streamed_records: usize,
+    /// VT/VF calls against the reference rhythms, records with a signal and rhythm labels.
+    ventricular: VentricularScore,
+    ventricular_streamed: VentricularScore,
+    ventricular_records: usize,
     table: Vec<RecordResult>,
     /// Record-level (reference label, found label), where the folder labels records.
     classes: Vec<(String, String)>,
 }
 
-pub(crate) fn ecg(data: &Path) -> anyhow::Result<()> {
+pub(crate) fn ecg(data: &Path, chunk_seconds: f64) -> anyhow::Result<()> {
     let databases = discover(data)?;
     if databases.is_empty() {
         anyhow::bail!(
@@ -68,7 +73,8 @@ pub(crate) fn ecg(data: &Path) -> anyhow::Result<()> {
     let mut results = BTreeMap::new();
     let mut missed = Vec::new();
     for db in &databases {
-        let result = evaluate(db, &AF_MODEL).with_context(|| format!("database {}", db.name))?;
+        let result = evaluate(db, &AF_MODEL, chunk_seconds)
+            .with_context(|| format!("database {}", db.name))?;
         if !result.table.is_empty() {
             println!(
                 "{} (from the signal; lead MLII where there is one, else the first):",
@@ -80,11 +86,12 @@ pub(crate) fn ecg(data: &Path) -> anyhow::Result<()> {
         missed.extend(targets(&db.name, &result));
         results.insert(db.name.clone(), result);
     }
-    print_summary(&results);
+    print_summary(&results, chunk_seconds);
+    missed.extend(ventricular_targets(&results));
     crate::validate::verdict("ECG", &missed)
 }
 
-fn evaluate(db: &Database, model: &AfModel) -> anyhow::Result<DatabaseResult> {
+fn evaluate(db: &Database, model: &AfModel, chunk_seconds: f64) -> anyhow::Result<DatabaseResult> {
     let mut result = DatabaseResult::default();
     let labels: BTreeMap<&str, &str> = db
         .labels
@@ -134,10 +141,22 @@ fn evaluate(db: &Database, model: &AfModel) -> anyhow::Result<DatabaseResult> {
                         af: score_af(&reference, &af, duration),
                     });
                 }
-                let streamed = streamed_af(&lead.samples, fs, lead.units_per_mv)?;
-                result.streamed = result
-                    .streamed
-                    .add(&score_af_episodes(&reference, &streamed, duration));
+                let streamed = streamed(&lead.samples, fs, lead.units_per_mv, chunk_seconds)?;
+                if !record.rhythms.is_empty() {
+                    let classes = rhythm_classes(&record);
+                    result.ventricular = result.ventricular.add(&score_ventricular(
+                        &classes,
+                        &ventricular_calls(&analysis.events, fs),
+                    ));
+                    result.ventricular_streamed = result
+                        .ventricular_streamed
+                        .add(&score_ventricular(&classes, &streamed.ventricular));
+                    result.ventricular_records += 1;
+                }
+                result.streamed =
+                    result
+                        .streamed
+                        .add(&score_af_episodes(&reference, &streamed.af, duration));
                 result.streamed_records += 1;
                 (
                     Source::Signal,
@@ -185,6 +204,32 @@ fn rhythm_from_annotations(
     let mut config = RhythmConfig::new(record.sampling_rate);
     config.af_model = *model;
     analyze_rhythm_with_morphology(&positions, &dominant, &[], record.n_samples, &config)
+}
+
+/// The record's reference rhythms in the classes of the AHA goals (seconds).
+fn rhythm_classes(record: &EcgRecord) -> Vec<(RhythmClass, f64, f64)> {
+    let fs = record.sampling_rate;
+    record
+        .rhythms
+        .iter()
+        .filter_map(|(label, a, b)| {
+            RhythmClass::of_label(label).map(|class| (class, *a as f64 / fs, *b as f64 / fs))
+        })
+        .collect()
+}
+
+/// Ventricular tachyarrhythmia calls of a whole-record analysis, each known one
+/// decision lag after its start.
+fn ventricular_calls(events: &[wardline_ecg::RhythmEvent], fs: f64) -> Vec<(f64, f64, f64)> {
+    let lag = VentricularConfig::new(fs).decision_lag_s();
+    events
+        .iter()
+        .filter(|e| e.kind == RhythmKind::VentricularTachyarrhythmia)
+        .map(|e| {
+            let start = e.onset as f64 / fs;
+            (start, e.end as f64 / fs, start + lag)
+        })
+        .collect()
 }
 
 fn af_spans(events: &[wardline_ecg::RhythmEvent], fs: f64) -> Vec<(f64, f64)> {
@@ -243,33 +288,51 @@ fn classify(record: &EcgRecord, events: &[wardline_ecg::RhythmEvent], model: &Af
     if rhythm_event { "O" } else { "N" }.to_owned()
 }
 
-/// AF as the server finds it: the record fed in 10-s chunks through the same streaming
-/// analysis as ingest (sliding window), the events merged as the store merges them.
-fn streamed_af(samples: &[i32], rate: f64, gain: f64) -> anyhow::Result<Vec<(f64, f64)>> {
-    let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+/// What the server finds in a record: AF episodes (seconds) and ventricular calls
+/// `(start, end, known)`, `known` being the end of the chunk that first reported it.
+struct Streamed {
+    af: Vec<(f64, f64)>,
+    ventricular: Vec<(f64, f64, f64)>,
+}
+
+/// The record fed in chunks of `chunk_seconds` through the same streaming analysis as ingest
+/// (sliding window), the events merged as the store merges them.
+fn streamed(samples: &[i32], rate: f64, gain: f64, chunk_seconds: f64) -> anyhow::Result<Streamed> {
+    type Time = chrono::DateTime<chrono::Utc>;
+    let epoch = Time::UNIX_EPOCH;
+    let seconds = |time: Time| (time - epoch).num_milliseconds() as f64 / 1000.0;
     let mut stream = EcgStream::new(rate, gain, epoch)?;
-    let mut af: Vec<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> = Vec::new();
-    for chunk in samples.chunks((rate * 10.0).max(1.0) as usize) {
-        for event in stream
-            .push(chunk)
-            .events
-            .into_iter()
-            .filter(|event| event.kind == RhythmKind::AtrialFibrillation)
-        {
+    // (kind, onset, end, seconds of signal pushed when first reported)
+    let mut events: Vec<(RhythmKind, Time, Time, f64)> = Vec::new();
+    let chunk_len = (rate * chunk_seconds).max(1.0) as usize;
+    let mut pushed = 0usize;
+    for chunk in samples.chunks(chunk_len) {
+        pushed += chunk.len();
+        for event in stream.push(chunk).events {
             // A stored event grows under its onset, as the store's upsert does.
-            match af.iter_mut().find(|(onset, _)| *onset == event.onset) {
-                Some((_, end)) => *end = (*end).max(event.end),
-                None => af.push((event.onset, event.end)),
+            match events
+                .iter_mut()
+                .find(|(kind, onset, _, _)| *kind == event.kind && *onset == event.onset)
+            {
+                Some((_, _, end, _)) => *end = (*end).max(event.end),
+                None => events.push((event.kind, event.onset, event.end, pushed as f64 / rate)),
             }
         }
     }
-    let seconds =
-        |time: chrono::DateTime<chrono::Utc>| (time - epoch).num_milliseconds() as f64 / 1000.0;
-    Ok(wardline_ecg::validate::merge_spans(
-        af.into_iter()
-            .map(|(onset, end)| (seconds(onset), seconds(end)))
-            .collect(),
-    ))
+    let of_kind = |wanted: RhythmKind| {
+        events
+            .iter()
+            .filter(move |(kind, _, _, _)| *kind == wanted)
+            .map(|&(_, onset, end, known)| (seconds(onset), seconds(end), known))
+    };
+    Ok(Streamed {
+        af: wardline_ecg::validate::merge_spans(
+            of_kind(RhythmKind::AtrialFibrillation)
+                .map(|(a, b, _)| (a, b))
+                .collect(),
+        ),
+        ventricular: of_kind(RhythmKind::VentricularTachyarrhythmia).collect(),
+    })
 }
 
 /// F1 of one class over (reference, found) pairs, as the CinC 2017 challenge scored it.
@@ -347,7 +410,48 @@ fn targets(db: &str, r: &DatabaseResult) -> Vec<String> {
     missed
 }
 
-fn print_summary(results: &BTreeMap<String, DatabaseResult>) {
+/// The AHA performance goals for rhythm analysis (Kerber et al. 1997) over every
+/// record with a signal and rhythm labels, and the alarm within 10 s of onset of every
+/// sustained VT/VF episode in the streaming path.
+fn ventricular_targets(results: &BTreeMap<String, DatabaseResult>) -> Vec<String> {
+    use RhythmClass::*;
+    let (whole, streamed) = results.values().fold(
+        (VentricularScore::default(), VentricularScore::default()),
+        |(w, s), r| (w.add(&r.ventricular), s.add(&r.ventricular_streamed)),
+    );
+    let mut missed = Vec::new();
+    for (what, value, target) in [
+        (
+            "VF/VFL Se %",
+            whole.called_percent(VentricularFibrillation),
+            90.0,
+        ),
+        (
+            "VT Se %",
+            whole.called_percent(VentricularTachycardia),
+            75.0,
+        ),
+        (
+            "normal sinus Sp %",
+            whole.not_called_percent(NormalSinus),
+            99.0,
+        ),
+        ("other rhythm Sp %", whole.not_called_percent(Other), 95.0),
+    ] {
+        if value < target {
+            missed.push(format!("VT/VF: {what} {value:.2} < {target}"));
+        }
+    }
+    if streamed.within_10_s < streamed.episodes {
+        missed.push(format!(
+            "VT/VF: streaming alarm within 10 s for {} of {} episodes",
+            streamed.within_10_s, streamed.episodes
+        ));
+    }
+    missed
+}
+
+fn print_summary(results: &BTreeMap<String, DatabaseResult>, chunk_seconds: f64) {
     println!();
     println!(
         "AF per ANSI/AAMI EC57 (reference AF = (AFIB and (AFL; an episode is detected when any detection overlaps it):"
@@ -402,7 +506,7 @@ fn print_summary(results: &BTreeMap<String, DatabaseResult>) {
     }
     println!();
     println!(
-        "streaming, as wired in ingest (10-s chunks, {ANALYSIS_WINDOW_S:.0}-s sliding window), records with a signal:"
+        "streaming, as wired in ingest ({chunk_seconds}-s chunks, {ANALYSIS_WINDOW_S:.0}-s sliding window), records with a signal:"
     );
     for (name, r) in results.iter().filter(|(_, r)| r.streamed_records > 0) {
         println!(
@@ -413,6 +517,62 @@ fn print_summary(results: &BTreeMap<String, DatabaseResult>) {
             episode_columns(&r.streamed)
         );
     }
+    println!();
+    println!(
+        "VT/VF (AHA goals, Kerber 1997), records with a signal and rhythm labels, scored per second:"
+    );
+    println!(
+        "{:<11} {:>4} | {:>7} {:>6} | {:>7} {:>6} | {:>8} {:>6} | {:>8} {:>6} | {:>4} {:>6} {:>6} {:>6}",
+        "database",
+        "rec",
+        "VF_s",
+        "VFSe",
+        "VT_s",
+        "VTSe",
+        "NSR_s",
+        "NSRSp",
+        "other_s",
+        "othSp",
+        "eps",
+        "<=10s",
+        "meanD",
+        "maxD"
+    );
+    let mut gross = VentricularScore::default();
+    for (name, r) in results.iter().filter(|(_, r)| r.ventricular_records > 0) {
+        gross = gross.add(&r.ventricular);
+        println!(
+            "{:<11} {:>4} | {}",
+            name,
+            r.ventricular_records,
+            ventricular_columns(&r.ventricular)
+        );
+    }
+    println!(
+        "{:<11} {:>4} | {}",
+        "gross",
+        "",
+        ventricular_columns(&gross)
+    );
+    println!(
+        "streaming, as wired in ingest (delays to the end of the chunk that reported the call):"
+    );
+    let mut gross = VentricularScore::default();
+    for (name, r) in results.iter().filter(|(_, r)| r.ventricular_records > 0) {
+        gross = gross.add(&r.ventricular_streamed);
+        println!(
+            "{:<11} {:>4} | {}",
+            name,
+            r.ventricular_records,
+            ventricular_columns(&r.ventricular_streamed)
+        );
+    }
+    println!(
+        "{:<11} {:>4} | {}",
+        "gross",
+        "",
+        ventricular_columns(&gross)
+    );
     for (name, r) in results.iter().filter(|(_, r)| !r.classes.is_empty()) {
         let (n, a, o) = (
             f1(&r.classes, "N"),
@@ -443,6 +603,25 @@ fn print_summary(results: &BTreeMap<String, DatabaseResult>) {
             println!("  {reference:<17} {}", row.join(" "));
         }
     }
+}
+
+fn ventricular_columns(s: &VentricularScore) -> String {
+    use RhythmClass::*;
+    format!(
+        "{:>7} {:>6.2} | {:>7} {:>6.2} | {:>8} {:>6.2} | {:>8} {:>6.2} | {:>4} {:>6} {:>6.1} {:>6.1}",
+        s.class_seconds(VentricularFibrillation),
+        s.called_percent(VentricularFibrillation),
+        s.class_seconds(VentricularTachycardia),
+        s.called_percent(VentricularTachycardia),
+        s.class_seconds(NormalSinus),
+        s.not_called_percent(NormalSinus),
+        s.class_seconds(Other),
+        s.not_called_percent(Other),
+        s.episodes,
+        s.within_10_s,
+        s.mean_delay(),
+        s.max_delay()
+    )
 }
 
 fn episode_columns(s: &AfEpisodeScore) -> String {

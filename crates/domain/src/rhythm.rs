@@ -16,15 +16,19 @@ pub enum RhythmKind {
     AtrialFibrillation,
     /// Technical: flat line, electrode off or heavy noise; no rhythm call was made.
     PoorSignal,
+    /// Ventricular tachycardia, flutter or fibrillation: a fast rhythm of wide
+    /// ventricular waves (one call; the detector does not tell them apart).
+    VentricularTachyarrhythmia,
 }
 
 impl RhythmKind {
-    pub const ALL: [RhythmKind; 5] = [
+    pub const ALL: [RhythmKind; 6] = [
         RhythmKind::Bradycardia,
         RhythmKind::Tachycardia,
         RhythmKind::Pause,
         RhythmKind::AtrialFibrillation,
         RhythmKind::PoorSignal,
+        RhythmKind::VentricularTachyarrhythmia,
     ];
 
     /// The stable name used in storage, the API and care plans.
@@ -35,6 +39,7 @@ impl RhythmKind {
             RhythmKind::Pause => "pause",
             RhythmKind::AtrialFibrillation => "atrial_fibrillation",
             RhythmKind::PoorSignal => "poor_signal",
+            RhythmKind::VentricularTachyarrhythmia => "ventricular_tachyarrhythmia",
         }
     }
 

@@ -9,6 +9,7 @@ pub mod morphology;
 pub mod quality;
 pub mod rhythm;
 pub mod validate;
+pub mod ventricular;
 pub mod wfdb;
 
 pub use detector::{Beat, DetectorConfig, QrsDetector, detect_all};
@@ -16,6 +17,7 @@ pub use error::{EcgError, Result};
 pub use quality::{QualityConfig, QualityMonitor, QualitySegment, SignalQuality};
 pub use rhythm::{
     RhythmConfig, RhythmEvent, RhythmKind, analyze_rhythm, analyze_rhythm_with_morphology,
+    analyze_rhythm_with_signal,
 };
 
 /// Everything the crate derives from one lead of a record.
@@ -35,11 +37,11 @@ pub fn analyze(samples: &[i32], sampling_rate: f64, units_per_mv: f64) -> Result
     let poor = quality::poor_intervals(&quality);
     let positions: Vec<u64> = beats.iter().map(|b| b.sample).collect();
     let dominant = morphology::dominant_morphology(samples, &positions, sampling_rate);
-    let events = analyze_rhythm_with_morphology(
+    let events = analyze_rhythm_with_signal(
+        samples,
         &positions,
         &dominant,
         &poor,
-        samples.len() as u64,
         &RhythmConfig::new(sampling_rate),
     )?;
     Ok(Analysis {

@@ -2,6 +2,7 @@
 
 use crate::af::{AF_MODEL, AfModel, interval_features};
 use crate::error::{EcgError, Result};
+use crate::ventricular::{VentricularConfig, ventricular_spans};
 
 pub use wardline_domain::RhythmKind;
 
@@ -217,6 +218,32 @@ pub fn analyze_rhythm_with_morphology(
             end,
         });
     }
+    events.sort_by_key(|e| (e.onset, e.end));
+    Ok(events)
+}
+
+/// Rhythm analysis with the signal at hand: [`analyze_rhythm_with_morphology`] over
+/// the whole of `samples`, plus ventricular tachyarrhythmia found in the waveform
+/// itself (see [`crate::ventricular`]; beat detection is unreliable in fibrillation).
+pub fn analyze_rhythm_with_signal(
+    samples: &[i32],
+    beats: &[u64],
+    dominant: &[bool],
+    poor: &[(u64, u64)],
+    cfg: &RhythmConfig,
+) -> Result<Vec<RhythmEvent>> {
+    let mut events =
+        analyze_rhythm_with_morphology(beats, dominant, poor, samples.len() as u64, cfg)?;
+    let ventricular = VentricularConfig::new(cfg.sampling_rate);
+    events.extend(
+        ventricular_spans(samples, beats, poor, &ventricular)
+            .into_iter()
+            .map(|(onset, end)| RhythmEvent {
+                kind: RhythmKind::VentricularTachyarrhythmia,
+                onset,
+                end,
+            }),
+    );
     events.sort_by_key(|e| (e.onset, e.end));
     Ok(events)
 }

@@ -399,6 +399,167 @@ pub fn merge_spans(mut spans: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
     out
 }
 
+/// Reference rhythm classes of the AHA performance goals for rhythm analysis
+/// (Kerber et al., Circulation 95:1677-1682, 1997), as far as annotations tell them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RhythmClass {
+    /// Ventricular fibrillation and ventricular flutter (`(VF`, `(VFIB`, `(VFL`).
+    VentricularFibrillation,
+    /// Ventricular tachycardia (`(VT`).
+    VentricularTachycardia,
+    /// Normal sinus rhythm (`(N`, `(NSR`).
+    NormalSinus,
+    /// Every other annotated rhythm (AF, flutter, heart block, nodal, paced, ...).
+    Other,
+}
+
+impl RhythmClass {
+    /// The class of a rhythm label; `None` for noise, which is scored as neither.
+    pub fn of_label(label: &str) -> Option<Self> {
+        match label {
+            "(VF" | "(VFIB" | "(VFL" => Some(Self::VentricularFibrillation),
+            "(VT" => Some(Self::VentricularTachycardia),
+            "(N" | "(NSR" => Some(Self::NormalSinus),
+            "(NOISE" => None,
+            _ => Some(Self::Other),
+        }
+    }
+}
+
+/// Seconds of each reference class and how many of them the detector called
+/// ventricular, on a 1-s grid (an annotated rhythm is scored second by second, so a
+/// long episode weighs by its length as the AHA goals weigh segments).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct VentricularScore {
+    /// `[class][called]`: seconds, for VF, VT, normal sinus, other.
+    pub seconds: [[u64; 2]; 4],
+    /// Reference VT/VF episodes, those called within 10 s of onset, and the delays
+    /// (s) of those called at all.
+    pub episodes: u64,
+    pub within_10_s: u64,
+    pub delays: [f64; 2],
+    pub delay_count: u64,
+}
+
+impl VentricularScore {
+    fn index(class: RhythmClass) -> usize {
+        match class {
+            RhythmClass::VentricularFibrillation => 0,
+            RhythmClass::VentricularTachycardia => 1,
+            RhythmClass::NormalSinus => 2,
+            RhythmClass::Other => 3,
+        }
+    }
+
+    /// Percent of the class's seconds called ventricular (sensitivity for VF and VT).
+    pub fn called_percent(&self, class: RhythmClass) -> f64 {
+        let [not, called] = self.seconds[Self::index(class)];
+        pct(called, not + called)
+    }
+
+    /// Percent of the class's seconds not called (specificity for the others).
+    pub fn not_called_percent(&self, class: RhythmClass) -> f64 {
+        let [not, called] = self.seconds[Self::index(class)];
+        pct(not, not + called)
+    }
+
+    /// Seconds of reference in a class.
+    pub fn class_seconds(&self, class: RhythmClass) -> u64 {
+        let [not, called] = self.seconds[Self::index(class)];
+        not + called
+    }
+
+    /// Mean delay from onset to the first call, over the episodes called (s).
+    pub fn mean_delay(&self) -> f64 {
+        if self.delay_count == 0 {
+            0.0
+        } else {
+            self.delays[0] / self.delay_count as f64
+        }
+    }
+
+    /// Longest delay from onset to the first call (s).
+    pub fn max_delay(&self) -> f64 {
+        self.delays[1]
+    }
+
+    pub fn add(&self, o: &Self) -> Self {
+        let mut seconds = self.seconds;
+        for (row, other) in seconds.iter_mut().zip(o.seconds) {
+            row[0] += other[0];
+            row[1] += other[1];
+        }
+        Self {
+            seconds,
+            episodes: self.episodes + o.episodes,
+            within_10_s: self.within_10_s + o.within_10_s,
+            delays: [
+                self.delays[0] + o.delays[0],
+                self.delays[1].max(o.delays[1]),
+            ],
+            delay_count: self.delay_count + o.delay_count,
+        }
+    }
+}
+
+/// Reference episodes shorter than this (s) do not count for detection delay: a
+/// run of a few ventricular beats is not the sustained rhythm the alarm is for.
+pub const MIN_VENTRICULAR_EPISODE_S: f64 = 10.0;
+
+/// Scores ventricular calls against reference rhythm spans (`(class, start, end)`
+/// seconds; time in no span is not scored). Each call is `(start, end, known)`: the
+/// span it covers and the time it was made (a detector looks ahead of a span's
+/// start, a stream reports it when a chunk arrives); delays are measured to `known`.
+pub fn score_ventricular(
+    reference: &[(RhythmClass, f64, f64)],
+    detected: &[(f64, f64, f64)],
+) -> VentricularScore {
+    let mut score = VentricularScore::default();
+    for &(class, start, end) in reference {
+        let mut t = start.ceil();
+        while t + 1.0 <= end {
+            let called = detected
+                .iter()
+                .any(|&(a, b, _)| a <= t + 0.5 && t + 0.5 < b);
+            score.seconds[VentricularScore::index(class)][usize::from(called)] += 1;
+            t += 1.0;
+        }
+    }
+    let ventricular: Vec<(f64, f64)> = merge_spans(
+        reference
+            .iter()
+            .filter(|(class, _, _)| {
+                matches!(
+                    class,
+                    RhythmClass::VentricularFibrillation | RhythmClass::VentricularTachycardia
+                )
+            })
+            .map(|&(_, a, b)| (a, b))
+            .collect(),
+    );
+    for (onset, end) in ventricular {
+        if end - onset < MIN_VENTRICULAR_EPISODE_S {
+            continue;
+        }
+        score.episodes += 1;
+        let first = detected
+            .iter()
+            .filter(|&&(a, b, _)| a < end && onset < b)
+            .map(|&(_, _, known)| known)
+            .min_by(f64::total_cmp);
+        if let Some(first) = first {
+            let delay = (first - onset).max(0.0);
+            score.delays[0] += delay;
+            score.delays[1] = score.delays[1].max(delay);
+            score.delay_count += 1;
+            if delay <= 10.0 {
+                score.within_10_s += 1;
+            }
+        }
+    }
+    score
+}
+
 /// Results for one record, as shown in the validation table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordResult {
@@ -527,6 +688,33 @@ mod tests {
             merge_spans(vec![(5.0, 6.0), (0.0, 2.0), (2.0, 3.0), (2.5, 4.0)]),
             vec![(0.0, 4.0), (5.0, 6.0)]
         );
+    }
+
+    #[test]
+    fn ventricular_calls_are_scored_per_second_and_timed_from_when_they_were_made() {
+        use RhythmClass::*;
+        let reference = [
+            (NormalSinus, 0.0, 100.0),
+            (VentricularTachycardia, 100.0, 130.0),
+            (VentricularFibrillation, 130.0, 135.0),
+            (Other, 135.0, 200.0),
+        ];
+        // Called from 104 s (known at 109 s) to 135 s, and falsely for 10 s of sinus.
+        let calls = [(104.0, 135.0, 109.0), (20.0, 30.0, 25.0)];
+        let s = score_ventricular(&reference, &calls);
+        assert_eq!(s.class_seconds(VentricularTachycardia), 30);
+        assert!((s.called_percent(VentricularTachycardia) - 100.0 * 26.0 / 30.0).abs() < 1e-9);
+        assert!((s.called_percent(VentricularFibrillation) - 100.0).abs() < 1e-9);
+        assert!((s.not_called_percent(NormalSinus) - 90.0).abs() < 1e-9);
+        assert!((s.not_called_percent(Other) - 100.0).abs() < 1e-9);
+        // VT then VF is one 35-s episode, called 9 s after its onset.
+        assert_eq!((s.episodes, s.within_10_s), (1, 1));
+        assert!((s.max_delay() - 9.0).abs() < 1e-9);
+        let late = score_ventricular(&reference, &[(104.0, 135.0, 111.0)]);
+        assert_eq!((late.episodes, late.within_10_s), (1, 0));
+        assert_eq!(RhythmClass::of_label("(VFL"), Some(VentricularFibrillation));
+        assert_eq!(RhythmClass::of_label("(NOISE"), None);
+        assert_eq!(RhythmClass::of_label("(AFIB"), Some(Other));
     }
 
     #[test]

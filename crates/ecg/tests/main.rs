@@ -5,4 +5,5 @@ mod common;
 mod mitdb;
 mod quality;
 mod streaming;
+mod ventricular;
 mod wfdb_data;
