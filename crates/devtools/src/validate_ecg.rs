@@ -111,7 +111,7 @@ fn evaluate(db: &Database, model: &AfModel, chunk_seconds: f64) -> anyhow::Resul
             // A recording labelled AF as a whole is one AF episode.
             reference.push((0.0, duration));
         }
-        let (source, detected, events) = match &record.lead {
+        let (source, detected, events, beats) = match &record.lead {
             Some(lead) => {
                 let analysis = wardline_ecg::analyze(&lead.samples, fs, lead.units_per_mv)
                     .with_context(|| format!("{}/{name}: analysis", db.name))?;
@@ -162,13 +162,19 @@ fn evaluate(db: &Database, model: &AfModel, chunk_seconds: f64) -> anyhow::Resul
                     Source::Signal,
                     af_spans(&analysis.events, fs),
                     analysis.events,
+                    positions,
                 )
             }
             None if !record.beats.is_empty() => {
                 result.beat_files.extend(record.beat_file);
                 let events = rhythm_from_annotations(&record, model)
                     .with_context(|| format!("{}/{name}: rhythm", db.name))?;
-                (Source::Annotations, af_spans(&events, fs), events)
+                (
+                    Source::Annotations,
+                    af_spans(&events, fs),
+                    events,
+                    Vec::new(),
+                )
             }
             None => {
                 result.unusable.push(name.clone());
@@ -189,7 +195,7 @@ fn evaluate(db: &Database, model: &AfModel, chunk_seconds: f64) -> anyhow::Resul
         if let Some(label) = label {
             result
                 .classes
-                .push((label.to_owned(), classify(&record, &events, model)));
+                .push((label.to_owned(), classify(&record, &beats, &events, model)));
         }
     }
     Ok(result)
@@ -243,8 +249,14 @@ fn af_spans(events: &[wardline_ecg::RhythmEvent], fs: f64) -> Vec<(f64, f64)> {
 /// A short recording's class as the CinC 2017 challenge labels them: `N` normal,
 /// `A` AF, `O` another rhythm, `~` too noisy to tell. Recordings of 9 to 61 s are
 /// shorter than an AF episode must last, so AF is the model's verdict on the whole
-/// recording as one window.
-fn classify(record: &EcgRecord, events: &[wardline_ecg::RhythmEvent], model: &AfModel) -> String {
+/// recording as one window. `beats` and `events` are the whole-record analysis of
+/// the record's signal.
+fn classify(
+    record: &EcgRecord,
+    beats: &[u64],
+    events: &[wardline_ecg::RhythmEvent],
+    model: &AfModel,
+) -> String {
     let Some(lead) = &record.lead else {
         return "~".to_owned();
     };
@@ -258,21 +270,17 @@ fn classify(record: &EcgRecord, events: &[wardline_ecg::RhythmEvent], model: &Af
     if poor >= n / 2.0 {
         return "~".to_owned();
     }
-    let Ok(analysis) = wardline_ecg::analyze(&lead.samples, fs, lead.units_per_mv) else {
-        return "~".to_owned();
-    };
-    let positions: Vec<u64> = analysis.beats.iter().map(|b| b.sample).collect();
-    if positions.len() < 4 {
+    if beats.len() < 4 {
         return "~".to_owned();
     }
-    let dominant = wardline_ecg::morphology::dominant_morphology(&lead.samples, &positions, fs);
+    let dominant = wardline_ecg::morphology::dominant_morphology(&lead.samples, beats, fs);
     // Most beats unlike one another is noise, not a rhythm: in these recordings QRS
     // shapes scatter when the fingers slip on the electrodes.
     let odd = dominant.iter().filter(|d| !**d).count();
     if odd * 2 > dominant.len() {
         return "~".to_owned();
     }
-    let (rr, keep) = dominant_intervals(&positions, &dominant, fs);
+    let (rr, keep) = dominant_intervals(beats, &dominant, fs);
     let mut scratch = wardline_ecg::af::Scratch::default();
     if let Some(features) = window_features(&rr, &keep, &mut scratch)
         && model.probability(&features) > RhythmConfig::new(fs).af_threshold
@@ -538,41 +546,11 @@ fn print_summary(results: &BTreeMap<String, DatabaseResult>, chunk_seconds: f64)
         "meanD",
         "maxD"
     );
-    let mut gross = VentricularScore::default();
-    for (name, r) in results.iter().filter(|(_, r)| r.ventricular_records > 0) {
-        gross = gross.add(&r.ventricular);
-        println!(
-            "{:<11} {:>4} | {}",
-            name,
-            r.ventricular_records,
-            ventricular_columns(&r.ventricular)
-        );
-    }
-    println!(
-        "{:<11} {:>4} | {}",
-        "gross",
-        "",
-        ventricular_columns(&gross)
-    );
+    print_ventricular(results, |r| &r.ventricular);
     println!(
         "streaming, as wired in ingest (delays to the end of the chunk that reported the call):"
     );
-    let mut gross = VentricularScore::default();
-    for (name, r) in results.iter().filter(|(_, r)| r.ventricular_records > 0) {
-        gross = gross.add(&r.ventricular_streamed);
-        println!(
-            "{:<11} {:>4} | {}",
-            name,
-            r.ventricular_records,
-            ventricular_columns(&r.ventricular_streamed)
-        );
-    }
-    println!(
-        "{:<11} {:>4} | {}",
-        "gross",
-        "",
-        ventricular_columns(&gross)
-    );
+    print_ventricular(results, |r| &r.ventricular_streamed);
     for (name, r) in results.iter().filter(|(_, r)| !r.classes.is_empty()) {
         let (n, a, o) = (
             f1(&r.classes, "N"),
@@ -603,6 +581,29 @@ fn print_summary(results: &BTreeMap<String, DatabaseResult>, chunk_seconds: f64)
             println!("  {reference:<17} {}", row.join(" "));
         }
     }
+}
+
+/// One VT/VF table: a row per database with rhythm-labelled signals, then the gross.
+fn print_ventricular(
+    results: &BTreeMap<String, DatabaseResult>,
+    score: impl Fn(&DatabaseResult) -> &VentricularScore,
+) {
+    let mut gross = VentricularScore::default();
+    for (name, r) in results.iter().filter(|(_, r)| r.ventricular_records > 0) {
+        gross = gross.add(score(r));
+        println!(
+            "{:<11} {:>4} | {}",
+            name,
+            r.ventricular_records,
+            ventricular_columns(score(r))
+        );
+    }
+    println!(
+        "{:<11} {:>4} | {}",
+        "gross",
+        "",
+        ventricular_columns(&gross)
+    );
 }
 
 fn ventricular_columns(s: &VentricularScore) -> String {
