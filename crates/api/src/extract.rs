@@ -402,6 +402,10 @@ path_extractor!(
     SharePath(uuid::Uuid) from "share_id"
 );
 path_extractor!(
+    /// `{visit_id}`: a telehealth visit.
+    VisitPath(uuid::Uuid) from "visit_id"
+);
+path_extractor!(
     /// `{gateway_id}`: a gateway device.
     GatewayPath(DeviceId) from "gateway_id"
 );

@@ -55,6 +55,7 @@ fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .merge(routes::nightscout::routes())
         .merge(routes::gateways::routes())
         .merge(routes::templates::routes())
+        .merge(routes::visits::routes())
         .merge(routes::fhir::routes())
         .merge(routes::alarms::routes())
         .merge(routes::system::routes())
@@ -69,6 +70,7 @@ fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
     let streams = OpenApiRouter::new()
         .merge(routes::clinical::stream_routes())
         .merge(routes::alarms::stream_routes())
+        .merge(routes::visits::stream_routes())
         .merge(routes::export::routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             layers::MAX_BODY_BYTES,

@@ -810,6 +810,26 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         ("POST", "/api/v1/patients/{patient_id}/referrals") => AdasTeam,
         ("GET", "/api/v1/me/shared-with-me")
         | ("POST", "/api/v1/me/specialist-invitations/accept") => Specialists,
+        // Visits: the sweep's visit does not exist, so everyone signed in hears "not
+        // found"; `visits.rs` shows who may do what with one that does.
+        ("GET", "/api/v1/me/visits") => SignedIn,
+        ("GET", visit) if visit.starts_with("/api/v1/visits/") => AdasReaders,
+        (
+            "POST",
+            "/api/v1/visits/{visit_id}/room/enter" | "/api/v1/visits/{visit_id}/room/leave",
+        )
+        | (
+            "POST",
+            "/api/v1/visits/{visit_id}/room/signal" | "/api/v1/visits/{visit_id}/messages",
+        ) => AdaAndTeam,
+        ("POST" | "PUT", visit) if visit.starts_with("/api/v1/visits/") => AdasTeam,
+        ("POST", "/api/v1/patients/{patient_id}/visits")
+        | ("POST", "/api/v1/patients/{patient_id}/treatment-orders")
+        | ("POST", "/api/v1/patients/{patient_id}/monitoring-time") => AdasTeam,
+        // The ledger is the practice's record of its work: the care team's, not the
+        // patient's.
+        ("GET", "/api/v1/patients/{patient_id}/rpm-ledger") => AdasTeam,
+        ("GET", "/api/v1/rpm-ledger" | "/api/v1/rpm-ledger.csv") => Staff,
         ("GET", patient) if patient.starts_with("/api/v1/patients/{patient_id}") => AdasReaders,
         ("GET", "/fhir/R4/Patient/{patient_id}") => AdasReaders,
         // A device that does not exist: nobody is told more than "not found".

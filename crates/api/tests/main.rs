@@ -17,3 +17,4 @@ mod sessions;
 mod sharing;
 mod streams;
 mod templates;
+mod visits;

@@ -81,6 +81,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Longest a request answered once may take (live streams excepted).
     pub request_timeout_seconds: u64,
+    /// Where visits' browsers find each other (STUN, TURN).
+    pub telehealth: TelehealthConfig,
     /// A request's headers (and, over TLS, the handshake) must arrive within this long.
     pub http_header_read_timeout_seconds: u64,
     /// An HTTP connection that moves no byte for this long is closed; longer than any
@@ -297,6 +299,99 @@ fn store_location(
 /// The name of the default database key file in the keys folder.
 pub const DATABASE_KEY_FILE: &str = "database.key";
 
+/// `[telehealth]`: the STUN and TURN servers video visits use, and the practice's time
+/// zone for the remote-monitoring ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelehealthConfig {
+    pub stun_urls: Vec<String>,
+    pub turn_urls: Vec<String>,
+    /// A file holding the TURN server's shared secret (coturn's `static-auth-secret`),
+    /// from which per-person credentials limited in time are made. The secret itself is
+    /// never in the configuration, so that it is never printed with it.
+    pub turn_secret_file: Option<PathBuf>,
+    pub turn_credential_minutes: i64,
+    pub practice_time_zone: chrono_tz::Tz,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelehealthSection {
+    pub stun_urls: Option<Vec<String>>,
+    pub turn_urls: Option<Vec<String>>,
+    pub turn_secret_file: Option<PathBuf>,
+    pub turn_credential_minutes: Option<i64>,
+    pub time_zone: Option<String>,
+}
+
+fn telehealth_config(
+    file: &TelehealthSection,
+    env: &BTreeMap<String, String>,
+) -> Result<TelehealthConfig, ConfigError> {
+    let list = |name: &'static str, from_file: &Option<Vec<String>>| -> Vec<String> {
+        env.get(name)
+            .map(|text| {
+                text.split(',')
+                    .map(str::trim)
+                    .filter(|url| !url.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .or_else(|| from_file.clone())
+            .unwrap_or_default()
+    };
+    let stun_urls = list("WARDLINE_STUN_URLS", &file.stun_urls);
+    let turn_urls = list("WARDLINE_TURN_URLS", &file.turn_urls);
+    for url in &stun_urls {
+        if !url.starts_with("stun:") && !url.starts_with("stuns:") {
+            return Err(ConfigError::Invalid(format!(
+                "telehealth.stun_urls: {url:?} is not a stun: or stuns: URL"
+            )));
+        }
+    }
+    for url in &turn_urls {
+        if !url.starts_with("turn:") && !url.starts_with("turns:") {
+            return Err(ConfigError::Invalid(format!(
+                "telehealth.turn_urls: {url:?} is not a turn: or turns: URL"
+            )));
+        }
+    }
+    let turn_secret_file = env
+        .get("WARDLINE_TURN_SECRET_FILE")
+        .map(PathBuf::from)
+        .or_else(|| file.turn_secret_file.clone());
+    if !turn_urls.is_empty() && turn_secret_file.is_none() {
+        return Err(ConfigError::Invalid(
+            "telehealth.turn_urls needs telehealth.turn_secret_file (the TURN server's shared secret)"
+                .into(),
+        ));
+    }
+    let turn_credential_minutes = env_value(env, "WARDLINE_TURN_CREDENTIAL_MINUTES")?
+        .or(file.turn_credential_minutes)
+        .unwrap_or(12 * 60);
+    if !(5..=7 * 24 * 60).contains(&turn_credential_minutes) {
+        return Err(ConfigError::Invalid(
+            "telehealth.turn_credential_minutes must be 5 to 10080".into(),
+        ));
+    }
+    let zone_name = env
+        .get("WARDLINE_PRACTICE_TIME_ZONE")
+        .cloned()
+        .or_else(|| file.time_zone.clone())
+        .unwrap_or_else(|| "UTC".into());
+    let practice_time_zone = zone_name.parse().map_err(|_| {
+        ConfigError::Invalid(format!(
+            "telehealth.time_zone: {zone_name:?} is not an IANA time zone (e.g. America/New_York)"
+        ))
+    })?;
+    Ok(TelehealthConfig {
+        stun_urls,
+        turn_urls,
+        turn_secret_file,
+        turn_credential_minutes,
+        practice_time_zone,
+    })
+}
+
 /// Defaults: TLS ports that collide with nothing already running on these machines
 /// (Mosquitto 1883, NATS 4222, PostgreSQL 5432, Redis 6379).
 pub const DEFAULT_MQTT_PORT: u16 = 8883;
@@ -341,6 +436,8 @@ pub struct ConfigFile {
     pub store: StoreSection,
     #[serde(default)]
     pub bus: BusSection,
+    #[serde(default)]
+    pub telehealth: TelehealthSection,
 }
 
 /// `[bus]`: the message bus between workers (see [`BusLocation`]).
@@ -699,6 +796,7 @@ pub fn load(
         request_timeout_seconds: env_value(env, "WARDLINE_HTTP_REQUEST_TIMEOUT_SECONDS")?
             .or(file.http.request_timeout_seconds)
             .unwrap_or(30),
+        telehealth: telehealth_config(&file.telehealth, env)?,
         http_header_read_timeout_seconds: env_value(
             env,
             "WARDLINE_HTTP_HEADER_READ_TIMEOUT_SECONDS",

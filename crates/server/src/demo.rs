@@ -3,8 +3,9 @@
 //! 1. A fresh data folder (a temporary one unless `--data-dir` names an empty folder).
 //! 2. Accounts (admin, clinician, nurse, and a patient account for Ada), one care team
 //!    holding every simulated patient, the ward's patients (`wardline_sim::Ward`), and
-//!    their devices, each enrolled with its own secret. The logins are printed; device
-//!    secrets are not.
+//!    their devices, each enrolled with its own secret, and a video visit between Ada and
+//!    the clinician starting in 10 minutes. The logins are printed; device secrets are
+//!    not.
 //! 3. The server, in this process (`server::serve`), on the default ports if they are
 //!    free, else on ephemeral ones.
 //! 4. Every simulated device as a real client: MQTT 3.1.1 over TLS with its own
@@ -403,6 +404,7 @@ async fn populate(
         ("patient", "ada", "Ada Moreno", Role::Patient, ada),
     ];
     let mut logins = Vec::new();
+    let mut clinician = None;
     for (role_label, username, display_name, role, patient_id) in accounts {
         if role == Role::Patient && patient_id.is_none() {
             continue;
@@ -429,6 +431,9 @@ async fn populate(
                 .await
                 .map_err(fail)?;
         }
+        if role == Role::Clinician {
+            clinician = Some(created.user.id);
+        }
         logins.push(Login {
             role: role_label,
             username,
@@ -436,6 +441,23 @@ async fn populate(
                 .generated_password
                 .context("a generated password for a demo account")?,
         });
+    }
+    // A video visit between Ada and Dr Grey about to start, so that a newcomer can try
+    // one between two browser windows (its room opens 15 minutes before the start).
+    if let (Some(ada), Some(clinician)) = (ada, clinician) {
+        service
+            .schedule_visit(
+                &cli,
+                ada,
+                wardline_service::visits::VisitRequest {
+                    start: (Utc::now() + chrono::Duration::minutes(10)).trunc_subsecs(0),
+                    duration_minutes: 30,
+                    reason: "Check-in on the first week with the CGM".into(),
+                    attendees: vec![clinician],
+                },
+            )
+            .await
+            .map_err(fail)?;
     }
     let mut devices = Vec::new();
     for device in ward.devices() {

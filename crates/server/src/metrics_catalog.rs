@@ -274,6 +274,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "counter",
         "Live streams ended because their session or their access to a patient ended (logout, expiry, disabled account, removal from the care team).",
     ),
+    (
+        "wardline_visits_scheduled_total",
+        "counter",
+        "Telehealth visits scheduled.",
+    ),
 ];
 
 /// Describes every metric to the installed recorder.

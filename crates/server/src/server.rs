@@ -160,8 +160,25 @@ pub fn http_limits(config: &Config) -> HttpLimits {
 }
 
 /// The service's settings from the configuration.
-pub fn service_settings(config: &Config) -> ServiceSettings {
-    ServiceSettings {
+pub fn service_settings(config: &Config) -> anyhow::Result<ServiceSettings> {
+    let telehealth = &config.telehealth;
+    let turn_secret = match &telehealth.turn_secret_file {
+        Some(path) => {
+            let secret = std::fs::read(path).map_err(|error| {
+                anyhow::anyhow!("reading the TURN secret file {}: {error}", path.display())
+            })?;
+            // A secret file usually ends with a line break that is not part of it.
+            let secret = secret.trim_ascii().to_vec();
+            anyhow::ensure!(
+                secret.len() >= 16,
+                "the TURN secret in {} is shorter than 16 bytes",
+                path.display()
+            );
+            Some(secret)
+        }
+        None => None,
+    };
+    Ok(ServiceSettings {
         session_lifetime: chrono::Duration::hours(config.session_hours),
         session_idle_timeout: (config.session_idle_minutes > 0)
             .then(|| chrono::Duration::minutes(config.session_idle_minutes)),
@@ -176,14 +193,21 @@ pub fn service_settings(config: &Config) -> ServiceSettings {
         max_share_days: config.max_share_days,
         // Set once the server knows its address (`Wardline::with_invitation_mail`).
         invitation_mail: None,
-    }
+        ice: wardline_service::visits::IceSettings {
+            stun_urls: telehealth.stun_urls.clone(),
+            turn_urls: telehealth.turn_urls.clone(),
+            turn_secret,
+            turn_credential_lifetime: chrono::Duration::minutes(telehealth.turn_credential_minutes),
+        },
+        practice_time_zone: telehealth.practice_time_zone,
+    })
 }
 
 /// The operations over the data folder's store, without a running engine: for the
 /// command line and tools working beside (or before) a server.
 pub async fn offline_service(config: &Config) -> anyhow::Result<Wardline> {
     let store = open_store(config).await?.0;
-    Ok(Wardline::new(store, service_settings(config)))
+    Ok(Wardline::new(store, service_settings(config)?))
 }
 
 /// Runs the server until `shutdown` is cancelled.
@@ -242,7 +266,7 @@ pub async fn serve(
         ),
         _ => None,
     };
-    let bare = Wardline::new(Arc::clone(&store), service_settings(&config));
+    let bare = Wardline::new(Arc::clone(&store), service_settings(&config)?);
     first_admin(&bare, &config.keys_dir).await?;
     // Before any device connects: a model's messages are read with its template from
     // the first one on.

@@ -163,6 +163,16 @@ pub struct Allowed {
 }
 
 impl Wardline {
+    /// Why `actor` may read `patient_id`'s data now, if they may (not audited: for
+    /// checks repeated while something stays open, whose opening was audited).
+    pub(crate) async fn basis_of(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+    ) -> Result<Option<AccessBasis>, Error> {
+        self.basis(actor, patient_id).await
+    }
+
     async fn basis(
         &self,
         actor: &Actor,

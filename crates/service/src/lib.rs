@@ -20,6 +20,7 @@ pub mod fhir;
 pub mod gateways;
 pub mod imports;
 pub mod ingest;
+pub mod ledger;
 pub mod live;
 pub mod nightscout;
 pub mod people;
@@ -27,6 +28,7 @@ pub mod second_factor;
 pub mod sharing;
 pub mod templates;
 pub mod throttle;
+pub mod visits;
 
 use std::sync::{Arc, RwLock};
 
@@ -63,6 +65,10 @@ pub struct ServiceSettings {
     /// How invitations reach specialists: by e-mail through this SMTP server, with links
     /// to this address of the web app. None: the inviter is given the link to send.
     pub invitation_mail: Option<sharing::InvitationMail>,
+    /// The STUN and TURN servers visits' browsers use.
+    pub ice: visits::IceSettings,
+    /// The practice's time zone: the remote-monitoring ledger counts its days and months.
+    pub practice_time_zone: chrono_tz::Tz,
 }
 
 impl Default for ServiceSettings {
@@ -76,6 +82,8 @@ impl Default for ServiceSettings {
             second_factor_roles: vec![Role::Admin],
             max_share_days: wardline_domain::sharing::DEFAULT_MAX_SHARE_DAYS,
             invitation_mail: None,
+            ice: visits::IceSettings::default(),
+            practice_time_zone: chrono_tz::UTC,
         }
     }
 }
@@ -105,6 +113,8 @@ pub struct Wardline {
     clock: Arc<dyn wardline_alarms::Clock>,
     /// Share-link openings, one at a time (see [`Wardline::open_share_link`]).
     link_opens: Arc<tokio::sync::Mutex<()>>,
+    /// The visits' rooms open in this process.
+    rooms: Arc<visits::VisitRooms>,
 }
 
 impl std::fmt::Debug for Wardline {
@@ -133,6 +143,7 @@ impl Wardline {
             device_ca: None,
             clock: Arc::new(wardline_alarms::SystemClock),
             link_opens: Arc::new(tokio::sync::Mutex::new(())),
+            rooms: Arc::new(visits::VisitRooms::default()),
         }
     }
 

@@ -1,5 +1,5 @@
 //! Wardline's storage, by capability: people, emergency access, devices, ingest, clinical
-//! data, audit, alarms, the outbox, gateways, Nightscout sites, mapping templates and the committed event log. [`Store`] is all of them;
+//! data, audit, alarms, the outbox, gateways, Nightscout sites, mapping templates, telehealth visits and the committed event log. [`Store`] is all of them;
 //! every backend implements each trait and passes the one conformance suite
 //! (`testsuite` feature). SQLite is the embedded backend.
 
@@ -22,6 +22,7 @@ pub mod sqlite;
 mod templates;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
+mod visits;
 
 pub use alarms::*;
 pub use audit::*;
@@ -40,6 +41,7 @@ pub use postgres::{EvaluationFence, PostgresStore};
 pub use shares::*;
 pub use sqlite::SqliteStore;
 pub use templates::*;
+pub use visits::*;
 
 /// Everything Wardline stores. Code that needs one capability takes that trait; code
 /// that wires the server together holds an `Arc<dyn Store>`.
@@ -56,6 +58,7 @@ pub trait Store:
     + GatewayStore
     + NightscoutStore
     + TemplateStore
+    + VisitStore
     + EventLog
     + std::fmt::Debug
     + 'static
@@ -75,6 +78,7 @@ impl<T> Store for T where
         + GatewayStore
         + NightscoutStore
         + TemplateStore
+        + VisitStore
         + EventLog
         + std::fmt::Debug
         + 'static

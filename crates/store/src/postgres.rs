@@ -39,6 +39,7 @@ mod people;
 mod rows;
 mod shares;
 mod templates;
+mod visits;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,7 @@ use crate::error::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_initial.sql"),
     include_str!("../migrations/postgres/0002_login_failures.sql"),
+    include_str!("../migrations/postgres/0003_visits.sql"),
 ];
 
 /// The schema version this build writes.

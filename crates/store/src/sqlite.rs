@@ -23,6 +23,7 @@ mod people;
 mod rows;
 mod shares;
 mod templates;
+mod visits;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -56,7 +56,22 @@ pub const APP_ROUTES: &[&str] = &[
     "/shared",
     "/s",
     "/invite",
+    // Visits: the list and one visit's record (the room is [`VISIT_ROOM_ROUTE`]).
+    "/visits",
+    "/visits/{visit_id}",
 ];
+
+/// A visit's room: the one page that may use the camera and the microphone, so a
+/// script anywhere else in the app never can. The app loads it as a page of its own
+/// (not by changing the address in place), because a document keeps the permissions
+/// policy it was loaded with.
+pub const VISIT_ROOM_ROUTE: &str = "/visits/{visit_id}/room";
+
+/// What every page but a visit's room may not use.
+const PERMISSIONS_POLICY: &str = "camera=(), microphone=(), geolocation=(), payment=(), usb=()";
+/// A visit's room: the camera and the microphone, for this origin only.
+const ROOM_PERMISSIONS_POLICY: &str =
+    "camera=(self), microphone=(self), geolocation=(), payment=(), usb=()";
 
 /// The policy for every page and asset: everything from this origin only, nothing
 /// inline, never framed.
@@ -77,6 +92,17 @@ where
             get(move |headers: HeaderMap| async move { respond(index, &headers) }),
         );
     }
+    router = router.route(
+        VISIT_ROOM_ROUTE,
+        get(move |headers: HeaderMap| async move {
+            let mut response = respond(index, &headers);
+            response.headers_mut().insert(
+                HeaderName::from_static("permissions-policy"),
+                HeaderValue::from_static(ROOM_PERMISSIONS_POLICY),
+            );
+            response
+        }),
+    );
     for asset in generated::ASSETS {
         if asset.path == "/index.html" {
             continue;
@@ -206,7 +232,7 @@ fn respond(asset: Option<&'static Asset>, request: &HeaderMap) -> Response {
     );
     headers.insert(
         HeaderName::from_static("permissions-policy"),
-        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
+        HeaderValue::from_static(PERMISSIONS_POLICY),
     );
     response
 }
@@ -273,6 +299,37 @@ mod tests {
                 "no inline script in index.html: {html}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn only_a_visit_room_may_use_the_camera_and_microphone() {
+        for path in [
+            "/",
+            "/visits",
+            "/visits/6c1d2f0e-0000-4000-8000-000000000000",
+            "/ward",
+        ] {
+            let response = fetch(router(), path, &[]).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            let policy = header(&response, "permissions-policy");
+            assert!(policy.contains("camera=()"), "{path}: {policy}");
+            assert!(policy.contains("microphone=()"), "{path}: {policy}");
+        }
+        let response = fetch(
+            router(),
+            "/visits/6c1d2f0e-0000-4000-8000-000000000000/room",
+            &[],
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let policy = header(&response, "permissions-policy");
+        assert!(policy.contains("camera=(self)"), "{policy}");
+        assert!(policy.contains("microphone=(self)"), "{policy}");
+        assert!(policy.contains("geolocation=()"), "{policy}");
+        assert!(
+            header(&response, "content-security-policy").contains("frame-ancestors 'none'"),
+            "the room keeps the other headers"
+        );
     }
 
     #[tokio::test]

@@ -15,3 +15,4 @@ pub(crate) mod people;
 pub(crate) mod shares;
 pub(crate) mod system;
 pub(crate) mod templates;
+pub(crate) mod visits;

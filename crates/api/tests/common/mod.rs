@@ -351,6 +351,7 @@ impl Hospital {
             .replace("{part}", "current")
             .replace("{collection}", "treatments")
             .replace("{template_id}", "00000000000000000000000000000000")
+            .replace("{visit_id}", "00000000-0000-4000-8000-000000000000")
     }
 
     /// A request as `who` (a key of `tokens`, or `anonymous`).

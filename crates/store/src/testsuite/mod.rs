@@ -22,6 +22,7 @@ pub mod postgres;
 mod recorded;
 mod shares;
 mod templates;
+mod visits;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use wardline_domain::{DeviceId, DeviceKind, ObservationCode, PatientId, Reading, Role, UserId};
@@ -40,6 +41,7 @@ pub use people::*;
 pub use recorded::{Recorded, Recorder, trait_methods};
 pub use shares::*;
 pub use templates::*;
+pub use visits::*;
 
 use crate::{AuditEvent, AuditOutcome, NewDevice, NewPatient, NewUser, Store};
 
@@ -81,7 +83,10 @@ macro_rules! store_conformance_suite {
             event_log_resumes_from_a_checkpoint,
             nightscout_sites_live_with_their_device, nightscout_documents_are_kept_once_per_key,
             overlapping_nightscout_uploads_both_succeed,
-            mapping_templates_are_versioned_one_in_force_per_model);
+            mapping_templates_are_versioned_one_in_force_per_model,
+            visits_are_scheduled_moved_and_closed_once, the_room_counts_stays_and_keeps_its_chat,
+            a_signed_note_changes_only_by_addenda,
+            orders_and_monitoring_time_stay_with_their_patient);
     };
     (@tests $fresh:expr; $($check:ident),*) => {
         $crate::store_conformance_checks!($fresh; $($check),*);

@@ -58,6 +58,7 @@ pub fn trait_methods() -> Vec<String> {
         include_str!("../gateways.rs"),
         include_str!("../nightscout.rs"),
         include_str!("../templates.rs"),
+        include_str!("../visits.rs"),
         include_str!("../events.rs"),
     ];
     let mut methods = Vec::new();
@@ -166,6 +167,29 @@ recorded!(ShareStore {
     async fn share_by_link(&self, token_hash: [u8; 32]) -> R<Option<(Share, String)>>;
     async fn record_link_attempt(&self, id: uuid::Uuid, attempt: LinkAttempt, at: DateTime<Utc>, audit: AuditEvent) -> R<Share>;
     async fn revoke_share(&self, id: uuid::Uuid, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
+});
+
+recorded!(VisitStore {
+    async fn create_visit(&self, visit: NewVisit, audit: AuditEvent) -> R<Visit>;
+    async fn visit(&self, id: uuid::Uuid) -> R<Option<Visit>>;
+    async fn visits(&self, query: VisitQuery) -> R<Vec<Visit>>;
+    async fn reschedule_visit(&self, id: uuid::Uuid, start: DateTime<Utc>, duration_minutes: u32, audit: AuditEvent) -> R<Visit>;
+    async fn close_visit(&self, id: uuid::Uuid, status: VisitStatus, at: DateTime<Utc>, reason: Option<String>, audit: AuditEvent) -> R<Visit>;
+    async fn record_presence(&self, id: uuid::Uuid, user: UserId, presence: Presence, at: DateTime<Utc>, count_time: bool, audit: AuditEvent) -> R<Vec<PresenceSpan>>;
+    async fn visit_presence(&self, id: uuid::Uuid) -> R<Vec<PresenceSpan>>;
+    async fn add_visit_message(&self, id: uuid::Uuid, author: UserId, at: DateTime<Utc>, text: String, audit: AuditEvent) -> R<VisitMessage>;
+    async fn visit_messages(&self, id: uuid::Uuid, after: i64) -> R<Vec<VisitMessage>>;
+    async fn save_visit_note(&self, id: uuid::Uuid, author: UserId, text: VisitNoteText, at: DateTime<Utc>, audit: AuditEvent) -> R<VisitNote>;
+    async fn sign_visit_note(&self, id: uuid::Uuid, author: UserId, at: DateTime<Utc>, audit: AuditEvent) -> R<VisitNote>;
+    async fn add_visit_addendum(&self, id: uuid::Uuid, author: UserId, at: DateTime<Utc>, text: String, audit: AuditEvent) -> R<VisitNote>;
+    async fn visit_note(&self, id: uuid::Uuid) -> R<Option<VisitNote>>;
+    async fn link_care_plan_version(&self, id: uuid::Uuid, version: u32, audit: AuditEvent) -> R<Visit>;
+    async fn mark_visit_reminded(&self, id: uuid::Uuid, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
+    async fn create_treatment_order(&self, order: NewTreatmentOrder, audit: AuditEvent) -> R<TreatmentOrder>;
+    async fn treatment_orders(&self, patient: PatientId) -> R<Vec<TreatmentOrder>>;
+    async fn record_monitoring_time(&self, time: NewMonitoringTime, audit: AuditEvent) -> R<MonitoringTime>;
+    async fn monitoring_time(&self, patient: PatientId, from: DateTime<Utc>, to: DateTime<Utc>) -> R<Vec<MonitoringTime>>;
+    async fn reading_quarters(&self, patient: PatientId, from: DateTime<Utc>, to: DateTime<Utc>) -> R<Vec<ReadingQuarter>>;
 });
 
 recorded!(DeviceStore {
@@ -323,6 +347,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 111, "{methods:?}");
+        assert_eq!(methods.len(), 131, "{methods:?}");
     }
 }

@@ -100,6 +100,35 @@ async fn demo_stores_observations_quickly_and_stops_cleanly() {
         .expect("patient list");
     assert_eq!(patients.len(), 6, "the clinician sees the simulated ward");
 
+    // A video visit with Ada is about to start, and its room is open to the clinician.
+    let visits: Value = client
+        .get(format!("{base}/api/v1/me/visits"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("visits")
+        .json()
+        .await
+        .expect("json");
+    let visits = visits.as_array().cloned().expect("visit list");
+    assert_eq!(visits.len(), 1, "{visits:?}");
+    assert_eq!(visits[0]["patient_name"], "Ada Moreno", "{visits:?}");
+    let start: chrono::DateTime<chrono::Utc> =
+        visits[0]["start"].as_str().expect("start").parse().expect("time");
+    let ahead = start - chrono::Utc::now();
+    assert!(
+        ahead > chrono::Duration::zero() && ahead <= chrono::Duration::minutes(15),
+        "starts in {ahead}"
+    );
+    let visit_id = visits[0]["id"].as_str().expect("id");
+    let entered = client
+        .post(format!("{base}/api/v1/visits/{visit_id}/room/enter"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("enter");
+    assert_eq!(entered.status(), reqwest::StatusCode::OK);
+
     // Observations arrive (CGM over MQTT for Ada, weight over HTTPS for Farid, ...).
     let deadline = Instant::now() + Duration::from_secs(40);
     let mut seen_codes = std::collections::BTreeSet::new();
