@@ -310,6 +310,8 @@ pub struct TelehealthConfig {
     /// never in the configuration, so that it is never printed with it.
     pub turn_secret_file: Option<PathBuf>,
     pub turn_credential_minutes: i64,
+    /// Media only through TURN (see `IceSettings::relay_only`).
+    pub relay_only: bool,
     pub practice_time_zone: chrono_tz::Tz,
 }
 
@@ -320,6 +322,7 @@ pub struct TelehealthSection {
     pub turn_urls: Option<Vec<String>>,
     pub turn_secret_file: Option<PathBuf>,
     pub turn_credential_minutes: Option<i64>,
+    pub relay_only: Option<bool>,
     pub time_zone: Option<String>,
 }
 
@@ -373,6 +376,15 @@ fn telehealth_config(
             "telehealth.turn_credential_minutes must be 5 to 10080".into(),
         ));
     }
+    let relay_only = env_value(env, "WARDLINE_TURN_RELAY_ONLY")?
+        .or(file.relay_only)
+        .unwrap_or(false);
+    if relay_only && turn_urls.is_empty() {
+        return Err(ConfigError::Invalid(
+            "telehealth.relay_only needs telehealth.turn_urls: without TURN no media could flow"
+                .into(),
+        ));
+    }
     let zone_name = env
         .get("WARDLINE_PRACTICE_TIME_ZONE")
         .cloned()
@@ -388,6 +400,7 @@ fn telehealth_config(
         turn_urls,
         turn_secret_file,
         turn_credential_minutes,
+        relay_only,
         practice_time_zone,
     })
 }

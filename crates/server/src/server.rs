@@ -198,6 +198,7 @@ pub fn service_settings(config: &Config) -> anyhow::Result<ServiceSettings> {
             turn_urls: telehealth.turn_urls.clone(),
             turn_secret,
             turn_credential_lifetime: chrono::Duration::minutes(telehealth.turn_credential_minutes),
+            relay_only: telehealth.relay_only,
         },
         practice_time_zone: telehealth.practice_time_zone,
     })

@@ -61,6 +61,10 @@ pub struct IceSettings {
     pub turn_secret: Option<Vec<u8>>,
     /// How long a TURN credential works.
     pub turn_credential_lifetime: Duration,
+    /// Browsers send media only through the TURN server, never directly: neither side
+    /// learns the other's network addresses (a patient's home), and a hospital's
+    /// firewall sees one path.
+    pub relay_only: bool,
 }
 
 /// One entry of `RTCConfiguration.iceServers`.
@@ -233,6 +237,8 @@ impl VisitRooms {
 pub struct RoomEntry {
     pub visit: Visit,
     pub ice_servers: Vec<IceServer>,
+    /// `RTCConfiguration.iceTransportPolicy`: `relay` (through TURN only) or `all`.
+    pub ice_transport_policy: &'static str,
     /// Who is in the room now.
     pub present: Vec<UserId>,
     pub messages: Vec<VisitMessage>,
@@ -630,6 +636,11 @@ impl Wardline {
         );
         Ok(RoomEntry {
             ice_servers: self.settings.ice.servers_for(user.id, now),
+            ice_transport_policy: if self.settings.ice.relay_only {
+                "relay"
+            } else {
+                "all"
+            },
             messages: self.store.visit_messages(id, 0).await?,
             visit,
             present,
@@ -1122,6 +1133,7 @@ mod tests {
             turn_urls: vec!["turn:turn.example.org:3478?transport=udp".into()],
             turn_secret: Some(b"a-secret-of-sixteen+".to_vec()),
             turn_credential_lifetime: Duration::hours(2),
+            relay_only: false,
         };
         let servers = settings.servers_for(person, now);
         assert_eq!(servers.len(), 2);

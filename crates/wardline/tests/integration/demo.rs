@@ -113,8 +113,11 @@ async fn demo_stores_observations_quickly_and_stops_cleanly() {
     let visits = visits.as_array().cloned().expect("visit list");
     assert_eq!(visits.len(), 1, "{visits:?}");
     assert_eq!(visits[0]["patient_name"], "Ada Moreno", "{visits:?}");
-    let start: chrono::DateTime<chrono::Utc> =
-        visits[0]["start"].as_str().expect("start").parse().expect("time");
+    let start: chrono::DateTime<chrono::Utc> = visits[0]["start"]
+        .as_str()
+        .expect("start")
+        .parse()
+        .expect("time");
     let ahead = start - chrono::Utc::now();
     assert!(
         ahead > chrono::Duration::zero() && ahead <= chrono::Duration::minutes(15),
