@@ -645,3 +645,276 @@ async fn the_ledger_counts_the_visit_and_the_timer_for_the_care_team_only() {
     let (status, _) = h.as_("ada", Method::GET, "/api/v1/rpm-ledger", None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// A month of remote monitoring, end to end: a scale from the simulated ward (the demo's
+/// Farid's, sending at 07:00 New York time) used on chosen days, a video visit, the page
+/// timer and a correction, with the clock moved through November and into December. The
+/// codes below are worked out by hand from those records:
+///
+/// - the episode starts when the scale is assigned, 2 Nov 06:00 EST; period 0 is 2 Nov to
+///   1 Dec, period 1 is 2 Dec to 31 Dec;
+/// - period 0 has readings on 2–18 Nov (17 days) and one sent at 03:30 UTC on 2 Dec, which
+///   is 22:30 on 1 Dec in New York: 18 device days, so 99453 (set-up, ≥ 2 days) and
+///   99454 (≥ 16 days); the clinician recorded the most time in it, so bills it;
+/// - period 1 has 2 and 3 Dec by 5 Dec: 99445 (2–15 days), 14 days short of 99454;
+/// - November: the clinician's 12 minutes in the visit's room (the patient's own 10 do
+///   not count), the nurse's 9-minute timer, the clinician's 25 minutes, a correction of
+///   −2 minutes: 44 minutes with one interactive contact (the visit), so 99457 and one
+///   99458 (each further full 20 minutes);
+/// - December: 8 minutes and no contact: no code, 2 minutes and a contact short of 99470.
+#[tokio::test]
+async fn a_simulated_month_supports_the_codes_worked_out_by_hand() {
+    use wardline_alarms::{Clock, ManualClock};
+    use wardline_service::ServiceSettings;
+
+    let utc = |text: &str| text.parse::<chrono::DateTime<Utc>>().unwrap();
+    // The hospital is set up at the real time (the admin's second factor is checked
+    // against it); the month is then lived in the past, with sessions long enough.
+    let clock = std::sync::Arc::new(ManualClock::new(Utc::now()));
+    let settings = ServiceSettings {
+        practice_time_zone: chrono_tz::America::New_York,
+        session_lifetime: chrono::Duration::days(60),
+        session_idle_timeout: None,
+        ..ServiceSettings::default()
+    };
+    let h = crate::common::hospital_with_clock(settings, clock.clone()).await;
+    let cli = wardline_service::Actor::CommandLine;
+    clock.set(utc("2026-11-02T11:00:00Z"));
+    let scale = wardline_domain::DeviceId::parse("scale-farid").unwrap();
+    let enrolled = h
+        .service
+        .enrol_device(
+            &cli,
+            wardline_service::devices::Enrolment {
+                kind: wardline_domain::DeviceKind::Scale,
+                model: "Simulated scale".into(),
+                serial: "SIM-SCALE".into(),
+                device_id: Some(scale.clone()),
+                patient_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    h.service
+        .assign_device(&cli, &scale, h.ada, Some(utc("2026-11-02T11:00:00Z")))
+        .await
+        .unwrap();
+    let secret = enrolled.secret.expose().to_owned();
+    let send = |body: Vec<u8>| {
+        let request = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/devices/scale-farid/readings")
+            .header("authorization", format!("Bearer {secret}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        h.send(request)
+    };
+    let new_york = chrono_tz::America::New_York;
+    let used_on = |day: chrono::NaiveDate| {
+        let november =
+            (2..=18).contains(&chrono::Datelike::day(&day)) && chrono::Datelike::month(&day) == 11;
+        let december =
+            chrono::Datelike::month(&day) == 12 && [2, 3].contains(&chrono::Datelike::day(&day));
+        november || december
+    };
+    let mut ward = wardline_sim::Ward::standard_in(
+        11,
+        utc("2026-11-02T00:00:00Z"),
+        chrono::FixedOffset::west_opt(5 * 3600).unwrap(),
+    );
+    ward.retain_patients(|key| key == "farid");
+    let emissions: Vec<_> = ward
+        .advance_to(utc("2026-12-05T00:00:00Z"))
+        .into_iter()
+        .filter(|emission| emission.device_key == "scale-farid")
+        .filter(|emission| used_on(emission.sim_time.with_timezone(&new_york).date_naive()))
+        .collect();
+    assert_eq!(emissions.len(), 19, "one weighing a day on the chosen days");
+
+    let timers = [
+        (
+            "2026-11-12T16:00:00Z",
+            "nurse",
+            json!({"source": "timer", "seconds": 540}),
+        ),
+        (
+            "2026-11-20T17:00:00Z",
+            "clinician",
+            json!({"source": "timer", "seconds": 1500}),
+        ),
+        (
+            "2026-11-21T10:00:00Z",
+            "clinician",
+            json!({"source": "correction", "seconds": -120, "reason": "timer left running over lunch"}),
+        ),
+        (
+            "2026-12-03T16:00:00Z",
+            "clinician",
+            json!({"source": "timer", "seconds": 480}),
+        ),
+    ];
+    let mut november_visit_done = false;
+    for emission in emissions {
+        // What the people did before this weighing, in time order.
+        if !november_visit_done && emission.sim_time > utc("2026-11-10T12:00:00Z") {
+            november_visit_done = true;
+            clock.set(utc("2026-11-10T14:00:00Z"));
+            let visit = visit_at(&h, "2026-11-10T15:00:00Z").await;
+            let id = visit["id"].as_str().unwrap().to_owned();
+            for (time, who, action) in [
+                ("2026-11-10T15:00:00Z", "clinician", "enter"),
+                ("2026-11-10T15:01:00Z", "ada", "enter"),
+                ("2026-11-10T15:11:00Z", "ada", "leave"),
+                ("2026-11-10T15:12:00Z", "clinician", "leave"),
+            ] {
+                clock.set(utc(time));
+                let (status, body) = h
+                    .as_(
+                        who,
+                        Method::POST,
+                        &format!("/api/v1/visits/{id}/room/{action}"),
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{who} {action}: {body}");
+            }
+            clock.set(utc("2026-11-10T15:30:00Z"));
+            let (status, _) = h
+                .as_(
+                    "clinician",
+                    Method::POST,
+                    &format!("/api/v1/visits/{id}/close"),
+                    Some(json!({"status": "completed"})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
+        }
+        record_time(&h, &clock, &timers, emission.sim_time).await;
+        if emission.sim_time > utc("2026-12-02T03:30:00Z")
+            && clock.now() < utc("2026-12-02T03:30:00Z")
+        {
+            // A late-evening weighing on 1 Dec, New York time, after midnight UTC.
+            clock.set(utc("2026-12-02T03:31:00Z"));
+            let (status, body) = send(
+                json!({"v": 1, "seq": 900_000, "code": "29463-7", "value": 81.2, "unit": "kg",
+                       "time": "2026-12-02T03:30:00Z"})
+                .to_string()
+                .into_bytes(),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        clock.set(emission.sim_time + chrono::Duration::seconds(1));
+        let (status, body) = send(emission.payload_bytes).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    record_time(&h, &clock, &timers, utc("2026-12-05T12:00:00Z")).await;
+    clock.set(utc("2026-12-05T12:00:00Z"));
+    let (status, ledger) = h
+        .as_(
+            "nurse",
+            Method::GET,
+            &format!("/api/v1/patients/{}/rpm-ledger", h.ada),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ledger}");
+    assert_eq!(ledger["time_zone"], "America/New_York");
+    let codes = |entry: &Value| -> Vec<(String, u64)> {
+        entry["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|code| {
+                (
+                    code["code"].as_str().unwrap().to_owned(),
+                    code["units"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let periods = ledger["ledger"]["periods"].as_array().unwrap();
+    assert_eq!(periods.len(), 2, "{ledger}");
+    assert_eq!(
+        (
+            periods[0]["first_day"].as_str(),
+            periods[0]["last_day"].as_str()
+        ),
+        (Some("2026-11-02"), Some("2026-12-01"))
+    );
+    assert_eq!(periods[0]["device_days"], 18, "{}", periods[0]);
+    assert_eq!(
+        codes(&periods[0]),
+        [("99453".into(), 1), ("99454".into(), 1)]
+    );
+    assert_eq!(periods[0]["complete"], true);
+    let clinician = user_id(&h, "clinician").await;
+    assert_eq!(periods[0]["billing_practitioner"], json!(clinician));
+    assert_eq!(periods[1]["device_days"], 2, "{}", periods[1]);
+    assert_eq!(codes(&periods[1]), [("99445".into(), 1)]);
+    assert_eq!(periods[1]["complete"], false);
+    let short = periods[1]["shortfall"]["message"].as_str().unwrap();
+    assert!(
+        short.contains("14 more days") && short.contains("2026-12-31"),
+        "{short}"
+    );
+
+    let months = ledger["ledger"]["months"].as_array().unwrap();
+    assert_eq!(months.len(), 2, "{ledger}");
+    assert_eq!(months[0]["month"], "2026-11-01");
+    assert_eq!(months[0]["minutes"], 44, "{}", months[0]);
+    assert_eq!(months[0]["interactive_contacts"], 1);
+    assert_eq!(
+        codes(&months[0]),
+        [("99457".into(), 1), ("99458".into(), 1)]
+    );
+    assert_eq!(months[1]["minutes"], 8, "{}", months[1]);
+    assert_eq!(months[1]["interactive_contacts"], 0);
+    assert!(codes(&months[1]).is_empty());
+    let short = months[1]["shortfall"]["message"].as_str().unwrap();
+    assert!(
+        short.contains("2 more minutes") && short.contains("interactive contact"),
+        "{short}"
+    );
+}
+
+/// Records, in time order, the monitoring time of `timers` due after the clock and by
+/// `until`, moving the clock to each.
+async fn record_time(
+    h: &Hospital,
+    clock: &wardline_alarms::ManualClock,
+    timers: &[(&str, &str, Value)],
+    until: chrono::DateTime<Utc>,
+) {
+    use wardline_alarms::Clock;
+    for (time, who, body) in timers {
+        let at: chrono::DateTime<Utc> = time.parse().unwrap();
+        if at > clock.now() && at <= until {
+            clock.set(at);
+            let (status, recorded) = h
+                .as_(
+                    who,
+                    Method::POST,
+                    &format!("/api/v1/patients/{}/monitoring-time", h.ada),
+                    Some(body.clone()),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{recorded}");
+        }
+    }
+}
+
+/// A visit of Ada's with the clinician at `start`, scheduled now (by the test's clock).
+async fn visit_at(h: &Hospital, start: &str) -> Value {
+    let (status, visit) = h
+        .as_(
+            "clinician",
+            Method::POST,
+            &format!("/api/v1/patients/{}/visits", h.ada),
+            Some(json!({"start": start, "duration_minutes": 20, "reason": "monthly review"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{visit}");
+    visit
+}

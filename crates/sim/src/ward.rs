@@ -248,6 +248,13 @@ impl Ward {
         Ok(())
     }
 
+    /// Keeps only the patients `keep` names (by key), with their devices: a test that
+    /// needs one patient's month does not simulate a month of another's ECG.
+    pub fn retain_patients(&mut self, keep: impl Fn(&str) -> bool) {
+        self.scenarios
+            .retain(|scenario| keep(&scenario.patient().key));
+    }
+
     /// Adds a cardiac patient (`mitdb<record>`, device `ecg-mitdb<record>`) whose patch
     /// replays `record` from the ward's start.
     pub fn add_ecg_record(&mut self, record: EcgRecord) -> Result<(), SimError> {
