@@ -10,7 +10,9 @@
 //!   any worker is carried to the engine's worker (request and reply), so the engine
 //!   stays the one writer of alarm state;
 //! - `<prefix>.devices.revoked`: a device revoked on one worker is disconnected from
-//!   every worker.
+//!   every worker;
+//! - `<prefix>.visits.rooms`: what happens in a video visit's room (signalling, chat,
+//!   presence) on one worker reaches the participants connected to the others.
 //!
 //! A message lost while NATS is away costs a live view an update (the stream's next
 //! page load reads the stored alarms) or a person a retry (a command is refused as
@@ -37,6 +39,7 @@ use wardline_alarms::forward::{
 };
 use wardline_alarms::{AlarmService, AlarmsError};
 use wardline_domain::DeviceId;
+use wardline_service::visits::{RoomEvent, RoomPeers};
 use wardline_service::{DeviceSessions, Wardline};
 
 /// How long a person's command waits for the engine's worker to answer; a command older
@@ -242,6 +245,21 @@ impl Bus {
         Arc::new(Peers { bus: self.clone() })
     }
 
+    /// Passes this worker's room events to the others (see
+    /// [`Wardline::set_room_peers`]).
+    pub fn room_peers(&self) -> Arc<dyn RoomPeers> {
+        // One task publishes them all, so that they leave in the order they were made
+        // (an answer before its candidates): a task per message would not keep it.
+        let (sender, mut outgoing) = tokio::sync::mpsc::channel::<RoomMessage>(ROOM_QUEUE);
+        let bus = self.clone();
+        tokio::spawn(async move {
+            while let Some(message) = outgoing.recv().await {
+                bus.publish("visits.rooms", &message).await;
+            }
+        });
+        Arc::new(Rooms { sender })
+    }
+
     /// For as long as the process runs: this worker's alarm changes go out to the
     /// others while its engine runs, theirs come in to its alarm streams while it does
     /// not, and devices revoked elsewhere are disconnected here.
@@ -252,6 +270,7 @@ impl Bus {
     ) -> Result<Vec<JoinHandle<()>>, BusError> {
         let mut incoming_alarms = self.subscribe("alarms.events").await?;
         let mut revoked = self.subscribe("devices.revoked").await?;
+        let mut rooms = self.subscribe("visits.rooms").await?;
         let outgoing = {
             let bus = self.clone();
             let alarms = alarms.clone();
@@ -296,6 +315,24 @@ impl Bus {
                 }
             })
         };
+        let room_events = {
+            let bus = self.clone();
+            let service = service.clone();
+            tokio::spawn(async move {
+                while let Some(message) = rooms.next().await {
+                    let opened = bus.open::<RoomMessage>(
+                        message.subject.as_str(),
+                        &message.payload,
+                        ROOM_FRESH_FOR,
+                    );
+                    if let Some(opened) = opened
+                        && opened.from != bus.worker
+                    {
+                        service.relay_room_event(opened.body.visit, opened.body.event);
+                    }
+                }
+            })
+        };
         let disconnections = {
             let bus = self.clone();
             tokio::spawn(async move {
@@ -310,7 +347,7 @@ impl Bus {
                 }
             })
         };
-        Ok(vec![outgoing, incoming, disconnections])
+        Ok(vec![outgoing, incoming, room_events, disconnections])
     }
 
     /// While this worker runs the alarm engine: answers the commands other workers
@@ -458,6 +495,37 @@ impl Forwarder for NatsForwarder {
 #[derive(Debug)]
 struct Peers {
     bus: Bus,
+}
+
+/// How old a room event may be and still be passed on: signalling is about this moment.
+const ROOM_FRESH_FOR: Duration = Duration::from_secs(10);
+
+/// A room event on the bus: which visit's room, and what happened.
+#[derive(Debug, Serialize, Deserialize)]
+struct RoomMessage {
+    visit: uuid::Uuid,
+    event: RoomEvent,
+}
+
+/// Room events waiting to leave for the other workers; beyond this many (NATS away)
+/// new ones are dropped and counted: a browser whose signalling is lost retries.
+const ROOM_QUEUE: usize = 1024;
+
+#[derive(Debug)]
+struct Rooms {
+    sender: tokio::sync::mpsc::Sender<RoomMessage>,
+}
+
+impl RoomPeers for Rooms {
+    fn publish(&self, visit: uuid::Uuid, event: &RoomEvent) {
+        let message = RoomMessage {
+            visit,
+            event: event.clone(),
+        };
+        if self.sender.try_send(message).is_err() {
+            metrics::counter!("wardline_bus_room_events_dropped_total").increment(1);
+        }
+    }
 }
 
 impl DeviceSessions for Peers {

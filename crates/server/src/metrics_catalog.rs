@@ -84,6 +84,11 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "Messages to the other workers (alarm events, revoked devices) that could not be handed to NATS.",
     ),
     (
+        "wardline_bus_room_events_dropped_total",
+        "counter",
+        "Video visit room events (signalling, chat, presence) not passed to the other workers because NATS could not take them.",
+    ),
+    (
         "wardline_derived_observations_stored_total",
         "counter",
         "Observations Wardline derived (heart rate from ECG) and stored.",

@@ -353,6 +353,7 @@ pub async fn serve(
         .with_device_ca(Arc::clone(&devices.ca));
     if let Some(bus) = &bus {
         service = service.with_peers(bus.peers());
+        service.set_room_peers(bus.room_peers());
         bus.relay(service.clone(), alarms.clone())
             .await
             .context("joining the other workers")?;

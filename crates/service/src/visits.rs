@@ -157,7 +157,7 @@ pub struct TreatmentOrderRequest {
 
 /// Something that happens in a room, passed to everyone in it.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RoomEvent {
     /// WebRTC signalling from one participant, for one (`to`) or all.
@@ -199,10 +199,18 @@ pub struct SignalRequest {
     pub data: serde_json::Value,
 }
 
+/// Carries room events to the other workers on the same database, whose processes
+/// hold the streams of participants connected to them (two people in one visit may
+/// reach different workers behind a balancer).
+pub trait RoomPeers: Send + Sync + std::fmt::Debug {
+    fn publish(&self, visit: Uuid, event: &RoomEvent);
+}
+
 /// The live rooms of this process: a broadcast per visit while anyone listens.
 #[derive(Debug, Default)]
 pub struct VisitRooms {
     rooms: Mutex<HashMap<Uuid, broadcast::Sender<Arc<RoomEvent>>>>,
+    peers: std::sync::RwLock<Option<Arc<dyn RoomPeers>>>,
 }
 
 impl VisitRooms {
@@ -219,6 +227,16 @@ impl VisitRooms {
     }
 
     fn publish(&self, visit: Uuid, event: RoomEvent) {
+        if let Ok(peers) = self.peers.read()
+            && let Some(peers) = peers.as_ref()
+        {
+            peers.publish(visit, &event);
+        }
+        self.publish_here(visit, event);
+    }
+
+    /// To this process's listeners only (an event another worker passed on).
+    fn publish_here(&self, visit: Uuid, event: RoomEvent) {
         let sender = self
             .rooms
             .lock()
@@ -274,6 +292,18 @@ fn present_of(spans: &[PresenceSpan]) -> Vec<UserId> {
 }
 
 impl Wardline {
+    /// Room events made here go to the other workers too, through `peers`.
+    pub fn set_room_peers(&self, peers: Arc<dyn RoomPeers>) {
+        if let Ok(mut slot) = self.rooms.peers.write() {
+            *slot = Some(peers);
+        }
+    }
+
+    /// A room event another worker passed on, for the streams open here.
+    pub fn relay_room_event(&self, visit: Uuid, event: RoomEvent) {
+        self.rooms.publish_here(visit, event);
+    }
+
     /// The visit, or `NotFound`.
     async fn existing_visit(&self, id: Uuid) -> Result<Visit, Error> {
         self.store

@@ -141,7 +141,7 @@ pub struct PresenceSpan {
 
 /// A message of a visit's text chat.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct VisitMessage {
     /// Increasing within the visit.
     pub seq: i64,

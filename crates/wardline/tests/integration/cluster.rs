@@ -857,3 +857,77 @@ async fn a_worker_reaches_postgresql_over_verified_tls() {
     ]);
     assert!(said.to_lowercase().contains("certificate"), "{said}");
 }
+
+/// A video visit whose two participants reach different workers (as behind a balancer):
+/// what one sends in the room (signalling, chat) reaches the other's stream on the other
+/// worker, through the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_visits_participants_on_two_workers_hear_each_other() {
+    let database = TestDatabase::create().await;
+    let (a, b) = cluster(&database, &nats_url(), &[]).await;
+    let ward = a.ward().await;
+    let patient_account = a
+        .post_ok(
+            &ward.admin,
+            "/api/v1/users",
+            json!({"username": format!("pt-{}", &ward.patient_id[..8]), "display_name": "Ada Patient",
+                   "role": "patient", "patient_id": ward.patient_id, "password": CLINICIAN_PASSWORD,
+                   "password_change_required": false}),
+        )
+        .await;
+    let patient_username = patient_account["user"]["username"]
+        .as_str()
+        .expect("username");
+    let patient = b.login(patient_username, CLINICIAN_PASSWORD).await;
+    let visit = a
+        .post_ok(
+            &ward.clinician,
+            &format!("/api/v1/patients/{}/visits", ward.patient_id),
+            json!({"start": chrono::Utc::now() + chrono::Duration::minutes(2), "duration_minutes": 15,
+                   "reason": "check-in"}),
+        )
+        .await;
+    let id = visit["id"].as_str().expect("visit id");
+    a.post_ok(
+        &ward.clinician,
+        &format!("/api/v1/visits/{id}/room/enter"),
+        json!(null),
+    )
+    .await;
+    b.post_ok(
+        &patient,
+        &format!("/api/v1/visits/{id}/room/enter"),
+        json!(null),
+    )
+    .await;
+    let mut stream = b
+        .get(&patient, &format!("/api/v1/visits/{id}/room/events"))
+        .await;
+    assert_eq!(stream.status(), reqwest::StatusCode::OK);
+    // The stream is open at B before A speaks.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let response = a
+        .post(
+            &ward.clinician,
+            &format!("/api/v1/visits/{id}/room/signal"),
+            json!({"kind": "offer", "to": patient.user_id, "data": {"type": "offer", "sdp": "v=0\r\n"}}),
+        )
+        .await;
+    assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
+    a.post_ok(
+        &ward.clinician,
+        &format!("/api/v1/visits/{id}/messages"),
+        json!({"text": "can you see me?"}),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut heard = String::new();
+    while !(heard.contains("\"kind\":\"offer\"") && heard.contains("can you see me?")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "B's stream heard only: {heard}");
+        if let Ok(Ok(Some(chunk))) = tokio::time::timeout(left, stream.chunk()).await {
+            heard.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+    assert!(heard.contains(&ward.clinician.user_id), "{heard}");
+}
