@@ -19,7 +19,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::Notify;
-use wardline_store::{ChannelKind, DeliveryOutcome, NotificationRecord, OutboxStore};
+use wardline_store::{ChannelKind, DeliveryOutcome, NotificationRecord, OutboxStore, Recipient};
 
 use crate::clock::Clock;
 
@@ -311,7 +311,10 @@ pub(crate) async fn run(
 }
 
 fn channel_label(item: &NotificationRecord) -> &'static str {
-    item.channel.kind.as_str()
+    match &item.recipient {
+        Recipient::Alarm { channel, .. } => channel.kind.as_str(),
+        Recipient::VisitReminder { .. } => "reminder",
+    }
 }
 
 /// One attempt; the error is what an admin sees on a dead letter (no health data).
@@ -323,18 +326,24 @@ async fn deliver(
     allow_loopback: bool,
 ) -> Result<(), String> {
     let body = serde_json::to_vec(&item.payload).map_err(|error| error.to_string())?;
-    match item.channel.kind {
+    let channel = match &item.recipient {
+        Recipient::Alarm { channel, .. } => channel,
+        Recipient::VisitReminder { email, .. } => {
+            let smtp = smtp.ok_or_else(|| "no SMTP server is configured".to_owned())?;
+            return send_email(smtp, email, item).await;
+        }
+    };
+    match channel.kind {
         ChannelKind::Webhook => {
             // A name is checked again as it resolves (GuardedResolver).
-            match check_webhook_target(&item.channel.target, allow_loopback) {
+            match check_webhook_target(&channel.target, allow_loopback) {
                 Ok(()) => {}
                 Err(WebhookTargetError::Refused(why)) => return Err(why),
                 Err(WebhookTargetError::Malformed) => {
                     return Err("the webhook URL is not one Wardline sends to".into());
                 }
             }
-            let secret = item
-                .channel
+            let secret = channel
                 .sealed_secret
                 .as_deref()
                 .ok_or_else(|| "the webhook has no secret".to_owned())
@@ -346,7 +355,7 @@ async fn deliver(
             let timestamp = Utc::now().timestamp();
             let signature = sign(&secret, timestamp, &body);
             let response = client
-                .post(&item.channel.target)
+                .post(&channel.target)
                 .header("content-type", "application/json")
                 .header("x-wardline-timestamp", timestamp.to_string())
                 .header("x-wardline-signature", signature)
@@ -371,17 +380,21 @@ async fn deliver(
         }
         ChannelKind::Email => {
             let smtp = smtp.ok_or_else(|| "no SMTP server is configured".to_owned())?;
-            send_email(smtp, item).await
+            send_email(smtp, &channel.target, item).await
         }
     }
 }
 
-async fn send_email(smtp: &SmtpSettings, item: &NotificationRecord) -> Result<(), String> {
+async fn send_email(
+    smtp: &SmtpSettings,
+    recipients: &str,
+    item: &NotificationRecord,
+) -> Result<(), String> {
     let subject = item.payload["subject"].as_str().unwrap_or("Wardline alarm");
     let text = item.payload["text"].as_str().unwrap_or("");
     send_plain_email(
         smtp,
-        &item.channel.target,
+        recipients,
         subject,
         &format!("{text}\n\nIdempotency key: {}\n", item.idempotency_key),
     )

@@ -812,7 +812,7 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         | ("POST", "/api/v1/me/specialist-invitations/accept") => Specialists,
         // Visits: the sweep's visit does not exist, so everyone signed in hears "not
         // found"; `visits.rs` shows who may do what with one that does.
-        ("GET", "/api/v1/me/visits") => SignedIn,
+        ("GET", "/api/v1/me/visits") | ("GET" | "PUT", "/api/v1/me/contact-email") => SignedIn,
         ("GET", visit) if visit.starts_with("/api/v1/visits/") => AdasReaders,
         (
             "POST",

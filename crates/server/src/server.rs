@@ -612,7 +612,8 @@ impl EvaluationDuties {
                     .context("answering the other workers' alarm commands")?,
             );
         }
-        // Shares' ends by expiry go into the audit trail within half a minute.
+        // Shares' ends by expiry go into the audit trail, and visits' reminders into the
+        // outbox, within half a minute.
         let service = self.service.clone();
         let stop = running.stop.clone();
         tokio::spawn(async move {
@@ -622,6 +623,9 @@ impl EvaluationDuties {
                     _ = tick.tick() => {
                         if let Err(error) = service.record_share_expiries().await {
                             tracing::warn!(%error, "could not record the shares that expired");
+                        }
+                        if let Err(error) = service.queue_visit_reminders().await {
+                            tracing::warn!(%error, "could not queue visit reminders");
                         }
                     }
                     () = stop.cancelled() => return,

@@ -186,9 +186,13 @@ impl AlarmStateName {
 pub struct DeliveryView {
     pub id: i64,
     pub idempotency_key: String,
-    pub alarm_id: String,
+    /// The alarm it tells of; none for a visit's reminder.
+    pub alarm_id: Option<String>,
+    /// The visit it reminds the patient of; none for an alarm's notification.
+    pub visit_id: Option<uuid::Uuid>,
     pub patient_id: PatientId,
-    pub channel: DeliveryChannel,
+    /// The care team's channel; none for a visit's reminder, mailed to the patient.
+    pub channel: Option<DeliveryChannel>,
     pub status: DeliveryStatus,
     pub attempts: u32,
     pub created: DateTime<Utc>,
@@ -211,13 +215,17 @@ impl DeliveryView {
         Self {
             id: record.key,
             idempotency_key: record.idempotency_key.clone(),
-            alarm_id: record.alarm_public_id.clone(),
-            patient_id: record.patient_id,
-            channel: DeliveryChannel {
-                id: record.channel.id.clone(),
-                kind: record.channel.kind,
-                team_id: record.channel.team_id,
+            alarm_id: record.recipient.alarm_public_id().map(str::to_owned),
+            visit_id: match &record.recipient {
+                wardline_store::Recipient::VisitReminder { visit_id, .. } => Some(*visit_id),
+                wardline_store::Recipient::Alarm { .. } => None,
             },
+            patient_id: record.patient_id,
+            channel: record.recipient.channel().map(|channel| DeliveryChannel {
+                id: channel.id.clone(),
+                kind: channel.kind,
+                team_id: channel.team_id,
+            }),
             status: record.status,
             attempts: record.attempts,
             created: record.created,

@@ -972,12 +972,12 @@ impl Wardline {
 
 /// An e-mail address as far as Wardline checks it: one `@`, a dot in the domain, no
 /// spaces or control characters, at most 254 characters. The mail server judges the rest.
-fn check_email(email: &str) -> Result<String, Error> {
+pub(crate) fn check_email(email: &str) -> Result<String, Error> {
     let email = email.trim();
     let valid = email.len() <= 254
-        && !email
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        && !email.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | '<' | '>' | '"')
+        })
         && email.split('@').count() == 2
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()

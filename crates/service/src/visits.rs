@@ -46,6 +46,8 @@ pub const ROOM_STAYS_OPEN_AFTER: Duration = Duration::hours(2);
 pub const MAX_SIGNAL_BYTES: usize = 64 * 1024;
 /// The longest chat message, in characters.
 pub const MAX_CHAT_CHARS: usize = 2000;
+/// How long before a visit its patient is reminded of it by e-mail.
+pub const REMIND_BEFORE: Duration = Duration::hours(24);
 /// How many room events a slow participant may fall behind before it must re-join.
 const ROOM_BUFFER: usize = 256;
 
@@ -468,6 +470,7 @@ impl Wardline {
             )
             .await?;
         metrics::counter!("wardline_visits_scheduled_total").increment(1);
+        self.remind_soon(&visit).await;
         Ok(visit)
     }
 
@@ -584,6 +587,7 @@ impl Wardline {
             .reschedule_visit(id, start, duration_minutes, audit)
             .await?;
         self.rooms.publish(id, RoomEvent::Changed { visit_id: id });
+        self.remind_soon(&visit).await;
         Ok(visit)
     }
 
@@ -1097,6 +1101,147 @@ impl Wardline {
     }
 }
 
+impl Wardline {
+    /// Queues, in the outbox, a reminder e-mail for each scheduled visit starting within
+    /// [`REMIND_BEFORE`] whose patient has a contact address and has not been reminded of
+    /// it at this time; the server calls this every half minute, on the worker holding
+    /// the evaluation lease. The mail says when, and how to join: no reason, no name,
+    /// nothing of the patient's health, since mail crosses servers Wardline does not
+    /// control. Returns how many it queued.
+    pub async fn queue_visit_reminders(&self) -> Result<u32, Error> {
+        let now = self.now();
+        let visits = self
+            .store
+            .visits(VisitQuery {
+                status: Some(VisitStatus::Scheduled),
+                ending_after: Some(now),
+                starting_before: Some(now + REMIND_BEFORE),
+                limit: 1000,
+                ..VisitQuery::default()
+            })
+            .await?;
+        let zone = self.settings.practice_time_zone;
+        let join_at = self
+            .settings
+            .invitation_mail
+            .as_ref()
+            .map(|mail| format!("{}/visits", mail.app_url.trim_end_matches('/')));
+        let mut queued = 0;
+        for visit in visits
+            .into_iter()
+            .filter(|visit| visit.reminded.is_none() && visit.start > now)
+        {
+            let emails = self.store.patient_contact_emails(visit.patient_id).await?;
+            if emails.is_empty() {
+                continue;
+            }
+            let local = visit.start.with_timezone(&zone);
+            let text = format!(
+                "You have a video visit with your care team on {} at {} ({}), for {} minutes.\n\n\
+                 To join, open Wardline{} a few minutes before, choose Visits, then Join.\n\n\
+                 If you cannot make it, please tell your care team.",
+                local.format("%A %-d %B %Y"),
+                local.format("%H:%M"),
+                zone.name(),
+                visit.duration_minutes,
+                join_at
+                    .as_deref()
+                    .map(|url| format!(" ({url})"))
+                    .unwrap_or_default(),
+            );
+            let reminder = wardline_store::NewVisitReminder {
+                // A moved visit is a new reminder; the same one is never mailed twice.
+                idempotency_key: format!("visit-reminder/{}/{}", visit.id, visit.start.timestamp()),
+                email: emails.join(","),
+                payload: serde_json::json!({
+                    "subject": "Reminder: your video visit",
+                    "text": text,
+                }),
+                next_attempt: now,
+            };
+            let audit = wardline_store::AuditEvent {
+                time: now,
+                actor: None,
+                actor_label: "Wardline".into(),
+                action: "visits.remind".into(),
+                patient_id: Some(visit.patient_id),
+                outcome: AuditOutcome::Allowed,
+                remote_addr: None,
+                detail: Some(format!("visit {}", visit.id)),
+            };
+            if self
+                .store
+                .queue_visit_reminder(visit.id, reminder, now, audit)
+                .await?
+            {
+                queued += 1;
+            }
+        }
+        if queued > 0
+            && let Some(alarms) = &self.alarms
+        {
+            alarms.wake_outbox();
+        }
+        Ok(queued)
+    }
+
+    /// A visit scheduled or moved to within [`REMIND_BEFORE`] is reminded of now, not at
+    /// the next half-minute pass.
+    async fn remind_soon(&self, visit: &Visit) {
+        if visit.start <= self.now() + REMIND_BEFORE {
+            self.queue_reminders_now().await;
+        }
+    }
+
+    /// [`Wardline::queue_visit_reminders`] at once. Safe on any worker: a visit is marked
+    /// reminded in the commit that queues its mail, so two passes never queue it twice. A
+    /// failure is logged: the server's pass retries it.
+    async fn queue_reminders_now(&self) {
+        if let Err(error) = self.queue_visit_reminders().await {
+            tracing::warn!(%error, "could not queue visit reminders now; the next pass will");
+        }
+    }
+
+    /// Sets where the person wants mail about themselves (a patient's visit reminders),
+    /// or forgets it.
+    pub async fn set_contact_email(
+        &self,
+        actor: &Actor,
+        email: Option<&str>,
+    ) -> Result<Option<String>, Error> {
+        let Some(user) = actor.user() else {
+            return Err(Error::Forbidden);
+        };
+        let email = email
+            .map(str::trim)
+            .filter(|email| !email.is_empty())
+            .map(crate::sharing::check_email)
+            .transpose()?;
+        let audit = actor.audit(
+            "me.contact_email",
+            user.patient_id,
+            AuditOutcome::Allowed,
+            Some(if email.is_some() { "set" } else { "removed" }.into()),
+            self.now(),
+        );
+        self.store
+            .set_contact_email(user.id, email.clone(), self.now(), audit)
+            .await?;
+        if email.is_some() && user.patient_id.is_some() {
+            self.queue_reminders_now().await;
+        }
+        Ok(email)
+    }
+
+    /// Where the person wants mail about themselves, if anywhere.
+    pub async fn contact_email(&self, actor: &Actor) -> Result<Option<String>, Error> {
+        let Some(user) = actor.user() else {
+            return Err(Error::Forbidden);
+        };
+        Ok(self.store.contact_email(user.id).await?)
+    }
+}
+
 /// Where time a person records comes from (visit time is recorded by the room).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -1180,6 +1325,26 @@ mod tests {
         };
         assert_eq!(without_secret.servers_for(person, now).len(), 1);
         assert!(IceSettings::default().servers_for(person, now).is_empty());
+    }
+
+    #[test]
+    fn contact_addresses_are_one_plain_address() {
+        for good in ["ada@example.org", "a.b+visits@mail.example.co.uk"] {
+            assert!(crate::sharing::check_email(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "ada",
+            "ada@",
+            "@example.org",
+            "ada@example",
+            "ada@@example.org",
+            "ada@example.org,eve@example.org",
+            "Ada <ada@example.org>",
+            "ada @example.org",
+            "ada@example.org.",
+        ] {
+            assert!(crate::sharing::check_email(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

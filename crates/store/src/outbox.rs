@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use uuid::Uuid;
 use wardline_domain::{CareTeamId, PatientId};
 
 use crate::audit::AuditEvent;
@@ -94,8 +95,7 @@ impl DeliveryStatus {
 pub struct NotificationRecord {
     pub key: i64,
     pub idempotency_key: String,
-    pub channel: NotificationChannel,
-    pub alarm_public_id: String,
+    pub recipient: Recipient,
     pub patient_id: PatientId,
     pub payload: Value,
     pub status: DeliveryStatus,
@@ -105,6 +105,49 @@ pub struct NotificationRecord {
     pub last_attempt: Option<DateTime<Utc>>,
     pub delivered: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+}
+
+/// Whom an entry of the outbox is for, and why.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Recipient {
+    /// A care team's channel, told of an alarm.
+    Alarm {
+        channel: NotificationChannel,
+        alarm_public_id: String,
+    },
+    /// A patient, reminded of a video visit at their contact address.
+    VisitReminder { visit_id: Uuid, email: String },
+}
+
+impl Recipient {
+    /// The channel, for an alarm's notification.
+    pub fn channel(&self) -> Option<&NotificationChannel> {
+        match self {
+            Recipient::Alarm { channel, .. } => Some(channel),
+            Recipient::VisitReminder { .. } => None,
+        }
+    }
+
+    /// The alarm's public handle, for an alarm's notification.
+    pub fn alarm_public_id(&self) -> Option<&str> {
+        match self {
+            Recipient::Alarm {
+                alarm_public_id, ..
+            } => Some(alarm_public_id),
+            Recipient::VisitReminder { .. } => None,
+        }
+    }
+}
+
+/// A visit's reminder for the outbox, queued in the same commit as the visit records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewVisitReminder {
+    pub idempotency_key: String,
+    pub email: String,
+    pub payload: Value,
+    pub next_attempt: DateTime<Utc>,
 }
 
 /// What became of one delivery attempt.

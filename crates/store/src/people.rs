@@ -198,4 +198,16 @@ pub trait PeopleStore: Send + Sync {
         user: UserId,
         patient: PatientId,
     ) -> Result<bool, StoreError>;
+    /// Sets (or, with `None`, forgets) where the person wants mail from Wardline about
+    /// themselves, with its audit entry. `NotFound` for an unknown account.
+    async fn set_contact_email(
+        &self,
+        user: UserId,
+        email: Option<String>,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError>;
+    async fn contact_email(&self, user: UserId) -> Result<Option<String>, StoreError>;
+    /// The contact addresses of the patient's own accounts that are not disabled.
+    async fn patient_contact_emails(&self, patient: PatientId) -> Result<Vec<String>, StoreError>;
 }

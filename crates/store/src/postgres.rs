@@ -57,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_initial.sql"),
     include_str!("../migrations/postgres/0002_login_failures.sql"),
     include_str!("../migrations/postgres/0003_visits.sql"),
+    include_str!("../migrations/postgres/0004_visit_reminders.sql"),
 ];
 
 /// The schema version this build writes.

@@ -385,11 +385,13 @@ pub trait VisitStore: Send + Sync {
         version: u32,
         audit: AuditEvent,
     ) -> Result<Visit, StoreError>;
-    /// Marks the patient's reminder of a scheduled visit as queued, with its audit entry;
-    /// `false`, and nothing audited, when it was before.
-    async fn mark_visit_reminded(
+    /// Queues the patient's reminder of a scheduled visit in the outbox and marks the
+    /// visit reminded, with the audit entry, in one commit; `false`, and nothing queued
+    /// or audited, when it was reminded before or is not scheduled.
+    async fn queue_visit_reminder(
         &self,
         id: Uuid,
+        reminder: crate::outbox::NewVisitReminder,
         at: DateTime<Utc>,
         audit: AuditEvent,
     ) -> Result<bool, StoreError>;

@@ -51,6 +51,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(change_care_plan))
         .routes(routes!(order_treatment, treatment_orders))
         .routes(routes!(record_monitoring_time))
+        .routes(routes!(contact_email, set_contact_email))
         .routes(routes!(patient_ledger))
         .routes(routes!(care_team_ledgers))
         .routes(routes!(care_team_ledgers_csv))
@@ -544,4 +545,43 @@ pub(crate) async fn care_team_ledgers_csv(
         ],
         wardline_service::ledger::ledgers_csv(&ledgers),
     ))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ContactEmail {
+    /// Where to mail the person about themselves (a patient's visit reminders); none to
+    /// stop.
+    email: Option<String>,
+}
+
+/// Where the caller wants mail from Wardline about themselves.
+#[utoipa::path(get, path = "/api/v1/me/contact-email", tag = "visits",
+    responses((status = 200, description = "The address, if any", body = ContactEmail)))]
+pub(crate) async fn contact_email(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<ContactEmail>, ApiError> {
+    Ok(Json(ContactEmail {
+        email: state.service.contact_email(&caller.actor()).await?,
+    }))
+}
+
+/// Sets (or, with `null`, removes) where the caller wants mail from Wardline about
+/// themselves: a patient gets a reminder of each video visit there, a day before. The
+/// reminder says when and how to join, nothing of their health.
+#[utoipa::path(put, path = "/api/v1/me/contact-email", tag = "visits",
+    request_body = ContactEmail,
+    responses((status = 200, description = "The address now", body = ContactEmail)))]
+pub(crate) async fn set_contact_email(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(request): Body<ContactEmail>,
+) -> Result<Json<ContactEmail>, ApiError> {
+    Ok(Json(ContactEmail {
+        email: state
+            .service
+            .set_contact_email(&caller.actor(), request.email.as_deref())
+            .await?,
+    }))
 }

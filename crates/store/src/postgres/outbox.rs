@@ -18,7 +18,7 @@ use crate::audit::AuditEvent;
 use crate::error::StoreError;
 use crate::outbox::{
     ChannelKind, DeliveryOutcome, DeliveryStatus, NotificationChannel, NotificationQuery,
-    NotificationRecord, OutboxStore,
+    NotificationRecord, OutboxStore, Recipient,
 };
 
 const CHANNEL_COLUMNS: &str =
@@ -41,12 +41,15 @@ fn channel_from_row(row: &Row, offset: usize) -> Result<NotificationChannel, Sto
 
 const NOTIFICATION_COLUMNS: &str = "n.key, n.idempotency_key, a.public_id, p.id, n.payload, \
     n.status, n.attempts, n.created_ms, n.next_attempt_ms, n.last_attempt_ms, n.delivered_ms, \
-    n.last_error, c.id, t.id, c.kind, c.target, c.sealed_secret, c.minimal, c.created_ms";
+    n.last_error, c.id, t.id, c.kind, c.target, c.sealed_secret, c.minimal, c.created_ms, \
+    v.id, n.email_to";
+/// An alarm's notification (alarm and channel) or a visit's reminder (visit and address).
 const NOTIFICATION_FROM: &str = "notification n
-    JOIN alarm a ON a.key = n.alarm_key
-    JOIN patient p ON p.key = a.patient_key
-    JOIN notification_channel c ON c.key = n.channel_key
-    JOIN care_team t ON t.key = c.team_key";
+    LEFT JOIN alarm a ON a.key = n.alarm_key
+    LEFT JOIN visit v ON v.key = n.visit_key
+    JOIN patient p ON p.key = coalesce(a.patient_key, v.patient_key)
+    LEFT JOIN notification_channel c ON c.key = n.channel_key
+    LEFT JOIN care_team t ON t.key = c.team_key";
 
 fn notification_from_row(row: &Row) -> Result<NotificationRecord, StoreError> {
     let status: &str = row.try_get(5)?;
@@ -54,7 +57,16 @@ fn notification_from_row(row: &Row) -> Result<NotificationRecord, StoreError> {
     Ok(NotificationRecord {
         key: row.try_get(0)?,
         idempotency_key: row.try_get(1)?,
-        alarm_public_id: row.try_get(2)?,
+        recipient: match row.try_get::<_, Option<String>>(2)? {
+            Some(alarm_public_id) => Recipient::Alarm {
+                channel: channel_from_row(row, 12)?,
+                alarm_public_id,
+            },
+            None => Recipient::VisitReminder {
+                visit_id: row.try_get(19)?,
+                email: row.try_get(20)?,
+            },
+        },
         patient_id: PatientId(row.try_get::<_, Uuid>(3)?),
         payload: from_json(row.try_get(4)?, "notification")?,
         status: DeliveryStatus::parse(status)
@@ -68,7 +80,6 @@ fn notification_from_row(row: &Row) -> Result<NotificationRecord, StoreError> {
             .map(from_ms)
             .transpose()?,
         last_error: row.try_get(11)?,
-        channel: channel_from_row(row, 12)?,
     })
 }
 
@@ -291,16 +302,25 @@ impl OutboxStore for PostgresStore {
         let transaction = client.transaction().await?;
         // The channel is held under a share lock while its dead letter is revived, so a
         // removal either happened before (and the letter stays dead) or cancels it after.
-        let channel_in_use = transaction
+        // A visit's reminder has no channel: it goes to its address.
+        let reminder = transaction
             .query_opt(
-                "SELECT 1 FROM notification_channel
-                 WHERE key = (SELECT channel_key FROM notification WHERE key = $1)
-                   AND removed_ms IS NULL
-                 FOR SHARE",
+                "SELECT 1 FROM notification WHERE key = $1 AND channel_key IS NULL",
                 &[&key],
             )
             .await?
             .is_some();
+        let channel_in_use = reminder
+            || transaction
+                .query_opt(
+                    "SELECT 1 FROM notification_channel
+                     WHERE key = (SELECT channel_key FROM notification WHERE key = $1)
+                       AND removed_ms IS NULL
+                     FOR SHARE",
+                    &[&key],
+                )
+                .await?
+                .is_some();
         let changed = if channel_in_use {
             transaction
                 .execute(

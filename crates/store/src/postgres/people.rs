@@ -765,6 +765,67 @@ impl PeopleStore for PostgresStore {
             .await?
             .try_get(0)?)
     }
+
+    async fn set_contact_email(
+        &self,
+        user: UserId,
+        email: Option<String>,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let user_key = key_of(&transaction, "app_user", &user.0, &format!("user {user}")).await?;
+        match email {
+            Some(email) => transaction
+                .execute(
+                    "INSERT INTO contact_email (user_key, email, updated_ms) VALUES ($1, $2, $3)
+                         ON CONFLICT (user_key) DO UPDATE SET email = excluded.email,
+                           updated_ms = excluded.updated_ms",
+                    &[&user_key, &email, &to_ms(at)],
+                )
+                .await?,
+            None => {
+                transaction
+                    .execute(
+                        "DELETE FROM contact_email WHERE user_key = $1",
+                        &[&user_key],
+                    )
+                    .await?
+            }
+        };
+        append(&transaction, &self.audit_key, &[audit]).await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn contact_email(&self, user: UserId) -> Result<Option<String>, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .query_opt(
+                "SELECT e.email FROM contact_email e JOIN app_user u ON u.key = e.user_key
+                 WHERE u.id = $1",
+                &[&user.0],
+            )
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?)
+    }
+
+    async fn patient_contact_emails(&self, patient: PatientId) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query(
+                "SELECT e.email FROM contact_email e JOIN app_user u ON u.key = e.user_key
+                 JOIN patient p ON p.key = u.patient_key
+                 WHERE p.id = $1 AND NOT u.disabled ORDER BY u.key",
+                &[&patient.0],
+            )
+            .await?
+            .iter()
+            .map(|row| Ok(row.try_get(0)?))
+            .collect()
+    }
 }
 
 async fn care_team_key(client: &impl GenericClient, team: CareTeamId) -> Result<i64, StoreError> {

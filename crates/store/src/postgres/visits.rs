@@ -821,22 +821,50 @@ impl VisitStore for PostgresStore {
         Ok(linked)
     }
 
-    async fn mark_visit_reminded(
+    async fn queue_visit_reminder(
         &self,
         id: Uuid,
+        reminder: crate::outbox::NewVisitReminder,
         at: DateTime<Utc>,
         audit: AuditEvent,
     ) -> Result<bool, StoreError> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
-        // Conditional: of two reminders at once, the later finds the visit reminded.
+        // Conditional: of two reminders at once, the later finds the visit reminded and
+        // queues nothing.
         let remind = transaction
             .prepare_cached(
                 "UPDATE visit SET reminded_ms = $2
-                 WHERE id = $1 AND reminded_ms IS NULL AND status = 'scheduled'",
+                 WHERE id = $1 AND reminded_ms IS NULL AND status = 'scheduled'
+                 RETURNING key",
             )
             .await?;
-        let changed = transaction.execute(&remind, &[&id, &to_ms(at)]).await?;
+        let visit_key: Option<i64> = transaction
+            .query_opt(&remind, &[&id, &to_ms(at)])
+            .await?
+            .map(|row| row.try_get(0))
+            .transpose()?;
+        if let Some(visit_key) = visit_key {
+            let payload = serde_json::to_string(&reminder.payload)
+                .map_err(|error| StoreError::Invalid(error.to_string()))?;
+            transaction
+                .execute(
+                    "INSERT INTO notification (idempotency_key, visit_key, email_to, payload, status,
+                                               attempts, created_ms, next_attempt_ms)
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6)
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                    &[
+                        &reminder.idempotency_key,
+                        &visit_key,
+                        &reminder.email,
+                        &payload,
+                        &to_ms(at),
+                        &to_ms(reminder.next_attempt),
+                    ],
+                )
+                .await?;
+        }
+        let changed = u64::from(visit_key.is_some());
         let reminded = append_if_changed(&transaction, &self.audit_key, changed, &[audit]).await?;
         transaction.commit().await?;
         Ok(reminded)

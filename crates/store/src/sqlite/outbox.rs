@@ -33,12 +33,14 @@ fn channel_from_row(row: &Row<'_>, offset: usize) -> Result<NotificationChannel,
     })
 }
 
-const NOTIFICATION_COLUMNS: &str = "n.key, n.idempotency_key, a.public_id, p.id, n.payload, n.status, n.attempts, n.created_ms, n.next_attempt_ms, n.last_attempt_ms, n.delivered_ms, n.last_error, c.id, t.id, c.kind, c.target, c.sealed_secret, c.minimal, c.created_ms";
+const NOTIFICATION_COLUMNS: &str = "n.key, n.idempotency_key, a.public_id, p.id, n.payload, n.status, n.attempts, n.created_ms, n.next_attempt_ms, n.last_attempt_ms, n.delivered_ms, n.last_error, c.id, t.id, c.kind, c.target, c.sealed_secret, c.minimal, c.created_ms, v.id, n.email_to";
+/// An alarm's notification (alarm and channel) or a visit's reminder (visit and address).
 const NOTIFICATION_FROM: &str = "notification n
-    JOIN alarm a ON a.key = n.alarm_key
-    JOIN patient p ON p.key = a.patient_key
-    JOIN notification_channel c ON c.key = n.channel_key
-    JOIN care_team t ON t.key = c.team_key";
+    LEFT JOIN alarm a ON a.key = n.alarm_key
+    LEFT JOIN visit v ON v.key = n.visit_key
+    JOIN patient p ON p.key = coalesce(a.patient_key, v.patient_key)
+    LEFT JOIN notification_channel c ON c.key = n.channel_key
+    LEFT JOIN care_team t ON t.key = c.team_key";
 
 fn notification_from_row(row: &Row<'_>) -> Result<NotificationRecord, StoreError> {
     let patient: String = row.get(3)?;
@@ -46,7 +48,19 @@ fn notification_from_row(row: &Row<'_>) -> Result<NotificationRecord, StoreError
     Ok(NotificationRecord {
         key: row.get(0)?,
         idempotency_key: row.get(1)?,
-        alarm_public_id: row.get(2)?,
+        recipient: match row.get::<_, Option<String>>(2)? {
+            Some(alarm_public_id) => Recipient::Alarm {
+                channel: channel_from_row(row, 12)?,
+                alarm_public_id,
+            },
+            None => {
+                let visit: String = row.get(19)?;
+                Recipient::VisitReminder {
+                    visit_id: parse_uuid(&visit, "visit")?,
+                    email: row.get(20)?,
+                }
+            }
+        },
         patient_id: parse_uuid(&patient, "patient")?,
         payload: from_json(&payload, "notification")?,
         status: {
@@ -60,7 +74,6 @@ fn notification_from_row(row: &Row<'_>) -> Result<NotificationRecord, StoreError
         last_attempt: row.get::<_, Option<i64>>(9)?.map(from_ms).transpose()?,
         delivered: row.get::<_, Option<i64>>(10)?.map(from_ms).transpose()?,
         last_error: row.get(11)?,
-        channel: channel_from_row(row, 12)?,
     })
 }
 
@@ -281,7 +294,8 @@ impl OutboxStore for SqliteStore {
                 .prepare_cached(
                     "UPDATE notification SET status = 'pending', next_attempt_ms = ?2, created_ms = ?2
                      WHERE key = ?1 AND status = 'dead'
-                       AND channel_key IN (SELECT key FROM notification_channel WHERE removed_ms IS NULL)",
+                       AND (channel_key IS NULL
+                            OR channel_key IN (SELECT key FROM notification_channel WHERE removed_ms IS NULL))",
                 )?
                 .execute(params![key, to_ms(at)])?;
             append(connection, &[audit])?;

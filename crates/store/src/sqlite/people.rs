@@ -679,6 +679,60 @@ impl PeopleStore for SqliteStore {
         })
         .await
     }
+
+    async fn set_contact_email(
+        &self,
+        user: UserId,
+        email: Option<String>,
+        at: DateTime<Utc>,
+        audit: AuditEvent,
+    ) -> Result<(), StoreError> {
+        self.write(move |connection| {
+            let user_key = key_of(connection, "app_user", &user.to_string(), "user")?;
+            match email {
+                Some(email) => connection.execute(
+                    "INSERT INTO contact_email (user_key, email, updated_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (user_key) DO UPDATE SET email = excluded.email,
+                       updated_ms = excluded.updated_ms",
+                    params![user_key, email, super::to_ms(at)],
+                )?,
+                None => connection.execute(
+                    "DELETE FROM contact_email WHERE user_key = ?1",
+                    params![user_key],
+                )?,
+            };
+            super::audit::append(connection, &[audit])
+        })
+        .await
+    }
+
+    async fn contact_email(&self, user: UserId) -> Result<Option<String>, StoreError> {
+        self.read(move |connection| {
+            Ok(connection
+                .prepare_cached(
+                    "SELECT e.email FROM contact_email e JOIN app_user u ON u.key = e.user_key
+                     WHERE u.id = ?1",
+                )?
+                .query_row([user.to_string()], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn patient_contact_emails(&self, patient: PatientId) -> Result<Vec<String>, StoreError> {
+        self.read(move |connection| {
+            connection
+                .prepare_cached(
+                    "SELECT e.email FROM contact_email e JOIN app_user u ON u.key = e.user_key
+                     JOIN patient p ON p.key = u.patient_key
+                     WHERE p.id = ?1 AND u.disabled = 0 ORDER BY u.key",
+                )?
+                .query_map([patient.to_string()], |row| row.get(0))?
+                .map(|email| Ok(email?))
+                .collect()
+        })
+        .await
+    }
 }
 
 /// What ties someone to a care team.

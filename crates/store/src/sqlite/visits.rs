@@ -637,9 +637,10 @@ impl VisitStore for SqliteStore {
         .await
     }
 
-    async fn mark_visit_reminded(
+    async fn queue_visit_reminder(
         &self,
         id: Uuid,
+        reminder: crate::outbox::NewVisitReminder,
         at: DateTime<Utc>,
         audit: AuditEvent,
     ) -> Result<bool, StoreError> {
@@ -648,6 +649,22 @@ impl VisitStore for SqliteStore {
                 "UPDATE visit SET reminded_ms = ?2 WHERE id = ?1 AND reminded_ms IS NULL AND status = 'scheduled'",
                 params![id.to_string(), to_ms(at)],
             )?;
+            if changed > 0 {
+                connection.execute(
+                    "INSERT INTO notification (idempotency_key, visit_key, email_to, payload, status,
+                                               attempts, created_ms, next_attempt_ms)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?6)
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                    params![
+                        reminder.idempotency_key,
+                        visit_key(connection, id)?,
+                        reminder.email,
+                        to_json(&reminder.payload)?,
+                        to_ms(at),
+                        to_ms(reminder.next_attempt)
+                    ],
+                )?;
+            }
             append_if_changed(connection, changed, &[audit])?;
             Ok(changed > 0)
         })

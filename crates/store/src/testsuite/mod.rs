@@ -85,6 +85,7 @@ macro_rules! store_conformance_suite {
             overlapping_nightscout_uploads_both_succeed,
             mapping_templates_are_versioned_one_in_force_per_model,
             visits_are_scheduled_moved_and_closed_once, the_room_counts_stays_and_keeps_its_chat,
+            contact_addresses_are_the_patients_own,
             a_signed_note_changes_only_by_addenda,
             orders_and_monitoring_time_stay_with_their_patient);
     };

@@ -100,11 +100,17 @@ pub async fn channels_and_the_outbox(store: &dyn Store) {
         .expect("save alarm");
     let due = store.claim_due_outbox(at(3), 10, at(5)).await.expect("due");
     assert_eq!(due.len(), 1);
-    assert_eq!(due[0].channel, channel);
-    assert_eq!(due[0].channel.sealed_secret, Some(vec![1, 2, 3]));
+    assert_eq!(due[0].recipient.channel(), Some(&channel));
+    assert_eq!(
+        due[0]
+            .recipient
+            .channel()
+            .and_then(|c| c.sealed_secret.clone()),
+        Some(vec![1, 2, 3])
+    );
     assert_eq!(
         (
-            due[0].alarm_public_id.as_str(),
+            due[0].recipient.alarm_public_id().unwrap_or_default(),
             due[0].patient_id,
             due[0].status
         ),

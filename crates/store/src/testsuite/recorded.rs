@@ -143,6 +143,9 @@ recorded!(PeopleStore {
     async fn care_teams_of_patient(&self, patient: PatientId) -> R<Vec<CareTeamId>>;
     async fn patients_of_care_team_member(&self, user: UserId) -> R<Vec<PatientId>>;
     async fn is_on_care_team_of(&self, user: UserId, patient: PatientId) -> R<bool>;
+    async fn set_contact_email(&self, user: UserId, email: Option<String>, at: DateTime<Utc>, audit: AuditEvent) -> R<()>;
+    async fn contact_email(&self, user: UserId) -> R<Option<String>>;
+    async fn patient_contact_emails(&self, patient: PatientId) -> R<Vec<String>>;
 });
 
 recorded!(EmergencyAccessStore {
@@ -184,7 +187,7 @@ recorded!(VisitStore {
     async fn add_visit_addendum(&self, id: uuid::Uuid, author: UserId, at: DateTime<Utc>, text: String, audit: AuditEvent) -> R<VisitNote>;
     async fn visit_note(&self, id: uuid::Uuid) -> R<Option<VisitNote>>;
     async fn link_care_plan_version(&self, id: uuid::Uuid, version: u32, audit: AuditEvent) -> R<Visit>;
-    async fn mark_visit_reminded(&self, id: uuid::Uuid, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
+    async fn queue_visit_reminder(&self, id: uuid::Uuid, reminder: NewVisitReminder, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
     async fn create_treatment_order(&self, order: NewTreatmentOrder, audit: AuditEvent) -> R<TreatmentOrder>;
     async fn treatment_orders(&self, patient: PatientId) -> R<Vec<TreatmentOrder>>;
     async fn record_monitoring_time(&self, time: NewMonitoringTime, audit: AuditEvent) -> R<MonitoringTime>;
@@ -347,6 +350,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 131, "{methods:?}");
+        assert_eq!(methods.len(), 134, "{methods:?}");
     }
 }

@@ -130,20 +130,60 @@ pub async fn visits_are_scheduled_moved_and_closed_once(store: &dyn Store) {
     assert_eq!(ids(one), vec![bobs.id], "the limit holds");
 
     // Moving forgets the reminder, so that the new time gets one.
+    let reminder = |key: &str| crate::NewVisitReminder {
+        idempotency_key: key.into(),
+        email: "ada@example.org".into(),
+        payload: serde_json::json!({"subject": "Your video visit", "text": "tomorrow"}),
+        next_attempt: at(1),
+    };
     assert!(
         store
-            .mark_visit_reminded(first.id, at(1), audit("visits.remind"))
+            .queue_visit_reminder(first.id, reminder("r1"), at(1), audit("visits.remind"))
             .await
             .expect("remind")
     );
     assert!(
         !store
-            .mark_visit_reminded(first.id, at(2), audit("visits.remind"))
+            .queue_visit_reminder(first.id, reminder("r2"), at(2), audit("visits.remind"))
             .await
             .expect("remind again"),
         "a reminder is queued once"
     );
     assert_eq!(entries_of(store, "visits.remind").await, 1);
+    // The reminder waits in the outbox for its address, beside alarms' notifications.
+    let due = store
+        .claim_due_outbox(at(5), 10, at(6))
+        .await
+        .expect("claim");
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].patient_id, alice);
+    assert_eq!(due[0].idempotency_key, "r1");
+    assert_eq!(
+        due[0].recipient,
+        crate::Recipient::VisitReminder {
+            visit_id: first.id,
+            email: "ada@example.org".into()
+        }
+    );
+    assert!(due[0].recipient.channel().is_none());
+    store
+        .record_delivery(
+            due[0].key,
+            at(6),
+            at(5),
+            crate::DeliveryOutcome::Dead {
+                error: "mailbox unavailable".into(),
+            },
+        )
+        .await
+        .expect("dead");
+    assert!(
+        store
+            .retry_notification(due[0].key, at(7), audit("notifications.retry"))
+            .await
+            .expect("retry"),
+        "a reminder's dead letter is retried: it has no channel to have been removed"
+    );
     let moved = store
         .reschedule_visit(first.id, at(120), 30, audit("visits.reschedule"))
         .await
@@ -209,7 +249,7 @@ pub async fn visits_are_scheduled_moved_and_closed_once(store: &dyn Store) {
     }
     assert!(
         !store
-            .mark_visit_reminded(first.id, at(7), audit("visits.remind"))
+            .queue_visit_reminder(first.id, reminder("r3"), at(7), audit("visits.remind"))
             .await
             .expect("remind"),
         "a cancelled visit is not reminded of"
@@ -244,6 +284,87 @@ pub async fn visits_are_scheduled_moved_and_closed_once(store: &dyn Store) {
         .await
         .expect("complete");
     assert_eq!(completed.status, VisitStatus::Completed);
+}
+
+pub async fn contact_addresses_are_the_patients_own(store: &dyn Store) {
+    let alice = patient(store, "Alice").await;
+    let bob = patient(store, "Bob").await;
+    let alice_account = account(store, "alice", Role::Patient, Some(alice)).await;
+    let bob_account = account(store, "bob", Role::Patient, Some(bob)).await;
+    assert_eq!(
+        store.contact_email(alice_account).await.expect("read"),
+        None
+    );
+    store
+        .set_contact_email(
+            alice_account,
+            Some("alice@example.org".into()),
+            at(1),
+            audit("me.contact_email"),
+        )
+        .await
+        .expect("set");
+    store
+        .set_contact_email(
+            alice_account,
+            Some("alice@home.example".into()),
+            at(2),
+            audit("me.contact_email"),
+        )
+        .await
+        .expect("change");
+    store
+        .set_contact_email(
+            bob_account,
+            Some("bob@example.org".into()),
+            at(2),
+            audit("me.contact_email"),
+        )
+        .await
+        .expect("set");
+    assert_eq!(
+        store
+            .contact_email(alice_account)
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("alice@home.example")
+    );
+    assert_eq!(
+        store.patient_contact_emails(alice).await.expect("emails"),
+        vec!["alice@home.example".to_owned()]
+    );
+    store
+        .set_contact_email(alice_account, None, at(3), audit("me.contact_email"))
+        .await
+        .expect("forget");
+    assert!(
+        store
+            .patient_contact_emails(alice)
+            .await
+            .expect("emails")
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .patient_contact_emails(bob)
+            .await
+            .expect("emails")
+            .len(),
+        1
+    );
+    assert_eq!(entries_of(store, "me.contact_email").await, 4);
+    assert!(matches!(
+        store
+            .set_contact_email(
+                UserId::random(),
+                Some("x@example.org".into()),
+                at(4),
+                audit("me.contact_email")
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
 }
 
 pub async fn the_room_counts_stays_and_keeps_its_chat(store: &dyn Store) {

@@ -25,3 +25,4 @@ mod support;
 mod templates;
 mod tls;
 mod validate;
+mod visits;
