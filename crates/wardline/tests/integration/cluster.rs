@@ -866,19 +866,8 @@ async fn a_visits_participants_on_two_workers_hear_each_other() {
     let database = TestDatabase::create().await;
     let (a, b) = cluster(&database, &nats_url(), &[]).await;
     let ward = a.ward().await;
-    let patient_account = a
-        .post_ok(
-            &ward.admin,
-            "/api/v1/users",
-            json!({"username": format!("pt-{}", &ward.patient_id[..8]), "display_name": "Ada Patient",
-                   "role": "patient", "patient_id": ward.patient_id, "password": CLINICIAN_PASSWORD,
-                   "password_change_required": false}),
-        )
-        .await;
-    let patient_username = patient_account["user"]["username"]
-        .as_str()
-        .expect("username");
-    let patient = b.login(patient_username, CLINICIAN_PASSWORD).await;
+    let patient_username = a.patient_account(&ward).await;
+    let patient = b.login(&patient_username, CLINICIAN_PASSWORD).await;
     let visit = a
         .post_ok(
             &ward.clinician,

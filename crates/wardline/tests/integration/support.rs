@@ -307,6 +307,24 @@ impl TestServer {
         }
     }
 
+    /// A patient account of the ward's patient, made by its administrator: its user name
+    /// (its password is [`CLINICIAN_PASSWORD`]).
+    pub(crate) async fn patient_account(&self, ward: &Ward) -> String {
+        let account = self
+            .post_ok(
+                &ward.admin,
+                "/api/v1/users",
+                json!({"username": format!("pt-{}", &ward.patient_id[..8]), "display_name": "Ada Patient",
+                       "role": "patient", "patient_id": ward.patient_id, "password": CLINICIAN_PASSWORD,
+                       "password_change_required": false}),
+            )
+            .await;
+        account["user"]["username"]
+            .as_str()
+            .expect("username")
+            .to_owned()
+    }
+
     pub(crate) async fn enrol(
         &self,
         admin: &Session,

@@ -14,21 +14,8 @@ async fn a_patient_is_reminded_of_a_visit_at_their_own_address_without_health_da
     let smtp = SmtpServer::start().await;
     let server = smtp.wardline().await;
     let ward = server.ward().await;
-    let account = server
-        .post_ok(
-            &ward.admin,
-            "/api/v1/users",
-            json!({"username": format!("pt-{}", &ward.patient_id[..8]), "display_name": "Ada Patient",
-                   "role": "patient", "patient_id": ward.patient_id, "password": CLINICIAN_PASSWORD,
-                   "password_change_required": false}),
-        )
-        .await;
-    let patient = server
-        .login(
-            account["user"]["username"].as_str().expect("username"),
-            CLINICIAN_PASSWORD,
-        )
-        .await;
+    let username = server.patient_account(&ward).await;
+    let patient = server.login(&username, CLINICIAN_PASSWORD).await;
     let response = server
         .client
         .put(server.url("/api/v1/me/contact-email"))
