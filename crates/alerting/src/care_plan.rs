@@ -731,10 +731,44 @@ fn news2_rules(rules: &mut Vec<Rule>) {
     ));
 }
 
+/// The programme's default rules that a patient's plan has never had, in any of its
+/// versions (`ever`: every rule id the plan has held): rules Wardline added to the
+/// programme after the patient was enrolled, such as a new rhythm finding. A rule the care
+/// team removed is not among them: removing it was their decision. Offered to the care
+/// team, never added by itself, since a plan decides which readings raise alarms.
+pub fn new_programme_defaults<'a>(
+    program: Program,
+    baseline: &PatientBaseline,
+    ever: impl IntoIterator<Item = &'a RuleId>,
+) -> Vec<Rule> {
+    let ever: std::collections::HashSet<&RuleId> = ever.into_iter().collect();
+    default_rules(program, baseline)
+        .into_iter()
+        .filter(|rule| !ever.contains(&rule.id))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn new_programme_defaults_are_the_rules_a_plan_never_had() {
+        let baseline = PatientBaseline::default();
+        let all = default_rules(Program::Cardiac, &baseline);
+        let ids: Vec<RuleId> = all.iter().map(|rule| rule.id.clone()).collect();
+        assert!(new_programme_defaults(Program::Cardiac, &baseline, &ids).is_empty());
+        // A plan stored before the ventricular rule existed is offered it, and only it.
+        let before: Vec<RuleId> = ids
+            .iter()
+            .filter(|id| id.0 != "ventricular-tachyarrhythmia")
+            .cloned()
+            .collect();
+        let offered = new_programme_defaults(Program::Cardiac, &baseline, &before);
+        assert_eq!(offered.len(), 1);
+        assert_eq!(offered[0].id.0, "ventricular-tachyarrhythmia");
+    }
 
     fn at(minute: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2025, 3, 1, 8, 0, 0).unwrap() + chrono::Duration::minutes(minute)

@@ -24,7 +24,7 @@ pub mod rule;
 pub use alarm::{Alarm, AlarmBoard, AlarmId, AlarmState, AlarmUpdate, Resolution};
 pub use care_plan::{
     CarePlan, CarePlanChange, CarePlanHistory, CarePlanVersion, PatientBaseline, Program, RuleEdit,
-    default_rules,
+    default_rules, new_programme_defaults,
 };
 pub use error::{AlertingError, Result};
 pub use escalation::{

@@ -6,6 +6,7 @@ use crate::common;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use serde_json::json;
 use tower::ServiceExt;
 
 use common::hospital;
@@ -127,4 +128,70 @@ async fn api_answers_are_never_cached() {
             response.status()
         );
     }
+}
+
+/// A rule added to a programme after a patient was enrolled (the ventricular
+/// tachyarrhythmia finding of the cardiac programme) is offered to the care team, never
+/// added by itself; once added, or when the team removed it, it is not offered again.
+#[tokio::test]
+async fn a_programmes_new_default_rule_is_offered_to_the_care_team() {
+    use wardline_alerting::{CarePlan, PatientBaseline, Program};
+    let h = crate::common::hospital().await;
+    let mut plan = CarePlan::from_program(
+        h.ada,
+        Program::Cardiac,
+        &PatientBaseline::default(),
+        chrono::Utc::now(),
+    );
+    let added_later = plan
+        .rules
+        .iter()
+        .position(|rule| rule.id.0 == "ventricular-tachyarrhythmia")
+        .expect("the cardiac programme has the rule");
+    let rule = plan.rules.remove(added_later);
+    h.service
+        .assign_care_plan(
+            &wardline_service::Actor::CommandLine,
+            h.ada,
+            plan,
+            "enrolled before the rule existed",
+        )
+        .await
+        .unwrap();
+    let path = format!("/api/v1/patients/{}/care-plan/new-defaults", h.ada);
+    let (status, offered) = h.as_("nurse", Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{offered}");
+    let ids: Vec<&str> = offered
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| rule["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["ventricular-tachyarrhythmia"]);
+    let (status, _) = h.as_("bob", Method::GET, &path, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The team adds it, then takes it out again: neither time is it offered after.
+    let care_plan = format!("/api/v1/patients/{}/care-plan", h.ada);
+    let (status, body) = h
+        .as_(
+            "clinician",
+            Method::PUT,
+            &care_plan,
+            Some(json!({"reason": "new programme default", "edit": {"op": "add", "rule": rule}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, offered) = h.as_("nurse", Method::GET, &path, None).await;
+    assert_eq!(offered, json!([]));
+    let (status, body) = h
+        .as_("clinician", Method::PUT, &care_plan,
+            Some(json!({"reason": "pacemaker: not wanted", "edit": {"op": "remove", "rule_id": "ventricular-tachyarrhythmia"}})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, offered) = h.as_("nurse", Method::GET, &path, None).await;
+    assert_eq!(
+        offered,
+        json!([]),
+        "a rule the team removed is not offered again"
+    );
 }

@@ -400,6 +400,38 @@ impl Wardline {
         version.ok_or_else(|| Error::NotFound("care plan".into()))
     }
 
+    /// The programme's default rules the patient's plan has never had (added to the
+    /// programme after the patient was enrolled), for the care team to add if they
+    /// choose: Wardline never changes a plan by itself.
+    pub async fn new_care_plan_defaults(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+    ) -> Result<Vec<wardline_alerting::Rule>, Error> {
+        let access = self
+            .authorize_patient(actor, patient_id, "care_plan.read", None)
+            .await?;
+        let versions = self.store.care_plan_versions(access.patient_id()).await?;
+        let Some(current) = versions.last() else {
+            return Err(Error::NotFound("care plan".into()));
+        };
+        // Every rule the plan has held, in any version: one the care team removed is
+        // not offered again.
+        let ever = versions.iter().flat_map(|version| {
+            version
+                .plan
+                .rules
+                .iter()
+                .map(|rule| &rule.id)
+                .chain(version.old_rule.iter().map(|rule| &rule.id))
+        });
+        Ok(wardline_alerting::new_programme_defaults(
+            current.plan.program,
+            &wardline_alerting::PatientBaseline::default(),
+            ever,
+        ))
+    }
+
     pub async fn care_plan_versions(
         &self,
         actor: &Actor,

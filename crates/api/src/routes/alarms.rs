@@ -33,6 +33,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_care_plan, put_care_plan))
         .routes(routes!(care_plan_versions))
+        .routes(routes!(new_care_plan_defaults))
         .routes(routes!(patient_alarms))
         .routes(routes!(inbox))
         .routes(routes!(get_alarm))
@@ -56,6 +57,25 @@ pub(crate) struct AtParams {
     /// RFC 3339: the version in force then; the newest when absent.
     #[param(value_type = Option<String>, format = DateTime)]
     at: Option<String>,
+}
+
+/// The rules the patient's programme has by default that their care plan has never had
+/// (added to the programme after the patient was enrolled, such as a new rhythm finding):
+/// for the care team to add with `PUT …/care-plan` (`edit: {add: …}`) if they choose.
+#[utoipa::path(get, path = "/api/v1/patients/{patient_id}/care-plan/new-defaults", tag = "care plans",
+    params(("patient_id" = PatientId, Path, description = "The patient")),
+    responses((status = 200, description = "Rules to consider", body = [wardline_alerting::Rule])))]
+pub(crate) async fn new_care_plan_defaults(
+    State(state): State<AppState>,
+    caller: Caller,
+    Id(patient_id): Id<PatientId>,
+) -> Result<Json<Vec<wardline_alerting::Rule>>, ApiError> {
+    Ok(Json(
+        state
+            .service
+            .new_care_plan_defaults(&caller.actor(), patient_id)
+            .await?,
+    ))
 }
 
 /// The patient's care plan (the version in force at a time, or the newest).
