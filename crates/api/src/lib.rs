@@ -37,7 +37,13 @@ pub use state::{ApiSettings, AppState, MetricsRenderer};
             Every error is `{\"error\": {\"code\", \"message\", \"field\"?, \"kind\"?}}` with a stable `code`.",
     ),
     security(("session" = []), ("session_cookie" = [])),
-    components(schemas(ErrorBody, schemas::LoincCode, routes::fhir::OperationOutcomeBody)),
+    components(schemas(
+        ErrorBody,
+        schemas::LoincCode,
+        routes::fhir::OperationOutcomeBody,
+        // What a visit's room stream carries in its `room` events.
+        wardline_service::visits::RoomEvent
+    )),
 )]
 struct ApiDoc;
 

@@ -918,3 +918,65 @@ async fn visit_at(h: &Hospital, start: &str) -> Value {
     assert_eq!(status, StatusCode::CREATED, "{visit}");
     visit
 }
+
+/// A reload opens the room's stream again before the old one closes: closing the old one
+/// does not end the stay; closing the last one does.
+#[tokio::test]
+async fn the_stay_ends_when_the_persons_last_room_stream_closes() {
+    let h = hospital().await;
+    let visit = visit(&h, 1).await;
+    let id = visit["id"].as_str().unwrap();
+    let (status, _) = h
+        .as_(
+            "ada",
+            Method::POST,
+            &format!("/api/v1/visits/{id}/room/enter"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let events = format!("/api/v1/visits/{id}/room/events");
+    let old = OpenStream::open(&h, "ada", &events).await;
+    let new = OpenStream::open(&h, "ada", &events).await;
+    let still_in = |record: &Value| {
+        record["presence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|span| span["left"].is_null())
+    };
+    drop(old);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, record) = h
+        .as_(
+            "clinician",
+            Method::GET,
+            &format!("/api/v1/visits/{id}"),
+            None,
+        )
+        .await;
+    assert!(
+        still_in(&record),
+        "the reloaded page is still in the room: {record}"
+    );
+    drop(new);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, record) = h
+            .as_(
+                "clinician",
+                Method::GET,
+                &format!("/api/v1/visits/{id}"),
+                None,
+            )
+            .await;
+        if !still_in(&record) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the last stream's close ends the stay: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -41,6 +41,8 @@ pub struct PatientLedger {
     /// The practice's time zone its days and months are counted in.
     pub time_zone: String,
     pub ledger: Option<Ledger>,
+    /// The names of the people the ledger names by id (billing practitioners).
+    pub practitioner_names: std::collections::BTreeMap<String, String>,
 }
 
 /// The instants at which the patient and a care team member were first in the room
@@ -136,6 +138,7 @@ impl Wardline {
                 episode_start: None,
                 time_zone: zone.name().to_owned(),
                 ledger: None,
+                practitioner_names: std::collections::BTreeMap::new(),
             });
         };
         let from = episode_start.max(now - LOOKBACK) - Duration::days(31);
@@ -152,17 +155,15 @@ impl Wardline {
                 )
             })
             .collect();
-        let management: Vec<ManagementTime> = self
+        let recorded = self
             .store
             .monitoring_time(patient_id, from, now + Duration::minutes(1))
-            .await?
-            .into_iter()
-            .map(|time| ManagementTime {
-                at: time.started,
-                seconds: time.seconds,
-                practitioner: time.user_id.to_string(),
-            })
+            .await?;
+        let practitioner_names = recorded
+            .iter()
+            .map(|time| (time.user_id.to_string(), time.user_name.clone()))
             .collect();
+        let management = without_overlaps(recorded);
         let visits = self
             .store
             .visits(VisitQuery {
@@ -197,8 +198,38 @@ impl Wardline {
             episode_start: Some(episode_start),
             time_zone: zone.name().to_owned(),
             ledger: Some(ledger),
+            practitioner_names,
         })
     }
+}
+
+/// The management time of the records, each person's counted once: a stretch of one
+/// person's timer or visit that overlaps another of theirs (two tabs of the same patient,
+/// the timer running during a visit) counts only for the part not counted already.
+/// Corrections are taken as they are.
+fn without_overlaps(mut recorded: Vec<wardline_store::MonitoringTime>) -> Vec<ManagementTime> {
+    recorded.sort_by_key(|time| (time.user_id, time.started));
+    let mut counted_until: std::collections::HashMap<wardline_domain::UserId, DateTime<Utc>> =
+        std::collections::HashMap::new();
+    let mut management = Vec::with_capacity(recorded.len());
+    for time in recorded {
+        let seconds = if time.source == wardline_store::MonitoringSource::Correction {
+            time.seconds
+        } else {
+            let end = time.started + Duration::seconds(time.seconds.max(0));
+            let until = counted_until.entry(time.user_id).or_insert(time.started);
+            let start = time.started.max(*until);
+            let fresh = (end - start).num_seconds().max(0);
+            *until = (*until).max(end);
+            fresh
+        };
+        management.push(ManagementTime {
+            at: time.started,
+            seconds,
+            practitioner: time.user_id.to_string(),
+        });
+    }
+    management
 }
 
 /// Whether a device sent a reading or a person entered it.
@@ -337,6 +368,44 @@ mod tests {
         // Only the team.
         let alone = [span(nurse, 0, Some(30))];
         assert_eq!(interactive_contact(&alone, is_patient, at(60)), None);
+    }
+
+    #[test]
+    fn a_persons_overlapping_stretches_count_once() {
+        let nurse = UserId::random();
+        let other = UserId::random();
+        let time = |user, start: i64, seconds, source| wardline_store::MonitoringTime {
+            id: uuid::Uuid::new_v4(),
+            patient_id: wardline_domain::PatientId::random(),
+            user_id: user,
+            user_name: "N".into(),
+            started: at(start),
+            seconds,
+            source,
+            visit_id: None,
+            reason: None,
+        };
+        use wardline_store::MonitoringSource::{Correction, Timer, Visit};
+        let counted = without_overlaps(vec![
+            // Two tabs: 0-10 min and 5-12 min count as 0-12.
+            time(nurse, 0, 600, Timer),
+            time(nurse, 5, 420, Timer),
+            // A stretch inside another counts nothing more.
+            time(nurse, 1, 60, Visit),
+            // Another person's time is their own.
+            time(other, 0, 600, Timer),
+            // A correction stands as it is.
+            time(nurse, 30, -120, Correction),
+        ]);
+        let of = |user: UserId| -> i64 {
+            counted
+                .iter()
+                .filter(|time| time.practitioner == user.to_string())
+                .map(|time| time.seconds)
+                .sum()
+        };
+        assert_eq!(of(nurse), 12 * 60 - 120);
+        assert_eq!(of(other), 600);
     }
 
     #[test]

@@ -213,6 +213,9 @@ pub trait RoomPeers: Send + Sync + std::fmt::Debug {
 pub struct VisitRooms {
     rooms: Mutex<HashMap<Uuid, broadcast::Sender<Arc<RoomEvent>>>>,
     peers: std::sync::RwLock<Option<Arc<dyn RoomPeers>>>,
+    /// Each person's room streams open here, by visit: closing one of two (a reload, a
+    /// second tab) is not leaving the room.
+    streams: Mutex<HashMap<(Uuid, UserId), usize>>,
 }
 
 impl VisitRooms {
@@ -226,6 +229,29 @@ impl VisitRooms {
                 .or_insert_with(|| broadcast::channel(ROOM_BUFFER).0)
                 .clone(),
         )
+    }
+
+    fn stream_opened(&self, visit: Uuid, person: UserId) {
+        if let Ok(mut streams) = self.streams.lock() {
+            *streams.entry((visit, person)).or_default() += 1;
+        }
+    }
+
+    /// Whether this was the person's last stream of the room here.
+    fn stream_closed(&self, visit: Uuid, person: UserId) -> bool {
+        let Ok(mut streams) = self.streams.lock() else {
+            return true;
+        };
+        match streams.get_mut(&(visit, person)) {
+            Some(open) if *open > 1 => {
+                *open -= 1;
+                false
+            }
+            _ => {
+                streams.remove(&(visit, person));
+                true
+            }
+        }
     }
 
     fn publish(&self, visit: Uuid, event: RoomEvent) {
@@ -737,11 +763,24 @@ impl Wardline {
             )));
         }
         let sender = self.rooms.sender(id).ok_or(Error::Unavailable)?;
+        self.rooms.stream_opened(id, person.user.id);
         Ok(RoomSubscription {
             events: sender.subscribe(),
             person: person.clone(),
             patient_id: visit.patient_id,
         })
+    }
+
+    /// A room stream of the person's closed (a closed tab, a lost network): the last one
+    /// open here ends their stay, a reload's old stream does not end the new one's.
+    pub async fn room_stream_closed(&self, actor: &Actor, id: Uuid) -> Result<(), Error> {
+        let Some(user) = actor.user() else {
+            return Ok(());
+        };
+        if self.rooms.stream_closed(id, user.id) {
+            self.leave_room(actor, id).await?;
+        }
+        Ok(())
     }
 
     /// Passes a signalling message to the room. Not stored: it is about this moment
@@ -920,10 +959,12 @@ impl Wardline {
             .authorize_visit_change(actor, id, "visits.note.addendum")
             .await?;
         let author = actor.user_id().ok_or(Error::Forbidden)?;
-        Ok(self
+        let note = self
             .store
             .add_visit_addendum(id, author, self.now(), text, audit)
-            .await?)
+            .await?;
+        self.rooms.publish(id, RoomEvent::Changed { visit_id: id });
+        Ok(note)
     }
 
     /// Changes the patient's care plan from the visit: the version's reason names the

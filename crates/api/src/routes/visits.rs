@@ -298,7 +298,7 @@ impl Drop for LeaveOnDrop {
         let visit_id = self.visit_id;
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(error) = service.leave_room(&actor, visit_id).await {
+                if let Err(error) = service.room_stream_closed(&actor, visit_id).await {
                     tracing::debug!(%error, "leaving a room whose stream closed");
                 }
             });
