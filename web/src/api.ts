@@ -55,7 +55,7 @@ for (const kind of ['pointerdown', 'keydown', 'popstate']) {
 
 export async function api<T>(
   path: string,
-  options: { method?: Method; body?: unknown; signal?: AbortSignal; refresh?: boolean } = {},
+  options: { method?: Method; body?: unknown; signal?: AbortSignal; refresh?: boolean; keepalive?: boolean } = {},
 ): Promise<T> {
   const headers: Record<string, string> = {
     Accept: 'application/json',
@@ -76,6 +76,8 @@ export async function api<T>(
     credentials: 'same-origin',
     cache: 'no-store',
     signal: options.signal,
+    // A request sent as the page goes away (a visit's room saying goodbye) outlives it.
+    keepalive: options.keepalive,
   });
   if (response.status === 204) return undefined as T;
   let data: unknown = null;

@@ -11,6 +11,7 @@
 import type { Observation } from './api';
 import { api, patientPath } from './api';
 import { endpoints, type AlarmStreamEvent, type News2 } from './features';
+import type { RoomEvent } from './visits';
 
 export type LiveState = 'connecting' | 'live' | 'reconnecting' | 'stale';
 
@@ -176,6 +177,55 @@ export function subscribeAlarms(handlers: AlarmHandlers): () => void {
       if (data?.alarm?.id) handlers.onAlarm(data);
     });
   });
+}
+
+export interface RoomHandlers {
+  onEvent(event: RoomEvent): void;
+  /**
+   * Called once the stream is open, and again after it was opened anew (a reconnect, a
+   * silence, a `lagged` event): room events may have been missed, and the server took
+   * the person out of the room when the old stream closed.
+   */
+  onOpen(reopened: boolean): void;
+  onState?(state: LiveState): void;
+  /** The server ended the stream: the session, the access to the patient, or the visit ended. */
+  onEnded(): void;
+  /** The stream failed (the page checks whether the visit still takes people). */
+  onError?(): void;
+}
+
+/**
+ * Server-Sent Events of a visit's room (/api/v1/visits/{id}/room/events): signalling,
+ * presence, chat and changes, as `room` events.
+ */
+export function subscribeRoom(eventsUrl: string, handlers: RoomHandlers): () => void {
+  let opened = false;
+  return liveSource(
+    eventsUrl,
+    {
+      onResync: () => handlers.onOpen(true),
+      onState: handlers.onState,
+    },
+    (source, alive) => {
+      source.addEventListener('open', () => {
+        // `liveSource` calls onResync for a reopened stream; the first open is the page's.
+        if (!opened) handlers.onOpen(false);
+        opened = true;
+      });
+      source.addEventListener('room', (event) => {
+        alive();
+        let data: RoomEvent;
+        try {
+          data = JSON.parse((event as MessageEvent<string>).data) as RoomEvent;
+        } catch {
+          return; // A malformed event is dropped.
+        }
+        if (data && typeof data.type === 'string') handlers.onEvent(data);
+      });
+      source.addEventListener('ended', () => handlers.onEnded());
+      source.addEventListener('error', () => handlers.onError?.());
+    },
+  );
 }
 
 /**

@@ -9,7 +9,10 @@ import { alarmsPage } from './pages/alarms';
 import { errorPage, notFoundPage } from './pages/errors';
 import { loginPage } from './pages/login';
 import { patientPage } from './pages/patient';
+import { ledgerPage } from './pages/ledger';
+import { roomPage } from './pages/room';
 import { invitationPage, shareLinkPage, sharedWithMePage } from './pages/sharing';
+import { visitPage, visitsListPage } from './pages/visits';
 import { wardPage } from './pages/ward';
 import { errors, fallback, navigate, route, start } from './router';
 import { SESSION_CHANNEL, currentUser, homeFor, loadUser, requireUser, setUser } from './session';
@@ -39,6 +42,18 @@ route('/patients/:id', (root, context) => {
 route('/me', (root, context) => {
   const user = requireUser(['patient']);
   if (user?.patient_id) return patientPage(root, context, user.patient_id, true);
+});
+route('/visits', (root, context) => {
+  if (requireUser(['patient', 'clinician', 'nurse'])) return visitsListPage(root, context);
+});
+route('/visits/:id', (root, context) => {
+  if (requireUser(['patient', 'clinician', 'nurse'])) return visitPage(root, context, context.params.id);
+});
+route('/visits/:id/room', (root, context) => {
+  if (requireUser(['patient', 'clinician', 'nurse'])) return roomPage(root, context, context.params.id);
+});
+route('/rpm-ledger', (root, context) => {
+  if (requireUser(['clinician', 'nurse'])) return ledgerPage(root, context);
 });
 route('/admin', () => {
   if (requireUser(['admin'])) navigate('/admin/users', true);

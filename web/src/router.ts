@@ -47,7 +47,25 @@ export function errors(handler: (root: HTMLElement, error: unknown) => void): vo
   onError = handler;
 }
 
+/**
+ * A visit's room is the one page the server lets use the camera and the microphone
+ * (its Permissions-Policy header), and a document keeps the policy it was loaded with.
+ * So the room is always loaded as a page of its own, and leaving it loads the next page
+ * afresh too: no other page ever runs in a document that may use the camera.
+ */
+const ROOM_PATH = /^\/visits\/[^/]+\/room\/?$/;
+export const isRoomPath = (pathname: string) => ROOM_PATH.test(pathname);
+
+function needsPageLoad(path: string): boolean {
+  return isRoomPath(new URL(path, location.href).pathname) || isRoomPath(location.pathname);
+}
+
 export function navigate(path: string, replace = false): void {
+  if (needsPageLoad(path)) {
+    if (replace) location.replace(path);
+    else location.assign(path);
+    return;
+  }
   if (replace) history.replaceState(null, '', path);
   else history.pushState(null, '', path);
   void render();
@@ -97,6 +115,8 @@ export function start(root: HTMLElement): void {
     if (!anchor || anchor.target || anchor.hasAttribute('download')) return;
     const url = new URL(anchor.href, location.href);
     if (url.origin !== location.origin || url.pathname.startsWith('/api/')) return;
+    // The room, and every page after it, load as pages of their own (see `navigate`).
+    if (needsPageLoad(url.pathname)) return;
     event.preventDefault();
     navigate(url.pathname + url.search + url.hash);
   });

@@ -70,7 +70,10 @@ export function requireUser(roles?: User['role'][]): Me | null {
 function navLinks(user: User): [string, string][] {
   switch (user.role) {
     case 'patient':
-      return [['/me', 'My readings']];
+      return [
+        ['/me', 'My readings'],
+        ['/visits', 'Visits'],
+      ];
     case 'specialist':
       return [['/shared', 'Shared with me']];
     case 'admin':
@@ -88,6 +91,8 @@ function navLinks(user: User): [string, string][] {
       return [
         ['/ward', 'Ward'],
         ['/alarms', 'Alarm inbox'],
+        ['/visits', 'Visits'],
+        ['/rpm-ledger', 'RPM ledger'],
       ];
   }
 }

@@ -11,7 +11,7 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash, createHmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
@@ -19,7 +19,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { chromium, firefox } from 'playwright-core';
-import { ok, startServer, syntheticEcg } from './server.mjs';
+import { ok, startServer, syntheticEcg, totpCode } from './server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const browserName = process.env.WARDLINE_BROWSER ?? 'chromium';
@@ -59,27 +59,6 @@ async function login(username, password) {
 
 /** The TOTP time step `ahead` 30-second steps from now. */
 const totpStep = (ahead = 0) => Math.floor(Date.now() / 30_000) + ahead;
-
-/**
- * The six-digit code of a base-32 TOTP secret for a time step (RFC 6238 with HMAC-SHA-1),
- * computed here as an authenticator app would, independently of the server's code.
- */
-function totpCode(secret, step) {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-  let bits = '';
-  for (const char of secret.replace(/[\s=]/g, '').toUpperCase()) {
-    const value = alphabet.indexOf(char);
-    if (value < 0) throw new Error(`not base 32: ${char}`);
-    bits += value.toString(2).padStart(5, '0');
-  }
-  const key = Buffer.from(bits.match(/.{8}/g).map((byte) => parseInt(byte, 2)));
-  const counter = Buffer.alloc(8);
-  counter.writeBigUInt64BE(BigInt(step));
-  const mac = createHmac('sha1', key).update(counter).digest();
-  const offset = mac[mac.length - 1] & 0x0f;
-  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
-  return String(value).padStart(6, '0');
-}
 
 /** Second factors set up here: secret and the last step whose code was used, by account. */
 const secondFactors = new Map();

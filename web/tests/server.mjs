@@ -3,7 +3,7 @@
 // devices would (HTTPS, trusting the server's own CA).
 
 import { spawn } from 'node:child_process';
-import { X509Certificate, createHash } from 'node:crypto';
+import { X509Certificate, createHash, createHmac } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,11 @@ import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-export async function startServer() {
+/**
+ * Starts a server. `env`: more environment for it (e.g. a TURN server's settings,
+ * `WARDLINE_TURN_URLS`, `WARDLINE_TURN_SECRET_FILE`, `WARDLINE_TURN_RELAY_ONLY`).
+ */
+export async function startServer({ env = {} } = {}) {
   const binary = path.resolve(here, '..', process.env.WARDLINE_BIN ?? '../target/debug/wardline');
   if (!existsSync(binary)) {
     throw new Error(`no wardline binary at ${binary}: build it (cargo build -p wardline) or set WARDLINE_BIN`);
@@ -23,7 +27,7 @@ export async function startServer() {
   const child = spawn(
     binary,
     ['serve', '--mqtt-listen', '127.0.0.1:0', '--http-listen', '127.0.0.1:0', '--data-dir', path.join(data, 'server'), '--listen-file', listenFile],
-    { env: { ...process.env, RUST_LOG: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] },
+    { env: { ...process.env, RUST_LOG: 'warn', ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let exited = null;
   child.on('exit', (code, signal) => (exited = signal ?? code));
@@ -134,4 +138,39 @@ export function syntheticEcg(startSeconds, count, rate = 360, heartRate = 72) {
     samples[i] = Math.round(1024 + 200 * mv);
   }
   return samples;
+}
+
+/**
+ * The six-digit code of a base-32 TOTP secret for a 30-second time step (RFC 6238 with
+ * HMAC-SHA-1), computed as an authenticator app would, independently of the server.
+ */
+export function totpCode(secret, step) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const char of secret.replace(/[\s=]/g, '').toUpperCase()) {
+    const value = alphabet.indexOf(char);
+    if (value < 0) throw new Error(`not base 32: ${char}`);
+    bits += value.toString(2).padStart(5, '0');
+  }
+  const key = Buffer.from(bits.match(/.{8}/g).map((byte) => parseInt(byte, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac('sha1', key).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
+  return String(value).padStart(6, '0');
+}
+
+/**
+ * The first administrator's session, ready to work: its one-time password changed to
+ * `password` and a second factor set up (administrators do nothing else before).
+ * Returns the API token.
+ */
+export async function adminSession(server, password) {
+  const { token } = await ok(server, 'POST', '/api/v1/auth/login', { body: { username: 'admin', password: server.adminPassword } });
+  await ok(server, 'POST', '/api/v1/me/password', { token, body: { current_password: server.adminPassword, new_password: password } });
+  server.adminPassword = password;
+  const setup = await ok(server, 'POST', '/api/v1/me/second-factor', { token });
+  await ok(server, 'POST', '/api/v1/me/second-factor/confirm', { token, body: { one_time_code: totpCode(setup.secret, Math.floor(Date.now() / 30_000)) } });
+  return token;
 }

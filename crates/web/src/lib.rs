@@ -59,6 +59,8 @@ pub const APP_ROUTES: &[&str] = &[
     // Visits: the list and one visit's record (the room is [`VISIT_ROOM_ROUTE`]).
     "/visits",
     "/visits/{visit_id}",
+    // The remote-monitoring ledger of the care team's patients.
+    "/rpm-ledger",
 ];
 
 /// A visit's room: the one page that may use the camera and the microphone, so a

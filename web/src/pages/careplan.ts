@@ -14,11 +14,29 @@ import {
   type CarePlanVersion,
   type Priority,
   type Rule,
+  type RuleEdit,
 } from '../features';
 import { formatTime, timeAgo } from '../format';
 
-export function carePlanSection(patientId: string, options: { editable: boolean; self: boolean; signal: AbortSignal }): HTMLElement {
+export interface CarePlanOptions {
+  editable: boolean;
+  self: boolean;
+  signal: AbortSignal;
+  /**
+   * How a rule change is saved: by default straight to the patient's care plan; a
+   * visit's room saves it through the visit, which links the version to the visit.
+   */
+  save?: (change: { reason: string; edit: RuleEdit }) => Promise<CarePlanVersion>;
+}
+
+export function carePlanSection(patientId: string, options: CarePlanOptions): HTMLElement {
+  return carePlanPanel(patientId, options).element;
+}
+
+/** The care plan section, and a way to read it again (after a change made elsewhere). */
+export function carePlanPanel(patientId: string, options: CarePlanOptions): { element: HTMLElement; reload(): Promise<void> } {
   const { editable, self, signal } = options;
+  const saveChange = options.save ?? ((change) => changeCarePlan(patientId, change));
   const message = h('div', { class: 'action-message' });
   const body = h('div', null, notice('info', 'Loading the care plan…'));
   const editor = h('div', { class: 'rule-editor-host' });
@@ -185,7 +203,7 @@ export function carePlanSection(patientId: string, options: { editable: boolean;
       }
       save.disabled = true;
       try {
-        const version = await changeCarePlan(patientId, { reason: why, edit: { op: 'replace', rule: next } });
+        const version = await saveChange({ reason: why, edit: { op: 'replace', rule: next } });
         replace(message, notice('success', `Saved as care plan version ${version.version}: ${rule.name} — ${changes.join('; ')}.`));
         await load();
       } catch (failure) {
@@ -273,10 +291,12 @@ export function carePlanSection(patientId: string, options: { editable: boolean;
     );
   }
 
-  load().catch((failure) => {
-    if (!signal.aborted) replace(body, notice('error', `The care plan could not be loaded: ${failure instanceof Error ? failure.message : String(failure)}`));
-  });
-  return section;
+  const reload = () =>
+    load().catch((failure) => {
+      if (!signal.aborted) replace(body, notice('error', `The care plan could not be loaded: ${failure instanceof Error ? failure.message : String(failure)}`));
+    });
+  void reload();
+  return { element: section, reload };
 }
 
 function versionChange(version: CarePlanVersion): Node {

@@ -5,22 +5,25 @@ import { ApiError, api, patientPath, type Device, type Observation, type Patient
 import { cgmReport } from '../charts/cgm';
 import { ecgStrip } from '../charts/ecg';
 import { trendChart } from '../charts/trend';
-import { codeInfo, codeOrder, deviceKindLabel, displayUnit, formatValue, staleAfterMinutes } from '../codes';
+import { codeOrder, deviceKindLabel, staleAfterMinutes } from '../codes';
 import { EVENT_LABEL, actorName, alarmText, byAttention, conditionLine, escalationLine, resolutionText, stateBadge } from '../alarmview';
 import { h, notice, replace } from '../dom';
 import {
-  accessLog, accessWhat, latestNews2, news2Band, patientAlarms, patientCareTeams, priorityBadge, rhythmEvents,
-  type AccessLogEntry, type Alarm, type AlarmHistoryEvent, type News2,
+  accessLog, accessWhat, patientAlarms, patientCareTeams, priorityBadge, rhythmEvents,
+  type AccessLogEntry, type Alarm, type AlarmHistoryEvent,
 } from '../features';
 import { formatTime, minutesSince, refreshTimes, since, timeAgo } from '../format';
 import { liveBadge, subscribe, subscribeAlarms } from '../live';
 import { navigate, type PageContext } from '../router';
+import { news2Line, vitalTiles } from '../vitals';
 import { currentUser, frame } from '../session';
 import { carePlanSection } from './careplan';
 import { patientSharesSection, referralSection, sharedPatientPage } from './sharing';
 import { emergencyAccessOffer, emergencyBanner, myEmergencyAccess } from './emergency';
 import { refusedPage } from './errors';
 import { diabetesAppDataSection, exportSection, importSection, nightscoutSection } from './connections';
+import { monitoringTimer } from './monitoring';
+import { patientVisitsSection, treatmentSection } from './visits';
 
 const CGM_CODES = ['99504-3', '105272-9'];
 
@@ -43,16 +46,18 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
     return;
   }
   const emergency = clinical && !self ? await myEmergencyAccess(patientId, signal) : null;
+  // The patient's own care team (not an emergency access): visits, orders, monitoring time.
+  const team = clinical && !self && !emergency;
   const [latest, devices] = await Promise.all([
     api<Observation[]>(patientPath(patientId, '/observations/latest'), { signal }),
     api<Device[]>(patientPath(patientId, '/devices'), { signal }),
   ]);
-  const values = new Map(latest.map((observation) => [observation.loinc, observation]));
   const badge = liveBadge();
-  const tiles = h('ul', { class: 'tiles', 'aria-label': 'Latest vitals', 'data-testid': 'vitals-tiles' });
   const deviceList = h('ul', { class: 'plain devices' });
-  const initialCode = [...values.keys()].sort((a, b) => codeOrder(a) - codeOrder(b))[0] ?? '8867-4';
-  const trend = trendChart(patientId, initialCode, [...values.keys()]);
+  const initialCode = latest.map((observation) => observation.loinc).sort((a, b) => codeOrder(a) - codeOrder(b))[0] ?? '8867-4';
+  const trend = trendChart(patientId, initialCode, latest.map((observation) => observation.loinc));
+  const tiles = vitalTiles(latest, (loinc) => trend.show(loinc));
+  const values = tiles.values;
   context.onCleanup(() => trend.destroy());
 
   const hasEcg = devices.some((device) => device.kind === 'ecg' || device.kind === 'wearable');
@@ -62,25 +67,9 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
   const cgm = hasCgm ? cgmReport(patientId, signal) : null;
   if (cgm) context.onCleanup(() => cgm.destroy());
 
-  const news2Line = h('p', { class: 'news2-line', 'data-testid': 'news2' });
-  const renderNews2 = (news2: News2 | null | undefined) => {
-    if (news2 === undefined) return;
-    if (news2 === null) {
-      news2Line.textContent = 'NEWS2: not scored yet';
-      return;
-    }
-    const band = news2Band(news2);
-    replace(
-      news2Line,
-      'NEWS2 ',
-      h('strong', { class: `news2 news2-${band}` }, news2.complete ? `${news2.total}` : `≥ ${news2.total}`, ` — ${band.replace('-', '–')} risk`),
-      news2.any_parameter_3 ? ' (a single parameter scores 3)' : '',
-      news2.complete ? '' : ` · partial: no ${news2.missing.join(', ').replace(/_/g, ' ')}`,
-      ' · scored ',
-      timeAgo(news2.time),
-    );
-  };
-  const showNews2 = async () => renderNews2(await latestNews2(patientId).catch(() => undefined));
+  const news2 = news2Line(patientId);
+  const renderNews2 = news2.render;
+  const showNews2 = news2.reload;
   void showNews2();
 
   const alarms = alarmHistory(patientId, self ? 'self' : 'team', signal);
@@ -100,13 +89,16 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
     ),
     details.length ? h('p', { class: 'lede' }, details.join(' · ')) : null,
     emergency ? emergencyBanner(emergency) : null,
-    h('section', { class: 'card', 'aria-labelledby': 'vitals-title' }, h('h2', { id: 'vitals-title' }, 'Latest vitals'), news2Line, tiles),
+    team ? monitoringTimer(patientId, context) : null,
+    h('section', { class: 'card', 'aria-labelledby': 'vitals-title' }, h('h2', { id: 'vitals-title' }, 'Latest vitals'), news2.element, tiles.element),
     ecg?.element,
     ecg ? rhythmSection(patientId, signal) : null,
     trend.element,
     cgm?.element,
     alarms.element,
     carePlanSection(patientId, { editable: clinical && !emergency, self, signal }),
+    self || team ? patientVisitsSection(patientId, { canSchedule: team, self, signal }) : null,
+    self || team ? treatmentSection(patientId, { self, canOrder: team && role === 'clinician', signal }) : null,
     h('div', { class: 'columns' },
       h('section', { class: 'card', 'aria-labelledby': 'devices-title' }, h('h2', { id: 'devices-title' }, self ? 'My devices' : 'Devices'), deviceList),
       self ? whoCanSee(patientId, signal) : null,
@@ -131,30 +123,7 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
   context.onCleanup(stopAlarms);
   context.onCleanup(() => window.clearTimeout(alarmTimer));
 
-  function renderTiles(changed?: string): void {
-    const shown = [...values.values()].sort((a, b) => codeOrder(a.loinc) - codeOrder(b.loinc));
-    if (shown.length === 0) {
-      replace(tiles, h('li', { class: 'muted' }, 'No readings yet.'));
-      return;
-    }
-    replace(
-      tiles,
-      shown.map((observation) => {
-        const info = codeInfo(observation.loinc);
-        return h(
-          'li',
-          { class: observation.loinc === changed ? 'tile flash' : 'tile', 'data-code': observation.loinc },
-          h(
-            'button',
-            { type: 'button', class: 'tile-button', 'aria-label': `${info.label}: ${formatValue(observation.loinc, observation.value)} ${displayUnit(observation.unit)}, ${since(observation.effective)}. Show trend.`, onclick: () => trend.show(observation.loinc) },
-            h('span', { class: 'tile-label' }, info.label),
-            h('span', { class: 'tile-value' }, h('span', { class: 'value', 'data-testid': `value-${observation.loinc}` }, formatValue(observation.loinc, observation.value)), ' ', h('span', { class: 'unit' }, displayUnit(observation.unit))),
-            h('span', { class: 'tile-time' }, 'measured ', timeAgo(observation.effective), observation.derived ? ' (derived)' : ''),
-          ),
-        );
-      }),
-    );
-  }
+  const renderTiles = tiles.render;
 
   function renderDevices(): void {
     if (devices.length === 0) {
@@ -186,13 +155,9 @@ export async function patientPage(root: HTMLElement, context: PageContext, patie
   renderDevices();
   const stop = subscribe(patientId, {
     onObservation(observation) {
-      // A tile shows the newest reading of its code by when it was measured: a value
-      // derived late (heart rate from an ECG chunk analysed after a wearable's reading)
-      // goes to the trend but does not replace a newer one on the tile.
-      const shown = values.get(observation.loinc);
-      if (!shown || Date.parse(shown.effective) <= Date.parse(observation.effective)) {
-        values.set(observation.loinc, observation);
-      }
+      // A value derived late goes to the trend but does not replace a newer one on
+      // its tile (see `vitalTiles`).
+      tiles.take(observation);
       const device = devices.find((candidate) => candidate.id === observation.device_id);
       if (device && (!device.last_seen || device.last_seen < observation.received)) device.last_seen = observation.received;
       renderTiles(observation.loinc);
