@@ -5,7 +5,7 @@
 
 import { ApiError, api, patientPath, post } from './api';
 import { h } from './dom';
-import type { Alarm, AlarmList, CarePlanVersion, CarePlanVersions, News2, Priority, RhythmEvent, RuleEdit } from './schema';
+import type { Alarm, AlarmList, CarePlanVersion, CarePlanVersions, News2, Priority, RhythmEvent, Rule, RuleEdit } from './schema';
 
 const missing = new Set<string>();
 
@@ -74,6 +74,7 @@ export const endpoints = {
   snooze: (alarmId: string) => alarmPath(alarmId, '/snooze'),
   carePlan: (patientId: string) => patientPath(patientId, '/care-plan'),
   carePlanVersions: (patientId: string) => patientPath(patientId, '/care-plan/versions'),
+  carePlanNewDefaults: (patientId: string) => patientPath(patientId, '/care-plan/new-defaults'),
   news2: (patientId: string) => patientPath(patientId, '/news2/latest'),
   cgmReport: (patientId: string, days: number) => {
     const to = new Date();
@@ -143,6 +144,13 @@ export async function carePlan(patientId: string, signal?: AbortSignal): Promise
 
 export const carePlanVersions = async (patientId: string, signal?: AbortSignal) =>
   (await api<CarePlanVersions>(endpoints.carePlanVersions(patientId), { signal })).versions;
+
+/**
+ * The programme's default rules the patient's plan has never had (added to the programme
+ * after the patient was enrolled), for the care team to add if they choose.
+ */
+export const carePlanNewDefaults = (patientId: string, signal?: AbortSignal) =>
+  api<Rule[]>(endpoints.carePlanNewDefaults(patientId), { signal });
 
 /** Changes the care plan: one rule edit, or a programme's defaults; always with a reason. */
 export const changeCarePlan = (

@@ -7,6 +7,7 @@ import { field, h, notice, replace, select, uid } from '../dom';
 import {
   PROGRAMS,
   carePlan,
+  carePlanNewDefaults,
   carePlanVersions,
   changeCarePlan,
   priorityBadge,
@@ -40,6 +41,7 @@ export function carePlanPanel(patientId: string, options: CarePlanOptions): { el
   const message = h('div', { class: 'action-message' });
   const body = h('div', null, notice('info', 'Loading the care plan…'));
   const editor = h('div', { class: 'rule-editor-host' });
+  const offered = h('div');
   const history = h('div');
   const section = h(
     'section',
@@ -48,6 +50,7 @@ export function carePlanPanel(patientId: string, options: CarePlanOptions): { el
     message,
     body,
     editor,
+    offered,
     history,
   );
 
@@ -55,6 +58,60 @@ export function carePlanPanel(patientId: string, options: CarePlanOptions): { el
     const [current, versions] = await Promise.all([carePlan(patientId, signal), carePlanVersions(patientId, signal).catch(() => [])]);
     renderPlan(current);
     renderHistory(versions);
+    // Rules Wardline added to the programme since the patient was enrolled: offered to
+    // the care team, never added by themselves.
+    const newDefaults = editable && current ? await carePlanNewDefaults(patientId, signal).catch(() => []) : [];
+    renderOffered(newDefaults);
+  }
+
+  function renderOffered(rules: Rule[]): void {
+    if (rules.length === 0) {
+      replace(offered);
+      return;
+    }
+    replace(
+      offered,
+      h(
+        'div',
+        { class: 'new-defaults', 'data-testid': 'new-defaults' },
+        h('h3', null, 'New in this programme'),
+        h(
+          'p',
+          { class: 'muted' },
+          'These default rules were added to the programme after this patient was enrolled. They are not in force until you add them.',
+        ),
+        rules.map((rule) => {
+          const reason = h('input', { type: 'text', value: 'New default rule of the programme', maxlength: '1000' }) as HTMLInputElement;
+          const add = h('button', { type: 'button', class: 'small' }, `Add ${rule.name}`) as HTMLButtonElement;
+          const error = h('div');
+          add.onclick = async () => {
+            const why = reason.value.trim();
+            if (!why) {
+              replace(error, notice('error', 'Adding a rule needs a reason: it is kept in the history with your name.'));
+              reason.focus();
+              return;
+            }
+            add.disabled = true;
+            try {
+              const version = await saveChange({ reason: why, edit: { op: 'add', rule } });
+              replace(message, notice('success', `Saved as care plan version ${version.version}: ${rule.name} added.`));
+              await load();
+            } catch (failure) {
+              add.disabled = false;
+              replace(error, notice('error', `Not added: ${failure instanceof Error ? failure.message : String(failure)}`));
+            }
+          };
+          return h(
+            'div',
+            { class: 'new-default', 'data-rule-id': rule.id },
+            h('p', null, priorityBadge(rule.priority), ' ', h('strong', null, rule.name), ': ', describeRule(rule)),
+            field('Reason', reason),
+            error,
+            add,
+          );
+        }),
+      ),
+    );
   }
 
   function renderPlan(current: CarePlanVersion | null): void {
