@@ -52,7 +52,9 @@ async function setUp(server) {
   const grey = await adminApi.post('/api/v1/users', { username: 'dr.grey', display_name: 'Dr Meredith Grey', role: 'clinician', password: PASSWORD, password_change_required: false });
   await adminApi.post('/api/v1/users', { username: 'ada', display_name: 'Ada Lovelace', role: 'patient', patient_id: ada.id, password: PASSWORD, password_change_required: false });
   await adminApi.post('/api/v1/users', { username: 'bob', display_name: 'Bob Brown', role: 'patient', patient_id: bob.id, password: PASSWORD, password_change_required: false });
+  const joy = await adminApi.post('/api/v1/users', { username: 'nurse.joy', display_name: 'Nurse Joy Okafor', role: 'nurse', password: PASSWORD, password_change_required: false });
   await adminApi.post(`/api/v1/care-teams/${ward.id}/members`, { user_id: grey.user.id });
+  await adminApi.post(`/api/v1/care-teams/${ward.id}/members`, { user_id: joy.user.id });
   await adminApi.post(`/api/v1/care-teams/${ward.id}/patients`, { patient_id: ada.id });
   await adminApi.post(`/api/v1/care-teams/${other.id}/patients`, { patient_id: bob.id });
   const enrolled = await adminApi.post('/api/v1/devices', { kind: 'blood_pressure_cuff', model: 'Test cuff', serial: `SN-cuff-${randomBytes(4).toString('hex')}` });
@@ -74,7 +76,7 @@ async function setUp(server) {
     });
   };
   await bloodPressure(128, 84);
-  return { server, admin, ada, bob, greyId: grey.user.id, clinician, bloodPressure };
+  return { server, admin, ada, bob, greyId: grey.user.id, joyId: joy.user.id, clinician, bloodPressure };
 }
 
 /** A visit that starts in two minutes (the room is open from 15 minutes before). */
@@ -252,12 +254,14 @@ test('a clinician schedules a visit; both join; video flows both ways; live vita
   await form.getByLabel('Start (your local time)').fill(start.toISOString().slice(0, 16));
   assert.equal(await form.getByLabel('Duration (minutes)').inputValue(), '20', 'twenty minutes unless changed');
   await form.getByLabel('Reason (shown to the patient)').fill('Review of blood pressure and glucose');
+  // A colleague of the care team attends too.
+  await form.getByTestId('attendees').getByLabel('Nurse Joy Okafor (nurse)').check();
   await form.getByRole('button', { name: 'Schedule visit' }).click();
   await clinicianPage.getByTestId('patient-visits').getByText('Visit scheduled for').waitFor();
   const visits = await main.clinician.get(`/api/v1/patients/${ada.id}/visits`);
   visit = visits.find((candidate) => candidate.reason === 'Review of blood pressure and glucose');
   assert.ok(visit, 'the visit was scheduled');
-  assert.deepEqual(visit.attendees.map((attendee) => attendee.user_id), [main.greyId]);
+  assert.deepEqual(visit.attendees.map((attendee) => attendee.user_id), [main.greyId, main.joyId]);
 
   patientPage = await newPage(main.browser);
   await uiLogin(patientPage, server, 'ada');

@@ -980,3 +980,24 @@ async fn the_stay_ends_when_the_persons_last_room_stream_closes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The care team sees its members' accounts (to invite a colleague to a visit); the
+/// patient sees their names and roles only.
+#[tokio::test]
+async fn only_the_care_team_sees_its_members_accounts() {
+    let h = hospital().await;
+    let path = format!("/api/v1/patients/{}/care-teams", h.ada);
+    let (_, seen_by_team) = h.as_("nurse", Method::GET, &path, None).await;
+    let members = seen_by_team[0]["members"].as_array().unwrap();
+    assert!(
+        members.iter().all(|member| member["user_id"].is_string()),
+        "{seen_by_team}"
+    );
+    let (_, seen_by_ada) = h.as_("ada", Method::GET, &path, None).await;
+    let members = seen_by_ada[0]["members"].as_array().unwrap();
+    assert!(!members.is_empty());
+    assert!(
+        members.iter().all(|member| member.get("user_id").is_none()),
+        "{seen_by_ada}"
+    );
+}

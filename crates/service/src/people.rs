@@ -92,6 +92,10 @@ pub struct PatientDetails {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct CareTeamMemberView {
+    /// Their account, for the care team itself (to invite a colleague to a visit); the
+    /// patient sees names and roles only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
     pub display_name: String,
     pub role: Role,
 }
@@ -863,6 +867,10 @@ impl Wardline {
         let users = self
             .users_by_id(teams.iter().flat_map(|team| team.members.clone()))
             .await?;
+        let staff = actor
+            .user()
+            .is_some_and(|user| matches!(user.role, Role::Clinician | Role::Nurse | Role::Admin))
+            && matches!(access.basis(), crate::AccessBasis::CareTeam);
         Ok(teams
             .into_iter()
             .map(|team| PatientCareTeamView {
@@ -874,6 +882,7 @@ impl Wardline {
                     .filter_map(|id| users.get(id))
                     .filter(|user| !user.disabled)
                     .map(|user| CareTeamMemberView {
+                        user_id: staff.then_some(user.id),
                         display_name: user.display_name.clone(),
                         role: user.role,
                     })

@@ -9,6 +9,7 @@ import { clearFormError, showFormError } from '../forms';
 import { formatTime, refreshTimes, timeUntil } from '../format';
 import type { PageContext } from '../router';
 import type { ContactEmail } from '../schema';
+import { patientCareTeams } from '../features';
 import { currentUser, frame } from '../session';
 import {
   attendeeNames,
@@ -238,6 +239,29 @@ export function patientVisitsSection(patientId: string, options: { canSchedule: 
     start.value = localDateTime(next);
     const duration = h('input', { type: 'number', name: 'duration_minutes', min: 5, max: 240, step: 5, value: '20', 'aria-required': 'true', inputmode: 'numeric' });
     const reason = h('textarea', { name: 'reason', rows: 2, maxlength: 500, 'aria-required': 'true' });
+    // Colleagues of the patient's care teams who may attend too (the scheduler always does).
+    const colleagues = h('fieldset', { class: 'attendees', 'data-testid': 'attendees', hidden: true });
+    void patientCareTeams(patientId, signal)
+      .then((teams) => {
+        const me = currentUser()?.id;
+        const seen = new Set<string>();
+        const choices = teams
+          .flatMap((team) => team.members)
+          .filter((member) => member.user_id && member.user_id !== me && !seen.has(member.user_id) && seen.add(member.user_id))
+          .map((member) =>
+            h(
+              'label',
+              { class: 'checkbox' },
+              h('input', { type: 'checkbox', name: 'attendee', value: member.user_id ?? '' }),
+              ` ${member.display_name} (${member.role})`,
+            ),
+          );
+        if (choices.length > 0) {
+          replace(colleagues, h('legend', null, 'Also attending (optional)'), choices);
+          colleagues.hidden = false;
+        }
+      })
+      .catch(() => {});
     const error = h('div');
     const submit = h('button', { type: 'submit' }, 'Schedule visit');
     const controls = {
@@ -272,6 +296,7 @@ export function patientVisitsSection(patientId: string, options: { canSchedule: 
               start: when.toISOString(),
               duration_minutes: Number(duration.value),
               reason: reason.value.trim(),
+              attendees: [...colleagues.querySelectorAll<HTMLInputElement>('input[name=attendee]:checked')].map((box) => box.value),
             });
             reason.value = '';
             replace(message, notice('success', `Visit scheduled for ${visitWhen(visit)}.`));
@@ -291,8 +316,7 @@ export function patientVisitsSection(patientId: string, options: { canSchedule: 
         field('Duration (minutes)', duration, '5 to 240'),
       ),
       field('Reason (shown to the patient)', reason),
-      // Other attendees would be chosen from the care team, but the care team listing
-      // does not give its members' account ids: the scheduler attends.
+      colleagues,
       h('p', { class: 'hint' }, 'You attend the visit; the patient joins from their own account.'),
       error,
       submit,
