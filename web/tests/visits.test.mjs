@@ -341,6 +341,12 @@ test('a clinician schedules a visit; both join; video flows both ways; live vita
   await vitals.getByTestId(`value-${DIASTOLIC}`).filter({ hasText: '93' }).waitFor({ timeout: 1000 });
   console.log(`# a reading reached the clinician's room ${shownAfter} ms after the device sent it`);
   assert.ok(shownAfter <= 1000, `the reading took ${shownAfter} ms to appear`);
+  // Today's trend beside the latest values: the day's systolic pressures, the new one too.
+  await vitals.locator(`li[data-code="${SYSTOLIC}"] button`).click();
+  await clinicianPage.waitForFunction(() => {
+    const host = document.querySelector('[data-testid="room-trend"] [data-testid="trend-chart"]');
+    return host?.dataset.state === 'ready' && Number(host.dataset.points) >= 2;
+  }, null, { timeout: 10_000 });
   // The patient's "what your clinician sees" shows it too.
   await patientPage.getByTestId('room-vitals').getByTestId(`value-${SYSTOLIC}`).filter({ hasText: '151' }).waitFor({ timeout: 5000 });
 

@@ -10,6 +10,8 @@
 import { ApiError, api, patientPath, type Device, type Observation } from '../api';
 import { alarmText, byAttention, stateBadge } from '../alarmview';
 import { cgmReport } from '../charts/cgm';
+import { trendChart } from '../charts/trend';
+import { codeOrder } from '../codes';
 import { h, notice, replace, select, uid } from '../dom';
 import { carePlan, patientAlarms, priorityBadge, type Alarm } from '../features';
 import { formatTime, refreshTimes, timeAgo } from '../format';
@@ -732,12 +734,19 @@ export async function roomPage(root: HTMLElement, context: PageContext, visitId:
     );
     void api<Observation[]>(patientPath(patientId, '/observations/latest'))
       .then((latest) => {
-        const tiles = vitalTiles(latest);
-        replace(host, tiles.element);
+        // Today's trend of the vital chosen on its tile (the last 24 hours; the chart
+        // offers longer), beside the latest values.
+        const loincs = latest.map((observation) => observation.loinc);
+        const first = [...loincs].sort((a, b) => codeOrder(a) - codeOrder(b))[0] ?? '8867-4';
+        const trend = trendChart(patientId, first, loincs);
+        cleanups.push(() => trend.destroy());
+        const tiles = vitalTiles(latest, (loinc) => trend.show(loinc));
+        replace(host, tiles.element, h('div', { 'data-testid': 'room-trend' }, trend.element));
         void news2.reload();
         const stop = subscribe(patientId, {
           onObservation(observation) {
             if (tiles.take(observation)) tiles.render(observation.loinc);
+            trend.push(observation);
           },
           onNews2: news2.render,
           async onResync() {
