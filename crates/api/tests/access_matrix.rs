@@ -836,9 +836,8 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         ("GET", "/fhir/R4/Device/{device_id}") => SignedIn,
         // Searches name their patient in the query: without it, anyone signed in is told
         // what is missing (the access check then runs on the patient named).
-        ("GET", "/fhir/R4/Patient" | "/fhir/R4/Observation" | "/fhir/R4/Observation/$lastn") => {
-            SignedIn
-        }
+        ("GET", "/fhir/R4/Patient" | "/fhir/R4/Observation" | "/fhir/R4/Observation/$lastn")
+        | ("GET", "/fhir/R4/MedicationRequest") => SignedIn,
         ("PUT", "/api/v1/patients/{patient_id}/care-plan") => AdasTeam,
         ("GET" | "POST" | "PUT" | "DELETE", admin)
             if [

@@ -158,7 +158,10 @@ async fn the_capability_statement_is_public_and_names_what_is_searched() {
         .iter()
         .map(|resource| resource["type"].as_str().unwrap())
         .collect();
-    assert_eq!(resources, ["Patient", "Device", "Observation"]);
+    assert_eq!(
+        resources,
+        ["Patient", "Device", "Observation", "MedicationRequest"]
+    );
     // The writes crates/api/tests/fhir_uploads.rs exercises, and nothing else.
     let interactions = |value: &Value| -> Vec<String> {
         value["interaction"]
@@ -178,7 +181,75 @@ async fn the_capability_statement_is_public_and_names_what_is_searched() {
         interactions(&body["rest"][0]["resource"][2]),
         ["search-type", "create"]
     );
+    assert_eq!(
+        interactions(&body["rest"][0]["resource"][3]),
+        ["search-type"]
+    );
     validate(&[body]);
+}
+
+/// The treatment orders written for a patient (in a video visit or not) are
+/// MedicationRequests of the patient, for those who may read the patient, valid R4.
+#[tokio::test]
+async fn treatment_orders_are_medication_requests_of_their_patient() {
+    let h = hospital().await;
+    for (medication, stop) in [("amlodipine", None), ("ramipril", Some("2026-01-31"))] {
+        let (status, order) = h
+            .as_(
+                "clinician",
+                Method::POST,
+                &format!("/api/v1/patients/{}/treatment-orders", h.ada),
+                Some(serde_json::json!({"medication": medication, "dose": "5 mg", "frequency": "once a day",
+                    "start": "2026-01-01", "stop": stop, "instructions": "In the morning, with water."})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+    }
+    let path = format!("/fhir/R4/MedicationRequest?patient=Patient/{}", h.ada);
+    let (status, content_type, bundle) = fhir(&h, "nurse", &path).await;
+    assert_eq!(status, StatusCode::OK, "{bundle}");
+    assert_eq!(content_type, "application/fhir+json");
+    let resources: Vec<Value> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["resource"].clone())
+        .collect();
+    assert_eq!(resources.len(), 2, "{bundle}");
+    // Newest first; the one that stopped in January is completed.
+    assert_eq!(
+        resources[0]["medicationCodeableConcept"]["text"],
+        "ramipril"
+    );
+    assert_eq!(resources[0]["status"], "completed");
+    assert_eq!(resources[1]["status"], "active");
+    for resource in &resources {
+        assert_eq!(resource["intent"], "order");
+        assert_eq!(
+            resource["subject"]["reference"],
+            format!("Patient/{}", h.ada)
+        );
+        assert_eq!(
+            resource["dosageInstruction"][0]["patientInstruction"],
+            "In the morning, with water."
+        );
+    }
+    validate(&resources);
+    validate(&[bundle]);
+    for (who, expected) in [
+        ("ada", StatusCode::OK),
+        ("bob", StatusCode::FORBIDDEN),
+        ("outsider", StatusCode::FORBIDDEN),
+    ] {
+        let (status, _, body) = fhir(&h, who, &path).await;
+        assert_eq!(status, expected, "{who}: {body}");
+        if status != StatusCode::OK {
+            assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+        }
+    }
+    let (status, _, body) = fhir(&h, "nurse", "/fhir/R4/MedicationRequest?code=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome");
 }
 
 #[tokio::test]

@@ -317,6 +317,63 @@ pub fn patient(facts: &PatientFacts) -> Value {
     Value::Object(resource)
 }
 
+/// What a treatment order says, for its MedicationRequest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MedicationOrderFacts {
+    pub id: String,
+    pub patient: PatientId,
+    pub requester_name: String,
+    pub authored: DateTime<Utc>,
+    pub medication: String,
+    /// As the clinician wrote it ("5 mg").
+    pub dose: String,
+    /// As the clinician wrote it ("once a day").
+    pub frequency: String,
+    pub start: NaiveDate,
+    pub stop: Option<NaiveDate>,
+    /// For the patient, in plain words.
+    pub instructions: String,
+}
+
+/// A treatment order as an R4 MedicationRequest: an order (`intent`), active until the
+/// day after its stop date (`completed` from then, judged on `today`), its medication,
+/// dose and frequency as the clinician wrote them (free text: Wardline does not code
+/// medications), the days it runs as the dosage's bounds, and the patient's instructions.
+pub fn medication_request(facts: &MedicationOrderFacts, today: NaiveDate) -> Value {
+    let status = match facts.stop {
+        Some(stop) if stop < today => "completed",
+        _ => "active",
+    };
+    let mut bounds = Map::new();
+    bounds.insert(
+        "start".into(),
+        json!(facts.start.format("%Y-%m-%d").to_string()),
+    );
+    if let Some(stop) = facts.stop {
+        bounds.insert("end".into(), json!(stop.format("%Y-%m-%d").to_string()));
+    }
+    let mut dosage = Map::new();
+    dosage.insert(
+        "text".into(),
+        json!(format!("{}, {}", facts.dose, facts.frequency)),
+    );
+    if !facts.instructions.is_empty() {
+        dosage.insert("patientInstruction".into(), json!(facts.instructions));
+    }
+    dosage.insert("timing".into(), json!({"repeat": {"boundsPeriod": bounds}}));
+    json!({
+        "resourceType": "MedicationRequest",
+        "id": facts.id,
+        "status": status,
+        "intent": "order",
+        "medicationCodeableConcept": {"text": facts.medication},
+        "subject": {"reference": format!("Patient/{}", facts.patient)},
+        "authoredOn": instant(facts.authored),
+        "requester": {"display": facts.requester_name},
+        "dosageInstruction": [Value::Object(dosage)],
+    })
+}
+
 /// A `searchset` Bundle of `resources` (each with its full URL), with `self` and `next`
 /// links.
 pub fn searchset(
@@ -495,6 +552,16 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                         {"name": "_sort", "type": "string", "documentation": "date (oldest first) or -date (newest first); the next link pages on in that order."},
                         {"name": "_summary", "type": "token", "documentation": "count: the number of matches as total, without resources."}
                     ]
+                },
+                {
+                    "type": "MedicationRequest",
+                    "profile": "http://hl7.org/fhir/StructureDefinition/MedicationRequest",
+                    "documentation": "A treatment order a clinician of the patient's care team wrote (in a video visit or not): medication, dose and frequency as written (not coded), the days it runs, the patient's instructions.",
+                    "interaction": [{"code": "search-type"}],
+                    "searchParam": [
+                        {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]; every order of the patient, newest first."},
+                        {"name": "subject", "type": "reference", "documentation": "The same as patient."}
+                    ]
                 }
             ]
         }]
@@ -528,6 +595,46 @@ mod tests {
                 .with_timezone(&Utc),
             derived: false,
         }
+    }
+
+    #[test]
+    fn a_treatment_order_is_an_active_medication_request_until_after_its_stop() {
+        let day = |d| NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+        let facts = MedicationOrderFacts {
+            id: "6c1d2f0e-0000-4000-8000-000000000001".into(),
+            patient: PatientId::random(),
+            requester_name: "Dr Grey".into(),
+            authored: DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z")
+                .unwrap()
+                .to_utc(),
+            medication: "amlodipine".into(),
+            dose: "5 mg".into(),
+            frequency: "once a day".into(),
+            start: day(8),
+            stop: Some(day(20)),
+            instructions: "In the morning.".into(),
+        };
+        let request = medication_request(&facts, day(20));
+        assert_eq!(request["status"], "active");
+        assert_eq!(request["intent"], "order");
+        assert_eq!(request["dosageInstruction"][0]["text"], "5 mg, once a day");
+        assert_eq!(
+            request["dosageInstruction"][0]["timing"]["repeat"]["boundsPeriod"]["end"],
+            "2026-12-20"
+        );
+        assert_eq!(medication_request(&facts, day(21))["status"], "completed");
+        let open_ended = MedicationOrderFacts {
+            stop: None,
+            instructions: String::new(),
+            ..facts
+        };
+        let request = medication_request(&open_ended, day(31));
+        assert_eq!(request["status"], "active");
+        assert!(
+            request["dosageInstruction"][0]
+                .get("patientInstruction")
+                .is_none()
+        );
     }
 
     #[test]

@@ -280,6 +280,24 @@ pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchErr
     })
 }
 
+/// Reads a MedicationRequest search: `patient` (or `subject`), required; nothing else.
+pub fn medication_request_search(pairs: &[(String, String)]) -> Result<PatientId, SearchError> {
+    let mut patient = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "patient" | "subject" => patient = Some(patient_parameter(name, value)?),
+            other if IGNORED_PARAMETERS.contains(&other) => {}
+            other => {
+                return Err(unsupported(
+                    other,
+                    "not a search parameter Wardline supports for MedicationRequest (patient, subject)",
+                ));
+            }
+        }
+    }
+    patient.ok_or_else(|| invalid("patient", "required: Patient/[id]"))
+}
+
 /// A `patient` or `subject` parameter: `Patient/[id]` or `[id]`.
 fn patient_parameter(name: &str, value: &str) -> Result<PatientId, SearchError> {
     value

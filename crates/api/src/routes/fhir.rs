@@ -27,6 +27,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(search_patients))
         .routes(routes!(search_observations))
         .routes(routes!(last_observations))
+        .routes(routes!(search_medication_requests))
         .merge(super::fhir_uploads::routes())
 }
 
@@ -538,4 +539,50 @@ pub(crate) async fn last_observations(
         resources,
         None,
     ))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct MedicationRequestSearchParams {
+    /// Required: `Patient/[id]` or `[id]` (or as `subject`).
+    patient: String,
+}
+
+/// A patient's treatment orders (written in video visits or not), newest first, as a
+/// `searchset` Bundle of MedicationRequests. Through the one access check, audited as any
+/// read of the patient's data.
+#[utoipa::path(get, path = "/fhir/R4/MedicationRequest", tag = "fhir", params(MedicationRequestSearchParams),
+    responses((status = 200, description = "A searchset Bundle", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn search_medication_requests(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let pairs = crate::extract::query_pairs(&uri)?;
+    let patient = wardline_fhir::medication_request_search(&pairs)?;
+    let orders = state.service.treatment_orders(&actor, patient).await?;
+    let today = chrono::Utc::now().date_naive();
+    let resources = orders
+        .into_iter()
+        .map(|order| {
+            wardline_fhir::medication_request(
+                &wardline_fhir::MedicationOrderFacts {
+                    id: order.id.to_string(),
+                    patient: order.patient_id,
+                    requester_name: order.ordered_by_name,
+                    authored: order.created,
+                    medication: order.medication,
+                    dose: order.dose,
+                    frequency: order.frequency,
+                    start: order.start,
+                    stop: order.stop,
+                    instructions: order.instructions,
+                },
+                today,
+            )
+        })
+        .collect();
+    Ok(bundle(&state, "MedicationRequest", &pairs, resources, None))
 }
