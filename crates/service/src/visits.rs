@@ -122,8 +122,13 @@ impl IceSettings {
 pub struct VisitRequest {
     pub start: DateTime<Utc>,
     /// 5 to 240.
+    #[cfg_attr(feature = "openapi", schema(minimum = 5, maximum = 240))]
     pub duration_minutes: u32,
     /// Why; shown to the patient. 1 to 500 characters.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = wardline_domain::text_schema::trimmed_text::<500>)
+    )]
     pub reason: String,
     /// Other care team members who attend (the scheduler always does).
     #[serde(default)]
@@ -145,8 +150,20 @@ pub enum VisitClosing {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TreatmentOrderRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = wardline_domain::text_schema::trimmed_text::<200>)
+    )]
     pub medication: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = wardline_domain::text_schema::trimmed_text::<100>)
+    )]
     pub dose: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(schema_with = wardline_domain::text_schema::trimmed_text::<100>)
+    )]
     pub frequency: String,
     pub start: NaiveDate,
     #[serde(default)]
@@ -192,6 +209,10 @@ const SIGNAL_KINDS: [&str; 6] = ["offer", "answer", "candidate", "hello", "bye",
 #[serde(deny_unknown_fields)]
 pub struct SignalRequest {
     /// `offer`, `answer`, `candidate`, `hello`, `bye` or `quality`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(offer|answer|candidate|hello|bye|quality)$")
+    )]
     pub kind: String,
     /// For one participant; everyone when absent.
     #[serde(default)]

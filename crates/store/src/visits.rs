@@ -154,6 +154,7 @@ pub struct VisitMessage {
 /// The structured part of a visit note.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VisitNoteText {
     pub reason: String,
     pub findings: String,

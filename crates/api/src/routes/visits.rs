@@ -132,6 +132,7 @@ pub(crate) async fn visit_record(
 pub(crate) struct Reschedule {
     start: DateTime<Utc>,
     /// 5 to 240.
+    #[schema(minimum = 5, maximum = 240)]
     duration_minutes: u32,
 }
 
@@ -310,6 +311,7 @@ impl Drop for LeaveOnDrop {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChatMessage {
     /// 1 to 2000 characters.
+    #[schema(schema_with = wardline_domain::text_schema::trimmed_text::<2000>)]
     text: String,
 }
 
