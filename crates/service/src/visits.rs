@@ -380,16 +380,15 @@ impl Wardline {
     ) -> Result<Visit, Error> {
         let visit = self.existing_visit(id).await?;
         if !Self::is_participant(actor, &visit) {
-            self.audit(actor.audit(
-                action,
-                Some(visit.patient_id),
-                AuditOutcome::Denied,
-                Some(format!("visit {id}: not a participant")),
-                self.now(),
-            ))
-            .await?;
             metrics::counter!("wardline_access_denied_total", "action" => action).increment(1);
-            return Err(Error::Forbidden);
+            return Err(self
+                .refused(
+                    actor,
+                    action,
+                    &visit,
+                    format!("visit {id}: not a participant"),
+                )
+                .await);
         }
         self.authorize_patient(actor, visit.patient_id, action, Some(format!("visit {id}")))
             .await?;
@@ -832,18 +831,14 @@ impl Wardline {
         let Some(user) = actor.user() else {
             return Err(Error::Unauthenticated);
         };
+        // The access itself is checked without an audit entry: the allowed read was
+        // audited when the room was entered; a refusal is audited below.
         if !Self::is_participant(actor, &visit)
-            || !self.may_still_read(actor, visit.patient_id).await?
+            || self.basis_of(actor, visit.patient_id).await?.is_none()
         {
-            self.audit(actor.audit(
-                "visits.signal",
-                Some(visit.patient_id),
-                AuditOutcome::Denied,
-                Some(format!("visit {id}")),
-                self.now(),
-            ))
-            .await?;
-            return Err(Error::Forbidden);
+            return Err(self
+                .refused(actor, "visits.signal", &visit, format!("visit {id}"))
+                .await);
         }
         if visit.status != VisitStatus::Scheduled {
             return Err(Error::Conflict(format!(
@@ -878,10 +873,20 @@ impl Wardline {
             .is_some_and(|user| user.patient_id == Some(patient)))
     }
 
-    /// Whether the actor may read the patient now (not audited: the caller audits a
-    /// refusal, and the allowed reads were audited when the room was entered).
-    async fn may_still_read(&self, actor: &Actor, patient: PatientId) -> Result<bool, Error> {
-        Ok(self.basis_of(actor, patient).await?.is_some())
+    /// Audits a refused act in a visit (its patient named) and gives the error to answer
+    /// with: `Forbidden`, or the audit's own error when the refusal could not be written.
+    async fn refused(&self, actor: &Actor, action: &str, visit: &Visit, detail: String) -> Error {
+        let entry = actor.audit(
+            action,
+            Some(visit.patient_id),
+            AuditOutcome::Denied,
+            Some(detail),
+            self.now(),
+        );
+        match self.audit(entry).await {
+            Ok(()) => Error::Forbidden,
+            Err(error) => error,
+        }
     }
 
     /// Posts a chat message to the visit.
