@@ -29,6 +29,27 @@ pub enum Program {
     GeneralVitals,
 }
 
+impl Program {
+    pub const ALL: [Program; 5] = [
+        Program::Diabetes,
+        Program::Cardiac,
+        Program::Respiratory,
+        Program::PostSurgery,
+        Program::GeneralVitals,
+    ];
+
+    /// The programme's name as the care team says it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Program::Diabetes => "Diabetes",
+            Program::Cardiac => "Cardiac",
+            Program::Respiratory => "Respiratory (asthma and chronic lung disease)",
+            Program::PostSurgery => "After surgery",
+            Program::GeneralVitals => "General vital signs",
+        }
+    }
+}
+
 /// What the defaults need to know about the patient.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use crate::codes::{same_quantity, usual_device_kind};
 use crate::error::{AlertingError, Result};
 use crate::rule::{
     AlarmKind, DeviceSelector, DeviceStatusCondition, Direction, News2Band, Priority, RhythmKind,
-    Rule, RuleId, RuleKind,
+    Rule, RuleId, RuleKind, duration_words, number,
 };
 
 /// An alarm condition: one per patient and rule, whatever the rule's version.
@@ -982,22 +982,5 @@ fn selects(selector: &DeviceSelector, device_id: &DeviceId, kind: Option<DeviceK
     match selector {
         DeviceSelector::Kind { kind: wanted } => kind == Some(*wanted),
         DeviceSelector::Device { device_id: wanted } => wanted == device_id,
-    }
-}
-
-/// A value as a clinician reads it: no trailing ".0", one decimal otherwise.
-fn number(value: f64) -> String {
-    if value.fract() == 0.0 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.1}")
-    }
-}
-
-fn duration_words(secs: i64) -> String {
-    match secs {
-        s if s % 3_600 == 0 && s > 0 => format!("{} h", s / 3_600),
-        s if s % 60 == 0 => format!("{} min", s / 60),
-        s => format!("{s} s"),
     }
 }

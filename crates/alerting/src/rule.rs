@@ -331,6 +331,93 @@ impl Rule {
         }
     }
 
+    /// What the rule watches for, in words ("Glucose [Mass/volume] in Interstitial fluid (CGM)
+    /// below 54 mg/dL for 15 min", as alarm messages name the code), for those who read a
+    /// plan without Wardline's screens (its FHIR CarePlan).
+    pub fn condition_words(&self) -> String {
+        let held = |secs: i64| {
+            if secs > 0 {
+                format!(" for {}", duration_words(secs))
+            } else {
+                String::new()
+            }
+        };
+        let devices = |selector: &DeviceSelector| match selector {
+            DeviceSelector::Kind { kind } => format!("any {kind} device"),
+            DeviceSelector::Device { device_id } => format!("device {device_id}"),
+        };
+        match &self.kind {
+            RuleKind::Threshold(t) => format!(
+                "{} {} {} {}{}",
+                t.code.spec().display,
+                t.direction.word(),
+                number(t.value),
+                t.code.spec().canonical_unit,
+                held(t.min_duration_secs)
+            ),
+            RuleKind::RateOfChange(r) => {
+                let unit = r.code.spec().canonical_unit;
+                let guard = r
+                    .only_below
+                    .map(|limit| format!(", while below {} {unit}", number(limit)))
+                    .unwrap_or_default();
+                format!(
+                    "{} {} faster than {} {unit}/min over {}{guard}",
+                    r.code.spec().display,
+                    match r.direction {
+                        Direction::Below => "falling",
+                        Direction::Above => "rising",
+                    },
+                    number(r.per_minute),
+                    duration_words(r.window_secs)
+                )
+            }
+            RuleKind::PredictedCrossing(p) => format!(
+                "{} forecast {} {} {} within {}{}",
+                p.code.spec().display,
+                p.direction.word(),
+                number(p.value),
+                p.code.spec().canonical_unit,
+                duration_words(p.horizon_secs),
+                held(p.min_duration_secs)
+            ),
+            RuleKind::News2(n) => match n.band {
+                News2Band::Aggregate {
+                    min,
+                    max: Some(max),
+                } if max == min => {
+                    format!("NEWS2 aggregate score {min}")
+                }
+                News2Band::Aggregate {
+                    min,
+                    max: Some(max),
+                } => {
+                    format!("NEWS2 aggregate score {min} to {max}")
+                }
+                News2Band::Aggregate { min, max: None } => {
+                    format!("NEWS2 aggregate score {min} or more")
+                }
+                News2Band::SingleParameter3 => {
+                    "NEWS2: a single parameter scoring 3 (aggregate below 5)".to_owned()
+                }
+            },
+            RuleKind::Rhythm(r) => format!("ECG: {}", rhythm_words(r.rhythm)),
+            RuleKind::DeviceSilence(s) => format!(
+                "no data from {} for {}",
+                devices(&s.devices),
+                duration_words(s.after_secs)
+            ),
+            RuleKind::DeviceStatus(s) => match &s.condition {
+                DeviceStatusCondition::LowBattery { below_percent } => format!(
+                    "battery of {} below {} %",
+                    devices(&s.devices),
+                    number(*below_percent)
+                ),
+                DeviceStatusCondition::Fault => format!("{} reports a fault", devices(&s.devices)),
+            },
+        }
+    }
+
     /// Refuses rules the evaluator could not honour (NaN limits, negative durations...).
     pub fn validate(&self) -> Result<()> {
         let bad = |reason: String| {
@@ -458,6 +545,23 @@ impl Rule {
     }
 }
 
+/// A value as a clinician reads it: no trailing ".0", one decimal otherwise.
+pub(crate) fn number(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+pub(crate) fn duration_words(secs: i64) -> String {
+    match secs {
+        s if s % 3_600 == 0 && s > 0 => format!("{} h", s / 3_600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +580,36 @@ mod tests {
                 hysteresis,
             }),
         )
+    }
+
+    #[test]
+    fn conditions_read_as_a_clinician_writes_them() {
+        assert_eq!(
+            threshold(900, 10.0).condition_words(),
+            "Glucose [Mass/volume] in Interstitial fluid (CGM) below 70 mg/dL for 15 min"
+        );
+        assert_eq!(
+            threshold(0, 10.0).condition_words(),
+            "Glucose [Mass/volume] in Interstitial fluid (CGM) below 70 mg/dL"
+        );
+        // Every default rule of every programme has words of its own, and none is empty
+        // or a debug dump.
+        for program in crate::care_plan::Program::ALL {
+            let plan = crate::care_plan::CarePlan::from_program(
+                wardline_domain::PatientId::random(),
+                program,
+                &crate::care_plan::PatientBaseline::default(),
+                chrono::Utc::now(),
+            );
+            for rule in &plan.rules {
+                let words = rule.condition_words();
+                assert!(
+                    !words.is_empty() && !words.contains('{') && !words.contains("Some("),
+                    "{program:?} {}: {words}",
+                    rule.id
+                );
+            }
+        }
     }
 
     #[test]

@@ -837,7 +837,9 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         // Searches name their patient in the query: without it, anyone signed in is told
         // what is missing (the access check then runs on the patient named).
         ("GET", "/fhir/R4/Patient" | "/fhir/R4/Observation" | "/fhir/R4/Observation/$lastn")
-        | ("GET", "/fhir/R4/MedicationRequest") => SignedIn,
+        | ("GET", "/fhir/R4/MedicationRequest" | "/fhir/R4/CareTeam" | "/fhir/R4/CarePlan")
+        | ("GET", "/fhir/R4/DetectedIssue") => SignedIn,
+        ("GET", "/fhir/R4/AuditEvent") => Admin,
         ("PUT", "/api/v1/patients/{patient_id}/care-plan") => AdasTeam,
         ("GET" | "POST" | "PUT" | "DELETE", admin)
             if [

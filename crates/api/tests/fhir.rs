@@ -160,7 +160,16 @@ async fn the_capability_statement_is_public_and_names_what_is_searched() {
         .collect();
     assert_eq!(
         resources,
-        ["Patient", "Device", "Observation", "MedicationRequest"]
+        [
+            "Patient",
+            "Device",
+            "Observation",
+            "CareTeam",
+            "CarePlan",
+            "DetectedIssue",
+            "AuditEvent",
+            "MedicationRequest"
+        ]
     );
     // The writes crates/api/tests/fhir_uploads.rs exercises, and nothing else.
     let interactions = |value: &Value| -> Vec<String> {
@@ -250,6 +259,267 @@ async fn treatment_orders_are_medication_requests_of_their_patient() {
     let (status, _, body) = fhir(&h, "nurse", "/fhir/R4/MedicationRequest?code=x").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["resourceType"], "OperationOutcome");
+}
+
+/// The entries of a searchset Bundle.
+fn entries(bundle: &Value) -> Vec<Value> {
+    bundle["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|entry| entry["resource"].clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Follows a search's `next` links to the end: every resource, and every Bundle.
+async fn all_pages(h: &Hospital, who: &str, first: &str) -> (Vec<Value>, Vec<Value>) {
+    let mut resources = Vec::new();
+    let mut bundles = Vec::new();
+    let mut path = Some(first.to_owned());
+    while let Some(here) = path.take() {
+        let (status, _, bundle) = fhir(h, who, &here).await;
+        assert_eq!(status, StatusCode::OK, "{here}: {bundle}");
+        resources.extend(entries(&bundle));
+        path = bundle["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|link| link["relation"] == "next")
+            .map(|link| local(link["url"].as_str().unwrap()));
+        bundles.push(bundle);
+        assert!(bundles.len() < 50, "the next links never end");
+    }
+    (resources, bundles)
+}
+
+/// Ada's care team, her monitoring plan, the alarms it raised and the audit trail come
+/// as CareTeam, CarePlan, DetectedIssue and AuditEvent: through the one access check,
+/// paged where they grow, and valid R4.
+#[tokio::test]
+async fn care_teams_plans_alarms_and_the_audit_trail_are_fhir_resources() {
+    let h = hospital().await;
+    let plan_path = format!("/api/v1/patients/{}/care-plan", h.ada);
+    let (status, body) = h
+        .as_(
+            "nurse",
+            Method::PUT,
+            &plan_path,
+            Some(json!({"program": "diabetes", "reason": "type 1 diabetes"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The care team: its name and members by name and role.
+    let (status, _, teams) = fhir(
+        &h,
+        "ada",
+        &format!("/fhir/R4/CareTeam?patient=Patient/{}", h.ada),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{teams}");
+    let team = &entries(&teams)[0];
+    assert_eq!(team["name"], "Ward 7");
+    assert_eq!(team["id"], h.team);
+    let mut members: Vec<(String, String)> = team["participant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|member| {
+            (
+                member["member"]["display"].as_str().unwrap().to_owned(),
+                member["role"][0]["text"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    members.sort();
+    assert_eq!(
+        members,
+        [
+            ("CLINICIAN".to_owned(), "clinician".to_owned()),
+            ("NURSE".to_owned(), "nurse".to_owned())
+        ]
+    );
+
+    // The plan: one per patient, each rule an activity in words.
+    let (status, _, plans) = fhir(
+        &h,
+        "clinician",
+        &format!("/fhir/R4/CarePlan?subject={}", h.ada),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{plans}");
+    let plan = &entries(&plans)[0];
+    assert_eq!(plan["id"], h.ada.to_string());
+    assert_eq!(plan["title"], "Diabetes monitoring plan");
+    assert_eq!(plan["meta"]["versionId"], "1");
+    assert_eq!(plan["note"][0]["text"], "Version 1: type 1 diabetes");
+    let activities = plan["activity"].as_array().unwrap();
+    let urgent_low = activities
+        .iter()
+        .find(|activity| activity["detail"]["code"]["coding"][0]["code"] == "urgent-low")
+        .expect("the diabetes programme watches for urgent lows");
+    let words = urgent_low["detail"]["description"].as_str().unwrap();
+    assert!(
+        words.contains("below 54 mg/dL") && words.contains("high priority"),
+        "{words}"
+    );
+    // Bob has no plan: his own search finds none.
+    let (status, _, none) = fhir(&h, "bob", &format!("/fhir/R4/CarePlan?patient={}", h.bob)).await;
+    assert_eq!(status, StatusCode::OK, "{none}");
+    assert_eq!(none["total"], 0);
+
+    // A second rule on the same limit side: each low of 45 mg/dL is beyond two limits
+    // at once (urgent low, and below 60), so alarms are raised in pairs.
+    let (status, body) = h
+        .as_(
+            "clinician",
+            Method::PUT,
+            &plan_path,
+            Some(json!({"reason": "lows at night", "edit": {"op": "add", "rule": {
+                "id": "below-60", "name": "below 60", "priority": "medium", "resolve_on_clear": true,
+                "kind": {"type": "threshold", "code": "99504-3", "direction": "below", "value": 60,
+                         "min_duration_secs": 0, "hysteresis": 5}}}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Three lows, each followed by a normal reading: below 60 clears and is raised
+    // again each time, while the urgent low latches until a person resolves it (and its
+    // first alarm is raised with the first below 60, at the same instant).
+    let now = chrono::Utc::now();
+    let (device, secret) = h.ada_cgm_since(now - chrono::Duration::minutes(10)).await;
+    for (seq, value) in [(1, 45), (2, 120), (3, 45), (4, 120), (5, 45), (6, 120)] {
+        let (status, body) = h
+            .call(
+                Method::POST,
+                &format!("/api/v1/devices/{device}/readings"),
+                Some(&secret),
+                Some(
+                    json!({"v": 1, "seq": seq, "code": "99504-3", "value": value, "unit": "mg/dL",
+                    "time": now - chrono::Duration::minutes(8 - seq)}),
+                ),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let search = format!("/fhir/R4/DetectedIssue?patient=Patient/{}", h.ada);
+    let mut raised = Vec::new();
+    for _ in 0..100 {
+        let (_, _, bundle) = fhir(&h, "nurse", &search).await;
+        raised = entries(&bundle);
+        if raised.len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(raised.len(), 4, "the lows raised alarms: {raised:?}");
+    let urgent = raised
+        .iter()
+        .find(|issue| {
+            issue["code"]["coding"][0]["code"] == "urgent-low"
+                && issue["extension"][0]["valueCode"] == "open"
+        })
+        .expect("an urgent low");
+    assert_eq!(urgent["status"], "preliminary");
+    assert_eq!(urgent["severity"], "high");
+    assert_eq!(urgent["patient"]["reference"], format!("Patient/{}", h.ada));
+    // The nurse acknowledges it: a mitigation by her name.
+    let id = urgent["id"].as_str().unwrap().to_owned();
+    let (status, body) = h
+        .as_(
+            "nurse",
+            Method::POST,
+            &format!("/api/v1/alarms/{id}/acknowledge"),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    // Paged one at a time, the pages hold every alarm once, ties in time included.
+    let (paged, bundles) = all_pages(&h, "nurse", &format!("{search}&_count=1")).await;
+    let ids: Vec<&str> = paged
+        .iter()
+        .map(|issue| issue["id"].as_str().unwrap())
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "no alarm twice: {ids:?}");
+    let (_, _, whole) = fhir(&h, "nurse", &search).await;
+    assert_eq!(paged.len(), entries(&whole).len(), "none skipped");
+    let acknowledged = paged
+        .iter()
+        .find(|issue| issue["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(acknowledged["extension"][0]["valueCode"], "acknowledged");
+    assert_eq!(
+        acknowledged["mitigation"][0]["action"]["text"],
+        "acknowledged"
+    );
+    assert_eq!(acknowledged["mitigation"][0]["author"]["display"], "NURSE");
+    let (status, _, later) = fhir(&h, "nurse", &format!("{search}&identified=gt2100-01-01")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(later["total"], 0, "nothing raised after 2100");
+    let (status, _, bad) = fhir(&h, "nurse", &format!("{search}&_page=12")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(bad["issue"][0]["expression"][0], "_page");
+
+    // Outsiders are refused, as everywhere.
+    for path in [
+        format!("/fhir/R4/CareTeam?patient={}", h.ada),
+        format!("/fhir/R4/CarePlan?patient={}", h.ada),
+        search.clone(),
+    ] {
+        let (status, _, body) = fhir(&h, "outsider", &path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+        let (status, _, body) = fhir(&h, "bob", &path).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+    }
+    let (status, _, body) = fhir(&h, "nurse", "/fhir/R4/CareTeam?code=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["issue"][0]["code"], "not-supported");
+
+    // The audit trail: administrators only; each read of Ada's record is in it.
+    let audit = format!("/fhir/R4/AuditEvent?patient=Patient/{}&_count=5", h.ada);
+    let (status, _, refused) = fhir(&h, "clinician", &audit).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    let (events, audit_bundles) = all_pages(&h, "admin", &audit).await;
+    assert!(audit_bundles.len() > 1, "more than five entries: paged");
+    let sequences: Vec<i64> = events
+        .iter()
+        .map(|event| event["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        sequences.windows(2).all(|pair| pair[0] > pair[1]),
+        "newest first, none twice: {sequences:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|event| event["entity"][0]["what"]["reference"] == format!("Patient/{}", h.ada))
+    );
+    let subtype = |event: &Value| event["subtype"][0]["code"].as_str().unwrap().to_owned();
+    let refusal = events
+        .iter()
+        .find(|event| subtype(event) == "alarms.read" && event["outcome"] == "0")
+        .expect("the nurse's reads of the alarms");
+    assert_eq!(refusal["action"], "R");
+    assert_eq!(
+        refusal["agent"][0]["who"]["display"], "nurse",
+        "by account name"
+    );
+    assert!(
+        events.iter().any(|event| event["outcome"] == "4"),
+        "the outsiders' refusals are there too"
+    );
+
+    let mut everything = vec![teams, plans];
+    everything.extend(paged);
+    everything.extend(bundles);
+    everything.extend(events);
+    everything.extend(audit_bundles);
+    validate(&everything);
 }
 
 #[tokio::test]

@@ -4,10 +4,12 @@
 //! `searchset` Bundles, and the search parameters Wardline reads. Pure: the API does the
 //! I/O, and every code, unit and display comes from the domain's one catalogue.
 
+mod care;
 mod inbound;
 mod resources;
 mod search;
 
+pub use care::*;
 pub use inbound::*;
 pub use resources::*;
 pub use search::*;

@@ -94,7 +94,7 @@ fn short_hash(text: &str) -> String {
     hex::encode(&digest.as_ref()[..16])
 }
 
-fn instant(time: DateTime<Utc>) -> String {
+pub(crate) fn instant(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
@@ -551,6 +551,48 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                         {"name": "_count", "type": "number", "documentation": "1 to 1000 per page (100 when absent); the next link pages on, oldest first."},
                         {"name": "_sort", "type": "string", "documentation": "date (oldest first) or -date (newest first); the next link pages on in that order."},
                         {"name": "_summary", "type": "token", "documentation": "count: the number of matches as total, without resources."}
+                    ]
+                },
+                {
+                    "type": "CareTeam",
+                    "profile": "http://hl7.org/fhir/StructureDefinition/CareTeam",
+                    "documentation": "The care teams that look after a patient: their names, and their active members by name and role.",
+                    "interaction": [{"code": "search-type"}],
+                    "searchParam": [
+                        {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
+                        {"name": "subject", "type": "reference", "documentation": "The same as patient."}
+                    ]
+                },
+                {
+                    "type": "CarePlan",
+                    "profile": "http://hl7.org/fhir/StructureDefinition/CarePlan",
+                    "documentation": "The monitoring plan in force for a patient: one per patient (its id is the patient's, its version meta.versionId), each alarm rule an activity whose code is the rule's id in https://wardline.health/fhir/CodeSystem/care-plan-rule.",
+                    "interaction": [{"code": "search-type"}],
+                    "searchParam": [
+                        {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
+                        {"name": "subject", "type": "reference", "documentation": "The same as patient."}
+                    ]
+                },
+                {
+                    "type": "DetectedIssue",
+                    "profile": "http://hl7.org/fhir/StructureDefinition/DetectedIssue",
+                    "documentation": "An alarm: preliminary until resolved (its state in the extension https://wardline.health/fhir/StructureDefinition/alarm-state), the rule that raised it as its code, its priority as severity, and acknowledgements, snoozes and the resolution as mitigations.",
+                    "interaction": [{"code": "search-type"}],
+                    "searchParam": [
+                        {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
+                        {"name": "subject", "type": "reference", "documentation": "The same as patient."},
+                        {"name": "identified", "type": "date", "documentation": "When the alarm was raised; repeatable, with the prefixes eq, ge, gt, le and lt."},
+                        {"name": "_count", "type": "number", "documentation": "1 to 100 per page (100 when absent); newest first, the next link pages on."}
+                    ]
+                },
+                {
+                    "type": "AuditEvent",
+                    "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
+                    "documentation": "The audit trail, newest first, for administrators only: every read of a patient's data and every refusal, with who, when, from where and the outcome.",
+                    "interaction": [{"code": "search-type"}],
+                    "searchParam": [
+                        {"name": "patient", "type": "reference", "documentation": "Only the entries about this patient: Patient/[id] or [id]."},
+                        {"name": "_count", "type": "number", "documentation": "1 to 1000 per page (100 when absent); the next link pages on."}
                     ]
                 },
                 {

@@ -133,20 +133,10 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
             }
             "category" => category = Some(category_parameter(name, value)?),
             "date" => {
-                let (start, end) = date_bounds(value).map_err(|reason| invalid(name, reason))?;
-                if let Some(start) = start {
-                    from = Some(from.map_or(start, |from| from.max(start)));
-                }
-                if let Some(end) = end {
-                    to = Some(to.map_or(end, |to| to.min(end)));
-                }
+                narrow(&mut from, &mut to, name, value)?;
             }
             "_count" => {
-                count = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|count| (1..=MAX_COUNT).contains(count))
-                    .ok_or_else(|| invalid(name, format!("1 to {MAX_COUNT}")))?;
+                count = count_parameter(name, value, MAX_COUNT)?;
             }
             "_sort" => {
                 newest_first = match value.as_str() {
@@ -282,6 +272,15 @@ pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchErr
 
 /// Reads a MedicationRequest search: `patient` (or `subject`), required; nothing else.
 pub fn medication_request_search(pairs: &[(String, String)]) -> Result<PatientId, SearchError> {
+    patient_search("MedicationRequest", pairs)
+}
+
+/// Reads a search of `resource` that takes only its patient (`patient`, or `subject`),
+/// required: CareTeam, CarePlan, MedicationRequest.
+pub fn patient_search(
+    resource: &str,
+    pairs: &[(String, String)],
+) -> Result<PatientId, SearchError> {
     let mut patient = None;
     for (name, value) in pairs {
         match name.as_str() {
@@ -290,12 +289,126 @@ pub fn medication_request_search(pairs: &[(String, String)]) -> Result<PatientId
             other => {
                 return Err(unsupported(
                     other,
-                    "not a search parameter Wardline supports for MedicationRequest (patient, subject)",
+                    format!(
+                        "not a search parameter Wardline supports for {resource} (patient, subject)"
+                    ),
                 ));
             }
         }
     }
     patient.ok_or_else(|| invalid("patient", "required: Patient/[id]"))
+}
+
+/// A search of records kept over time (alarms, the audit trail): newest first, paged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordSearch {
+    pub patient: Option<PatientId>,
+    /// Inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub to: Option<DateTime<Utc>>,
+    pub count: u32,
+    /// Where the previous page ended (the `_page` of a next link).
+    pub page: Option<String>,
+}
+
+/// What a record search of one resource type takes.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordSearchRules {
+    pub resource: &'static str,
+    /// The name of its date parameter (`identified`), if it has one.
+    pub date: Option<&'static str>,
+    pub patient_required: bool,
+    pub max_count: u32,
+}
+
+/// Reads a search of records: `patient` (or `subject`), the date parameter with its
+/// prefixes (repeatable), `_count` and `_page`; anything else is named as unsupported.
+pub fn record_search(
+    rules: RecordSearchRules,
+    pairs: &[(String, String)],
+) -> Result<RecordSearch, SearchError> {
+    let mut patient = None;
+    let mut from: Option<DateTime<Utc>> = None;
+    let mut to: Option<DateTime<Utc>> = None;
+    let mut count = DEFAULT_COUNT.min(rules.max_count);
+    let mut page = None;
+    for (name, value) in pairs {
+        match name.as_str() {
+            "patient" | "subject" => {
+                let parsed = patient_parameter(name, value)?;
+                if patient.is_some_and(|earlier| earlier != parsed) {
+                    return Err(unsupported(name, "one patient per search"));
+                }
+                patient = Some(parsed);
+            }
+            date if Some(date) == rules.date => {
+                narrow(&mut from, &mut to, name, value)?;
+            }
+            "_count" => {
+                count = count_parameter(name, value, rules.max_count)?;
+            }
+            "_page" => page = Some(value.clone()),
+            other if IGNORED_PARAMETERS.contains(&other) => {}
+            other => {
+                return Err(unsupported(
+                    other,
+                    format!(
+                        "not a search parameter Wardline supports for {} (patient, {}_count)",
+                        rules.resource,
+                        rules
+                            .date
+                            .map(|date| format!("{date}, "))
+                            .unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+    }
+    if rules.patient_required && patient.is_none() {
+        return Err(invalid("patient", "required: Patient/[id]"));
+    }
+    if let (Some(from), Some(to)) = (from, to)
+        && from >= to
+    {
+        return Err(invalid(
+            rules.date.unwrap_or("date"),
+            "the bounds leave no time between them",
+        ));
+    }
+    Ok(RecordSearch {
+        patient,
+        from,
+        to,
+        count,
+        page,
+    })
+}
+
+/// Narrows `[from, to)` by a date parameter (repeated ones narrow further).
+fn narrow(
+    from: &mut Option<DateTime<Utc>>,
+    to: &mut Option<DateTime<Utc>>,
+    name: &str,
+    value: &str,
+) -> Result<(), SearchError> {
+    let (start, end) = date_bounds(value).map_err(|reason| invalid(name, reason))?;
+    if let Some(start) = start {
+        *from = Some(from.map_or(start, |from| from.max(start)));
+    }
+    if let Some(end) = end {
+        *to = Some(to.map_or(end, |to| to.min(end)));
+    }
+    Ok(())
+}
+
+/// A `_count` parameter: 1 to `max`.
+fn count_parameter(name: &str, value: &str, max: u32) -> Result<u32, SearchError> {
+    value
+        .parse::<u32>()
+        .ok()
+        .filter(|count| (1..=max).contains(count))
+        .ok_or_else(|| invalid(name, format!("1 to {max}")))
 }
 
 /// A `patient` or `subject` parameter: `Patient/[id]` or `[id]`.

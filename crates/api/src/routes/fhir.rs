@@ -28,6 +28,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(search_observations))
         .routes(routes!(last_observations))
         .routes(routes!(search_medication_requests))
+        .merge(super::fhir_care::routes())
         .merge(super::fhir_uploads::routes())
 }
 
@@ -146,7 +147,7 @@ pub(crate) fn base(state: &AppState) -> String {
 
 /// A search's answer: a `searchset` Bundle of `resources` found at `path` with the query
 /// `pairs` (its `self` link), and a `next` link with the query `next` when there is more.
-fn bundle(
+pub(crate) fn bundle(
     state: &AppState,
     path: &str,
     pairs: &[(String, String)],
@@ -178,6 +179,18 @@ fn bundle_with(
         ),
     )
     .into_response()
+}
+
+/// The query of the page after the one `pairs` asked for: the same search, with `_page`
+/// saying where this one ended.
+pub(crate) fn next_page(pairs: &[(String, String)], page: String) -> Vec<(String, String)> {
+    let mut next: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(name, _)| name != "_page")
+        .cloned()
+        .collect();
+    next.push(("_page".into(), page));
+    next
 }
 
 /// The query string of `pairs`, encoded.
@@ -415,15 +428,10 @@ pub(crate) async fn search_observations(
             }
             other => other,
         })?;
-    let next = page.next_cursor.as_ref().map(|cursor| {
-        let mut next: Vec<(String, String)> = pairs
-            .iter()
-            .filter(|(name, _)| name != "_page")
-            .cloned()
-            .collect();
-        next.push(("_page".into(), cursor.clone()));
-        next
-    });
+    let next = page
+        .next_cursor
+        .as_ref()
+        .map(|cursor| next_page(&pairs, cursor.clone()));
     let resources = match (search.category_matches, search.code) {
         (false, _) => Vec::new(),
         (true, SearchCode::Reading(_)) => page

@@ -382,7 +382,7 @@ impl AlarmStore for SqliteStore {
                    AND (?2 = '[]' OR a.state IN (SELECT value FROM json_each(?2)))
                    AND (?3 IS NULL OR a.raised_ms >= ?3)
                    AND (?4 IS NULL OR a.raised_ms < ?4)
-                 ORDER BY a.raised_ms DESC LIMIT ?5"
+                 ORDER BY a.raised_ms DESC, a.key DESC LIMIT ?5"
             ))?;
             let rows = statement.query_map(
                 params![

@@ -304,6 +304,41 @@ pub async fn alarms_with_history_and_checkpoint(store: &dyn Store) {
         .await
         .expect("alarms");
     assert_eq!(both.len(), 1, "raised from minute 4: Bob's only");
+    // Alarms raised at the same moment (one reading beyond two limits) come in one
+    // order every time, the later stored first, so that pages of alarms can end between
+    // them and go on where they ended.
+    store
+        .save_alarm_changes(
+            vec![
+                change(
+                    record(&raised(bob, "high", 7), "b2", 7),
+                    AlarmEventKind::Opened,
+                    7,
+                ),
+                change(
+                    record(&raised(bob, "urgent-high", 7), "b3", 7),
+                    AlarmEventKind::Opened,
+                    7,
+                ),
+            ],
+            None,
+            vec![],
+        )
+        .await
+        .expect("two alarms at once");
+    let tied: Vec<String> = store
+        .alarms(AlarmQuery {
+            patients: vec![bob],
+            raised_from: Some(at(7)),
+            limit: 10,
+            ..AlarmQuery::default()
+        })
+        .await
+        .expect("alarms")
+        .into_iter()
+        .map(|record| record.public_id)
+        .collect();
+    assert_eq!(tied, ["b3", "b2"], "the later stored first");
     let history = store.alarm_events("a1").await.expect("events");
     let kinds: Vec<AlarmEventKind> = history.iter().map(|event| event.event).collect();
     assert_eq!(

@@ -1,0 +1,375 @@
+//! FHIR R4 searches of what the care team does around the readings (docs/fhir.md): a
+//! patient's care teams, the monitoring plan in force, the alarms it raised, and (for
+//! administrators) the audit trail. Each goes through the same service call, and so the
+//! same access check and audit, as Wardline's own API.
+
+use axum::extract::{OriginalUri, State};
+use axum::response::Response;
+use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use wardline_alerting::{AlarmState, Resolution};
+use wardline_fhir::{RecordSearchRules, SearchError};
+use wardline_service::Error;
+use wardline_service::alarms::AlarmView;
+use wardline_store::{AlarmEventKind, AuditQuery};
+
+use super::fhir::{FhirError, bundle, next_page};
+use crate::error::ApiError;
+use crate::extract::Caller;
+use crate::state::AppState;
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search_care_teams))
+        .routes(routes!(search_care_plans))
+        .routes(routes!(search_detected_issues))
+        .routes(routes!(search_audit_events))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct PatientOnlyParams {
+    /// Required: `Patient/[id]` or `[id]` (or as `subject`).
+    patient: String,
+}
+
+/// The care teams that look after a patient, as CareTeams: their names, and their
+/// active members by name and role. Through the one access check, audited.
+#[utoipa::path(get, path = "/fhir/R4/CareTeam", tag = "fhir", params(PatientOnlyParams),
+    responses((status = 200, description = "A searchset Bundle", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn search_care_teams(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let pairs = crate::extract::query_pairs(&uri)?;
+    let patient = wardline_fhir::patient_search("CareTeam", &pairs)?;
+    let teams = state.service.patient_care_teams(&actor, patient).await?;
+    let resources = teams
+        .into_iter()
+        .map(|team| {
+            wardline_fhir::care_team(&wardline_fhir::CareTeamFacts {
+                id: team.id.to_string(),
+                name: team.name,
+                patient,
+                members: team
+                    .members
+                    .into_iter()
+                    .map(|member| (member.display_name, member.role.as_str().to_owned()))
+                    .collect(),
+            })
+        })
+        .collect();
+    Ok(bundle(&state, "CareTeam", &pairs, resources, None))
+}
+
+/// The monitoring plan in force for a patient, as one CarePlan (its id is the
+/// patient's, its version in `meta.versionId`), each rule an activity. A patient not
+/// enrolled in a programme has none: an empty Bundle.
+#[utoipa::path(get, path = "/fhir/R4/CarePlan", tag = "fhir", params(PatientOnlyParams),
+    responses((status = 200, description = "A searchset Bundle", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn search_care_plans(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let pairs = crate::extract::query_pairs(&uri)?;
+    let patient = wardline_fhir::patient_search("CarePlan", &pairs)?;
+    let resources = match state.service.care_plan(&actor, patient, None).await {
+        Ok(version) => vec![wardline_fhir::care_plan(&wardline_fhir::CarePlanFacts {
+            patient,
+            version: version.version,
+            effective: version.effective,
+            program: version.plan.program.title().to_owned(),
+            author: version.author_label,
+            reason: version.reason,
+            rules: version
+                .plan
+                .rules
+                .iter()
+                .map(|rule| wardline_fhir::PlanRuleFacts {
+                    id: rule.id.to_string(),
+                    name: rule.name.clone(),
+                    condition: rule.condition_words(),
+                    priority: rule.priority.as_str(),
+                })
+                .collect(),
+        })],
+        // Allowed to look, and there is no plan: the search finds nothing.
+        Err(Error::NotFound(_)) => Vec::new(),
+        Err(other) => return Err(other.into()),
+    };
+    Ok(bundle(&state, "CarePlan", &pairs, resources, None))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct DetectedIssueParams {
+    /// Required: `Patient/[id]` or `[id]` (or as `subject`).
+    patient: String,
+    /// When the alarm was raised, with a prefix `eq`, `ge`, `gt`, `le` or `lt`;
+    /// repeatable.
+    identified: Option<Vec<String>>,
+    /// Alarms per page, 1 to 100 (100 when absent).
+    #[param(minimum = 1, maximum = 100)]
+    _count: Option<u32>,
+    /// Where the previous page ended: from a `next` link.
+    _page: Option<String>,
+}
+
+/// The most alarms on one page.
+const MAX_ALARMS_PER_PAGE: u32 = 100;
+/// Alarms raised in the same millisecond that one page may have to step over: far more
+/// than one reading can raise at once.
+const MAX_TIED_ALARMS: u32 = 300;
+
+/// Where a page of alarms ended: the time of its last alarm (milliseconds) and how many
+/// of the alarms raised at that time it held (the store lists those in one order every
+/// time, so the next page steps over them).
+fn alarm_page(text: &str) -> Result<(i64, u32), SearchError> {
+    let bad = not_a_page;
+    let (millis, held) = text.split_once('.').ok_or_else(bad)?;
+    let millis: i64 = millis.parse().map_err(|_| bad())?;
+    let held: u32 = held.parse().map_err(|_| bad())?;
+    if held == 0 || held > MAX_TIED_ALARMS {
+        return Err(bad());
+    }
+    Ok((millis, held))
+}
+
+/// A `_page` this server did not write.
+fn not_a_page() -> SearchError {
+    SearchError {
+        parameter: "_page".into(),
+        reason: "not a page of this search: follow the next link as given".into(),
+        not_supported: false,
+    }
+}
+
+/// What people did about an alarm, in order, for its mitigations.
+fn alarm_actions(alarm: &AlarmView) -> Vec<wardline_fhir::AlarmActionFacts> {
+    let name = |id: Option<wardline_domain::UserId>| {
+        id.map(|id| {
+            alarm
+                .names
+                .get(&id.to_string())
+                .cloned()
+                .unwrap_or_else(|| "a former member of the care team".to_owned())
+        })
+    };
+    alarm
+        .events
+        .iter()
+        .flatten()
+        .filter_map(|event| {
+            let action = match event.event {
+                AlarmEventKind::Acknowledged => "acknowledged".to_owned(),
+                AlarmEventKind::Snoozed => "snoozed: notifications paused".to_owned(),
+                AlarmEventKind::Resolved => match &alarm.state {
+                    AlarmState::Resolved {
+                        resolution: Resolution::Person { note, .. },
+                        ..
+                    } if !note.is_empty() => format!("resolved: {note}"),
+                    AlarmState::Resolved {
+                        resolution: Resolution::ConditionCleared,
+                        ..
+                    } => "resolved: the condition cleared".to_owned(),
+                    _ => "resolved".to_owned(),
+                },
+                _ => return None,
+            };
+            Some(wardline_fhir::AlarmActionFacts {
+                action,
+                time: event.time,
+                by: name(event.actor),
+            })
+        })
+        .collect()
+}
+
+/// A patient's alarms, newest first, as DetectedIssues (`preliminary` until resolved,
+/// with acknowledgements, snoozes and the resolution as mitigations), paged by `next`
+/// links. Through the one access check, audited as any read of the patient's alarms.
+#[utoipa::path(get, path = "/fhir/R4/DetectedIssue", tag = "fhir", params(DetectedIssueParams),
+    responses((status = 200, description = "A searchset Bundle", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn search_detected_issues(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let pairs = crate::extract::query_pairs(&uri)?;
+    let search = wardline_fhir::record_search(
+        RecordSearchRules {
+            resource: "DetectedIssue",
+            date: Some("identified"),
+            patient_required: true,
+            max_count: MAX_ALARMS_PER_PAGE,
+        },
+        &pairs,
+    )?;
+    let patient = search
+        .patient
+        .ok_or_else(|| Error::invalid("patient", "required: Patient/[id]"))?;
+    let page = search.page.as_deref().map(alarm_page).transpose()?;
+    // A later page ends where the one before it did: its last alarm's time is the
+    // newest this page may hold, and the alarms of that time it held are stepped over.
+    let (to, step_over) = match page {
+        Some((millis, held)) => {
+            let end = chrono::DateTime::from_timestamp_millis(millis.saturating_add(1))
+                .ok_or_else(not_a_page)?;
+            (Some(search.to.map_or(end, |to| to.min(end))), held)
+        }
+        None => (search.to, 0),
+    };
+    let mut alarms = state
+        .service
+        .patient_alarms(
+            &actor,
+            patient,
+            (search.from, to),
+            // Every state named: the list is exactly the raised alarms of the window,
+            // newest first, with no open ones added beyond the page.
+            Some("open,acknowledged,snoozed,resolved"),
+            Some(search.count + step_over + 1),
+        )
+        .await?;
+    let stepped = alarms.len().min(step_over as usize);
+    alarms.drain(..stepped);
+    let more = alarms.len() > search.count as usize;
+    alarms.truncate(search.count as usize);
+    let next = match (more, alarms.last()) {
+        (true, Some(last)) => {
+            let last_millis = last.raised_at.timestamp_millis();
+            let at_last = alarms
+                .iter()
+                .filter(|alarm| alarm.raised_at.timestamp_millis() == last_millis)
+                .count() as u32;
+            // Those of the same time on the page before, too, when this page began there.
+            let held = match page {
+                Some((millis, held)) if millis == last_millis => held + at_last,
+                _ => at_last,
+            };
+            Some(next_page(&pairs, format!("{last_millis}.{held}")))
+        }
+        _ => None,
+    };
+    let resources: Vec<Value> = alarms
+        .iter()
+        .map(|alarm| {
+            wardline_fhir::detected_issue(&wardline_fhir::AlarmFacts {
+                id: alarm.id.clone(),
+                patient,
+                rule_id: alarm.rule_id.to_string(),
+                message: alarm.message.clone(),
+                priority: alarm.priority.as_str(),
+                state: alarm.state.name(),
+                raised_at: alarm.raised_at,
+                actions: alarm_actions(alarm),
+            })
+        })
+        .collect();
+    Ok(bundle(
+        &state,
+        "DetectedIssue",
+        &pairs,
+        resources,
+        next.as_deref(),
+    ))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct AuditEventParams {
+    /// Only the entries about this patient: `Patient/[id]` or `[id]`.
+    patient: Option<String>,
+    /// Entries per page, 1 to 1000 (100 when absent).
+    #[param(minimum = 1, maximum = 1000)]
+    _count: Option<u32>,
+    /// Where the previous page ended: from a `next` link.
+    _page: Option<String>,
+}
+
+/// The audit trail, newest first, as AuditEvents (administrators only; the refusal is
+/// audited like every other), optionally only the entries about one patient, paged by
+/// `next` links.
+#[utoipa::path(get, path = "/fhir/R4/AuditEvent", tag = "fhir", params(AuditEventParams),
+    responses((status = 200, description = "A searchset Bundle", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn search_audit_events(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let pairs = crate::extract::query_pairs(&uri)?;
+    let search = wardline_fhir::record_search(
+        RecordSearchRules {
+            resource: "AuditEvent",
+            date: None,
+            patient_required: false,
+            max_count: 1000,
+        },
+        &pairs,
+    )?;
+    let before = search
+        .page
+        .as_deref()
+        .map(|page| {
+            page.parse::<i64>()
+                .ok()
+                .filter(|sequence| *sequence > 0)
+                .ok_or_else(not_a_page)
+        })
+        .transpose()?;
+    let mut events = state
+        .service
+        .audit_log(
+            &actor,
+            AuditQuery {
+                patient_id: search.patient,
+                actor: None,
+                action: None,
+                before,
+                limit: search.count + 1,
+            },
+        )
+        .await?;
+    let more = events.len() > search.count as usize;
+    events.truncate(search.count as usize);
+    let next = match (more, events.last()) {
+        (true, Some(last)) => Some(next_page(&pairs, last.sequence.to_string())),
+        _ => None,
+    };
+    let resources: Vec<Value> = events
+        .into_iter()
+        .map(|event| {
+            wardline_fhir::audit_event(
+                &wardline_fhir::AuditFacts {
+                    sequence: event.sequence,
+                    time: event.time,
+                    actor_id: event.actor.map(|id| id.to_string()),
+                    actor_label: event.actor_label,
+                    action: event.action,
+                    patient: event.patient_id,
+                    outcome: event.outcome.as_str(),
+                    remote_addr: event.remote_addr,
+                    detail: event.detail,
+                },
+                "Wardline",
+            )
+        })
+        .collect();
+    Ok(bundle(
+        &state,
+        "AuditEvent",
+        &pairs,
+        resources,
+        next.as_deref(),
+    ))
+}
