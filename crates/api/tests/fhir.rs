@@ -97,21 +97,24 @@ sys.exit(1 if failed else 0)
     );
 }
 
-/// Ada's pulse oximeter sends heart rates, one a minute up to a minute ago, and an SpO2.
-async fn ada_vitals(h: &Hospital, count: i64) -> chrono::DateTime<chrono::Utc> {
+/// A device of `kind` enrolled and assigned to Ada from a minute before `first`:
+/// `(device id, secret)`.
+async fn ada_device(
+    h: &Hospital,
+    kind: &str,
+    first: chrono::DateTime<chrono::Utc>,
+) -> (String, String) {
     let (status, enrolled) = h
         .as_(
             "admin",
             Method::POST,
             "/api/v1/devices",
-            Some(json!({"kind": "pulse_oximeter", "model": "Oxi", "serial": "fhir-1"})),
+            Some(json!({"kind": kind, "model": "Test", "serial": format!("fhir-{kind}")})),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{enrolled}");
     let device = enrolled["device"]["id"].as_str().unwrap().to_owned();
-    let secret = enrolled["secret"].as_str().unwrap().to_owned();
-    let first = chrono::Utc::now() - chrono::Duration::minutes(count + 1);
-    let (status, _) = h
+    let (status, body) = h
         .as_(
             "admin",
             Method::POST,
@@ -119,7 +122,14 @@ async fn ada_vitals(h: &Hospital, count: i64) -> chrono::DateTime<chrono::Utc> {
             Some(json!({"patient_id": h.ada, "from": first - chrono::Duration::minutes(1)})),
         )
         .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    (device, enrolled["secret"].as_str().unwrap().to_owned())
+}
+
+/// Ada's pulse oximeter sends heart rates, one a minute up to a minute ago, and an SpO2.
+async fn ada_vitals(h: &Hospital, count: i64) -> chrono::DateTime<chrono::Utc> {
+    let first = chrono::Utc::now() - chrono::Duration::minutes(count + 1);
+    let (device, secret) = ada_device(h, "pulse_oximeter", first).await;
     let mut readings: Vec<Value> = (0..count)
         .map(|minute| {
             json!({"seq": minute, "code": "8867-4", "value": 60 + minute, "unit": "/min",
@@ -522,6 +532,154 @@ async fn care_teams_plans_alarms_and_the_audit_trail_are_fhir_resources() {
     validate(&everything);
 }
 
+/// Ada's ECG patch records two leads and respiration in 2-second chunks: the ECG comes
+/// as Observations with `valueSampledData`, one per chunk of one lead, paged in the
+/// order recorded (leads that began together included), every sample as sent.
+#[tokio::test]
+async fn the_ecg_comes_as_sampled_data_one_observation_per_chunk() {
+    let h = hospital().await;
+    let first = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let (device, secret) = ada_device(&h, "ecg", first).await;
+    let mut sent: std::collections::HashMap<(String, String), Vec<i64>> = Default::default();
+    let mut seq = 0;
+    for chunk in 0..5_i64 {
+        let start = first + chrono::Duration::seconds(2 * chunk);
+        for (signal, phase) in [
+            ("ecg-lead-i", 0.0),
+            ("ecg-lead-ii", 1.0),
+            ("respiration", 2.0),
+        ] {
+            let samples: Vec<i64> = (0..500)
+                .map(|i| 1024 + (300.0 * ((i as f64 + phase) / 20.0).sin()) as i64 + chunk)
+                .collect();
+            seq += 1;
+            let (status, body) = h
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/devices/{device}/readings"),
+                    Some(&secret),
+                    Some(
+                        json!({"v": 1, "waveform": {"seq": seq, "signal": signal, "rate_hz": 250,
+                        "start": start, "gain": 200, "baseline": 1024, "samples": samples}}),
+                    ),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            sent.insert(
+                (signal.to_owned(), start.format("%H:%M:%S").to_string()),
+                samples,
+            );
+        }
+    }
+    let span = |from: chrono::DateTime<chrono::Utc>, minutes: i64| {
+        format!(
+            "date=ge{}&date=lt{}",
+            from.format("%Y-%m-%dT%H:%M:%SZ"),
+            (from + chrono::Duration::minutes(minutes)).format("%Y-%m-%dT%H:%M:%SZ")
+        )
+    };
+    let search = format!(
+        "/fhir/R4/Observation?patient={}&code=urn:oid:2.16.840.1.113883.6.24%7C131328&{}",
+        h.ada,
+        span(first - chrono::Duration::minutes(1), 30)
+    );
+    let (ecg, bundles) = all_pages(&h, "clinician", &format!("{search}&_count=3")).await;
+    assert_eq!(bundles.len(), 4, "ten chunks, three a page");
+    assert_eq!(
+        ecg.len(),
+        10,
+        "two leads of five chunks, and no respiration"
+    );
+    let mut starts = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for observation in &ecg {
+        assert!(seen.insert(observation["id"].clone()), "no chunk twice");
+        assert_eq!(observation["code"]["coding"][0]["code"], "131328");
+        let component = &observation["component"][0];
+        let signal = component["code"]["text"].as_str().unwrap().to_owned();
+        let lead = component["code"]["coding"][0]["code"].as_str().unwrap();
+        assert_eq!(
+            lead,
+            if signal == "ecg-lead-i" {
+                "131329"
+            } else {
+                "131330"
+            }
+        );
+        let start: chrono::DateTime<chrono::Utc> = observation["effectivePeriod"]["start"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        starts.push(start);
+        let sampled = &component["valueSampledData"];
+        assert_eq!(sampled["period"], 4.0);
+        assert_eq!(sampled["factor"], 0.005);
+        assert_eq!(sampled["origin"]["value"], 0);
+        assert_eq!(sampled["origin"]["code"], "mV");
+        // The data are the samples counted from the baseline: adding it back gives
+        // exactly what the patch sent.
+        let samples: Vec<i64> = sampled["data"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .map(|step| step.parse::<i64>().unwrap() + 1024)
+            .collect();
+        assert_eq!(
+            &samples,
+            &sent[&(signal, start.format("%H:%M:%S").to_string())],
+        );
+    }
+    assert!(
+        starts.windows(2).all(|pair| pair[0] <= pair[1]),
+        "in the order recorded"
+    );
+    validate(&ecg);
+    validate(&bundles);
+
+    // What an ECG search needs, and what it cannot do, is named.
+    for (query, parameter) in [
+        (
+            format!(
+                "patient={}&code=urn:oid:2.16.840.1.113883.6.24|131328",
+                h.ada
+            ),
+            "date",
+        ),
+        (
+            format!(
+                "patient={}&code=urn:oid:2.16.840.1.113883.6.24|131328&{}",
+                h.ada,
+                span(first, 61)
+            ),
+            "date",
+        ),
+        (
+            format!(
+                "{}&_summary=count",
+                &search[search.find('?').unwrap() + 1..]
+            ),
+            "_summary",
+        ),
+        (
+            format!(
+                "patient={}&code=urn:oid:2.16.840.1.113883.6.24|150456",
+                h.ada
+            ),
+            "code",
+        ),
+    ] {
+        let path = format!("/fhir/R4/Observation?{}", query.replace('|', "%7C"));
+        let (status, _, body) = fhir(&h, "clinician", &path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["issue"][0]["expression"][0], parameter, "{body}");
+    }
+    for who in ["outsider", "bob"] {
+        let (status, _, body) = fhir(&h, who, &search).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{who}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn a_care_team_pages_through_a_patients_heart_rates_as_vital_sign_observations() {
     let h = hospital().await;
@@ -669,7 +827,7 @@ async fn a_care_team_pages_through_a_patients_heart_rates_as_vital_sign_observat
     assert_eq!(included.len(), 1, "one device measured them all");
     let device = included[0];
     assert_eq!(device["resourceType"], "Device");
-    assert_eq!(device["serialNumber"], "fhir-1");
+    assert_eq!(device["serialNumber"], "fhir-pulse_oximeter");
     assert_eq!(device["patient"]["reference"], format!("Patient/{}", h.ada));
     assert_eq!(
         with_devices["total"], 5,

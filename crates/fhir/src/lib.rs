@@ -8,11 +8,13 @@ mod care;
 mod inbound;
 mod resources;
 mod search;
+mod waveforms;
 
 pub use care::*;
 pub use inbound::*;
 pub use resources::*;
 pub use search::*;
+pub use waveforms::*;
 
 /// The media type of FHIR's JSON.
 pub const FHIR_JSON: &str = "application/fhir+json";

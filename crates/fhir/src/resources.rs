@@ -89,7 +89,7 @@ pub fn reading_id(device: &DeviceId, derived: bool, seq: i64) -> String {
 }
 
 /// 32 hexadecimal digits of the SHA-256 of `text`: a valid FHIR id, the same every time.
-fn short_hash(text: &str) -> String {
+pub(crate) fn short_hash(text: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     hex::encode(&digest.as_ref()[..16])
 }
@@ -545,8 +545,8 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                     "searchParam": [
                         {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
                         {"name": "subject", "type": "reference", "documentation": "The same as patient."},
-                        {"name": "code", "type": "token", "documentation": "Required: one LOINC code, http://loinc.org|[code] or [code]; 85354-9 gives blood pressure as panels of systolic and diastolic."},
-                        {"name": "category", "type": "token", "documentation": "vital-signs, laboratory or exam."},
+                        {"name": "code", "type": "token", "documentation": "Required: one LOINC code, http://loinc.org|[code] or [code]; 85354-9 gives blood pressure as panels of systolic and diastolic; urn:oid:2.16.840.1.113883.6.24|131328 (MDC_ECG_ELEC_POTL) gives the ECG as valueSampledData, one Observation per stored chunk of one lead, in the order recorded, between two dates at most an hour apart (up to 100 chunks a page; not with _sort or _summary)."},
+                        {"name": "category", "type": "token", "documentation": "vital-signs, laboratory, exam, or procedure (the ECG)."},
                         {"name": "date", "type": "date", "documentation": "Repeatable, with the prefixes eq, ge, gt, le and lt; without one, from 2000 until now."},
                         {"name": "_count", "type": "number", "documentation": "1 to 1000 per page (100 when absent); the next link pages on, oldest first."},
                         {"name": "_sort", "type": "string", "documentation": "date (oldest first) or -date (newest first); the next link pages on in that order."},

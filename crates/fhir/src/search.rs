@@ -38,6 +38,8 @@ fn unsupported(parameter: &str, reason: impl Into<String>) -> SearchError {
 pub enum SearchCode {
     Reading(ObservationCode),
     BloodPressurePanel,
+    /// MDC_ECG_ELEC_POTL: ECG chunks as `valueSampledData`, every lead.
+    Ecg,
 }
 
 /// LOINC's blood pressure panel.
@@ -49,6 +51,7 @@ impl SearchCode {
         match self {
             Self::Reading(code) => crate::category(code).0,
             Self::BloodPressurePanel => "vital-signs",
+            Self::Ecg => "procedure",
         }
     }
 }
@@ -109,11 +112,29 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
                 }
                 let loinc = match value.split_once('|') {
                     Some((system, loinc)) if system == LOINC => loinc,
+                    Some((system, mdc)) if system == crate::MDC => {
+                        if mdc != crate::MDC_ECG {
+                            return Err(invalid(
+                                name,
+                                format!(
+                                    "{mdc} is not an MDC code Wardline serves ({} for the ECG)",
+                                    crate::MDC_ECG
+                                ),
+                            ));
+                        }
+                        if code.is_some_and(|earlier| earlier != SearchCode::Ecg) {
+                            return Err(unsupported(name, "one code per search"));
+                        }
+                        code = Some(SearchCode::Ecg);
+                        continue;
+                    }
                     Some((system, _)) => {
                         return Err(invalid(
                             name,
                             format!(
-                                "Wardline's observations are coded in LOINC ({LOINC}), not {system}"
+                                "Wardline's observations are coded in LOINC ({LOINC}), and the ECG in MDC ({}|{}), not {system}",
+                                crate::MDC,
+                                crate::MDC_ECG
                             ),
                         ));
                     }
@@ -428,10 +449,10 @@ fn patient_parameter(name: &str, value: &str) -> Result<PatientId, SearchError> 
 /// A `category` parameter, with or without its system.
 fn category_parameter(name: &str, value: &str) -> Result<String, SearchError> {
     let wanted = value.rsplit('|').next().unwrap_or(value);
-    if !["vital-signs", "laboratory", "exam"].contains(&wanted) {
+    if !["vital-signs", "laboratory", "exam", "procedure"].contains(&wanted) {
         return Err(invalid(
             name,
-            format!("{wanted:?} is not vital-signs, laboratory or exam"),
+            format!("{wanted:?} is not vital-signs, laboratory, exam or procedure (the ECG)"),
         ));
     }
     Ok(wanted.to_owned())

@@ -387,6 +387,7 @@ pub(crate) async fn search_observations(
     let paged_code = match search.code {
         SearchCode::Reading(code) => code,
         SearchCode::BloodPressurePanel => ObservationCode::SystolicBloodPressure,
+        SearchCode::Ecg => return search_ecg(&state, &actor, &pairs, &search).await,
     };
     let window = (Some(search.from.unwrap_or(earliest)), search.to);
     if search.count_only {
@@ -434,7 +435,7 @@ pub(crate) async fn search_observations(
         .map(|cursor| next_page(&pairs, cursor.clone()));
     let resources = match (search.category_matches, search.code) {
         (false, _) => Vec::new(),
-        (true, SearchCode::Reading(_)) => page
+        (true, SearchCode::Reading(_) | SearchCode::Ecg) => page
             .observations
             .iter()
             .map(wardline_fhir::observation)
@@ -479,30 +480,216 @@ pub(crate) async fn search_observations(
         }
     };
     let next = next.filter(|_| search.category_matches);
-    let included = if search.include_devices && !page.observations.is_empty() {
-        let mut devices: Vec<wardline_domain::DeviceId> = page
-            .observations
+    let included = included_devices(
+        &state,
+        &actor,
+        &search,
+        page.observations
             .iter()
             .map(|observation| observation.device_id.clone())
-            .collect();
-        devices.sort();
-        devices.dedup();
-        state
-            .service
-            .fhir_devices_of_patient(&actor, search.patient, &devices)
-            .await?
-            .iter()
-            .map(device_resource)
-            .collect()
-    } else {
-        Vec::new()
-    };
+            .collect(),
+    )
+    .await?;
     Ok(bundle_with(
         &state,
         "Observation",
         &pairs,
         (resources, included),
         next.as_deref(),
+    ))
+}
+
+/// The devices that measured a page's observations, when the search asked for them
+/// (`_include=Observation:device`).
+async fn included_devices(
+    state: &AppState,
+    actor: &wardline_service::Actor,
+    search: &wardline_fhir::ObservationSearch,
+    mut devices: Vec<wardline_domain::DeviceId>,
+) -> Result<Vec<Value>, FhirError> {
+    if !search.include_devices || devices.is_empty() {
+        return Ok(Vec::new());
+    }
+    devices.sort();
+    devices.dedup();
+    Ok(state
+        .service
+        .fhir_devices_of_patient(actor, search.patient, &devices)
+        .await?
+        .iter()
+        .map(device_resource)
+        .collect())
+}
+
+/// The longest span of one ECG search: an hour of a 12-lead ECG at 500 Hz is 21.6
+/// million samples, as much as one search should read.
+const MAX_ECG_SPAN: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+/// ECG chunks that may start before a page's end and still be running: one per lead and
+/// device, far fewer than this.
+const MAX_RUNNING_CHUNKS: u32 = 64;
+/// The most ECG chunks on one page (a larger `_count` gets pages of this many): 100
+/// chunks of 30 s at 250 Hz are 750,000 samples.
+const MAX_ECG_CHUNKS_PER_PAGE: u32 = 100;
+
+/// A patient's ECG between two times at most an hour apart, as Observations with
+/// `valueSampledData`, one per stored chunk of one lead, in the order they began,
+/// paged by `next` links (`_page` is where the previous page ended: the start of its
+/// last chunk, and how many of the chunks that began then it held).
+async fn search_ecg(
+    state: &AppState,
+    actor: &wardline_service::Actor,
+    pairs: &[(String, String)],
+    search: &wardline_fhir::ObservationSearch,
+) -> Result<Response, FhirError> {
+    let not_here = |parameter: &str, reason: &str| -> FhirError {
+        SearchError {
+            parameter: parameter.to_owned(),
+            reason: reason.to_owned(),
+            not_supported: true,
+        }
+        .into()
+    };
+    if search.count_only {
+        return Err(not_here("_summary", "not for the ECG: search its chunks"));
+    }
+    if search.newest_first {
+        return Err(not_here(
+            "_sort",
+            "the ECG comes in the order it was recorded",
+        ));
+    }
+    let (Some(from), Some(to)) = (search.from, search.to) else {
+        return Err(FhirError::from(SearchError {
+            parameter: "date".into(),
+            reason:
+                "required for the ECG: a start and an end at most an hour apart (date=ge…&date=lt…)"
+                    .into(),
+            not_supported: false,
+        }));
+    };
+    if to - from > MAX_ECG_SPAN {
+        return Err(FhirError::from(SearchError {
+            parameter: "date".into(),
+            reason: "an ECG search spans at most an hour".into(),
+            not_supported: false,
+        }));
+    }
+    let not_a_page = || -> FhirError {
+        SearchError {
+            parameter: "_page".into(),
+            reason: "not a page of this search: follow the next link as given".into(),
+            not_supported: false,
+        }
+        .into()
+    };
+    // A later page begins at the start of the previous page's last chunk, stepping over
+    // the chunks that began then and were on it.
+    let resume = match search.page.as_deref() {
+        Some(page) => {
+            let (millis, held) = page.split_once('.').ok_or_else(not_a_page)?;
+            let millis: i64 = millis.parse().map_err(|_| not_a_page())?;
+            let held: u32 = held.parse().map_err(|_| not_a_page())?;
+            let at = chrono::DateTime::from_timestamp_millis(millis)
+                .filter(|at| *at >= from && *at < to && held > 0 && held <= MAX_RUNNING_CHUNKS)
+                .ok_or_else(not_a_page)?;
+            Some((at, held))
+        }
+        None => None,
+    };
+    let count = search.count.min(MAX_ECG_CHUNKS_PER_PAGE);
+    let limit = count + resume.map_or(0, |(_, held)| held) + MAX_RUNNING_CHUNKS;
+    let chunks = state
+        .service
+        .waveforms(
+            actor,
+            search.patient,
+            None,
+            (Some(resume.map_or(from, |(at, _)| at)), Some(to)),
+            Some(limit),
+        )
+        .await?;
+    // The store lists every signal, in the order chunks began: walk them, stepping over
+    // what earlier pages held, until the page has its ECG chunks. The next page resumes
+    // after the last chunk walked over (of any signal).
+    let full = chunks.len() >= limit as usize;
+    let mut stepped = 0;
+    let mut page = Vec::new();
+    let mut walked_to: Option<(chrono::DateTime<chrono::Utc>, u32)> = None;
+    let mut more = false;
+    for chunk in chunks {
+        match resume {
+            // Running when the page began: on the page before.
+            Some((at, _)) if chunk.start < at => continue,
+            Some((at, held)) if chunk.start == at && stepped < held => {
+                stepped += 1;
+                continue;
+            }
+            _ => {}
+        }
+        if page.len() == count as usize {
+            more = true;
+            break;
+        }
+        walked_to = match walked_to {
+            Some((at, walked)) if at == chunk.start => Some((at, walked + 1)),
+            _ => Some((chunk.start, 1)),
+        };
+        if wardline_fhir::lead_code(chunk.signal).is_some() {
+            page.push(chunk);
+        }
+    }
+    let next = match (more || full, walked_to) {
+        (true, Some((at, walked))) => {
+            let held = match resume {
+                Some((resumed, held)) if resumed == at => held + walked,
+                _ => walked,
+            };
+            Some(next_page(
+                pairs,
+                format!("{}.{held}", at.timestamp_millis()),
+            ))
+        }
+        _ => None,
+    };
+    let mut resources = Vec::with_capacity(page.len());
+    for chunk in &page {
+        let device = wardline_domain::DeviceId::parse(&chunk.device_id)
+            .map_err(|_| Error::Internal(format!("stored device id {:?}", chunk.device_id)))?;
+        resources.extend(wardline_fhir::ecg_observation(
+            &wardline_fhir::WaveformFacts {
+                device,
+                seq: chunk.seq,
+                patient: search.patient,
+                signal: chunk.signal,
+                sampling_rate_hz: chunk.sampling_rate_hz,
+                start: chunk.start,
+                end: chunk.end,
+                gain: chunk.gain,
+                baseline: chunk.baseline,
+                samples: &chunk.samples,
+            },
+        ));
+    }
+    let resources = if search.category_matches {
+        resources
+    } else {
+        Vec::new()
+    };
+    let included = included_devices(
+        state,
+        actor,
+        search,
+        page.iter()
+            .filter_map(|chunk| wardline_domain::DeviceId::parse(&chunk.device_id).ok())
+            .collect(),
+    )
+    .await?;
+    Ok(bundle_with(
+        state,
+        "Observation",
+        pairs,
+        (resources, included),
+        next.as_deref().filter(|_| search.category_matches),
     ))
 }
 
