@@ -3,8 +3,9 @@
 # Mosquitto's command-line clients (the independent MQTT client the tests use), curl (an
 # independent HTTP/2 client), promtool (which checks the metrics) and Python's aiosmtpd
 # (the real SMTP server the e-mail tests deliver to) and py-nightscout (a real Nightscout
-# client, which reads a Wardline Nightscout site in the tests), fhirpy (a real FHIR client,
-# which searches and pages through Wardline's FHIR API in the tests) and fhir.resources
+# client, which reads a Wardline Nightscout site in the tests), fhirpy and the SMART
+# fhirclient (real FHIR clients, which search and page through Wardline's FHIR API in
+# the tests) and fhir.resources
 # (an independent FHIR R4 validator of what that API returns). Node.js reads
 # Nightscout's own test fixtures.
 set -euo pipefail
@@ -35,6 +36,7 @@ fi
 python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd
 python3 -c "import py_nightscout" 2>/dev/null || python3 -m pip install --quiet "py-nightscout==1.3.3"
 python3 -c "import fhirpy" 2>/dev/null || python3 -m pip install --quiet "fhirpy==2.3.1"
+python3 -c "import fhirclient" 2>/dev/null || python3 -m pip install --quiet "fhirclient==4.3.1"
 # The independent FHIR validator (the R4 models of fhir.resources, which need pydantic 1)
 # in an environment of its own, so that it cannot clash with other Python packages.
 if ! target/fhir-validator/bin/python -c "import fhir.resources" 2>/dev/null; then

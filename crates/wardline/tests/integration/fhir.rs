@@ -1,6 +1,6 @@
-//! A real FHIR client against the real server over TLS: Python's `fhirpy` reads a
-//! patient's glucose with a search and follows the server's paging to the end, with the
-//! clinician's bearer token, unmodified.
+//! Real FHIR clients against the real server over TLS: Python's `fhirpy` and the SMART
+//! `fhirclient` read a patient's glucose with a search and follow the server's paging to
+//! the end, with the clinician's bearer token, unmodified.
 
 use serde_json::{Value, json};
 
@@ -73,6 +73,76 @@ async fn fhirpy_searches_and_pages_a_patients_glucose() {
         read["subjects"],
         json!([format!("Patient/{}", ward.patient_id)])
     );
+    assert_eq!(read["fhirVersion"], "4.0.1");
+}
+
+/// Reads the patient and their observations of one code with the SMART `fhirclient`
+/// (its R4 models parse every resource, the CapabilityStatement first), two per page,
+/// and prints what it found as JSON.
+const SMART_CLIENT: &str = r#"
+import json, sys
+from fhirclient import client
+from fhirclient.models.observation import Observation
+from fhirclient.models.patient import Patient
+
+base, token, patient, code = sys.argv[1:5]
+smart = client.FHIRClient(settings={"app_id": "wardline-test", "api_base": base})
+# The token from Wardline's login, as a SMART app holds one after its launch.
+smart.server.session.headers["Authorization"] = "Bearer " + token
+smart.server.get_capability()
+capability = smart.server.capabilityStatement
+person = Patient.read(patient, smart.server)
+search = Observation.where(struct={"patient": "Patient/" + patient, "code": code, "_count": "2"})
+pages = list(search.perform_iter(smart.server))
+found = [entry.resource for page in pages for entry in (page.entry or [])]
+print(json.dumps({
+    "values": [o.valueQuantity.value for o in found],
+    "pages": len(pages),
+    "patient": person.id,
+    "fhirVersion": capability.fhirVersion,
+}))
+"#;
+
+/// The SMART on FHIR Python client, as a SMART app uses it, unmodified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smart_fhirclient_reads_a_patient_and_pages_their_glucose() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let first = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let readings: Vec<Value> = (0..5)
+        .map(|i| {
+            glucose_at(
+                i,
+                90.0 + i as f64 * 5.0,
+                first + chrono::Duration::seconds(i * 10),
+            )
+        })
+        .collect();
+    server
+        .device_post(&ward.device, json!({"v": 1, "readings": readings}))
+        .await;
+    let ca = server.data.path().join("smart-client-ca.pem");
+    std::fs::write(&ca, server.ca_pem()).expect("CA file");
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(SMART_CLIENT)
+        .arg(server.url("/fhir/R4"))
+        .arg(&ward.clinician.token)
+        .arg(&ward.patient_id)
+        .arg("http://loinc.org|99504-3")
+        .env("REQUESTS_CA_BUNDLE", &ca)
+        .output()
+        .await
+        .expect("python3 with fhirclient (scripts/test.sh installs it)");
+    assert!(
+        output.status.success(),
+        "fhirclient failed (is it installed? python3 -m pip install fhirclient==4.3.1): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read: Value = serde_json::from_slice(&output.stdout).expect("JSON from the client");
+    assert_eq!(read["values"], json!([90, 95, 100, 105, 110]), "{read}");
+    assert_eq!(read["pages"], 3, "two a page: {read}");
+    assert_eq!(read["patient"], ward.patient_id.to_string());
     assert_eq!(read["fhirVersion"], "4.0.1");
 }
 
