@@ -6,8 +6,9 @@
 # client, which reads a Wardline Nightscout site in the tests), fhirpy and the SMART
 # fhirclient (real FHIR clients, which search and page through Wardline's FHIR API in
 # the tests) and fhir.resources
-# (an independent FHIR R4 validator of what that API returns). Node.js reads
-# Nightscout's own test fixtures.
+# (an independent FHIR R4 validator of what that API returns), and Medplum's FHIR validator
+# (npm), which checks the profiles resources claim. Node.js reads Nightscout's own test
+# fixtures and runs that validator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,7 @@ need_packages=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_packages+=(mosquitto-clients)
 command -v curl >/dev/null 2>&1 || need_packages+=(curl)
 command -v node >/dev/null 2>&1 || need_packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_packages+=(npm)
 # promtool checks the metrics exposition (Debian's prometheus package has it).
 command -v promtool >/dev/null 2>&1 || need_packages+=(prometheus)
 if [ ${#need_packages[@]} -gt 0 ]; then
@@ -43,6 +45,10 @@ if ! target/fhir-validator/bin/python -c "import fhir.resources" 2>/dev/null; th
   python3 -m venv target/fhir-validator
   target/fhir-validator/bin/pip install --quiet "fhir.resources==6.5.0" "pydantic<2"
 fi
+
+# The second FHIR validator, Medplum's, which also checks the profiles a resource claims
+# (the vital-signs profiles), from the npm registry by its lockfile.
+[ -d scripts/fhir-profiles/node_modules/@medplum/core ] || npm ci --prefix scripts/fhir-profiles --silent --no-audit --no-fund
 
 # A first build gains nothing from incremental compilation's caches, only their cost.
 [ -d target/debug ] || export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"

@@ -1,8 +1,9 @@
 //! FHIR R4 over the API: the CapabilityStatement, a patient's vital signs searched and
 //! paged as Observations, the same access check as Wardline's own API, errors as
-//! OperationOutcomes; and every resource returned is checked by an independent validator
-//! (the Python `fhir.resources` R4 models, in the virtual environment `scripts/test.sh`
-//! makes).
+//! OperationOutcomes; and every resource returned is checked by two independent
+//! validators: the Python `fhir.resources` R4 models (in the virtual environment
+//! `scripts/test.sh` makes) and Medplum's, which also checks the profiles a resource
+//! claims (installed by `scripts/test.sh` in `scripts/fhir-profiles`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -94,6 +95,43 @@ sys.exit(1 if failed else 0)
         output.status.success(),
         "fhir.resources refused: {}",
         String::from_utf8_lossy(&output.stdout)
+    );
+    validate_profiles(resources);
+}
+
+/// Every resource, and every resource in a Bundle, through a second independent
+/// validator, Medplum's, against the R4 base definition and each profile it claims (the
+/// vital-signs profiles); panics naming what it refused.
+fn validate_profiles(resources: &[Value]) {
+    let folder =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/fhir-profiles");
+    assert!(
+        folder
+            .join("node_modules/@medplum/core")
+            .try_exists()
+            .unwrap_or(false),
+        "Medplum's FHIR validator is missing: run scripts/test.sh, which installs it (npm ci --prefix scripts/fhir-profiles)"
+    );
+    let mut child = std::process::Command::new("node")
+        .arg(folder.join("validate.mjs"))
+        .current_dir(&folder)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node (scripts/test.sh installs it)");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for resource in resources {
+            writeln!(stdin, "{resource}").unwrap();
+        }
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "Medplum's validator refused: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
 }
 
