@@ -78,12 +78,21 @@ for line in sys.stdin:
         print(resource.get("resourceType"), resource.get("id"), error)
 sys.exit(1 if failed else 0)
 "#;
-    let mut child = std::process::Command::new(&python)
-        .args(["-c", script])
+    let mut python = std::process::Command::new(&python);
+    python.args(["-c", script]);
+    run_validator("fhir.resources", python, resources);
+    validate_profiles(resources);
+}
+
+/// Feeds `resources` to a validator, one JSON line each, and panics with what it printed
+/// unless it exits with success.
+fn run_validator(name: &str, mut command: std::process::Command, resources: &[Value]) {
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|error| panic!("{name} does not start: {error}"));
     {
         let mut stdin = child.stdin.take().unwrap();
         for resource in resources {
@@ -93,10 +102,10 @@ sys.exit(1 if failed else 0)
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
-        "fhir.resources refused: {}",
-        String::from_utf8_lossy(&output.stdout)
+        "{name} refused: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
-    validate_profiles(resources);
 }
 
 /// Every resource, and every resource in a Bundle, through a second independent
@@ -112,27 +121,9 @@ fn validate_profiles(resources: &[Value]) {
             .unwrap_or(false),
         "Medplum's FHIR validator is missing: run scripts/test.sh, which installs it (npm ci --prefix scripts/fhir-profiles)"
     );
-    let mut child = std::process::Command::new("node")
-        .arg(folder.join("validate.mjs"))
-        .current_dir(&folder)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("node (scripts/test.sh installs it)");
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        for resource in resources {
-            writeln!(stdin, "{resource}").unwrap();
-        }
-    }
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "Medplum's validator refused: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut node = std::process::Command::new("node");
+    node.arg(folder.join("validate.mjs")).current_dir(&folder);
+    run_validator("Medplum's validator", node, resources);
 }
 
 /// A device of `kind` enrolled and assigned to Ada from a minute before `first`:
