@@ -33,6 +33,10 @@ pub enum ForwardedCommand {
         audit: AuditEvent,
     },
     Reload,
+    /// A device was enrolled for, or assigned to, the patient.
+    DevicesChanged {
+        patient: PatientId,
+    },
 }
 
 /// The engine's answer.

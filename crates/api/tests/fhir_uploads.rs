@@ -394,6 +394,158 @@ fn phd_transaction(h: &Hospital, at: DateTime<Utc>, pulse: f64) -> Value {
     ]})
 }
 
+/// A PHD gateway's upload carries, beside the measurements, a coincident time stamp and
+/// its devices' battery levels (the PHD IG's supplementary Observations). They do not
+/// fail the transaction: the time stamp is noted, a fresh battery level becomes the
+/// device's status (and raises the care team's low-battery alarm, though the devices
+/// were enrolled after the plan was made), an old one is noted and not kept.
+#[tokio::test]
+async fn a_phd_gateways_time_stamp_and_battery_levels_are_taken_for_what_they_are() {
+    let h = hospital().await;
+    let plan = format!("/api/v1/patients/{}/care-plan", h.ada);
+    let (status, body) = h
+        .as_(
+            "nurse",
+            Method::PUT,
+            &plan,
+            Some(json!({"program": "general_vitals", "reason": "at home"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = h
+        .as_("clinician", Method::PUT, &plan, Some(json!({"reason": "the oximeter's battery",
+            "edit": {"op": "add", "rule": {"id": "oximeter-battery", "name": "oximeter battery low",
+                "priority": "low", "resolve_on_clear": true,
+                "kind": {"type": "device_status", "devices": {"by": "kind", "kind": "pulse_oximeter"},
+                         "condition": {"status": "low_battery", "below_percent": 20}}}}})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let gateway = enrol(&h, "gateway", "gateway-phd-3", h.ada).await;
+    enrol(&h, "pulse_oximeter", EUI64, h.ada).await;
+    let sender = Some(("gateway-phd-3", gateway.as_str()));
+    let now = DateTime::<Utc>::from_timestamp(Utc::now().timestamp() - 5, 0).unwrap();
+    let at = now - Duration::seconds(60);
+    let mut bundle = phd_transaction(&h, at, 70.0);
+    let mdc =
+        |code: &str| json!({"coding": [{"system": "urn:iso:std:iso:11073:10101", "code": code}]});
+    let gateway_extension = json!([{"url": "http://hl7.org/fhir/StructureDefinition/observation-gatewayDevice",
+        "valueReference": {"identifier": {"value": "gateway-phd-3"}}}]);
+    let supplementary = |code: &str, at: DateTime<Utc>, value: Value| {
+        let mut resource = json!({"resourceType": "Observation", "status": "final",
+            "extension": gateway_extension, "code": mdc(code),
+            "subject": {"reference": "urn:uuid:00000000-0000-4000-8000-0000000000a2"},
+            "device": {"reference": "urn:uuid:00000000-0000-4000-8000-0000000000a1"},
+            "effectiveDateTime": at.to_rfc3339()});
+        let (name, value) = value.as_object().unwrap().iter().next().unwrap();
+        resource[name] = value.clone();
+        json!({"fullUrl": format!("urn:uuid:00000000-0000-4000-8000-0000000000{code}"),
+               "resource": resource, "request": {"method": "POST", "url": "Observation"}})
+    };
+    let entries = bundle["entry"].as_array_mut().unwrap();
+    entries.push(supplementary(
+        "67975",
+        now,
+        json!({"valueDateTime": (now - Duration::seconds(3)).to_rfc3339()}),
+    ));
+    entries.push(supplementary(
+        "67996",
+        now,
+        json!({"valueQuantity": {"value": 12, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}),
+    ));
+    entries.push(supplementary(
+        "67996",
+        now - Duration::hours(2),
+        json!({"valueQuantity": {"value": 95, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}),
+    ));
+    // The measurements refer to the time stamp, as the PHD IG has them.
+    for measurement in &mut entries[2..4] {
+        measurement["resource"]["derivedFrom"] =
+            json!([{"reference": "urn:uuid:00000000-0000-4000-8000-000000000067975"}]);
+    }
+    let (status, _, answer) = post(&h, "/fhir/R4", sender, &bundle).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let responses: Vec<(String, String)> = answer["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            (
+                entry["response"]["status"].as_str().unwrap().to_owned(),
+                entry["response"]["outcome"]["issue"][0]["diagnostics"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let statuses: Vec<&str> = responses
+        .iter()
+        .map(|(status, _)| status.as_str())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "200 OK",
+            "200 OK",
+            "201 Created",
+            "201 Created",
+            "200 OK",
+            "200 OK",
+            "200 OK"
+        ]
+    );
+    assert!(
+        responses[4].1.contains("coincident time stamp: noted"),
+        "{responses:?}"
+    );
+    assert!(
+        responses[5].1.contains("kept as the battery level"),
+        "{responses:?}"
+    );
+    assert!(responses[6].1.contains("not kept"), "{responses:?}");
+    assert_eq!(
+        read_back(&h, "8867-4").await.len(),
+        1,
+        "the measurements are stored"
+    );
+    validate(std::slice::from_ref(&answer));
+
+    // The fresh level, 12 %, is below the care team's 20 %: the low-battery alarm is
+    // raised (the old 95 % did not clear it).
+    let alarms = format!("/api/v1/patients/{}/alarms", h.ada);
+    let mut raised = Value::Null;
+    for _ in 0..100 {
+        let (_, listed) = h.as_("nurse", Method::GET, &alarms, None).await;
+        if let Some(alarm) = listed["alarms"].as_array().and_then(|alarms| {
+            alarms
+                .iter()
+                .find(|alarm| alarm["rule_id"] == "oximeter-battery")
+        }) {
+            raised = alarm.clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        raised["state_name"], "open",
+        "the low battery raised an alarm: {raised}"
+    );
+
+    // A battery level that is not in percent is refused, naming the element.
+    let mut wrong = phd_transaction(&h, at + Duration::seconds(10), 71.0);
+    wrong["entry"].as_array_mut().unwrap().push(supplementary(
+        "67996",
+        now,
+        json!({"valueQuantity": {"value": 3.1, "unit": "V", "system": "http://unitsofmeasure.org", "code": "V"}}),
+    ));
+    let (status, _, refused) = post(&h, "/fhir/R4", sender, &wrong).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(
+        refused["issue"][0]["expression"][0],
+        "Bundle.entry[4].resource.valueQuantity.code"
+    );
+}
+
 #[tokio::test]
 async fn a_phd_transaction_is_stored_once_and_all_or_nothing() {
     let h = hospital().await;

@@ -147,11 +147,36 @@ pub enum Target<N> {
     Named(N),
 }
 
+/// What a Personal Health Device gateway uploads beside measurements (the PHD IG's
+/// supplementary Observations): not readings, but not to be refused either, since a
+/// refusal would fail the gateway's whole transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Supplement {
+    /// The device's clock read at the gateway's time (`PhdCoincidentTimeStampObservation`,
+    /// MDC_ATTR_TIME_ABS): the gateway has already corrected the measurements' times by
+    /// it, so it is noted and nothing is kept.
+    CoincidentTime,
+    /// The device's battery charge (MDC_ATTR_VAL_BATT_CHARGE, percent) measured at `at`.
+    Battery { percent: f64, at: DateTime<Utc> },
+}
+
+/// The PHD IG's code system: ISO/IEEE 11073-10101 (MDC).
+pub const PHD_MDC: &str = "urn:iso:std:iso:11073:10101";
+/// MDC_ATTR_TIME_ABS: a coincident time stamp of an absolute-time clock.
+const MDC_ATTR_TIME_ABS: &str = "67975";
+/// MDC_ATTR_VAL_BATT_CHARGE: the battery's charge, percent.
+const MDC_ATTR_VAL_BATT_CHARGE: &str = "67996";
+const COINCIDENT_TIME_PROFILE: &str =
+    "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdCoincidentTimeStampObservation";
+
 /// An Observation to store, as read: its readings (one, or two for a blood pressure
-/// panel) and what it says about its device and subject.
+/// panel), or a PHD gateway's supplement instead, and what it says about its device and
+/// subject.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboundObservation {
     pub readings: Vec<Reading>,
+    /// When this is a supplement (and `readings` is empty).
+    pub supplement: Option<Supplement>,
     pub device: Target<DeviceNames>,
     pub subject: Target<String>,
     /// The FHIRPath of the resource (`Observation`, `Bundle.entry[3].resource`).
@@ -355,6 +380,15 @@ fn read_observation_at(
     let code = resource
         .get("code")
         .ok_or_else(|| required(format!("{path}.code"), "missing"))?;
+    if let Some(supplement) = supplement(resource, code, path, effective)? {
+        return Ok(InboundObservation {
+            readings: Vec::new(),
+            supplement: Some(supplement),
+            device: device_target(resource.get("device"), &format!("{path}.device"))?,
+            subject: subject_target(resource.get("subject"), &format!("{path}.subject"))?,
+            path: path.to_owned(),
+        });
+    }
     let readings = if has_loinc(code, crate::search::BLOOD_PRESSURE_PANEL) {
         blood_pressure(resource, path, effective)?
     } else if let Some(quantity) = resource.get("valueQuantity") {
@@ -390,10 +424,62 @@ fn read_observation_at(
     };
     Ok(InboundObservation {
         readings,
+        supplement: None,
         device: device_target(resource.get("device"), &format!("{path}.device"))?,
         subject: subject_target(resource.get("subject"), &format!("{path}.subject"))?,
         path: path.to_owned(),
     })
+}
+
+/// A PHD gateway's supplementary Observation: a coincident time stamp (by its profile
+/// or its code), or a battery level in percent.
+fn supplement(
+    resource: &Map<String, Value>,
+    code: &Value,
+    path: &str,
+    effective: DateTime<Utc>,
+) -> Result<Option<Supplement>, InboundError> {
+    let mdc = |wanted: &str| {
+        codings(code).any(|(system, value)| system == Some(PHD_MDC) && value == wanted)
+    };
+    let claims_coincident_time = resource
+        .get("meta")
+        .and_then(|meta| meta.get("profile"))
+        .and_then(Value::as_array)
+        .is_some_and(|profiles| {
+            profiles
+                .iter()
+                .any(|profile| profile == COINCIDENT_TIME_PROFILE)
+        });
+    if claims_coincident_time || mdc(MDC_ATTR_TIME_ABS) {
+        return Ok(Some(Supplement::CoincidentTime));
+    }
+    if !mdc(MDC_ATTR_VAL_BATT_CHARGE) {
+        return Ok(None);
+    }
+    let expression = format!("{path}.valueQuantity");
+    let quantity = resource
+        .get("valueQuantity")
+        .ok_or_else(|| required(&expression, "a battery level is a quantity in percent"))?;
+    let unit = quantity
+        .get("code")
+        .or_else(|| quantity.get("unit"))
+        .and_then(Value::as_str);
+    if unit != Some("%") {
+        return Err(value_error(
+            format!("{expression}.code"),
+            "a battery level is in percent (%)",
+        ));
+    }
+    let percent = quantity
+        .get("value")
+        .and_then(Value::as_f64)
+        .filter(|percent| (0.0..=100.0).contains(percent))
+        .ok_or_else(|| value_error(format!("{expression}.value"), "0 to 100 percent"))?;
+    Ok(Some(Supplement::Battery {
+        percent,
+        at: effective,
+    }))
 }
 
 /// The first component carrying a waveform.

@@ -505,7 +505,7 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                              "text": "A device's id and secret (writes)"}]
             },
             "interaction": [
-                {"code": "transaction", "documentation": "All or nothing: Observations, and Device and Patient entries that name an enrolled device the sender may write for and its patient (conditional create by identifier, or update by id; nothing is created)."},
+                {"code": "transaction", "documentation": "All or nothing: Observations, and Device and Patient entries that name an enrolled device the sender may write for and its patient (conditional create by identifier, or update by id; nothing is created). A PHD gateway's coincident time stamp is noted and its devices' battery levels (MDC 67996, %) kept as their status when fresh."},
                 {"code": "batch", "documentation": "The same entries, each taken or refused on its own."}
             ],
             "resource": [

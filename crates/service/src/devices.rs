@@ -94,6 +94,9 @@ impl Wardline {
                 allowed.audit,
             )
             .await?;
+        if let Some(patient_id) = enrolment.patient_id {
+            self.devices_changed(patient_id).await;
+        }
         Ok(EnrolledDevice { device, secret })
     }
 
@@ -138,6 +141,7 @@ impl Wardline {
                 StoreError::Invalid(message) => Error::invalid("from", message),
                 other => other.into(),
             })?;
+        self.devices_changed(patient_id).await;
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use wardline_domain::{DeviceId, DeviceKind, PatientId, Reading};
 use wardline_fhir::{
     BundleEntry, BundleKind, DeviceNames, EntryRequest, InboundError, InboundObservation,
-    IssueType, PatientNames, Target,
+    IssueType, PatientNames, Supplement, Target,
 };
 use wardline_store::{Device, DeviceAssignment, DeviceStatus};
 
@@ -77,8 +77,17 @@ pub enum EntryAnswer {
     Found {
         location: String,
     },
+    /// A PHD gateway's supplementary Observation, taken for what it is (a battery level
+    /// kept as the device's status, a coincident time stamp noted): what became of it.
+    Noted {
+        message: String,
+    },
     Refused(Refusal),
 }
+
+/// How old a battery level may be and still say something of the battery now: a level
+/// from a gateway's backlog of last week must not raise, or clear, a low-battery alarm.
+const FRESH_BATTERY_LEVEL: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
 
 /// The answer to an upload: whether what it carried is stored (a transaction's all or
 /// nothing; for a batch, each entry says), and each entry's answer in order.
@@ -224,6 +233,8 @@ impl Wardline {
         // Each Observation: its device and patient, checked before anything is stored.
         let mut messages: Vec<(DeviceId, Vec<Reading>)> = Vec::new();
         let mut placed: Vec<(usize, Option<usize>, String)> = Vec::new();
+        let mut supplements: Vec<(usize, DeviceId, Supplement)> = Vec::new();
+        let now = self.now();
         for (slot, index, observation) in observations {
             match resolve(
                 &senders,
@@ -232,10 +243,28 @@ impl Wardline {
                 index,
                 &observation,
             ) {
-                Ok(device) => {
-                    placed.push((slot, index, observation.path.clone()));
-                    messages.push((device, observation.readings));
-                }
+                Ok(device) => match observation.supplement {
+                    Some(Supplement::Battery { at, .. })
+                        if now - at <= FRESH_BATTERY_LEVEL
+                            && senders.patient_at(&device, now).is_none() =>
+                    {
+                        if let Some(answer) = answers.get_mut(slot) {
+                            *answer = Some(EntryAnswer::Refused(Refusal {
+                                index,
+                                issue: IssueType::Processing,
+                                error: Error::DeviceNotAssigned(format!(
+                                    "{}.device: device {device} has no patient now, so its battery level is no one's",
+                                    observation.path
+                                )),
+                            }));
+                        }
+                    }
+                    Some(supplement) => supplements.push((slot, device, supplement)),
+                    None => {
+                        placed.push((slot, index, observation.path.clone()));
+                        messages.push((device, observation.readings));
+                    }
+                },
                 Err(refusal) => {
                     if let Some(answer) = answers.get_mut(slot) {
                         *answer = Some(EntryAnswer::Refused(refusal));
@@ -259,6 +288,8 @@ impl Wardline {
             .map(|(device, readings)| (device.clone(), readings.first().map_or(0, |r| r.seq)))
             .collect();
         let (stored, verdicts) = match kind {
+            // Only supplements: no readings to commit.
+            _ if messages.is_empty() => (true, Vec::new()),
             BundleKind::Transaction => self
                 .ingest
                 .store_all_or_none("fhir", messages)
@@ -291,13 +322,55 @@ impl Wardline {
                 *place = Some(answer);
             }
         }
-        if !stored {
+        if stored {
+            // The readings are durable: now what the gateway said about its devices.
+            for (slot, device, supplement) in supplements {
+                let answer = self.note_supplement(&senders, &device, supplement).await?;
+                if let Some(place) = answers.get_mut(slot) {
+                    *place = Some(answer);
+                }
+            }
+        } else {
             answers.retain(|answer| matches!(answer, Some(EntryAnswer::Refused(_))));
         }
         Ok(UploadAnswer {
             stored: stored && !refused_before,
             entries: answers.into_iter().flatten().collect(),
         })
+    }
+
+    /// Takes a PHD gateway's supplementary Observation for what it is: a fresh battery
+    /// level becomes the device's status (its care team's low-battery rules see it), an
+    /// old one and a coincident time stamp are noted and not kept.
+    async fn note_supplement(
+        &self,
+        senders: &Senders,
+        device: &DeviceId,
+        supplement: Supplement,
+    ) -> Result<EntryAnswer, Error> {
+        let message = match supplement {
+            Supplement::CoincidentTime => "a coincident time stamp: noted; Wardline keeps each measurement at the time the gateway sent, which it has corrected by this".to_owned(),
+            Supplement::Battery { at, .. } if self.now() - at > FRESH_BATTERY_LEVEL => format!(
+                "a battery level measured at {at}: noted, not kept, since it says nothing of the battery now"
+            ),
+            Supplement::Battery { percent, .. } => {
+                let device = senders
+                    .devices
+                    .iter()
+                    .find(|known| known.id == *device)
+                    .ok_or_else(|| Error::Internal(format!("device {device} vanished from the upload")))?;
+                self.report_device_status(
+                    device,
+                    crate::devices::DeviceStatusReport {
+                        battery_percent: Some(percent),
+                        fault: None,
+                    },
+                )
+                .await?;
+                format!("kept as the battery level of device {}", device.id)
+            }
+        };
+        Ok(EntryAnswer::Noted { message })
     }
 
     /// A batch's Observations, each its own message, in one commit (devices in turn:

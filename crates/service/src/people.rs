@@ -1058,6 +1058,16 @@ impl Wardline {
     }
 
     /// Tells the alarm engine that care teams, policies or channels changed.
+    /// Tells the alarm engine that a device was enrolled for, or assigned to, the
+    /// patient: rules that watch the patient's devices by kind now include it.
+    pub(crate) async fn devices_changed(&self, patient_id: PatientId) {
+        if let Some(alarms) = &self.alarms
+            && let Err(error) = alarms.devices_changed(patient_id).await
+        {
+            tracing::warn!(%error, "the alarm engine could not learn of a device");
+        }
+    }
+
     pub(crate) async fn reload_alarms(&self) {
         if let Some(alarms) = &self.alarms
             && let Err(error) = alarms.reload().await

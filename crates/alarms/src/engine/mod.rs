@@ -55,6 +55,15 @@ use crate::forward::{ForwardedCommand, ForwardedError, ForwardedReply, Forwarder
 use crate::notify::{DeliverySettings, SmtpSettings};
 use crate::secrets::Sealer;
 
+/// The kind a device's rules see: a Nightscout site's uploader relays a CGM, so its
+/// silence is the CGM's.
+fn monitored_kind(kind: wardline_domain::DeviceKind) -> wardline_domain::DeviceKind {
+    match kind {
+        wardline_domain::DeviceKind::NightscoutUploader => wardline_domain::DeviceKind::Cgm,
+        kind => kind,
+    }
+}
+
 /// The engine's name as a reader of the event log.
 pub const CONSUMER: &str = "alarms";
 
@@ -184,6 +193,10 @@ enum Command {
         reply: oneshot::Sender<Result<AlarmRecord, AlarmsError>>,
     },
     Reload {
+        reply: oneshot::Sender<()>,
+    },
+    DevicesChanged {
+        patient: PatientId,
         reply: oneshot::Sender<()>,
     },
 }
@@ -439,6 +452,22 @@ impl AlarmService {
         }
     }
 
+    /// Tells the engine a device was enrolled for, or assigned to, `patient`, so that
+    /// the rules that watch the patient's devices by kind include it.
+    pub async fn devices_changed(&self, patient: PatientId) -> Result<(), AlarmsError> {
+        match self.local() {
+            Some(engine) => {
+                self.call(engine, |reply| Command::DevicesChanged { patient, reply })
+                    .await
+            }
+            None => self
+                .forwarder()?
+                .forward(ForwardedCommand::DevicesChanged { patient })
+                .await
+                .map(|_| ()),
+        }
+    }
+
     /// Carries out a command forwarded from another process, on this process's engine.
     pub async fn carry_out(
         &self,
@@ -485,6 +514,10 @@ impl AlarmService {
             },
             ForwardedCommand::Reload => self
                 .call(engine, |reply| Command::Reload { reply })
+                .await
+                .map(|()| ForwardedReply::Done),
+            ForwardedCommand::DevicesChanged { patient } => self
+                .call(engine, |reply| Command::DevicesChanged { patient, reply })
                 .await
                 .map(|()| ForwardedReply::Done),
         };
@@ -783,14 +816,7 @@ impl Engine {
     async fn watch(&mut self, patient: PatientId, mut monitor: PatientMonitor) {
         if let Ok(devices) = self.store.devices_of_patient(patient).await {
             for device in devices {
-                // A Nightscout site's uploader relays a CGM: its silence is the CGM's.
-                let kind = match device.kind {
-                    wardline_domain::DeviceKind::NightscoutUploader => {
-                        wardline_domain::DeviceKind::Cgm
-                    }
-                    kind => kind,
-                };
-                monitor.attach_device(device.id, kind);
+                monitor.attach_device(device.id, monitored_kind(device.kind));
             }
         }
         if let Ok(teams) = self.store.care_teams_of_patient(patient).await {
@@ -969,6 +995,25 @@ impl Engine {
             } => {
                 let result = self.act(record, by, action, audit).await;
                 let _ = reply.send(result);
+            }
+            Command::DevicesChanged { patient, reply } => {
+                if self.patients.contains_key(&patient) {
+                    match self.store.devices_of_patient(patient).await {
+                        Ok(devices) => {
+                            if let Some(watched) = self.patients.get_mut(&patient) {
+                                for device in devices {
+                                    watched
+                                        .monitor
+                                        .attach_device(device.id, monitored_kind(device.kind));
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "could not read a patient's devices");
+                        }
+                    }
+                }
+                let _ = reply.send(());
             }
             Command::Reload { reply } => {
                 if let Err(error) = self.reload().await {

@@ -134,6 +134,10 @@ fn response_entry(entry: &EntryAnswer) -> Value {
             "status": status_line(200),
             "location": location,
         }}),
+        EntryAnswer::Noted { message } => json!({"response": {
+            "status": status_line(200),
+            "outcome": information(message),
+        }}),
         EntryAnswer::Refused(refusal) => json!({"response": {
             "status": status_line(refusal.error.status()),
             "outcome": outcome(vec![issue(refusal)]),
@@ -223,13 +227,8 @@ pub(crate) async fn post_observation(
             } else {
                 (StatusCode::OK, "stored before; nothing was stored twice")
             };
-            let mut response = Fhir(
-                status,
-                json!({"resourceType": "OperationOutcome", "issue": [{
-                    "severity": "information", "code": "informational",
-                    "diagnostics": format!("{location}: {words}")}]}),
-            )
-            .into_response();
+            let mut response =
+                Fhir(status, information(&format!("{location}: {words}"))).into_response();
             if let Ok(value) =
                 HeaderValue::from_str(&format!("{}/{location}/_history/1", base(&state)))
             {
@@ -242,10 +241,19 @@ pub(crate) async fn post_observation(
                 .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
             Ok(Fhir(status, outcome(vec![issue(&refusal)])).into_response())
         }
+        EntryAnswer::Noted { message } => {
+            Ok(Fhir(StatusCode::OK, information(&message)).into_response())
+        }
         EntryAnswer::Found { .. } => {
             Err(Error::Internal("an observation answered as found".into()).into())
         }
     }
+}
+
+/// An OperationOutcome that only informs.
+fn information(message: &str) -> Value {
+    json!({"resourceType": "OperationOutcome", "issue": [{
+        "severity": "information", "code": "informational", "diagnostics": message}]})
 }
 
 #[cfg(test)]
