@@ -92,7 +92,8 @@ export type RoomEvent =
   | { type: 'signal'; from: string; to: string | null; kind: SignalKind; data: unknown }
   | { type: 'presence'; user_id: string; joined: boolean; present: string[] }
   | ({ type: 'chat' } & VisitMessage)
-  | { type: 'changed'; visit_id: string };
+  | { type: 'changed'; visit_id: string }
+  | { type: 'closed'; visit_id: string; status: Visit['status'] };
 
 // ---------------------------------------------------------------------------------------
 // How a visit reads

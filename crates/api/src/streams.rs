@@ -26,7 +26,15 @@ pub(crate) fn live_stream(
         Some((Ok(Event::default().event("heartbeat").data(now)), ()))
     });
     let ended = Box::pin(ended);
-    let events = futures_util::stream::select(events, heartbeats).take_until(ended);
+    // The stream ends when its events do (a closed room, a source that went away), not
+    // only when access does: heartbeats alone would keep it open for nothing.
+    let events = events
+        .map(Some)
+        .chain(futures_util::stream::once(async { None }));
+    let events = futures_util::stream::select(events, heartbeats.map(Some))
+        .take_while(|item| futures_util::future::ready(item.is_some()))
+        .filter_map(futures_util::future::ready)
+        .take_until(ended);
     events.chain(futures_util::stream::once(async {
         Ok(Event::default()
             .event("ended")

@@ -353,6 +353,67 @@ async fn the_room_passes_signalling_to_the_other_participant_until_access_ends()
     );
 }
 
+/// Cancelling a visit closes its room: everyone's room stream hears `closed` and ends,
+/// and the room can be neither entered nor used for signalling.
+#[tokio::test]
+async fn a_closed_visit_ends_its_room_streams() {
+    let h = hospital().await;
+    let visit = visit(&h, 1).await;
+    let id = visit["id"].as_str().unwrap();
+    for who in ["clinician", "ada"] {
+        let (status, entry) = h
+            .as_(
+                who,
+                Method::POST,
+                &format!("/api/v1/visits/{id}/room/enter"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{entry}");
+    }
+    let events = format!("/api/v1/visits/{id}/room/events");
+    let mut ada_hears = OpenStream::open(&h, "ada", &events).await;
+    let mut clinician_hears = OpenStream::open(&h, "clinician", &events).await;
+    let (status, body) = h
+        .as_(
+            "clinician",
+            Method::POST,
+            &format!("/api/v1/visits/{id}/close"),
+            Some(json!({"status": "cancelled", "reason": "the patient is in hospital"})),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    for stream in [&mut ada_hears, &mut clinician_hears] {
+        let heard = stream.text_within(Duration::from_millis(500)).await;
+        assert!(
+            heard.contains("\"type\":\"closed\"") && heard.contains("\"status\":\"cancelled\""),
+            "{heard}"
+        );
+        assert!(
+            stream.ends_within(Duration::from_secs(3)).await,
+            "the stream ends"
+        );
+    }
+    let (status, body) = h
+        .as_(
+            "ada",
+            Method::POST,
+            &format!("/api/v1/visits/{id}/room/signal"),
+            Some(json!({"kind": "hello", "data": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = h
+        .as_(
+            "ada",
+            Method::POST,
+            &format!("/api/v1/visits/{id}/room/enter"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+}
+
 #[tokio::test]
 async fn the_patient_reads_the_signed_note_and_the_visits_orders_and_plan_change() {
     let h = hospital().await;

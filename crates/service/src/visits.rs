@@ -194,9 +194,15 @@ pub enum RoomEvent {
         present: Vec<UserId>,
     },
     Chat(VisitMessage),
-    /// The visit changed (moved, closed, its note signed, a care plan version linked).
+    /// The visit changed (moved, its note signed, a care plan version linked).
     Changed {
         visit_id: Uuid,
+    },
+    /// The visit was cancelled, marked no-show or completed: the room is closed, and
+    /// its streams end after this event.
+    Closed {
+        visit_id: Uuid,
+        status: VisitStatus,
     },
 }
 
@@ -665,7 +671,13 @@ impl Wardline {
             .store
             .close_visit(id, status, self.now(), reason, audit)
             .await?;
-        self.rooms.publish(id, RoomEvent::Changed { visit_id: id });
+        self.rooms.publish(
+            id,
+            RoomEvent::Closed {
+                visit_id: id,
+                status,
+            },
+        );
         Ok(visit)
     }
 

@@ -616,6 +616,10 @@ export async function roomPage(root: HTMLElement, context: PageContext, visitId:
       case 'changed':
         void changed();
         break;
+      case 'closed':
+        // The server ends the room's stream after this: the page closes the room too.
+        void changed();
+        break;
     }
   }
 

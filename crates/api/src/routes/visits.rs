@@ -238,7 +238,8 @@ pub(crate) async fn signal(
 
 /// Server-Sent Events of the room: `room` events (signalling, presence, chat, changes),
 /// `lagged` when the client fell behind (it should re-enter), heartbeats, and `ended` when
-/// the caller's session or access ended. Closing the stream leaves the room.
+/// the caller's session or access ended or the visit was closed (after its `closed`
+/// room event). Closing the stream leaves the room.
 #[utoipa::path(get, path = "/api/v1/visits/{visit_id}/room/events", tag = "visits",
     params(("visit_id" = uuid::Uuid, Path, description = "The visit")),
     responses((status = 200, description = "An event stream", content_type = "text/event-stream", body = String)))]
@@ -253,7 +254,22 @@ pub(crate) async fn room_events(
         subscription.person.clone(),
         HashSet::from([subscription.patient_id]),
     );
-    let events = BroadcastStream::new(subscription.events).filter_map(move |item| async move {
+    // A closed visit's room is closed: its event is the stream's last.
+    let events = futures_util::stream::unfold(
+        (BroadcastStream::new(subscription.events), false),
+        |(mut inner, closed)| async move {
+            if closed {
+                return None;
+            }
+            let item = inner.next().await?;
+            let closing = matches!(
+                &item,
+                Ok(event) if matches!(event.as_ref(), wardline_service::visits::RoomEvent::Closed { .. })
+            );
+            Some((item, (inner, closing)))
+        },
+    )
+        .filter_map(move |item| async move {
         match item {
             Ok(event) => {
                 // Signalling meant for someone else, or one's own, is not sent back.
