@@ -268,13 +268,8 @@ async fn nobody_outside_the_visit_reads_enters_signals_or_chats() {
     }
 }
 
-#[tokio::test]
-async fn the_room_passes_signalling_to_the_other_participant_until_access_ends() {
-    let h = hospital().await;
-    let visit = visit(&h, 1).await;
-    let id = visit["id"].as_str().unwrap();
-    let clinician = user_id(&h, "clinician").await;
-    let ada = user_id(&h, "ada").await;
+/// The clinician and Ada enter the visit's room, each handed the ICE servers.
+async fn both_enter(h: &Hospital, id: &str) {
     for who in ["clinician", "ada"] {
         let (status, entry) = h
             .as_(
@@ -287,6 +282,16 @@ async fn the_room_passes_signalling_to_the_other_participant_until_access_ends()
         assert_eq!(status, StatusCode::OK, "{entry}");
         assert!(entry["ice_servers"].is_array(), "{entry}");
     }
+}
+
+#[tokio::test]
+async fn the_room_passes_signalling_to_the_other_participant_until_access_ends() {
+    let h = hospital().await;
+    let visit = visit(&h, 1).await;
+    let id = visit["id"].as_str().unwrap();
+    let clinician = user_id(&h, "clinician").await;
+    let ada = user_id(&h, "ada").await;
+    both_enter(&h, id).await;
     let mut ada_hears =
         OpenStream::open(&h, "ada", &format!("/api/v1/visits/{id}/room/events")).await;
     let mut clinician_hears =
@@ -360,17 +365,7 @@ async fn a_closed_visit_ends_its_room_streams() {
     let h = hospital().await;
     let visit = visit(&h, 1).await;
     let id = visit["id"].as_str().unwrap();
-    for who in ["clinician", "ada"] {
-        let (status, entry) = h
-            .as_(
-                who,
-                Method::POST,
-                &format!("/api/v1/visits/{id}/room/enter"),
-                None,
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{entry}");
-    }
+    both_enter(&h, id).await;
     let events = format!("/api/v1/visits/{id}/room/events");
     let mut ada_hears = OpenStream::open(&h, "ada", &events).await;
     let mut clinician_hears = OpenStream::open(&h, "clinician", &events).await;
