@@ -709,6 +709,78 @@ async fn the_ecg_comes_as_sampled_data_one_observation_per_chunk() {
     }
 }
 
+/// A search by category alone (what SMART apps ask for: `category=vital-signs`) gives
+/// every reading of the category's codes in time order, paged across codes without a
+/// reading twice or one skipped, readings of two codes at the same instant included.
+#[tokio::test]
+async fn a_category_search_pages_through_every_code_of_the_category() {
+    let h = hospital().await;
+    // Seven heart rates a minute apart, and an SpO2 at the time of the first.
+    let first = ada_vitals(&h, 7).await;
+    let search = format!(
+        "/fhir/R4/Observation?patient=Patient/{}&category=http://terminology.hl7.org/CodeSystem/observation-category%7Cvital-signs",
+        h.ada
+    );
+    let (all, bundles) = all_pages(&h, "nurse", &format!("{search}&_count=3")).await;
+    assert_eq!(bundles.len(), 3, "eight readings, three a page");
+    assert_eq!(all.len(), 8);
+    let mut ids: Vec<&str> = all.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    let times: Vec<&str> = all
+        .iter()
+        .map(|o| o["effectiveDateTime"].as_str().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{times:?}");
+    let codes: std::collections::BTreeSet<&str> = all
+        .iter()
+        .map(|o| {
+            o["code"]["coding"].as_array().unwrap().last().unwrap()["code"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(codes, ["59408-5", "8867-4"].into());
+    let first_time: chrono::DateTime<chrono::Utc> = times[0].parse().unwrap();
+    assert_eq!(
+        first_time.timestamp_millis(),
+        first.timestamp_millis(),
+        "the two readings of the first minute lead"
+    );
+    assert_eq!(times[0], times[1], "two codes at one instant");
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "none twice");
+    // One a page, the page ends between the two readings of one instant: the same list.
+    let (one_by_one, _) = all_pages(&h, "nurse", &format!("{search}&_count=1")).await;
+    assert_eq!(one_by_one, all);
+    // Newest first, the same readings the other way round.
+    let (newest, _) = all_pages(&h, "nurse", &format!("{search}&_count=5&_sort=-date")).await;
+    let newest_times: Vec<&str> = newest
+        .iter()
+        .map(|o| o["effectiveDateTime"].as_str().unwrap())
+        .collect();
+    let mut reversed = times.clone();
+    reversed.reverse();
+    assert_eq!(newest_times, reversed);
+    // A category with nothing in it, and the people who may not look.
+    let (status, _, laboratory) = fhir(
+        &h,
+        "nurse",
+        &format!("/fhir/R4/Observation?patient={}&category=laboratory", h.ada),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{laboratory}");
+    assert_eq!(laboratory["total"], 0);
+    for who in ["bob", "outsider"] {
+        let (status, _, body) = fhir(&h, who, &search).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{who}: {body}");
+    }
+    let (status, _, body) = fhir(&h, "nurse", &format!("{search}&_page=8867-4:x")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["issue"][0]["expression"][0], "_page");
+    validate(&all);
+    validate(&bundles);
+}
+
 #[tokio::test]
 async fn a_care_team_pages_through_a_patients_heart_rates_as_vital_sign_observations() {
     let h = hospital().await;

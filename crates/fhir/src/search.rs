@@ -40,6 +40,17 @@ pub enum SearchCode {
     BloodPressurePanel,
     /// MDC_ECG_ELEC_POTL: ECG chunks as `valueSampledData`, every lead.
     Ecg,
+    /// No code: every reading of a category (`vital-signs`, `laboratory`, `exam`).
+    Category(&'static str),
+}
+
+/// The codes whose observations are in `category`.
+pub fn codes_of_category(category: &str) -> Vec<ObservationCode> {
+    wardline_domain::codes::CATALOGUE
+        .iter()
+        .map(|spec| spec.code)
+        .filter(|code| crate::category(*code).0 == category)
+        .collect()
 }
 
 /// LOINC's blood pressure panel.
@@ -52,6 +63,7 @@ impl SearchCode {
             Self::Reading(code) => crate::category(code).0,
             Self::BloodPressurePanel => "vital-signs",
             Self::Ecg => "procedure",
+            Self::Category(category) => category,
         }
     }
 }
@@ -200,12 +212,23 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
         }
     }
     let patient = patient.ok_or_else(|| invalid("patient", "required: Patient/[id]"))?;
-    let code = code.ok_or_else(|| {
-        invalid(
-            "code",
-            "required: one LOINC code, e.g. http://loinc.org|8867-4",
-        )
-    })?;
+    let code = match (code, category.as_deref()) {
+        (Some(code), _) => code,
+        // A category alone: the ECG's is its chunks, the others every reading in them.
+        (None, Some("procedure")) => SearchCode::Ecg,
+        (None, Some(category)) => SearchCode::Category(
+            ["vital-signs", "laboratory", "exam"]
+                .into_iter()
+                .find(|known| *known == category)
+                .ok_or_else(|| invalid("category", "vital-signs, laboratory, exam or procedure"))?,
+        ),
+        (None, None) => {
+            return Err(invalid(
+                "code",
+                "required, or a category: one LOINC code (http://loinc.org|8867-4) or category=vital-signs",
+            ));
+        }
+    };
     if let (Some(from), Some(to)) = (from, to)
         && from >= to
     {

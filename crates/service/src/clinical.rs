@@ -202,6 +202,131 @@ impl Wardline {
         })
     }
 
+    /// Observations of several codes of one patient as one list in time order, paged:
+    /// what a FHIR search by category reads. The cursor holds where each code's listing
+    /// stands, so that no reading comes twice and none is skipped, readings of different
+    /// codes at the same instant included. One access check (and audit entry) per share
+    /// category the codes fall in; a category the reader may not see is left out, and
+    /// when none may be seen the search is refused.
+    pub async fn observations_of_codes(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        codes: &[ObservationCode],
+        window: Window,
+        page: PageRequest<'_>,
+    ) -> Result<ObservationPageView, Error> {
+        let (from, to) = time_window(window.0, window.1, Duration::hours(24))?;
+        let limit = check_limit(page.limit, 1000, 10_000)?;
+        let mut positions = CodePositions::decode(page.cursor, codes)?;
+        // One decision per share category.
+        let mut categories: Vec<ShareCategory> = codes
+            .iter()
+            .map(|code| ShareCategory::of_code(*code))
+            .collect();
+        categories.sort_by_key(|category| category.as_str());
+        categories.dedup();
+        // Each category the reader may see, with the window they may see it in.
+        let mut allowed: Vec<(ShareCategory, PatientAccess, Bounds)> = Vec::new();
+        for category in categories {
+            let loincs: Vec<&str> = codes
+                .iter()
+                .filter(|code| ShareCategory::of_code(**code) == category)
+                .map(|code| code.loinc())
+                .collect();
+            match self
+                .authorize_patient_window(
+                    actor,
+                    patient_id,
+                    "observations.read",
+                    Some(category),
+                    (from, to),
+                    Some(format!("codes {} from {from} to {to}", loincs.join(","))),
+                )
+                .await
+            {
+                Ok((access, window)) => allowed.push((category, access, window)),
+                Err(Error::Forbidden) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        if allowed.is_empty() {
+            return Err(Error::Forbidden);
+        }
+        let query = |code: ObservationCode, after: Option<PageCursor>, limit: u32| {
+            let (_, access, (from, to)) = allowed
+                .iter()
+                .find(|(category, _, _)| *category == ShareCategory::of_code(code))?;
+            Some(ObservationQuery {
+                patient_id: access.patient_id(),
+                code,
+                from: *from,
+                to: *to,
+                after,
+                limit,
+                newest_first: page.newest_first,
+            })
+        };
+        // Each code's next `limit` readings: the page's are among them.
+        let mut fetched = Vec::new();
+        for (index, code) in codes.iter().enumerate() {
+            let Some(Position::At(after)) = positions.get(*code) else {
+                continue;
+            };
+            let Some(query) = query(*code, after, limit) else {
+                positions.set(*code, Position::End);
+                continue;
+            };
+            let listed = self.store.observations(query).await?;
+            fetched.push((index, *code, after, listed));
+        }
+        let mut merged: Vec<(usize, Observation)> = fetched
+            .iter()
+            .flat_map(|(index, _, _, listed)| {
+                listed
+                    .observations
+                    .iter()
+                    .map(move |observation| (*index, observation.clone()))
+            })
+            .collect();
+        // Stable: each code's readings keep their order, a prefix of each is taken.
+        merged.sort_by(|(a_code, a), (b_code, b)| {
+            let by_time = a.effective.cmp(&b.effective);
+            let by_time = if page.newest_first {
+                by_time.reverse()
+            } else {
+                by_time
+            };
+            by_time.then(a_code.cmp(b_code))
+        });
+        merged.truncate(limit as usize);
+        for (index, code, after, listed) in fetched {
+            let taken = merged.iter().filter(|(of, _)| *of == index).count();
+            let next = if taken == listed.observations.len() {
+                listed.next
+            } else if taken == 0 {
+                continue;
+            } else {
+                // Where the code's listing stands after the readings taken.
+                let query = query(code, after, u32::try_from(taken).unwrap_or(u32::MAX))
+                    .ok_or(Error::Forbidden)?;
+                self.store.observations(query).await?.next
+            };
+            positions.set(
+                code,
+                next.map_or(Position::End, |cursor| Position::At(Some(cursor))),
+            );
+        }
+        // Through a share, each category's window was clamped to the share's above.
+        Ok(ObservationPageView {
+            observations: merged
+                .into_iter()
+                .map(|(_, observation)| observation)
+                .collect(),
+            next_cursor: positions.encode(),
+        })
+    }
+
     /// One code's observations per time bucket (count, min, max, mean): what a chart of
     /// a month of second-by-second readings draws instead of millions of points.
     pub async fn observation_summary(
@@ -538,5 +663,80 @@ impl Wardline {
     pub async fn open_ward_stream(&self, actor: &Actor) -> Result<Vec<PatientAccess>, Error> {
         self.authorize_own_patients(actor, "observations.stream_ward")
             .await
+    }
+}
+
+/// A closed-open time window, both ends known.
+type Bounds = (DateTime<Utc>, DateTime<Utc>);
+
+/// Where a listing of several codes stands, code by code.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Position {
+    /// After this reading (`None`: from the start).
+    At(Option<PageCursor>),
+    End,
+}
+
+/// Each code's position, as a cursor: `loinc:effective.key` or `loinc:end`, joined by
+/// `,`, for the codes that have started.
+struct CodePositions(Vec<(ObservationCode, Position)>);
+
+impl CodePositions {
+    fn decode(text: Option<&str>, codes: &[ObservationCode]) -> Result<Self, Error> {
+        let mut positions: Vec<(ObservationCode, Position)> = codes
+            .iter()
+            .map(|code| (*code, Position::At(None)))
+            .collect();
+        let Some(text) = text else {
+            return Ok(Self(positions));
+        };
+        let bad = || Error::invalid("cursor", "not a cursor this API returned");
+        for part in text.split(',') {
+            let (loinc, at) = part.split_once(':').ok_or_else(bad)?;
+            let slot = positions
+                .iter_mut()
+                .find(|(code, _)| code.loinc() == loinc)
+                .ok_or_else(bad)?;
+            slot.1 = if at == "end" {
+                Position::End
+            } else {
+                Position::At(Some(PageCursor::decode(at).ok_or_else(bad)?))
+            };
+        }
+        Ok(Self(positions))
+    }
+
+    fn get(&self, code: ObservationCode) -> Option<Position> {
+        self.0
+            .iter()
+            .find(|(known, _)| *known == code)
+            .map(|(_, position)| *position)
+    }
+
+    fn set(&mut self, code: ObservationCode, position: Position) {
+        if let Some(slot) = self.0.iter_mut().find(|(known, _)| *known == code) {
+            slot.1 = position;
+        }
+    }
+
+    /// `None` when every code's listing has ended.
+    fn encode(&self) -> Option<String> {
+        if self
+            .0
+            .iter()
+            .all(|(_, position)| *position == Position::End)
+        {
+            return None;
+        }
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .filter_map(|(code, position)| match position {
+                Position::At(None) => None,
+                Position::At(Some(cursor)) => Some(format!("{}:{}", code.loinc(), cursor.encode())),
+                Position::End => Some(format!("{}:end", code.loinc())),
+            })
+            .collect();
+        Some(parts.join(","))
     }
 }

@@ -388,6 +388,9 @@ pub(crate) async fn search_observations(
         SearchCode::Reading(code) => code,
         SearchCode::BloodPressurePanel => ObservationCode::SystolicBloodPressure,
         SearchCode::Ecg => return search_ecg(&state, &actor, &pairs, &search).await,
+        SearchCode::Category(category) => {
+            return search_category(&state, &actor, &pairs, &search, category).await;
+        }
     };
     let window = (Some(search.from.unwrap_or(earliest)), search.to);
     if search.count_only {
@@ -413,29 +416,14 @@ pub(crate) async fn search_observations(
             search.patient,
             paged_code,
             window,
-            wardline_service::clinical::PageRequest {
-                limit: Some(search.count),
-                cursor: search.page.as_deref(),
-                newest_first: search.newest_first,
-            },
+            page_request(&search),
         )
         .await
-        .map_err(|error| match error {
-            Error::InvalidRequest { field, message } if field.as_deref() == Some("cursor") => {
-                Error::InvalidRequest {
-                    field: Some("_page".into()),
-                    message,
-                }
-            }
-            other => other,
-        })?;
-    let next = page
-        .next_cursor
-        .as_ref()
-        .map(|cursor| next_page(&pairs, cursor.clone()));
+        .map_err(cursor_is_page)?;
+    let next = page.next_cursor.map(|cursor| next_page(&pairs, cursor));
     let resources = match (search.category_matches, search.code) {
         (false, _) => Vec::new(),
-        (true, SearchCode::Reading(_) | SearchCode::Ecg) => page
+        (true, SearchCode::Reading(_) | SearchCode::Ecg | SearchCode::Category(_)) => page
             .observations
             .iter()
             .map(wardline_fhir::observation)
@@ -494,6 +482,86 @@ pub(crate) async fn search_observations(
         &state,
         "Observation",
         &pairs,
+        (resources, included),
+        next.as_deref(),
+    ))
+}
+
+/// The page a FHIR search asks for: its `_count`, `_page` and `_sort`.
+fn page_request(
+    search: &wardline_fhir::ObservationSearch,
+) -> wardline_service::clinical::PageRequest<'_> {
+    wardline_service::clinical::PageRequest {
+        limit: Some(search.count),
+        cursor: search.page.as_deref(),
+        newest_first: search.newest_first,
+    }
+}
+
+/// A cursor the service refused is the `_page` parameter of a FHIR search.
+fn cursor_is_page(error: Error) -> Error {
+    match error {
+        Error::InvalidRequest { field, message } if field.as_deref() == Some("cursor") => {
+            Error::InvalidRequest {
+                field: Some("_page".into()),
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Every reading of a category of a patient (`category=vital-signs` without a code), in
+/// time order across its codes, paged by `next` links that hold where each code's
+/// listing stands; each reading an Observation as a search by its code gives it (blood
+/// pressure as its systolic and diastolic readings, not panels).
+async fn search_category(
+    state: &AppState,
+    actor: &wardline_service::Actor,
+    pairs: &[(String, String)],
+    search: &wardline_fhir::ObservationSearch,
+    category: &str,
+) -> Result<Response, FhirError> {
+    if search.count_only {
+        return Err(FhirError::from(SearchError {
+            parameter: "_summary".into(),
+            reason: "count is for a search by code".into(),
+            not_supported: true,
+        }));
+    }
+    let earliest = chrono::DateTime::from_timestamp(946_684_800, 0).unwrap_or_default();
+    let codes = wardline_fhir::codes_of_category(category);
+    let page = state
+        .service
+        .observations_of_codes(
+            actor,
+            search.patient,
+            &codes,
+            (Some(search.from.unwrap_or(earliest)), search.to),
+            page_request(search),
+        )
+        .await
+        .map_err(cursor_is_page)?;
+    let next = page.next_cursor.map(|cursor| next_page(pairs, cursor));
+    let resources = page
+        .observations
+        .iter()
+        .map(wardline_fhir::observation)
+        .collect();
+    let included = included_devices(
+        state,
+        actor,
+        search,
+        page.observations
+            .iter()
+            .map(|observation| observation.device_id.clone())
+            .collect(),
+    )
+    .await?;
+    Ok(bundle_with(
+        state,
+        "Observation",
+        pairs,
         (resources, included),
         next.as_deref(),
     ))
