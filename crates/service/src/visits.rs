@@ -1195,64 +1195,16 @@ impl Wardline {
                 status: Some(VisitStatus::Scheduled),
                 ending_after: Some(now),
                 starting_before: Some(now + REMIND_BEFORE),
+                // Those reminded of already are not asked for: however many they are,
+                // they never crowd the others out of the page.
+                unreminded: true,
                 limit: 1000,
                 ..VisitQuery::default()
             })
             .await?;
-        let zone = self.settings.practice_time_zone;
-        let join_at = self
-            .settings
-            .invitation_mail
-            .as_ref()
-            .map(|mail| format!("{}/visits", mail.app_url.trim_end_matches('/')));
         let mut queued = 0;
-        for visit in visits
-            .into_iter()
-            .filter(|visit| visit.reminded.is_none() && visit.start > now)
-        {
-            let emails = self.store.patient_contact_emails(visit.patient_id).await?;
-            if emails.is_empty() {
-                continue;
-            }
-            let local = visit.start.with_timezone(&zone);
-            let text = format!(
-                "You have a video visit with your care team on {} at {} ({}), for {} minutes.\n\n\
-                 To join, open Wardline{} a few minutes before, choose Visits, then Join.\n\n\
-                 If you cannot make it, please tell your care team.",
-                local.format("%A %-d %B %Y"),
-                local.format("%H:%M"),
-                zone.name(),
-                visit.duration_minutes,
-                join_at
-                    .as_deref()
-                    .map(|url| format!(" ({url})"))
-                    .unwrap_or_default(),
-            );
-            let reminder = wardline_store::NewVisitReminder {
-                // A moved visit is a new reminder; the same one is never mailed twice.
-                idempotency_key: format!("visit-reminder/{}/{}", visit.id, visit.start.timestamp()),
-                email: emails.join(","),
-                payload: serde_json::json!({
-                    "subject": "Reminder: your video visit",
-                    "text": text,
-                }),
-                next_attempt: now,
-            };
-            let audit = wardline_store::AuditEvent {
-                time: now,
-                actor: None,
-                actor_label: "Wardline".into(),
-                action: "visits.remind".into(),
-                patient_id: Some(visit.patient_id),
-                outcome: AuditOutcome::Allowed,
-                remote_addr: None,
-                detail: Some(format!("visit {}", visit.id)),
-            };
-            if self
-                .store
-                .queue_visit_reminder(visit.id, reminder, now, audit)
-                .await?
-            {
+        for visit in &visits {
+            if self.queue_visit_reminder(visit, now).await? {
                 queued += 1;
             }
         }
@@ -1264,11 +1216,79 @@ impl Wardline {
         Ok(queued)
     }
 
+    /// Queues the reminder of one visit, if it is due, still ahead, not reminded of at
+    /// its present time, and its patient has a contact address. Whether it queued one.
+    async fn queue_visit_reminder(&self, visit: &Visit, now: DateTime<Utc>) -> Result<bool, Error> {
+        if visit.reminded.is_some()
+            || visit.start <= now
+            || visit.start > now + REMIND_BEFORE
+            || visit.status != VisitStatus::Scheduled
+        {
+            return Ok(false);
+        }
+        let emails = self.store.patient_contact_emails(visit.patient_id).await?;
+        if emails.is_empty() {
+            return Ok(false);
+        }
+        let zone = self.settings.practice_time_zone;
+        let join_at = self
+            .settings
+            .invitation_mail
+            .as_ref()
+            .map(|mail| format!("{}/visits", mail.app_url.trim_end_matches('/')));
+        let local = visit.start.with_timezone(&zone);
+        let text = format!(
+            "You have a video visit with your care team on {} at {} ({}), for {} minutes.\n\n\
+             To join, open Wardline{} a few minutes before, choose Visits, then Join.\n\n\
+             If you cannot make it, please tell your care team.",
+            local.format("%A %-d %B %Y"),
+            local.format("%H:%M"),
+            zone.name(),
+            visit.duration_minutes,
+            join_at
+                .as_deref()
+                .map(|url| format!(" ({url})"))
+                .unwrap_or_default(),
+        );
+        let reminder = wardline_store::NewVisitReminder {
+            // A moved visit is a new reminder; the same one is never mailed twice.
+            idempotency_key: format!("visit-reminder/{}/{}", visit.id, visit.start.timestamp()),
+            email: emails.join(","),
+            payload: serde_json::json!({
+                "subject": "Reminder: your video visit",
+                "text": text,
+            }),
+            next_attempt: now,
+        };
+        let audit = wardline_store::AuditEvent {
+            time: now,
+            actor: None,
+            actor_label: "Wardline".into(),
+            action: "visits.remind".into(),
+            patient_id: Some(visit.patient_id),
+            outcome: AuditOutcome::Allowed,
+            remote_addr: None,
+            detail: Some(format!("visit {}", visit.id)),
+        };
+        Ok(self
+            .store
+            .queue_visit_reminder(visit.id, reminder, now, audit)
+            .await?)
+    }
+
     /// A visit scheduled or moved to within [`REMIND_BEFORE`] is reminded of now, not at
     /// the next half-minute pass.
     async fn remind_soon(&self, visit: &Visit) {
-        if visit.start <= self.now() + REMIND_BEFORE {
-            self.queue_reminders_now().await;
+        match self.queue_visit_reminder(visit, self.now()).await {
+            Ok(true) => {
+                if let Some(alarms) = &self.alarms {
+                    alarms.wake_outbox();
+                }
+            }
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, "could not queue a visit's reminder now; the next pass will");
+            }
         }
     }
 

@@ -119,6 +119,8 @@ pub struct VisitQuery {
     /// Visits that start before this.
     pub starting_before: Option<DateTime<Utc>>,
     pub status: Option<VisitStatus>,
+    /// Only visits not reminded of at their present time (the reminder pass's).
+    pub unreminded: bool,
     pub limit: u32,
 }
 

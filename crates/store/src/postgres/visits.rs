@@ -465,6 +465,9 @@ impl VisitStore for PostgresStore {
             parameters.push(status);
             conditions.push(format!("v.status = ${}", parameters.len()));
         }
+        if query.unreminded {
+            conditions.push("v.reminded_ms IS NULL".to_owned());
+        }
         parameters.push(&limit);
         let condition = format!(
             "{} ORDER BY v.start_ms, v.key LIMIT ${}",

@@ -346,6 +346,9 @@ impl VisitStore for SqliteStore {
                 values.push(Box::new(status.as_str()));
                 conditions.push(format!("v.status = ?{}", values.len()));
             }
+            if query.unreminded {
+                conditions.push("v.reminded_ms IS NULL".to_owned());
+            }
             values.push(Box::new(i64::from(query.limit.max(1))));
             let sql = format!(
                 "SELECT {VISIT_COLUMNS} FROM {VISIT_FROM} WHERE {} ORDER BY v.start_ms, v.key LIMIT ?{}",

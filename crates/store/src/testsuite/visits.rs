@@ -150,6 +150,22 @@ pub async fn visits_are_scheduled_moved_and_closed_once(store: &dyn Store) {
         "a reminder is queued once"
     );
     assert_eq!(entries_of(store, "visits.remind").await, 1);
+    // The reminder pass asks only for visits not yet reminded: however many were, the
+    // others are never crowded out of its page.
+    let unreminded = store
+        .visits(VisitQuery {
+            unreminded: true,
+            limit: 100,
+            ..VisitQuery::default()
+        })
+        .await
+        .expect("unreminded");
+    assert!(
+        unreminded
+            .iter()
+            .all(|visit| visit.id != first.id && visit.reminded.is_none()),
+        "{unreminded:?}"
+    );
     // The reminder waits in the outbox for its address, beside alarms' notifications.
     let due = store
         .claim_due_outbox(at(5), 10, at(6))
