@@ -834,6 +834,9 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         ("GET", "/fhir/R4/Patient/{patient_id}") => AdasReaders,
         // A device that does not exist: nobody is told more than "not found".
         ("GET", "/fhir/R4/Device/{device_id}") => SignedIn,
+        // Likewise a reading that does not exist.
+        ("GET", "/fhir/R4/Observation/{observation_id}")
+        | ("GET", "/fhir/R4/Observation/{observation_id}/_history/{version_id}") => SignedIn,
         // Searches name their patient in the query: without it, anyone signed in is told
         // what is missing (the access check then runs on the patient named).
         ("GET", "/fhir/R4/Patient" | "/fhir/R4/Observation" | "/fhir/R4/Observation/$lastn")

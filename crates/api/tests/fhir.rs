@@ -227,7 +227,7 @@ async fn the_capability_statement_is_public_and_names_what_is_searched() {
     assert_eq!(interactions(&body["rest"][0]["resource"][1]), ["read"]);
     assert_eq!(
         interactions(&body["rest"][0]["resource"][2]),
-        ["search-type", "create"]
+        ["read", "vread", "search-type", "create"]
     );
     assert_eq!(
         interactions(&body["rest"][0]["resource"][3]),

@@ -575,6 +575,48 @@ async fn a_phd_transaction_is_stored_once_and_all_or_nothing() {
     );
     validate(std::slice::from_ref(&answer));
 
+    // Where the answer says the reading is, it is read: by its care team and its patient,
+    // and by nobody else (to whom it does not exist).
+    let location = answer["entry"][2]["response"]["location"].as_str().unwrap();
+    let read = |who: &'static str, path: String| {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", h.tokens[who]))
+            .body(Body::empty())
+            .unwrap();
+        h.send(request)
+    };
+    for (who, expected) in [
+        ("nurse", StatusCode::OK),
+        ("ada", StatusCode::OK),
+        ("outsider", StatusCode::NOT_FOUND),
+        ("bob", StatusCode::NOT_FOUND),
+    ] {
+        let (status, body) = read(who, format!("/fhir/R4/{location}")).await;
+        assert_eq!(status, expected, "{who}: {body}");
+        if status == StatusCode::OK {
+            assert_eq!(body["valueQuantity"]["value"], 72, "{body}");
+            assert_eq!(
+                format!("Observation/{}/_history/1", body["id"].as_str().unwrap()),
+                location
+            );
+            validate(std::slice::from_ref(&body));
+        }
+    }
+    let id = location.trim_end_matches("/_history/1");
+    let (status, body) = read("nurse", format!("/fhir/R4/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for missing in [
+        format!("{id}/_history/2"),
+        format!("{id}9"),
+        "Observation/dev.nothing.m1".to_owned(),
+    ] {
+        let (status, body) = read("nurse", format!("/fhir/R4/{missing}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {body}");
+        assert_eq!(body["resourceType"], "OperationOutcome");
+    }
+
     // The gateway heard nothing (a lost answer) and sends it again: nothing twice.
     let (status, _, again) = post(&h, "/fhir/R4", sender, &bundle).await;
     assert_eq!(status, StatusCode::OK, "{again}");

@@ -72,20 +72,48 @@ fn codings(code: ObservationCode) -> Vec<Value> {
     codings
 }
 
-/// A stable id for a stored reading: 32 hexadecimal digits of the SHA-256 of its device,
-/// whether it is derived, and its sequence number, the three things that identify it.
-/// Valid as a FHIR id, and the same every time the reading is read.
+/// A stable id for a stored reading, made of what identifies it: its device's FHIR id, a
+/// `.`, `m` for a measurement or `d` for a reading Wardline derived, and its sequence
+/// number (`dev.0011223344556677.m42`), so that the reading is found again by its id.
+/// A device id too long for that within FHIR's 64 characters gives 32 hexadecimal digits
+/// of the SHA-256 of the three instead, a reading that cannot be read by id.
 pub fn observation_id(observation: &Observation) -> String {
     reading_id(&observation.device_id, observation.derived, observation.seq)
 }
 
 /// The id [`observation_id`] gives the reading of `device` with `seq`.
 pub fn reading_id(device: &DeviceId, derived: bool, seq: i64) -> String {
+    let readable = format!(
+        "{}.{}{seq}",
+        device_fhir_id(device),
+        if derived { "d" } else { "m" }
+    );
+    if readable.len() <= MAX_ID_LEN {
+        return readable;
+    }
     let key = format!(
         "{device}\u{1f}{}\u{1f}{seq}",
         if derived { "derived" } else { "device" },
     );
     short_hash(&key)
+}
+
+/// The longest FHIR id.
+const MAX_ID_LEN: usize = 64;
+
+/// What identifies the reading an [`observation_id`] names: its device (Wardline's id),
+/// whether it is derived, and its sequence number; `None` for an id of another shape.
+pub fn reading_of_id(id: &str) -> Option<(DeviceId, bool, i64)> {
+    let (device, reading) = id.rsplit_once('.')?;
+    let derived = match reading.get(..1)? {
+        "m" => false,
+        "d" => true,
+        _ => return None,
+    };
+    let seq: i64 = reading.get(1..)?.parse().ok()?;
+    let device = DeviceId::parse(&device_id_of(device)).ok()?;
+    // Only the id this reading is given: `m007` is not `m7`.
+    (reading_id(&device, derived, seq) == id).then_some((device, derived, seq))
 }
 
 /// 32 hexadecimal digits of the SHA-256 of `text`: a valid FHIR id, the same every time.
@@ -536,6 +564,8 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                         "http://hl7.org/fhir/StructureDefinition/bp"
                     ],
                     "interaction": [
+                        {"code": "read", "documentation": "By the id a search or an upload gives (made of the device, m or d, and the sequence number); a reading the caller may not see is not found."},
+                        {"code": "vread", "documentation": "Version 1 only: a stored reading has one version."},
                         {"code": "search-type"},
                         {"code": "create", "documentation": "By a device: a final measurement with a LOINC code Wardline stores and a UCUM quantity (or the blood pressure panel), its time to the second; 201 when new, 200 when stored before."}
                     ],
@@ -727,9 +757,34 @@ mod tests {
         );
         assert_eq!(resource["effectiveDateTime"], "2026-12-01T08:00:00Z");
         assert_eq!(resource["issued"], "2026-12-01T08:00:01.250Z");
+        // The id names the reading, and leads back to it.
         let id = resource["id"].as_str().unwrap();
+        assert_eq!(id, "dev.0011223344556677.m7");
+        assert_eq!(
+            reading_of_id(id),
+            Some((DeviceId::parse("dev_0011223344556677").unwrap(), false, 7))
+        );
+    }
+
+    #[test]
+    fn reading_ids_lead_back_to_their_reading_and_nothing_else() {
+        let device = DeviceId::parse("FE-ED-AB-EE-DE-AD-BE-EF").unwrap();
+        for (derived, seq) in [(false, 0), (true, 7), (false, i64::MAX)] {
+            let id = reading_id(&device, derived, seq);
+            assert!(id.len() <= 64, "{id}");
+            assert_eq!(reading_of_id(&id), Some((device.clone(), derived, seq)));
+        }
+        for other in [
+            "", "m7", "dev.m", "dev.x7", "dev.m007", "dev.m+7", "dev.m7.", "Patient",
+        ] {
+            assert_eq!(reading_of_id(other), None, "{other}");
+        }
+        // A device id too long for a readable id within 64 characters: a hash, which
+        // names no reading to read.
+        let long = DeviceId::parse(&"d".repeat(62)).unwrap();
+        let id = reading_id(&long, false, 1);
         assert_eq!(id.len(), 32);
-        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(reading_of_id(&id), None);
     }
 
     #[test]

@@ -145,7 +145,7 @@ pub struct PageRequest<'a> {
 impl Wardline {
     /// [`Wardline::authorize_patient_window`] for a read of one code's readings: the
     /// code's share category, and the code and window in the audit entry.
-    async fn authorize_code_window(
+    pub(crate) async fn authorize_code_window(
         &self,
         actor: &Actor,
         patient_id: PatientId,

@@ -127,6 +127,40 @@ impl Senders {
 }
 
 impl Wardline {
+    /// One reading, by what its FHIR id names (device, derived or not, sequence number),
+    /// through the one access check. A reading the actor may not see is answered as one
+    /// that does not exist, since ids are made of guessable parts; the refusal is
+    /// audited all the same.
+    pub async fn fhir_reading(
+        &self,
+        actor: &Actor,
+        device: &DeviceId,
+        derived: bool,
+        seq: i64,
+    ) -> Result<wardline_domain::Observation, Error> {
+        let not_found = || Error::NotFound("Observation".into());
+        let observation = self
+            .store
+            .observation_by_seq(device, derived, seq)
+            .await?
+            .ok_or_else(not_found)?;
+        let at = observation.effective;
+        match self
+            .authorize_code_window(
+                actor,
+                observation.patient_id,
+                "observations.read",
+                observation.code,
+                (at, at + chrono::Duration::milliseconds(1)),
+            )
+            .await
+        {
+            Ok(_) => Ok(observation),
+            Err(Error::Forbidden) => Err(not_found()),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Stores an Observation posted alone by `sender`.
     pub async fn fhir_observation(
         &self,

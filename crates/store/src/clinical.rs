@@ -53,6 +53,14 @@ pub trait ClinicalStore: Send + Sync {
         until: DateTime<Utc>,
     ) -> Result<Vec<Observation>, StoreError>;
     async fn waveforms(&self, query: WaveformQuery) -> Result<Vec<StoredWaveform>, StoreError>;
+    /// One reading by what identifies it: its device, whether it is derived (a derived
+    /// reading has sequence numbers of its own), and its sequence number.
+    async fn observation_by_seq(
+        &self,
+        device: &wardline_domain::DeviceId,
+        derived: bool,
+        seq: i64,
+    ) -> Result<Option<Observation>, StoreError>;
 
     /// Stores the analysis' results and its checkpoint in one commit; returns the derived
     /// observations newly stored (those derived before are left out).

@@ -26,6 +26,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(read_device))
         .routes(routes!(search_patients))
         .routes(routes!(search_observations))
+        .routes(routes!(read_observation))
+        .routes(routes!(read_observation_version))
         .routes(routes!(last_observations))
         .routes(routes!(search_medication_requests))
         .merge(super::fhir_care::routes())
@@ -759,6 +761,57 @@ async fn search_ecg(
         (resources, included),
         next.as_deref().filter(|_| search.category_matches),
     ))
+}
+
+/// One reading by its id (as a search or an upload's location gives it), through the
+/// one access check; a reading the caller may not see is not found.
+#[utoipa::path(get, path = "/fhir/R4/Observation/{observation_id}", tag = "fhir",
+    params(("observation_id" = String, Path, description = "The Observation's id")),
+    responses((status = 200, description = "The Observation", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn read_observation(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    observation_by_id(&state, &actor, &id).await
+}
+
+/// A reading's one version (Wardline keeps one version of a reading): where an upload's
+/// `Location` points.
+#[utoipa::path(get, path = "/fhir/R4/Observation/{observation_id}/_history/{version_id}", tag = "fhir",
+    params(("observation_id" = String, Path, description = "The Observation's id"),
+           ("version_id" = String, Path, description = "`1`: a reading has one version")),
+    responses((status = 200, description = "The Observation", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn read_observation_version(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    axum::extract::Path((id, version)): axum::extract::Path<(String, String)>,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    if version != "1" {
+        return Err(Error::NotFound(format!("Observation/{id}/_history/{version}")).into());
+    }
+    observation_by_id(&state, &actor, &id).await
+}
+
+async fn observation_by_id(
+    state: &AppState,
+    actor: &wardline_service::Actor,
+    id: &str,
+) -> Result<Response, FhirError> {
+    let (device, derived, seq) = wardline_fhir::reading_of_id(id)
+        .ok_or_else(|| Error::NotFound(format!("Observation/{id}")))?;
+    let observation = state
+        .service
+        .fhir_reading(actor, &device, derived, seq)
+        .await?;
+    let mut response =
+        Fhir(StatusCode::OK, wardline_fhir::observation(&observation)).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
+    Ok(response)
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]

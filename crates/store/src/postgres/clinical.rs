@@ -462,6 +462,27 @@ impl ClinicalStore for PostgresStore {
             .await
     }
 
+    async fn observation_by_seq(
+        &self,
+        device: &wardline_domain::DeviceId,
+        derived: bool,
+        seq: i64,
+    ) -> Result<Option<Observation>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {OBSERVATION_COLUMNS} FROM {OBSERVATION_FROM}
+                 WHERE o.device_key = (SELECT key FROM device WHERE id = $1)
+                   AND o.derived = $2 AND o.seq = $3"
+            ))
+            .await?;
+        client
+            .query_opt(&statement, &[&device.as_str(), &derived, &seq])
+            .await?
+            .map(|row| Ok(observation_from_row(&row)?.0))
+            .transpose()
+    }
+
     async fn waveforms(&self, query: WaveformQuery) -> Result<Vec<StoredWaveform>, StoreError> {
         let client = self.client().await?;
         let statement = client

@@ -321,6 +321,31 @@ impl ClinicalStore for SqliteStore {
         .await
     }
 
+    async fn observation_by_seq(
+        &self,
+        device: &wardline_domain::DeviceId,
+        derived: bool,
+        seq: i64,
+    ) -> Result<Option<Observation>, StoreError> {
+        let device = device.to_string();
+        self.read(move |connection| {
+            let found = connection
+                .prepare_cached(&format!(
+                    "SELECT {OBSERVATION_COLUMNS} FROM {OBSERVATION_FROM}
+                     WHERE o.device_key = (SELECT key FROM device WHERE id = ?1)
+                       AND o.derived = ?2 AND o.seq = ?3"
+                ))?
+                .query_row(params![device, i64::from(derived), seq], |row| {
+                    Ok(observation_from_row(row))
+                })
+                .optional()?;
+            found
+                .map(|row| row.map(|(observation, _)| observation))
+                .transpose()
+        })
+        .await
+    }
+
     async fn waveforms(&self, query: WaveformQuery) -> Result<Vec<StoredWaveform>, StoreError> {
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(

@@ -327,6 +327,28 @@ pub async fn derived_observations_have_their_own_seq(store: &dyn Store) {
         .map(|observation| (observation.seq, observation.derived))
         .collect();
     assert_eq!(flags, vec![(7, false), (7, true), (8, true)]);
+    // Each is found by what identifies it, the device's and the derived one apart.
+    let by_seq = |derived: bool, seq: i64| store.observation_by_seq(&ecg, derived, seq);
+    assert_eq!(
+        by_seq(false, 7).await.expect("by seq").map(|o| o.value),
+        Some(70.0)
+    );
+    assert_eq!(
+        by_seq(true, 7).await.expect("by seq").map(|o| o.value),
+        Some(71.0)
+    );
+    assert!(by_seq(false, 8).await.expect("by seq").is_none());
+    assert!(
+        store
+            .observation_by_seq(
+                &DeviceId::parse("dev_ffffffffffffffff").expect("id"),
+                false,
+                7
+            )
+            .await
+            .expect("by seq")
+            .is_none()
+    );
     let latest = store.latest_observations(alice).await.expect("latest");
     assert_eq!(latest[0].value, 72.0);
     assert!(latest[0].derived);

@@ -219,6 +219,7 @@ recorded!(ClinicalStore {
     async fn observations(&self, query: ObservationQuery) -> R<ObservationPage>;
     async fn observation_summary(&self, query: ObservationSummaryQuery) -> R<Vec<ObservationBucket>>;
     async fn latest_observations(&self, patient: PatientId) -> R<Vec<Observation>>;
+    async fn observation_by_seq(&self, device: &DeviceId, derived: bool, seq: i64) -> R<Option<Observation>>;
     async fn latest_observations_between(&self, patient: PatientId, from: DateTime<Utc>, until: DateTime<Utc>) -> R<Vec<Observation>>;
     async fn waveforms(&self, query: WaveformQuery) -> R<Vec<StoredWaveform>>;
     async fn record_analysis(&self, results: AnalysisResults) -> R<Vec<Observation>>;
@@ -350,6 +351,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 134, "{methods:?}");
+        assert_eq!(methods.len(), 135, "{methods:?}");
     }
 }
