@@ -1,6 +1,8 @@
 //! What every live stream does while it lives, and at its end.
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::response::sse::Event;
@@ -13,9 +15,9 @@ use futures_util::{Stream, StreamExt};
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// `events`, with a `heartbeat` event (the server's clock) every [`HEARTBEAT`], until
-/// `ended` completes (the caller's session or access ended), then one `ended` event, so
-/// that a page stops at once and says why instead of seeing a dropped connection, which
-/// `EventSource` would retry.
+/// `ended` completes (the caller's session or access ended) or the events do (a closed
+/// visit's room), then one `ended` event saying which, so that a page stops at once and
+/// says why instead of seeing a dropped connection, which `EventSource` would retry.
 pub(crate) fn live_stream(
     events: impl Stream<Item = Result<Event, Infallible>>,
     ended: impl Future<Output = ()>,
@@ -26,18 +28,26 @@ pub(crate) fn live_stream(
         Some((Ok(Event::default().event("heartbeat").data(now)), ()))
     });
     let ended = Box::pin(ended);
-    // The stream ends when its events do (a closed room, a source that went away), not
-    // only when access does: heartbeats alone would keep it open for nothing.
+    // The stream ends when its events do, not only when access does: heartbeats alone
+    // would keep it open for nothing.
+    let events_over = Arc::new(AtomicBool::new(false));
+    let marker = Arc::clone(&events_over);
     let events = events
         .map(Some)
-        .chain(futures_util::stream::once(async { None }));
+        .chain(futures_util::stream::once(async move {
+            marker.store(true, Ordering::Relaxed);
+            None
+        }));
     let events = futures_util::stream::select(events, heartbeats.map(Some))
         .take_while(|item| futures_util::future::ready(item.is_some()))
         .filter_map(futures_util::future::ready)
         .take_until(ended);
-    events.chain(futures_util::stream::once(async {
-        Ok(Event::default()
-            .event("ended")
-            .data("the session or the access to a patient ended"))
+    events.chain(futures_util::stream::once(async move {
+        let why = if events_over.load(Ordering::Relaxed) {
+            "the stream's events ended (a closed visit's room, or a server going away)"
+        } else {
+            "the session or the access to a patient ended"
+        };
+        Ok(Event::default().event("ended").data(why))
     }))
 }

@@ -384,6 +384,11 @@ async fn a_closed_visit_ends_its_room_streams() {
             heard.contains("\"type\":\"closed\"") && heard.contains("\"status\":\"cancelled\""),
             "{heard}"
         );
+        // Then the stream says it ends, and not that anyone's access did.
+        assert!(
+            heard.contains("event: ended") && heard.contains("events ended"),
+            "{heard}"
+        );
         assert!(
             stream.ends_within(Duration::from_secs(3)).await,
             "the stream ends"
