@@ -842,7 +842,10 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         ("GET", "/fhir/R4/Patient" | "/fhir/R4/Observation" | "/fhir/R4/Observation/$lastn")
         | ("GET", "/fhir/R4/MedicationRequest" | "/fhir/R4/CareTeam" | "/fhir/R4/CarePlan")
         | ("GET", "/fhir/R4/DetectedIssue") => SignedIn,
-        ("GET", "/fhir/R4/AuditEvent") => Admin,
+        ("GET", "/fhir/R4/AuditEvent" | "/fhir/R4/AuditEvent/{sequence}") => Admin,
+        ("GET", "/fhir/R4/CarePlan/{patient_id}") => AdasReaders,
+        // An alarm that does not exist: nobody is told more than "not found".
+        ("GET", "/fhir/R4/DetectedIssue/{alarm_id}") => SignedIn,
         ("PUT", "/api/v1/patients/{patient_id}/care-plan") => AdasTeam,
         ("GET" | "POST" | "PUT" | "DELETE", admin)
             if [

@@ -553,7 +553,38 @@ async fn care_teams_plans_alarms_and_the_audit_trail_are_fhir_resources() {
         "the outsiders' refusals are there too"
     );
 
-    let mut everything = vec![teams, plans];
+    // Each is read by its id too, through the same check.
+    let (status, _, read_plan) = fhir(&h, "ada", &format!("/fhir/R4/CarePlan/{}", h.ada)).await;
+    assert_eq!(status, StatusCode::OK, "{read_plan}");
+    // The version in force now: the one with the rule the clinician added.
+    assert_eq!(read_plan["id"], plan["id"]);
+    assert_eq!(read_plan["meta"]["versionId"], "2");
+    assert!(
+        read_plan["activity"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|activity| activity["detail"]["code"]["coding"][0]["code"] == "below-60"),
+        "{read_plan}"
+    );
+    let (status, _, body) = fhir(&h, "bob", &format!("/fhir/R4/CarePlan/{}", h.ada)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, read_issue) = fhir(&h, "nurse", &format!("/fhir/R4/DetectedIssue/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{read_issue}");
+    assert_eq!(read_issue["id"], id.as_str());
+    assert_eq!(read_issue["mitigation"][0]["author"]["display"], "NURSE");
+    let (status, _, body) = fhir(&h, "outsider", &format!("/fhir/R4/DetectedIssue/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let newest = events[0]["id"].as_str().unwrap().to_owned();
+    let (status, _, read_event) = fhir(&h, "admin", &format!("/fhir/R4/AuditEvent/{newest}")).await;
+    assert_eq!(status, StatusCode::OK, "{read_event}");
+    assert_eq!(read_event, events[0]);
+    let (status, _, body) = fhir(&h, "clinician", &format!("/fhir/R4/AuditEvent/{newest}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _, body) = fhir(&h, "admin", "/fhir/R4/AuditEvent/not-a-place").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    let mut everything = vec![teams, plans, read_plan, read_issue, read_event];
     everything.extend(paged);
     everything.extend(bundles);
     everything.extend(events);

@@ -597,7 +597,7 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                     "type": "CarePlan",
                     "profile": "http://hl7.org/fhir/StructureDefinition/CarePlan",
                     "documentation": "The monitoring plan in force for a patient: one per patient (its id is the patient's, its version meta.versionId), each alarm rule an activity whose code is the rule's id in https://wardline.health/fhir/CodeSystem/care-plan-rule.",
-                    "interaction": [{"code": "search-type"}],
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
                     "searchParam": [
                         {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
                         {"name": "subject", "type": "reference", "documentation": "The same as patient."}
@@ -607,7 +607,7 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                     "type": "DetectedIssue",
                     "profile": "http://hl7.org/fhir/StructureDefinition/DetectedIssue",
                     "documentation": "An alarm: preliminary until resolved (its state in the extension https://wardline.health/fhir/StructureDefinition/alarm-state), the rule that raised it as its code, its priority as severity, and acknowledgements, snoozes and the resolution as mitigations.",
-                    "interaction": [{"code": "search-type"}],
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
                     "searchParam": [
                         {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
                         {"name": "subject", "type": "reference", "documentation": "The same as patient."},
@@ -619,7 +619,7 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
                     "type": "AuditEvent",
                     "profile": "http://hl7.org/fhir/StructureDefinition/AuditEvent",
                     "documentation": "The audit trail, newest first, for administrators only: every read of a patient's data and every refusal, with who, when, from where and the outcome.",
-                    "interaction": [{"code": "search-type"}],
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
                     "searchParam": [
                         {"name": "patient", "type": "reference", "documentation": "Only the entries about this patient: Patient/[id] or [id]."},
                         {"name": "_count", "type": "number", "documentation": "1 to 1000 per page (100 when absent); the next link pages on."}

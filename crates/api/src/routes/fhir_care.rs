@@ -4,17 +4,19 @@
 //! same access check and audit, as Wardline's own API.
 
 use axum::extract::{OriginalUri, State};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wardline_alerting::{AlarmState, Resolution};
+use wardline_domain::PatientId;
 use wardline_fhir::{RecordSearchRules, SearchError};
 use wardline_service::Error;
 use wardline_service::alarms::AlarmView;
 use wardline_store::{AlarmEventKind, AuditQuery};
 
-use super::fhir::{FhirError, bundle, next_page};
+use super::fhir::{Fhir, FhirError, bundle, next_page};
 use crate::error::ApiError;
 use crate::extract::Caller;
 use crate::state::AppState;
@@ -23,8 +25,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_care_teams))
         .routes(routes!(search_care_plans))
+        .routes(routes!(read_care_plan))
         .routes(routes!(search_detected_issues))
+        .routes(routes!(read_detected_issue))
         .routes(routes!(search_audit_events))
+        .routes(routes!(read_audit_event))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -80,30 +85,51 @@ pub(crate) async fn search_care_plans(
     let pairs = crate::extract::query_pairs(&uri)?;
     let patient = wardline_fhir::patient_search("CarePlan", &pairs)?;
     let resources = match state.service.care_plan(&actor, patient, None).await {
-        Ok(version) => vec![wardline_fhir::care_plan(&wardline_fhir::CarePlanFacts {
-            patient,
-            version: version.version,
-            effective: version.effective,
-            program: version.plan.program.title().to_owned(),
-            author: version.author_label,
-            reason: version.reason,
-            rules: version
-                .plan
-                .rules
-                .iter()
-                .map(|rule| wardline_fhir::PlanRuleFacts {
-                    id: rule.id.to_string(),
-                    name: rule.name.clone(),
-                    condition: rule.condition_words(),
-                    priority: rule.priority.as_str(),
-                })
-                .collect(),
-        })],
+        Ok(version) => vec![care_plan_resource(version)],
         // Allowed to look, and there is no plan: the search finds nothing.
         Err(Error::NotFound(_)) => Vec::new(),
         Err(other) => return Err(other.into()),
     };
     Ok(bundle(&state, "CarePlan", &pairs, resources, None))
+}
+
+fn care_plan_resource(version: wardline_store::CarePlanVersionRecord) -> Value {
+    wardline_fhir::care_plan(&wardline_fhir::CarePlanFacts {
+        patient: version.patient_id,
+        version: version.version,
+        effective: version.effective,
+        program: version.plan.program.title().to_owned(),
+        author: version.author_label,
+        reason: version.reason,
+        rules: version
+            .plan
+            .rules
+            .iter()
+            .map(|rule| wardline_fhir::PlanRuleFacts {
+                id: rule.id.to_string(),
+                name: rule.name.clone(),
+                condition: rule.condition_words(),
+                priority: rule.priority.as_str(),
+            })
+            .collect(),
+    })
+}
+
+/// A patient's plan in force, by its id (the patient's), through the one access check.
+#[utoipa::path(get, path = "/fhir/R4/CarePlan/{patient_id}", tag = "fhir",
+    params(("patient_id" = PatientId, Path, description = "The patient whose plan it is")),
+    responses((status = 200, description = "The CarePlan", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn read_care_plan(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let patient: PatientId = id
+        .parse()
+        .map_err(|_| Error::NotFound(format!("CarePlan/{id}")))?;
+    let version = state.service.care_plan(&actor, patient, None).await?;
+    Ok(Fhir(StatusCode::OK, care_plan_resource(version)).into_response())
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -192,6 +218,34 @@ fn alarm_actions(alarm: &AlarmView) -> Vec<wardline_fhir::AlarmActionFacts> {
         .collect()
 }
 
+fn detected_issue_resource(alarm: &AlarmView) -> Value {
+    wardline_fhir::detected_issue(&wardline_fhir::AlarmFacts {
+        id: alarm.id.clone(),
+        patient: alarm.patient_id,
+        rule_id: alarm.rule_id.to_string(),
+        message: alarm.message.clone(),
+        priority: alarm.priority.as_str(),
+        state: alarm.state.name(),
+        raised_at: alarm.raised_at,
+        actions: alarm_actions(alarm),
+    })
+}
+
+/// One alarm by its id, through the one access check: an alarm the caller may not see is
+/// not found, as on Wardline's own API.
+#[utoipa::path(get, path = "/fhir/R4/DetectedIssue/{alarm_id}", tag = "fhir",
+    params(("alarm_id" = String, Path, description = "The alarm's handle")),
+    responses((status = 200, description = "The DetectedIssue", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn read_detected_issue(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let alarm = state.service.alarm(&actor, &id).await?;
+    Ok(Fhir(StatusCode::OK, detected_issue_resource(&alarm)).into_response())
+}
+
 /// A patient's alarms, newest first, as DetectedIssues (`preliminary` until resolved,
 /// with acknowledgements, snoozes and the resolution as mitigations), paged by `next`
 /// links. Through the one access check, audited as any read of the patient's alarms.
@@ -259,21 +313,7 @@ pub(crate) async fn search_detected_issues(
         }
         _ => None,
     };
-    let resources: Vec<Value> = alarms
-        .iter()
-        .map(|alarm| {
-            wardline_fhir::detected_issue(&wardline_fhir::AlarmFacts {
-                id: alarm.id.clone(),
-                patient,
-                rule_id: alarm.rule_id.to_string(),
-                message: alarm.message.clone(),
-                priority: alarm.priority.as_str(),
-                state: alarm.state.name(),
-                raised_at: alarm.raised_at,
-                actions: alarm_actions(alarm),
-            })
-        })
-        .collect();
+    let resources: Vec<Value> = alarms.iter().map(detected_issue_resource).collect();
     Ok(bundle(
         &state,
         "DetectedIssue",
@@ -294,6 +334,53 @@ pub(crate) struct AuditEventParams {
     _count: Option<u32>,
     /// Where the previous page ended: from a `next` link.
     _page: Option<String>,
+}
+
+fn audit_resource(event: wardline_store::AuditRecord) -> Value {
+    wardline_fhir::audit_event(
+        &wardline_fhir::AuditFacts {
+            sequence: event.sequence,
+            time: event.time,
+            actor_id: event.actor.map(|id| id.to_string()),
+            actor_label: event.actor_label,
+            action: event.action,
+            patient: event.patient_id,
+            outcome: event.outcome.as_str(),
+            remote_addr: event.remote_addr,
+            detail: event.detail,
+        },
+        "Wardline",
+    )
+}
+
+/// One entry of the audit trail by its place in the chain (administrators only).
+#[utoipa::path(get, path = "/fhir/R4/AuditEvent/{sequence}", tag = "fhir",
+    params(("sequence" = i64, Path, description = "The entry's place in the audit trail")),
+    responses((status = 200, description = "The AuditEvent", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn read_audit_event(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let not_found = || Error::NotFound(format!("AuditEvent/{id}"));
+    // An id that is no place in the trail finds nothing, after the same check as any.
+    let sequence: i64 = id.parse().unwrap_or(0);
+    let entry = state
+        .service
+        .audit_log(
+            &actor,
+            AuditQuery {
+                before: sequence.checked_add(1),
+                limit: 1,
+                ..AuditQuery::default()
+            },
+        )
+        .await?
+        .into_iter()
+        .find(|event| event.sequence == sequence)
+        .ok_or_else(not_found)?;
+    Ok(Fhir(StatusCode::OK, audit_resource(entry)).into_response())
 }
 
 /// The audit trail, newest first, as AuditEvents (administrators only; the refusal is
@@ -346,25 +433,7 @@ pub(crate) async fn search_audit_events(
         (true, Some(last)) => Some(next_page(&pairs, last.sequence.to_string())),
         _ => None,
     };
-    let resources: Vec<Value> = events
-        .into_iter()
-        .map(|event| {
-            wardline_fhir::audit_event(
-                &wardline_fhir::AuditFacts {
-                    sequence: event.sequence,
-                    time: event.time,
-                    actor_id: event.actor.map(|id| id.to_string()),
-                    actor_label: event.actor_label,
-                    action: event.action,
-                    patient: event.patient_id,
-                    outcome: event.outcome.as_str(),
-                    remote_addr: event.remote_addr,
-                    detail: event.detail,
-                },
-                "Wardline",
-            )
-        })
-        .collect();
+    let resources: Vec<Value> = events.into_iter().map(audit_resource).collect();
     Ok(bundle(
         &state,
         "AuditEvent",
