@@ -195,6 +195,29 @@ pub(crate) fn next_page(pairs: &[(String, String)], page: String) -> Vec<(String
     next
 }
 
+/// A `_page` this server did not write.
+pub(crate) fn not_a_page() -> SearchError {
+    SearchError {
+        parameter: "_page".into(),
+        reason: "not a page of this search: follow the next link as given".into(),
+        not_supported: false,
+    }
+}
+
+/// A `_page` of a listing whose entries may share an instant (alarms raised together,
+/// ECG leads that began together): where the previous page ended, as the time of its
+/// last entry (milliseconds) and how many entries of that time it held (1 to
+/// `max_held`), which the next page steps over since the store lists them in one order.
+pub(crate) fn tied_page(text: &str, max_held: u32) -> Result<(i64, u32), SearchError> {
+    let (millis, held) = text.split_once('.').ok_or_else(not_a_page)?;
+    let millis: i64 = millis.parse().map_err(|_| not_a_page())?;
+    let held: u32 = held.parse().map_err(|_| not_a_page())?;
+    if held == 0 || held > max_held {
+        return Err(not_a_page());
+    }
+    Ok((millis, held))
+}
+
 /// The query string of `pairs`, encoded.
 fn encode(pairs: &[(String, String)]) -> String {
     url::form_urlencoded::Serializer::new(String::new())
@@ -644,23 +667,13 @@ async fn search_ecg(
             not_supported: false,
         }));
     }
-    let not_a_page = || -> FhirError {
-        SearchError {
-            parameter: "_page".into(),
-            reason: "not a page of this search: follow the next link as given".into(),
-            not_supported: false,
-        }
-        .into()
-    };
     // A later page begins at the start of the previous page's last chunk, stepping over
     // the chunks that began then and were on it.
     let resume = match search.page.as_deref() {
         Some(page) => {
-            let (millis, held) = page.split_once('.').ok_or_else(not_a_page)?;
-            let millis: i64 = millis.parse().map_err(|_| not_a_page())?;
-            let held: u32 = held.parse().map_err(|_| not_a_page())?;
+            let (millis, held) = tied_page(page, MAX_RUNNING_CHUNKS)?;
             let at = chrono::DateTime::from_timestamp_millis(millis)
-                .filter(|at| *at >= from && *at < to && held > 0 && held <= MAX_RUNNING_CHUNKS)
+                .filter(|at| *at >= from && *at < to)
                 .ok_or_else(not_a_page)?;
             Some((at, held))
         }

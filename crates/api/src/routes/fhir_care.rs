@@ -11,12 +11,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wardline_alerting::{AlarmState, Resolution};
 use wardline_domain::PatientId;
-use wardline_fhir::{RecordSearchRules, SearchError};
+use wardline_fhir::RecordSearchRules;
 use wardline_service::Error;
 use wardline_service::alarms::AlarmView;
 use wardline_store::{AlarmEventKind, AuditQuery};
 
-use super::fhir::{Fhir, FhirError, bundle, next_page};
+use super::fhir::{Fhir, FhirError, bundle, next_page, not_a_page, tied_page};
 use crate::error::ApiError;
 use crate::extract::Caller;
 use crate::state::AppState;
@@ -154,29 +154,6 @@ const MAX_ALARMS_PER_PAGE: u32 = 100;
 /// than one reading can raise at once.
 const MAX_TIED_ALARMS: u32 = 300;
 
-/// Where a page of alarms ended: the time of its last alarm (milliseconds) and how many
-/// of the alarms raised at that time it held (the store lists those in one order every
-/// time, so the next page steps over them).
-fn alarm_page(text: &str) -> Result<(i64, u32), SearchError> {
-    let bad = not_a_page;
-    let (millis, held) = text.split_once('.').ok_or_else(bad)?;
-    let millis: i64 = millis.parse().map_err(|_| bad())?;
-    let held: u32 = held.parse().map_err(|_| bad())?;
-    if held == 0 || held > MAX_TIED_ALARMS {
-        return Err(bad());
-    }
-    Ok((millis, held))
-}
-
-/// A `_page` this server did not write.
-fn not_a_page() -> SearchError {
-    SearchError {
-        parameter: "_page".into(),
-        reason: "not a page of this search: follow the next link as given".into(),
-        not_supported: false,
-    }
-}
-
 /// What people did about an alarm, in order, for its mitigations.
 fn alarm_actions(alarm: &AlarmView) -> Vec<wardline_fhir::AlarmActionFacts> {
     let name = |id: Option<wardline_domain::UserId>| {
@@ -270,7 +247,11 @@ pub(crate) async fn search_detected_issues(
     let patient = search
         .patient
         .ok_or_else(|| Error::invalid("patient", "required: Patient/[id]"))?;
-    let page = search.page.as_deref().map(alarm_page).transpose()?;
+    let page = search
+        .page
+        .as_deref()
+        .map(|page| tied_page(page, MAX_TIED_ALARMS))
+        .transpose()?;
     // A later page ends where the one before it did: its last alarm's time is the
     // newest this page may hold, and the alarms of that time it held are stepped over.
     let (to, step_over) = match page {
