@@ -31,41 +31,15 @@ print(json.dumps({
 async fn fhirpy_searches_and_pages_a_patients_glucose() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
-    // The ward's device is assigned from now on: its readings are of the next seconds.
-    let first = chrono::Utc::now() + chrono::Duration::seconds(1);
-    let readings: Vec<Value> = (0..5)
-        .map(|i| {
-            glucose_at(
-                i,
-                100.0 + i as f64 * 10.0,
-                first + chrono::Duration::seconds(i * 10),
-            )
-        })
-        .collect();
-    server
-        .device_post(&ward.device, json!({"v": 1, "readings": readings}))
-        .await;
-
-    let ca = server.data.path().join("fhir-client-ca.pem");
-    std::fs::write(&ca, server.ca_pem()).expect("CA file");
-    let output = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(CLIENT)
-        .arg(server.url("/fhir/R4"))
-        .arg(&ward.clinician.token)
-        .arg(format!("Patient/{}", ward.patient_id))
-        .arg("http://loinc.org|99504-3")
-        // requests reads the CA bundle from here.
-        .env("REQUESTS_CA_BUNDLE", &ca)
-        .output()
-        .await
-        .expect("python3 with fhirpy (scripts/test.sh installs it)");
-    assert!(
-        output.status.success(),
-        "fhirpy failed (is it installed? python3 -m pip install fhirpy==2.3.1): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let read: Value = serde_json::from_slice(&output.stdout).expect("JSON from the client");
+    let read = python_client_reads(
+        &server,
+        &ward,
+        (100.0, 10.0),
+        CLIENT,
+        format!("Patient/{}", ward.patient_id),
+        "fhirpy==2.3.1",
+    )
+    .await;
     assert_eq!(read["values"], json!([100, 110, 120, 130, 140]), "{read}");
     assert_eq!(read["first_page"], 2, "{read}");
     assert_eq!(read["units"], json!(["mg/dL"]));
@@ -74,6 +48,53 @@ async fn fhirpy_searches_and_pages_a_patients_glucose() {
         json!([format!("Patient/{}", ward.patient_id)])
     );
     assert_eq!(read["fhirVersion"], "4.0.1");
+}
+
+/// Five glucose readings of the ward's patient, `base` and then `step` more each, ten
+/// seconds apart from the next second on (the ward's device is assigned from now on);
+/// then `script` run by Python with the server's URL, the clinician's token, `patient`
+/// and the glucose code, over TLS: the JSON it printed.
+async fn python_client_reads(
+    server: &TestServer,
+    ward: &Ward,
+    (base, step): (f64, f64),
+    script: &str,
+    patient: String,
+    package: &str,
+) -> Value {
+    let first = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let readings: Vec<Value> = (0..5)
+        .map(|i| {
+            glucose_at(
+                i,
+                base + i as f64 * step,
+                first + chrono::Duration::seconds(i * 10),
+            )
+        })
+        .collect();
+    server
+        .device_post(&ward.device, json!({"v": 1, "readings": readings}))
+        .await;
+    let ca = server.data.path().join("fhir-client-ca.pem");
+    std::fs::write(&ca, server.ca_pem()).expect("CA file");
+    let output = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(server.url("/fhir/R4"))
+        .arg(&ward.clinician.token)
+        .arg(patient)
+        .arg("http://loinc.org|99504-3")
+        // requests reads the CA bundle from here.
+        .env("REQUESTS_CA_BUNDLE", &ca)
+        .output()
+        .await
+        .expect("python3 (scripts/test.sh installs the FHIR clients)");
+    assert!(
+        output.status.success(),
+        "the client failed (is it installed? python3 -m pip install {package}): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON from the client")
 }
 
 /// Reads the patient and their observations of one code with the SMART `fhirclient`
@@ -108,38 +129,15 @@ print(json.dumps({
 async fn the_smart_fhirclient_reads_a_patient_and_pages_their_glucose() {
     let server = TestServer::start().await;
     let ward = server.ward().await;
-    let first = chrono::Utc::now() + chrono::Duration::seconds(1);
-    let readings: Vec<Value> = (0..5)
-        .map(|i| {
-            glucose_at(
-                i,
-                90.0 + i as f64 * 5.0,
-                first + chrono::Duration::seconds(i * 10),
-            )
-        })
-        .collect();
-    server
-        .device_post(&ward.device, json!({"v": 1, "readings": readings}))
-        .await;
-    let ca = server.data.path().join("smart-client-ca.pem");
-    std::fs::write(&ca, server.ca_pem()).expect("CA file");
-    let output = tokio::process::Command::new("python3")
-        .arg("-c")
-        .arg(SMART_CLIENT)
-        .arg(server.url("/fhir/R4"))
-        .arg(&ward.clinician.token)
-        .arg(&ward.patient_id)
-        .arg("http://loinc.org|99504-3")
-        .env("REQUESTS_CA_BUNDLE", &ca)
-        .output()
-        .await
-        .expect("python3 with fhirclient (scripts/test.sh installs it)");
-    assert!(
-        output.status.success(),
-        "fhirclient failed (is it installed? python3 -m pip install fhirclient==4.3.1): {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let read: Value = serde_json::from_slice(&output.stdout).expect("JSON from the client");
+    let read = python_client_reads(
+        &server,
+        &ward,
+        (90.0, 5.0),
+        SMART_CLIENT,
+        ward.patient_id.to_string(),
+        "fhirclient==4.3.1",
+    )
+    .await;
     assert_eq!(read["values"], json!([90, 95, 100, 105, 110]), "{read}");
     assert_eq!(read["pages"], 3, "two a page: {read}");
     assert_eq!(read["patient"], ward.patient_id.to_string());
