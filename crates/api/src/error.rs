@@ -60,7 +60,10 @@ impl IntoResponse for ApiError {
             headers.insert("www-authenticate", HeaderValue::from_static("Bearer"));
         }
         if let Error::TooManyAttempts { retry_after_secs }
-        | Error::TooManyInvitations { retry_after_secs } = &error
+        | Error::TooManyInvitations { retry_after_secs }
+        | Error::TooManyExports {
+            retry_after_secs, ..
+        } = &error
             && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
         {
             headers.insert("retry-after", value);

@@ -843,6 +843,12 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         | ("GET", "/fhir/R4/MedicationRequest" | "/fhir/R4/CareTeam" | "/fhir/R4/CarePlan")
         | ("GET", "/fhir/R4/DetectedIssue") => SignedIn,
         ("GET", "/fhir/R4/AuditEvent" | "/fhir/R4/AuditEvent/{sequence}") => Admin,
+        // A kick-off without `Prefer: respond-async` is refused as malformed whoever asks;
+        // an export, or a file of one, that does not exist is not found for anyone.
+        ("GET", "/fhir/R4/Patient/$export" | "/fhir/R4/$export")
+        | ("GET", "/fhir/R4/Group/{group_id}/$export")
+        | ("GET" | "DELETE", "/fhir/R4/$export-status/{export_id}")
+        | ("GET", "/fhir/R4/$export-file/{export_id}/{file}") => SignedIn,
         ("GET", "/fhir/R4/CarePlan/{patient_id}") => AdasReaders,
         // An alarm that does not exist: nobody is told more than "not found".
         ("GET", "/fhir/R4/DetectedIssue/{alarm_id}") => SignedIn,

@@ -156,7 +156,7 @@ async fn ada_device(
 }
 
 /// Ada's pulse oximeter sends heart rates, one a minute up to a minute ago, and an SpO2.
-async fn ada_vitals(h: &Hospital, count: i64) -> chrono::DateTime<chrono::Utc> {
+pub(crate) async fn ada_vitals(h: &Hospital, count: i64) -> chrono::DateTime<chrono::Utc> {
     let first = chrono::Utc::now() - chrono::Duration::minutes(count + 1);
     let (device, secret) = ada_device(h, "pulse_oximeter", first).await;
     let mut readings: Vec<Value> = (0..count)
@@ -207,7 +207,8 @@ async fn the_capability_statement_is_public_and_names_what_is_searched() {
             "CarePlan",
             "DetectedIssue",
             "AuditEvent",
-            "MedicationRequest"
+            "MedicationRequest",
+            "Group"
         ]
     );
     // The writes crates/api/tests/fhir_uploads.rs exercises, and nothing else.

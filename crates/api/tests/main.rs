@@ -7,6 +7,7 @@ mod emergency;
 mod errors;
 mod exports;
 mod fhir;
+mod fhir_bulk;
 mod fhir_uploads;
 mod imports;
 mod nightscout;

@@ -155,6 +155,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         warmup_seconds: u64,
     },
+    /// FHIR bulk export: a care team's vitals (heart rate and SpO2 once a minute) written
+    /// by `Group/[team]/$export` and fetched, beside the same readings of a few patients
+    /// paged out by FHIR search in the same run.
+    FhirExport {
+        /// Patients of the care team.
+        #[arg(long, default_value_t = 100)]
+        patients: usize,
+        /// Days of one-minute readings per patient.
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+        /// Patients whose readings the search baseline pages out.
+        #[arg(long, default_value_t = 5)]
+        search_patients: usize,
+    },
 }
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
@@ -237,6 +251,18 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 batch.clamp(1, wardline_fhir::MAX_BUNDLE_ENTRIES - 1),
                 seconds.max(1),
                 warmup_seconds,
+            )
+            .await
+        }
+        BenchCommand::FhirExport {
+            patients,
+            days,
+            search_patients,
+        } => {
+            crate::bench_export::bench_fhir_export(
+                patients.max(1),
+                days.clamp(1, 3660),
+                search_patients,
             )
             .await
         }

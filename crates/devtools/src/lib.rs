@@ -6,6 +6,7 @@
 pub mod bench;
 mod bench_alarms;
 mod bench_drain;
+mod bench_export;
 mod bench_http;
 mod ecg_data;
 mod setup;

@@ -4,12 +4,14 @@
 //! `searchset` Bundles, and the search parameters Wardline reads. Pure: the API does the
 //! I/O, and every code, unit and display comes from the domain's one catalogue.
 
+mod bulk;
 mod care;
 mod inbound;
 mod resources;
 mod search;
 mod waveforms;
 
+pub use bulk::*;
 pub use care::*;
 pub use inbound::*;
 pub use resources::*;

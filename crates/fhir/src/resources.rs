@@ -510,8 +510,58 @@ pub fn operation_outcome(
     json!({"resourceType": "OperationOutcome", "issue": [Value::Object(entry)]})
 }
 
+/// An OperationOutcome that only informs (what became of an accepted request).
+pub fn operation_outcome_information(diagnostics: &str) -> Value {
+    json!({"resourceType": "OperationOutcome", "issue": [{
+        "severity": "information", "code": "informational", "diagnostics": diagnostics}]})
+}
+
 /// The CapabilityStatement: exactly what this server supports, nothing more.
 pub fn capability_statement(base: &str, software_version: &str, date: DateTime<Utc>) -> Value {
+    let mut statement = resources_statement(base, software_version, date);
+    add_bulk_export(&mut statement);
+    statement
+}
+
+/// FHIR Bulk Data Access's three kick-offs, in the CapabilityStatement.
+fn add_bulk_export(statement: &mut Value) {
+    let operation = |definition: &str, documentation: &str| {
+        json!([{"name": "export",
+                "definition": format!("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/{definition}"),
+                "documentation": documentation}])
+    };
+    let rest = &mut statement["rest"][0];
+    rest["operation"] = operation(
+        "export",
+        "Bulk export (asynchronous, Prefer: respond-async) of every patient the requester may \
+         export: a patient their own record, a care team member their teams' patients. _type \
+         (Patient, Device, Observation, CarePlan, DetectedIssue), _since, _outputFormat \
+         application/fhir+ndjson; the files are fetched with the requester's token until the \
+         status answer's Expires.",
+    );
+    if let Some(resources) = rest["resource"].as_array_mut() {
+        for resource in resources.iter_mut() {
+            if resource["type"] == "Patient" {
+                resource["operation"] = operation(
+                    "patient-export",
+                    "Bulk export of every patient the requester may export, as $export.",
+                );
+            }
+        }
+        resources.push(json!({
+            "type": "Group",
+            "profile": "http://hl7.org/fhir/StructureDefinition/Group",
+            "documentation": "A care team, by its id, for its bulk export only (its members export its patients).",
+            "operation": operation(
+                "group-export",
+                "Bulk export of the care team's patients, for its members.",
+            ),
+        }));
+    }
+}
+
+/// The CapabilityStatement's reads, searches and writes.
+fn resources_statement(base: &str, software_version: &str, date: DateTime<Utc>) -> Value {
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -522,6 +572,7 @@ pub fn capability_statement(base: &str, software_version: &str, date: DateTime<U
         "implementation": {"description": "Wardline remote patient monitoring", "url": base},
         "fhirVersion": FHIR_VERSION,
         "format": [FHIR_JSON, "json"],
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "rest": [{
             "mode": "server",
             "documentation": "Reads: a person's bearer token (POST /api/v1/auth/login) authorises as it does on Wardline's own API: a patient reads their own record, a clinician or nurse their care teams' patients; every read is audited. Writes: an enrolled device (or a gateway, for the devices behind it) with HTTP Basic credentials (device id and secret) posts Observations, alone or in a transaction or batch Bundle; each is stored for the patient its device was assigned to when it was measured, answered after the durable commit, and a repeat stores nothing twice.",

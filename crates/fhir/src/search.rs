@@ -16,7 +16,7 @@ pub struct SearchError {
     pub not_supported: bool,
 }
 
-fn invalid(parameter: &str, reason: impl Into<String>) -> SearchError {
+pub(crate) fn invalid(parameter: &str, reason: impl Into<String>) -> SearchError {
     SearchError {
         parameter: parameter.to_owned(),
         reason: reason.into(),
@@ -24,7 +24,7 @@ fn invalid(parameter: &str, reason: impl Into<String>) -> SearchError {
     }
 }
 
-fn unsupported(parameter: &str, reason: impl Into<String>) -> SearchError {
+pub(crate) fn unsupported(parameter: &str, reason: impl Into<String>) -> SearchError {
     SearchError {
         parameter: parameter.to_owned(),
         reason: reason.into(),

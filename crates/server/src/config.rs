@@ -106,6 +106,8 @@ pub struct Config {
     pub store: StoreLocation,
     /// The message bus between workers on one PostgreSQL database; `None` for one server.
     pub bus: Option<BusLocation>,
+    /// `[fhir]`: where bulk exports are written and how long they are kept.
+    pub fhir: FhirConfig,
     /// For tests only (`WARDLINE_TEST_ALARM_EVALUATION_DELAY_US`): a pause per event the
     /// alarm engine evaluates, to show that a slow engine loses nothing.
     pub test_alarm_evaluation_delay_us: u64,
@@ -299,6 +301,58 @@ fn store_location(
 /// The name of the default database key file in the keys folder.
 pub const DATABASE_KEY_FILE: &str = "database.key";
 
+/// `[fhir]`: FHIR bulk exports' files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FhirConfig {
+    /// Where bulk exports' NDJSON files are written (owner-only), by default
+    /// `fhir-exports` in the data folder. Workers on one PostgreSQL database must share
+    /// it: the worker that writes an export need not be the one that serves it.
+    pub export_dir: PathBuf,
+    /// How long a finished export's files are kept.
+    pub export_retention_hours: i64,
+    /// Lines per file before an export's next file of the same type.
+    pub export_lines_per_file: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirSection {
+    pub export_dir: Option<PathBuf>,
+    pub export_retention_hours: Option<i64>,
+    pub export_lines_per_file: Option<u64>,
+}
+
+fn fhir_config(
+    file: &FhirSection,
+    env: &BTreeMap<String, String>,
+    data_dir: &std::path::Path,
+) -> Result<FhirConfig, ConfigError> {
+    let export_dir = env_value(env, "WARDLINE_FHIR_EXPORT_DIR")?
+        .or_else(|| file.export_dir.clone())
+        .unwrap_or_else(|| data_dir.join("fhir-exports"));
+    let export_retention_hours = env_value(env, "WARDLINE_FHIR_EXPORT_RETENTION_HOURS")?
+        .or(file.export_retention_hours)
+        .unwrap_or(24);
+    if !(1..=24 * 30).contains(&export_retention_hours) {
+        return Err(ConfigError::Invalid(
+            "fhir.export_retention_hours must be 1 to 720".into(),
+        ));
+    }
+    let export_lines_per_file = env_value(env, "WARDLINE_FHIR_EXPORT_LINES_PER_FILE")?
+        .or(file.export_lines_per_file)
+        .unwrap_or(100_000);
+    if !(1..=100_000_000).contains(&export_lines_per_file) {
+        return Err(ConfigError::Invalid(
+            "fhir.export_lines_per_file must be 1 to 100000000".into(),
+        ));
+    }
+    Ok(FhirConfig {
+        export_dir,
+        export_retention_hours,
+        export_lines_per_file,
+    })
+}
+
 /// `[telehealth]`: the STUN and TURN servers video visits use, and the practice's time
 /// zone for the remote-monitoring ledger.
 #[derive(Debug, Clone, PartialEq)]
@@ -451,6 +505,8 @@ pub struct ConfigFile {
     pub bus: BusSection,
     #[serde(default)]
     pub telehealth: TelehealthSection,
+    #[serde(default)]
+    pub fhir: FhirSection,
 }
 
 /// `[bus]`: the message bus between workers (see [`BusLocation`]).
@@ -745,7 +801,9 @@ pub fn load(
     let database_key = database_key_source(&file.database, env, &keys_dir)?;
     let store = store_location(cli.store.as_deref(), env, &file.store)?;
     let bus = bus_location(cli.bus.as_deref(), env, &file.bus, &store)?;
+    let fhir = fhir_config(&file.fhir, env, &data_dir)?;
     let config = Config {
+        fhir,
         data_dir,
         keys_dir,
         audit_checkpoint_file,
@@ -1597,6 +1655,50 @@ mod example_file {
         let from_file = load(Some(text), &BTreeMap::new(), &Overrides::default()).unwrap();
         let defaults = load(None, &BTreeMap::new(), &Overrides::default()).unwrap();
         assert_eq!(from_file, defaults);
+    }
+
+    /// Bulk exports' folder defaults into the data folder; the environment overrides
+    /// the file; a retention outside its bounds is refused naming the setting.
+    #[test]
+    fn fhir_exports_follow_file_then_environment() {
+        let file = "data_dir = \"/srv/wardline\"\n[fhir]\nexport_dir = \"/srv/exports\"\nexport_retention_hours = 6\n";
+        let defaults = load(
+            Some("data_dir = \"/srv/wardline\""),
+            &BTreeMap::new(),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            defaults.fhir.export_dir,
+            PathBuf::from("/srv/wardline/fhir-exports")
+        );
+        let from_file = load(Some(file), &BTreeMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(from_file.fhir.export_dir, PathBuf::from("/srv/exports"));
+        assert_eq!(from_file.fhir.export_retention_hours, 6);
+        let env: BTreeMap<String, String> = [
+            (
+                "WARDLINE_FHIR_EXPORT_DIR".to_owned(),
+                "/mnt/shared".to_owned(),
+            ),
+            (
+                "WARDLINE_FHIR_EXPORT_RETENTION_HOURS".to_owned(),
+                "48".to_owned(),
+            ),
+        ]
+        .into();
+        let from_env = load(Some(file), &env, &Overrides::default()).unwrap();
+        assert_eq!(from_env.fhir.export_dir, PathBuf::from("/mnt/shared"));
+        assert_eq!(from_env.fhir.export_retention_hours, 48);
+        let error = load(
+            Some("[fhir]\nexport_retention_hours = 0\n"),
+            &BTreeMap::new(),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("fhir.export_retention_hours"),
+            "{error}"
+        );
     }
 
     /// The worker configuration of the deployment document loads, and says what it

@@ -134,6 +134,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
         "1 while this worker holds the evaluation lease and runs rule evaluation, analysis and notification delivery for every patient; 0 while it stands by.",
     ),
     (
+        "wardline_fhir_export_resources_total",
+        "counter",
+        "FHIR resources written to bulk export files, by resource type.",
+    ),
+    (
+        "wardline_fhir_exports_total",
+        "counter",
+        "FHIR bulk exports ended by a worker, by outcome (completed, failed, lost: cancelled or taken over).",
+    ),
+    (
         "wardline_gateway_queue_bytes",
         "gauge",
         "Bytes queued on this home gateway.",

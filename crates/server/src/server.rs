@@ -201,6 +201,11 @@ pub fn service_settings(config: &Config) -> anyhow::Result<ServiceSettings> {
             relay_only: telehealth.relay_only,
         },
         practice_time_zone: telehealth.practice_time_zone,
+        bulk_exports: wardline_service::bulk_export::BulkExportSettings {
+            directory: Some(config.fhir.export_dir.clone()),
+            retention: chrono::Duration::hours(config.fhir.export_retention_hours),
+            lines_per_file: config.fhir.export_lines_per_file,
+        },
     })
 }
 
@@ -375,6 +380,9 @@ pub async fn serve(
             Evaluation::ByLease(tokio::spawn(duties.hold_lease(candidate, first_lease)))
         }
     };
+    // FHIR bulk exports are written by whichever worker claims them (every worker asks),
+    // and their files removed once cancelled or expired.
+    tokio::spawn(run_bulk_exports(service.clone(), shutdown.clone()));
     // Mapping templates put in force or retired by another process (the command line)
     // take effect within ten seconds; the API's changes take effect at once.
     {
@@ -510,6 +518,40 @@ pub async fn serve(
     let _ = checkpoints.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Writes the bulk exports waiting for a worker, one after another, asking again every
+/// second, and removes ended exports' files every minute.
+async fn run_bulk_exports(service: Wardline, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut last_clear = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        loop {
+            let wrote = tokio::select! {
+                wrote = service.run_one_bulk_export() => wrote,
+                // An export cut short here is taken over by a worker once its lease ends.
+                () = shutdown.cancelled() => return,
+            };
+            match wrote {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "could not run a bulk export");
+                    break;
+                }
+            }
+        }
+        if last_clear.elapsed() >= std::time::Duration::from_secs(60) {
+            last_clear = std::time::Instant::now();
+            if let Err(error) = service.clear_ended_bulk_exports().await {
+                tracing::warn!(%error, "could not remove ended bulk exports");
+            }
+        }
+    }
 }
 
 /// The alarm runtime's settings from the configuration.

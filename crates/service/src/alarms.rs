@@ -360,7 +360,7 @@ impl Wardline {
     }
 
     /// Only the names these alarms mention.
-    async fn names_in(&self, alarms: &[AlarmView]) -> Result<Names, Error> {
+    pub(crate) async fn names_in(&self, alarms: &[AlarmView]) -> Result<Names, Error> {
         let mut people = Vec::new();
         let mut any_team = false;
         for alarm in alarms {

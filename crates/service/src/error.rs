@@ -93,6 +93,12 @@ pub enum Error {
     /// Wardline's name, so they are limited per account.
     #[error("too many invitations from this account; the next one can go in {retry_after_secs} s")]
     TooManyInvitations { retry_after_secs: u64 },
+    /// A requester with as many bulk exports under way as one may have: each reads
+    /// whole records, so they are limited per requester.
+    #[error(
+        "{open} bulk exports of this requester are under way, the most there may be; wait for one to finish or cancel one (DELETE its status URL)"
+    )]
+    TooManyExports { open: usize, retry_after_secs: u64 },
     #[error("service temporarily unavailable")]
     Unavailable,
     /// The cause is logged, never shown.
@@ -226,6 +232,11 @@ impl Error {
         status: 429,
         meaning: "too many failed logins for this account or from this address, or too many login attempts overall; `Retry-After` says when to try again",
     };
+    const TOO_MANY_EXPORTS: ErrorSpec = ErrorSpec {
+        code: "too_many_exports",
+        status: 429,
+        meaning: "the requester has as many bulk exports under way as it may; `Retry-After` says when to ask again",
+    };
     const UNAVAILABLE: ErrorSpec = ErrorSpec {
         code: "unavailable",
         status: 503,
@@ -238,7 +249,7 @@ impl Error {
     };
 
     /// Every error a client can see, for documentation.
-    pub const ALL: [ErrorSpec; 27] = [
+    pub const ALL: [ErrorSpec; 28] = [
         Self::INVALID_REQUEST,
         Self::INVALID_PAYLOAD,
         Self::UNAUTHENTICATED,
@@ -264,6 +275,7 @@ impl Error {
         Self::PAYLOAD_TOO_LARGE,
         Self::TOO_MANY_ATTEMPTS,
         Self::TOO_MANY_INVITATIONS,
+        Self::TOO_MANY_EXPORTS,
         Self::UNAVAILABLE,
         Self::INTERNAL,
     ];
@@ -295,6 +307,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => Self::PAYLOAD_TOO_LARGE,
             Error::TooManyAttempts { .. } => Self::TOO_MANY_ATTEMPTS,
             Error::TooManyInvitations { .. } => Self::TOO_MANY_INVITATIONS,
+            Error::TooManyExports { .. } => Self::TOO_MANY_EXPORTS,
             Error::Unavailable => Self::UNAVAILABLE,
             Error::Internal(_) => Self::INTERNAL,
         }
@@ -463,6 +476,10 @@ mod tests {
                 retry_after_secs: 1,
             },
             Error::TooManyInvitations {
+                retry_after_secs: 60,
+            },
+            Error::TooManyExports {
+                open: 3,
                 retry_after_secs: 60,
             },
             Error::Unavailable,

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod actor;
 pub mod alarms;
+pub mod bulk_export;
 pub mod clinical;
 pub mod credentials;
 pub mod device_certificates;
@@ -17,6 +18,7 @@ pub mod emergency;
 mod error;
 pub mod export;
 pub mod fhir;
+pub mod fhir_resources;
 pub mod gateways;
 pub mod imports;
 pub mod ingest;
@@ -69,6 +71,8 @@ pub struct ServiceSettings {
     pub ice: visits::IceSettings,
     /// The practice's time zone: the remote-monitoring ledger counts its days and months.
     pub practice_time_zone: chrono_tz::Tz,
+    /// Where FHIR bulk exports are written, and for how long they are kept.
+    pub bulk_exports: bulk_export::BulkExportSettings,
 }
 
 impl Default for ServiceSettings {
@@ -84,6 +88,7 @@ impl Default for ServiceSettings {
             invitation_mail: None,
             ice: visits::IceSettings::default(),
             practice_time_zone: chrono_tz::UTC,
+            bulk_exports: bulk_export::BulkExportSettings::default(),
         }
     }
 }

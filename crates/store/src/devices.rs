@@ -69,6 +69,11 @@ pub trait DeviceStore: Send + Sync {
         &self,
         device: &DeviceId,
     ) -> Result<Vec<DeviceAssignment>, StoreError>;
+    /// Every assignment of a device to the patient, past and present, oldest first.
+    async fn assignments_of_patient(
+        &self,
+        patient: PatientId,
+    ) -> Result<Vec<DeviceAssignment>, StoreError>;
     /// The devices assigned to the patient now.
     async fn devices_of_patient(&self, patient: PatientId) -> Result<Vec<Device>, StoreError>;
     /// Keeps a device's report about itself; it reaches rule evaluation through the

@@ -5,6 +5,7 @@
 
 mod alarms;
 mod audit;
+mod bulk_exports;
 mod clinical;
 mod devices;
 mod emergency;
@@ -26,6 +27,7 @@ mod visits;
 
 pub use alarms::*;
 pub use audit::*;
+pub use bulk_exports::*;
 pub use clinical::*;
 pub use devices::*;
 pub use emergency::*;
@@ -59,6 +61,7 @@ pub trait Store:
     + NightscoutStore
     + TemplateStore
     + VisitStore
+    + BulkExportStore
     + EventLog
     + std::fmt::Debug
     + 'static
@@ -79,6 +82,7 @@ impl<T> Store for T where
         + NightscoutStore
         + TemplateStore
         + VisitStore
+        + BulkExportStore
         + EventLog
         + std::fmt::Debug
         + 'static
@@ -88,7 +92,8 @@ impl<T> Store for T where
 /// The capability traits, to bring their methods into scope at once.
 pub mod prelude {
     pub use crate::{
-        AlarmStore, AuditStore, ClinicalStore, DeviceStore, EmergencyAccessStore, EventLog,
-        GatewayStore, IngestStore, NightscoutStore, OutboxStore, PeopleStore, Store, TemplateStore,
+        AlarmStore, AuditStore, BulkExportStore, ClinicalStore, DeviceStore, EmergencyAccessStore,
+        EventLog, GatewayStore, IngestStore, NightscoutStore, OutboxStore, PeopleStore, Store,
+        TemplateStore,
     };
 }

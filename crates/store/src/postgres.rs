@@ -27,6 +27,7 @@
 
 mod alarms;
 mod audit;
+mod bulk_exports;
 mod clinical;
 mod devices;
 mod emergency;
@@ -58,6 +59,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0002_login_failures.sql"),
     include_str!("../migrations/postgres/0003_visits.sql"),
     include_str!("../migrations/postgres/0004_visit_reminders.sql"),
+    include_str!("../migrations/postgres/0005_bulk_exports.sql"),
 ];
 
 /// The schema version this build writes.

@@ -9,6 +9,7 @@
 
 mod alarms;
 mod audit;
+mod bulk_exports;
 mod clinical;
 mod devices;
 mod emergency;

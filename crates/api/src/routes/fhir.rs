@@ -14,6 +14,7 @@ use wardline_domain::ObservationCode;
 use wardline_domain::PatientId;
 use wardline_fhir::{FHIR_JSON, IssueType, PatientFacts, SearchCode, SearchError};
 use wardline_service::Error;
+use wardline_service::fhir_resources::device_resource;
 
 use crate::error::ApiError;
 use crate::extract::Caller;
@@ -32,6 +33,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(search_medication_requests))
         .merge(super::fhir_care::routes())
         .merge(super::fhir_uploads::routes())
+        .merge(super::fhir_bulk::routes())
 }
 
 /// The most diastolic readings read to pair with one page of systolic ones (a page has
@@ -133,6 +135,13 @@ impl IntoResponse for FhirError {
             outcome,
         )
         .into_response();
+        if let Error::TooManyExports {
+            retry_after_secs, ..
+        } = &error
+            && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if status == 401 {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -270,17 +279,6 @@ pub(crate) async fn read_patient(
     let actor = caller?.actor();
     let resource = patient_resource(&state, &actor, &id).await?;
     Ok(Fhir(StatusCode::OK, resource).into_response())
-}
-
-fn device_resource(view: &wardline_service::fhir::DeviceView) -> Value {
-    wardline_fhir::device(&wardline_fhir::DeviceFacts {
-        id: view.device.id.clone(),
-        kind: view.device.kind.as_str(),
-        model: view.device.model.clone(),
-        serial: view.device.serial.clone(),
-        active: view.device.status != wardline_store::DeviceStatus::Revoked,
-        patient: view.patient,
-    })
 }
 
 /// An enrolled device, for those who may read the patient it is (or was last) assigned

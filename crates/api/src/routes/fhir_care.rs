@@ -9,12 +9,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use wardline_alerting::{AlarmState, Resolution};
 use wardline_domain::PatientId;
 use wardline_fhir::RecordSearchRules;
 use wardline_service::Error;
-use wardline_service::alarms::AlarmView;
-use wardline_store::{AlarmEventKind, AuditQuery};
+use wardline_service::fhir_resources::{care_plan_resource, detected_issue_resource};
+use wardline_store::AuditQuery;
 
 use super::fhir::{Fhir, FhirError, bundle, next_page, not_a_page, tied_page};
 use crate::error::ApiError;
@@ -85,34 +84,12 @@ pub(crate) async fn search_care_plans(
     let pairs = crate::extract::query_pairs(&uri)?;
     let patient = wardline_fhir::patient_search("CarePlan", &pairs)?;
     let resources = match state.service.care_plan(&actor, patient, None).await {
-        Ok(version) => vec![care_plan_resource(version)],
+        Ok(version) => vec![care_plan_resource(&version)],
         // Allowed to look, and there is no plan: the search finds nothing.
         Err(Error::NotFound(_)) => Vec::new(),
         Err(other) => return Err(other.into()),
     };
     Ok(bundle(&state, "CarePlan", &pairs, resources, None))
-}
-
-fn care_plan_resource(version: wardline_store::CarePlanVersionRecord) -> Value {
-    wardline_fhir::care_plan(&wardline_fhir::CarePlanFacts {
-        patient: version.patient_id,
-        version: version.version,
-        effective: version.effective,
-        program: version.plan.program.title().to_owned(),
-        author: version.author_label,
-        reason: version.reason,
-        rules: version
-            .plan
-            .rules
-            .iter()
-            .map(|rule| wardline_fhir::PlanRuleFacts {
-                id: rule.id.to_string(),
-                name: rule.name.clone(),
-                condition: rule.condition_words(),
-                priority: rule.priority.as_str(),
-            })
-            .collect(),
-    })
 }
 
 /// A patient's plan in force, by its id (the patient's), through the one access check.
@@ -129,7 +106,7 @@ pub(crate) async fn read_care_plan(
         .parse()
         .map_err(|_| Error::NotFound(format!("CarePlan/{id}")))?;
     let version = state.service.care_plan(&actor, patient, None).await?;
-    Ok(Fhir(StatusCode::OK, care_plan_resource(version)).into_response())
+    Ok(Fhir(StatusCode::OK, care_plan_resource(&version)).into_response())
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -153,60 +130,6 @@ const MAX_ALARMS_PER_PAGE: u32 = 100;
 /// Alarms raised in the same millisecond that one page may have to step over: far more
 /// than one reading can raise at once.
 const MAX_TIED_ALARMS: u32 = 300;
-
-/// What people did about an alarm, in order, for its mitigations.
-fn alarm_actions(alarm: &AlarmView) -> Vec<wardline_fhir::AlarmActionFacts> {
-    let name = |id: Option<wardline_domain::UserId>| {
-        id.map(|id| {
-            alarm
-                .names
-                .get(&id.to_string())
-                .cloned()
-                .unwrap_or_else(|| "a former member of the care team".to_owned())
-        })
-    };
-    alarm
-        .events
-        .iter()
-        .flatten()
-        .filter_map(|event| {
-            let action = match event.event {
-                AlarmEventKind::Acknowledged => "acknowledged".to_owned(),
-                AlarmEventKind::Snoozed => "snoozed: notifications paused".to_owned(),
-                AlarmEventKind::Resolved => match &alarm.state {
-                    AlarmState::Resolved {
-                        resolution: Resolution::Person { note, .. },
-                        ..
-                    } if !note.is_empty() => format!("resolved: {note}"),
-                    AlarmState::Resolved {
-                        resolution: Resolution::ConditionCleared,
-                        ..
-                    } => "resolved: the condition cleared".to_owned(),
-                    _ => "resolved".to_owned(),
-                },
-                _ => return None,
-            };
-            Some(wardline_fhir::AlarmActionFacts {
-                action,
-                time: event.time,
-                by: name(event.actor),
-            })
-        })
-        .collect()
-}
-
-fn detected_issue_resource(alarm: &AlarmView) -> Value {
-    wardline_fhir::detected_issue(&wardline_fhir::AlarmFacts {
-        id: alarm.id.clone(),
-        patient: alarm.patient_id,
-        rule_id: alarm.rule_id.to_string(),
-        message: alarm.message.clone(),
-        priority: alarm.priority.as_str(),
-        state: alarm.state.name(),
-        raised_at: alarm.raised_at,
-        actions: alarm_actions(alarm),
-    })
-}
 
 /// One alarm by its id, through the one access check: an alarm the caller may not see is
 /// not found, as on Wardline's own API.

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use wardline_fhir::BundleKind;
+use wardline_fhir::operation_outcome_information as information;
 use wardline_service::Error;
 use wardline_service::fhir::{EntryAnswer, Refusal, UploadAnswer};
 use wardline_store::Device;
@@ -248,12 +249,6 @@ pub(crate) async fn post_observation(
             Err(Error::Internal("an observation answered as found".into()).into())
         }
     }
-}
-
-/// An OperationOutcome that only informs.
-fn information(message: &str) -> Value {
-    json!({"resourceType": "OperationOutcome", "issue": [{
-        "severity": "information", "code": "informational", "diagnostics": message}]})
 }
 
 #[cfg(test)]

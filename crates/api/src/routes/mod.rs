@@ -7,6 +7,7 @@ pub(crate) mod devices;
 pub(crate) mod emergency;
 pub(crate) mod export;
 pub(crate) mod fhir;
+pub(crate) mod fhir_bulk;
 pub(crate) mod fhir_care;
 pub(crate) mod fhir_uploads;
 pub(crate) mod gateways;

@@ -343,6 +343,33 @@ impl DeviceStore for PostgresStore {
         Ok(())
     }
 
+    async fn assignments_of_patient(
+        &self,
+        patient: PatientId,
+    ) -> Result<Vec<DeviceAssignment>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT d.id, a.start_ms, a.end_ms FROM device_assignment a
+                 JOIN device d ON d.key = a.device_key JOIN patient p ON p.key = a.patient_key
+                 WHERE p.id = $1 ORDER BY a.start_ms, d.id",
+            )
+            .await?;
+        client
+            .query(&statement, &[&patient.0])
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(DeviceAssignment {
+                    device_id: parse_device_id(row.try_get(0)?)?,
+                    patient_id: patient,
+                    start: from_ms(row.try_get(1)?)?,
+                    end: row.try_get::<_, Option<i64>>(2)?.map(from_ms).transpose()?,
+                })
+            })
+            .collect()
+    }
+
     async fn device_assignments(
         &self,
         device: &DeviceId,

@@ -282,6 +282,37 @@ impl DeviceStore for SqliteStore {
         .await
     }
 
+    async fn assignments_of_patient(
+        &self,
+        patient: PatientId,
+    ) -> Result<Vec<DeviceAssignment>, StoreError> {
+        self.read(move |connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT d.id, a.start_ms, a.end_ms FROM device_assignment a
+                 JOIN device d ON d.key = a.device_key JOIN patient p ON p.key = a.patient_key
+                 WHERE p.id = ?1 ORDER BY a.start_ms, d.id",
+            )?;
+            let rows = statement.query_map([patient.to_string()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (device, start, end) = row?;
+                Ok(DeviceAssignment {
+                    device_id: parse_device_id(&device)?,
+                    patient_id: patient,
+                    start: from_ms(start)?,
+                    end: end.map(from_ms).transpose()?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn device_assignments(
         &self,
         device: &DeviceId,

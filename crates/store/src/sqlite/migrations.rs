@@ -25,6 +25,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0016_login_failures.sql"),
     include_str!("../../migrations/sqlite/0017_visits.sql"),
     include_str!("../../migrations/sqlite/0018_visit_reminders.sql"),
+    include_str!("../../migrations/sqlite/0019_bulk_exports.sql"),
 ];
 
 /// The schema version this build writes.

@@ -153,12 +153,52 @@ pub async fn devices_and_assignments(store: &dyn Store) {
         .into_iter()
         .map(|device| device.id)
         .collect();
-    assert_eq!(ids, vec![cgm.clone(), second]);
+    assert_eq!(ids, vec![cgm.clone(), second.clone()]);
     let assignments = store.device_assignments(&cgm).await.expect("assignments");
     assert_eq!(assignments.len(), 1);
     assert_eq!(
         (assignments[0].patient_id, assignments[0].start),
         (alice, at(0))
+    );
+    // A patient's assignments, past and present, of every device.
+    let bob = patient(store, "Bob").await;
+    store
+        .assign_device(&second, alice, at(10), audit("devices.assign"))
+        .await
+        .expect("assign");
+    store
+        .assign_device(&second, bob, at(20), audit("devices.assign"))
+        .await
+        .expect("reassign");
+    let of_alice: Vec<(DeviceId, PatientId, _, _)> = store
+        .assignments_of_patient(alice)
+        .await
+        .expect("assignments")
+        .into_iter()
+        .map(|a| (a.device_id, a.patient_id, a.start, a.end))
+        .collect();
+    assert_eq!(
+        of_alice,
+        vec![
+            (cgm.clone(), alice, at(0), None),
+            (second.clone(), alice, at(10), Some(at(20)))
+        ]
+    );
+    let of_bob = store
+        .assignments_of_patient(bob)
+        .await
+        .expect("assignments");
+    assert_eq!(of_bob.len(), 1);
+    assert_eq!(
+        (&of_bob[0].device_id, of_bob[0].start, of_bob[0].end),
+        (&second, at(20), None)
+    );
+    assert!(
+        store
+            .assignments_of_patient(PatientId::random())
+            .await
+            .expect("assignments")
+            .is_empty()
     );
 }
 

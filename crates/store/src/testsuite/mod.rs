@@ -9,6 +9,7 @@
 
 mod alarms;
 mod audit;
+mod bulk_exports;
 mod clinical;
 mod devices;
 mod emergency;
@@ -29,6 +30,7 @@ use wardline_domain::{DeviceId, DeviceKind, ObservationCode, PatientId, Reading,
 
 pub use alarms::*;
 pub use audit::*;
+pub use bulk_exports::*;
 pub use clinical::*;
 pub use devices::*;
 pub use emergency::*;
@@ -87,7 +89,8 @@ macro_rules! store_conformance_suite {
             visits_are_scheduled_moved_and_closed_once, the_room_counts_stays_and_keeps_its_chat,
             contact_addresses_are_the_patients_own,
             a_signed_note_changes_only_by_addenda,
-            orders_and_monitoring_time_stay_with_their_patient);
+            orders_and_monitoring_time_stay_with_their_patient,
+            bulk_exports_are_claimed_once_and_end_once);
     };
     (@tests $fresh:expr; $($check:ident),*) => {
         $crate::store_conformance_checks!($fresh; $($check),*);

@@ -59,6 +59,7 @@ pub fn trait_methods() -> Vec<String> {
         include_str!("../nightscout.rs"),
         include_str!("../templates.rs"),
         include_str!("../visits.rs"),
+        include_str!("../bulk_exports.rs"),
         include_str!("../events.rs"),
     ];
     let mut methods = Vec::new();
@@ -195,6 +196,18 @@ recorded!(VisitStore {
     async fn reading_quarters(&self, patient: PatientId, from: DateTime<Utc>, to: DateTime<Utc>) -> R<Vec<ReadingQuarter>>;
 });
 
+recorded!(BulkExportStore {
+    async fn create_bulk_export(&self, export: NewBulkExport, audit: AuditEvent) -> R<BulkExport>;
+    async fn bulk_export(&self, id: uuid::Uuid) -> R<Option<BulkExport>>;
+    async fn open_bulk_exports_of(&self, requester: &str) -> R<Vec<BulkExport>>;
+    async fn claim_bulk_export(&self, now: DateTime<Utc>, lease_until: DateTime<Utc>) -> R<Option<BulkExport>>;
+    async fn record_bulk_export_progress(&self, id: uuid::Uuid, attempt: u32, progress: String, lease_until: DateTime<Utc>) -> R<bool>;
+    async fn finish_bulk_export(&self, id: uuid::Uuid, attempt: u32, end: BulkExportEnd, at: DateTime<Utc>, expires: DateTime<Utc>) -> R<bool>;
+    async fn cancel_bulk_export(&self, id: uuid::Uuid, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
+    async fn ended_bulk_exports(&self, now: DateTime<Utc>) -> R<Vec<uuid::Uuid>>;
+    async fn delete_bulk_export(&self, id: uuid::Uuid) -> R<()>;
+});
+
 recorded!(DeviceStore {
     async fn enrol_device(&self, device: NewDevice, assignment: Option<InitialAssignment>, audit: AuditEvent) -> R<Device>;
     async fn device(&self, id: &DeviceId) -> R<Option<Device>>;
@@ -205,6 +218,7 @@ recorded!(DeviceStore {
     async fn set_device_status(&self, id: &DeviceId, status: DeviceStatus, audit: AuditEvent) -> R<()>;
     async fn assign_device(&self, device: &DeviceId, patient: PatientId, from: DateTime<Utc>, audit: AuditEvent) -> R<()>;
     async fn device_assignments(&self, device: &DeviceId) -> R<Vec<DeviceAssignment>>;
+    async fn assignments_of_patient(&self, patient: PatientId) -> R<Vec<DeviceAssignment>>;
     async fn devices_of_patient(&self, patient: PatientId) -> R<Vec<Device>>;
     async fn record_device_report(&self, report: DeviceReport) -> R<()>;
 });
@@ -351,6 +365,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 135, "{methods:?}");
+        assert_eq!(methods.len(), 145, "{methods:?}");
     }
 }
