@@ -5,7 +5,8 @@
 # (the real SMTP server the e-mail tests deliver to) and py-nightscout (a real Nightscout
 # client, which reads a Wardline Nightscout site in the tests), fhirpy and the SMART
 # fhirclient (real FHIR clients, which search and page through Wardline's FHIR API in
-# the tests) and fhir.resources
+# the tests), PyJWT (with which a hospital system signs its SMART Backend Services
+# assertion in the tests) and fhir.resources
 # (an independent FHIR R4 validator of what that API returns), and Medplum's FHIR validator
 # (npm), which checks the profiles resources claim. Node.js reads Nightscout's own test
 # fixtures and runs that validator.
@@ -39,6 +40,7 @@ python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosm
 python3 -c "import py_nightscout" 2>/dev/null || python3 -m pip install --quiet "py-nightscout==1.3.3"
 python3 -c "import fhirpy" 2>/dev/null || python3 -m pip install --quiet "fhirpy==2.3.1"
 python3 -c "import fhirclient" 2>/dev/null || python3 -m pip install --quiet "fhirclient==4.3.1"
+python3 -c "import jwt, cryptography" 2>/dev/null || python3 -m pip install --quiet "PyJWT[crypto]==2.10.1"
 # The independent FHIR validator (the R4 models of fhir.resources, which need pydantic 1)
 # in an environment of its own, so that it cannot clash with other Python packages.
 if ! target/fhir-validator/bin/python -c "import fhir.resources" 2>/dev/null; then

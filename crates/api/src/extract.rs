@@ -129,6 +129,40 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Who asks for a bulk export: a backend client with its access token (SMART Backend
+/// Services), or a person with their session.
+#[derive(Debug, Clone)]
+pub struct ExportCaller(pub Actor);
+
+impl ExportCaller {
+    pub fn actor(&self) -> Actor {
+        self.0.clone()
+    }
+}
+
+impl FromRequestParts<AppState> for ExportCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(token) = bearer(parts)
+            && token.starts_with(wardline_service::backend_services::CLIENT_TOKEN_PREFIX)
+        {
+            return Ok(ExportCaller(
+                state
+                    .service
+                    .authenticate_backend_client(&token, remote_addr(parts))
+                    .await?,
+            ));
+        }
+        session_person(parts, state, false)
+            .await
+            .map(|person| ExportCaller(Actor::Person(person)))
+    }
+}
+
 /// The person calling, for what an account may do while it must change its password
 /// (change it, read its own account, log out).
 #[derive(Debug, Clone)]

@@ -62,6 +62,7 @@ fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .merge(routes::gateways::routes())
         .merge(routes::templates::routes())
         .merge(routes::visits::routes())
+        .merge(routes::backend_clients::routes())
         .merge(routes::fhir::routes())
         .merge(routes::alarms::routes())
         .merge(routes::system::routes())
@@ -78,6 +79,7 @@ fn api(request_timeout: std::time::Duration) -> OpenApiRouter<AppState> {
         .merge(routes::alarms::stream_routes())
         .merge(routes::visits::stream_routes())
         .merge(routes::export::routes())
+        .merge(routes::fhir_bulk::file_routes())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             layers::MAX_BODY_BYTES,
         ));

@@ -779,6 +779,8 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
     use Audience::*;
     Some(match (method, path) {
         ("GET", "/healthz" | "/api/v1/openapi.json" | "/fhir/R4/metadata")
+        | ("GET", "/fhir/R4/.well-known/smart-configuration")
+        | ("POST", "/api/v1/oauth/token")
         | ("POST", "/api/v1/auth/login" | "/api/v1/share-links/open")
         | ("POST", "/api/v1/specialist-invitations/accept") => Public,
         ("POST", "/api/v1/specialist-invitations") => Inviters,
@@ -856,6 +858,7 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         ("GET" | "POST" | "PUT" | "DELETE", admin)
             if [
                 "/api/v1/audit",
+                "/api/v1/backend-clients",
                 "/api/v1/care-teams",
                 "/api/v1/devices",
                 "/api/v1/emergency-access",

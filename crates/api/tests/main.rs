@@ -2,6 +2,7 @@
 //! one is a module, so a fresh build compiles and links them once.
 
 mod access_matrix;
+mod backend_services;
 mod common;
 mod emergency;
 mod errors;

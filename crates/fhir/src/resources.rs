@@ -531,6 +531,12 @@ fn add_bulk_export(statement: &mut Value) {
                 "documentation": documentation}])
     };
     let rest = &mut statement["rest"][0];
+    if let Some(services) = rest["security"]["service"].as_array_mut() {
+        services.push(json!({
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}],
+            "text": "SMART Backend Services (client_credentials with a signed JWT, RS384 or ES384; .well-known/smart-configuration) for a registered system's bulk export"
+        }));
+    }
     rest["operation"] = operation(
         "export",
         "Bulk export (asynchronous, Prefer: respond-async) of every patient the requester may \

@@ -57,6 +57,9 @@ pub enum ShareNeed {
     /// The patient's Nightscout data: never through a share; the only reads an
     /// uploader's credential may make.
     Nightscout,
+    /// A bulk export of whole records: never through a share; the only reads a backend
+    /// client's token may make.
+    Export,
 }
 
 /// What a read of `action` needs of a share. Reads whose category depends on what is
@@ -72,6 +75,7 @@ fn share_need(action: &str) -> ShareNeed {
         "news2.read" | "news2.read_latest" => ShareNeed::Category(ShareCategory::VitalSigns),
         "cgm_report.read" => ShareNeed::Category(ShareCategory::Glucose),
         nightscout if nightscout.starts_with("nightscout.") => ShareNeed::Nightscout,
+        "fhir.export" | "fhir.export.download" => ShareNeed::Export,
         _ => ShareNeed::Never,
     }
 }
@@ -198,6 +202,19 @@ impl Wardline {
                     .then_some(Grant::of(AccessBasis::Uploader)),
             );
         }
+        if let Actor::Client(client) = actor {
+            // A backend client bulk exports its care teams' patients, and reads nothing
+            // else.
+            if need != ShareNeed::Export {
+                return Ok(None);
+            }
+            let teams = self.store.care_teams_of_patient(patient_id).await?;
+            return Ok(client
+                .care_teams
+                .iter()
+                .any(|team| teams.contains(team))
+                .then_some(Grant::of(AccessBasis::CareTeam)));
+        }
         let Some(user) = actor.user() else {
             // The command line reads no clinical data.
             return Ok(None);
@@ -222,7 +239,10 @@ impl Wardline {
                 }
             }
             Role::Specialist => {
-                if matches!(need, ShareNeed::Never | ShareNeed::Nightscout) {
+                if matches!(
+                    need,
+                    ShareNeed::Never | ShareNeed::Nightscout | ShareNeed::Export
+                ) {
                     return Ok(None);
                 }
                 self.store
@@ -231,7 +251,10 @@ impl Wardline {
                     .into_iter()
                     .find(|share| match need {
                         ShareNeed::Category(category) => share.categories.contains(&category),
-                        ShareNeed::Any | ShareNeed::Never | ShareNeed::Nightscout => true,
+                        ShareNeed::Any
+                        | ShareNeed::Never
+                        | ShareNeed::Nightscout
+                        | ShareNeed::Export => true,
                     })
                     .map(|share| Grant {
                         basis: AccessBasis::Share,

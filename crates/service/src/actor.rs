@@ -24,10 +24,33 @@ pub struct Uploader {
     pub remote_addr: Option<String>,
 }
 
+/// A hospital's system with an access token from SMART Backend Services: it bulk exports
+/// the patients of the care teams it is registered for, within the scopes it was
+/// granted, and does nothing else.
+#[derive(Debug, Clone)]
+pub struct BackendCaller {
+    pub client_id: String,
+    pub name: String,
+    pub care_teams: Vec<wardline_domain::CareTeamId>,
+    /// The resource types its token may read (`*` for all).
+    pub readable: Vec<String>,
+    pub remote_addr: Option<String>,
+}
+
+impl BackendCaller {
+    /// Whether its token may read resources of `resource_type`.
+    pub fn may_read(&self, resource_type: &str) -> bool {
+        self.readable
+            .iter()
+            .any(|granted| granted == "*" || granted == resource_type)
+    }
+}
+
 /// Who asks for an operation.
 #[derive(Debug, Clone)]
 pub enum Actor {
     Person(Person),
+    Client(BackendCaller),
     /// `wardline admin …` on the server's own machine: trusted as an administrator,
     /// audited as `cli`.
     CommandLine,
@@ -38,7 +61,7 @@ impl Actor {
     pub fn user(&self) -> Option<&User> {
         match self {
             Actor::Person(person) => Some(&person.user),
-            Actor::CommandLine | Actor::Uploader(_) => None,
+            Actor::CommandLine | Actor::Uploader(_) | Actor::Client(_) => None,
         }
     }
 
@@ -52,6 +75,7 @@ impl Actor {
             Actor::Person(person) => person.user.username.clone(),
             Actor::CommandLine => "cli".into(),
             Actor::Uploader(uploader) => format!("device {}", uploader.device_id),
+            Actor::Client(client) => format!("client {}", client.client_id),
         }
     }
 
@@ -59,7 +83,7 @@ impl Actor {
         match self {
             Actor::Person(person) => person.user.role == Role::Admin,
             Actor::CommandLine => true,
-            Actor::Uploader(_) => false,
+            Actor::Uploader(_) | Actor::Client(_) => false,
         }
     }
 
@@ -68,6 +92,7 @@ impl Actor {
             Actor::Person(person) => person.remote_addr.clone(),
             Actor::CommandLine => None,
             Actor::Uploader(uploader) => uploader.remote_addr.clone(),
+            Actor::Client(client) => client.remote_addr.clone(),
         }
     }
 

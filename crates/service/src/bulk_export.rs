@@ -133,9 +133,10 @@ impl Span {
 
 /// Who asked, as the store keeps it: only they may follow, cancel or download.
 fn requester_of(actor: &Actor) -> Result<String, Error> {
-    match actor.user() {
-        Some(user) => Ok(format!("user:{}", user.id)),
-        None => Err(Error::Forbidden),
+    match actor {
+        Actor::Person(person) => Ok(format!("user:{}", person.user.id)),
+        Actor::Client(client) => Ok(format!("client:{}", client.client_id)),
+        Actor::CommandLine | Actor::Uploader(_) => Err(Error::Forbidden),
     }
 }
 
@@ -287,6 +288,78 @@ impl Wardline {
             .ok_or(Error::Unavailable)
     }
 
+    /// Whose records `actor` asks for at `level`: a patient their own; a care team
+    /// member, or a backend client, the patients of their teams (of the one team named,
+    /// if they serve it). A refusal is audited.
+    async fn export_patients(
+        &self,
+        actor: &Actor,
+        level: ExportLevel,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<PatientId>, Error> {
+        let refuse = |detail: String| {
+            actor.audit(
+                "fhir.export",
+                None,
+                wardline_store::AuditOutcome::Denied,
+                Some(detail),
+                now,
+            )
+        };
+        let teams = match level {
+            ExportLevel::Group(team) => {
+                let teams = self.store.care_teams().await?;
+                let Some(team) = teams.into_iter().find(|candidate| candidate.id == team) else {
+                    return Err(Error::NotFound(format!("Group/{team}")));
+                };
+                let serves = match actor {
+                    Actor::Person(person) => team.members.contains(&person.user.id),
+                    Actor::Client(client) => client.care_teams.contains(&team.id),
+                    Actor::CommandLine | Actor::Uploader(_) => false,
+                };
+                if !serves {
+                    self.audit(refuse(format!(
+                        "Group/{}: not one of the requester's care teams",
+                        team.id
+                    )))
+                    .await?;
+                    return Err(Error::Forbidden);
+                }
+                return Ok(team.patients);
+            }
+            ExportLevel::Patients | ExportLevel::System => match actor {
+                Actor::Client(client) => client.care_teams.clone(),
+                Actor::Person(person) => match person.user.role {
+                    Role::Patient => return Ok(person.user.patient_id.into_iter().collect()),
+                    Role::Specialist => {
+                        self.audit(refuse("a specialist reads shared records by search".into()))
+                            .await?;
+                        return Err(Error::not_permitted(
+                            "$export",
+                            "bulk export is for a patient's own record and their care team; a \
+                             specialist reads what is shared by search",
+                        ));
+                    }
+                    Role::Clinician | Role::Nurse | Role::Admin => {
+                        return Ok(self
+                            .store
+                            .patients_of_care_team_member(person.user.id)
+                            .await?);
+                    }
+                },
+                Actor::CommandLine | Actor::Uploader(_) => return Err(Error::Forbidden),
+            },
+        };
+        Ok(self
+            .store
+            .care_teams()
+            .await?
+            .into_iter()
+            .filter(|team| teams.contains(&team.id))
+            .flat_map(|team| team.patients)
+            .collect())
+    }
+
     /// Records a request to export: whose records (each patient decided by the one
     /// access check and audited as `fhir.export`), which types, since when. The export is
     /// written later by a worker; the requester follows it with [`Self::bulk_export_status`].
@@ -297,8 +370,8 @@ impl Wardline {
     ) -> Result<BulkExport, Error> {
         self.export_directory()?;
         let requester = requester_of(actor)?;
-        let user = actor.user().ok_or(Error::Forbidden)?;
-        let types = match request.types {
+        let asked_types = request.types.is_some();
+        let mut types: Vec<String> = match request.types {
             None => EXPORT_TYPES.iter().map(|name| (*name).to_owned()).collect(),
             Some(types) => {
                 // In the order written, each once.
@@ -311,6 +384,16 @@ impl Wardline {
                 chosen
             }
         };
+        if let Actor::Client(client) = actor {
+            // A client's token reads the types its scopes name, no others.
+            if asked_types && let Some(denied) = types.iter().find(|name| !client.may_read(name)) {
+                return Err(Error::not_permitted(
+                    "_type",
+                    format!("{denied}: the access token's scopes do not cover it"),
+                ));
+            }
+            types.retain(|name| client.may_read(name));
+        }
         if types.is_empty() {
             return Err(Error::invalid("_type", "names no type to export"));
         }
@@ -325,47 +408,7 @@ impl Wardline {
                 retry_after_secs: 60,
             });
         }
-        let mut patients: Vec<PatientId> = match request.level {
-            ExportLevel::Patients | ExportLevel::System => match user.role {
-                Role::Patient => user.patient_id.into_iter().collect(),
-                Role::Specialist => {
-                    self.audit(actor.audit(
-                        "fhir.export",
-                        None,
-                        wardline_store::AuditOutcome::Denied,
-                        Some("a specialist reads shared records by search".into()),
-                        now,
-                    ))
-                    .await?;
-                    return Err(Error::not_permitted(
-                        "$export",
-                        "bulk export is for a patient's own record and their care team; a \
-                         specialist reads what is shared by search",
-                    ));
-                }
-                Role::Clinician | Role::Nurse | Role::Admin => {
-                    self.store.patients_of_care_team_member(user.id).await?
-                }
-            },
-            ExportLevel::Group(team) => {
-                let teams = self.store.care_teams().await?;
-                let Some(team) = teams.into_iter().find(|candidate| candidate.id == team) else {
-                    return Err(Error::NotFound(format!("Group/{team}")));
-                };
-                if !team.members.contains(&user.id) {
-                    self.audit(actor.audit(
-                        "fhir.export",
-                        None,
-                        wardline_store::AuditOutcome::Denied,
-                        Some(format!("Group/{}: not a member of the care team", team.id)),
-                        now,
-                    ))
-                    .await?;
-                    return Err(Error::Forbidden);
-                }
-                team.patients
-            }
-        };
+        let mut patients = self.export_patients(actor, request.level, now).await?;
         patients.sort_by_key(|patient| patient.to_string());
         patients.dedup();
         // Each patient through the one access check: a share or an emergency access is

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod actor;
 pub mod alarms;
+pub mod backend_services;
 pub mod bulk_export;
 pub mod clinical;
 pub mod credentials;

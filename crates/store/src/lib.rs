@@ -5,6 +5,7 @@
 
 mod alarms;
 mod audit;
+mod backend_clients;
 mod bulk_exports;
 mod clinical;
 mod devices;
@@ -27,6 +28,7 @@ mod visits;
 
 pub use alarms::*;
 pub use audit::*;
+pub use backend_clients::*;
 pub use bulk_exports::*;
 pub use clinical::*;
 pub use devices::*;
@@ -62,6 +64,7 @@ pub trait Store:
     + TemplateStore
     + VisitStore
     + BulkExportStore
+    + BackendClientStore
     + EventLog
     + std::fmt::Debug
     + 'static
@@ -83,6 +86,7 @@ impl<T> Store for T where
         + TemplateStore
         + VisitStore
         + BulkExportStore
+        + BackendClientStore
         + EventLog
         + std::fmt::Debug
         + 'static
@@ -92,8 +96,8 @@ impl<T> Store for T where
 /// The capability traits, to bring their methods into scope at once.
 pub mod prelude {
     pub use crate::{
-        AlarmStore, AuditStore, BulkExportStore, ClinicalStore, DeviceStore, EmergencyAccessStore,
-        EventLog, GatewayStore, IngestStore, NightscoutStore, OutboxStore, PeopleStore, Store,
-        TemplateStore,
+        AlarmStore, AuditStore, BackendClientStore, BulkExportStore, ClinicalStore, DeviceStore,
+        EmergencyAccessStore, EventLog, GatewayStore, IngestStore, NightscoutStore, OutboxStore,
+        PeopleStore, Store, TemplateStore,
     };
 }

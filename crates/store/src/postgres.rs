@@ -27,6 +27,7 @@
 
 mod alarms;
 mod audit;
+mod backend_clients;
 mod bulk_exports;
 mod clinical;
 mod devices;
@@ -60,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0003_visits.sql"),
     include_str!("../migrations/postgres/0004_visit_reminders.sql"),
     include_str!("../migrations/postgres/0005_bulk_exports.sql"),
+    include_str!("../migrations/postgres/0006_backend_clients.sql"),
 ];
 
 /// The schema version this build writes.

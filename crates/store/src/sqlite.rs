@@ -9,6 +9,7 @@
 
 mod alarms;
 mod audit;
+mod backend_clients;
 mod bulk_exports;
 mod clinical;
 mod devices;
@@ -219,6 +220,25 @@ fn open_connection(
         true,
     )?;
     Ok(connection)
+}
+
+/// A JSON column holding an array of ids (patients, care teams) as text, read back.
+pub(crate) fn ids_from_json<T: std::str::FromStr>(
+    text: &str,
+    what: &str,
+) -> Result<Vec<T>, StoreError> {
+    let texts: Vec<String> =
+        serde_json::from_str(text).map_err(|error| StoreError::Undecodable {
+            what: format!("{what} ids"),
+            reason: error.to_string(),
+        })?;
+    texts
+        .iter()
+        .map(|id| {
+            id.parse()
+                .map_err(|_| StoreError::Corrupt(format!("{what} id {id:?} is not a UUID")))
+        })
+        .collect()
 }
 
 pub(crate) fn to_ms(time: DateTime<Utc>) -> i64 {

@@ -17,7 +17,7 @@ use wardline_store::{BulkExport, BulkExportStatus};
 
 use super::fhir::{Fhir, FhirError, base};
 use crate::error::ApiError;
-use crate::extract::Caller;
+use crate::extract::ExportCaller;
 use crate::state::AppState;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
@@ -26,7 +26,12 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(export_group))
         .routes(routes!(export_system))
         .routes(routes!(export_status, cancel_export))
-        .routes(routes!(export_file))
+}
+
+/// The files, without the deadline of requests answered at once: a large file takes a
+/// slow link longer than that.
+pub(crate) fn file_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(export_file))
 }
 
 /// How often a client is asked to poll an export under way.
@@ -60,7 +65,7 @@ pub(crate) struct ExportHeaders {
 /// Reads a kick-off and records the export; answers 202 with its status URL.
 async fn kick_off(
     state: &AppState,
-    caller: Result<Caller, ApiError>,
+    caller: Result<ExportCaller, ApiError>,
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     level: ExportLevel,
@@ -127,7 +132,7 @@ async fn kick_off(
         (status = 429, description = "As many exports under way as the requester may have", content_type = "application/fhir+json", body = Object)))]
 pub(crate) async fn export_patients(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: Result<ExportCaller, ApiError>,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, FhirError> {
@@ -142,7 +147,7 @@ pub(crate) async fn export_patients(
         (status = 429, description = "As many exports under way as the requester may have", content_type = "application/fhir+json", body = Object)))]
 pub(crate) async fn export_group(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: Result<ExportCaller, ApiError>,
     headers: HeaderMap,
     Path(group): Path<String>,
     OriginalUri(uri): OriginalUri,
@@ -168,7 +173,7 @@ pub(crate) async fn export_group(
         (status = 429, description = "As many exports under way as the requester may have", content_type = "application/fhir+json", body = Object)))]
 pub(crate) async fn export_system(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: Result<ExportCaller, ApiError>,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, FhirError> {
@@ -210,7 +215,7 @@ fn manifest(state: &AppState, export: &BulkExport) -> serde_json::Value {
         (status = 500, description = "The export failed", content_type = "application/fhir+json", body = Object)))]
 pub(crate) async fn export_status(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: Result<ExportCaller, ApiError>,
     Path(id): Path<String>,
 ) -> Result<Response, FhirError> {
     let actor = caller?.actor();
@@ -273,7 +278,7 @@ pub(crate) async fn export_status(
     responses((status = 202, description = "Cancelled, its files removed")))]
 pub(crate) async fn cancel_export(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: Result<ExportCaller, ApiError>,
     Path(id): Path<String>,
 ) -> Result<Response, FhirError> {
     let actor = caller?.actor();
@@ -293,7 +298,7 @@ pub(crate) async fn cancel_export(
     responses((status = 200, description = "The file: one resource per line", body = String, content_type = "application/fhir+ndjson")))]
 pub(crate) async fn export_file(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    caller: Result<ExportCaller, ApiError>,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, FhirError> {
     let actor = caller?.actor();

@@ -2,6 +2,7 @@
 
 pub(crate) mod alarms;
 pub(crate) mod analytics;
+pub(crate) mod backend_clients;
 pub(crate) mod clinical;
 pub(crate) mod devices;
 pub(crate) mod emergency;

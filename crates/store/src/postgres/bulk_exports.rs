@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
-use wardline_domain::PatientId;
 
 use super::PostgresStore;
 use super::audit::append;
@@ -24,7 +23,6 @@ fn export_from_row(row: &Row) -> Result<BulkExport, StoreError> {
     let patients: &str = row.try_get(6)?;
     let status: &str = row.try_get(7)?;
     let outputs: &str = row.try_get(11)?;
-    let patients: Vec<String> = from_json(patients, "bulk export patients")?;
     Ok(BulkExport {
         id: row.try_get(0)?,
         requester: row.try_get(1)?,
@@ -32,14 +30,7 @@ fn export_from_row(row: &Row) -> Result<BulkExport, StoreError> {
         created: from_ms(row.try_get(3)?)?,
         types: from_json(types, "bulk export types")?,
         since: row.try_get::<_, Option<i64>>(5)?.map(from_ms).transpose()?,
-        patients: patients
-            .iter()
-            .map(|patient| {
-                patient.parse::<PatientId>().map_err(|_| {
-                    StoreError::Corrupt(format!("patient id {patient:?} is not a UUID"))
-                })
-            })
-            .collect::<Result<_, _>>()?,
+        patients: ids_from_json(patients, "patient")?,
         status: BulkExportStatus::parse(status)
             .ok_or_else(|| StoreError::Corrupt(format!("bulk export status {status:?}")))?,
         attempt: u32::try_from(row.try_get::<_, i64>(8)?).unwrap_or(u32::MAX),

@@ -9,7 +9,7 @@ use wardline_domain::{DeviceId, PatientId, UserId};
 
 use crate::error::StoreError;
 
-pub(crate) use crate::sqlite::{from_ms, to_ms};
+pub(crate) use crate::sqlite::{from_ms, ids_from_json, to_ms};
 
 pub(crate) fn parse_device_id(text: &str) -> Result<DeviceId, StoreError> {
     DeviceId::parse(text).map_err(|error| StoreError::Corrupt(error.to_string()))

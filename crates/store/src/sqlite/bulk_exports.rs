@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
-use wardline_domain::PatientId;
 
 use super::audit::append;
 use super::rows::{from_json, parse_uuid, to_json};
@@ -23,7 +22,6 @@ fn export_from_row(row: &Row<'_>) -> Result<BulkExport, StoreError> {
     let patients: String = row.get(6)?;
     let status: String = row.get(7)?;
     let outputs: String = row.get(11)?;
-    let patients: Vec<String> = from_json(&patients, "bulk export patients")?;
     Ok(BulkExport {
         id: parse_uuid(&id, "bulk export")?,
         requester: row.get(1)?,
@@ -31,10 +29,7 @@ fn export_from_row(row: &Row<'_>) -> Result<BulkExport, StoreError> {
         created: from_ms(row.get(3)?)?,
         types: from_json(&types, "bulk export types")?,
         since: row.get::<_, Option<i64>>(5)?.map(from_ms).transpose()?,
-        patients: patients
-            .iter()
-            .map(|patient| parse_uuid::<PatientId>(patient, "patient"))
-            .collect::<Result<_, _>>()?,
+        patients: super::ids_from_json(&patients, "patient")?,
         status: BulkExportStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("bulk export status {status:?}")))?,
         attempt: u32::try_from(row.get::<_, i64>(8)?).unwrap_or(u32::MAX),

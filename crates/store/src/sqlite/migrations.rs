@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0017_visits.sql"),
     include_str!("../../migrations/sqlite/0018_visit_reminders.sql"),
     include_str!("../../migrations/sqlite/0019_bulk_exports.sql"),
+    include_str!("../../migrations/sqlite/0020_backend_clients.sql"),
 ];
 
 /// The schema version this build writes.

@@ -9,6 +9,7 @@
 
 mod alarms;
 mod audit;
+mod backend_clients;
 mod bulk_exports;
 mod clinical;
 mod devices;
@@ -30,6 +31,7 @@ use wardline_domain::{DeviceId, DeviceKind, ObservationCode, PatientId, Reading,
 
 pub use alarms::*;
 pub use audit::*;
+pub use backend_clients::*;
 pub use bulk_exports::*;
 pub use clinical::*;
 pub use devices::*;
@@ -90,7 +92,8 @@ macro_rules! store_conformance_suite {
             contact_addresses_are_the_patients_own,
             a_signed_note_changes_only_by_addenda,
             orders_and_monitoring_time_stay_with_their_patient,
-            bulk_exports_are_claimed_once_and_end_once);
+            bulk_exports_are_claimed_once_and_end_once,
+            backend_clients_take_each_assertion_once_and_lose_tokens_when_revoked);
     };
     (@tests $fresh:expr; $($check:ident),*) => {
         $crate::store_conformance_checks!($fresh; $($check),*);

@@ -60,6 +60,7 @@ pub fn trait_methods() -> Vec<String> {
         include_str!("../templates.rs"),
         include_str!("../visits.rs"),
         include_str!("../bulk_exports.rs"),
+        include_str!("../backend_clients.rs"),
         include_str!("../events.rs"),
     ];
     let mut methods = Vec::new();
@@ -194,6 +195,16 @@ recorded!(VisitStore {
     async fn record_monitoring_time(&self, time: NewMonitoringTime, audit: AuditEvent) -> R<MonitoringTime>;
     async fn monitoring_time(&self, patient: PatientId, from: DateTime<Utc>, to: DateTime<Utc>) -> R<Vec<MonitoringTime>>;
     async fn reading_quarters(&self, patient: PatientId, from: DateTime<Utc>, to: DateTime<Utc>) -> R<Vec<ReadingQuarter>>;
+});
+
+recorded!(BackendClientStore {
+    async fn create_backend_client(&self, client: NewBackendClient, audit: AuditEvent) -> R<BackendClient>;
+    async fn backend_client(&self, id: &str) -> R<Option<BackendClient>>;
+    async fn backend_clients(&self) -> R<Vec<BackendClient>>;
+    async fn revoke_backend_client(&self, id: &str, at: DateTime<Utc>, audit: AuditEvent) -> R<bool>;
+    async fn record_client_assertion(&self, client: &str, jti: &str, expires: DateTime<Utc>, now: DateTime<Utc>) -> R<bool>;
+    async fn create_client_token(&self, token_hash: [u8; 32], client: &str, scopes: String, expires: DateTime<Utc>, audit: AuditEvent) -> R<()>;
+    async fn client_token(&self, token_hash: [u8; 32], now: DateTime<Utc>) -> R<Option<ClientToken>>;
 });
 
 recorded!(BulkExportStore {
@@ -365,6 +376,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 145, "{methods:?}");
+        assert_eq!(methods.len(), 152, "{methods:?}");
     }
 }

@@ -307,3 +307,151 @@ async fn phd_transactions_answered_survive_kill_9_and_repeat_stores_nothing_twic
         .await;
     assert_eq!(again.len(), pulses.len(), "nothing stored twice");
 }
+
+/// A hospital system's key pair, made as its integration engine makes one (Python's
+/// `cryptography`): the private key to a file, the public key set to standard output.
+const SYSTEM_KEYS: &str = r#"
+import json, sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+with open(sys.argv[1], "wb") as out:
+    out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()))
+jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+jwk.update({"kid": "engine-rs384", "alg": "RS384", "use": "sig"})
+print(json.dumps({"keys": [jwk]}))
+"#;
+
+/// The system's nightly job: SMART discovery, an RS384 assertion signed with PyJWT, a
+/// token, `Group/[team]/$export`, the status polled as it asks, every file fetched; then
+/// the same assertion again. Prints what it got as JSON.
+const SYSTEM_EXPORT: &str = r#"
+import json, sys, time, uuid
+import jwt, requests
+
+base, client_id, key_file, group = sys.argv[1:5]
+configuration = requests.get(base + "/.well-known/smart-configuration").json()
+endpoint = configuration["token_endpoint"]
+with open(key_file, "rb") as key:
+    private_key = key.read()
+assertion = jwt.encode(
+    {"iss": client_id, "sub": client_id, "aud": endpoint, "exp": int(time.time()) + 300,
+     "jti": str(uuid.uuid4())},
+    private_key, algorithm="RS384", headers={"kid": "engine-rs384"})
+form = {"grant_type": "client_credentials", "scope": "system/*.rs",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion}
+answer = requests.post(endpoint, data=form)
+answer.raise_for_status()
+token = answer.json()["access_token"]
+bearer = {"Authorization": "Bearer " + token}
+kick_off = requests.get(base + "/Group/" + group + "/$export",
+                        headers={**bearer, "Accept": "application/fhir+json", "Prefer": "respond-async"})
+assert kick_off.status_code == 202, kick_off.text
+status_url = kick_off.headers["Content-Location"]
+polls = 0
+while True:
+    status = requests.get(status_url, headers=bearer)
+    if status.status_code == 200:
+        break
+    assert status.status_code == 202, status.text
+    polls += 1
+    assert polls < 120, "the export did not finish"
+    time.sleep(min(float(status.headers.get("Retry-After", "1")), 1.0))
+manifest = status.json()
+found = {}
+for output in manifest["output"]:
+    file = requests.get(output["url"], headers={**bearer, "Accept": "application/fhir+ndjson"})
+    file.raise_for_status()
+    for line in file.text.splitlines():
+        resource = json.loads(line)
+        found.setdefault(resource["resourceType"], []).append(resource)
+replay = requests.post(endpoint, data=form)
+print(json.dumps({
+    "types": {name: len(resources) for name, resources in found.items()},
+    "glucose": sorted(o["valueQuantity"]["value"] for o in found.get("Observation", [])),
+    "requires_token": manifest["requiresAccessToken"],
+    "replay": [replay.status_code, replay.json().get("error")],
+}))
+"#;
+
+/// A hospital system registered for SMART Backend Services exports its care team over
+/// TLS with Python's PyJWT and requests, as an integration engine does, unmodified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hospital_system_bulk_exports_its_care_team_with_a_signed_assertion() {
+    let server = TestServer::start().await;
+    let ward = server.ward().await;
+    let first = chrono::Utc::now() + chrono::Duration::seconds(1);
+    let readings: Vec<Value> = (0..4)
+        .map(|i| {
+            glucose_at(
+                i,
+                100.0 + i as f64,
+                first + chrono::Duration::seconds(i * 10),
+            )
+        })
+        .collect();
+    server
+        .device_post(&ward.device, json!({"v": 1, "readings": readings}))
+        .await;
+    let ca = server.data.path().join("system-ca.pem");
+    std::fs::write(&ca, server.ca_pem()).expect("CA file");
+    let key_file = server.data.path().join("system-key.pem");
+    let python = |script: &str, args: &[&str]| {
+        let mut command = tokio::process::Command::new("python3");
+        command
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .env("REQUESTS_CA_BUNDLE", &ca);
+        command
+    };
+    let keys = python(SYSTEM_KEYS, &[key_file.to_str().expect("path")])
+        .output()
+        .await
+        .expect("python3");
+    assert!(
+        keys.status.success(),
+        "making the key failed (python3 -m pip install 'PyJWT[crypto]'): {}",
+        String::from_utf8_lossy(&keys.stderr)
+    );
+    let jwks: Value = serde_json::from_slice(&keys.stdout).expect("a key set");
+    let client = server
+        .post_ok(
+            &ward.admin,
+            "/api/v1/backend-clients",
+            json!({"name": "Nightly export", "jwks": jwks, "care_team_ids": [ward.team_id]}),
+        )
+        .await;
+    let client_id = client["id"].as_str().expect("client id").to_owned();
+    let output = python(
+        SYSTEM_EXPORT,
+        &[
+            &server.url("/fhir/R4"),
+            &client_id,
+            key_file.to_str().expect("path"),
+            &ward.team_id,
+        ],
+    )
+    .output()
+    .await
+    .expect("python3");
+    assert!(
+        output.status.success(),
+        "the system's export failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let got: Value = serde_json::from_slice(&output.stdout).expect("JSON from the system");
+    assert_eq!(got["types"]["Patient"], 1, "{got}");
+    assert_eq!(got["types"]["Device"], 1, "{got}");
+    assert_eq!(got["glucose"], json!([100, 101, 102, 103]), "{got}");
+    assert_eq!(got["requires_token"], true);
+    assert_eq!(
+        got["replay"],
+        json!([401, "invalid_client"]),
+        "a replayed assertion"
+    );
+}
