@@ -1238,15 +1238,34 @@ async fn lastn_gives_the_newest_of_each_code() {
     )
     .await;
     assert_eq!(laboratory["total"], 0);
+    // The newest two of each code, newest first.
+    let (status, _, two) = fhir(
+        &h,
+        "clinician",
+        &format!("/fhir/R4/Observation/$lastn?patient={}&max=2", h.ada),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{two}");
+    let values: Vec<f64> = two["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            entry["resource"]["valueQuantity"]["value"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(values, [96.5, 62.0, 61.0]);
     let (status, _, refused) = fhir(
         &h,
         "clinician",
-        &format!("/fhir/R4/Observation/$lastn?patient={}&max=3", h.ada),
+        &format!("/fhir/R4/Observation/$lastn?patient={}&max=101", h.ada),
     )
     .await;
     assert_eq!(
-        (status, refused["issue"][0]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("not-supported"))
+        (status, refused["issue"][0]["expression"][0].as_str()),
+        (StatusCode::BAD_REQUEST, Some("max"))
     );
     let (status, _, _) = fhir(
         &h,
@@ -1255,5 +1274,5 @@ async fn lastn_gives_the_newest_of_each_code() {
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    validate(&[bundle, heart, laboratory, refused]);
+    validate(&[bundle, heart, laboratory, two, refused]);
 }

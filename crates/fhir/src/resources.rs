@@ -628,7 +628,7 @@ fn resources_statement(base: &str, software_version: &str, date: DateTime<Utc>) 
                     ],
                     "searchInclude": ["Observation:device"],
                     "operation": [{"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
-                        "documentation": "The newest observation of each code of one patient (patient required; category, code; max 1 only)."}],
+                        "documentation": "The newest observations of each code of one patient, newest first (patient required; category, code; max 1 to 100, 1 by default)."}],
                     "searchParam": [
                         {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
                         {"name": "subject", "type": "reference", "documentation": "The same as patient."},

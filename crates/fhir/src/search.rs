@@ -259,7 +259,12 @@ pub struct LastnSearch {
     pub patient: PatientId,
     pub category: Option<String>,
     pub code: Option<ObservationCode>,
+    /// The newest this many of each code (1 to [`MAX_LASTN`]).
+    pub max: u32,
 }
+
+/// The most observations of one code `$lastn` gives.
+pub const MAX_LASTN: u32 = 100;
 
 impl LastnSearch {
     /// Whether an observation of `code` is one the query asks for.
@@ -275,6 +280,7 @@ impl LastnSearch {
 /// Reads `Observation/$lastn`'s parameters: `patient` (required), `category`, `code`,
 /// and `max` (1 only: Wardline keeps the newest of each code at hand).
 pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchError> {
+    let mut max = 1;
     let mut patient = None;
     let mut category = None;
     let mut code = None;
@@ -294,9 +300,16 @@ pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchErr
                 })?);
             }
             "max" => {
-                if value != "1" {
-                    return Err(unsupported(name, "1 only (the newest of each code)"));
-                }
+                max = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|max| (1..=MAX_LASTN).contains(max))
+                    .ok_or_else(|| {
+                        invalid(
+                            name,
+                            format!("{value:?}: the newest 1 to {MAX_LASTN} of each code"),
+                        )
+                    })?;
             }
             other if IGNORED_PARAMETERS.contains(&other) => {}
             other => {
@@ -311,6 +324,7 @@ pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchErr
         patient: patient.ok_or_else(|| invalid("patient", "required: Patient/[id]"))?,
         category,
         code,
+        max,
     })
 }
 

@@ -835,13 +835,13 @@ pub(crate) struct LastnParams {
     category: Option<String>,
     /// One LOINC code.
     code: Option<String>,
-    /// `1` only.
-    #[param(minimum = 1, maximum = 1)]
+    /// How many of each code, newest first: 1 (the default) to 100.
+    #[param(minimum = 1, maximum = 100)]
     max: Option<u32>,
 }
 
-/// The newest observation of each code of a patient (`$lastn` with `max=1`): the
-/// latest vital signs at a glance, through the one access check.
+/// The newest observation (or the newest `max`) of each code of a patient: the latest
+/// vital signs at a glance, through the one access check.
 #[utoipa::path(get, path = "/fhir/R4/Observation/$lastn", tag = "fhir", params(LastnParams),
     responses((status = 200, description = "A searchset Bundle", content_type = "application/fhir+json", body = Object)))]
 pub(crate) async fn last_observations(
@@ -858,7 +858,33 @@ pub(crate) async fn last_observations(
         .await?;
     latest.retain(|observation| search.wants(observation.code));
     latest.sort_by_key(|observation| observation.code.loinc());
-    let resources = latest.iter().map(wardline_fhir::observation).collect();
+    let mut resources = Vec::new();
+    for newest in &latest {
+        if search.max == 1 {
+            resources.push(wardline_fhir::observation(newest));
+            continue;
+        }
+        // The code's newest `max`, newest first, up to the newest one found above (a
+        // reading arriving meanwhile waits for the next ask).
+        let page = state
+            .service
+            .observations(
+                &actor,
+                search.patient,
+                newest.code,
+                (
+                    Some(wardline_domain::nightscout::earliest()),
+                    Some(newest.effective + chrono::Duration::milliseconds(1)),
+                ),
+                wardline_service::clinical::PageRequest {
+                    limit: Some(search.max),
+                    cursor: None,
+                    newest_first: true,
+                },
+            )
+            .await?;
+        resources.extend(page.observations.iter().map(wardline_fhir::observation));
+    }
     Ok(bundle(
         &state,
         "Observation/$lastn",
