@@ -65,21 +65,11 @@ pub(crate) fn validate(resources: &[Value]) {
         "the FHIR validator is missing at {}: run scripts/test.sh, which makes it (python3 -m venv target/fhir-validator && target/fhir-validator/bin/pip install 'fhir.resources==6.5.0' 'pydantic<2'), or set WARDLINE_FHIR_VALIDATOR_PYTHON",
         python.display()
     );
-    let script = r#"
-import json, sys
-from fhir.resources import construct_fhir_element
-failed = 0
-for line in sys.stdin:
-    resource = json.loads(line)
-    try:
-        construct_fhir_element(resource["resourceType"], resource)
-    except Exception as error:
-        failed += 1
-        print(resource.get("resourceType"), resource.get("id"), error)
-sys.exit(1 if failed else 0)
-"#;
     let mut python = std::process::Command::new(&python);
-    python.args(["-c", script]);
+    python.arg(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts/fhir-resources-validate.py"),
+    );
     run_validator("fhir.resources", python, resources);
     validate_profiles(resources);
 }
@@ -128,7 +118,7 @@ fn validate_profiles(resources: &[Value]) {
 
 /// A device of `kind` enrolled and assigned to Ada from a minute before `first`:
 /// `(device id, secret)`.
-async fn ada_device(
+pub(crate) async fn ada_device(
     h: &Hospital,
     kind: &str,
     first: chrono::DateTime<chrono::Utc>,

@@ -14,7 +14,7 @@ use wardline_service::ServiceSettings;
 use wardline_service::bulk_export::BulkExportSettings;
 
 use crate::common::{Hospital, hospital_with};
-use crate::fhir::{ada_vitals, validate};
+use crate::fhir::{ada_device, ada_vitals, validate};
 
 /// Lines per file: small, so that a patient's readings fill several.
 const LINES_PER_FILE: u64 = 25;
@@ -25,6 +25,8 @@ fn settings(folder: &std::path::Path) -> ServiceSettings {
             directory: Some(folder.to_path_buf()),
             retention: chrono::Duration::hours(1),
             lines_per_file: LINES_PER_FILE,
+            // Small pages, so that an export pages through leads recorded together.
+            ecg_chunks_per_page: 3,
         },
         ..ServiceSettings::default()
     }
@@ -532,4 +534,77 @@ async fn exports_are_limited_cancelled_and_their_files_removed() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_ecg_is_exported_chunk_by_chunk_with_every_sample() {
+    let folder = tempfile::tempdir().unwrap();
+    let h = hospital_with(settings(folder.path())).await;
+    // Two ECG devices on Ada: the first records leads I and II and respiration, the
+    // second lead II too, every chunk of them beginning at the same instants, so that
+    // the export's pages of three chunks end among chunks of one instant.
+    let first = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let mut sent: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    for (device_index, signals) in [
+        (0, vec!["ecg-lead-i", "ecg-lead-ii", "respiration"]),
+        (1, vec!["ecg-lead-ii"]),
+    ] {
+        let (device, secret) = ada_device(&h, "ecg", first).await;
+        let mut seq = 0;
+        for chunk in 0..4_i64 {
+            let start = first + chrono::Duration::seconds(2 * chunk);
+            for signal in &signals {
+                let samples: Vec<i64> = (0..500)
+                    .map(|i| 1024 + ((i * 7 + chunk * 13 + device_index * 5) % 400) - 200)
+                    .collect();
+                seq += 1;
+                let (status, body) = h
+                    .call(
+                        Method::POST,
+                        &format!("/api/v1/devices/{device}/readings"),
+                        Some(&secret),
+                        Some(json!({"v": 1, "waveform": {"seq": seq, "signal": signal, "rate_hz": 250,
+                            "start": start, "gain": 200, "baseline": 1024, "samples": samples}})),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                sent.insert(format!("{device}/{signal}/{chunk}"), samples);
+            }
+        }
+    }
+    let status_path = kick_off(
+        &h,
+        "clinician",
+        "/fhir/R4/Patient/$export?_type=Observation",
+    )
+    .await;
+    let (manifest, _) = finished(&h, "clinician", &status_path).await;
+    let resources = download(&h, "clinician", &manifest).await;
+    validate(&resources);
+    let ecg: Vec<&Value> = resources
+        .iter()
+        .filter(|resource| resource["code"]["coding"][0]["code"] == "131328")
+        .collect();
+    // Four chunks of lead I, eight of lead II (two devices); respiration is no ECG lead.
+    assert_eq!(ecg.len(), 12, "every lead chunk once");
+    let mut ids: Vec<&str> = ecg.iter().map(|o| o["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 12, "none twice");
+    for observation in &ecg {
+        let sampled = &observation["component"][0]["valueSampledData"];
+        let data: Vec<i64> = sampled["data"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .map(|sample| sample.parse().unwrap())
+            .collect();
+        // Stored and exported exactly: the samples counted from the ADC's zero.
+        let restored: Vec<i64> = data.iter().map(|sample| sample + 1024).collect();
+        assert!(
+            sent.values().any(|samples| *samples == restored),
+            "the samples of {} are not one chunk sent",
+            observation["id"]
+        );
+    }
 }

@@ -205,6 +205,7 @@ pub fn service_settings(config: &Config) -> anyhow::Result<ServiceSettings> {
             directory: Some(config.fhir.export_dir.clone()),
             retention: chrono::Duration::hours(config.fhir.export_retention_hours),
             lines_per_file: config.fhir.export_lines_per_file,
+            ..wardline_service::bulk_export::BulkExportSettings::default()
         },
     })
 }

@@ -24,10 +24,10 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 use wardline_domain::codes::CATALOGUE;
-use wardline_domain::{CareTeamId, DeviceId, PatientId, Role};
+use wardline_domain::{CareTeamId, DeviceId, PatientId, Role, Signal};
 use wardline_store::{
     AlarmQuery, BulkExport, BulkExportEnd, BulkExportOutput, BulkExportStatus, DeviceAssignment,
-    NewBulkExport, ObservationQuery,
+    NewBulkExport, ObservationQuery, WaveformQuery,
 };
 
 use crate::Wardline;
@@ -53,6 +53,10 @@ pub const MAX_OPEN_EXPORTS: usize = 3;
 /// Readings (or alarms) read from the store per page.
 const PAGE: u32 = 5000;
 const ALARM_PAGE: u32 = 500;
+/// ECG chunks read per page (a chunk holds seconds to a minute of samples), and the most
+/// the store lists at once.
+const ECG_PAGE: u32 = 100;
+const MAX_ECG_PAGE: u32 = 1000;
 
 /// How long a claim holds without a word from its worker; the worker reports at least
 /// every [`REPORT_EVERY`], so only a dead worker loses its claim.
@@ -73,6 +77,8 @@ pub struct BulkExportSettings {
     pub retention: Duration,
     /// Lines per file before the next file of the same type begins.
     pub lines_per_file: u64,
+    /// ECG chunks read from the store per page.
+    pub ecg_chunks_per_page: u32,
 }
 
 impl Default for BulkExportSettings {
@@ -81,6 +87,7 @@ impl Default for BulkExportSettings {
             directory: None,
             retention: Duration::hours(24),
             lines_per_file: 100_000,
+            ecg_chunks_per_page: ECG_PAGE,
         }
     }
 }
@@ -768,7 +775,104 @@ impl Wardline {
                 }
             }
         }
+        for signal in Signal::ALL {
+            if wardline_fhir::lead_code(signal).is_some() {
+                self.write_ecg_lead(writer, patient_id, signal, span)
+                    .await?;
+            }
+        }
         Ok(())
+    }
+
+    /// The patient's chunks of one ECG lead, in the order recorded, each an Observation
+    /// with its samples as `valueSampledData`, a page at a time. The store lists the
+    /// chunks overlapping a window in the order they began; a page resumes at the start
+    /// of the previous page's last chunk and steps over the chunks of that instant it
+    /// wrote (several devices may record the same lead at once).
+    async fn write_ecg_lead(
+        &self,
+        writer: &mut ExportWriter<'_>,
+        patient_id: PatientId,
+        signal: Signal,
+        span: Span,
+    ) -> Result<(), Stop> {
+        let to = span.until + Duration::days(1);
+        let mut from = wardline_domain::nightscout::earliest();
+        let mut held = 0_u32;
+        let page = self
+            .settings
+            .bulk_exports
+            .ecg_chunks_per_page
+            .clamp(1, MAX_ECG_PAGE);
+        let mut limit = page;
+        loop {
+            let chunks = self
+                .store
+                .waveforms(WaveformQuery {
+                    patient_id,
+                    signal: Some(signal),
+                    from,
+                    to,
+                    limit,
+                })
+                .await?;
+            let full = chunks.len() >= limit as usize;
+            let mut stepped = 0;
+            let mut last: Option<(DateTime<Utc>, u32)> = None;
+            for chunk in &chunks {
+                // Running when the page began: written on the page before.
+                if chunk.start < from || (chunk.start == from && stepped < held) {
+                    if chunk.start == from {
+                        stepped += 1;
+                    }
+                    continue;
+                }
+                last = match last {
+                    Some((at, count)) if at == chunk.start => Some((at, count + 1)),
+                    _ => Some((chunk.start, 1)),
+                };
+                if !span.arrived(chunk.received) {
+                    continue;
+                }
+                let decoded = wardline_waveform::decode(&chunk.encoded).map_err(|error| {
+                    Stop::Failed(Error::Internal(format!(
+                        "a stored waveform chunk does not decode: {error}"
+                    )))
+                })?;
+                let resource = wardline_fhir::ecg_observation(&wardline_fhir::WaveformFacts {
+                    device: chunk.device_id.clone(),
+                    seq: chunk.seq,
+                    patient: patient_id,
+                    signal: chunk.signal,
+                    sampling_rate_hz: chunk.sampling_rate_hz,
+                    start: chunk.start,
+                    end: chunk.end,
+                    gain: decoded.header.gain,
+                    baseline: decoded.header.baseline,
+                    samples: &decoded.samples,
+                });
+                if let Some(resource) = resource {
+                    writer.write(&resource).await?;
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+            match last {
+                Some((at, count)) => {
+                    held = if at == from { held + count } else { count };
+                    from = at;
+                    limit = page;
+                }
+                // A page of chunks all running or already written: read a bigger one.
+                None if limit < MAX_ECG_PAGE => limit = (limit * 2).min(MAX_ECG_PAGE),
+                None => {
+                    return Err(Stop::Failed(Error::Internal(format!(
+                        "more than {MAX_ECG_PAGE} chunks of one lead begin at {from}"
+                    ))));
+                }
+            }
+        }
     }
 
     /// The patient's alarms raised before `until`, newest first, a page at a time.

@@ -438,6 +438,8 @@ pub struct StoredWaveform {
     pub end: DateTime<Utc>,
     pub sample_count: u32,
     pub encoded: Vec<u8>,
+    /// When it reached Wardline.
+    pub received: DateTime<Utc>,
 }
 
 /// An observation Wardline computed from other data (e.g. heart rate from an ECG), to

@@ -488,7 +488,7 @@ impl ClinicalStore for PostgresStore {
         let statement = client
             .prepare_cached(
                 "SELECT d.id, w.seq, w.signal, w.sampling_rate_hz, w.start_ms, w.end_ms,
-                        w.sample_count, w.encoded
+                        w.sample_count, w.encoded, w.received_ms
                  FROM waveform_chunk w JOIN device d ON d.key = w.device_key
                  WHERE w.patient_key = (SELECT key FROM patient WHERE id = $1)
                    AND ($2::text IS NULL OR w.signal = $2)
@@ -524,6 +524,7 @@ impl ClinicalStore for PostgresStore {
                         StoreError::Corrupt(format!("waveform sample count {sample_count}"))
                     })?,
                     encoded: row.try_get(7)?,
+                    received: from_ms(row.try_get(8)?)?,
                 })
             })
             .collect()

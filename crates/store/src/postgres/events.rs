@@ -224,6 +224,7 @@ impl<'a> LogRead<'a> {
                             StoreError::Corrupt(format!("waveform sample count {sample_count}"))
                         })?,
                         encoded: row.try_get(10)?,
+                        received: from_ms(row.try_get(9)?)?,
                     },
                 }));
         }

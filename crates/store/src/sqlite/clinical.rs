@@ -349,7 +349,8 @@ impl ClinicalStore for SqliteStore {
     async fn waveforms(&self, query: WaveformQuery) -> Result<Vec<StoredWaveform>, StoreError> {
         self.read(move |connection| {
             let mut statement = connection.prepare_cached(
-                "SELECT d.id, w.seq, w.signal, w.sampling_rate_hz, w.start_ms, w.end_ms, w.sample_count, w.encoded
+                "SELECT d.id, w.seq, w.signal, w.sampling_rate_hz, w.start_ms, w.end_ms, w.sample_count, w.encoded,
+                        w.received_ms
                  FROM waveform_chunk w JOIN device d ON d.key = w.device_key
                  WHERE w.patient_key = (SELECT key FROM patient WHERE id = ?1)
                    AND (?2 IS NULL OR w.signal = ?2)
@@ -374,11 +375,12 @@ impl ClinicalStore for SqliteStore {
                         row.get::<_, i64>(5)?,
                         row.get::<_, u32>(6)?,
                         row.get::<_, Vec<u8>>(7)?,
+                        row.get::<_, i64>(8)?,
                     ))
                 },
             )?;
             rows.map(|row| {
-                let (device, seq, signal, rate, start, end, count, encoded) = row?;
+                let (device, seq, signal, rate, start, end, count, encoded, received) = row?;
                 Ok(StoredWaveform {
                     device_id: parse_device_id(&device)?,
                     seq,
@@ -389,6 +391,7 @@ impl ClinicalStore for SqliteStore {
                     end: from_ms(end)?,
                     sample_count: count,
                     encoded,
+                    received: from_ms(received)?,
                 })
             })
             .collect()

@@ -240,6 +240,7 @@ impl<'a> LogRead<'a> {
                         end: from_ms(row.get(7)?)?,
                         sample_count: row.get(8)?,
                         encoded: row.get(10)?,
+                        received: from_ms(row.get(9)?)?,
                     },
                 }));
         }

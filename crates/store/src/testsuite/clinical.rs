@@ -265,6 +265,7 @@ pub async fn waveform_chunks_by_window(store: &dyn Store) {
     let seqs: Vec<i64> = window.iter().map(|w| w.seq).collect();
     assert_eq!(seqs, vec![2, 3], "chunks overlapping the window");
     assert_eq!(window[0].encoded, vec![2u8; 16]);
+    assert_eq!(window[0].received, at(100), "when it arrived, as stored");
 }
 
 pub async fn derived_observations_have_their_own_seq(store: &dyn Store) {

@@ -193,6 +193,66 @@ async fn demo_stores_observations_quickly_and_stops_cleanly() {
         started.elapsed()
     );
 
+    // The demo ward, bulk exported by its clinician: every line of every file is valid
+    // R4 to both validators.
+    let kick_off = client
+        .get(format!("{base}/fhir/R4/Patient/$export"))
+        .bearer_auth(&token)
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .expect("kick-off");
+    assert_eq!(kick_off.status(), reqwest::StatusCode::ACCEPTED);
+    let status_url = kick_off
+        .headers()
+        .get("content-location")
+        .and_then(|value| value.to_str().ok())
+        .expect("Content-Location")
+        .to_owned();
+    let export_deadline = Instant::now() + Duration::from_secs(60);
+    let manifest: Value = loop {
+        let answer = client
+            .get(&status_url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("status");
+        if answer.status() == reqwest::StatusCode::OK {
+            break answer.json().await.expect("manifest");
+        }
+        assert_eq!(answer.status(), reqwest::StatusCode::ACCEPTED);
+        assert!(
+            Instant::now() < export_deadline,
+            "the export did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut ndjson = Vec::new();
+    let mut types = std::collections::BTreeMap::new();
+    for output in manifest["output"].as_array().expect("outputs") {
+        let file = client
+            .get(output["url"].as_str().expect("url"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("file")
+            .bytes()
+            .await
+            .expect("body");
+        *types
+            .entry(output["type"].as_str().expect("type").to_owned())
+            .or_insert(0) += file.iter().filter(|byte| **byte == b'\n').count();
+        ndjson.extend_from_slice(&file);
+    }
+    assert_eq!(types.get("Patient"), Some(&6), "{types:?}");
+    for resource_type in ["Device", "Observation", "CarePlan", "DetectedIssue"] {
+        assert!(
+            types.get(resource_type).is_some_and(|count| *count > 0),
+            "{resource_type}: {types:?}"
+        );
+    }
+    crate::support::validate_fhir_lines(&ndjson);
+
     // Ctrl-C: devices, then the server, stop; the process exits successfully.
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

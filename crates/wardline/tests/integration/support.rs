@@ -763,3 +763,48 @@ pub(crate) fn open_database(database: &Path, keys: &Path) -> rusqlite::Connectio
     wardline_store::sqlite::encryption::key_connection(&connection, &key).expect("give the key");
     connection
 }
+
+/// FHIR resources, one JSON document per line, through both independent validators
+/// `scripts/test.sh` installs: the R4 models of Python's `fhir.resources` and Medplum's
+/// validator (which also judges the profiles a resource claims). Panics with what a
+/// validator refused.
+pub(crate) fn validate_fhir_lines(ndjson: &[u8]) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join("target/fhir-validator/bin/python");
+    assert!(
+        python.try_exists().unwrap_or(false),
+        "the FHIR validator is missing at {}: run scripts/test.sh, which makes it",
+        python.display()
+    );
+    let profiles = root.join("scripts/fhir-profiles");
+    let mut node = std::process::Command::new("node");
+    node.arg(profiles.join("validate.mjs"))
+        .current_dir(&profiles);
+    let mut fhir_resources = std::process::Command::new(&python);
+    fhir_resources.arg(root.join("scripts/fhir-resources-validate.py"));
+    for (name, mut command) in [
+        ("fhir.resources", fhir_resources),
+        ("Medplum's validator", node),
+    ] {
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("{name} does not start: {error}"));
+        let mut stdin = child.stdin.take().expect("stdin");
+        let input = ndjson.to_vec();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+        let output = child.wait_with_output().expect("validator output");
+        let _ = writer.join();
+        assert!(
+            output.status.success(),
+            "{name} refused: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
