@@ -91,6 +91,27 @@ pub enum AdminCommand {
         #[arg(long)]
         patient: String,
     },
+    /// Register a hospital system for SMART Backend Services (docs/fhir.md): its public
+    /// keys and the care teams whose patients it may bulk export. Prints its client_id.
+    RegisterBackendClient {
+        #[arg(long)]
+        name: String,
+        /// A file holding its JSON Web Key Set: public RS384 or ES384 keys, each with a
+        /// `kid`.
+        #[arg(long)]
+        jwks: std::path::PathBuf,
+        /// A care team (id or name); repeat for each.
+        #[arg(long = "team", required = true)]
+        teams: Vec<String>,
+    },
+    /// List the registered backend clients.
+    BackendClients,
+    /// Revoke a backend client: its tokens end at once and it gets no more.
+    RevokeBackendClient {
+        /// Its client_id.
+        #[arg(long)]
+        client: String,
+    },
     /// Enrol a device and print its credential (once) and connection settings.
     EnrolDevice {
         /// cgm, glucose_meter, ecg, pulse_oximeter, thermometer, blood_pressure_cuff, scale,
@@ -264,8 +285,12 @@ fn print_template(template: &wardline_store::MappingTemplate, warnings: &[String
 }
 
 /// The command line's errors read as the service's message.
+/// A refusal as the operator reads it: the field at fault, when there is one, and why.
 fn fail(error: wardline_service::Error) -> anyhow::Error {
-    anyhow::anyhow!("{}", error.message())
+    match error.field() {
+        Some(field) => anyhow::anyhow!("{field}: {}", error.message()),
+        None => anyhow::anyhow!("{}", error.message()),
+    }
 }
 
 /// `wardline import clarity|libreview FILE --patient … --time-zone …`.
@@ -469,6 +494,49 @@ pub async fn run(config: &Config, command: AdminCommand, init: bool) -> anyhow::
                 .await
                 .map_err(fail)?;
             println!("patient {} id {}", patient.display_name, patient.id);
+        }
+        AdminCommand::RegisterBackendClient { name, jwks, teams } => {
+            let text = std::fs::read_to_string(&jwks)
+                .with_context(|| format!("reading the key set {}", jwks.display()))?;
+            let jwks: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", jwks.display()))?;
+            let mut care_teams = Vec::with_capacity(teams.len());
+            for team in &teams {
+                care_teams.push(team_named(&service, team).await?);
+            }
+            let client = service
+                .register_backend_client(
+                    &cli,
+                    wardline_service::backend_services::ClientRegistration {
+                        name,
+                        jwks,
+                        care_teams,
+                    },
+                )
+                .await
+                .map_err(fail)?;
+            println!("backend client {} client_id {}", client.name, client.id);
+        }
+        AdminCommand::BackendClients => {
+            for client in service.backend_clients(&cli).await.map_err(fail)? {
+                let state = match client.revoked {
+                    Some(at) => format!("revoked {}", at.to_rfc3339()),
+                    None => "active".to_owned(),
+                };
+                println!(
+                    "{}  {}  {} care teams  {state}",
+                    client.id,
+                    client.name,
+                    client.care_teams.len()
+                );
+            }
+        }
+        AdminCommand::RevokeBackendClient { client } => {
+            service
+                .revoke_backend_client(&cli, &client)
+                .await
+                .map_err(fail)?;
+            println!("revoked");
         }
         AdminCommand::CreateCareTeam { name } => {
             let team = service.create_care_team(&cli, &name).await.map_err(fail)?;

@@ -127,6 +127,84 @@ async fn teams_users_and_patients_are_named_by_name_on_the_command_line() {
         "{listed}"
     );
 
+    // A hospital system registered for SMART Backend Services, by its key set's file
+    // and its care team's name; listed; revoked once.
+    let jwks = server.data.path().join("engine.jwks.json");
+    std::fs::write(
+        &jwks,
+        r#"{"keys": [{"kty": "EC", "crv": "P-384", "kid": "nightly-2026",
+            "x": "c1DemAqbVfPPWof3zmjud3Aj6uaBbN9MR1t48AVC7GVVwMfhReiGxhUJwG9YHlG2",
+            "y": "Cxn8MQcWVhYH4hRUcwcOxadklX_tU5tqfW3i_VCn_1AU8Khi0m8fAAH2ygM7zxUB"}]}"#,
+    )
+    .expect("key set file");
+    let jwks_arg = jwks.to_str().expect("path");
+    let registered = succeeded(&admin(
+        &data,
+        &[
+            "register-backend-client",
+            "--name",
+            "Nightly export",
+            "--jwks",
+            jwks_arg,
+            "--team",
+            "Ward 7",
+        ],
+        None,
+    ));
+    let client_id = registered
+        .split("client_id ")
+        .nth(1)
+        .expect("client id")
+        .trim()
+        .to_owned();
+    assert!(client_id.starts_with("cl_"), "{registered}");
+    let clients = succeeded(&admin(&data, &["backend-clients"], None));
+    assert!(
+        clients.contains(&format!(
+            "{client_id}  Nightly export  1 care teams  active"
+        )),
+        "{clients}"
+    );
+    succeeded(&admin(
+        &data,
+        &["revoke-backend-client", "--client", &client_id],
+        None,
+    ));
+    assert!(
+        succeeded(&admin(&data, &["backend-clients"], None)).contains("revoked"),
+        "listed as revoked"
+    );
+    let again = admin(
+        &data,
+        &["revoke-backend-client", "--client", &client_id],
+        None,
+    );
+    assert!(!again.status.success(), "revoked once");
+    // A key set that is not one is refused naming the key and field.
+    std::fs::write(
+        &jwks,
+        r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "a"}]}"#,
+    )
+    .expect("key set file");
+    let refused = admin(
+        &data,
+        &[
+            "register-backend-client",
+            "--name",
+            "Shared secret",
+            "--jwks",
+            jwks_arg,
+            "--team",
+            "Ward 7",
+        ],
+        None,
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("jwks.keys[0].kty"),
+        "{refused:?}"
+    );
+
     // A name that is not there, or that two patients share, is refused and says why.
     let unknown = add_patient("Nobody");
     assert!(!unknown.status.success());
