@@ -50,11 +50,6 @@ impl BulkExportStatus {
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|status| status.as_str() == text)
     }
-
-    /// Whether a worker may still write it.
-    pub fn is_open(self) -> bool {
-        matches!(self, BulkExportStatus::Pending | BulkExportStatus::Running)
-    }
 }
 
 /// One file of a completed export.
