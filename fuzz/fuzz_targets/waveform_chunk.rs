@@ -2,21 +2,28 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wardline_waveform::{HEADER_LEN, decode, decode_header, encode_with};
+use wardline_waveform::{HEADER_LEN, HEADER_LEN_V2, decode, decode_header, encode_with};
 
 fuzz_target!(|bytes: &[u8]| {
     check(bytes);
     // Most inputs fail the header's and the payload's checksums, which a device's bytes
     // can carry just as easily: the same input again with its payload length and both
     // checksums made right reaches the codecs behind them.
-    if bytes.len() >= HEADER_LEN {
+    // The header's length is the version's (byte 4): 1 and anything else as version 1,
+    // 2 with its origin.
+    let len = if bytes.get(4) == Some(&2) {
+        HEADER_LEN_V2
+    } else {
+        HEADER_LEN
+    };
+    if bytes.len() >= len {
         let mut sealed = bytes.to_vec();
-        let payload_len = u32::try_from(sealed.len() - HEADER_LEN).unwrap_or(u32::MAX);
+        let payload_len = u32::try_from(sealed.len() - len).unwrap_or(u32::MAX);
         sealed[40..44].copy_from_slice(&payload_len.to_le_bytes());
-        let payload_crc = crc32fast::hash(&sealed[HEADER_LEN..]);
+        let payload_crc = crc32fast::hash(&sealed[len..]);
         sealed[44..48].copy_from_slice(&payload_crc.to_le_bytes());
-        let header_crc = crc32fast::hash(&sealed[..48]);
-        sealed[48..52].copy_from_slice(&header_crc.to_le_bytes());
+        let header_crc = crc32fast::hash(&sealed[..len - 4]);
+        sealed[len - 4..len].copy_from_slice(&header_crc.to_le_bytes());
         check(&sealed);
     }
 });

@@ -478,7 +478,9 @@ impl Analyser {
             metrics::counter!("wardline_ecg_chunks_unanalysable_total").increment(1);
             return Ok(());
         };
-        let gain = decoded.header.gain;
+        // The detector filters out what is constant, so an origin (a FHIR upload's)
+        // changes nothing it finds: the gain is all it needs.
+        let gain = decoded.header.gain();
         let rate = waveform.chunk.sampling_rate_hz;
         let start = waveform.chunk.start;
         let key = StreamKey {
@@ -567,7 +569,7 @@ impl Analyser {
             let samples_end = chunk.start
                 + Duration::microseconds((decoded.samples.len() as f64 / rate * 1e6).round() as i64);
             let gap = (expected_end - samples_end).num_milliseconds().abs();
-            if chunk.sampling_rate_hz != rate || decoded.header.gain != gain || gap > 100 {
+            if chunk.sampling_rate_hz != rate || decoded.header.gain() != gain || gap > 100 {
                 break;
             }
             expected_end = chunk.start;

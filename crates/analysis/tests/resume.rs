@@ -131,12 +131,12 @@ async fn wearer(kind: DeviceKind, device: &str) -> Patch {
 
 impl Patch {
     async fn send(&self, chunk: &WaveformChunk) {
-        let header = wardline_waveform::ChunkHeader {
-            sampling_rate_hz: chunk.sampling_rate_hz,
-            start_ms: chunk.start.timestamp_millis(),
-            gain: chunk.gain,
-            baseline: chunk.baseline,
-        };
+        let header = wardline_waveform::ChunkHeader::with_gain(
+            chunk.sampling_rate_hz,
+            chunk.start.timestamp_millis(),
+            chunk.gain,
+            chunk.baseline,
+        );
         self.store
             .ingest(vec![IngestItem {
                 device_id: self.device.clone(),

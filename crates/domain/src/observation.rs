@@ -114,6 +114,21 @@ impl Signal {
             .find(|signal| signal.as_str() == text)
     }
 
+    /// The sequence number of a chunk whose device numbers nothing (a FHIR Observation):
+    /// made of its start and signal, as [`ObservationCode::seq_at`] makes a reading's, so
+    /// the same chunk sent again is a retry and two leads recorded together never
+    /// collide. Signals are only ever appended to [`Signal::ALL`].
+    pub fn seq_at(self, start: DateTime<Utc>) -> i64 {
+        let index = Signal::ALL
+            .iter()
+            .position(|signal| *signal == self)
+            .unwrap_or(0) as i64;
+        start
+            .timestamp_millis()
+            .saturating_mul(32)
+            .saturating_add(index)
+    }
+
     /// True for the ECG leads, the signals the rhythm analysis reads.
     pub fn is_ecg(self) -> bool {
         !matches!(self, Signal::Pleth | Signal::Respiration)

@@ -12,6 +12,7 @@ use wardline_domain::codes::{UnitError, accepted_code, normalise};
 use wardline_domain::{ObservationCode, Reading};
 
 use crate::resources::IssueType;
+use crate::waveforms::{InboundWaveform, ecg_leads};
 use crate::{LOINC, UCUM};
 
 /// Most entries in one Bundle: a gateway's day of readings fits many times over, and a
@@ -35,7 +36,7 @@ pub struct InboundError {
     pub message: String,
 }
 
-fn invalid(expression: impl Into<String>, message: impl Into<String>) -> InboundError {
+pub(crate) fn invalid(expression: impl Into<String>, message: impl Into<String>) -> InboundError {
     InboundError {
         expression: expression.into(),
         issue: IssueType::Invalid,
@@ -43,7 +44,7 @@ fn invalid(expression: impl Into<String>, message: impl Into<String>) -> Inbound
     }
 }
 
-fn required(expression: impl Into<String>, message: impl Into<String>) -> InboundError {
+pub(crate) fn required(expression: impl Into<String>, message: impl Into<String>) -> InboundError {
     InboundError {
         expression: expression.into(),
         issue: IssueType::Required,
@@ -51,7 +52,10 @@ fn required(expression: impl Into<String>, message: impl Into<String>) -> Inboun
     }
 }
 
-fn value_error(expression: impl Into<String>, message: impl Into<String>) -> InboundError {
+pub(crate) fn value_error(
+    expression: impl Into<String>,
+    message: impl Into<String>,
+) -> InboundError {
     InboundError {
         expression: expression.into(),
         issue: IssueType::Value,
@@ -59,7 +63,10 @@ fn value_error(expression: impl Into<String>, message: impl Into<String>) -> Inb
     }
 }
 
-fn not_supported(expression: impl Into<String>, message: impl Into<String>) -> InboundError {
+pub(crate) fn not_supported(
+    expression: impl Into<String>,
+    message: impl Into<String>,
+) -> InboundError {
     InboundError {
         expression: expression.into(),
         issue: IssueType::NotSupported,
@@ -170,11 +177,13 @@ const COINCIDENT_TIME_PROFILE: &str =
     "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdCoincidentTimeStampObservation";
 
 /// An Observation to store, as read: its readings (one, or two for a blood pressure
-/// panel), or a PHD gateway's supplement instead, and what it says about its device and
-/// subject.
+/// panel), an ECG's leads, or a PHD gateway's supplement instead, and what it says about
+/// its device and subject.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InboundObservation {
     pub readings: Vec<Reading>,
+    /// An ECG's leads (`valueSampledData`), each a chunk of its own.
+    pub waveforms: Vec<InboundWaveform>,
     /// When this is a supplement (and `readings` is empty).
     pub supplement: Option<Supplement>,
     pub device: Target<DeviceNames>,
@@ -383,13 +392,20 @@ fn read_observation_at(
     if let Some(supplement) = supplement(resource, code, path, effective)? {
         return Ok(InboundObservation {
             readings: Vec::new(),
+            waveforms: Vec::new(),
             supplement: Some(supplement),
             device: device_target(resource.get("device"), &format!("{path}.device"))?,
             subject: subject_target(resource.get("subject"), &format!("{path}.subject"))?,
             path: path.to_owned(),
         });
     }
-    let readings = if has_loinc(code, crate::search::BLOOD_PRESSURE_PANEL) {
+    let mut waveforms = Vec::new();
+    let readings = if resource.contains_key("valueSampledData")
+        || sampled_component(resource).is_some()
+    {
+        waveforms = ecg_leads(resource, path, effective, now + max_future_skew)?;
+        Vec::new()
+    } else if has_loinc(code, crate::search::BLOOD_PRESSURE_PANEL) {
         blood_pressure(resource, path, effective)?
     } else if let Some(quantity) = resource.get("valueQuantity") {
         let code = reading_code(code, &format!("{path}.code"))?;
@@ -409,21 +425,17 @@ fn read_observation_at(
             format!("{path}.{name}"),
             "Wardline's readings are quantities (valueQuantity)",
         ));
-    } else if let Some(index) = sampled_component(resource) {
-        return Err(not_supported(
-            format!("{path}.component[{index}].valueSampledData"),
-            "a waveform (SampledData, an ECG) is not taken over FHIR; devices send waveforms as Wardline's waveform message",
-        ));
     } else if resource.contains_key("component") {
         return Err(not_supported(
             format!("{path}.component"),
-            "components are taken for the blood pressure panel (85354-9) only",
+            "components are taken for the blood pressure panel (85354-9) and for an ECG's leads (valueSampledData) only",
         ));
     } else {
         return Err(required(format!("{path}.value[x]"), "no value"));
     };
     Ok(InboundObservation {
         readings,
+        waveforms,
         supplement: None,
         device: device_target(resource.get("device"), &format!("{path}.device"))?,
         subject: subject_target(resource.get("subject"), &format!("{path}.subject"))?,

@@ -624,7 +624,7 @@ fn resources_statement(base: &str, software_version: &str, date: DateTime<Utc>) 
                         {"code": "read", "documentation": "By the id a search or an upload gives (made of the device, m or d, and the sequence number); a reading the caller may not see is not found."},
                         {"code": "vread", "documentation": "Version 1 only: a stored reading has one version."},
                         {"code": "search-type"},
-                        {"code": "create", "documentation": "By a device: a final measurement with a LOINC code Wardline stores and a UCUM quantity (or the blood pressure panel), its time to the second; 201 when new, 200 when stored before."}
+                        {"code": "create", "documentation": "By a device: a final measurement with a LOINC code Wardline stores and a UCUM quantity (or the blood pressure panel), or an ECG whose leads (MDC codes) are valueSampledData, each kept as a waveform chunk with its samples, factor and origin as sent; its time to the second; 201 when new, 200 when stored before."}
                     ],
                     "searchInclude": ["Observation:device"],
                     "operation": [{"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
-use wardline_domain::ObservationCode;
+use wardline_domain::{ObservationCode, Signal};
 use wardline_fhir::{BundleKind, EntryRequest, IssueType, Target, read_bundle, read_observation};
 
 fn data_dir() -> PathBuf {
@@ -209,11 +209,6 @@ fn what_is_not_a_measurement_is_refused_with_the_element_named() {
     assert_eq!(panel.expression, "Observation.hasMember");
     assert!(panel.message.contains("members"), "{panel}");
 
-    // The ECG example's waveforms are not taken over FHIR.
-    let ecg = refusal(&measured_now("observation-example-sample-data.json"));
-    assert_eq!(ecg.issue, IssueType::NotSupported, "{ecg}");
-    assert_eq!(ecg.expression, "Observation.component[0].valueSampledData");
-
     // The examples as published: a day is not a measurement's time, and 1999 is before
     // any device Wardline serves was set.
     let day = refusal(&example("observation-example-heart-rate.json"));
@@ -229,6 +224,129 @@ fn what_is_not_a_measurement_is_refused_with_the_element_named() {
             .message
             .contains("ahead of the server clock")
     );
+}
+
+#[test]
+fn the_ecg_example_gives_each_lead_its_samples_origin_and_factor_as_sent() {
+    let resource = measured_now("observation-example-sample-data.json");
+    let observation = read(&resource);
+    assert!(observation.readings.is_empty());
+    let start = DateTime::parse_from_rfc3339(MEASURED)
+        .unwrap()
+        .with_timezone(&Utc);
+    let leads: Vec<_> = observation
+        .waveforms
+        .iter()
+        .map(|lead| lead.signal)
+        .collect();
+    assert_eq!(
+        leads,
+        [Signal::EcgLeadI, Signal::EcgLeadIi, Signal::EcgLeadIii]
+    );
+    for (index, lead) in observation.waveforms.iter().enumerate() {
+        let sampled = &resource["component"][index]["valueSampledData"];
+        let sent: Vec<i32> = sampled["data"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .map(|step| step.parse().unwrap())
+            .collect();
+        assert_eq!(lead.samples, sent);
+        assert_eq!(lead.samples.len(), 116);
+        // The origin says no unit: mV, so nothing is converted.
+        assert_eq!(lead.factor, 1.612);
+        assert_eq!(lead.origin, 2048.0);
+        assert_eq!(lead.sampling_rate_hz, 100.0);
+        assert_eq!(lead.start, start);
+        assert_eq!(lead.end(), start + Duration::milliseconds(1160));
+        // The same ECG sent again is the same chunks; leads never share a number.
+        assert_eq!(lead.seq, lead.signal.seq_at(start));
+    }
+    assert_ne!(observation.waveforms[0].seq, observation.waveforms[1].seq);
+
+    // In µV the origin and factor become mV; the samples stay as sent.
+    let mut microvolts = resource.clone();
+    microvolts["component"][0]["valueSampledData"]["origin"] =
+        json!({"value": 2048, "system": "http://unitsofmeasure.org", "code": "uV"});
+    let lead = &read(&microvolts).waveforms[0];
+    assert!((lead.origin - 2.048).abs() < 1e-12);
+    assert!((lead.factor - 0.001612).abs() < 1e-12);
+    assert_eq!(lead.samples[..3], [2041, 2043, 2037]);
+
+    // One lead as the Observation's own value, coded as the lead.
+    let mut single = resource.clone();
+    let members = single.as_object_mut().unwrap();
+    let first = members["component"][0].clone();
+    members.remove("component");
+    members.insert("code".into(), first["code"].clone());
+    members.insert("valueSampledData".into(), first["valueSampledData"].clone());
+    assert_eq!(read(&single).waveforms.len(), 1);
+}
+
+#[test]
+fn an_ecg_that_cannot_be_stored_as_sent_is_refused_with_the_element_named() {
+    let ecg = measured_now("observation-example-sample-data.json");
+    let lead = "Observation.component[1].valueSampledData";
+    let cases: [(&str, Value, &str, &str); 9] = [
+        ("data", json!("2041 E 2037"), ".data", "\"E\""),
+        ("data", json!("2041 2043.5"), ".data", "whole number"),
+        ("data", json!("2041 99999999999"), ".data", "whole number"),
+        ("data", json!("  "), ".data", "nothing to store"),
+        ("dimensions", json!(2), ".dimensions", "one lead"),
+        ("period", json!(0), ".period", "1 to 10000 Hz"),
+        ("factor", json!(0), ".factor", "origin"),
+        (
+            "origin",
+            json!({"value": 0, "code": "mm[Hg]"}),
+            ".origin.code",
+            "mV",
+        ),
+        ("origin", json!({"code": "mV"}), ".origin.value", "missing"),
+    ];
+    for (field, value, expression, says) in cases {
+        let mut bad = ecg.clone();
+        bad["component"][1]["valueSampledData"][field] = value;
+        let error = refusal(&bad);
+        assert_eq!(
+            error.expression,
+            format!("{lead}{expression}"),
+            "{field}: {error}"
+        );
+        assert!(error.message.contains(says), "{field}: {error}");
+    }
+
+    let mut unknown_lead = ecg.clone();
+    unknown_lead["component"][2]["code"]["coding"][0]["code"] = json!("131400");
+    let error = refusal(&unknown_lead);
+    assert_eq!(error.expression, "Observation.component[2].code.coding");
+    assert!(
+        error.message.contains("131329 (MDC_ECG_ELEC_POTL_I)"),
+        "{error}"
+    );
+
+    let mut twice = ecg.clone();
+    twice["component"][2]["code"] = ecg["component"][0]["code"].clone();
+    assert_eq!(refusal(&twice).expression, "Observation.component[2].code");
+
+    let mut mixed = ecg.clone();
+    mixed["component"][1] = json!({"code": {"text": "note"}, "valueString": "x"});
+    let error = refusal(&mixed);
+    assert_eq!(error.expression, "Observation.component[1]");
+    assert_eq!(error.issue, IssueType::NotSupported);
+
+    // Too many samples for one lead, and a recording that would end in the future.
+    let mut long = ecg.clone();
+    long["component"][0]["valueSampledData"]["data"] =
+        json!(vec!["1"; wardline_fhir::MAX_SAMPLES_PER_LEAD + 1].join(" "));
+    assert!(refusal(&long).message.contains("more than"));
+    let mut future = ecg.clone();
+    future["effectiveDateTime"] = json!("2026-12-06T10:04:59Z");
+    let error = refusal(&future);
+    assert_eq!(
+        error.expression,
+        "Observation.component[0].valueSampledData.data"
+    );
+    assert!(error.message.contains("future"), "{error}");
 }
 
 #[test]

@@ -847,8 +847,9 @@ impl Wardline {
                     sampling_rate_hz: chunk.sampling_rate_hz,
                     start: chunk.start,
                     end: chunk.end,
-                    gain: decoded.header.gain,
+                    factor: decoded.header.scale.factor(),
                     baseline: decoded.header.baseline,
+                    origin: decoded.header.origin,
                     samples: &decoded.samples,
                 });
                 if let Some(resource) = resource {

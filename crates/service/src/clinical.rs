@@ -69,8 +69,18 @@ pub struct WaveformView {
     pub sampling_rate_hz: f64,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    /// ADC units per `unit`.
     pub gain: f64,
+    /// The ADC value of `origin`.
     pub baseline: i32,
+    /// The value at the baseline, in `unit`: 0 for what devices send; an ECG uploaded
+    /// as FHIR `SampledData` keeps its origin. A sample is origin + (sample − baseline) /
+    /// gain.
+    pub origin: f64,
+    /// `unit` per ADC unit exactly as stored (FHIR gives an uploaded factor back as
+    /// sent); `gain` says the same to the JSON API.
+    #[serde(skip)]
+    pub factor: f64,
     pub unit: &'static str,
     pub samples: Vec<i32>,
 }
@@ -468,8 +478,10 @@ impl Wardline {
                 sampling_rate_hz: chunk.sampling_rate_hz,
                 start: chunk.start,
                 end: chunk.end,
-                gain: decoded.header.gain,
+                gain: decoded.header.gain(),
                 baseline: decoded.header.baseline,
+                origin: decoded.header.origin,
+                factor: decoded.header.scale.factor(),
                 unit: chunk.signal.physical_unit(),
                 samples: decoded.samples,
             });

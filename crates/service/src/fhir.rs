@@ -13,12 +13,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use wardline_domain::{DeviceId, DeviceKind, PatientId, Reading};
+use wardline_domain::{DeviceId, DeviceKind, PatientId};
 use wardline_fhir::{
     BundleEntry, BundleKind, DeviceNames, EntryRequest, InboundError, InboundObservation,
     IssueType, PatientNames, Supplement, Target,
 };
-use wardline_store::{Device, DeviceAssignment, DeviceStatus};
+use wardline_store::{Device, DeviceAssignment, DeviceStatus, EncodedWaveform, IngestPayload};
 
 use crate::Wardline;
 use crate::actor::Actor;
@@ -265,45 +265,59 @@ impl Wardline {
         }
 
         // Each Observation: its device and patient, checked before anything is stored.
-        let mut messages: Vec<(DeviceId, Vec<Reading>)> = Vec::new();
-        let mut placed: Vec<(usize, Option<usize>, String)> = Vec::new();
+        let mut messages: Vec<(DeviceId, Vec<IngestPayload>)> = Vec::new();
+        let mut placed: Vec<Placed> = Vec::new();
         let mut supplements: Vec<(usize, DeviceId, Supplement)> = Vec::new();
         let now = self.now();
         for (slot, index, observation) in observations {
-            match resolve(
+            let device = match resolve(
                 &senders,
                 &devices_by_url,
                 &patients_by_url,
                 index,
                 &observation,
             ) {
-                Ok(device) => match observation.supplement {
-                    Some(Supplement::Battery { at, .. })
-                        if now - at <= FRESH_BATTERY_LEVEL
-                            && senders.patient_at(&device, now).is_none() =>
-                    {
-                        if let Some(answer) = answers.get_mut(slot) {
-                            *answer = Some(EntryAnswer::Refused(Refusal {
-                                index,
-                                issue: IssueType::Processing,
-                                error: Error::DeviceNotAssigned(format!(
-                                    "{}.device: device {device} has no patient now, so its battery level is no one's",
-                                    observation.path
-                                )),
-                            }));
-                        }
-                    }
-                    Some(supplement) => supplements.push((slot, device, supplement)),
-                    None => {
-                        placed.push((slot, index, observation.path.clone()));
-                        messages.push((device, observation.readings));
-                    }
-                },
+                Ok(device) => device,
                 Err(refusal) => {
                     if let Some(answer) = answers.get_mut(slot) {
                         *answer = Some(EntryAnswer::Refused(refusal));
                     }
+                    continue;
                 }
+            };
+            match observation.supplement {
+                Some(Supplement::Battery { at, .. })
+                    if now - at <= FRESH_BATTERY_LEVEL
+                        && senders.patient_at(&device, now).is_none() =>
+                {
+                    if let Some(answer) = answers.get_mut(slot) {
+                        *answer = Some(EntryAnswer::Refused(Refusal {
+                            index,
+                            issue: IssueType::Processing,
+                            error: Error::DeviceNotAssigned(format!(
+                                "{}.device: device {device} has no patient now, so its battery level is no one's",
+                                observation.path
+                            )),
+                        }));
+                    }
+                }
+                Some(supplement) => supplements.push((slot, device, supplement)),
+                None => match payloads(&device, *observation, index) {
+                    Ok((location, payloads, path)) => {
+                        placed.push(Placed {
+                            slot,
+                            index,
+                            path,
+                            location,
+                        });
+                        messages.push((device, payloads));
+                    }
+                    Err(refusal) => {
+                        if let Some(answer) = answers.get_mut(slot) {
+                            *answer = Some(EntryAnswer::Refused(refusal));
+                        }
+                    }
+                },
             }
         }
         let refused_before = answers
@@ -317,31 +331,50 @@ impl Wardline {
             });
         }
 
-        let ids: Vec<(DeviceId, i64)> = messages
-            .iter()
-            .map(|(device, readings)| (device.clone(), readings.first().map_or(0, |r| r.seq)))
-            .collect();
         let (stored, verdicts) = match kind {
             // Only supplements: no readings to commit.
             _ if messages.is_empty() => (true, Vec::new()),
-            BundleKind::Transaction => self
-                .ingest
-                .store_all_or_none("fhir", messages)
-                .await
-                .map_err(Error::from)?,
+            BundleKind::Transaction => {
+                // Each payload its own message (an ECG is one per lead), all in one
+                // commit; an entry's verdict is its payloads' together.
+                let counts: Vec<usize> = messages
+                    .iter()
+                    .map(|(_, payloads)| payloads.len())
+                    .collect();
+                let flat = messages
+                    .into_iter()
+                    .flat_map(|(device, payloads)| {
+                        payloads
+                            .into_iter()
+                            .map(move |payload| (device.clone(), payload))
+                    })
+                    .collect();
+                let (stored, flat) = self
+                    .ingest
+                    .store_all_or_none("fhir", flat)
+                    .await
+                    .map_err(Error::from)?;
+                let mut flat = flat.into_iter();
+                let verdicts = counts
+                    .into_iter()
+                    .map(|count| entry_verdict(flat.by_ref().take(count).collect()))
+                    .collect();
+                (stored, verdicts)
+            }
             // Each entry its own message, all in one commit.
             BundleKind::Batch => (true, self.store_batch(messages).await?),
         };
         let now = self.now();
-        for (((slot, index, path), verdict), (device, seq)) in
-            placed.into_iter().zip(verdicts).zip(ids)
-        {
+        for (placed, verdict) in placed.into_iter().zip(verdicts) {
+            let Placed {
+                slot,
+                index,
+                path,
+                location,
+            } = placed;
             let answer = match verdict {
                 MessageVerdict::Stored { new, .. } if stored => EntryAnswer::Stored {
-                    location: format!(
-                        "Observation/{}",
-                        wardline_fhir::reading_id(&device, false, seq)
-                    ),
+                    location,
                     created: new > 0,
                     last_modified: now,
                 },
@@ -407,21 +440,22 @@ impl Wardline {
         Ok(EntryAnswer::Noted { message })
     }
 
-    /// A batch's Observations, each its own message, in one commit (devices in turn:
-    /// the ingest service stores one device's messages per call, so each device's call is
-    /// made at once and the group commit takes them together).
+    /// A batch's Observations, each its own message (an ECG's leads together), in one
+    /// commit (devices in turn: the ingest service stores one device's messages per
+    /// call, so each device's call is made at once and the group commit takes them
+    /// together).
     async fn store_batch(
         &self,
-        messages: Vec<(DeviceId, Vec<Reading>)>,
+        messages: Vec<(DeviceId, Vec<IngestPayload>)>,
     ) -> Result<Vec<MessageVerdict>, Error> {
-        let calls = messages.into_iter().map(|(device, readings)| {
+        let calls = messages.into_iter().map(|(device, payloads)| {
             let ingest = self.ingest.clone();
-            async move { ingest.store_readings(&device, "fhir", readings).await }
+            async move { ingest.store_payloads(&device, "fhir", payloads).await }
         });
         futures_util::future::join_all(calls)
             .await
             .into_iter()
-            .map(|verdict| verdict.map_err(Error::from))
+            .map(|verdicts| verdicts.map(entry_verdict).map_err(Error::from))
             .collect()
     }
 
@@ -622,14 +656,18 @@ fn resolve(
             "a gateway measures nothing itself: name the device that measured".into(),
         ));
     }
-    for reading in &observation.readings {
-        let Some(patient) = senders.patient_at(&device, reading.effective) else {
+    let measured = observation
+        .readings
+        .iter()
+        .map(|reading| reading.effective)
+        .chain(observation.waveforms.iter().map(|lead| lead.start));
+    for effective in measured {
+        let Some(patient) = senders.patient_at(&device, effective) else {
             return Err(Refusal {
                 index,
                 issue: IssueType::Processing,
                 error: Error::DeviceNotAssigned(format!(
-                    "{path}.effective[x]: device {device} was not assigned to a patient at {}",
-                    reading.effective
+                    "{path}.effective[x]: device {device} was not assigned to a patient at {effective}"
                 )),
             });
         };
@@ -660,6 +698,96 @@ fn resolve(
         }
     }
     Ok(device)
+}
+
+/// An Observation about to be stored: where its answer goes, and the location of what it
+/// becomes.
+struct Placed {
+    slot: usize,
+    index: Option<usize>,
+    path: String,
+    location: String,
+}
+
+/// What an Observation of `device` stores: its readings as one message, or each ECG lead
+/// as a chunk of its own (chunk format version 2, which keeps the factor and origin as
+/// sent); and the location it answers with (an ECG's first lead).
+fn payloads(
+    device: &DeviceId,
+    observation: InboundObservation,
+    index: Option<usize>,
+) -> Result<(String, Vec<IngestPayload>, String), Refusal> {
+    let InboundObservation {
+        readings,
+        waveforms,
+        path,
+        ..
+    } = observation;
+    if let Some(first) = readings.first() {
+        let location = format!(
+            "Observation/{}",
+            wardline_fhir::reading_id(device, false, first.seq)
+        );
+        return Ok((location, vec![IngestPayload::Readings(readings)], path));
+    }
+    let location = waveforms
+        .first()
+        .map(|lead| {
+            format!(
+                "Observation/{}",
+                wardline_fhir::waveform_id(device, lead.seq)
+            )
+        })
+        .ok_or_else(|| {
+            Refusal::unprocessable(index, path.clone(), "the Observation holds no value".into())
+        })?;
+    let mut chunks = Vec::with_capacity(waveforms.len());
+    for lead in waveforms {
+        let header = wardline_waveform::ChunkHeader {
+            sampling_rate_hz: lead.sampling_rate_hz,
+            start_ms: lead.start.timestamp_millis(),
+            scale: wardline_waveform::Scale::Factor(lead.factor),
+            baseline: 0,
+            origin: lead.origin,
+        };
+        let encoded = wardline_waveform::encode(&header, &lead.samples).map_err(|error| {
+            Refusal::unprocessable(
+                index,
+                format!("{path}.component"),
+                format!("lead {} cannot be stored: {error}", lead.signal.as_str()),
+            )
+        })?;
+        chunks.push(IngestPayload::Waveform(EncodedWaveform {
+            seq: lead.seq,
+            signal: lead.signal,
+            sampling_rate_hz: lead.sampling_rate_hz,
+            start: lead.start,
+            end: lead.end(),
+            sample_count: u32::try_from(lead.samples.len()).unwrap_or(u32::MAX),
+            encoded,
+        }));
+    }
+    Ok((location, chunks, path))
+}
+
+/// An entry's verdict from its messages': stored when every one is, else the first
+/// refusal.
+fn entry_verdict(verdicts: Vec<MessageVerdict>) -> MessageVerdict {
+    let mut new = 0;
+    let mut duplicates = 0;
+    for verdict in verdicts {
+        match verdict {
+            MessageVerdict::Stored {
+                new: stored,
+                duplicates: again,
+            } => {
+                new += stored;
+                duplicates += again;
+            }
+            rejected @ MessageVerdict::Rejected(_) => return rejected,
+        }
+    }
+    MessageVerdict::Stored { new, duplicates }
 }
 
 fn no_such_device(
@@ -706,7 +834,7 @@ fn rejected(index: Option<usize>, path: &str, rejection: Rejection) -> Refusal {
             message: error.reason,
         },
         Rejection::SeqConflict { device_id, .. } => Error::SeqConflict(format!(
-            "{path}: device {device_id} sent another value for this code at this time before; nothing was stored"
+            "{path}: device {device_id} sent another value for this code (or ECG lead) at this time before; nothing was stored"
         )),
         other => Error::from(other),
     };

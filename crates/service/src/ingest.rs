@@ -329,7 +329,7 @@ impl IngestService {
     pub async fn store_all_or_none(
         &self,
         transport: &'static str,
-        messages: Vec<(DeviceId, Vec<wardline_domain::Reading>)>,
+        messages: Vec<(DeviceId, IngestPayload)>,
     ) -> Result<(bool, Vec<MessageVerdict>), StoreError> {
         if messages.is_empty() {
             return Ok((true, Vec::new()));
@@ -338,23 +338,32 @@ impl IngestService {
         let expected = messages.len();
         let items = messages
             .into_iter()
-            .map(|(device_id, readings)| IngestItem {
+            .map(|(device_id, payload)| IngestItem {
                 device_id,
                 received,
-                payload: IngestPayload::Readings(readings),
+                payload,
             })
             .collect();
         let (stored, outcomes) = self.store.ingest_all_or_none(items).await?;
-        if outcomes.len() != expected {
-            return Err(StoreError::Corrupt(format!(
-                "{} outcomes for {expected} messages",
-                outcomes.len()
-            )));
-        }
-        let verdicts: Vec<MessageVerdict> = outcomes.into_iter().map(verdict_of).collect();
+        let verdicts = verdicts_of(outcomes, expected)?;
         count_verdicts(transport, &verdicts, stored);
         Ok((stored, verdicts))
     }
+}
+
+/// The verdicts on `expected` messages from what the store made of them: it answers
+/// every item, or nothing can be said of any.
+fn verdicts_of(
+    outcomes: Vec<IngestOutcome>,
+    expected: usize,
+) -> Result<Vec<MessageVerdict>, StoreError> {
+    if outcomes.len() != expected {
+        return Err(StoreError::Corrupt(format!(
+            "{} outcomes for {expected} messages",
+            outcomes.len()
+        )));
+    }
+    Ok(outcomes.into_iter().map(verdict_of).collect())
 }
 
 /// The verdict on one message from what the store made of it.
@@ -425,6 +434,30 @@ impl IngestService {
         .next()
         .ok_or_else(|| StoreError::Corrupt("no verdict for a stored message".into()))
     }
+
+    /// Stores messages a server-side source made and encoded (a FHIR upload's readings
+    /// and ECG leads) as messages of `device_id` in one commit: a verdict for each.
+    pub async fn store_payloads(
+        &self,
+        device_id: &DeviceId,
+        transport: &'static str,
+        payloads: Vec<IngestPayload>,
+    ) -> Result<Vec<MessageVerdict>, StoreError> {
+        let received = Utc::now();
+        let items: Vec<IngestItem> = payloads
+            .into_iter()
+            .map(|payload| IngestItem {
+                device_id: device_id.clone(),
+                received,
+                payload,
+            })
+            .collect();
+        let expected = items.len();
+        let outcomes = self.store.ingest(items).await?;
+        let verdicts = verdicts_of(outcomes, expected)?;
+        count_verdicts(transport, &verdicts, true);
+        Ok(verdicts)
+    }
 }
 
 pub fn count_rejection(transport: &'static str, rejection: &Rejection) {
@@ -433,12 +466,12 @@ pub fn count_rejection(transport: &'static str, rejection: &Rejection) {
 }
 
 fn encode_waveform(chunk: &WaveformChunk) -> Result<EncodedWaveform, PayloadError> {
-    let header = wardline_waveform::ChunkHeader {
-        sampling_rate_hz: chunk.sampling_rate_hz,
-        start_ms: chunk.start.timestamp_millis(),
-        gain: chunk.gain,
-        baseline: chunk.baseline,
-    };
+    let header = wardline_waveform::ChunkHeader::with_gain(
+        chunk.sampling_rate_hz,
+        chunk.start.timestamp_millis(),
+        chunk.gain,
+        chunk.baseline,
+    );
     let encoded =
         wardline_waveform::encode(&header, &chunk.samples).map_err(|error| PayloadError {
             kind: wardline_domain::PayloadErrorKind::ImpossibleValue,

@@ -126,12 +126,7 @@ fn run(
             let len = (seconds * r.sampling_rate_hz).round() as usize;
             let mut t = Tally::default();
             for (sig, gain, baseline) in &r.channels {
-                let h = ChunkHeader {
-                    sampling_rate_hz: r.sampling_rate_hz,
-                    start_ms: 0,
-                    gain: *gain,
-                    baseline: *baseline,
-                };
+                let h = ChunkHeader::with_gain(r.sampling_rate_hz, 0, *gain, *baseline);
                 for chunk in sig.chunks(len) {
                     t.add(&method(chunk, &h));
                 }

@@ -13,8 +13,11 @@ pub enum WaveformError {
     #[error("sampling rate must be finite and positive, got {0}")]
     InvalidSamplingRate(f64),
 
-    #[error("gain must be finite and non-zero, got {0}")]
+    #[error("gain or factor must be finite and non-zero, got {0}")]
     InvalidGain(f64),
+
+    #[error("origin must be finite, got {0}")]
+    InvalidOrigin(f64),
 
     #[error("chunk truncated: need {needed} bytes, have {available}")]
     Truncated { needed: usize, available: usize },

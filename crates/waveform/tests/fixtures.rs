@@ -10,17 +10,21 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
-use wardline_waveform::{ChunkHeader, Codec, decode, decode_header, encode_with};
+use wardline_waveform::{ChunkHeader, Codec, Scale, decode, decode_header, encode_with};
 
 fn fixture_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-const V1_HEADER: ChunkHeader = ChunkHeader {
-    sampling_rate_hz: 359.5,
-    start_ms: 1_767_225_600_000,
-    gain: 200.0,
-    baseline: 1024,
+const V1_HEADER: ChunkHeader = ChunkHeader::with_gain(359.5, 1_767_225_600_000, 200.0, 1024);
+
+/// Version 2: a factor and an origin as FHIR `SampledData` gives them.
+const V2_HEADER: ChunkHeader = ChunkHeader {
+    sampling_rate_hz: 100.0,
+    start_ms: 1_424_334_635_000,
+    scale: Scale::Factor(1.612),
+    baseline: 0,
+    origin: 2048.0,
 };
 
 /// Deterministic ECG-like signal in integer arithmetic only (no libm, so the
@@ -54,9 +58,14 @@ fn read_expected(name: &str) -> Vec<i32> {
 fn check(file: &str, codec: Codec) {
     let bytes = std::fs::read(fixture_dir().join(file)).unwrap();
     let info = decode_header(&bytes).unwrap();
-    assert_eq!(info.version, 1);
+    let (version, header) = if file.starts_with("chunk-v1") {
+        (1, V1_HEADER)
+    } else {
+        (2, V2_HEADER)
+    };
+    assert_eq!(info.version, version);
     assert_eq!(info.codec, codec);
-    assert_eq!(info.header, V1_HEADER);
+    assert_eq!(info.header, header);
     let chunk = decode(&bytes).unwrap();
     assert_eq!(chunk.samples, read_expected("synthetic-v1.txt"), "{file}");
     assert_eq!(chunk.samples.len() as u32, info.sample_count);
@@ -72,6 +81,16 @@ fn v1_lms_range_decodes() {
     check("chunk-v1-codec1-lmsrange.bin", Codec::LmsRange);
 }
 
+#[test]
+fn v2_raw_decodes() {
+    check("chunk-v2-codec0-raw.bin", Codec::Raw);
+}
+
+#[test]
+fn v2_lms_range_decodes() {
+    check("chunk-v2-codec1-lmsrange.bin", Codec::LmsRange);
+}
+
 /// The expected-samples file must come from the generator; and today's
 /// encoder should still produce the pinned bytes (if this alone fails, the
 /// encoder changed its output: fine only if old files still decode above).
@@ -79,8 +98,10 @@ fn v1_lms_range_decodes() {
 fn generator_and_encoder_are_stable() {
     let samples = synthetic_v1();
     let files = [
-        ("chunk-v1-codec0-raw.bin", Codec::Raw),
-        ("chunk-v1-codec1-lmsrange.bin", Codec::LmsRange),
+        ("chunk-v1-codec0-raw.bin", V1_HEADER, Codec::Raw),
+        ("chunk-v1-codec1-lmsrange.bin", V1_HEADER, Codec::LmsRange),
+        ("chunk-v2-codec0-raw.bin", V2_HEADER, Codec::Raw),
+        ("chunk-v2-codec1-lmsrange.bin", V2_HEADER, Codec::LmsRange),
     ];
     if std::env::var_os("WARDLINE_REGEN_FIXTURES").is_some() {
         // Only missing files are written: pinned bytes are never overwritten.
@@ -89,18 +110,18 @@ fn generator_and_encoder_are_stable() {
             let text: String = samples.iter().map(|s| format!("{s}\n")).collect();
             std::fs::write(fixture_dir().join("synthetic-v1.txt"), text).unwrap();
         }
-        for (file, codec) in files {
+        for (file, header, codec) in files {
             if missing(file) {
-                let bytes = encode_with(&V1_HEADER, &samples, codec).unwrap();
+                let bytes = encode_with(&header, &samples, codec).unwrap();
                 std::fs::write(fixture_dir().join(file), bytes).unwrap();
             }
         }
     }
     assert_eq!(samples, read_expected("synthetic-v1.txt"));
-    for (file, codec) in files {
+    for (file, header, codec) in files {
         let pinned = std::fs::read(fixture_dir().join(file)).unwrap();
         assert_eq!(
-            encode_with(&V1_HEADER, &samples, codec).unwrap(),
+            encode_with(&header, &samples, codec).unwrap(),
             pinned,
             "{file}"
         );

@@ -33,12 +33,7 @@ fn mitdb_average_is_at_most_four_bits_per_sample() {
         let (bytes_before, samples_before) = (bytes, samples);
         let chunk_len = (CHUNK_SECONDS * r.sampling_rate_hz).round() as usize;
         for (sig, gain, baseline) in &r.channels {
-            let header = ChunkHeader {
-                sampling_rate_hz: r.sampling_rate_hz,
-                start_ms: 0,
-                gain: *gain,
-                baseline: *baseline,
-            };
+            let header = ChunkHeader::with_gain(r.sampling_rate_hz, 0, *gain, *baseline);
             for chunk in sig.chunks(chunk_len) {
                 let encoded = encode(&header, chunk).unwrap();
                 bytes += encoded.len();

@@ -5,17 +5,12 @@
 
 use proptest::prelude::*;
 use wardline_waveform::{
-    ChunkHeader, Codec, HEADER_LEN, MAX_SAMPLES_PER_CHUNK, WaveformError, decode, decode_header,
-    encode, encode_with,
+    ChunkHeader, Codec, HEADER_LEN, HEADER_LEN_V2, MAX_SAMPLES_PER_CHUNK, Scale, WaveformError,
+    decode, decode_header, encode, encode_with,
 };
 
 fn header() -> ChunkHeader {
-    ChunkHeader {
-        sampling_rate_hz: 360.0,
-        start_ms: 1_700_000_000_000,
-        gain: 200.0,
-        baseline: 1024,
-    }
+    ChunkHeader::with_gain(360.0, 1_700_000_000_000, 200.0, 1024)
 }
 
 fn all_codecs() -> [Codec; 2] {
@@ -50,8 +45,15 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn round_trip_is_bit_exact(samples in signal(), rate in 0.001f64..100_000.0, start in any::<i64>(), baseline in any::<i32>()) {
-        let h = ChunkHeader { sampling_rate_hz: rate, start_ms: start, gain: 123.456, baseline };
+    fn round_trip_is_bit_exact(samples in signal(), rate in 0.001f64..100_000.0, start in any::<i64>(), baseline in any::<i32>(), factor in prop::option::of(1e-6f64..1e6), origin in prop_oneof![Just(0.0), -1e6f64..1e6]) {
+        // A gain with origin 0 is version 1; a factor or an origin, version 2.
+        let h = ChunkHeader {
+            sampling_rate_hz: rate,
+            start_ms: start,
+            scale: factor.map_or(Scale::Gain(123.456), Scale::Factor),
+            baseline,
+            origin,
+        };
         for codec in all_codecs() {
             let bytes = encode_with(&h, &samples, codec).unwrap();
             let back = decode(&bytes).unwrap();
@@ -60,7 +62,7 @@ proptest! {
             prop_assert_eq!(back.codec, codec);
         }
         let best = encode(&h, &samples).unwrap();
-        prop_assert!(best.len() <= HEADER_LEN + samples.len() * 4);
+        prop_assert!(best.len() <= HEADER_LEN_V2 + samples.len() * 4);
         prop_assert_eq!(decode(&best).unwrap().samples, samples);
     }
 
@@ -185,8 +187,27 @@ fn header_errors_are_specific() {
     assert_eq!(decode(&b), Err(WaveformError::BadMagic));
 
     let mut b = bytes.clone();
-    b[4] = 2;
-    assert_eq!(decode(&b), Err(WaveformError::UnsupportedVersion(2)));
+    b[4] = 3;
+    assert_eq!(decode(&b), Err(WaveformError::UnsupportedVersion(3)));
+    b[4] = 0;
+    assert_eq!(decode(&b), Err(WaveformError::UnsupportedVersion(0)));
+
+    // A version 2 header cut short of its origin and checksum.
+    let v2 = encode(
+        &ChunkHeader {
+            origin: 1.5,
+            ..header()
+        },
+        &[1, 2, 3],
+    )
+    .unwrap();
+    assert_eq!(
+        decode(&v2[..56]),
+        Err(WaveformError::Truncated {
+            needed: HEADER_LEN_V2,
+            available: 56
+        })
+    );
 
     let mut b = bytes.clone();
     b[20] ^= 1;

@@ -100,8 +100,10 @@ export function ecgStrip(patientId: string): EcgStrip {
       seen.add(key);
       const mv = new Float32Array(chunk.samples.length);
       const gain = chunk.gain || 1;
+      // An ECG uploaded as FHIR SampledData keeps its origin; a device's is 0.
+      const origin = chunk.origin;
       chunk.samples.forEach((sample, index) => {
-        mv[index] = (sample - chunk.baseline) / gain;
+        mv[index] = origin + (sample - chunk.baseline) / gain;
       });
       const start = Date.parse(chunk.start);
       const item = { key, start, rate: chunk.sampling_rate_hz, mv, end: start + (mv.length * 1000) / chunk.sampling_rate_hz };

@@ -745,8 +745,9 @@ async fn search_ecg(
                 sampling_rate_hz: chunk.sampling_rate_hz,
                 start: chunk.start,
                 end: chunk.end,
-                gain: chunk.gain,
+                factor: chunk.factor,
                 baseline: chunk.baseline,
+                origin: chunk.origin,
                 samples: &chunk.samples,
             },
         ));
