@@ -30,7 +30,8 @@ use wardline_ecg::{
 /// Seconds of recent signal the rhythm analysis looks at.
 pub const ANALYSIS_WINDOW_S: f64 = 120.0;
 /// One derived heart rate per this many seconds of signal.
-pub const HEART_RATE_INTERVAL_S: f64 = 10.0;
+pub const HEART_RATE_INTERVAL_S: f64 =
+    wardline_domain::DERIVED_HEART_RATE_WINDOW_MS as f64 / 1000.0;
 /// Rhythm analysis waits for this much settled signal before its first call; less
 /// cannot hold the shortest AF episode the analysis reports.
 const MIN_ANALYSIS_S: f64 = 20.0;

@@ -688,6 +688,65 @@ async fn the_ecg_comes_as_sampled_data_one_observation_per_chunk() {
     validate(&ecg);
     validate(&bundles);
 
+    // A heart rate Wardline derived 10 s after the first chunk names the chunks of both
+    // leads it was counted in (the ten seconds before it), and not the respiration.
+    let at = first + chrono::Duration::seconds(10);
+    h.service
+        .store()
+        .record_analysis(wardline_store::AnalysisResults {
+            derived: vec![wardline_store::NewDerivedObservation {
+                patient_id: h.ada,
+                device_id: wardline_domain::DeviceId::parse(&device).unwrap(),
+                seq: at.timestamp_millis(),
+                code: wardline_domain::ObservationCode::HeartRate,
+                value: 72.0,
+                effective: at,
+                received: at,
+            }],
+            recorded: at,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let chunk_ids: std::collections::HashSet<String> = ecg
+        .iter()
+        .map(|observation| format!("Observation/{}", observation["id"].as_str().unwrap()))
+        .collect();
+    let (status, rates) = h
+        .as_(
+            "clinician",
+            Method::GET,
+            &format!(
+                "/fhir/R4/Observation?patient={}&code=http://loinc.org%7C8867-4",
+                h.ada
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rates}");
+    validate(std::slice::from_ref(&rates));
+    let rate = &rates["entry"][0]["resource"];
+    let sources: std::collections::HashSet<String> = rate["derivedFrom"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no derivedFrom: {rate}"))
+        .iter()
+        .map(|source| source["reference"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        sources, chunk_ids,
+        "every lead chunk of the ten seconds, only those"
+    );
+    let (status, read) = h
+        .as_(
+            "clinician",
+            Method::GET,
+            &format!("/fhir/R4/Observation/{}", rate["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["derivedFrom"], rate["derivedFrom"]);
+
     // What an ECG search needs, and what it cannot do, is named.
     for (query, parameter) in [
         (

@@ -17,7 +17,7 @@ pub mod topics;
 
 pub use codes::{CodeSpec, ObservationCode, UnitError};
 pub use ids::{CareTeamId, DeviceId, IdError, PatientId, UserId};
-pub use observation::{Observation, Reading, Signal, WaveformChunk};
+pub use observation::{DERIVED_HEART_RATE_WINDOW_MS, Observation, Reading, Signal, WaveformChunk};
 pub use payload::{
     DeviceMessage, PayloadError, PayloadErrorKind, PayloadLimits, parse_device_message,
 };

@@ -143,6 +143,10 @@ impl Signal {
     }
 }
 
+/// A heart rate Wardline derives from an ECG is the rate of the beats in the 10 s of
+/// signal before its time, one every 10 s.
+pub const DERIVED_HEART_RATE_WINDOW_MS: i64 = 10_000;
+
 /// A run of integer samples from one signal of one device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WaveformChunk {

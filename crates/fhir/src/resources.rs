@@ -204,6 +204,26 @@ pub fn observation(observation: &Observation) -> Value {
     Value::Object(resource)
 }
 
+/// Names what a derived reading was computed from (`derivedFrom`): for a heart rate, the
+/// ECG chunks (`Observation/{id}`) its beats were counted in. Nothing when `sources` is
+/// empty (the chunks are no longer kept, or the reader may not see them).
+pub fn with_derived_from(resource: &mut Value, sources: &[String]) {
+    if sources.is_empty() {
+        return;
+    }
+    if let Some(members) = resource.as_object_mut() {
+        members.insert(
+            "derivedFrom".into(),
+            Value::Array(
+                sources
+                    .iter()
+                    .map(|id| json!({"reference": format!("Observation/{id}")}))
+                    .collect(),
+            ),
+        );
+    }
+}
+
 /// A systolic reading and the diastolic of the same device and time as one R4 blood
 /// pressure panel (85354-9), as the R4 `bp` profile has it. A systolic reading without
 /// its diastolic gives the panel with the diastolic component absent, saying so.

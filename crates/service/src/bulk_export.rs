@@ -762,11 +762,27 @@ impl Wardline {
                         newest_first: false,
                     })
                     .await?;
+                let derived = crate::fhir_resources::derived_heart_rates(&page.observations);
+                let sources = self
+                    .heart_rate_sources(
+                        patient_id,
+                        &derived,
+                        (
+                            wardline_domain::nightscout::earliest(),
+                            until + Duration::days(1),
+                        ),
+                        |_| true,
+                    )
+                    .await?;
                 for observation in &page.observations {
                     if span.arrived(observation.received) {
-                        writer
-                            .write(&wardline_fhir::observation(observation))
-                            .await?;
+                        let mut resource = wardline_fhir::observation(observation);
+                        if let Some(sources) =
+                            sources.get(&wardline_fhir::observation_id(observation))
+                        {
+                            wardline_fhir::with_derived_from(&mut resource, sources);
+                        }
+                        writer.write(&resource).await?;
                     }
                 }
                 match page.next {

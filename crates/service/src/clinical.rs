@@ -135,7 +135,7 @@ fn check_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, Error>
 }
 
 /// The share category a waveform signal belongs to.
-fn signal_category(signal: Signal) -> ShareCategory {
+pub(crate) fn signal_category(signal: Signal) -> ShareCategory {
     match signal {
         Signal::Pleth | Signal::Respiration => ShareCategory::VitalSigns,
         _ => ShareCategory::Ecg,

@@ -97,3 +97,102 @@ pub fn detected_issue_resource(alarm: &AlarmView) -> Value {
         actions: alarm_actions(alarm),
     })
 }
+
+impl crate::Wardline {
+    /// What each heart rate Wardline derived among `observations` was counted in, by the
+    /// reading's FHIR id, for `actor` reading `patient_id`'s record: the ECG chunks of its
+    /// device that overlap the 10 s before it. Empty for a reader who may not see the ECG
+    /// (a share without it): the readings are still theirs to read.
+    pub async fn fhir_derivation_sources(
+        &self,
+        actor: &crate::actor::Actor,
+        patient_id: wardline_domain::PatientId,
+        observations: &[wardline_domain::Observation],
+    ) -> Result<std::collections::HashMap<String, Vec<String>>, crate::error::Error> {
+        let derived = derived_heart_rates(observations);
+        let (Some(first), Some(last)) = (
+            derived.iter().map(|reading| reading.effective).min(),
+            derived.iter().map(|reading| reading.effective).max(),
+        ) else {
+            return Ok(std::collections::HashMap::new());
+        };
+        let window = chrono::Duration::milliseconds(wardline_domain::DERIVED_HEART_RATE_WINDOW_MS);
+        let access = self
+            .authorize_patient_window(
+                actor,
+                patient_id,
+                "waveforms.read",
+                None,
+                (first - window, last),
+                Some("the ECG derived heart rates were counted in".into()),
+            )
+            .await;
+        let (access, span) = match access {
+            Ok(access) => access,
+            Err(crate::error::Error::Forbidden) => return Ok(std::collections::HashMap::new()),
+            Err(other) => return Err(other),
+        };
+        self.heart_rate_sources(access.patient_id(), &derived, span, |signal| {
+            access.allows(crate::clinical::signal_category(signal))
+        })
+        .await
+    }
+
+    /// The ECG chunks each derived heart rate among `derived` was counted in, within
+    /// `span`, of the signals `shown` lets through; the access is decided by the caller.
+    pub(crate) async fn heart_rate_sources(
+        &self,
+        patient_id: wardline_domain::PatientId,
+        derived: &[&wardline_domain::Observation],
+        (from, to): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+        shown: impl Fn(wardline_domain::Signal) -> bool,
+    ) -> Result<std::collections::HashMap<String, Vec<String>>, crate::error::Error> {
+        let window = chrono::Duration::milliseconds(wardline_domain::DERIVED_HEART_RATE_WINDOW_MS);
+        let mut sources = std::collections::HashMap::new();
+        for reading in derived {
+            let (start, end) = (
+                (reading.effective - window).max(from),
+                reading.effective.min(to),
+            );
+            if start >= end {
+                continue;
+            }
+            let chunks = self
+                .store
+                .waveforms(wardline_store::WaveformQuery {
+                    patient_id,
+                    signal: None,
+                    from: start,
+                    to: end,
+                    // Ten seconds of twelve leads in chunks of a tenth of a second.
+                    limit: 1200,
+                })
+                .await?;
+            let ids: Vec<String> = chunks
+                .iter()
+                .filter(|chunk| {
+                    chunk.device_id == reading.device_id
+                        && wardline_fhir::lead_code(chunk.signal).is_some()
+                        && shown(chunk.signal)
+                })
+                .map(|chunk| wardline_fhir::waveform_id(&chunk.device_id, chunk.seq))
+                .collect();
+            if !ids.is_empty() {
+                sources.insert(wardline_fhir::observation_id(reading), ids);
+            }
+        }
+        Ok(sources)
+    }
+}
+
+/// The heart rates Wardline derived (from an ECG) among `observations`.
+pub(crate) fn derived_heart_rates(
+    observations: &[wardline_domain::Observation],
+) -> Vec<&wardline_domain::Observation> {
+    observations
+        .iter()
+        .filter(|reading| {
+            reading.derived && reading.code == wardline_domain::ObservationCode::HeartRate
+        })
+        .collect()
+}

@@ -446,11 +446,9 @@ pub(crate) async fn search_observations(
     let next = page.next_cursor.map(|cursor| next_page(&pairs, cursor));
     let resources = match (search.category_matches, search.code) {
         (false, _) => Vec::new(),
-        (true, SearchCode::Reading(_) | SearchCode::Ecg | SearchCode::Category(_)) => page
-            .observations
-            .iter()
-            .map(wardline_fhir::observation)
-            .collect(),
+        (true, SearchCode::Reading(_) | SearchCode::Ecg | SearchCode::Category(_)) => {
+            observation_resources(&state, &actor, search.patient, &page.observations).await?
+        }
         (true, SearchCode::BloodPressurePanel) => {
             let diastolic = match (page.observations.first(), page.observations.last()) {
                 (Some(first), Some(last)) => {
@@ -566,11 +564,7 @@ async fn search_category(
         .await
         .map_err(cursor_is_page)?;
     let next = page.next_cursor.map(|cursor| next_page(pairs, cursor));
-    let resources = page
-        .observations
-        .iter()
-        .map(wardline_fhir::observation)
-        .collect();
+    let resources = observation_resources(state, actor, search.patient, &page.observations).await?;
     let included = included_devices(
         state,
         actor,
@@ -588,6 +582,30 @@ async fn search_category(
         (resources, included),
         next.as_deref(),
     ))
+}
+
+/// Readings as Observations, each heart rate Wardline derived with the ECG chunks it was
+/// counted in (`derivedFrom`) where the reader may see them.
+async fn observation_resources(
+    state: &AppState,
+    actor: &wardline_service::Actor,
+    patient: wardline_domain::PatientId,
+    observations: &[wardline_domain::Observation],
+) -> Result<Vec<serde_json::Value>, Error> {
+    let sources = state
+        .service
+        .fhir_derivation_sources(actor, patient, observations)
+        .await?;
+    Ok(observations
+        .iter()
+        .map(|observation| {
+            let mut resource = wardline_fhir::observation(observation);
+            if let Some(sources) = sources.get(&wardline_fhir::observation_id(observation)) {
+                wardline_fhir::with_derived_from(&mut resource, sources);
+            }
+            resource
+        })
+        .collect())
 }
 
 /// The devices that measured a page's observations, when the search asked for them
@@ -818,8 +836,16 @@ async fn observation_by_id(
         .service
         .fhir_reading(actor, &device, derived, seq)
         .await?;
-    let mut response =
-        Fhir(StatusCode::OK, wardline_fhir::observation(&observation)).into_response();
+    let resource = observation_resources(
+        state,
+        actor,
+        observation.patient_id,
+        std::slice::from_ref(&observation),
+    )
+    .await?
+    .pop()
+    .ok_or_else(|| Error::Internal("no resource for a reading".into()))?;
+    let mut response = Fhir(StatusCode::OK, resource).into_response();
     response
         .headers_mut()
         .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
@@ -859,10 +885,10 @@ pub(crate) async fn last_observations(
         .await?;
     latest.retain(|observation| search.wants(observation.code));
     latest.sort_by_key(|observation| observation.code.loinc());
-    let mut resources = Vec::new();
+    let mut observations = Vec::new();
     for newest in &latest {
         if search.max == 1 {
-            resources.push(wardline_fhir::observation(newest));
+            observations.push(newest.clone());
             continue;
         }
         // The code's newest `max`, newest first, up to the newest one found above (a
@@ -884,8 +910,9 @@ pub(crate) async fn last_observations(
                 },
             )
             .await?;
-        resources.extend(page.observations.iter().map(wardline_fhir::observation));
+        observations.extend(page.observations);
     }
+    let resources = observation_resources(&state, &actor, search.patient, &observations).await?;
     Ok(bundle(
         &state,
         "Observation/$lastn",
