@@ -90,6 +90,9 @@ pub fn news2_from_latest(
                 "unit": observation.unit,
                 "effective": observation.effective,
                 "derived": observation.derived,
+                // Which reading it was, for FHIR's derivedFrom.
+                "device": observation.device_id,
+                "seq": observation.seq,
             }),
         );
     }
@@ -116,6 +119,7 @@ pub fn news2_from_latest(
             missing: Vec::new(),
             sub_scores: serde_json::to_value(score.sub_scores).unwrap_or(Value::Null),
             inputs: Value::Object(inputs),
+            computed: None,
         },
         News2::Partial(partial) => News2Record {
             patient_id,
@@ -127,6 +131,7 @@ pub fn news2_from_latest(
             missing: partial.missing.iter().map(as_name).collect(),
             sub_scores: serde_json::to_value(partial.sub_scores).unwrap_or(Value::Null),
             inputs: Value::Object(inputs),
+            computed: None,
         },
     })
 }

@@ -1325,3 +1325,122 @@ async fn lastn_gives_the_newest_of_each_code() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     validate(&[bundle, heart, laboratory, two, refused]);
 }
+
+#[tokio::test]
+async fn news2_results_are_observations_that_name_the_readings_they_scored() {
+    let h = hospital().await;
+    let first = ada_vitals(&h, 5).await;
+    let (_, _, rates) = fhir(
+        &h,
+        "clinician",
+        &format!(
+            "/fhir/R4/Observation?patient={}&code=http://loinc.org%7C8867-4",
+            h.ada
+        ),
+    )
+    .await;
+    let scored: Vec<String> = rates["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["resource"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    // Three results, a minute apart, each scoring the heart rate of its minute.
+    let mut news2 = Vec::new();
+    for minute in 0..3_i64 {
+        let (device, derived, seq) =
+            wardline_fhir::reading_of_id(&scored[minute as usize]).unwrap();
+        news2.push(wardline_store::News2Record {
+            patient_id: h.ada,
+            time: first + chrono::Duration::minutes(minute),
+            complete: false,
+            total: u8::try_from(minute).unwrap() + 1,
+            risk: "low".into(),
+            any_parameter_3: false,
+            missing: vec!["consciousness".into(), "air_or_oxygen".into()],
+            sub_scores: json!({"respiration_rate": null, "spo2": 0, "air_or_oxygen": null,
+                "systolic_bp": null, "pulse": minute, "consciousness": null, "temperature": null}),
+            inputs: json!({"pulse": {"loinc": "8867-4", "value": 60 + minute, "unit": "/min",
+                "effective": first + chrono::Duration::minutes(minute), "derived": derived,
+                "device": device, "seq": seq}}),
+            computed: None,
+        });
+    }
+    h.service
+        .store()
+        .record_analysis(wardline_store::AnalysisResults {
+            news2,
+            recorded: first,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let search = format!(
+        "/fhir/R4/Observation?patient={}&code=http://snomed.info/sct%7C1104051000000101&_count=2",
+        h.ada
+    );
+    let (results, bundles) = all_pages(&h, "clinician", &search).await;
+    assert_eq!(bundles.len(), 2, "three results, two a page");
+    assert_eq!(results.len(), 3);
+    validate(&results);
+    validate(&bundles);
+    for (minute, result) in results.iter().enumerate() {
+        assert_eq!(
+            result["code"]["coding"][0]["system"],
+            "http://snomed.info/sct"
+        );
+        assert_eq!(result["category"][0]["coding"][0]["code"], "survey");
+        assert_eq!(result["valueQuantity"]["value"], minute + 1);
+        assert_eq!(
+            result["valueQuantity"]["comparator"], ">=",
+            "partial: a least total"
+        );
+        assert_eq!(
+            result["derivedFrom"][0]["reference"],
+            format!("Observation/{}", scored[minute])
+        );
+        // What it names is there to read.
+        let (status, _, reading) = fhir(
+            &h,
+            "clinician",
+            &format!(
+                "/fhir/R4/{}",
+                result["derivedFrom"][0]["reference"].as_str().unwrap()
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{reading}");
+        assert_eq!(reading["valueQuantity"]["value"], 60 + minute);
+    }
+    // Read by id, and by category; not by those who may not read Ada's record.
+    let id = results[1]["id"].as_str().unwrap();
+    let (status, _, read) = fhir(&h, "clinician", &format!("/fhir/R4/Observation/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read, results[1]);
+    let (status, _, survey) = fhir(
+        &h,
+        "clinician",
+        &format!("/fhir/R4/Observation?patient={}&category=survey", h.ada),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{survey}");
+    assert_eq!(survey["entry"].as_array().unwrap().len(), 3);
+    let (status, _, refused) = fhir(&h, "outsider", &format!("/fhir/R4/Observation/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    let (status, _, refused) = fhir(&h, "outsider", &search).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    // A search NEWS2 cannot serve is refused naming the parameter.
+    for (extra, parameter) in [("&_sort=-date", "_sort"), ("&_summary=count", "_summary")] {
+        let (status, _, outcome) = fhir(&h, "clinician", &format!("{search}{extra}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{outcome}");
+        assert!(
+            outcome["issue"][0]["diagnostics"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(parameter)
+                || outcome["issue"][0]["expression"][0] == parameter,
+            "{outcome}"
+        );
+    }
+}

@@ -8,6 +8,7 @@ mod bulk;
 mod care;
 mod inbound;
 mod resources;
+mod scores;
 mod search;
 mod waveforms;
 
@@ -15,6 +16,7 @@ pub use bulk::*;
 pub use care::*;
 pub use inbound::*;
 pub use resources::*;
+pub use scores::*;
 pub use search::*;
 pub use waveforms::*;
 

@@ -42,6 +42,8 @@ pub enum SearchCode {
     Ecg,
     /// No code: every reading of a category (`vital-signs`, `laboratory`, `exam`).
     Category(&'static str),
+    /// SNOMED CT's NEWS2 total score: the NEWS2 results Wardline computed.
+    News2,
 }
 
 /// The codes whose observations are in `category`.
@@ -64,6 +66,7 @@ impl SearchCode {
             Self::BloodPressurePanel => "vital-signs",
             Self::Ecg => "procedure",
             Self::Category(category) => category,
+            Self::News2 => "survey",
         }
     }
 }
@@ -124,29 +127,42 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
                 }
                 let loinc = match value.split_once('|') {
                     Some((system, loinc)) if system == LOINC => loinc,
-                    Some((system, mdc)) if system == crate::MDC => {
-                        if mdc != crate::MDC_ECG {
+                    Some((system, given)) if system == crate::MDC || system == crate::SNOMED => {
+                        // Each of these systems has one code Wardline serves.
+                        let (served, found, what) = if system == crate::MDC {
+                            (
+                                crate::MDC_ECG,
+                                SearchCode::Ecg,
+                                "an MDC code Wardline serves (for the ECG)",
+                            )
+                        } else {
+                            (
+                                crate::NEWS2_TOTAL,
+                                SearchCode::News2,
+                                "a SNOMED CT code Wardline serves (for NEWS2)",
+                            )
+                        };
+                        if given != served {
                             return Err(invalid(
                                 name,
-                                format!(
-                                    "{mdc} is not an MDC code Wardline serves ({} for the ECG)",
-                                    crate::MDC_ECG
-                                ),
+                                format!("{given} is not {what}: {served} is"),
                             ));
                         }
-                        if code.is_some_and(|earlier| earlier != SearchCode::Ecg) {
+                        if code.is_some_and(|earlier| earlier != found) {
                             return Err(unsupported(name, "one code per search"));
                         }
-                        code = Some(SearchCode::Ecg);
+                        code = Some(found);
                         continue;
                     }
                     Some((system, _)) => {
                         return Err(invalid(
                             name,
                             format!(
-                                "Wardline's observations are coded in LOINC ({LOINC}), and the ECG in MDC ({}|{}), not {system}",
+                                "Wardline's observations are coded in LOINC ({LOINC}), the ECG in MDC ({}|{}) and NEWS2 in SNOMED CT ({}|{}), not {system}",
                                 crate::MDC,
-                                crate::MDC_ECG
+                                crate::MDC_ECG,
+                                crate::SNOMED,
+                                crate::NEWS2_TOTAL
                             ),
                         ));
                     }
@@ -216,11 +232,17 @@ pub fn observation_search(pairs: &[(String, String)]) -> Result<ObservationSearc
         (Some(code), _) => code,
         // A category alone: the ECG's is its chunks, the others every reading in them.
         (None, Some("procedure")) => SearchCode::Ecg,
+        (None, Some("survey")) => SearchCode::News2,
         (None, Some(category)) => SearchCode::Category(
             ["vital-signs", "laboratory", "exam"]
                 .into_iter()
                 .find(|known| *known == category)
-                .ok_or_else(|| invalid("category", "vital-signs, laboratory, exam or procedure"))?,
+                .ok_or_else(|| {
+                    invalid(
+                        "category",
+                        "vital-signs, laboratory, exam, procedure or survey",
+                    )
+                })?,
         ),
         (None, None) => {
             return Err(invalid(
@@ -486,10 +508,12 @@ fn patient_parameter(name: &str, value: &str) -> Result<PatientId, SearchError> 
 /// A `category` parameter, with or without its system.
 fn category_parameter(name: &str, value: &str) -> Result<String, SearchError> {
     let wanted = value.rsplit('|').next().unwrap_or(value);
-    if !["vital-signs", "laboratory", "exam", "procedure"].contains(&wanted) {
+    if !["vital-signs", "laboratory", "exam", "procedure", "survey"].contains(&wanted) {
         return Err(invalid(
             name,
-            format!("{wanted:?} is not vital-signs, laboratory, exam or procedure (the ECG)"),
+            format!(
+                "{wanted:?} is not vital-signs, laboratory, exam, procedure (the ECG) or survey (NEWS2)"
+            ),
         ));
     }
     Ok(wanted.to_owned())

@@ -738,6 +738,41 @@ impl Wardline {
     }
 
     /// The patient's readings, code by code, oldest first, a page at a time.
+    /// The patient's NEWS2 results, oldest first, those computed in the span.
+    async fn write_news2(
+        &self,
+        writer: &mut ExportWriter<'_>,
+        patient_id: PatientId,
+        span: Span,
+    ) -> Result<(), Stop> {
+        let mut from = wardline_domain::nightscout::earliest();
+        loop {
+            let page = self
+                .store
+                .news2_scores(wardline_store::News2Query {
+                    patient_id,
+                    from,
+                    to: span.until + Duration::days(1),
+                    limit: PAGE,
+                })
+                .await?;
+            for record in &page {
+                if span.arrived(record.computed.unwrap_or(record.time)) {
+                    writer
+                        .write(&crate::fhir_resources::news2_resource(record))
+                        .await?;
+                }
+            }
+            match page.last() {
+                // A patient has at most one result at an instant.
+                Some(last) if page.len() as u64 == u64::from(PAGE) => {
+                    from = last.time + Duration::milliseconds(1);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
     async fn write_observations(
         &self,
         writer: &mut ExportWriter<'_>,
@@ -791,6 +826,7 @@ impl Wardline {
                 }
             }
         }
+        self.write_news2(writer, patient_id, span).await?;
         for signal in Signal::ALL {
             if wardline_fhir::lead_code(signal).is_some() {
                 self.write_ecg_lead(writer, patient_id, signal, span)

@@ -196,3 +196,34 @@ pub(crate) fn derived_heart_rates(
         })
         .collect()
 }
+
+/// A NEWS2 result as an Observation, naming the readings it scored (those recorded with
+/// their device and number; results from before that name none).
+pub fn news2_resource(record: &wardline_store::News2Record) -> Value {
+    let sources = record
+        .inputs
+        .as_object()
+        .map(|inputs| {
+            inputs
+                .values()
+                .filter_map(|input| {
+                    let device =
+                        wardline_domain::DeviceId::parse(input.get("device")?.as_str()?).ok()?;
+                    let seq = input.get("seq")?.as_i64()?;
+                    let derived = input.get("derived")?.as_bool()?;
+                    Some(wardline_fhir::reading_id(&device, derived, seq))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    wardline_fhir::news2_observation(&wardline_fhir::News2Facts {
+        patient: record.patient_id,
+        time: record.time,
+        complete: record.complete,
+        total: record.total,
+        risk: &record.risk,
+        sub_scores: &record.sub_scores,
+        missing: &record.missing,
+        sources,
+    })
+}

@@ -504,6 +504,11 @@ pub struct News2Record {
     pub sub_scores: serde_json::Value,
     /// The values scored, with their codes and times.
     pub inputs: serde_json::Value,
+    /// When the analysis computed it (a FHIR export's `_since` is by this): given by the
+    /// store when it reads a result, and taken from the analysis' `recorded` when it
+    /// stores one, so `None` there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub computed: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]

@@ -411,6 +411,7 @@ pub(crate) async fn search_observations(
         SearchCode::Reading(code) => code,
         SearchCode::BloodPressurePanel => ObservationCode::SystolicBloodPressure,
         SearchCode::Ecg => return search_ecg(&state, &actor, &pairs, &search).await,
+        SearchCode::News2 => return search_news2(&state, &actor, &pairs, &search).await,
         SearchCode::Category(category) => {
             return search_category(&state, &actor, &pairs, &search, category).await;
         }
@@ -446,9 +447,10 @@ pub(crate) async fn search_observations(
     let next = page.next_cursor.map(|cursor| next_page(&pairs, cursor));
     let resources = match (search.category_matches, search.code) {
         (false, _) => Vec::new(),
-        (true, SearchCode::Reading(_) | SearchCode::Ecg | SearchCode::Category(_)) => {
-            observation_resources(&state, &actor, search.patient, &page.observations).await?
-        }
+        (
+            true,
+            SearchCode::Reading(_) | SearchCode::Ecg | SearchCode::Category(_) | SearchCode::News2,
+        ) => observation_resources(&state, &actor, search.patient, &page.observations).await?,
         (true, SearchCode::BloodPressurePanel) => {
             let diastolic = match (page.observations.first(), page.observations.last()) {
                 (Some(first), Some(last)) => {
@@ -580,6 +582,83 @@ async fn search_category(
         "Observation",
         pairs,
         (resources, included),
+        next.as_deref(),
+    ))
+}
+
+/// A patient's NEWS2 results, oldest first, as Observations, paged by time (a patient has
+/// at most one result at an instant).
+async fn search_news2(
+    state: &AppState,
+    actor: &wardline_service::Actor,
+    pairs: &[(String, String)],
+    search: &wardline_fhir::ObservationSearch,
+) -> Result<Response, FhirError> {
+    for (refused, parameter, reason) in [
+        (
+            search.count_only,
+            "_summary",
+            "count is not served for NEWS2",
+        ),
+        (
+            search.newest_first,
+            "_sort",
+            "NEWS2 comes oldest first (date)",
+        ),
+        (
+            search.include_devices,
+            "_include",
+            "NEWS2 is measured by no device",
+        ),
+    ] {
+        if refused {
+            return Err(FhirError::from(SearchError {
+                parameter: parameter.into(),
+                reason: reason.into(),
+                not_supported: true,
+            }));
+        }
+    }
+    let earliest = wardline_domain::nightscout::earliest();
+    let mut from = search.from.unwrap_or(earliest);
+    if let Some(page) = &search.page {
+        let after = page
+            .parse::<i64>()
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .ok_or_else(not_a_page)?;
+        from = from.max(after + chrono::Duration::milliseconds(1));
+    }
+    let mut records = if search.category_matches {
+        state
+            .service
+            .news2_scores(
+                actor,
+                search.patient,
+                (Some(from), search.to),
+                Some(search.count + 1),
+            )
+            .await?
+    } else {
+        Vec::new()
+    };
+    let next = if records.len() > search.count as usize {
+        records.truncate(search.count as usize);
+        records
+            .last()
+            .map(|last| next_page(pairs, last.time.timestamp_millis().to_string()))
+    } else {
+        None
+    };
+    let resources = records
+        .iter()
+        .map(wardline_service::fhir_resources::news2_resource)
+        .collect();
+    Ok(bundle_with(
+        state,
+        "Observation",
+        pairs,
+        (resources, Vec::new()),
         next.as_deref(),
     ))
 }
@@ -830,6 +909,30 @@ async fn observation_by_id(
     actor: &wardline_service::Actor,
     id: &str,
 ) -> Result<Response, FhirError> {
+    if let Some((patient, time)) = wardline_fhir::news2_of_id(id) {
+        let found = state
+            .service
+            .news2_scores(
+                actor,
+                patient,
+                (Some(time), Some(time + chrono::Duration::milliseconds(1))),
+                Some(1),
+            )
+            .await;
+        // Whether a result exists is not told to those who may not read it.
+        let record = match found {
+            Ok(mut records) => records.pop(),
+            Err(Error::Forbidden) => None,
+            Err(other) => return Err(other.into()),
+        }
+        .ok_or_else(|| Error::NotFound(format!("Observation/{id}")))?;
+        let resource = wardline_service::fhir_resources::news2_resource(&record);
+        let mut response = Fhir(StatusCode::OK, resource).into_response();
+        response
+            .headers_mut()
+            .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
+        return Ok(response);
+    }
     let (device, derived, seq) = wardline_fhir::reading_of_id(id)
         .ok_or_else(|| Error::NotFound(format!("Observation/{id}")))?;
     let observation = state

@@ -77,7 +77,7 @@ fn observation_from_row(row: &Row) -> Result<(Observation, i64), StoreError> {
 }
 
 pub(super) const NEWS2_COLUMNS: &str = "p.id, n.time_ms, n.complete, n.total, n.risk, \
-     n.any_parameter_3, n.missing, n.sub_scores, n.inputs";
+     n.any_parameter_3, n.missing, n.sub_scores, n.inputs, n.computed_ms";
 pub(super) const NEWS2_FROM: &str = "news2_score n JOIN patient p ON p.key = n.patient_key";
 
 /// A NEWS2 result from [`NEWS2_COLUMNS`] starting at column `offset`.
@@ -94,6 +94,7 @@ pub(super) fn news2_from_row(row: &Row, offset: usize) -> Result<News2Record, St
         missing: from_json(row.try_get(offset + 6)?, "NEWS2 missing parameters")?,
         sub_scores: from_json(row.try_get(offset + 7)?, "NEWS2 sub-scores")?,
         inputs: from_json(row.try_get(offset + 8)?, "NEWS2 inputs")?,
+        computed: Some(from_ms(row.try_get(offset + 9)?)?),
     })
 }
 

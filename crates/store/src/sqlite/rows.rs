@@ -213,7 +213,7 @@ pub(super) fn observation_from_row(row: &Row<'_>) -> Result<(Observation, i64), 
     ))
 }
 
-pub(super) const NEWS2_COLUMNS: &str = "p.id, n.time_ms, n.complete, n.total, n.risk, n.any_parameter_3, n.missing, n.sub_scores, n.inputs";
+pub(super) const NEWS2_COLUMNS: &str = "p.id, n.time_ms, n.complete, n.total, n.risk, n.any_parameter_3, n.missing, n.sub_scores, n.inputs, n.computed_ms";
 pub(super) const NEWS2_FROM: &str = "news2_score n JOIN patient p ON p.key = n.patient_key";
 
 /// A NEWS2 result from [`NEWS2_COLUMNS`] starting at column `offset`.
@@ -232,6 +232,7 @@ pub(super) fn news2_from_row(row: &Row<'_>, offset: usize) -> Result<News2Record
         missing: from_json(&missing, "NEWS2 missing parameters")?,
         sub_scores: from_json(&sub_scores, "NEWS2 sub-scores")?,
         inputs: from_json(&inputs, "NEWS2 inputs")?,
+        computed: Some(from_ms(row.get(offset + 9)?)?),
     })
 }
 

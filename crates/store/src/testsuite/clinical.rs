@@ -492,6 +492,12 @@ pub async fn news2_results_replace_per_time(store: &dyn Store) {
         missing: vec!["air_or_oxygen".into(), "consciousness".into()],
         sub_scores: json!({"respiration_rate": 0, "consciousness": null}),
         inputs: json!({"respiration_rate": {"value": 16.0}}),
+        computed: None,
+    };
+    // As read back: with when the analysis computed it.
+    let stored = |minute: i64, total: u8, computed: i64| News2Record {
+        computed: Some(at(computed)),
+        ..result(minute, total)
     };
     assert!(store.latest_news2(alice).await.expect("latest").is_none());
     store
@@ -513,7 +519,7 @@ pub async fn news2_results_replace_per_time(store: &dyn Store) {
     store
         .record_analysis(AnalysisResults {
             news2: vec![result(10, 3)],
-            recorded: at(0),
+            recorded: at(30),
             ..AnalysisResults::default()
         })
         .await
@@ -528,10 +534,11 @@ pub async fn news2_results_replace_per_time(store: &dyn Store) {
         .await
         .expect("query");
     assert_eq!(all.len(), 2);
-    assert_eq!(all[1], result(10, 3));
+    assert_eq!(all[0], stored(5, 1, 0));
+    assert_eq!(all[1], stored(10, 3, 30), "replaced, with when it was");
     assert_eq!(
         store.latest_news2(alice).await.expect("latest"),
-        Some(result(10, 3))
+        Some(stored(10, 3, 30))
     );
     assert!(
         store

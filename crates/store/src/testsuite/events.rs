@@ -88,6 +88,7 @@ pub async fn event_log_reads_every_commit_once(store: &dyn Store) {
                 missing: vec!["consciousness".into()],
                 sub_scores: json!({}),
                 inputs: json!({}),
+                computed: None,
             }],
             checkpoint: None,
             recorded: at(12),
@@ -300,6 +301,7 @@ pub async fn event_log_reads_a_patient_scope(store: &dyn Store) {
                     missing: vec![],
                     sub_scores: json!({}),
                     inputs: json!({}),
+                    computed: None,
                 }],
                 recorded: at(21),
                 ..AnalysisResults::default()

@@ -252,6 +252,35 @@ async fn demo_stores_observations_quickly_and_stops_cleanly() {
         );
     }
     crate::support::validate_fhir_lines(&ndjson);
+    // The ward's NEWS2 results are there, each naming readings of the same export.
+    let resources: Vec<Value> = ndjson
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).expect("a JSON line"))
+        .collect();
+    let ids: std::collections::HashSet<String> = resources
+        .iter()
+        .filter(|resource| resource["resourceType"] == "Observation")
+        .map(|resource| {
+            format!(
+                "Observation/{}",
+                resource["id"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    let news2: Vec<&Value> = resources
+        .iter()
+        .filter(|resource| resource["code"]["coding"][0]["code"] == "1104051000000101")
+        .collect();
+    assert!(!news2.is_empty(), "no NEWS2 in the export: {types:?}");
+    for result in news2 {
+        let sources = result["derivedFrom"].as_array().expect("derivedFrom");
+        assert!(!sources.is_empty());
+        for source in sources {
+            let reference = source["reference"].as_str().unwrap_or_default();
+            assert!(ids.contains(reference), "{reference} is not in the export");
+        }
+    }
 
     // Ctrl-C: devices, then the server, stop; the process exits successfully.
     let status = Command::new("kill")
