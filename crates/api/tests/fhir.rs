@@ -746,6 +746,27 @@ async fn the_ecg_comes_as_sampled_data_one_observation_per_chunk() {
         .await;
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(read["derivedFrom"], rate["derivedFrom"]);
+    // Each chunk it names, like every chunk a search gives, is read again by its id;
+    // not by an outsider, and a respiration chunk is not served as FHIR.
+    for observation in &ecg {
+        let id = observation["id"].as_str().unwrap();
+        let (status, _, chunk) = fhir(&h, "clinician", &format!("/fhir/R4/Observation/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{chunk}");
+        assert_eq!(&chunk, observation);
+        let (status, _, _) = fhir(&h, "outsider", &format!("/fhir/R4/Observation/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let respiration = format!(
+        "{}.w3",
+        wardline_fhir::device_fhir_id(&wardline_domain::DeviceId::parse(&device).unwrap())
+    );
+    let (status, _, body) = fhir(
+        &h,
+        "clinician",
+        &format!("/fhir/R4/Observation/{respiration}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
     // What an ECG search needs, and what it cannot do, is named.
     for (query, parameter) in [
@@ -1231,6 +1252,25 @@ async fn blood_pressure_comes_as_panels_of_systolic_and_diastolic() {
                 .contains(&json!("http://hl7.org/fhir/StructureDefinition/bp"))
         );
     }
+    // Each panel is read again by its id, as the search gave it; not by an outsider.
+    for panel in &panels {
+        let id = panel["id"].as_str().unwrap();
+        assert!(id.contains(".p"), "{id}");
+        let (status, _, read) = fhir(&h, "clinician", &format!("/fhir/R4/Observation/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{read}");
+        assert_eq!(&read, *panel);
+        let (status, _, _) = fhir(&h, "outsider", &format!("/fhir/R4/Observation/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    // A panel of a reading that is not there is not there.
+    let diastolic_panel = panels[0]["id"].as_str().unwrap().replace(".p", ".p9");
+    let (status, _, _) = fhir(
+        &h,
+        "clinician",
+        &format!("/fhir/R4/Observation/{diastolic_panel}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let mut resources: Vec<Value> = panels.into_iter().cloned().collect();
     resources.push(bundle);
     validate(&resources);

@@ -83,37 +83,90 @@ pub fn observation_id(observation: &Observation) -> String {
 
 /// The id [`observation_id`] gives the reading of `device` with `seq`.
 pub fn reading_id(device: &DeviceId, derived: bool, seq: i64) -> String {
-    let readable = format!(
-        "{}.{}{seq}",
-        device_fhir_id(device),
-        if derived { "d" } else { "m" }
-    );
+    let kind = if derived {
+        IdKind::Derived
+    } else {
+        IdKind::Measured
+    };
+    kind_id(device, kind, seq)
+}
+
+/// What an Observation id made of a device and a sequence number names, by the letter
+/// before the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// `m`: a reading the device measured.
+    Measured,
+    /// `d`: a reading Wardline derived.
+    Derived,
+    /// `p`: a blood pressure panel, by its systolic reading's number.
+    Panel,
+    /// `w`: a waveform chunk (one lead of an ECG).
+    Waveform,
+}
+
+impl IdKind {
+    const ALL: [IdKind; 4] = [Self::Measured, Self::Derived, Self::Panel, Self::Waveform];
+
+    fn letter(self) -> &'static str {
+        match self {
+            Self::Measured => "m",
+            Self::Derived => "d",
+            Self::Panel => "p",
+            Self::Waveform => "w",
+        }
+    }
+}
+
+/// `{device's FHIR id}.{letter}{seq}`, or, when that is longer than FHIR allows, 32
+/// hexadecimal digits of a hash (which cannot be read by id).
+pub fn kind_id(device: &DeviceId, kind: IdKind, seq: i64) -> String {
+    let readable = format!("{}.{}{seq}", device_fhir_id(device), kind.letter());
     if readable.len() <= MAX_ID_LEN {
         return readable;
     }
-    let key = format!(
-        "{device}\u{1f}{}\u{1f}{seq}",
-        if derived { "derived" } else { "device" },
-    );
-    short_hash(&key)
+    // Kept as they were first given, so that a long device's ids do not change.
+    match kind {
+        IdKind::Measured | IdKind::Derived => short_hash(&format!(
+            "{device}\u{1f}{}\u{1f}{seq}",
+            if kind == IdKind::Derived {
+                "derived"
+            } else {
+                "device"
+            },
+        )),
+        IdKind::Panel => short_hash(&format!(
+            "{}\u{1f}panel",
+            kind_id(device, IdKind::Measured, seq)
+        )),
+        IdKind::Waveform => short_hash(&format!("{device}\u{1f}waveform\u{1f}{seq}")),
+    }
 }
 
 /// The longest FHIR id.
 const MAX_ID_LEN: usize = 64;
 
+/// What an id [`kind_id`] gave names: the device (Wardline's id), the kind and the
+/// sequence number; `None` for an id of another shape.
+pub fn id_parts(id: &str) -> Option<(DeviceId, IdKind, i64)> {
+    let (device, named) = id.rsplit_once('.')?;
+    let kind = IdKind::ALL
+        .into_iter()
+        .find(|kind| named.get(..1) == Some(kind.letter()))?;
+    let seq: i64 = named.get(1..)?.parse().ok()?;
+    let device = DeviceId::parse(&device_id_of(device)).ok()?;
+    // Only the id this one is given: `m007` is not `m7`.
+    (kind_id(&device, kind, seq) == id).then_some((device, kind, seq))
+}
+
 /// What identifies the reading an [`observation_id`] names: its device (Wardline's id),
 /// whether it is derived, and its sequence number; `None` for an id of another shape.
 pub fn reading_of_id(id: &str) -> Option<(DeviceId, bool, i64)> {
-    let (device, reading) = id.rsplit_once('.')?;
-    let derived = match reading.get(..1)? {
-        "m" => false,
-        "d" => true,
-        _ => return None,
-    };
-    let seq: i64 = reading.get(1..)?.parse().ok()?;
-    let device = DeviceId::parse(&device_id_of(device)).ok()?;
-    // Only the id this reading is given: `m007` is not `m7`.
-    (reading_id(&device, derived, seq) == id).then_some((device, derived, seq))
+    match id_parts(id)? {
+        (device, IdKind::Measured, seq) => Some((device, false, seq)),
+        (device, IdKind::Derived, seq) => Some((device, true, seq)),
+        _ => None,
+    }
 }
 
 /// 32 hexadecimal digits of the SHA-256 of `text`: a valid FHIR id, the same every time.
@@ -255,7 +308,7 @@ pub fn blood_pressure_panel(systolic: &Observation, diastolic: Option<&Observati
         }
         Value::Object(component)
     };
-    let id = short_hash(&format!("{}\u{1f}panel", observation_id(systolic)));
+    let id = kind_id(&systolic.device_id, IdKind::Panel, systolic.seq);
     if let Some(members) = panel.as_object_mut() {
         members.insert("id".into(), json!(id));
         members.insert(
@@ -641,7 +694,7 @@ fn resources_statement(base: &str, software_version: &str, date: DateTime<Utc>) 
                         "http://hl7.org/fhir/StructureDefinition/bp"
                     ],
                     "interaction": [
-                        {"code": "read", "documentation": "By the id a search or an upload gives (made of the device, m or d, and the sequence number); a reading the caller may not see is not found."},
+                        {"code": "read", "documentation": "By the id a search or an upload gives (made of the device, m, d, p for a blood pressure panel or w for an ECG chunk, and the sequence number; news2.{patient}.{ms} for NEWS2); what the caller may not see is not found."},
                         {"code": "vread", "documentation": "Version 1 only: a stored reading has one version."},
                         {"code": "search-type"},
                         {"code": "create", "documentation": "By a device: a final measurement with a LOINC code Wardline stores and a UCUM quantity (or the blood pressure panel), or an ECG whose leads (MDC codes) are valueSampledData, each kept as a waveform chunk with its samples, factor and origin as sent; its time to the second; 201 when new, 200 when stored before."}
@@ -862,6 +915,31 @@ mod tests {
         let id = reading_id(&long, false, 1);
         assert_eq!(id.len(), 32);
         assert_eq!(reading_of_id(&id), None);
+    }
+
+    #[test]
+    fn every_kind_of_id_is_read_back_and_no_other() {
+        let device = DeviceId::parse("dev_0011223344556677").unwrap();
+        for kind in IdKind::ALL {
+            let id = kind_id(&device, kind, 42);
+            assert_eq!(id_parts(&id), Some((device.clone(), kind, 42)), "{id}");
+        }
+        assert_eq!(
+            kind_id(&device, IdKind::Panel, 42),
+            "dev.0011223344556677.p42"
+        );
+        assert_eq!(
+            kind_id(&device, IdKind::Waveform, 7),
+            "dev.0011223344556677.w7"
+        );
+        assert_eq!(id_parts("dev.0011223344556677.x42"), None);
+        assert_eq!(id_parts("dev.0011223344556677.w042"), None);
+        assert_eq!(reading_of_id("dev.0011223344556677.p42"), None);
+        // Too long a device for a readable id: a hash, not read back.
+        let long = DeviceId::parse(&"d".repeat(62)).unwrap();
+        let hashed = kind_id(&long, IdKind::Waveform, 1);
+        assert_eq!(hashed.len(), 32);
+        assert_eq!(id_parts(&hashed), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use wardline_domain::{DeviceId, PatientId, Signal};
 
 use crate::UCUM;
 use crate::inbound::{InboundError, invalid, not_supported, required, value_error};
-use crate::resources::{device_fhir_id, instant, short_hash};
+use crate::resources::{IdKind, device_fhir_id, instant, kind_id};
 
 /// The PHD IG's name for the same MDC nomenclature.
 const MDC_PHD: &str = "urn:iso:std:iso:11073:10101";
@@ -324,11 +324,11 @@ pub struct WaveformFacts<'a> {
     pub samples: &'a [i32],
 }
 
-/// The id of a stored chunk: 32 hexadecimal digits of the SHA-256 of its device and
-/// sequence number, as for readings (a chunk's sequence numbers are the device's own,
-/// apart from its readings').
+/// The id of a stored chunk, made of its device and sequence number as a reading's is
+/// (`dev.0011223344556677.w42`; a chunk's sequence numbers are the device's own, apart
+/// from its readings'), so that it is read again by its id.
 pub fn waveform_id(device: &DeviceId, seq: i64) -> String {
-    short_hash(&format!("{device}\u{1f}waveform\u{1f}{seq}"))
+    kind_id(device, IdKind::Waveform, seq)
 }
 
 /// An ECG chunk as an R4 Observation: `effectivePeriod` from its first sample to the

@@ -891,19 +891,7 @@ impl Wardline {
                         "a stored waveform chunk does not decode: {error}"
                     )))
                 })?;
-                let resource = wardline_fhir::ecg_observation(&wardline_fhir::WaveformFacts {
-                    device: chunk.device_id.clone(),
-                    seq: chunk.seq,
-                    patient: patient_id,
-                    signal: chunk.signal,
-                    sampling_rate_hz: chunk.sampling_rate_hz,
-                    start: chunk.start,
-                    end: chunk.end,
-                    factor: decoded.header.scale.factor(),
-                    baseline: decoded.header.baseline,
-                    origin: decoded.header.origin,
-                    samples: &decoded.samples,
-                });
+                let resource = crate::fhir_resources::ecg_resource(patient_id, chunk, &decoded);
                 if let Some(resource) = resource {
                     writer.write(&resource).await?;
                 }

@@ -161,6 +161,87 @@ impl Wardline {
         }
     }
 
+    /// A blood pressure panel by its systolic reading (FHIR `Observation/{device}.p{seq}`):
+    /// the systolic, and the diastolic of the same device and time if there is one,
+    /// through the same check as each reading.
+    pub async fn fhir_blood_pressure_panel(
+        &self,
+        actor: &Actor,
+        device: &DeviceId,
+        seq: i64,
+    ) -> Result<
+        (
+            wardline_domain::Observation,
+            Option<wardline_domain::Observation>,
+        ),
+        Error,
+    > {
+        let systolic = self.fhir_reading(actor, device, false, seq).await?;
+        if systolic.code != wardline_domain::ObservationCode::SystolicBloodPressure {
+            return Err(Error::NotFound("Observation".into()));
+        }
+        let at = systolic.effective;
+        let diastolic = self
+            .observations(
+                actor,
+                systolic.patient_id,
+                wardline_domain::ObservationCode::DiastolicBloodPressure,
+                (Some(at), Some(at + chrono::Duration::milliseconds(1))),
+                crate::clinical::PageRequest {
+                    limit: Some(100),
+                    ..Default::default()
+                },
+            )
+            .await?
+            .observations
+            .into_iter()
+            .find(|reading| reading.device_id == systolic.device_id);
+        Ok((systolic, diastolic))
+    }
+
+    /// One waveform chunk (FHIR `Observation/{device}.w{seq}`), decoded, with its patient,
+    /// for those who may read that patient's waveforms of its signal at its time; others
+    /// are told it does not exist, and the refusal is audited.
+    pub async fn fhir_waveform(
+        &self,
+        actor: &Actor,
+        device: &DeviceId,
+        seq: i64,
+    ) -> Result<
+        (
+            PatientId,
+            wardline_store::StoredWaveform,
+            wardline_waveform::DecodedChunk,
+        ),
+        Error,
+    > {
+        let not_found = || Error::NotFound("Observation".into());
+        let (patient, chunk) = self
+            .store
+            .waveform_by_seq(device, seq)
+            .await?
+            .ok_or_else(not_found)?;
+        match self
+            .authorize_patient_window(
+                actor,
+                patient,
+                "waveforms.read",
+                Some(crate::clinical::signal_category(chunk.signal)),
+                (chunk.start, chunk.end),
+                Some(format!("chunk {seq} of device {device}")),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(Error::Forbidden) => return Err(not_found()),
+            Err(other) => return Err(other),
+        }
+        let decoded = wardline_waveform::decode(&chunk.encoded).map_err(|error| {
+            Error::Internal(format!("stored waveform chunk does not decode: {error}"))
+        })?;
+        Ok((patient, chunk, decoded))
+    }
+
     /// Stores an Observation posted alone by `sender`.
     pub async fn fhir_observation(
         &self,

@@ -164,8 +164,9 @@ impl crate::Wardline {
                     signal: None,
                     from: start,
                     to: end,
-                    // Ten seconds of twelve leads in chunks of a tenth of a second.
-                    limit: 1200,
+                    // The store's most: ten seconds of six leads in chunks of a
+                    // twentieth of a second.
+                    limit: 1000,
                 })
                 .await?;
             let ids: Vec<String> = chunks
@@ -225,5 +226,27 @@ pub fn news2_resource(record: &wardline_store::News2Record) -> Value {
         sub_scores: &record.sub_scores,
         missing: &record.missing,
         sources,
+    })
+}
+
+/// A stored ECG chunk of `patient`, decoded, as an Observation with its samples, factor
+/// and origin as stored; `None` for a signal that is not an ECG lead.
+pub fn ecg_resource(
+    patient: wardline_domain::PatientId,
+    chunk: &wardline_store::StoredWaveform,
+    decoded: &wardline_waveform::DecodedChunk,
+) -> Option<Value> {
+    wardline_fhir::ecg_observation(&wardline_fhir::WaveformFacts {
+        device: chunk.device_id.clone(),
+        seq: chunk.seq,
+        patient,
+        signal: chunk.signal,
+        sampling_rate_hz: chunk.sampling_rate_hz,
+        start: chunk.start,
+        end: chunk.end,
+        factor: decoded.header.scale.factor(),
+        baseline: decoded.header.baseline,
+        origin: decoded.header.origin,
+        samples: &decoded.samples,
     })
 }

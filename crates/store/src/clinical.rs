@@ -53,6 +53,13 @@ pub trait ClinicalStore: Send + Sync {
         until: DateTime<Utc>,
     ) -> Result<Vec<Observation>, StoreError>;
     async fn waveforms(&self, query: WaveformQuery) -> Result<Vec<StoredWaveform>, StoreError>;
+    /// One waveform chunk by what identifies it, its device and sequence number, with the
+    /// patient it was stored for.
+    async fn waveform_by_seq(
+        &self,
+        device: &wardline_domain::DeviceId,
+        seq: i64,
+    ) -> Result<Option<(PatientId, StoredWaveform)>, StoreError>;
     /// One reading by what identifies it: its device, whether it is derived (a derived
     /// reading has sequence numbers of its own), and its sequence number.
     async fn observation_by_seq(

@@ -933,8 +933,37 @@ async fn observation_by_id(
             .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
         return Ok(response);
     }
-    let (device, derived, seq) = wardline_fhir::reading_of_id(id)
-        .ok_or_else(|| Error::NotFound(format!("Observation/{id}")))?;
+    let (device, kind, seq) =
+        wardline_fhir::id_parts(id).ok_or_else(|| Error::NotFound(format!("Observation/{id}")))?;
+    let resource = match kind {
+        wardline_fhir::IdKind::Panel => {
+            let (systolic, diastolic) = state
+                .service
+                .fhir_blood_pressure_panel(actor, &device, seq)
+                .await?;
+            Some(wardline_fhir::blood_pressure_panel(
+                &systolic,
+                diastolic.as_ref(),
+            ))
+        }
+        wardline_fhir::IdKind::Waveform => {
+            let (patient, chunk, decoded) =
+                state.service.fhir_waveform(actor, &device, seq).await?;
+            // Other signals are not served as FHIR.
+            let resource =
+                wardline_service::fhir_resources::ecg_resource(patient, &chunk, &decoded);
+            Some(resource.ok_or_else(|| Error::NotFound(format!("Observation/{id}")))?)
+        }
+        wardline_fhir::IdKind::Measured | wardline_fhir::IdKind::Derived => None,
+    };
+    if let Some(resource) = resource {
+        let mut response = Fhir(StatusCode::OK, resource).into_response();
+        response
+            .headers_mut()
+            .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
+        return Ok(response);
+    }
+    let derived = kind == wardline_fhir::IdKind::Derived;
     let observation = state
         .service
         .fhir_reading(actor, &device, derived, seq)

@@ -487,15 +487,14 @@ impl ClinicalStore for PostgresStore {
     async fn waveforms(&self, query: WaveformQuery) -> Result<Vec<StoredWaveform>, StoreError> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached(
-                "SELECT d.id, w.seq, w.signal, w.sampling_rate_hz, w.start_ms, w.end_ms,
-                        w.sample_count, w.encoded, w.received_ms
+            .prepare_cached(&format!(
+                "SELECT {WAVEFORM_COLUMNS}
                  FROM waveform_chunk w JOIN device d ON d.key = w.device_key
                  WHERE w.patient_key = (SELECT key FROM patient WHERE id = $1)
                    AND ($2::text IS NULL OR w.signal = $2)
                    AND w.start_ms < $4 AND w.end_ms > $3
-                 ORDER BY w.start_ms, w.key LIMIT $5",
-            )
+                 ORDER BY w.start_ms, w.key LIMIT $5"
+            ))
             .await?;
         let rows = client
             .query(
@@ -509,26 +508,28 @@ impl ClinicalStore for PostgresStore {
                 ],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                let signal: &str = row.try_get(2)?;
-                let sample_count: i64 = row.try_get(6)?;
-                Ok(StoredWaveform {
-                    device_id: parse_device_id(row.try_get(0)?)?,
-                    seq: row.try_get(1)?,
-                    signal: Signal::parse(signal)
-                        .ok_or_else(|| StoreError::Corrupt(format!("signal {signal:?}")))?,
-                    sampling_rate_hz: row.try_get(3)?,
-                    start: from_ms(row.try_get(4)?)?,
-                    end: from_ms(row.try_get(5)?)?,
-                    sample_count: u32::try_from(sample_count).map_err(|_| {
-                        StoreError::Corrupt(format!("waveform sample count {sample_count}"))
-                    })?,
-                    encoded: row.try_get(7)?,
-                    received: from_ms(row.try_get(8)?)?,
-                })
-            })
-            .collect()
+        rows.iter().map(waveform_from_row).collect()
+    }
+
+    async fn waveform_by_seq(
+        &self,
+        device: &wardline_domain::DeviceId,
+        seq: i64,
+    ) -> Result<Option<(PatientId, StoredWaveform)>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {WAVEFORM_COLUMNS}, p.id
+                 FROM waveform_chunk w JOIN device d ON d.key = w.device_key
+                 JOIN patient p ON p.key = w.patient_key
+                 WHERE d.id = $1 AND w.seq = $2"
+            ))
+            .await?;
+        client
+            .query_opt(&statement, &[&device.as_str(), &seq])
+            .await?
+            .map(|row| Ok((PatientId(row.try_get(9)?), waveform_from_row(&row)?)))
+            .transpose()
     }
 
     async fn record_analysis(
@@ -632,4 +633,26 @@ impl ClinicalStore for PostgresStore {
             .map(|row| news2_from_row(&row, 0))
             .transpose()
     }
+}
+
+/// A waveform chunk's columns, in the order [`waveform_from_row`] reads them.
+const WAVEFORM_COLUMNS: &str = "d.id, w.seq, w.signal, w.sampling_rate_hz, w.start_ms, w.end_ms, \
+     w.sample_count, w.encoded, w.received_ms";
+
+fn waveform_from_row(row: &Row) -> Result<StoredWaveform, StoreError> {
+    let signal: &str = row.try_get(2)?;
+    let sample_count: i64 = row.try_get(6)?;
+    Ok(StoredWaveform {
+        device_id: parse_device_id(row.try_get(0)?)?,
+        seq: row.try_get(1)?,
+        signal: Signal::parse(signal)
+            .ok_or_else(|| StoreError::Corrupt(format!("signal {signal:?}")))?,
+        sampling_rate_hz: row.try_get(3)?,
+        start: from_ms(row.try_get(4)?)?,
+        end: from_ms(row.try_get(5)?)?,
+        sample_count: u32::try_from(sample_count)
+            .map_err(|_| StoreError::Corrupt(format!("waveform sample count {sample_count}")))?,
+        encoded: row.try_get(7)?,
+        received: from_ms(row.try_get(8)?)?,
+    })
 }

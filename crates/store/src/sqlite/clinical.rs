@@ -348,15 +348,14 @@ impl ClinicalStore for SqliteStore {
 
     async fn waveforms(&self, query: WaveformQuery) -> Result<Vec<StoredWaveform>, StoreError> {
         self.read(move |connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT d.id, w.seq, w.signal, w.sampling_rate_hz, w.start_ms, w.end_ms, w.sample_count, w.encoded,
-                        w.received_ms
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {WAVEFORM_COLUMNS}
                  FROM waveform_chunk w JOIN device d ON d.key = w.device_key
                  WHERE w.patient_key = (SELECT key FROM patient WHERE id = ?1)
                    AND (?2 IS NULL OR w.signal = ?2)
                    AND w.start_ms < ?4 AND w.end_ms > ?3
-                 ORDER BY w.start_ms, w.key LIMIT ?5",
-            )?;
+                 ORDER BY w.start_ms, w.key LIMIT ?5"
+            ))?;
             let rows = statement.query_map(
                 params![
                     query.patient_id.to_string(),
@@ -365,36 +364,34 @@ impl ClinicalStore for SqliteStore {
                     to_ms(query.to),
                     query.limit.clamp(1, 1000)
                 ],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, i64>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, f64>(3)?,
-                        row.get::<_, i64>(4)?,
-                        row.get::<_, i64>(5)?,
-                        row.get::<_, u32>(6)?,
-                        row.get::<_, Vec<u8>>(7)?,
-                        row.get::<_, i64>(8)?,
-                    ))
-                },
+                |row| Ok(waveform_from_row(row)),
             )?;
-            rows.map(|row| {
-                let (device, seq, signal, rate, start, end, count, encoded, received) = row?;
-                Ok(StoredWaveform {
-                    device_id: parse_device_id(&device)?,
-                    seq,
-                    signal: Signal::parse(&signal)
-                        .ok_or_else(|| StoreError::Corrupt(format!("signal {signal:?}")))?,
-                    sampling_rate_hz: rate,
-                    start: from_ms(start)?,
-                    end: from_ms(end)?,
-                    sample_count: count,
-                    encoded,
-                    received: from_ms(received)?,
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    async fn waveform_by_seq(
+        &self,
+        device: &wardline_domain::DeviceId,
+        seq: i64,
+    ) -> Result<Option<(PatientId, StoredWaveform)>, StoreError> {
+        let device = device.to_string();
+        self.read(move |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {WAVEFORM_COLUMNS}, p.id
+                     FROM waveform_chunk w JOIN device d ON d.key = w.device_key
+                     JOIN patient p ON p.key = w.patient_key
+                     WHERE d.id = ?1 AND w.seq = ?2"
+                ))?
+                .query_row(params![device, seq], |row| {
+                    let patient: String = row.get(9)?;
+                    Ok(waveform_from_row(row)
+                        .and_then(|chunk| Ok((parse_uuid(&patient, "patient")?, chunk))))
                 })
-            })
-            .collect()
+                .optional()?
+                .transpose()
         })
         .await
     }
@@ -518,4 +515,24 @@ impl ClinicalStore for SqliteStore {
         })
         .await
     }
+}
+
+/// A waveform chunk's columns, in the order [`waveform_from_row`] reads them.
+const WAVEFORM_COLUMNS: &str = "d.id, w.seq, w.signal, w.sampling_rate_hz, w.start_ms, w.end_ms, w.sample_count, w.encoded, w.received_ms";
+
+fn waveform_from_row(row: &rusqlite::Row<'_>) -> Result<StoredWaveform, StoreError> {
+    let device: String = row.get(0)?;
+    let signal: String = row.get(2)?;
+    Ok(StoredWaveform {
+        device_id: parse_device_id(&device)?,
+        seq: row.get(1)?,
+        signal: Signal::parse(&signal)
+            .ok_or_else(|| StoreError::Corrupt(format!("signal {signal:?}")))?,
+        sampling_rate_hz: row.get(3)?,
+        start: from_ms(row.get(4)?)?,
+        end: from_ms(row.get(5)?)?,
+        sample_count: row.get(6)?,
+        encoded: row.get(7)?,
+        received: from_ms(row.get(8)?)?,
+    })
 }

@@ -265,6 +265,24 @@ pub async fn waveform_chunks_by_window(store: &dyn Store) {
     let seqs: Vec<i64> = window.iter().map(|w| w.seq).collect();
     assert_eq!(seqs, vec![2, 3], "chunks overlapping the window");
     assert_eq!(window[0].encoded, vec![2u8; 16]);
+
+    // One chunk by its device and number, with its patient.
+    let (patient, found) = store
+        .waveform_by_seq(&ecg, 3)
+        .await
+        .expect("by seq")
+        .expect("chunk 3");
+    assert_eq!(patient, alice);
+    assert_eq!((found.seq, found.start, found.end), (3, at(3), at(4)));
+    assert_eq!(found.encoded, vec![3u8; 16]);
+    assert_eq!(found, window[1]);
+    assert!(
+        store
+            .waveform_by_seq(&ecg, 9)
+            .await
+            .expect("by seq")
+            .is_none()
+    );
     assert_eq!(window[0].received, at(100), "when it arrived, as stored");
 }
 

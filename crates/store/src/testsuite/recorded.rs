@@ -247,6 +247,7 @@ recorded!(ClinicalStore {
     async fn observation_by_seq(&self, device: &DeviceId, derived: bool, seq: i64) -> R<Option<Observation>>;
     async fn latest_observations_between(&self, patient: PatientId, from: DateTime<Utc>, until: DateTime<Utc>) -> R<Vec<Observation>>;
     async fn waveforms(&self, query: WaveformQuery) -> R<Vec<StoredWaveform>>;
+    async fn waveform_by_seq(&self, device: &DeviceId, seq: i64) -> R<Option<(PatientId, StoredWaveform)>>;
     async fn record_analysis(&self, results: AnalysisResults) -> R<Vec<Observation>>;
     async fn rhythm_events(&self, query: RhythmEventQuery) -> R<Vec<RhythmEventRecord>>;
     async fn news2_scores(&self, query: News2Query) -> R<Vec<News2Record>>;
@@ -376,6 +377,6 @@ mod tests {
             !methods.iter().any(|m| m.ends_with("::chain_hash")),
             "{methods:?}"
         );
-        assert_eq!(methods.len(), 152, "{methods:?}");
+        assert_eq!(methods.len(), 153, "{methods:?}");
     }
 }
