@@ -852,8 +852,10 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         | ("GET" | "DELETE", "/fhir/R4/$export-status/{export_id}")
         | ("GET", "/fhir/R4/$export-file/{export_id}/{file}") => SignedIn,
         ("GET", "/fhir/R4/CarePlan/{patient_id}") => AdasReaders,
-        // An alarm that does not exist: nobody is told more than "not found".
-        ("GET", "/fhir/R4/DetectedIssue/{alarm_id}") => SignedIn,
+        // An alarm, or a care team of a patient, that does not exist: nobody is told more
+        // than "not found".
+        ("GET", "/fhir/R4/DetectedIssue/{alarm_id}")
+        | ("GET", "/fhir/R4/CareTeam/{care_team_id}") => SignedIn,
         ("PUT", "/api/v1/patients/{patient_id}/care-plan") => AdasTeam,
         ("GET" | "POST" | "PUT" | "DELETE", admin)
             if [

@@ -222,7 +222,7 @@ async fn the_capability_statement_is_public_and_names_what_is_searched() {
     );
     assert_eq!(
         interactions(&body["rest"][0]["resource"][3]),
-        ["search-type"]
+        ["read", "search-type"]
     );
     validate(&[body]);
 }
@@ -352,7 +352,27 @@ async fn care_teams_plans_alarms_and_the_audit_trail_are_fhir_resources() {
     assert_eq!(status, StatusCode::OK, "{teams}");
     let team = &entries(&teams)[0];
     assert_eq!(team["name"], "Ward 7");
-    assert_eq!(team["id"], h.team);
+    assert_eq!(team["identifier"][0]["value"], h.team);
+    // Read again by its id, by those who may read Ada's record and nobody else.
+    let team_path = format!("/fhir/R4/CareTeam/{}", team["id"].as_str().unwrap());
+    for (who, expected) in [
+        ("ada", StatusCode::OK),
+        ("nurse", StatusCode::OK),
+        ("outsider", StatusCode::NOT_FOUND),
+    ] {
+        let (status, _, read) = fhir(&h, who, &team_path).await;
+        assert_eq!(status, expected, "{who}: {read}");
+        if expected == StatusCode::OK {
+            assert_eq!(&read, team, "{who}");
+        }
+    }
+    // The same team of another patient is another CareTeam; a team not looking after
+    // Ada is not hers.
+    let bobs = wardline_fhir::care_team_id(h.team.parse().unwrap(), h.bob);
+    assert_ne!(format!("/fhir/R4/CareTeam/{bobs}"), team_path);
+    let strangers = wardline_fhir::care_team_id(wardline_domain::CareTeamId::random(), h.ada);
+    let (status, _, _) = fhir(&h, "nurse", &format!("/fhir/R4/CareTeam/{strangers}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let mut members: Vec<(String, String)> = team["participant"]
         .as_array()
         .unwrap()

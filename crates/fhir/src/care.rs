@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use wardline_domain::PatientId;
+use wardline_domain::{CareTeamId, PatientId};
 
 use crate::resources::instant;
 
@@ -28,7 +28,7 @@ const DICOM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 /// A care team and the patient it looks after, as the reader may see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CareTeamFacts {
-    pub id: String,
+    pub team: CareTeamId,
     pub name: String,
     pub patient: PatientId,
     /// Each active member's name and role ("clinician", "nurse").
@@ -45,7 +45,11 @@ pub fn care_team(facts: &CareTeamFacts) -> Value {
         .collect();
     let mut team = Map::new();
     team.insert("resourceType".into(), json!("CareTeam"));
-    team.insert("id".into(), json!(facts.id));
+    team.insert("id".into(), json!(care_team_id(facts.team, facts.patient)));
+    team.insert(
+        "identifier".into(),
+        json!([{"system": "urn:wardline:care-team", "value": facts.team.to_string()}]),
+    );
     team.insert("status".into(), json!("active"));
     team.insert("name".into(), json!(facts.name));
     team.insert(
@@ -56,6 +60,52 @@ pub fn care_team(facts: &CareTeamFacts) -> Value {
         team.insert("participant".into(), Value::Array(participants));
     }
     Value::Object(team)
+}
+
+/// The id of a care team's CareTeam of one patient: both ids (each 128 bits, written in
+/// 25 base-36 digits to fit FHIR's 64 characters), since a team looks after many patients
+/// and each CareTeam is of one. The team's own id is its `identifier` (and its `Group`).
+pub fn care_team_id(team: CareTeamId, patient: PatientId) -> String {
+    format!(
+        "{}.{}",
+        base36(team.0.as_u128()),
+        base36(patient.0.as_u128())
+    )
+}
+
+/// The team and patient a [`care_team_id`] names; `None` for an id of another shape.
+pub fn care_team_of_id(id: &str) -> Option<(CareTeamId, PatientId)> {
+    let (team, patient) = id.split_once('.')?;
+    let team = CareTeamId(uuid::Uuid::from_u128(from_base36(team)?));
+    let patient = PatientId(uuid::Uuid::from_u128(from_base36(patient)?));
+    (care_team_id(team, patient) == id).then_some((team, patient))
+}
+
+const BASE36_DIGITS: usize = 25;
+
+fn base36(mut value: u128) -> String {
+    let mut digits = [b'0'; BASE36_DIGITS];
+    for digit in digits.iter_mut().rev() {
+        let remainder = (value % 36) as u8;
+        *digit = if remainder < 10 {
+            b'0' + remainder
+        } else {
+            b'a' + remainder - 10
+        };
+        value /= 36;
+    }
+    String::from_utf8_lossy(&digits).into_owned()
+}
+
+fn from_base36(text: &str) -> Option<u128> {
+    if text.len() != BASE36_DIGITS {
+        return None;
+    }
+    text.chars().try_fold(0u128, |value, digit| {
+        value
+            .checked_mul(36)?
+            .checked_add(u128::from(digit.to_digit(36)?))
+    })
 }
 
 /// One rule of a monitoring plan.
@@ -331,6 +381,25 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn a_care_team_id_names_its_team_and_patient_and_fits_fhir() {
+        for (team, patient) in [
+            (CareTeamId(uuid::Uuid::nil()), PatientId(uuid::Uuid::max())),
+            (CareTeamId::random(), PatientId::random()),
+        ] {
+            let id = care_team_id(team, patient);
+            assert_eq!(id.len(), 51);
+            assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'));
+            assert_eq!(care_team_of_id(&id), Some((team, patient)));
+            assert_eq!(care_team_of_id(&id.to_uppercase()), None);
+        }
+        assert_eq!(
+            care_team_of_id("zzzzzzzzzzzzzzzzzzzzzzzzz.0000000000000000000000000"),
+            None
+        );
+        assert_eq!(care_team_of_id("not-an-id"), None);
+    }
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)

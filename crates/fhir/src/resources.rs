@@ -716,8 +716,8 @@ fn resources_statement(base: &str, software_version: &str, date: DateTime<Utc>) 
                 {
                     "type": "CareTeam",
                     "profile": "http://hl7.org/fhir/StructureDefinition/CareTeam",
-                    "documentation": "The care teams that look after a patient: their names, and their active members by name and role.",
-                    "interaction": [{"code": "search-type"}],
+                    "documentation": "The care teams that look after a patient: their names, and their active members by name and role. Each is one team of one patient (its id names both; the team's own id is its identifier).",
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
                     "searchParam": [
                         {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
                         {"name": "subject", "type": "reference", "documentation": "The same as patient."}

@@ -23,6 +23,7 @@ use crate::state::AppState;
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(search_care_teams))
+        .routes(routes!(read_care_team))
         .routes(routes!(search_care_plans))
         .routes(routes!(read_care_plan))
         .routes(routes!(search_detected_issues))
@@ -54,20 +55,51 @@ pub(crate) async fn search_care_teams(
     let teams = state.service.patient_care_teams(&actor, patient).await?;
     let resources = teams
         .into_iter()
-        .map(|team| {
-            wardline_fhir::care_team(&wardline_fhir::CareTeamFacts {
-                id: team.id.to_string(),
-                name: team.name,
-                patient,
-                members: team
-                    .members
-                    .into_iter()
-                    .map(|member| (member.display_name, member.role.as_str().to_owned()))
-                    .collect(),
-            })
-        })
+        .map(|team| care_team_resource(team, patient))
         .collect();
     Ok(bundle(&state, "CareTeam", &pairs, resources, None))
+}
+
+fn care_team_resource(
+    team: wardline_service::people::PatientCareTeamView,
+    patient: PatientId,
+) -> Value {
+    wardline_fhir::care_team(&wardline_fhir::CareTeamFacts {
+        team: team.id,
+        name: team.name,
+        patient,
+        members: team
+            .members
+            .into_iter()
+            .map(|member| (member.display_name, member.role.as_str().to_owned()))
+            .collect(),
+    })
+}
+
+/// One care team of one patient, by the id a search gives (the team's and the patient's),
+/// through the same check as the search: for those who may not read the patient, or a
+/// team not looking after them, it does not exist.
+#[utoipa::path(get, path = "/fhir/R4/CareTeam/{care_team_id}", tag = "fhir",
+    params(("care_team_id" = String, Path, description = "The CareTeam's id, as a search gives it")),
+    responses((status = 200, description = "The CareTeam", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn read_care_team(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let not_found = || Error::NotFound(format!("CareTeam/{id}"));
+    let (team, patient) = wardline_fhir::care_team_of_id(&id).ok_or_else(not_found)?;
+    let teams = match state.service.patient_care_teams(&actor, patient).await {
+        Ok(teams) => teams,
+        Err(Error::Forbidden) => return Err(not_found().into()),
+        Err(other) => return Err(other.into()),
+    };
+    let team = teams
+        .into_iter()
+        .find(|candidate| candidate.id == team)
+        .ok_or_else(not_found)?;
+    Ok(Fhir(StatusCode::OK, care_team_resource(team, patient)).into_response())
 }
 
 /// The monitoring plan in force for a patient, as one CarePlan (its id is the
