@@ -1282,6 +1282,48 @@ async fn blood_pressure_comes_as_panels_of_systolic_and_diastolic() {
         let (status, _, _) = fhir(&h, "outsider", &format!("/fhir/R4/Observation/{id}")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
+    // $lastn gives the newest panels, newest first, by their code or among the vital
+    // signs (beside the newest systolic and diastolic readings themselves).
+    let lastn = |query: String| {
+        let h = &h;
+        async move {
+            let (status, _, bundle) = fhir(
+                h,
+                "clinician",
+                &format!("/fhir/R4/Observation/$lastn?patient={}&{query}", h.ada),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{bundle}");
+            validate(std::slice::from_ref(&bundle));
+            bundle["entry"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|entry| entry["resource"].clone())
+                .collect::<Vec<Value>>()
+        }
+    };
+    let newest = lastn("code=http://loinc.org%7C85354-9".into()).await;
+    assert_eq!(newest.len(), 1);
+    assert_eq!(&newest[0], panels[2]);
+    let two = lastn("code=85354-9&max=2".into()).await;
+    assert_eq!(two, [panels[2].clone(), panels[1].clone()]);
+    let vitals = lastn("category=vital-signs".into()).await;
+    let codes: Vec<&str> = vitals
+        .iter()
+        .map(|resource| {
+            resource["code"]["coding"]
+                .as_array()
+                .unwrap()
+                .last()
+                .unwrap()["code"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(codes, ["8462-4", "8480-6", "85354-9"]);
+    assert_eq!(&vitals[2], panels[2]);
+
     // A panel of a reading that is not there is not there.
     let diastolic_panel = panels[0]["id"].as_str().unwrap().replace(".p", ".p9");
     let (status, _, _) = fhir(

@@ -280,7 +280,10 @@ pub type DateBounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 pub struct LastnSearch {
     pub patient: PatientId,
     pub category: Option<String>,
+    /// One LOINC code Wardline stores, or (`panel`) the blood pressure panel.
     pub code: Option<ObservationCode>,
+    /// `code=85354-9`: blood pressure panels only.
+    pub panel: bool,
     /// The newest this many of each code (1 to [`MAX_LASTN`]).
     pub max: u32,
 }
@@ -291,27 +294,46 @@ pub const MAX_LASTN: u32 = 100;
 impl LastnSearch {
     /// Whether an observation of `code` is one the query asks for.
     pub fn wants(&self, code: ObservationCode) -> bool {
-        self.code.is_none_or(|wanted| wanted == code)
+        !self.panel
+            && self.code.is_none_or(|wanted| wanted == code)
             && self
                 .category
                 .as_deref()
                 .is_none_or(|wanted| crate::category(code).0 == wanted)
     }
+
+    /// Whether the query asks for blood pressure panels (85354-9): by that code, or by
+    /// no code in vital signs or in every category.
+    pub fn wants_panels(&self) -> bool {
+        self.panel
+            || (self.code.is_none()
+                && self
+                    .category
+                    .as_deref()
+                    .is_none_or(|wanted| wanted == "vital-signs"))
+    }
 }
 
-/// Reads `Observation/$lastn`'s parameters: `patient` (required), `category`, `code`,
-/// and `max` (1 only: Wardline keeps the newest of each code at hand).
+/// Reads `Observation/$lastn`'s parameters: `patient` (required), `category`, `code`
+/// (85354-9 for blood pressure panels), and `max` (1 to [`MAX_LASTN`]).
 pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchError> {
     let mut max = 1;
     let mut patient = None;
     let mut category = None;
     let mut code = None;
+    let mut panel = false;
     for (name, value) in pairs {
         match name.as_str() {
             "patient" | "subject" => {
                 patient = Some(patient_parameter(name, value)?);
             }
             "category" => category = Some(category_parameter(name, value)?),
+            "code"
+                if value.strip_prefix("http://loinc.org|").unwrap_or(value)
+                    == BLOOD_PRESSURE_PANEL =>
+            {
+                panel = true;
+            }
             "code" => {
                 let loinc = value.strip_prefix("http://loinc.org|").unwrap_or(value);
                 code = Some(ObservationCode::from_loinc(loinc).ok_or_else(|| {
@@ -342,10 +364,14 @@ pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchErr
             }
         }
     }
+    if panel && code.is_some() {
+        return Err(unsupported("code", "one code per $lastn"));
+    }
     Ok(LastnSearch {
         patient: patient.ok_or_else(|| invalid("patient", "required: Patient/[id]"))?,
         category,
         code,
+        panel,
         max,
     })
 }
@@ -612,6 +638,26 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+
+    #[test]
+    fn lastn_takes_the_blood_pressure_panel_by_its_code() {
+        let patient = PatientId::random();
+        let pairs = |code: &str| {
+            vec![
+                ("patient".to_owned(), patient.to_string()),
+                ("code".to_owned(), code.to_owned()),
+            ]
+        };
+        let panel = lastn_search(&pairs("http://loinc.org|85354-9")).unwrap();
+        assert!(panel.panel && panel.wants_panels());
+        assert!(!panel.wants(ObservationCode::SystolicBloodPressure));
+        let heart = lastn_search(&pairs("8867-4")).unwrap();
+        assert!(!heart.wants_panels());
+        assert!(heart.wants(ObservationCode::HeartRate));
+        let mut both = pairs("85354-9");
+        both.push(("code".into(), "8867-4".into()));
+        assert_eq!(lastn_search(&both).unwrap_err().parameter, "code");
+    }
 
     fn pairs(text: &[(&str, &str)]) -> Vec<(String, String)> {
         text.iter()

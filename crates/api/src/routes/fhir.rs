@@ -452,42 +452,7 @@ pub(crate) async fn search_observations(
             SearchCode::Reading(_) | SearchCode::Ecg | SearchCode::Category(_) | SearchCode::News2,
         ) => observation_resources(&state, &actor, search.patient, &page.observations).await?,
         (true, SearchCode::BloodPressurePanel) => {
-            let diastolic = match (page.observations.first(), page.observations.last()) {
-                (Some(first), Some(last)) => {
-                    state
-                        .service
-                        .observations(
-                            &actor,
-                            search.patient,
-                            ObservationCode::DiastolicBloodPressure,
-                            // The page's span, whichever way it runs.
-                            (
-                                Some(first.effective.min(last.effective)),
-                                Some(
-                                    first.effective.max(last.effective)
-                                        + chrono::Duration::milliseconds(1),
-                                ),
-                            ),
-                            wardline_service::clinical::PageRequest {
-                                limit: Some(MAX_PAIRED),
-                                ..Default::default()
-                            },
-                        )
-                        .await?
-                        .observations
-                }
-                _ => Vec::new(),
-            };
-            page.observations
-                .iter()
-                .map(|systolic| {
-                    let partner = diastolic.iter().find(|reading| {
-                        reading.device_id == systolic.device_id
-                            && reading.effective == systolic.effective
-                    });
-                    wardline_fhir::blood_pressure_panel(systolic, partner)
-                })
-                .collect()
+            panels(&state, &actor, search.patient, &page.observations).await?
         }
     };
     let next = next.filter(|_| search.category_matches);
@@ -661,6 +626,48 @@ async fn search_news2(
         (resources, Vec::new()),
         next.as_deref(),
     ))
+}
+
+/// Each systolic reading with the diastolic of the same device and time as one blood
+/// pressure panel.
+async fn panels(
+    state: &AppState,
+    actor: &wardline_service::Actor,
+    patient: wardline_domain::PatientId,
+    systolic: &[wardline_domain::Observation],
+) -> Result<Vec<serde_json::Value>, Error> {
+    let diastolic = match (
+        systolic.iter().map(|reading| reading.effective).min(),
+        systolic.iter().map(|reading| reading.effective).max(),
+    ) {
+        (Some(first), Some(last)) => {
+            state
+                .service
+                .observations(
+                    actor,
+                    patient,
+                    ObservationCode::DiastolicBloodPressure,
+                    // The readings' span, whichever way they run.
+                    (Some(first), Some(last + chrono::Duration::milliseconds(1))),
+                    wardline_service::clinical::PageRequest {
+                        limit: Some(MAX_PAIRED),
+                        ..Default::default()
+                    },
+                )
+                .await?
+                .observations
+        }
+        _ => Vec::new(),
+    };
+    Ok(systolic
+        .iter()
+        .map(|systolic| {
+            let partner = diastolic.iter().find(|reading| {
+                reading.device_id == systolic.device_id && reading.effective == systolic.effective
+            });
+            wardline_fhir::blood_pressure_panel(systolic, partner)
+        })
+        .collect())
 }
 
 /// Readings as Observations, each heart rate Wardline derived with the ECG chunks it was
@@ -1015,36 +1022,34 @@ pub(crate) async fn last_observations(
         .service
         .latest_observations(&actor, search.patient)
         .await?;
+    // Blood pressure panels: the newest systolic readings, each with its diastolic.
+    let newest_systolic = latest
+        .iter()
+        .find(|observation| observation.code == ObservationCode::SystolicBloodPressure)
+        .filter(|_| search.wants_panels())
+        .cloned();
     latest.retain(|observation| search.wants(observation.code));
-    latest.sort_by_key(|observation| observation.code.loinc());
-    let mut observations = Vec::new();
+    // Each code's newest `max`, codes in LOINC order.
+    let mut groups: Vec<(&'static str, Vec<Value>)> = Vec::new();
     for newest in &latest {
-        if search.max == 1 {
-            observations.push(newest.clone());
-            continue;
-        }
-        // The code's newest `max`, newest first, up to the newest one found above (a
-        // reading arriving meanwhile waits for the next ask).
-        let page = state
-            .service
-            .observations(
-                &actor,
-                search.patient,
-                newest.code,
-                (
-                    Some(wardline_domain::nightscout::earliest()),
-                    Some(newest.effective + chrono::Duration::milliseconds(1)),
-                ),
-                wardline_service::clinical::PageRequest {
-                    limit: Some(search.max),
-                    cursor: None,
-                    newest_first: true,
-                },
-            )
-            .await?;
-        observations.extend(page.observations);
+        let readings = newest_of_code(&state, &actor, &search, newest).await?;
+        groups.push((
+            newest.code.loinc(),
+            observation_resources(&state, &actor, search.patient, &readings).await?,
+        ));
     }
-    let resources = observation_resources(&state, &actor, search.patient, &observations).await?;
+    if let Some(newest) = &newest_systolic {
+        let systolic = newest_of_code(&state, &actor, &search, newest).await?;
+        groups.push((
+            wardline_fhir::BLOOD_PRESSURE_PANEL,
+            panels(&state, &actor, search.patient, &systolic).await?,
+        ));
+    }
+    groups.sort_by_key(|(loinc, _)| *loinc);
+    let resources = groups
+        .into_iter()
+        .flat_map(|(_, resources)| resources)
+        .collect();
     Ok(bundle(
         &state,
         "Observation/$lastn",
@@ -1052,6 +1057,37 @@ pub(crate) async fn last_observations(
         resources,
         None,
     ))
+}
+
+/// The newest `max` readings of `newest`'s code, newest first, up to `newest` (a reading
+/// arriving meanwhile waits for the next ask).
+async fn newest_of_code(
+    state: &AppState,
+    actor: &wardline_service::Actor,
+    search: &wardline_fhir::LastnSearch,
+    newest: &wardline_domain::Observation,
+) -> Result<Vec<wardline_domain::Observation>, Error> {
+    if search.max == 1 {
+        return Ok(vec![newest.clone()]);
+    }
+    Ok(state
+        .service
+        .observations(
+            actor,
+            search.patient,
+            newest.code,
+            (
+                Some(wardline_domain::nightscout::earliest()),
+                Some(newest.effective + chrono::Duration::milliseconds(1)),
+            ),
+            wardline_service::clinical::PageRequest {
+                limit: Some(search.max),
+                cursor: None,
+                newest_first: true,
+            },
+        )
+        .await?
+        .observations)
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
