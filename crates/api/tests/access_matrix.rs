@@ -843,6 +843,7 @@ fn audience(method: &str, path: &str) -> Option<Audience> {
         // what is missing (the access check then runs on the patient named).
         ("GET", "/fhir/R4/Patient" | "/fhir/R4/Observation" | "/fhir/R4/Observation/$lastn")
         | ("GET", "/fhir/R4/MedicationRequest" | "/fhir/R4/CareTeam" | "/fhir/R4/CarePlan")
+        | ("GET", "/fhir/R4/Device")
         | ("GET", "/fhir/R4/DetectedIssue") => SignedIn,
         ("GET", "/fhir/R4/AuditEvent" | "/fhir/R4/AuditEvent/{sequence}") => Admin,
         // A kick-off without `Prefer: respond-async` is refused as malformed whoever asks;

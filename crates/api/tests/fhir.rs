@@ -215,7 +215,10 @@ async fn the_capability_statement_is_public_and_names_what_is_searched() {
         interactions(&body["rest"][0]["resource"][0]),
         ["read", "search-type"]
     );
-    assert_eq!(interactions(&body["rest"][0]["resource"][1]), ["read"]);
+    assert_eq!(
+        interactions(&body["rest"][0]["resource"][1]),
+        ["read", "search-type"]
+    );
     assert_eq!(
         interactions(&body["rest"][0]["resource"][2]),
         ["read", "vread", "search-type", "create"]
@@ -1073,6 +1076,45 @@ async fn a_care_team_pages_through_a_patients_heart_rates_as_vital_sign_observat
     assert_eq!(status, StatusCode::NOT_FOUND, "not told the device exists");
     let (status, _, _) = fhir(&h, "anonymous", &format!("/fhir/R4/{reference}")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Searched by the patient: the devices ever hers, naming her while they are hers.
+    let devices_of_ada = format!("/fhir/R4/Device?patient=Patient/{}", h.ada);
+    let (status, _, found) = fhir(&h, "nurse", &devices_of_ada).await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["entry"].as_array().unwrap().len(), 1);
+    assert_eq!(&found["entry"][0]["resource"], device);
+    resources.push(found);
+    let (status, _, _) = fhir(&h, "outsider", &devices_of_ada).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Given to Bob: still among Ada's devices, but saying nothing of Bob to her readers.
+    let wardline_id = wardline_fhir::device_id_of(device["id"].as_str().unwrap());
+    let (status, body) = h
+        .as_(
+            "admin",
+            Method::POST,
+            &format!("/api/v1/devices/{wardline_id}/assignments"),
+            Some(json!({"patient_id": h.bob, "from": chrono::Utc::now()})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, _, found) = fhir(&h, "ada", &devices_of_ada).await;
+    let given_away = &found["entry"][0]["resource"];
+    assert_eq!(given_away["id"], device["id"]);
+    assert!(given_away.get("patient").is_none(), "{given_away}");
+    let (_, _, with_devices) = fhir(
+        &h,
+        "clinician",
+        &format!("{search}&_count=10&_include=Observation:device"),
+    )
+    .await;
+    let included = with_devices["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["search"]["mode"] == "include")
+        .unwrap();
+    assert!(included["resource"].get("patient").is_none());
+    resources.push(found.clone());
 
     let (_, _, oximetry) = fhir(
         &h,

@@ -676,8 +676,12 @@ fn resources_statement(base: &str, software_version: &str, date: DateTime<Utc>) 
                 {
                     "type": "Device",
                     "profile": "http://hl7.org/fhir/StructureDefinition/Device",
-                    "documentation": "An enrolled device: its id is Wardline's with '_' written as '.'; read by those who may read the patient it is (or was last) assigned to.",
-                    "interaction": [{"code": "read"}]
+                    "documentation": "An enrolled device: its id is Wardline's with '_' written as '.'; read by those who may read the patient it is (or was last) assigned to; searched by a patient it was ever assigned to, naming the patient while it is still theirs.",
+                    "interaction": [{"code": "read"}, {"code": "search-type"}],
+                    "searchParam": [
+                        {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
+                        {"name": "subject", "type": "reference", "documentation": "The same as patient."}
+                    ]
                 },
                 {
                     "type": "Observation",

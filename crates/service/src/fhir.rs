@@ -685,10 +685,31 @@ impl Wardline {
             {
                 continue;
             }
-            let patient = DeviceAssignment::patient_at(&assignments, now);
+            // Whom it is with now, only when that is this patient: a device given to
+            // someone else since says nothing of them to this patient's readers.
+            let patient = DeviceAssignment::patient_at(&assignments, now)
+                .filter(|current| *current == access.patient_id());
             views.push(DeviceView { device, patient });
         }
         Ok(views)
+    }
+
+    /// Every device ever assigned to the patient (FHIR `Device?patient=`), under one
+    /// access check of the patient's record, in the order they were first assigned.
+    pub async fn fhir_devices_of_patient_ever(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+    ) -> Result<Vec<DeviceView>, Error> {
+        let mut assignments = self.store.assignments_of_patient(patient_id).await?;
+        assignments.sort_by_key(|assignment| assignment.start);
+        let mut ids: Vec<DeviceId> = Vec::new();
+        for assignment in assignments {
+            if !ids.contains(&assignment.device_id) {
+                ids.push(assignment.device_id);
+            }
+        }
+        self.fhir_devices_of_patient(actor, patient_id, &ids).await
     }
 }
 

@@ -25,6 +25,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metadata))
         .routes(routes!(read_patient))
         .routes(routes!(read_device))
+        .routes(routes!(search_devices))
         .routes(routes!(search_patients))
         .routes(routes!(search_observations))
         .routes(routes!(read_observation))
@@ -296,6 +297,28 @@ pub(crate) async fn read_device(
         .map_err(|_| Error::NotFound(format!("Device/{id}")))?;
     let view = state.service.fhir_device(&actor, &device_id).await?;
     Ok(Fhir(StatusCode::OK, device_resource(&view)).into_response())
+}
+
+/// The devices ever assigned to a patient, as a `searchset` Bundle of Devices, each
+/// naming the patient while it is still theirs. Through the one access check, audited.
+#[utoipa::path(get, path = "/fhir/R4/Device", tag = "fhir", params(super::fhir_care::PatientOnlyParams),
+    responses((status = 200, description = "A searchset Bundle", content_type = "application/fhir+json", body = Object)))]
+pub(crate) async fn search_devices(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, FhirError> {
+    let actor = caller?.actor();
+    let pairs = crate::extract::query_pairs(&uri)?;
+    let patient = wardline_fhir::patient_search("Device", &pairs)?;
+    let resources = state
+        .service
+        .fhir_devices_of_patient_ever(&actor, patient)
+        .await?
+        .iter()
+        .map(device_resource)
+        .collect();
+    Ok(bundle(&state, "Device", &pairs, resources, None))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
