@@ -534,6 +534,16 @@ async fn a_phd_gateways_time_stamp_and_battery_levels_are_taken_for_what_they_ar
         now - Duration::hours(2),
         json!({"valueQuantity": {"value": 95, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"}}),
     ));
+    // The power status, as the PHD IG's bits: on battery, not on mains.
+    let bit = |code: &str, display: &str, set: bool| {
+        json!({"code": {"coding": [{"system": "http://hl7.org/fhir/uv/phd/CodeSystem/ASN1ToHL7",
+            "code": code, "display": display}]}, "valueBoolean": set})
+    };
+    entries.push(supplementary(
+        "67925",
+        now,
+        json!({"component": [bit("67925.0", "onMains", false), bit("67925.1", "onBattery", true)]}),
+    ));
     // The measurements refer to the time stamp, as the PHD IG has them.
     for measurement in &mut entries[2..4] {
         measurement["resource"]["derivedFrom"] =
@@ -568,8 +578,15 @@ async fn a_phd_gateways_time_stamp_and_battery_levels_are_taken_for_what_they_ar
             "201 Created",
             "200 OK",
             "200 OK",
+            "200 OK",
             "200 OK"
         ]
+    );
+    assert!(
+        responses[7]
+            .1
+            .contains("a power status (onBattery): noted, not kept"),
+        "{responses:?}"
     );
     assert!(
         responses[4].1.contains("coincident time stamp: noted"),

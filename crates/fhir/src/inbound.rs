@@ -165,6 +165,9 @@ pub enum Supplement {
     CoincidentTime,
     /// The device's battery charge (MDC_ATTR_VAL_BATT_CHARGE, percent) measured at `at`.
     Battery { percent: f64, at: DateTime<Utc> },
+    /// The device's power status (MDC_ATTR_POWER_STAT: on mains, on battery, charging),
+    /// as the PHD IG's bits in components: which of them are set.
+    PowerStatus { set: Vec<String> },
 }
 
 /// The PHD IG's code system: ISO/IEEE 11073-10101 (MDC).
@@ -173,6 +176,8 @@ pub const PHD_MDC: &str = "urn:iso:std:iso:11073:10101";
 const MDC_ATTR_TIME_ABS: &str = "67975";
 /// MDC_ATTR_VAL_BATT_CHARGE: the battery's charge, percent.
 const MDC_ATTR_VAL_BATT_CHARGE: &str = "67996";
+/// MDC_ATTR_POWER_STAT: the device's power status, as bits.
+const MDC_ATTR_POWER_STAT: &str = "67925";
 const COINCIDENT_TIME_PROFILE: &str =
     "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdCoincidentTimeStampObservation";
 
@@ -465,6 +470,25 @@ fn supplement(
         });
     if claims_coincident_time || mdc(MDC_ATTR_TIME_ABS) {
         return Ok(Some(Supplement::CoincidentTime));
+    }
+    if mdc(MDC_ATTR_POWER_STAT) {
+        // Each bit a component (ASN1ToHL7 `67925.n`) with a boolean: the set ones, named.
+        let set = resource
+            .get("component")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|component| component.get("valueBoolean") == Some(&Value::Bool(true)))
+            .filter_map(|component| {
+                let coding = component.get("code")?.get("coding")?.as_array()?.first()?;
+                coding
+                    .get("display")
+                    .or_else(|| coding.get("code"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .collect();
+        return Ok(Some(Supplement::PowerStatus { set }));
     }
     if !mdc(MDC_ATTR_VAL_BATT_CHARGE) {
         return Ok(None);

@@ -498,6 +498,10 @@ impl Wardline {
     ) -> Result<EntryAnswer, Error> {
         let message = match supplement {
             Supplement::CoincidentTime => "a coincident time stamp: noted; Wardline keeps each measurement at the time the gateway sent, which it has corrected by this".to_owned(),
+            Supplement::PowerStatus { set } => format!(
+                "a power status ({}): noted, not kept; the battery level is what the care team's rules watch",
+                if set.is_empty() { "no bit set".to_owned() } else { set.join(", ") }
+            ),
             Supplement::Battery { at, .. } if self.now() - at > FRESH_BATTERY_LEVEL => format!(
                 "a battery level measured at {at}: noted, not kept, since it says nothing of the battery now"
             ),
