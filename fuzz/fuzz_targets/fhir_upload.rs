@@ -24,6 +24,21 @@ fuzz_target!(|bytes: &[u8]| {
                     let (min, max) = reading.code.spec().possible_range;
                     assert!((min..=max).contains(&reading.value));
                 }
+                for lead in &observation.waveforms {
+                    // An ECG lead read is one the chunk format stores, and gives back.
+                    let header = wardline_waveform::ChunkHeader {
+                        sampling_rate_hz: lead.sampling_rate_hz,
+                        start_ms: lead.start.timestamp_millis(),
+                        scale: wardline_waveform::Scale::Factor(lead.factor),
+                        baseline: 0,
+                        origin: lead.origin,
+                    };
+                    let chunk = wardline_waveform::encode(&header, &lead.samples)
+                        .expect("a lead that was read encodes");
+                    let back = wardline_waveform::decode(&chunk).expect("and decodes");
+                    assert_eq!(back.samples, lead.samples);
+                    assert_eq!(back.header, header);
+                }
             }
         }
     }

@@ -287,13 +287,20 @@ fn lead(
             "no samples: there is nothing to store",
         ));
     }
+    let (factor, origin_value) = (factor * scale, origin_value * scale);
+    if !(factor.is_finite() && origin_value.is_finite()) {
+        return Err(value_error(
+            format!("{at}.origin"),
+            "the origin or factor is beyond any potential once in mV",
+        ));
+    }
     let waveform = InboundWaveform {
         seq: signal.seq_at(start),
         signal,
         sampling_rate_hz: rate,
         start,
-        factor: factor * scale,
-        origin: origin_value * scale,
+        factor,
+        origin: origin_value,
         samples,
     };
     if waveform.end() > latest_end {
