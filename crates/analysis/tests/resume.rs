@@ -308,6 +308,7 @@ async fn every_vital_sign_gets_its_news2_across_a_restart() {
             from: start(),
             to: start() + Duration::hours(1),
             limit: 10,
+            newest_first: false,
         })
         .await
         .unwrap();
@@ -354,6 +355,7 @@ async fn the_spawned_analysis_works_and_stops_when_told() {
                 from: start() - Duration::hours(1),
                 to: start() + Duration::hours(1),
                 limit: 100,
+                newest_first: false,
             })
             .await
             .unwrap()

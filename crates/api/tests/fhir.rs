@@ -1572,6 +1572,25 @@ async fn news2_results_are_observations_that_name_the_readings_they_scored() {
     assert_eq!(survey["entry"].as_array().unwrap().len(), 3);
     let (status, _, refused) = fhir(&h, "outsider", &format!("/fhir/R4/Observation/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    // $lastn: the newest results, newest first, by their code, among every category
+    // (after the LOINC codes), or as the survey category.
+    let lastn = |query: &str| format!("/fhir/R4/Observation/$lastn?patient={}{query}", h.ada);
+    let (status, _, newest) = fhir(
+        &h,
+        "clinician",
+        &lastn("&code=http://snomed.info/sct%7C1104051000000101&max=2"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{newest}");
+    validate(std::slice::from_ref(&newest));
+    assert_eq!(newest["entry"][0]["resource"], results[2]);
+    assert_eq!(newest["entry"][1]["resource"], results[1]);
+    assert!(newest["entry"].get(2).is_none());
+    let (_, _, everything) = fhir(&h, "clinician", &lastn("")).await;
+    let entries = everything["entry"].as_array().unwrap();
+    assert_eq!(entries.last().unwrap()["resource"], results[2]);
+    let (_, _, survey) = fhir(&h, "clinician", &lastn("&category=survey")).await;
+    assert_eq!(survey["entry"].as_array().unwrap().len(), 1);
     let (status, _, refused) = fhir(&h, "outsider", &search).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
     // A search NEWS2 cannot serve is refused naming the parameter.

@@ -705,7 +705,7 @@ fn resources_statement(base: &str, software_version: &str, date: DateTime<Utc>) 
                     ],
                     "searchInclude": ["Observation:device"],
                     "operation": [{"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn",
-                        "documentation": "The newest observations of each code of one patient, newest first (patient required; category, code; max 1 to 100, 1 by default); blood pressure also as its newest panels (85354-9), by that code or among the vital signs."}],
+                        "documentation": "The newest observations of each code of one patient, newest first (patient required; category, code; max 1 to 100, 1 by default); blood pressure also as its newest panels (85354-9), by that code or among the vital signs; NEWS2 results (http://snomed.info/sct|1104051000000101), by that code, the survey category or none, after the LOINC codes."}],
                     "searchParam": [
                         {"name": "patient", "type": "reference", "documentation": "Required: Patient/[id] or [id]."},
                         {"name": "subject", "type": "reference", "documentation": "The same as patient."},

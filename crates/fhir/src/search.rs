@@ -284,6 +284,8 @@ pub struct LastnSearch {
     pub code: Option<ObservationCode>,
     /// `code=85354-9`: blood pressure panels only.
     pub panel: bool,
+    /// `code=http://snomed.info/sct|1104051000000101`: NEWS2 results only.
+    pub news2: bool,
     /// The newest this many of each code (1 to [`MAX_LASTN`]).
     pub max: u32,
 }
@@ -295,6 +297,7 @@ impl LastnSearch {
     /// Whether an observation of `code` is one the query asks for.
     pub fn wants(&self, code: ObservationCode) -> bool {
         !self.panel
+            && !self.news2
             && self.code.is_none_or(|wanted| wanted == code)
             && self
                 .category
@@ -307,10 +310,23 @@ impl LastnSearch {
     pub fn wants_panels(&self) -> bool {
         self.panel
             || (self.code.is_none()
+                && !self.news2
                 && self
                     .category
                     .as_deref()
                     .is_none_or(|wanted| wanted == "vital-signs"))
+    }
+
+    /// Whether the query asks for NEWS2 results: by their code, or by no code in the
+    /// `survey` category or in every category.
+    pub fn wants_news2(&self) -> bool {
+        self.news2
+            || (self.code.is_none()
+                && !self.panel
+                && self
+                    .category
+                    .as_deref()
+                    .is_none_or(|wanted| wanted == "survey"))
     }
 }
 
@@ -322,6 +338,7 @@ pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchErr
     let mut category = None;
     let mut code = None;
     let mut panel = false;
+    let mut news2 = false;
     for (name, value) in pairs {
         match name.as_str() {
             "patient" | "subject" => {
@@ -333,6 +350,9 @@ pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchErr
                     == BLOOD_PRESSURE_PANEL =>
             {
                 panel = true;
+            }
+            "code" if value.split_once('|') == Some((crate::SNOMED, crate::NEWS2_TOTAL)) => {
+                news2 = true;
             }
             "code" => {
                 let loinc = value.strip_prefix("http://loinc.org|").unwrap_or(value);
@@ -364,7 +384,12 @@ pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchErr
             }
         }
     }
-    if panel && code.is_some() {
+    if [panel, news2, code.is_some()]
+        .iter()
+        .filter(|asked| **asked)
+        .count()
+        > 1
+    {
         return Err(unsupported("code", "one code per $lastn"));
     }
     Ok(LastnSearch {
@@ -372,6 +397,7 @@ pub fn lastn_search(pairs: &[(String, String)]) -> Result<LastnSearch, SearchErr
         category,
         code,
         panel,
+        news2,
         max,
     })
 }
@@ -657,6 +683,10 @@ mod tests {
         let mut both = pairs("85354-9");
         both.push(("code".into(), "8867-4".into()));
         assert_eq!(lastn_search(&both).unwrap_err().parameter, "code");
+        let news2 = lastn_search(&pairs("http://snomed.info/sct|1104051000000101")).unwrap();
+        assert!(news2.wants_news2() && !news2.wants_panels());
+        assert!(!news2.wants(ObservationCode::HeartRate));
+        assert!(!heart.wants_news2() && !panel.wants_news2());
     }
 
     fn pairs(text: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -754,6 +754,7 @@ impl Wardline {
                     from,
                     to: span.until + Duration::days(1),
                     limit: PAGE,
+                    newest_first: false,
                 })
                 .await?;
             for record in &page {

@@ -528,6 +528,35 @@ impl Wardline {
     ) -> Result<Vec<News2Record>, Error> {
         let (from, to) = time_window(window.0, window.1, Duration::hours(24))?;
         let limit = check_limit(limit, 1000, 10_000)?;
+        self.news2_page(actor, patient_id, (from, to), limit, false)
+            .await
+    }
+
+    /// The newest `max` NEWS2 results of a patient, newest first, in the window the
+    /// actor may read.
+    pub async fn newest_news2(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        max: u32,
+    ) -> Result<Vec<News2Record>, Error> {
+        let window = (
+            wardline_domain::nightscout::earliest(),
+            Utc::now() + Duration::minutes(5),
+        );
+        self.news2_page(actor, patient_id, window, max.clamp(1, 10_000), true)
+            .await
+    }
+
+    /// NEWS2 results in `[from, to)` as far as the actor may read them, audited.
+    async fn news2_page(
+        &self,
+        actor: &Actor,
+        patient_id: PatientId,
+        (from, to): (DateTime<Utc>, DateTime<Utc>),
+        limit: u32,
+        newest_first: bool,
+    ) -> Result<Vec<News2Record>, Error> {
         let (access, (from, to)) = self
             .authorize_patient_window(
                 actor,
@@ -545,6 +574,7 @@ impl Wardline {
                 from,
                 to,
                 limit,
+                newest_first,
             })
             .await?)
     }

@@ -667,6 +667,7 @@ impl Wardline {
                     from: share.data_from,
                     to: share.data_to,
                     limit: 5000,
+                    newest_first: false,
                 })
                 .await?
         } else {

@@ -519,6 +519,8 @@ pub struct News2Query {
     /// Exclusive.
     pub to: DateTime<Utc>,
     pub limit: u32,
+    /// Newest first (else oldest first).
+    pub newest_first: bool,
 }
 
 /// What a device said about itself (battery, fault), kept so that its patient's

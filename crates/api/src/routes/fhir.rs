@@ -1069,6 +1069,24 @@ pub(crate) async fn last_observations(
         ));
     }
     groups.sort_by_key(|(loinc, _)| *loinc);
+    // NEWS2 (SNOMED CT) after the LOINC codes; nothing for a reader who may not see it.
+    if search.wants_news2() {
+        match state
+            .service
+            .newest_news2(&actor, search.patient, search.max)
+            .await
+        {
+            Ok(records) => groups.push((
+                wardline_fhir::NEWS2_TOTAL,
+                records
+                    .iter()
+                    .map(wardline_service::fhir_resources::news2_resource)
+                    .collect(),
+            )),
+            Err(Error::Forbidden) if !search.news2 => {}
+            Err(other) => return Err(other.into()),
+        }
+    }
     let resources = groups
         .into_iter()
         .flat_map(|(_, resources)| resources)

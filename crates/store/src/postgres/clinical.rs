@@ -599,7 +599,8 @@ impl ClinicalStore for PostgresStore {
                 "SELECT {NEWS2_COLUMNS} FROM {NEWS2_FROM}
                  WHERE n.patient_key = (SELECT key FROM patient WHERE id = $1)
                    AND n.time_ms >= $2 AND n.time_ms < $3
-                 ORDER BY n.time_ms LIMIT $4"
+                 ORDER BY n.time_ms {} LIMIT $4",
+                if query.newest_first { "DESC" } else { "ASC" }
             ))
             .await?;
         client

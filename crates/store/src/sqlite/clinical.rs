@@ -485,7 +485,8 @@ impl ClinicalStore for SqliteStore {
                 "SELECT {NEWS2_COLUMNS} FROM {NEWS2_FROM}
                  WHERE n.patient_key = (SELECT key FROM patient WHERE id = ?1)
                    AND n.time_ms >= ?2 AND n.time_ms < ?3
-                 ORDER BY n.time_ms LIMIT ?4"
+                 ORDER BY n.time_ms {} LIMIT ?4",
+                if query.newest_first { "DESC" } else { "ASC" }
             ))?;
             let rows = statement.query_map(
                 params![

@@ -542,18 +542,21 @@ pub async fn news2_results_replace_per_time(store: &dyn Store) {
         })
         .await
         .expect("replace");
-    let all = store
-        .news2_scores(News2Query {
-            patient_id: alice,
-            from: at(0),
-            to: at(60),
-            limit: 100,
-        })
-        .await
-        .expect("query");
+    let query = |newest_first: bool, limit: u32| News2Query {
+        patient_id: alice,
+        from: at(0),
+        to: at(60),
+        limit,
+        newest_first,
+    };
+    let all = store.news2_scores(query(false, 100)).await.expect("query");
     assert_eq!(all.len(), 2);
     assert_eq!(all[0], stored(5, 1, 0));
     assert_eq!(all[1], stored(10, 3, 30), "replaced, with when it was");
+    assert_eq!(
+        store.news2_scores(query(true, 1)).await.expect("newest"),
+        [stored(10, 3, 30)]
+    );
     assert_eq!(
         store.latest_news2(alice).await.expect("latest"),
         Some(stored(10, 3, 30))
