@@ -934,6 +934,15 @@ pub(crate) async fn read_observation_version(
     observation_by_id(&state, &actor, &id).await
 }
 
+/// A resource read by id: Wardline keeps one version of each, so its ETag is always 1.
+fn one_version(resource: Value) -> Response {
+    let mut response = Fhir(StatusCode::OK, resource).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
+    response
+}
+
 async fn observation_by_id(
     state: &AppState,
     actor: &wardline_service::Actor,
@@ -956,12 +965,9 @@ async fn observation_by_id(
             Err(other) => return Err(other.into()),
         }
         .ok_or_else(|| Error::NotFound(format!("Observation/{id}")))?;
-        let resource = wardline_service::fhir_resources::news2_resource(&record);
-        let mut response = Fhir(StatusCode::OK, resource).into_response();
-        response
-            .headers_mut()
-            .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
-        return Ok(response);
+        return Ok(one_version(
+            wardline_service::fhir_resources::news2_resource(&record),
+        ));
     }
     let (device, kind, seq) =
         wardline_fhir::id_parts(id).ok_or_else(|| Error::NotFound(format!("Observation/{id}")))?;
@@ -987,11 +993,7 @@ async fn observation_by_id(
         wardline_fhir::IdKind::Measured | wardline_fhir::IdKind::Derived => None,
     };
     if let Some(resource) = resource {
-        let mut response = Fhir(StatusCode::OK, resource).into_response();
-        response
-            .headers_mut()
-            .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
-        return Ok(response);
+        return Ok(one_version(resource));
     }
     let derived = kind == wardline_fhir::IdKind::Derived;
     let observation = state
@@ -1007,11 +1009,7 @@ async fn observation_by_id(
     .await?
     .pop()
     .ok_or_else(|| Error::Internal("no resource for a reading".into()))?;
-    let mut response = Fhir(StatusCode::OK, resource).into_response();
-    response
-        .headers_mut()
-        .insert(header::ETAG, HeaderValue::from_static("W/\"1\""));
-    Ok(response)
+    Ok(one_version(resource))
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
